@@ -1,0 +1,106 @@
+# cairn's Makefile (GNU make).
+#
+#   make            build bin/cairn
+#   make run        a whole cluster with a FUSE mount on this machine
+#   make test       everything CI runs (.ci/run): vet, unit and end-to-end tests
+#   make race       the concurrent packages under the race detector
+#   make lint       gofmt, go vet, staticcheck
+#   make fuzz       every fuzz target for $(FUZZTIME)
+#   make bench      every benchmark once
+#   make install    bin/cairn into $(PREFIX)/bin, and /sbin/mount.cairn
+
+# Recipes run in bash with -e (stop at the first failing command), -u (an
+# unset variable is an error) and -o pipefail (a pipeline fails when any of
+# its commands fails, not only the last).
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+
+GO       ?= go
+PREFIX   ?= /usr/local
+DEV_DIR  ?= $(CURDIR)/.dev/cluster
+DEV_MNT  ?= $(CURDIR)/.dev/mnt
+FUZZTIME ?= 20s
+BENCHTIME ?= 1x
+
+# The packages that run goroutines against each other.
+RACE_PKGS := ./metad/... ./blockd/... ./client/... ./mount/... ./checksum/...
+
+# staticcheck: the installed one, else this release, fetched and cached by go run.
+STATICCHECK ?= $(or $(shell command -v staticcheck),$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2)
+
+.DEFAULT_GOAL := build
+.PHONY: build run deps test race lint fuzz bench install clean
+
+build:
+	$(GO) build -o bin/cairn ./cmd/cairn
+
+# Ctrl-C stops the cluster and unmounts $(DEV_MNT).
+run: deps build
+	mkdir -p $(DEV_DIR) $(DEV_MNT)
+	bin/cairn dev --dir $(DEV_DIR) --mount $(DEV_MNT)
+
+# cairn mounts through FUSE 3, whose fusermount3 lets a mount be made and
+# undone. As root we install it; otherwise we say what is missing.
+deps:
+	@if ! command -v fusermount3 >/dev/null; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y fuse3; \
+		else \
+			echo "cairn needs FUSE 3 (fusermount3 and /dev/fuse): install the fuse3 package, e.g. sudo apt-get install fuse3" >&2; \
+			exit 1; \
+		fi; \
+	fi
+
+# CAIRN_BIN: the end-to-end tests in tests/ run the binary just built instead
+#   of building their own.
+# -count=1: never report a cached result; the end-to-end tests depend on the
+#   binary and the machine, which the test cache does not see.
+# -timeout 14m: a hung test (a stuck mount, say) panics with every
+#   goroutine's stack, well before CI gives up on the job silently.
+# -p is left at its default: packages test in parallel, which is safe because
+#   every cluster binds port 0 and lives in its own temporary directories.
+test: deps build
+	$(GO) vet ./...
+	CAIRN_BIN=$(CURDIR)/bin/cairn $(GO) test -count=1 -timeout 14m ./...
+
+# -race slows code several times, hence the longer timeout.
+race:
+	$(GO) test -race -count=1 -timeout 20m $(RACE_PKGS)
+
+lint:
+	@unformatted=$$(gofmt -l .); \
+	if [ -n "$$unformatted" ]; then echo "gofmt -w needed on:" >&2; echo "$$unformatted" >&2; exit 1; fi
+	$(GO) vet ./...
+	$(STATICCHECK) ./...
+
+# go test -list prints a package's fuzz targets, then "ok  PACKAGE ...";
+# awk turns that into "PACKAGE TARGET" lines. -fuzz takes one target of one
+# package at a time; -run '^$$' skips the unit tests, which go test ran
+# already. New failing inputs are written to the package's testdata/fuzz/.
+fuzz:
+	@$(GO) test -list '^Fuzz' ./... \
+	| awk '/^Fuzz/ { names[n++] = $$1; next } /^ok/ { for (i = 0; i < n; i++) print $$2, names[i]; n = 0 }' \
+	| while read -r pkg name; do \
+		echo "== $$pkg $$name"; \
+		$(GO) test -run '^$$' -fuzz "^$$name$$" -fuzztime $(FUZZTIME) "$$pkg" </dev/null; \
+	done
+
+# -run '^$$': no tests, only benchmarks. -benchtime 1x: each benchmark runs
+# once, to show it works; measure with BENCHTIME=5s, say.
+bench: build
+	CAIRN_BIN=$(CURDIR)/bin/cairn $(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) ./...
+
+# mount(8) runs /sbin/mount.TYPE for `mount -t cairn` and /etc/fstab lines.
+# DESTDIR stages the installation under another root, for packaging.
+install: build
+	install -D -m 0755 bin/cairn $(DESTDIR)$(PREFIX)/bin/cairn
+	install -d $(DESTDIR)/sbin
+	ln -sf $(PREFIX)/bin/cairn $(DESTDIR)/sbin/mount.cairn
+
+# .dev holds `make run`'s cluster; its mount must be stopped first, or rm
+# would delete the files in the cluster through it.
+clean:
+	@if grep -qs " $(DEV_MNT) " /proc/self/mountinfo; then \
+		echo "$(DEV_MNT) is still mounted: stop 'make run' first" >&2; exit 1; \
+	fi
+	rm -rf bin .dev

@@ -1,0 +1,335 @@
+// Package blockd is the block daemon: it keeps replicas of blocks on local
+// disk (Store), serves the block data stream (receive through a pipeline,
+// send verified ranges), and reports to metad: registration, heartbeats
+// with capacity, full and incremental block reports, and the commands
+// metad answers with.
+package blockd
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"cairn"
+	"cairn/internal/daemon"
+	"cairn/rpc"
+)
+
+// Config configures a Blockd.
+type Config struct {
+	Dir       string
+	MetadAddr string
+	Rack      string
+	Heartbeat time.Duration
+	Logger    *zap.Logger
+}
+
+// Blockd is one block daemon.
+type Blockd struct {
+	cfg    Config
+	store  *Store
+	log    *zap.Logger
+	metad  cairn.Registry
+	conn   *grpc.ClientConn
+	node   cairn.Node
+	active atomic.Int64
+
+	mu       sync.Mutex
+	incoming []cairn.Block // finalized, not yet reported
+	kick     chan struct{}
+}
+
+// New opens the data directory and connects (lazily) to metad.
+func New(cfg Config) (*Blockd, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
+	if cfg.Heartbeat <= 0 {
+		cfg.Heartbeat = cairn.DefaultHeartbeat
+	}
+	if cfg.Rack == "" {
+		cfg.Rack = "/default-rack"
+	}
+	st, err := OpenStore(cfg.Dir, cfg.Logger)
+	if err != nil {
+		return nil, err
+	}
+	conn, err := grpc.NewClient(cfg.MetadAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		st.Close()
+		return nil, fmt.Errorf("blockd: metad %s: %w", cfg.MetadAddr, err)
+	}
+	return &Blockd{cfg: cfg, store: st, log: cfg.Logger, metad: rpc.NewRegistryClient(conn), conn: conn, kick: make(chan struct{}, 1)}, nil
+}
+
+// Close releases the store and the connection to metad.
+func (d *Blockd) Close() {
+	_ = d.conn.Close()
+	d.store.Close()
+}
+
+// received queues a finalized replica for the next incremental report.
+func (d *Blockd) received(b cairn.Block) {
+	d.mu.Lock()
+	d.incoming = append(d.incoming, b)
+	d.mu.Unlock()
+	select {
+	case d.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (d *Blockd) register(ctx context.Context) error {
+	ns, err := d.metad.Register(ctx, cairn.Registration{Node: d.node, NamespaceID: d.store.NamespaceID()})
+	if err != nil {
+		return err
+	}
+	if err := d.store.SetNamespaceID(ns); err != nil {
+		return err
+	}
+	blocks := d.store.Report()
+	if err := d.metad.BlockReport(ctx, d.node.StorageID, blocks); err != nil {
+		return err
+	}
+	d.log.Info("registered with metad", zap.String("metad", d.cfg.MetadAddr), zap.String("namespace_id", ns), zap.Int("replicas", len(blocks)))
+	return nil
+}
+
+// registerLoop registers, retrying while metad is unreachable; a namespace
+// mismatch is final.
+func (d *Blockd) registerLoop(ctx context.Context) error {
+	delay := 200 * time.Millisecond
+	for {
+		err := d.register(ctx)
+		if err == nil {
+			return nil
+		}
+		if cairn.KindOf(err) == cairn.KindNamespace {
+			return err
+		}
+		d.log.Warn("register with metad failed; retrying", zap.String("metad", d.cfg.MetadAddr), zap.Error(err))
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, d.cfg.Heartbeat)
+	}
+}
+
+func (d *Blockd) heartbeat(ctx context.Context) error {
+	capacity, used, remaining := d.store.Usage()
+	cmds, err := d.metad.Heartbeat(ctx, cairn.Heartbeat{
+		StorageID: d.node.StorageID, Capacity: capacity, Used: used, Remaining: remaining, Active: int(d.active.Load()),
+	})
+	if err != nil {
+		return err
+	}
+	for _, c := range cmds {
+		switch c.Kind {
+		case cairn.CmdReregister:
+			d.log.Info("metad asks to register again")
+			if err := d.registerLoop(ctx); err != nil {
+				return err
+			}
+		case cairn.CmdDelete:
+			var gone []cairn.Block
+			for _, b := range c.Blocks {
+				if err := d.store.Delete(b); err != nil {
+					d.log.Error("delete replica", zap.Stringer("block", b), zap.Error(err))
+					continue
+				}
+				gone = append(gone, b)
+			}
+			if len(gone) > 0 {
+				d.log.Info("replicas deleted", zap.Int("count", len(gone)))
+				if err := d.metad.BlocksDeleted(ctx, d.node.StorageID, gone); err != nil {
+					d.log.Warn("report deletions", zap.Error(err))
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func (d *Blockd) reportIncoming(ctx context.Context) {
+	d.mu.Lock()
+	batch := d.incoming
+	d.incoming = nil
+	d.mu.Unlock()
+	if len(batch) == 0 {
+		return
+	}
+	if err := d.metad.BlocksReceived(ctx, d.node.StorageID, batch); err != nil {
+		d.log.Warn("incremental block report failed; will retry", zap.Error(err))
+		d.mu.Lock()
+		d.incoming = append(batch, d.incoming...)
+		d.mu.Unlock()
+	}
+}
+
+// run heartbeats and sends incremental reports until ctx ends.
+func (d *Blockd) run(ctx context.Context) error {
+	t := time.NewTicker(d.cfg.Heartbeat)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-d.kick:
+			d.reportIncoming(ctx)
+		case <-t.C:
+			d.reportIncoming(ctx)
+			if err := d.heartbeat(ctx); err != nil {
+				if cairn.KindOf(err) == cairn.KindNamespace {
+					return err
+				}
+				d.log.Warn("heartbeat failed", zap.String("metad", d.cfg.MetadAddr), zap.Error(err))
+			}
+		}
+	}
+}
+
+// advertised turns a bound address into one other hosts can reach: an
+// unspecified IP becomes the local address used to reach metad.
+func advertised(bound net.Addr, metad string) string {
+	tcp, ok := bound.(*net.TCPAddr)
+	if !ok || !tcp.IP.IsUnspecified() {
+		return bound.String()
+	}
+	if c, err := net.Dial("udp", metad); err == nil {
+		defer c.Close()
+		if u, ok := c.LocalAddr().(*net.UDPAddr); ok {
+			return net.JoinHostPort(u.IP.String(), fmt.Sprint(tcp.Port))
+		}
+	}
+	return net.JoinHostPort("127.0.0.1", fmt.Sprint(tcp.Port))
+}
+
+// Main is the `cairn blockd` command.
+func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fl := flag.NewFlagSet("cairn blockd", flag.ContinueOnError)
+	fl.SetOutput(stderr)
+	dir := fl.String("data", "", "data directory (required)")
+	metad := fl.String("metad", "", "metad RPC address (default $CAIRN_METAD or 127.0.0.1:9000)")
+	listen := fl.String("listen", ":9866", "block data stream address (port 0 picks a free port)")
+	httpAddr := fl.String("http", ":9864", "HTTP status address (port 0 picks a free port; empty disables)")
+	rack := fl.String("rack", "/default-rack", "rack of this blockd, for placement")
+	hb := fl.Duration("heartbeat", cairn.DefaultHeartbeat, "heartbeat interval")
+	addrFile := fl.String("addr-file", "", "write the bound addresses as JSON to this file once registered")
+	debug := fl.Bool("debug", false, "log at debug level")
+	fl.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: cairn blockd --data DIR --metad HOST:9000 [--listen :9866] [--http :9864] [--rack /r1]\n\nThe block daemon: keeps replicas of blocks and streams them to clients.\n\n")
+		fl.PrintDefaults()
+	}
+	pos, err := daemon.Parse(fl, args)
+	if daemon.IsHelp(err) {
+		return 0
+	}
+	if err != nil {
+		return 2
+	}
+	if len(pos) > 0 {
+		return daemon.Usage(stderr, "cairn blockd", fmt.Sprintf("unexpected argument %q", pos[0]))
+	}
+	if *dir == "" {
+		return daemon.Usage(stderr, "cairn blockd", "--data DIR is required")
+	}
+	log := daemon.Logger(*debug).Named("blockd")
+	defer func() { _ = log.Sync() }()
+	cfg := Config{Dir: *dir, MetadAddr: metadAddr(*metad), Rack: *rack, Heartbeat: *hb, Logger: log}
+	if err := serve(ctx, cfg, *listen, *httpAddr, *addrFile); err != nil {
+		log.Error("blockd stopped", zap.Error(err))
+		fmt.Fprintf(stderr, "cairn blockd: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+func serve(ctx context.Context, cfg Config, listen, httpAddr, addrFile string) error {
+	ctx, stop := daemon.SignalContext(ctx)
+	defer stop()
+	d, err := New(cfg)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	dl, err := daemon.Listen("blockd data", listen)
+	if err != nil {
+		return err
+	}
+	defer dl.Close()
+	d.node = cairn.Node{StorageID: d.store.StorageID(), DataAddr: advertised(dl.Addr(), cfg.MetadAddr), Rack: cfg.Rack}
+	errc := make(chan error, 3)
+	go func() { errc <- d.serveData(dl) }()
+	if httpAddr != "" {
+		hl, err := daemon.Listen("blockd HTTP", httpAddr)
+		if err != nil {
+			return err
+		}
+		hs := &http.Server{Handler: d.httpHandler(), ReadHeaderTimeout: 10 * time.Second}
+		go func() {
+			if err := hs.Serve(hl); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errc <- err
+			}
+		}()
+		defer hs.Close()
+		d.node.HTTPAddr = advertised(hl.Addr(), cfg.MetadAddr)
+	}
+	d.log.Info("blockd serving", zap.String("data", d.node.DataAddr), zap.String("http", d.node.HTTPAddr),
+		zap.String("storage_id", d.node.StorageID), zap.String("dir", cfg.Dir))
+	if err := d.registerLoop(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+	if err := daemon.WriteAddrFile(addrFile, map[string]string{"data": d.node.DataAddr, "http": d.node.HTTPAddr, "storage_id": d.node.StorageID}); err != nil {
+		return err
+	}
+	go func() { errc <- d.run(ctx) }()
+	select {
+	case <-ctx.Done():
+		d.log.Info("blockd stopping")
+		return nil
+	case err := <-errc:
+		if errors.Is(err, net.ErrClosed) {
+			return nil
+		}
+		return err
+	}
+}
+
+func (d *Blockd) httpHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/" {
+			http.NotFound(w, r)
+			return
+		}
+		capacity, used, remaining := d.store.Usage()
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		fmt.Fprintf(w, "cairn blockd %s\ndata %s\nreplicas %d\ncapacity %d, used %d, remaining %d\nactive transfers %d\n",
+			d.node.StorageID, d.node.DataAddr, len(d.store.Report()), capacity, used, remaining, d.active.Load())
+	})
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "ok\n") })
+	return mux
+}
+
+func metadAddr(flagValue string) string {
+	if flagValue != "" {
+		return flagValue
+	}
+	return daemon.MetadAddr()
+}

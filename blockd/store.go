@@ -1,0 +1,403 @@
+package blockd
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+
+	"cairn"
+	"cairn/checksum"
+	"cairn/internal/versionfile"
+)
+
+// LayoutVersion is the version of the data directory layout.
+const LayoutVersion = 1
+
+const lockName = "in_use.lock"
+
+// Store is one blockd data directory: VERSION, a lock held while the blockd
+// runs, replicas being written in current/rbw and finalized replicas in
+// current/finalized/subdir<a>/subdir<b>.
+type Store struct {
+	dir  string
+	lock *os.File
+	log  *zap.Logger
+
+	mu       sync.Mutex
+	version  map[string]string
+	replicas map[cairn.BlockID]replica // finalized
+	writing  map[cairn.BlockID]bool    // in rbw
+	used     int64                     // bytes of finalized data and meta
+}
+
+type replica struct {
+	gs      cairn.GenStamp
+	len     int64
+	metaLen int64
+}
+
+func (r replica) disk() int64 { return r.len + r.metaLen }
+
+// OpenStore opens (creating on first use) a data directory and locks it,
+// so a second blockd on the same directory is refused.
+func OpenStore(dir string, log *zap.Logger) (*Store, error) {
+	for _, d := range []string{dir, filepath.Join(dir, "current", "rbw"), filepath.Join(dir, "current", "finalized")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, fmt.Errorf("blockd store: %w", err)
+		}
+	}
+	lock, err := os.OpenFile(filepath.Join(dir, lockName), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("blockd store: %w", err)
+	}
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		_ = lock.Close()
+		return nil, fmt.Errorf("blockd store: %s is in use by another blockd (lock %s): %w", dir, lockName, err)
+	}
+	_ = lock.Truncate(0)
+	_, _ = lock.WriteString(strconv.Itoa(os.Getpid()) + "\n")
+	s := &Store{dir: dir, lock: lock, log: log, replicas: map[cairn.BlockID]replica{}, writing: map[cairn.BlockID]bool{}}
+	if err := s.loadVersion(); err != nil {
+		s.Close()
+		return nil, err
+	}
+	if err := s.scan(); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Store) loadVersion() error {
+	v, err := versionfile.Read(s.dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		v = map[string]string{
+			"storageID":     versionfile.NewID("DS-"),
+			"cTime":         strconv.FormatInt(time.Now().Unix(), 10),
+			"layoutVersion": strconv.Itoa(LayoutVersion),
+			"storageType":   "BLOCKD",
+			"namespaceID":   "",
+		}
+		if err := versionfile.Write(s.dir, v); err != nil {
+			return err
+		}
+		s.log.Info("new data directory", zap.String("dir", s.dir), zap.String("storage_id", v["storageID"]))
+	} else if err != nil {
+		return fmt.Errorf("blockd store %s: %w", s.dir, err)
+	}
+	if v["storageID"] == "" {
+		return fmt.Errorf("blockd store %s: VERSION has no storageID", s.dir)
+	}
+	if lv, _ := strconv.Atoi(v["layoutVersion"]); lv > LayoutVersion {
+		return fmt.Errorf("blockd store %s: layout version %d is newer than this blockd's %d", s.dir, lv, LayoutVersion)
+	}
+	s.version = v
+	return nil
+}
+
+// StorageID is the directory's stable identity.
+func (s *Store) StorageID() string { return s.version["storageID"] }
+
+// NamespaceID is the namespace the directory belongs to, "" before the
+// first registration.
+func (s *Store) NamespaceID() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.version["namespaceID"]
+}
+
+// SetNamespaceID records the namespace on first registration.
+func (s *Store) SetNamespaceID(id string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.version["namespaceID"] == id {
+		return nil
+	}
+	v := map[string]string{}
+	for k, x := range s.version {
+		v[k] = x
+	}
+	v["namespaceID"] = id
+	if err := versionfile.Write(s.dir, v); err != nil {
+		return err
+	}
+	s.version = v
+	return nil
+}
+
+// Close releases the directory lock.
+func (s *Store) Close() {
+	if s.lock != nil {
+		_ = s.lock.Close()
+		s.lock = nil
+	}
+}
+
+func (s *Store) rbwDir() string { return filepath.Join(s.dir, "current", "rbw") }
+
+func (s *Store) finalizedDir(id cairn.BlockID) string {
+	return filepath.Join(s.dir, "current", "finalized", checksum.FinalizedSubdir(uint64(id)))
+}
+
+// BlockPath and MetaPath locate a finalized replica's files.
+func (s *Store) BlockPath(b cairn.Block) string {
+	return filepath.Join(s.finalizedDir(b.ID), checksum.BlockFileName(uint64(b.ID)))
+}
+
+// MetaPath is the path of a finalized replica's .meta file.
+func (s *Store) MetaPath(b cairn.Block) string {
+	return filepath.Join(s.finalizedDir(b.ID), checksum.MetaFileName(uint64(b.ID), uint64(b.GenStamp)))
+}
+
+// scan builds the replica map from what is on disk.
+func (s *Store) scan() error {
+	root := filepath.Join(s.dir, "current", "finalized")
+	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			return nil
+		}
+		id, gs, ok := checksum.ParseMetaFileName(d.Name())
+		if !ok {
+			return nil
+		}
+		fi, err := os.Stat(filepath.Join(filepath.Dir(path), checksum.BlockFileName(id)))
+		if err != nil {
+			s.log.Warn("meta without block file", zap.String("meta", path), zap.Error(err))
+			return nil
+		}
+		mi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		if old, dup := s.replicas[cairn.BlockID(id)]; dup {
+			if old.gs >= cairn.GenStamp(gs) {
+				return nil
+			}
+			s.used -= old.disk()
+		}
+		r := replica{gs: cairn.GenStamp(gs), len: fi.Size(), metaLen: mi.Size()}
+		s.replicas[cairn.BlockID(id)] = r
+		s.used += r.disk()
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("blockd store: scan %s: %w", root, err)
+	}
+	left, _ := os.ReadDir(s.rbwDir())
+	if len(left) > 0 {
+		s.log.Warn("replicas left being written by an earlier run", zap.String("dir", s.rbwDir()), zap.Int("files", len(left)))
+	}
+	return nil
+}
+
+// Report lists every finalized replica.
+func (s *Store) Report() []cairn.Block {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]cairn.Block, 0, len(s.replicas))
+	for id, r := range s.replicas {
+		out = append(out, cairn.Block{ID: id, GenStamp: r.gs, Len: r.len})
+	}
+	return out
+}
+
+// Lookup returns the finalized replica of block id.
+func (s *Store) Lookup(id cairn.BlockID) (cairn.Block, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, ok := s.replicas[id]
+	return cairn.Block{ID: id, GenStamp: r.gs, Len: r.len}, ok
+}
+
+// Usage returns the disk's capacity and free bytes and what replicas use.
+func (s *Store) Usage() (capacity, used, remaining int64) {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(s.dir, &st); err == nil {
+		capacity = int64(st.Blocks) * st.Bsize
+		remaining = int64(st.Bavail) * st.Bsize
+	}
+	s.mu.Lock()
+	used = s.used
+	s.mu.Unlock()
+	return capacity, used, remaining
+}
+
+// Delete removes a finalized replica if its stamp is not newer than b's.
+func (s *Store) Delete(b cairn.Block) error {
+	s.mu.Lock()
+	r, ok := s.replicas[b.ID]
+	if !ok || r.gs > b.GenStamp {
+		s.mu.Unlock()
+		return nil
+	}
+	delete(s.replicas, b.ID)
+	s.used -= r.disk()
+	s.mu.Unlock()
+	have := cairn.Block{ID: b.ID, GenStamp: r.gs}
+	err1 := os.Remove(s.BlockPath(have))
+	err2 := os.Remove(s.MetaPath(have))
+	if err := errors.Join(err1, err2); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("delete %s: %w", have, err)
+	}
+	return nil
+}
+
+// ReplicaWriter writes one replica into rbw/ and finalizes it.
+type ReplicaWriter struct {
+	s     *Store
+	b     cairn.Block
+	data  *os.File
+	meta  *os.File
+	mw    *checksum.MetaWriter
+	chunk int
+	n     int64
+	short bool // a short chunk was written: nothing may follow
+	done  bool
+}
+
+// Create starts a new replica of b.
+func (s *Store) Create(b cairn.Block, chunkSize int) (*ReplicaWriter, error) {
+	s.mu.Lock()
+	if _, ok := s.replicas[b.ID]; ok || s.writing[b.ID] {
+		s.mu.Unlock()
+		return nil, cairn.E("blockd.Create", cairn.KindExist, b.String(), "replica already exists")
+	}
+	s.writing[b.ID] = true
+	s.mu.Unlock()
+	w := &ReplicaWriter{s: s, b: b, chunk: chunkSize}
+	var err error
+	w.data, err = os.OpenFile(filepath.Join(s.rbwDir(), checksum.BlockFileName(uint64(b.ID))), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+	if err == nil {
+		w.meta, err = os.OpenFile(filepath.Join(s.rbwDir(), checksum.MetaFileName(uint64(b.ID), uint64(b.GenStamp))), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+	}
+	if err == nil {
+		w.mw, err = checksum.NewMetaWriter(w.meta, checksum.NewHeader(uint64(b.ID), uint64(b.GenStamp), chunkSize))
+	}
+	if err != nil {
+		w.Abort()
+		return nil, fmt.Errorf("create replica %s: %w", b, err)
+	}
+	return w, nil
+}
+
+// Len is the number of bytes written.
+func (w *ReplicaWriter) Len() int64 { return w.n }
+
+// Write appends data (starting on a chunk boundary) and its verified sums.
+func (w *ReplicaWriter) Write(data []byte, sums []uint64) error {
+	if w.short && len(data) > 0 {
+		return fmt.Errorf("replica %s: data after a short chunk", w.b)
+	}
+	if _, err := w.data.Write(data); err != nil {
+		return fmt.Errorf("replica %s: %w", w.b, err)
+	}
+	if err := w.mw.AppendSums(sums); err != nil {
+		return fmt.Errorf("replica %s meta: %w", w.b, err)
+	}
+	w.n += int64(len(data))
+	if len(data)%w.chunk != 0 {
+		w.short = true
+	}
+	return nil
+}
+
+// Sync makes what was written durable.
+func (w *ReplicaWriter) Sync() error {
+	if err := w.data.Sync(); err != nil {
+		return fmt.Errorf("replica %s: sync: %w", w.b, err)
+	}
+	if err := w.meta.Sync(); err != nil {
+		return fmt.Errorf("replica %s: sync meta: %w", w.b, err)
+	}
+	return nil
+}
+
+// Finalize syncs the replica, moves it into finalized/ and syncs the
+// directories, so it survives a crash from the moment this returns.
+func (w *ReplicaWriter) Finalize() (cairn.Block, error) {
+	b := w.b
+	b.Len = w.n
+	err := w.Sync()
+	if err == nil {
+		err = errors.Join(w.data.Close(), w.meta.Close())
+	}
+	w.data, w.meta = nil, nil
+	dir := w.s.finalizedDir(b.ID)
+	if err == nil {
+		err = os.MkdirAll(dir, 0o755)
+	}
+	if err == nil {
+		err = os.Rename(filepath.Join(w.s.rbwDir(), checksum.MetaFileName(uint64(b.ID), uint64(b.GenStamp))), w.s.MetaPath(b))
+	}
+	if err == nil {
+		err = os.Rename(filepath.Join(w.s.rbwDir(), checksum.BlockFileName(uint64(b.ID))), w.s.BlockPath(b))
+	}
+	if err == nil {
+		err = errors.Join(versionfile.SyncDir(dir), versionfile.SyncDir(w.s.rbwDir()))
+	}
+	if err != nil {
+		w.Abort()
+		return b, fmt.Errorf("finalize %s: %w", b, err)
+	}
+	w.done = true
+	s := w.s
+	s.mu.Lock()
+	delete(s.writing, b.ID)
+	r := replica{gs: b.GenStamp, len: b.Len, metaLen: checksum.MetaSize(b.Len, w.chunk)}
+	s.replicas[b.ID] = r
+	s.used += r.disk()
+	s.mu.Unlock()
+	return b, nil
+}
+
+// Abort drops an unfinished replica.
+func (w *ReplicaWriter) Abort() {
+	if w.done {
+		return
+	}
+	w.done = true
+	for _, f := range []*os.File{w.data, w.meta} {
+		if f != nil {
+			_ = f.Close()
+			_ = os.Remove(f.Name())
+		}
+	}
+	w.s.mu.Lock()
+	delete(w.s.writing, w.b.ID)
+	w.s.mu.Unlock()
+}
+
+// OpenReplica opens a finalized replica's data and meta for reading. A
+// replica older than want's generation stamp is reported stale.
+func (s *Store) OpenReplica(want cairn.Block) (cairn.Block, *os.File, *os.File, error) {
+	const op = "blockd.OpenReplica"
+	have, ok := s.Lookup(want.ID)
+	if !ok {
+		return have, nil, nil, cairn.E(op, cairn.KindNotExist, want.String(), "no finalized replica here")
+	}
+	if have.GenStamp < want.GenStamp {
+		return have, nil, nil, cairn.E(op, cairn.KindNotExist, want.String(), fmt.Sprintf("replica is stale (generation stamp %d)", have.GenStamp))
+	}
+	data, err := os.Open(s.BlockPath(have))
+	if err != nil {
+		return have, nil, nil, cairn.E(op, cairn.KindIO, want.String(), strings.TrimPrefix(err.Error(), "open "))
+	}
+	meta, err := os.Open(s.MetaPath(have))
+	if err != nil {
+		_ = data.Close()
+		return have, nil, nil, cairn.E(op, cairn.KindIO, want.String(), strings.TrimPrefix(err.Error(), "open "))
+	}
+	return have, data, meta, nil
+}

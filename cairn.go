@@ -1,0 +1,306 @@
+package cairn
+
+import (
+	"context"
+	"fmt"
+	"io/fs"
+	"time"
+)
+
+// Default ports: Hadoop 3's, so operators' habits carry over.
+const (
+	DefaultMetadAddr    = "127.0.0.1:9000" // metad RPC
+	DefaultMetadHTTP    = ":9870"          // metad HTTP
+	DefaultBlockdListen = ":9866"          // blockd data stream
+	DefaultBlockdHTTP   = ":9864"          // blockd HTTP
+
+	DefaultBlockSize   = 64 << 20 // bytes per block
+	DefaultReplication = 3
+	// DefaultHeartbeat is how often a blockd reports to metad.
+	DefaultHeartbeat = 3 * time.Second
+	// DefaultDeadAfter is how long metad waits on a silent blockd before it
+	// counts it dead (HDFS: 10 min 30 s).
+	DefaultDeadAfter = 10*time.Minute + 30*time.Second
+)
+
+// BlockID names a block across the whole cluster. metad hands them out.
+type BlockID uint64
+
+// GenStamp is a block's generation stamp. A replica whose stamp is older than
+// metad's for its block is stale.
+type GenStamp uint64
+
+// Block is one block of a file: its identity and its length in bytes.
+type Block struct {
+	ID       BlockID
+	GenStamp GenStamp
+	Len      int64
+}
+
+func (b Block) String() string { return fmt.Sprintf("blk_%d_%d", b.ID, b.GenStamp) }
+
+// Node is a blockd as the cluster knows it.
+type Node struct {
+	StorageID string // stable identity, kept in the blockd's VERSION file
+	DataAddr  string // host:port of the block data stream
+	HTTPAddr  string // host:port of its HTTP server
+	Rack      string // e.g. "/default-rack"
+}
+
+// LocatedBlock is a block with where it lives: the blockds holding a
+// replica (for reads) or the pipeline to write it through (for writes).
+type LocatedBlock struct {
+	Block
+	Offset    int64 // offset of the block's first byte in its file
+	Locations []Node
+}
+
+// FileInfo describes one entry of the namespace.
+type FileInfo struct {
+	Name        string      // last path element; "/" for the root
+	Inode       uint64      // stable inode number
+	Mode        fs.FileMode // type bits (fs.ModeDir, fs.ModeSymlink...) and permission bits
+	Size        int64       // bytes; for a file being written, the bytes acknowledged so far
+	Owner       string
+	Group       string
+	ModTime     time.Time
+	AccessTime  time.Time
+	Replication int   // files only
+	BlockSize   int64 // files only
+	Writing     bool  // a writer holds the file's lease
+	Symlink     string
+}
+
+// IsDir reports whether fi describes a directory.
+func (fi FileInfo) IsDir() bool { return fi.Mode.IsDir() }
+
+// CreateOptions are the per-file settings chosen at create time. Zero values
+// take the cluster's defaults.
+type CreateOptions struct {
+	Perm        fs.FileMode
+	Replication int
+	BlockSize   int64
+	// Client names the writer that will hold the file's lease.
+	Client string
+}
+
+// FileBlocks is a file's length and its blocks with locations, nearest first.
+type FileBlocks struct {
+	Size    int64
+	Writing bool
+	Blocks  []LocatedBlock
+}
+
+// FsStats is the cluster's capacity as statfs(2) reports it.
+type FsStats struct {
+	Capacity  int64
+	Used      int64
+	Remaining int64
+	Files     int64 // inodes in use
+	Blocks    int64
+	LiveNodes int
+}
+
+// NodeReport is what metad knows of one blockd.
+type NodeReport struct {
+	Node
+	Capacity      int64
+	Used          int64
+	Remaining     int64
+	Blocks        int64
+	LastHeartbeat time.Time
+	Live          bool
+}
+
+// ClusterReport is metad's view of the cluster (admin -report, fsck).
+type ClusterReport struct {
+	NamespaceID        string
+	DefaultReplication int
+	Nodes              []NodeReport
+}
+
+// BlockReplicas is how many live replicas metad knows of for one block.
+type BlockReplicas struct {
+	Block
+	Live []Node
+}
+
+// Namespace is metad's service to clients: every path is absolute and valid
+// (see ValidatePath); errors are *Error values whose Kind callers decide on.
+type Namespace interface {
+	// Mkdirs creates path and any missing parents. An existing directory
+	// is not an error; an existing file on the way is ErrExist/ErrNotDir.
+	Mkdirs(ctx context.Context, path string, perm fs.FileMode) error
+	// Mkdir creates one directory: ErrExist if path exists, ErrNotExist if
+	// the parent does not.
+	Mkdir(ctx context.Context, path string, perm fs.FileMode) error
+	// Create makes a new empty file held open for writing by opts.Client.
+	// ErrExist if path exists; ErrNotExist if the parent does not.
+	Create(ctx context.Context, path string, opts CreateOptions) (FileInfo, error)
+	// AddBlock ends the file's last block at prev.Len bytes (if any) and
+	// allocates a new one with a pipeline of target blockds.
+	AddBlock(ctx context.Context, path, client string, prev *Block) (LocatedBlock, error)
+	// Complete records the last block's length and closes the file.
+	// It returns ErrRetry while the last block has no reported replica.
+	Complete(ctx context.Context, path, client string, last *Block) error
+	// Stat describes path (a symlink itself, not its target).
+	Stat(ctx context.Context, path string) (FileInfo, error)
+	// List returns up to limit entries of directory path whose names sort
+	// after `after`, and whether more follow.
+	List(ctx context.Context, path, after string, limit int) ([]FileInfo, bool, error)
+	// Rename moves src to dst atomically, replacing a file at dst.
+	Rename(ctx context.Context, src, dst string) error
+	// Delete removes path; a non-empty directory needs recursive.
+	Delete(ctx context.Context, path string, recursive bool) error
+	// BlockLocations returns the file's blocks with their live replicas.
+	BlockLocations(ctx context.Context, path string) (FileBlocks, error)
+	// Statfs returns the cluster's capacity.
+	Statfs(ctx context.Context) (FsStats, error)
+	// Report returns metad's view of the blockds.
+	Report(ctx context.Context) (ClusterReport, error)
+
+	// SetAttr changes attributes and returns the result. Only the owner (or
+	// the superuser) may change mode and times; only the superuser owner.
+	SetAttr(ctx context.Context, path string, a Attr) (FileInfo, error)
+	// Symlink creates path as a symbolic link to target (kept as text).
+	Symlink(ctx context.Context, target, path string) error
+	// Mknod creates a fifo, socket or device node, kept as metadata only.
+	Mknod(ctx context.Context, path string, mode fs.FileMode) error
+	SetXattr(ctx context.Context, path, name string, value []byte, flags XattrFlags) error
+	// GetXattr returns ErrNotExist for a missing attribute.
+	GetXattr(ctx context.Context, path, name string) ([]byte, error)
+	ListXattrs(ctx context.Context, path string) ([]string, error)
+	RemoveXattr(ctx context.Context, path, name string) error
+	ContentSummary(ctx context.Context, path string) (ContentSummary, error)
+	// Append reopens a closed file for writing by client. It returns the
+	// file and, when the file ends inside a block, that last partial block
+	// with its live replicas and a new generation stamp, to be continued.
+	Append(ctx context.Context, path, client string) (FileInfo, *LocatedBlock, error)
+	// RenewLease keeps every file client writes from being taken over.
+	RenewLease(ctx context.Context, client string) error
+	// AbandonBlock drops the file's last block, allocated but never written.
+	AbandonBlock(ctx context.Context, path, client string, b Block) error
+	// Fsync records that the last block holds at least b.Len bytes on its
+	// pipeline (hflush/hsync), making them visible to new readers.
+	Fsync(ctx context.Context, path, client string, b Block) error
+	// UpdateBlockForPipeline gives the file's last block a new generation
+	// stamp for pipeline recovery.
+	UpdateBlockForPipeline(ctx context.Context, path, client string, b Block) (GenStamp, error)
+	// UpdatePipeline commits a recovered pipeline: the block now has
+	// updated's stamp and length, held by nodes.
+	UpdatePipeline(ctx context.Context, path, client string, old, updated Block, nodes []Node) error
+	// AdditionalNode picks a live blockd not in existing or excluded.
+	AdditionalNode(ctx context.Context, path, client string, b Block, existing, excluded []Node) (Node, error)
+	// ReportBadReplicas records replicas found corrupt; metad stops
+	// offering them and restores the replication from good copies.
+	ReportBadReplicas(ctx context.Context, bad []BadReplica) error
+	// Checkpoint writes a consistent copy of the namespace (a Pebble
+	// checkpoint plus VERSION) to dir on metad's machine while serving.
+	Checkpoint(ctx context.Context, dir string) error
+}
+
+// Registration is a blockd introducing itself to metad.
+type Registration struct {
+	Node
+	NamespaceID string // empty on a blockd never registered before
+}
+
+// Heartbeat is a blockd's periodic report of its state.
+type Heartbeat struct {
+	StorageID string
+	Capacity  int64
+	Used      int64
+	Remaining int64
+	Active    int // transfers in progress
+}
+
+// Command is metad's instruction to a blockd, carried on heartbeat replies.
+type Command struct {
+	Kind    CommandKind
+	Blocks  []Block
+	Targets []Node // for CmdTransfer: where to copy Blocks
+}
+
+// CommandKind says what a Command asks.
+type CommandKind int
+
+const (
+	CmdDelete     CommandKind = iota + 1 // delete these replicas
+	CmdTransfer                          // copy these replicas to Targets
+	CmdReregister                        // register again and send a full report
+)
+
+// Registry is metad's service to blockds.
+type Registry interface {
+	// Register admits a blockd and returns the namespace ID it must keep.
+	// A blockd formatted for another namespace gets ErrNamespace.
+	Register(ctx context.Context, r Registration) (namespaceID string, err error)
+	// Heartbeat records liveness and capacity and returns commands.
+	Heartbeat(ctx context.Context, h Heartbeat) ([]Command, error)
+	// BlockReport replaces metad's knowledge of the blockd's replicas.
+	BlockReport(ctx context.Context, storageID string, blocks []Block) error
+	// BlocksReceived and BlocksDeleted are incremental reports.
+	BlocksReceived(ctx context.Context, storageID string, blocks []Block) error
+	BlocksDeleted(ctx context.Context, storageID string, blocks []Block) error
+	// BlocksRecovering reports replicas found being written at start (left
+	// by a crash), cut back to their last whole verified chunk; metad
+	// decides whether to keep them.
+	BlocksRecovering(ctx context.Context, storageID string, blocks []Block) error
+	// ReportBadReplicas is the blockd's report of corrupt replicas (scanner,
+	// failed reads), as Namespace's.
+	ReportBadReplicas(ctx context.Context, bad []BadReplica) error
+}
+
+// Identity is who a client says it is. As in HDFS's simple mode, metad
+// believes what the client asserts: the mount passes the calling process's
+// user and groups; there is no authentication.
+type Identity struct {
+	User   string
+	Groups []string
+}
+
+type identityKey struct{}
+
+// WithIdentity returns ctx carrying id, for calls to a Namespace.
+func WithIdentity(ctx context.Context, id Identity) context.Context {
+	return context.WithValue(ctx, identityKey{}, id)
+}
+
+// IdentityFrom returns the identity ctx carries.
+func IdentityFrom(ctx context.Context) (Identity, bool) {
+	id, ok := ctx.Value(identityKey{}).(Identity)
+	return id, ok
+}
+
+// Attr is a change of attributes: nil fields stay as they are.
+type Attr struct {
+	Perm        *fs.FileMode // permission bits (and setuid/setgid/sticky)
+	Owner       *string
+	Group       *string
+	ModTime     *time.Time
+	AccessTime  *time.Time
+	Replication *int
+}
+
+// XattrFlags choose how SetXattr treats an existing attribute.
+type XattrFlags int
+
+const (
+	XattrCreate  XattrFlags = 1 // fail with ErrExist if it exists
+	XattrReplace XattrFlags = 2 // fail with ErrNotExist if it does not
+)
+
+// ContentSummary is what du and count report for a subtree.
+type ContentSummary struct {
+	Length        int64 // bytes in files
+	Files         int64
+	Dirs          int64
+	SpaceConsumed int64 // bytes times replication
+}
+
+// BadReplica names a replica found corrupt, and why.
+type BadReplica struct {
+	Block
+	StorageID string
+	Reason    string
+}

@@ -1,0 +1,154 @@
+package client_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"cairn/blockd"
+	"cairn/client"
+	"cairn/metad"
+)
+
+// cluster runs metad and blockds in this process, over real gRPC and TCP on
+// 127.0.0.1, with real Pebble and real files.
+type cluster struct {
+	metad string
+	dirs  []string
+}
+
+func startCluster(t *testing.T, blockds int, blockSize int64) *cluster {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	dir := t.TempDir()
+	run := func(name string, main func(context.Context, []string, io.Writer, io.Writer) int, args ...string) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var out bytes.Buffer
+			if code := main(ctx, args, &out, &out); code != 0 && ctx.Err() == nil {
+				t.Errorf("%s exited %d: %s", name, code, out.String())
+			}
+		}()
+	}
+	wait := func(path string) map[string]string {
+		deadline := time.Now().Add(20 * time.Second)
+		for time.Now().Before(deadline) {
+			if b, err := os.ReadFile(path); err == nil {
+				var m map[string]string
+				if err := json.Unmarshal(b, &m); err != nil {
+					t.Fatal(err)
+				}
+				return m
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		t.Fatalf("%s never appeared", path)
+		return nil
+	}
+	run("metad", metad.Main, "--data", filepath.Join(dir, "metad"), "--format", "--listen", "127.0.0.1:0", "--http", "",
+		"--block-size", fmt.Sprint(blockSize), "--addr-file", filepath.Join(dir, "metad.addr"))
+	c := &cluster{metad: wait(filepath.Join(dir, "metad.addr"))["rpc"]}
+	for i := 0; i < blockds; i++ {
+		bd := filepath.Join(dir, fmt.Sprintf("blockd%d", i))
+		c.dirs = append(c.dirs, bd)
+		af := filepath.Join(dir, fmt.Sprintf("blockd%d.addr", i))
+		run("blockd", blockd.Main, "--data", bd, "--metad", c.metad, "--listen", "127.0.0.1:0", "--http", "", "--heartbeat", "100ms", "--addr-file", af)
+		wait(af)
+	}
+	return c
+}
+
+func TestWriteReadAcrossBlocks(t *testing.T) {
+	c := startCluster(t, 3, 256<<10)
+	cl, err := client.Dial(c.metad, client.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx := context.Background()
+	data := make([]byte, 3<<20+12345)
+	for i := range data {
+		data[i] = byte(rand.IntN(256))
+	}
+	w, err := cl.Create(ctx, "/f", 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Odd write sizes cross packet and block boundaries.
+	for off := 0; off < len(data); {
+		n := min(len(data)-off, 1+rand.IntN(200<<10))
+		if _, err := w.Write(data[off : off+n]); err != nil {
+			t.Fatal(err)
+		}
+		off += n
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := cl.NS.Stat(ctx, "/f")
+	if err != nil || fi.Size != int64(len(data)) || fi.Writing {
+		t.Fatalf("stat = %+v, %v; want size %d, closed", fi, err, len(data))
+	}
+	r, err := cl.Open(ctx, "/f")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	got, err := io.ReadAll(io.NewSectionReader(r, 0, r.Size()))
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("read back %d bytes, err %v; equal=%v", len(got), err, bytes.Equal(got, data))
+	}
+	for i := 0; i < 200; i++ {
+		off := rand.Int64N(int64(len(data)))
+		n := rand.IntN(300 << 10)
+		buf := make([]byte, n)
+		k, err := r.ReadAt(buf, off)
+		end := min(off+int64(n), int64(len(data)))
+		if int64(k) != end-off || (err != nil && err != io.EOF) || !bytes.Equal(buf[:k], data[off:end]) {
+			t.Fatalf("ReadAt(%d, %d) = %d, %v", off, n, k, err)
+		}
+	}
+	fb, err := cl.NS.BlockLocations(ctx, "/f")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (len(data) + 256<<10 - 1) / (256 << 10); len(fb.Blocks) != want {
+		t.Fatalf("%d blocks, want %d", len(fb.Blocks), want)
+	}
+	for _, b := range fb.Blocks {
+		if len(b.Locations) != 3 {
+			t.Errorf("%s has %d live replicas, want 3", b.Block, len(b.Locations))
+		}
+	}
+}
+
+func TestEmptyFile(t *testing.T) {
+	c := startCluster(t, 1, 256<<10)
+	cl, err := client.Dial(c.metad, client.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	w, err := cl.Create(context.Background(), "/empty", 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := cl.NS.Stat(context.Background(), "/empty")
+	if err != nil || fi.Size != 0 || fi.Writing {
+		t.Fatalf("stat = %+v, %v", fi, err)
+	}
+}

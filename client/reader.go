@@ -1,0 +1,258 @@
+package client
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"cairn"
+	"cairn/checksum"
+	"cairn/rpc"
+	"cairn/rpc/pb"
+	"cairn/xfer"
+)
+
+// streamAhead is how far past a read one request to a blockd asks for, so
+// sequential reads reuse one stream.
+const streamAhead = 8 << 20
+
+// Reader reads a file at any offset, verifying every chunk against the
+// checksums the writer computed, and moving to another replica on any
+// error. It is safe for concurrent use.
+type Reader struct {
+	c    *Client
+	path string
+	fb   cairn.FileBlocks
+
+	mu  sync.Mutex
+	cur *stream         // an open stream that sequential reads continue
+	bad map[string]bool // replicas that failed this reader, tried last
+}
+
+func newReader(c *Client, path string, fb cairn.FileBlocks) *Reader {
+	return &Reader{c: c, path: path, fb: fb, bad: map[string]bool{}}
+}
+
+// Size is the file's length when it was opened.
+func (r *Reader) Size() int64 { return r.fb.Size }
+
+// Close releases the reader.
+func (r *Reader) Close() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.cur != nil {
+		r.cur.close()
+		r.cur = nil
+	}
+	return nil
+}
+
+// ReadAt implements io.ReaderAt.
+func (r *Reader) ReadAt(p []byte, off int64) (int, error) {
+	if off < 0 {
+		return 0, cairn.E("client.ReadAt", cairn.KindInvalid, r.path, "negative offset")
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for n < len(p) {
+		pos := off + int64(n)
+		if pos >= r.fb.Size {
+			return n, io.EOF
+		}
+		i := sort.Search(len(r.fb.Blocks), func(i int) bool {
+			b := r.fb.Blocks[i]
+			return b.Offset+b.Len > pos
+		})
+		if i == len(r.fb.Blocks) {
+			return n, cairn.E("client.ReadAt", cairn.KindIO, r.path, fmt.Sprintf("no block holds offset %d of %d", pos, r.fb.Size))
+		}
+		lb := r.fb.Blocks[i]
+		boff := pos - lb.Offset
+		k := int(min(int64(len(p)-n), lb.Len-boff))
+		if err := r.readBlock(lb, boff, p[n:n+k]); err != nil {
+			return n, err
+		}
+		n += k
+	}
+	return n, nil
+}
+
+// readBlock fills dst from block lb at offset boff, from the open stream if
+// it is there, else from each replica in turn.
+func (r *Reader) readBlock(lb cairn.LocatedBlock, boff int64, dst []byte) error {
+	var tried []string
+	for {
+		if r.cur == nil || r.cur.lb.ID != lb.ID || r.cur.pos != boff {
+			if r.cur != nil {
+				r.cur.close()
+				r.cur = nil
+			}
+			node, ok := r.pick(lb, tried)
+			if !ok {
+				detail := "no replica is known to metad"
+				if len(tried) > 0 {
+					detail = "every replica failed: " + strings.Join(tried, "; ")
+				}
+				return cairn.E("client.Read", cairn.KindIO, r.path, fmt.Sprintf("%s: %s", lb.Block, detail))
+			}
+			want := min(lb.Len-boff, max(int64(len(dst)), streamAhead))
+			s, err := openStream(lb, node, boff, want)
+			if err != nil {
+				tried = append(tried, fmt.Sprintf("%s: %v", node.DataAddr, err))
+				r.markBad(node, err)
+				continue
+			}
+			r.cur = s
+		}
+		n, err := r.cur.read(dst)
+		boff += int64(n)
+		dst = dst[n:]
+		if err == nil && len(dst) == 0 {
+			return nil
+		}
+		node := r.cur.node
+		r.cur.close()
+		r.cur = nil
+		if err == nil {
+			continue // the stream's range ended; open the next one
+		}
+		tried = append(tried, fmt.Sprintf("%s: %v", node.DataAddr, err))
+		r.markBad(node, err)
+	}
+}
+
+func (r *Reader) markBad(n cairn.Node, err error) {
+	r.bad[n.StorageID] = true
+	r.c.log.Warn("replica read failed; trying another", zap.String("path", r.path), zap.String("blockd", n.DataAddr), zap.Error(err))
+}
+
+// pick chooses the next replica to try: not yet tried for this read, good
+// ones before those that failed this reader earlier.
+func (r *Reader) pick(lb cairn.LocatedBlock, tried []string) (cairn.Node, bool) {
+	used := func(n cairn.Node) bool {
+		for _, t := range tried {
+			if strings.HasPrefix(t, n.DataAddr+":") {
+				return true
+			}
+		}
+		return false
+	}
+	for _, pass := range []bool{false, true} {
+		for _, n := range lb.Locations {
+			if r.bad[n.StorageID] == pass && !used(n) {
+				return n, true
+			}
+		}
+	}
+	return cairn.Node{}, false
+}
+
+// stream is one READ_BLOCK conversation with a blockd.
+type stream struct {
+	lb      cairn.LocatedBlock
+	node    cairn.Node
+	conn    net.Conn
+	pr      *xfer.PacketReader
+	chunk   int
+	pos     int64  // block offset of pending[0]
+	end     int64  // end of the requested range
+	pending []byte // verified bytes not yet returned
+	last    bool
+}
+
+func openStream(lb cairn.LocatedBlock, node cairn.Node, off, n int64) (*stream, error) {
+	conn, err := net.DialTimeout("tcp", node.DataAddr, 10*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	s := &stream{lb: lb, node: node, conn: conn, pos: off, end: off + n}
+	bw := xfer.NewBufferedWriter(conn)
+	err = xfer.WriteOp(bw, &pb.OpHeader{Op: pb.OpHeader_READ_BLOCK, Block: rpc.ToPBBlock(&lb.Block), Offset: off, Length: n})
+	if err == nil {
+		err = bw.Flush()
+	}
+	br := xfer.NewBufferedReader(conn)
+	var rep *pb.OpReply
+	if err == nil {
+		_ = conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+		rep, err = xfer.ReadReply(br)
+	}
+	if err == nil && rep.Status != 0 {
+		err = errors.New(rep.Message)
+	}
+	if err == nil && rep.BlockLen < off+n {
+		err = fmt.Errorf("replica holds %d bytes, %d wanted", rep.BlockLen, off+n)
+	}
+	if err == nil {
+		s.chunk = int(rep.ChunkSize)
+		s.pr, err = xfer.NewPacketReader(br, s.chunk)
+	}
+	if err != nil {
+		_ = conn.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// read copies verified bytes into dst. It returns fewer than len(dst) bytes
+// with a nil error only when the requested range is used up.
+func (s *stream) read(dst []byte) (int, error) {
+	n := 0
+	for n < len(dst) {
+		if len(s.pending) == 0 {
+			if s.last || s.pos >= s.end {
+				return n, nil
+			}
+			if err := s.next(); err != nil {
+				return n, err
+			}
+			continue
+		}
+		k := copy(dst[n:], s.pending)
+		s.pending = s.pending[k:]
+		s.pos += int64(k)
+		n += k
+	}
+	return n, nil
+}
+
+// next reads and verifies one packet.
+func (s *stream) next() error {
+	_ = s.conn.SetReadDeadline(time.Now().Add(60 * time.Second))
+	var p xfer.Packet
+	if err := s.pr.Read(&p); err != nil {
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		return err
+	}
+	if p.Offset%int64(s.chunk) != 0 || p.Offset > s.pos || p.Offset+int64(len(p.Data)) < s.pos && !p.Last() {
+		return fmt.Errorf("%w: packet at offset %d does not continue offset %d", xfer.ErrProtocol, p.Offset, s.pos)
+	}
+	if err := checksum.Verify(uint64(s.lb.ID), s.chunk, p.Offset/int64(s.chunk), p.Data, p.Sums); err != nil {
+		return err
+	}
+	skip := s.pos - p.Offset
+	if skip > int64(len(p.Data)) {
+		skip = int64(len(p.Data))
+	}
+	s.pending = p.Data[skip:]
+	if s.pos+int64(len(s.pending)) > s.end {
+		s.pending = s.pending[:s.end-s.pos]
+	}
+	s.last = p.Last()
+	if s.last && s.pos+int64(len(s.pending)) < s.end {
+		return fmt.Errorf("%w: stream ended at %d before %d", xfer.ErrProtocol, s.pos+int64(len(s.pending)), s.end)
+	}
+	return nil
+}
+
+func (s *stream) close() { _ = s.conn.Close() }

@@ -1,0 +1,109 @@
+package metad
+
+import (
+	"encoding/binary"
+	"fmt"
+
+	"cairn"
+)
+
+// Pebble key layout (docs/FORMAT.md is the reference):
+//
+//	"m" "layout"                       -> layout version, uint32 BE
+//	"c" name                           -> counter, uint64 BE ("inode", "block", "genstamp", "files")
+//	"i" ino(8 BE)                      -> metapb.Inode
+//	"e" parent(8 BE) name              -> child ino (8 BE)
+//	"f" ino(8 BE) index(4 BE)          -> block: id(8) genstamp(8) len(8), all BE
+//	"k" blockID(8 BE)                  -> owning ino (8 BE)
+const (
+	prefixMeta    = 'm'
+	prefixCounter = 'c'
+	prefixInode   = 'i'
+	prefixEntry   = 'e'
+	prefixFile    = 'f'
+	prefixBlock   = 'k'
+)
+
+// LayoutVersion is the version of the key layout this metad reads and writes.
+const LayoutVersion = 1
+
+// RootIno is the inode number of "/".
+const RootIno = 1
+
+var layoutKey = []byte("mlayout")
+
+func counterKey(name string) []byte { return append([]byte{prefixCounter}, name...) }
+
+func inodeKey(ino uint64) []byte {
+	k := make([]byte, 9)
+	k[0] = prefixInode
+	binary.BigEndian.PutUint64(k[1:], ino)
+	return k
+}
+
+func entryPrefix(parent uint64) []byte {
+	k := make([]byte, 9, 9+32)
+	k[0] = prefixEntry
+	binary.BigEndian.PutUint64(k[1:], parent)
+	return k
+}
+
+func entryKey(parent uint64, name string) []byte { return append(entryPrefix(parent), name...) }
+
+func filePrefix(ino uint64) []byte {
+	k := make([]byte, 9, 13)
+	k[0] = prefixFile
+	binary.BigEndian.PutUint64(k[1:], ino)
+	return k
+}
+
+func fileBlockKey(ino uint64, idx uint32) []byte {
+	return binary.BigEndian.AppendUint32(filePrefix(ino), idx)
+}
+
+func blockKey(id cairn.BlockID) []byte {
+	k := make([]byte, 9)
+	k[0] = prefixBlock
+	binary.BigEndian.PutUint64(k[1:], uint64(id))
+	return k
+}
+
+func u64(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }
+
+func parseU64(b []byte) (uint64, error) {
+	if len(b) != 8 {
+		return 0, fmt.Errorf("metad: value of %d bytes where 8 were expected", len(b))
+	}
+	return binary.BigEndian.Uint64(b), nil
+}
+
+func encodeBlock(b cairn.Block) []byte {
+	v := make([]byte, 24)
+	binary.BigEndian.PutUint64(v, uint64(b.ID))
+	binary.BigEndian.PutUint64(v[8:], uint64(b.GenStamp))
+	binary.BigEndian.PutUint64(v[16:], uint64(b.Len))
+	return v
+}
+
+func decodeBlock(v []byte) (cairn.Block, error) {
+	if len(v) != 24 {
+		return cairn.Block{}, fmt.Errorf("metad: block record of %d bytes where 24 were expected", len(v))
+	}
+	return cairn.Block{
+		ID:       cairn.BlockID(binary.BigEndian.Uint64(v)),
+		GenStamp: cairn.GenStamp(binary.BigEndian.Uint64(v[8:])),
+		Len:      int64(binary.BigEndian.Uint64(v[16:])),
+	}, nil
+}
+
+// prefixEnd returns the smallest key greater than every key with prefix p.
+func prefixEnd(p []byte) []byte {
+	end := append([]byte(nil), p...)
+	for i := len(end) - 1; i >= 0; i-- {
+		end[i]++
+		if end[i] != 0 {
+			return end[:i+1]
+		}
+	}
+	return nil
+}

@@ -1,0 +1,351 @@
+package metad
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"sort"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"cairn"
+)
+
+var _ cairn.Registry = (*Metad)(nil)
+
+// nodeSet is metad's view of the blockds: who they are, when they last
+// spoke, what they hold room for.
+type nodeSet struct {
+	mu         sync.Mutex
+	deadAfter  time.Duration
+	staleAfter time.Duration
+	nodes      map[string]*nodeState
+}
+
+type nodeState struct {
+	cairn.Node
+	hb   cairn.Heartbeat
+	last time.Time
+}
+
+func (ns *nodeSet) live(n *nodeState, now time.Time) bool {
+	return now.Sub(n.last) < ns.deadAfter
+}
+
+// choose picks up to n distinct live blockds with room for a block, in a
+// random order.
+func (ns *nodeSet) choose(n int, blockSize int64, now time.Time) []cairn.Node {
+	ns.mu.Lock()
+	defer ns.mu.Unlock()
+	var cands []cairn.Node
+	for _, st := range ns.nodes {
+		if !ns.live(st, now) {
+			continue
+		}
+		if st.hb.Capacity > 0 && st.hb.Remaining < blockSize {
+			continue
+		}
+		cands = append(cands, st.Node)
+	}
+	rand.Shuffle(len(cands), func(i, j int) { cands[i], cands[j] = cands[j], cands[i] })
+	if len(cands) > n {
+		cands = cands[:n]
+	}
+	return cands
+}
+
+// isLive returns a live node and whether it is stale (silent for two
+// heartbeats, so likely dying).
+func (ns *nodeSet) isLive(id string, now time.Time) (n cairn.Node, live, stale bool) {
+	ns.mu.Lock()
+	defer ns.mu.Unlock()
+	st, ok := ns.nodes[id]
+	if !ok || !ns.live(st, now) {
+		return cairn.Node{}, false, false
+	}
+	return st.Node, true, now.Sub(st.last) >= ns.staleAfter
+}
+
+func (ns *nodeSet) totals(now time.Time) cairn.FsStats {
+	ns.mu.Lock()
+	defer ns.mu.Unlock()
+	var st cairn.FsStats
+	for _, n := range ns.nodes {
+		if !ns.live(n, now) {
+			continue
+		}
+		st.LiveNodes++
+		st.Capacity += n.hb.Capacity
+		st.Used += n.hb.Used
+		st.Remaining += n.hb.Remaining
+	}
+	return st
+}
+
+func (ns *nodeSet) report(now time.Time, bm *blockMap) []cairn.NodeReport {
+	ns.mu.Lock()
+	out := make([]cairn.NodeReport, 0, len(ns.nodes))
+	for _, n := range ns.nodes {
+		out = append(out, cairn.NodeReport{
+			Node: n.Node, Capacity: n.hb.Capacity, Used: n.hb.Used, Remaining: n.hb.Remaining,
+			LastHeartbeat: n.last, Live: ns.live(n, now),
+		})
+	}
+	ns.mu.Unlock()
+	for i := range out {
+		out[i].Blocks = bm.countOn(out[i].StorageID)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].DataAddr < out[j].DataAddr })
+	return out
+}
+
+// blockMap is where replicas are, as the blockds report them. Like HDFS's
+// block map it lives only in memory and is rebuilt from block reports.
+type blockMap struct {
+	mu       sync.Mutex
+	replicas map[cairn.BlockID]map[string]cairn.Block // block -> storage ID -> replica
+	toDelete map[string][]cairn.Block                 // storage ID -> replicas to delete
+}
+
+func newBlockMap() *blockMap {
+	return &blockMap{replicas: map[cairn.BlockID]map[string]cairn.Block{}, toDelete: map[string][]cairn.Block{}}
+}
+
+func (bm *blockMap) add(node string, b cairn.Block) {
+	r := bm.replicas[b.ID]
+	if r == nil {
+		r = map[string]cairn.Block{}
+		bm.replicas[b.ID] = r
+	}
+	r[node] = b
+}
+
+func (bm *blockMap) remove(node string, id cairn.BlockID) {
+	if r := bm.replicas[id]; r != nil {
+		delete(r, node)
+		if len(r) == 0 {
+			delete(bm.replicas, id)
+		}
+	}
+}
+
+// replicaCount counts reported replicas of b at b's generation stamp or newer.
+func (bm *blockMap) replicaCount(b cairn.Block) int {
+	bm.mu.Lock()
+	defer bm.mu.Unlock()
+	n := 0
+	for _, r := range bm.replicas[b.ID] {
+		if r.GenStamp >= b.GenStamp {
+			n++
+		}
+	}
+	return n
+}
+
+func (bm *blockMap) holders(b cairn.Block) []string {
+	bm.mu.Lock()
+	defer bm.mu.Unlock()
+	var out []string
+	for node, r := range bm.replicas[b.ID] {
+		if r.GenStamp >= b.GenStamp {
+			out = append(out, node)
+		}
+	}
+	return out
+}
+
+func (bm *blockMap) count() int {
+	bm.mu.Lock()
+	defer bm.mu.Unlock()
+	return len(bm.replicas)
+}
+
+func (bm *blockMap) countOn(node string) int64 {
+	bm.mu.Lock()
+	defer bm.mu.Unlock()
+	var n int64
+	for _, r := range bm.replicas {
+		if _, ok := r[node]; ok {
+			n++
+		}
+	}
+	return n
+}
+
+// free forgets blocks whose files are gone and queues their replicas for
+// deletion on the blockds that hold them.
+func (bm *blockMap) free(blocks []cairn.Block) {
+	if len(blocks) == 0 {
+		return
+	}
+	bm.mu.Lock()
+	defer bm.mu.Unlock()
+	for _, b := range blocks {
+		for node, r := range bm.replicas[b.ID] {
+			bm.toDelete[node] = append(bm.toDelete[node], r)
+		}
+		delete(bm.replicas, b.ID)
+	}
+}
+
+func (bm *blockMap) takeDeletes(node string) []cairn.Block {
+	bm.mu.Lock()
+	defer bm.mu.Unlock()
+	d := bm.toDelete[node]
+	delete(bm.toDelete, node)
+	return d
+}
+
+// liveReplicas lists the live holders of b in a random order, stale ones
+// last.
+func (m *Metad) liveReplicas(b cairn.Block, now time.Time) []cairn.Node {
+	var fresh, stale []cairn.Node
+	for _, id := range m.blocks.holders(b) {
+		switch n, live, isStale := m.nodes.isLive(id, now); {
+		case live && !isStale:
+			fresh = append(fresh, n)
+		case live:
+			stale = append(stale, n)
+		}
+	}
+	rand.Shuffle(len(fresh), func(i, j int) { fresh[i], fresh[j] = fresh[j], fresh[i] })
+	return append(fresh, stale...)
+}
+
+func (m *Metad) Register(ctx context.Context, r cairn.Registration) (string, error) {
+	const op = "metad.Register"
+	if r.StorageID == "" || r.DataAddr == "" {
+		return "", cairn.E(op, cairn.KindInvalid, "", "registration without storage ID or data address")
+	}
+	if r.NamespaceID != "" && r.NamespaceID != m.namespaceID {
+		m.log.Warn("refused a blockd from another namespace", zap.String("storage_id", r.StorageID),
+			zap.String("blockd_namespace", r.NamespaceID), zap.String("namespace", m.namespaceID))
+		return "", cairn.E(op, cairn.KindNamespace, "", fmt.Sprintf("blockd %s is formatted for namespace %s, this metad serves namespace %s", r.StorageID, r.NamespaceID, m.namespaceID))
+	}
+	if r.Rack == "" {
+		r.Rack = "/default-rack"
+	}
+	m.nodes.mu.Lock()
+	m.nodes.nodes[r.StorageID] = &nodeState{Node: r.Node, last: m.clock.Now()}
+	m.nodes.mu.Unlock()
+	m.log.Info("blockd registered", zap.String("storage_id", r.StorageID), zap.String("data", r.DataAddr), zap.String("rack", r.Rack))
+	return m.namespaceID, nil
+}
+
+func (m *Metad) Heartbeat(ctx context.Context, h cairn.Heartbeat) ([]cairn.Command, error) {
+	m.nodes.mu.Lock()
+	st, ok := m.nodes.nodes[h.StorageID]
+	if ok {
+		st.hb = h
+		st.last = m.clock.Now()
+	}
+	m.nodes.mu.Unlock()
+	if !ok {
+		return []cairn.Command{{Kind: cairn.CmdReregister}}, nil
+	}
+	var cmds []cairn.Command
+	if del := m.blocks.takeDeletes(h.StorageID); len(del) > 0 {
+		cmds = append(cmds, cairn.Command{Kind: cairn.CmdDelete, Blocks: del})
+	}
+	return cmds, nil
+}
+
+func (m *Metad) known(op, id string) error {
+	m.nodes.mu.Lock()
+	_, ok := m.nodes.nodes[id]
+	m.nodes.mu.Unlock()
+	if !ok {
+		return cairn.E(op, cairn.KindInvalid, "", fmt.Sprintf("blockd %s is not registered", id))
+	}
+	return nil
+}
+
+// owned reports whether b belongs to a file at a generation stamp no newer
+// than metad's. A replica of a deleted file or with a stale stamp is queued
+// for deletion instead.
+func (m *Metad) owned(b cairn.Block) (bool, error) {
+	v, err := m.st.get(blockKey(b.ID))
+	if err != nil {
+		if isNotFound(err) {
+			return false, nil
+		}
+		return false, err
+	}
+	ino, err := parseU64(v)
+	if err != nil {
+		return false, err
+	}
+	blocks, err := m.st.fileBlocks(ino)
+	if err != nil {
+		return false, err
+	}
+	for _, fb := range blocks {
+		if fb.ID == b.ID {
+			return b.GenStamp >= fb.GenStamp, nil
+		}
+	}
+	return false, nil
+}
+
+func (m *Metad) accept(node string, blocks []cairn.Block, replace bool) error {
+	keep := make([]cairn.Block, 0, len(blocks))
+	var drop []cairn.Block
+	for _, b := range blocks {
+		ok, err := m.owned(b)
+		if err != nil {
+			return err
+		}
+		if ok {
+			keep = append(keep, b)
+		} else {
+			drop = append(drop, b)
+		}
+	}
+	bm := m.blocks
+	bm.mu.Lock()
+	if replace {
+		for id, r := range bm.replicas {
+			if _, ok := r[node]; ok {
+				bm.remove(node, id)
+			}
+		}
+	}
+	for _, b := range keep {
+		bm.add(node, b)
+	}
+	bm.toDelete[node] = append(bm.toDelete[node], drop...)
+	bm.mu.Unlock()
+	if len(drop) > 0 {
+		m.log.Info("replicas of no file queued for deletion", zap.String("storage_id", node), zap.Int("replicas", len(drop)))
+	}
+	return nil
+}
+
+func (m *Metad) BlockReport(ctx context.Context, id string, blocks []cairn.Block) error {
+	if err := m.known("metad.BlockReport", id); err != nil {
+		return err
+	}
+	m.log.Info("block report", zap.String("storage_id", id), zap.Int("replicas", len(blocks)))
+	return m.accept(id, blocks, true)
+}
+
+func (m *Metad) BlocksReceived(ctx context.Context, id string, blocks []cairn.Block) error {
+	if err := m.known("metad.BlocksReceived", id); err != nil {
+		return err
+	}
+	return m.accept(id, blocks, false)
+}
+
+func (m *Metad) BlocksDeleted(ctx context.Context, id string, blocks []cairn.Block) error {
+	if err := m.known("metad.BlocksDeleted", id); err != nil {
+		return err
+	}
+	m.blocks.mu.Lock()
+	for _, b := range blocks {
+		m.blocks.remove(id, b.ID)
+	}
+	m.blocks.mu.Unlock()
+	return nil
+}

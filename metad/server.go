@@ -1,0 +1,154 @@
+// Package metad is the metadata daemon: the namespace in Pebble, the block
+// map rebuilt from blockds' reports, blockd liveness and block placement.
+// It serves the Namespace service to clients and the Registry service to
+// blockds over gRPC, and an HTTP status page.
+package metad
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"go.uber.org/zap"
+
+	"cairn"
+	"cairn/internal/versionfile"
+)
+
+// Clock is metad's only source of time, so liveness and leases can be
+// tested without sleeping.
+type Clock interface{ Now() time.Time }
+
+type wallClock struct{}
+
+func (wallClock) Now() time.Time { return time.Now() }
+
+// Config configures a Metad.
+type Config struct {
+	Dir         string // data directory, formatted
+	Replication int
+	BlockSize   int64
+	DeadAfter   time.Duration
+	Heartbeat   time.Duration // blockds' interval: silent for two is stale
+	Clock       Clock
+	Logger      *zap.Logger
+}
+
+// Metad is the metadata service: it implements cairn.Namespace and
+// cairn.Registry.
+type Metad struct {
+	cfg         Config
+	st          *store
+	blocks      *blockMap
+	nodes       *nodeSet
+	clock       Clock
+	log         *zap.Logger
+	namespaceID string
+}
+
+var pebbleLog = zap.NewNop()
+
+const storeDir = "pebble"
+
+// Format makes dir a new, empty metad data directory with a fresh namespace
+// ID. It refuses a directory already formatted unless force is set, in which
+// case the old namespace is destroyed.
+func Format(dir string, force bool) (string, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("format %s: %w", dir, err)
+	}
+	if old, err := versionfile.Read(dir); err == nil {
+		if !force {
+			return "", fmt.Errorf("format %s: already formatted for namespace %s; add --force to destroy it and start empty", dir, old["namespaceID"])
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return "", fmt.Errorf("format %s: %w", dir, err)
+	}
+	if err := os.RemoveAll(filepath.Join(dir, storeDir)); err != nil {
+		return "", fmt.Errorf("format %s: %w", dir, err)
+	}
+	id := versionfile.NewID("ns-")
+	err := versionfile.Write(dir, map[string]string{
+		"namespaceID":   id,
+		"cTime":         strconv.FormatInt(time.Now().Unix(), 10),
+		"layoutVersion": strconv.Itoa(LayoutVersion),
+		"storageType":   "METAD",
+	})
+	return id, err
+}
+
+// Open opens a formatted data directory.
+func Open(cfg Config) (*Metad, error) {
+	v, err := versionfile.Read(cfg.Dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%s is not a metad data directory (no VERSION): start once with --format", cfg.Dir)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", filepath.Join(cfg.Dir, versionfile.Name), err)
+	}
+	if v["namespaceID"] == "" {
+		return nil, fmt.Errorf("%s: VERSION has no namespaceID", cfg.Dir)
+	}
+	if lv, _ := strconv.Atoi(v["layoutVersion"]); lv > LayoutVersion {
+		return nil, fmt.Errorf("%s has layout version %d, newer than this metad's %d: run a newer cairn", cfg.Dir, lv, LayoutVersion)
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = wallClock{}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
+	if cfg.Replication <= 0 {
+		cfg.Replication = cairn.DefaultReplication
+	}
+	if cfg.BlockSize <= 0 {
+		cfg.BlockSize = cairn.DefaultBlockSize
+	}
+	if cfg.DeadAfter <= 0 {
+		cfg.DeadAfter = cairn.DefaultDeadAfter
+	}
+	if cfg.Heartbeat <= 0 {
+		cfg.Heartbeat = cairn.DefaultHeartbeat
+	}
+	pebbleLog = cfg.Logger.Named("pebble")
+	st, err := openStore(filepath.Join(cfg.Dir, storeDir))
+	if err != nil {
+		return nil, err
+	}
+	return &Metad{
+		cfg: cfg, st: st, blocks: newBlockMap(), clock: cfg.Clock, log: cfg.Logger,
+		nodes:       &nodeSet{deadAfter: cfg.DeadAfter, staleAfter: 2 * cfg.Heartbeat, nodes: map[string]*nodeState{}},
+		namespaceID: v["namespaceID"],
+	}, nil
+}
+
+// NamespaceID is the ID this metad serves.
+func (m *Metad) NamespaceID() string { return m.namespaceID }
+
+// Close closes the store.
+func (m *Metad) Close() error { return m.st.close() }
+
+func isNotFound(err error) bool { return errors.Is(err, pebble.ErrNotFound) }
+
+// currentUser and currentGroup name who runs metad: the owner of what it
+// creates until clients assert identities.
+var currentUser = sync.OnceValue(func() string {
+	if u, err := user.Current(); err == nil {
+		return u.Username
+	}
+	return strconv.Itoa(os.Getuid())
+})
+
+var currentGroup = sync.OnceValue(func() string {
+	if g, err := user.LookupGroupId(strconv.Itoa(os.Getgid())); err == nil {
+		return g.Name
+	}
+	return strconv.Itoa(os.Getgid())
+})

@@ -1,0 +1,53 @@
+package mount
+
+import (
+	"context"
+	"errors"
+	"syscall"
+
+	"cairn"
+)
+
+// errnos is the one table from a cairn error Kind to the errno a program
+// sees.
+var errnos = [...]syscall.Errno{
+	cairn.KindOther:       syscall.EIO,
+	cairn.KindNotExist:    syscall.ENOENT,
+	cairn.KindExist:       syscall.EEXIST,
+	cairn.KindNotDir:      syscall.ENOTDIR,
+	cairn.KindIsDir:       syscall.EISDIR,
+	cairn.KindNotEmpty:    syscall.ENOTEMPTY,
+	cairn.KindPermission:  syscall.EPERM,
+	cairn.KindAccess:      syscall.EACCES,
+	cairn.KindInvalid:     syscall.EINVAL,
+	cairn.KindBusy:        syscall.EBUSY,
+	cairn.KindRetry:       syscall.EAGAIN,
+	cairn.KindNamespace:   syscall.EIO,
+	cairn.KindNoSpace:     syscall.ENOSPC,
+	cairn.KindIO:          syscall.EIO,
+	cairn.KindUnavailable: syscall.EIO,
+}
+
+// errno translates err for the kernel: a cairn Kind through the table;
+// otherwise an errno already in the chain, an interrupted or timed-out
+// call, or an unsupported operation; anything else is EIO.
+func errno(err error) syscall.Errno {
+	if err == nil {
+		return 0
+	}
+	if k := cairn.KindOf(err); k != cairn.KindOther && int(k) < len(errnos) {
+		return errnos[k]
+	}
+	var e syscall.Errno
+	switch {
+	case errors.As(err, &e):
+		return e
+	case errors.Is(err, context.Canceled):
+		return syscall.EINTR
+	case errors.Is(err, context.DeadlineExceeded):
+		return syscall.ETIMEDOUT
+	case errors.Is(err, errors.ErrUnsupported):
+		return syscall.ENOTSUP
+	}
+	return errnos[cairn.KindOther]
+}

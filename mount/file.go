@@ -1,0 +1,265 @@
+package mount
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+
+	"github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"go.uber.org/zap"
+)
+
+// handle is one open file. A handle that created its file holds the
+// file's FileWriter; one that opened an existing file for writing holds
+// none, and every write through it is refused. Readers are opened on
+// demand.
+//
+// close(2) is FLUSH: the first flush from the opening process after bytes
+// were written closes the FileWriter and returns its error, so a failed
+// write is reported by close. Flushes from other processes (a child that
+// inherited the descriptor and exits) and flushes before any byte (a
+// shell closing the descriptor it dup2'ed onto stdout) leave the writer
+// open; RELEASE, when the last descriptor is gone, closes it then and logs
+// what fails, since no process is left to tell.
+type handle struct {
+	n        *node
+	writable bool
+	opener   uint32 // process that opened the handle; 0 if not known
+
+	mu     sync.Mutex
+	w      FileWriter
+	closed bool  // w is closed
+	werr   error // w.Close's result
+	// size mirrors w.Size() for stat(2), which must not wait behind a
+	// write in progress.
+	size atomic.Int64
+
+	readers []FileReader // the newest last; all are closed on release
+	grow    bool         // the file may grow: look again at the end of a reader
+}
+
+var _ = (fs.FileWriter)((*handle)(nil))
+
+func (h *handle) Write(ctx context.Context, data []byte, off int64) (uint32, syscall.Errno) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !h.writable {
+		return 0, syscall.EBADF
+	}
+	if h.w == nil {
+		fi, _, e := h.n.refresh(ctx)
+		if e != 0 {
+			return 0, e
+		}
+		return 0, h.refuseWrite(off, fi.Size)
+	}
+	if h.closed {
+		if h.werr != nil {
+			return 0, syscall.EIO
+		}
+		return 0, h.refuseWrite(off, h.size.Load())
+	}
+	if size := h.w.Size(); off != size {
+		return 0, h.refuseWrite(off, size)
+	}
+	n, err := h.w.Write(data)
+	h.size.Store(h.w.Size())
+	if err != nil {
+		h.n.fsys.log.Warn("write failed", zap.String("path", h.n.logPath()), zap.Int64("offset", off), zap.Error(err))
+		if n == 0 {
+			return 0, errno(err)
+		}
+	}
+	return uint32(n), 0
+}
+
+// refuseWrite refuses a write at off to a file of size bytes by the rule
+// it breaks.
+func (h *handle) refuseWrite(off, size int64) syscall.Errno {
+	rule := ruleAppendClosed
+	switch {
+	case off < size:
+		rule = ruleOverwrite
+	case off > size:
+		rule = ruleHole
+	}
+	return h.n.fsys.refuse(h.n.logPath(), rule, syscall.EPERM)
+}
+
+var _ = (fs.FileFlusher)((*handle)(nil))
+
+func (h *handle) Flush(ctx context.Context) syscall.Errno {
+	h.mu.Lock()
+	if h.w == nil || h.closed || h.size.Load() == 0 {
+		h.mu.Unlock()
+		return 0
+	}
+	if p := callerProcess(ctx); p != 0 && h.opener != 0 && p != h.opener {
+		h.mu.Unlock()
+		return 0
+	}
+	err := h.closeWriter()
+	h.mu.Unlock()
+	if err != nil {
+		h.n.fsys.log.Error("close failed", zap.String("path", h.n.logPath()), zap.Error(err))
+		return errno(err)
+	}
+	h.n.dropCache()
+	return 0
+}
+
+var _ = (fs.FileReleaser)((*handle)(nil))
+
+func (h *handle) Release(ctx context.Context) syscall.Errno {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.w != nil && !h.closed {
+		if err := h.closeWriter(); err != nil {
+			h.n.fsys.log.Error("close at release failed; no process is left to tell", zap.String("path", h.n.logPath()), zap.Error(err))
+		} else {
+			// No request on this handle can be waiting for h.mu now.
+			h.n.dropCache()
+		}
+	}
+	for _, r := range h.readers {
+		if err := r.Close(); err != nil {
+			h.n.fsys.log.Warn("closing a reader failed", zap.String("path", h.n.logPath()), zap.Error(err))
+		}
+	}
+	h.readers = nil
+	return 0
+}
+
+// dropCache makes the kernel drop the file's cached pages and attributes,
+// so what any reader sees next comes from the finished file. Not with a
+// handle's mu held: the kernel may wait for a read that waits for it.
+func (n *node) dropCache() {
+	if e := n.NotifyContent(0, 0); e != 0 && e != syscall.ENOENT {
+		n.fsys.log.Debug("dropping cached pages", zap.String("path", n.logPath()), zap.Error(e))
+	}
+}
+
+// closeWriter closes the FileWriter; h.mu is held.
+func (h *handle) closeWriter() error {
+	h.closed = true
+	h.werr = h.w.Close()
+	h.size.Store(h.w.Size())
+	n := h.n
+	n.mu.Lock()
+	if n.writer == h {
+		n.writer = nil
+		n.fi.Size = h.size.Load()
+		n.fi.Writing = false
+	}
+	n.mu.Unlock()
+	n.fsys.untrack(h)
+	return h.werr
+}
+
+var _ = (fs.FileFsyncer)((*handle)(nil))
+
+// Fsync makes the written bytes durable if the writer can; a closed file
+// already is.
+func (h *handle) Fsync(ctx context.Context, flags uint32) syscall.Errno {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	switch {
+	case h.w == nil:
+		return 0
+	case h.closed && h.werr != nil:
+		return syscall.EIO
+	case h.closed:
+		return 0
+	}
+	s, ok := h.w.(syncer)
+	if !ok {
+		return h.n.fsys.refuse(h.n.logPath(), ruleFsync, syscall.ENOTSUP)
+	}
+	return errno(s.Sync())
+}
+
+var _ = (fs.FileReader)((*handle)(nil))
+
+func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	r, e := h.reader(ctx, off)
+	if e != 0 {
+		return nil, e
+	}
+	n, err := r.ReadAt(dest, off)
+	if err != nil && !errors.Is(err, io.EOF) && n == 0 {
+		return nil, errno(err)
+	}
+	return fuse.ReadResultData(dest[:n]), 0
+}
+
+// reader returns the reader to read at off: the newest one, or a new one
+// if off is at its end and the file has grown since it was opened.
+func (h *handle) reader(ctx context.Context, off int64) (FileReader, syscall.Errno) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.readers) == 0 {
+		return h.openReader(ctx)
+	}
+	r := h.readers[len(h.readers)-1]
+	if off < r.Size() || !h.grow {
+		return r, 0
+	}
+	fi, local, e := h.n.refresh(ctx)
+	if e != 0 || fi.Size <= r.Size() {
+		return r, 0
+	}
+	h.grow = local || fi.Writing
+	nr, e := h.openReader(ctx)
+	if e != 0 {
+		return r, 0
+	}
+	return nr, 0
+}
+
+// openReader opens a reader on the file and keeps it; h.mu is held.
+func (h *handle) openReader(ctx context.Context) (FileReader, syscall.Errno) {
+	p, ok := h.n.path()
+	if !ok {
+		return nil, syscall.ENOENT
+	}
+	r, err := h.n.fsys.b.Open(ctx, p)
+	if err != nil {
+		return nil, errno(err)
+	}
+	h.readers = append(h.readers, r)
+	return r, 0
+}
+
+// callerProcess is the process (thread group) making the request, or 0
+// if it is not known. The kernel names the calling thread.
+func callerProcess(ctx context.Context) uint32 {
+	c, ok := fuse.FromContext(ctx)
+	if !ok || c.Pid == 0 {
+		return 0
+	}
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", c.Pid))
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	s := bufio.NewScanner(f)
+	for s.Scan() {
+		if v, ok := bytes.CutPrefix(s.Bytes(), []byte("Tgid:")); ok {
+			tgid, err := strconv.ParseUint(string(bytes.TrimSpace(v)), 10, 32)
+			if err != nil {
+				return 0
+			}
+			return uint32(tgid)
+		}
+	}
+	return 0
+}

@@ -1,0 +1,213 @@
+package mount
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+
+	"cairn"
+)
+
+// childEnv makes this test binary act as `cairn mount` over an in-memory
+// backend, so Main's detaching and signal handling run for real.
+const childEnv = "CAIRN_MOUNT_TEST_CHILD"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(childEnv) == "1" && len(os.Args) > 1 && os.Args[1] == "mount" {
+		b := newMemBackend()
+		b.put("/sub/hello", []byte("hello"))
+		dialBackend = func(addr string, log *zap.Logger) (Backend, func() error, error) {
+			if strings.HasPrefix(addr, "down:") {
+				return downBackend{b}, func() error { return nil }, nil
+			}
+			return b, func() error { return nil }, nil
+		}
+		os.Exit(Main(context.Background(), os.Args[2:]))
+	}
+	os.Exit(m.Run())
+}
+
+// downBackend is a cluster whose metad does not answer.
+type downBackend struct{ *memBackend }
+
+func (downBackend) Stat(ctx context.Context, path string) (cairn.FileInfo, error) {
+	return cairn.FileInfo{}, cairn.E("test.Stat", cairn.KindUnavailable, path, "connection refused")
+}
+
+func TestParseArgs(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want config
+	}{
+		{
+			[]string{"h:9000/a/b/", "/mnt", "-o", "ro,allow_other,_netdev,x-systemd.automount,noauto", "--debug"},
+			config{source: "h:9000/a/b/", addr: "h:9000", root: "/a/b", mountpoint: "/mnt", debug: true,
+				opts:    Options{ReadOnly: true, AllowOther: true},
+				rawOpts: []string{"ro", "allow_other", "_netdev", "x-systemd.automount", "noauto"}},
+		},
+		{
+			[]string{"--foreground", "10.0.0.1:9000", "-o", "nosuid", "/mnt", "-o", "nonempty,default_permissions,log=/tmp/l"},
+			config{source: "10.0.0.1:9000", addr: "10.0.0.1:9000", root: "/", mountpoint: "/mnt", foreground: true, nonempty: true, logFile: "/tmp/l",
+				opts:    Options{KernelOptions: []string{"nosuid"}, DefaultPermissions: true},
+				rawOpts: []string{"nosuid", "nonempty", "default_permissions", "log=/tmp/l"}},
+		},
+		{ // as mount(8) calls mount.cairn
+			[]string{"h:9000", "/mnt", "-n", "-o", "rw,defaults,users"},
+			config{source: "h:9000", addr: "h:9000", root: "/", mountpoint: "/mnt", rawOpts: []string{"rw", "defaults", "users"}},
+		},
+		{
+			[]string{"-s", "h:9000", "/mnt", "-o", "whatever", "-f"},
+			config{source: "h:9000", addr: "h:9000", root: "/", mountpoint: "/mnt", fake: true, rawOpts: []string{"whatever"}},
+		},
+	} {
+		got, err := parseArgs(c.args, &bytes.Buffer{})
+		if err != nil || !reflect.DeepEqual(got, c.want) {
+			t.Errorf("parseArgs(%q) =\n%+v, %v; want\n%+v", c.args, got, err, c.want)
+		}
+	}
+	for _, args := range [][]string{
+		{},
+		{"h:9000"},
+		{"h:9000", "/mnt", "extra"},
+		{"h", "/mnt"},
+		{"h:9000/../x", "/mnt"},
+		{"h:9000", "/mnt", "-o", "bogus"},
+		{"h:9000", "/mnt", "--bogus"},
+	} {
+		if _, err := parseArgs(args, &bytes.Buffer{}); err == nil {
+			t.Errorf("parseArgs(%q) accepted", args)
+		}
+	}
+}
+
+func TestMainChecks(t *testing.T) {
+	full := t.TempDir()
+	os.WriteFile(filepath.Join(full, "x"), nil, 0o644)
+	for _, c := range []struct {
+		args []string
+		want int
+	}{
+		{[]string{"-h"}, 0},
+		{[]string{"h:9000"}, 2},
+		{[]string{"h:9000", "/mnt", "-o", "bogus"}, 2},
+		{[]string{"h:9000", filepath.Join(full, "missing")}, 1},
+		{[]string{"h:9000", filepath.Join(full, "x")}, 1},
+		{[]string{"h:9000", full}, 1},
+		{[]string{"h:9000", full, "-o", "nonempty", "-f"}, 0},
+		{[]string{"h:9000", t.TempDir(), "-f"}, 0},
+	} {
+		if got := Main(context.Background(), c.args); got != c.want {
+			t.Errorf("Main(%q) = %d, want %d", c.args, got, c.want)
+		}
+	}
+}
+
+// waitMounts waits until dir has n FUSE mounts.
+func waitMounts(t *testing.T, dir string, n int) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); fuseMounts(dir) != n; {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %d FUSE mounts, want %d", dir, fuseMounts(dir), n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func unmountAtEnd(t *testing.T, dir string) {
+	t.Cleanup(func() {
+		if fuseMounts(dir) > 0 {
+			exec.Command("fusermount3", "-u", "-z", dir).Run()
+		}
+	})
+}
+
+func TestMainBackground(t *testing.T) {
+	requireFUSE(t)
+	t.Setenv(childEnv, "1")
+	dir := t.TempDir()
+	unmountAtEnd(t, dir)
+	if code := Main(context.Background(), []string{"mem:9000/sub", dir, "-o", "_netdev"}); code != 0 {
+		t.Fatalf("Main = %d", code)
+	}
+	if n := fuseMounts(dir); n != 1 {
+		t.Fatalf("Main returned with %d mounts at %s", n, dir)
+	}
+	if got, err := os.ReadFile(filepath.Join(dir, "hello")); err != nil || string(got) != "hello" {
+		t.Errorf("read through the detached mount: %q %v", got, err)
+	}
+	// Unmounted from outside, the detached process ends by itself.
+	run(t, "fusermount3", "-u", dir)
+	waitMounts(t, dir, 0)
+}
+
+func TestMainBackgroundFailure(t *testing.T) {
+	t.Setenv(childEnv, "1")
+	dir := t.TempDir()
+	unmountAtEnd(t, dir)
+	cfg, err := parseArgs([]string{"down:9000", dir}, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.checkMountpoint(); err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	if code := background(context.Background(), cfg, &stderr); code != 1 {
+		t.Errorf("background = %d, want 1", code)
+	}
+	if !strings.Contains(stderr.String(), "metad down:9000") || !strings.Contains(stderr.String(), "connection refused") {
+		t.Errorf("stderr: %q", stderr.String())
+	}
+}
+
+func TestMainForegroundSignal(t *testing.T) {
+	requireFUSE(t)
+	dir := t.TempDir()
+	unmountAtEnd(t, dir)
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(exe, "mount", "mem:9000", dir, "--foreground")
+	cmd.Env = append(os.Environ(), childEnv+"=1")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitMounts(t, dir, 1)
+	if _, err := os.Stat(filepath.Join(dir, "sub", "hello")); err != nil {
+		t.Error(err)
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	err = cmd.Wait()
+	var ee *exec.ExitError
+	if err != nil && !errors.As(err, &ee) {
+		t.Fatal(err)
+	}
+	if err != nil {
+		t.Errorf("exit after SIGTERM: %v\n%s", err, stderr.String())
+	}
+	if n := fuseMounts(dir); n != 0 {
+		t.Errorf("%d mounts left at %s", n, dir)
+	}
+	if !strings.Contains(stderr.String(), "mounted") || !strings.Contains(stderr.String(), "unmounted") {
+		t.Errorf("log: %s", stderr.String())
+	}
+}
+
+func TestUnescapeMountinfo(t *testing.T) {
+	if got := unescapeMountinfo(`/tmp/a\040b\134c\011`); got != "/tmp/a b\\c\t" {
+		t.Errorf("got %q", got)
+	}
+}

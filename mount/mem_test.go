@@ -1,0 +1,337 @@
+package mount
+
+import (
+	"context"
+	"io"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"cairn"
+)
+
+// memBackend is an in-memory Backend: a fake of the cluster, so the
+// mount's own tests exercise the mount and nothing else.
+type memBackend struct {
+	mu       sync.Mutex
+	files    map[string]*memFile // by path; "/" is the root
+	nextIno  uint64
+	stats    cairn.FsStats
+	closeErr map[string]error // what Close of a writer created at this path returns
+	lists    []listCall
+	statted  map[string]int // Stat calls by path
+}
+
+type memFile struct {
+	fi   cairn.FileInfo
+	data []byte
+}
+
+type listCall struct {
+	path, after string
+	limit       int
+}
+
+func newMemBackend() *memBackend {
+	b := &memBackend{files: map[string]*memFile{}, nextIno: 1, closeErr: map[string]error{}, statted: map[string]int{}}
+	b.add("/", os.ModeDir|0o755)
+	return b
+}
+
+// add makes an entry; b.mu is held or b is not shared yet.
+func (b *memBackend) add(path string, mode os.FileMode) *memFile {
+	_, name := cairn.Split(path)
+	if path == "/" {
+		name = "/"
+	}
+	b.nextIno++
+	now := time.Now()
+	f := &memFile{fi: cairn.FileInfo{Name: name, Inode: b.nextIno, Mode: mode, ModTime: now, AccessTime: now}}
+	b.files[path] = f
+	return f
+}
+
+// put makes a complete file holding data, and its parent directories.
+func (b *memBackend) put(path string, data []byte) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	dir, _ := cairn.Split(path)
+	b.mkdirAll(dir)
+	b.add(path, 0o644).data = append([]byte(nil), data...)
+}
+
+func (b *memBackend) mkdirAll(path string) {
+	if _, ok := b.files[path]; ok || path == "/" {
+		return
+	}
+	dir, _ := cairn.Split(path)
+	b.mkdirAll(dir)
+	b.add(path, os.ModeDir|0o755)
+}
+
+// content returns a file's bytes and whether a writer still holds it.
+func (b *memBackend) content(path string) ([]byte, bool, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	f, ok := b.files[path]
+	if !ok {
+		return nil, false, false
+	}
+	return append([]byte(nil), f.data...), f.fi.Writing, true
+}
+
+func (b *memBackend) listCalls(path string) []listCall {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var r []listCall
+	for _, c := range b.lists {
+		if c.path == path {
+			r = append(r, c)
+		}
+	}
+	return r
+}
+
+// statsUnder counts the Stat calls on paths under dir.
+func (b *memBackend) statsUnder(dir string) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	n := 0
+	for p, c := range b.statted {
+		if strings.HasPrefix(p, dir+"/") {
+			n += c
+		}
+	}
+	return n
+}
+
+func (b *memBackend) info(f *memFile) cairn.FileInfo {
+	fi := f.fi
+	if !fi.IsDir() {
+		fi.Size = int64(len(f.data))
+	}
+	return fi
+}
+
+// dir returns the directory at path, or the error a namespace gives.
+func (b *memBackend) dir(op, path string) (*memFile, error) {
+	f, ok := b.files[path]
+	switch {
+	case !ok:
+		return nil, cairn.E(op, cairn.KindNotExist, path, "")
+	case !f.fi.IsDir():
+		return nil, cairn.E(op, cairn.KindNotDir, path, "")
+	}
+	return f, nil
+}
+
+func (b *memBackend) hasChildren(path string) bool {
+	for p := range b.files {
+		if d, _ := cairn.Split(p); d == path && p != "/" {
+			return true
+		}
+	}
+	return false
+}
+
+func (b *memBackend) Stat(ctx context.Context, path string) (cairn.FileInfo, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.statted[path]++
+	f, ok := b.files[path]
+	if !ok {
+		return cairn.FileInfo{}, cairn.E("mem.Stat", cairn.KindNotExist, path, "")
+	}
+	return b.info(f), nil
+}
+
+func (b *memBackend) List(ctx context.Context, path, after string, limit int) ([]cairn.FileInfo, bool, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.lists = append(b.lists, listCall{path, after, limit})
+	if _, err := b.dir("mem.List", path); err != nil {
+		return nil, false, err
+	}
+	var names []string
+	for p := range b.files {
+		if d, name := cairn.Split(p); d == path && p != "/" && name > after {
+			names = append(names, name)
+		}
+	}
+	sort.Strings(names)
+	more := len(names) > limit
+	if more {
+		names = names[:limit]
+	}
+	r := make([]cairn.FileInfo, len(names))
+	for i, name := range names {
+		r[i] = b.info(b.files[cairn.Join(path, name)])
+	}
+	return r, more, nil
+}
+
+func (b *memBackend) Mkdir(ctx context.Context, path string, perm os.FileMode) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if _, ok := b.files[path]; ok {
+		return cairn.E("mem.Mkdir", cairn.KindExist, path, "")
+	}
+	dir, _ := cairn.Split(path)
+	if _, err := b.dir("mem.Mkdir", dir); err != nil {
+		return err
+	}
+	b.add(path, os.ModeDir|perm)
+	return nil
+}
+
+func (b *memBackend) Delete(ctx context.Context, path string, recursive bool) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	f, ok := b.files[path]
+	switch {
+	case !ok:
+		return cairn.E("mem.Delete", cairn.KindNotExist, path, "")
+	case path == "/":
+		return cairn.E("mem.Delete", cairn.KindInvalid, path, "the root")
+	case f.fi.IsDir() && !recursive && b.hasChildren(path):
+		return cairn.E("mem.Delete", cairn.KindNotEmpty, path, "")
+	}
+	for p := range b.files {
+		if p == path || strings.HasPrefix(p, path+"/") {
+			delete(b.files, p)
+		}
+	}
+	return nil
+}
+
+func (b *memBackend) Rename(ctx context.Context, src, dst string) error {
+	const op = "mem.Rename"
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	sf, ok := b.files[src]
+	if !ok {
+		return cairn.E(op, cairn.KindNotExist, src, "")
+	}
+	if src == dst {
+		return nil
+	}
+	if strings.HasPrefix(dst, src+"/") {
+		return cairn.E(op, cairn.KindInvalid, dst, "into itself")
+	}
+	dir, _ := cairn.Split(dst)
+	if _, err := b.dir(op, dir); err != nil {
+		return err
+	}
+	if df, ok := b.files[dst]; ok {
+		switch {
+		case df.fi.IsDir() && !sf.fi.IsDir():
+			return cairn.E(op, cairn.KindIsDir, dst, "")
+		case !df.fi.IsDir() && sf.fi.IsDir():
+			return cairn.E(op, cairn.KindNotDir, dst, "")
+		case df.fi.IsDir() && b.hasChildren(dst):
+			return cairn.E(op, cairn.KindNotEmpty, dst, "")
+		}
+	}
+	moved := map[string]*memFile{}
+	for p, f := range b.files {
+		if p == src || strings.HasPrefix(p, src+"/") {
+			moved[dst+strings.TrimPrefix(p, src)] = f
+			delete(b.files, p)
+		}
+	}
+	for p, f := range moved {
+		if p == dst {
+			_, f.fi.Name = cairn.Split(dst)
+		}
+		b.files[p] = f
+	}
+	return nil
+}
+
+func (b *memBackend) Statfs(ctx context.Context) (cairn.FsStats, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	st := b.stats
+	st.Files = int64(len(b.files))
+	return st, nil
+}
+
+func (b *memBackend) Create(ctx context.Context, path string, perm os.FileMode) (FileWriter, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if _, ok := b.files[path]; ok {
+		return nil, cairn.E("mem.Create", cairn.KindExist, path, "")
+	}
+	dir, _ := cairn.Split(path)
+	if _, err := b.dir("mem.Create", dir); err != nil {
+		return nil, err
+	}
+	f := b.add(path, perm)
+	f.fi.Writing = true
+	return &memWriter{b: b, f: f, closeErr: b.closeErr[path]}, nil
+}
+
+func (b *memBackend) Open(ctx context.Context, path string) (FileReader, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	f, ok := b.files[path]
+	switch {
+	case !ok:
+		return nil, cairn.E("mem.Open", cairn.KindNotExist, path, "")
+	case f.fi.IsDir():
+		return nil, cairn.E("mem.Open", cairn.KindIsDir, path, "")
+	}
+	return &memReader{data: f.data[:len(f.data):len(f.data)]}, nil
+}
+
+type memWriter struct {
+	b        *memBackend
+	f        *memFile
+	closeErr error
+	closed   bool
+}
+
+func (w *memWriter) Write(p []byte) (int, error) {
+	w.b.mu.Lock()
+	defer w.b.mu.Unlock()
+	if w.closed {
+		return 0, cairn.E("mem.Write", cairn.KindInvalid, w.f.fi.Name, "closed")
+	}
+	w.f.data = append(w.f.data, p...)
+	return len(p), nil
+}
+
+func (w *memWriter) Size() int64 {
+	w.b.mu.Lock()
+	defer w.b.mu.Unlock()
+	return int64(len(w.f.data))
+}
+
+func (w *memWriter) Close() error {
+	w.b.mu.Lock()
+	defer w.b.mu.Unlock()
+	if !w.closed {
+		w.closed = true
+		w.f.fi.Writing = false
+	}
+	return w.closeErr
+}
+
+// memReader reads the bytes the file had when it was opened.
+type memReader struct{ data []byte }
+
+func (r *memReader) ReadAt(p []byte, off int64) (int, error) {
+	if off >= int64(len(r.data)) {
+		return 0, io.EOF
+	}
+	n := copy(p, r.data[off:])
+	if n < len(p) {
+		return n, io.EOF
+	}
+	return n, nil
+}
+
+func (r *memReader) Size() int64  { return int64(len(r.data)) }
+func (r *memReader) Close() error { return nil }

@@ -1,0 +1,557 @@
+package mount
+
+import (
+	"context"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"go.uber.org/zap"
+
+	"cairn"
+)
+
+const (
+	// attrTimeout and entryTimeout are how long the kernel may trust what
+	// it was told. A file being written gets no attribute caching at all,
+	// so stat(2) follows its growth.
+	attrTimeout  = time.Second
+	entryTimeout = time.Second
+
+	ioBlockSize = 128 << 10 // st_blksize: the I/O size programs choose by
+	statfsBlock = 4096      // the unit statfs(2) counts capacity in
+	// freeInodes is what statfs reports as free inodes: the namespace
+	// lives in Pebble, so it has no fixed number of them.
+	freeInodes = 1 << 32
+
+	renameNoReplace = 0x1 // RENAME_NOREPLACE of renameat2(2)
+)
+
+// The rules a refused call names in its log line.
+const (
+	ruleOverwrite    = "write-once: no write below the end of a file (overwrite)"
+	ruleHole         = "write-once: no write beyond the end of a file (hole)"
+	ruleAppendClosed = "append to a closed file is not supported yet"
+	ruleTruncate     = "write-once: no truncate of a non-empty file to another size"
+	ruleChmod        = "chmod is not supported yet"
+	ruleChown        = "chown is not supported yet"
+	ruleUtimes       = "utimes is not supported yet, except on a file this mount is writing"
+	ruleExchange     = "rename with RENAME_EXCHANGE is not supported"
+	ruleRenameFlags  = "rename flag not supported"
+	ruleFsync        = "fsync needs a writer that can sync; this one cannot yet"
+	ruleLink         = "no hard links (as in HDFS)"
+)
+
+// fsys is what every node of one mount shares.
+type fsys struct {
+	b        Backend
+	root     string // the cairn directory shown at the mountpoint
+	readOnly bool
+	uid, gid uint32
+	log      *zap.Logger
+
+	mu      sync.Mutex
+	writers map[*handle]bool // handles whose FileWriter is still open
+}
+
+// refuse logs a call refused by the rules and returns its errno.
+func (f *fsys) refuse(path, rule string, e syscall.Errno) syscall.Errno {
+	f.log.Info("refused", zap.String("path", path), zap.String("rule", rule), zap.String("errno", e.Error()))
+	return e
+}
+
+func (f *fsys) track(h *handle) {
+	f.mu.Lock()
+	f.writers[h] = true
+	f.mu.Unlock()
+}
+
+func (f *fsys) untrack(h *handle) {
+	f.mu.Lock()
+	delete(f.writers, h)
+	f.mu.Unlock()
+}
+
+// closeWriters closes the writers of handles the kernel never released,
+// as after a lazy unmount, logging what fails.
+func (f *fsys) closeWriters() {
+	f.mu.Lock()
+	hs := make([]*handle, 0, len(f.writers))
+	for h := range f.writers {
+		hs = append(hs, h)
+	}
+	f.mu.Unlock()
+	for _, h := range hs {
+		h.mu.Lock()
+		if h.w != nil && !h.closed {
+			if err := h.closeWriter(); err != nil {
+				f.log.Error("close at unmount failed", zap.String("path", h.n.logPath()), zap.Error(err))
+			}
+		}
+		h.mu.Unlock()
+	}
+}
+
+// fillAttr turns fi into the attributes stat(2) shows.
+func (f *fsys) fillAttr(fi cairn.FileInfo, out *fuse.Attr) {
+	out.Ino = fi.Inode
+	out.Mode = unixMode(fi.Mode)
+	size := fi.Size
+	if fi.Mode&os.ModeSymlink != 0 {
+		size = int64(len(fi.Symlink))
+	}
+	out.Size = uint64(max(size, 0))
+	out.Blocks = (out.Size + 511) / 512
+	out.Blksize = ioBlockSize
+	out.Nlink = 1
+	if fi.IsDir() {
+		out.Nlink = 2
+	}
+	out.Owner = fuse.Owner{Uid: f.uid, Gid: f.gid}
+	mtime := unixTime(fi.ModTime)
+	atime := mtime
+	if !fi.AccessTime.IsZero() {
+		atime = unixTime(fi.AccessTime)
+	}
+	out.SetTimes(&atime, &mtime, &mtime)
+}
+
+// unixTime keeps a zero time at the epoch instead of year 1.
+func unixTime(t time.Time) time.Time {
+	if t.IsZero() {
+		return time.Unix(0, 0)
+	}
+	return t
+}
+
+// unixMode converts a Go file mode to st_mode bits.
+func unixMode(m os.FileMode) uint32 {
+	bits := uint32(m.Perm())
+	if m&os.ModeSetuid != 0 {
+		bits |= syscall.S_ISUID
+	}
+	if m&os.ModeSetgid != 0 {
+		bits |= syscall.S_ISGID
+	}
+	if m&os.ModeSticky != 0 {
+		bits |= syscall.S_ISVTX
+	}
+	switch {
+	case m&os.ModeDir != 0:
+		return bits | syscall.S_IFDIR
+	case m&os.ModeSymlink != 0:
+		return bits | syscall.S_IFLNK
+	case m&os.ModeNamedPipe != 0:
+		return bits | syscall.S_IFIFO
+	case m&os.ModeSocket != 0:
+		return bits | syscall.S_IFSOCK
+	case m&os.ModeCharDevice != 0:
+		return bits | syscall.S_IFCHR
+	case m&os.ModeDevice != 0:
+		return bits | syscall.S_IFBLK
+	}
+	return bits | syscall.S_IFREG
+}
+
+func stableAttr(fi cairn.FileInfo) fs.StableAttr {
+	return fs.StableAttr{Mode: unixMode(fi.Mode) & syscall.S_IFMT, Ino: fi.Inode}
+}
+
+// node is one directory, file or symlink. Its cairn path comes from its
+// place in go-fuse's Inode tree, so a rename moves it with no work here.
+type node struct {
+	fs.Inode
+	fsys *fsys
+
+	mu     sync.Mutex
+	fi     cairn.FileInfo // as last seen
+	writer *handle        // the handle writing this file through this mount
+}
+
+var _ = (fs.InodeEmbedder)((*node)(nil))
+
+// path is the node's cairn path; false if the node has left the tree, as
+// a file unlinked while open has.
+func (n *node) path() (string, bool) {
+	if !n.IsRoot() {
+		if _, parent := n.Parent(); parent == nil {
+			return "", false
+		}
+	}
+	rel := n.Path(n.Root())
+	switch {
+	case rel == "":
+		return n.fsys.root, true
+	case n.fsys.root == "/":
+		return "/" + rel, true
+	}
+	return n.fsys.root + "/" + rel, true
+}
+
+// logPath names the node in a log line, also after it left the tree.
+func (n *node) logPath() string {
+	if p, ok := n.path(); ok {
+		return p
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return "(unlinked) " + n.fi.Name
+}
+
+// childPath is the cairn path of the entry name in directory n.
+func (n *node) childPath(name string) (string, syscall.Errno) {
+	if len(name) > cairn.MaxNameLen {
+		return "", syscall.ENAMETOOLONG
+	}
+	dir, ok := n.path()
+	if !ok {
+		return "", syscall.ENOENT
+	}
+	p := cairn.Join(dir, name)
+	if err := cairn.ValidatePath(p); err != nil {
+		return "", errno(err)
+	}
+	return p, 0
+}
+
+// snapshot returns what the node knows of itself without asking the
+// backend, and whether this mount is writing the file, in which case the
+// size is the writer's.
+func (n *node) snapshot() (cairn.FileInfo, bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	fi := n.fi
+	if n.writer != nil {
+		fi.Size = n.writer.size.Load()
+		return fi, true
+	}
+	return fi, false
+}
+
+func (n *node) setInfo(fi cairn.FileInfo) {
+	n.mu.Lock()
+	n.fi = fi
+	n.mu.Unlock()
+}
+
+// refresh returns the node's current info: from its writer if this mount
+// writes the file, from the backend otherwise, or as last seen if the node
+// was unlinked while open.
+func (n *node) refresh(ctx context.Context) (cairn.FileInfo, bool, syscall.Errno) {
+	if fi, local := n.snapshot(); local {
+		return fi, true, 0
+	}
+	if p, ok := n.path(); ok {
+		fi, err := n.fsys.b.Stat(ctx, p)
+		if err != nil {
+			return cairn.FileInfo{}, false, errno(err)
+		}
+		n.setInfo(fi)
+	}
+	fi, local := n.snapshot()
+	return fi, local, 0
+}
+
+// fillEntry answers a lookup of n. A file being written (here or by
+// another client) gets no attribute caching.
+func (n *node) fillEntry(out *fuse.EntryOut) {
+	fi, local := n.snapshot()
+	n.fsys.fillAttr(fi, &out.Attr)
+	out.SetEntryTimeout(entryTimeout)
+	if !local && !fi.Writing {
+		out.SetAttrTimeout(attrTimeout)
+	}
+}
+
+// child returns the Inode for entry name of n described by fi, reusing the
+// one the tree has if it is the same file.
+func (n *node) child(ctx context.Context, name string, fi cairn.FileInfo, out *fuse.EntryOut) *fs.Inode {
+	sa := stableAttr(fi)
+	if in := n.GetChild(name); in != nil && in.StableAttr() == sa {
+		if c, ok := in.Operations().(*node); ok {
+			c.setInfo(fi)
+			c.fillEntry(out)
+			return in
+		}
+	}
+	c := &node{fsys: n.fsys, fi: fi}
+	c.fillEntry(out)
+	return n.NewInode(ctx, c, sa)
+}
+
+var _ = (fs.NodeLookuper)((*node)(nil))
+
+func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	p, e := n.childPath(name)
+	if e != 0 {
+		return nil, e
+	}
+	fi, err := n.fsys.b.Stat(ctx, p)
+	if err != nil {
+		return nil, errno(err)
+	}
+	return n.child(ctx, name, fi, out), 0
+}
+
+var _ = (fs.NodeGetattrer)((*node)(nil))
+
+func (n *node) Getattr(ctx context.Context, f fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	fi, local, e := n.refresh(ctx)
+	if e != 0 {
+		return e
+	}
+	n.fsys.fillAttr(fi, &out.Attr)
+	if !local && !fi.Writing {
+		out.SetTimeout(attrTimeout)
+	}
+	return 0
+}
+
+const timeAttrs = fuse.FATTR_ATIME | fuse.FATTR_MTIME | fuse.FATTR_ATIME_NOW | fuse.FATTR_MTIME_NOW | fuse.FATTR_CTIME
+
+var _ = (fs.NodeSetattrer)((*node)(nil))
+
+// Setattr allows only what changes nothing, and times on a file this mount
+// is writing: a size equal to the current one (the empty file truncated to
+// 0 included), the current mode, the mounting user as owner. A size change
+// carries the times the kernel sends with it.
+func (n *node) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+	fi, local, e := n.refresh(ctx)
+	if e != 0 {
+		return e
+	}
+	p := n.logPath()
+	size, sizeSet := in.GetSize()
+	if sizeSet {
+		if fi.IsDir() {
+			return syscall.EISDIR
+		}
+		if int64(size) != fi.Size {
+			return n.fsys.refuse(p, ruleTruncate, syscall.EPERM)
+		}
+	}
+	if mode, ok := in.GetMode(); ok && mode&07777 != unixMode(fi.Mode)&07777 {
+		return n.fsys.refuse(p, ruleChmod, syscall.ENOTSUP)
+	}
+	if uid, ok := in.GetUID(); ok && uid != n.fsys.uid {
+		return n.fsys.refuse(p, ruleChown, syscall.ENOTSUP)
+	}
+	if gid, ok := in.GetGID(); ok && gid != n.fsys.gid {
+		return n.fsys.refuse(p, ruleChown, syscall.ENOTSUP)
+	}
+	if in.Valid&timeAttrs != 0 && !sizeSet && !local {
+		return n.fsys.refuse(p, ruleUtimes, syscall.ENOTSUP)
+	}
+	n.fsys.fillAttr(fi, &out.Attr)
+	if !local && !fi.Writing {
+		out.SetTimeout(attrTimeout)
+	}
+	return 0
+}
+
+var _ = (fs.NodeReadlinker)((*node)(nil))
+
+func (n *node) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
+	fi, _, e := n.refresh(ctx)
+	if e != 0 {
+		return nil, e
+	}
+	if fi.Mode&os.ModeSymlink == 0 {
+		return nil, syscall.EINVAL
+	}
+	return []byte(fi.Symlink), 0
+}
+
+var _ = (fs.NodeMkdirer)((*node)(nil))
+
+func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	if n.fsys.readOnly {
+		return nil, syscall.EROFS
+	}
+	p, e := n.childPath(name)
+	if e != 0 {
+		return nil, e
+	}
+	if err := n.fsys.b.Mkdir(ctx, p, os.FileMode(mode&0o777)); err != nil {
+		return nil, errno(err)
+	}
+	fi, err := n.fsys.b.Stat(ctx, p)
+	if err != nil {
+		return nil, errno(err)
+	}
+	return n.child(ctx, name, fi, out), 0
+}
+
+var _ = (fs.NodeCreater)((*node)(nil))
+
+// Create makes a new file and opens it for writing. If another client
+// made the name meanwhile and O_EXCL is not set, the existing file is
+// opened as open(2) without O_CREAT would.
+func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (*fs.Inode, fs.FileHandle, uint32, syscall.Errno) {
+	if n.fsys.readOnly {
+		return nil, nil, 0, syscall.EROFS
+	}
+	p, e := n.childPath(name)
+	if e != 0 {
+		return nil, nil, 0, e
+	}
+	w, err := n.fsys.b.Create(ctx, p, os.FileMode(mode&0o777))
+	if cairn.KindOf(err) == cairn.KindExist && flags&syscall.O_EXCL == 0 {
+		in, e := n.Lookup(ctx, name, out)
+		if e != 0 {
+			return nil, nil, 0, e
+		}
+		h, _, e := in.Operations().(*node).Open(ctx, flags)
+		if e != 0 {
+			return nil, nil, 0, e
+		}
+		return in, h, 0, 0
+	}
+	if err != nil {
+		return nil, nil, 0, errno(err)
+	}
+	fi, err := n.fsys.b.Stat(ctx, p)
+	if err != nil {
+		if cerr := w.Close(); cerr != nil {
+			n.fsys.log.Error("close after failed stat", zap.String("path", p), zap.Error(cerr))
+		}
+		return nil, nil, 0, errno(err)
+	}
+	c := &node{fsys: n.fsys, fi: fi}
+	h := &handle{n: c, w: w, writable: flags&syscall.O_ACCMODE != syscall.O_RDONLY, opener: callerProcess(ctx)}
+	h.size.Store(w.Size())
+	c.writer = h
+	n.fsys.track(h)
+	c.fillEntry(out)
+	return n.NewInode(ctx, c, stableAttr(fi)), h, 0, 0
+}
+
+var _ = (fs.NodeOpener)((*node)(nil))
+
+// Open opens a file for reading, or an existing file for writing, where
+// O_TRUNC is refused unless the file is empty and any write is refused
+// until appending to a closed file is supported.
+func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
+	p, ok := n.path()
+	if !ok {
+		return nil, 0, syscall.ENOENT
+	}
+	write := flags&syscall.O_ACCMODE != syscall.O_RDONLY
+	if write && n.fsys.readOnly {
+		return nil, 0, syscall.EROFS
+	}
+	if write || flags&syscall.O_TRUNC != 0 {
+		fi, _, e := n.refresh(ctx)
+		if e != 0 {
+			return nil, 0, e
+		}
+		if fi.IsDir() {
+			return nil, 0, syscall.EISDIR
+		}
+		if flags&syscall.O_TRUNC != 0 && fi.Size > 0 {
+			return nil, 0, n.fsys.refuse(p, ruleTruncate, syscall.EPERM)
+		}
+	}
+	if write {
+		return &handle{n: n, writable: true, grow: true}, 0, 0
+	}
+	r, err := n.fsys.b.Open(ctx, p)
+	if err != nil {
+		return nil, 0, errno(err)
+	}
+	fi, local := n.snapshot()
+	return &handle{n: n, readers: []FileReader{r}, grow: local || fi.Writing}, 0, 0
+}
+
+var _ = (fs.NodeUnlinker)((*node)(nil))
+
+func (n *node) Unlink(ctx context.Context, name string) syscall.Errno {
+	return n.remove(ctx, name)
+}
+
+var _ = (fs.NodeRmdirer)((*node)(nil))
+
+func (n *node) Rmdir(ctx context.Context, name string) syscall.Errno {
+	return n.remove(ctx, name)
+}
+
+func (n *node) remove(ctx context.Context, name string) syscall.Errno {
+	if n.fsys.readOnly {
+		return syscall.EROFS
+	}
+	p, e := n.childPath(name)
+	if e != 0 {
+		return e
+	}
+	return errno(n.fsys.b.Delete(ctx, p, false))
+}
+
+var _ = (fs.NodeLinker)((*node)(nil))
+
+func (n *node) Link(ctx context.Context, target fs.InodeEmbedder, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	p, e := n.childPath(name)
+	if e != 0 {
+		return nil, e
+	}
+	return nil, n.fsys.refuse(p, ruleLink, syscall.EPERM)
+}
+
+var _ = (fs.NodeRenamer)((*node)(nil))
+
+// Rename moves a file or directory, also over an existing file.
+// RENAME_NOREPLACE is honored by a check just before the rename;
+// RENAME_EXCHANGE and other flags get EINVAL.
+func (n *node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
+	if n.fsys.readOnly {
+		return syscall.EROFS
+	}
+	np, ok := newParent.(*node)
+	if !ok {
+		return syscall.EXDEV
+	}
+	src, e := n.childPath(name)
+	if e != 0 {
+		return e
+	}
+	dst, e := np.childPath(newName)
+	if e != 0 {
+		return e
+	}
+	switch {
+	case flags&fs.RENAME_EXCHANGE != 0:
+		return n.fsys.refuse(src, ruleExchange, syscall.EINVAL)
+	case flags&^renameNoReplace != 0:
+		return n.fsys.refuse(src, ruleRenameFlags, syscall.EINVAL)
+	case flags&renameNoReplace != 0:
+		_, err := n.fsys.b.Stat(ctx, dst)
+		if err == nil {
+			return syscall.EEXIST
+		}
+		if cairn.KindOf(err) != cairn.KindNotExist {
+			return errno(err)
+		}
+	}
+	return errno(n.fsys.b.Rename(ctx, src, dst))
+}
+
+var _ = (fs.NodeStatfser)((*node)(nil))
+
+// Statfs reports the cluster's capacity in blocks of 4096 bytes.
+func (n *node) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
+	st, err := n.fsys.b.Statfs(ctx)
+	if err != nil {
+		return errno(err)
+	}
+	out.Bsize = statfsBlock
+	out.Frsize = statfsBlock
+	out.Blocks = uint64(max(st.Capacity, 0)) / statfsBlock
+	out.Bfree = uint64(max(st.Remaining, 0)) / statfsBlock
+	out.Bavail = out.Bfree
+	out.Ffree = freeInodes
+	out.Files = uint64(max(st.Files, 0)) + freeInodes
+	out.NameLen = cairn.MaxNameLen
+	return 0
+}

@@ -53,6 +53,7 @@ type LocatedBlock struct {
 	Block
 	Offset    int64 // offset of the block's first byte in its file
 	Locations []Node
+	Corrupt   int // replicas known bad (reads): not among Locations
 }
 
 // FileInfo describes one entry of the namespace.

@@ -628,7 +628,7 @@ func (m *Metad) BlockLocations(ctx context.Context, path string) (cairn.FileBloc
 	var off int64
 	now := m.clock.Now()
 	for _, blk := range blocks {
-		fb.Blocks = append(fb.Blocks, cairn.LocatedBlock{Block: blk, Offset: off, Locations: m.liveReplicas(blk, now)})
+		fb.Blocks = append(fb.Blocks, cairn.LocatedBlock{Block: blk, Offset: off, Locations: m.liveReplicas(blk, now), Corrupt: m.blocks.corruptCount(blk.ID)})
 		off += blk.Len
 	}
 	return fb, nil

@@ -106,11 +106,41 @@ func (ns *nodeSet) report(now time.Time, bm *blockMap) []cairn.NodeReport {
 type blockMap struct {
 	mu       sync.Mutex
 	replicas map[cairn.BlockID]map[string]cairn.Block // block -> storage ID -> replica
+	corrupt  map[cairn.BlockID]map[string]string      // block -> storage ID -> why
 	toDelete map[string][]cairn.Block                 // storage ID -> replicas to delete
 }
 
 func newBlockMap() *blockMap {
-	return &blockMap{replicas: map[cairn.BlockID]map[string]cairn.Block{}, toDelete: map[string][]cairn.Block{}}
+	return &blockMap{
+		replicas: map[cairn.BlockID]map[string]cairn.Block{},
+		corrupt:  map[cairn.BlockID]map[string]string{},
+		toDelete: map[string][]cairn.Block{},
+	}
+}
+
+// markCorrupt records a bad replica: it is no longer offered to readers and
+// no longer counts as a replica.
+func (bm *blockMap) markCorrupt(node string, b cairn.Block, why string) {
+	bm.mu.Lock()
+	defer bm.mu.Unlock()
+	c := bm.corrupt[b.ID]
+	if c == nil {
+		c = map[string]string{}
+		bm.corrupt[b.ID] = c
+	}
+	c[node] = why
+}
+
+func (bm *blockMap) isCorrupt(node string, id cairn.BlockID) bool {
+	_, bad := bm.corrupt[id][node]
+	return bad
+}
+
+// corruptCount is how many replicas of id are known bad.
+func (bm *blockMap) corruptCount(id cairn.BlockID) int {
+	bm.mu.Lock()
+	defer bm.mu.Unlock()
+	return len(bm.corrupt[id])
 }
 
 func (bm *blockMap) add(node string, b cairn.Block) {
@@ -123,6 +153,12 @@ func (bm *blockMap) add(node string, b cairn.Block) {
 }
 
 func (bm *blockMap) remove(node string, id cairn.BlockID) {
+	if c := bm.corrupt[id]; c != nil {
+		delete(c, node)
+		if len(c) == 0 {
+			delete(bm.corrupt, id)
+		}
+	}
 	if r := bm.replicas[id]; r != nil {
 		delete(r, node)
 		if len(r) == 0 {
@@ -136,8 +172,8 @@ func (bm *blockMap) replicaCount(b cairn.Block) int {
 	bm.mu.Lock()
 	defer bm.mu.Unlock()
 	n := 0
-	for _, r := range bm.replicas[b.ID] {
-		if r.GenStamp >= b.GenStamp {
+	for node, r := range bm.replicas[b.ID] {
+		if r.GenStamp >= b.GenStamp && !bm.isCorrupt(node, b.ID) {
 			n++
 		}
 	}
@@ -149,7 +185,7 @@ func (bm *blockMap) holders(b cairn.Block) []string {
 	defer bm.mu.Unlock()
 	var out []string
 	for node, r := range bm.replicas[b.ID] {
-		if r.GenStamp >= b.GenStamp {
+		if r.GenStamp >= b.GenStamp && !bm.isCorrupt(node, b.ID) {
 			out = append(out, node)
 		}
 	}
@@ -187,6 +223,7 @@ func (bm *blockMap) free(blocks []cairn.Block) {
 			bm.toDelete[node] = append(bm.toDelete[node], r)
 		}
 		delete(bm.replicas, b.ID)
+		delete(bm.corrupt, b.ID)
 	}
 }
 

@@ -121,21 +121,25 @@ var _ = (fs.FileReleaser)((*handle)(nil))
 
 func (h *handle) Release(ctx context.Context) syscall.Errno {
 	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.w != nil && !h.closed {
-		if err := h.closeWriter(); err != nil {
-			h.n.fsys.log.Error("close at release failed; no process is left to tell", zap.String("path", h.n.logPath()), zap.Error(err))
-		} else {
-			// No request on this handle can be waiting for h.mu now.
-			h.n.dropCache()
-		}
+	closing := h.w != nil && !h.closed
+	var err error
+	if closing {
+		err = h.closeWriter()
 	}
-	for _, r := range h.readers {
+	readers := h.readers
+	h.readers = nil
+	h.mu.Unlock()
+	switch {
+	case closing && err != nil:
+		h.n.fsys.log.Error("close at release failed; no process is left to tell", zap.String("path", h.n.logPath()), zap.Error(err))
+	case closing:
+		h.n.dropCache()
+	}
+	for _, r := range readers {
 		if err := r.Close(); err != nil {
 			h.n.fsys.log.Warn("closing a reader failed", zap.String("path", h.n.logPath()), zap.Error(err))
 		}
 	}
-	h.readers = nil
 	return 0
 }
 

@@ -577,3 +577,30 @@ func TestErrnoTable(t *testing.T) {
 		}
 	}
 }
+
+func TestReadWhileWriting(t *testing.T) {
+	m := mountMem(t, newMemBackend(), Options{})
+	w, err := os.Create(m.path("log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	w.Write([]byte("abc"))
+	// O_DIRECT takes the page cache out, so every read reaches the mount.
+	fd, err := syscall.Open(m.path("log"), syscall.O_RDONLY|syscall.O_DIRECT, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Close(fd)
+	buf := make([]byte, 100)
+	if n, err := syscall.Pread(fd, buf, 0); err != nil || string(buf[:n]) != "abc" {
+		t.Fatalf("read: %q %v", buf[:n], err)
+	}
+	if n, err := syscall.Pread(fd, buf, 3); err != nil || n != 0 {
+		t.Fatalf("read at the end: %q %v", buf[:n], err)
+	}
+	w.Write([]byte("def"))
+	if n, err := syscall.Pread(fd, buf, 3); err != nil || string(buf[:n]) != "def" {
+		t.Errorf("read after the file grew: %q %v", buf[:n], err)
+	}
+}

@@ -84,11 +84,11 @@ func ToPBBlock(b *cairn.Block) *pb.Block { return toPBBlock(b) }
 func FromPBBlock(b *pb.Block) cairn.Block { return fromPBBlock(b) }
 
 func toPBLocated(lb cairn.LocatedBlock) *pb.LocatedBlock {
-	return &pb.LocatedBlock{Block: toPBBlock(&lb.Block), Offset: lb.Offset, Locations: ToPBNodes(lb.Locations)}
+	return &pb.LocatedBlock{Block: toPBBlock(&lb.Block), Offset: lb.Offset, Locations: ToPBNodes(lb.Locations), Corrupt: int32(lb.Corrupt)}
 }
 
 func fromPBLocated(lb *pb.LocatedBlock) cairn.LocatedBlock {
-	return cairn.LocatedBlock{Block: fromPBBlock(lb.GetBlock()), Offset: lb.GetOffset(), Locations: FromPBNodes(lb.GetLocations())}
+	return cairn.LocatedBlock{Block: fromPBBlock(lb.GetBlock()), Offset: lb.GetOffset(), Locations: FromPBNodes(lb.GetLocations()), Corrupt: int(lb.GetCorrupt())}
 }
 
 func nanos(t time.Time) int64 {

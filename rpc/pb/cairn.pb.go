@@ -242,6 +242,7 @@ type LocatedBlock struct {
 	Block         *Block                 `protobuf:"bytes,1,opt,name=block,proto3" json:"block,omitempty"`
 	Offset        int64                  `protobuf:"varint,2,opt,name=offset,proto3" json:"offset,omitempty"`
 	Locations     []*Node                `protobuf:"bytes,3,rep,name=locations,proto3" json:"locations,omitempty"`
+	Corrupt       int32                  `protobuf:"varint,4,opt,name=corrupt,proto3" json:"corrupt,omitempty"` // replicas known bad, not in locations
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -295,6 +296,13 @@ func (x *LocatedBlock) GetLocations() []*Node {
 		return x.Locations
 	}
 	return nil
+}
+
+func (x *LocatedBlock) GetCorrupt() int32 {
+	if x != nil {
+		return x.Corrupt
+	}
+	return 0
 }
 
 type FileInfo struct {
@@ -2790,11 +2798,12 @@ const file_rpc_pb_cairn_proto_rawDesc = "" +
 	"storage_id\x18\x01 \x01(\tR\tstorageId\x12\x1b\n" +
 	"\tdata_addr\x18\x02 \x01(\tR\bdataAddr\x12\x1b\n" +
 	"\thttp_addr\x18\x03 \x01(\tR\bhttpAddr\x12\x12\n" +
-	"\x04rack\x18\x04 \x01(\tR\x04rack\"{\n" +
+	"\x04rack\x18\x04 \x01(\tR\x04rack\"\x95\x01\n" +
 	"\fLocatedBlock\x12%\n" +
 	"\x05block\x18\x01 \x01(\v2\x0f.cairn.v1.BlockR\x05block\x12\x16\n" +
 	"\x06offset\x18\x02 \x01(\x03R\x06offset\x12,\n" +
-	"\tlocations\x18\x03 \x03(\v2\x0e.cairn.v1.NodeR\tlocations\"\xb3\x02\n" +
+	"\tlocations\x18\x03 \x03(\v2\x0e.cairn.v1.NodeR\tlocations\x12\x18\n" +
+	"\acorrupt\x18\x04 \x01(\x05R\acorrupt\"\xb3\x02\n" +
 	"\bFileInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05inode\x18\x02 \x01(\x04R\x05inode\x12\x12\n" +

@@ -37,6 +37,7 @@ type Report struct {
 	OverRepl  int64
 	UnderRepl int64
 	Missing   int64 // blocks with no live replica
+	Corrupt   int64 // blocks with a replica known bad
 	MissingSz int64
 	Replicas  int64 // live replicas counted
 	MissingRp int64 // replicas short of each file's target
@@ -113,6 +114,10 @@ func (r *Report) checkFile(ctx context.Context, c *client.Client, path string, f
 		r.Blocks++
 		live := len(b.Locations)
 		r.Replicas += int64(live)
+		if b.Corrupt > 0 {
+			r.Corrupt++
+			lines = append(lines, fmt.Sprintf("%s: CORRUPT %d replica(s) of block %s", path, b.Corrupt, b.Block))
+		}
 		switch {
 		case live == 0:
 			missing++
@@ -213,7 +218,7 @@ func (r *Report) Write(w io.Writer, who, addr string, started time.Time, took ti
 	fmt.Fprintf(w, " Default replication factor:\t%d\n", r.DefRepl)
 	fmt.Fprintf(w, " Average block replication:\t%.1f\n", avgRepl)
 	fmt.Fprintf(w, " Missing blocks:\t\t%d\n", r.Missing)
-	fmt.Fprintf(w, " Corrupt blocks:\t\t0\n")
+	fmt.Fprintf(w, " Corrupt blocks:\t\t%d\n", r.Corrupt)
 	fmt.Fprintf(w, " Missing replicas:\t\t%d (%s)\n", r.MissingRp, pct(r.MissingRp, r.Replicas+r.MissingRp))
 	fmt.Fprintf(w, "FSCK ended at %s in %d milliseconds\n\n\n", started.Add(took).Format(time.UnixDate), took.Milliseconds())
 	fmt.Fprintf(w, "The filesystem under path '%s' is %s\n", r.Path, status)

@@ -17,8 +17,12 @@ import (
 	"cairn/xfer"
 )
 
-// dialTimeout bounds connecting to the next blockd of a pipeline.
-const dialTimeout = 10 * time.Second
+// dialTimeout bounds connecting to the next blockd of a pipeline, and
+// setupTimeout waiting for its answer.
+const (
+	dialTimeout  = 10 * time.Second
+	setupTimeout = 30 * time.Second
+)
 
 // serveData accepts block data stream connections until l is closed.
 func (d *Blockd) serveData(l net.Listener) error {
@@ -53,6 +57,8 @@ func (d *Blockd) handle(c net.Conn) {
 		d.receive(c, br, bw, h)
 	case pb.OpHeader_READ_BLOCK:
 		d.send(c, bw, h)
+	case pb.OpHeader_TRANSFER_BLOCK:
+		d.transfer(bw, h)
 	}
 }
 
@@ -78,19 +84,39 @@ type localResult struct {
 // this node and every node downstream have it.
 func (d *Blockd) receive(c net.Conn, br *bufio.Reader, bw *bufio.Writer, h *pb.OpHeader) {
 	blk := rpc.FromPBBlock(h.Block)
-	log := d.log.With(zap.Stringer("block", blk))
+	log := d.log.With(zap.Stringer("block", blk), zap.Stringer("stage", h.Stage))
 	chunk := int(h.ChunkSize)
 	pr, err := xfer.NewPacketReader(br, chunk)
 	if err != nil {
 		replyErr(bw, cairn.KindInvalid, err.Error())
 		return
 	}
-	rw, err := d.store.Create(blk, chunk)
+	var rw *ReplicaWriter
+	switch h.Stage {
+	case pb.OpHeader_CREATE, pb.OpHeader_COPY:
+		rw, err = d.store.Create(blk, chunk)
+	case pb.OpHeader_APPEND, pb.OpHeader_RECOVERY:
+		rw, err = d.store.Reopen(blk, h.KeepLen)
+		if err == nil && rw.chunk != chunk {
+			rw.Release()
+			err = cairn.E("blockd.receive", cairn.KindInvalid, blk.String(), fmt.Sprintf("replica has %d-byte chunks, the writer uses %d", rw.chunk, chunk))
+		}
+	}
 	if err != nil {
+		log.Warn("cannot take the replica", zap.Error(err))
 		replyErr(bw, cairn.KindOf(err), err.Error())
 		return
 	}
-	defer rw.Abort() // no-op once finalized
+	finalized, wrote := false, false
+	defer func() {
+		switch {
+		case finalized:
+		case !wrote && (h.Stage == pb.OpHeader_CREATE || h.Stage == pb.OpHeader_COPY):
+			rw.Abort() // the pipeline never started: the writer will set it up again
+		default:
+			rw.Release() // kept in rbw/ for recovery
+		}
+	}()
 
 	var down net.Conn
 	var downR *bufio.Reader
@@ -101,13 +127,16 @@ func (d *Blockd) receive(c net.Conn, br *bufio.Reader, bw *bufio.Writer, h *pb.O
 		if err == nil {
 			defer down.Close()
 			downR, downW = xfer.NewBufferedReader(down), xfer.NewBufferedWriter(down)
-			err = xfer.WriteOp(downW, &pb.OpHeader{Op: pb.OpHeader_WRITE_BLOCK, Block: h.Block, Targets: h.Targets[1:], ChunkSize: h.ChunkSize, Client: h.Client})
+			err = xfer.WriteOp(downW, &pb.OpHeader{Op: pb.OpHeader_WRITE_BLOCK, Block: h.Block, Targets: h.Targets[1:], ChunkSize: h.ChunkSize,
+				Client: h.Client, Stage: h.Stage, KeepLen: h.KeepLen})
 			if err == nil {
 				err = downW.Flush()
 			}
 			var rep *pb.OpReply
 			if err == nil {
+				_ = down.SetReadDeadline(time.Now().Add(setupTimeout))
 				rep, err = xfer.ReadReply(downR)
+				_ = down.SetReadDeadline(time.Time{})
 			}
 			if err == nil && rep.Status != 0 {
 				bad := rep.FirstBadNode
@@ -124,7 +153,7 @@ func (d *Blockd) receive(c net.Conn, br *bufio.Reader, bw *bufio.Writer, h *pb.O
 			return
 		}
 	}
-	if err := reply(bw, &pb.OpReply{ChunkSize: h.ChunkSize}); err != nil {
+	if err := reply(bw, &pb.OpReply{ChunkSize: h.ChunkSize, BlockLen: rw.Len()}); err != nil {
 		return
 	}
 
@@ -140,7 +169,6 @@ func (d *Blockd) receive(c net.Conn, br *bufio.Reader, bw *bufio.Writer, h *pb.O
 	}()
 
 	var p xfer.Packet
-	var want int64
 	for {
 		if err := pr.Read(&p); err != nil {
 			if !errors.Is(err, io.EOF) {
@@ -149,48 +177,47 @@ func (d *Blockd) receive(c net.Conn, br *bufio.Reader, bw *bufio.Writer, h *pb.O
 			return
 		}
 		status := uint8(xfer.StatusOK)
-		switch {
-		case p.Offset != want:
-			log.Warn("packet out of place", zap.Int64("offset", p.Offset), zap.Int64("expected", want))
-			status = xfer.StatusError
-		case rw.short && len(p.Data) > 0:
-			log.Warn("packet after a short chunk", zap.Int64("offset", p.Offset))
-			status = xfer.StatusError
-		default:
-			if err := checksum.Verify(uint64(blk.ID), chunk, p.Offset/int64(chunk), p.Data, p.Sums); err != nil {
-				log.Warn("packet failed its checksums", zap.Error(err))
+		if len(p.Data) > 0 {
+			if err := checksum.VerifyAt(uint64(blk.ID), chunk, p.Offset, p.Data, p.Sums); err != nil {
+				log.Warn("packet failed its checksums", zap.Int64("offset", p.Offset), zap.Error(err))
 				status = xfer.StatusChecksum
 			}
 		}
 		if down != nil && status == xfer.StatusOK {
-			if _, err := downW.Write(pr.Raw); err == nil {
-				err = downW.Flush()
-				if err != nil {
-					log.Warn("pipeline: forward failed", zap.Error(err))
-				}
+			// Forward the frame as it came; a failure downstream shows in
+			// the acks.
+			if _, err := down.Write(pr.Raw); err != nil {
+				log.Warn("pipeline: forward failed", zap.Error(err))
 			}
 		}
-		if status == xfer.StatusOK {
-			if err := rw.Write(p.Data, p.Sums); err != nil {
+		if status == xfer.StatusOK && len(p.Data) > 0 {
+			wrote = true
+			if err := rw.Write(p.Offset, p.Data, p.Sums); err != nil {
 				log.Error("store packet", zap.Error(err))
+				d.diskError(blk, err)
 				status = xfer.StatusError
 			}
 		}
-		if status == xfer.StatusOK && p.Flags&xfer.FlagSync != 0 && !p.Last() {
-			if err := rw.Sync(); err != nil {
-				log.Error("sync replica", zap.Error(err))
-				status = xfer.StatusError
-			}
-		}
-		want += int64(len(p.Data))
-		if status == xfer.StatusOK && p.Last() {
+		switch {
+		case status != xfer.StatusOK:
+		case p.Last() && h.Stage != pb.OpHeader_COPY:
+			// The end of the block: durable and in finalized/ before the ack.
 			fin, err := rw.Finalize()
 			if err != nil {
 				log.Error("finalize replica", zap.Error(err))
+				d.diskError(blk, err)
 				status = xfer.StatusError
 			} else {
+				finalized = true
 				log.Debug("replica finalized", zap.Int64("len", fin.Len))
-				d.received(fin)
+				d.reportReceived(fin)
+			}
+		case p.Last() || p.Flags&xfer.FlagSync != 0:
+			// hsync, or the end of a copy that stays in rbw/.
+			if err := rw.Sync(); err != nil {
+				log.Error("sync replica", zap.Error(err))
+				d.diskError(blk, err)
+				status = xfer.StatusError
 			}
 		}
 		results <- localResult{seq: p.Seq, status: status, last: p.Last()}
@@ -240,59 +267,42 @@ func (d *Blockd) respond(bw *bufio.Writer, downR *bufio.Reader, results <-chan l
 // readPacketData is how many bytes one read packet carries at most.
 const readPacketData = 256 << 10
 
-// send streams a byte range of a finalized replica, chunk-aligned, with the
-// checksums from its .meta. Each chunk is verified before it is sent; a
-// corrupt replica is reported and the client is told.
+// send streams a byte range of a replica, chunk-aligned, with the checksums
+// from its .meta. Each chunk is verified before it is sent; a corrupt
+// replica is reported, and the client, which verifies too, moves on.
 func (d *Blockd) send(c net.Conn, bw *bufio.Writer, h *pb.OpHeader) {
 	want := rpc.FromPBBlock(h.Block)
-	have, data, meta, err := d.store.OpenReplica(want)
+	src, err := d.store.OpenSource(want)
 	if err != nil {
+		if checksum.IsCorruption(err) || cairn.KindOf(err) == cairn.KindIO {
+			d.corrupt(want, err)
+		}
 		replyErr(bw, cairn.KindOf(err), err.Error())
 		return
 	}
-	defer data.Close()
-	defer meta.Close()
-	hb := make([]byte, checksum.HeaderSize)
-	if _, err := io.ReadFull(meta, hb); err != nil {
-		d.corrupt(have, fmt.Errorf("read meta header: %w", err))
-		replyErr(bw, cairn.KindIO, fmt.Sprintf("%s: meta header unreadable: %v", have, err))
-		return
-	}
-	mh, err := checksum.ParseHeader(hb)
-	if err != nil {
-		d.corrupt(have, err)
-		replyErr(bw, cairn.KindIO, fmt.Sprintf("%s: %v", have, err))
-		return
-	}
+	defer src.Close()
+	have := src.Block()
 	off, n := h.Offset, h.Length
-	if off < 0 || off > have.Len || n < 0 {
-		replyErr(bw, cairn.KindInvalid, fmt.Sprintf("range %d+%d outside replica of %d bytes", off, n, have.Len))
+	if off > have.Len || off+n > have.Len {
+		replyErr(bw, cairn.KindInvalid, fmt.Sprintf("range %d+%d outside the replica's %d bytes", off, n, have.Len))
 		return
 	}
-	if n == 0 || off+n > have.Len {
+	if n == 0 {
 		n = have.Len - off
 	}
-	chunk := int(mh.ChunkSize)
-	if err := reply(bw, &pb.OpReply{ChunkSize: mh.ChunkSize, BlockLen: have.Len}); err != nil {
+	chunk := src.ChunkSize()
+	if err := reply(bw, &pb.OpReply{ChunkSize: uint32(chunk), BlockLen: have.Len}); err != nil {
 		return
 	}
 	first, count := checksum.ChunkSpan(off, n, chunk)
-	per := max(1, readPacketData/chunk)
-	buf := make([]byte, per*chunk)
+	per := int64(max(1, readPacketData/chunk))
+	buf := make([]byte, per*int64(chunk))
 	var frame []byte
-	seq := uint64(0)
-	for c0 := first; c0 < first+count || (count == 0 && seq == 0); c0 += int64(per) {
-		k := min(int64(per), first+count-c0)
-		start := c0 * int64(chunk)
-		end := min(start+k*int64(chunk), have.Len)
-		p := xfer.Packet{Seq: seq, Offset: start}
+	for seq, c0 := uint64(0), first; ; seq, c0 = seq+1, c0+per {
+		k := min(per, first+count-c0)
+		p := xfer.Packet{Seq: seq, Offset: c0 * int64(chunk)}
 		if k > 0 {
-			p.Data = buf[:end-start]
-			if _, err := data.ReadAt(p.Data, start); err != nil {
-				d.corrupt(have, fmt.Errorf("read data at %d: %w", start, err))
-				return
-			}
-			if p.Sums, err = checksum.ReadSums(meta, c0, k); err != nil {
+			if p.Data, p.Sums, err = src.ReadChunks(c0, k, buf); err != nil {
 				d.corrupt(have, err)
 				return
 			}
@@ -307,7 +317,6 @@ func (d *Blockd) send(c net.Conn, bw *bufio.Writer, h *pb.OpHeader) {
 		if _, err := bw.Write(frame); err != nil {
 			return
 		}
-		seq++
 		if p.Last() {
 			break
 		}
@@ -315,7 +324,109 @@ func (d *Blockd) send(c net.Conn, bw *bufio.Writer, h *pb.OpHeader) {
 	_ = bw.Flush()
 }
 
-// corrupt logs a bad replica. Reporting it to metad comes with the scanner.
+// transfer copies the first h.Length bytes of a replica to h.Targets[0] as a
+// replica at h.NewGenStamp that stays in rbw/: how a node added to a
+// pipeline is brought up to date. The last partial chunk's checksum is
+// verified as stored, then recomputed for the bytes copied.
+func (d *Blockd) transfer(bw *bufio.Writer, h *pb.OpHeader) {
+	want := rpc.FromPBBlock(h.Block)
+	src, err := d.store.OpenSource(want)
+	if err != nil {
+		replyErr(bw, cairn.KindOf(err), err.Error())
+		return
+	}
+	defer src.Close()
+	have := src.Block()
+	n := h.Length
+	if n > have.Len {
+		replyErr(bw, cairn.KindInvalid, fmt.Sprintf("transfer of %d bytes from a replica of %d", n, have.Len))
+		return
+	}
+	target := rpc.FromPBNode(h.Targets[0])
+	if err := d.copyTo(src, n, target, cairn.Block{ID: want.ID, GenStamp: cairn.GenStamp(h.NewGenStamp)}, h.Client); err != nil {
+		d.log.Warn("transfer failed", zap.Stringer("block", want), zap.String("target", target.DataAddr), zap.Error(err))
+		replyErr(bw, cairn.KindIO, err.Error())
+		return
+	}
+	_ = reply(bw, &pb.OpReply{BlockLen: n})
+}
+
+func (d *Blockd) copyTo(src Source, n int64, target cairn.Node, nb cairn.Block, client string) error {
+	chunk := src.ChunkSize()
+	conn, err := net.DialTimeout("tcp", target.DataAddr, dialTimeout)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	tw, tr := xfer.NewBufferedWriter(conn), xfer.NewBufferedReader(conn)
+	if err := xfer.WriteOp(tw, &pb.OpHeader{Op: pb.OpHeader_WRITE_BLOCK, Block: rpc.ToPBBlock(&nb), ChunkSize: uint32(chunk), Client: client, Stage: pb.OpHeader_COPY}); err != nil {
+		return err
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	rep, err := xfer.ReadReply(tr)
+	if err == nil && rep.Status != 0 {
+		err = errors.New(rep.Message)
+	}
+	if err != nil {
+		return fmt.Errorf("target %s: %w", target.DataAddr, err)
+	}
+	have := src.Block()
+	per := int64(max(1, readPacketData/chunk))
+	buf := make([]byte, per*int64(chunk))
+	total := checksum.NumChunks(n, chunk)
+	var frame []byte
+	var seq uint64
+	for c0 := int64(0); ; c0 += per {
+		k := min(per, total-c0)
+		p := xfer.Packet{Seq: seq, Offset: c0 * int64(chunk)}
+		if k > 0 {
+			if p.Data, p.Sums, err = src.ReadChunks(c0, k, buf); err != nil {
+				return err
+			}
+			if err := checksum.Verify(uint64(have.ID), chunk, c0, p.Data, p.Sums); err != nil {
+				return err
+			}
+			if end := p.Offset + int64(len(p.Data)); end > n {
+				p.Data = p.Data[:n-p.Offset]
+				p.Sums[len(p.Sums)-1] = checksum.Sum(p.Data[(k-1)*int64(chunk):])
+			}
+		}
+		if c0+k >= total {
+			p.Flags = xfer.FlagLast
+		}
+		frame = xfer.AppendPacket(frame[:0], &p)
+		if _, err := tw.Write(frame); err != nil {
+			return err
+		}
+		seq++
+		if p.Last() {
+			break
+		}
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(setupTimeout))
+	for i := uint64(0); i < seq; i++ {
+		a, err := xfer.ReadAck(tr)
+		if err != nil {
+			return fmt.Errorf("target %s: %w", target.DataAddr, err)
+		}
+		if !a.OK() {
+			return fmt.Errorf("target %s refused packet %d", target.DataAddr, a.Seq)
+		}
+	}
+	return nil
+}
+
+// corrupt logs a replica that failed a read and has the scanner verify it
+// first; a read error that is not corruption may be a failing disk.
 func (d *Blockd) corrupt(b cairn.Block, err error) {
-	d.log.Error("corrupt replica", zap.Stringer("block", b), zap.Error(err))
+	d.log.Error("replica failed a read", zap.Stringer("block", b), zap.Error(err))
+	d.suspect(b)
+	if !checksum.IsCorruption(err) {
+		d.diskError(b, err)
+	}
 }

@@ -28,17 +28,25 @@ import (
 
 // Config configures a Blockd.
 type Config struct {
-	Dir       string
+	Dir       string   // the data directory, when Dirs is empty
+	Dirs      []string // the data directories, one per disk
 	MetadAddr string
 	Rack      string
 	Heartbeat time.Duration
 	Logger    *zap.Logger
+
+	Reserved        int64         // bytes kept free on each disk
+	FailedTolerated int           // failed data directories before the blockd stops
+	DiskCheck       time.Duration // how often the disks are checked (default DefaultDiskCheck)
+	ScanPeriod      time.Duration // the block scanner's period; negative disables it
+	ScanRate        int64         // the block scanner's bytes per second per disk
 }
 
 // Blockd is one block daemon.
 type Blockd struct {
 	cfg    Config
-	store  *Store
+	store  *Volumes
+	scan   *Scanner // nil when disabled
 	log    *zap.Logger
 	metad  cairn.Registry
 	conn   *grpc.ClientConn
@@ -47,6 +55,7 @@ type Blockd struct {
 
 	mu       sync.Mutex
 	incoming []cairn.Block // finalized, not yet reported
+	lost     []cairn.Block // on failed volumes, not yet reported
 	kick     chan struct{}
 }
 
@@ -61,7 +70,11 @@ func New(cfg Config) (*Blockd, error) {
 	if cfg.Rack == "" {
 		cfg.Rack = "/default-rack"
 	}
-	st, err := OpenStore(cfg.Dir, cfg.Logger)
+	dirs := cfg.Dirs
+	if len(dirs) == 0 {
+		dirs = []string{cfg.Dir}
+	}
+	st, err := OpenVolumes(dirs, VolumeOptions{Reserved: cfg.Reserved, FailedTolerated: cfg.FailedTolerated, Logger: cfg.Logger})
 	if err != nil {
 		return nil, err
 	}
@@ -70,13 +83,31 @@ func New(cfg Config) (*Blockd, error) {
 		st.Close()
 		return nil, fmt.Errorf("blockd: metad %s: %w", cfg.MetadAddr, err)
 	}
-	return &Blockd{cfg: cfg, store: st, log: cfg.Logger, metad: rpc.NewRegistryClient(conn), conn: conn, kick: make(chan struct{}, 1)}, nil
+	d := &Blockd{cfg: cfg, store: st, log: cfg.Logger, metad: rpc.NewRegistryClient(conn), conn: conn, kick: make(chan struct{}, 1)}
+	st.SetFailureHandler(d.volumeFailed)
+	if cfg.ScanPeriod >= 0 {
+		d.scan = NewScanner(st, ScanConfig{Period: cfg.ScanPeriod, Rate: cfg.ScanRate, Logger: cfg.Logger.Named("scanner"),
+			StorageID: st.StorageID(), Report: d.metad.ReportBadReplicas})
+	}
+	return d, nil
 }
 
 // Close releases the store and the connection to metad.
 func (d *Blockd) Close() {
 	_ = d.conn.Close()
 	d.store.Close()
+}
+
+// reportReceived tells metad of a finalized replica before the writer gets
+// the block's last ack, so that when close returns metad knows every
+// replica of the pipeline; if metad cannot be reached it is queued.
+func (d *Blockd) reportReceived(b cairn.Block) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := d.metad.BlocksReceived(ctx, d.node.StorageID, []cairn.Block{b}); err != nil {
+		d.log.Warn("incremental block report failed; queued", zap.Stringer("block", b), zap.Error(err))
+		d.received(b)
+	}
 }
 
 // received queues a finalized replica for the next incremental report.
@@ -101,6 +132,12 @@ func (d *Blockd) register(ctx context.Context) error {
 	blocks := d.store.Report()
 	if err := d.metad.BlockReport(ctx, d.node.StorageID, blocks); err != nil {
 		return err
+	}
+	if rec := d.store.Recovered(); len(rec) > 0 {
+		if err := d.metad.BlocksRecovering(ctx, d.node.StorageID, rec); err != nil {
+			d.store.keepRecovered(rec)
+			return err
+		}
 	}
 	d.log.Info("registered with metad", zap.String("metad", d.cfg.MetadAddr), zap.String("namespace_id", ns), zap.Int("replicas", len(blocks)))
 	return nil
@@ -150,6 +187,9 @@ func (d *Blockd) heartbeat(ctx context.Context) error {
 					d.log.Error("delete replica", zap.Stringer("block", b), zap.Error(err))
 					continue
 				}
+				if have, ok := d.store.Lookup(b.ID); ok && have.GenStamp > b.GenStamp {
+					continue // a newer replica, which the command did not mean
+				}
 				gone = append(gone, b)
 			}
 			if len(gone) > 0 {
@@ -164,6 +204,7 @@ func (d *Blockd) heartbeat(ctx context.Context) error {
 }
 
 func (d *Blockd) reportIncoming(ctx context.Context) {
+	d.reportLost(ctx)
 	d.mu.Lock()
 	batch := d.incoming
 	d.incoming = nil
@@ -179,14 +220,21 @@ func (d *Blockd) reportIncoming(ctx context.Context) {
 	}
 }
 
-// run heartbeats and sends incremental reports until ctx ends.
+// run heartbeats and sends incremental reports until ctx ends. The first
+// heartbeat goes at once, so metad knows the capacity before it places
+// anything here.
 func (d *Blockd) run(ctx context.Context) error {
+	if err := d.heartbeat(ctx); err != nil && cairn.KindOf(err) == cairn.KindNamespace {
+		return err
+	}
 	t := time.NewTicker(d.cfg.Heartbeat)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
+		case err := <-d.store.Fatal():
+			return err
 		case <-d.kick:
 			d.reportIncoming(ctx)
 		case <-t.C:
@@ -219,9 +267,24 @@ func advertised(bound net.Addr, metad string) string {
 
 // Main is the `cairn blockd` command.
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 {
+		switch args[0] {
+		case "verify":
+			return verifyMain(ctx, args[1:], stdout, stderr)
+		case "compute-meta":
+			return computeMetaMain(args[1:], stdout, stderr)
+		}
+	}
 	fl := flag.NewFlagSet("cairn blockd", flag.ContinueOnError)
 	fl.SetOutput(stderr)
-	dir := fl.String("data", "", "data directory (required)")
+	dir := fl.String("data", "", "data directories, comma-separated, one per disk (required)")
+	reserved := bytesFlag(0)
+	fl.Var(&reserved, "reserved", "`BYTES` kept free on each disk (e.g. 10G); a disk with no more free takes no new replicas")
+	tolerated := fl.Int("failed-volumes-tolerated", 0, "data directories that may fail before the blockd stops")
+	diskCheck := fl.Duration("disk-check", DefaultDiskCheck, "how often the data directories are checked")
+	scanPeriod := fl.Duration("scan-period", DefaultScanPeriod, "the block scanner verifies every replica once in this period (0 disables it)")
+	scanRate := bytesFlag(DefaultScanRate)
+	fl.Var(&scanRate, "scan-rate", "`BYTES` per second the block scanner reads from each disk (e.g. 1M)")
 	metad := fl.String("metad", "", "metad RPC address (default $CAIRN_METAD or 127.0.0.1:9000)")
 	listen := fl.String("listen", ":9866", "block data stream address (port 0 picks a free port)")
 	httpAddr := fl.String("http", ":9864", "HTTP status address (port 0 picks a free port; empty disables)")
@@ -230,7 +293,10 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	addrFile := fl.String("addr-file", "", "write the bound addresses as JSON to this file once registered")
 	debug := fl.Bool("debug", false, "log at debug level")
 	fl.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: cairn blockd --data DIR --metad HOST:9000 [--listen :9866] [--http :9864] [--rack /r1]\n\nThe block daemon: keeps replicas of blocks and streams them to clients.\n\n")
+		fmt.Fprintf(stderr, "Usage: cairn blockd --data DIR[,DIR2...] --metad HOST:9000 [--listen :9866] [--http :9864] [--rack /r1]\n"+
+			"       cairn blockd verify --data DIR[,DIR2...] [--block ID]\n"+
+			"       cairn blockd compute-meta --block FILE --out FILE [--id ID] [--genstamp GS] [--chunk-size N]\n\n"+
+			"The block daemon: keeps replicas of blocks and streams them to clients.\n\n")
 		fl.PrintDefaults()
 	}
 	pos, err := daemon.Parse(fl, args)
@@ -248,7 +314,18 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	log := daemon.Logger(*debug).Named("blockd")
 	defer func() { _ = log.Sync() }()
-	cfg := Config{Dir: *dir, MetadAddr: metadAddr(*metad), Rack: *rack, Heartbeat: *hb, Logger: log}
+	dirs, err := splitDirs(*dir)
+	if err != nil {
+		return daemon.Usage(stderr, "cairn blockd", err.Error())
+	}
+	if *scanPeriod < 0 || scanRate <= 0 {
+		return daemon.Usage(stderr, "cairn blockd", "--scan-period must be >= 0 and --scan-rate > 0")
+	}
+	if *scanPeriod == 0 {
+		*scanPeriod = -1 // disabled
+	}
+	cfg := Config{Dirs: dirs, MetadAddr: metadAddr(*metad), Rack: *rack, Heartbeat: *hb, Logger: log,
+		Reserved: int64(reserved), FailedTolerated: *tolerated, DiskCheck: *diskCheck, ScanPeriod: *scanPeriod, ScanRate: int64(scanRate)}
 	if err := serve(ctx, cfg, *listen, *httpAddr, *addrFile); err != nil {
 		log.Error("blockd stopped", zap.Error(err))
 		fmt.Fprintf(stderr, "cairn blockd: %v\n", err)
@@ -265,6 +342,7 @@ func serve(ctx context.Context, cfg Config, listen, httpAddr, addrFile string) e
 		return err
 	}
 	defer d.Close()
+	go d.store.Run(ctx, cfg.DiskCheck)
 	dl, err := daemon.Listen("blockd data", listen)
 	if err != nil {
 		return err
@@ -288,7 +366,7 @@ func serve(ctx context.Context, cfg Config, listen, httpAddr, addrFile string) e
 		d.node.HTTPAddr = advertised(hl.Addr(), cfg.MetadAddr)
 	}
 	d.log.Info("blockd serving", zap.String("data", d.node.DataAddr), zap.String("http", d.node.HTTPAddr),
-		zap.String("storage_id", d.node.StorageID), zap.String("dir", cfg.Dir))
+		zap.String("storage_id", d.node.StorageID), zap.Strings("dirs", d.store.Dirs()), zap.Strings("failed_dirs", d.store.Failed()))
 	if err := d.registerLoop(ctx); err != nil {
 		if ctx.Err() != nil {
 			return nil
@@ -299,6 +377,9 @@ func serve(ctx context.Context, cfg Config, listen, httpAddr, addrFile string) e
 		return err
 	}
 	go func() { errc <- d.run(ctx) }()
+	if d.scan != nil {
+		go d.scan.Run(ctx)
+	}
 	select {
 	case <-ctx.Done():
 		d.log.Info("blockd stopping")
@@ -322,6 +403,15 @@ func (d *Blockd) httpHandler() http.Handler {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		fmt.Fprintf(w, "cairn blockd %s\ndata %s\nreplicas %d\ncapacity %d, used %d, remaining %d\nactive transfers %d\n",
 			d.node.StorageID, d.node.DataAddr, len(d.store.Report()), capacity, used, remaining, d.active.Load())
+		for _, dir := range d.store.Dirs() {
+			fmt.Fprintf(w, "volume %s: in service\n", dir)
+		}
+		for _, f := range d.store.Failed() {
+			fmt.Fprintf(w, "volume failed: %s\n", f)
+		}
+		if d.scan != nil {
+			fmt.Fprintf(w, "block scanner: %d replicas verified, %d bytes read, %d bad\n", d.scan.verified.Load(), d.scan.bytes.Load(), d.scan.bad.Load())
+		}
 	})
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "ok\n") })
 	return mux

@@ -34,9 +34,11 @@ type Store struct {
 
 	mu       sync.Mutex
 	version  map[string]string
-	replicas map[cairn.BlockID]replica // finalized
-	writing  map[cairn.BlockID]bool    // in rbw
-	used     int64                     // bytes of finalized data and meta
+	replicas map[cairn.BlockID]replica        // finalized
+	rbw      map[cairn.BlockID]*ReplicaWriter // in rbw/: being written, or left for recovery
+	// recovered lists the replicas found in rbw/ at start, for metad.
+	recovered []cairn.Block
+	used      int64 // bytes of finalized data and meta
 }
 
 type replica struct {
@@ -65,7 +67,7 @@ func OpenStore(dir string, log *zap.Logger) (*Store, error) {
 	}
 	_ = lock.Truncate(0)
 	_, _ = lock.WriteString(strconv.Itoa(os.Getpid()) + "\n")
-	s := &Store{dir: dir, lock: lock, log: log, replicas: map[cairn.BlockID]replica{}, writing: map[cairn.BlockID]bool{}}
+	s := &Store{dir: dir, lock: lock, log: log, replicas: map[cairn.BlockID]replica{}, rbw: map[cairn.BlockID]*ReplicaWriter{}}
 	if err := s.loadVersion(); err != nil {
 		s.Close()
 		return nil, err
@@ -195,11 +197,27 @@ func (s *Store) scan() error {
 	if err != nil {
 		return fmt.Errorf("blockd store: scan %s: %w", root, err)
 	}
-	left, _ := os.ReadDir(s.rbwDir())
-	if len(left) > 0 {
-		s.log.Warn("replicas left being written by an earlier run", zap.String("dir", s.rbwDir()), zap.Int("files", len(left)))
+	s.removeTemps()
+	if s.recovered, err = s.recoverRBW(); err != nil {
+		return fmt.Errorf("blockd store: recover %s: %w", s.rbwDir(), err)
 	}
 	return nil
+}
+
+// keepRecovered puts back replicas whose report failed, for the next try.
+func (s *Store) keepRecovered(r []cairn.Block) {
+	s.mu.Lock()
+	s.recovered = append(r, s.recovered...)
+	s.mu.Unlock()
+}
+
+// Recovered returns, once, the replicas found left in rbw/ at start.
+func (s *Store) Recovered() []cairn.Block {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := s.recovered
+	s.recovered = nil
+	return r
 }
 
 // Report lists every finalized replica.
@@ -238,6 +256,10 @@ func (s *Store) Usage() (capacity, used, remaining int64) {
 func (s *Store) Delete(b cairn.Block) error {
 	s.mu.Lock()
 	r, ok := s.replicas[b.ID]
+	if w := s.rbw[b.ID]; !ok && w != nil {
+		s.mu.Unlock()
+		return w.deleteIdle(b.GenStamp)
+	}
 	if !ok || r.gs > b.GenStamp {
 		s.mu.Unlock()
 		return nil
@@ -252,131 +274,6 @@ func (s *Store) Delete(b cairn.Block) error {
 		return fmt.Errorf("delete %s: %w", have, err)
 	}
 	return nil
-}
-
-// ReplicaWriter writes one replica into rbw/ and finalizes it.
-type ReplicaWriter struct {
-	s     *Store
-	b     cairn.Block
-	data  *os.File
-	meta  *os.File
-	mw    *checksum.MetaWriter
-	chunk int
-	n     int64
-	short bool // a short chunk was written: nothing may follow
-	done  bool
-}
-
-// Create starts a new replica of b.
-func (s *Store) Create(b cairn.Block, chunkSize int) (*ReplicaWriter, error) {
-	s.mu.Lock()
-	if _, ok := s.replicas[b.ID]; ok || s.writing[b.ID] {
-		s.mu.Unlock()
-		return nil, cairn.E("blockd.Create", cairn.KindExist, b.String(), "replica already exists")
-	}
-	s.writing[b.ID] = true
-	s.mu.Unlock()
-	w := &ReplicaWriter{s: s, b: b, chunk: chunkSize}
-	var err error
-	w.data, err = os.OpenFile(filepath.Join(s.rbwDir(), checksum.BlockFileName(uint64(b.ID))), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
-	if err == nil {
-		w.meta, err = os.OpenFile(filepath.Join(s.rbwDir(), checksum.MetaFileName(uint64(b.ID), uint64(b.GenStamp))), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
-	}
-	if err == nil {
-		w.mw, err = checksum.NewMetaWriter(w.meta, checksum.NewHeader(uint64(b.ID), uint64(b.GenStamp), chunkSize))
-	}
-	if err != nil {
-		w.Abort()
-		return nil, fmt.Errorf("create replica %s: %w", b, err)
-	}
-	return w, nil
-}
-
-// Len is the number of bytes written.
-func (w *ReplicaWriter) Len() int64 { return w.n }
-
-// Write appends data (starting on a chunk boundary) and its verified sums.
-func (w *ReplicaWriter) Write(data []byte, sums []uint64) error {
-	if w.short && len(data) > 0 {
-		return fmt.Errorf("replica %s: data after a short chunk", w.b)
-	}
-	if _, err := w.data.Write(data); err != nil {
-		return fmt.Errorf("replica %s: %w", w.b, err)
-	}
-	if err := w.mw.AppendSums(sums); err != nil {
-		return fmt.Errorf("replica %s meta: %w", w.b, err)
-	}
-	w.n += int64(len(data))
-	if len(data)%w.chunk != 0 {
-		w.short = true
-	}
-	return nil
-}
-
-// Sync makes what was written durable.
-func (w *ReplicaWriter) Sync() error {
-	if err := w.data.Sync(); err != nil {
-		return fmt.Errorf("replica %s: sync: %w", w.b, err)
-	}
-	if err := w.meta.Sync(); err != nil {
-		return fmt.Errorf("replica %s: sync meta: %w", w.b, err)
-	}
-	return nil
-}
-
-// Finalize syncs the replica, moves it into finalized/ and syncs the
-// directories, so it survives a crash from the moment this returns.
-func (w *ReplicaWriter) Finalize() (cairn.Block, error) {
-	b := w.b
-	b.Len = w.n
-	err := w.Sync()
-	if err == nil {
-		err = errors.Join(w.data.Close(), w.meta.Close())
-	}
-	w.data, w.meta = nil, nil
-	dir := w.s.finalizedDir(b.ID)
-	if err == nil {
-		err = os.MkdirAll(dir, 0o755)
-	}
-	if err == nil {
-		err = os.Rename(filepath.Join(w.s.rbwDir(), checksum.MetaFileName(uint64(b.ID), uint64(b.GenStamp))), w.s.MetaPath(b))
-	}
-	if err == nil {
-		err = os.Rename(filepath.Join(w.s.rbwDir(), checksum.BlockFileName(uint64(b.ID))), w.s.BlockPath(b))
-	}
-	if err == nil {
-		err = errors.Join(versionfile.SyncDir(dir), versionfile.SyncDir(w.s.rbwDir()))
-	}
-	if err != nil {
-		w.Abort()
-		return b, fmt.Errorf("finalize %s: %w", b, err)
-	}
-	w.done = true
-	s := w.s
-	s.mu.Lock()
-	delete(s.writing, b.ID)
-	r := replica{gs: b.GenStamp, len: b.Len, metaLen: checksum.MetaSize(b.Len, w.chunk)}
-	s.replicas[b.ID] = r
-	s.used += r.disk()
-	s.mu.Unlock()
-	return b, nil
-}
-
-// Abort drops an unfinished replica.
-func (w *ReplicaWriter) Abort() {
-	if w.done {
-		return
-	}
-	w.done = true
-	for _, f := range []*os.File{w.data, w.meta} {
-		if f != nil {
-			_ = f.Close()
-			_ = os.Remove(f.Name())
-		}
-	}
-	w.s.mu.Lock()
-	delete(w.s.writing, w.b.ID)
-	w.s.mu.Unlock()
 }
 
 // OpenReplica opens a finalized replica's data and meta for reading. A
@@ -400,4 +297,32 @@ func (s *Store) OpenReplica(want cairn.Block) (cairn.Block, *os.File, *os.File, 
 		return have, nil, nil, cairn.E(op, cairn.KindIO, want.String(), strings.TrimPrefix(err.Error(), "open "))
 	}
 	return have, data, meta, nil
+}
+
+// holds reports whether the store has a replica of id, finalized or being
+// written.
+func (s *Store) holds(id cairn.BlockID) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.replicas[id]
+	return ok || s.rbw[id] != nil
+}
+
+// setIdentity rewrites VERSION with the storage and namespace IDs of the
+// blockd the directory belongs to, for a directory joining a blockd's set
+// of data directories. It is called before the store serves.
+func (s *Store) setIdentity(storageID, namespaceID string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v := map[string]string{}
+	for k, x := range s.version {
+		v[k] = x
+	}
+	v["storageID"] = storageID
+	v["namespaceID"] = namespaceID
+	if err := versionfile.Write(s.dir, v); err != nil {
+		return err
+	}
+	s.version = v
+	return nil
 }

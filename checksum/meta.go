@@ -320,3 +320,7 @@ func VerifyFile(block io.Reader, blockLen int64, meta io.Reader) error {
 	}
 	return nil
 }
+
+// EncodeSums appends sums to b as they are stored in a .meta, for writers
+// that place checksums themselves (WriteAt at SumOffset).
+func EncodeSums(b []byte, sums []uint64) []byte { return appendSums(b, sums) }

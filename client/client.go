@@ -7,7 +7,12 @@ import (
 	"context"
 	"fmt"
 	"io/fs"
+	"net"
 	"os"
+	"os/user"
+	"sort"
+	"strconv"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -26,7 +31,28 @@ type Options struct {
 	// Replication and BlockSize for new files; 0 takes metad's default.
 	Replication int
 	BlockSize   int64
-	Logger      *zap.Logger
+	// Identity is who calls metad when a call's context names no one
+	// (cairn.WithIdentity); default: the user and groups of this process.
+	Identity cairn.Identity
+	Logger   *zap.Logger
+}
+
+// ProcessIdentity is the user and groups this process runs as, by name.
+func ProcessIdentity() cairn.Identity {
+	id := cairn.Identity{User: strconv.Itoa(os.Getuid())}
+	if u, err := user.Current(); err == nil {
+		id.User = u.Username
+		if gids, err := u.GroupIds(); err == nil {
+			for _, g := range gids {
+				if grp, err := user.LookupGroupId(g); err == nil {
+					id.Groups = append(id.Groups, grp.Name)
+				} else {
+					id.Groups = append(id.Groups, g)
+				}
+			}
+		}
+	}
+	return id
 }
 
 // Client talks to one metad and to the blockds it names.
@@ -36,6 +62,55 @@ type Client struct {
 	conn *grpc.ClientConn
 	opts Options
 	log  *zap.Logger
+
+	leaseMu sync.Mutex
+	writers int           // open writers, whose leases the renewer keeps
+	stopRen chan struct{} // stops the renewer when writers drops to 0
+}
+
+// leaseRenewal is how often a client with open writers renews its lease
+// (metad's soft limit is 60 s).
+const leaseRenewal = 20 * time.Second
+
+// holdLease keeps the client's lease renewed until the returned function is
+// called; calls nest.
+func (c *Client) holdLease() func() {
+	c.leaseMu.Lock()
+	defer c.leaseMu.Unlock()
+	c.writers++
+	if c.writers == 1 {
+		stop := make(chan struct{})
+		c.stopRen = stop
+		go c.renew(stop)
+	}
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			c.leaseMu.Lock()
+			defer c.leaseMu.Unlock()
+			c.writers--
+			if c.writers == 0 {
+				close(c.stopRen)
+			}
+		})
+	}
+}
+
+func (c *Client) renew(stop chan struct{}) {
+	t := time.NewTicker(leaseRenewal)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+			ctx, cancel := context.WithTimeout(context.Background(), rpcTimeout)
+			if err := c.NS.RenewLease(ctx, c.opts.Name); err != nil {
+				c.log.Warn("lease renewal failed", zap.String("client", c.opts.Name), zap.Error(err))
+			}
+			cancel()
+		}
+	}
 }
 
 // MetadAddr returns the metad address a command should use: flag, else
@@ -50,7 +125,10 @@ func MetadAddr(flagValue string) string {
 // Dial connects to metad at addr. The connection is made lazily; the first
 // call reports an unreachable metad.
 func Dial(addr string, opts Options) (*Client, error) {
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithUnaryInterceptor(rpc.IdentityInterceptor))
+	if opts.Identity.User == "" {
+		opts.Identity = ProcessIdentity()
+	}
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithUnaryInterceptor(rpc.IdentityInterceptor(opts.Identity)))
 	if err != nil {
 		return nil, fmt.Errorf("client: dial metad %s: %w", addr, err)
 	}
@@ -103,5 +181,38 @@ func (c *Client) Open(ctx context.Context, path string) (*Reader, error) {
 	if err != nil {
 		return nil, err
 	}
+	c.sortByDistance(fb.Blocks)
 	return newReader(c, path, fb), nil
+}
+
+// localIPs are this machine's addresses, to read from a blockd on the same
+// host first.
+var localIPs = sync.OnceValue(func() map[string]bool {
+	out := map[string]bool{}
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return out
+	}
+	for _, a := range addrs {
+		if ipn, ok := a.(*net.IPNet); ok {
+			out[ipn.IP.String()] = true
+		}
+	}
+	return out
+})
+
+// sortByDistance orders each block's replicas nearest first: this host,
+// then the rest in metad's order (which puts stale blockds last).
+func (c *Client) sortByDistance(blocks []cairn.LocatedBlock) {
+	local := localIPs()
+	for _, b := range blocks {
+		sort.SliceStable(b.Locations, func(i, j int) bool {
+			return isLocal(local, b.Locations[i].DataAddr) && !isLocal(local, b.Locations[j].DataAddr)
+		})
+	}
+}
+
+func isLocal(local map[string]bool, addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	return err == nil && local[host]
 }

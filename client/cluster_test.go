@@ -4,15 +4,18 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"cairn"
 	"cairn/blockd"
 	"cairn/client"
 	"cairn/metad"
@@ -25,7 +28,7 @@ type cluster struct {
 	dirs  []string
 }
 
-func startCluster(t *testing.T, blockds int, blockSize int64) *cluster {
+func startCluster(t testing.TB, blockds int, blockSize int64) *cluster {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -150,5 +153,114 @@ func TestEmptyFile(t *testing.T) {
 	fi, err := cl.NS.Stat(context.Background(), "/empty")
 	if err != nil || fi.Size != 0 || fi.Writing {
 		t.Fatalf("stat = %+v, %v", fi, err)
+	}
+}
+
+// TestConcurrentWritersReaders runs eight writers and eight readers on
+// different files at once (run it with -race).
+func TestConcurrentWritersReaders(t *testing.T) {
+	c := startCluster(t, 3, 256<<10)
+	cl, err := client.Dial(c.metad, client.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx := context.Background()
+	content := func(i int) []byte {
+		b := make([]byte, 700<<10+i*1000)
+		r := rand.New(rand.NewPCG(uint64(i), 99))
+		for j := range b {
+			b[j] = byte(r.IntN(256))
+		}
+		return b
+	}
+	for i := 0; i < 8; i++ { // files the readers read
+		w, err := cl.Create(ctx, fmt.Sprintf("/r%d", i), 0o644)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.Write(content(100 + i)); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 16)
+	for i := 0; i < 8; i++ {
+		wg.Add(2)
+		go func(i int) {
+			defer wg.Done()
+			w, err := cl.Create(ctx, fmt.Sprintf("/w%d", i), 0o644)
+			if err != nil {
+				errs <- err
+				return
+			}
+			data := content(i)
+			for off := 0; off < len(data); off += 10000 {
+				if _, err := w.Write(data[off:min(off+10000, len(data))]); err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- w.Close()
+		}(i)
+		go func(i int) {
+			defer wg.Done()
+			for round := 0; round < 3; round++ {
+				r, err := cl.Open(ctx, fmt.Sprintf("/r%d", i))
+				if err != nil {
+					errs <- err
+					return
+				}
+				got, err := io.ReadAll(io.NewSectionReader(r, 0, r.Size()))
+				_ = r.Close()
+				if err != nil || !bytes.Equal(got, content(100+i)) {
+					errs <- fmt.Errorf("reader %d: %d bytes, %v", i, len(got), err)
+					return
+				}
+			}
+			errs <- nil
+		}(i)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Error(err)
+		}
+	}
+	for i := 0; i < 8; i++ {
+		r, err := cl.Open(ctx, fmt.Sprintf("/w%d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := io.ReadAll(io.NewSectionReader(r, 0, r.Size()))
+		_ = r.Close()
+		if err != nil || !bytes.Equal(got, content(i)) {
+			t.Errorf("writer %d's file reads back %d bytes (%v), not what was written", i, len(got), err)
+		}
+	}
+}
+
+// TestNoSpace: when no blockd has room for a block, the writer gets an
+// error that says so.
+func TestNoSpace(t *testing.T) {
+	c := startCluster(t, 2, 256<<10)
+	cl, err := client.Dial(c.metad, client.Options{BlockSize: 1 << 40})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	w, err := cl.Create(context.Background(), "/huge", 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, werr := w.Write(make([]byte, 1<<20))
+	cerr := w.Close()
+	err = errors.Join(werr, cerr)
+	if !errors.Is(err, cairn.ErrNoSpace) || !strings.Contains(err.Error(), "no live blockd with room") {
+		t.Fatalf("write with no room anywhere: %v, want a no-space error saying so", err)
 	}
 }

@@ -1,6 +1,7 @@
 package client
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -54,7 +55,34 @@ func (r *Reader) Close() error {
 	return nil
 }
 
-// ReadAt implements io.ReaderAt.
+// Blocks returns the file's blocks as the reader knows them, each with its
+// replicas in the order it tries them.
+func (r *Reader) Blocks() []cairn.LocatedBlock {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]cairn.LocatedBlock(nil), r.fb.Blocks...)
+}
+
+// refresh asks metad again for the file's blocks: a file being written, or
+// written to since it was opened, may have grown.
+func (r *Reader) refresh() (bool, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), rpcTimeout)
+	defer cancel()
+	fb, err := r.c.NS.BlockLocations(ctx, r.path)
+	if err != nil {
+		return false, err
+	}
+	grew := fb.Size > r.fb.Size
+	if grew {
+		r.c.sortByDistance(fb.Blocks)
+		r.fb = fb
+	}
+	return grew, nil
+}
+
+// ReadAt implements io.ReaderAt. A read at or past the end the reader knows
+// asks metad whether the file has grown, so a file being written can be
+// followed (tail -f).
 func (r *Reader) ReadAt(p []byte, off int64) (int, error) {
 	if off < 0 {
 		return 0, cairn.E("client.ReadAt", cairn.KindInvalid, r.path, "negative offset")
@@ -62,8 +90,15 @@ func (r *Reader) ReadAt(p []byte, off int64) (int, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	n := 0
+	refreshed := false
 	for n < len(p) {
 		pos := off + int64(n)
+		if pos >= r.fb.Size && !refreshed {
+			refreshed = true
+			if _, err := r.refresh(); err != nil {
+				return n, err
+			}
+		}
 		if pos >= r.fb.Size {
 			return n, io.EOF
 		}
@@ -107,7 +142,7 @@ func (r *Reader) readBlock(lb cairn.LocatedBlock, boff int64, dst []byte) error 
 			s, err := openStream(lb, node, boff, want)
 			if err != nil {
 				tried = append(tried, fmt.Sprintf("%s: %v", node.DataAddr, err))
-				r.markBad(node, err)
+				r.markBad(lb, node, err)
 				continue
 			}
 			r.cur = s
@@ -125,13 +160,25 @@ func (r *Reader) readBlock(lb cairn.LocatedBlock, boff int64, dst []byte) error 
 			continue // the stream's range ended; open the next one
 		}
 		tried = append(tried, fmt.Sprintf("%s: %v", node.DataAddr, err))
-		r.markBad(node, err)
+		r.markBad(lb, node, err)
 	}
 }
 
-func (r *Reader) markBad(n cairn.Node, err error) {
+// markBad moves a replica that failed to the back of the line for this
+// reader and, when its data did not match its checksums, tells metad.
+func (r *Reader) markBad(lb cairn.LocatedBlock, n cairn.Node, err error) {
 	r.bad[n.StorageID] = true
-	r.c.log.Warn("replica read failed; trying another", zap.String("path", r.path), zap.String("blockd", n.DataAddr), zap.Error(err))
+	r.c.log.Warn("replica read failed; trying another", zap.String("path", r.path), zap.Stringer("block", lb.Block),
+		zap.String("blockd", n.DataAddr), zap.Error(err))
+	if !checksum.IsCorruption(err) {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), rpcTimeout)
+	defer cancel()
+	bad := []cairn.BadReplica{{Block: lb.Block, StorageID: n.StorageID, Reason: err.Error()}}
+	if rerr := r.c.NS.ReportBadReplicas(ctx, bad); rerr != nil {
+		r.c.log.Warn("could not report a corrupt replica", zap.Stringer("block", lb.Block), zap.String("blockd", n.DataAddr), zap.Error(rerr))
+	}
 }
 
 // pick chooses the next replica to try: not yet tried for this read, good

@@ -1,36 +1,33 @@
 package client
 
 import (
-	"bufio"
 	"context"
+	"errors"
 	"fmt"
-	"net"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
 
 	"cairn"
 	"cairn/checksum"
-	"cairn/rpc"
-	"cairn/rpc/pb"
-	"cairn/xfer"
 )
 
 // packetTarget is the data carried by one write packet, rounded to whole
 // chunks.
 const packetTarget = 128 << 10
 
-// window is how many packets may be in flight, unacknowledged, per pipeline.
-const window = 32
-
 // completeTimeout bounds how long Close waits for metad to hear of the last
 // block's replicas.
 const completeTimeout = 60 * time.Second
 
-// Writer writes a new file sequentially through block pipelines. It is not
-// safe for concurrent use.
+// rpcTimeout bounds one metadata call made while writing.
+const rpcTimeout = 30 * time.Second
+
+// Writer writes a file sequentially through block pipelines: a new file
+// (Client.Create) or the end of an existing one (Client.Append). A blockd
+// that fails mid-block is dropped from the pipeline and writing goes on
+// with the others; the caller sees an error only when no replica can take
+// the data. It is not safe for concurrent use.
 type Writer struct {
 	c      *Client
 	path   string
@@ -38,25 +35,51 @@ type Writer struct {
 	chunk  int
 	packet int // bytes of data per packet
 
-	buf      []byte       // data not yet sent, less than one packet
-	size     int64        // bytes accepted by Write
-	blk      *pipeline    // the block being written, nil between blocks
+	// The block being written: lb (nil between blocks), sent = block
+	// offset where buf starts, buf = bytes not yet sent.
+	lb       *cairn.LocatedBlock
+	stage    stage // how the next pipeline takes its replicas
+	pl       *pipeline
+	sent     int64
+	buf      []byte
 	prev     *cairn.Block // the last finished block
-	err      error        // sticky: the first failure
+	excluded []cairn.Node // blockds that failed this writer
+
+	size     int64 // bytes accepted by Write
+	err      error // sticky: the first failure
 	closed   bool
 	closeErr error
+	leases   func() // ends this writer's lease renewal
 }
 
 func newWriter(c *Client, path string, fi cairn.FileInfo) *Writer {
 	chunk := checksum.DefaultChunkSize
-	return &Writer{c: c, path: path, fi: fi, chunk: chunk, packet: max(1, packetTarget/chunk) * chunk}
+	w := &Writer{c: c, path: path, fi: fi, chunk: chunk, packet: max(1, packetTarget/chunk) * chunk}
+	w.leases = c.holdLease()
+	return w
 }
 
-// Size is the number of bytes accepted so far.
+// Append reopens an existing file to write at its end.
+func (c *Client) Append(ctx context.Context, path string) (*Writer, error) {
+	fi, last, err := c.NS.Append(ctx, path, c.opts.Name)
+	if err != nil {
+		return nil, err
+	}
+	w := newWriter(c, path, fi)
+	w.size = fi.Size
+	if last != nil {
+		w.lb = last
+		w.sent = last.Len
+		w.stage = stageAppend
+	}
+	return w, nil
+}
+
+// Size is the size of the file with every byte accepted so far.
 func (w *Writer) Size() int64 { return w.size }
 
 // Write appends p to the file. Bytes are sent a packet at a time; an error
-// from the pipeline is returned by a later Write or by Close.
+// from the pipelines is returned by a later Write or by Close.
 func (w *Writer) Write(p []byte) (int, error) {
 	if w.closed {
 		return 0, cairn.E("client.Write", cairn.KindInvalid, w.path, "writer is closed")
@@ -66,20 +89,17 @@ func (w *Writer) Write(p []byte) (int, error) {
 	}
 	n := 0
 	for len(p) > 0 {
-		inBlock := int64(0)
-		if w.blk != nil {
-			inBlock = w.blk.sent
-		}
-		room := w.fi.BlockSize - inBlock - int64(len(w.buf))
-		k := min(len(p), w.packet-len(w.buf), int(min(room, int64(w.packet))))
+		end := w.sent + int64(len(w.buf))
+		// A packet ends on a chunk boundary, so a packet that starts inside
+		// a chunk is short, and the block ends at the block size.
+		packetEnd := min((w.sent/int64(w.chunk))*int64(w.chunk)+int64(w.packet), w.fi.BlockSize)
+		k := int(min(int64(len(p)), packetEnd-end))
 		w.buf = append(w.buf, p[:k]...)
 		p = p[k:]
 		n += k
 		w.size += int64(k)
-		blockFull := int64(k) == room
-		if len(w.buf) == w.packet || blockFull {
-			if err := w.send(blockFull); err != nil {
-				w.size -= int64(len(p)) // not accepted
+		if w.sent+int64(len(w.buf)) == packetEnd {
+			if err := w.flushPacket(0, false); err != nil {
 				return n, err
 			}
 		}
@@ -87,25 +107,48 @@ func (w *Writer) Write(p []byte) (int, error) {
 	return n, nil
 }
 
-// send sends the buffered bytes as one packet; last ends the block.
-func (w *Writer) send(last bool) error {
-	if w.blk == nil {
-		if err := w.openBlock(); err != nil {
+// flushPacket sends the buffered bytes as one packet; at the block size, or
+// when end is set, it ends the block.
+func (w *Writer) flushPacket(flags uint8, end bool) error {
+	if len(w.buf) == 0 && !end && flags == 0 {
+		return nil
+	}
+	if w.lb == nil {
+		if err := w.newBlock(); err != nil {
 			return w.fail(err)
 		}
 	}
-	if err := w.blk.send(w.buf, last); err != nil {
+	last := end || w.sent+int64(len(w.buf)) == w.fi.BlockSize
+	if last {
+		flags |= flagLast
+	}
+	if err := w.send(packet{off: w.sent, data: append([]byte(nil), w.buf...), flags: flags}); err != nil {
 		return w.fail(err)
 	}
+	w.sent += int64(len(w.buf))
 	w.buf = w.buf[:0]
 	if last {
-		b, err := w.blk.finish()
-		w.blk = nil
-		if err != nil {
-			return w.fail(err)
-		}
-		w.prev = &b
+		return w.endBlock()
 	}
+	return nil
+}
+
+// endBlock waits for every ack of the block, which the blockds have then
+// finalized.
+func (w *Writer) endBlock() error {
+	if w.pl != nil {
+		if err := w.pl.waitAll(); err != nil {
+			if err := w.recover(err); err != nil {
+				return w.fail(err)
+			}
+		}
+		w.pl.close()
+		w.pl = nil
+	}
+	b := w.lb.Block
+	b.Len = w.sent
+	w.prev = &b
+	w.lb, w.sent, w.stage = nil, 0, stageCreate
 	return nil
 }
 
@@ -114,25 +157,202 @@ func (w *Writer) fail(err error) error {
 		w.err = err
 		w.c.log.Warn("write failed", zap.String("path", w.path), zap.Error(err))
 	}
-	if w.blk != nil {
-		w.blk.abort()
-		w.blk = nil
+	if w.pl != nil {
+		w.pl.close()
+		w.pl = nil
 	}
 	return w.err
 }
 
-func (w *Writer) openBlock() error {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+// newBlock asks metad for the next block and its pipeline.
+func (w *Writer) newBlock() error {
+	ctx, cancel := context.WithTimeout(context.Background(), rpcTimeout)
 	defer cancel()
 	lb, err := w.c.NS.AddBlock(ctx, w.path, w.c.opts.Name, w.prev)
 	if err != nil {
 		return err
 	}
-	p, err := openPipeline(lb, w.chunk, w.c.opts.Name)
-	if err != nil {
-		return cairn.E("client.Write", cairn.KindIO, w.path, err.Error())
+	w.lb, w.sent, w.stage = &lb, 0, stageCreate
+	return nil
+}
+
+// send hands one packet to the pipeline, setting one up, or recovering it,
+// as needed.
+func (w *Writer) send(p packet) error {
+	for {
+		if w.pl == nil {
+			if err := w.setup(); err != nil {
+				return err
+			}
+		}
+		err := w.pl.send(p)
+		if err == nil {
+			return nil
+		}
+		if err := w.recover(err); err != nil {
+			return err
+		}
 	}
-	w.blk = p
+}
+
+// setup opens the pipeline of the current block, dropping nodes that
+// cannot take part. Nothing has been written to the block yet.
+func (w *Writer) setup() error {
+	var tried []string
+	for len(w.lb.Locations) > 0 {
+		pl, bad, err := openPipeline(w.lb, w.chunk, w.c.opts.Name, w.stage, w.sent)
+		if err == nil {
+			w.pl = pl
+			return nil
+		}
+		tried = append(tried, err.Error())
+		if bad < 0 || bad >= len(w.lb.Locations) || w.stage != stageCreate && len(w.lb.Locations) == 1 {
+			break
+		}
+		w.dropNode(bad, err)
+	}
+	msg := "no blockd to write to"
+	if len(tried) > 0 {
+		msg = fmt.Sprintf("no blockd of the pipeline could take the block: %v", tried)
+	}
+	return cairn.E("client.Write", cairn.KindIO, w.path, fmt.Sprintf("%s: %s", w.lb.Block, msg))
+}
+
+func (w *Writer) dropNode(i int, why error) {
+	n := w.lb.Locations[i]
+	w.c.log.Warn("dropping a blockd from the pipeline", zap.String("path", w.path), zap.Stringer("block", w.lb.Block),
+		zap.String("blockd", n.DataAddr), zap.Error(why))
+	w.excluded = append(w.excluded, n)
+	w.lb.Locations = append(w.lb.Locations[:i:i], w.lb.Locations[i+1:]...)
+}
+
+// recover rebuilds a broken pipeline: the failed node is dropped, the block
+// gets a new generation stamp, a node is added back when too few remain
+// (HDFS's replace-datanode-on-failure DEFAULT policy), the survivors keep
+// what every one of them acknowledged, and the unacknowledged packets are
+// sent again.
+func (w *Writer) recover(cause error) error {
+	old := w.pl
+	if old == nil {
+		return cause
+	}
+	old.close()
+	w.pl = nil
+	unacked, acked := old.pending()
+	bad := 0
+	var pe *pipelineError
+	if errors.As(cause, &pe) && pe.bad >= 0 && pe.bad < len(w.lb.Locations) {
+		bad = pe.bad
+	}
+	w.dropNode(bad, cause)
+	if len(w.lb.Locations) == 0 {
+		return cairn.E("client.Write", cairn.KindIO, w.path, fmt.Sprintf("%s: every blockd of the pipeline failed; last: %v", w.lb.Block, cause))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), rpcTimeout)
+	defer cancel()
+	oldBlock := w.lb.Block
+	gs, err := w.c.NS.UpdateBlockForPipeline(ctx, w.path, w.c.opts.Name, oldBlock)
+	if err != nil {
+		return err
+	}
+	added := false
+	for {
+		if want := w.fi.Replication; !added && len(w.lb.Locations) < want && len(w.lb.Locations) <= want/2 && want >= 3 {
+			added = true
+			w.addNode(ctx, gs, acked)
+		}
+		lb := *w.lb
+		lb.GenStamp = gs
+		pl, badSetup, err := openPipeline(&lb, w.chunk, w.c.opts.Name, stageRecovery, acked)
+		if err == nil {
+			w.pl = pl
+			break
+		}
+		if badSetup < 0 || badSetup >= len(w.lb.Locations) || len(w.lb.Locations) == 1 {
+			return cairn.E("client.Write", cairn.KindIO, w.path, fmt.Sprintf("%s: pipeline recovery failed: %v", w.lb.Block, err))
+		}
+		w.dropNode(badSetup, err)
+	}
+	w.lb.GenStamp = gs
+	w.stage = stageRecovery
+	updated := w.lb.Block
+	updated.Len = acked
+	if err := w.c.NS.UpdatePipeline(ctx, w.path, w.c.opts.Name, oldBlock, updated, w.lb.Locations); err != nil {
+		return err
+	}
+	w.c.log.Info("pipeline recovered", zap.String("path", w.path), zap.Stringer("block", w.lb.Block),
+		zap.Int("nodes", len(w.lb.Locations)), zap.Int64("acked", acked), zap.Int("resending", len(unacked)))
+	for _, p := range unacked {
+		if err := w.pl.send(p); err != nil {
+			return w.recover(err)
+		}
+	}
+	return nil
+}
+
+// addNode asks metad for another blockd and has a survivor copy the
+// acknowledged bytes to it. Failing that, writing goes on without it.
+func (w *Writer) addNode(ctx context.Context, gs cairn.GenStamp, acked int64) {
+	n, err := w.c.NS.AdditionalNode(ctx, w.path, w.c.opts.Name, w.lb.Block, w.lb.Locations, w.excluded)
+	if err != nil {
+		w.c.log.Info("no blockd to add to the pipeline", zap.String("path", w.path), zap.Error(err))
+		return
+	}
+	var errs []error
+	for _, src := range w.lb.Locations {
+		err := transfer(w.lb.Block, src, n, gs, acked, w.chunk, w.c.opts.Name)
+		if err == nil {
+			w.lb.Locations = append(w.lb.Locations, n)
+			return
+		}
+		errs = append(errs, fmt.Errorf("from %s: %w", src.DataAddr, err))
+	}
+	w.c.log.Warn("could not bring a new blockd up to date", zap.String("blockd", n.DataAddr), zap.Error(errors.Join(errs...)))
+	w.excluded = append(w.excluded, n)
+}
+
+// Flush (hflush) sends what is buffered and waits until every node of the
+// pipeline has it; then new readers see it.
+func (w *Writer) Flush() error { return w.sync(0) }
+
+// Sync (hsync) is Flush that also has every node of the pipeline put the
+// bytes on its disk.
+func (w *Writer) Sync() error { return w.sync(flagSync) }
+
+func (w *Writer) sync(flags uint8) error {
+	if w.closed {
+		return cairn.E("client.Sync", cairn.KindInvalid, w.path, "writer is closed")
+	}
+	if w.err != nil {
+		return w.err
+	}
+	if w.lb == nil && len(w.buf) == 0 {
+		return nil // everything written is in finalized blocks
+	}
+	if err := w.flushPacket(flags, false); err != nil {
+		return err
+	}
+	if w.lb == nil {
+		return nil // the packet ended its block
+	}
+	if w.pl != nil {
+		for {
+			err := w.pl.waitAll()
+			if err == nil {
+				break
+			}
+			if err := w.recover(err); err != nil {
+				return w.fail(err)
+			}
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), rpcTimeout)
+	defer cancel()
+	b := w.lb.Block
+	b.Len = w.sent
+	if err := w.c.NS.Fsync(ctx, w.path, w.c.opts.Name, b); err != nil {
+		return w.fail(err)
+	}
 	return nil
 }
 
@@ -143,8 +363,9 @@ func (w *Writer) Close() error {
 	if w.closed {
 		return w.closeErr
 	}
-	w.closed = true
 	w.closeErr = w.close()
+	w.closed = true
+	w.leases()
 	return w.closeErr
 }
 
@@ -152,8 +373,10 @@ func (w *Writer) close() error {
 	if w.err != nil {
 		return w.err
 	}
-	if len(w.buf) > 0 || w.blk != nil {
-		if err := w.send(true); err != nil {
+	if w.lb != nil || len(w.buf) > 0 {
+		// End the block here, with an empty last packet if need be (after
+		// an append of nothing it moves the replicas to the new stamp).
+		if err := w.flushPacket(0, true); err != nil {
 			return err
 		}
 	}
@@ -175,158 +398,4 @@ func (w *Writer) close() error {
 		}
 		delay = min(2*delay, time.Second)
 	}
-}
-
-// pipeline streams one block through a chain of blockds.
-type pipeline struct {
-	lb    cairn.LocatedBlock
-	chunk int
-	conn  net.Conn
-	bw    *bufio.Writer
-	seq   uint64
-	sent  int64 // data bytes sent
-	frame []byte
-	sums  []uint64
-	slots chan struct{} // one per packet in flight
-	done  chan error    // the ack reader's verdict, once
-	once  sync.Once
-	// lastSeq is the sequence number of the block's last packet, -1 until
-	// it is sent.
-	lastSeq atomic.Int64
-}
-
-func openPipeline(lb cairn.LocatedBlock, chunk int, client string) (*pipeline, error) {
-	if len(lb.Locations) == 0 {
-		return nil, fmt.Errorf("%s: metad named no blockd to write to", lb.Block)
-	}
-	first := lb.Locations[0]
-	conn, err := net.DialTimeout("tcp", first.DataAddr, 10*time.Second)
-	if err != nil {
-		return nil, fmt.Errorf("%s: connect to blockd %s: %w", lb.Block, first.DataAddr, err)
-	}
-	p := &pipeline{lb: lb, chunk: chunk, conn: conn, bw: xfer.NewBufferedWriter(conn), slots: make(chan struct{}, window), done: make(chan error, 1)}
-	br := xfer.NewBufferedReader(conn)
-	err = xfer.WriteOp(p.bw, &pb.OpHeader{
-		Op: pb.OpHeader_WRITE_BLOCK, Block: rpc.ToPBBlock(&lb.Block), Targets: rpc.ToPBNodes(lb.Locations[1:]),
-		ChunkSize: uint32(chunk), Client: client,
-	})
-	if err == nil {
-		err = p.bw.Flush()
-	}
-	var rep *pb.OpReply
-	if err == nil {
-		_ = conn.SetReadDeadline(time.Now().Add(30 * time.Second))
-		rep, err = xfer.ReadReply(br)
-		_ = conn.SetReadDeadline(time.Time{})
-	}
-	if err == nil && rep.Status != 0 {
-		err = fmt.Errorf("pipeline setup refused (bad node %s): %s", rep.FirstBadNode, rep.Message)
-	}
-	if err != nil {
-		_ = conn.Close()
-		return nil, fmt.Errorf("%s via %s: %w", lb.Block, first.DataAddr, err)
-	}
-	p.lastSeq.Store(-1)
-	go p.readAcks(br)
-	return p, nil
-}
-
-// readAcks consumes acks in order; the ack of the last packet, or the first
-// failure, ends it.
-func (p *pipeline) readAcks(br *bufio.Reader) {
-	var want uint64
-	for {
-		a, err := xfer.ReadAck(br)
-		if err != nil {
-			p.finishWith(fmt.Errorf("%s: pipeline ack: %w", p.lb.Block, err))
-			return
-		}
-		if a.Seq != want {
-			p.finishWith(fmt.Errorf("%s: ack for packet %d, expected %d", p.lb.Block, a.Seq, want))
-			return
-		}
-		if bad := a.FirstBad(); bad >= 0 {
-			node := "?"
-			if bad < len(p.lb.Locations) {
-				node = p.lb.Locations[bad].DataAddr
-			}
-			p.finishWith(fmt.Errorf("%s: blockd %s failed packet %d (status %d)", p.lb.Block, node, a.Seq, a.Status[bad]))
-			return
-		}
-		<-p.slots
-		if int64(a.Seq) == p.lastSeq.Load() {
-			p.finishWith(nil)
-			return
-		}
-		want++
-	}
-}
-
-func (p *pipeline) finishWith(err error) {
-	p.once.Do(func() {
-		p.done <- err
-		if err != nil {
-			_ = p.conn.Close()
-		}
-	})
-}
-
-// send frames data as the next packet and writes it, waiting for a free
-// slot in the window.
-func (p *pipeline) send(data []byte, last bool) error {
-	select {
-	case p.slots <- struct{}{}:
-	case err := <-p.done:
-		p.done <- err
-		if err == nil {
-			err = fmt.Errorf("%s: pipeline ended early", p.lb.Block)
-		}
-		return err
-	}
-	pk := xfer.Packet{Seq: p.seq, Offset: p.sent, Data: data}
-	if last {
-		pk.Flags = xfer.FlagLast
-		p.lastSeq.Store(int64(p.seq)) // before the packet can be acked
-	}
-	p.sums = checksum.Sums(data, p.chunk, p.sums[:0])
-	pk.Sums = p.sums
-	p.frame = xfer.AppendPacket(p.frame[:0], &pk)
-	if _, err := p.bw.Write(p.frame); err != nil {
-		return p.writeErr(err)
-	}
-	if err := p.bw.Flush(); err != nil {
-		return p.writeErr(err)
-	}
-	p.seq++
-	p.sent += int64(len(data))
-	return nil
-}
-
-func (p *pipeline) writeErr(err error) error {
-	// The ack reader usually knows why the connection broke.
-	select {
-	case aerr := <-p.done:
-		p.done <- aerr
-		if aerr != nil {
-			return aerr
-		}
-	case <-time.After(100 * time.Millisecond):
-	}
-	return fmt.Errorf("%s: send to %s: %w", p.lb.Block, p.lb.Locations[0].DataAddr, err)
-}
-
-// finish waits for the acks of every packet and returns the block with its
-// length.
-func (p *pipeline) finish() (cairn.Block, error) {
-	err := <-p.done
-	p.done <- err
-	_ = p.conn.Close()
-	b := p.lb.Block
-	b.Len = p.sent
-	return b, err
-}
-
-func (p *pipeline) abort() {
-	p.finishWith(fmt.Errorf("%s: aborted", p.lb.Block))
-	_ = p.conn.Close()
 }

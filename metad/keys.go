@@ -15,6 +15,8 @@ import (
 //	"e" parent(8 BE) name              -> child ino (8 BE)
 //	"f" ino(8 BE) index(4 BE)          -> block: id(8) genstamp(8) len(8), all BE
 //	"k" blockID(8 BE)                  -> owning ino (8 BE)
+//	"x" ino(8 BE) name                 -> extended attribute value
+//	"w" ino(8 BE)                      -> lease holder of a file being written
 const (
 	prefixMeta    = 'm'
 	prefixCounter = 'c'
@@ -22,10 +24,14 @@ const (
 	prefixEntry   = 'e'
 	prefixFile    = 'f'
 	prefixBlock   = 'k'
+	prefixXattr   = 'x'
+	prefixWriting = 'w'
 )
 
-// LayoutVersion is the version of the key layout this metad reads and writes.
-const LayoutVersion = 1
+// LayoutVersion is the version of the key layout this metad reads and
+// writes. Version 2 added the "x" and "w" keys; a version 1 store is
+// upgraded in place at start (upgradeV1).
+const LayoutVersion = 2
 
 // RootIno is the inode number of "/".
 const RootIno = 1
@@ -65,6 +71,22 @@ func blockKey(id cairn.BlockID) []byte {
 	k := make([]byte, 9)
 	k[0] = prefixBlock
 	binary.BigEndian.PutUint64(k[1:], uint64(id))
+	return k
+}
+
+func xattrPrefix(ino uint64) []byte {
+	k := make([]byte, 9, 9+32)
+	k[0] = prefixXattr
+	binary.BigEndian.PutUint64(k[1:], ino)
+	return k
+}
+
+func xattrKey(ino uint64, name string) []byte { return append(xattrPrefix(ino), name...) }
+
+func writingKey(ino uint64) []byte {
+	k := make([]byte, 9)
+	k[0] = prefixWriting
+	binary.BigEndian.PutUint64(k[1:], ino)
 	return k
 }
 

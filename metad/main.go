@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -18,23 +19,86 @@ import (
 	"cairn/rpc"
 )
 
-// Main is the `cairn metad` command.
+// Main is the `cairn metad` command, and `cairn metad check`.
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "check" {
+		return checkMain(args[1:], stdout, stderr)
+	}
 	fl := flag.NewFlagSet("cairn metad", flag.ContinueOnError)
 	fl.SetOutput(stderr)
 	dir := fl.String("data", "", "data directory (required)")
 	format := fl.Bool("format", false, "format the data directory with a fresh namespace ID, then serve")
-	force := fl.Bool("force", false, "with --format: destroy an existing namespace")
+	force := fl.Bool("force", false, "with --format or --restore: replace an existing namespace")
+	restore := fl.String("restore", "", "make the data directory a copy of this checkpoint (see cairn admin -checkpoint), then serve")
 	listen := fl.String("listen", ":9000", "RPC address (port 0 picks a free port)")
 	httpAddr := fl.String("http", ":9870", "HTTP address for status (port 0 picks a free port; empty disables)")
 	repl := fl.Int("replication", cairn.DefaultReplication, "default replication factor")
 	blockSize := fl.Int64("block-size", cairn.DefaultBlockSize, "default block size in bytes")
 	deadAfter := fl.Duration("dead-after", cairn.DefaultDeadAfter, "a blockd silent this long is dead")
 	heartbeat := fl.Duration("heartbeat", cairn.DefaultHeartbeat, "the blockds' heartbeat interval; a blockd silent for two is stale and read from last")
+	perms := fl.Bool("permissions", true, "check owners, groups and modes (false: record them only)")
+	supergroup := fl.String("supergroup", "supergroup", "members of this group are superusers, as is the user running metad")
+	soft := fl.Duration("lease-soft-limit", DefaultLeaseSoft, "a writer silent this long may have its file taken over by another")
+	hard := fl.Duration("lease-hard-limit", DefaultLeaseHard, "a writer silent this long has its file recovered and closed by metad")
+	cache := fl.Int64("cache-size", DefaultCacheSize, "bytes of the store's block cache (metad's memory beyond this does not grow with the namespace)")
+	ckptDir := fl.String("checkpoint-dir", "", "write a checkpoint into this directory periodically (off when empty)")
+	ckptEvery := fl.Duration("checkpoint-interval", DefaultCheckpointInterval, "time between periodic checkpoints")
+	ckptKeep := fl.Int("checkpoint-keep", DefaultCheckpointKeep, "how many periodic checkpoints to keep")
 	addrFile := fl.String("addr-file", "", "write the bound addresses as JSON to this file once serving")
 	debug := fl.Bool("debug", false, "log at debug level")
 	fl.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: cairn metad --data DIR [--format [--force]] [--listen :9000] [--http :9870]\n\nThe metadata daemon: keeps the namespace in Pebble and tells clients where blocks live.\n\n")
+		fmt.Fprintf(stderr, "Usage: cairn metad --data DIR [--format [--force] | --restore CKPT [--force]] [--listen :9000] [--http :9870]\n"+
+			"       cairn metad check --data DIR\n\nThe metadata daemon: keeps the namespace in Pebble and tells clients where blocks live.\n"+
+			"'check' checks a stopped metad's data directory, or a checkpoint, offline.\n\n")
+		fl.PrintDefaults()
+	}
+	pos, err := daemon.Parse(fl, args)
+	if daemon.IsHelp(err) {
+		return 0
+	}
+	if err != nil {
+		return 2
+	}
+	switch {
+	case len(pos) > 0:
+		return daemon.Usage(stderr, "cairn metad", fmt.Sprintf("unexpected argument %q", pos[0]))
+	case *dir == "":
+		return daemon.Usage(stderr, "cairn metad", "--data DIR is required")
+	case *format && *restore != "":
+		return daemon.Usage(stderr, "cairn metad", "--format and --restore exclude each other")
+	case *hard < *soft:
+		return daemon.Usage(stderr, "cairn metad", "--lease-hard-limit is shorter than --lease-soft-limit")
+	}
+	log := daemon.Logger(*debug).Named("metad")
+	defer func() { _ = log.Sync() }()
+	if *restore != "" {
+		if err := Restore(*restore, *dir, *force); err != nil {
+			log.Error("restore failed", zap.Error(err))
+			fmt.Fprintf(stderr, "cairn metad: %v\n", err)
+			return 1
+		}
+		log.Info("restored", zap.String("checkpoint", *restore), zap.String("dir", *dir))
+	}
+	if err := serve(ctx, log, *dir, *format, *force, *listen, *httpAddr, *addrFile, Config{
+		Dir: *dir, Replication: *repl, BlockSize: *blockSize, DeadAfter: *deadAfter, Heartbeat: *heartbeat, Logger: log,
+		NoPermissions: !*perms, Supergroup: *supergroup, LeaseSoft: *soft, LeaseHard: *hard, CacheSize: *cache,
+		CheckpointDir: *ckptDir, CheckpointInterval: *ckptEvery, CheckpointKeep: *ckptKeep,
+	}); err != nil {
+		log.Error("metad stopped", zap.Error(err))
+		fmt.Fprintf(stderr, "cairn metad: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+// checkMain is `cairn metad check --data DIR`: exit 0 clean, 1 corrupt,
+// 2 when the store cannot be checked.
+func checkMain(args []string, stdout, stderr io.Writer) int {
+	fl := flag.NewFlagSet("cairn metad check", flag.ContinueOnError)
+	fl.SetOutput(stderr)
+	dir := fl.String("data", "", "data directory of a stopped metad, or a checkpoint (required)")
+	fl.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: cairn metad check --data DIR\n\nChecks a metad store offline; exit 0 when clean, 1 when corrupt.\n\n")
 		fl.PrintDefaults()
 	}
 	pos, err := daemon.Parse(fl, args)
@@ -45,18 +109,18 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if len(pos) > 0 {
-		return daemon.Usage(stderr, "cairn metad", fmt.Sprintf("unexpected argument %q", pos[0]))
+		return daemon.Usage(stderr, "cairn metad check", fmt.Sprintf("unexpected argument %q", pos[0]))
 	}
 	if *dir == "" {
-		return daemon.Usage(stderr, "cairn metad", "--data DIR is required")
+		return daemon.Usage(stderr, "cairn metad check", "--data DIR is required")
 	}
-	log := daemon.Logger(*debug).Named("metad")
-	defer func() { _ = log.Sync() }()
-	if err := serve(ctx, log, *dir, *format, *force, *listen, *httpAddr, *addrFile, Config{
-		Dir: *dir, Replication: *repl, BlockSize: *blockSize, DeadAfter: *deadAfter, Heartbeat: *heartbeat, Logger: log,
-	}); err != nil {
-		log.Error("metad stopped", zap.Error(err))
-		fmt.Fprintf(stderr, "cairn metad: %v\n", err)
+	r, err := Check(*dir)
+	if err != nil {
+		fmt.Fprintf(stderr, "cairn metad check: %v\n", err)
+		return 2
+	}
+	r.Write(stdout)
+	if !r.Clean() {
 		return 1
 	}
 	return 0
@@ -70,20 +134,28 @@ func serve(ctx context.Context, log *zap.Logger, dir string, format, force bool,
 		}
 		log.Info("formatted", zap.String("dir", dir), zap.String("namespace_id", id))
 	}
+	start := time.Now()
 	m, err := Open(cfg)
 	if err != nil {
 		return err
 	}
+	bg, stopBackground := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
 	defer func() {
+		stopBackground()
+		wg.Wait()
 		if err := m.Close(); err != nil {
 			log.Error("close store", zap.Error(err))
 		}
 	}()
+	wg.Add(2)
+	go func() { defer wg.Done(); m.runLeaseMonitor(bg) }()
+	go func() { defer wg.Done(); m.runCheckpoints(bg) }()
 	lis, err := daemon.Listen("metad RPC", listen)
 	if err != nil {
 		return err
 	}
-	srv := grpc.NewServer(grpc.MaxRecvMsgSize(64<<20), grpc.UnaryInterceptor(rpc.ServerIdentity))
+	srv := grpc.NewServer(grpc.MaxRecvMsgSize(64<<20), grpc.ChainUnaryInterceptor(rpc.ServerIdentity, markRemote))
 	rpc.RegisterNamespace(srv, m)
 	rpc.RegisterRegistry(srv, m)
 	errc := make(chan error, 2)
@@ -106,7 +178,8 @@ func serve(ctx context.Context, log *zap.Logger, dir string, format, force bool,
 		addrs["http"] = hl.Addr().String()
 	}
 	log.Info("metad serving", zap.String("rpc", addrs["rpc"]), zap.String("http", addrs["http"]),
-		zap.String("namespace_id", m.namespaceID), zap.String("dir", dir))
+		zap.String("namespace_id", m.namespaceID), zap.String("dir", dir), zap.Duration("open_took", time.Since(start)),
+		zap.Bool("permissions", !cfg.NoPermissions), zap.String("superuser", m.superuser))
 	if err := daemon.WriteAddrFile(addrFile, addrs); err != nil {
 		return err
 	}

@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/cockroachdb/pebble/v2"
 	"go.uber.org/zap"
@@ -46,7 +47,11 @@ func (m *Metad) mutate(fn func(b *pebble.Batch) error) error {
 }
 
 // resolve walks path from the root.
-func (m *Metad) resolve(op, path string) (*metapb.Inode, error) {
+func (m *Metad) resolve(op, path string) (*metapb.Inode, error) { return m.walk(op, path, nil) }
+
+// walk resolves path from the root as c, which must have search (execute)
+// permission on every directory it passes through; a nil c is not checked.
+func (m *Metad) walk(op, path string, c *caller) (*metapb.Inode, error) {
 	if err := cairn.ValidatePath(path); err != nil {
 		return nil, err
 	}
@@ -61,6 +66,9 @@ func (m *Metad) resolve(op, path string) (*metapb.Inode, error) {
 	for _, name := range strings.Split(path[1:], "/") {
 		if !fs.FileMode(in.Mode).IsDir() {
 			return nil, cairn.E(op, cairn.KindNotDir, path, fmt.Sprintf("%s is not a directory", orRoot(walked)))
+		}
+		if err := c.check(op, orRoot(walked), in, accessExec); err != nil {
+			return nil, err
 		}
 		ino, err := m.st.lookup(in.Id, name)
 		if err != nil {
@@ -86,6 +94,11 @@ func orRoot(p string) string {
 
 // resolveParent returns the directory that holds path's last name.
 func (m *Metad) resolveParent(op, path string) (*metapb.Inode, string, error) {
+	return m.walkParent(op, path, nil)
+}
+
+// walkParent is resolveParent as c (see walk).
+func (m *Metad) walkParent(op, path string, c *caller) (*metapb.Inode, string, error) {
 	if err := cairn.ValidatePath(path); err != nil {
 		return nil, "", err
 	}
@@ -93,7 +106,7 @@ func (m *Metad) resolveParent(op, path string) (*metapb.Inode, string, error) {
 		return nil, "", cairn.E(op, cairn.KindInvalid, path, "not allowed on the root")
 	}
 	dir, name := cairn.Split(path)
-	parent, err := m.resolve(op, dir)
+	parent, err := m.walk(op, dir, c)
 	if err != nil {
 		if cairn.KindOf(err) == cairn.KindNotExist {
 			return nil, "", cairn.E(op, cairn.KindNotExist, path, fmt.Sprintf("parent directory %s does not exist", dir))
@@ -104,6 +117,15 @@ func (m *Metad) resolveParent(op, path string) (*metapb.Inode, string, error) {
 		return nil, "", cairn.E(op, cairn.KindNotDir, path, fmt.Sprintf("%s is not a directory", dir))
 	}
 	return parent, name, nil
+}
+
+// child returns the inode named name in dir, or nil.
+func (m *Metad) child(dir *metapb.Inode, name string) (*metapb.Inode, error) {
+	ino, err := m.st.lookup(dir.Id, name)
+	if err != nil || ino == 0 {
+		return nil, err
+	}
+	return m.st.inode(ino)
 }
 
 func (m *Metad) info(in *metapb.Inode) cairn.FileInfo {
@@ -120,16 +142,25 @@ func (m *Metad) info(in *metapb.Inode) cairn.FileInfo {
 	}
 }
 
-// newInode allocates an inode for name in parent. Caller holds the lock.
-func (m *Metad) newInode(b *pebble.Batch, parent *metapb.Inode, name string, mode fs.FileMode) (*metapb.Inode, error) {
+// newInode allocates an inode for name in parent, made by c, and writes
+// it after setup (if any) has filled in its other fields. Caller holds the
+// lock.
+func (m *Metad) newInode(b *pebble.Batch, parent *metapb.Inode, name string, mode fs.FileMode, c *caller, setup func(*metapb.Inode)) (*metapb.Inode, error) {
 	s := m.st
+	if mode.IsDir() && fs.FileMode(parent.Mode)&fs.ModeSetgid != 0 {
+		mode |= fs.ModeSetgid // as on Linux, setgid directories pass it on
+	}
+	owner, group := c.ownerFor(parent)
 	in := &metapb.Inode{
 		Id: s.nextIno, Parent: parent.Id, Name: name, Mode: uint32(mode),
-		Owner: currentUser(), Group: currentGroup(), MtimeNs: m.clock.Now().UnixNano(),
+		Owner: owner, Group: group, MtimeNs: m.clock.Now().UnixNano(),
 	}
 	in.AtimeNs = in.MtimeNs
 	s.nextIno++
 	s.numFiles++
+	if setup != nil {
+		setup(in)
+	}
 	if err := setInode(b, in); err != nil {
 		return nil, err
 	}
@@ -140,26 +171,53 @@ func (m *Metad) newInode(b *pebble.Batch, parent *metapb.Inode, name string, mod
 	return in, setInode(b, parent)
 }
 
+// makeEntry checks what every call that makes an entry needs: path's
+// parent exists and c may search it and write in it, and the name is free
+// (when it is not, the error is ErrExist and the parent is returned too).
+// Caller holds the lock.
+func (m *Metad) makeEntry(op, path string, c *caller) (*metapb.Inode, string, error) {
+	parent, name, err := m.walkParent(op, path, c)
+	if err != nil {
+		return nil, "", err
+	}
+	if ino, err := m.st.lookup(parent.Id, name); err != nil {
+		return nil, "", err
+	} else if ino != 0 {
+		return parent, name, cairn.E(op, cairn.KindExist, path, "")
+	}
+	dir, _ := cairn.Split(path)
+	if err := c.check(op, dir, parent, accessWrite|accessExec); err != nil {
+		return nil, "", err
+	}
+	return parent, name, nil
+}
+
 func (m *Metad) Mkdir(ctx context.Context, path string, perm fs.FileMode) error {
 	const op = "metad.Mkdir"
+	c, err := m.callerOf(ctx, op)
+	if err != nil {
+		return err
+	}
 	return m.mutate(func(b *pebble.Batch) error {
-		parent, name, err := m.resolveParent(op, path)
+		parent, name, err := m.makeEntry(op, path, c)
 		if err != nil {
 			return err
 		}
-		if ino, err := m.st.lookup(parent.Id, name); err != nil {
-			return err
-		} else if ino != 0 {
-			return cairn.E(op, cairn.KindExist, path, "")
-		}
-		_, err = m.newInode(b, parent, name, fs.ModeDir|perm.Perm())
+		_, err = m.newInode(b, parent, name, fs.ModeDir|perm&modeBits, c, nil)
 		return err
 	})
 }
 
+// Mkdirs makes the missing directories of path. Those made on the way get
+// perm plus owner write and search (u+wx), as in HDFS, so the caller can
+// make the next one; the last gets perm.
 func (m *Metad) Mkdirs(ctx context.Context, path string, perm fs.FileMode) error {
 	const op = "metad.Mkdirs"
 	if err := cairn.ValidatePath(path); err != nil {
+		return err
+	}
+	c, err := m.callerOf(ctx, op)
+	if err != nil {
 		return err
 	}
 	return m.mutate(func(b *pebble.Batch) error {
@@ -170,78 +228,125 @@ func (m *Metad) Mkdirs(ctx context.Context, path string, perm fs.FileMode) error
 		if path == "/" {
 			return nil
 		}
-		created := map[string]*metapb.Inode{} // inodes made in this batch, by path
-		walked := ""
-		for _, name := range strings.Split(path[1:], "/") {
-			walked += "/" + name
-			if in, ok := created[walked]; ok {
-				dir = in
+		names := strings.Split(path[1:], "/")
+		walked, making := "", false
+		for i, name := range names {
+			mode := fs.ModeDir | perm&modeBits
+			if i < len(names)-1 {
+				mode |= 0o300
+			}
+			if making { // dir was made in this batch: name is free
+				if dir, err = m.newInode(b, dir, name, mode, c, nil); err != nil {
+					return err
+				}
+				walked += "/" + name
 				continue
 			}
-			ino, err := m.st.lookup(dir.Id, name)
+			if err := c.check(op, orRoot(walked), dir, accessExec); err != nil {
+				return err
+			}
+			next, err := m.child(dir, name)
 			if err != nil {
 				return err
 			}
-			if ino == 0 {
-				in, err := m.newInode(b, dir, name, fs.ModeDir|perm.Perm())
-				if err != nil {
+			if next == nil {
+				if err := c.check(op, orRoot(walked), dir, accessWrite|accessExec); err != nil {
 					return err
 				}
-				created[walked] = in
-				dir = in
+				if dir, err = m.newInode(b, dir, name, mode, c, nil); err != nil {
+					return err
+				}
+				making = true
+				walked += "/" + name
 				continue
 			}
-			if dir, err = m.st.inode(ino); err != nil {
-				return err
-			}
-			if !fs.FileMode(dir.Mode).IsDir() {
+			walked += "/" + name
+			if !fs.FileMode(next.Mode).IsDir() {
 				return cairn.E(op, cairn.KindNotDir, path, fmt.Sprintf("%s exists and is not a directory", walked))
 			}
+			dir = next
 		}
 		return nil
 	})
 }
 
+// Create makes a new file held open by o.Client. When path is a file
+// another client was writing and that client's lease has passed the soft
+// limit, the file is recovered and closed (and ErrExist returned: Create
+// never replaces a file).
 func (m *Metad) Create(ctx context.Context, path string, o cairn.CreateOptions) (cairn.FileInfo, error) {
 	const op = "metad.Create"
-	if o.Client == "" {
-		return cairn.FileInfo{}, cairn.E(op, cairn.KindInvalid, path, "no client name for the lease")
+	if err := validClient(op, path, o.Client); err != nil {
+		return cairn.FileInfo{}, err
 	}
-	if o.Replication < 0 || o.Replication > 64 {
-		return cairn.FileInfo{}, cairn.E(op, cairn.KindInvalid, path, fmt.Sprintf("replication %d is outside 1..64", o.Replication))
+	if o.Replication < 0 || o.Replication > maxReplication {
+		return cairn.FileInfo{}, cairn.E(op, cairn.KindInvalid, path, fmt.Sprintf("replication %d is outside 1..%d", o.Replication, maxReplication))
 	}
 	if o.BlockSize < 0 || (o.BlockSize > 0 && o.BlockSize < 64<<10) || o.BlockSize > 1<<40 {
 		return cairn.FileInfo{}, cairn.E(op, cairn.KindInvalid, path, fmt.Sprintf("block size %d is outside 64 KiB..1 TiB", o.BlockSize))
 	}
+	if o.Perm&^modeBits != 0 {
+		return cairn.FileInfo{}, cairn.E(op, cairn.KindInvalid, path, fmt.Sprintf("mode %v has bits beyond permissions, setuid, setgid and sticky", o.Perm))
+	}
+	c, err := m.callerOf(ctx, op)
+	if err != nil {
+		return cairn.FileInfo{}, err
+	}
 	var fi cairn.FileInfo
-	err := m.mutate(func(b *pebble.Batch) error {
-		parent, name, err := m.resolveParent(op, path)
-		if err != nil {
-			return err
-		}
-		if ino, err := m.st.lookup(parent.Id, name); err != nil {
-			return err
-		} else if ino != 0 {
+	var taken *recovered
+	err = m.mutate(func(b *pebble.Batch) error {
+		parent, name, err := m.makeEntry(op, path, c)
+		if cairn.KindOf(err) == cairn.KindExist {
+			// A file abandoned by its writer is recovered, then refused.
+			if taken, err = m.recoverAbandoned(op, path, b, parent, name, o.Client, c); err != nil || taken != nil {
+				return err
+			}
 			return cairn.E(op, cairn.KindExist, path, "")
 		}
-		in, err := m.newInode(b, parent, name, o.Perm.Perm())
 		if err != nil {
 			return err
 		}
-		in.Replication = int32(o.Replication)
-		if in.Replication == 0 {
-			in.Replication = int32(m.cfg.Replication)
+		in, err := m.newInode(b, parent, name, o.Perm, c, func(in *metapb.Inode) {
+			in.Replication = int32(o.Replication)
+			if in.Replication == 0 {
+				in.Replication = int32(m.cfg.Replication)
+			}
+			in.BlockSize = o.BlockSize
+			if in.BlockSize == 0 {
+				in.BlockSize = m.cfg.BlockSize
+			}
+			in.LeaseHolder = o.Client
+			in.LeaseNs = in.MtimeNs
+		})
+		if err != nil {
+			return err
 		}
-		in.BlockSize = o.BlockSize
-		if in.BlockSize == 0 {
-			in.BlockSize = m.cfg.BlockSize
-		}
-		in.LeaseHolder = o.Client
-		in.LeaseNs = in.MtimeNs
 		fi = m.info(in)
-		return setInode(b, in)
+		return nil
 	})
-	return fi, err
+	if err != nil {
+		return cairn.FileInfo{}, err
+	}
+	if taken != nil {
+		m.afterRecovery(taken)
+		return cairn.FileInfo{}, cairn.E(op, cairn.KindExist, path, fmt.Sprintf("the abandoned lease of %s was recovered and the file closed", taken.holder))
+	}
+	m.leases.renew(o.Client)
+	return fi, nil
+}
+
+// maxReplication bounds a file's replication factor.
+const maxReplication = 64
+
+// validClient checks a lease holder's name.
+func validClient(op, path, client string) error {
+	if client == "" {
+		return cairn.E(op, cairn.KindInvalid, path, "no client name for the lease")
+	}
+	if len(client) > 1024 || !utf8.ValidString(client) {
+		return cairn.E(op, cairn.KindInvalid, path, "the client name is longer than 1024 bytes or not UTF-8")
+	}
+	return nil
 }
 
 // writable resolves a file held by client's lease.
@@ -259,6 +364,7 @@ func (m *Metad) writable(op, path, client string) (*metapb.Inode, error) {
 	if in.LeaseHolder != client {
 		return nil, cairn.E(op, cairn.KindBusy, path, fmt.Sprintf("lease held by %s", in.LeaseHolder))
 	}
+	m.leases.renew(client) // any call of the holder proves it alive
 	return in, nil
 }
 
@@ -279,6 +385,9 @@ func (m *Metad) settleLast(op, path string, b *pebble.Batch, in *metapb.Inode, l
 	cur, err := decodeBlock(v)
 	if err != nil {
 		return err
+	}
+	if last == nil && cur.Len == in.BlockSize {
+		return nil // a full block, from before an append at a block boundary
 	}
 	if last == nil || last.ID != cur.ID {
 		return cairn.E(op, cairn.KindInvalid, path, fmt.Sprintf("the last block is %s, the writer named %v", cur, last))
@@ -321,6 +430,10 @@ func (m *Metad) AddBlock(ctx context.Context, path, client string, prev *cairn.B
 		return setInode(b, in)
 	})
 	if err == nil {
+		m.pipelines.set(lb.ID, lb.Locations)
+		if prev != nil {
+			m.pipelines.forget(prev.ID)
+		}
 		m.log.Debug("block allocated", zap.String("path", path), zap.Stringer("block", lb.Block), zap.Int("targets", len(lb.Locations)))
 	}
 	return lb, err
@@ -328,7 +441,7 @@ func (m *Metad) AddBlock(ctx context.Context, path, client string, prev *cairn.B
 
 func (m *Metad) Complete(ctx context.Context, path, client string, last *cairn.Block) error {
 	const op = "metad.Complete"
-	return m.mutate(func(b *pebble.Batch) error {
+	err := m.mutate(func(b *pebble.Batch) error {
 		in, err := m.writable(op, path, client)
 		if err != nil {
 			return err
@@ -354,10 +467,19 @@ func (m *Metad) Complete(ctx context.Context, path, client string, last *cairn.B
 		in.MtimeNs = m.clock.Now().UnixNano()
 		return setInode(b, in)
 	})
+	if err == nil && last != nil {
+		m.pipelines.forget(last.ID)
+	}
+	return err
 }
 
 func (m *Metad) Stat(ctx context.Context, path string) (cairn.FileInfo, error) {
-	in, err := m.resolve("metad.Stat", path)
+	const op = "metad.Stat"
+	c, err := m.callerOf(ctx, op)
+	if err != nil {
+		return cairn.FileInfo{}, err
+	}
+	in, err := m.walk(op, path, c)
 	if err != nil {
 		return cairn.FileInfo{}, err
 	}
@@ -367,14 +489,28 @@ func (m *Metad) Stat(ctx context.Context, path string) (cairn.FileInfo, error) {
 // MaxListPage caps one List reply.
 const MaxListPage = 10000
 
+// List reads one page of a directory with a bounded iterator: however big
+// the directory, a call holds at most limit entries.
 func (m *Metad) List(ctx context.Context, path, after string, limit int) ([]cairn.FileInfo, bool, error) {
 	const op = "metad.List"
-	dir, err := m.resolve(op, path)
+	if after != "" {
+		if err := cairn.ValidateName(after); err != nil {
+			return nil, false, cairn.E(op, cairn.KindInvalid, path, "the resume name is not a valid name: "+err.Error())
+		}
+	}
+	c, err := m.callerOf(ctx, op)
+	if err != nil {
+		return nil, false, err
+	}
+	dir, err := m.walk(op, path, c)
 	if err != nil {
 		return nil, false, err
 	}
 	if !fs.FileMode(dir.Mode).IsDir() {
 		return nil, false, cairn.E(op, cairn.KindNotDir, path, "")
+	}
+	if err := c.check(op, path, dir, accessRead); err != nil {
+		return nil, false, err
 	}
 	if limit <= 0 || limit > MaxListPage {
 		limit = MaxListPage
@@ -407,218 +543,21 @@ func (m *Metad) List(ctx context.Context, path, after string, limit int) ([]cair
 	return out, false, it.Error()
 }
 
-func isAncestor(m *Metad, anc, ino uint64) (bool, error) {
-	for ino != 0 {
-		if ino == anc {
-			return true, nil
-		}
-		in, err := m.st.inode(ino)
-		if err != nil {
-			return false, err
-		}
-		ino = in.Parent
-	}
-	return false, nil
-}
-
-func (m *Metad) Rename(ctx context.Context, src, dst string) error {
-	const op = "metad.Rename"
-	var freed []cairn.Block
-	err := m.mutate(func(b *pebble.Batch) error {
-		sp, sname, err := m.resolveParent(op, src)
-		if err != nil {
-			return err
-		}
-		dp, dname, err := m.resolveParent(op, dst)
-		if err != nil {
-			return err
-		}
-		sino, err := m.st.lookup(sp.Id, sname)
-		if err != nil {
-			return err
-		}
-		if sino == 0 {
-			return cairn.E(op, cairn.KindNotExist, src, "")
-		}
-		if src == dst {
-			return nil
-		}
-		sin, err := m.st.inode(sino)
-		if err != nil {
-			return err
-		}
-		if fs.FileMode(sin.Mode).IsDir() {
-			if in, err := isAncestor(m, sin.Id, dp.Id); err != nil {
-				return err
-			} else if in {
-				return cairn.E(op, cairn.KindInvalid, dst, fmt.Sprintf("cannot move %s into its own subtree", src))
-			}
-		}
-		dino, err := m.st.lookup(dp.Id, dname)
-		if err != nil {
-			return err
-		}
-		if dino != 0 {
-			din, err := m.st.inode(dino)
-			if err != nil {
-				return err
-			}
-			sDir, dDir := fs.FileMode(sin.Mode).IsDir(), fs.FileMode(din.Mode).IsDir()
-			switch {
-			case sDir && !dDir:
-				return cairn.E(op, cairn.KindNotDir, dst, "cannot replace a non-directory with a directory")
-			case !sDir && dDir:
-				return cairn.E(op, cairn.KindIsDir, dst, "cannot replace a directory with a non-directory")
-			case dDir:
-				empty, err := m.isEmpty(din.Id)
-				if err != nil {
-					return err
-				}
-				if !empty {
-					return cairn.E(op, cairn.KindNotEmpty, dst, "")
-				}
-			}
-			if freed, err = m.removeTree(b, din); err != nil {
-				return err
-			}
-		}
-		now := m.clock.Now().UnixNano()
-		_ = b.Delete(entryKey(sp.Id, sname), nil)
-		_ = b.Set(entryKey(dp.Id, dname), u64(sin.Id), nil)
-		sin.Parent, sin.Name = dp.Id, dname
-		if err := setInode(b, sin); err != nil {
-			return err
-		}
-		sp.MtimeNs = now
-		if err := setInode(b, sp); err != nil {
-			return err
-		}
-		if dp.Id != sp.Id {
-			dp.MtimeNs = now
-			return setInode(b, dp)
-		}
-		return nil
-	})
-	if err == nil {
-		m.blocks.free(freed)
-	}
-	return err
-}
-
-func (m *Metad) isEmpty(dir uint64) (bool, error) {
-	p := entryPrefix(dir)
-	it, err := m.st.db.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
-	if err != nil {
-		return false, err
-	}
-	empty := !it.First()
-	return empty, it.Close()
-}
-
-// removeTree deletes in and everything below it, queueing their blocks for
-// deletion on the blockds once the batch is durable. Caller holds the lock.
-func (m *Metad) removeTree(b *pebble.Batch, in *metapb.Inode) ([]cairn.Block, error) {
-	_ = b.Delete(entryKey(in.Parent, in.Name), nil)
-	var freed []cairn.Block
-	var walk func(in *metapb.Inode) error
-	walk = func(in *metapb.Inode) error {
-		_ = b.Delete(inodeKey(in.Id), nil)
-		m.st.numFiles--
-		if fs.FileMode(in.Mode).IsDir() {
-			p := entryPrefix(in.Id)
-			it, err := m.st.db.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
-			if err != nil {
-				return err
-			}
-			var kids []uint64
-			for it.First(); it.Valid(); it.Next() {
-				ino, err := parseU64(it.Value())
-				if err != nil {
-					_ = it.Close()
-					return err
-				}
-				kids = append(kids, ino)
-				_ = b.Delete(it.Key(), nil)
-			}
-			if err := it.Close(); err != nil {
-				return err
-			}
-			for _, k := range kids {
-				kin, err := m.st.inode(k)
-				if err != nil {
-					return err
-				}
-				if err := walk(kin); err != nil {
-					return err
-				}
-			}
-			return nil
-		}
-		blocks, err := m.st.fileBlocks(in.Id)
-		if err != nil {
-			return err
-		}
-		for i, blk := range blocks {
-			_ = b.Delete(fileBlockKey(in.Id, uint32(i)), nil)
-			_ = b.Delete(blockKey(blk.ID), nil)
-		}
-		freed = append(freed, blocks...)
-		return nil
-	}
-	if err := walk(in); err != nil {
-		return nil, err
-	}
-	return freed, nil
-}
-
-func (m *Metad) Delete(ctx context.Context, path string, recursive bool) error {
-	const op = "metad.Delete"
-	var freed []cairn.Block
-	err := m.mutate(func(b *pebble.Batch) error {
-		parent, name, err := m.resolveParent(op, path)
-		if err != nil {
-			return err
-		}
-		ino, err := m.st.lookup(parent.Id, name)
-		if err != nil {
-			return err
-		}
-		if ino == 0 {
-			return cairn.E(op, cairn.KindNotExist, path, "")
-		}
-		in, err := m.st.inode(ino)
-		if err != nil {
-			return err
-		}
-		if fs.FileMode(in.Mode).IsDir() && !recursive {
-			empty, err := m.isEmpty(in.Id)
-			if err != nil {
-				return err
-			}
-			if !empty {
-				return cairn.E(op, cairn.KindNotEmpty, path, "")
-			}
-		}
-		if freed, err = m.removeTree(b, in); err != nil {
-			return err
-		}
-		parent.MtimeNs = m.clock.Now().UnixNano()
-		return setInode(b, parent)
-	})
-	if err == nil {
-		m.blocks.free(freed)
-	}
-	return err
-}
-
 func (m *Metad) BlockLocations(ctx context.Context, path string) (cairn.FileBlocks, error) {
 	const op = "metad.BlockLocations"
-	in, err := m.resolve(op, path)
+	c, err := m.callerOf(ctx, op)
+	if err != nil {
+		return cairn.FileBlocks{}, err
+	}
+	in, err := m.walk(op, path, c)
 	if err != nil {
 		return cairn.FileBlocks{}, err
 	}
 	if fs.FileMode(in.Mode).IsDir() {
 		return cairn.FileBlocks{}, cairn.E(op, cairn.KindIsDir, path, "")
+	}
+	if err := c.check(op, path, in, accessRead); err != nil {
+		return cairn.FileBlocks{}, err
 	}
 	blocks, err := m.st.fileBlocks(in.Id)
 	if err != nil {
@@ -627,8 +566,12 @@ func (m *Metad) BlockLocations(ctx context.Context, path string) (cairn.FileBloc
 	fb := cairn.FileBlocks{Size: in.Size, Writing: in.LeaseHolder != ""}
 	var off int64
 	now := m.clock.Now()
-	for _, blk := range blocks {
-		fb.Blocks = append(fb.Blocks, cairn.LocatedBlock{Block: blk, Offset: off, Locations: m.liveReplicas(blk, now), Corrupt: m.blocks.corruptCount(blk.ID)})
+	for i, blk := range blocks {
+		locs := m.liveReplicas(blk, now)
+		if fb.Writing && i == len(blocks)-1 {
+			locs = m.pipelineReplicas(blk, locs, now)
+		}
+		fb.Blocks = append(fb.Blocks, cairn.LocatedBlock{Block: blk, Offset: off, Locations: locs, Corrupt: m.blocks.corruptCount(blk.ID)})
 		off += blk.Len
 	}
 	return fb, nil

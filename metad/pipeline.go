@@ -2,34 +2,272 @@ package metad
 
 import (
 	"context"
+	"fmt"
+	"io/fs"
+	"sync"
+	"time"
 
+	"github.com/cockroachdb/pebble/v2"
 	"go.uber.org/zap"
 
 	"cairn"
+	"cairn/metad/metapb"
 )
 
+// pipelines remembers, in memory only, which blockds hold the replicas of
+// each block being written: readers of a file being written read its last
+// block from them, up to the length its writer last synced.
+type pipelines struct {
+	mu    sync.Mutex
+	nodes map[cairn.BlockID][]cairn.Node
+}
+
+func newPipelines() *pipelines { return &pipelines{nodes: map[cairn.BlockID][]cairn.Node{}} }
+
+func (p *pipelines) set(id cairn.BlockID, nodes []cairn.Node) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.nodes[id] = append([]cairn.Node(nil), nodes...)
+}
+
+func (p *pipelines) get(id cairn.BlockID) []cairn.Node {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.nodes[id]
+}
+
+func (p *pipelines) forget(id cairn.BlockID) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	delete(p.nodes, id)
+}
+
+// pipelineReplicas adds to the finalized replicas of a block being written
+// the live nodes of its pipeline.
+func (m *Metad) pipelineReplicas(b cairn.Block, locs []cairn.Node, now time.Time) []cairn.Node {
+	have := map[string]bool{}
+	for _, n := range locs {
+		have[n.StorageID] = true
+	}
+	for _, n := range m.pipelines.get(b.ID) {
+		if _, live, _ := m.nodes.isLive(n.StorageID, now); live && !have[n.StorageID] {
+			locs = append(locs, n)
+		}
+	}
+	return locs
+}
+
+// lastBlock returns the file's last block and its key.
+func (m *Metad) lastBlock(op, path string, in *metapb.Inode, id cairn.BlockID) (cairn.Block, []byte, error) {
+	if in.Blocks == 0 {
+		return cairn.Block{}, nil, cairn.E(op, cairn.KindInvalid, path, "the file has no blocks")
+	}
+	key := fileBlockKey(in.Id, in.Blocks-1)
+	v, err := m.st.get(key)
+	if err != nil {
+		return cairn.Block{}, nil, fmt.Errorf("%s: last block of %s: %w", op, path, err)
+	}
+	cur, err := decodeBlock(v)
+	if err != nil {
+		return cairn.Block{}, nil, err
+	}
+	if id != 0 && cur.ID != id {
+		return cairn.Block{}, nil, cairn.E(op, cairn.KindInvalid, path, fmt.Sprintf("the last block is %s, not blk_%d", cur, id))
+	}
+	return cur, key, nil
+}
+
+// Append reopens a closed file for client. When the file ends inside a
+// block, that block gets a new generation stamp and is returned with the
+// live replicas to continue it on.
 func (m *Metad) Append(ctx context.Context, path, client string) (cairn.FileInfo, *cairn.LocatedBlock, error) {
-	return cairn.FileInfo{}, nil, notYet("metad.Append")
+	const op = "metad.Append"
+	if client == "" {
+		return cairn.FileInfo{}, nil, cairn.E(op, cairn.KindInvalid, path, "no client name for the lease")
+	}
+	var fi cairn.FileInfo
+	var last *cairn.LocatedBlock
+	err := m.mutate(func(b *pebble.Batch) error {
+		last = nil
+		in, err := m.resolve(op, path)
+		if err != nil {
+			return err
+		}
+		mode := fs.FileMode(in.Mode)
+		switch {
+		case mode.IsDir():
+			return cairn.E(op, cairn.KindIsDir, path, "")
+		case !mode.IsRegular():
+			return cairn.E(op, cairn.KindInvalid, path, "not a regular file")
+		case in.LeaseHolder != "" && in.LeaseHolder != client:
+			return cairn.E(op, cairn.KindBusy, path, fmt.Sprintf("lease held by %s", in.LeaseHolder))
+		}
+		now := m.clock.Now()
+		if in.Blocks > 0 {
+			cur, key, err := m.lastBlock(op, path, in, 0)
+			if err != nil {
+				return err
+			}
+			if cur.Len < in.BlockSize {
+				nodes := m.liveReplicas(cur, now)
+				if len(nodes) == 0 {
+					return cairn.E(op, cairn.KindIO, path, fmt.Sprintf("no live replica of the last block %s to append to", cur))
+				}
+				s := m.st
+				nb := cur
+				nb.GenStamp = cairn.GenStamp(s.nextGS)
+				s.nextGS++
+				if err := b.Set(key, encodeBlock(nb), nil); err != nil {
+					return err
+				}
+				last = &cairn.LocatedBlock{Block: nb, Offset: in.Size - cur.Len, Locations: nodes}
+			}
+		}
+		in.LeaseHolder = client
+		in.LeaseNs = now.UnixNano()
+		fi = m.info(in)
+		return setInode(b, in)
+	})
+	if err != nil {
+		return cairn.FileInfo{}, nil, err
+	}
+	if last != nil {
+		m.pipelines.set(last.ID, last.Locations)
+	}
+	return fi, last, nil
 }
 
-func (m *Metad) AbandonBlock(ctx context.Context, path, client string, b cairn.Block) error {
-	return notYet("metad.AbandonBlock")
+// AbandonBlock drops the file's last block when nothing was written to it:
+// its pipeline could not be set up.
+func (m *Metad) AbandonBlock(ctx context.Context, path, client string, blk cairn.Block) error {
+	const op = "metad.AbandonBlock"
+	err := m.mutate(func(b *pebble.Batch) error {
+		in, err := m.writable(op, path, client)
+		if err != nil {
+			return err
+		}
+		cur, key, err := m.lastBlock(op, path, in, blk.ID)
+		if err != nil {
+			return err
+		}
+		if cur.Len != 0 {
+			return cairn.E(op, cairn.KindInvalid, path, fmt.Sprintf("%s holds %d bytes", cur, cur.Len))
+		}
+		_ = b.Delete(key, nil)
+		_ = b.Delete(blockKey(cur.ID), nil)
+		in.Blocks--
+		return setInode(b, in)
+	})
+	if err == nil {
+		m.pipelines.forget(blk.ID)
+		m.blocks.free([]cairn.Block{blk})
+	}
+	return err
 }
 
-func (m *Metad) Fsync(ctx context.Context, path, client string, b cairn.Block) error {
-	return notYet("metad.Fsync")
+// Fsync records that the pipeline of the file's last block holds blk.Len
+// bytes (hflush, hsync): new readers see them.
+func (m *Metad) Fsync(ctx context.Context, path, client string, blk cairn.Block) error {
+	const op = "metad.Fsync"
+	return m.mutate(func(b *pebble.Batch) error {
+		in, err := m.writable(op, path, client)
+		if err != nil {
+			return err
+		}
+		cur, _, err := m.lastBlock(op, path, in, blk.ID)
+		if err != nil {
+			return err
+		}
+		if blk.Len <= cur.Len {
+			return nil // lengths only grow
+		}
+		if err := m.settleLast(op, path, b, in, &blk); err != nil {
+			return err
+		}
+		in.LeaseNs = m.clock.Now().UnixNano()
+		return setInode(b, in)
+	})
 }
 
-func (m *Metad) UpdateBlockForPipeline(ctx context.Context, path, client string, b cairn.Block) (cairn.GenStamp, error) {
-	return 0, notYet("metad.UpdateBlockForPipeline")
+// UpdateBlockForPipeline hands out a new generation stamp for the file's
+// last block, the first step of pipeline recovery.
+func (m *Metad) UpdateBlockForPipeline(ctx context.Context, path, client string, blk cairn.Block) (cairn.GenStamp, error) {
+	const op = "metad.UpdateBlockForPipeline"
+	var gs cairn.GenStamp
+	err := m.mutate(func(b *pebble.Batch) error {
+		in, err := m.writable(op, path, client)
+		if err != nil {
+			return err
+		}
+		if _, _, err := m.lastBlock(op, path, in, blk.ID); err != nil {
+			return err
+		}
+		gs = cairn.GenStamp(m.st.nextGS)
+		m.st.nextGS++
+		return nil
+	})
+	return gs, err
 }
 
+// UpdatePipeline commits a recovered pipeline: the last block now has
+// updated's generation stamp, at least updated.Len bytes, on nodes.
 func (m *Metad) UpdatePipeline(ctx context.Context, path, client string, old, updated cairn.Block, nodes []cairn.Node) error {
-	return notYet("metad.UpdatePipeline")
+	const op = "metad.UpdatePipeline"
+	if old.ID != updated.ID || updated.GenStamp <= old.GenStamp {
+		return cairn.E(op, cairn.KindInvalid, path, fmt.Sprintf("cannot move %s to %s", old, updated))
+	}
+	err := m.mutate(func(b *pebble.Batch) error {
+		in, err := m.writable(op, path, client)
+		if err != nil {
+			return err
+		}
+		cur, key, err := m.lastBlock(op, path, in, old.ID)
+		if err != nil {
+			return err
+		}
+		if updated.GenStamp >= cairn.GenStamp(m.st.nextGS) || updated.GenStamp < cur.GenStamp {
+			return cairn.E(op, cairn.KindInvalid, path, fmt.Sprintf("generation stamp %d was not handed out for %s", updated.GenStamp, cur))
+		}
+		nb := cur
+		nb.GenStamp = updated.GenStamp
+		if updated.Len > nb.Len {
+			if updated.Len > in.BlockSize {
+				return cairn.E(op, cairn.KindInvalid, path, fmt.Sprintf("block length %d beyond %d", updated.Len, in.BlockSize))
+			}
+			in.Size += updated.Len - nb.Len
+			nb.Len = updated.Len
+		}
+		if err := b.Set(key, encodeBlock(nb), nil); err != nil {
+			return err
+		}
+		in.LeaseNs = m.clock.Now().UnixNano()
+		return setInode(b, in)
+	})
+	if err == nil {
+		m.pipelines.set(old.ID, nodes)
+		m.log.Info("pipeline recovered", zap.String("path", path), zap.Stringer("block", updated), zap.Int("nodes", len(nodes)))
+	}
+	return err
 }
 
-func (m *Metad) AdditionalNode(ctx context.Context, path, client string, b cairn.Block, existing, excluded []cairn.Node) (cairn.Node, error) {
-	return cairn.Node{}, notYet("metad.AdditionalNode")
+// AdditionalNode picks a live blockd with room that is neither in the
+// pipeline nor excluded, to bring a shrunken pipeline back up.
+func (m *Metad) AdditionalNode(ctx context.Context, path, client string, blk cairn.Block, existing, excluded []cairn.Node) (cairn.Node, error) {
+	const op = "metad.AdditionalNode"
+	in, err := m.writable(op, path, client)
+	if err != nil {
+		return cairn.Node{}, err
+	}
+	skip := map[string]bool{}
+	for _, n := range append(append([]cairn.Node(nil), existing...), excluded...) {
+		skip[n.StorageID] = true
+	}
+	for _, n := range m.nodes.choose(len(skip)+int(in.Replication)+1, in.BlockSize, m.clock.Now()) {
+		if !skip[n.StorageID] {
+			return n, nil
+		}
+	}
+	return cairn.Node{}, cairn.E(op, cairn.KindNoSpace, path, "no other live blockd with room")
 }
 
 // ReportBadReplicas marks replicas corrupt. A bad replica is no longer

@@ -299,44 +299,46 @@ func (m *Metad) known(op, id string) error {
 	return nil
 }
 
-// owned reports whether b belongs to a file at a generation stamp no newer
-// than metad's. A replica of a deleted file or with a stale stamp is queued
-// for deletion instead.
-func (m *Metad) owned(b cairn.Block) (bool, error) {
-	v, err := m.st.get(blockKey(b.ID))
-	if err != nil {
-		if isNotFound(err) {
-			return false, nil
-		}
-		return false, err
+// replicaFate says what to do with a reported replica.
+type replicaFate int
+
+const (
+	fateKeep   replicaFate = iota // a replica of a file's block, current
+	fateIgnore                    // stale, of a file being written: pipeline recovery or append will settle it
+	fateDrop                      // of no file, or stale: delete it
+)
+
+// fate decides on a reported replica. A replica with an older generation
+// stamp than metad's is stale; while its file is being written it may be
+// the very replica an append or a pipeline recovery is about to reopen,
+// so it is left alone rather than deleted.
+func (m *Metad) fate(b cairn.Block) (replicaFate, error) {
+	stored, writing, ok, err := m.storedBlock(b.ID)
+	switch {
+	case err != nil:
+		return fateIgnore, err
+	case !ok:
+		return fateDrop, nil
+	case b.GenStamp >= stored.GenStamp:
+		return fateKeep, nil
+	case writing:
+		return fateIgnore, nil
 	}
-	ino, err := parseU64(v)
-	if err != nil {
-		return false, err
-	}
-	blocks, err := m.st.fileBlocks(ino)
-	if err != nil {
-		return false, err
-	}
-	for _, fb := range blocks {
-		if fb.ID == b.ID {
-			return b.GenStamp >= fb.GenStamp, nil
-		}
-	}
-	return false, nil
+	return fateDrop, nil
 }
 
 func (m *Metad) accept(node string, blocks []cairn.Block, replace bool) error {
 	keep := make([]cairn.Block, 0, len(blocks))
 	var drop []cairn.Block
 	for _, b := range blocks {
-		ok, err := m.owned(b)
+		f, err := m.fate(b)
 		if err != nil {
 			return err
 		}
-		if ok {
+		switch f {
+		case fateKeep:
 			keep = append(keep, b)
-		} else {
+		case fateDrop:
 			drop = append(drop, b)
 		}
 	}
@@ -381,7 +383,10 @@ func (m *Metad) BlocksDeleted(ctx context.Context, id string, blocks []cairn.Blo
 	}
 	m.blocks.mu.Lock()
 	for _, b := range blocks {
-		m.blocks.remove(id, b.ID)
+		// A deletion of an older stamp leaves a newer replica alone.
+		if r, ok := m.blocks.replicas[b.ID][id]; !ok || r.GenStamp <= b.GenStamp {
+			m.blocks.remove(id, b.ID)
+		}
 	}
 	m.blocks.mu.Unlock()
 	return nil

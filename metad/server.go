@@ -39,7 +39,31 @@ type Config struct {
 	Heartbeat   time.Duration // blockds' interval: silent for two is stale
 	Clock       Clock
 	Logger      *zap.Logger
+
+	// NoPermissions turns permission checking off (--permissions=false):
+	// owners and modes are still recorded.
+	NoPermissions bool
+	// Supergroup names the group whose members are superusers, beside
+	// the user running metad (default "supergroup", as in HDFS).
+	Supergroup string
+	// LeaseSoft is how long a writer may go silent before another client
+	// may take its file over; LeaseHard, before metad recovers and closes
+	// the file itself.
+	LeaseSoft, LeaseHard time.Duration
+	// CacheSize bounds the store's block cache, in bytes.
+	CacheSize int64
+	// CheckpointDir, when set, receives a checkpoint every
+	// CheckpointInterval; the newest CheckpointKeep are kept.
+	CheckpointDir      string
+	CheckpointInterval time.Duration
+	CheckpointKeep     int
 }
+
+// Default lease limits, HDFS's.
+const (
+	DefaultLeaseSoft = 60 * time.Second
+	DefaultLeaseHard = time.Hour
+)
 
 // Metad is the metadata service: it implements cairn.Namespace and
 // cairn.Registry.
@@ -48,9 +72,13 @@ type Metad struct {
 	st          *store
 	blocks      *blockMap
 	nodes       *nodeSet
+	pipelines   *pipelines // where blocks being written are
 	clock       Clock
 	log         *zap.Logger
 	namespaceID string
+	leases      *leaseTable
+	version     map[string]string // the data directory's VERSION
+	superuser   string            // the user running metad
 }
 
 var pebbleLog = zap.NewNop()
@@ -71,11 +99,23 @@ func Format(dir string, force bool) (string, error) {
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return "", fmt.Errorf("format %s: %w", dir, err)
 	}
+	// VERSION goes last: a directory without it is not formatted, so a
+	// format cut short is simply done again.
+	if err := os.Remove(filepath.Join(dir, versionfile.Name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return "", fmt.Errorf("format %s: %w", dir, err)
+	}
 	if err := os.RemoveAll(filepath.Join(dir, storeDir)); err != nil {
 		return "", fmt.Errorf("format %s: %w", dir, err)
 	}
+	st, err := openStore(filepath.Join(dir, storeDir), true, 1<<20)
+	if err != nil {
+		return "", fmt.Errorf("format %s: %w", dir, err)
+	}
+	if err := st.close(); err != nil {
+		return "", fmt.Errorf("format %s: %w", dir, err)
+	}
 	id := versionfile.NewID("ns-")
-	err := versionfile.Write(dir, map[string]string{
+	err = versionfile.Write(dir, map[string]string{
 		"namespaceID":   id,
 		"cTime":         strconv.FormatInt(time.Now().Unix(), 10),
 		"layoutVersion": strconv.Itoa(LayoutVersion),
@@ -117,15 +157,47 @@ func Open(cfg Config) (*Metad, error) {
 	if cfg.Heartbeat <= 0 {
 		cfg.Heartbeat = cairn.DefaultHeartbeat
 	}
+	if cfg.Supergroup == "" {
+		cfg.Supergroup = "supergroup"
+	}
+	if cfg.LeaseSoft <= 0 {
+		cfg.LeaseSoft = DefaultLeaseSoft
+	}
+	if cfg.LeaseHard <= 0 {
+		cfg.LeaseHard = DefaultLeaseHard
+	}
+	if cfg.LeaseHard < cfg.LeaseSoft {
+		return nil, fmt.Errorf("the lease hard limit %v is shorter than the soft limit %v", cfg.LeaseHard, cfg.LeaseSoft)
+	}
+	if cfg.CacheSize <= 0 {
+		cfg.CacheSize = DefaultCacheSize
+	}
+	if cfg.CheckpointInterval <= 0 {
+		cfg.CheckpointInterval = DefaultCheckpointInterval
+	}
+	if cfg.CheckpointKeep <= 0 {
+		cfg.CheckpointKeep = DefaultCheckpointKeep
+	}
 	pebbleLog = cfg.Logger.Named("pebble")
-	st, err := openStore(filepath.Join(cfg.Dir, storeDir))
+	st, err := openStore(filepath.Join(cfg.Dir, storeDir), false, cfg.CacheSize)
 	if err != nil {
 		return nil, err
 	}
+	if v["layoutVersion"] != strconv.Itoa(LayoutVersion) {
+		// The store was upgraded (openStore); VERSION follows it.
+		v["layoutVersion"] = strconv.Itoa(LayoutVersion)
+		if err := versionfile.Write(cfg.Dir, v); err != nil {
+			_ = st.close()
+			return nil, fmt.Errorf("record layout version %d in %s: %w", LayoutVersion, cfg.Dir, err)
+		}
+	}
 	return &Metad{
-		cfg: cfg, st: st, blocks: newBlockMap(), clock: cfg.Clock, log: cfg.Logger,
+		cfg: cfg, st: st, blocks: newBlockMap(), clock: cfg.Clock, log: cfg.Logger, pipelines: newPipelines(),
 		nodes:       &nodeSet{deadAfter: cfg.DeadAfter, staleAfter: 2 * cfg.Heartbeat, nodes: map[string]*nodeState{}},
 		namespaceID: v["namespaceID"],
+		leases:      newLeaseTable(cfg.LeaseSoft, cfg.LeaseHard, cfg.Clock),
+		version:     v,
+		superuser:   currentUser(),
 	}, nil
 }
 
@@ -137,8 +209,8 @@ func (m *Metad) Close() error { return m.st.close() }
 
 func isNotFound(err error) bool { return errors.Is(err, pebble.ErrNotFound) }
 
-// currentUser and currentGroup name who runs metad: the owner of what it
-// creates until clients assert identities.
+// currentUser and currentGroup name who runs metad: the superuser, and the
+// owner of what in-process callers create.
 var currentUser = sync.OnceValue(func() string {
 	if u, err := user.Current(); err == nil {
 		return u.Username

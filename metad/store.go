@@ -1,9 +1,11 @@
 package metad
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io/fs"
+	"path/filepath"
 	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -24,11 +26,38 @@ type store struct {
 	nextBlk  uint64
 	nextGS   uint64
 	numFiles int64 // inodes in use
+
+	closeOnce sync.Once
+	closeErr  error
 }
 
-func openStore(dir string) (*store, error) {
-	db, err := pebble.Open(dir, &pebble.Options{Logger: quietPebble{}})
+// storeOptions are the Pebble options of the namespace store. cacheBytes
+// bounds the block cache, the part of metad's memory that grows with the
+// namespace until it reaches the bound.
+func storeOptions(cacheBytes int64) *pebble.Options {
+	return &pebble.Options{
+		Logger:       quietPebble{},
+		CacheSize:    cacheBytes,
+		MemTableSize: 16 << 20,
+		// The store is made by Format (or a restore), never by Open: a
+		// missing store is a lost namespace, not an empty one.
+		ErrorIfNotExists: true,
+	}
+}
+
+// DefaultCacheSize is the default bound of the store's block cache.
+const DefaultCacheSize = 64 << 20
+
+// openStore opens the namespace store in dir, which create makes if it
+// does not exist.
+func openStore(dir string, create bool, cacheBytes int64) (*store, error) {
+	opts := storeOptions(cacheBytes)
+	opts.ErrorIfNotExists = !create
+	db, err := pebble.Open(dir, opts)
 	if err != nil {
+		if !create && !hasManifest(dir) {
+			return nil, fmt.Errorf("the namespace store %s is missing: format the directory (--format) or restore a checkpoint (--restore)", dir)
+		}
 		return nil, fmt.Errorf("open pebble in %s: %w", dir, err)
 	}
 	s := &store{db: db}
@@ -39,8 +68,14 @@ func openStore(dir string) (*store, error) {
 	return s, nil
 }
 
+// hasManifest reports whether dir holds a Pebble store.
+func hasManifest(dir string) bool {
+	m, _ := filepath.Glob(filepath.Join(dir, "MANIFEST-*"))
+	return len(m) > 0
+}
+
 // init checks the layout version and loads the counters, creating the root
-// on a new store.
+// on a new store and upgrading an older layout.
 func (s *store) init() error {
 	v, err := s.get(layoutKey)
 	switch {
@@ -51,9 +86,12 @@ func (s *store) init() error {
 	case len(v) != 4:
 		return fmt.Errorf("metad: layout version record of %d bytes", len(v))
 	}
-	lv := uint32(v[0])<<24 | uint32(v[1])<<16 | uint32(v[2])<<8 | uint32(v[3])
+	lv := binary.BigEndian.Uint32(v)
 	if lv > LayoutVersion {
 		return fmt.Errorf("metad: the store has layout version %d, newer than this metad's %d: run a newer cairn", lv, LayoutVersion)
+	}
+	if lv < 1 {
+		return fmt.Errorf("metad: the store has layout version %d, which no cairn wrote", lv)
 	}
 	for _, c := range []struct {
 		name string
@@ -64,14 +102,50 @@ func (s *store) init() error {
 		}
 	}
 	files, err := s.counter("files")
+	if err != nil {
+		return err
+	}
 	s.numFiles = int64(files)
-	return err
+	if lv == 1 {
+		return s.upgradeV1()
+	}
+	return nil
+}
+
+// upgradeV1 brings a layout 1 store to layout 2: it indexes the files being
+// written under "w" (layout 1 had no xattrs, so "x" needs nothing).
+func (s *store) upgradeV1() error {
+	b := s.db.NewBatch()
+	defer b.Close()
+	p := []byte{prefixInode}
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
+	if err != nil {
+		return err
+	}
+	for it.First(); it.Valid(); it.Next() {
+		in := &metapb.Inode{}
+		if err := proto.Unmarshal(it.Value(), in); err != nil {
+			_ = it.Close()
+			return fmt.Errorf("metad: upgrade: inode key %x: %w", it.Key(), err)
+		}
+		if in.LeaseHolder != "" && fs.FileMode(in.Mode).IsRegular() {
+			_ = b.Set(writingKey(in.Id), []byte(in.LeaseHolder), nil)
+		}
+	}
+	if err := it.Close(); err != nil {
+		return err
+	}
+	_ = b.Set(layoutKey, binary.BigEndian.AppendUint32(nil, LayoutVersion), nil)
+	if err := b.Commit(pebble.Sync); err != nil {
+		return fmt.Errorf("metad: upgrade store to layout %d: %w", LayoutVersion, err)
+	}
+	return nil
 }
 
 func (s *store) create() error {
 	b := s.db.NewBatch()
 	defer b.Close()
-	_ = b.Set(layoutKey, []byte{0, 0, 0, LayoutVersion}, nil)
+	_ = b.Set(layoutKey, binary.BigEndian.AppendUint32(nil, LayoutVersion), nil)
 	root := &metapb.Inode{Id: RootIno, Mode: uint32(fs.ModeDir | 0o755), Owner: currentUser(), Group: currentGroup(), MtimeNs: nowNanos()}
 	if err := setInode(b, root); err != nil {
 		return err
@@ -99,7 +173,11 @@ func (s *store) counter(name string) (uint64, error) {
 	return parseU64(v)
 }
 
-func (s *store) close() error { return s.db.Close() }
+// close closes the store; closing it again does nothing.
+func (s *store) close() error {
+	s.closeOnce.Do(func() { s.closeErr = s.db.Close() })
+	return s.closeErr
+}
 
 // get returns a copy of key's value.
 func (s *store) get(key []byte) ([]byte, error) {
@@ -126,12 +204,24 @@ func (s *store) inode(ino uint64) (*metapb.Inode, error) {
 	return in, nil
 }
 
+// setInode writes in to the batch. It also keeps the "w" index of files
+// being written in step with in.LeaseHolder, so every writer of an inode
+// maintains it.
 func setInode(b *pebble.Batch, in *metapb.Inode) error {
 	v, err := proto.Marshal(in)
 	if err != nil {
 		return fmt.Errorf("metad: encode inode %d: %w", in.Id, err)
 	}
-	return b.Set(inodeKey(in.Id), v, nil)
+	if err := b.Set(inodeKey(in.Id), v, nil); err != nil {
+		return err
+	}
+	if !fs.FileMode(in.Mode).IsRegular() {
+		return nil
+	}
+	if in.LeaseHolder != "" {
+		return b.Set(writingKey(in.Id), []byte(in.LeaseHolder), nil)
+	}
+	return b.Delete(writingKey(in.Id), nil)
 }
 
 // lookup returns the child inode number of name in dir, or 0.

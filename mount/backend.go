@@ -31,6 +31,24 @@ type Backend interface {
 	Create(ctx context.Context, path string, perm os.FileMode) (FileWriter, error)
 	// Open opens an existing file for reading.
 	Open(ctx context.Context, path string) (FileReader, error)
+
+	// SetAttr changes the attributes a sets (mode, owner, group, times)
+	// and returns the result.
+	SetAttr(ctx context.Context, path string, a cairn.Attr) (cairn.FileInfo, error)
+	// Symlink creates path as a symbolic link to target, kept as text.
+	Symlink(ctx context.Context, target, path string) error
+	// Mknod creates a fifo, socket or device node (type and permission
+	// bits of mode), kept as metadata only.
+	Mknod(ctx context.Context, path string, mode os.FileMode) error
+	// SetXattr sets attribute name of path to value: with XattrCreate
+	// ErrExist if it exists, with XattrReplace ErrNotExist if it does not.
+	SetXattr(ctx context.Context, path, name string, value []byte, flags cairn.XattrFlags) error
+	// GetXattr returns attribute name of path; ErrNotExist if it has none.
+	GetXattr(ctx context.Context, path, name string) ([]byte, error)
+	// ListXattrs returns the names of path's attributes.
+	ListXattrs(ctx context.Context, path string) ([]string, error)
+	// RemoveXattr removes attribute name; ErrNotExist if it has none.
+	RemoveXattr(ctx context.Context, path, name string) error
 }
 
 // FileWriter writes a new file sequentially.
@@ -51,14 +69,26 @@ type FileReader interface {
 	Close() error
 }
 
+// appender is a Backend that can reopen a complete file to write at its
+// end; without it every write to an existing file is refused.
+type appender interface {
+	Append(ctx context.Context, path string) (FileWriter, error)
+}
+
 // syncer is a FileWriter that can make what it accepted durable without
 // closing the file; fsync(2) needs it.
 type syncer interface {
 	Sync() error
 }
 
-// ClientBackend is the Backend of a real cluster, reached through c.
+// ClientBackend is the Backend of a real cluster, reached through c. It
+// can also append to complete files, and its writers can sync.
 func ClientBackend(c *client.Client) Backend { return clientBackend{c} }
+
+var (
+	_ appender = clientBackend{}
+	_ syncer   = (*client.Writer)(nil)
+)
 
 type clientBackend struct{ c *client.Client }
 
@@ -92,6 +122,42 @@ func (b clientBackend) Create(ctx context.Context, path string, perm os.FileMode
 		return nil, err
 	}
 	return w, nil
+}
+
+func (b clientBackend) Append(ctx context.Context, path string) (FileWriter, error) {
+	w, err := b.c.Append(ctx, path)
+	if err != nil {
+		return nil, err
+	}
+	return w, nil
+}
+
+func (b clientBackend) SetAttr(ctx context.Context, path string, a cairn.Attr) (cairn.FileInfo, error) {
+	return b.c.NS.SetAttr(ctx, path, a)
+}
+
+func (b clientBackend) Symlink(ctx context.Context, target, path string) error {
+	return b.c.NS.Symlink(ctx, target, path)
+}
+
+func (b clientBackend) Mknod(ctx context.Context, path string, mode os.FileMode) error {
+	return b.c.NS.Mknod(ctx, path, mode)
+}
+
+func (b clientBackend) SetXattr(ctx context.Context, path, name string, value []byte, flags cairn.XattrFlags) error {
+	return b.c.NS.SetXattr(ctx, path, name, value, flags)
+}
+
+func (b clientBackend) GetXattr(ctx context.Context, path, name string) ([]byte, error) {
+	return b.c.NS.GetXattr(ctx, path, name)
+}
+
+func (b clientBackend) ListXattrs(ctx context.Context, path string) ([]string, error) {
+	return b.c.NS.ListXattrs(ctx, path)
+}
+
+func (b clientBackend) RemoveXattr(ctx context.Context, path, name string) error {
+	return b.c.NS.RemoveXattr(ctx, path, name)
 }
 
 func (b clientBackend) Open(ctx context.Context, path string) (FileReader, error) {

@@ -56,14 +56,6 @@ type dirStream struct {
 	last  *cairn.FileInfo // the entry returned last, for Lookup
 }
 
-var (
-	_ = (fs.DirStream)((*dirStream)(nil))
-	_ = (fs.FileReaddirenter)((*dirStream)(nil))
-	_ = (fs.FileLookuper)((*dirStream)(nil))
-	_ = (fs.FileSeekdirer)((*dirStream)(nil))
-	_ = (fs.FileReleasedirer)((*dirStream)(nil))
-)
-
 func (d *dirStream) context() context.Context {
 	if d.ctx != nil {
 		return d.ctx
@@ -125,7 +117,7 @@ func (d *dirStream) next() (fuse.DirEntry, syscall.Errno) {
 	return fuse.DirEntry{Name: fi.Name, Mode: unixMode(fi.Mode), Ino: fi.Inode}, 0
 }
 
-// HasNext, Next and Close make a fs.DirStream.
+var _ = (fs.DirStream)((*dirStream)(nil))
 
 func (d *dirStream) HasNext() bool {
 	d.mu.Lock()
@@ -141,6 +133,8 @@ func (d *dirStream) Next() (fuse.DirEntry, syscall.Errno) {
 
 func (d *dirStream) Close() {}
 
+var _ = (fs.FileReaddirenter)((*dirStream)(nil))
+
 func (d *dirStream) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Errno) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -149,12 +143,14 @@ func (d *dirStream) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Err
 	if !d.hasNext() {
 		return nil, 0
 	}
-	e, errno := d.next()
-	if errno != 0 {
-		return nil, errno
+	de, e := d.next()
+	if e != 0 {
+		return nil, e
 	}
-	return &e, 0
+	return &de, 0
 }
+
+var _ = (fs.FileLookuper)((*dirStream)(nil))
 
 // Lookup answers READDIRPLUS for the entry just returned from the page
 // it came in.
@@ -167,6 +163,8 @@ func (d *dirStream) Lookup(ctx context.Context, name string, out *fuse.EntryOut)
 	}
 	return d.n.child(ctx, name, *last, out), 0
 }
+
+var _ = (fs.FileSeekdirer)((*dirStream)(nil))
 
 // Seekdir restarts the listing and skips to entry off.
 func (d *dirStream) Seekdir(ctx context.Context, off uint64) syscall.Errno {
@@ -185,5 +183,7 @@ func (d *dirStream) Seekdir(ctx context.Context, off uint64) syscall.Errno {
 	}
 	return 0
 }
+
+var _ = (fs.FileReleasedirer)((*dirStream)(nil))
 
 func (d *dirStream) Releasedir(ctx context.Context, releaseFlags uint32) {}

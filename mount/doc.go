@@ -9,9 +9,10 @@
 // errno in one table (errno.go). Main (main.go, daemon.go) parses the
 // command line, detaches like any mount helper, and unmounts on SIGTERM.
 //
-// Write-once rules (DESIGN.md, "File semantics"): a file created through
-// the mount is written sequentially; a write below the bytes written so far
-// (an overwrite), beyond them (a hole), a truncate to another size, or
-// O_TRUNC on a non-empty file is refused with EPERM, changes nothing, and
-// logs one line naming the path and the rule.
+// Write-once rules (DESIGN.md, "File semantics"): bytes are only ever
+// added at the end of a file, by the process that created it or, through
+// a Backend that can reopen files, by any later open for writing (>>,
+// O_APPEND). A write below the end (an overwrite), beyond it (a hole), a
+// truncate to another size, or O_TRUNC on a non-empty file is refused with
+// EPERM, changes nothing, and logs one line naming the path and the rule.
 package mount

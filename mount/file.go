@@ -19,9 +19,10 @@ import (
 )
 
 // handle is one open file. A handle that created its file holds the
-// file's FileWriter; one that opened an existing file for writing holds
-// none, and every write through it is refused. Readers are opened on
-// demand.
+// file's FileWriter from the start; one that opened an existing file for
+// writing gets one at its first write, by reopening the file to append if
+// the Backend can (appender), and refuses the write otherwise. Readers
+// are opened on demand.
 //
 // close(2) is FLUSH: the first flush from the opening process after bytes
 // were written closes the FileWriter and returns its error, so a failed
@@ -29,46 +30,49 @@ import (
 // inherited the descriptor and exits) and flushes before any byte (a
 // shell closing the descriptor it dup2'ed onto stdout) leave the writer
 // open; RELEASE, when the last descriptor is gone, closes it then and logs
-// what fails, since no process is left to tell.
+// what fails, since no process is left to tell. A write after the writer
+// was closed appends again.
 type handle struct {
 	n        *node
 	writable bool
+	append   bool   // O_APPEND: every write goes to the end of the file
 	opener   uint32 // process that opened the handle; 0 if not known
 
 	mu     sync.Mutex
 	w      FileWriter
 	closed bool  // w is closed
 	werr   error // w.Close's result
+	start  int64 // the file's size when w was opened
 	// size mirrors w.Size() for stat(2), which must not wait behind a
 	// write in progress.
 	size atomic.Int64
 
 	readers []FileReader // the newest last; all are closed on release
-	grow    bool         // the file may grow: look again at the end of a reader
 }
 
 var _ = (fs.FileWriter)((*handle)(nil))
 
+// Write accepts bytes at the end of the file only. With O_APPEND the end
+// is the file's, whatever offset the kernel computed from a size it may
+// have cached before another client appended.
 func (h *handle) Write(ctx context.Context, data []byte, off int64) (uint32, syscall.Errno) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if !h.writable {
+	switch {
+	case !h.writable:
 		return 0, syscall.EBADF
-	}
-	if h.w == nil {
-		fi, _, e := h.n.refresh(ctx)
-		if e != 0 {
+	case h.closed && h.werr != nil:
+		return 0, syscall.EIO
+	case h.w == nil || h.closed:
+		if e := h.reopen(ctx, off); e != 0 {
 			return 0, e
 		}
-		return 0, h.refuseWrite(off, fi.Size)
 	}
-	if h.closed {
-		if h.werr != nil {
-			return 0, syscall.EIO
-		}
-		return 0, h.refuseWrite(off, h.size.Load())
+	size := h.w.Size()
+	if h.append {
+		off = size
 	}
-	if size := h.w.Size(); off != size {
+	if off != size {
 		return 0, h.refuseWrite(off, size)
 	}
 	n, err := h.w.Write(data)
@@ -82,15 +86,74 @@ func (h *handle) Write(ctx context.Context, data []byte, off int64) (uint32, sys
 	return uint32(n), 0
 }
 
-// refuseWrite refuses a write at off to a file of size bytes by the rule
-// it breaks.
-func (h *handle) refuseWrite(off, size int64) syscall.Errno {
-	rule := ruleAppendClosed
+// reopen gives h a writer at the end of its existing file for a write at
+// off; h.mu is held.
+func (h *handle) reopen(ctx context.Context, off int64) syscall.Errno {
+	p, ok := h.n.path()
+	if !ok {
+		return syscall.ENOENT
+	}
+	if e := h.takeOver(p); e != 0 {
+		return e
+	}
+	fi, _, e := h.n.refresh(ctx)
+	if e != 0 {
+		return e
+	}
+	if !h.append && off != fi.Size {
+		return h.refuseWrite(off, fi.Size)
+	}
+	a, ok := h.n.fsys.b.(appender)
+	if !ok {
+		return h.n.fsys.refuse(p, ruleAppendClosed, syscall.EPERM)
+	}
+	w, err := a.Append(ctx, p)
+	if err != nil {
+		return errno(err)
+	}
+	h.w, h.closed, h.werr = w, false, nil
+	h.start = w.Size()
+	h.size.Store(h.start)
+	h.n.mu.Lock()
+	h.n.writer = h
+	h.n.mu.Unlock()
+	h.n.fsys.track(h)
+	return 0
+}
+
+// takeOver closes the writer another handle of this mount holds on the
+// file if that handle has written nothing: a file created and closed
+// empty keeps its writer until RELEASE, which comes after close(2)
+// returns, and `touch f; echo x > f` must work. A handle that has written
+// keeps its writer, and h gets EBUSY. h.mu is held.
+func (h *handle) takeOver(p string) syscall.Errno {
+	h.n.mu.Lock()
+	o := h.n.writer
+	h.n.mu.Unlock()
+	if o == nil || o == h {
+		return 0
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
 	switch {
-	case off < size:
+	case o.w == nil || o.closed:
+		return 0
+	case o.size.Load() != o.start:
+		return h.n.fsys.refuse(p, ruleBusy, syscall.EBUSY)
+	}
+	if err := o.closeWriter(); err != nil {
+		h.n.fsys.log.Error("close failed", zap.String("path", p), zap.Error(err))
+		return errno(err)
+	}
+	return 0
+}
+
+// refuseWrite refuses a write at off, not the end of a file of size
+// bytes, by the rule it breaks.
+func (h *handle) refuseWrite(off, size int64) syscall.Errno {
+	rule := ruleHole
+	if off < size {
 		rule = ruleOverwrite
-	case off > size:
-		rule = ruleHole
 	}
 	return h.n.fsys.refuse(h.n.logPath(), rule, syscall.EPERM)
 }
@@ -99,7 +162,7 @@ var _ = (fs.FileFlusher)((*handle)(nil))
 
 func (h *handle) Flush(ctx context.Context) syscall.Errno {
 	h.mu.Lock()
-	if h.w == nil || h.closed || h.size.Load() == 0 {
+	if h.w == nil || h.closed || h.size.Load() == h.start {
 		h.mu.Unlock()
 		return 0
 	}
@@ -206,7 +269,9 @@ func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadRes
 }
 
 // reader returns the reader to read at off: the newest one, or a new one
-// if off is at its end and the file has grown since it was opened.
+// if off is at its end and the file has grown since it was opened. The
+// kernel reads at or past a reader's end only when it believes the file
+// is longer, so looking again costs nothing otherwise.
 func (h *handle) reader(ctx context.Context, off int64) (FileReader, syscall.Errno) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -214,19 +279,16 @@ func (h *handle) reader(ctx context.Context, off int64) (FileReader, syscall.Err
 		return h.openReader(ctx)
 	}
 	r := h.readers[len(h.readers)-1]
-	if off < r.Size() || !h.grow {
+	if off < r.Size() {
 		return r, 0
 	}
-	fi, local, e := h.n.refresh(ctx)
-	if e != 0 || fi.Size <= r.Size() {
+	if fi, _, e := h.n.refresh(ctx); e != 0 || fi.Size <= r.Size() {
 		return r, 0
 	}
-	h.grow = local || fi.Writing
-	nr, e := h.openReader(ctx)
-	if e != 0 {
-		return r, 0
+	if nr, e := h.openReader(ctx); e == 0 {
+		return nr, 0
 	}
-	return nr, 0
+	return r, 0
 }
 
 // openReader opens a reader on the file and keeps it; h.mu is held.
@@ -241,29 +303,4 @@ func (h *handle) openReader(ctx context.Context) (FileReader, syscall.Errno) {
 	}
 	h.readers = append(h.readers, r)
 	return r, 0
-}
-
-// callerProcess is the process (thread group) making the request, or 0
-// if it is not known. The kernel names the calling thread.
-func callerProcess(ctx context.Context) uint32 {
-	c, ok := fuse.FromContext(ctx)
-	if !ok || c.Pid == 0 {
-		return 0
-	}
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", c.Pid))
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
-	s := bufio.NewScanner(f)
-	for s.Scan() {
-		if v, ok := bytes.CutPrefix(s.Bytes(), []byte("Tgid:")); ok {
-			tgid, err := strconv.ParseUint(string(bytes.TrimSpace(v)), 10, 32)
-			if err != nil {
-				return 0
-			}
-			return uint32(tgid)
-		}
-	}
-	return 0
 }

@@ -264,6 +264,20 @@ var dialBackend = func(addr string, log *zap.Logger) (Backend, func() error, err
 // foreground mounts and serves until SIGINT, SIGTERM, ctx's end or an
 // unmount from outside.
 func foreground(ctx context.Context, cfg config) int {
+	// Signals are caught from the start: killed while go-fuse probes the
+	// new mount from inside this process, it could never finish dying.
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sig)
+	ctx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
+	go func() {
+		select {
+		case s := <-sig:
+			stop(fmt.Errorf("signal %v", s))
+		case <-ctx.Done():
+		}
+	}()
 	detached := os.Getenv(detachedEnv) == "1"
 	if detached {
 		// The parent stops reading stderr once the mount is up.
@@ -291,19 +305,18 @@ func foreground(ctx context.Context, cfg config) int {
 	}
 	defer disconnect()
 	sctx, cancel := context.WithTimeout(ctx, metadTimeout)
+	defer cancel()
 	fi, err := b.Stat(sctx, cfg.root)
 	if err == nil && !fi.IsDir() {
 		err = fmt.Errorf("%s is not a directory", cfg.root)
 	}
 	if err != nil {
-		cancel()
 		fmt.Fprintf(os.Stderr, "cairn mount: metad %s: %v\n", cfg.addr, err)
 		return 1
 	}
 	opts := cfg.opts
 	opts.Root, opts.FsName, opts.Debug, opts.Logger = cfg.root, cfg.source, cfg.debug, log
 	m, err := Mount(sctx, b, cfg.mountpoint, opts)
-	cancel()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "cairn mount: %v\n", err)
 		return 1
@@ -313,16 +326,11 @@ func foreground(ctx context.Context, cfg config) int {
 		detach(out, logFile, log)
 	}
 
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
-	defer signal.Stop(sig)
 	served := make(chan struct{})
 	go func() { m.Wait(); close(served) }()
 	select {
-	case s := <-sig:
-		log.Info("unmounting", zap.String("signal", s.String()))
 	case <-ctx.Done():
-		log.Info("unmounting", zap.Error(ctx.Err()))
+		log.Info("unmounting", zap.String("mountpoint", cfg.mountpoint), zap.NamedError("cause", context.Cause(ctx)))
 	case <-served:
 		log.Info("unmounted from outside", zap.String("mountpoint", cfg.mountpoint))
 		m.fsys.closeWriters()

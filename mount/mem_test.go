@@ -273,6 +273,34 @@ func (b *memBackend) Create(ctx context.Context, path string, perm os.FileMode) 
 	return &memWriter{b: b, f: f, closeErr: b.closeErr[path]}, nil
 }
 
+func (b *memBackend) Append(ctx context.Context, path string) (FileWriter, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	f, ok := b.files[path]
+	switch {
+	case !ok:
+		return nil, cairn.E("mem.Append", cairn.KindNotExist, path, "")
+	case f.fi.IsDir():
+		return nil, cairn.E("mem.Append", cairn.KindIsDir, path, "")
+	case f.fi.Writing:
+		return nil, cairn.E("mem.Append", cairn.KindBusy, path, "")
+	}
+	f.fi.Writing = true
+	return &memWriter{b: b, f: f, closeErr: b.closeErr[path]}, nil
+}
+
+// appendRaw appends to a file behind the mount's back, as another client
+// would.
+func (b *memBackend) appendRaw(path string, data []byte) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	f := b.files[path]
+	f.data = append(f.data, data...)
+}
+
+// noAppend is a backend that cannot reopen files.
+type noAppend struct{ Backend }
+
 func (b *memBackend) Open(ctx context.Context, path string) (FileReader, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()

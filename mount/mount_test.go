@@ -42,7 +42,7 @@ type testMount struct {
 	logs *observer.ObservedLogs
 }
 
-func mountMem(t *testing.T, b *memBackend, opts Options) *testMount {
+func mountMem(t *testing.T, b Backend, opts Options) *testMount {
 	t.Helper()
 	requireFUSE(t)
 	core, logs := observer.New(zapcore.DebugLevel)
@@ -73,7 +73,11 @@ func mountMem(t *testing.T, b *memBackend, opts Options) *testMount {
 			}
 		}
 	})
-	return &testMount{dir: dir, b: b, logs: logs}
+	mb, _ := b.(*memBackend)
+	if nb, ok := b.(noAppend); ok {
+		mb = nb.Backend.(*memBackend)
+	}
+	return &testMount{dir: dir, b: mb, logs: logs}
 }
 
 func (m *testMount) path(name string) string { return filepath.Join(m.dir, name) }
@@ -269,6 +273,21 @@ func TestReaddirPaged(t *testing.T) {
 	if es[0].Name() != "f0" || es[n-1].Name() != "f999" || es[1].Name() != "f1" {
 		t.Errorf("order: %s %s ... %s", es[0].Name(), es[1].Name(), es[n-1].Name())
 	}
+	// Rewinding a directory starts the listing over.
+	d, err := os.Open(m.path("big"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if first, err := d.Readdirnames(1500); err != nil || len(first) != 1500 {
+		t.Fatalf("first 1500 names: %d, %v", len(first), err)
+	}
+	if _, err := d.Seek(0, 0); err != nil {
+		t.Fatal(err)
+	}
+	if all, err := d.Readdirnames(-1); err != nil || len(all) != n {
+		t.Errorf("after rewinding: %d names, %v; want %d", len(all), err, n)
+	}
 	calls := b.listCalls("/big")
 	if len(calls) < 2*((n+listPage-1)/listPage) {
 		t.Errorf("%d List calls for two listings, want pages", len(calls))
@@ -300,24 +319,94 @@ func TestOverwriteRefused(t *testing.T) {
 	}
 	_, err = f.WriteAt([]byte("J"), 0)
 	wantErrno(t, "overwrite", err, syscall.EPERM)
-	_, err = f.WriteAt([]byte("!"), 5)
-	wantErrno(t, "append to a closed file", err, syscall.EPERM)
+	m.wantRefused(t, "/f", ruleOverwrite)
+	_, err = f.WriteAt([]byte("!"), 6)
+	wantErrno(t, "hole", err, syscall.EPERM)
 	if err := f.Close(); err != nil {
 		t.Errorf("close: %v", err)
 	}
-	f, err = os.OpenFile(p, os.O_WRONLY|os.O_APPEND, 0)
+	if got, _ := os.ReadFile(p); string(got) != "hello" {
+		t.Errorf("content %q, want hello unchanged", got)
+	}
+	if _, writing, _ := m.b.content("/f"); writing {
+		t.Error("refused writes left the file open for writing")
+	}
+	if r := m.refusals("/f"); len(r) != 2 || r[1].ContextMap()["rule"] != ruleHole {
+		t.Errorf("refusals: %v", r)
+	}
+}
+
+func TestAppend(t *testing.T) {
+	m := mountMem(t, newMemBackend(), Options{})
+	p := m.path("f")
+	if err := os.WriteFile(p, []byte("hello"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// At the end of a complete file, through O_WRONLY and O_APPEND.
+	f, err := os.OpenFile(p, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte(" world"), 5); err != nil {
+		t.Errorf("write at the end: %v", err)
+	}
+	if st, err := os.Stat(p); err != nil || st.Size() != 11 {
+		t.Errorf("stat while appending: %v %v", st, err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	run(t, "sh", "-c", "echo '!' >> "+p)
+	// Another client appends; the kernel's idea of the size is stale, and
+	// O_APPEND still writes at the real end.
+	m.b.appendRaw("/f", []byte("[other]"))
+	run(t, "sh", "-c", "echo again >> "+p)
+	want := "hello world!\n[other]again\n"
+	if got, _ := os.ReadFile(p); string(got) != want {
+		t.Errorf("content %q, want %q", got, want)
+	}
+	if _, writing, _ := m.b.content("/f"); writing {
+		t.Error("still being written after close")
+	}
+
+	// O_TRUNC of an empty file, then writing it.
+	e := m.path("empty")
+	os.WriteFile(e, nil, 0o644)
+	run(t, "sh", "-c", "echo filled > "+e)
+	if got, _ := os.ReadFile(e); string(got) != "filled\n" {
+		t.Errorf("empty file written through O_TRUNC: %q", got)
+	}
+
+	// Two writers of one file through this mount: the second is busy.
+	w, err := os.OpenFile(p, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	w.Write([]byte("1"))
+	w2, err := os.OpenFile(p, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = w2.Write([]byte("2"))
+	wantErrno(t, "second writer", err, syscall.EBUSY)
+	w2.Close()
+}
+
+func TestAppendUnsupported(t *testing.T) {
+	b := newMemBackend()
+	b.put("/f", []byte("hello"))
+	m := mountMem(t, noAppend{b}, Options{})
+	f, err := os.OpenFile(m.path("f"), os.O_WRONLY|os.O_APPEND, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	_, err = f.Write([]byte("!"))
-	wantErrno(t, "O_APPEND", err, syscall.EPERM)
+	wantErrno(t, "append", err, syscall.EPERM)
 	f.Close()
-	if got, _ := os.ReadFile(p); string(got) != "hello" {
+	m.wantRefused(t, "/f", ruleAppendClosed)
+	if got, _ := os.ReadFile(m.path("f")); string(got) != "hello" {
 		t.Errorf("content %q, want hello unchanged", got)
-	}
-	r := m.refusals("/f")
-	if len(r) != 3 || r[0].ContextMap()["rule"] != ruleOverwrite || r[1].ContextMap()["rule"] != ruleAppendClosed {
-		t.Errorf("refusals: %v", r)
 	}
 }
 
@@ -420,7 +509,7 @@ func TestCloseReportsError(t *testing.T) {
 	}
 
 	// After a good close, a write through another descriptor of the same
-	// open file is an append to a closed file.
+	// open file appends again, and the last close ends it.
 	f, err = os.Create(m.path("good"))
 	if err != nil {
 		t.Fatal(err)
@@ -430,9 +519,18 @@ func TestCloseReportsError(t *testing.T) {
 	if err := f.Close(); err != nil {
 		t.Fatal(err)
 	}
-	_, err = syscall.Write(dup, []byte("more"))
-	wantErrno(t, "write after close", err, syscall.EPERM)
-	syscall.Close(dup)
+	if _, writing, _ := m.b.content("/good"); writing {
+		t.Error("close did not end the file")
+	}
+	if _, err := syscall.Write(dup, []byte("more")); err != nil {
+		t.Errorf("write after close: %v", err)
+	}
+	if err := syscall.Close(dup); err != nil {
+		t.Error(err)
+	}
+	if got, writing, _ := m.b.content("/good"); string(got) != "datamore" || writing {
+		t.Errorf("content %q, writing %v; want datamore, closed", got, writing)
+	}
 }
 
 func TestStatfs(t *testing.T) {

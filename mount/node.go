@@ -34,7 +34,8 @@ const (
 const (
 	ruleOverwrite    = "write-once: no write below the end of a file (overwrite)"
 	ruleHole         = "write-once: no write beyond the end of a file (hole)"
-	ruleAppendClosed = "append to a closed file is not supported yet"
+	ruleAppendClosed = "append to a closed file: the backend cannot reopen files"
+	ruleBusy         = "another descriptor of this mount is writing the file"
 	ruleTruncate     = "write-once: no truncate of a non-empty file to another size"
 	ruleChmod        = "chmod is not supported yet"
 	ruleChown        = "chown is not supported yet"
@@ -421,7 +422,7 @@ func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint3
 		return nil, nil, 0, errno(err)
 	}
 	c := &node{fsys: n.fsys, fi: fi}
-	h := &handle{n: c, w: w, writable: flags&syscall.O_ACCMODE != syscall.O_RDONLY, opener: callerProcess(ctx)}
+	h := &handle{n: c, w: w, writable: flags&syscall.O_ACCMODE != syscall.O_RDONLY, append: flags&syscall.O_APPEND != 0, opener: callerProcess(ctx)}
 	h.size.Store(w.Size())
 	c.writer = h
 	n.fsys.track(h)
@@ -431,9 +432,9 @@ func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint3
 
 var _ = (fs.NodeOpener)((*node)(nil))
 
-// Open opens a file for reading, or an existing file for writing, where
-// O_TRUNC is refused unless the file is empty and any write is refused
-// until appending to a closed file is supported.
+// Open opens a file for reading, or an existing file for writing (at its
+// end only, see handle.Write), where O_TRUNC is refused unless the file
+// is empty.
 func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
 	p, ok := n.path()
 	if !ok {
@@ -456,14 +457,13 @@ func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 		}
 	}
 	if write {
-		return &handle{n: n, writable: true, grow: true}, 0, 0
+		return &handle{n: n, writable: true, append: flags&syscall.O_APPEND != 0, opener: callerProcess(ctx)}, 0, 0
 	}
 	r, err := n.fsys.b.Open(ctx, p)
 	if err != nil {
 		return nil, 0, errno(err)
 	}
-	fi, local := n.snapshot()
-	return &handle{n: n, readers: []FileReader{r}, grow: local || fi.Writing}, 0, 0
+	return &handle{n: n, readers: []FileReader{r}}, 0, 0
 }
 
 var _ = (fs.NodeUnlinker)((*node)(nil))

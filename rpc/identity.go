@@ -16,13 +16,19 @@ const (
 	mdGroups = "cairn-groups"
 )
 
-// IdentityInterceptor is a client interceptor that sends the cairn.Identity
-// a call's context carries.
-func IdentityInterceptor(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
-	if id, ok := cairn.IdentityFrom(ctx); ok {
-		ctx = metadata.AppendToOutgoingContext(ctx, mdUser, id.User, mdGroups, strings.Join(id.Groups, ","))
+// IdentityInterceptor returns a client interceptor that sends the
+// cairn.Identity a call's context carries, or def when it carries none.
+func IdentityInterceptor(def cairn.Identity) grpc.UnaryClientInterceptor {
+	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		id, ok := cairn.IdentityFrom(ctx)
+		if !ok {
+			id = def
+		}
+		if id.User != "" {
+			ctx = metadata.AppendToOutgoingContext(ctx, mdUser, id.User, mdGroups, strings.Join(id.Groups, ","))
+		}
+		return invoker(ctx, method, req, reply, cc, opts...)
 	}
-	return invoker(ctx, method, req, reply, cc, opts...)
 }
 
 // ServerIdentity is a server interceptor that puts the caller's asserted

@@ -32,6 +32,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"cairn/checksum"
 	"cairn/rpc/pb"
 )
 
@@ -138,12 +139,21 @@ func ReadOp(r io.Reader) (*pb.OpHeader, error) {
 		return nil, err
 	}
 	switch h.Op {
-	case pb.OpHeader_WRITE_BLOCK, pb.OpHeader_READ_BLOCK:
+	case pb.OpHeader_WRITE_BLOCK, pb.OpHeader_READ_BLOCK, pb.OpHeader_TRANSFER_BLOCK:
 	default:
 		return nil, protoErr("unknown op %d", h.Op)
 	}
 	if h.Block == nil || h.Block.Id == 0 {
 		return nil, protoErr("op without a block")
+	}
+	if h.Offset < 0 || h.Length < 0 || h.KeepLen < 0 || h.Block.Len < 0 {
+		return nil, protoErr("negative offset or length")
+	}
+	if h.Stage < pb.OpHeader_CREATE || h.Stage > pb.OpHeader_COPY {
+		return nil, protoErr("unknown stage %d", h.Stage)
+	}
+	if h.Op == pb.OpHeader_TRANSFER_BLOCK && len(h.Targets) != 1 {
+		return nil, protoErr("transfer to %d targets", len(h.Targets))
 	}
 	return h, nil
 }
@@ -176,8 +186,18 @@ const packetFixed = 8 + 8 + 4 + 1
 // NumSums is how many checksums cover n bytes in chunks of chunkSize.
 func NumSums(n, chunkSize int) int { return (n + chunkSize - 1) / chunkSize }
 
+// Packets carry checksums in the layout of checksum.SumsAt: a packet that
+// starts inside a chunk (continuing a partial last chunk) has a first
+// checksum for the piece up to the next chunk boundary.
+
 // AppendPacket appends p's frame to dst.
 func AppendPacket(dst []byte, p *Packet) []byte {
+	return append(AppendPacketHeader(dst, p), p.Data...)
+}
+
+// AppendPacketHeader appends p's frame without its data, for a writer that
+// sends the data from where it is (net.Buffers, writev).
+func AppendPacketHeader(dst []byte, p *Packet) []byte {
 	payload := packetFixed + 8*len(p.Sums) + len(p.Data)
 	dst = binary.BigEndian.AppendUint32(dst, uint32(payload))
 	dst = binary.BigEndian.AppendUint64(dst, p.Seq)
@@ -187,7 +207,7 @@ func AppendPacket(dst []byte, p *Packet) []byte {
 	for _, s := range p.Sums {
 		dst = binary.BigEndian.AppendUint64(dst, s)
 	}
-	return append(dst, p.Data...)
+	return dst
 }
 
 // PacketReader reads packets of one chunk size, reusing its buffer: a
@@ -216,7 +236,7 @@ func (pr *PacketReader) Read(p *Packet) error {
 		return err
 	}
 	n := int(binary.BigEndian.Uint32(l[:]))
-	maxPayload := packetFixed + 8*NumSums(MaxPacketData, pr.chunkSize) + MaxPacketData
+	maxPayload := packetFixed + 8*(NumSums(MaxPacketData, pr.chunkSize)+1) + MaxPacketData
 	if n < packetFixed || n > maxPayload {
 		return protoErr("packet payload of %d bytes outside %d..%d", n, packetFixed, maxPayload)
 	}
@@ -239,8 +259,11 @@ func (pr *PacketReader) Read(p *Packet) error {
 	if p.Flags&^(FlagLast|FlagSync) != 0 {
 		return protoErr("unknown flags %#x", p.Flags)
 	}
-	ns := NumSums(dataLen, pr.chunkSize)
-	if dataLen > MaxPacketData || packetFixed+8*ns+dataLen != n {
+	if dataLen > MaxPacketData || p.Offset > 1<<50 {
+		return protoErr("packet of %d data bytes at %d is too large", dataLen, p.Offset)
+	}
+	ns := checksum.NumSumsAt(p.Offset, dataLen, pr.chunkSize)
+	if packetFixed+8*ns+dataLen != n {
 		return protoErr("packet of %d data bytes does not fit its %d-byte payload", dataLen, n)
 	}
 	if cap(pr.sums) < ns {

@@ -41,6 +41,7 @@ type Inode struct {
 	LeaseNs       int64                  `protobuf:"varint,13,opt,name=lease_ns,json=leaseNs,proto3" json:"lease_ns,omitempty"`            // when the lease was last renewed
 	Symlink       string                 `protobuf:"bytes,14,opt,name=symlink,proto3" json:"symlink,omitempty"`
 	Blocks        uint32                 `protobuf:"varint,15,opt,name=blocks,proto3" json:"blocks,omitempty"` // files: number of block keys
+	Xattrs        uint32                 `protobuf:"varint,16,opt,name=xattrs,proto3" json:"xattrs,omitempty"` // number of extended attribute keys
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -180,11 +181,18 @@ func (x *Inode) GetBlocks() uint32 {
 	return 0
 }
 
+func (x *Inode) GetXattrs() uint32 {
+	if x != nil {
+		return x.Xattrs
+	}
+	return 0
+}
+
 var File_metad_metapb_meta_proto protoreflect.FileDescriptor
 
 const file_metad_metapb_meta_proto_rawDesc = "" +
 	"\n" +
-	"\x17metad/metapb/meta.proto\x12\rcairn.meta.v1\"\xfe\x02\n" +
+	"\x17metad/metapb/meta.proto\x12\rcairn.meta.v1\"\x96\x03\n" +
 	"\x05Inode\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x16\n" +
 	"\x06parent\x18\x02 \x01(\x04R\x06parent\x12\x12\n" +
@@ -202,7 +210,8 @@ const file_metad_metapb_meta_proto_rawDesc = "" +
 	"\flease_holder\x18\f \x01(\tR\vleaseHolder\x12\x19\n" +
 	"\blease_ns\x18\r \x01(\x03R\aleaseNs\x12\x18\n" +
 	"\asymlink\x18\x0e \x01(\tR\asymlink\x12\x16\n" +
-	"\x06blocks\x18\x0f \x01(\rR\x06blocksB\x14Z\x12cairn/metad/metapbb\x06proto3"
+	"\x06blocks\x18\x0f \x01(\rR\x06blocks\x12\x16\n" +
+	"\x06xattrs\x18\x10 \x01(\rR\x06xattrsB\x14Z\x12cairn/metad/metapbb\x06proto3"
 
 var (
 	file_metad_metapb_meta_proto_rawDescOnce sync.Once

@@ -30,6 +30,9 @@ const (
 	OpHeader_OP_UNSPECIFIED OpHeader_Op = 0
 	OpHeader_WRITE_BLOCK    OpHeader_Op = 1
 	OpHeader_READ_BLOCK     OpHeader_Op = 2
+	// TRANSFER_BLOCK asks a blockd to copy the first length bytes of its
+	// replica of block, at block's generation stamp, to targets[0].
+	OpHeader_TRANSFER_BLOCK OpHeader_Op = 3
 )
 
 // Enum value maps for OpHeader_Op.
@@ -38,11 +41,13 @@ var (
 		0: "OP_UNSPECIFIED",
 		1: "WRITE_BLOCK",
 		2: "READ_BLOCK",
+		3: "TRANSFER_BLOCK",
 	}
 	OpHeader_Op_value = map[string]int32{
 		"OP_UNSPECIFIED": 0,
 		"WRITE_BLOCK":    1,
 		"READ_BLOCK":     2,
+		"TRANSFER_BLOCK": 3,
 	}
 )
 
@@ -71,6 +76,58 @@ func (x OpHeader_Op) Number() protoreflect.EnumNumber {
 // Deprecated: Use OpHeader_Op.Descriptor instead.
 func (OpHeader_Op) EnumDescriptor() ([]byte, []int) {
 	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{42, 0}
+}
+
+type OpHeader_Stage int32
+
+const (
+	OpHeader_CREATE   OpHeader_Stage = 0 // a new replica
+	OpHeader_APPEND   OpHeader_Stage = 1 // reopen a finalized replica, keep keep_len bytes
+	OpHeader_RECOVERY OpHeader_Stage = 2 // reopen a replica being written, keep keep_len bytes
+	OpHeader_COPY     OpHeader_Stage = 3 // a new replica brought up to date; stays in rbw
+)
+
+// Enum value maps for OpHeader_Stage.
+var (
+	OpHeader_Stage_name = map[int32]string{
+		0: "CREATE",
+		1: "APPEND",
+		2: "RECOVERY",
+		3: "COPY",
+	}
+	OpHeader_Stage_value = map[string]int32{
+		"CREATE":   0,
+		"APPEND":   1,
+		"RECOVERY": 2,
+		"COPY":     3,
+	}
+)
+
+func (x OpHeader_Stage) Enum() *OpHeader_Stage {
+	p := new(OpHeader_Stage)
+	*p = x
+	return p
+}
+
+func (x OpHeader_Stage) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (OpHeader_Stage) Descriptor() protoreflect.EnumDescriptor {
+	return file_rpc_pb_cairn_proto_enumTypes[1].Descriptor()
+}
+
+func (OpHeader_Stage) Type() protoreflect.EnumType {
+	return &file_rpc_pb_cairn_proto_enumTypes[1]
+}
+
+func (x OpHeader_Stage) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use OpHeader_Stage.Descriptor instead.
+func (OpHeader_Stage) EnumDescriptor() ([]byte, []int) {
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{42, 1}
 }
 
 type Empty struct {
@@ -2620,9 +2677,15 @@ type OpHeader struct {
 	Targets   []*Node `protobuf:"bytes,3,rep,name=targets,proto3" json:"targets,omitempty"`
 	ChunkSize uint32  `protobuf:"varint,4,opt,name=chunk_size,json=chunkSize,proto3" json:"chunk_size,omitempty"`
 	Client    string  `protobuf:"bytes,5,opt,name=client,proto3" json:"client,omitempty"`
-	// READ_BLOCK: the byte range wanted.
-	Offset        int64 `protobuf:"varint,6,opt,name=offset,proto3" json:"offset,omitempty"`
-	Length        int64 `protobuf:"varint,7,opt,name=length,proto3" json:"length,omitempty"`
+	// READ_BLOCK: the byte range wanted. TRANSFER_BLOCK: length to copy.
+	Offset int64 `protobuf:"varint,6,opt,name=offset,proto3" json:"offset,omitempty"`
+	Length int64 `protobuf:"varint,7,opt,name=length,proto3" json:"length,omitempty"`
+	// WRITE_BLOCK: how the receivers get their replica, and for APPEND and
+	// RECOVERY the bytes to keep. block.gen_stamp is the new stamp.
+	Stage   OpHeader_Stage `protobuf:"varint,8,opt,name=stage,proto3,enum=cairn.v1.OpHeader_Stage" json:"stage,omitempty"`
+	KeepLen int64          `protobuf:"varint,9,opt,name=keep_len,json=keepLen,proto3" json:"keep_len,omitempty"`
+	// TRANSFER_BLOCK: the generation stamp of the copy on the target.
+	NewGenStamp   uint64 `protobuf:"varint,10,opt,name=new_gen_stamp,json=newGenStamp,proto3" json:"new_gen_stamp,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2702,6 +2765,27 @@ func (x *OpHeader) GetOffset() int64 {
 func (x *OpHeader) GetLength() int64 {
 	if x != nil {
 		return x.Length
+	}
+	return 0
+}
+
+func (x *OpHeader) GetStage() OpHeader_Stage {
+	if x != nil {
+		return x.Stage
+	}
+	return OpHeader_CREATE
+}
+
+func (x *OpHeader) GetKeepLen() int64 {
+	if x != nil {
+		return x.KeepLen
+	}
+	return 0
+}
+
+func (x *OpHeader) GetNewGenStamp() uint64 {
+	if x != nil {
+		return x.NewGenStamp
 	}
 	return 0
 }
@@ -2976,7 +3060,7 @@ const file_rpc_pb_cairn_proto_rawDesc = "" +
 	"\tBlockList\x12\x1d\n" +
 	"\n" +
 	"storage_id\x18\x01 \x01(\tR\tstorageId\x12'\n" +
-	"\x06blocks\x18\x02 \x03(\v2\x0f.cairn.v1.BlockR\x06blocks\"\xa4\x02\n" +
+	"\x06blocks\x18\x02 \x03(\v2\x0f.cairn.v1.BlockR\x06blocks\"\xe0\x03\n" +
 	"\bOpHeader\x12%\n" +
 	"\x02op\x18\x01 \x01(\x0e2\x15.cairn.v1.OpHeader.OpR\x02op\x12%\n" +
 	"\x05block\x18\x02 \x01(\v2\x0f.cairn.v1.BlockR\x05block\x12(\n" +
@@ -2985,12 +3069,24 @@ const file_rpc_pb_cairn_proto_rawDesc = "" +
 	"chunk_size\x18\x04 \x01(\rR\tchunkSize\x12\x16\n" +
 	"\x06client\x18\x05 \x01(\tR\x06client\x12\x16\n" +
 	"\x06offset\x18\x06 \x01(\x03R\x06offset\x12\x16\n" +
-	"\x06length\x18\a \x01(\x03R\x06length\"9\n" +
+	"\x06length\x18\a \x01(\x03R\x06length\x12.\n" +
+	"\x05stage\x18\b \x01(\x0e2\x18.cairn.v1.OpHeader.StageR\x05stage\x12\x19\n" +
+	"\bkeep_len\x18\t \x01(\x03R\akeepLen\x12\"\n" +
+	"\rnew_gen_stamp\x18\n" +
+	" \x01(\x04R\vnewGenStamp\"M\n" +
 	"\x02Op\x12\x12\n" +
 	"\x0eOP_UNSPECIFIED\x10\x00\x12\x0f\n" +
 	"\vWRITE_BLOCK\x10\x01\x12\x0e\n" +
 	"\n" +
-	"READ_BLOCK\x10\x02\"\x9d\x01\n" +
+	"READ_BLOCK\x10\x02\x12\x12\n" +
+	"\x0eTRANSFER_BLOCK\x10\x03\"7\n" +
+	"\x05Stage\x12\n" +
+	"\n" +
+	"\x06CREATE\x10\x00\x12\n" +
+	"\n" +
+	"\x06APPEND\x10\x01\x12\f\n" +
+	"\bRECOVERY\x10\x02\x12\b\n" +
+	"\x04COPY\x10\x03\"\x9d\x01\n" +
 	"\aOpReply\x12\x16\n" +
 	"\x06status\x18\x01 \x01(\rR\x06status\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\x1d\n" +
@@ -3052,160 +3148,162 @@ func file_rpc_pb_cairn_proto_rawDescGZIP() []byte {
 	return file_rpc_pb_cairn_proto_rawDescData
 }
 
-var file_rpc_pb_cairn_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_rpc_pb_cairn_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
 var file_rpc_pb_cairn_proto_msgTypes = make([]protoimpl.MessageInfo, 44)
 var file_rpc_pb_cairn_proto_goTypes = []any{
 	(OpHeader_Op)(0),              // 0: cairn.v1.OpHeader.Op
-	(*Empty)(nil),                 // 1: cairn.v1.Empty
-	(*Block)(nil),                 // 2: cairn.v1.Block
-	(*Node)(nil),                  // 3: cairn.v1.Node
-	(*LocatedBlock)(nil),          // 4: cairn.v1.LocatedBlock
-	(*FileInfo)(nil),              // 5: cairn.v1.FileInfo
-	(*ErrorDetail)(nil),           // 6: cairn.v1.ErrorDetail
-	(*PathRequest)(nil),           // 7: cairn.v1.PathRequest
-	(*MkdirRequest)(nil),          // 8: cairn.v1.MkdirRequest
-	(*CreateRequest)(nil),         // 9: cairn.v1.CreateRequest
-	(*AddBlockRequest)(nil),       // 10: cairn.v1.AddBlockRequest
-	(*CompleteRequest)(nil),       // 11: cairn.v1.CompleteRequest
-	(*ListRequest)(nil),           // 12: cairn.v1.ListRequest
-	(*ListReply)(nil),             // 13: cairn.v1.ListReply
-	(*RenameRequest)(nil),         // 14: cairn.v1.RenameRequest
-	(*DeleteRequest)(nil),         // 15: cairn.v1.DeleteRequest
-	(*FileBlocks)(nil),            // 16: cairn.v1.FileBlocks
-	(*FsStats)(nil),               // 17: cairn.v1.FsStats
-	(*NodeReport)(nil),            // 18: cairn.v1.NodeReport
-	(*ClusterReport)(nil),         // 19: cairn.v1.ClusterReport
-	(*SetAttrRequest)(nil),        // 20: cairn.v1.SetAttrRequest
-	(*SymlinkRequest)(nil),        // 21: cairn.v1.SymlinkRequest
-	(*MknodRequest)(nil),          // 22: cairn.v1.MknodRequest
-	(*XattrRequest)(nil),          // 23: cairn.v1.XattrRequest
-	(*XattrValue)(nil),            // 24: cairn.v1.XattrValue
-	(*XattrNames)(nil),            // 25: cairn.v1.XattrNames
-	(*ContentSummary)(nil),        // 26: cairn.v1.ContentSummary
-	(*AppendRequest)(nil),         // 27: cairn.v1.AppendRequest
-	(*AppendReply)(nil),           // 28: cairn.v1.AppendReply
-	(*LeaseRequest)(nil),          // 29: cairn.v1.LeaseRequest
-	(*BlockRequest)(nil),          // 30: cairn.v1.BlockRequest
-	(*GenStampReply)(nil),         // 31: cairn.v1.GenStampReply
-	(*UpdatePipelineRequest)(nil), // 32: cairn.v1.UpdatePipelineRequest
-	(*AdditionalNodeRequest)(nil), // 33: cairn.v1.AdditionalNodeRequest
-	(*BadReplica)(nil),            // 34: cairn.v1.BadReplica
-	(*BadReplicas)(nil),           // 35: cairn.v1.BadReplicas
-	(*CheckpointRequest)(nil),     // 36: cairn.v1.CheckpointRequest
-	(*Registration)(nil),          // 37: cairn.v1.Registration
-	(*RegisterReply)(nil),         // 38: cairn.v1.RegisterReply
-	(*HeartbeatRequest)(nil),      // 39: cairn.v1.HeartbeatRequest
-	(*Command)(nil),               // 40: cairn.v1.Command
-	(*HeartbeatReply)(nil),        // 41: cairn.v1.HeartbeatReply
-	(*BlockList)(nil),             // 42: cairn.v1.BlockList
-	(*OpHeader)(nil),              // 43: cairn.v1.OpHeader
-	(*OpReply)(nil),               // 44: cairn.v1.OpReply
+	(OpHeader_Stage)(0),           // 1: cairn.v1.OpHeader.Stage
+	(*Empty)(nil),                 // 2: cairn.v1.Empty
+	(*Block)(nil),                 // 3: cairn.v1.Block
+	(*Node)(nil),                  // 4: cairn.v1.Node
+	(*LocatedBlock)(nil),          // 5: cairn.v1.LocatedBlock
+	(*FileInfo)(nil),              // 6: cairn.v1.FileInfo
+	(*ErrorDetail)(nil),           // 7: cairn.v1.ErrorDetail
+	(*PathRequest)(nil),           // 8: cairn.v1.PathRequest
+	(*MkdirRequest)(nil),          // 9: cairn.v1.MkdirRequest
+	(*CreateRequest)(nil),         // 10: cairn.v1.CreateRequest
+	(*AddBlockRequest)(nil),       // 11: cairn.v1.AddBlockRequest
+	(*CompleteRequest)(nil),       // 12: cairn.v1.CompleteRequest
+	(*ListRequest)(nil),           // 13: cairn.v1.ListRequest
+	(*ListReply)(nil),             // 14: cairn.v1.ListReply
+	(*RenameRequest)(nil),         // 15: cairn.v1.RenameRequest
+	(*DeleteRequest)(nil),         // 16: cairn.v1.DeleteRequest
+	(*FileBlocks)(nil),            // 17: cairn.v1.FileBlocks
+	(*FsStats)(nil),               // 18: cairn.v1.FsStats
+	(*NodeReport)(nil),            // 19: cairn.v1.NodeReport
+	(*ClusterReport)(nil),         // 20: cairn.v1.ClusterReport
+	(*SetAttrRequest)(nil),        // 21: cairn.v1.SetAttrRequest
+	(*SymlinkRequest)(nil),        // 22: cairn.v1.SymlinkRequest
+	(*MknodRequest)(nil),          // 23: cairn.v1.MknodRequest
+	(*XattrRequest)(nil),          // 24: cairn.v1.XattrRequest
+	(*XattrValue)(nil),            // 25: cairn.v1.XattrValue
+	(*XattrNames)(nil),            // 26: cairn.v1.XattrNames
+	(*ContentSummary)(nil),        // 27: cairn.v1.ContentSummary
+	(*AppendRequest)(nil),         // 28: cairn.v1.AppendRequest
+	(*AppendReply)(nil),           // 29: cairn.v1.AppendReply
+	(*LeaseRequest)(nil),          // 30: cairn.v1.LeaseRequest
+	(*BlockRequest)(nil),          // 31: cairn.v1.BlockRequest
+	(*GenStampReply)(nil),         // 32: cairn.v1.GenStampReply
+	(*UpdatePipelineRequest)(nil), // 33: cairn.v1.UpdatePipelineRequest
+	(*AdditionalNodeRequest)(nil), // 34: cairn.v1.AdditionalNodeRequest
+	(*BadReplica)(nil),            // 35: cairn.v1.BadReplica
+	(*BadReplicas)(nil),           // 36: cairn.v1.BadReplicas
+	(*CheckpointRequest)(nil),     // 37: cairn.v1.CheckpointRequest
+	(*Registration)(nil),          // 38: cairn.v1.Registration
+	(*RegisterReply)(nil),         // 39: cairn.v1.RegisterReply
+	(*HeartbeatRequest)(nil),      // 40: cairn.v1.HeartbeatRequest
+	(*Command)(nil),               // 41: cairn.v1.Command
+	(*HeartbeatReply)(nil),        // 42: cairn.v1.HeartbeatReply
+	(*BlockList)(nil),             // 43: cairn.v1.BlockList
+	(*OpHeader)(nil),              // 44: cairn.v1.OpHeader
+	(*OpReply)(nil),               // 45: cairn.v1.OpReply
 }
 var file_rpc_pb_cairn_proto_depIdxs = []int32{
-	2,  // 0: cairn.v1.LocatedBlock.block:type_name -> cairn.v1.Block
-	3,  // 1: cairn.v1.LocatedBlock.locations:type_name -> cairn.v1.Node
-	2,  // 2: cairn.v1.AddBlockRequest.prev:type_name -> cairn.v1.Block
-	2,  // 3: cairn.v1.CompleteRequest.last:type_name -> cairn.v1.Block
-	5,  // 4: cairn.v1.ListReply.entries:type_name -> cairn.v1.FileInfo
-	4,  // 5: cairn.v1.FileBlocks.blocks:type_name -> cairn.v1.LocatedBlock
-	3,  // 6: cairn.v1.NodeReport.node:type_name -> cairn.v1.Node
-	18, // 7: cairn.v1.ClusterReport.nodes:type_name -> cairn.v1.NodeReport
-	5,  // 8: cairn.v1.AppendReply.info:type_name -> cairn.v1.FileInfo
-	4,  // 9: cairn.v1.AppendReply.last:type_name -> cairn.v1.LocatedBlock
-	2,  // 10: cairn.v1.BlockRequest.block:type_name -> cairn.v1.Block
-	2,  // 11: cairn.v1.UpdatePipelineRequest.old:type_name -> cairn.v1.Block
-	2,  // 12: cairn.v1.UpdatePipelineRequest.updated:type_name -> cairn.v1.Block
-	3,  // 13: cairn.v1.UpdatePipelineRequest.nodes:type_name -> cairn.v1.Node
-	2,  // 14: cairn.v1.AdditionalNodeRequest.block:type_name -> cairn.v1.Block
-	3,  // 15: cairn.v1.AdditionalNodeRequest.existing:type_name -> cairn.v1.Node
-	3,  // 16: cairn.v1.AdditionalNodeRequest.excluded:type_name -> cairn.v1.Node
-	2,  // 17: cairn.v1.BadReplica.block:type_name -> cairn.v1.Block
-	34, // 18: cairn.v1.BadReplicas.replicas:type_name -> cairn.v1.BadReplica
-	3,  // 19: cairn.v1.Registration.node:type_name -> cairn.v1.Node
-	2,  // 20: cairn.v1.Command.blocks:type_name -> cairn.v1.Block
-	3,  // 21: cairn.v1.Command.targets:type_name -> cairn.v1.Node
-	40, // 22: cairn.v1.HeartbeatReply.commands:type_name -> cairn.v1.Command
-	2,  // 23: cairn.v1.BlockList.blocks:type_name -> cairn.v1.Block
+	3,  // 0: cairn.v1.LocatedBlock.block:type_name -> cairn.v1.Block
+	4,  // 1: cairn.v1.LocatedBlock.locations:type_name -> cairn.v1.Node
+	3,  // 2: cairn.v1.AddBlockRequest.prev:type_name -> cairn.v1.Block
+	3,  // 3: cairn.v1.CompleteRequest.last:type_name -> cairn.v1.Block
+	6,  // 4: cairn.v1.ListReply.entries:type_name -> cairn.v1.FileInfo
+	5,  // 5: cairn.v1.FileBlocks.blocks:type_name -> cairn.v1.LocatedBlock
+	4,  // 6: cairn.v1.NodeReport.node:type_name -> cairn.v1.Node
+	19, // 7: cairn.v1.ClusterReport.nodes:type_name -> cairn.v1.NodeReport
+	6,  // 8: cairn.v1.AppendReply.info:type_name -> cairn.v1.FileInfo
+	5,  // 9: cairn.v1.AppendReply.last:type_name -> cairn.v1.LocatedBlock
+	3,  // 10: cairn.v1.BlockRequest.block:type_name -> cairn.v1.Block
+	3,  // 11: cairn.v1.UpdatePipelineRequest.old:type_name -> cairn.v1.Block
+	3,  // 12: cairn.v1.UpdatePipelineRequest.updated:type_name -> cairn.v1.Block
+	4,  // 13: cairn.v1.UpdatePipelineRequest.nodes:type_name -> cairn.v1.Node
+	3,  // 14: cairn.v1.AdditionalNodeRequest.block:type_name -> cairn.v1.Block
+	4,  // 15: cairn.v1.AdditionalNodeRequest.existing:type_name -> cairn.v1.Node
+	4,  // 16: cairn.v1.AdditionalNodeRequest.excluded:type_name -> cairn.v1.Node
+	3,  // 17: cairn.v1.BadReplica.block:type_name -> cairn.v1.Block
+	35, // 18: cairn.v1.BadReplicas.replicas:type_name -> cairn.v1.BadReplica
+	4,  // 19: cairn.v1.Registration.node:type_name -> cairn.v1.Node
+	3,  // 20: cairn.v1.Command.blocks:type_name -> cairn.v1.Block
+	4,  // 21: cairn.v1.Command.targets:type_name -> cairn.v1.Node
+	41, // 22: cairn.v1.HeartbeatReply.commands:type_name -> cairn.v1.Command
+	3,  // 23: cairn.v1.BlockList.blocks:type_name -> cairn.v1.Block
 	0,  // 24: cairn.v1.OpHeader.op:type_name -> cairn.v1.OpHeader.Op
-	2,  // 25: cairn.v1.OpHeader.block:type_name -> cairn.v1.Block
-	3,  // 26: cairn.v1.OpHeader.targets:type_name -> cairn.v1.Node
-	8,  // 27: cairn.v1.Namespace.Mkdirs:input_type -> cairn.v1.MkdirRequest
-	8,  // 28: cairn.v1.Namespace.Mkdir:input_type -> cairn.v1.MkdirRequest
-	9,  // 29: cairn.v1.Namespace.Create:input_type -> cairn.v1.CreateRequest
-	10, // 30: cairn.v1.Namespace.AddBlock:input_type -> cairn.v1.AddBlockRequest
-	11, // 31: cairn.v1.Namespace.Complete:input_type -> cairn.v1.CompleteRequest
-	7,  // 32: cairn.v1.Namespace.Stat:input_type -> cairn.v1.PathRequest
-	12, // 33: cairn.v1.Namespace.List:input_type -> cairn.v1.ListRequest
-	14, // 34: cairn.v1.Namespace.Rename:input_type -> cairn.v1.RenameRequest
-	15, // 35: cairn.v1.Namespace.Delete:input_type -> cairn.v1.DeleteRequest
-	7,  // 36: cairn.v1.Namespace.BlockLocations:input_type -> cairn.v1.PathRequest
-	1,  // 37: cairn.v1.Namespace.Statfs:input_type -> cairn.v1.Empty
-	1,  // 38: cairn.v1.Namespace.Report:input_type -> cairn.v1.Empty
-	20, // 39: cairn.v1.Namespace.SetAttr:input_type -> cairn.v1.SetAttrRequest
-	21, // 40: cairn.v1.Namespace.Symlink:input_type -> cairn.v1.SymlinkRequest
-	22, // 41: cairn.v1.Namespace.Mknod:input_type -> cairn.v1.MknodRequest
-	23, // 42: cairn.v1.Namespace.SetXattr:input_type -> cairn.v1.XattrRequest
-	23, // 43: cairn.v1.Namespace.GetXattr:input_type -> cairn.v1.XattrRequest
-	7,  // 44: cairn.v1.Namespace.ListXattrs:input_type -> cairn.v1.PathRequest
-	23, // 45: cairn.v1.Namespace.RemoveXattr:input_type -> cairn.v1.XattrRequest
-	7,  // 46: cairn.v1.Namespace.GetContentSummary:input_type -> cairn.v1.PathRequest
-	27, // 47: cairn.v1.Namespace.Append:input_type -> cairn.v1.AppendRequest
-	29, // 48: cairn.v1.Namespace.RenewLease:input_type -> cairn.v1.LeaseRequest
-	30, // 49: cairn.v1.Namespace.AbandonBlock:input_type -> cairn.v1.BlockRequest
-	30, // 50: cairn.v1.Namespace.Fsync:input_type -> cairn.v1.BlockRequest
-	30, // 51: cairn.v1.Namespace.UpdateBlockForPipeline:input_type -> cairn.v1.BlockRequest
-	32, // 52: cairn.v1.Namespace.UpdatePipeline:input_type -> cairn.v1.UpdatePipelineRequest
-	33, // 53: cairn.v1.Namespace.AdditionalNode:input_type -> cairn.v1.AdditionalNodeRequest
-	35, // 54: cairn.v1.Namespace.ReportBadReplicas:input_type -> cairn.v1.BadReplicas
-	36, // 55: cairn.v1.Namespace.Checkpoint:input_type -> cairn.v1.CheckpointRequest
-	37, // 56: cairn.v1.Registry.Register:input_type -> cairn.v1.Registration
-	39, // 57: cairn.v1.Registry.Heartbeat:input_type -> cairn.v1.HeartbeatRequest
-	42, // 58: cairn.v1.Registry.BlockReport:input_type -> cairn.v1.BlockList
-	42, // 59: cairn.v1.Registry.BlocksReceived:input_type -> cairn.v1.BlockList
-	42, // 60: cairn.v1.Registry.BlocksDeleted:input_type -> cairn.v1.BlockList
-	42, // 61: cairn.v1.Registry.BlocksRecovering:input_type -> cairn.v1.BlockList
-	35, // 62: cairn.v1.Registry.ReportBadReplicas:input_type -> cairn.v1.BadReplicas
-	1,  // 63: cairn.v1.Namespace.Mkdirs:output_type -> cairn.v1.Empty
-	1,  // 64: cairn.v1.Namespace.Mkdir:output_type -> cairn.v1.Empty
-	5,  // 65: cairn.v1.Namespace.Create:output_type -> cairn.v1.FileInfo
-	4,  // 66: cairn.v1.Namespace.AddBlock:output_type -> cairn.v1.LocatedBlock
-	1,  // 67: cairn.v1.Namespace.Complete:output_type -> cairn.v1.Empty
-	5,  // 68: cairn.v1.Namespace.Stat:output_type -> cairn.v1.FileInfo
-	13, // 69: cairn.v1.Namespace.List:output_type -> cairn.v1.ListReply
-	1,  // 70: cairn.v1.Namespace.Rename:output_type -> cairn.v1.Empty
-	1,  // 71: cairn.v1.Namespace.Delete:output_type -> cairn.v1.Empty
-	16, // 72: cairn.v1.Namespace.BlockLocations:output_type -> cairn.v1.FileBlocks
-	17, // 73: cairn.v1.Namespace.Statfs:output_type -> cairn.v1.FsStats
-	19, // 74: cairn.v1.Namespace.Report:output_type -> cairn.v1.ClusterReport
-	5,  // 75: cairn.v1.Namespace.SetAttr:output_type -> cairn.v1.FileInfo
-	1,  // 76: cairn.v1.Namespace.Symlink:output_type -> cairn.v1.Empty
-	1,  // 77: cairn.v1.Namespace.Mknod:output_type -> cairn.v1.Empty
-	1,  // 78: cairn.v1.Namespace.SetXattr:output_type -> cairn.v1.Empty
-	24, // 79: cairn.v1.Namespace.GetXattr:output_type -> cairn.v1.XattrValue
-	25, // 80: cairn.v1.Namespace.ListXattrs:output_type -> cairn.v1.XattrNames
-	1,  // 81: cairn.v1.Namespace.RemoveXattr:output_type -> cairn.v1.Empty
-	26, // 82: cairn.v1.Namespace.GetContentSummary:output_type -> cairn.v1.ContentSummary
-	28, // 83: cairn.v1.Namespace.Append:output_type -> cairn.v1.AppendReply
-	1,  // 84: cairn.v1.Namespace.RenewLease:output_type -> cairn.v1.Empty
-	1,  // 85: cairn.v1.Namespace.AbandonBlock:output_type -> cairn.v1.Empty
-	1,  // 86: cairn.v1.Namespace.Fsync:output_type -> cairn.v1.Empty
-	31, // 87: cairn.v1.Namespace.UpdateBlockForPipeline:output_type -> cairn.v1.GenStampReply
-	1,  // 88: cairn.v1.Namespace.UpdatePipeline:output_type -> cairn.v1.Empty
-	3,  // 89: cairn.v1.Namespace.AdditionalNode:output_type -> cairn.v1.Node
-	1,  // 90: cairn.v1.Namespace.ReportBadReplicas:output_type -> cairn.v1.Empty
-	1,  // 91: cairn.v1.Namespace.Checkpoint:output_type -> cairn.v1.Empty
-	38, // 92: cairn.v1.Registry.Register:output_type -> cairn.v1.RegisterReply
-	41, // 93: cairn.v1.Registry.Heartbeat:output_type -> cairn.v1.HeartbeatReply
-	1,  // 94: cairn.v1.Registry.BlockReport:output_type -> cairn.v1.Empty
-	1,  // 95: cairn.v1.Registry.BlocksReceived:output_type -> cairn.v1.Empty
-	1,  // 96: cairn.v1.Registry.BlocksDeleted:output_type -> cairn.v1.Empty
-	1,  // 97: cairn.v1.Registry.BlocksRecovering:output_type -> cairn.v1.Empty
-	1,  // 98: cairn.v1.Registry.ReportBadReplicas:output_type -> cairn.v1.Empty
-	63, // [63:99] is the sub-list for method output_type
-	27, // [27:63] is the sub-list for method input_type
-	27, // [27:27] is the sub-list for extension type_name
-	27, // [27:27] is the sub-list for extension extendee
-	0,  // [0:27] is the sub-list for field type_name
+	3,  // 25: cairn.v1.OpHeader.block:type_name -> cairn.v1.Block
+	4,  // 26: cairn.v1.OpHeader.targets:type_name -> cairn.v1.Node
+	1,  // 27: cairn.v1.OpHeader.stage:type_name -> cairn.v1.OpHeader.Stage
+	9,  // 28: cairn.v1.Namespace.Mkdirs:input_type -> cairn.v1.MkdirRequest
+	9,  // 29: cairn.v1.Namespace.Mkdir:input_type -> cairn.v1.MkdirRequest
+	10, // 30: cairn.v1.Namespace.Create:input_type -> cairn.v1.CreateRequest
+	11, // 31: cairn.v1.Namespace.AddBlock:input_type -> cairn.v1.AddBlockRequest
+	12, // 32: cairn.v1.Namespace.Complete:input_type -> cairn.v1.CompleteRequest
+	8,  // 33: cairn.v1.Namespace.Stat:input_type -> cairn.v1.PathRequest
+	13, // 34: cairn.v1.Namespace.List:input_type -> cairn.v1.ListRequest
+	15, // 35: cairn.v1.Namespace.Rename:input_type -> cairn.v1.RenameRequest
+	16, // 36: cairn.v1.Namespace.Delete:input_type -> cairn.v1.DeleteRequest
+	8,  // 37: cairn.v1.Namespace.BlockLocations:input_type -> cairn.v1.PathRequest
+	2,  // 38: cairn.v1.Namespace.Statfs:input_type -> cairn.v1.Empty
+	2,  // 39: cairn.v1.Namespace.Report:input_type -> cairn.v1.Empty
+	21, // 40: cairn.v1.Namespace.SetAttr:input_type -> cairn.v1.SetAttrRequest
+	22, // 41: cairn.v1.Namespace.Symlink:input_type -> cairn.v1.SymlinkRequest
+	23, // 42: cairn.v1.Namespace.Mknod:input_type -> cairn.v1.MknodRequest
+	24, // 43: cairn.v1.Namespace.SetXattr:input_type -> cairn.v1.XattrRequest
+	24, // 44: cairn.v1.Namespace.GetXattr:input_type -> cairn.v1.XattrRequest
+	8,  // 45: cairn.v1.Namespace.ListXattrs:input_type -> cairn.v1.PathRequest
+	24, // 46: cairn.v1.Namespace.RemoveXattr:input_type -> cairn.v1.XattrRequest
+	8,  // 47: cairn.v1.Namespace.GetContentSummary:input_type -> cairn.v1.PathRequest
+	28, // 48: cairn.v1.Namespace.Append:input_type -> cairn.v1.AppendRequest
+	30, // 49: cairn.v1.Namespace.RenewLease:input_type -> cairn.v1.LeaseRequest
+	31, // 50: cairn.v1.Namespace.AbandonBlock:input_type -> cairn.v1.BlockRequest
+	31, // 51: cairn.v1.Namespace.Fsync:input_type -> cairn.v1.BlockRequest
+	31, // 52: cairn.v1.Namespace.UpdateBlockForPipeline:input_type -> cairn.v1.BlockRequest
+	33, // 53: cairn.v1.Namespace.UpdatePipeline:input_type -> cairn.v1.UpdatePipelineRequest
+	34, // 54: cairn.v1.Namespace.AdditionalNode:input_type -> cairn.v1.AdditionalNodeRequest
+	36, // 55: cairn.v1.Namespace.ReportBadReplicas:input_type -> cairn.v1.BadReplicas
+	37, // 56: cairn.v1.Namespace.Checkpoint:input_type -> cairn.v1.CheckpointRequest
+	38, // 57: cairn.v1.Registry.Register:input_type -> cairn.v1.Registration
+	40, // 58: cairn.v1.Registry.Heartbeat:input_type -> cairn.v1.HeartbeatRequest
+	43, // 59: cairn.v1.Registry.BlockReport:input_type -> cairn.v1.BlockList
+	43, // 60: cairn.v1.Registry.BlocksReceived:input_type -> cairn.v1.BlockList
+	43, // 61: cairn.v1.Registry.BlocksDeleted:input_type -> cairn.v1.BlockList
+	43, // 62: cairn.v1.Registry.BlocksRecovering:input_type -> cairn.v1.BlockList
+	36, // 63: cairn.v1.Registry.ReportBadReplicas:input_type -> cairn.v1.BadReplicas
+	2,  // 64: cairn.v1.Namespace.Mkdirs:output_type -> cairn.v1.Empty
+	2,  // 65: cairn.v1.Namespace.Mkdir:output_type -> cairn.v1.Empty
+	6,  // 66: cairn.v1.Namespace.Create:output_type -> cairn.v1.FileInfo
+	5,  // 67: cairn.v1.Namespace.AddBlock:output_type -> cairn.v1.LocatedBlock
+	2,  // 68: cairn.v1.Namespace.Complete:output_type -> cairn.v1.Empty
+	6,  // 69: cairn.v1.Namespace.Stat:output_type -> cairn.v1.FileInfo
+	14, // 70: cairn.v1.Namespace.List:output_type -> cairn.v1.ListReply
+	2,  // 71: cairn.v1.Namespace.Rename:output_type -> cairn.v1.Empty
+	2,  // 72: cairn.v1.Namespace.Delete:output_type -> cairn.v1.Empty
+	17, // 73: cairn.v1.Namespace.BlockLocations:output_type -> cairn.v1.FileBlocks
+	18, // 74: cairn.v1.Namespace.Statfs:output_type -> cairn.v1.FsStats
+	20, // 75: cairn.v1.Namespace.Report:output_type -> cairn.v1.ClusterReport
+	6,  // 76: cairn.v1.Namespace.SetAttr:output_type -> cairn.v1.FileInfo
+	2,  // 77: cairn.v1.Namespace.Symlink:output_type -> cairn.v1.Empty
+	2,  // 78: cairn.v1.Namespace.Mknod:output_type -> cairn.v1.Empty
+	2,  // 79: cairn.v1.Namespace.SetXattr:output_type -> cairn.v1.Empty
+	25, // 80: cairn.v1.Namespace.GetXattr:output_type -> cairn.v1.XattrValue
+	26, // 81: cairn.v1.Namespace.ListXattrs:output_type -> cairn.v1.XattrNames
+	2,  // 82: cairn.v1.Namespace.RemoveXattr:output_type -> cairn.v1.Empty
+	27, // 83: cairn.v1.Namespace.GetContentSummary:output_type -> cairn.v1.ContentSummary
+	29, // 84: cairn.v1.Namespace.Append:output_type -> cairn.v1.AppendReply
+	2,  // 85: cairn.v1.Namespace.RenewLease:output_type -> cairn.v1.Empty
+	2,  // 86: cairn.v1.Namespace.AbandonBlock:output_type -> cairn.v1.Empty
+	2,  // 87: cairn.v1.Namespace.Fsync:output_type -> cairn.v1.Empty
+	32, // 88: cairn.v1.Namespace.UpdateBlockForPipeline:output_type -> cairn.v1.GenStampReply
+	2,  // 89: cairn.v1.Namespace.UpdatePipeline:output_type -> cairn.v1.Empty
+	4,  // 90: cairn.v1.Namespace.AdditionalNode:output_type -> cairn.v1.Node
+	2,  // 91: cairn.v1.Namespace.ReportBadReplicas:output_type -> cairn.v1.Empty
+	2,  // 92: cairn.v1.Namespace.Checkpoint:output_type -> cairn.v1.Empty
+	39, // 93: cairn.v1.Registry.Register:output_type -> cairn.v1.RegisterReply
+	42, // 94: cairn.v1.Registry.Heartbeat:output_type -> cairn.v1.HeartbeatReply
+	2,  // 95: cairn.v1.Registry.BlockReport:output_type -> cairn.v1.Empty
+	2,  // 96: cairn.v1.Registry.BlocksReceived:output_type -> cairn.v1.Empty
+	2,  // 97: cairn.v1.Registry.BlocksDeleted:output_type -> cairn.v1.Empty
+	2,  // 98: cairn.v1.Registry.BlocksRecovering:output_type -> cairn.v1.Empty
+	2,  // 99: cairn.v1.Registry.ReportBadReplicas:output_type -> cairn.v1.Empty
+	64, // [64:100] is the sub-list for method output_type
+	28, // [28:64] is the sub-list for method input_type
+	28, // [28:28] is the sub-list for extension type_name
+	28, // [28:28] is the sub-list for extension extendee
+	0,  // [0:28] is the sub-list for field type_name
 }
 
 func init() { file_rpc_pb_cairn_proto_init() }
@@ -3219,7 +3317,7 @@ func file_rpc_pb_cairn_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rpc_pb_cairn_proto_rawDesc), len(file_rpc_pb_cairn_proto_rawDesc)),
-			NumEnums:      1,
+			NumEnums:      2,
 			NumMessages:   44,
 			NumExtensions: 0,
 			NumServices:   2,

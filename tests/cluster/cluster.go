@@ -48,6 +48,10 @@ type Config struct {
 	Racks       []string      // blockd i gets --rack Racks[i], when there is one
 	MetadArgs   []string      // more flags for metad
 	BlockdArgs  []string      // more flags for every blockd
+	// BlockdData lists the data directories of blockd i (--data
+	// DIR1,DIR2...) when BlockdData[i] is not empty; otherwise the blockd
+	// gets one directory of its own in the test's temporary directory.
+	BlockdData [][]string
 }
 
 // Cluster is a running metad and its blockds.
@@ -70,7 +74,8 @@ type Cluster struct {
 }
 
 type blockd struct {
-	dir      string
+	dir      string   // the first data directory
+	dirs     []string // every data directory
 	addrFile string
 	proc     *proc
 	addrs    blockdAddrs
@@ -120,7 +125,13 @@ func Start(t testing.TB, cfg Config) *Cluster {
 			dir:      filepath.Join(dir, fmt.Sprintf("blockd%d", i)),
 			addrFile: filepath.Join(dir, fmt.Sprintf("blockd%d.addr", i)),
 		}
-		mkdirs(t, b.dir)
+		if i < len(cfg.BlockdData) && len(cfg.BlockdData[i]) > 0 {
+			b.dirs = cfg.BlockdData[i]
+			b.dir = b.dirs[0]
+		} else {
+			b.dirs = []string{b.dir}
+		}
+		mkdirs(t, b.dirs...)
 		c.blockds = append(c.blockds, b)
 	}
 	for i := range c.blockds {
@@ -139,7 +150,13 @@ func (c *Cluster) MetadAddr() string { return c.addrs.RPC }
 // MetadHTTPAddr returns metad's HTTP address, host:port.
 func (c *Cluster) MetadHTTPAddr() string { return c.addrs.HTTP }
 
-// BlockdDataDirs returns the data directory of each blockd, in order.
+// BlockdDirs returns every data directory of blockd i, in order.
+func (c *Cluster) BlockdDirs(i int) []string {
+	return append([]string(nil), c.blockds[i].dirs...)
+}
+
+// BlockdDataDirs returns the (first) data directory of each blockd, in
+// order.
 func (c *Cluster) BlockdDataDirs() []string {
 	dirs := make([]string, len(c.blockds))
 	for i, b := range c.blockds {
@@ -180,6 +197,20 @@ func (c *Cluster) KillBlockd(t testing.TB, i int) {
 	if !p.waitExit(stopGrace) {
 		t.Fatalf("blockd%d did not exit within %v of SIGKILL", i, stopGrace)
 	}
+}
+
+// WaitBlockdExit waits up to timeout for blockd i to exit by itself, as
+// when it stops on an error, and returns how it ended. Such an exit is then
+// not reported as a failure when the test ends. It fails the test if the
+// blockd still runs after timeout.
+func (c *Cluster) WaitBlockdExit(t testing.TB, i int, timeout time.Duration) string {
+	t.Helper()
+	p := c.blockds[i].proc
+	if !p.waitExit(timeout) {
+		t.Fatalf("blockd%d still runs %v later; end of %s:\n%s", i, timeout, p.logPath, p.logTail())
+	}
+	p.accounted.Store(true)
+	return p.exitStatus()
 }
 
 // StartBlockd starts a stopped blockd i again on the same data directory
@@ -290,7 +321,7 @@ func (c *Cluster) launchBlockd(t testing.TB, i int, listen, http string) {
 	t.Helper()
 	b := c.blockds[i]
 	os.Remove(b.addrFile)
-	args := []string{"blockd", "--data", b.dir, "--metad", c.MetadAddr(),
+	args := []string{"blockd", "--data", strings.Join(b.dirs, ","), "--metad", c.MetadAddr(),
 		"--listen", listen, "--http", http, "--heartbeat", c.cfg.Heartbeat.String(), "--addr-file", b.addrFile}
 	if i < len(c.cfg.Racks) {
 		args = append(args, "--rack", c.cfg.Racks[i])

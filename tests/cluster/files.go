@@ -17,12 +17,17 @@ var (
 	metaFileName  = regexp.MustCompile(`^blk_([0-9]+)_([0-9]+)\.meta$`)
 )
 
-// BlockFiles returns, for each blockd data directory, the paths of the
-// blk_<id> data files under it (not the .meta files), sorted.
+// BlockFiles returns, for each blockd data directory (every one of a
+// blockd with several), the paths of the blk_<id> data files under it (not
+// the .meta files), sorted.
 func (c *Cluster) BlockFiles(t testing.TB) map[string][]string {
 	t.Helper()
 	files := make(map[string][]string, len(c.blockds))
-	for _, dir := range c.BlockdDataDirs() {
+	var dirs []string
+	for _, b := range c.blockds {
+		dirs = append(dirs, b.dirs...)
+	}
+	for _, dir := range dirs {
 		var paths []string
 		err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
 			if errors.Is(err, fs.ErrNotExist) {
@@ -82,4 +87,15 @@ func FinalizedDir(dataDir string, id uint64) string {
 	return filepath.Join(dataDir, "current", "finalized",
 		"subdir"+strconv.FormatUint((id>>16)&31, 10),
 		"subdir"+strconv.FormatUint((id>>8)&31, 10))
+}
+
+// BlockdIndex returns the index of the blockd with the given storage ID, or
+// -1.
+func (c *Cluster) BlockdIndex(storageID string) int {
+	for i, b := range c.blockds {
+		if b.addrs.StorageID == storageID {
+			return i
+		}
+	}
+	return -1
 }

@@ -1,0 +1,121 @@
+package client_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"cairn/client"
+)
+
+// benchBytes is how much BenchmarkDataPath moves each way: 1 GiB, or
+// $CAIRN_BENCH_BYTES.
+func benchBytes() int64 {
+	if v, err := strconv.ParseInt(os.Getenv("CAIRN_BENCH_BYTES"), 10, 64); err == nil && v > 0 {
+		return v
+	}
+	return 1 << 30
+}
+
+// BenchmarkDataPath writes and reads the same bytes through the client
+// library, with replication 1 and 3 and every blockd on this machine, and to
+// a plain file on the same disk with and without fsync, in one run, and
+// reports each as MB/s and as a ratio to the plain file.
+func BenchmarkDataPath(b *testing.B) {
+	size := benchBytes()
+	buf := make([]byte, 1<<20)
+	for i := range buf {
+		buf[i] = byte(i*7 + i>>9)
+	}
+	mbps := func(d time.Duration) float64 { return float64(size) / d.Seconds() / 1e6 }
+	for i := 0; i < b.N; i++ {
+		dir := b.TempDir()
+		plainW, plainWSync := timePlainWrite(b, filepath.Join(dir, "plain"), buf, size, false), timePlainWrite(b, filepath.Join(dir, "plainsync"), buf, size, true)
+		plainR := timePlainRead(b, filepath.Join(dir, "plain"), buf)
+		results := map[string]float64{
+			"plain-write": mbps(plainW), "plain-write-fsync": mbps(plainWSync), "plain-read": mbps(plainR),
+		}
+		for _, repl := range []int{1, 3} {
+			c := startCluster(b, 3, 64<<20)
+			cl, err := client.Dial(c.metad, client.Options{Replication: repl})
+			if err != nil {
+				b.Fatal(err)
+			}
+			start := time.Now()
+			w, err := cl.Create(context.Background(), "/bench", 0o644)
+			if err != nil {
+				b.Fatal(err)
+			}
+			for n := int64(0); n < size; n += int64(len(buf)) {
+				if _, err := w.Write(buf); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if err := w.Close(); err != nil {
+				b.Fatal(err)
+			}
+			results[fmt.Sprintf("r%d-write", repl)] = mbps(time.Since(start))
+			start = time.Now()
+			r, err := cl.Open(context.Background(), "/bench")
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := io.CopyBuffer(io.Discard, io.NewSectionReader(r, 0, r.Size()), buf); err != nil {
+				b.Fatal(err)
+			}
+			results[fmt.Sprintf("r%d-read", repl)] = mbps(time.Since(start))
+			_ = r.Close()
+			_ = cl.Close()
+		}
+		for _, k := range []string{"plain-write", "plain-write-fsync", "plain-read", "r1-write", "r1-read", "r3-write", "r3-read"} {
+			b.ReportMetric(results[k], k+"-MB/s")
+		}
+		ratio := func(a, base string) float64 { return results[a] / results[base] }
+		b.ReportMetric(ratio("r1-write", "plain-write-fsync"), "r1-write/plain-fsync")
+		b.ReportMetric(ratio("r1-write", "plain-write"), "r1-write/plain")
+		b.ReportMetric(ratio("r3-write", "plain-write-fsync"), "r3-write/plain-fsync")
+		b.ReportMetric(ratio("r1-read", "plain-read"), "r1-read/plain")
+		b.ReportMetric(ratio("r3-read", "plain-read"), "r3-read/plain")
+		b.Logf("%d MiB each way: %v", size>>20, results)
+	}
+}
+
+func timePlainWrite(b *testing.B, path string, buf []byte, size int64, sync bool) time.Duration {
+	start := time.Now()
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for n := int64(0); n < size; n += int64(len(buf)) {
+		if _, err := f.Write(buf); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if sync {
+		if err := f.Sync(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := f.Close(); err != nil {
+		b.Fatal(err)
+	}
+	return time.Since(start)
+}
+
+func timePlainRead(b *testing.B, path string, buf []byte) time.Duration {
+	start := time.Now()
+	f, err := os.Open(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := io.CopyBuffer(io.Discard, f, buf); err != nil {
+		b.Fatal(err)
+	}
+	return time.Since(start)
+}

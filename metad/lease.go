@@ -1,0 +1,302 @@
+package metad
+
+import (
+	"context"
+	"fmt"
+	"io/fs"
+	"sync"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"go.uber.org/zap"
+
+	"cairn"
+	"cairn/metad/metapb"
+)
+
+// Leases. A file being written names its writer (metapb.Inode.LeaseHolder,
+// indexed under the "w" keys); when each writer last showed it is alive is
+// kept only in memory, per client name, as in HDFS's lease manager. A
+// client renews by RenewLease and by every call it makes as a writer
+// (writable). After the soft limit another client may take the file over;
+// after the hard limit metad recovers and closes the file itself. A
+// restarted metad counts every writer as renewed at its start.
+
+// leaseTable is when each client last renewed.
+type leaseTable struct {
+	soft, hard time.Duration
+	clock      Clock
+	since      time.Time // metad's start: the renewal of a client not heard of since
+
+	mu      sync.Mutex
+	renewed map[string]time.Time
+}
+
+func newLeaseTable(soft, hard time.Duration, clock Clock) *leaseTable {
+	return &leaseTable{soft: soft, hard: hard, clock: clock, since: clock.Now(), renewed: map[string]time.Time{}}
+}
+
+func (l *leaseTable) renew(client string) {
+	now := l.clock.Now()
+	l.mu.Lock()
+	l.renewed[client] = now
+	l.mu.Unlock()
+}
+
+// last returns when client last renewed.
+func (l *leaseTable) last(client string) time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if t, ok := l.renewed[client]; ok {
+		return t
+	}
+	return l.since
+}
+
+func (l *leaseTable) softExpired(client string) bool {
+	return l.clock.Now().Sub(l.last(client)) >= l.soft
+}
+
+func (l *leaseTable) hardExpired(client string) bool {
+	return l.clock.Now().Sub(l.last(client)) >= l.hard
+}
+
+// prune forgets clients silent past the hard limit: their files are
+// recovered, and an unknown client counts as silent since metad started.
+func (l *leaseTable) prune() {
+	now := l.clock.Now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for c, t := range l.renewed {
+		if now.Sub(t) >= l.hard {
+			delete(l.renewed, c)
+		}
+	}
+}
+
+// RenewLease records that client is alive, keeping every file it writes.
+func (m *Metad) RenewLease(ctx context.Context, client string) error {
+	if err := validClient("metad.RenewLease", "", client); err != nil {
+		return err
+	}
+	m.leases.renew(client)
+	return nil
+}
+
+// recovered describes a lease recovery, for the log and the block map.
+type recovered struct {
+	path, holder, why string
+	size              int64
+	lengthFrom        string        // where the last block's length came from
+	last              cairn.BlockID // the last block, if any
+	freed             []cairn.Block // an empty last block dropped
+}
+
+// recoverLease closes in, a file being written, in b: its last block ends
+// at the length every live replica metad has heard of has (the smallest
+// reported), or, with no replica reported, at the length metad last
+// recorded (AddBlock, Fsync, Complete); a last block with no reported
+// replica and no recorded byte is dropped. Caller holds the lock and calls
+// afterRecovery once b is durable.
+//
+// metad has no command yet to ask the blockds of a block being written for
+// their replicas' lengths and to finalize them at a new generation stamp
+// (HDFS's block recovery); until it has, a replica never reported keeps
+// metad's recorded length.
+func (m *Metad) recoverLease(op, path string, b *pebble.Batch, in *metapb.Inode, why string) (*recovered, error) {
+	r := &recovered{path: path, holder: in.LeaseHolder, why: why, lengthFrom: "no blocks"}
+	if in.Blocks > 0 {
+		key := fileBlockKey(in.Id, in.Blocks-1)
+		v, err := m.st.get(key)
+		if err != nil {
+			return nil, fmt.Errorf("%s: last block of %s: %w", op, path, err)
+		}
+		last, err := decodeBlock(v)
+		if err != nil {
+			return nil, err
+		}
+		r.last = last.ID
+		n, reported := m.replicaLength(last)
+		switch {
+		case reported:
+			n = min(n, in.BlockSize)
+			in.Size += n - last.Len
+			last.Len = n
+			r.lengthFrom = "reported replicas"
+			if err := b.Set(key, encodeBlock(last), nil); err != nil {
+				return nil, err
+			}
+		case last.Len == 0:
+			_ = b.Delete(key, nil)
+			_ = b.Delete(blockKey(last.ID), nil)
+			in.Blocks--
+			r.freed = []cairn.Block{last}
+			r.lengthFrom = "empty last block dropped"
+		default:
+			r.lengthFrom = "metad's record"
+		}
+	}
+	in.LeaseHolder = ""
+	in.LeaseNs = 0
+	in.MtimeNs = m.clock.Now().UnixNano()
+	r.size = in.Size
+	return r, setInode(b, in)
+}
+
+// replicaLength returns the smallest length among the live, sound
+// replicas of b that blockds have reported, and whether there is one.
+func (m *Metad) replicaLength(b cairn.Block) (int64, bool) {
+	now := m.clock.Now()
+	bm := m.blocks
+	bm.mu.Lock()
+	reps := make(map[string]cairn.Block, len(bm.replicas[b.ID]))
+	for node, r := range bm.replicas[b.ID] {
+		if r.GenStamp >= b.GenStamp && !bm.isCorrupt(node, b.ID) {
+			reps[node] = r
+		}
+	}
+	bm.mu.Unlock()
+	n, found := int64(0), false
+	for node, r := range reps {
+		if _, live, _ := m.nodes.isLive(node, now); !live {
+			continue
+		}
+		if !found || r.Len < n {
+			n, found = r.Len, true
+		}
+	}
+	return n, found
+}
+
+// afterRecovery frees a dropped block and logs the recovery, once its
+// batch is durable.
+func (m *Metad) afterRecovery(r *recovered) {
+	m.blocks.free(r.freed)
+	if r.last != 0 {
+		m.pipelines.forget(r.last)
+	}
+	m.log.Info("lease recovered", zap.String("path", r.path), zap.String("holder", r.holder),
+		zap.String("why", r.why), zap.Int64("size", r.size), zap.String("length_from", r.lengthFrom))
+}
+
+// takeOver readies in, a regular file at path, to be written by client
+// (Append): a file nobody writes, or client writes already, needs nothing;
+// one whose writer has passed the soft limit is recovered and closed in b;
+// any other is ErrBusy. Caller holds the lock and, when r is not nil, calls
+// afterRecovery(r) once b is durable.
+func (m *Metad) takeOver(op, path string, b *pebble.Batch, in *metapb.Inode, client string) (*recovered, error) {
+	if in.LeaseHolder == "" || in.LeaseHolder == client {
+		return nil, nil
+	}
+	if !m.leases.softExpired(in.LeaseHolder) {
+		return nil, cairn.E(op, cairn.KindBusy, path, fmt.Sprintf("lease held by %s", in.LeaseHolder))
+	}
+	return m.recoverLease(op, path, b, in, "soft limit passed; taken over by "+client)
+}
+
+// recoverAbandoned recovers the file name in parent when another client
+// was writing it and has passed the soft limit, and c could have made the
+// file (Create). It returns nil, nil when there is nothing to recover.
+func (m *Metad) recoverAbandoned(op, path string, b *pebble.Batch, parent *metapb.Inode, name, client string, c *caller) (*recovered, error) {
+	in, err := m.child(parent, name)
+	if err != nil || in == nil || !fs.FileMode(in.Mode).IsRegular() || in.LeaseHolder == "" || in.LeaseHolder == client {
+		return nil, err
+	}
+	if !m.leases.softExpired(in.LeaseHolder) {
+		return nil, nil
+	}
+	dir, _ := cairn.Split(path)
+	if c.check(op, dir, parent, accessWrite|accessExec) != nil {
+		return nil, nil
+	}
+	return m.recoverLease(op, path, b, in, "soft limit passed; create by "+client)
+}
+
+// maxRecoveriesPerSweep bounds the work of one sweep of the lease monitor.
+const maxRecoveriesPerSweep = 1000
+
+// recoverExpiredLeases recovers the files whose writers have passed the
+// hard limit, and reports how many. It scans only the "w" index of files
+// being written.
+func (m *Metad) recoverExpiredLeases() (int, error) {
+	const op = "metad.recoverLease"
+	p := []byte{prefixWriting}
+	it, err := m.st.db.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
+	if err != nil {
+		return 0, err
+	}
+	var due []uint64
+	for it.First(); it.Valid() && len(due) < maxRecoveriesPerSweep; it.Next() {
+		if len(it.Key()) != 9 || !m.leases.hardExpired(string(it.Value())) {
+			continue
+		}
+		ino, _ := parseU64(it.Key()[1:])
+		due = append(due, ino)
+	}
+	if err := it.Close(); err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, ino := range due {
+		var r *recovered
+		err := m.mutate(func(b *pebble.Batch) error {
+			in, err := m.st.inode(ino)
+			if isNotFound(err) {
+				return nil // deleted since
+			}
+			if err != nil {
+				return err
+			}
+			if in.LeaseHolder == "" || !m.leases.hardExpired(in.LeaseHolder) {
+				return nil
+			}
+			r, err = m.recoverLease(op, m.pathOf(in), b, in, "hard limit passed")
+			return err
+		})
+		if err != nil {
+			return n, fmt.Errorf("recover the lease of inode %d: %w", ino, err)
+		}
+		if r != nil {
+			m.afterRecovery(r)
+			n++
+		}
+	}
+	m.leases.prune()
+	return n, nil
+}
+
+// pathOf returns in's path, for messages.
+func (m *Metad) pathOf(in *metapb.Inode) string {
+	p := ""
+	for in.Id != RootIno {
+		p = "/" + in.Name + p
+		parent, err := m.st.inode(in.Parent)
+		if err != nil {
+			return fmt.Sprintf("(inode %d)%s", in.Parent, p)
+		}
+		in = parent
+	}
+	return orRoot(p)
+}
+
+// leaseCheckInterval is how often the lease monitor sweeps: often enough
+// that a file is recovered soon after its hard limit.
+func leaseCheckInterval(hard time.Duration) time.Duration {
+	return min(max(hard/8, 50*time.Millisecond), 2*time.Second)
+}
+
+// runLeaseMonitor sweeps until ctx ends.
+func (m *Metad) runLeaseMonitor(ctx context.Context) {
+	t := time.NewTicker(leaseCheckInterval(m.cfg.LeaseHard))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if _, err := m.recoverExpiredLeases(); err != nil {
+				m.log.Error("lease monitor", zap.Error(err))
+			}
+		}
+	}
+}

@@ -1,0 +1,151 @@
+package metad
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+
+	"cairn"
+)
+
+func leaseConfig(clk *fakeClock) Config {
+	return Config{Clock: clk, LeaseSoft: time.Minute, LeaseHard: time.Hour}
+}
+
+func stat(t testing.TB, m *Metad, path string) cairn.FileInfo {
+	t.Helper()
+	fi, err := m.Stat(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi
+}
+
+// TestLeaseSoftLimit: within the soft limit a file being written is its
+// writer's; past it, another client's Create recovers and closes it at the
+// length its reported replicas have, and Append may take it over.
+func TestLeaseSoftLimit(t *testing.T) {
+	clk := newFakeClock()
+	m := openCfg(t, leaseConfig(clk))
+	ctx := context.Background()
+	fakeNode(t, m, "DS-1")
+	blocks := writeFile(t, ctx, m, "/f", "c1", "", true, testBlock, 0)
+	// The last block's replica reports 1234 bytes; metad recorded none.
+	last := blocks[1]
+	last.Len = 1234
+	must(t, m.BlocksReceived(ctx, "DS-1", []cairn.Block{last}))
+
+	clk.Add(59 * time.Second)
+	_, err := m.Create(ctx, "/f", cairn.CreateOptions{Client: "c2"})
+	if !errors.Is(err, cairn.ErrExist) || !stat(t, m, "/f").Writing {
+		t.Fatalf("create by another client within the soft limit: %v, writing %v; want ErrExist and the file still open", err, stat(t, m, "/f").Writing)
+	}
+	if r, err := m.tryTakeOver("/f", "c2"); !errors.Is(err, cairn.ErrBusy) || r != nil {
+		t.Fatalf("take-over within the soft limit: %v, %v; want ErrBusy", r, err)
+	}
+	// The writer renews; a minute after that it is still its.
+	must(t, m.RenewLease(ctx, "c1"))
+	clk.Add(59 * time.Second)
+	if _, err := m.tryTakeOver("/f", "c2"); !errors.Is(err, cairn.ErrBusy) {
+		t.Fatalf("take-over 59 s after a renewal: %v, want ErrBusy", err)
+	}
+	clk.Add(time.Second)
+	_, err = m.Create(ctx, "/f", cairn.CreateOptions{Client: "c2"})
+	if !errors.Is(err, cairn.ErrExist) || !strings.Contains(err.Error(), "recovered") {
+		t.Fatalf("create past the soft limit: %v, want ErrExist saying the lease was recovered", err)
+	}
+	fi := stat(t, m, "/f")
+	if fi.Writing || fi.Size != testBlock+1234 {
+		t.Errorf("after recovery: writing %v, size %d; want closed at %d", fi.Writing, fi.Size, testBlock+1234)
+	}
+	if _, err := m.AddBlock(ctx, "/f", "c1", &last); !errors.Is(err, cairn.ErrPermission) {
+		t.Errorf("the old writer after recovery: %v, want ErrPermission (not open)", err)
+	}
+
+	// Append's take-over of a file whose writer passed the soft limit.
+	writeFile(t, ctx, m, "/g", "c3", "", true)
+	clk.Add(time.Minute)
+	r, err := m.tryTakeOver("/g", "c4")
+	if err != nil || r == nil || r.holder != "c3" {
+		t.Fatalf("take-over past the soft limit: %+v, %v", r, err)
+	}
+	mustCheckOpen(t, m)
+}
+
+// tryTakeOver runs takeOver for client in a batch of its own, as Append
+// would, and commits what it changed.
+func (m *Metad) tryTakeOver(path, client string) (*recovered, error) {
+	var r *recovered
+	err := m.mutate(func(b *pebble.Batch) error {
+		in, err := m.resolve("test", path)
+		if err != nil {
+			return err
+		}
+		r, err = m.takeOver("test", path, b, in, client)
+		return err
+	})
+	if r != nil {
+		m.afterRecovery(r)
+	}
+	return r, err
+}
+
+// TestLeaseHardLimit: past the hard limit metad closes abandoned files
+// itself: at the length it recorded (Fsync), at the length the replicas
+// reported, or without an empty last block. Files whose writers renew are
+// left alone, and a restarted metad counts its writers as renewed then.
+func TestLeaseHardLimit(t *testing.T) {
+	clk := newFakeClock()
+	cfg := leaseConfig(clk)
+	m := openCfg(t, cfg)
+	ctx := context.Background()
+	fakeNode(t, m, "DS-1")
+
+	synced := writeFile(t, ctx, m, "/synced", "dead1", "", true, testBlock, 0)
+	s := synced[1]
+	s.Len = 500
+	must(t, m.Fsync(ctx, "/synced", "dead1", s))
+	reported := writeFile(t, ctx, m, "/reported", "dead2", "", true, 0)
+	r := reported[0]
+	r.Len = 777
+	must(t, m.BlocksReceived(ctx, "DS-1", []cairn.Block{r}))
+	writeFile(t, ctx, m, "/empty", "dead3", "", true, testBlock, 0)
+	writeFile(t, ctx, m, "/none", "dead4", "", true)
+	writeFile(t, ctx, m, "/alive", "alive", "", true, 0)
+
+	clk.Add(59 * time.Minute)
+	must(t, m.RenewLease(ctx, "alive"))
+	if n, err := m.recoverExpiredLeases(); err != nil || n != 0 {
+		t.Fatalf("before the hard limit: recovered %d, %v", n, err)
+	}
+	// metad restarts: every writer counts as renewed now.
+	m = reopen(t, m, cfg)
+	fakeNode(t, m, "DS-1")
+	must(t, m.BlocksReceived(ctx, "DS-1", []cairn.Block{r}))
+	clk.Add(59 * time.Minute)
+	must(t, m.RenewLease(ctx, "alive"))
+	if n, err := m.recoverExpiredLeases(); err != nil || n != 0 {
+		t.Fatalf("59 minutes after a restart: recovered %d, %v", n, err)
+	}
+	clk.Add(time.Minute)
+	fakeNode(t, m, "DS-1") // a heartbeat: its replica is live
+	if n, err := m.recoverExpiredLeases(); err != nil || n != 4 {
+		t.Fatalf("past the hard limit: recovered %d, %v; want 4", n, err)
+	}
+	for path, size := range map[string]int64{"/synced": testBlock + 500, "/reported": 777, "/empty": testBlock, "/none": 0} {
+		if fi := stat(t, m, path); fi.Writing || fi.Size != size {
+			t.Errorf("%s: writing %v, size %d; want closed at %d", path, fi.Writing, fi.Size, size)
+		}
+	}
+	if fb, _ := m.BlockLocations(ctx, "/empty"); len(fb.Blocks) != 1 {
+		t.Errorf("/empty keeps %d blocks, want 1 (its empty last block dropped)", len(fb.Blocks))
+	}
+	if !stat(t, m, "/alive").Writing {
+		t.Error("a renewing writer lost its file")
+	}
+	mustCheckOpen(t, m)
+}

@@ -343,7 +343,7 @@ func (d *Blockd) transfer(bw *bufio.Writer, h *pb.OpHeader) {
 		return
 	}
 	target := rpc.FromPBNode(h.Targets[0])
-	if err := d.copyTo(src, n, target, cairn.Block{ID: want.ID, GenStamp: cairn.GenStamp(h.NewGenStamp)}, h.Client); err != nil {
+	if err := d.copyTo(src, n, target, cairn.Block{ID: want.ID, GenStamp: cairn.GenStamp(h.NewGenStamp)}, h.Client, pb.OpHeader_COPY); err != nil {
 		d.log.Warn("transfer failed", zap.Stringer("block", want), zap.String("target", target.DataAddr), zap.Error(err))
 		replyErr(bw, cairn.KindIO, err.Error())
 		return
@@ -351,7 +351,10 @@ func (d *Blockd) transfer(bw *bufio.Writer, h *pb.OpHeader) {
 	_ = reply(bw, &pb.OpReply{BlockLen: n})
 }
 
-func (d *Blockd) copyTo(src Source, n int64, target cairn.Node, nb cairn.Block, client string) error {
+// copyTo sends the first n bytes of src to target as replica nb: stage COPY
+// leaves it in rbw/ (a node joining a pipeline), CREATE finalizes it (a
+// copy metad asked for).
+func (d *Blockd) copyTo(src Source, n int64, target cairn.Node, nb cairn.Block, client string, stage pb.OpHeader_Stage) error {
 	chunk := src.ChunkSize()
 	conn, err := net.DialTimeout("tcp", target.DataAddr, dialTimeout)
 	if err != nil {
@@ -359,7 +362,7 @@ func (d *Blockd) copyTo(src Source, n int64, target cairn.Node, nb cairn.Block, 
 	}
 	defer conn.Close()
 	tw, tr := xfer.NewBufferedWriter(conn), xfer.NewBufferedReader(conn)
-	if err := xfer.WriteOp(tw, &pb.OpHeader{Op: pb.OpHeader_WRITE_BLOCK, Block: rpc.ToPBBlock(&nb), ChunkSize: uint32(chunk), Client: client, Stage: pb.OpHeader_COPY}); err != nil {
+	if err := xfer.WriteOp(tw, &pb.OpHeader{Op: pb.OpHeader_WRITE_BLOCK, Block: rpc.ToPBBlock(&nb), ChunkSize: uint32(chunk), Client: client, Stage: stage}); err != nil {
 		return err
 	}
 	if err := tw.Flush(); err != nil {
@@ -419,6 +422,29 @@ func (d *Blockd) copyTo(src Source, n int64, target cairn.Node, nb cairn.Block, 
 		}
 	}
 	return nil
+}
+
+// replicate copies finalized replicas to other blockds, as metad asks
+// (CmdTransfer): how a lost replica is restored.
+func (d *Blockd) replicate(blocks []cairn.Block, targets []cairn.Node) {
+	for _, b := range blocks {
+		for _, t := range targets {
+			err := func() error {
+				src, err := d.store.OpenSource(b)
+				if err != nil {
+					return err
+				}
+				defer src.Close()
+				have := src.Block()
+				return d.copyTo(src, have.Len, t, have, "metad", pb.OpHeader_CREATE)
+			}()
+			if err != nil {
+				d.log.Warn("copy for re-replication failed", zap.Stringer("block", b), zap.String("target", t.DataAddr), zap.Error(err))
+				continue
+			}
+			d.log.Info("replica copied", zap.Stringer("block", b), zap.String("target", t.DataAddr))
+		}
+	}
 }
 
 // corrupt logs a replica that failed a read and has the scanner verify it

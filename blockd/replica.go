@@ -634,7 +634,18 @@ func (w *ReplicaWriter) cutToVerified() (int64, error) {
 			return 0, err
 		}
 		sums, err := checksum.ReadSums(meta, c, 1)
-		if err != nil || checksum.Verify(uint64(w.b.ID), w.chunk, c, buf[:k], sums) != nil {
+		if err != nil {
+			break
+		}
+		if checksum.Verify(uint64(w.b.ID), w.chunk, c, buf[:k], sums) != nil {
+			// The last checksum may cover a partial chunk (an hflush)
+			// followed by bytes a crash left without their checksum:
+			// keep the longest prefix that matches.
+			if c == chunks-1 {
+				if n := matchingPrefix(buf[:k], sums[0]); n > 0 {
+					good = start + int64(n)
+				}
+			}
 			break
 		}
 		good = start + int64(k)
@@ -654,6 +665,17 @@ func (w *ReplicaWriter) cutToVerified() (int64, error) {
 		}
 	}
 	return good, nil
+}
+
+// matchingPrefix returns the length of the longest prefix of b whose
+// checksum is sum, or 0.
+func matchingPrefix(b []byte, sum uint64) int {
+	for n := len(b); n > 0; n-- {
+		if checksum.Sum(b[:n]) == sum {
+			return n
+		}
+	}
+	return 0
 }
 
 // removeTemps deletes temporary files an interrupted atomic write left.

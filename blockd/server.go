@@ -33,7 +33,9 @@ type Config struct {
 	MetadAddr string
 	Rack      string
 	Heartbeat time.Duration
-	Logger    *zap.Logger
+	// BlockReport is how often the full list of replicas goes to metad.
+	BlockReport time.Duration
+	Logger      *zap.Logger
 
 	Reserved        int64         // bytes kept free on each disk
 	FailedTolerated int           // failed data directories before the blockd stops
@@ -66,6 +68,9 @@ func New(cfg Config) (*Blockd, error) {
 	}
 	if cfg.Heartbeat <= 0 {
 		cfg.Heartbeat = cairn.DefaultHeartbeat
+	}
+	if cfg.BlockReport <= 0 {
+		cfg.BlockReport = 6 * time.Hour
 	}
 	if cfg.Rack == "" {
 		cfg.Rack = "/default-rack"
@@ -180,6 +185,12 @@ func (d *Blockd) heartbeat(ctx context.Context) error {
 			if err := d.registerLoop(ctx); err != nil {
 				return err
 			}
+		case cairn.CmdTransfer:
+			d.active.Add(1)
+			go func(c cairn.Command) {
+				defer d.active.Add(-1)
+				d.replicate(c.Blocks, c.Targets)
+			}(c)
 		case cairn.CmdDelete:
 			var gone []cairn.Block
 			for _, b := range c.Blocks {
@@ -229,6 +240,8 @@ func (d *Blockd) run(ctx context.Context) error {
 	}
 	t := time.NewTicker(d.cfg.Heartbeat)
 	defer t.Stop()
+	report := time.NewTicker(d.cfg.BlockReport)
+	defer report.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -237,6 +250,13 @@ func (d *Blockd) run(ctx context.Context) error {
 			return err
 		case <-d.kick:
 			d.reportIncoming(ctx)
+		case <-report.C:
+			blocks := d.store.Report()
+			if err := d.metad.BlockReport(ctx, d.node.StorageID, blocks); err != nil {
+				d.log.Warn("full block report failed", zap.Error(err))
+			} else {
+				d.log.Info("full block report", zap.Int("replicas", len(blocks)))
+			}
 		case <-t.C:
 			d.reportIncoming(ctx)
 			if err := d.heartbeat(ctx); err != nil {
@@ -290,6 +310,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	httpAddr := fl.String("http", ":9864", "HTTP status address (port 0 picks a free port; empty disables)")
 	rack := fl.String("rack", "/default-rack", "rack of this blockd, for placement")
 	hb := fl.Duration("heartbeat", cairn.DefaultHeartbeat, "heartbeat interval")
+	blockReport := fl.Duration("block-report-interval", 6*time.Hour, "how often to send metad the full list of replicas (besides at start)")
 	addrFile := fl.String("addr-file", "", "write the bound addresses as JSON to this file once registered")
 	debug := fl.Bool("debug", false, "log at debug level")
 	fl.Usage = func() {
@@ -324,7 +345,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if *scanPeriod == 0 {
 		*scanPeriod = -1 // disabled
 	}
-	cfg := Config{Dirs: dirs, MetadAddr: metadAddr(*metad), Rack: *rack, Heartbeat: *hb, Logger: log,
+	cfg := Config{Dirs: dirs, MetadAddr: metadAddr(*metad), Rack: *rack, Heartbeat: *hb, BlockReport: *blockReport, Logger: log,
 		Reserved: int64(reserved), FailedTolerated: *tolerated, DiskCheck: *diskCheck, ScanPeriod: *scanPeriod, ScanRate: int64(scanRate)}
 	if err := serve(ctx, cfg, *listen, *httpAddr, *addrFile); err != nil {
 		log.Error("blockd stopped", zap.Error(err))

@@ -99,7 +99,7 @@ func BenchmarkWrite256MiB(b *testing.B) {
 	blockPath := filepath.Join(dir, BlockFileName(1))
 	metaPath := filepath.Join(dir, MetaFileName(1, 1))
 
-	writeBlock := func(b *testing.B, withSums bool, chunkSize int) {
+	writeBlock := func(b *testing.B, withSums bool, chunkSize int, durable ...bool) {
 		f, err := os.Create(blockPath)
 		if err != nil {
 			b.Fatal(err)
@@ -124,13 +124,26 @@ func BenchmarkWrite256MiB(b *testing.B) {
 				}
 			}
 		}
-		if err := f.Close(); err != nil {
-			b.Fatal(err)
-		}
 		if withSums {
 			if err := w.Close(); err != nil {
 				b.Fatal(err)
 			}
+		}
+		if len(durable) > 0 && durable[0] {
+			// As a replica is finalized: data and meta on disk.
+			if err := f.Sync(); err != nil {
+				b.Fatal(err)
+			}
+			if withSums {
+				if err := m.Sync(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+		if err := f.Close(); err != nil {
+			b.Fatal(err)
+		}
+		if withSums {
 			if err := m.Close(); err != nil {
 				b.Fatal(err)
 			}
@@ -164,6 +177,25 @@ func BenchmarkWrite256MiB(b *testing.B) {
 			b.ReportMetric(float64(summed)/float64(plain), "x-plain")
 		}
 	})
+	// The same, durable: fsync before close, as a replica is finalized.
+	var plainSync, summedSync time.Duration
+	b.Run("plain-fsync", func(b *testing.B) {
+		b.SetBytes(size)
+		for b.Loop() {
+			writeBlock(b, false, 0, true)
+		}
+		plainSync = b.Elapsed() / time.Duration(b.N)
+	})
+	b.Run("checksummed-fsync", func(b *testing.B) {
+		b.SetBytes(size)
+		for b.Loop() {
+			writeBlock(b, true, DefaultChunkSize, true)
+		}
+		summedSync = b.Elapsed() / time.Duration(b.N)
+		if plainSync > 0 {
+			b.ReportMetric(float64(summedSync)/float64(plainSync), "x-plain")
+		}
+	})
 	b.Run("hash-only", func(b *testing.B) {
 		b.SetBytes(size)
 		h, err := highwayhash.New64(Key[:])
@@ -191,5 +223,8 @@ func BenchmarkWrite256MiB(b *testing.B) {
 	}
 	if plain > 0 && summed > 0 {
 		b.Logf("256 MiB write: plain %v, with checksums %v, ratio %.3f", plain, summed, float64(summed)/float64(plain))
+	}
+	if plainSync > 0 && summedSync > 0 {
+		b.Logf("256 MiB durable write: plain %v, with checksums %v, ratio %.3f", plainSync, summedSync, float64(summedSync)/float64(plainSync))
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"testing"
 	"time"
@@ -33,56 +34,80 @@ func BenchmarkDataPath(b *testing.B) {
 		buf[i] = byte(i*7 + i>>9)
 	}
 	mbps := func(d time.Duration) float64 { return float64(size) / d.Seconds() / 1e6 }
+	var runs []map[string]float64
 	for i := 0; i < b.N; i++ {
 		dir := b.TempDir()
-		plainW, plainWSync := timePlainWrite(b, filepath.Join(dir, "plain"), buf, size, false), timePlainWrite(b, filepath.Join(dir, "plainsync"), buf, size, true)
-		plainR := timePlainRead(b, filepath.Join(dir, "plain"), buf)
-		results := map[string]float64{
-			"plain-write": mbps(plainW), "plain-write-fsync": mbps(plainWSync), "plain-read": mbps(plainR),
-		}
+		results := map[string]float64{}
+		// Interleaved, so drift in the disk's speed touches every variant.
+		results["plain-write"] = mbps(timePlainWrite(b, filepath.Join(dir, "plain"), buf, size, false))
+		results["plain-write-fsync"] = mbps(timePlainWrite(b, filepath.Join(dir, "plainsync"), buf, size, true))
+		results["plain-read"] = mbps(timePlainRead(b, filepath.Join(dir, "plain"), buf))
+		_ = os.Remove(filepath.Join(dir, "plain"))
+		_ = os.Remove(filepath.Join(dir, "plainsync"))
 		for _, repl := range []int{1, 3} {
-			c := startCluster(b, 3, 64<<20)
-			cl, err := client.Dial(c.metad, client.Options{Replication: repl})
-			if err != nil {
-				b.Fatal(err)
-			}
-			start := time.Now()
-			w, err := cl.Create(context.Background(), "/bench", 0o644)
-			if err != nil {
-				b.Fatal(err)
-			}
-			for n := int64(0); n < size; n += int64(len(buf)) {
-				if _, err := w.Write(buf); err != nil {
-					b.Fatal(err)
-				}
-			}
-			if err := w.Close(); err != nil {
-				b.Fatal(err)
-			}
-			results[fmt.Sprintf("r%d-write", repl)] = mbps(time.Since(start))
-			start = time.Now()
-			r, err := cl.Open(context.Background(), "/bench")
-			if err != nil {
-				b.Fatal(err)
-			}
-			if _, err := io.CopyBuffer(io.Discard, io.NewSectionReader(r, 0, r.Size()), buf); err != nil {
-				b.Fatal(err)
-			}
-			results[fmt.Sprintf("r%d-read", repl)] = mbps(time.Since(start))
-			_ = r.Close()
-			_ = cl.Close()
+			w, r := timeCairn(b, repl, buf, size)
+			results[fmt.Sprintf("r%d-write", repl)] = mbps(w)
+			results[fmt.Sprintf("r%d-read", repl)] = mbps(r)
 		}
-		for _, k := range []string{"plain-write", "plain-write-fsync", "plain-read", "r1-write", "r1-read", "r3-write", "r3-read"} {
-			b.ReportMetric(results[k], k+"-MB/s")
-		}
-		ratio := func(a, base string) float64 { return results[a] / results[base] }
-		b.ReportMetric(ratio("r1-write", "plain-write-fsync"), "r1-write/plain-fsync")
-		b.ReportMetric(ratio("r1-write", "plain-write"), "r1-write/plain")
-		b.ReportMetric(ratio("r3-write", "plain-write-fsync"), "r3-write/plain-fsync")
-		b.ReportMetric(ratio("r1-read", "plain-read"), "r1-read/plain")
-		b.ReportMetric(ratio("r3-read", "plain-read"), "r3-read/plain")
-		b.Logf("%d MiB each way: %v", size>>20, results)
+		b.Logf("run %d, %d MiB each way (MB/s): %v", i+1, size>>20, results)
+		runs = append(runs, results)
 	}
+	median := func(key string, f func(map[string]float64) float64) float64 {
+		var v []float64
+		for _, r := range runs {
+			v = append(v, f(r))
+		}
+		sort.Float64s(v)
+		return v[len(v)/2]
+	}
+	val := func(k string) func(map[string]float64) float64 { return func(r map[string]float64) float64 { return r[k] } }
+	ratio := func(a, base string) func(map[string]float64) float64 {
+		return func(r map[string]float64) float64 { return r[a] / r[base] }
+	}
+	for _, k := range []string{"plain-write", "plain-write-fsync", "plain-read", "r1-write", "r1-read", "r3-write", "r3-read"} {
+		b.ReportMetric(median(k, val(k)), k+"-MB/s")
+	}
+	b.ReportMetric(median("", ratio("r1-write", "plain-write-fsync")), "r1-write/plain-fsync")
+	b.ReportMetric(median("", ratio("r1-write", "plain-write")), "r1-write/plain")
+	b.ReportMetric(median("", ratio("r3-write", "plain-write-fsync")), "r3-write/plain-fsync")
+	b.ReportMetric(median("", ratio("r1-read", "plain-read")), "r1-read/plain")
+	b.ReportMetric(median("", ratio("r3-read", "plain-read")), "r3-read/plain")
+}
+
+// timeCairn writes size bytes through a fresh cluster with the given
+// replication, then reads them back.
+func timeCairn(b *testing.B, repl int, buf []byte, size int64) (write, read time.Duration) {
+	c := startCluster(b, 3, 64<<20)
+	defer c.stop()
+	cl, err := client.Dial(c.metad, client.Options{Replication: repl})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cl.Close()
+	start := time.Now()
+	w, err := cl.Create(context.Background(), "/bench", 0o644)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for n := int64(0); n < size; n += int64(len(buf)) {
+		if _, err := w.Write(buf); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		b.Fatal(err)
+	}
+	write = time.Since(start)
+	start = time.Now()
+	r, err := cl.Open(context.Background(), "/bench")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer r.Close()
+	if _, err := io.CopyBuffer(io.Discard, io.NewSectionReader(r, 0, r.Size()), buf); err != nil {
+		b.Fatal(err)
+	}
+	return write, time.Since(start)
 }
 
 func timePlainWrite(b *testing.B, path string, buf []byte, size int64, sync bool) time.Duration {

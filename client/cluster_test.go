@@ -26,14 +26,18 @@ import (
 type cluster struct {
 	metad string
 	dirs  []string
+	// stop ends the daemons and removes their data; cleanup calls it too.
+	stop func()
 }
 
 func startCluster(t testing.TB, blockds int, blockSize int64) *cluster {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	t.Cleanup(func() { cancel(); wg.Wait() })
 	dir := t.TempDir()
+	var once sync.Once
+	stop := func() { once.Do(func() { cancel(); wg.Wait(); _ = os.RemoveAll(dir) }) }
+	t.Cleanup(stop)
 	run := func(name string, main func(context.Context, []string, io.Writer, io.Writer) int, args ...string) {
 		wg.Add(1)
 		go func() {
@@ -61,7 +65,7 @@ func startCluster(t testing.TB, blockds int, blockSize int64) *cluster {
 	}
 	run("metad", metad.Main, "--data", filepath.Join(dir, "metad"), "--format", "--listen", "127.0.0.1:0", "--http", "",
 		"--block-size", fmt.Sprint(blockSize), "--addr-file", filepath.Join(dir, "metad.addr"))
-	c := &cluster{metad: wait(filepath.Join(dir, "metad.addr"))["rpc"]}
+	c := &cluster{metad: wait(filepath.Join(dir, "metad.addr"))["rpc"], stop: stop}
 	for i := 0; i < blockds; i++ {
 		bd := filepath.Join(dir, fmt.Sprintf("blockd%d", i))
 		c.dirs = append(c.dirs, bd)

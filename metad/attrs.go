@@ -15,9 +15,6 @@ import (
 
 // Attributes, symbolic links, special files and extended attributes.
 
-// notYet is the answer of an operation metad does not serve yet.
-func notYet(op string) error { return cairn.E(op, cairn.KindInvalid, "", "not supported yet") }
-
 // SetAttr changes what a is not nil for, all or nothing. Permissions are
 // Linux's: the owner (or a superuser) changes mode and times; a superuser
 // changes the owner; the owner changes the group to one of its own groups;

@@ -148,8 +148,9 @@ func serve(ctx context.Context, log *zap.Logger, dir string, format, force bool,
 			log.Error("close store", zap.Error(err))
 		}
 	}()
-	wg.Add(2)
+	wg.Add(3)
 	go func() { defer wg.Done(); m.runLeaseMonitor(bg) }()
+	go func() { defer wg.Done(); m.runReplicationMonitor(bg, m.cfg.Heartbeat) }()
 	go func() { defer wg.Done(); m.runCheckpoints(bg) }()
 	lis, err := daemon.Listen("metad RPC", listen)
 	if err != nil {

@@ -2,6 +2,7 @@ package metad
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io/fs"
 	"slices"
@@ -138,11 +139,15 @@ func TestSetAttrSymlinkMknod(t *testing.T) {
 		t.Errorf("after restart /f is %+v", fi)
 	}
 	checks := map[string]func(cairn.FileInfo) bool{
-		"/ln":    func(fi cairn.FileInfo) bool { return fi.Mode == fs.ModeSymlink|0o777 && fi.Symlink == "../some/where" && fi.Size == 13 },
-		"/fifo":  func(fi cairn.FileInfo) bool { return fi.Mode == fs.ModeNamedPipe|0o600 },
-		"/sock":  func(fi cairn.FileInfo) bool { return fi.Mode == fs.ModeSocket|0o600 },
-		"/tty":   func(fi cairn.FileInfo) bool { return fi.Mode == fs.ModeDevice|fs.ModeCharDevice|0o620 },
-		"/empty": func(fi cairn.FileInfo) bool { return fi.Mode == 0o644 && !fi.Writing && fi.Replication == 3 && fi.Size == 0 },
+		"/ln": func(fi cairn.FileInfo) bool {
+			return fi.Mode == fs.ModeSymlink|0o777 && fi.Symlink == "../some/where" && fi.Size == 13
+		},
+		"/fifo": func(fi cairn.FileInfo) bool { return fi.Mode == fs.ModeNamedPipe|0o600 },
+		"/sock": func(fi cairn.FileInfo) bool { return fi.Mode == fs.ModeSocket|0o600 },
+		"/tty":  func(fi cairn.FileInfo) bool { return fi.Mode == fs.ModeDevice|fs.ModeCharDevice|0o620 },
+		"/empty": func(fi cairn.FileInfo) bool {
+			return fi.Mode == 0o644 && !fi.Writing && fi.Replication == 3 && fi.Size == 0
+		},
 	}
 	for p, ok := range checks {
 		if fi, err := m.Stat(ctx, p); err != nil || !ok(fi) {
@@ -218,7 +223,7 @@ func TestContentSummary(t *testing.T) {
 	fakeNode(t, m, "DS-1")
 	must(t, m.Mkdirs(ctx, "/top/a/b", 0o755))
 	must(t, m.Mkdirs(ctx, "/top/c", 0o755))
-	writeFile(t, ctx, m, "/top/f1", "c", "DS-1", false, testBlock, 100)    // 65636 bytes, replication 2
+	writeFile(t, ctx, m, "/top/f1", "c", "DS-1", false, testBlock, 100)   // 65636 bytes, replication 2
 	writeFile(t, ctx, m, "/top/a/b/f2", "c", "DS-1", false, 10)           // 10 bytes
 	writeFile(t, ctx, m, "/top/c/open", "c", "DS-1", true, testBlock, 50) // being written: counted as far as recorded
 	must(t, m.Symlink(ctx, "f1", "/top/ln"))
@@ -240,5 +245,22 @@ func TestContentSummary(t *testing.T) {
 	}
 	if cs, _ := m.ContentSummary(ctx, "/top/c"); cs.Dirs != 3001 || cs.Files != 1 {
 		t.Errorf("ContentSummary(/top/c) = %+v, want 3001 directories and 1 file", cs)
+	}
+}
+
+// TestResolveParent: resolveParent (for callers without an identity to
+// check) finds the directory holding a path's last name.
+func TestResolveParent(t *testing.T) {
+	m := openCfg(t, Config{})
+	ctx := context.Background()
+	must(t, m.Mkdirs(ctx, "/a/b", 0o755))
+	writeFile(t, ctx, m, "/a/f", "c", "", false)
+	if dir, name, err := m.resolveParent("test", "/a/b/new"); err != nil || dir.Name != "b" || name != "new" {
+		t.Errorf("resolveParent(/a/b/new) = %v %q %v", dir, name, err)
+	}
+	for p, want := range map[string]error{"/": cairn.ErrInvalid, "/x/y": cairn.ErrNotExist, "/a/f/z": cairn.ErrNotDir, "/a/../b": cairn.ErrInvalid} {
+		if _, _, err := m.resolveParent("test", p); !errors.Is(err, want) {
+			t.Errorf("resolveParent(%s) = %v, want kind %q", p, err, want.(*cairn.Error).Kind)
+		}
 	}
 }

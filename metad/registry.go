@@ -282,7 +282,7 @@ func (m *Metad) Heartbeat(ctx context.Context, h cairn.Heartbeat) ([]cairn.Comma
 	if !ok {
 		return []cairn.Command{{Kind: cairn.CmdReregister}}, nil
 	}
-	var cmds []cairn.Command
+	cmds := m.repl.take(h.StorageID)
 	if del := m.blocks.takeDeletes(h.StorageID); len(del) > 0 {
 		cmds = append(cmds, cairn.Command{Kind: cairn.CmdDelete, Blocks: del})
 	}
@@ -374,6 +374,9 @@ func (m *Metad) BlocksReceived(ctx context.Context, id string, blocks []cairn.Bl
 	if err := m.known("metad.BlocksReceived", id); err != nil {
 		return err
 	}
+	for _, b := range blocks {
+		m.repl.settled(b.ID)
+	}
 	return m.accept(id, blocks, false)
 }
 
@@ -386,6 +389,7 @@ func (m *Metad) BlocksDeleted(ctx context.Context, id string, blocks []cairn.Blo
 		// A deletion of an older stamp leaves a newer replica alone.
 		if r, ok := m.blocks.replicas[b.ID][id]; !ok || r.GenStamp <= b.GenStamp {
 			m.blocks.remove(id, b.ID)
+			m.repl.settled(b.ID) // the replica count changed: look again soon
 		}
 	}
 	m.blocks.mu.Unlock()

@@ -73,6 +73,7 @@ type Metad struct {
 	blocks      *blockMap
 	nodes       *nodeSet
 	pipelines   *pipelines // where blocks being written are
+	repl        *replQueue // copies the replication monitor hands out
 	clock       Clock
 	log         *zap.Logger
 	namespaceID string
@@ -192,7 +193,7 @@ func Open(cfg Config) (*Metad, error) {
 		}
 	}
 	return &Metad{
-		cfg: cfg, st: st, blocks: newBlockMap(), clock: cfg.Clock, log: cfg.Logger, pipelines: newPipelines(),
+		cfg: cfg, st: st, blocks: newBlockMap(), clock: cfg.Clock, log: cfg.Logger, pipelines: newPipelines(), repl: newReplQueue(),
 		nodes:       &nodeSet{deadAfter: cfg.DeadAfter, staleAfter: 2 * cfg.Heartbeat, nodes: map[string]*nodeState{}},
 		namespaceID: v["namespaceID"],
 		leases:      newLeaseTable(cfg.LeaseSoft, cfg.LeaseHard, cfg.Clock),

@@ -2,6 +2,7 @@ package mount
 
 import (
 	"context"
+	"errors"
 	"os"
 
 	"cairn"
@@ -166,4 +167,117 @@ func (b clientBackend) Open(ctx context.Context, path string) (FileReader, error
 		return nil, err
 	}
 	return r, nil
+}
+
+// callerBackend is the Backend as the nodes see it: every call carries
+// the identity of the process whose request it serves (idMap.as), and
+// every refusal the backend answers — by metad's permission checks or
+// its rules — logs one line naming the path and metad's reason.
+type callerBackend struct {
+	b    Backend
+	fsys *fsys
+}
+
+var (
+	_ Backend  = callerBackend{}
+	_ appender = callerBackend{}
+)
+
+func (c callerBackend) as(ctx context.Context) context.Context { return c.fsys.ids.as(ctx) }
+
+// check logs err if it is a refusal and returns it.
+func (c callerBackend) check(path string, err error) error {
+	if k := cairn.KindOf(err); k == cairn.KindPermission || k == cairn.KindAccess {
+		reason := err.Error()
+		var ce *cairn.Error
+		if errors.As(err, &ce) && ce.Detail != "" {
+			reason = ce.Detail
+		}
+		c.fsys.refuse(path, reason, errno(err))
+	}
+	return err
+}
+
+func (c callerBackend) Stat(ctx context.Context, path string) (cairn.FileInfo, error) {
+	fi, err := c.b.Stat(c.as(ctx), path)
+	return fi, c.check(path, err)
+}
+
+func (c callerBackend) List(ctx context.Context, path, after string, limit int) ([]cairn.FileInfo, bool, error) {
+	es, more, err := c.b.List(c.as(ctx), path, after, limit)
+	return es, more, c.check(path, err)
+}
+
+func (c callerBackend) Mkdir(ctx context.Context, path string, perm os.FileMode) error {
+	return c.check(path, c.b.Mkdir(c.as(ctx), path, perm))
+}
+
+func (c callerBackend) Delete(ctx context.Context, path string, recursive bool) error {
+	return c.check(path, c.b.Delete(c.as(ctx), path, recursive))
+}
+
+func (c callerBackend) Rename(ctx context.Context, src, dst string) error {
+	return c.check(src, c.b.Rename(c.as(ctx), src, dst))
+}
+
+func (c callerBackend) Statfs(ctx context.Context) (cairn.FsStats, error) {
+	st, err := c.b.Statfs(c.as(ctx))
+	return st, c.check(c.fsys.root, err)
+}
+
+func (c callerBackend) Create(ctx context.Context, path string, perm os.FileMode) (FileWriter, error) {
+	w, err := c.b.Create(c.as(ctx), path, perm)
+	return w, c.check(path, err)
+}
+
+func (c callerBackend) Open(ctx context.Context, path string) (FileReader, error) {
+	r, err := c.b.Open(c.as(ctx), path)
+	return r, c.check(path, err)
+}
+
+// Append reopens a file if the backend can; callers find out with
+// canAppend first.
+func (c callerBackend) Append(ctx context.Context, path string) (FileWriter, error) {
+	a, ok := c.b.(appender)
+	if !ok {
+		return nil, cairn.E("mount.Append", cairn.KindPermission, path, ruleAppendClosed)
+	}
+	w, err := a.Append(c.as(ctx), path)
+	return w, c.check(path, err)
+}
+
+func (c callerBackend) canAppend() bool {
+	_, ok := c.b.(appender)
+	return ok
+}
+
+func (c callerBackend) SetAttr(ctx context.Context, path string, a cairn.Attr) (cairn.FileInfo, error) {
+	fi, err := c.b.SetAttr(c.as(ctx), path, a)
+	return fi, c.check(path, err)
+}
+
+func (c callerBackend) Symlink(ctx context.Context, target, path string) error {
+	return c.check(path, c.b.Symlink(c.as(ctx), target, path))
+}
+
+func (c callerBackend) Mknod(ctx context.Context, path string, mode os.FileMode) error {
+	return c.check(path, c.b.Mknod(c.as(ctx), path, mode))
+}
+
+func (c callerBackend) SetXattr(ctx context.Context, path, name string, value []byte, flags cairn.XattrFlags) error {
+	return c.check(path, c.b.SetXattr(c.as(ctx), path, name, value, flags))
+}
+
+func (c callerBackend) GetXattr(ctx context.Context, path, name string) ([]byte, error) {
+	v, err := c.b.GetXattr(c.as(ctx), path, name)
+	return v, c.check(path, err)
+}
+
+func (c callerBackend) ListXattrs(ctx context.Context, path string) ([]string, error) {
+	names, err := c.b.ListXattrs(c.as(ctx), path)
+	return names, c.check(path, err)
+}
+
+func (c callerBackend) RemoveXattr(ctx context.Context, path, name string) error {
+	return c.check(path, c.b.RemoveXattr(c.as(ctx), path, name))
 }

@@ -51,3 +51,13 @@ func errno(err error) syscall.Errno {
 	}
 	return errnos[cairn.KindOther]
 }
+
+// xattrErrno translates the error of an extended attribute call, where
+// "does not exist" is said of the attribute, on a file the kernel just
+// found: ENODATA (ENOATTR), as getxattr(2) and removexattr(2) answer.
+func xattrErrno(err error) syscall.Errno {
+	if cairn.KindOf(err) == cairn.KindNotExist {
+		return syscall.ENODATA
+	}
+	return errno(err)
+}

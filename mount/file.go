@@ -1,14 +1,9 @@
 package mount
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"io"
-	"os"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -48,6 +43,20 @@ type handle struct {
 	size atomic.Int64
 
 	readers []FileReader // the newest last; all are closed on release
+}
+
+// openFlags are the FOPEN_* flags of the handle's OPEN or CREATE reply.
+// A handle open for writing bypasses the page cache (FOPEN_DIRECT_IO):
+// every write(2) reaches Write, where the write-once rules are checked,
+// and the kernel refuses a shared mapping of it (mmap(MAP_SHARED) fails
+// with ENODEV), so no dirty page can ever be written back below the end
+// of the file. FUSE has no mmap request the mount could answer with
+// EPERM; this is the refusal it can make.
+func (h *handle) openFlags() uint32 {
+	if h.writable {
+		return fuse.FOPEN_DIRECT_IO
+	}
+	return 0
 }
 
 var _ = (fs.FileWriter)((*handle)(nil))
@@ -103,11 +112,10 @@ func (h *handle) reopen(ctx context.Context, off int64) syscall.Errno {
 	if !h.append && off != fi.Size {
 		return h.refuseWrite(off, fi.Size)
 	}
-	a, ok := h.n.fsys.b.(appender)
-	if !ok {
+	if !h.n.fsys.b.canAppend() {
 		return h.n.fsys.refuse(p, ruleAppendClosed, syscall.EPERM)
 	}
-	w, err := a.Append(ctx, p)
+	w, err := h.n.fsys.b.Append(ctx, p)
 	if err != nil {
 		return errno(err)
 	}
@@ -215,20 +223,26 @@ func (n *node) dropCache() {
 	}
 }
 
-// closeWriter closes the FileWriter; h.mu is held.
+// closeWriter closes the FileWriter, then stores the times set on the
+// file while it was written; h.mu is held.
 func (h *handle) closeWriter() error {
 	h.closed = true
 	h.werr = h.w.Close()
 	h.size.Store(h.w.Size())
 	n := h.n
+	var times *pendingTimes
 	n.mu.Lock()
 	if n.writer == h {
 		n.writer = nil
 		n.fi.Size = h.size.Load()
 		n.fi.Writing = false
+		times, n.times = n.times, nil
 	}
 	n.mu.Unlock()
 	n.fsys.untrack(h)
+	if times != nil && h.werr == nil {
+		n.applyTimes(times)
+	}
 	return h.werr
 }
 

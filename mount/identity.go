@@ -1,7 +1,6 @@
 package mount
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"fmt"
@@ -141,12 +140,13 @@ func (x *idMap) groupID(name string) uint32 {
 
 // identity names the caller of a request: its user, its primary group
 // first (what metad makes new entries' group), then its supplementary
-// groups from /proc/PID/status, or the primary group alone if the
-// process cannot be read.
+// groups from /proc/PID/status, or the primary group alone if that
+// cannot be read or is no longer the caller's (another process, or a pid
+// of another pid namespace).
 func (x *idMap) identity(c *fuse.Caller) cairn.Identity {
 	id := cairn.Identity{User: x.userName(c.Uid), Groups: []string{x.groupName(c.Gid)}}
 	st, ok := readProcStatus(c.Pid)
-	if !ok {
+	if !ok || st.fsuid != c.Uid || st.fsgid != c.Gid {
 		return id
 	}
 	seen := map[uint32]bool{c.Gid: true}
@@ -161,14 +161,15 @@ func (x *idMap) identity(c *fuse.Caller) cairn.Identity {
 
 // as returns ctx carrying the identity of the process making the FUSE
 // request ctx belongs to. A context that already names someone keeps
-// it; a request from the kernel itself (pid 0, as RELEASE) or from no
-// request at all runs as the mount's own user, the client's default.
+// it; a request from the kernel itself (no credentials: uid, gid and pid
+// 0, as RELEASE) or from no request at all runs as the mount's own user,
+// the client's default.
 func (x *idMap) as(ctx context.Context) context.Context {
 	if _, ok := cairn.IdentityFrom(ctx); ok {
 		return ctx
 	}
 	c, ok := fuse.FromContext(ctx)
-	if !ok || c.Pid == 0 {
+	if !ok || c.Pid == 0 && c.Uid == 0 && c.Gid == 0 {
 		return ctx
 	}
 	return cairn.WithIdentity(ctx, x.identity(c))
@@ -176,8 +177,9 @@ func (x *idMap) as(ctx context.Context) context.Context {
 
 // procStatus is what the mount reads from /proc/PID/status.
 type procStatus struct {
-	tgid   uint32   // the process (thread group) of the thread PID
-	groups []uint32 // supplementary groups
+	tgid         uint32   // the process (thread group) of the thread PID
+	fsuid, fsgid uint32   // the ids it accesses files as (FUSE's caller ids)
+	groups       []uint32 // supplementary groups
 }
 
 // readProcStatus reads /proc/PID/status of the calling thread.
@@ -190,28 +192,37 @@ func readProcStatus(pid uint32) (procStatus, bool) {
 	if err != nil {
 		return st, false
 	}
-	s := bufio.NewScanner(bytes.NewReader(data))
-	found := 0
-	for s.Scan() && found < 2 {
-		if v, ok := bytes.CutPrefix(s.Bytes(), []byte("Tgid:")); ok {
-			found++
-			tgid, err := strconv.ParseUint(string(bytes.TrimSpace(v)), 10, 32)
-			if err != nil {
-				return st, false
-			}
-			st.tgid = uint32(tgid)
-		} else if v, ok := bytes.CutPrefix(s.Bytes(), []byte("Groups:")); ok {
-			found++
-			for _, f := range bytes.Fields(v) {
-				g, err := strconv.ParseUint(string(f), 10, 32)
-				if err != nil {
-					return st, false
-				}
-				st.groups = append(st.groups, uint32(g))
+	// Lines as "Tgid:\t12", "Uid:\treal effective saved fs", "Groups:\t4 24".
+	var ok [4]bool
+	for line := range bytes.SplitSeq(data, []byte("\n")) {
+		key, v, found := bytes.Cut(line, []byte(":"))
+		if !found {
+			continue
+		}
+		f := bytes.Fields(v)
+		switch string(key) {
+		case "Tgid":
+			ok[0] = len(f) == 1 && parseID(f[0], &st.tgid)
+		case "Uid":
+			ok[1] = len(f) == 4 && parseID(f[3], &st.fsuid)
+		case "Gid":
+			ok[2] = len(f) == 4 && parseID(f[3], &st.fsgid)
+		case "Groups":
+			st.groups = make([]uint32, len(f))
+			ok[3] = true
+			for i := range f {
+				ok[3] = ok[3] && parseID(f[i], &st.groups[i])
 			}
 		}
 	}
-	return st, st.tgid != 0
+	return st, ok == [4]bool{true, true, true, true} && st.tgid != 0
+}
+
+// parseID parses a decimal id into *id.
+func parseID(b []byte, id *uint32) bool {
+	v, err := strconv.ParseUint(string(b), 10, 32)
+	*id = uint32(v)
+	return err == nil
 }
 
 // callerProcess is the process (thread group) making the request, or 0

@@ -30,8 +30,9 @@ Mounts the cairn namespace served by metad at HOST:PORT (or its directory
 up, as mount(8) expects of mount.cairn.
 
   -o rw|ro               read-write (default) or read-only
-  -o allow_other         let other users in
-  -o default_permissions let the kernel check permission bits
+  -o allow_other         let other users in (metad checks each as itself)
+  -o default_permissions let the kernel also check permission bits against
+                         the uids and gids shown (metad checks them anyway)
   -o nonempty            mount over a non-empty directory
   -o debug               as --debug
   -o log=FILE            as --log FILE

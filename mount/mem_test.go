@@ -13,7 +13,9 @@ import (
 )
 
 // memBackend is an in-memory Backend: a fake of the cluster, so the
-// mount's own tests exercise the mount and nothing else.
+// mount's own tests exercise the mount and nothing else. It checks no
+// permissions: it stores what it is told, records who asked (calls), and
+// answers with an error set in fail.
 type memBackend struct {
 	mu       sync.Mutex
 	files    map[string]*memFile // by path; "/" is the root
@@ -21,12 +23,24 @@ type memBackend struct {
 	stats    cairn.FsStats
 	closeErr map[string]error // what Close of a writer created at this path returns
 	lists    []listCall
-	statted  map[string]int // Stat calls by path
+	statted  map[string]int   // Stat calls by path
+	calls    []memCall        // every call but Stat and List, in order
+	fail     map[string]error // by "Op path": the error that call returns
 }
 
 type memFile struct {
-	fi   cairn.FileInfo
-	data []byte
+	fi     cairn.FileInfo
+	data   []byte
+	xattrs map[string][]byte
+}
+
+// memCall is one call the backend served, and who made it.
+type memCall struct {
+	op, path string
+	name     string // of the extended attribute
+	id       cairn.Identity
+	hasID    bool
+	flags    cairn.XattrFlags // SetXattr's
 }
 
 type listCall struct {
@@ -35,7 +49,7 @@ type listCall struct {
 }
 
 func newMemBackend() *memBackend {
-	b := &memBackend{files: map[string]*memFile{}, nextIno: 1, closeErr: map[string]error{}, statted: map[string]int{}}
+	b := &memBackend{files: map[string]*memFile{}, nextIno: 1, closeErr: map[string]error{}, statted: map[string]int{}, fail: map[string]error{}}
 	b.add("/", os.ModeDir|0o755)
 	return b
 }
@@ -51,6 +65,52 @@ func (b *memBackend) add(path string, mode os.FileMode) *memFile {
 	f := &memFile{fi: cairn.FileInfo{Name: name, Inode: b.nextIno, Mode: mode, ModTime: now, AccessTime: now}}
 	b.files[path] = f
 	return f
+}
+
+// record notes a call by the caller ctx names and returns the error set
+// for it in fail; b.mu is held.
+func (b *memBackend) record(ctx context.Context, op, path string) error {
+	id, ok := cairn.IdentityFrom(ctx)
+	b.calls = append(b.calls, memCall{op: op, path: path, id: id, hasID: ok})
+	return b.fail[op+" "+path]
+}
+
+// callsTo returns the calls of op on path.
+func (b *memBackend) callsTo(op, path string) []memCall {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var r []memCall
+	for _, c := range b.calls {
+		if c.op == op && c.path == path {
+			r = append(r, c)
+		}
+	}
+	return r
+}
+
+// own makes the caller ctx names the owner of f, as a namespace does.
+func own(ctx context.Context, f *memFile) {
+	if id, ok := cairn.IdentityFrom(ctx); ok {
+		f.fi.Owner = id.User
+		if len(id.Groups) > 0 {
+			f.fi.Group = id.Groups[0]
+		}
+	}
+}
+
+// file returns a copy of what the backend keeps of path.
+func (b *memBackend) file(path string) (cairn.FileInfo, map[string][]byte, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	f, ok := b.files[path]
+	if !ok {
+		return cairn.FileInfo{}, nil, false
+	}
+	xs := map[string][]byte{}
+	for k, v := range f.xattrs {
+		xs[k] = v
+	}
+	return b.info(f), xs, true
 }
 
 // put makes a complete file holding data, and its parent directories.
@@ -175,6 +235,9 @@ func (b *memBackend) List(ctx context.Context, path, after string, limit int) ([
 func (b *memBackend) Mkdir(ctx context.Context, path string, perm os.FileMode) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if err := b.record(ctx, "Mkdir", path); err != nil {
+		return err
+	}
 	if _, ok := b.files[path]; ok {
 		return cairn.E("mem.Mkdir", cairn.KindExist, path, "")
 	}
@@ -182,13 +245,16 @@ func (b *memBackend) Mkdir(ctx context.Context, path string, perm os.FileMode) e
 	if _, err := b.dir("mem.Mkdir", dir); err != nil {
 		return err
 	}
-	b.add(path, os.ModeDir|perm)
+	own(ctx, b.add(path, os.ModeDir|perm))
 	return nil
 }
 
 func (b *memBackend) Delete(ctx context.Context, path string, recursive bool) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if err := b.record(ctx, "Delete", path); err != nil {
+		return err
+	}
 	f, ok := b.files[path]
 	switch {
 	case !ok:
@@ -210,6 +276,9 @@ func (b *memBackend) Rename(ctx context.Context, src, dst string) error {
 	const op = "mem.Rename"
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if err := b.record(ctx, "Rename", src); err != nil {
+		return err
+	}
 	sf, ok := b.files[src]
 	if !ok {
 		return cairn.E(op, cairn.KindNotExist, src, "")
@@ -261,6 +330,9 @@ func (b *memBackend) Statfs(ctx context.Context) (cairn.FsStats, error) {
 func (b *memBackend) Create(ctx context.Context, path string, perm os.FileMode) (FileWriter, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if err := b.record(ctx, "Create", path); err != nil {
+		return nil, err
+	}
 	if _, ok := b.files[path]; ok {
 		return nil, cairn.E("mem.Create", cairn.KindExist, path, "")
 	}
@@ -269,6 +341,7 @@ func (b *memBackend) Create(ctx context.Context, path string, perm os.FileMode) 
 		return nil, err
 	}
 	f := b.add(path, perm)
+	own(ctx, f)
 	f.fi.Writing = true
 	return &memWriter{b: b, f: f, closeErr: b.closeErr[path]}, nil
 }
@@ -276,6 +349,9 @@ func (b *memBackend) Create(ctx context.Context, path string, perm os.FileMode) 
 func (b *memBackend) Append(ctx context.Context, path string) (FileWriter, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if err := b.record(ctx, "Append", path); err != nil {
+		return nil, err
+	}
 	f, ok := b.files[path]
 	switch {
 	case !ok:
@@ -304,6 +380,9 @@ type noAppend struct{ Backend }
 func (b *memBackend) Open(ctx context.Context, path string) (FileReader, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if err := b.record(ctx, "Open", path); err != nil {
+		return nil, err
+	}
 	f, ok := b.files[path]
 	switch {
 	case !ok:
@@ -312,6 +391,151 @@ func (b *memBackend) Open(ctx context.Context, path string) (FileReader, error) 
 		return nil, cairn.E("mem.Open", cairn.KindIsDir, path, "")
 	}
 	return &memReader{data: f.data[:len(f.data):len(f.data)]}, nil
+}
+
+func (b *memBackend) SetAttr(ctx context.Context, path string, a cairn.Attr) (cairn.FileInfo, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if err := b.record(ctx, "SetAttr", path); err != nil {
+		return cairn.FileInfo{}, err
+	}
+	f, ok := b.files[path]
+	if !ok {
+		return cairn.FileInfo{}, cairn.E("mem.SetAttr", cairn.KindNotExist, path, "")
+	}
+	if a.Perm != nil {
+		f.fi.Mode = f.fi.Mode.Type() | *a.Perm
+	}
+	if a.Owner != nil {
+		f.fi.Owner = *a.Owner
+	}
+	if a.Group != nil {
+		f.fi.Group = *a.Group
+	}
+	if a.ModTime != nil {
+		f.fi.ModTime = *a.ModTime
+	}
+	if a.AccessTime != nil {
+		f.fi.AccessTime = *a.AccessTime
+	}
+	return b.info(f), nil
+}
+
+// create makes a new entry at path, whose parent must be a directory.
+func (b *memBackend) create(ctx context.Context, op, path string, mode os.FileMode) (*memFile, error) {
+	if _, ok := b.files[path]; ok {
+		return nil, cairn.E(op, cairn.KindExist, path, "")
+	}
+	dir, _ := cairn.Split(path)
+	if _, err := b.dir(op, dir); err != nil {
+		return nil, err
+	}
+	f := b.add(path, mode)
+	own(ctx, f)
+	return f, nil
+}
+
+func (b *memBackend) Symlink(ctx context.Context, target, path string) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if err := b.record(ctx, "Symlink", path); err != nil {
+		return err
+	}
+	f, err := b.create(ctx, "mem.Symlink", path, os.ModeSymlink|0o777)
+	if err != nil {
+		return err
+	}
+	f.fi.Symlink = target
+	return nil
+}
+
+func (b *memBackend) Mknod(ctx context.Context, path string, mode os.FileMode) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if err := b.record(ctx, "Mknod", path); err != nil {
+		return err
+	}
+	_, err := b.create(ctx, "mem.Mknod", path, mode)
+	return err
+}
+
+// xattrFile returns the entry at path for a call on its attribute name.
+func (b *memBackend) xattrFile(ctx context.Context, op, path, name string) (*memFile, error) {
+	err := b.record(ctx, op, path)
+	b.calls[len(b.calls)-1].name = name
+	if err != nil {
+		return nil, err
+	}
+	f, ok := b.files[path]
+	if !ok {
+		return nil, cairn.E("mem."+op, cairn.KindNotExist, path, "")
+	}
+	return f, nil
+}
+
+func (b *memBackend) SetXattr(ctx context.Context, path, name string, value []byte, flags cairn.XattrFlags) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	f, err := b.xattrFile(ctx, "SetXattr", path, name)
+	b.calls[len(b.calls)-1].flags = flags
+	if err != nil {
+		return err
+	}
+	_, exists := f.xattrs[name]
+	switch {
+	case exists && flags&cairn.XattrCreate != 0:
+		return cairn.E("mem.SetXattr", cairn.KindExist, path, name)
+	case !exists && flags&cairn.XattrReplace != 0:
+		return cairn.E("mem.SetXattr", cairn.KindNotExist, path, name)
+	}
+	if f.xattrs == nil {
+		f.xattrs = map[string][]byte{}
+	}
+	f.xattrs[name] = append([]byte(nil), value...)
+	return nil
+}
+
+func (b *memBackend) GetXattr(ctx context.Context, path, name string) ([]byte, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	f, err := b.xattrFile(ctx, "GetXattr", path, name)
+	if err != nil {
+		return nil, err
+	}
+	v, ok := f.xattrs[name]
+	if !ok {
+		return nil, cairn.E("mem.GetXattr", cairn.KindNotExist, path, name)
+	}
+	return append([]byte(nil), v...), nil
+}
+
+func (b *memBackend) ListXattrs(ctx context.Context, path string) ([]string, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	f, err := b.xattrFile(ctx, "ListXattrs", path, "")
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for k := range f.xattrs {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	return names, nil
+}
+
+func (b *memBackend) RemoveXattr(ctx context.Context, path, name string) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	f, err := b.xattrFile(ctx, "RemoveXattr", path, name)
+	if err != nil {
+		return err
+	}
+	if _, ok := f.xattrs[name]; !ok {
+		return cairn.E("mem.RemoveXattr", cairn.KindNotExist, path, name)
+	}
+	delete(f.xattrs, name)
+	return nil
 }
 
 type memWriter struct {
@@ -343,6 +567,7 @@ func (w *memWriter) Close() error {
 	if !w.closed {
 		w.closed = true
 		w.f.fi.Writing = false
+		w.f.fi.ModTime = time.Now() // as a namespace completing a file does
 	}
 	return w.closeErr
 }

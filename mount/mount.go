@@ -26,7 +26,12 @@ type Options struct {
 	ReadOnly bool
 	// AllowOther lets users other than the mounting one in.
 	AllowOther bool
-	// DefaultPermissions makes the kernel check permission bits.
+	// DefaultPermissions makes the kernel also check permission bits,
+	// against the uids and gids stat(2) shows, before asking the mount.
+	// Off by default: metad checks every call against the caller's user
+	// and groups by name, and the kernel's numeric check can only
+	// disagree with it (a name unknown on this machine, metad's
+	// superusers).
 	DefaultPermissions bool
 	// KernelOptions are further -o options for the kernel (nosuid, noexec...).
 	KernelOptions []string
@@ -69,14 +74,13 @@ func Mount(ctx context.Context, b Backend, mountpoint string, opts Options) (*Mo
 		log = zap.NewNop()
 	}
 	f := &fsys{
-		b:        b,
 		root:     root,
 		readOnly: opts.ReadOnly,
-		uid:      uint32(os.Getuid()),
-		gid:      uint32(os.Getgid()),
+		ids:      newIDMap(uint32(os.Getuid()), uint32(os.Getgid())),
 		log:      log,
 		writers:  map[*handle]bool{},
 	}
+	f.b = callerBackend{b: b, fsys: f}
 	fsName := opts.FsName
 	if fsName == "" {
 		fsName = "cairn"
@@ -105,9 +109,13 @@ func Mount(ctx context.Context, b Backend, mountpoint string, opts Options) (*Mo
 			Options:       kernel,
 			MaxBackground: 64,
 			MaxWrite:      1 << 20,
-			// No xattrs yet: the kernel stops asking instead of asking
-			// for security.capability before every write.
-			DisableXAttrs: true,
+			// The kernel asks for security.capability before writes
+			// (and for POSIX ACLs); go-fuse answers those with ENODATA
+			// itself, so they cost no call to the backend. Only user.*
+			// attributes are kept (xattr.go).
+			IgnoreSecurityLabels: true,
+			// A symlink's target never changes: the kernel may keep it.
+			EnableSymlinkCaching: true,
 			// O_TRUNC comes with OPEN, where the write-once rule is
 			// checked, rather than as a separate SETATTR.
 			ExtraCapabilities: fuse.CAP_ATOMIC_O_TRUNC,
@@ -115,10 +123,10 @@ func Mount(ctx context.Context, b Backend, mountpoint string, opts Options) (*Mo
 			Logger:            debugLog,
 		},
 		// No EntryTimeout or AttrTimeout: every reply sets its own, and a
-		// file being written gets none.
-		UID:    f.uid,
-		GID:    f.gid,
-		Logger: warnLog,
+		// file being written gets none. No UID or GID: owners are what
+		// metad says (identity.go). A mode of 0 stays 0.
+		NullPermissions: true,
+		Logger:          warnLog,
 	}
 	if fi.Inode != 0 {
 		fo.RootStableAttr = &fs.StableAttr{Ino: fi.Inode}

@@ -37,9 +37,7 @@ const (
 	ruleAppendClosed = "append to a closed file: the backend cannot reopen files"
 	ruleBusy         = "another descriptor of this mount is writing the file"
 	ruleTruncate     = "write-once: no truncate of a non-empty file to another size"
-	ruleChmod        = "chmod is not supported yet"
-	ruleChown        = "chown is not supported yet"
-	ruleUtimes       = "utimes is not supported yet, except on a file this mount is writing"
+	ruleXattrNS      = "only user.* extended attributes are kept"
 	ruleExchange     = "rename with RENAME_EXCHANGE is not supported"
 	ruleRenameFlags  = "rename flag not supported"
 	ruleFsync        = "fsync needs a writer that can sync; this one cannot yet"
@@ -48,10 +46,10 @@ const (
 
 // fsys is what every node of one mount shares.
 type fsys struct {
-	b        Backend
+	b        callerBackend
 	root     string // the cairn directory shown at the mountpoint
 	readOnly bool
-	uid, gid uint32
+	ids      *idMap
 	log      *zap.Logger
 
 	mu      sync.Mutex
@@ -105,13 +103,17 @@ func (f *fsys) fillAttr(fi cairn.FileInfo, out *fuse.Attr) {
 		size = int64(len(fi.Symlink))
 	}
 	out.Size = uint64(max(size, 0))
-	out.Blocks = (out.Size + 511) / 512
+	if fi.Mode.IsRegular() {
+		// The file's bytes once, in the 512-byte units of st_blocks, so
+		// du agrees with the sizes; the replicas show in df's used.
+		out.Blocks = (out.Size + 511) / 512
+	}
 	out.Blksize = ioBlockSize
 	out.Nlink = 1
 	if fi.IsDir() {
 		out.Nlink = 2
 	}
-	out.Owner = fuse.Owner{Uid: f.uid, Gid: f.gid}
+	out.Owner = fuse.Owner{Uid: f.ids.userID(fi.Owner), Gid: f.ids.groupID(fi.Group)}
 	mtime := unixTime(fi.ModTime)
 	atime := mtime
 	if !fi.AccessTime.IsZero() {
@@ -170,6 +172,7 @@ type node struct {
 	mu     sync.Mutex
 	fi     cairn.FileInfo // as last seen
 	writer *handle        // the handle writing this file through this mount
+	times  *pendingTimes  // set while writer writes, stored after it closes
 }
 
 var _ = (fs.InodeEmbedder)((*node)(nil))
@@ -227,6 +230,12 @@ func (n *node) snapshot() (cairn.FileInfo, bool) {
 	fi := n.fi
 	if n.writer != nil {
 		fi.Size = n.writer.size.Load()
+		if t := n.times; t != nil && t.mtime != nil {
+			fi.ModTime = *t.mtime
+		}
+		if t := n.times; t != nil && t.atime != nil {
+			fi.AccessTime = *t.atime
+		}
 		return fi, true
 	}
 	return fi, false
@@ -311,48 +320,6 @@ func (n *node) Getattr(ctx context.Context, f fs.FileHandle, out *fuse.AttrOut) 
 	return 0
 }
 
-const timeAttrs = fuse.FATTR_ATIME | fuse.FATTR_MTIME | fuse.FATTR_ATIME_NOW | fuse.FATTR_MTIME_NOW | fuse.FATTR_CTIME
-
-var _ = (fs.NodeSetattrer)((*node)(nil))
-
-// Setattr allows only what changes nothing, and times on a file this mount
-// is writing: a size equal to the current one (the empty file truncated to
-// 0 included), the current mode, the mounting user as owner. A size change
-// carries the times the kernel sends with it.
-func (n *node) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
-	fi, local, e := n.refresh(ctx)
-	if e != 0 {
-		return e
-	}
-	p := n.logPath()
-	size, sizeSet := in.GetSize()
-	if sizeSet {
-		if fi.IsDir() {
-			return syscall.EISDIR
-		}
-		if int64(size) != fi.Size {
-			return n.fsys.refuse(p, ruleTruncate, syscall.EPERM)
-		}
-	}
-	if mode, ok := in.GetMode(); ok && mode&07777 != unixMode(fi.Mode)&07777 {
-		return n.fsys.refuse(p, ruleChmod, syscall.ENOTSUP)
-	}
-	if uid, ok := in.GetUID(); ok && uid != n.fsys.uid {
-		return n.fsys.refuse(p, ruleChown, syscall.ENOTSUP)
-	}
-	if gid, ok := in.GetGID(); ok && gid != n.fsys.gid {
-		return n.fsys.refuse(p, ruleChown, syscall.ENOTSUP)
-	}
-	if in.Valid&timeAttrs != 0 && !sizeSet && !local {
-		return n.fsys.refuse(p, ruleUtimes, syscall.ENOTSUP)
-	}
-	n.fsys.fillAttr(fi, &out.Attr)
-	if !local && !fi.Writing {
-		out.SetTimeout(attrTimeout)
-	}
-	return 0
-}
-
 var _ = (fs.NodeReadlinker)((*node)(nil))
 
 func (n *node) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
@@ -405,11 +372,11 @@ func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint3
 		if e != 0 {
 			return nil, nil, 0, e
 		}
-		h, _, e := in.Operations().(*node).Open(ctx, flags)
+		h, fuseFlags, e := in.Operations().(*node).Open(ctx, flags)
 		if e != 0 {
 			return nil, nil, 0, e
 		}
-		return in, h, 0, 0
+		return in, h, fuseFlags, 0
 	}
 	if err != nil {
 		return nil, nil, 0, errno(err)
@@ -427,14 +394,15 @@ func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint3
 	c.writer = h
 	n.fsys.track(h)
 	c.fillEntry(out)
-	return n.NewInode(ctx, c, stableAttr(fi)), h, 0, 0
+	return n.NewInode(ctx, c, stableAttr(fi)), h, h.openFlags(), 0
 }
 
 var _ = (fs.NodeOpener)((*node)(nil))
 
 // Open opens a file for reading, or an existing file for writing (at its
 // end only, see handle.Write), where O_TRUNC is refused unless the file
-// is empty.
+// is empty. Opening for writing asks the backend nothing: the file is
+// reopened at the first write, and a permission denial comes then.
 func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
 	p, ok := n.path()
 	if !ok {
@@ -457,7 +425,8 @@ func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 		}
 	}
 	if write {
-		return &handle{n: n, writable: true, append: flags&syscall.O_APPEND != 0, opener: callerProcess(ctx)}, 0, 0
+		h := &handle{n: n, writable: true, append: flags&syscall.O_APPEND != 0, opener: callerProcess(ctx)}
+		return h, h.openFlags(), 0
 	}
 	r, err := n.fsys.b.Open(ctx, p)
 	if err != nil {

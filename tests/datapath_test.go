@@ -455,3 +455,49 @@ func TestAllReplicasGone(t *testing.T) {
 		t.Errorf("the other block still reads: %v", err)
 	}
 }
+
+// TestReReplication: when a blockd dies, metad copies its blocks from the
+// surviving replicas to another blockd until every block has its
+// replication again.
+func TestReReplication(t *testing.T) {
+	c := cluster.Start(t, cluster.Config{Blockds: 4, BlockSize: 1 << 20, Replication: 3, DeadAfter: 2 * time.Second})
+	cl := dial(t, c)
+	write(t, cl, "/r", 21, 6<<20+5)
+	fb, err := cl.NS.BlockLocations(context.Background(), "/r")
+	if err != nil {
+		t.Fatal(err)
+	}
+	victim := c.BlockdIndex(fb.Blocks[0].Locations[0].StorageID)
+	c.KillBlockd(t, victim)
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		fb, err := cl.NS.BlockLocations(context.Background(), "/r")
+		if err != nil {
+			t.Fatal(err)
+		}
+		short := 0
+		for _, b := range fb.Blocks {
+			good := 0
+			for _, n := range b.Locations {
+				if c.BlockdIndex(n.StorageID) != victim {
+					good++
+				}
+			}
+			if good < 3 {
+				short++
+			}
+		}
+		if short == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d blocks still under-replicated a minute after blockd%d died", short, victim)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	out, code := c.Run(t, "fsck", "/")
+	if code != 0 || !strings.Contains(out, "Under-replicated blocks:\t0 ") {
+		t.Fatalf("fsck after re-replication: exit %d\n%s", code, out)
+	}
+	sameAs(t, cl, "/r", 21, 6<<20+5)
+}

@@ -10,6 +10,7 @@ import (
 	"cairn/blockd"
 	"cairn/metad"
 	"cairn/mount"
+	"cairn/tools/admin"
 	"cairn/tools/dev"
 	"cairn/tools/fsck"
 )
@@ -27,6 +28,7 @@ var commands = []command{
 	}},
 	{"dev", "run a whole cluster with a mount on this machine", dev.Main},
 	{"fsck", "check the integrity of files and their blocks", fsck.Main},
+	{"admin", "administer the cluster: -report, -checkpoint DIR", admin.Main},
 }
 
 // Main runs the subcommand named by args[1]. Invoked as mount.cairn (by

@@ -52,6 +52,11 @@ type Config struct {
 	// DIR1,DIR2...) when BlockdData[i] is not empty; otherwise the blockd
 	// gets one directory of its own in the test's temporary directory.
 	BlockdData [][]string
+	// MetadOnly starts metad alone: no blockd.
+	MetadOnly bool
+	// Restore makes metad's first start restore this checkpoint
+	// (--restore) instead of formatting a new namespace.
+	Restore string
 }
 
 // Cluster is a running metad and its blockds.
@@ -99,7 +104,7 @@ type blockdAddrs struct {
 // only then). Everything is stopped when t ends.
 func Start(t testing.TB, cfg Config) *Cluster {
 	t.Helper()
-	if cfg.Blockds == 0 {
+	if cfg.Blockds == 0 && !cfg.MetadOnly {
 		cfg.Blockds = 3
 	}
 	if cfg.Heartbeat == 0 {
@@ -290,7 +295,10 @@ func (c *Cluster) startMetad(t testing.TB, format bool, listen, http string) {
 	t.Helper()
 	os.Remove(c.metadFile)
 	args := []string{"metad", "--data", c.metadDir, "--listen", listen, "--http", http, "--addr-file", c.metadFile}
-	if format {
+	switch {
+	case format && c.cfg.Restore != "":
+		args = append(args, "--restore", c.cfg.Restore)
+	case format:
 		args = append(args, "--format")
 	}
 	if c.cfg.Replication != 0 {

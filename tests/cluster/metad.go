@@ -1,0 +1,64 @@
+package cluster
+
+import (
+	"bufio"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// MetadDataDir returns metad's data directory.
+func (c *Cluster) MetadDataDir() string { return c.metadDir }
+
+// KillMetad kills metad with SIGKILL, as a crash would, and waits for it
+// to exit.
+func (c *Cluster) KillMetad(t testing.TB) {
+	t.Helper()
+	p := c.metad
+	if p == nil || p.exited() {
+		t.Fatalf("KillMetad: metad is not running")
+	}
+	p.accounted.Store(true)
+	p.kill()
+	if !p.waitExit(stopGrace) {
+		t.Fatalf("metad did not exit within %v of SIGKILL", stopGrace)
+	}
+}
+
+// MetadPID returns the process ID of the running metad.
+func (c *Cluster) MetadPID() int { return c.metad.cmd.Process.Pid }
+
+// MetadRSS returns the resident memory of the running metad in bytes, as
+// /proc/PID/status reports it (VmRSS).
+func (c *Cluster) MetadRSS(t testing.TB) int64 {
+	t.Helper()
+	f, err := os.Open("/proc/" + strconv.Itoa(c.MetadPID()) + "/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	s := bufio.NewScanner(f)
+	for s.Scan() {
+		if v, ok := strings.CutPrefix(s.Text(), "VmRSS:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			if err != nil {
+				t.Fatalf("VmRSS %q: %v", v, err)
+			}
+			return kb << 10
+		}
+	}
+	t.Fatalf("no VmRSS in /proc/%d/status", c.MetadPID())
+	return 0
+}
+
+// RestartMetadTimed starts a stopped metad again, as StartMetad does, and
+// returns how long it took until metad wrote its address file (it opens
+// its store before it listens).
+func (c *Cluster) RestartMetadTimed(t testing.TB) time.Duration {
+	t.Helper()
+	start := time.Now()
+	c.StartMetad(t)
+	return time.Since(start)
+}

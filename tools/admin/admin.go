@@ -1,0 +1,173 @@
+// Package admin is `cairn admin`, the equivalent of `hdfs dfsadmin`: a
+// report of the cluster in dfsadmin's layout (-report) and a checkpoint of
+// the namespace written by metad while it serves (-checkpoint).
+package admin
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"time"
+
+	"cairn"
+	"cairn/client"
+	"cairn/internal/daemon"
+)
+
+// WriteReport prints the cluster as `hdfs dfsadmin -report` does: the
+// totals, then each live and each dead blockd.
+func WriteReport(w io.Writer, st cairn.FsStats, rep cairn.ClusterReport) {
+	present := st.Used + st.Remaining
+	fmt.Fprintf(w, "Configured Capacity: %s\n", bytesDesc(st.Capacity))
+	fmt.Fprintf(w, "Present Capacity: %s\n", bytesDesc(present))
+	fmt.Fprintf(w, "DFS Remaining: %s\n", bytesDesc(st.Remaining))
+	fmt.Fprintf(w, "DFS Used: %s\n", bytesDesc(st.Used))
+	fmt.Fprintf(w, "DFS Used%%: %s\n", percent(st.Used, present))
+	fmt.Fprintf(w, "Replicated Blocks:\n")
+	fmt.Fprintf(w, "\tTotal blocks: %d\n", st.Blocks)
+	fmt.Fprintf(w, "Namespace:\n")
+	fmt.Fprintf(w, "\tNamespace ID: %s\n", rep.NamespaceID)
+	fmt.Fprintf(w, "\tFiles and directories: %d\n", st.Files)
+	fmt.Fprintf(w, "\tDefault replication: %d\n", rep.DefaultReplication)
+	fmt.Fprintf(w, "\n-------------------------------------------------\n")
+	var live, dead []cairn.NodeReport
+	for _, n := range rep.Nodes {
+		if n.Live {
+			live = append(live, n)
+		} else {
+			dead = append(dead, n)
+		}
+	}
+	for _, group := range []struct {
+		title string
+		nodes []cairn.NodeReport
+	}{{"Live", live}, {"Dead", dead}} {
+		if group.title == "Dead" && len(group.nodes) == 0 {
+			continue
+		}
+		sort.Slice(group.nodes, func(i, j int) bool { return group.nodes[i].DataAddr < group.nodes[j].DataAddr })
+		fmt.Fprintf(w, "%s datanodes (%d):\n\n", group.title, len(group.nodes))
+		for _, n := range group.nodes {
+			writeNode(w, n)
+		}
+	}
+}
+
+func writeNode(w io.Writer, n cairn.NodeReport) {
+	nonDFS := max(n.Capacity-n.Used-n.Remaining, 0)
+	fmt.Fprintf(w, "Name: %s (%s)\n", n.DataAddr, n.StorageID)
+	fmt.Fprintf(w, "Rack: %s\n", n.Rack)
+	fmt.Fprintf(w, "HTTP: %s\n", n.HTTPAddr)
+	fmt.Fprintf(w, "Decommission Status : Normal\n")
+	fmt.Fprintf(w, "Configured Capacity: %s\n", bytesDesc(n.Capacity))
+	fmt.Fprintf(w, "DFS Used: %s\n", bytesDesc(n.Used))
+	fmt.Fprintf(w, "Non DFS Used: %s\n", bytesDesc(nonDFS))
+	fmt.Fprintf(w, "DFS Remaining: %s\n", bytesDesc(n.Remaining))
+	fmt.Fprintf(w, "DFS Used%%: %s\n", percent(n.Used, n.Capacity))
+	fmt.Fprintf(w, "DFS Remaining%%: %s\n", percent(n.Remaining, n.Capacity))
+	fmt.Fprintf(w, "Last contact: %s\n", n.LastHeartbeat.Format("Mon Jan 02 15:04:05 MST 2006"))
+	fmt.Fprintf(w, "Num of Blocks: %d\n\n\n", n.Blocks)
+}
+
+// bytesDesc writes n as dfsadmin does: "17220509696 (16.04 GB)", "65536
+// (64 KB)", "0 (0 B)".
+func bytesDesc(n int64) string {
+	units := []string{"B", "KB", "MB", "GB", "TB", "PB", "EB"}
+	v, i := float64(n), 0
+	for v >= 1024 && i < len(units)-1 {
+		v /= 1024
+		i++
+	}
+	s := strconv.FormatFloat(v, 'f', 2, 64)
+	if v == float64(int64(v)) {
+		s = strconv.FormatInt(int64(v), 10)
+	}
+	return fmt.Sprintf("%d (%s %s)", n, s, units[i])
+}
+
+func percent(n, of int64) string {
+	if of <= 0 {
+		return "0.00%"
+	}
+	return fmt.Sprintf("%.2f%%", 100*float64(n)/float64(of))
+}
+
+// Main is `cairn admin`.
+func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fl := flag.NewFlagSet("cairn admin", flag.ContinueOnError)
+	fl.SetOutput(stderr)
+	metad := fl.String("metad", "", "metad address HOST:PORT (default $CAIRN_METAD, else "+cairn.DefaultMetadAddr+")")
+	report := fl.Bool("report", false, "report the cluster's capacity and every blockd, in hdfs dfsadmin's layout")
+	ckpt := fl.String("checkpoint", "", "make metad write a checkpoint of the namespace to this new `DIR` on metad's machine (a relative DIR is made absolute here)")
+	timeout := fl.Duration("timeout", 5*time.Minute, "give up after this long")
+	fl.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: cairn admin [--metad HOST:PORT] -report | -checkpoint DIR\n\nAdministers the cluster, as hdfs dfsadmin does.\n\n")
+		fl.PrintDefaults()
+	}
+	pos, err := daemon.Parse(fl, args)
+	if daemon.IsHelp(err) {
+		return 0
+	}
+	if err != nil {
+		return 2
+	}
+	if len(pos) > 0 {
+		return daemon.Usage(stderr, "cairn admin", fmt.Sprintf("unexpected argument %q", pos[0]))
+	}
+	if *report == (*ckpt != "") {
+		return daemon.Usage(stderr, "cairn admin", "give one of -report and -checkpoint DIR")
+	}
+	c, err := client.Dial(client.MetadAddr(*metad), client.Options{})
+	if err != nil {
+		fmt.Fprintf(stderr, "cairn admin: %v\n", err)
+		return 1
+	}
+	defer c.Close()
+	// The client asserts this process's user and groups (simple mode).
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	if *report {
+		err = runReport(ctx, c, stdout)
+	} else {
+		err = runCheckpoint(ctx, c, *ckpt, stdout)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "cairn admin: %v\n", err)
+		if errors.Is(err, cairn.ErrPermission) || errors.Is(err, cairn.ErrAccess) {
+			fmt.Fprintf(stderr, "(metad takes the user it runs as, and members of its --supergroup, for superusers)\n")
+		}
+		return 1
+	}
+	return 0
+}
+
+func runReport(ctx context.Context, c *client.Client, w io.Writer) error {
+	rep, err := c.NS.Report(ctx)
+	if err != nil {
+		return err
+	}
+	st, err := c.NS.Statfs(ctx)
+	if err != nil {
+		return err
+	}
+	WriteReport(w, st, rep)
+	return nil
+}
+
+func runCheckpoint(ctx context.Context, c *client.Client, dir string, w io.Writer) error {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	if err := c.NS.Checkpoint(ctx, abs); err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "Checkpoint written to %s on metad's machine in %v\n", abs, time.Since(start).Round(time.Millisecond))
+	return nil
+}

@@ -60,7 +60,9 @@ func BenchmarkDataPath(b *testing.B) {
 		sort.Float64s(v)
 		return v[len(v)/2]
 	}
-	val := func(k string) func(map[string]float64) float64 { return func(r map[string]float64) float64 { return r[k] } }
+	val := func(k string) func(map[string]float64) float64 {
+		return func(r map[string]float64) float64 { return r[k] }
+	}
 	ratio := func(a, base string) func(map[string]float64) float64 {
 		return func(r map[string]float64) float64 { return r[a] / r[base] }
 	}

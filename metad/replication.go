@@ -25,7 +25,7 @@ const replicationPending = 5 * time.Minute
 // replQueue is the work the monitor hands out on heartbeats.
 type replQueue struct {
 	mu        sync.Mutex
-	transfers map[string][]cairn.Command   // source storage ID -> commands
+	transfers map[string][]cairn.Command  // source storage ID -> commands
 	pending   map[cairn.BlockID]time.Time // block -> when its transfer is due to have happened
 }
 

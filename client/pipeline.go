@@ -169,8 +169,10 @@ func (p *pipeline) failLocked(bad int, err error) {
 	p.cond.Broadcast()
 }
 
-// send frames pk and writes it, waiting for room in the window.
-func (p *pipeline) send(pk packet) error {
+// send frames pk and writes it, waiting for room in the window. queued
+// says whether pk joined the packets awaiting acks (and so will be sent
+// again by a recovery) before the pipeline failed.
+func (p *pipeline) send(pk packet) (queued bool, err error) {
 	p.mu.Lock()
 	for len(p.unacked) >= window && p.err == nil {
 		p.cond.Wait()
@@ -178,7 +180,7 @@ func (p *pipeline) send(pk packet) error {
 	if p.err != nil {
 		err := p.err
 		p.mu.Unlock()
-		return err
+		return false, err
 	}
 	xp := xfer.Packet{Seq: p.seq, Offset: pk.off, Flags: pk.flags, Data: pk.data}
 	p.seq++
@@ -195,9 +197,9 @@ func (p *pipeline) send(pk packet) error {
 		p.failLocked(0, fmt.Errorf("%s: send to %s: %w", p.lb.Block, p.lb.Locations[0].DataAddr, err))
 		err = p.err
 		p.mu.Unlock()
-		return err
+		return true, err
 	}
-	return nil
+	return true, nil
 }
 
 // waitAll waits until every packet sent is acknowledged.

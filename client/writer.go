@@ -136,12 +136,10 @@ func (w *Writer) flushPacket(flags uint8, end bool) error {
 // endBlock waits for every ack of the block, which the blockds have then
 // finalized.
 func (w *Writer) endBlock() error {
+	if err := w.waitAcked(); err != nil {
+		return err
+	}
 	if w.pl != nil {
-		if err := w.pl.waitAll(); err != nil {
-			if err := w.recover(err); err != nil {
-				return w.fail(err)
-			}
-		}
 		w.pl.close()
 		w.pl = nil
 	}
@@ -149,6 +147,22 @@ func (w *Writer) endBlock() error {
 	b.Len = w.sent
 	w.prev = &b
 	w.lb, w.sent, w.stage = nil, 0, stageCreate
+	return nil
+}
+
+// waitAcked waits until every packet sent is acknowledged by every node of
+// the pipeline, recovering the pipeline (and waiting for the packets it
+// sends again) as often as nodes fail.
+func (w *Writer) waitAcked() error {
+	for w.pl != nil {
+		err := w.pl.waitAll()
+		if err == nil {
+			return nil
+		}
+		if err := w.recover(err); err != nil {
+			return w.fail(err)
+		}
+	}
 	return nil
 }
 
@@ -185,12 +199,15 @@ func (w *Writer) send(p packet) error {
 				return err
 			}
 		}
-		err := w.pl.send(p)
+		queued, err := w.pl.send(p)
 		if err == nil {
 			return nil
 		}
 		if err := w.recover(err); err != nil {
 			return err
+		}
+		if queued {
+			return nil // the recovery sent it again with the other unacknowledged packets
 		}
 	}
 }
@@ -231,7 +248,11 @@ func (w *Writer) dropNode(i int, why error) {
 // (HDFS's replace-datanode-on-failure DEFAULT policy), the survivors keep
 // what every one of them acknowledged, and the unacknowledged packets are
 // sent again.
-func (w *Writer) recover(cause error) error {
+func (w *Writer) recover(cause error) error { return w.recoverWith(cause, nil) }
+
+// recoverWith is recover, with packets not yet handed to the broken
+// pipeline to send after its unacknowledged ones.
+func (w *Writer) recoverWith(cause error, extra []packet) error {
 	old := w.pl
 	if old == nil {
 		return cause
@@ -239,6 +260,7 @@ func (w *Writer) recover(cause error) error {
 	old.close()
 	w.pl = nil
 	unacked, acked := old.pending()
+	unacked = append(unacked, extra...)
 	bad := 0
 	var pe *pipelineError
 	if errors.As(cause, &pe) && pe.bad >= 0 && pe.bad < len(w.lb.Locations) {
@@ -282,9 +304,15 @@ func (w *Writer) recover(cause error) error {
 	}
 	w.c.log.Info("pipeline recovered", zap.String("path", w.path), zap.Stringer("block", w.lb.Block),
 		zap.Int("nodes", len(w.lb.Locations)), zap.Int64("acked", acked), zap.Int("resending", len(unacked)))
-	for _, p := range unacked {
-		if err := w.pl.send(p); err != nil {
-			return w.recover(err)
+	for i, p := range unacked {
+		queued, err := w.pl.send(p)
+		if err != nil {
+			if !queued {
+				// Not yet in the new pipeline's queue: this one and the rest
+				// must go through the next recovery.
+				return w.recoverWith(err, unacked[i:])
+			}
+			return w.recoverWith(err, unacked[i+1:])
 		}
 	}
 	return nil
@@ -335,16 +363,8 @@ func (w *Writer) sync(flags uint8) error {
 	if w.lb == nil {
 		return nil // the packet ended its block
 	}
-	if w.pl != nil {
-		for {
-			err := w.pl.waitAll()
-			if err == nil {
-				break
-			}
-			if err := w.recover(err); err != nil {
-				return w.fail(err)
-			}
-		}
+	if err := w.waitAcked(); err != nil {
+		return err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), rpcTimeout)
 	defer cancel()

@@ -97,9 +97,9 @@ func (d *Blockd) receive(c net.Conn, br *bufio.Reader, bw *bufio.Writer, h *pb.O
 		rw, err = d.store.Create(blk, chunk)
 	case pb.OpHeader_APPEND, pb.OpHeader_RECOVERY:
 		rw, err = d.store.Reopen(blk, h.KeepLen)
-		if err == nil && rw.chunk != chunk {
+		if err == nil && rw.ChunkSize() != chunk {
 			rw.Release()
-			err = cairn.E("blockd.receive", cairn.KindInvalid, blk.String(), fmt.Sprintf("replica has %d-byte chunks, the writer uses %d", rw.chunk, chunk))
+			err = cairn.E("blockd.receive", cairn.KindInvalid, blk.String(), fmt.Sprintf("replica has %d-byte chunks, the writer uses %d", rw.ChunkSize(), chunk))
 		}
 	}
 	if err != nil {
@@ -161,10 +161,15 @@ func (d *Blockd) receive(c net.Conn, br *bufio.Reader, bw *bufio.Writer, h *pb.O
 	responderDone := make(chan struct{})
 	go func() {
 		defer close(responderDone)
-		d.respond(bw, downR, results, down != nil)
+		d.respond(bw, downR, down, results)
 	}()
+	upstreamGone := false
 	defer func() {
 		close(results)
+		if upstreamGone && down != nil {
+			// Nobody waits for acks any more: stop waiting for them.
+			_ = down.Close()
+		}
 		<-responderDone
 	}()
 
@@ -174,6 +179,7 @@ func (d *Blockd) receive(c net.Conn, br *bufio.Reader, bw *bufio.Writer, h *pb.O
 			if !errors.Is(err, io.EOF) {
 				log.Warn("receive packet", zap.Error(err))
 			}
+			upstreamGone = true
 			return
 		}
 		status := uint8(xfer.StatusOK)
@@ -229,7 +235,8 @@ func (d *Blockd) receive(c net.Conn, br *bufio.Reader, bw *bufio.Writer, h *pb.O
 
 // respond sends one ack upstream per packet, in order, combining this node's
 // result with the ack of the node downstream.
-func (d *Blockd) respond(bw *bufio.Writer, downR *bufio.Reader, results <-chan localResult, hasDown bool) {
+func (d *Blockd) respond(bw *bufio.Writer, downR *bufio.Reader, downConn net.Conn, results <-chan localResult) {
+	hasDown := downConn != nil
 	downOK := hasDown
 	for r := range results {
 		st := []uint8{r.status}
@@ -238,7 +245,7 @@ func (d *Blockd) respond(bw *bufio.Writer, downR *bufio.Reader, results <-chan l
 			case !downOK || r.status != xfer.StatusOK:
 				st = append(st, xfer.StatusError)
 			default:
-				a, err := xfer.ReadAck(downR)
+				a, err := d.readAck(downR, downConn)
 				switch {
 				case err != nil:
 					d.log.Warn("pipeline: ack from downstream", zap.Error(err))
@@ -262,6 +269,17 @@ func (d *Blockd) respond(bw *bufio.Writer, downR *bufio.Reader, results <-chan l
 			return
 		}
 	}
+}
+
+// DefaultAckTimeout is how long a blockd waits for the next node's ack of
+// a packet before it counts that node as failed: a stalled node is dropped.
+const DefaultAckTimeout = 60 * time.Second
+
+func (d *Blockd) readAck(r *bufio.Reader, c net.Conn) (*xfer.Ack, error) {
+	if err := c.SetReadDeadline(time.Now().Add(d.cfg.AckTimeout)); err != nil {
+		return nil, err
+	}
+	return xfer.ReadAck(r)
 }
 
 // readPacketData is how many bytes one read packet carries at most.

@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
-	"time"
 
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
@@ -18,11 +17,11 @@ import (
 	"cairn/internal/versionfile"
 )
 
-// ReplicaWriter is a replica being written, in rbw/. It outlives a broken
+// rbwReplica is a replica being written, in rbw/. It outlives a broken
 // stream: the replica stays in rbw/ (released, files closed) until a writer
 // reopens it for pipeline recovery or append, metad has it deleted, or it is
 // finalized. Readers may read it concurrently up to what has been written.
-type ReplicaWriter struct {
+type rbwReplica struct {
 	s *Store
 
 	mu     sync.RWMutex // held by Write for a packet; by readers for a read
@@ -34,7 +33,86 @@ type ReplicaWriter struct {
 	done   bool // finalized or deleted
 	enc    []byte
 	cmp    []byte
-	kicked int64 // bytes whose writeback has been started
+	kicked int64  // bytes whose writeback has been started
+	token  uint64 // of the stream that holds it; a newer stream preempts an older one
+}
+
+// ReplicaWriter is one stream's hold on a replica in rbw/. A stream that
+// reopens the replica (pipeline recovery) preempts an older one that is
+// still stuck, say, waiting for a stalled upstream: the older one's calls
+// then fail with errPreempted and change nothing.
+type ReplicaWriter struct {
+	r     *rbwReplica
+	token uint64
+}
+
+var errPreempted = errors.New("replica taken over by a newer stream")
+
+// hold marks r active for a new stream and returns its handle. Caller holds
+// r.mu.
+func (r *rbwReplica) hold() *ReplicaWriter {
+	r.token++
+	r.active = true
+	return &ReplicaWriter{r: r, token: r.token}
+}
+
+// ChunkSize is the replica's bytes per checksum chunk.
+func (w *ReplicaWriter) ChunkSize() int {
+	w.r.mu.RLock()
+	defer w.r.mu.RUnlock()
+	return w.r.chunk
+}
+
+// Len is the number of bytes written.
+func (w *ReplicaWriter) Len() int64 { return w.r.Block().Len }
+
+// Write: see rbwReplica.write.
+func (w *ReplicaWriter) Write(off int64, data []byte, sums []uint64) error {
+	w.r.mu.Lock()
+	defer w.r.mu.Unlock()
+	if w.r.token != w.token {
+		return errPreempted
+	}
+	return w.r.write(off, data, sums)
+}
+
+// Sync makes what was written durable.
+func (w *ReplicaWriter) Sync() error {
+	w.r.mu.RLock()
+	defer w.r.mu.RUnlock()
+	if w.r.token != w.token {
+		return errPreempted
+	}
+	return w.r.sync()
+}
+
+// Finalize: see rbwReplica.finalize.
+func (w *ReplicaWriter) Finalize() (cairn.Block, error) {
+	w.r.mu.Lock()
+	defer w.r.mu.Unlock()
+	if w.r.token != w.token {
+		return cairn.Block{}, errPreempted
+	}
+	return w.r.finalize()
+}
+
+// Release ends the stream's hold without finalizing: the replica stays in
+// rbw/ for recovery.
+func (w *ReplicaWriter) Release() {
+	w.r.mu.Lock()
+	defer w.r.mu.Unlock()
+	if w.r.token == w.token {
+		w.r.release()
+	}
+}
+
+// Abort deletes the replica, if this stream still holds it.
+func (w *ReplicaWriter) Abort() {
+	w.r.mu.Lock()
+	defer w.r.mu.Unlock()
+	if w.r.token == w.token {
+		w.r.abortLocked()
+	}
 }
 
 func (s *Store) dataPathRBW(id cairn.BlockID) string {
@@ -53,7 +131,8 @@ func (s *Store) Create(b cairn.Block, chunkSize int) (*ReplicaWriter, error) {
 		s.mu.Unlock()
 		return nil, cairn.E("blockd.Create", cairn.KindExist, b.String(), "replica already exists")
 	}
-	w := &ReplicaWriter{s: s, b: b, chunk: chunkSize, active: true}
+	w := &rbwReplica{s: s, b: b, chunk: chunkSize}
+	h := w.hold()
 	s.rbw[b.ID] = w
 	s.mu.Unlock()
 	var err error
@@ -68,28 +147,24 @@ func (s *Store) Create(b cairn.Block, chunkSize int) (*ReplicaWriter, error) {
 		w.Abort()
 		return nil, fmt.Errorf("create replica %s: %w", b, err)
 	}
-	return w, nil
+	return h, nil
 }
 
 // Block is the replica's block with the bytes written so far.
-func (w *ReplicaWriter) Block() cairn.Block {
+func (w *rbwReplica) Block() cairn.Block {
 	w.mu.RLock()
 	defer w.mu.RUnlock()
 	return w.b
 }
 
-// Len is the number of bytes written.
-func (w *ReplicaWriter) Len() int64 { return w.Block().Len }
-
-// Write stores data, which must start where the replica ends, with its
+// write stores data, which must start where the replica ends, with its
 // checksums already verified in the layout of checksum.SumsAt. When the
 // replica ends inside a chunk (after an hflush, an append or a recovery)
 // the first checksum covers only the new piece of that chunk: the bytes on
 // disk are verified against their stored checksum, and the checksum of the
 // joined chunk is computed from the two verified parts.
-func (w *ReplicaWriter) Write(off int64, data []byte, sums []uint64) error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
+// Caller holds w.mu.
+func (w *rbwReplica) write(off int64, data []byte, sums []uint64) error {
 	if off != w.b.Len {
 		return fmt.Errorf("replica %s: write at %d, but the replica ends at %d", w.b, off, w.b.Len)
 	}
@@ -134,7 +209,7 @@ const writebackStep = 8 << 20
 // startWriteback asks the kernel to begin writing out what has piled up,
 // without waiting for it (sync_file_range(SYNC_FILE_RANGE_WRITE)). It is a
 // hint; durability still comes from Sync and Finalize.
-func (w *ReplicaWriter) startWriteback() {
+func (w *rbwReplica) startWriteback() {
 	if w.b.Len-w.kicked < writebackStep {
 		return
 	}
@@ -142,10 +217,8 @@ func (w *ReplicaWriter) startWriteback() {
 	w.kicked = w.b.Len
 }
 
-// Sync makes what was written durable.
-func (w *ReplicaWriter) Sync() error {
-	w.mu.RLock()
-	defer w.mu.RUnlock()
+// sync makes what was written durable. Caller holds w.mu.
+func (w *rbwReplica) sync() error {
 	if err := w.data.Sync(); err != nil {
 		return fmt.Errorf("replica %s: sync: %w", w.b, err)
 	}
@@ -155,12 +228,11 @@ func (w *ReplicaWriter) Sync() error {
 	return nil
 }
 
-// Finalize syncs the replica, moves it into finalized/ and syncs the
+// finalize syncs the replica, moves it into finalized/ and syncs the
 // directories, so it survives a crash from the moment this returns.
-func (w *ReplicaWriter) Finalize() (cairn.Block, error) {
+// Caller holds w.mu.
+func (w *rbwReplica) finalize() (cairn.Block, error) {
 	s := w.s
-	w.mu.Lock()
-	defer w.mu.Unlock()
 	b := w.b
 	err := errors.Join(w.data.Sync(), w.meta.Sync())
 	if err == nil {
@@ -193,11 +265,9 @@ func (w *ReplicaWriter) Finalize() (cairn.Block, error) {
 	return b, nil
 }
 
-// Release ends a stream's hold on the replica without finalizing it: the
-// replica stays in rbw/ for recovery.
-func (w *ReplicaWriter) Release() {
-	w.mu.Lock()
-	defer w.mu.Unlock()
+// release ends a stream's hold on the replica without finalizing it: the
+// replica stays in rbw/ for recovery. Caller holds w.mu.
+func (w *rbwReplica) release() {
 	if w.done || !w.active {
 		return
 	}
@@ -212,9 +282,14 @@ func (w *ReplicaWriter) Release() {
 }
 
 // Abort deletes the replica.
-func (w *ReplicaWriter) Abort() {
+func (w *rbwReplica) Abort() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	w.abortLocked()
+}
+
+// abortLocked is Abort with w.mu held.
+func (w *rbwReplica) abortLocked() {
 	if w.done {
 		return
 	}
@@ -236,7 +311,7 @@ func (w *ReplicaWriter) Abort() {
 
 // deleteIdle deletes a replica left in rbw/ whose stamp is not newer than
 // gs; one a stream is writing is left alone.
-func (w *ReplicaWriter) deleteIdle(gs cairn.GenStamp) error {
+func (w *rbwReplica) deleteIdle(gs cairn.GenStamp) error {
 	w.mu.RLock()
 	busy := w.active || w.b.GenStamp > gs
 	w.mu.RUnlock()
@@ -246,91 +321,84 @@ func (w *ReplicaWriter) deleteIdle(gs cairn.GenStamp) error {
 	return nil
 }
 
-// reopenWait bounds how long Reopen waits for an old stream to let go of a
-// replica.
-const reopenWait = 15 * time.Second
-
 // Reopen makes the replica of b.ID writable again at generation stamp
 // b.GenStamp, keeping its first keepLen bytes: for pipeline recovery (an
-// rbw replica) and append (a finalized one, moved back to rbw/). The last
-// partial chunk's checksum is verified against what is on disk and then
-// recomputed for the bytes kept.
+// rbw replica) and append (a finalized one, moved back to rbw/). A stream
+// still holding the replica (stuck on a stalled upstream, say) is
+// preempted. The last partial chunk's checksum is verified against what is
+// on disk and then recomputed for the bytes kept.
 func (s *Store) Reopen(b cairn.Block, keepLen int64) (*ReplicaWriter, error) {
 	const op = "blockd.Reopen"
-	w, err := s.takeForReopen(b)
+	h, err := s.takeForReopen(b)
 	if err != nil {
 		return nil, err
 	}
-	if err := w.reopen(b.GenStamp, keepLen); err != nil {
-		w.mu.Lock()
-		w.active = false
-		w.mu.Unlock()
+	if err := h.r.reopen(h.token, b.GenStamp, keepLen); err != nil {
+		h.Release()
 		return nil, cairn.E(op, cairn.KindOf(err), b.String(), err.Error())
 	}
-	return w, nil
+	return h, nil
 }
 
 // takeForReopen finds the replica, moving a finalized one back to rbw/, and
-// marks it active.
+// takes it for a new stream.
 func (s *Store) takeForReopen(b cairn.Block) (*ReplicaWriter, error) {
 	const op = "blockd.Reopen"
-	deadline := time.Now().Add(reopenWait)
-	for {
-		s.mu.Lock()
-		w := s.rbw[b.ID]
-		if w != nil {
-			w.mu.Lock()
-			switch {
-			case w.b.GenStamp > b.GenStamp:
-				w.mu.Unlock()
-				s.mu.Unlock()
-				return nil, cairn.E(op, cairn.KindInvalid, b.String(), fmt.Sprintf("replica has a newer generation stamp %d", w.b.GenStamp))
-			case !w.active:
-				w.active = true
-				w.mu.Unlock()
-				s.mu.Unlock()
-				return w, nil
-			}
-			w.mu.Unlock()
-			s.mu.Unlock()
-			if time.Now().After(deadline) {
-				return nil, cairn.E(op, cairn.KindBusy, b.String(), "replica is still being written by another stream")
-			}
-			time.Sleep(20 * time.Millisecond)
-			continue
-		}
-		r, ok := s.replicas[b.ID]
-		if !ok {
-			s.mu.Unlock()
-			return nil, cairn.E(op, cairn.KindNotExist, b.String(), "no replica here")
-		}
-		if r.gs > b.GenStamp {
-			s.mu.Unlock()
-			return nil, cairn.E(op, cairn.KindInvalid, b.String(), fmt.Sprintf("replica has a newer generation stamp %d", r.gs))
-		}
-		old := cairn.Block{ID: b.ID, GenStamp: r.gs, Len: r.len}
-		w = &ReplicaWriter{s: s, b: old, active: true}
-		delete(s.replicas, b.ID)
-		s.used -= r.disk()
-		s.rbw[b.ID] = w
+	s.mu.Lock()
+	if w := s.rbw[b.ID]; w != nil {
 		s.mu.Unlock()
-		err := os.Rename(s.MetaPath(old), s.metaPathRBW(old))
-		if err == nil {
-			err = os.Rename(s.BlockPath(old), s.dataPathRBW(old.ID))
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		if w.b.GenStamp > b.GenStamp {
+			return nil, cairn.E(op, cairn.KindInvalid, b.String(), fmt.Sprintf("replica has a newer generation stamp %d", w.b.GenStamp))
 		}
-		if err == nil {
-			err = errors.Join(versionfile.SyncDir(s.rbwDir()), versionfile.SyncDir(s.finalizedDir(old.ID)))
+		if w.done {
+			return nil, cairn.E(op, cairn.KindNotExist, b.String(), "replica was deleted")
 		}
-		if err != nil {
-			return nil, cairn.E(op, cairn.KindIO, b.String(), fmt.Sprintf("move finalized replica to rbw: %v", err))
+		if w.active {
+			s.log.Info("a newer stream takes over a replica", zap.Stringer("block", w.b))
+			w.release()
 		}
-		return w, nil
+		return w.hold(), nil
 	}
-}
-
-func (w *ReplicaWriter) reopen(gs cairn.GenStamp, keepLen int64) error {
+	r, ok := s.replicas[b.ID]
+	if !ok {
+		s.mu.Unlock()
+		return nil, cairn.E(op, cairn.KindNotExist, b.String(), "no replica here")
+	}
+	if r.gs > b.GenStamp {
+		s.mu.Unlock()
+		return nil, cairn.E(op, cairn.KindInvalid, b.String(), fmt.Sprintf("replica has a newer generation stamp %d", r.gs))
+	}
+	old := cairn.Block{ID: b.ID, GenStamp: r.gs, Len: r.len}
+	w := &rbwReplica{s: s, b: old}
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	h := w.hold()
+	delete(s.replicas, b.ID)
+	s.used -= r.disk()
+	s.rbw[b.ID] = w
+	s.mu.Unlock()
+	err := os.Rename(s.MetaPath(old), s.metaPathRBW(old))
+	if err == nil {
+		err = os.Rename(s.BlockPath(old), s.dataPathRBW(old.ID))
+	}
+	if err == nil {
+		err = errors.Join(versionfile.SyncDir(s.rbwDir()), versionfile.SyncDir(s.finalizedDir(old.ID)))
+	}
+	if err != nil {
+		w.release()
+		return nil, cairn.E(op, cairn.KindIO, b.String(), fmt.Sprintf("move finalized replica to rbw: %v", err))
+	}
+	return h, nil
+}
+
+func (w *rbwReplica) reopen(token uint64, gs cairn.GenStamp, keepLen int64) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.token != token {
+		return errPreempted
+	}
 	s := w.s
 	data, err := os.OpenFile(s.dataPathRBW(w.b.ID), os.O_RDWR, 0)
 	if err != nil {
@@ -474,7 +542,7 @@ type fileSource struct {
 	b          cairn.Block
 	chunk      int
 	data, meta *os.File
-	w          *ReplicaWriter // for a replica being written: reads take its lock
+	w          *rbwReplica // for a replica being written: reads take its lock
 }
 
 func (f *fileSource) readHeader() error {
@@ -571,7 +639,7 @@ func (s *Store) recoverRBW() ([]cairn.Block, error) {
 			_ = os.Remove(path)
 			continue
 		}
-		w := &ReplicaWriter{s: s, b: b}
+		w := &rbwReplica{s: s, b: b}
 		n, err := w.cutToVerified()
 		if err != nil {
 			s.log.Error("replica left in rbw is unreadable; removing it", zap.Stringer("block", b), zap.Error(err))
@@ -594,7 +662,7 @@ func (s *Store) recoverRBW() ([]cairn.Block, error) {
 
 // cutToVerified verifies the replica chunk by chunk and truncates it after
 // the last chunk that matches its checksum.
-func (w *ReplicaWriter) cutToVerified() (int64, error) {
+func (w *rbwReplica) cutToVerified() (int64, error) {
 	s := w.s
 	data, err := os.OpenFile(s.dataPathRBW(w.b.ID), os.O_RDWR, 0)
 	if err != nil {

@@ -35,7 +35,9 @@ type Config struct {
 	Heartbeat time.Duration
 	// BlockReport is how often the full list of replicas goes to metad.
 	BlockReport time.Duration
-	Logger      *zap.Logger
+	// AckTimeout is how long to wait for the next node's ack in a pipeline.
+	AckTimeout time.Duration
+	Logger     *zap.Logger
 
 	Reserved        int64         // bytes kept free on each disk
 	FailedTolerated int           // failed data directories before the blockd stops
@@ -71,6 +73,9 @@ func New(cfg Config) (*Blockd, error) {
 	}
 	if cfg.BlockReport <= 0 {
 		cfg.BlockReport = 6 * time.Hour
+	}
+	if cfg.AckTimeout <= 0 {
+		cfg.AckTimeout = DefaultAckTimeout
 	}
 	if cfg.Rack == "" {
 		cfg.Rack = "/default-rack"
@@ -311,6 +316,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	rack := fl.String("rack", "/default-rack", "rack of this blockd, for placement")
 	hb := fl.Duration("heartbeat", cairn.DefaultHeartbeat, "heartbeat interval")
 	blockReport := fl.Duration("block-report-interval", 6*time.Hour, "how often to send metad the full list of replicas (besides at start)")
+	ackTimeout := fl.Duration("ack-timeout", DefaultAckTimeout, "a pipeline's next blockd silent this long while packets wait for its ack is dropped")
 	addrFile := fl.String("addr-file", "", "write the bound addresses as JSON to this file once registered")
 	debug := fl.Bool("debug", false, "log at debug level")
 	fl.Usage = func() {
@@ -345,7 +351,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if *scanPeriod == 0 {
 		*scanPeriod = -1 // disabled
 	}
-	cfg := Config{Dirs: dirs, MetadAddr: metadAddr(*metad), Rack: *rack, Heartbeat: *hb, BlockReport: *blockReport, Logger: log,
+	cfg := Config{Dirs: dirs, MetadAddr: metadAddr(*metad), Rack: *rack, Heartbeat: *hb, BlockReport: *blockReport, AckTimeout: *ackTimeout, Logger: log,
 		Reserved: int64(reserved), FailedTolerated: *tolerated, DiskCheck: *diskCheck, ScanPeriod: *scanPeriod, ScanRate: int64(scanRate)}
 	if err := serve(ctx, cfg, *listen, *httpAddr, *addrFile); err != nil {
 		log.Error("blockd stopped", zap.Error(err))

@@ -34,8 +34,8 @@ type Store struct {
 
 	mu       sync.Mutex
 	version  map[string]string
-	replicas map[cairn.BlockID]replica        // finalized
-	rbw      map[cairn.BlockID]*ReplicaWriter // in rbw/: being written, or left for recovery
+	replicas map[cairn.BlockID]replica     // finalized
+	rbw      map[cairn.BlockID]*rbwReplica // in rbw/: being written, or left for recovery
 	// recovered lists the replicas found in rbw/ at start, for metad.
 	recovered []cairn.Block
 	used      int64 // bytes of finalized data and meta
@@ -67,7 +67,7 @@ func OpenStore(dir string, log *zap.Logger) (*Store, error) {
 	}
 	_ = lock.Truncate(0)
 	_, _ = lock.WriteString(strconv.Itoa(os.Getpid()) + "\n")
-	s := &Store{dir: dir, lock: lock, log: log, replicas: map[cairn.BlockID]replica{}, rbw: map[cairn.BlockID]*ReplicaWriter{}}
+	s := &Store{dir: dir, lock: lock, log: log, replicas: map[cairn.BlockID]replica{}, rbw: map[cairn.BlockID]*rbwReplica{}}
 	if err := s.loadVersion(); err != nil {
 		s.Close()
 		return nil, err

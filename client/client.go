@@ -34,7 +34,10 @@ type Options struct {
 	// Identity is who calls metad when a call's context names no one
 	// (cairn.WithIdentity); default: the user and groups of this process.
 	Identity cairn.Identity
-	Logger   *zap.Logger
+	// AckTimeout: a pipeline silent this long is taken as failed at its
+	// first blockd (default DefaultAckTimeout).
+	AckTimeout time.Duration
+	Logger     *zap.Logger
 }
 
 // ProcessIdentity is the user and groups this process runs as, by name.
@@ -134,6 +137,9 @@ func Dial(addr string, opts Options) (*Client, error) {
 	}
 	if opts.Logger == nil {
 		opts.Logger = zap.NewNop()
+	}
+	if opts.AckTimeout <= 0 {
+		opts.AckTimeout = DefaultAckTimeout
 	}
 	if opts.Name == "" {
 		host, _ := os.Hostname()

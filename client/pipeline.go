@@ -18,9 +18,11 @@ import (
 // window is how many packets may be in flight, unacknowledged, per pipeline.
 const window = 32
 
-// ackTimeout: a pipeline that acknowledges nothing for this long while
-// packets are outstanding is taken as failed at its first node.
-const ackTimeout = 90 * time.Second
+// DefaultAckTimeout: a pipeline that acknowledges nothing for this long
+// while packets are outstanding is taken as failed at its first node. It
+// is longer than a blockd's wait for the node after it, so a stall further
+// down is blamed on the right node.
+const DefaultAckTimeout = 90 * time.Second
 
 const (
 	flagLast = xfer.FlagLast
@@ -57,12 +59,13 @@ func (e *pipelineError) Unwrap() error { return e.err }
 // pipeline streams packets of one block through a chain of blockds and
 // collects their acks.
 type pipeline struct {
-	lb    cairn.LocatedBlock
-	chunk int
-	conn  net.Conn
-	bw    *bufio.Writer
-	frame []byte
-	sums  []uint64
+	lb         cairn.LocatedBlock
+	chunk      int
+	ackTimeout time.Duration
+	conn       net.Conn
+	bw         *bufio.Writer
+	frame      []byte
+	sums       []uint64
 
 	mu       sync.Mutex
 	cond     *sync.Cond
@@ -75,7 +78,7 @@ type pipeline struct {
 
 // openPipeline sets up a pipeline through lb.Locations. On failure, bad is
 // the index of the node at fault (or -1).
-func openPipeline(lb *cairn.LocatedBlock, chunk int, client string, st stage, keepLen int64) (*pipeline, int, error) {
+func openPipeline(lb *cairn.LocatedBlock, chunk int, client string, st stage, keepLen int64, ackTimeout time.Duration) (*pipeline, int, error) {
 	if len(lb.Locations) == 0 {
 		return nil, -1, fmt.Errorf("%s: no blockd to write to", lb.Block)
 	}
@@ -84,7 +87,7 @@ func openPipeline(lb *cairn.LocatedBlock, chunk int, client string, st stage, ke
 	if err != nil {
 		return nil, 0, fmt.Errorf("%s: connect to blockd %s: %w", lb.Block, first.DataAddr, err)
 	}
-	p := &pipeline{lb: *lb, chunk: chunk, conn: conn, bw: xfer.NewBufferedWriter(conn), ackedEnd: keepLen}
+	p := &pipeline{lb: *lb, chunk: chunk, ackTimeout: ackTimeout, conn: conn, bw: xfer.NewBufferedWriter(conn), ackedEnd: keepLen}
 	p.lb.Locations = append([]cairn.Node(nil), lb.Locations...)
 	p.cond = sync.NewCond(&p.mu)
 	br := xfer.NewBufferedReader(conn)
@@ -125,7 +128,7 @@ func openPipeline(lb *cairn.LocatedBlock, chunk int, client string, st stage, ke
 // readAcks consumes acks in order until the pipeline fails or is closed.
 func (p *pipeline) readAcks(br *bufio.Reader) {
 	for {
-		_ = p.conn.SetReadDeadline(time.Now().Add(ackTimeout))
+		_ = p.conn.SetReadDeadline(time.Now().Add(p.ackTimeout))
 		a, err := xfer.ReadAck(br)
 		p.mu.Lock()
 		if p.closed {

@@ -217,7 +217,7 @@ func (w *Writer) send(p packet) error {
 func (w *Writer) setup() error {
 	var tried []string
 	for len(w.lb.Locations) > 0 {
-		pl, bad, err := openPipeline(w.lb, w.chunk, w.c.opts.Name, w.stage, w.sent)
+		pl, bad, err := openPipeline(w.lb, w.chunk, w.c.opts.Name, w.stage, w.sent, w.c.opts.AckTimeout)
 		if err == nil {
 			w.pl = pl
 			return nil
@@ -285,7 +285,7 @@ func (w *Writer) recoverWith(cause error, extra []packet) error {
 		}
 		lb := *w.lb
 		lb.GenStamp = gs
-		pl, badSetup, err := openPipeline(&lb, w.chunk, w.c.opts.Name, stageRecovery, acked)
+		pl, badSetup, err := openPipeline(&lb, w.chunk, w.c.opts.Name, stageRecovery, acked, w.c.opts.AckTimeout)
 		if err == nil {
 			w.pl = pl
 			break

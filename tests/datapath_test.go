@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -500,4 +501,65 @@ func TestReReplication(t *testing.T) {
 		t.Fatalf("fsck after re-replication: exit %d\n%s", code, out)
 	}
 	sameAs(t, cl, "/r", 21, 6<<20+5)
+}
+
+// TestPipelineDropsStalledNode stops (SIGSTOP) a blockd in the middle of a
+// pipeline while a block is being written: the node before it stops getting
+// acks, reports it failed, and the writer goes on without it.
+func TestPipelineDropsStalledNode(t *testing.T) {
+	const size = 12 << 20
+	c := cluster.Start(t, cluster.Config{Blockds: 3, BlockSize: 16 << 20, Replication: 3,
+		BlockdArgs: []string{"--ack-timeout", "2s"}})
+	cl, err := client.Dial(c.MetadAddr(), client.Options{Logger: zaptest.NewLogger(t), AckTimeout: 6 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx := context.Background()
+	w, err := cl.Create(ctx, "/s", 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := newStream(4)
+	buf := make([]byte, 1<<20)
+	var stalled int
+	for written := 0; written < size; written += len(buf) {
+		if written == 4<<20 {
+			if err := w.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			fb, err := cl.NS.BlockLocations(ctx, "/s")
+			if err != nil {
+				t.Fatal(err)
+			}
+			mid := fb.Blocks[0].Locations[1]
+			stalled = c.BlockdIndex(mid.StorageID)
+			c.SignalBlockd(stalled, syscall.SIGSTOP)
+			t.Cleanup(func() { c.SignalBlockd(stalled, syscall.SIGCONT) })
+			t.Logf("stopped blockd%d (%s), second in the pipeline", stalled, mid.DataAddr)
+		}
+		_, _ = src.Read(buf)
+		if _, err := w.Write(buf); err != nil {
+			t.Fatalf("write at %d: %v", written, err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	c.SignalBlockd(stalled, syscall.SIGCONT)
+	sameAs(t, cl, "/s", 4, size)
+	fb, err := cl.NS.BlockLocations(ctx, "/s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range fb.Blocks[0].Locations {
+		if c.BlockdIndex(n.StorageID) == stalled {
+			t.Errorf("the stalled blockd%d still holds a current replica", stalled)
+		}
+	}
+	// The node after the stalled one was stuck waiting for it; the recovery
+	// takes its replica over, so both other blockds keep theirs.
+	if n := len(fb.Blocks[0].Locations); n != 2 {
+		t.Errorf("the block has %d current replicas, want the 2 on the blockds that did not stall", n)
+	}
 }

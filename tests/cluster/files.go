@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
+	"syscall"
 	"testing"
 )
 
@@ -99,3 +100,7 @@ func (c *Cluster) BlockdIndex(storageID string) int {
 	}
 	return -1
 }
+
+// SignalBlockd sends sig to blockd i, e.g. SIGSTOP and SIGCONT to make it
+// stall.
+func (c *Cluster) SignalBlockd(i int, sig syscall.Signal) { c.blockds[i].proc.signal(sig) }

@@ -326,15 +326,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			"The block daemon: keeps replicas of blocks and streams them to clients.\n\n")
 		fl.PrintDefaults()
 	}
-	pos, err := daemon.Parse(fl, args)
-	if daemon.IsHelp(err) {
-		return 0
-	}
-	if err != nil {
-		return 2
-	}
-	if len(pos) > 0 {
-		return daemon.Usage(stderr, "cairn blockd", fmt.Sprintf("unexpected argument %q", pos[0]))
+	if _, code, ok := daemon.ParseFlags(fl, args, 0, stderr); !ok {
+		return code
 	}
 	if *dir == "" {
 		return daemon.Usage(stderr, "cairn blockd", "--data DIR is required")

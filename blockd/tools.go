@@ -54,15 +54,8 @@ func verifyMain(ctx context.Context, args []string, stdout, stderr io.Writer) in
 			"using the directories must be stopped (or verify a copy).\n\n", cmd)
 		fl.PrintDefaults()
 	}
-	pos, err := daemon.Parse(fl, args)
-	if daemon.IsHelp(err) {
-		return 0
-	}
-	if err != nil {
-		return 2
-	}
-	if len(pos) > 0 {
-		return daemon.Usage(stderr, cmd, fmt.Sprintf("unexpected argument %q", pos[0]))
+	if _, code, ok := daemon.ParseFlags(fl, args, 0, stderr); !ok {
+		return code
 	}
 	if *data == "" {
 		return daemon.Usage(stderr, cmd, "--data DIR is required")
@@ -387,15 +380,8 @@ func computeMetaMain(args []string, stdout, stderr io.Writer) int {
 			"Writes a .meta for a block file: its header and one checksum per chunk.\n\n", cmd)
 		fl.PrintDefaults()
 	}
-	pos, err := daemon.Parse(fl, args)
-	if daemon.IsHelp(err) {
-		return 0
-	}
-	if err != nil {
-		return 2
-	}
-	if len(pos) > 0 {
-		return daemon.Usage(stderr, cmd, fmt.Sprintf("unexpected argument %q", pos[0]))
+	if _, code, ok := daemon.ParseFlags(fl, args, 0, stderr); !ok {
+		return code
 	}
 	if *block == "" || *out == "" {
 		return daemon.Usage(stderr, cmd, "--block FILE and --out FILE are required")

@@ -106,3 +106,22 @@ func MetadAddr() string {
 	}
 	return cairn.DefaultMetadAddr
 }
+
+// ParseFlags parses the args of a command that takes flags and exactly
+// want positional arguments (-1: any number). When the command should not
+// go on it returns ok false and the exit code: 0 after -h, 2 after bad
+// flags or the wrong number of arguments (with a message on stderr).
+func ParseFlags(fl *flag.FlagSet, args []string, want int, stderr io.Writer) (pos []string, code int, ok bool) {
+	pos, err := Parse(fl, args)
+	switch {
+	case IsHelp(err):
+		return nil, 0, false
+	case err != nil:
+		return nil, 2, false
+	case want == 0 && len(pos) > 0:
+		return nil, Usage(stderr, fl.Name(), fmt.Sprintf("unexpected argument %q", pos[0])), false
+	case want > 0 && len(pos) != want:
+		return nil, Usage(stderr, fl.Name(), fmt.Sprintf("%d arguments given, %d wanted", len(pos), want)), false
+	}
+	return pos, 0, true
+}

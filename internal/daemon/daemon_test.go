@@ -33,3 +33,26 @@ func TestParseFlagsAnywhere(t *testing.T) {
 		t.Error("an unknown flag after a positional was accepted")
 	}
 }
+
+func TestParseFlagsCounts(t *testing.T) {
+	for _, c := range []struct {
+		args       []string
+		want, code int
+		ok         bool
+	}{
+		{[]string{"/a"}, 1, 0, true},
+		{[]string{}, 1, 2, false},
+		{[]string{"/a", "/b"}, 1, 2, false},
+		{[]string{"x"}, 0, 2, false},
+		{[]string{"-h"}, 0, 0, false},
+		{[]string{"--bogus"}, 0, 2, false},
+		{[]string{"a", "b", "c"}, -1, 0, true},
+	} {
+		fs := flag.NewFlagSet("cmd", flag.ContinueOnError)
+		fs.SetOutput(io.Discard)
+		_, code, ok := ParseFlags(fs, c.args, c.want, io.Discard)
+		if code != c.code || ok != c.ok {
+			t.Errorf("ParseFlags(%q, %d) = %d, %v; want %d, %v", c.args, c.want, code, ok, c.code, c.ok)
+		}
+	}
+}

@@ -42,15 +42,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "Usage: cairn dev [--dir DIR] [--blockds 3] [--mount DIR]\n\nStarts metad, N blockds and a mount on this machine; Ctrl-C stops them all.\n\n")
 		fl.PrintDefaults()
 	}
-	pos, err := daemon.Parse(fl, args)
-	if daemon.IsHelp(err) {
-		return 0
-	}
-	if err != nil {
-		return 2
-	}
-	if len(pos) > 0 {
-		return daemon.Usage(stderr, "cairn dev", fmt.Sprintf("unexpected argument %q", pos[0]))
+	if _, code, ok := daemon.ParseFlags(fl, args, 0, stderr); !ok {
+		return code
 	}
 	if *n < 1 || *n > 64 {
 		return daemon.Usage(stderr, "cairn dev", "--blockds must be 1..64")

@@ -239,15 +239,9 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "Usage: cairn fsck PATH [-files [-blocks [-locations | -racks]]]\n\nChecks every block under PATH has live replicas; exit 0 HEALTHY, 1 CORRUPT.\n\n")
 		fl.PrintDefaults()
 	}
-	pos, err := daemon.Parse(fl, args)
-	if daemon.IsHelp(err) {
-		return 0
-	}
-	if err != nil {
-		return 2
-	}
-	if len(pos) != 1 {
-		return daemon.Usage(stderr, "cairn fsck", "one PATH is required")
+	pos, code, ok := daemon.ParseFlags(fl, args, 1, stderr)
+	if !ok {
+		return code
 	}
 	if err := cairn.ValidatePath(pos[0]); err != nil {
 		fmt.Fprintf(stderr, "cairn fsck: %v\n", err)

@@ -23,7 +23,7 @@ FUZZTIME ?= 20s
 BENCHTIME ?= 1x
 
 # The packages that run goroutines against each other.
-RACE_PKGS := ./metad/... ./blockd/... ./client/... ./mount/... ./checksum/...
+RACE_PKGS := ./metad/... ./blockd/... ./client/... ./mount/... ./checksum/... ./xfer/...
 
 # staticcheck: the installed one, else this release, fetched and cached by go run.
 STATICCHECK ?= $(or $(shell command -v staticcheck),$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2)

@@ -43,15 +43,23 @@ type Options struct {
 // ProcessIdentity is the user and groups this process runs as, by name.
 func ProcessIdentity() cairn.Identity {
 	id := cairn.Identity{User: strconv.Itoa(os.Getuid())}
-	if u, err := user.Current(); err == nil {
-		id.User = u.Username
-		if gids, err := u.GroupIds(); err == nil {
-			for _, g := range gids {
-				if grp, err := user.LookupGroupId(g); err == nil {
-					id.Groups = append(id.Groups, grp.Name)
-				} else {
-					id.Groups = append(id.Groups, g)
-				}
+	u, err := user.Current()
+	if err != nil {
+		return id
+	}
+	id.User = u.Username
+	name := func(gid string) string {
+		if g, err := user.LookupGroupId(gid); err == nil {
+			return g.Name
+		}
+		return gid
+	}
+	// The primary group first: metad gives new files the caller's first group.
+	id.Groups = []string{name(u.Gid)}
+	if gids, err := u.GroupIds(); err == nil {
+		for _, g := range gids {
+			if g != u.Gid {
+				id.Groups = append(id.Groups, name(g))
 			}
 		}
 	}

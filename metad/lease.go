@@ -53,12 +53,19 @@ func (l *leaseTable) last(client string) time.Time {
 	return l.since
 }
 
-func (l *leaseTable) softExpired(client string) bool {
-	return l.clock.Now().Sub(l.last(client)) >= l.soft
-}
-
 func (l *leaseTable) hardExpired(client string) bool {
 	return l.clock.Now().Sub(l.last(client)) >= l.hard
+}
+
+// expired reports whether the writer of in has been silent for limit: its
+// last renewal, or the file's own lease time (set when the lease was
+// granted or the file last written), whichever is later.
+func (l *leaseTable) expired(in *metapb.Inode, limit time.Duration) bool {
+	last := l.last(in.LeaseHolder)
+	if t := time.Unix(0, in.LeaseNs); t.After(last) {
+		last = t
+	}
+	return l.clock.Now().Sub(last) >= limit
 }
 
 // prune forgets clients silent past the hard limit: their files are
@@ -188,10 +195,42 @@ func (m *Metad) takeOver(op, path string, b *pebble.Batch, in *metapb.Inode, cli
 	if in.LeaseHolder == "" || in.LeaseHolder == client {
 		return nil, nil
 	}
-	if !m.leases.softExpired(in.LeaseHolder) {
+	if !m.leases.expired(in, m.leases.soft) {
 		return nil, cairn.E(op, cairn.KindBusy, path, fmt.Sprintf("lease held by %s", in.LeaseHolder))
 	}
 	return m.recoverLease(op, path, b, in, "soft limit passed; taken over by "+client)
+}
+
+// appendable resolves path for Append by client, made by the caller of
+// ctx: a regular file the caller may search its way to and write, whose
+// lease client holds, nobody holds, or client may take over (takeOver).
+// Caller holds the lock and, when r is not nil, calls afterRecovery(r)
+// once b is durable.
+func (m *Metad) appendable(ctx context.Context, op, path, client string, b *pebble.Batch) (in *metapb.Inode, r *recovered, err error) {
+	if err := validClient(op, path, client); err != nil {
+		return nil, nil, err
+	}
+	c, err := m.callerOf(ctx, op)
+	if err != nil {
+		return nil, nil, err
+	}
+	if in, err = m.walk(op, path, c); err != nil {
+		return nil, nil, err
+	}
+	switch mode := fs.FileMode(in.Mode); {
+	case mode.IsDir():
+		return nil, nil, cairn.E(op, cairn.KindIsDir, path, "")
+	case !mode.IsRegular():
+		return nil, nil, cairn.E(op, cairn.KindInvalid, path, fmt.Sprintf("a %v is not appended to", mode.Type()))
+	}
+	if err := c.check(op, path, in, accessWrite); err != nil {
+		return nil, nil, err
+	}
+	if r, err = m.takeOver(op, path, b, in, client); err != nil {
+		return nil, nil, err
+	}
+	m.leases.renew(client)
+	return in, r, nil
 }
 
 // recoverAbandoned recovers the file name in parent when another client
@@ -202,7 +241,7 @@ func (m *Metad) recoverAbandoned(op, path string, b *pebble.Batch, parent *metap
 	if err != nil || in == nil || !fs.FileMode(in.Mode).IsRegular() || in.LeaseHolder == "" || in.LeaseHolder == client {
 		return nil, err
 	}
-	if !m.leases.softExpired(in.LeaseHolder) {
+	if !m.leases.expired(in, m.leases.soft) {
 		return nil, nil
 	}
 	dir, _ := cairn.Split(path)
@@ -217,7 +256,8 @@ const maxRecoveriesPerSweep = 1000
 
 // recoverExpiredLeases recovers the files whose writers have passed the
 // hard limit, and reports how many. It scans only the "w" index of files
-// being written.
+// being written, and reads the inode only of a file whose writer has
+// not renewed for the hard limit.
 func (m *Metad) recoverExpiredLeases() (int, error) {
 	const op = "metad.recoverLease"
 	p := []byte{prefixWriting}
@@ -247,7 +287,7 @@ func (m *Metad) recoverExpiredLeases() (int, error) {
 			if err != nil {
 				return err
 			}
-			if in.LeaseHolder == "" || !m.leases.hardExpired(in.LeaseHolder) {
+			if in.LeaseHolder == "" || !m.leases.expired(in, m.leases.hard) {
 				return nil
 			}
 			r, err = m.recoverLease(op, m.pathOf(in), b, in, "hard limit passed")

@@ -149,3 +149,84 @@ func TestLeaseHardLimit(t *testing.T) {
 	}
 	mustCheckOpen(t, m)
 }
+
+// TestLeaseGrantTime: a lease granted by a call that does not renew (as
+// Append grants one) counts from its grant time, not from the holder's
+// last renewal: a metad up for longer than the hard limit does not take a
+// freshly granted file back.
+func TestLeaseGrantTime(t *testing.T) {
+	clk := newFakeClock()
+	m := openCfg(t, leaseConfig(clk))
+	ctx := context.Background()
+	writeFile(t, ctx, m, "/f", "c", "", false)
+	clk.Add(2 * time.Hour)
+	must(t, m.mutate(func(b *pebble.Batch) error { // what Append does
+		in, err := m.resolve("test", "/f")
+		if err != nil {
+			return err
+		}
+		in.LeaseHolder, in.LeaseNs = "appender", clk.Now().UnixNano()
+		return setInode(b, in)
+	}))
+	if n, err := m.recoverExpiredLeases(); err != nil || n != 0 {
+		t.Fatalf("a lease granted now: recovered %d, %v", n, err)
+	}
+	if _, err := m.tryTakeOver("/f", "other"); !errors.Is(err, cairn.ErrBusy) {
+		t.Fatalf("take-over of a lease granted now: %v, want ErrBusy", err)
+	}
+	clk.Add(time.Hour)
+	if n, err := m.recoverExpiredLeases(); err != nil || n != 1 {
+		t.Fatalf("an hour after the grant: recovered %d, %v; want 1", n, err)
+	}
+}
+
+// TestAppendable: what Append needs resolved: a regular file its caller
+// may write, whose lease is free, its own, or past the soft limit.
+func TestAppendable(t *testing.T) {
+	clk := newFakeClock()
+	m := fixture(t, leaseConfig(clk))
+	try := func(ctx context.Context, path, client string) (*recovered, error) {
+		var r *recovered
+		err := m.mutate(func(b *pebble.Batch) error {
+			in, rr, err := m.appendable(ctx, "test", path, client, b)
+			if err != nil {
+				return err
+			}
+			r = rr
+			in.LeaseHolder, in.LeaseNs = client, clk.Now().UnixNano()
+			return setInode(b, in)
+		})
+		if r != nil {
+			m.afterRecovery(r)
+		}
+		return r, err
+	}
+	for _, c := range []struct {
+		name   string
+		ctx    context.Context
+		path   string
+		client string
+		want   *cairn.Error
+	}{
+		{"no write permission", bob, "/pub/af", "b", cairn.ErrAccess},
+		{"no search permission", bob, "/home/alice/f", "b", cairn.ErrAccess},
+		{"a directory", context.Background(), "/pub", "b", cairn.ErrIsDir},
+		{"a fifo", context.Background(), "/pub/fifo", "b", cairn.ErrInvalid},
+		{"no client", alice, "/pub/af", "", cairn.ErrInvalid},
+		{"another's live lease", context.Background(), "/a/w", "c2", cairn.ErrBusy},
+	} {
+		if _, err := try(c.ctx, c.path, c.client); !errors.Is(err, c.want) {
+			t.Errorf("%s: %v, want kind %q", c.name, err, c.want.Kind)
+		}
+	}
+	if r, err := try(alice, "/pub/af", "a1"); err != nil || r != nil {
+		t.Fatalf("alice appends to her file: %v, %v", r, err)
+	}
+	if r, err := try(alice, "/pub/af", "a1"); err != nil || r != nil {
+		t.Fatalf("the holder appends again: %v, %v", r, err)
+	}
+	clk.Add(time.Minute)
+	if r, err := try(context.Background(), "/a/w", "c2"); err != nil || r == nil || r.holder != "c1" {
+		t.Fatalf("take-over past the soft limit: %+v, %v", r, err)
+	}
+}

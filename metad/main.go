@@ -8,6 +8,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/pprof"
+	"runtime"
 	"sync"
 	"time"
 
@@ -156,7 +158,8 @@ func serve(ctx context.Context, log *zap.Logger, dir string, format, force bool,
 	if err != nil {
 		return err
 	}
-	srv := grpc.NewServer(grpc.MaxRecvMsgSize(64<<20), grpc.ChainUnaryInterceptor(rpc.ServerIdentity, markRemote))
+	srv := grpc.NewServer(grpc.MaxRecvMsgSize(64<<20), grpc.ChainUnaryInterceptor(rpc.ServerIdentity, markRemote),
+		grpc.NumStreamWorkers(uint32(4*runtime.GOMAXPROCS(0))))
 	rpc.RegisterNamespace(srv, m)
 	rpc.RegisterRegistry(srv, m)
 	errc := make(chan error, 2)
@@ -225,5 +228,10 @@ func (m *Metad) httpHandler() http.Handler {
 		}
 	})
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "ok\n") })
+	// Go's profiler, for the figures of docs/PERFORMANCE.md and for
+	// operators: go tool pprof http://HOST:9870/debug/pprof/profile.
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	return mux
 }

@@ -1,6 +1,7 @@
 package metad
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io/fs"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"go.uber.org/zap"
+	"google.golang.org/protobuf/proto"
 
 	"cairn"
 	"cairn/metad/metapb"
@@ -26,11 +28,11 @@ func nowNanos() int64 { return time.Now().UnixNano() }
 func (m *Metad) mutate(fn func(b *pebble.Batch) error) error {
 	s := m.st
 	s.mu.Lock()
-	saved := [4]uint64{s.nextIno, s.nextBlk, s.nextGS, uint64(s.numFiles)}
+	saved := s.counters()
 	b := s.db.NewBatch()
 	err := fn(b)
 	if err == nil {
-		s.putCounters(b)
+		s.putCounters(b, saved)
 		err = b.Commit(pebble.NoSync)
 	}
 	_ = b.Close()
@@ -55,7 +57,12 @@ func (m *Metad) walk(op, path string, c *caller) (*metapb.Inode, error) {
 	if err := cairn.ValidatePath(path); err != nil {
 		return nil, err
 	}
-	in, err := m.st.inode(RootIno)
+	r, err := m.st.newReader()
+	if err != nil {
+		return nil, err
+	}
+	defer r.close()
+	in, err := r.inode(RootIno)
 	if err != nil {
 		return nil, err
 	}
@@ -70,7 +77,7 @@ func (m *Metad) walk(op, path string, c *caller) (*metapb.Inode, error) {
 		if err := c.check(op, orRoot(walked), in, accessExec); err != nil {
 			return nil, err
 		}
-		ino, err := m.st.lookup(in.Id, name)
+		ino, err := r.lookup(in.Id, name)
 		if err != nil {
 			return nil, err
 		}
@@ -78,7 +85,7 @@ func (m *Metad) walk(op, path string, c *caller) (*metapb.Inode, error) {
 		if ino == 0 {
 			return nil, cairn.E(op, cairn.KindNotExist, path, "")
 		}
-		if in, err = m.st.inode(ino); err != nil {
+		if in, err = r.inode(ino); err != nil {
 			return nil, err
 		}
 	}
@@ -515,16 +522,26 @@ func (m *Metad) List(ctx context.Context, path, after string, limit int) ([]cair
 	if limit <= 0 || limit > MaxListPage {
 		limit = MaxListPage
 	}
+	// One snapshot for the entries and their inodes, so an entry removed
+	// meanwhile is not half seen; the inodes are read with one iterator
+	// whose seeks move forward through nearby keys.
+	snap := m.st.db.NewSnapshot()
+	defer snap.Close()
 	p := entryPrefix(dir.Id)
 	lower := p
 	if after != "" {
 		lower = append(entryKey(dir.Id, after), 0)
 	}
-	it, err := m.st.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: prefixEnd(p)})
+	it, err := snap.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: prefixEnd(p)})
 	if err != nil {
 		return nil, false, err
 	}
 	defer it.Close()
+	inodes, err := snap.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixInode}, UpperBound: []byte{prefixInode + 1}})
+	if err != nil {
+		return nil, false, err
+	}
+	defer inodes.Close()
 	var out []cairn.FileInfo
 	for it.First(); it.Valid(); it.Next() {
 		if len(out) == limit {
@@ -534,11 +551,18 @@ func (m *Metad) List(ctx context.Context, path, after string, limit int) ([]cair
 		if err != nil {
 			return nil, false, err
 		}
-		in, err := m.st.inode(ino)
-		if err != nil {
-			return nil, false, err
+		key := inodeKey(ino)
+		if !inodes.SeekGE(key) || !bytes.Equal(inodes.Key(), key) {
+			return nil, false, fmt.Errorf("%s: %s: entry %q names inode %d, which is missing", op, path, it.Key()[len(p):], ino)
+		}
+		in := &metapb.Inode{}
+		if err := proto.Unmarshal(inodes.Value(), in); err != nil {
+			return nil, false, fmt.Errorf("%s: inode %d: %w", op, ino, err)
 		}
 		out = append(out, m.info(in))
+	}
+	if err := inodes.Error(); err != nil {
+		return nil, false, err
 	}
 	return out, false, it.Error()
 }

@@ -3,7 +3,6 @@ package metad
 import (
 	"context"
 	"fmt"
-	"io/fs"
 	"sync"
 	"time"
 
@@ -82,54 +81,58 @@ func (m *Metad) lastBlock(op, path string, in *metapb.Inode, id cairn.BlockID) (
 // live replicas to continue it on.
 func (m *Metad) Append(ctx context.Context, path, client string) (cairn.FileInfo, *cairn.LocatedBlock, error) {
 	const op = "metad.Append"
-	if client == "" {
-		return cairn.FileInfo{}, nil, cairn.E(op, cairn.KindInvalid, path, "no client name for the lease")
-	}
 	var fi cairn.FileInfo
 	var last *cairn.LocatedBlock
-	err := m.mutate(func(b *pebble.Batch) error {
-		last = nil
-		in, err := m.resolve(op, path)
-		if err != nil {
-			return err
-		}
-		mode := fs.FileMode(in.Mode)
-		switch {
-		case mode.IsDir():
-			return cairn.E(op, cairn.KindIsDir, path, "")
-		case !mode.IsRegular():
-			return cairn.E(op, cairn.KindInvalid, path, "not a regular file")
-		case in.LeaseHolder != "" && in.LeaseHolder != client:
-			return cairn.E(op, cairn.KindBusy, path, fmt.Sprintf("lease held by %s", in.LeaseHolder))
-		}
-		now := m.clock.Now()
-		if in.Blocks > 0 {
-			cur, key, err := m.lastBlock(op, path, in, 0)
+	// A takeover of an abandoned writer's file is committed on its own
+	// first, then the append runs on the recovered file.
+	for attempt := 0; ; attempt++ {
+		var rec *recovered
+		err := m.mutate(func(b *pebble.Batch) error {
+			last = nil
+			in, r, err := m.appendable(ctx, op, path, client, b)
 			if err != nil {
 				return err
 			}
-			if cur.Len < in.BlockSize {
-				nodes := m.liveReplicas(cur, now)
-				if len(nodes) == 0 {
-					return cairn.E(op, cairn.KindIO, path, fmt.Sprintf("no live replica of the last block %s to append to", cur))
-				}
-				s := m.st
-				nb := cur
-				nb.GenStamp = cairn.GenStamp(s.nextGS)
-				s.nextGS++
-				if err := b.Set(key, encodeBlock(nb), nil); err != nil {
+			if r != nil {
+				rec = r
+				return nil
+			}
+			now := m.clock.Now()
+			if in.Blocks > 0 {
+				cur, key, err := m.lastBlock(op, path, in, 0)
+				if err != nil {
 					return err
 				}
-				last = &cairn.LocatedBlock{Block: nb, Offset: in.Size - cur.Len, Locations: nodes}
+				if cur.Len < in.BlockSize {
+					nodes := m.liveReplicas(cur, now)
+					if len(nodes) == 0 {
+						return cairn.E(op, cairn.KindIO, path, fmt.Sprintf("no live replica of the last block %s to append to", cur))
+					}
+					s := m.st
+					nb := cur
+					nb.GenStamp = cairn.GenStamp(s.nextGS)
+					s.nextGS++
+					if err := b.Set(key, encodeBlock(nb), nil); err != nil {
+						return err
+					}
+					last = &cairn.LocatedBlock{Block: nb, Offset: in.Size - cur.Len, Locations: nodes}
+				}
 			}
+			in.LeaseHolder = client
+			in.LeaseNs = now.UnixNano()
+			fi = m.info(in)
+			return setInode(b, in)
+		})
+		if err != nil {
+			return cairn.FileInfo{}, nil, err
 		}
-		in.LeaseHolder = client
-		in.LeaseNs = now.UnixNano()
-		fi = m.info(in)
-		return setInode(b, in)
-	})
-	if err != nil {
-		return cairn.FileInfo{}, nil, err
+		if rec == nil {
+			break
+		}
+		m.afterRecovery(rec)
+		if attempt > 0 {
+			return cairn.FileInfo{}, nil, cairn.E(op, cairn.KindRetry, path, "the file is being recovered")
+		}
 	}
 	if last != nil {
 		m.pipelines.set(last.ID, last.Locations)

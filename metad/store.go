@@ -1,6 +1,7 @@
 package metad
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -151,18 +152,26 @@ func (s *store) create() error {
 		return err
 	}
 	s.nextIno, s.nextBlk, s.nextGS, s.numFiles = RootIno+1, 1<<30, 1000, 1
-	s.putCounters(b)
+	s.putCounters(b, [4]uint64{})
 	if err := b.Commit(pebble.Sync); err != nil {
 		return fmt.Errorf("metad: create store: %w", err)
 	}
 	return nil
 }
 
-func (s *store) putCounters(b *pebble.Batch) {
-	_ = b.Set(counterKey("inode"), u64(s.nextIno), nil)
-	_ = b.Set(counterKey("block"), u64(s.nextBlk), nil)
-	_ = b.Set(counterKey("genstamp"), u64(s.nextGS), nil)
-	_ = b.Set(counterKey("files"), u64(uint64(s.numFiles)), nil)
+// counters returns the counters' values, in the order putCounters takes
+// them.
+func (s *store) counters() [4]uint64 {
+	return [4]uint64{s.nextIno, s.nextBlk, s.nextGS, uint64(s.numFiles)}
+}
+
+// putCounters writes to b the counters whose values differ from was.
+func (s *store) putCounters(b *pebble.Batch, was [4]uint64) {
+	for i, name := range [4]string{"inode", "block", "genstamp", "files"} {
+		if v := s.counters()[i]; v != was[i] {
+			_ = b.Set(counterKey(name), u64(v), nil)
+		}
+	}
 }
 
 func (s *store) counter(name string) (uint64, error) {
@@ -253,6 +262,52 @@ func (s *store) fileBlocks(ino uint64) ([]cairn.Block, error) {
 		out = append(out, b)
 	}
 	return out, it.Close()
+}
+
+// reader reads point keys through one iterator: one consistent view of the
+// store, without the iterator a Get builds for each key.
+type reader struct{ it *pebble.Iterator }
+
+func (s *store) newReader() (*reader, error) {
+	it, err := s.db.NewIter(nil)
+	if err != nil {
+		return nil, err
+	}
+	return &reader{it: it}, nil
+}
+
+func (r *reader) close() { _ = r.it.Close() }
+
+// get returns key's value, valid until the next call, or nil, false.
+func (r *reader) get(key []byte) ([]byte, bool) {
+	if r.it.SeekGE(key) && bytes.Equal(r.it.Key(), key) {
+		return r.it.Value(), true
+	}
+	return nil, false
+}
+
+func (r *reader) inode(ino uint64) (*metapb.Inode, error) {
+	v, ok := r.get(inodeKey(ino))
+	if !ok {
+		if err := r.it.Error(); err != nil {
+			return nil, err
+		}
+		return nil, fmt.Errorf("metad: inode %d missing: %w", ino, pebble.ErrNotFound)
+	}
+	in := &metapb.Inode{}
+	if err := proto.Unmarshal(v, in); err != nil {
+		return nil, fmt.Errorf("metad: inode %d: %w", ino, err)
+	}
+	return in, nil
+}
+
+// lookup returns the child inode number of name in dir, or 0.
+func (r *reader) lookup(dir uint64, name string) (uint64, error) {
+	v, ok := r.get(entryKey(dir, name))
+	if !ok {
+		return 0, r.it.Error()
+	}
+	return parseU64(v)
 }
 
 // quietPebble sends Pebble's own log lines nowhere but errors to zap.

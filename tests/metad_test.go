@@ -426,3 +426,34 @@ func must(t testing.TB, err error) {
 		t.Fatal(err)
 	}
 }
+
+// TestMetadPeriodicCheckpoints: with --checkpoint-dir metad writes
+// checkpoints on its own while it serves and keeps the newest
+// --checkpoint-keep; each one checks clean and holds the namespace.
+func TestMetadPeriodicCheckpoints(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "ckpts")
+	c := cluster.Start(t, cluster.Config{MetadOnly: true, MetadArgs: []string{
+		"--checkpoint-dir", dir, "--checkpoint-interval", "200ms", "--checkpoint-keep", "2"}})
+	ctx := context.Background()
+	cl := metadClient(t, c, "writer", cairn.Identity{})
+	must(t, cl.NS.Mkdir(ctx, "/kept", 0o755))
+	c.WaitLog(t, "metad", time.Minute, "old checkpoint removed")
+	c.StopMetad(t)
+	es, err := os.ReadDir(dir)
+	must(t, err)
+	var ckpts []string
+	for _, e := range es {
+		if strings.HasPrefix(e.Name(), "checkpoint-") {
+			ckpts = append(ckpts, filepath.Join(dir, e.Name()))
+		}
+	}
+	if len(ckpts) != 2 {
+		t.Fatalf("%s holds %v, want the 2 newest checkpoints", dir, ckpts)
+	}
+	newest := ckpts[len(ckpts)-1]
+	metadCheck(t, newest)
+	r := cluster.Start(t, cluster.Config{MetadOnly: true, Restore: newest})
+	if _, err := metadClient(t, r, "reader", cairn.Identity{}).NS.Stat(ctx, "/kept"); err != nil {
+		t.Errorf("the newest checkpoint lacks /kept: %v", err)
+	}
+}

@@ -62,3 +62,28 @@ func (c *Cluster) RestartMetadTimed(t testing.TB) time.Duration {
 	c.StartMetad(t)
 	return time.Since(start)
 }
+
+// MetadCPU returns the CPU time (user and system) the running metad has
+// used so far, from /proc/PID/stat, in clock ticks of 10 ms.
+func (c *Cluster) MetadCPU(t testing.TB) time.Duration {
+	t.Helper()
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(c.MetadPID()) + "/stat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The command name, field 2, is in parentheses and may hold spaces.
+	s := string(b)
+	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	if len(fields) < 13 {
+		t.Fatalf("short /proc/%d/stat: %q", c.MetadPID(), s)
+	}
+	var ticks int64
+	for _, f := range fields[11:13] { // utime, stime: fields 14 and 15
+		n, err := strconv.ParseInt(f, 10, 64)
+		if err != nil {
+			t.Fatalf("/proc/%d/stat: %v", c.MetadPID(), err)
+		}
+		ticks += n
+	}
+	return time.Duration(ticks) * 10 * time.Millisecond
+}

@@ -82,6 +82,13 @@ type syncer interface {
 	Sync() error
 }
 
+// flusher is a FileWriter that can make what it accepted visible to new
+// readers without closing the file (hflush); a read through this mount of
+// bytes its own writer holds uses it.
+type flusher interface {
+	Flush() error
+}
+
 // ClientBackend is the Backend of a real cluster, reached through c. It
 // can also append to complete files, and its writers can sync.
 func ClientBackend(c *client.Client) Backend { return clientBackend{c} }
@@ -89,6 +96,7 @@ func ClientBackend(c *client.Client) Backend { return clientBackend{c} }
 var (
 	_ appender = clientBackend{}
 	_ syncer   = (*client.Writer)(nil)
+	_ flusher  = (*client.Writer)(nil)
 )
 
 type clientBackend struct{ c *client.Client }

@@ -29,7 +29,10 @@
 // O_APPEND). A write below the end (an overwrite), beyond it (a hole), a
 // truncate to another size, or O_TRUNC on a non-empty file is refused with
 // EPERM, changes nothing, and logs one line naming the path and the rule.
-// Every refusal, the mount's or metad's, logs such a line.
+// Every refusal, the mount's or metad's, logs such a line. stat(2) of a
+// file this mount writes shows every byte its writer accepted; a reader
+// through the mount that reaches past the bytes the backend can serve
+// has the writer flush them first (file.go, Read).
 //
 // The rest of the file semantics: chmod, chown, utimes (touch), symlinks,
 // fifos, sockets, device nodes and user.* xattrs are stored at metad.

@@ -42,7 +42,16 @@ type handle struct {
 	// write in progress.
 	size atomic.Int64
 
-	readers []FileReader // the newest last; all are closed on release
+	// readers are the file's readers, the newest last. Reads use the
+	// newest; an older one is closed once no read uses it, the rest on
+	// release.
+	readers []*fileReader
+}
+
+// fileReader is a reader of a handle and the reads using it.
+type fileReader struct {
+	FileReader
+	reads int // h.mu is held
 }
 
 // openFlags are the FOPEN_* flags of the handle's OPEN or CREATE reply.
@@ -207,11 +216,15 @@ func (h *handle) Release(ctx context.Context) syscall.Errno {
 		h.n.dropCache()
 	}
 	for _, r := range readers {
-		if err := r.Close(); err != nil {
-			h.n.fsys.log.Warn("closing a reader failed", zap.String("path", h.n.logPath()), zap.Error(err))
-		}
+		h.closeReader(r)
 	}
 	return 0
+}
+
+func (h *handle) closeReader(r *fileReader) {
+	if err := r.Close(); err != nil {
+		h.n.fsys.log.Warn("closing a reader failed", zap.String("path", h.n.logPath()), zap.Error(err))
+	}
 }
 
 // dropCache makes the kernel drop the file's cached pages and attributes,
@@ -270,43 +283,149 @@ func (h *handle) Fsync(ctx context.Context, flags uint32) syscall.Errno {
 
 var _ = (fs.FileReader)((*handle)(nil))
 
+// Read reads at off. What this mount's own writer of the file has
+// accepted (and stat(2) shows) may not be readable from the backend yet:
+// a read that ends short of it, or fails, has the writer flush those
+// bytes (or waits for its close) and reads again, as the kernel, told the
+// file is that long, would fill a short read with zeros. A read that
+// fails is tried once more with a reader opened now: one opened before
+// the file was reopened to append holds generation stamps the append
+// replaced.
 func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
-	r, e := h.reader(ctx, off)
+	r, e := h.reader(ctx, off, len(dest))
 	if e != 0 {
 		return nil, e
 	}
+	defer h.doneReading(r)
 	n, err := r.ReadAt(dest, off)
-	if err != nil && !errors.Is(err, io.EOF) && n == 0 {
+	if bad := failed(n, err); bad || n < len(dest) {
+		flushed := h.n.flushWriter(off + int64(n))
+		if bad || flushed {
+			if nr, e := h.renewReader(ctx, r); e == 0 {
+				var more int
+				more, err = nr.ReadAt(dest[n:], off+int64(n))
+				n += more
+				h.doneReading(nr)
+			}
+		}
+	}
+	if failed(n, err) {
 		return nil, errno(err)
 	}
 	return fuse.ReadResultData(dest[:n]), 0
 }
 
-// reader returns the reader to read at off: the newest one, or a new one
-// if off is at its end and the file has grown since it was opened. The
-// kernel reads at or past a reader's end only when it believes the file
-// is longer, so looking again costs nothing otherwise.
-func (h *handle) reader(ctx context.Context, off int64) (FileReader, syscall.Errno) {
+// failed reports whether a read that returned n bytes and err failed.
+func failed(n int, err error) bool {
+	return err != nil && !errors.Is(err, io.EOF) && n == 0
+}
+
+// renewReader returns a reader newer than old for a read, opening one
+// unless there is one already; doneReading releases it.
+func (h *handle) renewReader(ctx context.Context, old *fileReader) (*fileReader, syscall.Errno) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.readers) > 0 && h.readers[len(h.readers)-1] != old {
+		return h.use(h.readers[len(h.readers)-1]), 0
+	}
+	return h.openReader(ctx)
+}
+
+// use counts a read of r and returns it; h.mu is held.
+func (h *handle) use(r *fileReader) *fileReader {
+	r.reads++
+	return r
+}
+
+// doneReading ends a read of r, closing r if it was the last read of a
+// reader no longer the newest.
+func (h *handle) doneReading(r *fileReader) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	r.reads--
+	h.dropOldReaders()
+}
+
+// dropOldReaders closes the readers older than the newest that no read
+// uses; h.mu is held.
+func (h *handle) dropOldReaders() {
+	if len(h.readers) == 0 {
+		return
+	}
+	kept := h.readers[:0]
+	for i, r := range h.readers {
+		if i < len(h.readers)-1 && r.reads == 0 {
+			h.closeReader(r)
+			continue
+		}
+		kept = append(kept, r)
+	}
+	clear(h.readers[len(kept):])
+	h.readers = kept
+}
+
+// flushWriter has this mount's writer of the file make the bytes it
+// accepted visible to readers (hflush) if it holds bytes past upTo and
+// can, and reports whether they are visible now (also when the writer
+// was closed meanwhile). Not with a handle's mu held.
+func (n *node) flushWriter(upTo int64) bool {
+	n.mu.Lock()
+	o := n.writer
+	n.mu.Unlock()
+	if o == nil || o.size.Load() <= upTo {
+		return false
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.closed { // closing made them visible, unless it failed
+		return o.werr == nil
+	}
+	f, ok := o.w.(flusher)
+	if !ok {
+		return false
+	}
+	if err := f.Flush(); err != nil {
+		n.fsys.log.Warn("flush for a reader failed", zap.String("path", n.logPath()), zap.Error(err))
+		return false
+	}
+	return true
+}
+
+// reader returns the reader for a read of n bytes at off: the newest
+// one, or a new one if the read goes past its end and the file has grown
+// since it was opened. A read that ends inside the reader's bytes is its
+// own. One that starts inside them but goes on (the kernel reads whole
+// pages, again after the cache was dropped for an append) needs a new
+// reader if this mount has seen the file longer, which costs no call.
+// One at or past the reader's end comes only when the kernel believes the
+// file is longer, so looking again at the backend costs nothing
+// otherwise. doneReading releases it.
+func (h *handle) reader(ctx context.Context, off int64, n int) (*fileReader, syscall.Errno) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if len(h.readers) == 0 {
 		return h.openReader(ctx)
 	}
 	r := h.readers[len(h.readers)-1]
-	if off < r.Size() {
-		return r, 0
+	if off+int64(n) <= r.Size() {
+		return h.use(r), 0
 	}
-	if fi, _, e := h.n.refresh(ctx); e != 0 || fi.Size <= r.Size() {
-		return r, 0
+	if off < r.Size() {
+		if seen, _ := h.n.snapshot(); seen.Size <= r.Size() {
+			return h.use(r), 0
+		}
+	} else if fi, _, e := h.n.refresh(ctx); e != 0 || fi.Size <= r.Size() {
+		return h.use(r), 0
 	}
 	if nr, e := h.openReader(ctx); e == 0 {
 		return nr, 0
 	}
-	return r, 0
+	return h.use(r), 0
 }
 
-// openReader opens a reader on the file and keeps it; h.mu is held.
-func (h *handle) openReader(ctx context.Context) (FileReader, syscall.Errno) {
+// openReader opens a reader on the file, makes it the newest, closes the
+// older ones no read uses and returns it for a read; h.mu is held.
+func (h *handle) openReader(ctx context.Context) (*fileReader, syscall.Errno) {
 	p, ok := h.n.path()
 	if !ok {
 		return nil, syscall.ENOENT
@@ -315,6 +434,8 @@ func (h *handle) openReader(ctx context.Context) (FileReader, syscall.Errno) {
 	if err != nil {
 		return nil, errno(err)
 	}
-	h.readers = append(h.readers, r)
-	return r, 0
+	fr := &fileReader{FileReader: r, reads: 1}
+	h.readers = append(h.readers, fr)
+	h.dropOldReaders()
+	return fr, 0
 }

@@ -26,6 +26,12 @@ type memBackend struct {
 	statted  map[string]int   // Stat calls by path
 	calls    []memCall        // every call but Stat and List, in order
 	fail     map[string]error // by "Op path": the error that call returns
+	// buffered makes writers keep what they accept from readers until
+	// Flush or Close, as a pipeline does until hflush; flushes counts
+	// the Flush calls.
+	buffered bool
+	flushes  int
+	readers  int // readers open
 }
 
 type memFile struct {
@@ -343,7 +349,7 @@ func (b *memBackend) Create(ctx context.Context, path string, perm os.FileMode) 
 	f := b.add(path, perm)
 	own(ctx, f)
 	f.fi.Writing = true
-	return &memWriter{b: b, f: f, closeErr: b.closeErr[path]}, nil
+	return &memWriter{b: b, f: f, closeErr: b.closeErr[path], buffered: b.buffered}, nil
 }
 
 func (b *memBackend) Append(ctx context.Context, path string) (FileWriter, error) {
@@ -362,7 +368,7 @@ func (b *memBackend) Append(ctx context.Context, path string) (FileWriter, error
 		return nil, cairn.E("mem.Append", cairn.KindBusy, path, "")
 	}
 	f.fi.Writing = true
-	return &memWriter{b: b, f: f, closeErr: b.closeErr[path]}, nil
+	return &memWriter{b: b, f: f, closeErr: b.closeErr[path], buffered: b.buffered}, nil
 }
 
 // appendRaw appends to a file behind the mount's back, as another client
@@ -390,7 +396,8 @@ func (b *memBackend) Open(ctx context.Context, path string) (FileReader, error) 
 	case f.fi.IsDir():
 		return nil, cairn.E("mem.Open", cairn.KindIsDir, path, "")
 	}
-	return &memReader{data: f.data[:len(f.data):len(f.data)]}, nil
+	b.readers++
+	return &memReader{b: b, data: f.data[:len(f.data):len(f.data)]}, nil
 }
 
 func (b *memBackend) SetAttr(ctx context.Context, path string, a cairn.Attr) (cairn.FileInfo, error) {
@@ -543,6 +550,8 @@ type memWriter struct {
 	f        *memFile
 	closeErr error
 	closed   bool
+	buffered bool
+	pending  []byte // accepted, not yet visible (buffered)
 }
 
 func (w *memWriter) Write(p []byte) (int, error) {
@@ -551,20 +560,36 @@ func (w *memWriter) Write(p []byte) (int, error) {
 	if w.closed {
 		return 0, cairn.E("mem.Write", cairn.KindInvalid, w.f.fi.Name, "closed")
 	}
-	w.f.data = append(w.f.data, p...)
+	if w.buffered {
+		w.pending = append(w.pending, p...)
+	} else {
+		w.f.data = append(w.f.data, p...)
+	}
 	return len(p), nil
 }
 
 func (w *memWriter) Size() int64 {
 	w.b.mu.Lock()
 	defer w.b.mu.Unlock()
-	return int64(len(w.f.data))
+	return int64(len(w.f.data) + len(w.pending))
+}
+
+// Flush makes what the writer accepted visible to readers.
+func (w *memWriter) Flush() error {
+	w.b.mu.Lock()
+	defer w.b.mu.Unlock()
+	w.b.flushes++
+	w.f.data = append(w.f.data, w.pending...)
+	w.pending = nil
+	return nil
 }
 
 func (w *memWriter) Close() error {
 	w.b.mu.Lock()
 	defer w.b.mu.Unlock()
 	if !w.closed {
+		w.f.data = append(w.f.data, w.pending...)
+		w.pending = nil
 		w.closed = true
 		w.f.fi.Writing = false
 		w.f.fi.ModTime = time.Now() // as a namespace completing a file does
@@ -573,7 +598,11 @@ func (w *memWriter) Close() error {
 }
 
 // memReader reads the bytes the file had when it was opened.
-type memReader struct{ data []byte }
+type memReader struct {
+	b      *memBackend
+	data   []byte
+	closed bool
+}
 
 func (r *memReader) ReadAt(p []byte, off int64) (int, error) {
 	if off >= int64(len(r.data)) {
@@ -586,5 +615,13 @@ func (r *memReader) ReadAt(p []byte, off int64) (int, error) {
 	return n, nil
 }
 
-func (r *memReader) Size() int64  { return int64(len(r.data)) }
-func (r *memReader) Close() error { return nil }
+func (r *memReader) Size() int64 { return int64(len(r.data)) }
+func (r *memReader) Close() error {
+	r.b.mu.Lock()
+	defer r.b.mu.Unlock()
+	if !r.closed {
+		r.closed = true
+		r.b.readers--
+	}
+	return nil
+}

@@ -698,3 +698,94 @@ func TestReadWhileWriting(t *testing.T) {
 		t.Errorf("read after the file grew: %q %v", buf[:n], err)
 	}
 }
+
+// A reader that read a file to its end reads what was appended since,
+// also when the kernel, having dropped its cache at the append's close,
+// reads again from the start of the page (as tail -f does).
+func TestReadAfterAppend(t *testing.T) {
+	m := mountMem(t, newMemBackend(), Options{})
+	p := m.path("log")
+	if err := os.WriteFile(p, []byte("start\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	buf := make([]byte, 100)
+	if n, _ := r.ReadAt(buf, 0); string(buf[:n]) != "start\n" {
+		t.Fatalf("first read: %q", buf[:n])
+	}
+	for _, line := range []string{"one\n", "two\n"} {
+		w, err := os.OpenFile(p, os.O_WRONLY|os.O_APPEND, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.Write([]byte(line)); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, _ := r.ReadAt(buf, 0); string(buf[:n]) != "start\none\ntwo\n" {
+		t.Errorf("read after the appends: %q", buf[:n])
+	}
+	// The reader of the file as it was is closed once a newer one reads.
+	m.b.mu.Lock()
+	readers := m.b.readers
+	m.b.mu.Unlock()
+	if readers != 1 {
+		t.Errorf("%d readers open, want the newest only", readers)
+	}
+	if st, err := r.Stat(); err != nil || st.Size() != 14 {
+		t.Errorf("fstat after the appends: %v %v", st, err)
+	}
+}
+
+// Bytes this mount's writer has accepted show in stat(2) at once; a
+// reader through the mount gets them (the writer flushes them for it),
+// never the zeros the kernel would fill a short read with.
+func TestReadSeesOwnWriter(t *testing.T) {
+	b := newMemBackend()
+	b.buffered = true
+	m := mountMem(t, b, Options{})
+	p := m.path("f")
+	w, err := os.Create(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	r, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	buf := make([]byte, 100)
+	want := ""
+	for _, s := range []string{"abc", "defg", "hi\n"} {
+		if _, err := w.Write([]byte(s)); err != nil {
+			t.Fatal(err)
+		}
+		want += s
+		if st, err := os.Stat(p); err != nil || st.Size() != int64(len(want)) {
+			t.Fatalf("stat while writing: %v %v; want %d bytes", st, err, len(want))
+		}
+		if n, _ := r.ReadAt(buf, 0); string(buf[:n]) != want {
+			t.Errorf("read while writing: %q, want %q", buf[:n], want)
+		}
+	}
+	b.mu.Lock()
+	flushes := b.flushes
+	b.mu.Unlock()
+	if flushes == 0 {
+		t.Error("the writer was never flushed for the reader")
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(p); string(got) != want {
+		t.Errorf("after close: %q", got)
+	}
+}

@@ -432,7 +432,7 @@ func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 	if err != nil {
 		return nil, 0, errno(err)
 	}
-	return &handle{n: n, readers: []FileReader{r}}, 0, 0
+	return &handle{n: n, readers: []*fileReader{{FileReader: r}}}, 0, 0
 }
 
 var _ = (fs.NodeUnlinker)((*node)(nil))

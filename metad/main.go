@@ -54,16 +54,10 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			"'check' checks a stopped metad's data directory, or a checkpoint, offline.\n\n")
 		fl.PrintDefaults()
 	}
-	pos, err := daemon.Parse(fl, args)
-	if daemon.IsHelp(err) {
-		return 0
-	}
-	if err != nil {
-		return 2
+	if _, code, ok := daemon.ParseFlags(fl, args, 0, stderr); !ok {
+		return code
 	}
 	switch {
-	case len(pos) > 0:
-		return daemon.Usage(stderr, "cairn metad", fmt.Sprintf("unexpected argument %q", pos[0]))
 	case *dir == "":
 		return daemon.Usage(stderr, "cairn metad", "--data DIR is required")
 	case *format && *restore != "":
@@ -103,15 +97,8 @@ func checkMain(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "Usage: cairn metad check --data DIR\n\nChecks a metad store offline; exit 0 when clean, 1 when corrupt.\n\n")
 		fl.PrintDefaults()
 	}
-	pos, err := daemon.Parse(fl, args)
-	if daemon.IsHelp(err) {
-		return 0
-	}
-	if err != nil {
-		return 2
-	}
-	if len(pos) > 0 {
-		return daemon.Usage(stderr, "cairn metad check", fmt.Sprintf("unexpected argument %q", pos[0]))
+	if _, code, ok := daemon.ParseFlags(fl, args, 0, stderr); !ok {
+		return code
 	}
 	if *dir == "" {
 		return daemon.Usage(stderr, "cairn metad check", "--data DIR is required")

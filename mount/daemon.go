@@ -48,7 +48,7 @@ func background(ctx context.Context, cfg config, stderr io.Writer) int {
 		return 1
 	}
 	defer pr.Close()
-	before := fuseMounts(cfg.mountpoint)
+	before := FUSEMounts(cfg.mountpoint)
 	cmd := exec.Command(exe, args...)
 	cmd.Env = append(os.Environ(), detachedEnv+"=1")
 	cmd.Dir = "/"
@@ -75,7 +75,7 @@ func background(ctx context.Context, cfg config, stderr io.Writer) int {
 	for {
 		select {
 		case <-tick.C:
-			if fuseMounts(cfg.mountpoint) > before {
+			if FUSEMounts(cfg.mountpoint) > before {
 				return 0
 			}
 		case err := <-exited:
@@ -127,15 +127,22 @@ func detach(out *logSink, logFile *os.File, log *zap.Logger) {
 	}
 }
 
-// fuseMounts counts the FUSE mounts at dir in /proc/self/mountinfo.
-func fuseMounts(dir string) int {
+// FUSEMounts counts the FUSE mounts at dir in this process's
+// /proc/self/mountinfo: how commands and tests know a mount is up.
+func FUSEMounts(dir string) int {
 	data, err := os.ReadFile("/proc/self/mountinfo")
 	if err != nil {
 		return 0
 	}
+	return countFUSEMounts(data, dir)
+}
+
+// countFUSEMounts counts the lines of a mountinfo (proc(5)) that mount a
+// FUSE filesystem at dir: "36 35 98:0 /root /mnt rw ... - fuse.cairn cairn
+// rw,...", field 5 the mount point, the first field after "-" the type.
+func countFUSEMounts(mountinfo []byte, dir string) int {
 	n := 0
-	for line := range strings.SplitSeq(string(data), "\n") {
-		// id parent major:minor root mountpoint options [optional...] - fstype source superoptions
+	for line := range strings.SplitSeq(string(mountinfo), "\n") {
 		f := strings.Fields(line)
 		sep := -1
 		for i := 6; i < len(f); i++ {
@@ -147,7 +154,7 @@ func fuseMounts(dir string) int {
 		if sep < 0 || sep+1 >= len(f) {
 			continue
 		}
-		if unescapeMountinfo(f[4]) == dir && strings.HasPrefix(f[sep+1], "fuse") {
+		if fstype := f[sep+1]; unescapeMountinfo(f[4]) == dir && (fstype == "fuse" || strings.HasPrefix(fstype, "fuse.")) {
 			n++
 		}
 	}

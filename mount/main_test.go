@@ -114,9 +114,9 @@ func TestMainChecks(t *testing.T) {
 // waitMounts waits until dir has n FUSE mounts.
 func waitMounts(t *testing.T, dir string, n int) {
 	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); fuseMounts(dir) != n; {
+	for deadline := time.Now().Add(10 * time.Second); FUSEMounts(dir) != n; {
 		if time.Now().After(deadline) {
-			t.Fatalf("%s: %d FUSE mounts, want %d", dir, fuseMounts(dir), n)
+			t.Fatalf("%s: %d FUSE mounts, want %d", dir, FUSEMounts(dir), n)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -124,7 +124,7 @@ func waitMounts(t *testing.T, dir string, n int) {
 
 func unmountAtEnd(t *testing.T, dir string) {
 	t.Cleanup(func() {
-		if fuseMounts(dir) > 0 {
+		if FUSEMounts(dir) > 0 {
 			exec.Command("fusermount3", "-u", "-z", dir).Run()
 		}
 	})
@@ -138,7 +138,7 @@ func TestMainBackground(t *testing.T) {
 	if code := Main(context.Background(), []string{"mem:9000/sub", dir, "-o", "_netdev"}); code != 0 {
 		t.Fatalf("Main = %d", code)
 	}
-	if n := fuseMounts(dir); n != 1 {
+	if n := FUSEMounts(dir); n != 1 {
 		t.Fatalf("Main returned with %d mounts at %s", n, dir)
 	}
 	if got, err := os.ReadFile(filepath.Join(dir, "hello")); err != nil || string(got) != "hello" {
@@ -211,7 +211,7 @@ func TestMainForegroundSignal(t *testing.T) {
 		cmd.Process.Kill()
 		t.Fatalf("still running 10 s after SIGTERM\n%s", stderr.String())
 	}
-	if n := fuseMounts(dir); n != 0 {
+	if n := FUSEMounts(dir); n != 0 {
 		t.Errorf("%d mounts left at %s", n, dir)
 	}
 	if !strings.Contains(stderr.String(), "mounted") || !strings.Contains(stderr.String(), "unmounted") {
@@ -222,5 +222,26 @@ func TestMainForegroundSignal(t *testing.T) {
 func TestUnescapeMountinfo(t *testing.T) {
 	if got := unescapeMountinfo(`/tmp/a\040b\134c\011`); got != "/tmp/a b\\c\t" {
 		t.Errorf("got %q", got)
+	}
+}
+
+func TestCountFUSEMounts(t *testing.T) {
+	const mountinfo = `22 1 0:21 / /proc rw,nosuid shared:5 - proc proc rw
+97 29 0:52 / /tmp/a\040b/mnt rw,nosuid,nodev,relatime shared:53 - fuse.cairn cairn rw,user_id=0,group_id=0
+98 29 0:53 / /tmp/plain rw,relatime - fuse cairn rw
+99 29 0:54 / /tmp/tmpfs rw,relatime - tmpfs tmpfs rw
+100 29 0:55 / /tmp/blk rw,relatime - fuseblk dev rw
+`
+	for mnt, want := range map[string]int{
+		"/tmp/a b/mnt": 1,
+		"/tmp/plain":   1,
+		"/tmp/tmpfs":   0,
+		"/tmp/blk":     0,
+		"/proc":        0,
+		"/nowhere":     0,
+	} {
+		if got := countFUSEMounts([]byte(mountinfo), mnt); got != want {
+			t.Errorf("countFUSEMounts(%q) = %d, want %d", mnt, got, want)
+		}
 	}
 }

@@ -52,7 +52,7 @@ func mountMem(t *testing.T, b Backend, opts Options) *testMount {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := fuseMounts(dir); n != 1 {
+	if n := FUSEMounts(dir); n != 1 {
 		t.Errorf("%s: %d FUSE mounts in /proc/self/mountinfo, want 1", dir, n)
 	}
 	t.Cleanup(func() {

@@ -1,11 +1,9 @@
 package cluster
 
 import (
-	"bufio"
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 )
@@ -37,26 +35,6 @@ func TestCluster(t *testing.T) {
 	for dir, blocks := range c.BlockFiles(t) {
 		if len(blocks) != 0 {
 			t.Errorf("%s: block files in an empty namespace: %v", dir, blocks)
-		}
-	}
-}
-
-func TestFUSEMountIn(t *testing.T) {
-	const mountinfo = `22 1 0:21 / /proc rw,nosuid shared:5 - proc proc rw
-97 29 0:52 / /tmp/a\040b/mnt rw,nosuid,nodev,relatime shared:53 - fuse.cairn cairn rw,user_id=0,group_id=0
-98 29 0:53 / /tmp/plain rw,relatime - fuse cairn rw
-99 29 0:54 / /tmp/tmpfs rw,relatime - tmpfs tmpfs rw
-`
-	for mnt, want := range map[string]bool{
-		"/tmp/a b/mnt": true,
-		"/tmp/plain":   true,
-		"/tmp/tmpfs":   false,
-		"/proc":        false,
-		"/nowhere":     false,
-	} {
-		got, err := fuseMountIn(bufio.NewScanner(strings.NewReader(mountinfo)), mnt)
-		if err != nil || got != want {
-			t.Errorf("fuseMountIn(%q) = %v, %v; want %v", mnt, got, err, want)
 		}
 	}
 }

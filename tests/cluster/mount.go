@@ -1,15 +1,15 @@
 package cluster
 
 import (
-	"bufio"
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"cairn/mount"
 )
 
 // Mount mounts the cluster with `cairn mount ADDR MNT --foreground [opts]`
@@ -82,51 +82,8 @@ func lazyUnmount(mnt string) error {
 // IsFUSEMount reports whether mnt is a mount point of a FUSE filesystem in
 // this process's mount namespace, according to /proc/self/mountinfo.
 func IsFUSEMount(mnt string) (bool, error) {
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
+	if _, err := os.Stat("/proc/self/mountinfo"); err != nil {
 		return false, err
 	}
-	defer f.Close()
-	return fuseMountIn(bufio.NewScanner(f), filepath.Clean(mnt))
-}
-
-// fuseMountIn scans mountinfo lines (proc(5)): "36 35 98:0 /mnt1 /mnt2 rw
-// ... - fuse.cairn cairn rw,...", where field 5 is the mount point and the
-// first field after "-" the filesystem type.
-func fuseMountIn(s *bufio.Scanner, mnt string) (bool, error) {
-	for s.Scan() {
-		fields := strings.Fields(s.Text())
-		if len(fields) < 5 || unescapeMountinfo(fields[4]) != mnt {
-			continue
-		}
-		for i, f := range fields {
-			if f == "-" && i+1 < len(fields) {
-				if fstype := fields[i+1]; fstype == "fuse" || strings.HasPrefix(fstype, "fuse.") {
-					return true, nil
-				}
-				break
-			}
-		}
-	}
-	return false, s.Err()
-}
-
-// unescapeMountinfo undoes mountinfo's octal escapes of space, tab, newline
-// and backslash ("\040").
-func unescapeMountinfo(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+4 <= len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
+	return mount.FUSEMounts(filepath.Clean(mnt)) > 0, nil
 }

@@ -109,15 +109,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "Usage: cairn admin [--metad HOST:PORT] -report | -checkpoint DIR\n\nAdministers the cluster, as hdfs dfsadmin does.\n\n")
 		fl.PrintDefaults()
 	}
-	pos, err := daemon.Parse(fl, args)
-	if daemon.IsHelp(err) {
-		return 0
-	}
-	if err != nil {
-		return 2
-	}
-	if len(pos) > 0 {
-		return daemon.Usage(stderr, "cairn admin", fmt.Sprintf("unexpected argument %q", pos[0]))
+	if _, code, ok := daemon.ParseFlags(fl, args, 0, stderr); !ok {
+		return code
 	}
 	if *report == (*ckpt != "") {
 		return daemon.Usage(stderr, "cairn admin", "give one of -report and -checkpoint DIR")

@@ -14,12 +14,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
 	"cairn/internal/daemon"
 	"cairn/internal/versionfile"
+	"cairn/mount"
 )
 
 type proc struct {
@@ -208,27 +208,9 @@ func waitFile(ctx context.Context, path string, p *proc, v any) error {
 	}
 }
 
-// Mounted reports whether dir is a FUSE mount point, from /proc/self/mountinfo.
-func Mounted(dir string) bool {
-	b, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return false
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 5 || f[4] != dir {
-			continue
-		}
-		if i := strings.Index(line, " - "); i >= 0 && strings.HasPrefix(line[i+3:], "fuse") {
-			return true
-		}
-	}
-	return false
-}
-
 func waitMounted(ctx context.Context, dir string, p *proc) error {
 	deadline := time.Now().Add(30 * time.Second)
-	for !Mounted(dir) {
+	for mount.FUSEMounts(dir) == 0 {
 		select {
 		case err := <-p.done:
 			p.done <- err

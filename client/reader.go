@@ -64,8 +64,11 @@ func (r *Reader) Blocks() []cairn.LocatedBlock {
 }
 
 // refresh asks metad again for the file's blocks: a file being written, or
-// written to since it was opened, may have grown.
-func (r *Reader) refresh() (bool, error) {
+// written to since it was opened, may have grown, and an append or a
+// pipeline recovery moves the last block to a new generation stamp and
+// other blockds. The new view is taken when the file grew, or always with
+// force.
+func (r *Reader) refresh(force bool) (bool, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), rpcTimeout)
 	defer cancel()
 	fb, err := r.c.NS.BlockLocations(ctx, r.path)
@@ -73,9 +76,13 @@ func (r *Reader) refresh() (bool, error) {
 		return false, err
 	}
 	grew := fb.Size > r.fb.Size
-	if grew {
+	if grew || (force && fb.Size >= r.fb.Size) {
 		r.c.sortByDistance(fb.Blocks)
 		r.fb = fb
+		if r.cur != nil {
+			r.cur.close()
+			r.cur = nil
+		}
 	}
 	return grew, nil
 }
@@ -91,11 +98,12 @@ func (r *Reader) ReadAt(p []byte, off int64) (int, error) {
 	defer r.mu.Unlock()
 	n := 0
 	refreshed := false
+	var firstErr error
 	for n < len(p) {
 		pos := off + int64(n)
 		if pos >= r.fb.Size && !refreshed {
 			refreshed = true
-			if _, err := r.refresh(); err != nil {
+			if _, err := r.refresh(false); err != nil {
 				return n, err
 			}
 		}
@@ -113,8 +121,21 @@ func (r *Reader) ReadAt(p []byte, off int64) (int, error) {
 		boff := pos - lb.Offset
 		k := int(min(int64(len(p)-n), lb.Len-boff))
 		if err := r.readBlock(lb, boff, p[n:n+k]); err != nil {
-			return n, err
+			// The block may have moved on (an append, a pipeline recovery)
+			// since the reader last asked: ask again, once. If that fails
+			// too, the first error, which says what was tried, is the one
+			// to report.
+			if firstErr != nil {
+				return n, firstErr
+			}
+			firstErr = err
+			refreshed = true
+			if _, rerr := r.refresh(true); rerr != nil {
+				return n, err
+			}
+			continue
 		}
+		firstErr = nil
 		n += k
 	}
 	return n, nil

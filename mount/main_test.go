@@ -3,16 +3,19 @@ package mount
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
 
 	"cairn"
 )
@@ -21,7 +24,18 @@ import (
 // backend, so Main's detaching and signal handling run for real.
 const childEnv = "CAIRN_MOUNT_TEST_CHILD"
 
+// mmapChildEnv makes this test binary map its descriptor 3 ("shared:N":
+// MAP_SHARED, PROT_READ; "private:N": MAP_PRIVATE, PROT_READ|PROT_WRITE,
+// written to after reading) and copy the N mapped bytes to stdout. A
+// page of the mount is touched only outside the process serving it: a
+// thread in a page fault cannot be stopped by the Go runtime, which may
+// then never run the goroutine that would answer it.
+const mmapChildEnv = "CAIRN_MOUNT_TEST_MMAP"
+
 func TestMain(m *testing.M) {
+	if spec := os.Getenv(mmapChildEnv); spec != "" {
+		os.Exit(mmapChild(spec))
+	}
 	if os.Getenv(childEnv) == "1" && len(os.Args) > 1 && os.Args[1] == "mount" {
 		b := newMemBackend()
 		b.put("/sub/hello", []byte("hello"))
@@ -34,6 +48,49 @@ func TestMain(m *testing.M) {
 		os.Exit(Main(context.Background(), os.Args[2:]))
 	}
 	os.Exit(m.Run())
+}
+
+func mmapChild(spec string) int {
+	kind, size, _ := strings.Cut(spec, ":")
+	n, err := strconv.Atoi(size)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	prot, flags := unix.PROT_READ, unix.MAP_SHARED
+	if kind == "private" {
+		prot, flags = unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE
+	}
+	mem, err := unix.Mmap(3, 0, n, prot, flags)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	os.Stdout.Write(mem)
+	if kind == "private" {
+		copy(mem, "XXXX")
+	}
+	return 0
+}
+
+// mapped returns the first n bytes of f as a mapping of it shows them
+// (mmapChildEnv), or fails the test.
+func mapped(t *testing.T, f *os.File, kind string, n int) []byte {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(exe)
+	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s:%d", mmapChildEnv, kind, n))
+	cmd.ExtraFiles = []*os.File{f}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("%s mapping of %s: %v %s", kind, f.Name(), err, stderr.String())
+	}
+	return out
 }
 
 // downBackend is a cluster whose metad does not answer.

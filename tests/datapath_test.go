@@ -131,7 +131,7 @@ func TestCorruptReplica(t *testing.T) {
 		t.Fatalf("no blockd with storage ID %s", victim.StorageID)
 	}
 	path := filepath.Join(cluster.FinalizedDir(c.BlockdDataDirs()[i], uint64(blk.ID)), fmt.Sprintf("blk_%d", blk.ID))
-	flipByte(t, path, 12345)
+	flipAt(t, path, 12345)
 
 	sameAs(t, cl, "/f", 7, size) // a new reader; it may or may not try the victim first
 	got := make([]byte, blk.Len)
@@ -338,22 +338,6 @@ func checkContent(t *testing.T, cl *client.Client, path string, want []byte) {
 	}
 }
 
-func flipByte(t *testing.T, path string, off int64) {
-	t.Helper()
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	b := []byte{0}
-	if _, err := f.ReadAt(b, off); err != nil {
-		t.Fatal(err)
-	}
-	b[0] ^= 0x20
-	if _, err := f.WriteAt(b, off); err != nil {
-		t.Fatal(err)
-	}
-}
 
 // lockedBuffer collects a process's output while the test reads it.
 type lockedBuffer struct {

@@ -338,7 +338,6 @@ func checkContent(t *testing.T, cl *client.Client, path string, want []byte) {
 	}
 }
 
-
 // lockedBuffer collects a process's output while the test reads it.
 type lockedBuffer struct {
 	mu  sync.Mutex

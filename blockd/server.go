@@ -221,17 +221,23 @@ func (d *Blockd) heartbeat(ctx context.Context) error {
 
 func (d *Blockd) reportIncoming(ctx context.Context) {
 	d.reportLost(ctx)
+	d.sendQueued(ctx, &d.incoming, "incremental block report", d.metad.BlocksReceived)
+}
+
+// sendQueued sends the replicas queued in *q to metad with send; on failure
+// they go back to the front of the queue for the next try.
+func (d *Blockd) sendQueued(ctx context.Context, q *[]cairn.Block, what string, send func(context.Context, string, []cairn.Block) error) {
 	d.mu.Lock()
-	batch := d.incoming
-	d.incoming = nil
+	batch := *q
+	*q = nil
 	d.mu.Unlock()
 	if len(batch) == 0 {
 		return
 	}
-	if err := d.metad.BlocksReceived(ctx, d.node.StorageID, batch); err != nil {
-		d.log.Warn("incremental block report failed; will retry", zap.Error(err))
+	if err := send(ctx, d.node.StorageID, batch); err != nil {
+		d.log.Warn(what+" failed; will retry", zap.Int("replicas", len(batch)), zap.Error(err))
 		d.mu.Lock()
-		d.incoming = append(batch, d.incoming...)
+		*q = append(batch, *q...)
 		d.mu.Unlock()
 	}
 }

@@ -609,21 +609,7 @@ func (d *Blockd) volumeFailed(dir string, lost []cairn.Block) {
 
 // reportLost tells metad of the replicas lost with failed volumes.
 func (d *Blockd) reportLost(ctx context.Context) {
-	d.mu.Lock()
-	batch := d.lost
-	d.lost = nil
-	d.mu.Unlock()
-	if len(batch) == 0 {
-		return
-	}
-	if err := d.metad.BlocksDeleted(ctx, d.node.StorageID, batch); err != nil {
-		d.log.Warn("report of replicas lost with a failed volume failed; will retry", zap.Int("replicas", len(batch)), zap.Error(err))
-		d.mu.Lock()
-		d.lost = append(batch, d.lost...)
-		d.mu.Unlock()
-		return
-	}
-	d.log.Info("replicas lost with a failed volume reported", zap.Int("replicas", len(batch)))
+	d.sendQueued(ctx, &d.lost, "report of replicas lost with a failed volume", d.metad.BlocksDeleted)
 }
 
 // diskError is how the data path reports an I/O error on a replica's files:

@@ -63,7 +63,6 @@ type pipeline struct {
 	chunk      int
 	ackTimeout time.Duration
 	conn       net.Conn
-	bw         *bufio.Writer
 	frame      []byte
 	sums       []uint64
 
@@ -87,16 +86,17 @@ func openPipeline(lb *cairn.LocatedBlock, chunk int, client string, st stage, ke
 	if err != nil {
 		return nil, 0, fmt.Errorf("%s: connect to blockd %s: %w", lb.Block, first.DataAddr, err)
 	}
-	p := &pipeline{lb: *lb, chunk: chunk, ackTimeout: ackTimeout, conn: conn, bw: xfer.NewBufferedWriter(conn), ackedEnd: keepLen}
+	p := &pipeline{lb: *lb, chunk: chunk, ackTimeout: ackTimeout, conn: conn, ackedEnd: keepLen}
 	p.lb.Locations = append([]cairn.Node(nil), lb.Locations...)
 	p.cond = sync.NewCond(&p.mu)
 	br := xfer.NewBufferedReader(conn)
-	err = xfer.WriteOp(p.bw, &pb.OpHeader{
+	bw := xfer.NewBufferedWriter(conn) // the op header only; packets go by writev
+	err = xfer.WriteOp(bw, &pb.OpHeader{
 		Op: pb.OpHeader_WRITE_BLOCK, Block: rpc.ToPBBlock(&lb.Block), Targets: rpc.ToPBNodes(lb.Locations[1:]),
 		ChunkSize: uint32(chunk), Client: client, Stage: st, KeepLen: keepLen,
 	})
 	if err == nil {
-		err = p.bw.Flush()
+		err = bw.Flush()
 	}
 	var rep *pb.OpReply
 	if err == nil {

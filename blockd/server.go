@@ -224,22 +224,25 @@ func (d *Blockd) reportIncoming(ctx context.Context) {
 	d.sendQueued(ctx, &d.incoming, "incremental block report", d.metad.BlocksReceived)
 }
 
-// sendQueued sends the replicas queued in *q to metad with send; on failure
-// they go back to the front of the queue for the next try.
-func (d *Blockd) sendQueued(ctx context.Context, q *[]cairn.Block, what string, send func(context.Context, string, []cairn.Block) error) {
+// sendQueued sends the replicas queued in *q to metad with send and
+// returns how many went; on failure they go back to the front of the queue
+// for the next try.
+func (d *Blockd) sendQueued(ctx context.Context, q *[]cairn.Block, what string, send func(context.Context, string, []cairn.Block) error) int {
 	d.mu.Lock()
 	batch := *q
 	*q = nil
 	d.mu.Unlock()
 	if len(batch) == 0 {
-		return
+		return 0
 	}
 	if err := send(ctx, d.node.StorageID, batch); err != nil {
 		d.log.Warn(what+" failed; will retry", zap.Int("replicas", len(batch)), zap.Error(err))
 		d.mu.Lock()
 		*q = append(batch, *q...)
 		d.mu.Unlock()
+		return 0
 	}
+	return len(batch)
 }
 
 // run heartbeats and sends incremental reports until ctx ends. The first

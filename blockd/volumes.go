@@ -609,7 +609,9 @@ func (d *Blockd) volumeFailed(dir string, lost []cairn.Block) {
 
 // reportLost tells metad of the replicas lost with failed volumes.
 func (d *Blockd) reportLost(ctx context.Context) {
-	d.sendQueued(ctx, &d.lost, "report of replicas lost with a failed volume", d.metad.BlocksDeleted)
+	if n := d.sendQueued(ctx, &d.lost, "report of replicas lost with a failed volume", d.metad.BlocksDeleted); n > 0 {
+		d.log.Info("replicas lost with a failed volume reported", zap.Int("replicas", n))
+	}
 }
 
 // diskError is how the data path reports an I/O error on a replica's files:

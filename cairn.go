@@ -219,7 +219,10 @@ type Heartbeat struct {
 type Command struct {
 	Kind    CommandKind
 	Blocks  []Block
-	Targets []Node // for CmdTransfer: where to copy Blocks
+	Targets []Node // CmdTransfer: where to copy Blocks; CmdRecover: every node that may hold a replica
+	// RecoveryID is CmdRecover's new generation stamp: the one the
+	// recovered replicas are finalized at, and the recovery's name.
+	RecoveryID GenStamp
 }
 
 // CommandKind says what a Command asks.
@@ -229,7 +232,71 @@ const (
 	CmdDelete     CommandKind = iota + 1 // delete these replicas
 	CmdTransfer                          // copy these replicas to Targets
 	CmdReregister                        // register again and send a full report
+	// CmdRecover makes the receiver the primary of a block recovery
+	// (HDFS's BlockRecoveryWorker): Blocks[0] is the block as metad
+	// records it, Targets every node that may hold a replica, RecoveryID
+	// the new stamp. The primary asks each target for its replica
+	// (INIT_RECOVERY), agrees on a length every surviving replica holds,
+	// has each truncate and finalize to it at RecoveryID
+	// (UPDATE_RECOVERY), and reports back with CommitBlockSynchronization.
+	CmdRecover
+	// CmdVerify asks the receiver to re-read its replicas of Blocks
+	// against their .meta and report each bad one (ReportBadReplicas): how
+	// a client's report of a bad replica is confirmed before it counts.
+	CmdVerify
 )
+
+// ReplicaState is where a replica is in its life, as HDFS's ReplicaState.
+type ReplicaState int
+
+const (
+	// ReplicaFinalized: complete, in finalized/, never written again
+	// (until an append reopens it).
+	ReplicaFinalized ReplicaState = iota + 1
+	// ReplicaRBW: being written by a live pipeline, in rbw/.
+	ReplicaRBW
+	// ReplicaRWR: found in rbw/ when the blockd started (waiting to be
+	// recovered): its writer is gone, its length is what was verified.
+	ReplicaRWR
+	// ReplicaRUR: under recovery, claimed by a block recovery; no writer
+	// may touch it.
+	ReplicaRUR
+)
+
+func (s ReplicaState) String() string {
+	switch s {
+	case ReplicaFinalized:
+		return "FINALIZED"
+	case ReplicaRBW:
+		return "RBW"
+	case ReplicaRWR:
+		return "RWR"
+	case ReplicaRUR:
+		return "RUR"
+	}
+	return fmt.Sprintf("ReplicaState(%d)", int(s))
+}
+
+// Replica is one blockd's copy of a block as that blockd reports it: the
+// stamp and length it has, and its state.
+type Replica struct {
+	Block
+	State ReplicaState
+}
+
+// CommitSync is a block recovery's outcome, sent by its primary (HDFS's
+// commitBlockSynchronization): the block, at metad's stamp when the
+// recovery began, now has NewGenStamp and NewLen on Nodes (storage IDs),
+// finalized. Delete says no replica survived: the block is to be dropped
+// (it must then hold no acknowledged byte).
+type CommitSync struct {
+	Block       Block // ID, and the stamp metad recorded when the recovery began
+	RecoveryID  GenStamp
+	NewGenStamp GenStamp
+	NewLen      int64
+	Nodes       []string
+	Delete      bool
+}
 
 // Registry is metad's service to blockds.
 type Registry interface {
@@ -238,15 +305,20 @@ type Registry interface {
 	Register(ctx context.Context, r Registration) (namespaceID string, err error)
 	// Heartbeat records liveness and capacity and returns commands.
 	Heartbeat(ctx context.Context, h Heartbeat) ([]Command, error)
-	// BlockReport replaces metad's knowledge of the blockd's replicas.
-	BlockReport(ctx context.Context, storageID string, blocks []Block) error
-	// BlocksReceived and BlocksDeleted are incremental reports.
-	BlocksReceived(ctx context.Context, storageID string, blocks []Block) error
+	// BlockReport replaces metad's knowledge of the blockd's replicas: every
+	// replica it holds, in every state (finalized, being written, waiting
+	// for recovery, under recovery), with its stamp and length.
+	BlockReport(ctx context.Context, storageID string, replicas []Replica) error
+	// BlocksReceived is the incremental report of replicas created
+	// (RBW, HDFS's RECEIVING_BLOCK) or finalized since the last report.
+	BlocksReceived(ctx context.Context, storageID string, replicas []Replica) error
+	// BlocksDeleted is the incremental report of replicas deleted.
 	BlocksDeleted(ctx context.Context, storageID string, blocks []Block) error
-	// BlocksRecovering reports replicas found being written at start (left
-	// by a crash), cut back to their last whole verified chunk; metad
-	// decides whether to keep them.
-	BlocksRecovering(ctx context.Context, storageID string, blocks []Block) error
+	// CommitBlockSynchronization records the outcome of a block recovery
+	// that metad asked for (CmdRecover). It returns ErrInvalid when the
+	// recovery is not the block's current one (a newer one superseded it,
+	// or the block is gone).
+	CommitBlockSynchronization(ctx context.Context, c CommitSync) error
 	// ReportBadReplicas is the blockd's report of corrupt replicas (scanner,
 	// failed reads), as Namespace's.
 	ReportBadReplicas(ctx context.Context, bad []BadReplica) error

@@ -114,7 +114,7 @@ func (d *Blockd) Close() {
 func (d *Blockd) reportReceived(b cairn.Block) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := d.metad.BlocksReceived(ctx, d.node.StorageID, []cairn.Block{b}); err != nil {
+	if err := d.metad.BlocksReceived(ctx, d.node.StorageID, finalizedReplicas([]cairn.Block{b})); err != nil {
 		d.log.Warn("incremental block report failed; queued", zap.Stringer("block", b), zap.Error(err))
 		d.received(b)
 	}
@@ -140,14 +140,14 @@ func (d *Blockd) register(ctx context.Context) error {
 		return err
 	}
 	blocks := d.store.Report()
-	if err := d.metad.BlockReport(ctx, d.node.StorageID, blocks); err != nil {
-		return err
+	rec := d.store.Recovered()
+	report := finalizedReplicas(blocks)
+	for _, b := range rec {
+		report = append(report, cairn.Replica{Block: b, State: cairn.ReplicaRWR})
 	}
-	if rec := d.store.Recovered(); len(rec) > 0 {
-		if err := d.metad.BlocksRecovering(ctx, d.node.StorageID, rec); err != nil {
-			d.store.keepRecovered(rec)
-			return err
-		}
+	if err := d.metad.BlockReport(ctx, d.node.StorageID, report); err != nil {
+		d.store.keepRecovered(rec)
+		return err
 	}
 	d.log.Info("registered with metad", zap.String("metad", d.cfg.MetadAddr), zap.String("namespace_id", ns), zap.Int("replicas", len(blocks)))
 	return nil
@@ -221,7 +221,9 @@ func (d *Blockd) heartbeat(ctx context.Context) error {
 
 func (d *Blockd) reportIncoming(ctx context.Context) {
 	d.reportLost(ctx)
-	d.sendQueued(ctx, &d.incoming, "incremental block report", d.metad.BlocksReceived)
+	d.sendQueued(ctx, &d.incoming, "incremental block report", func(ctx context.Context, id string, b []cairn.Block) error {
+		return d.metad.BlocksReceived(ctx, id, finalizedReplicas(b))
+	})
 }
 
 // sendQueued sends the replicas queued in *q to metad with send and
@@ -266,7 +268,7 @@ func (d *Blockd) run(ctx context.Context) error {
 			d.reportIncoming(ctx)
 		case <-report.C:
 			blocks := d.store.Report()
-			if err := d.metad.BlockReport(ctx, d.node.StorageID, blocks); err != nil {
+			if err := d.metad.BlockReport(ctx, d.node.StorageID, finalizedReplicas(blocks)); err != nil {
 				d.log.Warn("full block report failed", zap.Error(err))
 			} else {
 				d.log.Info("full block report", zap.Int("replicas", len(blocks)))
@@ -451,4 +453,13 @@ func metadAddr(flagValue string) string {
 		return flagValue
 	}
 	return daemon.MetadAddr()
+}
+
+// finalizedReplicas reports blocks as finalized replicas.
+func finalizedReplicas(blocks []cairn.Block) []cairn.Replica {
+	out := make([]cairn.Replica, len(blocks))
+	for i, b := range blocks {
+		out[i] = cairn.Replica{Block: b, State: cairn.ReplicaFinalized}
+	}
+	return out
 }

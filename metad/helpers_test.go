@@ -118,3 +118,12 @@ func reopen(t testing.TB, m *Metad, cfg Config) *Metad {
 	t.Cleanup(func() { _ = m2.Close() })
 	return m2
 }
+
+// finalized reports blocks as finalized replicas.
+func finalized(blocks ...cairn.Block) []cairn.Replica {
+	out := make([]cairn.Replica, len(blocks))
+	for i, b := range blocks {
+		out[i] = cairn.Replica{Block: b, State: cairn.ReplicaFinalized}
+	}
+	return out
+}

@@ -37,7 +37,7 @@ func TestLeaseSoftLimit(t *testing.T) {
 	// The last block's replica reports 1234 bytes; metad recorded none.
 	last := blocks[1]
 	last.Len = 1234
-	must(t, m.BlocksReceived(ctx, "DS-1", []cairn.Block{last}))
+	must(t, m.BlocksReceived(ctx, "DS-1", finalized(last)))
 
 	clk.Add(59 * time.Second)
 	_, err := m.Create(ctx, "/f", cairn.CreateOptions{Client: "c2"})
@@ -112,7 +112,7 @@ func TestLeaseHardLimit(t *testing.T) {
 	reported := writeFile(t, ctx, m, "/reported", "dead2", "", true, 0)
 	r := reported[0]
 	r.Len = 777
-	must(t, m.BlocksReceived(ctx, "DS-1", []cairn.Block{r}))
+	must(t, m.BlocksReceived(ctx, "DS-1", finalized(r)))
 	writeFile(t, ctx, m, "/empty", "dead3", "", true, testBlock, 0)
 	writeFile(t, ctx, m, "/none", "dead4", "", true)
 	writeFile(t, ctx, m, "/alive", "alive", "", true, 0)
@@ -125,7 +125,7 @@ func TestLeaseHardLimit(t *testing.T) {
 	// metad restarts: every writer counts as renewed now.
 	m = reopen(t, m, cfg)
 	fakeNode(t, m, "DS-1")
-	must(t, m.BlocksReceived(ctx, "DS-1", []cairn.Block{r}))
+	must(t, m.BlocksReceived(ctx, "DS-1", finalized(r)))
 	clk.Add(59 * time.Minute)
 	must(t, m.RenewLease(ctx, "alive"))
 	if n, err := m.recoverExpiredLeases(); err != nil || n != 0 {

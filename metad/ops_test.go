@@ -44,7 +44,7 @@ func writeFile(t testing.TB, ctx context.Context, m *Metad, path, client, node s
 		b.Len = n
 		out = append(out, b)
 		if node != "" {
-			must(t, m.BlocksReceived(ctx, node, []cairn.Block{b}))
+			must(t, m.BlocksReceived(ctx, node, finalized(b)))
 		}
 		prev = &out[len(out)-1]
 	}

@@ -294,14 +294,14 @@ func (m *Metad) ReportBadReplicas(ctx context.Context, bad []cairn.BadReplica) e
 	return nil
 }
 
-// BlocksRecovering takes replicas a blockd found left half-written after a
+// recovering takes replicas a blockd found left half-written after a
 // crash, cut back to their last whole verified chunk. A replica of a file
 // still being written is kept as a replica of its last block (the writer or
 // lease recovery settles its length); one of a closed file is kept only if
 // it has the file's whole block, else it is deleted.
-func (m *Metad) BlocksRecovering(ctx context.Context, id string, blocks []cairn.Block) error {
-	if err := m.known("metad.BlocksRecovering", id); err != nil {
-		return err
+func (m *Metad) recovering(id string, blocks []cairn.Block) error {
+	if len(blocks) == 0 {
+		return nil
 	}
 	var keep, drop []cairn.Block
 	for _, b := range blocks {

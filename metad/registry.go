@@ -362,22 +362,44 @@ func (m *Metad) accept(node string, blocks []cairn.Block, replace bool) error {
 	return nil
 }
 
-func (m *Metad) BlockReport(ctx context.Context, id string, blocks []cairn.Block) error {
+// byState splits reported replicas into finalized ones and the rest.
+func byState(reps []cairn.Replica) (finalized, unfinished []cairn.Block) {
+	for _, r := range reps {
+		if r.State == cairn.ReplicaFinalized {
+			finalized = append(finalized, r.Block)
+		} else {
+			unfinished = append(unfinished, r.Block)
+		}
+	}
+	return finalized, unfinished
+}
+
+func (m *Metad) BlockReport(ctx context.Context, id string, reps []cairn.Replica) error {
 	if err := m.known("metad.BlockReport", id); err != nil {
 		return err
 	}
-	m.log.Info("block report", zap.String("storage_id", id), zap.Int("replicas", len(blocks)))
-	return m.accept(id, blocks, true)
+	m.log.Info("block report", zap.String("storage_id", id), zap.Int("replicas", len(reps)))
+	finalized, unfinished := byState(reps)
+	if err := m.accept(id, finalized, true); err != nil {
+		return err
+	}
+	return m.recovering(id, unfinished)
 }
 
-func (m *Metad) BlocksReceived(ctx context.Context, id string, blocks []cairn.Block) error {
+func (m *Metad) BlocksReceived(ctx context.Context, id string, reps []cairn.Replica) error {
 	if err := m.known("metad.BlocksReceived", id); err != nil {
 		return err
 	}
-	for _, b := range blocks {
+	finalized, _ := byState(reps)
+	for _, b := range finalized {
 		m.repl.settled(b.ID)
 	}
-	return m.accept(id, blocks, false)
+	return m.accept(id, finalized, false)
+}
+
+// CommitBlockSynchronization records a block recovery's outcome.
+func (m *Metad) CommitBlockSynchronization(ctx context.Context, c cairn.CommitSync) error {
+	return cairn.E("metad.CommitBlockSynchronization", cairn.KindInvalid, "", fmt.Sprintf("no recovery %d of %s is under way", c.RecoveryID, c.Block))
 }
 
 func (m *Metad) BlocksDeleted(ctx context.Context, id string, blocks []cairn.Block) error {

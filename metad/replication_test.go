@@ -59,7 +59,7 @@ func TestReplicationMonitor(t *testing.T) {
 	b := lb.Block
 	b.Len = 1000
 	for _, n := range lb.Locations {
-		must(t, m.BlocksReceived(ctx, n.StorageID, []cairn.Block{b}))
+		must(t, m.BlocksReceived(ctx, n.StorageID, finalized(b)))
 	}
 	must(t, m.Complete(ctx, "/f", "c", &b))
 	must(t, m.checkReplication(true))
@@ -89,7 +89,7 @@ func TestReplicationMonitor(t *testing.T) {
 	}
 	// The copy lands: four replicas reported, one on a dead node; when the
 	// dead one comes back the block has one too many.
-	must(t, m.BlocksReceived(ctx, copies[0].Targets[0].StorageID, []cairn.Block{b}))
+	must(t, m.BlocksReceived(ctx, copies[0].Targets[0].StorageID, finalized(b)))
 	must(t, m.checkReplication(false))
 	if got := heartbeatAll(t, m, nodes, dead); len(got[copies[0].Targets[0].StorageID]) != 0 {
 		t.Fatalf("a restored block is copied again: %v", got)

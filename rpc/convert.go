@@ -5,6 +5,7 @@
 package rpc
 
 import (
+	"fmt"
 	"io/fs"
 	"time"
 
@@ -47,6 +48,29 @@ func FromPBBlocks(bs []*pb.Block) []cairn.Block {
 		out[i] = fromPBBlock(b)
 	}
 	return out
+}
+
+// ToPBReplicas converts a replica list for the wire.
+func ToPBReplicas(rs []cairn.Replica) []*pb.Replica {
+	out := make([]*pb.Replica, len(rs))
+	for i := range rs {
+		out[i] = &pb.Replica{Block: toPBBlock(&rs[i].Block), State: int32(rs[i].State)}
+	}
+	return out
+}
+
+// FromPBReplicas converts a replica list from the wire; a replica without
+// a block or with an unknown state is refused (ErrInvalid).
+func FromPBReplicas(op string, rs []*pb.Replica) ([]cairn.Replica, error) {
+	out := make([]cairn.Replica, len(rs))
+	for i, r := range rs {
+		st := cairn.ReplicaState(r.GetState())
+		if r.GetBlock() == nil || st < cairn.ReplicaFinalized || st > cairn.ReplicaRUR {
+			return nil, cairn.E(op, cairn.KindInvalid, "", fmt.Sprintf("replica %d: no block or unknown state %d", i, r.GetState()))
+		}
+		out[i] = cairn.Replica{Block: fromPBBlock(r.Block), State: st}
+	}
+	return out, nil
 }
 
 // ToPBNode converts a node for the wire.

@@ -279,18 +279,9 @@ func (s *namespaceServer) Checkpoint(ctx context.Context, r *pb.CheckpointReques
 
 // Registry additions.
 
-func (r *RegistryClient) BlocksRecovering(ctx context.Context, id string, blocks []cairn.Block) error {
-	_, err := r.c.BlocksRecovering(ctx, &pb.BlockList{StorageId: id, Blocks: ToPBBlocks(blocks)})
-	return fromStatus("rpc.BlocksRecovering", err)
-}
-
 func (r *RegistryClient) ReportBadReplicas(ctx context.Context, bad []cairn.BadReplica) error {
 	_, err := r.c.ReportBadReplicas(ctx, toPBBad(bad))
 	return fromStatus("rpc.ReportBadReplicas", err)
-}
-
-func (s *registryServer) BlocksRecovering(ctx context.Context, l *pb.BlockList) (*pb.Empty, error) {
-	return empty, toStatus(s.r.BlocksRecovering(ctx, l.StorageId, FromPBBlocks(l.Blocks)))
 }
 
 func (s *registryServer) ReportBadReplicas(ctx context.Context, r *pb.BadReplicas) (*pb.Empty, error) {

@@ -34,19 +34,27 @@ func (r *RegistryClient) Heartbeat(ctx context.Context, h cairn.Heartbeat) ([]ca
 	}
 	cmds := make([]cairn.Command, len(rep.Commands))
 	for i, c := range rep.Commands {
-		cmds[i] = cairn.Command{Kind: cairn.CommandKind(c.Kind), Blocks: FromPBBlocks(c.Blocks), Targets: FromPBNodes(c.Targets)}
+		cmds[i] = cairn.Command{Kind: cairn.CommandKind(c.Kind), Blocks: FromPBBlocks(c.Blocks), Targets: FromPBNodes(c.Targets), RecoveryID: cairn.GenStamp(c.RecoveryId)}
 	}
 	return cmds, nil
 }
 
-func (r *RegistryClient) BlockReport(ctx context.Context, id string, blocks []cairn.Block) error {
-	_, err := r.c.BlockReport(ctx, &pb.BlockList{StorageId: id, Blocks: ToPBBlocks(blocks)})
+func (r *RegistryClient) BlockReport(ctx context.Context, id string, replicas []cairn.Replica) error {
+	_, err := r.c.BlockReport(ctx, &pb.ReplicaList{StorageId: id, Replicas: ToPBReplicas(replicas)})
 	return fromStatus("rpc.BlockReport", err)
 }
 
-func (r *RegistryClient) BlocksReceived(ctx context.Context, id string, blocks []cairn.Block) error {
-	_, err := r.c.BlocksReceived(ctx, &pb.BlockList{StorageId: id, Blocks: ToPBBlocks(blocks)})
+func (r *RegistryClient) BlocksReceived(ctx context.Context, id string, replicas []cairn.Replica) error {
+	_, err := r.c.BlocksReceived(ctx, &pb.ReplicaList{StorageId: id, Replicas: ToPBReplicas(replicas)})
 	return fromStatus("rpc.BlocksReceived", err)
+}
+
+func (r *RegistryClient) CommitBlockSynchronization(ctx context.Context, c cairn.CommitSync) error {
+	_, err := r.c.CommitBlockSynchronization(ctx, &pb.CommitSyncRequest{
+		Block: toPBBlock(&c.Block), RecoveryId: uint64(c.RecoveryID), NewGenStamp: uint64(c.NewGenStamp),
+		NewLen: c.NewLen, Nodes: c.Nodes, Delete: c.Delete,
+	})
+	return fromStatus("rpc.CommitBlockSynchronization", err)
 }
 
 func (r *RegistryClient) BlocksDeleted(ctx context.Context, id string, blocks []cairn.Block) error {
@@ -79,17 +87,35 @@ func (s *registryServer) Heartbeat(ctx context.Context, h *pb.HeartbeatRequest) 
 	}
 	out := &pb.HeartbeatReply{}
 	for _, c := range cmds {
-		out.Commands = append(out.Commands, &pb.Command{Kind: int32(c.Kind), Blocks: ToPBBlocks(c.Blocks), Targets: ToPBNodes(c.Targets)})
+		out.Commands = append(out.Commands, &pb.Command{Kind: int32(c.Kind), Blocks: ToPBBlocks(c.Blocks), Targets: ToPBNodes(c.Targets), RecoveryId: uint64(c.RecoveryID)})
 	}
 	return out, nil
 }
 
-func (s *registryServer) BlockReport(ctx context.Context, l *pb.BlockList) (*pb.Empty, error) {
-	return empty, toStatus(s.r.BlockReport(ctx, l.StorageId, FromPBBlocks(l.Blocks)))
+func (s *registryServer) BlockReport(ctx context.Context, l *pb.ReplicaList) (*pb.Empty, error) {
+	reps, err := FromPBReplicas("rpc.BlockReport", l.Replicas)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return empty, toStatus(s.r.BlockReport(ctx, l.StorageId, reps))
 }
 
-func (s *registryServer) BlocksReceived(ctx context.Context, l *pb.BlockList) (*pb.Empty, error) {
-	return empty, toStatus(s.r.BlocksReceived(ctx, l.StorageId, FromPBBlocks(l.Blocks)))
+func (s *registryServer) BlocksReceived(ctx context.Context, l *pb.ReplicaList) (*pb.Empty, error) {
+	reps, err := FromPBReplicas("rpc.BlocksReceived", l.Replicas)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return empty, toStatus(s.r.BlocksReceived(ctx, l.StorageId, reps))
+}
+
+func (s *registryServer) CommitBlockSynchronization(ctx context.Context, r *pb.CommitSyncRequest) (*pb.Empty, error) {
+	if r.Block == nil {
+		return nil, toStatus(cairn.E("rpc.CommitBlockSynchronization", cairn.KindInvalid, "", "no block"))
+	}
+	return empty, toStatus(s.r.CommitBlockSynchronization(ctx, cairn.CommitSync{
+		Block: fromPBBlock(r.Block), RecoveryID: cairn.GenStamp(r.RecoveryId), NewGenStamp: cairn.GenStamp(r.NewGenStamp),
+		NewLen: r.NewLen, Nodes: r.Nodes, Delete: r.Delete,
+	}))
 }
 
 func (s *registryServer) BlocksDeleted(ctx context.Context, l *pb.BlockList) (*pb.Empty, error) {

@@ -139,7 +139,8 @@ func ReadOp(r io.Reader) (*pb.OpHeader, error) {
 		return nil, err
 	}
 	switch h.Op {
-	case pb.OpHeader_WRITE_BLOCK, pb.OpHeader_READ_BLOCK, pb.OpHeader_TRANSFER_BLOCK:
+	case pb.OpHeader_WRITE_BLOCK, pb.OpHeader_READ_BLOCK, pb.OpHeader_TRANSFER_BLOCK,
+		pb.OpHeader_INIT_RECOVERY, pb.OpHeader_UPDATE_RECOVERY, pb.OpHeader_VERIFY_BLOCK:
 	default:
 		return nil, protoErr("unknown op %d", h.Op)
 	}
@@ -151,6 +152,9 @@ func ReadOp(r io.Reader) (*pb.OpHeader, error) {
 	}
 	if h.Stage < pb.OpHeader_CREATE || h.Stage > pb.OpHeader_COPY {
 		return nil, protoErr("unknown stage %d", h.Stage)
+	}
+	if (h.Op == pb.OpHeader_INIT_RECOVERY || h.Op == pb.OpHeader_UPDATE_RECOVERY) && h.NewGenStamp <= h.Block.GenStamp {
+		return nil, protoErr("recovery to stamp %d, not above the block's %d", h.NewGenStamp, h.Block.GenStamp)
 	}
 	if h.Op == pb.OpHeader_TRANSFER_BLOCK && len(h.Targets) != 1 {
 		return nil, protoErr("transfer to %d targets", len(h.Targets))

@@ -33,6 +33,20 @@ const (
 	// TRANSFER_BLOCK asks a blockd to copy the first length bytes of its
 	// replica of block, at block's generation stamp, to targets[0].
 	OpHeader_TRANSFER_BLOCK OpHeader_Op = 3
+	// INIT_RECOVERY asks a blockd for its replica of block (block.gen_stamp:
+	// metad's stamp when the recovery began; older replicas are refused)
+	// and claims it for the recovery new_gen_stamp: any writer of it is
+	// stopped, a being-written replica is cut to its verified length, and
+	// it becomes under recovery. The reply gives the replica's state,
+	// stamp and length as they were.
+	OpHeader_INIT_RECOVERY OpHeader_Op = 4
+	// UPDATE_RECOVERY ends a recovery on one replica: cut to length bytes
+	// and finalized at new_gen_stamp (the recovery's ID, block.gen_stamp
+	// the stamp of the INIT_RECOVERY). The reply gives the finalized length.
+	OpHeader_UPDATE_RECOVERY OpHeader_Op = 5
+	// VERIFY_BLOCK re-reads the receiver's replica of block (any stamp)
+	// against its .meta; status 0 means sound, otherwise message says why.
+	OpHeader_VERIFY_BLOCK OpHeader_Op = 6
 )
 
 // Enum value maps for OpHeader_Op.
@@ -42,12 +56,18 @@ var (
 		1: "WRITE_BLOCK",
 		2: "READ_BLOCK",
 		3: "TRANSFER_BLOCK",
+		4: "INIT_RECOVERY",
+		5: "UPDATE_RECOVERY",
+		6: "VERIFY_BLOCK",
 	}
 	OpHeader_Op_value = map[string]int32{
-		"OP_UNSPECIFIED": 0,
-		"WRITE_BLOCK":    1,
-		"READ_BLOCK":     2,
-		"TRANSFER_BLOCK": 3,
+		"OP_UNSPECIFIED":  0,
+		"WRITE_BLOCK":     1,
+		"READ_BLOCK":      2,
+		"TRANSFER_BLOCK":  3,
+		"INIT_RECOVERY":   4,
+		"UPDATE_RECOVERY": 5,
+		"VERIFY_BLOCK":    6,
 	}
 )
 
@@ -75,7 +95,7 @@ func (x OpHeader_Op) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use OpHeader_Op.Descriptor instead.
 func (OpHeader_Op) EnumDescriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{42, 0}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{45, 0}
 }
 
 type OpHeader_Stage int32
@@ -127,7 +147,7 @@ func (x OpHeader_Stage) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use OpHeader_Stage.Descriptor instead.
 func (OpHeader_Stage) EnumDescriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{42, 1}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{45, 1}
 }
 
 type Empty struct {
@@ -2516,6 +2536,7 @@ type Command struct {
 	Kind          int32                  `protobuf:"varint,1,opt,name=kind,proto3" json:"kind,omitempty"`
 	Blocks        []*Block               `protobuf:"bytes,2,rep,name=blocks,proto3" json:"blocks,omitempty"`
 	Targets       []*Node                `protobuf:"bytes,3,rep,name=targets,proto3" json:"targets,omitempty"`
+	RecoveryId    uint64                 `protobuf:"varint,4,opt,name=recovery_id,json=recoveryId,proto3" json:"recovery_id,omitempty"` // CmdRecover: the new generation stamp
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2569,6 +2590,13 @@ func (x *Command) GetTargets() []*Node {
 		return x.Targets
 	}
 	return nil
+}
+
+func (x *Command) GetRecoveryId() uint64 {
+	if x != nil {
+		return x.RecoveryId
+	}
+	return 0
 }
 
 type HeartbeatReply struct {
@@ -2667,6 +2695,197 @@ func (x *BlockList) GetBlocks() []*Block {
 	return nil
 }
 
+// Replica is a blockd's copy of a block with its state (cairn.ReplicaState:
+// 1 finalized, 2 being written, 3 waiting to be recovered, 4 under recovery).
+type Replica struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Block         *Block                 `protobuf:"bytes,1,opt,name=block,proto3" json:"block,omitempty"`
+	State         int32                  `protobuf:"varint,2,opt,name=state,proto3" json:"state,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Replica) Reset() {
+	*x = Replica{}
+	mi := &file_rpc_pb_cairn_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Replica) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Replica) ProtoMessage() {}
+
+func (x *Replica) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_pb_cairn_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Replica.ProtoReflect.Descriptor instead.
+func (*Replica) Descriptor() ([]byte, []int) {
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *Replica) GetBlock() *Block {
+	if x != nil {
+		return x.Block
+	}
+	return nil
+}
+
+func (x *Replica) GetState() int32 {
+	if x != nil {
+		return x.State
+	}
+	return 0
+}
+
+type ReplicaList struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	StorageId     string                 `protobuf:"bytes,1,opt,name=storage_id,json=storageId,proto3" json:"storage_id,omitempty"`
+	Replicas      []*Replica             `protobuf:"bytes,2,rep,name=replicas,proto3" json:"replicas,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReplicaList) Reset() {
+	*x = ReplicaList{}
+	mi := &file_rpc_pb_cairn_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReplicaList) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReplicaList) ProtoMessage() {}
+
+func (x *ReplicaList) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_pb_cairn_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReplicaList.ProtoReflect.Descriptor instead.
+func (*ReplicaList) Descriptor() ([]byte, []int) {
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *ReplicaList) GetStorageId() string {
+	if x != nil {
+		return x.StorageId
+	}
+	return ""
+}
+
+func (x *ReplicaList) GetReplicas() []*Replica {
+	if x != nil {
+		return x.Replicas
+	}
+	return nil
+}
+
+// CommitSyncRequest is a block recovery's outcome (cairn.CommitSync).
+type CommitSyncRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Block         *Block                 `protobuf:"bytes,1,opt,name=block,proto3" json:"block,omitempty"`
+	RecoveryId    uint64                 `protobuf:"varint,2,opt,name=recovery_id,json=recoveryId,proto3" json:"recovery_id,omitempty"`
+	NewGenStamp   uint64                 `protobuf:"varint,3,opt,name=new_gen_stamp,json=newGenStamp,proto3" json:"new_gen_stamp,omitempty"`
+	NewLen        int64                  `protobuf:"varint,4,opt,name=new_len,json=newLen,proto3" json:"new_len,omitempty"`
+	Nodes         []string               `protobuf:"bytes,5,rep,name=nodes,proto3" json:"nodes,omitempty"`
+	Delete        bool                   `protobuf:"varint,6,opt,name=delete,proto3" json:"delete,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CommitSyncRequest) Reset() {
+	*x = CommitSyncRequest{}
+	mi := &file_rpc_pb_cairn_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CommitSyncRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CommitSyncRequest) ProtoMessage() {}
+
+func (x *CommitSyncRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_pb_cairn_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CommitSyncRequest.ProtoReflect.Descriptor instead.
+func (*CommitSyncRequest) Descriptor() ([]byte, []int) {
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *CommitSyncRequest) GetBlock() *Block {
+	if x != nil {
+		return x.Block
+	}
+	return nil
+}
+
+func (x *CommitSyncRequest) GetRecoveryId() uint64 {
+	if x != nil {
+		return x.RecoveryId
+	}
+	return 0
+}
+
+func (x *CommitSyncRequest) GetNewGenStamp() uint64 {
+	if x != nil {
+		return x.NewGenStamp
+	}
+	return 0
+}
+
+func (x *CommitSyncRequest) GetNewLen() int64 {
+	if x != nil {
+		return x.NewLen
+	}
+	return 0
+}
+
+func (x *CommitSyncRequest) GetNodes() []string {
+	if x != nil {
+		return x.Nodes
+	}
+	return nil
+}
+
+func (x *CommitSyncRequest) GetDelete() bool {
+	if x != nil {
+		return x.Delete
+	}
+	return false
+}
+
 // Headers of the block data stream (package xfer): a client or an upstream
 // blockd opens a TCP connection and sends one OpHeader.
 type OpHeader struct {
@@ -2692,7 +2911,7 @@ type OpHeader struct {
 
 func (x *OpHeader) Reset() {
 	*x = OpHeader{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[42]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2704,7 +2923,7 @@ func (x *OpHeader) String() string {
 func (*OpHeader) ProtoMessage() {}
 
 func (x *OpHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[42]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2717,7 +2936,7 @@ func (x *OpHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpHeader.ProtoReflect.Descriptor instead.
 func (*OpHeader) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{42}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *OpHeader) GetOp() OpHeader_Op {
@@ -2792,19 +3011,23 @@ func (x *OpHeader) GetNewGenStamp() uint64 {
 
 // OpReply answers an OpHeader before any packet flows.
 type OpReply struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Status        uint32                 `protobuf:"varint,1,opt,name=status,proto3" json:"status,omitempty"` // 0 = ok; otherwise an error Kind
-	Message       string                 `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
-	ChunkSize     uint32                 `protobuf:"varint,3,opt,name=chunk_size,json=chunkSize,proto3" json:"chunk_size,omitempty"`
-	BlockLen      int64                  `protobuf:"varint,4,opt,name=block_len,json=blockLen,proto3" json:"block_len,omitempty"`              // READ_BLOCK: the replica's length
-	FirstBadNode  string                 `protobuf:"bytes,5,opt,name=first_bad_node,json=firstBadNode,proto3" json:"first_bad_node,omitempty"` // WRITE_BLOCK: the storage ID that failed setup
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	Status       uint32                 `protobuf:"varint,1,opt,name=status,proto3" json:"status,omitempty"` // 0 = ok; otherwise an error Kind
+	Message      string                 `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	ChunkSize    uint32                 `protobuf:"varint,3,opt,name=chunk_size,json=chunkSize,proto3" json:"chunk_size,omitempty"`
+	BlockLen     int64                  `protobuf:"varint,4,opt,name=block_len,json=blockLen,proto3" json:"block_len,omitempty"`              // READ_BLOCK: the replica's length
+	FirstBadNode string                 `protobuf:"bytes,5,opt,name=first_bad_node,json=firstBadNode,proto3" json:"first_bad_node,omitempty"` // WRITE_BLOCK: the storage ID that failed setup
+	// INIT_RECOVERY, VERIFY_BLOCK: the replica's state (cairn.ReplicaState)
+	// and generation stamp.
+	ReplicaState  int32  `protobuf:"varint,6,opt,name=replica_state,json=replicaState,proto3" json:"replica_state,omitempty"`
+	GenStamp      uint64 `protobuf:"varint,7,opt,name=gen_stamp,json=genStamp,proto3" json:"gen_stamp,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *OpReply) Reset() {
 	*x = OpReply{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[43]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2816,7 +3039,7 @@ func (x *OpReply) String() string {
 func (*OpReply) ProtoMessage() {}
 
 func (x *OpReply) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[43]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2829,7 +3052,7 @@ func (x *OpReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpReply.ProtoReflect.Descriptor instead.
 func (*OpReply) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{43}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *OpReply) GetStatus() uint32 {
@@ -2865,6 +3088,20 @@ func (x *OpReply) GetFirstBadNode() string {
 		return x.FirstBadNode
 	}
 	return ""
+}
+
+func (x *OpReply) GetReplicaState() int32 {
+	if x != nil {
+		return x.ReplicaState
+	}
+	return 0
+}
+
+func (x *OpReply) GetGenStamp() uint64 {
+	if x != nil {
+		return x.GenStamp
+	}
+	return 0
 }
 
 var File_rpc_pb_cairn_proto protoreflect.FileDescriptor
@@ -3050,17 +3287,34 @@ const file_rpc_pb_cairn_proto_rawDesc = "" +
 	"\bcapacity\x18\x02 \x01(\x03R\bcapacity\x12\x12\n" +
 	"\x04used\x18\x03 \x01(\x03R\x04used\x12\x1c\n" +
 	"\tremaining\x18\x04 \x01(\x03R\tremaining\x12\x16\n" +
-	"\x06active\x18\x05 \x01(\x05R\x06active\"p\n" +
+	"\x06active\x18\x05 \x01(\x05R\x06active\"\x91\x01\n" +
 	"\aCommand\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\x05R\x04kind\x12'\n" +
 	"\x06blocks\x18\x02 \x03(\v2\x0f.cairn.v1.BlockR\x06blocks\x12(\n" +
-	"\atargets\x18\x03 \x03(\v2\x0e.cairn.v1.NodeR\atargets\"?\n" +
+	"\atargets\x18\x03 \x03(\v2\x0e.cairn.v1.NodeR\atargets\x12\x1f\n" +
+	"\vrecovery_id\x18\x04 \x01(\x04R\n" +
+	"recoveryId\"?\n" +
 	"\x0eHeartbeatReply\x12-\n" +
 	"\bcommands\x18\x01 \x03(\v2\x11.cairn.v1.CommandR\bcommands\"S\n" +
 	"\tBlockList\x12\x1d\n" +
 	"\n" +
 	"storage_id\x18\x01 \x01(\tR\tstorageId\x12'\n" +
-	"\x06blocks\x18\x02 \x03(\v2\x0f.cairn.v1.BlockR\x06blocks\"\xe0\x03\n" +
+	"\x06blocks\x18\x02 \x03(\v2\x0f.cairn.v1.BlockR\x06blocks\"F\n" +
+	"\aReplica\x12%\n" +
+	"\x05block\x18\x01 \x01(\v2\x0f.cairn.v1.BlockR\x05block\x12\x14\n" +
+	"\x05state\x18\x02 \x01(\x05R\x05state\"[\n" +
+	"\vReplicaList\x12\x1d\n" +
+	"\n" +
+	"storage_id\x18\x01 \x01(\tR\tstorageId\x12-\n" +
+	"\breplicas\x18\x02 \x03(\v2\x11.cairn.v1.ReplicaR\breplicas\"\xc6\x01\n" +
+	"\x11CommitSyncRequest\x12%\n" +
+	"\x05block\x18\x01 \x01(\v2\x0f.cairn.v1.BlockR\x05block\x12\x1f\n" +
+	"\vrecovery_id\x18\x02 \x01(\x04R\n" +
+	"recoveryId\x12\"\n" +
+	"\rnew_gen_stamp\x18\x03 \x01(\x04R\vnewGenStamp\x12\x17\n" +
+	"\anew_len\x18\x04 \x01(\x03R\x06newLen\x12\x14\n" +
+	"\x05nodes\x18\x05 \x03(\tR\x05nodes\x12\x16\n" +
+	"\x06delete\x18\x06 \x01(\bR\x06delete\"\x9b\x04\n" +
 	"\bOpHeader\x12%\n" +
 	"\x02op\x18\x01 \x01(\x0e2\x15.cairn.v1.OpHeader.OpR\x02op\x12%\n" +
 	"\x05block\x18\x02 \x01(\v2\x0f.cairn.v1.BlockR\x05block\x12(\n" +
@@ -3073,27 +3327,32 @@ const file_rpc_pb_cairn_proto_rawDesc = "" +
 	"\x05stage\x18\b \x01(\x0e2\x18.cairn.v1.OpHeader.StageR\x05stage\x12\x19\n" +
 	"\bkeep_len\x18\t \x01(\x03R\akeepLen\x12\"\n" +
 	"\rnew_gen_stamp\x18\n" +
-	" \x01(\x04R\vnewGenStamp\"M\n" +
+	" \x01(\x04R\vnewGenStamp\"\x87\x01\n" +
 	"\x02Op\x12\x12\n" +
 	"\x0eOP_UNSPECIFIED\x10\x00\x12\x0f\n" +
 	"\vWRITE_BLOCK\x10\x01\x12\x0e\n" +
 	"\n" +
 	"READ_BLOCK\x10\x02\x12\x12\n" +
-	"\x0eTRANSFER_BLOCK\x10\x03\"7\n" +
+	"\x0eTRANSFER_BLOCK\x10\x03\x12\x11\n" +
+	"\rINIT_RECOVERY\x10\x04\x12\x13\n" +
+	"\x0fUPDATE_RECOVERY\x10\x05\x12\x10\n" +
+	"\fVERIFY_BLOCK\x10\x06\"7\n" +
 	"\x05Stage\x12\n" +
 	"\n" +
 	"\x06CREATE\x10\x00\x12\n" +
 	"\n" +
 	"\x06APPEND\x10\x01\x12\f\n" +
 	"\bRECOVERY\x10\x02\x12\b\n" +
-	"\x04COPY\x10\x03\"\x9d\x01\n" +
+	"\x04COPY\x10\x03\"\xdf\x01\n" +
 	"\aOpReply\x12\x16\n" +
 	"\x06status\x18\x01 \x01(\rR\x06status\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\x1d\n" +
 	"\n" +
 	"chunk_size\x18\x03 \x01(\rR\tchunkSize\x12\x1b\n" +
 	"\tblock_len\x18\x04 \x01(\x03R\bblockLen\x12$\n" +
-	"\x0efirst_bad_node\x18\x05 \x01(\tR\ffirstBadNode2\xfe\f\n" +
+	"\x0efirst_bad_node\x18\x05 \x01(\tR\ffirstBadNode\x12#\n" +
+	"\rreplica_state\x18\x06 \x01(\x05R\freplicaState\x12\x1b\n" +
+	"\tgen_stamp\x18\a \x01(\x04R\bgenStamp2\xfe\f\n" +
 	"\tNamespace\x121\n" +
 	"\x06Mkdirs\x12\x16.cairn.v1.MkdirRequest\x1a\x0f.cairn.v1.Empty\x120\n" +
 	"\x05Mkdir\x12\x16.cairn.v1.MkdirRequest\x1a\x0f.cairn.v1.Empty\x125\n" +
@@ -3126,14 +3385,14 @@ const file_rpc_pb_cairn_proto_rawDesc = "" +
 	"\x0eAdditionalNode\x12\x1f.cairn.v1.AdditionalNodeRequest\x1a\x0e.cairn.v1.Node\x12;\n" +
 	"\x11ReportBadReplicas\x12\x15.cairn.v1.BadReplicas\x1a\x0f.cairn.v1.Empty\x12:\n" +
 	"\n" +
-	"Checkpoint\x12\x1b.cairn.v1.CheckpointRequest\x1a\x0f.cairn.v1.Empty2\xa5\x03\n" +
+	"Checkpoint\x12\x1b.cairn.v1.CheckpointRequest\x1a\x0f.cairn.v1.Empty2\xbb\x03\n" +
 	"\bRegistry\x12;\n" +
 	"\bRegister\x12\x16.cairn.v1.Registration\x1a\x17.cairn.v1.RegisterReply\x12A\n" +
-	"\tHeartbeat\x12\x1a.cairn.v1.HeartbeatRequest\x1a\x18.cairn.v1.HeartbeatReply\x123\n" +
-	"\vBlockReport\x12\x13.cairn.v1.BlockList\x1a\x0f.cairn.v1.Empty\x126\n" +
-	"\x0eBlocksReceived\x12\x13.cairn.v1.BlockList\x1a\x0f.cairn.v1.Empty\x125\n" +
-	"\rBlocksDeleted\x12\x13.cairn.v1.BlockList\x1a\x0f.cairn.v1.Empty\x128\n" +
-	"\x10BlocksRecovering\x12\x13.cairn.v1.BlockList\x1a\x0f.cairn.v1.Empty\x12;\n" +
+	"\tHeartbeat\x12\x1a.cairn.v1.HeartbeatRequest\x1a\x18.cairn.v1.HeartbeatReply\x125\n" +
+	"\vBlockReport\x12\x15.cairn.v1.ReplicaList\x1a\x0f.cairn.v1.Empty\x128\n" +
+	"\x0eBlocksReceived\x12\x15.cairn.v1.ReplicaList\x1a\x0f.cairn.v1.Empty\x125\n" +
+	"\rBlocksDeleted\x12\x13.cairn.v1.BlockList\x1a\x0f.cairn.v1.Empty\x12J\n" +
+	"\x1aCommitBlockSynchronization\x12\x1b.cairn.v1.CommitSyncRequest\x1a\x0f.cairn.v1.Empty\x12;\n" +
 	"\x11ReportBadReplicas\x12\x15.cairn.v1.BadReplicas\x1a\x0f.cairn.v1.EmptyB\x0eZ\fcairn/rpc/pbb\x06proto3"
 
 var (
@@ -3149,7 +3408,7 @@ func file_rpc_pb_cairn_proto_rawDescGZIP() []byte {
 }
 
 var file_rpc_pb_cairn_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_rpc_pb_cairn_proto_msgTypes = make([]protoimpl.MessageInfo, 44)
+var file_rpc_pb_cairn_proto_msgTypes = make([]protoimpl.MessageInfo, 47)
 var file_rpc_pb_cairn_proto_goTypes = []any{
 	(OpHeader_Op)(0),              // 0: cairn.v1.OpHeader.Op
 	(OpHeader_Stage)(0),           // 1: cairn.v1.OpHeader.Stage
@@ -3195,8 +3454,11 @@ var file_rpc_pb_cairn_proto_goTypes = []any{
 	(*Command)(nil),               // 41: cairn.v1.Command
 	(*HeartbeatReply)(nil),        // 42: cairn.v1.HeartbeatReply
 	(*BlockList)(nil),             // 43: cairn.v1.BlockList
-	(*OpHeader)(nil),              // 44: cairn.v1.OpHeader
-	(*OpReply)(nil),               // 45: cairn.v1.OpReply
+	(*Replica)(nil),               // 44: cairn.v1.Replica
+	(*ReplicaList)(nil),           // 45: cairn.v1.ReplicaList
+	(*CommitSyncRequest)(nil),     // 46: cairn.v1.CommitSyncRequest
+	(*OpHeader)(nil),              // 47: cairn.v1.OpHeader
+	(*OpReply)(nil),               // 48: cairn.v1.OpReply
 }
 var file_rpc_pb_cairn_proto_depIdxs = []int32{
 	3,  // 0: cairn.v1.LocatedBlock.block:type_name -> cairn.v1.Block
@@ -3223,87 +3485,90 @@ var file_rpc_pb_cairn_proto_depIdxs = []int32{
 	4,  // 21: cairn.v1.Command.targets:type_name -> cairn.v1.Node
 	41, // 22: cairn.v1.HeartbeatReply.commands:type_name -> cairn.v1.Command
 	3,  // 23: cairn.v1.BlockList.blocks:type_name -> cairn.v1.Block
-	0,  // 24: cairn.v1.OpHeader.op:type_name -> cairn.v1.OpHeader.Op
-	3,  // 25: cairn.v1.OpHeader.block:type_name -> cairn.v1.Block
-	4,  // 26: cairn.v1.OpHeader.targets:type_name -> cairn.v1.Node
-	1,  // 27: cairn.v1.OpHeader.stage:type_name -> cairn.v1.OpHeader.Stage
-	9,  // 28: cairn.v1.Namespace.Mkdirs:input_type -> cairn.v1.MkdirRequest
-	9,  // 29: cairn.v1.Namespace.Mkdir:input_type -> cairn.v1.MkdirRequest
-	10, // 30: cairn.v1.Namespace.Create:input_type -> cairn.v1.CreateRequest
-	11, // 31: cairn.v1.Namespace.AddBlock:input_type -> cairn.v1.AddBlockRequest
-	12, // 32: cairn.v1.Namespace.Complete:input_type -> cairn.v1.CompleteRequest
-	8,  // 33: cairn.v1.Namespace.Stat:input_type -> cairn.v1.PathRequest
-	13, // 34: cairn.v1.Namespace.List:input_type -> cairn.v1.ListRequest
-	15, // 35: cairn.v1.Namespace.Rename:input_type -> cairn.v1.RenameRequest
-	16, // 36: cairn.v1.Namespace.Delete:input_type -> cairn.v1.DeleteRequest
-	8,  // 37: cairn.v1.Namespace.BlockLocations:input_type -> cairn.v1.PathRequest
-	2,  // 38: cairn.v1.Namespace.Statfs:input_type -> cairn.v1.Empty
-	2,  // 39: cairn.v1.Namespace.Report:input_type -> cairn.v1.Empty
-	21, // 40: cairn.v1.Namespace.SetAttr:input_type -> cairn.v1.SetAttrRequest
-	22, // 41: cairn.v1.Namespace.Symlink:input_type -> cairn.v1.SymlinkRequest
-	23, // 42: cairn.v1.Namespace.Mknod:input_type -> cairn.v1.MknodRequest
-	24, // 43: cairn.v1.Namespace.SetXattr:input_type -> cairn.v1.XattrRequest
-	24, // 44: cairn.v1.Namespace.GetXattr:input_type -> cairn.v1.XattrRequest
-	8,  // 45: cairn.v1.Namespace.ListXattrs:input_type -> cairn.v1.PathRequest
-	24, // 46: cairn.v1.Namespace.RemoveXattr:input_type -> cairn.v1.XattrRequest
-	8,  // 47: cairn.v1.Namespace.GetContentSummary:input_type -> cairn.v1.PathRequest
-	28, // 48: cairn.v1.Namespace.Append:input_type -> cairn.v1.AppendRequest
-	30, // 49: cairn.v1.Namespace.RenewLease:input_type -> cairn.v1.LeaseRequest
-	31, // 50: cairn.v1.Namespace.AbandonBlock:input_type -> cairn.v1.BlockRequest
-	31, // 51: cairn.v1.Namespace.Fsync:input_type -> cairn.v1.BlockRequest
-	31, // 52: cairn.v1.Namespace.UpdateBlockForPipeline:input_type -> cairn.v1.BlockRequest
-	33, // 53: cairn.v1.Namespace.UpdatePipeline:input_type -> cairn.v1.UpdatePipelineRequest
-	34, // 54: cairn.v1.Namespace.AdditionalNode:input_type -> cairn.v1.AdditionalNodeRequest
-	36, // 55: cairn.v1.Namespace.ReportBadReplicas:input_type -> cairn.v1.BadReplicas
-	37, // 56: cairn.v1.Namespace.Checkpoint:input_type -> cairn.v1.CheckpointRequest
-	38, // 57: cairn.v1.Registry.Register:input_type -> cairn.v1.Registration
-	40, // 58: cairn.v1.Registry.Heartbeat:input_type -> cairn.v1.HeartbeatRequest
-	43, // 59: cairn.v1.Registry.BlockReport:input_type -> cairn.v1.BlockList
-	43, // 60: cairn.v1.Registry.BlocksReceived:input_type -> cairn.v1.BlockList
-	43, // 61: cairn.v1.Registry.BlocksDeleted:input_type -> cairn.v1.BlockList
-	43, // 62: cairn.v1.Registry.BlocksRecovering:input_type -> cairn.v1.BlockList
-	36, // 63: cairn.v1.Registry.ReportBadReplicas:input_type -> cairn.v1.BadReplicas
-	2,  // 64: cairn.v1.Namespace.Mkdirs:output_type -> cairn.v1.Empty
-	2,  // 65: cairn.v1.Namespace.Mkdir:output_type -> cairn.v1.Empty
-	6,  // 66: cairn.v1.Namespace.Create:output_type -> cairn.v1.FileInfo
-	5,  // 67: cairn.v1.Namespace.AddBlock:output_type -> cairn.v1.LocatedBlock
-	2,  // 68: cairn.v1.Namespace.Complete:output_type -> cairn.v1.Empty
-	6,  // 69: cairn.v1.Namespace.Stat:output_type -> cairn.v1.FileInfo
-	14, // 70: cairn.v1.Namespace.List:output_type -> cairn.v1.ListReply
-	2,  // 71: cairn.v1.Namespace.Rename:output_type -> cairn.v1.Empty
-	2,  // 72: cairn.v1.Namespace.Delete:output_type -> cairn.v1.Empty
-	17, // 73: cairn.v1.Namespace.BlockLocations:output_type -> cairn.v1.FileBlocks
-	18, // 74: cairn.v1.Namespace.Statfs:output_type -> cairn.v1.FsStats
-	20, // 75: cairn.v1.Namespace.Report:output_type -> cairn.v1.ClusterReport
-	6,  // 76: cairn.v1.Namespace.SetAttr:output_type -> cairn.v1.FileInfo
-	2,  // 77: cairn.v1.Namespace.Symlink:output_type -> cairn.v1.Empty
-	2,  // 78: cairn.v1.Namespace.Mknod:output_type -> cairn.v1.Empty
-	2,  // 79: cairn.v1.Namespace.SetXattr:output_type -> cairn.v1.Empty
-	25, // 80: cairn.v1.Namespace.GetXattr:output_type -> cairn.v1.XattrValue
-	26, // 81: cairn.v1.Namespace.ListXattrs:output_type -> cairn.v1.XattrNames
-	2,  // 82: cairn.v1.Namespace.RemoveXattr:output_type -> cairn.v1.Empty
-	27, // 83: cairn.v1.Namespace.GetContentSummary:output_type -> cairn.v1.ContentSummary
-	29, // 84: cairn.v1.Namespace.Append:output_type -> cairn.v1.AppendReply
-	2,  // 85: cairn.v1.Namespace.RenewLease:output_type -> cairn.v1.Empty
-	2,  // 86: cairn.v1.Namespace.AbandonBlock:output_type -> cairn.v1.Empty
-	2,  // 87: cairn.v1.Namespace.Fsync:output_type -> cairn.v1.Empty
-	32, // 88: cairn.v1.Namespace.UpdateBlockForPipeline:output_type -> cairn.v1.GenStampReply
-	2,  // 89: cairn.v1.Namespace.UpdatePipeline:output_type -> cairn.v1.Empty
-	4,  // 90: cairn.v1.Namespace.AdditionalNode:output_type -> cairn.v1.Node
-	2,  // 91: cairn.v1.Namespace.ReportBadReplicas:output_type -> cairn.v1.Empty
-	2,  // 92: cairn.v1.Namespace.Checkpoint:output_type -> cairn.v1.Empty
-	39, // 93: cairn.v1.Registry.Register:output_type -> cairn.v1.RegisterReply
-	42, // 94: cairn.v1.Registry.Heartbeat:output_type -> cairn.v1.HeartbeatReply
-	2,  // 95: cairn.v1.Registry.BlockReport:output_type -> cairn.v1.Empty
-	2,  // 96: cairn.v1.Registry.BlocksReceived:output_type -> cairn.v1.Empty
-	2,  // 97: cairn.v1.Registry.BlocksDeleted:output_type -> cairn.v1.Empty
-	2,  // 98: cairn.v1.Registry.BlocksRecovering:output_type -> cairn.v1.Empty
-	2,  // 99: cairn.v1.Registry.ReportBadReplicas:output_type -> cairn.v1.Empty
-	64, // [64:100] is the sub-list for method output_type
-	28, // [28:64] is the sub-list for method input_type
-	28, // [28:28] is the sub-list for extension type_name
-	28, // [28:28] is the sub-list for extension extendee
-	0,  // [0:28] is the sub-list for field type_name
+	3,  // 24: cairn.v1.Replica.block:type_name -> cairn.v1.Block
+	44, // 25: cairn.v1.ReplicaList.replicas:type_name -> cairn.v1.Replica
+	3,  // 26: cairn.v1.CommitSyncRequest.block:type_name -> cairn.v1.Block
+	0,  // 27: cairn.v1.OpHeader.op:type_name -> cairn.v1.OpHeader.Op
+	3,  // 28: cairn.v1.OpHeader.block:type_name -> cairn.v1.Block
+	4,  // 29: cairn.v1.OpHeader.targets:type_name -> cairn.v1.Node
+	1,  // 30: cairn.v1.OpHeader.stage:type_name -> cairn.v1.OpHeader.Stage
+	9,  // 31: cairn.v1.Namespace.Mkdirs:input_type -> cairn.v1.MkdirRequest
+	9,  // 32: cairn.v1.Namespace.Mkdir:input_type -> cairn.v1.MkdirRequest
+	10, // 33: cairn.v1.Namespace.Create:input_type -> cairn.v1.CreateRequest
+	11, // 34: cairn.v1.Namespace.AddBlock:input_type -> cairn.v1.AddBlockRequest
+	12, // 35: cairn.v1.Namespace.Complete:input_type -> cairn.v1.CompleteRequest
+	8,  // 36: cairn.v1.Namespace.Stat:input_type -> cairn.v1.PathRequest
+	13, // 37: cairn.v1.Namespace.List:input_type -> cairn.v1.ListRequest
+	15, // 38: cairn.v1.Namespace.Rename:input_type -> cairn.v1.RenameRequest
+	16, // 39: cairn.v1.Namespace.Delete:input_type -> cairn.v1.DeleteRequest
+	8,  // 40: cairn.v1.Namespace.BlockLocations:input_type -> cairn.v1.PathRequest
+	2,  // 41: cairn.v1.Namespace.Statfs:input_type -> cairn.v1.Empty
+	2,  // 42: cairn.v1.Namespace.Report:input_type -> cairn.v1.Empty
+	21, // 43: cairn.v1.Namespace.SetAttr:input_type -> cairn.v1.SetAttrRequest
+	22, // 44: cairn.v1.Namespace.Symlink:input_type -> cairn.v1.SymlinkRequest
+	23, // 45: cairn.v1.Namespace.Mknod:input_type -> cairn.v1.MknodRequest
+	24, // 46: cairn.v1.Namespace.SetXattr:input_type -> cairn.v1.XattrRequest
+	24, // 47: cairn.v1.Namespace.GetXattr:input_type -> cairn.v1.XattrRequest
+	8,  // 48: cairn.v1.Namespace.ListXattrs:input_type -> cairn.v1.PathRequest
+	24, // 49: cairn.v1.Namespace.RemoveXattr:input_type -> cairn.v1.XattrRequest
+	8,  // 50: cairn.v1.Namespace.GetContentSummary:input_type -> cairn.v1.PathRequest
+	28, // 51: cairn.v1.Namespace.Append:input_type -> cairn.v1.AppendRequest
+	30, // 52: cairn.v1.Namespace.RenewLease:input_type -> cairn.v1.LeaseRequest
+	31, // 53: cairn.v1.Namespace.AbandonBlock:input_type -> cairn.v1.BlockRequest
+	31, // 54: cairn.v1.Namespace.Fsync:input_type -> cairn.v1.BlockRequest
+	31, // 55: cairn.v1.Namespace.UpdateBlockForPipeline:input_type -> cairn.v1.BlockRequest
+	33, // 56: cairn.v1.Namespace.UpdatePipeline:input_type -> cairn.v1.UpdatePipelineRequest
+	34, // 57: cairn.v1.Namespace.AdditionalNode:input_type -> cairn.v1.AdditionalNodeRequest
+	36, // 58: cairn.v1.Namespace.ReportBadReplicas:input_type -> cairn.v1.BadReplicas
+	37, // 59: cairn.v1.Namespace.Checkpoint:input_type -> cairn.v1.CheckpointRequest
+	38, // 60: cairn.v1.Registry.Register:input_type -> cairn.v1.Registration
+	40, // 61: cairn.v1.Registry.Heartbeat:input_type -> cairn.v1.HeartbeatRequest
+	45, // 62: cairn.v1.Registry.BlockReport:input_type -> cairn.v1.ReplicaList
+	45, // 63: cairn.v1.Registry.BlocksReceived:input_type -> cairn.v1.ReplicaList
+	43, // 64: cairn.v1.Registry.BlocksDeleted:input_type -> cairn.v1.BlockList
+	46, // 65: cairn.v1.Registry.CommitBlockSynchronization:input_type -> cairn.v1.CommitSyncRequest
+	36, // 66: cairn.v1.Registry.ReportBadReplicas:input_type -> cairn.v1.BadReplicas
+	2,  // 67: cairn.v1.Namespace.Mkdirs:output_type -> cairn.v1.Empty
+	2,  // 68: cairn.v1.Namespace.Mkdir:output_type -> cairn.v1.Empty
+	6,  // 69: cairn.v1.Namespace.Create:output_type -> cairn.v1.FileInfo
+	5,  // 70: cairn.v1.Namespace.AddBlock:output_type -> cairn.v1.LocatedBlock
+	2,  // 71: cairn.v1.Namespace.Complete:output_type -> cairn.v1.Empty
+	6,  // 72: cairn.v1.Namespace.Stat:output_type -> cairn.v1.FileInfo
+	14, // 73: cairn.v1.Namespace.List:output_type -> cairn.v1.ListReply
+	2,  // 74: cairn.v1.Namespace.Rename:output_type -> cairn.v1.Empty
+	2,  // 75: cairn.v1.Namespace.Delete:output_type -> cairn.v1.Empty
+	17, // 76: cairn.v1.Namespace.BlockLocations:output_type -> cairn.v1.FileBlocks
+	18, // 77: cairn.v1.Namespace.Statfs:output_type -> cairn.v1.FsStats
+	20, // 78: cairn.v1.Namespace.Report:output_type -> cairn.v1.ClusterReport
+	6,  // 79: cairn.v1.Namespace.SetAttr:output_type -> cairn.v1.FileInfo
+	2,  // 80: cairn.v1.Namespace.Symlink:output_type -> cairn.v1.Empty
+	2,  // 81: cairn.v1.Namespace.Mknod:output_type -> cairn.v1.Empty
+	2,  // 82: cairn.v1.Namespace.SetXattr:output_type -> cairn.v1.Empty
+	25, // 83: cairn.v1.Namespace.GetXattr:output_type -> cairn.v1.XattrValue
+	26, // 84: cairn.v1.Namespace.ListXattrs:output_type -> cairn.v1.XattrNames
+	2,  // 85: cairn.v1.Namespace.RemoveXattr:output_type -> cairn.v1.Empty
+	27, // 86: cairn.v1.Namespace.GetContentSummary:output_type -> cairn.v1.ContentSummary
+	29, // 87: cairn.v1.Namespace.Append:output_type -> cairn.v1.AppendReply
+	2,  // 88: cairn.v1.Namespace.RenewLease:output_type -> cairn.v1.Empty
+	2,  // 89: cairn.v1.Namespace.AbandonBlock:output_type -> cairn.v1.Empty
+	2,  // 90: cairn.v1.Namespace.Fsync:output_type -> cairn.v1.Empty
+	32, // 91: cairn.v1.Namespace.UpdateBlockForPipeline:output_type -> cairn.v1.GenStampReply
+	2,  // 92: cairn.v1.Namespace.UpdatePipeline:output_type -> cairn.v1.Empty
+	4,  // 93: cairn.v1.Namespace.AdditionalNode:output_type -> cairn.v1.Node
+	2,  // 94: cairn.v1.Namespace.ReportBadReplicas:output_type -> cairn.v1.Empty
+	2,  // 95: cairn.v1.Namespace.Checkpoint:output_type -> cairn.v1.Empty
+	39, // 96: cairn.v1.Registry.Register:output_type -> cairn.v1.RegisterReply
+	42, // 97: cairn.v1.Registry.Heartbeat:output_type -> cairn.v1.HeartbeatReply
+	2,  // 98: cairn.v1.Registry.BlockReport:output_type -> cairn.v1.Empty
+	2,  // 99: cairn.v1.Registry.BlocksReceived:output_type -> cairn.v1.Empty
+	2,  // 100: cairn.v1.Registry.BlocksDeleted:output_type -> cairn.v1.Empty
+	2,  // 101: cairn.v1.Registry.CommitBlockSynchronization:output_type -> cairn.v1.Empty
+	2,  // 102: cairn.v1.Registry.ReportBadReplicas:output_type -> cairn.v1.Empty
+	67, // [67:103] is the sub-list for method output_type
+	31, // [31:67] is the sub-list for method input_type
+	31, // [31:31] is the sub-list for extension type_name
+	31, // [31:31] is the sub-list for extension extendee
+	0,  // [0:31] is the sub-list for field type_name
 }
 
 func init() { file_rpc_pb_cairn_proto_init() }
@@ -3318,7 +3583,7 @@ func file_rpc_pb_cairn_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rpc_pb_cairn_proto_rawDesc), len(file_rpc_pb_cairn_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   44,
+			NumMessages:   47,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

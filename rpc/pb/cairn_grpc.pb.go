@@ -1188,13 +1188,13 @@ var Namespace_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
-	Registry_Register_FullMethodName          = "/cairn.v1.Registry/Register"
-	Registry_Heartbeat_FullMethodName         = "/cairn.v1.Registry/Heartbeat"
-	Registry_BlockReport_FullMethodName       = "/cairn.v1.Registry/BlockReport"
-	Registry_BlocksReceived_FullMethodName    = "/cairn.v1.Registry/BlocksReceived"
-	Registry_BlocksDeleted_FullMethodName     = "/cairn.v1.Registry/BlocksDeleted"
-	Registry_BlocksRecovering_FullMethodName  = "/cairn.v1.Registry/BlocksRecovering"
-	Registry_ReportBadReplicas_FullMethodName = "/cairn.v1.Registry/ReportBadReplicas"
+	Registry_Register_FullMethodName                   = "/cairn.v1.Registry/Register"
+	Registry_Heartbeat_FullMethodName                  = "/cairn.v1.Registry/Heartbeat"
+	Registry_BlockReport_FullMethodName                = "/cairn.v1.Registry/BlockReport"
+	Registry_BlocksReceived_FullMethodName             = "/cairn.v1.Registry/BlocksReceived"
+	Registry_BlocksDeleted_FullMethodName              = "/cairn.v1.Registry/BlocksDeleted"
+	Registry_CommitBlockSynchronization_FullMethodName = "/cairn.v1.Registry/CommitBlockSynchronization"
+	Registry_ReportBadReplicas_FullMethodName          = "/cairn.v1.Registry/ReportBadReplicas"
 )
 
 // RegistryClient is the client API for Registry service.
@@ -1203,10 +1203,10 @@ const (
 type RegistryClient interface {
 	Register(ctx context.Context, in *Registration, opts ...grpc.CallOption) (*RegisterReply, error)
 	Heartbeat(ctx context.Context, in *HeartbeatRequest, opts ...grpc.CallOption) (*HeartbeatReply, error)
-	BlockReport(ctx context.Context, in *BlockList, opts ...grpc.CallOption) (*Empty, error)
-	BlocksReceived(ctx context.Context, in *BlockList, opts ...grpc.CallOption) (*Empty, error)
+	BlockReport(ctx context.Context, in *ReplicaList, opts ...grpc.CallOption) (*Empty, error)
+	BlocksReceived(ctx context.Context, in *ReplicaList, opts ...grpc.CallOption) (*Empty, error)
 	BlocksDeleted(ctx context.Context, in *BlockList, opts ...grpc.CallOption) (*Empty, error)
-	BlocksRecovering(ctx context.Context, in *BlockList, opts ...grpc.CallOption) (*Empty, error)
+	CommitBlockSynchronization(ctx context.Context, in *CommitSyncRequest, opts ...grpc.CallOption) (*Empty, error)
 	ReportBadReplicas(ctx context.Context, in *BadReplicas, opts ...grpc.CallOption) (*Empty, error)
 }
 
@@ -1238,7 +1238,7 @@ func (c *registryClient) Heartbeat(ctx context.Context, in *HeartbeatRequest, op
 	return out, nil
 }
 
-func (c *registryClient) BlockReport(ctx context.Context, in *BlockList, opts ...grpc.CallOption) (*Empty, error) {
+func (c *registryClient) BlockReport(ctx context.Context, in *ReplicaList, opts ...grpc.CallOption) (*Empty, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(Empty)
 	err := c.cc.Invoke(ctx, Registry_BlockReport_FullMethodName, in, out, cOpts...)
@@ -1248,7 +1248,7 @@ func (c *registryClient) BlockReport(ctx context.Context, in *BlockList, opts ..
 	return out, nil
 }
 
-func (c *registryClient) BlocksReceived(ctx context.Context, in *BlockList, opts ...grpc.CallOption) (*Empty, error) {
+func (c *registryClient) BlocksReceived(ctx context.Context, in *ReplicaList, opts ...grpc.CallOption) (*Empty, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(Empty)
 	err := c.cc.Invoke(ctx, Registry_BlocksReceived_FullMethodName, in, out, cOpts...)
@@ -1268,10 +1268,10 @@ func (c *registryClient) BlocksDeleted(ctx context.Context, in *BlockList, opts 
 	return out, nil
 }
 
-func (c *registryClient) BlocksRecovering(ctx context.Context, in *BlockList, opts ...grpc.CallOption) (*Empty, error) {
+func (c *registryClient) CommitBlockSynchronization(ctx context.Context, in *CommitSyncRequest, opts ...grpc.CallOption) (*Empty, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(Empty)
-	err := c.cc.Invoke(ctx, Registry_BlocksRecovering_FullMethodName, in, out, cOpts...)
+	err := c.cc.Invoke(ctx, Registry_CommitBlockSynchronization_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -1294,10 +1294,10 @@ func (c *registryClient) ReportBadReplicas(ctx context.Context, in *BadReplicas,
 type RegistryServer interface {
 	Register(context.Context, *Registration) (*RegisterReply, error)
 	Heartbeat(context.Context, *HeartbeatRequest) (*HeartbeatReply, error)
-	BlockReport(context.Context, *BlockList) (*Empty, error)
-	BlocksReceived(context.Context, *BlockList) (*Empty, error)
+	BlockReport(context.Context, *ReplicaList) (*Empty, error)
+	BlocksReceived(context.Context, *ReplicaList) (*Empty, error)
 	BlocksDeleted(context.Context, *BlockList) (*Empty, error)
-	BlocksRecovering(context.Context, *BlockList) (*Empty, error)
+	CommitBlockSynchronization(context.Context, *CommitSyncRequest) (*Empty, error)
 	ReportBadReplicas(context.Context, *BadReplicas) (*Empty, error)
 	mustEmbedUnimplementedRegistryServer()
 }
@@ -1315,17 +1315,17 @@ func (UnimplementedRegistryServer) Register(context.Context, *Registration) (*Re
 func (UnimplementedRegistryServer) Heartbeat(context.Context, *HeartbeatRequest) (*HeartbeatReply, error) {
 	return nil, status.Error(codes.Unimplemented, "method Heartbeat not implemented")
 }
-func (UnimplementedRegistryServer) BlockReport(context.Context, *BlockList) (*Empty, error) {
+func (UnimplementedRegistryServer) BlockReport(context.Context, *ReplicaList) (*Empty, error) {
 	return nil, status.Error(codes.Unimplemented, "method BlockReport not implemented")
 }
-func (UnimplementedRegistryServer) BlocksReceived(context.Context, *BlockList) (*Empty, error) {
+func (UnimplementedRegistryServer) BlocksReceived(context.Context, *ReplicaList) (*Empty, error) {
 	return nil, status.Error(codes.Unimplemented, "method BlocksReceived not implemented")
 }
 func (UnimplementedRegistryServer) BlocksDeleted(context.Context, *BlockList) (*Empty, error) {
 	return nil, status.Error(codes.Unimplemented, "method BlocksDeleted not implemented")
 }
-func (UnimplementedRegistryServer) BlocksRecovering(context.Context, *BlockList) (*Empty, error) {
-	return nil, status.Error(codes.Unimplemented, "method BlocksRecovering not implemented")
+func (UnimplementedRegistryServer) CommitBlockSynchronization(context.Context, *CommitSyncRequest) (*Empty, error) {
+	return nil, status.Error(codes.Unimplemented, "method CommitBlockSynchronization not implemented")
 }
 func (UnimplementedRegistryServer) ReportBadReplicas(context.Context, *BadReplicas) (*Empty, error) {
 	return nil, status.Error(codes.Unimplemented, "method ReportBadReplicas not implemented")
@@ -1388,7 +1388,7 @@ func _Registry_Heartbeat_Handler(srv interface{}, ctx context.Context, dec func(
 }
 
 func _Registry_BlockReport_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(BlockList)
+	in := new(ReplicaList)
 	if err := dec(in); err != nil {
 		return nil, err
 	}
@@ -1400,13 +1400,13 @@ func _Registry_BlockReport_Handler(srv interface{}, ctx context.Context, dec fun
 		FullMethod: Registry_BlockReport_FullMethodName,
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(RegistryServer).BlockReport(ctx, req.(*BlockList))
+		return srv.(RegistryServer).BlockReport(ctx, req.(*ReplicaList))
 	}
 	return interceptor(ctx, in, info, handler)
 }
 
 func _Registry_BlocksReceived_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(BlockList)
+	in := new(ReplicaList)
 	if err := dec(in); err != nil {
 		return nil, err
 	}
@@ -1418,7 +1418,7 @@ func _Registry_BlocksReceived_Handler(srv interface{}, ctx context.Context, dec 
 		FullMethod: Registry_BlocksReceived_FullMethodName,
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(RegistryServer).BlocksReceived(ctx, req.(*BlockList))
+		return srv.(RegistryServer).BlocksReceived(ctx, req.(*ReplicaList))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -1441,20 +1441,20 @@ func _Registry_BlocksDeleted_Handler(srv interface{}, ctx context.Context, dec f
 	return interceptor(ctx, in, info, handler)
 }
 
-func _Registry_BlocksRecovering_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(BlockList)
+func _Registry_CommitBlockSynchronization_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CommitSyncRequest)
 	if err := dec(in); err != nil {
 		return nil, err
 	}
 	if interceptor == nil {
-		return srv.(RegistryServer).BlocksRecovering(ctx, in)
+		return srv.(RegistryServer).CommitBlockSynchronization(ctx, in)
 	}
 	info := &grpc.UnaryServerInfo{
 		Server:     srv,
-		FullMethod: Registry_BlocksRecovering_FullMethodName,
+		FullMethod: Registry_CommitBlockSynchronization_FullMethodName,
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(RegistryServer).BlocksRecovering(ctx, req.(*BlockList))
+		return srv.(RegistryServer).CommitBlockSynchronization(ctx, req.(*CommitSyncRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -1505,8 +1505,8 @@ var Registry_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _Registry_BlocksDeleted_Handler,
 		},
 		{
-			MethodName: "BlocksRecovering",
-			Handler:    _Registry_BlocksRecovering_Handler,
+			MethodName: "CommitBlockSynchronization",
+			Handler:    _Registry_CommitBlockSynchronization_Handler,
 		},
 		{
 			MethodName: "ReportBadReplicas",

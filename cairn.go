@@ -85,8 +85,17 @@ type CreateOptions struct {
 	Client string
 }
 
+// FileRef names a file to read: by inode number when ID is set (as a
+// reader that opened it keeps it through renames and unlinks), else by
+// Path. Path is kept for messages.
+type FileRef struct {
+	ID   uint64
+	Path string
+}
+
 // FileBlocks is a file's length and its blocks with locations, nearest first.
 type FileBlocks struct {
+	FileID  uint64 // the file's inode number
 	Size    int64
 	Writing bool
 	Blocks  []LocatedBlock
@@ -139,11 +148,12 @@ type Namespace interface {
 	// ErrExist if path exists; ErrNotExist if the parent does not.
 	Create(ctx context.Context, path string, opts CreateOptions) (FileInfo, error)
 	// AddBlock ends the file's last block at prev.Len bytes (if any) and
-	// allocates a new one with a pipeline of target blockds.
-	AddBlock(ctx context.Context, path, client string, prev *Block) (LocatedBlock, error)
+	// allocates a new one with a pipeline of target blockds, none of them
+	// in excluded (blockds that failed this writer).
+	AddBlock(ctx context.Context, w WriterRef, prev *Block, excluded []Node) (LocatedBlock, error)
 	// Complete records the last block's length and closes the file.
 	// It returns ErrRetry while the last block has no reported replica.
-	Complete(ctx context.Context, path, client string, last *Block) error
+	Complete(ctx context.Context, w WriterRef, last *Block) error
 	// Stat describes path (a symlink itself, not its target).
 	Stat(ctx context.Context, path string) (FileInfo, error)
 	// List returns up to limit entries of directory path whose names sort
@@ -153,8 +163,18 @@ type Namespace interface {
 	Rename(ctx context.Context, src, dst string) error
 	// Delete removes path; a non-empty directory needs recursive.
 	Delete(ctx context.Context, path string, recursive bool) error
-	// BlockLocations returns the file's blocks with their live replicas.
-	BlockLocations(ctx context.Context, path string) (FileBlocks, error)
+	// BlockLocations returns the file's blocks with their live replicas:
+	// the file f.ID names (which a rename or unlink does not change; the
+	// caller needs read permission on the file itself), or f.Path.
+	BlockLocations(ctx context.Context, f FileRef) (FileBlocks, error)
+	// Unlink removes path, a file that holder (a client) has open: its
+	// data stays until holder calls Release (or stops renewing its
+	// lease), as POSIX keeps an unlinked file until its last close.
+	Unlink(ctx context.Context, path, holder string) error
+	// Release ends holder's hold on an unlinked file (see Unlink); the
+	// file is freed when nobody holds or writes it any more. Releasing a
+	// file that was not unlinked does nothing.
+	Release(ctx context.Context, fileID uint64, holder string) error
 	// Statfs returns the cluster's capacity.
 	Statfs(ctx context.Context) (FsStats, error)
 	// Report returns metad's view of the blockds.
@@ -180,24 +200,37 @@ type Namespace interface {
 	// RenewLease keeps every file client writes from being taken over.
 	RenewLease(ctx context.Context, client string) error
 	// AbandonBlock drops the file's last block, allocated but never written.
-	AbandonBlock(ctx context.Context, path, client string, b Block) error
+	AbandonBlock(ctx context.Context, w WriterRef, b Block) error
 	// Fsync records that the last block holds at least b.Len bytes on its
 	// pipeline (hflush/hsync), making them visible to new readers.
-	Fsync(ctx context.Context, path, client string, b Block) error
-	// UpdateBlockForPipeline gives the file's last block a new generation
-	// stamp for pipeline recovery.
-	UpdateBlockForPipeline(ctx context.Context, path, client string, b Block) (GenStamp, error)
-	// UpdatePipeline commits a recovered pipeline: the block now has
-	// updated's stamp and length, held by nodes.
-	UpdatePipeline(ctx context.Context, path, client string, old, updated Block, nodes []Node) error
+	Fsync(ctx context.Context, w WriterRef, b Block) error
+	// UpdateBlockForPipeline hands out a new generation stamp for the
+	// file's last block (pipeline recovery, append); metad's record keeps
+	// the old stamp until UpdatePipeline commits the new one.
+	UpdateBlockForPipeline(ctx context.Context, w WriterRef, b Block) (GenStamp, error)
+	// UpdatePipeline commits a set-up or recovered pipeline: the block now
+	// has updated's stamp and length, held by nodes.
+	UpdatePipeline(ctx context.Context, w WriterRef, old, updated Block, nodes []Node) error
 	// AdditionalNode picks a live blockd not in existing or excluded.
-	AdditionalNode(ctx context.Context, path, client string, b Block, existing, excluded []Node) (Node, error)
+	AdditionalNode(ctx context.Context, w WriterRef, b Block, existing, excluded []Node) (Node, error)
 	// ReportBadReplicas records replicas found corrupt; metad stops
 	// offering them and restores the replication from good copies.
 	ReportBadReplicas(ctx context.Context, bad []BadReplica) error
 	// Checkpoint writes a consistent copy of the namespace (a Pebble
 	// checkpoint plus VERSION) to dir on metad's machine while serving.
 	Checkpoint(ctx context.Context, dir string) error
+}
+
+// WriterRef names a file in the writer protocol (AddBlock, Complete,
+// Fsync, AbandonBlock, UpdateBlockForPipeline, UpdatePipeline,
+// AdditionalNode), as HDFS's fileId: by its inode number, which a rename of
+// the file or of a directory above it, or an unlink while it is open, does
+// not change. Path is what the writer last knew, for messages only; a zero
+// FileID falls back to resolving Path.
+type WriterRef struct {
+	FileID uint64
+	Path   string
+	Client string
 }
 
 // Registration is a blockd introducing itself to metad.

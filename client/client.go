@@ -77,6 +77,9 @@ type Client struct {
 	leaseMu sync.Mutex
 	writers int           // open writers, whose leases the renewer keeps
 	stopRen chan struct{} // stops the renewer when writers drops to 0
+	// held are the lease holds of unlinked files this client keeps
+	// (UnlinkOpen), one each.
+	held []func()
 }
 
 // leaseRenewal is how often a client with open writers renews its lease
@@ -159,6 +162,37 @@ func Dial(addr string, opts Options) (*Client, error) {
 // Close releases the connection to metad.
 func (c *Client) Close() error { return c.conn.Close() }
 
+// UnlinkOpen removes path, a file this client has open, keeping its data
+// for this client (and its lease renewed) until ReleaseUnlinked.
+func (c *Client) UnlinkOpen(ctx context.Context, path string) error {
+	stop := c.holdLease()
+	if err := c.NS.Unlink(ctx, path, c.opts.Name); err != nil {
+		stop()
+		return err
+	}
+	c.leaseMu.Lock()
+	c.held = append(c.held, stop)
+	c.leaseMu.Unlock()
+	return nil
+}
+
+// ReleaseUnlinked ends this client's hold on fileID, a file it unlinked
+// while open: the file is freed once nobody holds or writes it.
+func (c *Client) ReleaseUnlinked(ctx context.Context, fileID uint64) error {
+	err := c.NS.Release(ctx, fileID, c.opts.Name)
+	var stop func()
+	c.leaseMu.Lock()
+	if n := len(c.held); n > 0 {
+		stop = c.held[n-1]
+		c.held = c.held[:n-1]
+	}
+	c.leaseMu.Unlock()
+	if stop != nil {
+		stop()
+	}
+	return err
+}
+
 // Name is the client's lease-holder name.
 func (c *Client) Name() string { return c.opts.Name }
 
@@ -191,7 +225,7 @@ func (c *Client) Create(ctx context.Context, path string, perm fs.FileMode) (*Wr
 
 // Open opens a file for reading.
 func (c *Client) Open(ctx context.Context, path string) (*Reader, error) {
-	fb, err := c.NS.BlockLocations(ctx, path)
+	fb, err := c.NS.BlockLocations(ctx, cairn.FileRef{Path: path})
 	if err != nil {
 		return nil, err
 	}

@@ -126,7 +126,7 @@ func TestWriteReadAcrossBlocks(t *testing.T) {
 			t.Fatalf("ReadAt(%d, %d) = %d, %v", off, n, k, err)
 		}
 	}
-	fb, err := cl.NS.BlockLocations(ctx, "/f")
+	fb, err := cl.NS.BlockLocations(ctx, cairn.FileRef{Path: "/f"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -71,7 +71,7 @@ func (r *Reader) Blocks() []cairn.LocatedBlock {
 func (r *Reader) refresh(force bool) (bool, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), rpcTimeout)
 	defer cancel()
-	fb, err := r.c.NS.BlockLocations(ctx, r.path)
+	fb, err := r.c.NS.BlockLocations(ctx, cairn.FileRef{ID: r.fb.FileID, Path: r.path})
 	if err != nil {
 		return false, err
 	}

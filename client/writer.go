@@ -44,6 +44,9 @@ type Writer struct {
 	buf      []byte
 	prev     *cairn.Block // the last finished block
 	excluded []cairn.Node // blockds that failed this writer
+	// appendFrom is the last block as metad records it until the append
+	// pipeline is set up and its new stamp committed.
+	appendFrom *cairn.Block
 
 	size     int64 // bytes accepted by Write
 	err      error // sticky: the first failure
@@ -60,19 +63,59 @@ func newWriter(c *Client, path string, fi cairn.FileInfo) *Writer {
 }
 
 // Append reopens an existing file to write at its end.
+//
+// A file whose last writer is gone may be under block recovery; Append
+// waits for it (metad answers ErrRetry meanwhile) until ctx ends or
+// appendWait passes. The file's last block keeps its stamp at metad until
+// the append pipeline is set up: the writer takes a new stamp
+// (UpdateBlockForPipeline) and commits it (UpdatePipeline) before its
+// first byte, so an appender that dies earlier leaves the file as it was.
 func (c *Client) Append(ctx context.Context, path string) (*Writer, error) {
-	fi, last, err := c.NS.Append(ctx, path, c.opts.Name)
+	var fi cairn.FileInfo
+	var last *cairn.LocatedBlock
+	var err error
+	deadline := time.Now().Add(appendWait)
+	for delay := 50 * time.Millisecond; ; delay = min(2*delay, time.Second) {
+		fi, last, err = c.NS.Append(ctx, path, c.opts.Name)
+		if cairn.KindOf(err) != cairn.KindRetry || time.Now().After(deadline) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(delay):
+		}
+	}
 	if err != nil {
 		return nil, err
 	}
 	w := newWriter(c, path, fi)
 	w.size = fi.Size
 	if last != nil {
+		rctx, cancel := context.WithTimeout(context.Background(), rpcTimeout)
+		defer cancel()
+		gs, err := c.NS.UpdateBlockForPipeline(rctx, w.ref(), last.Block)
+		if err != nil {
+			w.leases()
+			return nil, err
+		}
+		old := last.Block
+		w.appendFrom = &old
+		last.GenStamp = gs
 		w.lb = last
 		w.sent = last.Len
 		w.stage = stageAppend
 	}
 	return w, nil
+}
+
+// appendWait bounds how long Append waits for a recovery of the file.
+const appendWait = 60 * time.Second
+
+// ref names the file for the writer protocol: by inode number, so a
+// rename or an unlink of the file does not disturb its writer.
+func (w *Writer) ref() cairn.WriterRef {
+	return cairn.WriterRef{FileID: w.fi.Inode, Path: w.path, Client: w.c.opts.Name}
 }
 
 // Size is the size of the file with every byte accepted so far.
@@ -182,7 +225,7 @@ func (w *Writer) fail(err error) error {
 func (w *Writer) newBlock() error {
 	ctx, cancel := context.WithTimeout(context.Background(), rpcTimeout)
 	defer cancel()
-	lb, err := w.c.NS.AddBlock(ctx, w.path, w.c.opts.Name, w.prev)
+	lb, err := w.c.NS.AddBlock(ctx, w.ref(), w.prev, w.excluded)
 	if err != nil {
 		return err
 	}
@@ -220,7 +263,7 @@ func (w *Writer) setup() error {
 		pl, bad, err := openPipeline(w.lb, w.chunk, w.c.opts.Name, w.stage, w.sent, w.c.opts.AckTimeout)
 		if err == nil {
 			w.pl = pl
-			return nil
+			return w.commitAppend()
 		}
 		tried = append(tried, err.Error())
 		if bad < 0 || bad >= len(w.lb.Locations) || w.stage != stageCreate && len(w.lb.Locations) == 1 {
@@ -233,6 +276,25 @@ func (w *Writer) setup() error {
 		msg = fmt.Sprintf("no blockd of the pipeline could take the block: %v", tried)
 	}
 	return cairn.E("client.Write", cairn.KindIO, w.path, fmt.Sprintf("%s: %s", w.lb.Block, msg))
+}
+
+// commitAppend records at metad the new stamp and the nodes of an append
+// pipeline just set up, before any byte is sent through it.
+func (w *Writer) commitAppend() error {
+	if w.appendFrom == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), rpcTimeout)
+	defer cancel()
+	updated := w.lb.Block
+	updated.Len = w.sent
+	if err := w.c.NS.UpdatePipeline(ctx, w.ref(), *w.appendFrom, updated, w.lb.Locations); err != nil {
+		w.pl.close()
+		w.pl = nil
+		return err
+	}
+	w.appendFrom = nil
+	return nil
 }
 
 func (w *Writer) dropNode(i int, why error) {
@@ -273,7 +335,7 @@ func (w *Writer) recoverWith(cause error, extra []packet) error {
 	ctx, cancel := context.WithTimeout(context.Background(), rpcTimeout)
 	defer cancel()
 	oldBlock := w.lb.Block
-	gs, err := w.c.NS.UpdateBlockForPipeline(ctx, w.path, w.c.opts.Name, oldBlock)
+	gs, err := w.c.NS.UpdateBlockForPipeline(ctx, w.ref(), oldBlock)
 	if err != nil {
 		return err
 	}
@@ -299,7 +361,7 @@ func (w *Writer) recoverWith(cause error, extra []packet) error {
 	w.stage = stageRecovery
 	updated := w.lb.Block
 	updated.Len = acked
-	if err := w.c.NS.UpdatePipeline(ctx, w.path, w.c.opts.Name, oldBlock, updated, w.lb.Locations); err != nil {
+	if err := w.c.NS.UpdatePipeline(ctx, w.ref(), oldBlock, updated, w.lb.Locations); err != nil {
 		return err
 	}
 	w.c.log.Info("pipeline recovered", zap.String("path", w.path), zap.Stringer("block", w.lb.Block),
@@ -321,7 +383,7 @@ func (w *Writer) recoverWith(cause error, extra []packet) error {
 // addNode asks metad for another blockd and has a survivor copy the
 // acknowledged bytes to it. Failing that, writing goes on without it.
 func (w *Writer) addNode(ctx context.Context, gs cairn.GenStamp, acked int64) {
-	n, err := w.c.NS.AdditionalNode(ctx, w.path, w.c.opts.Name, w.lb.Block, w.lb.Locations, w.excluded)
+	n, err := w.c.NS.AdditionalNode(ctx, w.ref(), w.lb.Block, w.lb.Locations, w.excluded)
 	if err != nil {
 		w.c.log.Info("no blockd to add to the pipeline", zap.String("path", w.path), zap.Error(err))
 		return
@@ -370,7 +432,7 @@ func (w *Writer) sync(flags uint8) error {
 	defer cancel()
 	b := w.lb.Block
 	b.Len = w.sent
-	if err := w.c.NS.Fsync(ctx, w.path, w.c.opts.Name, b); err != nil {
+	if err := w.c.NS.Fsync(ctx, w.ref(), b); err != nil {
 		return w.fail(err)
 	}
 	return nil
@@ -404,7 +466,7 @@ func (w *Writer) close() error {
 	defer cancel()
 	delay := 20 * time.Millisecond
 	for {
-		err := w.c.NS.Complete(ctx, w.path, w.c.opts.Name, w.prev)
+		err := w.c.NS.Complete(ctx, w.ref(), w.prev)
 		if err == nil {
 			return nil
 		}

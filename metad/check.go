@@ -32,6 +32,7 @@ type CheckReport struct {
 	Entries     int64
 	Blocks      int64
 	Writing     int64 // files being written
+	Orphans     int64 // unlinked files still open (no entry, an "o" key)
 	Xattrs      int64
 	Reachable   int64 // inodes reached from the root
 	Counters    map[string]uint64
@@ -166,13 +167,13 @@ func (c *checker) run(version map[string]string) error {
 	if c.fkeys != c.r.Blocks {
 		c.r.problem("%d block keys (k) but %d file block records (f): a block is listed by no file or twice", c.r.Blocks, c.fkeys)
 	}
-	if c.r.Entries != c.r.Inodes-1 {
+	if c.r.Entries != c.r.Inodes-1-c.r.Orphans {
 		c.r.problem("%d directory entries for %d inodes: every inode but the root needs exactly one", c.r.Entries, c.r.Inodes)
 	}
 	if err := c.reach(); err != nil {
 		return err
 	}
-	if c.r.Reachable != c.r.Inodes {
+	if c.r.Reachable+c.r.Orphans != c.r.Inodes {
 		c.r.problem("%d of %d inodes are reachable from the root", c.r.Reachable, c.r.Inodes)
 	}
 	if n, ok := c.r.Counters["files"]; ok && int64(n) != c.r.Inodes {
@@ -240,6 +241,14 @@ func (c *checker) key(k, v []byte) {
 		if in := c.inode(id(), "file being written"); in != nil && in.LeaseHolder != string(v) {
 			c.r.problem("inode %d is indexed as written by %q, its lease holder is %q", id(), v, in.LeaseHolder)
 		}
+	case prefixOrphan:
+		if len(k) != 9 {
+			c.r.problem("orphan key %x of %d bytes", k, len(k))
+			return
+		}
+		if in := c.inode(id(), "unlinked open file"); in != nil && in.Parent != 0 {
+			c.r.problem("inode %d is listed as unlinked but is in directory %d", id(), in.Parent)
+		}
 	case prefixXattr:
 		if len(k) < 10 {
 			c.r.problem("xattr key %x of %d bytes", k, len(k))
@@ -277,6 +286,11 @@ func (c *checker) inodeRecord(ino uint64, v []byte) {
 	if ino == RootIno {
 		if !mode.IsDir() || in.Parent != 0 {
 			c.r.problem("the root is not a directory without parent (mode %v, parent %d)", mode, in.Parent)
+		}
+	} else if in.Parent == 0 {
+		c.r.Orphans++
+		if _, err := c.get(orphanKey(ino)); err != nil || !mode.IsRegular() {
+			c.r.problem("inode %d (%q) has no parent and is not an unlinked open file", ino, in.Name)
 		}
 	} else if v, err := c.get(entryKey(in.Parent, in.Name)); err != nil {
 		c.r.problem("inode %d (%q in directory %d) has no directory entry", ino, in.Name, in.Parent)
@@ -468,6 +482,7 @@ func (r *CheckReport) Write(w io.Writer) {
 	fmt.Fprintf(w, "Directory entries:\t%d\n", r.Entries)
 	fmt.Fprintf(w, "Blocks:\t%d\n", r.Blocks)
 	fmt.Fprintf(w, "Files being written:\t%d\n", r.Writing)
+	fmt.Fprintf(w, "Unlinked open files:\t%d\n", r.Orphans)
 	fmt.Fprintf(w, "Extended attributes:\t%d\n", r.Xattrs)
 	fmt.Fprintf(w, "Counters:\tinode %d, block %d, genstamp %d, files %d\n",
 		r.Counters["inode"], r.Counters["block"], r.Counters["genstamp"], r.Counters["files"])

@@ -41,7 +41,7 @@ func churn(m *Metad, i int, stop <-chan struct{}, ok *atomic.Int64) {
 		case 1:
 			_, err = m.Create(ctx, p, cairn.CreateOptions{Client: client})
 		case 2:
-			err = m.Complete(ctx, p, client, nil)
+			err = m.Complete(ctx, cairn.WriterRef{Path: p, Client: client}, nil)
 		case 3:
 			err = m.Rename(ctx, p, fmt.Sprintf("%s/%d", base, rng.IntN(40)))
 		case 4:

@@ -52,7 +52,7 @@ func fixture(t *testing.T, cfg Config) *Metad {
 		if _, err := m.Create(su, path, cairn.CreateOptions{Client: "c0"}); err != nil {
 			t.Fatal(err)
 		}
-		must(t, m.Complete(su, path, "c0", nil))
+		must(t, m.Complete(su, cairn.WriterRef{Path: path, Client: "c0"}, nil))
 		chown(path, perm)
 	}
 	must(t, m.Mkdirs(su, "/home/alice/d/x", 0o755))
@@ -160,8 +160,8 @@ func TestEveryOperationErrors(t *testing.T) {
 		{"list file", list(su, "/pub/af", ""), cairn.ErrNotDir},
 		{"list no read", list(bob, "/home/alice", ""), cairn.ErrAccess},
 		{"list bad resume name", list(su, "/", "a/b"), cairn.ErrInvalid},
-		{"locations of dir", func() error { _, err := m.BlockLocations(su, "/a"); return err }, cairn.ErrIsDir},
-		{"locations no read", func() error { _, err := m.BlockLocations(carol, "/home/alice/secret"); return err }, cairn.ErrAccess},
+		{"locations of dir", func() error { _, err := m.BlockLocations(su, cairn.FileRef{Path: "/a"}); return err }, cairn.ErrIsDir},
+		{"locations no read", func() error { _, err := m.BlockLocations(carol, cairn.FileRef{Path: "/home/alice/secret"}); return err }, cairn.ErrAccess},
 		{"chmod not owner", setattr(bob, "/pub/af", cairn.Attr{Perm: perm(0o777)}), cairn.ErrPermission},
 		{"chown not super", setattr(alice, "/pub/af", cairn.Attr{Owner: str("bob")}), cairn.ErrPermission},
 		{"chgrp not member", setattr(alice, "/pub/af", cairn.Attr{Group: str("users")}), cairn.ErrPermission},
@@ -203,10 +203,16 @@ func TestEveryOperationErrors(t *testing.T) {
 		{"summary missing", func() error { _, err := m.ContentSummary(su, "/nope"); return err }, cairn.ErrNotExist},
 		{"summary no read", func() error { _, err := m.ContentSummary(bob, "/home"); return err }, cairn.ErrAccess},
 		{"renew no client", func() error { return m.RenewLease(su, "") }, cairn.ErrInvalid},
-		{"add block other writer", func() error { _, err := m.AddBlock(su, "/a/w", "c2", nil); return err }, cairn.ErrBusy},
-		{"add block closed file", func() error { _, err := m.AddBlock(su, "/pub/af", "c0", nil); return err }, cairn.ErrPermission},
-		{"complete other writer", func() error { return m.Complete(su, "/a/w", "c2", nil) }, cairn.ErrBusy},
-		{"complete unknown block", func() error { return m.Complete(su, "/a/w", "c1", &cairn.Block{ID: 7}) }, cairn.ErrInvalid},
+		{"add block other writer", func() error {
+			_, err := m.AddBlock(su, cairn.WriterRef{Path: "/a/w", Client: "c2"}, nil, nil)
+			return err
+		}, cairn.ErrBusy},
+		{"add block closed file", func() error {
+			_, err := m.AddBlock(su, cairn.WriterRef{Path: "/pub/af", Client: "c0"}, nil, nil)
+			return err
+		}, cairn.ErrPermission},
+		{"complete other writer", func() error { return m.Complete(su, cairn.WriterRef{Path: "/a/w", Client: "c2"}, nil) }, cairn.ErrBusy},
+		{"complete unknown block", func() error { return m.Complete(su, cairn.WriterRef{Path: "/a/w", Client: "c1"}, &cairn.Block{ID: 7}) }, cairn.ErrInvalid},
 		{"checkpoint not super", func() error { return m.Checkpoint(bob, filepath.Join(ckptParent, "c")) }, cairn.ErrPermission},
 		{"checkpoint relative", func() error { return m.Checkpoint(su, "ckpt") }, cairn.ErrInvalid},
 		{"checkpoint exists", func() error { return m.Checkpoint(su, ckptParent) }, cairn.ErrExist},
@@ -228,7 +234,7 @@ func TestEveryOperationErrors(t *testing.T) {
 			errCase{"mknod " + bad.why, func() error { return m.Mknod(su, bad.path, fs.ModeNamedPipe) }, cairn.ErrInvalid},
 			errCase{"setxattr " + bad.why, func() error { return m.SetXattr(su, bad.path, "user.a", nil, 0) }, cairn.ErrInvalid},
 			errCase{"summary " + bad.why, func() error { _, err := m.ContentSummary(su, bad.path); return err }, cairn.ErrInvalid},
-			errCase{"locations " + bad.why, func() error { _, err := m.BlockLocations(su, bad.path); return err }, cairn.ErrInvalid},
+			errCase{"locations " + bad.why, func() error { _, err := m.BlockLocations(su, cairn.FileRef{Path: bad.path}); return err }, cairn.ErrInvalid},
 		)
 	}
 	before := dump(t, m)

@@ -17,6 +17,7 @@ import (
 //	"k" blockID(8 BE)                  -> owning ino (8 BE)
 //	"x" ino(8 BE) name                 -> extended attribute value
 //	"w" ino(8 BE)                      -> lease holder of a file being written
+//	"o" ino(8 BE)                      -> holders of an unlinked open file, "\n"-separated
 const (
 	prefixMeta    = 'm'
 	prefixCounter = 'c'
@@ -26,6 +27,7 @@ const (
 	prefixBlock   = 'k'
 	prefixXattr   = 'x'
 	prefixWriting = 'w'
+	prefixOrphan  = 'o'
 )
 
 // LayoutVersion is the version of the key layout this metad reads and
@@ -86,6 +88,13 @@ func xattrKey(ino uint64, name string) []byte { return append(xattrPrefix(ino), 
 func writingKey(ino uint64) []byte {
 	k := make([]byte, 9)
 	k[0] = prefixWriting
+	binary.BigEndian.PutUint64(k[1:], ino)
+	return k
+}
+
+func orphanKey(ino uint64) []byte {
+	k := make([]byte, 9)
+	k[0] = prefixOrphan
 	binary.BigEndian.PutUint64(k[1:], ino)
 	return k
 }

@@ -90,100 +90,40 @@ func (m *Metad) RenewLease(ctx context.Context, client string) error {
 	return nil
 }
 
-// recovered describes a lease recovery, for the log and the block map.
+// recovered describes a lease recovery, for the log and the block map:
+// the file was closed, or a block recovery begun (rec), or it waits for a
+// blockd that may hold its last block.
 type recovered struct {
 	path, holder, why string
 	size              int64
 	lengthFrom        string        // where the last block's length came from
 	last              cairn.BlockID // the last block, if any
-	freed             []cairn.Block // an empty last block dropped
-}
-
-// recoverLease closes in, a file being written, in b: its last block ends
-// at the length every live replica metad has heard of has (the smallest
-// reported), or, with no replica reported, at the length metad last
-// recorded (AddBlock, Fsync, Complete); a last block with no reported
-// replica and no recorded byte is dropped. Caller holds the lock and calls
-// afterRecovery once b is durable.
-//
-// metad has no command yet to ask the blockds of a block being written for
-// their replicas' lengths and to finalize them at a new generation stamp
-// (HDFS's block recovery); until it has, a replica never reported keeps
-// metad's recorded length.
-func (m *Metad) recoverLease(op, path string, b *pebble.Batch, in *metapb.Inode, why string) (*recovered, error) {
-	r := &recovered{path: path, holder: in.LeaseHolder, why: why, lengthFrom: "no blocks"}
-	if in.Blocks > 0 {
-		key := fileBlockKey(in.Id, in.Blocks-1)
-		v, err := m.st.get(key)
-		if err != nil {
-			return nil, fmt.Errorf("%s: last block of %s: %w", op, path, err)
-		}
-		last, err := decodeBlock(v)
-		if err != nil {
-			return nil, err
-		}
-		r.last = last.ID
-		n, reported := m.replicaLength(last)
-		switch {
-		case reported:
-			n = min(n, in.BlockSize)
-			in.Size += n - last.Len
-			last.Len = n
-			r.lengthFrom = "reported replicas"
-			if err := b.Set(key, encodeBlock(last), nil); err != nil {
-				return nil, err
-			}
-		case last.Len == 0:
-			_ = b.Delete(key, nil)
-			_ = b.Delete(blockKey(last.ID), nil)
-			in.Blocks--
-			r.freed = []cairn.Block{last}
-			r.lengthFrom = "empty last block dropped"
-		default:
-			r.lengthFrom = "metad's record"
-		}
-	}
-	in.LeaseHolder = ""
-	in.LeaseNs = 0
-	in.MtimeNs = m.clock.Now().UnixNano()
-	r.size = in.Size
-	return r, setInode(b, in)
-}
-
-// replicaLength returns the smallest length among the live, sound
-// replicas of b that blockds have reported, and whether there is one.
-func (m *Metad) replicaLength(b cairn.Block) (int64, bool) {
-	now := m.clock.Now()
-	bm := m.blocks
-	bm.mu.Lock()
-	reps := make(map[string]cairn.Block, len(bm.replicas[b.ID]))
-	for node, r := range bm.replicas[b.ID] {
-		if r.GenStamp >= b.GenStamp && !bm.isCorrupt(node, b.ID) {
-			reps[node] = r
-		}
-	}
-	bm.mu.Unlock()
-	n, found := int64(0), false
-	for node, r := range reps {
-		if _, live, _ := m.nodes.isLive(node, now); !live {
-			continue
-		}
-		if !found || r.Len < n {
-			n, found = r.Len, true
-		}
-	}
-	return n, found
+	freed             []cairn.Block // an empty last block dropped, or an orphan's blocks
+	closed            bool
+	rec               *recovery
+	waiting           bool
 }
 
 // afterRecovery frees a dropped block and logs the recovery, once its
 // batch is durable.
 func (m *Metad) afterRecovery(r *recovered) {
 	m.blocks.free(r.freed)
-	if r.last != 0 {
-		m.pipelines.forget(r.last)
+	switch {
+	case r.rec != nil:
+		m.recoveries.start(r.rec)
+		m.log.Info("block recovery begun", zap.String("path", r.path), zap.String("holder", r.holder),
+			zap.String("why", r.why), zap.Stringer("block", r.rec.block), zap.Uint64("recovery_id", uint64(r.rec.id)),
+			zap.String("primary", r.rec.primary), zap.Int("targets", len(r.rec.targets)))
+	case r.waiting:
+		m.log.Warn("lease recovery waits for a blockd holding the last block", zap.String("path", r.path),
+			zap.String("holder", r.holder), zap.String("why", r.why))
+	default:
+		if r.last != 0 {
+			m.pipelines.forget(r.last)
+		}
+		m.log.Info("lease recovered", zap.String("path", r.path), zap.String("holder", r.holder),
+			zap.String("why", r.why), zap.Int64("size", r.size), zap.String("length_from", r.lengthFrom))
 	}
-	m.log.Info("lease recovered", zap.String("path", r.path), zap.String("holder", r.holder),
-		zap.String("why", r.why), zap.Int64("size", r.size), zap.String("length_from", r.lengthFrom))
 }
 
 // takeOver readies in, a regular file at path, to be written by client
@@ -194,6 +134,12 @@ func (m *Metad) afterRecovery(r *recovered) {
 func (m *Metad) takeOver(op, path string, b *pebble.Batch, in *metapb.Inode, client string) (*recovered, error) {
 	if in.LeaseHolder == "" || in.LeaseHolder == client {
 		return nil, nil
+	}
+	if in.LeaseHolder == recoveryHolder {
+		if !m.recoveryDue(in) {
+			return nil, cairn.E(op, cairn.KindRetry, path, "the file is being recovered")
+		}
+		return m.recoverLease(op, path, b, in, "block recovery timed out; taken over by "+client)
 	}
 	if !m.leases.expired(in, m.leases.soft) {
 		return nil, cairn.E(op, cairn.KindBusy, path, fmt.Sprintf("lease held by %s", in.LeaseHolder))
@@ -241,7 +187,7 @@ func (m *Metad) recoverAbandoned(op, path string, b *pebble.Batch, parent *metap
 	if err != nil || in == nil || !fs.FileMode(in.Mode).IsRegular() || in.LeaseHolder == "" || in.LeaseHolder == client {
 		return nil, err
 	}
-	if !m.leases.expired(in, m.leases.soft) {
+	if in.LeaseHolder == recoveryHolder || !m.leases.expired(in, m.leases.soft) {
 		return nil, nil
 	}
 	dir, _ := cairn.Split(path)
@@ -267,7 +213,7 @@ func (m *Metad) recoverExpiredLeases() (int, error) {
 	}
 	var due []uint64
 	for it.First(); it.Valid() && len(due) < maxRecoveriesPerSweep; it.Next() {
-		if len(it.Key()) != 9 || !m.leases.hardExpired(string(it.Value())) {
+		if len(it.Key()) != 9 || string(it.Value()) != recoveryHolder && !m.leases.hardExpired(string(it.Value())) {
 			continue
 		}
 		ino, _ := parseU64(it.Key()[1:])
@@ -287,7 +233,16 @@ func (m *Metad) recoverExpiredLeases() (int, error) {
 			if err != nil {
 				return err
 			}
-			if in.LeaseHolder == "" || !m.leases.expired(in, m.leases.hard) {
+			switch {
+			case in.LeaseHolder == "":
+				return nil
+			case in.LeaseHolder == recoveryHolder:
+				if !m.recoveryDue(in) {
+					return nil
+				}
+				r, err = m.recoverLease(op, m.pathOf(in), b, in, "block recovery timed out")
+				return err
+			case !m.leases.expired(in, m.leases.hard):
 				return nil
 			}
 			r, err = m.recoverLease(op, m.pathOf(in), b, in, "hard limit passed")
@@ -303,6 +258,22 @@ func (m *Metad) recoverExpiredLeases() (int, error) {
 	}
 	m.leases.prune()
 	return n, nil
+}
+
+// recoveryDue reports whether the block recovery of in, a file held by
+// recoveryHolder, has waited long enough to be begun again (or was
+// forgotten by a restart of metad).
+func (m *Metad) recoveryDue(in *metapb.Inode) bool {
+	if in.Blocks > 0 {
+		if v, err := m.st.get(fileBlockKey(in.Id, in.Blocks-1)); err == nil {
+			if last, err := decodeBlock(v); err == nil {
+				if _, ok := m.recoveries.current(last.ID); !ok {
+					return true
+				}
+			}
+		}
+	}
+	return m.clock.Now().Sub(time.Unix(0, in.LeaseNs)) >= m.recoveryTimeout()
 }
 
 // pathOf returns in's path, for messages.
@@ -336,6 +307,9 @@ func (m *Metad) runLeaseMonitor(ctx context.Context) {
 		case <-t.C:
 			if _, err := m.recoverExpiredLeases(); err != nil {
 				m.log.Error("lease monitor", zap.Error(err))
+			}
+			if _, err := m.releaseExpiredHolders(); err != nil {
+				m.log.Error("lease monitor: unlinked files", zap.Error(err))
 			}
 		}
 	}

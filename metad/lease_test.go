@@ -56,13 +56,27 @@ func TestLeaseSoftLimit(t *testing.T) {
 	clk.Add(time.Second)
 	_, err = m.Create(ctx, "/f", cairn.CreateOptions{Client: "c2"})
 	if !errors.Is(err, cairn.ErrExist) || !strings.Contains(err.Error(), "recovered") {
-		t.Fatalf("create past the soft limit: %v, want ErrExist saying the lease was recovered", err)
+		t.Fatalf("create past the soft limit: %v, want ErrExist saying the lease is being recovered", err)
+	}
+	// The file stays open until its last block's replicas agree: the old
+	// writer can do nothing meanwhile, and an append is told to retry.
+	if fi := stat(t, m, "/f"); !fi.Writing {
+		t.Fatalf("closed before its block recovery")
+	}
+	if _, _, err := m.Append(ctx, "/f", "c2"); !errors.Is(err, cairn.ErrRetry) {
+		t.Errorf("append during the block recovery: %v, want ErrRetry", err)
+	}
+	if _, err := m.AddBlock(ctx, cairn.WriterRef{Path: "/f", Client: "c1"}, &last, nil); !errors.Is(err, cairn.ErrBusy) {
+		t.Errorf("the old writer during recovery: %v, want ErrBusy", err)
+	}
+	if n := playPrimary(t, m, "DS-1", map[cairn.BlockID]int64{last.ID: 1234}); n != 1 {
+		t.Fatalf("%d block recoveries handed to the primary, want 1", n)
 	}
 	fi := stat(t, m, "/f")
 	if fi.Writing || fi.Size != testBlock+1234 {
 		t.Errorf("after recovery: writing %v, size %d; want closed at %d", fi.Writing, fi.Size, testBlock+1234)
 	}
-	if _, err := m.AddBlock(ctx, "/f", "c1", &last); !errors.Is(err, cairn.ErrPermission) {
+	if _, err := m.AddBlock(ctx, cairn.WriterRef{Path: "/f", Client: "c1"}, &last, nil); !errors.Is(err, cairn.ErrPermission) {
 		t.Errorf("the old writer after recovery: %v, want ErrPermission (not open)", err)
 	}
 
@@ -108,7 +122,7 @@ func TestLeaseHardLimit(t *testing.T) {
 	synced := writeFile(t, ctx, m, "/synced", "dead1", "", true, testBlock, 0)
 	s := synced[1]
 	s.Len = 500
-	must(t, m.Fsync(ctx, "/synced", "dead1", s))
+	must(t, m.Fsync(ctx, cairn.WriterRef{Path: "/synced", Client: "dead1"}, s))
 	reported := writeFile(t, ctx, m, "/reported", "dead2", "", true, 0)
 	r := reported[0]
 	r.Len = 777
@@ -125,7 +139,8 @@ func TestLeaseHardLimit(t *testing.T) {
 	// metad restarts: every writer counts as renewed now.
 	m = reopen(t, m, cfg)
 	fakeNode(t, m, "DS-1")
-	must(t, m.BlocksReceived(ctx, "DS-1", finalized(r)))
+	// Its full report: /reported's replica, and /synced's being written.
+	must(t, m.BlockReport(ctx, "DS-1", []cairn.Replica{{Block: r, State: cairn.ReplicaFinalized}, {Block: s, State: cairn.ReplicaRWR}}))
 	clk.Add(59 * time.Minute)
 	must(t, m.RenewLease(ctx, "alive"))
 	if n, err := m.recoverExpiredLeases(); err != nil || n != 0 {
@@ -136,12 +151,20 @@ func TestLeaseHardLimit(t *testing.T) {
 	if n, err := m.recoverExpiredLeases(); err != nil || n != 4 {
 		t.Fatalf("past the hard limit: recovered %d, %v; want 4", n, err)
 	}
+	// /none closes at once, and so does /empty, whose empty last block
+	// nobody reported (its pipeline was forgotten in the restart); the
+	// others once their last block is recovered: /synced's replica holds
+	// what was synced, /reported's what it reported.
+	lens := map[cairn.BlockID]int64{s.ID: 500, r.ID: 777}
+	if n := playPrimary(t, m, "DS-1", lens); n != 2 {
+		t.Fatalf("%d block recoveries handed to the primary, want 2", n)
+	}
 	for path, size := range map[string]int64{"/synced": testBlock + 500, "/reported": 777, "/empty": testBlock, "/none": 0} {
 		if fi := stat(t, m, path); fi.Writing || fi.Size != size {
 			t.Errorf("%s: writing %v, size %d; want closed at %d", path, fi.Writing, fi.Size, size)
 		}
 	}
-	if fb, _ := m.BlockLocations(ctx, "/empty"); len(fb.Blocks) != 1 {
+	if fb, _ := m.BlockLocations(ctx, cairn.FileRef{Path: "/empty"}); len(fb.Blocks) != 1 {
 		t.Errorf("/empty keeps %d blocks, want 1 (its empty last block dropped)", len(fb.Blocks))
 	}
 	if !stat(t, m, "/alive").Writing {
@@ -229,4 +252,39 @@ func TestAppendable(t *testing.T) {
 	if r, err := try(context.Background(), "/a/w", "c2"); err != nil || r == nil || r.holder != "c1" {
 		t.Fatalf("take-over past the soft limit: %+v, %v", r, err)
 	}
+}
+
+// playPrimary acts as blockd node, the primary of every block recovery
+// metad hands it on a heartbeat: a block in lens is recovered to that
+// length on node; any other has no replica anywhere. It returns how many
+// recoveries it ran.
+func playPrimary(t testing.TB, m *Metad, node string, lens map[cairn.BlockID]int64) int {
+	t.Helper()
+	ctx := context.Background()
+	cmds, err := m.Heartbeat(ctx, cairn.Heartbeat{StorageID: node, Capacity: 1 << 40, Remaining: 1 << 40})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, c := range cmds {
+		if c.Kind != cairn.CmdRecover {
+			continue
+		}
+		n++
+		b := c.Blocks[0]
+		cs := cairn.CommitSync{Block: b, RecoveryID: c.RecoveryID, NewGenStamp: c.RecoveryID}
+		if l, ok := lens[b.ID]; ok {
+			cs.NewLen, cs.Nodes = l, []string{node}
+		} else {
+			cs.Delete = true
+		}
+		if err := m.CommitBlockSynchronization(ctx, cs); err != nil {
+			t.Fatalf("commit the recovery of %s: %v", b, err)
+		}
+		// A second report of the same recovery is refused.
+		if err := m.CommitBlockSynchronization(ctx, cs); !errors.Is(err, cairn.ErrInvalid) {
+			t.Errorf("a repeated commit of recovery %d: %v, want ErrInvalid", c.RecoveryID, err)
+		}
+	}
+	return n
 }

@@ -336,7 +336,11 @@ func (m *Metad) Create(ctx context.Context, path string, o cairn.CreateOptions) 
 	}
 	if taken != nil {
 		m.afterRecovery(taken)
-		return cairn.FileInfo{}, cairn.E(op, cairn.KindExist, path, fmt.Sprintf("the abandoned lease of %s was recovered and the file closed", taken.holder))
+		what := "was recovered and the file closed"
+		if !taken.closed {
+			what = "is being recovered: the file closes once its last block's replicas agree"
+		}
+		return cairn.FileInfo{}, cairn.E(op, cairn.KindExist, path, fmt.Sprintf("the abandoned lease of %s %s", taken.holder, what))
 	}
 	m.leases.renew(o.Client)
 	return fi, nil
@@ -353,12 +357,24 @@ func validClient(op, path, client string) error {
 	if len(client) > 1024 || !utf8.ValidString(client) {
 		return cairn.E(op, cairn.KindInvalid, path, "the client name is longer than 1024 bytes or not UTF-8")
 	}
+	if !validHolderName(client) {
+		return cairn.E(op, cairn.KindInvalid, path, fmt.Sprintf("the client name %q is reserved for metad", client))
+	}
 	return nil
 }
 
-// writable resolves a file held by client's lease.
-func (m *Metad) writable(op, path, client string) (*metapb.Inode, error) {
-	in, err := m.resolve(op, path)
+// writable resolves the file w names, which w.Client must hold the lease
+// of: by its inode number (a rename or an unlink since does not matter), or
+// by path when w has none.
+func (m *Metad) writable(op string, w cairn.WriterRef) (*metapb.Inode, error) {
+	path, client := w.Path, w.Client
+	var in *metapb.Inode
+	var err error
+	if w.FileID == 0 {
+		in, err = m.resolve(op, path)
+	} else if in, err = m.st.inode(w.FileID); isNotFound(err) {
+		return nil, cairn.E(op, cairn.KindNotExist, path, fmt.Sprintf("file %d is gone", w.FileID))
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -407,11 +423,12 @@ func (m *Metad) settleLast(op, path string, b *pebble.Batch, in *metapb.Inode, l
 	return b.Set(key, encodeBlock(cur), nil)
 }
 
-func (m *Metad) AddBlock(ctx context.Context, path, client string, prev *cairn.Block) (cairn.LocatedBlock, error) {
+func (m *Metad) AddBlock(ctx context.Context, w cairn.WriterRef, prev *cairn.Block, excluded []cairn.Node) (cairn.LocatedBlock, error) {
 	const op = "metad.AddBlock"
+	path := w.Path
 	var lb cairn.LocatedBlock
 	err := m.mutate(func(b *pebble.Batch) error {
-		in, err := m.writable(op, path, client)
+		in, err := m.writable(op, w)
 		if err != nil {
 			return err
 		}
@@ -421,7 +438,7 @@ func (m *Metad) AddBlock(ctx context.Context, path, client string, prev *cairn.B
 		if prev != nil && in.Blocks > 0 && prev.Len != in.BlockSize {
 			return cairn.E(op, cairn.KindInvalid, path, fmt.Sprintf("%s holds %d bytes; only a full block (%d) may be followed by another", prev, prev.Len, in.BlockSize))
 		}
-		targets := m.nodes.choose(int(in.Replication), in.BlockSize, m.clock.Now())
+		targets := m.chooseExcluding(int(in.Replication), in.BlockSize, excluded)
 		if len(targets) == 0 {
 			return cairn.E(op, cairn.KindNoSpace, path, "no live blockd with room for a block")
 		}
@@ -446,10 +463,11 @@ func (m *Metad) AddBlock(ctx context.Context, path, client string, prev *cairn.B
 	return lb, err
 }
 
-func (m *Metad) Complete(ctx context.Context, path, client string, last *cairn.Block) error {
+func (m *Metad) Complete(ctx context.Context, w cairn.WriterRef, last *cairn.Block) error {
 	const op = "metad.Complete"
+	path := w.Path
 	err := m.mutate(func(b *pebble.Batch) error {
-		in, err := m.writable(op, path, client)
+		in, err := m.writable(op, w)
 		if err != nil {
 			return err
 		}
@@ -567,13 +585,19 @@ func (m *Metad) List(ctx context.Context, path, after string, limit int) ([]cair
 	return out, false, it.Error()
 }
 
-func (m *Metad) BlockLocations(ctx context.Context, path string) (cairn.FileBlocks, error) {
+func (m *Metad) BlockLocations(ctx context.Context, f cairn.FileRef) (cairn.FileBlocks, error) {
 	const op = "metad.BlockLocations"
+	path := f.Path
 	c, err := m.callerOf(ctx, op)
 	if err != nil {
 		return cairn.FileBlocks{}, err
 	}
-	in, err := m.walk(op, path, c)
+	var in *metapb.Inode
+	if f.ID == 0 {
+		in, err = m.walk(op, path, c)
+	} else if in, err = m.st.inode(f.ID); isNotFound(err) {
+		err = cairn.E(op, cairn.KindNotExist, path, fmt.Sprintf("file %d is gone", f.ID))
+	}
 	if err != nil {
 		return cairn.FileBlocks{}, err
 	}
@@ -587,7 +611,7 @@ func (m *Metad) BlockLocations(ctx context.Context, path string) (cairn.FileBloc
 	if err != nil {
 		return cairn.FileBlocks{}, err
 	}
-	fb := cairn.FileBlocks{Size: in.Size, Writing: in.LeaseHolder != ""}
+	fb := cairn.FileBlocks{FileID: in.Id, Size: in.Size, Writing: in.LeaseHolder != ""}
 	var off int64
 	now := m.clock.Now()
 	for i, blk := range blocks {

@@ -87,7 +87,10 @@ func TestNamespaceErrorsChangeNothing(t *testing.T) {
 		{"relative", m.Mkdir(ctx, "a", 0o755), cairn.ErrInvalid},
 		{"nul", m.Mkdir(ctx, "/a\x00b", 0o755), cairn.ErrInvalid},
 		{"long name", m.Mkdir(ctx, "/"+strings.Repeat("n", 256), 0o755), cairn.ErrInvalid},
-		{"second writer", func() error { _, err := m.AddBlock(ctx, "/a/f", "c2", nil); return err }(), cairn.ErrBusy},
+		{"second writer", func() error {
+			_, err := m.AddBlock(ctx, cairn.WriterRef{Path: "/a/f", Client: "c2"}, nil, nil)
+			return err
+		}(), cairn.ErrBusy},
 		{"list a file", func() error { _, _, err := m.List(ctx, "/a/f", "", 0); return err }(), cairn.ErrNotDir},
 	}
 	for _, c := range cases {
@@ -113,7 +116,7 @@ func TestRenameAndDeletePersist(t *testing.T) {
 		if _, err := m.Create(ctx, p, cairn.CreateOptions{Client: "c"}); err != nil {
 			t.Fatal(err)
 		}
-		if err := m.Complete(ctx, p, "c", nil); err != nil {
+		if err := m.Complete(ctx, cairn.WriterRef{Path: p, Client: "c"}, nil); err != nil {
 			t.Fatal(err)
 		}
 	}

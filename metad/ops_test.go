@@ -36,7 +36,7 @@ func writeFile(t testing.TB, ctx context.Context, m *Metad, path, client, node s
 	var prev *cairn.Block
 	var out []cairn.Block
 	for _, n := range lens {
-		lb, err := m.AddBlock(ctx, path, client, prev)
+		lb, err := m.AddBlock(ctx, cairn.WriterRef{Path: path, Client: client}, prev, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -49,7 +49,7 @@ func writeFile(t testing.TB, ctx context.Context, m *Metad, path, client, node s
 		prev = &out[len(out)-1]
 	}
 	if !open {
-		must(t, m.Complete(ctx, path, client, prev))
+		must(t, m.Complete(ctx, cairn.WriterRef{Path: path, Client: client}, prev))
 	}
 	return out
 }
@@ -67,7 +67,7 @@ func TestPermissionsAllow(t *testing.T) {
 	if _, _, err := m.List(carol, "/home/alice", "", 0); err != nil {
 		t.Errorf("carol (staff) lists drwxr-x--- /home/alice: %v", err)
 	}
-	if _, err := m.BlockLocations(carol, "/home/alice/f"); err != nil {
+	if _, err := m.BlockLocations(carol, cairn.FileRef{Path: "/home/alice/f"}); err != nil {
 		t.Errorf("carol (staff) reads -rw-r----- f: %v", err)
 	}
 	must(t, m.Mkdir(as("dave", "supergroup"), "/home/alice/dave", 0o700))

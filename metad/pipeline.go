@@ -99,7 +99,7 @@ func (m *Metad) Append(ctx context.Context, path, client string) (cairn.FileInfo
 			}
 			now := m.clock.Now()
 			if in.Blocks > 0 {
-				cur, key, err := m.lastBlock(op, path, in, 0)
+				cur, _, err := m.lastBlock(op, path, in, 0)
 				if err != nil {
 					return err
 				}
@@ -108,14 +108,12 @@ func (m *Metad) Append(ctx context.Context, path, client string) (cairn.FileInfo
 					if len(nodes) == 0 {
 						return cairn.E(op, cairn.KindIO, path, fmt.Sprintf("no live replica of the last block %s to append to", cur))
 					}
-					s := m.st
-					nb := cur
-					nb.GenStamp = cairn.GenStamp(s.nextGS)
-					s.nextGS++
-					if err := b.Set(key, encodeBlock(nb), nil); err != nil {
-						return err
-					}
-					last = &cairn.LocatedBlock{Block: nb, Offset: in.Size - cur.Len, Locations: nodes}
+					// The block keeps its stamp here: the writer asks for a
+					// new one (UpdateBlockForPipeline), sets up its pipeline
+					// with it, and commits it (UpdatePipeline) before it
+					// writes a byte. An appender that dies before that
+					// leaves the file as it was.
+					last = &cairn.LocatedBlock{Block: cur, Offset: in.Size - cur.Len, Locations: nodes}
 				}
 			}
 			in.LeaseHolder = client
@@ -142,10 +140,11 @@ func (m *Metad) Append(ctx context.Context, path, client string) (cairn.FileInfo
 
 // AbandonBlock drops the file's last block when nothing was written to it:
 // its pipeline could not be set up.
-func (m *Metad) AbandonBlock(ctx context.Context, path, client string, blk cairn.Block) error {
+func (m *Metad) AbandonBlock(ctx context.Context, w cairn.WriterRef, blk cairn.Block) error {
 	const op = "metad.AbandonBlock"
+	path := w.Path
 	err := m.mutate(func(b *pebble.Batch) error {
-		in, err := m.writable(op, path, client)
+		in, err := m.writable(op, w)
 		if err != nil {
 			return err
 		}
@@ -170,10 +169,11 @@ func (m *Metad) AbandonBlock(ctx context.Context, path, client string, blk cairn
 
 // Fsync records that the pipeline of the file's last block holds blk.Len
 // bytes (hflush, hsync): new readers see them.
-func (m *Metad) Fsync(ctx context.Context, path, client string, blk cairn.Block) error {
+func (m *Metad) Fsync(ctx context.Context, w cairn.WriterRef, blk cairn.Block) error {
 	const op = "metad.Fsync"
+	path := w.Path
 	return m.mutate(func(b *pebble.Batch) error {
-		in, err := m.writable(op, path, client)
+		in, err := m.writable(op, w)
 		if err != nil {
 			return err
 		}
@@ -194,11 +194,12 @@ func (m *Metad) Fsync(ctx context.Context, path, client string, blk cairn.Block)
 
 // UpdateBlockForPipeline hands out a new generation stamp for the file's
 // last block, the first step of pipeline recovery.
-func (m *Metad) UpdateBlockForPipeline(ctx context.Context, path, client string, blk cairn.Block) (cairn.GenStamp, error) {
+func (m *Metad) UpdateBlockForPipeline(ctx context.Context, w cairn.WriterRef, blk cairn.Block) (cairn.GenStamp, error) {
 	const op = "metad.UpdateBlockForPipeline"
+	path := w.Path
 	var gs cairn.GenStamp
 	err := m.mutate(func(b *pebble.Batch) error {
-		in, err := m.writable(op, path, client)
+		in, err := m.writable(op, w)
 		if err != nil {
 			return err
 		}
@@ -214,13 +215,14 @@ func (m *Metad) UpdateBlockForPipeline(ctx context.Context, path, client string,
 
 // UpdatePipeline commits a recovered pipeline: the last block now has
 // updated's generation stamp, at least updated.Len bytes, on nodes.
-func (m *Metad) UpdatePipeline(ctx context.Context, path, client string, old, updated cairn.Block, nodes []cairn.Node) error {
+func (m *Metad) UpdatePipeline(ctx context.Context, w cairn.WriterRef, old, updated cairn.Block, nodes []cairn.Node) error {
 	const op = "metad.UpdatePipeline"
+	path := w.Path
 	if old.ID != updated.ID || updated.GenStamp <= old.GenStamp {
 		return cairn.E(op, cairn.KindInvalid, path, fmt.Sprintf("cannot move %s to %s", old, updated))
 	}
 	err := m.mutate(func(b *pebble.Batch) error {
-		in, err := m.writable(op, path, client)
+		in, err := m.writable(op, w)
 		if err != nil {
 			return err
 		}
@@ -255,20 +257,15 @@ func (m *Metad) UpdatePipeline(ctx context.Context, path, client string, old, up
 
 // AdditionalNode picks a live blockd with room that is neither in the
 // pipeline nor excluded, to bring a shrunken pipeline back up.
-func (m *Metad) AdditionalNode(ctx context.Context, path, client string, blk cairn.Block, existing, excluded []cairn.Node) (cairn.Node, error) {
+func (m *Metad) AdditionalNode(ctx context.Context, w cairn.WriterRef, blk cairn.Block, existing, excluded []cairn.Node) (cairn.Node, error) {
 	const op = "metad.AdditionalNode"
-	in, err := m.writable(op, path, client)
+	path := w.Path
+	in, err := m.writable(op, w)
 	if err != nil {
 		return cairn.Node{}, err
 	}
-	skip := map[string]bool{}
-	for _, n := range append(append([]cairn.Node(nil), existing...), excluded...) {
-		skip[n.StorageID] = true
-	}
-	for _, n := range m.nodes.choose(len(skip)+int(in.Replication)+1, in.BlockSize, m.clock.Now()) {
-		if !skip[n.StorageID] {
-			return n, nil
-		}
+	if n := m.chooseExcluding(1, in.BlockSize, append(append([]cairn.Node(nil), existing...), excluded...)); len(n) > 0 {
+		return n[0], nil
 	}
 	return cairn.Node{}, cairn.E(op, cairn.KindNoSpace, path, "no other live blockd with room")
 }
@@ -357,4 +354,20 @@ func (m *Metad) storedBlock(id cairn.BlockID) (cairn.Block, bool, bool, error) {
 		}
 	}
 	return cairn.Block{}, false, false, nil
+}
+
+// chooseExcluding picks up to n live blockds with room for a block, none
+// of them in excluded.
+func (m *Metad) chooseExcluding(n int, blockSize int64, excluded []cairn.Node) []cairn.Node {
+	skip := make(map[string]bool, len(excluded))
+	for _, e := range excluded {
+		skip[e.StorageID] = true
+	}
+	var out []cairn.Node
+	for _, c := range m.nodes.choose(n+len(skip), blockSize, m.clock.Now()) {
+		if !skip[c.StorageID] && len(out) < n {
+			out = append(out, c)
+		}
+	}
+	return out
 }

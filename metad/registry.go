@@ -282,7 +282,7 @@ func (m *Metad) Heartbeat(ctx context.Context, h cairn.Heartbeat) ([]cairn.Comma
 	if !ok {
 		return []cairn.Command{{Kind: cairn.CmdReregister}}, nil
 	}
-	cmds := m.repl.take(h.StorageID)
+	cmds := append(m.repl.take(h.StorageID), m.recoveries.take(h.StorageID)...)
 	if del := m.blocks.takeDeletes(h.StorageID); len(del) > 0 {
 		cmds = append(cmds, cairn.Command{Kind: cairn.CmdDelete, Blocks: del})
 	}
@@ -397,9 +397,12 @@ func (m *Metad) BlocksReceived(ctx context.Context, id string, reps []cairn.Repl
 	return m.accept(id, finalized, false)
 }
 
-// CommitBlockSynchronization records a block recovery's outcome.
-func (m *Metad) CommitBlockSynchronization(ctx context.Context, c cairn.CommitSync) error {
-	return cairn.E("metad.CommitBlockSynchronization", cairn.KindInvalid, "", fmt.Sprintf("no recovery %d of %s is under way", c.RecoveryID, c.Block))
+// anyReplica reports whether any blockd reported a replica of id, in any
+// state or stamp.
+func (bm *blockMap) anyReplica(id cairn.BlockID) bool {
+	bm.mu.Lock()
+	defer bm.mu.Unlock()
+	return len(bm.replicas[id]) > 0
 }
 
 func (m *Metad) BlocksDeleted(ctx context.Context, id string, blocks []cairn.Block) error {

@@ -52,7 +52,7 @@ func TestReplicationMonitor(t *testing.T) {
 	if _, err := m.Create(ctx, "/f", cairn.CreateOptions{Client: "c", Replication: 3, BlockSize: 1 << 20}); err != nil {
 		t.Fatal(err)
 	}
-	lb, err := m.AddBlock(ctx, "/f", "c", nil)
+	lb, err := m.AddBlock(ctx, cairn.WriterRef{Path: "/f", Client: "c"}, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,7 +61,7 @@ func TestReplicationMonitor(t *testing.T) {
 	for _, n := range lb.Locations {
 		must(t, m.BlocksReceived(ctx, n.StorageID, finalized(b)))
 	}
-	must(t, m.Complete(ctx, "/f", "c", &b))
+	must(t, m.Complete(ctx, cairn.WriterRef{Path: "/f", Client: "c"}, &b))
 	must(t, m.checkReplication(true))
 	for id, cmds := range heartbeatAll(t, m, nodes, "") {
 		if len(cmds) != 0 {

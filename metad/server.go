@@ -72,8 +72,9 @@ type Metad struct {
 	st          *store
 	blocks      *blockMap
 	nodes       *nodeSet
-	pipelines   *pipelines // where blocks being written are
-	repl        *replQueue // copies the replication monitor hands out
+	pipelines   *pipelines  // where blocks being written are
+	repl        *replQueue  // copies the replication monitor hands out
+	recoveries  *recoveries // block recoveries under way
 	clock       Clock
 	log         *zap.Logger
 	namespaceID string
@@ -193,7 +194,7 @@ func Open(cfg Config) (*Metad, error) {
 		}
 	}
 	return &Metad{
-		cfg: cfg, st: st, blocks: newBlockMap(), clock: cfg.Clock, log: cfg.Logger, pipelines: newPipelines(), repl: newReplQueue(),
+		cfg: cfg, st: st, blocks: newBlockMap(), clock: cfg.Clock, log: cfg.Logger, pipelines: newPipelines(), repl: newReplQueue(), recoveries: newRecoveries(),
 		nodes:       &nodeSet{deadAfter: cfg.DeadAfter, staleAfter: 2 * cfg.Heartbeat, nodes: map[string]*nodeState{}},
 		namespaceID: v["namespaceID"],
 		leases:      newLeaseTable(cfg.LeaseSoft, cfg.LeaseHard, cfg.Clock),

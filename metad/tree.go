@@ -106,7 +106,7 @@ func (m *Metad) Rename(ctx context.Context, src, dst string) error {
 			if err := c.checkSticky(op, dst, dp, din); err != nil {
 				return err
 			}
-			if freed, err = m.removeTree(b, dst, din, nil); err != nil {
+			if freed, err = m.removeTree(b, dst, din, nil, ""); err != nil {
 				return err
 			}
 		}
@@ -149,11 +149,17 @@ func (m *Metad) isEmpty(dir uint64) (bool, error) {
 // A non-nil c must have every permission (rwx) on each non-empty
 // directory of the subtree, as HDFS asks for a recursive delete. Caller
 // holds the lock.
-func (m *Metad) removeTree(b *pebble.Batch, path string, in *metapb.Inode, c *caller) ([]cairn.Block, error) {
+//
+// A file open for writing, or held by holder (the client that unlinks a
+// file it has open), becomes an orphan instead of being freed (orphan.go).
+func (m *Metad) removeTree(b *pebble.Batch, path string, in *metapb.Inode, c *caller, holder string) ([]cairn.Block, error) {
 	_ = b.Delete(entryKey(in.Parent, in.Name), nil)
 	var freed []cairn.Block
 	var walk func(path string, in *metapb.Inode) error
 	walk = func(path string, in *metapb.Inode) error {
+		if kept, err := m.orphan(b, in, holder); err != nil || kept {
+			return err
+		}
 		_ = b.Delete(inodeKey(in.Id), nil)
 		m.st.numFiles--
 		if in.Xattrs > 0 {
@@ -229,7 +235,25 @@ func deletePrefix(db *pebble.DB, b *pebble.Batch, p []byte) error {
 // directory, to own path or the directory); for a recursive delete of a
 // non-empty directory, every permission on each non-empty directory below.
 func (m *Metad) Delete(ctx context.Context, path string, recursive bool) error {
-	const op = "metad.Delete"
+	return m.remove(ctx, "metad.Delete", path, recursive, "")
+}
+
+// Unlink removes the name path of a file that holder (a client) has open:
+// the file's data stays, an orphan, until holder releases it (Release) —
+// or, when it is being written, until its writer closes it too.
+func (m *Metad) Unlink(ctx context.Context, path, holder string) error {
+	const op = "metad.Unlink"
+	if err := validClient(op, path, holder); err != nil {
+		return err
+	}
+	if err := m.remove(ctx, op, path, false, holder); err != nil {
+		return err
+	}
+	m.leases.renew(holder)
+	return nil
+}
+
+func (m *Metad) remove(ctx context.Context, op, path string, recursive bool, holder string) error {
 	c, err := m.callerOf(ctx, op)
 	if err != nil {
 		return err
@@ -263,7 +287,10 @@ func (m *Metad) Delete(ctx context.Context, path string, recursive bool) error {
 				return cairn.E(op, cairn.KindNotEmpty, path, "")
 			}
 		}
-		if freed, err = m.removeTree(b, path, in, c); err != nil {
+		if holder != "" && !fs.FileMode(in.Mode).IsRegular() {
+			return cairn.E(op, cairn.KindInvalid, path, "only a file is unlinked while open")
+		}
+		if freed, err = m.removeTree(b, path, in, c, holder); err != nil {
 			return err
 		}
 		parent.MtimeNs = m.clock.Now().UnixNano()

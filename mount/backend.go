@@ -76,6 +76,17 @@ type appender interface {
 	Append(ctx context.Context, path string) (FileWriter, error)
 }
 
+// openUnlinker is a Backend that can unlink a file this mount has open and
+// keep its data until the mount releases it, as POSIX keeps an unlinked
+// file until its last close; without it such an unlink frees the file at
+// once and the open handles fail.
+type openUnlinker interface {
+	// UnlinkOpen removes path's name and holds its data for this mount.
+	UnlinkOpen(ctx context.Context, path string) error
+	// ReleaseUnlinked ends the hold on the unlinked file fileID.
+	ReleaseUnlinked(ctx context.Context, fileID uint64) error
+}
+
 // syncer is a FileWriter that can make what it accepted durable without
 // closing the file; fsync(2) needs it.
 type syncer interface {
@@ -94,9 +105,10 @@ type flusher interface {
 func ClientBackend(c *client.Client) Backend { return clientBackend{c} }
 
 var (
-	_ appender = clientBackend{}
-	_ syncer   = (*client.Writer)(nil)
-	_ flusher  = (*client.Writer)(nil)
+	_ appender     = clientBackend{}
+	_ openUnlinker = clientBackend{}
+	_ syncer       = (*client.Writer)(nil)
+	_ flusher      = (*client.Writer)(nil)
 )
 
 type clientBackend struct{ c *client.Client }
@@ -115,6 +127,14 @@ func (b clientBackend) Mkdir(ctx context.Context, path string, perm os.FileMode)
 
 func (b clientBackend) Delete(ctx context.Context, path string, recursive bool) error {
 	return b.c.NS.Delete(ctx, path, recursive)
+}
+
+func (b clientBackend) UnlinkOpen(ctx context.Context, path string) error {
+	return b.c.UnlinkOpen(ctx, path)
+}
+
+func (b clientBackend) ReleaseUnlinked(ctx context.Context, fileID uint64) error {
+	return b.c.ReleaseUnlinked(ctx, fileID)
 }
 
 func (b clientBackend) Rename(ctx context.Context, src, dst string) error {
@@ -252,6 +272,24 @@ func (c callerBackend) Append(ctx context.Context, path string) (FileWriter, err
 	}
 	w, err := a.Append(c.as(ctx), path)
 	return w, c.check(path, err)
+}
+
+// UnlinkOpen unlinks path, open through this mount, keeping its data if the
+// backend can (openUnlinker), else deleting it.
+func (c callerBackend) UnlinkOpen(ctx context.Context, path string) (kept bool, err error) {
+	u, ok := c.b.(openUnlinker)
+	if !ok {
+		return false, c.Delete(ctx, path, false)
+	}
+	return true, c.check(path, u.UnlinkOpen(c.as(ctx), path))
+}
+
+// ReleaseUnlinked ends the hold UnlinkOpen took.
+func (c callerBackend) ReleaseUnlinked(ctx context.Context, fileID uint64) error {
+	if u, ok := c.b.(openUnlinker); ok {
+		return u.ReleaseUnlinked(ctx, fileID)
+	}
+	return nil
 }
 
 func (c callerBackend) canAppend() bool {

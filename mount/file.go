@@ -218,6 +218,7 @@ func (h *handle) Release(ctx context.Context) syscall.Errno {
 	for _, r := range readers {
 		h.closeReader(r)
 	}
+	h.n.released(ctx)
 	return 0
 }
 

@@ -173,6 +173,43 @@ type node struct {
 	fi     cairn.FileInfo // as last seen
 	writer *handle        // the handle writing this file through this mount
 	times  *pendingTimes  // set while writer writes, stored after it closes
+	// opens counts the file's open handles in this mount; held says the
+	// file was unlinked while open and its data is held for them
+	// (openUnlinker) until the last is released.
+	opens int
+	held  bool
+}
+
+// releaseTimeout bounds the call that releases an unlinked file.
+const releaseTimeout = 30 * time.Second
+
+// opened counts a new handle of n.
+func (n *node) opened() {
+	n.mu.Lock()
+	n.opens++
+	n.mu.Unlock()
+}
+
+// released counts a handle of n gone; the last one of an unlinked file
+// releases the file's data.
+func (n *node) released(ctx context.Context) {
+	n.mu.Lock()
+	n.opens--
+	release := n.opens == 0 && n.held
+	if release {
+		n.held = false
+	}
+	id := n.fi.Inode
+	n.mu.Unlock()
+	if !release {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
+	defer cancel()
+	if err := n.fsys.b.ReleaseUnlinked(ctx, id); err != nil {
+		n.fsys.log.Warn("releasing an unlinked file at its last close failed; metad frees it when this mount's lease expires",
+			zap.Uint64("inode", id), zap.Error(err))
+	}
 }
 
 var _ = (fs.InodeEmbedder)((*node)(nil))
@@ -388,7 +425,7 @@ func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint3
 		}
 		return nil, nil, 0, errno(err)
 	}
-	c := &node{fsys: n.fsys, fi: fi}
+	c := &node{fsys: n.fsys, fi: fi, opens: 1}
 	h := &handle{n: c, w: w, writable: flags&syscall.O_ACCMODE != syscall.O_RDONLY, append: flags&syscall.O_APPEND != 0, opener: callerProcess(ctx)}
 	h.size.Store(w.Size())
 	c.writer = h
@@ -426,19 +463,60 @@ func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 	}
 	if write {
 		h := &handle{n: n, writable: true, append: flags&syscall.O_APPEND != 0, opener: callerProcess(ctx)}
+		n.opened()
 		return h, h.openFlags(), 0
 	}
 	r, err := n.fsys.b.Open(ctx, p)
 	if err != nil {
 		return nil, 0, errno(err)
 	}
+	n.opened()
 	return &handle{n: n, readers: []*fileReader{{FileReader: r}}}, 0, 0
 }
 
 var _ = (fs.NodeUnlinker)((*node)(nil))
 
 func (n *node) Unlink(ctx context.Context, name string) syscall.Errno {
+	if n.fsys.readOnly {
+		return syscall.EROFS
+	}
+	if ch := n.GetChild(name); ch != nil {
+		if c, ok := ch.Operations().(*node); ok {
+			c.mu.Lock()
+			open := c.opens > 0
+			c.mu.Unlock()
+			if open {
+				return n.unlinkOpen(ctx, name, c)
+			}
+		}
+	}
 	return n.remove(ctx, name)
+}
+
+// unlinkOpen unlinks c, a file open through this mount, keeping its data
+// for the open handles until the last is released.
+func (n *node) unlinkOpen(ctx context.Context, name string, c *node) syscall.Errno {
+	p, e := n.childPath(name)
+	if e != 0 {
+		return e
+	}
+	kept, err := n.fsys.b.UnlinkOpen(ctx, p)
+	if err != nil {
+		return errno(err)
+	}
+	c.mu.Lock()
+	if c.opens > 0 {
+		c.held = kept
+		c.mu.Unlock()
+		return 0
+	}
+	c.mu.Unlock()
+	// The last handle went meanwhile.
+	if kept {
+		c.opens++
+		c.released(ctx)
+	}
+	return 0
 }
 
 var _ = (fs.NodeRmdirer)((*node)(nil))

@@ -100,31 +100,31 @@ func (n *NamespaceClient) RenewLease(ctx context.Context, client string) error {
 	return fromStatus("rpc.RenewLease", err)
 }
 
-func (n *NamespaceClient) AbandonBlock(ctx context.Context, path, client string, b cairn.Block) error {
-	_, err := n.c.AbandonBlock(ctx, &pb.BlockRequest{Path: path, Client: client, Block: toPBBlock(&b)})
+func (n *NamespaceClient) AbandonBlock(ctx context.Context, w cairn.WriterRef, b cairn.Block) error {
+	_, err := n.c.AbandonBlock(ctx, &pb.BlockRequest{Path: w.Path, Client: w.Client, FileId: w.FileID, Block: toPBBlock(&b)})
 	return fromStatus("rpc.AbandonBlock", err)
 }
 
-func (n *NamespaceClient) Fsync(ctx context.Context, path, client string, b cairn.Block) error {
-	_, err := n.c.Fsync(ctx, &pb.BlockRequest{Path: path, Client: client, Block: toPBBlock(&b)})
+func (n *NamespaceClient) Fsync(ctx context.Context, w cairn.WriterRef, b cairn.Block) error {
+	_, err := n.c.Fsync(ctx, &pb.BlockRequest{Path: w.Path, Client: w.Client, FileId: w.FileID, Block: toPBBlock(&b)})
 	return fromStatus("rpc.Fsync", err)
 }
 
-func (n *NamespaceClient) UpdateBlockForPipeline(ctx context.Context, path, client string, b cairn.Block) (cairn.GenStamp, error) {
-	r, err := n.c.UpdateBlockForPipeline(ctx, &pb.BlockRequest{Path: path, Client: client, Block: toPBBlock(&b)})
+func (n *NamespaceClient) UpdateBlockForPipeline(ctx context.Context, w cairn.WriterRef, b cairn.Block) (cairn.GenStamp, error) {
+	r, err := n.c.UpdateBlockForPipeline(ctx, &pb.BlockRequest{Path: w.Path, Client: w.Client, FileId: w.FileID, Block: toPBBlock(&b)})
 	if err != nil {
 		return 0, fromStatus("rpc.UpdateBlockForPipeline", err)
 	}
 	return cairn.GenStamp(r.GenStamp), nil
 }
 
-func (n *NamespaceClient) UpdatePipeline(ctx context.Context, path, client string, old, updated cairn.Block, nodes []cairn.Node) error {
-	_, err := n.c.UpdatePipeline(ctx, &pb.UpdatePipelineRequest{Path: path, Client: client, Old: toPBBlock(&old), Updated: toPBBlock(&updated), Nodes: ToPBNodes(nodes)})
+func (n *NamespaceClient) UpdatePipeline(ctx context.Context, w cairn.WriterRef, old, updated cairn.Block, nodes []cairn.Node) error {
+	_, err := n.c.UpdatePipeline(ctx, &pb.UpdatePipelineRequest{Path: w.Path, Client: w.Client, FileId: w.FileID, Old: toPBBlock(&old), Updated: toPBBlock(&updated), Nodes: ToPBNodes(nodes)})
 	return fromStatus("rpc.UpdatePipeline", err)
 }
 
-func (n *NamespaceClient) AdditionalNode(ctx context.Context, path, client string, b cairn.Block, existing, excluded []cairn.Node) (cairn.Node, error) {
-	r, err := n.c.AdditionalNode(ctx, &pb.AdditionalNodeRequest{Path: path, Client: client, Block: toPBBlock(&b), Existing: ToPBNodes(existing), Excluded: ToPBNodes(excluded)})
+func (n *NamespaceClient) AdditionalNode(ctx context.Context, w cairn.WriterRef, b cairn.Block, existing, excluded []cairn.Node) (cairn.Node, error) {
+	r, err := n.c.AdditionalNode(ctx, &pb.AdditionalNodeRequest{Path: w.Path, Client: w.Client, FileId: w.FileID, Block: toPBBlock(&b), Existing: ToPBNodes(existing), Excluded: ToPBNodes(excluded)})
 	if err != nil {
 		return cairn.Node{}, fromStatus("rpc.AdditionalNode", err)
 	}
@@ -242,15 +242,15 @@ func (s *namespaceServer) RenewLease(ctx context.Context, r *pb.LeaseRequest) (*
 }
 
 func (s *namespaceServer) AbandonBlock(ctx context.Context, r *pb.BlockRequest) (*pb.Empty, error) {
-	return empty, toStatus(s.ns.AbandonBlock(ctx, r.Path, r.Client, fromPBBlock(r.Block)))
+	return empty, toStatus(s.ns.AbandonBlock(ctx, writerRef(r.FileId, r.Path, r.Client), fromPBBlock(r.Block)))
 }
 
 func (s *namespaceServer) Fsync(ctx context.Context, r *pb.BlockRequest) (*pb.Empty, error) {
-	return empty, toStatus(s.ns.Fsync(ctx, r.Path, r.Client, fromPBBlock(r.Block)))
+	return empty, toStatus(s.ns.Fsync(ctx, writerRef(r.FileId, r.Path, r.Client), fromPBBlock(r.Block)))
 }
 
 func (s *namespaceServer) UpdateBlockForPipeline(ctx context.Context, r *pb.BlockRequest) (*pb.GenStampReply, error) {
-	gs, err := s.ns.UpdateBlockForPipeline(ctx, r.Path, r.Client, fromPBBlock(r.Block))
+	gs, err := s.ns.UpdateBlockForPipeline(ctx, writerRef(r.FileId, r.Path, r.Client), fromPBBlock(r.Block))
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -258,11 +258,11 @@ func (s *namespaceServer) UpdateBlockForPipeline(ctx context.Context, r *pb.Bloc
 }
 
 func (s *namespaceServer) UpdatePipeline(ctx context.Context, r *pb.UpdatePipelineRequest) (*pb.Empty, error) {
-	return empty, toStatus(s.ns.UpdatePipeline(ctx, r.Path, r.Client, fromPBBlock(r.Old), fromPBBlock(r.Updated), FromPBNodes(r.Nodes)))
+	return empty, toStatus(s.ns.UpdatePipeline(ctx, writerRef(r.FileId, r.Path, r.Client), fromPBBlock(r.Old), fromPBBlock(r.Updated), FromPBNodes(r.Nodes)))
 }
 
 func (s *namespaceServer) AdditionalNode(ctx context.Context, r *pb.AdditionalNodeRequest) (*pb.Node, error) {
-	n, err := s.ns.AdditionalNode(ctx, r.Path, r.Client, fromPBBlock(r.Block), FromPBNodes(r.Existing), FromPBNodes(r.Excluded))
+	n, err := s.ns.AdditionalNode(ctx, writerRef(r.FileId, r.Path, r.Client), fromPBBlock(r.Block), FromPBNodes(r.Existing), FromPBNodes(r.Excluded))
 	if err != nil {
 		return nil, toStatus(err)
 	}

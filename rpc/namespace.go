@@ -38,16 +38,16 @@ func (n *NamespaceClient) Create(ctx context.Context, path string, o cairn.Creat
 	return fromPBFileInfo(fi), nil
 }
 
-func (n *NamespaceClient) AddBlock(ctx context.Context, path, client string, prev *cairn.Block) (cairn.LocatedBlock, error) {
-	lb, err := n.c.AddBlock(ctx, &pb.AddBlockRequest{Path: path, Client: client, Prev: toPBBlock(prev)})
+func (n *NamespaceClient) AddBlock(ctx context.Context, w cairn.WriterRef, prev *cairn.Block, excluded []cairn.Node) (cairn.LocatedBlock, error) {
+	lb, err := n.c.AddBlock(ctx, &pb.AddBlockRequest{Path: w.Path, Client: w.Client, FileId: w.FileID, Prev: toPBBlock(prev), Excluded: ToPBNodes(excluded)})
 	if err != nil {
 		return cairn.LocatedBlock{}, fromStatus("rpc.AddBlock", err)
 	}
 	return fromPBLocated(lb), nil
 }
 
-func (n *NamespaceClient) Complete(ctx context.Context, path, client string, last *cairn.Block) error {
-	_, err := n.c.Complete(ctx, &pb.CompleteRequest{Path: path, Client: client, Last: toPBBlock(last)})
+func (n *NamespaceClient) Complete(ctx context.Context, w cairn.WriterRef, last *cairn.Block) error {
+	_, err := n.c.Complete(ctx, &pb.CompleteRequest{Path: w.Path, Client: w.Client, FileId: w.FileID, Last: toPBBlock(last)})
 	return fromStatus("rpc.Complete", err)
 }
 
@@ -81,12 +81,12 @@ func (n *NamespaceClient) Delete(ctx context.Context, path string, recursive boo
 	return fromStatus("rpc.Delete", err)
 }
 
-func (n *NamespaceClient) BlockLocations(ctx context.Context, path string) (cairn.FileBlocks, error) {
-	r, err := n.c.BlockLocations(ctx, &pb.PathRequest{Path: path})
+func (n *NamespaceClient) BlockLocations(ctx context.Context, f cairn.FileRef) (cairn.FileBlocks, error) {
+	r, err := n.c.BlockLocations(ctx, &pb.PathRequest{Path: f.Path, FileId: f.ID})
 	if err != nil {
 		return cairn.FileBlocks{}, fromStatus("rpc.BlockLocations", err)
 	}
-	fb := cairn.FileBlocks{Size: r.Size, Writing: r.Writing, Blocks: make([]cairn.LocatedBlock, len(r.Blocks))}
+	fb := cairn.FileBlocks{FileID: r.FileId, Size: r.Size, Writing: r.Writing, Blocks: make([]cairn.LocatedBlock, len(r.Blocks))}
 	for i, b := range r.Blocks {
 		fb.Blocks[i] = fromPBLocated(b)
 	}
@@ -146,7 +146,7 @@ func (s *namespaceServer) Create(ctx context.Context, r *pb.CreateRequest) (*pb.
 }
 
 func (s *namespaceServer) AddBlock(ctx context.Context, r *pb.AddBlockRequest) (*pb.LocatedBlock, error) {
-	lb, err := s.ns.AddBlock(ctx, r.Path, r.Client, fromPBBlockPtr(r.Prev))
+	lb, err := s.ns.AddBlock(ctx, writerRef(r.FileId, r.Path, r.Client), fromPBBlockPtr(r.Prev), FromPBNodes(r.Excluded))
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -154,7 +154,7 @@ func (s *namespaceServer) AddBlock(ctx context.Context, r *pb.AddBlockRequest) (
 }
 
 func (s *namespaceServer) Complete(ctx context.Context, r *pb.CompleteRequest) (*pb.Empty, error) {
-	return empty, toStatus(s.ns.Complete(ctx, r.Path, r.Client, fromPBBlockPtr(r.Last)))
+	return empty, toStatus(s.ns.Complete(ctx, writerRef(r.FileId, r.Path, r.Client), fromPBBlockPtr(r.Last)))
 }
 
 func (s *namespaceServer) Stat(ctx context.Context, r *pb.PathRequest) (*pb.FileInfo, error) {
@@ -186,11 +186,11 @@ func (s *namespaceServer) Delete(ctx context.Context, r *pb.DeleteRequest) (*pb.
 }
 
 func (s *namespaceServer) BlockLocations(ctx context.Context, r *pb.PathRequest) (*pb.FileBlocks, error) {
-	fb, err := s.ns.BlockLocations(ctx, r.Path)
+	fb, err := s.ns.BlockLocations(ctx, cairn.FileRef{ID: r.FileId, Path: r.Path})
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	out := &pb.FileBlocks{Size: fb.Size, Writing: fb.Writing, Blocks: make([]*pb.LocatedBlock, len(fb.Blocks))}
+	out := &pb.FileBlocks{FileId: fb.FileID, Size: fb.Size, Writing: fb.Writing, Blocks: make([]*pb.LocatedBlock, len(fb.Blocks))}
 	for i, b := range fb.Blocks {
 		out.Blocks[i] = toPBLocated(b)
 	}
@@ -218,4 +218,26 @@ func (s *namespaceServer) Report(ctx context.Context, _ *pb.Empty) (*pb.ClusterR
 		})
 	}
 	return out, nil
+}
+
+func writerRef(id uint64, path, client string) cairn.WriterRef {
+	return cairn.WriterRef{FileID: id, Path: path, Client: client}
+}
+
+func (n *NamespaceClient) Unlink(ctx context.Context, path, holder string) error {
+	_, err := n.c.Unlink(ctx, &pb.UnlinkRequest{Path: path, Holder: holder})
+	return fromStatus("rpc.Unlink", err)
+}
+
+func (n *NamespaceClient) Release(ctx context.Context, fileID uint64, holder string) error {
+	_, err := n.c.Release(ctx, &pb.ReleaseRequest{FileId: fileID, Holder: holder})
+	return fromStatus("rpc.Release", err)
+}
+
+func (s *namespaceServer) Unlink(ctx context.Context, r *pb.UnlinkRequest) (*pb.Empty, error) {
+	return empty, toStatus(s.ns.Unlink(ctx, r.Path, r.Holder))
+}
+
+func (s *namespaceServer) Release(ctx context.Context, r *pb.ReleaseRequest) (*pb.Empty, error) {
+	return empty, toStatus(s.ns.Release(ctx, r.FileId, r.Holder))
 }

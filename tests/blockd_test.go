@@ -40,7 +40,7 @@ func TestScannerAndVerifyFindAFlippedByte(t *testing.T) {
 	putFile(t, cl, "/scanned", data)
 	c.WaitHealthy(t, blockdWait)
 
-	fb, err := cl.NS.BlockLocations(ctx, "/scanned")
+	fb, err := cl.NS.BlockLocations(ctx, cairn.FileRef{Path: "/scanned"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -310,7 +310,7 @@ func readBack(t *testing.T, cl *client.Client, path string, want []byte) {
 // of the one block of path.
 func diskOf(t *testing.T, cl *client.Client, path string, dirs ...string) string {
 	t.Helper()
-	fb, err := cl.NS.BlockLocations(asMe(), path)
+	fb, err := cl.NS.BlockLocations(asMe(), cairn.FileRef{Path: path})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -143,7 +143,7 @@ func TestCorruptReplica(t *testing.T) {
 	if !bytes.Equal(got, want[blk.Offset:blk.Offset+blk.Len]) {
 		t.Fatal("read through a corrupt replica returned wrong bytes")
 	}
-	fb, err := cl.NS.BlockLocations(ctx, "/f")
+	fb, err := cl.NS.BlockLocations(ctx, cairn.FileRef{Path: "/f"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -238,7 +238,7 @@ func TestAppendAndFlush(t *testing.T) {
 	// close waits for one replica to be reported; the others follow.
 	var fb cairn.FileBlocks
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		if fb, err = cl.NS.BlockLocations(ctx, "/log"); err != nil {
+		if fb, err = cl.NS.BlockLocations(ctx, cairn.FileRef{Path: "/log"}); err != nil {
 			t.Fatal(err)
 		}
 		if len(fb.Blocks) != 1 || len(fb.Blocks[0].Locations) == 3 || time.Now().After(deadline) {
@@ -376,7 +376,7 @@ func TestPipelineAddsNode(t *testing.T) {
 			if err := w.Flush(); err != nil { // metad now names the pipeline's blockds
 				t.Fatal(err)
 			}
-			fb, err := cl.NS.BlockLocations(ctx, "/f")
+			fb, err := cl.NS.BlockLocations(ctx, cairn.FileRef{Path: "/f"})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -398,7 +398,7 @@ func TestPipelineAddsNode(t *testing.T) {
 		t.Fatalf("close: %v", err)
 	}
 	sameAs(t, cl, "/f", 3, size)
-	fb, err := cl.NS.BlockLocations(ctx, "/f")
+	fb, err := cl.NS.BlockLocations(ctx, cairn.FileRef{Path: "/f"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -447,7 +447,7 @@ func TestReReplication(t *testing.T) {
 	c := cluster.Start(t, cluster.Config{Blockds: 4, BlockSize: 1 << 20, Replication: 3, DeadAfter: 2 * time.Second})
 	cl := dial(t, c)
 	write(t, cl, "/r", 21, 6<<20+5)
-	fb, err := cl.NS.BlockLocations(context.Background(), "/r")
+	fb, err := cl.NS.BlockLocations(context.Background(), cairn.FileRef{Path: "/r"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -455,7 +455,7 @@ func TestReReplication(t *testing.T) {
 	c.KillBlockd(t, victim)
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		fb, err := cl.NS.BlockLocations(context.Background(), "/r")
+		fb, err := cl.NS.BlockLocations(context.Background(), cairn.FileRef{Path: "/r"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -511,7 +511,7 @@ func TestPipelineDropsStalledNode(t *testing.T) {
 			if err := w.Flush(); err != nil {
 				t.Fatal(err)
 			}
-			fb, err := cl.NS.BlockLocations(ctx, "/s")
+			fb, err := cl.NS.BlockLocations(ctx, cairn.FileRef{Path: "/s"})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -531,7 +531,7 @@ func TestPipelineDropsStalledNode(t *testing.T) {
 	}
 	c.SignalBlockd(stalled, syscall.SIGCONT)
 	sameAs(t, cl, "/s", 4, size)
-	fb, err := cl.NS.BlockLocations(ctx, "/s")
+	fb, err := cl.NS.BlockLocations(ctx, cairn.FileRef{Path: "/s"})
 	if err != nil {
 		t.Fatal(err)
 	}

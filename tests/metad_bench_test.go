@@ -56,7 +56,7 @@ func BenchmarkMetadRPC(b *testing.B) {
 			if _, err := cl.NS.Create(ctx, p, cairn.CreateOptions{Client: cl.Name()}); err != nil {
 				return err
 			}
-			return cl.NS.Complete(ctx, p, cl.Name(), nil)
+			return cl.NS.Complete(ctx, cairn.WriterRef{Path: p, Client: cl.Name()}, nil)
 		}},
 		{"stat", func(cl *client.Client, w, n int, _ string) error {
 			_, err := cl.NS.Stat(ctx, fmt.Sprintf("/bench/stat/d/f%04d", (w*7919+n)%1000))
@@ -160,7 +160,7 @@ func BenchmarkMetadManyFiles(b *testing.B) {
 						b.Error(err)
 						return
 					}
-					if err := cl.NS.Complete(ctx, p, cl.Name(), nil); err != nil {
+					if err := cl.NS.Complete(ctx, cairn.WriterRef{Path: p, Client: cl.Name()}, nil); err != nil {
 						b.Error(err)
 						return
 					}

@@ -102,7 +102,7 @@ func (cc *crashClient) step(ctx context.Context) bool {
 		if p == "" {
 			return true
 		}
-		call = func() error { return cc.cl.NS.Complete(ctx, p, cc.cl.Name(), nil) }
+		call = func() error { return cc.cl.NS.Complete(ctx, cairn.WriterRef{Path: p, Client: cc.cl.Name()}, nil) }
 		effect = func(m nsModel) { m[p] = "closed" }
 	case op < 9:
 		p := pick("closed")

@@ -1,6 +1,7 @@
 package tests
 
 import (
+	"cairn"
 	"context"
 	"fmt"
 	"os"
@@ -36,7 +37,7 @@ func TestBlockdCrashMidBlock(t *testing.T) {
 	if err := w.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	fb, err := cl.NS.BlockLocations(ctx, "/open")
+	fb, err := cl.NS.BlockLocations(ctx, cairn.FileRef{Path: "/open"})
 	if err != nil {
 		t.Fatal(err)
 	}

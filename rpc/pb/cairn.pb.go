@@ -95,7 +95,7 @@ func (x OpHeader_Op) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use OpHeader_Op.Descriptor instead.
 func (OpHeader_Op) EnumDescriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{45, 0}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{47, 0}
 }
 
 type OpHeader_Stage int32
@@ -147,7 +147,7 @@ func (x OpHeader_Stage) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use OpHeader_Stage.Descriptor instead.
 func (OpHeader_Stage) EnumDescriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{45, 1}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{47, 1}
 }
 
 type Empty struct {
@@ -586,6 +586,7 @@ func (x *ErrorDetail) GetDetail() string {
 type PathRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	FileId        uint64                 `protobuf:"varint,2,opt,name=file_id,json=fileId,proto3" json:"file_id,omitempty"` // BlockLocations: the file by inode number (path for messages)
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -627,6 +628,117 @@ func (x *PathRequest) GetPath() string {
 	return ""
 }
 
+func (x *PathRequest) GetFileId() uint64 {
+	if x != nil {
+		return x.FileId
+	}
+	return 0
+}
+
+type UnlinkRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	Holder        string                 `protobuf:"bytes,2,opt,name=holder,proto3" json:"holder,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UnlinkRequest) Reset() {
+	*x = UnlinkRequest{}
+	mi := &file_rpc_pb_cairn_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UnlinkRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UnlinkRequest) ProtoMessage() {}
+
+func (x *UnlinkRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_pb_cairn_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UnlinkRequest.ProtoReflect.Descriptor instead.
+func (*UnlinkRequest) Descriptor() ([]byte, []int) {
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *UnlinkRequest) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *UnlinkRequest) GetHolder() string {
+	if x != nil {
+		return x.Holder
+	}
+	return ""
+}
+
+type ReleaseRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	FileId        uint64                 `protobuf:"varint,1,opt,name=file_id,json=fileId,proto3" json:"file_id,omitempty"`
+	Holder        string                 `protobuf:"bytes,2,opt,name=holder,proto3" json:"holder,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReleaseRequest) Reset() {
+	*x = ReleaseRequest{}
+	mi := &file_rpc_pb_cairn_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReleaseRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReleaseRequest) ProtoMessage() {}
+
+func (x *ReleaseRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_pb_cairn_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReleaseRequest.ProtoReflect.Descriptor instead.
+func (*ReleaseRequest) Descriptor() ([]byte, []int) {
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *ReleaseRequest) GetFileId() uint64 {
+	if x != nil {
+		return x.FileId
+	}
+	return 0
+}
+
+func (x *ReleaseRequest) GetHolder() string {
+	if x != nil {
+		return x.Holder
+	}
+	return ""
+}
+
 type MkdirRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
@@ -637,7 +749,7 @@ type MkdirRequest struct {
 
 func (x *MkdirRequest) Reset() {
 	*x = MkdirRequest{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[7]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -649,7 +761,7 @@ func (x *MkdirRequest) String() string {
 func (*MkdirRequest) ProtoMessage() {}
 
 func (x *MkdirRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[7]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -662,7 +774,7 @@ func (x *MkdirRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MkdirRequest.ProtoReflect.Descriptor instead.
 func (*MkdirRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{7}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *MkdirRequest) GetPath() string {
@@ -692,7 +804,7 @@ type CreateRequest struct {
 
 func (x *CreateRequest) Reset() {
 	*x = CreateRequest{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[8]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -704,7 +816,7 @@ func (x *CreateRequest) String() string {
 func (*CreateRequest) ProtoMessage() {}
 
 func (x *CreateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[8]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -717,7 +829,7 @@ func (x *CreateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateRequest.ProtoReflect.Descriptor instead.
 func (*CreateRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{8}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *CreateRequest) GetPath() string {
@@ -755,18 +867,22 @@ func (x *CreateRequest) GetClient() string {
 	return ""
 }
 
+// The writer protocol names the file by its inode ID (file_id), which a
+// rename or an unlink does not change; path is for messages only.
 type AddBlockRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
 	Client        string                 `protobuf:"bytes,2,opt,name=client,proto3" json:"client,omitempty"`
 	Prev          *Block                 `protobuf:"bytes,3,opt,name=prev,proto3" json:"prev,omitempty"` // unset for the first block
+	FileId        uint64                 `protobuf:"varint,4,opt,name=file_id,json=fileId,proto3" json:"file_id,omitempty"`
+	Excluded      []*Node                `protobuf:"bytes,5,rep,name=excluded,proto3" json:"excluded,omitempty"` // blockds that failed this writer: not to be chosen
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *AddBlockRequest) Reset() {
 	*x = AddBlockRequest{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[9]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -778,7 +894,7 @@ func (x *AddBlockRequest) String() string {
 func (*AddBlockRequest) ProtoMessage() {}
 
 func (x *AddBlockRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[9]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -791,7 +907,7 @@ func (x *AddBlockRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddBlockRequest.ProtoReflect.Descriptor instead.
 func (*AddBlockRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{9}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *AddBlockRequest) GetPath() string {
@@ -815,18 +931,33 @@ func (x *AddBlockRequest) GetPrev() *Block {
 	return nil
 }
 
+func (x *AddBlockRequest) GetFileId() uint64 {
+	if x != nil {
+		return x.FileId
+	}
+	return 0
+}
+
+func (x *AddBlockRequest) GetExcluded() []*Node {
+	if x != nil {
+		return x.Excluded
+	}
+	return nil
+}
+
 type CompleteRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
 	Client        string                 `protobuf:"bytes,2,opt,name=client,proto3" json:"client,omitempty"`
 	Last          *Block                 `protobuf:"bytes,3,opt,name=last,proto3" json:"last,omitempty"` // unset for an empty file
+	FileId        uint64                 `protobuf:"varint,4,opt,name=file_id,json=fileId,proto3" json:"file_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CompleteRequest) Reset() {
 	*x = CompleteRequest{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[10]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -838,7 +969,7 @@ func (x *CompleteRequest) String() string {
 func (*CompleteRequest) ProtoMessage() {}
 
 func (x *CompleteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[10]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -851,7 +982,7 @@ func (x *CompleteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompleteRequest.ProtoReflect.Descriptor instead.
 func (*CompleteRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{10}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *CompleteRequest) GetPath() string {
@@ -875,6 +1006,13 @@ func (x *CompleteRequest) GetLast() *Block {
 	return nil
 }
 
+func (x *CompleteRequest) GetFileId() uint64 {
+	if x != nil {
+		return x.FileId
+	}
+	return 0
+}
+
 type ListRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
@@ -886,7 +1024,7 @@ type ListRequest struct {
 
 func (x *ListRequest) Reset() {
 	*x = ListRequest{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[11]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -898,7 +1036,7 @@ func (x *ListRequest) String() string {
 func (*ListRequest) ProtoMessage() {}
 
 func (x *ListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[11]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -911,7 +1049,7 @@ func (x *ListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRequest.ProtoReflect.Descriptor instead.
 func (*ListRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{11}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ListRequest) GetPath() string {
@@ -945,7 +1083,7 @@ type ListReply struct {
 
 func (x *ListReply) Reset() {
 	*x = ListReply{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[12]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -957,7 +1095,7 @@ func (x *ListReply) String() string {
 func (*ListReply) ProtoMessage() {}
 
 func (x *ListReply) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[12]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -970,7 +1108,7 @@ func (x *ListReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListReply.ProtoReflect.Descriptor instead.
 func (*ListReply) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{12}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ListReply) GetEntries() []*FileInfo {
@@ -997,7 +1135,7 @@ type RenameRequest struct {
 
 func (x *RenameRequest) Reset() {
 	*x = RenameRequest{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[13]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1009,7 +1147,7 @@ func (x *RenameRequest) String() string {
 func (*RenameRequest) ProtoMessage() {}
 
 func (x *RenameRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[13]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1022,7 +1160,7 @@ func (x *RenameRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenameRequest.ProtoReflect.Descriptor instead.
 func (*RenameRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{13}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *RenameRequest) GetSrc() string {
@@ -1049,7 +1187,7 @@ type DeleteRequest struct {
 
 func (x *DeleteRequest) Reset() {
 	*x = DeleteRequest{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[14]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1061,7 +1199,7 @@ func (x *DeleteRequest) String() string {
 func (*DeleteRequest) ProtoMessage() {}
 
 func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[14]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1074,7 +1212,7 @@ func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRequest.ProtoReflect.Descriptor instead.
 func (*DeleteRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{14}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *DeleteRequest) GetPath() string {
@@ -1096,13 +1234,14 @@ type FileBlocks struct {
 	Size          int64                  `protobuf:"varint,1,opt,name=size,proto3" json:"size,omitempty"`
 	Writing       bool                   `protobuf:"varint,2,opt,name=writing,proto3" json:"writing,omitempty"`
 	Blocks        []*LocatedBlock        `protobuf:"bytes,3,rep,name=blocks,proto3" json:"blocks,omitempty"`
+	FileId        uint64                 `protobuf:"varint,4,opt,name=file_id,json=fileId,proto3" json:"file_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *FileBlocks) Reset() {
 	*x = FileBlocks{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[15]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1114,7 +1253,7 @@ func (x *FileBlocks) String() string {
 func (*FileBlocks) ProtoMessage() {}
 
 func (x *FileBlocks) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[15]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1127,7 +1266,7 @@ func (x *FileBlocks) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileBlocks.ProtoReflect.Descriptor instead.
 func (*FileBlocks) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{15}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *FileBlocks) GetSize() int64 {
@@ -1151,6 +1290,13 @@ func (x *FileBlocks) GetBlocks() []*LocatedBlock {
 	return nil
 }
 
+func (x *FileBlocks) GetFileId() uint64 {
+	if x != nil {
+		return x.FileId
+	}
+	return 0
+}
+
 type FsStats struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Capacity      int64                  `protobuf:"varint,1,opt,name=capacity,proto3" json:"capacity,omitempty"`
@@ -1165,7 +1311,7 @@ type FsStats struct {
 
 func (x *FsStats) Reset() {
 	*x = FsStats{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[16]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1177,7 +1323,7 @@ func (x *FsStats) String() string {
 func (*FsStats) ProtoMessage() {}
 
 func (x *FsStats) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[16]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1190,7 +1336,7 @@ func (x *FsStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FsStats.ProtoReflect.Descriptor instead.
 func (*FsStats) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{16}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *FsStats) GetCapacity() int64 {
@@ -1250,7 +1396,7 @@ type NodeReport struct {
 
 func (x *NodeReport) Reset() {
 	*x = NodeReport{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[17]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1262,7 +1408,7 @@ func (x *NodeReport) String() string {
 func (*NodeReport) ProtoMessage() {}
 
 func (x *NodeReport) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[17]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1275,7 +1421,7 @@ func (x *NodeReport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeReport.ProtoReflect.Descriptor instead.
 func (*NodeReport) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{17}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *NodeReport) GetNode() *Node {
@@ -1338,7 +1484,7 @@ type ClusterReport struct {
 
 func (x *ClusterReport) Reset() {
 	*x = ClusterReport{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[18]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1350,7 +1496,7 @@ func (x *ClusterReport) String() string {
 func (*ClusterReport) ProtoMessage() {}
 
 func (x *ClusterReport) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[18]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1363,7 +1509,7 @@ func (x *ClusterReport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterReport.ProtoReflect.Descriptor instead.
 func (*ClusterReport) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{18}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ClusterReport) GetNamespaceId() string {
@@ -1402,7 +1548,7 @@ type SetAttrRequest struct {
 
 func (x *SetAttrRequest) Reset() {
 	*x = SetAttrRequest{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[19]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1414,7 +1560,7 @@ func (x *SetAttrRequest) String() string {
 func (*SetAttrRequest) ProtoMessage() {}
 
 func (x *SetAttrRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[19]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1427,7 +1573,7 @@ func (x *SetAttrRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetAttrRequest.ProtoReflect.Descriptor instead.
 func (*SetAttrRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{19}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *SetAttrRequest) GetPath() string {
@@ -1489,7 +1635,7 @@ type SymlinkRequest struct {
 
 func (x *SymlinkRequest) Reset() {
 	*x = SymlinkRequest{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[20]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1501,7 +1647,7 @@ func (x *SymlinkRequest) String() string {
 func (*SymlinkRequest) ProtoMessage() {}
 
 func (x *SymlinkRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[20]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1514,7 +1660,7 @@ func (x *SymlinkRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SymlinkRequest.ProtoReflect.Descriptor instead.
 func (*SymlinkRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{20}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *SymlinkRequest) GetTarget() string {
@@ -1541,7 +1687,7 @@ type MknodRequest struct {
 
 func (x *MknodRequest) Reset() {
 	*x = MknodRequest{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[21]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1553,7 +1699,7 @@ func (x *MknodRequest) String() string {
 func (*MknodRequest) ProtoMessage() {}
 
 func (x *MknodRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[21]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1566,7 +1712,7 @@ func (x *MknodRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MknodRequest.ProtoReflect.Descriptor instead.
 func (*MknodRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{21}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *MknodRequest) GetPath() string {
@@ -1595,7 +1741,7 @@ type XattrRequest struct {
 
 func (x *XattrRequest) Reset() {
 	*x = XattrRequest{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[22]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1607,7 +1753,7 @@ func (x *XattrRequest) String() string {
 func (*XattrRequest) ProtoMessage() {}
 
 func (x *XattrRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[22]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1620,7 +1766,7 @@ func (x *XattrRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use XattrRequest.ProtoReflect.Descriptor instead.
 func (*XattrRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{22}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *XattrRequest) GetPath() string {
@@ -1660,7 +1806,7 @@ type XattrValue struct {
 
 func (x *XattrValue) Reset() {
 	*x = XattrValue{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[23]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1672,7 +1818,7 @@ func (x *XattrValue) String() string {
 func (*XattrValue) ProtoMessage() {}
 
 func (x *XattrValue) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[23]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1685,7 +1831,7 @@ func (x *XattrValue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use XattrValue.ProtoReflect.Descriptor instead.
 func (*XattrValue) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{23}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *XattrValue) GetValue() []byte {
@@ -1704,7 +1850,7 @@ type XattrNames struct {
 
 func (x *XattrNames) Reset() {
 	*x = XattrNames{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[24]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1716,7 +1862,7 @@ func (x *XattrNames) String() string {
 func (*XattrNames) ProtoMessage() {}
 
 func (x *XattrNames) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[24]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1729,7 +1875,7 @@ func (x *XattrNames) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use XattrNames.ProtoReflect.Descriptor instead.
 func (*XattrNames) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{24}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *XattrNames) GetNames() []string {
@@ -1751,7 +1897,7 @@ type ContentSummary struct {
 
 func (x *ContentSummary) Reset() {
 	*x = ContentSummary{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[25]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1763,7 +1909,7 @@ func (x *ContentSummary) String() string {
 func (*ContentSummary) ProtoMessage() {}
 
 func (x *ContentSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[25]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1776,7 +1922,7 @@ func (x *ContentSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContentSummary.ProtoReflect.Descriptor instead.
 func (*ContentSummary) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{25}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ContentSummary) GetLength() int64 {
@@ -1817,7 +1963,7 @@ type AppendRequest struct {
 
 func (x *AppendRequest) Reset() {
 	*x = AppendRequest{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[26]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1829,7 +1975,7 @@ func (x *AppendRequest) String() string {
 func (*AppendRequest) ProtoMessage() {}
 
 func (x *AppendRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[26]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1842,7 +1988,7 @@ func (x *AppendRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppendRequest.ProtoReflect.Descriptor instead.
 func (*AppendRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{26}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *AppendRequest) GetPath() string {
@@ -1869,7 +2015,7 @@ type AppendReply struct {
 
 func (x *AppendReply) Reset() {
 	*x = AppendReply{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[27]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1881,7 +2027,7 @@ func (x *AppendReply) String() string {
 func (*AppendReply) ProtoMessage() {}
 
 func (x *AppendReply) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[27]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1894,7 +2040,7 @@ func (x *AppendReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppendReply.ProtoReflect.Descriptor instead.
 func (*AppendReply) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{27}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *AppendReply) GetInfo() *FileInfo {
@@ -1920,7 +2066,7 @@ type LeaseRequest struct {
 
 func (x *LeaseRequest) Reset() {
 	*x = LeaseRequest{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[28]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1932,7 +2078,7 @@ func (x *LeaseRequest) String() string {
 func (*LeaseRequest) ProtoMessage() {}
 
 func (x *LeaseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[28]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1945,7 +2091,7 @@ func (x *LeaseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseRequest.ProtoReflect.Descriptor instead.
 func (*LeaseRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{28}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *LeaseRequest) GetClient() string {
@@ -1960,13 +2106,14 @@ type BlockRequest struct {
 	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
 	Client        string                 `protobuf:"bytes,2,opt,name=client,proto3" json:"client,omitempty"`
 	Block         *Block                 `protobuf:"bytes,3,opt,name=block,proto3" json:"block,omitempty"`
+	FileId        uint64                 `protobuf:"varint,4,opt,name=file_id,json=fileId,proto3" json:"file_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *BlockRequest) Reset() {
 	*x = BlockRequest{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[29]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1978,7 +2125,7 @@ func (x *BlockRequest) String() string {
 func (*BlockRequest) ProtoMessage() {}
 
 func (x *BlockRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[29]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1991,7 +2138,7 @@ func (x *BlockRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BlockRequest.ProtoReflect.Descriptor instead.
 func (*BlockRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{29}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *BlockRequest) GetPath() string {
@@ -2015,6 +2162,13 @@ func (x *BlockRequest) GetBlock() *Block {
 	return nil
 }
 
+func (x *BlockRequest) GetFileId() uint64 {
+	if x != nil {
+		return x.FileId
+	}
+	return 0
+}
+
 type GenStampReply struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	GenStamp      uint64                 `protobuf:"varint,1,opt,name=gen_stamp,json=genStamp,proto3" json:"gen_stamp,omitempty"`
@@ -2024,7 +2178,7 @@ type GenStampReply struct {
 
 func (x *GenStampReply) Reset() {
 	*x = GenStampReply{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[30]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2036,7 +2190,7 @@ func (x *GenStampReply) String() string {
 func (*GenStampReply) ProtoMessage() {}
 
 func (x *GenStampReply) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[30]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2049,7 +2203,7 @@ func (x *GenStampReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GenStampReply.ProtoReflect.Descriptor instead.
 func (*GenStampReply) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{30}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *GenStampReply) GetGenStamp() uint64 {
@@ -2066,13 +2220,14 @@ type UpdatePipelineRequest struct {
 	Old           *Block                 `protobuf:"bytes,3,opt,name=old,proto3" json:"old,omitempty"`
 	Updated       *Block                 `protobuf:"bytes,4,opt,name=updated,proto3" json:"updated,omitempty"`
 	Nodes         []*Node                `protobuf:"bytes,5,rep,name=nodes,proto3" json:"nodes,omitempty"`
+	FileId        uint64                 `protobuf:"varint,6,opt,name=file_id,json=fileId,proto3" json:"file_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *UpdatePipelineRequest) Reset() {
 	*x = UpdatePipelineRequest{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[31]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2084,7 +2239,7 @@ func (x *UpdatePipelineRequest) String() string {
 func (*UpdatePipelineRequest) ProtoMessage() {}
 
 func (x *UpdatePipelineRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[31]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2097,7 +2252,7 @@ func (x *UpdatePipelineRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdatePipelineRequest.ProtoReflect.Descriptor instead.
 func (*UpdatePipelineRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{31}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *UpdatePipelineRequest) GetPath() string {
@@ -2135,6 +2290,13 @@ func (x *UpdatePipelineRequest) GetNodes() []*Node {
 	return nil
 }
 
+func (x *UpdatePipelineRequest) GetFileId() uint64 {
+	if x != nil {
+		return x.FileId
+	}
+	return 0
+}
+
 type AdditionalNodeRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
@@ -2142,13 +2304,14 @@ type AdditionalNodeRequest struct {
 	Block         *Block                 `protobuf:"bytes,3,opt,name=block,proto3" json:"block,omitempty"`
 	Existing      []*Node                `protobuf:"bytes,4,rep,name=existing,proto3" json:"existing,omitempty"`
 	Excluded      []*Node                `protobuf:"bytes,5,rep,name=excluded,proto3" json:"excluded,omitempty"`
+	FileId        uint64                 `protobuf:"varint,6,opt,name=file_id,json=fileId,proto3" json:"file_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *AdditionalNodeRequest) Reset() {
 	*x = AdditionalNodeRequest{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[32]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2160,7 +2323,7 @@ func (x *AdditionalNodeRequest) String() string {
 func (*AdditionalNodeRequest) ProtoMessage() {}
 
 func (x *AdditionalNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[32]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2173,7 +2336,7 @@ func (x *AdditionalNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AdditionalNodeRequest.ProtoReflect.Descriptor instead.
 func (*AdditionalNodeRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{32}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *AdditionalNodeRequest) GetPath() string {
@@ -2211,6 +2374,13 @@ func (x *AdditionalNodeRequest) GetExcluded() []*Node {
 	return nil
 }
 
+func (x *AdditionalNodeRequest) GetFileId() uint64 {
+	if x != nil {
+		return x.FileId
+	}
+	return 0
+}
+
 type BadReplica struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Block         *Block                 `protobuf:"bytes,1,opt,name=block,proto3" json:"block,omitempty"`
@@ -2222,7 +2392,7 @@ type BadReplica struct {
 
 func (x *BadReplica) Reset() {
 	*x = BadReplica{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[33]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2234,7 +2404,7 @@ func (x *BadReplica) String() string {
 func (*BadReplica) ProtoMessage() {}
 
 func (x *BadReplica) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[33]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2247,7 +2417,7 @@ func (x *BadReplica) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BadReplica.ProtoReflect.Descriptor instead.
 func (*BadReplica) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{33}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *BadReplica) GetBlock() *Block {
@@ -2280,7 +2450,7 @@ type BadReplicas struct {
 
 func (x *BadReplicas) Reset() {
 	*x = BadReplicas{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[34]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2292,7 +2462,7 @@ func (x *BadReplicas) String() string {
 func (*BadReplicas) ProtoMessage() {}
 
 func (x *BadReplicas) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[34]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2305,7 +2475,7 @@ func (x *BadReplicas) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BadReplicas.ProtoReflect.Descriptor instead.
 func (*BadReplicas) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{34}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *BadReplicas) GetReplicas() []*BadReplica {
@@ -2324,7 +2494,7 @@ type CheckpointRequest struct {
 
 func (x *CheckpointRequest) Reset() {
 	*x = CheckpointRequest{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[35]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2336,7 +2506,7 @@ func (x *CheckpointRequest) String() string {
 func (*CheckpointRequest) ProtoMessage() {}
 
 func (x *CheckpointRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[35]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2349,7 +2519,7 @@ func (x *CheckpointRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckpointRequest.ProtoReflect.Descriptor instead.
 func (*CheckpointRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{35}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *CheckpointRequest) GetDir() string {
@@ -2369,7 +2539,7 @@ type Registration struct {
 
 func (x *Registration) Reset() {
 	*x = Registration{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[36]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2381,7 +2551,7 @@ func (x *Registration) String() string {
 func (*Registration) ProtoMessage() {}
 
 func (x *Registration) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[36]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2394,7 +2564,7 @@ func (x *Registration) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Registration.ProtoReflect.Descriptor instead.
 func (*Registration) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{36}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *Registration) GetNode() *Node {
@@ -2420,7 +2590,7 @@ type RegisterReply struct {
 
 func (x *RegisterReply) Reset() {
 	*x = RegisterReply{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[37]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2432,7 +2602,7 @@ func (x *RegisterReply) String() string {
 func (*RegisterReply) ProtoMessage() {}
 
 func (x *RegisterReply) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[37]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2445,7 +2615,7 @@ func (x *RegisterReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterReply.ProtoReflect.Descriptor instead.
 func (*RegisterReply) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{37}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *RegisterReply) GetNamespaceId() string {
@@ -2468,7 +2638,7 @@ type HeartbeatRequest struct {
 
 func (x *HeartbeatRequest) Reset() {
 	*x = HeartbeatRequest{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[38]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2480,7 +2650,7 @@ func (x *HeartbeatRequest) String() string {
 func (*HeartbeatRequest) ProtoMessage() {}
 
 func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[38]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2493,7 +2663,7 @@ func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatRequest.ProtoReflect.Descriptor instead.
 func (*HeartbeatRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{38}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *HeartbeatRequest) GetStorageId() string {
@@ -2543,7 +2713,7 @@ type Command struct {
 
 func (x *Command) Reset() {
 	*x = Command{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[39]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2555,7 +2725,7 @@ func (x *Command) String() string {
 func (*Command) ProtoMessage() {}
 
 func (x *Command) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[39]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2568,7 +2738,7 @@ func (x *Command) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Command.ProtoReflect.Descriptor instead.
 func (*Command) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{39}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *Command) GetKind() int32 {
@@ -2608,7 +2778,7 @@ type HeartbeatReply struct {
 
 func (x *HeartbeatReply) Reset() {
 	*x = HeartbeatReply{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[40]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2620,7 +2790,7 @@ func (x *HeartbeatReply) String() string {
 func (*HeartbeatReply) ProtoMessage() {}
 
 func (x *HeartbeatReply) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[40]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2633,7 +2803,7 @@ func (x *HeartbeatReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatReply.ProtoReflect.Descriptor instead.
 func (*HeartbeatReply) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{40}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *HeartbeatReply) GetCommands() []*Command {
@@ -2653,7 +2823,7 @@ type BlockList struct {
 
 func (x *BlockList) Reset() {
 	*x = BlockList{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[41]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2665,7 +2835,7 @@ func (x *BlockList) String() string {
 func (*BlockList) ProtoMessage() {}
 
 func (x *BlockList) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[41]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2678,7 +2848,7 @@ func (x *BlockList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BlockList.ProtoReflect.Descriptor instead.
 func (*BlockList) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{41}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *BlockList) GetStorageId() string {
@@ -2707,7 +2877,7 @@ type Replica struct {
 
 func (x *Replica) Reset() {
 	*x = Replica{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[42]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2719,7 +2889,7 @@ func (x *Replica) String() string {
 func (*Replica) ProtoMessage() {}
 
 func (x *Replica) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[42]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2732,7 +2902,7 @@ func (x *Replica) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Replica.ProtoReflect.Descriptor instead.
 func (*Replica) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{42}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *Replica) GetBlock() *Block {
@@ -2759,7 +2929,7 @@ type ReplicaList struct {
 
 func (x *ReplicaList) Reset() {
 	*x = ReplicaList{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[43]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2771,7 +2941,7 @@ func (x *ReplicaList) String() string {
 func (*ReplicaList) ProtoMessage() {}
 
 func (x *ReplicaList) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[43]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2784,7 +2954,7 @@ func (x *ReplicaList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaList.ProtoReflect.Descriptor instead.
 func (*ReplicaList) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{43}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *ReplicaList) GetStorageId() string {
@@ -2816,7 +2986,7 @@ type CommitSyncRequest struct {
 
 func (x *CommitSyncRequest) Reset() {
 	*x = CommitSyncRequest{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[44]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2828,7 +2998,7 @@ func (x *CommitSyncRequest) String() string {
 func (*CommitSyncRequest) ProtoMessage() {}
 
 func (x *CommitSyncRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[44]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2841,7 +3011,7 @@ func (x *CommitSyncRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitSyncRequest.ProtoReflect.Descriptor instead.
 func (*CommitSyncRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{44}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *CommitSyncRequest) GetBlock() *Block {
@@ -2911,7 +3081,7 @@ type OpHeader struct {
 
 func (x *OpHeader) Reset() {
 	*x = OpHeader{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[45]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2923,7 +3093,7 @@ func (x *OpHeader) String() string {
 func (*OpHeader) ProtoMessage() {}
 
 func (x *OpHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[45]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2936,7 +3106,7 @@ func (x *OpHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpHeader.ProtoReflect.Descriptor instead.
 func (*OpHeader) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{45}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *OpHeader) GetOp() OpHeader_Op {
@@ -3027,7 +3197,7 @@ type OpReply struct {
 
 func (x *OpReply) Reset() {
 	*x = OpReply{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[46]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3039,7 +3209,7 @@ func (x *OpReply) String() string {
 func (*OpReply) ProtoMessage() {}
 
 func (x *OpReply) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[46]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3052,7 +3222,7 @@ func (x *OpReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpReply.ProtoReflect.Descriptor instead.
 func (*OpReply) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{46}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *OpReply) GetStatus() uint32 {
@@ -3144,9 +3314,16 @@ const file_rpc_pb_cairn_proto_rawDesc = "" +
 	"\x04kind\x18\x01 \x01(\rR\x04kind\x12\x0e\n" +
 	"\x02op\x18\x02 \x01(\tR\x02op\x12\x12\n" +
 	"\x04path\x18\x03 \x01(\tR\x04path\x12\x16\n" +
-	"\x06detail\x18\x04 \x01(\tR\x06detail\"!\n" +
+	"\x06detail\x18\x04 \x01(\tR\x06detail\":\n" +
 	"\vPathRequest\x12\x12\n" +
-	"\x04path\x18\x01 \x01(\tR\x04path\"6\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path\x12\x17\n" +
+	"\afile_id\x18\x02 \x01(\x04R\x06fileId\";\n" +
+	"\rUnlinkRequest\x12\x12\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path\x12\x16\n" +
+	"\x06holder\x18\x02 \x01(\tR\x06holder\"A\n" +
+	"\x0eReleaseRequest\x12\x17\n" +
+	"\afile_id\x18\x01 \x01(\x04R\x06fileId\x12\x16\n" +
+	"\x06holder\x18\x02 \x01(\tR\x06holder\"6\n" +
 	"\fMkdirRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x12\n" +
 	"\x04perm\x18\x02 \x01(\rR\x04perm\"\x90\x01\n" +
@@ -3156,15 +3333,18 @@ const file_rpc_pb_cairn_proto_rawDesc = "" +
 	"\vreplication\x18\x03 \x01(\x05R\vreplication\x12\x1d\n" +
 	"\n" +
 	"block_size\x18\x04 \x01(\x03R\tblockSize\x12\x16\n" +
-	"\x06client\x18\x05 \x01(\tR\x06client\"b\n" +
+	"\x06client\x18\x05 \x01(\tR\x06client\"\xa7\x01\n" +
 	"\x0fAddBlockRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x16\n" +
 	"\x06client\x18\x02 \x01(\tR\x06client\x12#\n" +
-	"\x04prev\x18\x03 \x01(\v2\x0f.cairn.v1.BlockR\x04prev\"b\n" +
+	"\x04prev\x18\x03 \x01(\v2\x0f.cairn.v1.BlockR\x04prev\x12\x17\n" +
+	"\afile_id\x18\x04 \x01(\x04R\x06fileId\x12*\n" +
+	"\bexcluded\x18\x05 \x03(\v2\x0e.cairn.v1.NodeR\bexcluded\"{\n" +
 	"\x0fCompleteRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x16\n" +
 	"\x06client\x18\x02 \x01(\tR\x06client\x12#\n" +
-	"\x04last\x18\x03 \x01(\v2\x0f.cairn.v1.BlockR\x04last\"M\n" +
+	"\x04last\x18\x03 \x01(\v2\x0f.cairn.v1.BlockR\x04last\x12\x17\n" +
+	"\afile_id\x18\x04 \x01(\x04R\x06fileId\"M\n" +
 	"\vListRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x14\n" +
 	"\x05after\x18\x02 \x01(\tR\x05after\x12\x14\n" +
@@ -3177,12 +3357,13 @@ const file_rpc_pb_cairn_proto_rawDesc = "" +
 	"\x03dst\x18\x02 \x01(\tR\x03dst\"A\n" +
 	"\rDeleteRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x1c\n" +
-	"\trecursive\x18\x02 \x01(\bR\trecursive\"j\n" +
+	"\trecursive\x18\x02 \x01(\bR\trecursive\"\x83\x01\n" +
 	"\n" +
 	"FileBlocks\x12\x12\n" +
 	"\x04size\x18\x01 \x01(\x03R\x04size\x12\x18\n" +
 	"\awriting\x18\x02 \x01(\bR\awriting\x12.\n" +
-	"\x06blocks\x18\x03 \x03(\v2\x16.cairn.v1.LocatedBlockR\x06blocks\"\xa4\x01\n" +
+	"\x06blocks\x18\x03 \x03(\v2\x16.cairn.v1.LocatedBlockR\x06blocks\x12\x17\n" +
+	"\afile_id\x18\x04 \x01(\x04R\x06fileId\"\xa4\x01\n" +
 	"\aFsStats\x12\x1a\n" +
 	"\bcapacity\x18\x01 \x01(\x03R\bcapacity\x12\x12\n" +
 	"\x04used\x18\x02 \x01(\x03R\x04used\x12\x1c\n" +
@@ -3247,25 +3428,28 @@ const file_rpc_pb_cairn_proto_rawDesc = "" +
 	"\x04info\x18\x01 \x01(\v2\x12.cairn.v1.FileInfoR\x04info\x12*\n" +
 	"\x04last\x18\x02 \x01(\v2\x16.cairn.v1.LocatedBlockR\x04last\"&\n" +
 	"\fLeaseRequest\x12\x16\n" +
-	"\x06client\x18\x01 \x01(\tR\x06client\"a\n" +
+	"\x06client\x18\x01 \x01(\tR\x06client\"z\n" +
 	"\fBlockRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x16\n" +
 	"\x06client\x18\x02 \x01(\tR\x06client\x12%\n" +
-	"\x05block\x18\x03 \x01(\v2\x0f.cairn.v1.BlockR\x05block\",\n" +
+	"\x05block\x18\x03 \x01(\v2\x0f.cairn.v1.BlockR\x05block\x12\x17\n" +
+	"\afile_id\x18\x04 \x01(\x04R\x06fileId\",\n" +
 	"\rGenStampReply\x12\x1b\n" +
-	"\tgen_stamp\x18\x01 \x01(\x04R\bgenStamp\"\xb7\x01\n" +
+	"\tgen_stamp\x18\x01 \x01(\x04R\bgenStamp\"\xd0\x01\n" +
 	"\x15UpdatePipelineRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x16\n" +
 	"\x06client\x18\x02 \x01(\tR\x06client\x12!\n" +
 	"\x03old\x18\x03 \x01(\v2\x0f.cairn.v1.BlockR\x03old\x12)\n" +
 	"\aupdated\x18\x04 \x01(\v2\x0f.cairn.v1.BlockR\aupdated\x12$\n" +
-	"\x05nodes\x18\x05 \x03(\v2\x0e.cairn.v1.NodeR\x05nodes\"\xc2\x01\n" +
+	"\x05nodes\x18\x05 \x03(\v2\x0e.cairn.v1.NodeR\x05nodes\x12\x17\n" +
+	"\afile_id\x18\x06 \x01(\x04R\x06fileId\"\xdb\x01\n" +
 	"\x15AdditionalNodeRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x16\n" +
 	"\x06client\x18\x02 \x01(\tR\x06client\x12%\n" +
 	"\x05block\x18\x03 \x01(\v2\x0f.cairn.v1.BlockR\x05block\x12*\n" +
 	"\bexisting\x18\x04 \x03(\v2\x0e.cairn.v1.NodeR\bexisting\x12*\n" +
-	"\bexcluded\x18\x05 \x03(\v2\x0e.cairn.v1.NodeR\bexcluded\"j\n" +
+	"\bexcluded\x18\x05 \x03(\v2\x0e.cairn.v1.NodeR\bexcluded\x12\x17\n" +
+	"\afile_id\x18\x06 \x01(\x04R\x06fileId\"j\n" +
 	"\n" +
 	"BadReplica\x12%\n" +
 	"\x05block\x18\x01 \x01(\v2\x0f.cairn.v1.BlockR\x05block\x12\x1d\n" +
@@ -3352,7 +3536,7 @@ const file_rpc_pb_cairn_proto_rawDesc = "" +
 	"\tblock_len\x18\x04 \x01(\x03R\bblockLen\x12$\n" +
 	"\x0efirst_bad_node\x18\x05 \x01(\tR\ffirstBadNode\x12#\n" +
 	"\rreplica_state\x18\x06 \x01(\x05R\freplicaState\x12\x1b\n" +
-	"\tgen_stamp\x18\a \x01(\x04R\bgenStamp2\xfe\f\n" +
+	"\tgen_stamp\x18\a \x01(\x04R\bgenStamp2\xe8\r\n" +
 	"\tNamespace\x121\n" +
 	"\x06Mkdirs\x12\x16.cairn.v1.MkdirRequest\x1a\x0f.cairn.v1.Empty\x120\n" +
 	"\x05Mkdir\x12\x16.cairn.v1.MkdirRequest\x1a\x0f.cairn.v1.Empty\x125\n" +
@@ -3385,7 +3569,9 @@ const file_rpc_pb_cairn_proto_rawDesc = "" +
 	"\x0eAdditionalNode\x12\x1f.cairn.v1.AdditionalNodeRequest\x1a\x0e.cairn.v1.Node\x12;\n" +
 	"\x11ReportBadReplicas\x12\x15.cairn.v1.BadReplicas\x1a\x0f.cairn.v1.Empty\x12:\n" +
 	"\n" +
-	"Checkpoint\x12\x1b.cairn.v1.CheckpointRequest\x1a\x0f.cairn.v1.Empty2\xbb\x03\n" +
+	"Checkpoint\x12\x1b.cairn.v1.CheckpointRequest\x1a\x0f.cairn.v1.Empty\x122\n" +
+	"\x06Unlink\x12\x17.cairn.v1.UnlinkRequest\x1a\x0f.cairn.v1.Empty\x124\n" +
+	"\aRelease\x12\x18.cairn.v1.ReleaseRequest\x1a\x0f.cairn.v1.Empty2\xbb\x03\n" +
 	"\bRegistry\x12;\n" +
 	"\bRegister\x12\x16.cairn.v1.Registration\x1a\x17.cairn.v1.RegisterReply\x12A\n" +
 	"\tHeartbeat\x12\x1a.cairn.v1.HeartbeatRequest\x1a\x18.cairn.v1.HeartbeatReply\x125\n" +
@@ -3408,7 +3594,7 @@ func file_rpc_pb_cairn_proto_rawDescGZIP() []byte {
 }
 
 var file_rpc_pb_cairn_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_rpc_pb_cairn_proto_msgTypes = make([]protoimpl.MessageInfo, 47)
+var file_rpc_pb_cairn_proto_msgTypes = make([]protoimpl.MessageInfo, 49)
 var file_rpc_pb_cairn_proto_goTypes = []any{
 	(OpHeader_Op)(0),              // 0: cairn.v1.OpHeader.Op
 	(OpHeader_Stage)(0),           // 1: cairn.v1.OpHeader.Stage
@@ -3419,156 +3605,163 @@ var file_rpc_pb_cairn_proto_goTypes = []any{
 	(*FileInfo)(nil),              // 6: cairn.v1.FileInfo
 	(*ErrorDetail)(nil),           // 7: cairn.v1.ErrorDetail
 	(*PathRequest)(nil),           // 8: cairn.v1.PathRequest
-	(*MkdirRequest)(nil),          // 9: cairn.v1.MkdirRequest
-	(*CreateRequest)(nil),         // 10: cairn.v1.CreateRequest
-	(*AddBlockRequest)(nil),       // 11: cairn.v1.AddBlockRequest
-	(*CompleteRequest)(nil),       // 12: cairn.v1.CompleteRequest
-	(*ListRequest)(nil),           // 13: cairn.v1.ListRequest
-	(*ListReply)(nil),             // 14: cairn.v1.ListReply
-	(*RenameRequest)(nil),         // 15: cairn.v1.RenameRequest
-	(*DeleteRequest)(nil),         // 16: cairn.v1.DeleteRequest
-	(*FileBlocks)(nil),            // 17: cairn.v1.FileBlocks
-	(*FsStats)(nil),               // 18: cairn.v1.FsStats
-	(*NodeReport)(nil),            // 19: cairn.v1.NodeReport
-	(*ClusterReport)(nil),         // 20: cairn.v1.ClusterReport
-	(*SetAttrRequest)(nil),        // 21: cairn.v1.SetAttrRequest
-	(*SymlinkRequest)(nil),        // 22: cairn.v1.SymlinkRequest
-	(*MknodRequest)(nil),          // 23: cairn.v1.MknodRequest
-	(*XattrRequest)(nil),          // 24: cairn.v1.XattrRequest
-	(*XattrValue)(nil),            // 25: cairn.v1.XattrValue
-	(*XattrNames)(nil),            // 26: cairn.v1.XattrNames
-	(*ContentSummary)(nil),        // 27: cairn.v1.ContentSummary
-	(*AppendRequest)(nil),         // 28: cairn.v1.AppendRequest
-	(*AppendReply)(nil),           // 29: cairn.v1.AppendReply
-	(*LeaseRequest)(nil),          // 30: cairn.v1.LeaseRequest
-	(*BlockRequest)(nil),          // 31: cairn.v1.BlockRequest
-	(*GenStampReply)(nil),         // 32: cairn.v1.GenStampReply
-	(*UpdatePipelineRequest)(nil), // 33: cairn.v1.UpdatePipelineRequest
-	(*AdditionalNodeRequest)(nil), // 34: cairn.v1.AdditionalNodeRequest
-	(*BadReplica)(nil),            // 35: cairn.v1.BadReplica
-	(*BadReplicas)(nil),           // 36: cairn.v1.BadReplicas
-	(*CheckpointRequest)(nil),     // 37: cairn.v1.CheckpointRequest
-	(*Registration)(nil),          // 38: cairn.v1.Registration
-	(*RegisterReply)(nil),         // 39: cairn.v1.RegisterReply
-	(*HeartbeatRequest)(nil),      // 40: cairn.v1.HeartbeatRequest
-	(*Command)(nil),               // 41: cairn.v1.Command
-	(*HeartbeatReply)(nil),        // 42: cairn.v1.HeartbeatReply
-	(*BlockList)(nil),             // 43: cairn.v1.BlockList
-	(*Replica)(nil),               // 44: cairn.v1.Replica
-	(*ReplicaList)(nil),           // 45: cairn.v1.ReplicaList
-	(*CommitSyncRequest)(nil),     // 46: cairn.v1.CommitSyncRequest
-	(*OpHeader)(nil),              // 47: cairn.v1.OpHeader
-	(*OpReply)(nil),               // 48: cairn.v1.OpReply
+	(*UnlinkRequest)(nil),         // 9: cairn.v1.UnlinkRequest
+	(*ReleaseRequest)(nil),        // 10: cairn.v1.ReleaseRequest
+	(*MkdirRequest)(nil),          // 11: cairn.v1.MkdirRequest
+	(*CreateRequest)(nil),         // 12: cairn.v1.CreateRequest
+	(*AddBlockRequest)(nil),       // 13: cairn.v1.AddBlockRequest
+	(*CompleteRequest)(nil),       // 14: cairn.v1.CompleteRequest
+	(*ListRequest)(nil),           // 15: cairn.v1.ListRequest
+	(*ListReply)(nil),             // 16: cairn.v1.ListReply
+	(*RenameRequest)(nil),         // 17: cairn.v1.RenameRequest
+	(*DeleteRequest)(nil),         // 18: cairn.v1.DeleteRequest
+	(*FileBlocks)(nil),            // 19: cairn.v1.FileBlocks
+	(*FsStats)(nil),               // 20: cairn.v1.FsStats
+	(*NodeReport)(nil),            // 21: cairn.v1.NodeReport
+	(*ClusterReport)(nil),         // 22: cairn.v1.ClusterReport
+	(*SetAttrRequest)(nil),        // 23: cairn.v1.SetAttrRequest
+	(*SymlinkRequest)(nil),        // 24: cairn.v1.SymlinkRequest
+	(*MknodRequest)(nil),          // 25: cairn.v1.MknodRequest
+	(*XattrRequest)(nil),          // 26: cairn.v1.XattrRequest
+	(*XattrValue)(nil),            // 27: cairn.v1.XattrValue
+	(*XattrNames)(nil),            // 28: cairn.v1.XattrNames
+	(*ContentSummary)(nil),        // 29: cairn.v1.ContentSummary
+	(*AppendRequest)(nil),         // 30: cairn.v1.AppendRequest
+	(*AppendReply)(nil),           // 31: cairn.v1.AppendReply
+	(*LeaseRequest)(nil),          // 32: cairn.v1.LeaseRequest
+	(*BlockRequest)(nil),          // 33: cairn.v1.BlockRequest
+	(*GenStampReply)(nil),         // 34: cairn.v1.GenStampReply
+	(*UpdatePipelineRequest)(nil), // 35: cairn.v1.UpdatePipelineRequest
+	(*AdditionalNodeRequest)(nil), // 36: cairn.v1.AdditionalNodeRequest
+	(*BadReplica)(nil),            // 37: cairn.v1.BadReplica
+	(*BadReplicas)(nil),           // 38: cairn.v1.BadReplicas
+	(*CheckpointRequest)(nil),     // 39: cairn.v1.CheckpointRequest
+	(*Registration)(nil),          // 40: cairn.v1.Registration
+	(*RegisterReply)(nil),         // 41: cairn.v1.RegisterReply
+	(*HeartbeatRequest)(nil),      // 42: cairn.v1.HeartbeatRequest
+	(*Command)(nil),               // 43: cairn.v1.Command
+	(*HeartbeatReply)(nil),        // 44: cairn.v1.HeartbeatReply
+	(*BlockList)(nil),             // 45: cairn.v1.BlockList
+	(*Replica)(nil),               // 46: cairn.v1.Replica
+	(*ReplicaList)(nil),           // 47: cairn.v1.ReplicaList
+	(*CommitSyncRequest)(nil),     // 48: cairn.v1.CommitSyncRequest
+	(*OpHeader)(nil),              // 49: cairn.v1.OpHeader
+	(*OpReply)(nil),               // 50: cairn.v1.OpReply
 }
 var file_rpc_pb_cairn_proto_depIdxs = []int32{
 	3,  // 0: cairn.v1.LocatedBlock.block:type_name -> cairn.v1.Block
 	4,  // 1: cairn.v1.LocatedBlock.locations:type_name -> cairn.v1.Node
 	3,  // 2: cairn.v1.AddBlockRequest.prev:type_name -> cairn.v1.Block
-	3,  // 3: cairn.v1.CompleteRequest.last:type_name -> cairn.v1.Block
-	6,  // 4: cairn.v1.ListReply.entries:type_name -> cairn.v1.FileInfo
-	5,  // 5: cairn.v1.FileBlocks.blocks:type_name -> cairn.v1.LocatedBlock
-	4,  // 6: cairn.v1.NodeReport.node:type_name -> cairn.v1.Node
-	19, // 7: cairn.v1.ClusterReport.nodes:type_name -> cairn.v1.NodeReport
-	6,  // 8: cairn.v1.AppendReply.info:type_name -> cairn.v1.FileInfo
-	5,  // 9: cairn.v1.AppendReply.last:type_name -> cairn.v1.LocatedBlock
-	3,  // 10: cairn.v1.BlockRequest.block:type_name -> cairn.v1.Block
-	3,  // 11: cairn.v1.UpdatePipelineRequest.old:type_name -> cairn.v1.Block
-	3,  // 12: cairn.v1.UpdatePipelineRequest.updated:type_name -> cairn.v1.Block
-	4,  // 13: cairn.v1.UpdatePipelineRequest.nodes:type_name -> cairn.v1.Node
-	3,  // 14: cairn.v1.AdditionalNodeRequest.block:type_name -> cairn.v1.Block
-	4,  // 15: cairn.v1.AdditionalNodeRequest.existing:type_name -> cairn.v1.Node
-	4,  // 16: cairn.v1.AdditionalNodeRequest.excluded:type_name -> cairn.v1.Node
-	3,  // 17: cairn.v1.BadReplica.block:type_name -> cairn.v1.Block
-	35, // 18: cairn.v1.BadReplicas.replicas:type_name -> cairn.v1.BadReplica
-	4,  // 19: cairn.v1.Registration.node:type_name -> cairn.v1.Node
-	3,  // 20: cairn.v1.Command.blocks:type_name -> cairn.v1.Block
-	4,  // 21: cairn.v1.Command.targets:type_name -> cairn.v1.Node
-	41, // 22: cairn.v1.HeartbeatReply.commands:type_name -> cairn.v1.Command
-	3,  // 23: cairn.v1.BlockList.blocks:type_name -> cairn.v1.Block
-	3,  // 24: cairn.v1.Replica.block:type_name -> cairn.v1.Block
-	44, // 25: cairn.v1.ReplicaList.replicas:type_name -> cairn.v1.Replica
-	3,  // 26: cairn.v1.CommitSyncRequest.block:type_name -> cairn.v1.Block
-	0,  // 27: cairn.v1.OpHeader.op:type_name -> cairn.v1.OpHeader.Op
-	3,  // 28: cairn.v1.OpHeader.block:type_name -> cairn.v1.Block
-	4,  // 29: cairn.v1.OpHeader.targets:type_name -> cairn.v1.Node
-	1,  // 30: cairn.v1.OpHeader.stage:type_name -> cairn.v1.OpHeader.Stage
-	9,  // 31: cairn.v1.Namespace.Mkdirs:input_type -> cairn.v1.MkdirRequest
-	9,  // 32: cairn.v1.Namespace.Mkdir:input_type -> cairn.v1.MkdirRequest
-	10, // 33: cairn.v1.Namespace.Create:input_type -> cairn.v1.CreateRequest
-	11, // 34: cairn.v1.Namespace.AddBlock:input_type -> cairn.v1.AddBlockRequest
-	12, // 35: cairn.v1.Namespace.Complete:input_type -> cairn.v1.CompleteRequest
-	8,  // 36: cairn.v1.Namespace.Stat:input_type -> cairn.v1.PathRequest
-	13, // 37: cairn.v1.Namespace.List:input_type -> cairn.v1.ListRequest
-	15, // 38: cairn.v1.Namespace.Rename:input_type -> cairn.v1.RenameRequest
-	16, // 39: cairn.v1.Namespace.Delete:input_type -> cairn.v1.DeleteRequest
-	8,  // 40: cairn.v1.Namespace.BlockLocations:input_type -> cairn.v1.PathRequest
-	2,  // 41: cairn.v1.Namespace.Statfs:input_type -> cairn.v1.Empty
-	2,  // 42: cairn.v1.Namespace.Report:input_type -> cairn.v1.Empty
-	21, // 43: cairn.v1.Namespace.SetAttr:input_type -> cairn.v1.SetAttrRequest
-	22, // 44: cairn.v1.Namespace.Symlink:input_type -> cairn.v1.SymlinkRequest
-	23, // 45: cairn.v1.Namespace.Mknod:input_type -> cairn.v1.MknodRequest
-	24, // 46: cairn.v1.Namespace.SetXattr:input_type -> cairn.v1.XattrRequest
-	24, // 47: cairn.v1.Namespace.GetXattr:input_type -> cairn.v1.XattrRequest
-	8,  // 48: cairn.v1.Namespace.ListXattrs:input_type -> cairn.v1.PathRequest
-	24, // 49: cairn.v1.Namespace.RemoveXattr:input_type -> cairn.v1.XattrRequest
-	8,  // 50: cairn.v1.Namespace.GetContentSummary:input_type -> cairn.v1.PathRequest
-	28, // 51: cairn.v1.Namespace.Append:input_type -> cairn.v1.AppendRequest
-	30, // 52: cairn.v1.Namespace.RenewLease:input_type -> cairn.v1.LeaseRequest
-	31, // 53: cairn.v1.Namespace.AbandonBlock:input_type -> cairn.v1.BlockRequest
-	31, // 54: cairn.v1.Namespace.Fsync:input_type -> cairn.v1.BlockRequest
-	31, // 55: cairn.v1.Namespace.UpdateBlockForPipeline:input_type -> cairn.v1.BlockRequest
-	33, // 56: cairn.v1.Namespace.UpdatePipeline:input_type -> cairn.v1.UpdatePipelineRequest
-	34, // 57: cairn.v1.Namespace.AdditionalNode:input_type -> cairn.v1.AdditionalNodeRequest
-	36, // 58: cairn.v1.Namespace.ReportBadReplicas:input_type -> cairn.v1.BadReplicas
-	37, // 59: cairn.v1.Namespace.Checkpoint:input_type -> cairn.v1.CheckpointRequest
-	38, // 60: cairn.v1.Registry.Register:input_type -> cairn.v1.Registration
-	40, // 61: cairn.v1.Registry.Heartbeat:input_type -> cairn.v1.HeartbeatRequest
-	45, // 62: cairn.v1.Registry.BlockReport:input_type -> cairn.v1.ReplicaList
-	45, // 63: cairn.v1.Registry.BlocksReceived:input_type -> cairn.v1.ReplicaList
-	43, // 64: cairn.v1.Registry.BlocksDeleted:input_type -> cairn.v1.BlockList
-	46, // 65: cairn.v1.Registry.CommitBlockSynchronization:input_type -> cairn.v1.CommitSyncRequest
-	36, // 66: cairn.v1.Registry.ReportBadReplicas:input_type -> cairn.v1.BadReplicas
-	2,  // 67: cairn.v1.Namespace.Mkdirs:output_type -> cairn.v1.Empty
-	2,  // 68: cairn.v1.Namespace.Mkdir:output_type -> cairn.v1.Empty
-	6,  // 69: cairn.v1.Namespace.Create:output_type -> cairn.v1.FileInfo
-	5,  // 70: cairn.v1.Namespace.AddBlock:output_type -> cairn.v1.LocatedBlock
-	2,  // 71: cairn.v1.Namespace.Complete:output_type -> cairn.v1.Empty
-	6,  // 72: cairn.v1.Namespace.Stat:output_type -> cairn.v1.FileInfo
-	14, // 73: cairn.v1.Namespace.List:output_type -> cairn.v1.ListReply
-	2,  // 74: cairn.v1.Namespace.Rename:output_type -> cairn.v1.Empty
-	2,  // 75: cairn.v1.Namespace.Delete:output_type -> cairn.v1.Empty
-	17, // 76: cairn.v1.Namespace.BlockLocations:output_type -> cairn.v1.FileBlocks
-	18, // 77: cairn.v1.Namespace.Statfs:output_type -> cairn.v1.FsStats
-	20, // 78: cairn.v1.Namespace.Report:output_type -> cairn.v1.ClusterReport
-	6,  // 79: cairn.v1.Namespace.SetAttr:output_type -> cairn.v1.FileInfo
-	2,  // 80: cairn.v1.Namespace.Symlink:output_type -> cairn.v1.Empty
-	2,  // 81: cairn.v1.Namespace.Mknod:output_type -> cairn.v1.Empty
-	2,  // 82: cairn.v1.Namespace.SetXattr:output_type -> cairn.v1.Empty
-	25, // 83: cairn.v1.Namespace.GetXattr:output_type -> cairn.v1.XattrValue
-	26, // 84: cairn.v1.Namespace.ListXattrs:output_type -> cairn.v1.XattrNames
-	2,  // 85: cairn.v1.Namespace.RemoveXattr:output_type -> cairn.v1.Empty
-	27, // 86: cairn.v1.Namespace.GetContentSummary:output_type -> cairn.v1.ContentSummary
-	29, // 87: cairn.v1.Namespace.Append:output_type -> cairn.v1.AppendReply
-	2,  // 88: cairn.v1.Namespace.RenewLease:output_type -> cairn.v1.Empty
-	2,  // 89: cairn.v1.Namespace.AbandonBlock:output_type -> cairn.v1.Empty
-	2,  // 90: cairn.v1.Namespace.Fsync:output_type -> cairn.v1.Empty
-	32, // 91: cairn.v1.Namespace.UpdateBlockForPipeline:output_type -> cairn.v1.GenStampReply
-	2,  // 92: cairn.v1.Namespace.UpdatePipeline:output_type -> cairn.v1.Empty
-	4,  // 93: cairn.v1.Namespace.AdditionalNode:output_type -> cairn.v1.Node
-	2,  // 94: cairn.v1.Namespace.ReportBadReplicas:output_type -> cairn.v1.Empty
-	2,  // 95: cairn.v1.Namespace.Checkpoint:output_type -> cairn.v1.Empty
-	39, // 96: cairn.v1.Registry.Register:output_type -> cairn.v1.RegisterReply
-	42, // 97: cairn.v1.Registry.Heartbeat:output_type -> cairn.v1.HeartbeatReply
-	2,  // 98: cairn.v1.Registry.BlockReport:output_type -> cairn.v1.Empty
-	2,  // 99: cairn.v1.Registry.BlocksReceived:output_type -> cairn.v1.Empty
-	2,  // 100: cairn.v1.Registry.BlocksDeleted:output_type -> cairn.v1.Empty
-	2,  // 101: cairn.v1.Registry.CommitBlockSynchronization:output_type -> cairn.v1.Empty
-	2,  // 102: cairn.v1.Registry.ReportBadReplicas:output_type -> cairn.v1.Empty
-	67, // [67:103] is the sub-list for method output_type
-	31, // [31:67] is the sub-list for method input_type
-	31, // [31:31] is the sub-list for extension type_name
-	31, // [31:31] is the sub-list for extension extendee
-	0,  // [0:31] is the sub-list for field type_name
+	4,  // 3: cairn.v1.AddBlockRequest.excluded:type_name -> cairn.v1.Node
+	3,  // 4: cairn.v1.CompleteRequest.last:type_name -> cairn.v1.Block
+	6,  // 5: cairn.v1.ListReply.entries:type_name -> cairn.v1.FileInfo
+	5,  // 6: cairn.v1.FileBlocks.blocks:type_name -> cairn.v1.LocatedBlock
+	4,  // 7: cairn.v1.NodeReport.node:type_name -> cairn.v1.Node
+	21, // 8: cairn.v1.ClusterReport.nodes:type_name -> cairn.v1.NodeReport
+	6,  // 9: cairn.v1.AppendReply.info:type_name -> cairn.v1.FileInfo
+	5,  // 10: cairn.v1.AppendReply.last:type_name -> cairn.v1.LocatedBlock
+	3,  // 11: cairn.v1.BlockRequest.block:type_name -> cairn.v1.Block
+	3,  // 12: cairn.v1.UpdatePipelineRequest.old:type_name -> cairn.v1.Block
+	3,  // 13: cairn.v1.UpdatePipelineRequest.updated:type_name -> cairn.v1.Block
+	4,  // 14: cairn.v1.UpdatePipelineRequest.nodes:type_name -> cairn.v1.Node
+	3,  // 15: cairn.v1.AdditionalNodeRequest.block:type_name -> cairn.v1.Block
+	4,  // 16: cairn.v1.AdditionalNodeRequest.existing:type_name -> cairn.v1.Node
+	4,  // 17: cairn.v1.AdditionalNodeRequest.excluded:type_name -> cairn.v1.Node
+	3,  // 18: cairn.v1.BadReplica.block:type_name -> cairn.v1.Block
+	37, // 19: cairn.v1.BadReplicas.replicas:type_name -> cairn.v1.BadReplica
+	4,  // 20: cairn.v1.Registration.node:type_name -> cairn.v1.Node
+	3,  // 21: cairn.v1.Command.blocks:type_name -> cairn.v1.Block
+	4,  // 22: cairn.v1.Command.targets:type_name -> cairn.v1.Node
+	43, // 23: cairn.v1.HeartbeatReply.commands:type_name -> cairn.v1.Command
+	3,  // 24: cairn.v1.BlockList.blocks:type_name -> cairn.v1.Block
+	3,  // 25: cairn.v1.Replica.block:type_name -> cairn.v1.Block
+	46, // 26: cairn.v1.ReplicaList.replicas:type_name -> cairn.v1.Replica
+	3,  // 27: cairn.v1.CommitSyncRequest.block:type_name -> cairn.v1.Block
+	0,  // 28: cairn.v1.OpHeader.op:type_name -> cairn.v1.OpHeader.Op
+	3,  // 29: cairn.v1.OpHeader.block:type_name -> cairn.v1.Block
+	4,  // 30: cairn.v1.OpHeader.targets:type_name -> cairn.v1.Node
+	1,  // 31: cairn.v1.OpHeader.stage:type_name -> cairn.v1.OpHeader.Stage
+	11, // 32: cairn.v1.Namespace.Mkdirs:input_type -> cairn.v1.MkdirRequest
+	11, // 33: cairn.v1.Namespace.Mkdir:input_type -> cairn.v1.MkdirRequest
+	12, // 34: cairn.v1.Namespace.Create:input_type -> cairn.v1.CreateRequest
+	13, // 35: cairn.v1.Namespace.AddBlock:input_type -> cairn.v1.AddBlockRequest
+	14, // 36: cairn.v1.Namespace.Complete:input_type -> cairn.v1.CompleteRequest
+	8,  // 37: cairn.v1.Namespace.Stat:input_type -> cairn.v1.PathRequest
+	15, // 38: cairn.v1.Namespace.List:input_type -> cairn.v1.ListRequest
+	17, // 39: cairn.v1.Namespace.Rename:input_type -> cairn.v1.RenameRequest
+	18, // 40: cairn.v1.Namespace.Delete:input_type -> cairn.v1.DeleteRequest
+	8,  // 41: cairn.v1.Namespace.BlockLocations:input_type -> cairn.v1.PathRequest
+	2,  // 42: cairn.v1.Namespace.Statfs:input_type -> cairn.v1.Empty
+	2,  // 43: cairn.v1.Namespace.Report:input_type -> cairn.v1.Empty
+	23, // 44: cairn.v1.Namespace.SetAttr:input_type -> cairn.v1.SetAttrRequest
+	24, // 45: cairn.v1.Namespace.Symlink:input_type -> cairn.v1.SymlinkRequest
+	25, // 46: cairn.v1.Namespace.Mknod:input_type -> cairn.v1.MknodRequest
+	26, // 47: cairn.v1.Namespace.SetXattr:input_type -> cairn.v1.XattrRequest
+	26, // 48: cairn.v1.Namespace.GetXattr:input_type -> cairn.v1.XattrRequest
+	8,  // 49: cairn.v1.Namespace.ListXattrs:input_type -> cairn.v1.PathRequest
+	26, // 50: cairn.v1.Namespace.RemoveXattr:input_type -> cairn.v1.XattrRequest
+	8,  // 51: cairn.v1.Namespace.GetContentSummary:input_type -> cairn.v1.PathRequest
+	30, // 52: cairn.v1.Namespace.Append:input_type -> cairn.v1.AppendRequest
+	32, // 53: cairn.v1.Namespace.RenewLease:input_type -> cairn.v1.LeaseRequest
+	33, // 54: cairn.v1.Namespace.AbandonBlock:input_type -> cairn.v1.BlockRequest
+	33, // 55: cairn.v1.Namespace.Fsync:input_type -> cairn.v1.BlockRequest
+	33, // 56: cairn.v1.Namespace.UpdateBlockForPipeline:input_type -> cairn.v1.BlockRequest
+	35, // 57: cairn.v1.Namespace.UpdatePipeline:input_type -> cairn.v1.UpdatePipelineRequest
+	36, // 58: cairn.v1.Namespace.AdditionalNode:input_type -> cairn.v1.AdditionalNodeRequest
+	38, // 59: cairn.v1.Namespace.ReportBadReplicas:input_type -> cairn.v1.BadReplicas
+	39, // 60: cairn.v1.Namespace.Checkpoint:input_type -> cairn.v1.CheckpointRequest
+	9,  // 61: cairn.v1.Namespace.Unlink:input_type -> cairn.v1.UnlinkRequest
+	10, // 62: cairn.v1.Namespace.Release:input_type -> cairn.v1.ReleaseRequest
+	40, // 63: cairn.v1.Registry.Register:input_type -> cairn.v1.Registration
+	42, // 64: cairn.v1.Registry.Heartbeat:input_type -> cairn.v1.HeartbeatRequest
+	47, // 65: cairn.v1.Registry.BlockReport:input_type -> cairn.v1.ReplicaList
+	47, // 66: cairn.v1.Registry.BlocksReceived:input_type -> cairn.v1.ReplicaList
+	45, // 67: cairn.v1.Registry.BlocksDeleted:input_type -> cairn.v1.BlockList
+	48, // 68: cairn.v1.Registry.CommitBlockSynchronization:input_type -> cairn.v1.CommitSyncRequest
+	38, // 69: cairn.v1.Registry.ReportBadReplicas:input_type -> cairn.v1.BadReplicas
+	2,  // 70: cairn.v1.Namespace.Mkdirs:output_type -> cairn.v1.Empty
+	2,  // 71: cairn.v1.Namespace.Mkdir:output_type -> cairn.v1.Empty
+	6,  // 72: cairn.v1.Namespace.Create:output_type -> cairn.v1.FileInfo
+	5,  // 73: cairn.v1.Namespace.AddBlock:output_type -> cairn.v1.LocatedBlock
+	2,  // 74: cairn.v1.Namespace.Complete:output_type -> cairn.v1.Empty
+	6,  // 75: cairn.v1.Namespace.Stat:output_type -> cairn.v1.FileInfo
+	16, // 76: cairn.v1.Namespace.List:output_type -> cairn.v1.ListReply
+	2,  // 77: cairn.v1.Namespace.Rename:output_type -> cairn.v1.Empty
+	2,  // 78: cairn.v1.Namespace.Delete:output_type -> cairn.v1.Empty
+	19, // 79: cairn.v1.Namespace.BlockLocations:output_type -> cairn.v1.FileBlocks
+	20, // 80: cairn.v1.Namespace.Statfs:output_type -> cairn.v1.FsStats
+	22, // 81: cairn.v1.Namespace.Report:output_type -> cairn.v1.ClusterReport
+	6,  // 82: cairn.v1.Namespace.SetAttr:output_type -> cairn.v1.FileInfo
+	2,  // 83: cairn.v1.Namespace.Symlink:output_type -> cairn.v1.Empty
+	2,  // 84: cairn.v1.Namespace.Mknod:output_type -> cairn.v1.Empty
+	2,  // 85: cairn.v1.Namespace.SetXattr:output_type -> cairn.v1.Empty
+	27, // 86: cairn.v1.Namespace.GetXattr:output_type -> cairn.v1.XattrValue
+	28, // 87: cairn.v1.Namespace.ListXattrs:output_type -> cairn.v1.XattrNames
+	2,  // 88: cairn.v1.Namespace.RemoveXattr:output_type -> cairn.v1.Empty
+	29, // 89: cairn.v1.Namespace.GetContentSummary:output_type -> cairn.v1.ContentSummary
+	31, // 90: cairn.v1.Namespace.Append:output_type -> cairn.v1.AppendReply
+	2,  // 91: cairn.v1.Namespace.RenewLease:output_type -> cairn.v1.Empty
+	2,  // 92: cairn.v1.Namespace.AbandonBlock:output_type -> cairn.v1.Empty
+	2,  // 93: cairn.v1.Namespace.Fsync:output_type -> cairn.v1.Empty
+	34, // 94: cairn.v1.Namespace.UpdateBlockForPipeline:output_type -> cairn.v1.GenStampReply
+	2,  // 95: cairn.v1.Namespace.UpdatePipeline:output_type -> cairn.v1.Empty
+	4,  // 96: cairn.v1.Namespace.AdditionalNode:output_type -> cairn.v1.Node
+	2,  // 97: cairn.v1.Namespace.ReportBadReplicas:output_type -> cairn.v1.Empty
+	2,  // 98: cairn.v1.Namespace.Checkpoint:output_type -> cairn.v1.Empty
+	2,  // 99: cairn.v1.Namespace.Unlink:output_type -> cairn.v1.Empty
+	2,  // 100: cairn.v1.Namespace.Release:output_type -> cairn.v1.Empty
+	41, // 101: cairn.v1.Registry.Register:output_type -> cairn.v1.RegisterReply
+	44, // 102: cairn.v1.Registry.Heartbeat:output_type -> cairn.v1.HeartbeatReply
+	2,  // 103: cairn.v1.Registry.BlockReport:output_type -> cairn.v1.Empty
+	2,  // 104: cairn.v1.Registry.BlocksReceived:output_type -> cairn.v1.Empty
+	2,  // 105: cairn.v1.Registry.BlocksDeleted:output_type -> cairn.v1.Empty
+	2,  // 106: cairn.v1.Registry.CommitBlockSynchronization:output_type -> cairn.v1.Empty
+	2,  // 107: cairn.v1.Registry.ReportBadReplicas:output_type -> cairn.v1.Empty
+	70, // [70:108] is the sub-list for method output_type
+	32, // [32:70] is the sub-list for method input_type
+	32, // [32:32] is the sub-list for extension type_name
+	32, // [32:32] is the sub-list for extension extendee
+	0,  // [0:32] is the sub-list for field type_name
 }
 
 func init() { file_rpc_pb_cairn_proto_init() }
@@ -3576,14 +3769,14 @@ func file_rpc_pb_cairn_proto_init() {
 	if File_rpc_pb_cairn_proto != nil {
 		return
 	}
-	file_rpc_pb_cairn_proto_msgTypes[19].OneofWrappers = []any{}
+	file_rpc_pb_cairn_proto_msgTypes[21].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rpc_pb_cairn_proto_rawDesc), len(file_rpc_pb_cairn_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   47,
+			NumMessages:   49,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -51,6 +51,8 @@ const (
 	Namespace_AdditionalNode_FullMethodName         = "/cairn.v1.Namespace/AdditionalNode"
 	Namespace_ReportBadReplicas_FullMethodName      = "/cairn.v1.Namespace/ReportBadReplicas"
 	Namespace_Checkpoint_FullMethodName             = "/cairn.v1.Namespace/Checkpoint"
+	Namespace_Unlink_FullMethodName                 = "/cairn.v1.Namespace/Unlink"
+	Namespace_Release_FullMethodName                = "/cairn.v1.Namespace/Release"
 )
 
 // NamespaceClient is the client API for Namespace service.
@@ -86,6 +88,8 @@ type NamespaceClient interface {
 	AdditionalNode(ctx context.Context, in *AdditionalNodeRequest, opts ...grpc.CallOption) (*Node, error)
 	ReportBadReplicas(ctx context.Context, in *BadReplicas, opts ...grpc.CallOption) (*Empty, error)
 	Checkpoint(ctx context.Context, in *CheckpointRequest, opts ...grpc.CallOption) (*Empty, error)
+	Unlink(ctx context.Context, in *UnlinkRequest, opts ...grpc.CallOption) (*Empty, error)
+	Release(ctx context.Context, in *ReleaseRequest, opts ...grpc.CallOption) (*Empty, error)
 }
 
 type namespaceClient struct {
@@ -386,6 +390,26 @@ func (c *namespaceClient) Checkpoint(ctx context.Context, in *CheckpointRequest,
 	return out, nil
 }
 
+func (c *namespaceClient) Unlink(ctx context.Context, in *UnlinkRequest, opts ...grpc.CallOption) (*Empty, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Empty)
+	err := c.cc.Invoke(ctx, Namespace_Unlink_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *namespaceClient) Release(ctx context.Context, in *ReleaseRequest, opts ...grpc.CallOption) (*Empty, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Empty)
+	err := c.cc.Invoke(ctx, Namespace_Release_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // NamespaceServer is the server API for Namespace service.
 // All implementations must embed UnimplementedNamespaceServer
 // for forward compatibility.
@@ -419,6 +443,8 @@ type NamespaceServer interface {
 	AdditionalNode(context.Context, *AdditionalNodeRequest) (*Node, error)
 	ReportBadReplicas(context.Context, *BadReplicas) (*Empty, error)
 	Checkpoint(context.Context, *CheckpointRequest) (*Empty, error)
+	Unlink(context.Context, *UnlinkRequest) (*Empty, error)
+	Release(context.Context, *ReleaseRequest) (*Empty, error)
 	mustEmbedUnimplementedNamespaceServer()
 }
 
@@ -515,6 +541,12 @@ func (UnimplementedNamespaceServer) ReportBadReplicas(context.Context, *BadRepli
 }
 func (UnimplementedNamespaceServer) Checkpoint(context.Context, *CheckpointRequest) (*Empty, error) {
 	return nil, status.Error(codes.Unimplemented, "method Checkpoint not implemented")
+}
+func (UnimplementedNamespaceServer) Unlink(context.Context, *UnlinkRequest) (*Empty, error) {
+	return nil, status.Error(codes.Unimplemented, "method Unlink not implemented")
+}
+func (UnimplementedNamespaceServer) Release(context.Context, *ReleaseRequest) (*Empty, error) {
+	return nil, status.Error(codes.Unimplemented, "method Release not implemented")
 }
 func (UnimplementedNamespaceServer) mustEmbedUnimplementedNamespaceServer() {}
 func (UnimplementedNamespaceServer) testEmbeddedByValue()                   {}
@@ -1059,6 +1091,42 @@ func _Namespace_Checkpoint_Handler(srv interface{}, ctx context.Context, dec fun
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Namespace_Unlink_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UnlinkRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(NamespaceServer).Unlink(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Namespace_Unlink_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(NamespaceServer).Unlink(ctx, req.(*UnlinkRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Namespace_Release_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReleaseRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(NamespaceServer).Release(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Namespace_Release_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(NamespaceServer).Release(ctx, req.(*ReleaseRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Namespace_ServiceDesc is the grpc.ServiceDesc for Namespace service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1181,6 +1249,14 @@ var Namespace_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Checkpoint",
 			Handler:    _Namespace_Checkpoint_Handler,
+		},
+		{
+			MethodName: "Unlink",
+			Handler:    _Namespace_Unlink_Handler,
+		},
+		{
+			MethodName: "Release",
+			Handler:    _Namespace_Release_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -100,7 +100,7 @@ func Check(ctx context.Context, c *client.Client, path string, o Options) (*Repo
 }
 
 func (r *Report) checkFile(ctx context.Context, c *client.Client, path string, fi cairn.FileInfo, o Options) error {
-	fb, err := c.NS.BlockLocations(ctx, path)
+	fb, err := c.NS.BlockLocations(ctx, cairn.FileRef{Path: path})
 	if err != nil {
 		return err
 	}

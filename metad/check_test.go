@@ -120,4 +120,17 @@ func TestLayoutVersions(t *testing.T) {
 		t.Error("upgraded store lost the file being written")
 	}
 	mustCheckOpen(t, m2)
+	must(t, m2.Close())
+
+	// A layout 2 store (no orphans) is upgraded by its version alone.
+	setLayout(2, false)
+	m3, err := Open(Config{Dir: dir})
+	must(t, err)
+	if fi, _ := m3.Stat(ctx, "/open"); !fi.Writing {
+		t.Error("a store upgraded from layout 2 lost the file being written")
+	}
+	if v, err := m3.st.get(layoutKey); err != nil || len(v) != 4 || v[3] != LayoutVersion {
+		t.Errorf("layout after the upgrade from 2: %v, %v; want %d", v, err, LayoutVersion)
+	}
+	mustCheckOpen(t, m3)
 }

@@ -31,9 +31,12 @@ const (
 )
 
 // LayoutVersion is the version of the key layout this metad reads and
-// writes. Version 2 added the "x" and "w" keys; a version 1 store is
-// upgraded in place at start (upgradeV1).
-const LayoutVersion = 2
+// writes. Version 2 added the "x" and "w" keys, version 3 the "o" keys of
+// unlinked open files and the "metad/recovery" lease holder of files under
+// block recovery; an older store is upgraded in place at start (upgradeV1,
+// upgradeV2), and a metad of version 2 refuses a version 3 store rather
+// than misread its orphans.
+const LayoutVersion = 3
 
 // RootIno is the inode number of "/".
 const RootIno = 1

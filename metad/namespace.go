@@ -466,6 +466,7 @@ func (m *Metad) AddBlock(ctx context.Context, w cairn.WriterRef, prev *cairn.Blo
 func (m *Metad) Complete(ctx context.Context, w cairn.WriterRef, last *cairn.Block) error {
 	const op = "metad.Complete"
 	path := w.Path
+	var freed []cairn.Block
 	err := m.mutate(func(b *pebble.Batch) error {
 		in, err := m.writable(op, w)
 		if err != nil {
@@ -490,10 +491,15 @@ func (m *Metad) Complete(ctx context.Context, w cairn.WriterRef, last *cairn.Blo
 		in.LeaseHolder = ""
 		in.LeaseNs = 0
 		in.MtimeNs = m.clock.Now().UnixNano()
-		return setInode(b, in)
+		freed, err = m.closed(b, in)
+		return err
 	})
 	if err == nil && last != nil {
 		m.pipelines.forget(last.ID)
+	}
+	if err == nil && len(freed) > 0 {
+		m.blocks.free(freed)
+		m.log.Info("unlinked file freed at its writer's close", zap.String("path", path), zap.Int("blocks", len(freed)))
 	}
 	return err
 }

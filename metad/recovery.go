@@ -185,7 +185,9 @@ func (m *Metad) recoverLease(op, path string, b *pebble.Batch, in *metapb.Inode,
 	in.LeaseNs = 0
 	in.MtimeNs = now.UnixNano()
 	r.size = in.Size
-	return r, m.closed(b, in, r)
+	freed, err := m.closed(b, in)
+	r.freed = append(r.freed, freed...)
+	return r, err
 }
 
 // pickPrimary prefers a blockd that is not stale, at random.
@@ -202,21 +204,14 @@ func pickPrimary(cands []cairn.Node, m *Metad, now time.Time) cairn.Node {
 	return fresh[rand.IntN(len(fresh))]
 }
 
-// closed finishes closing in, whose lease was just released in b: an
-// unlinked file (an orphan) with no other holder is freed. Caller holds
-// the lock.
-func (m *Metad) closed(b *pebble.Batch, in *metapb.Inode, r *recovered) error {
+// closed finishes closing in, whose lease was just released, in b: an
+// unlinked file (an orphan) with no other holder is freed, and its blocks
+// returned, to be freed once b is durable. Caller holds the lock.
+func (m *Metad) closed(b *pebble.Batch, in *metapb.Inode) ([]cairn.Block, error) {
 	if in.Parent == 0 && in.Id != RootIno {
-		freed, err := m.freeOrphan(b, in)
-		if err != nil {
-			return err
-		}
-		if r != nil {
-			r.freed = append(r.freed, freed...)
-		}
-		return nil
+		return m.freeOrphan(b, in)
 	}
-	return setInode(b, in)
+	return nil, setInode(b, in)
 }
 
 // CommitBlockSynchronization records a block recovery's outcome and closes
@@ -284,7 +279,9 @@ func (m *Metad) CommitBlockSynchronization(ctx context.Context, c cairn.CommitSy
 		in.LeaseNs = 0
 		in.MtimeNs = m.clock.Now().UnixNano()
 		r.size = in.Size
-		return m.closed(b, in, r)
+		freed, err := m.closed(b, in)
+		r.freed = append(r.freed, freed...)
+		return err
 	})
 	if err != nil {
 		return err

@@ -110,11 +110,25 @@ func (s *store) init() error {
 	if lv == 1 {
 		return s.upgradeV1()
 	}
+	if lv == 2 {
+		return s.upgradeV2()
+	}
 	return nil
 }
 
-// upgradeV1 brings a layout 1 store to layout 2: it indexes the files being
-// written under "w" (layout 1 had no xattrs, so "x" needs nothing).
+// upgradeV2 brings a layout 2 store to layout 3, which only added keys a
+// layout 2 store cannot hold: it records the new version.
+func (s *store) upgradeV2() error {
+	v := binary.BigEndian.AppendUint32(nil, LayoutVersion)
+	if err := s.db.Set(layoutKey, v, pebble.Sync); err != nil {
+		return fmt.Errorf("metad: upgrade store to layout %d: %w", LayoutVersion, err)
+	}
+	return nil
+}
+
+// upgradeV1 brings a layout 1 store to the current layout: it indexes the
+// files being written under "w" (layout 1 had no xattrs, so "x" needs
+// nothing, nor orphans, so "o" neither).
 func (s *store) upgradeV1() error {
 	b := s.db.NewBatch()
 	defer b.Close()

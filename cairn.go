@@ -135,87 +135,154 @@ type BlockReplicas struct {
 	Live []Node
 }
 
-// Namespace is metad's service to clients: every path is absolute and valid
-// (see ValidatePath); errors are *Error values whose Kind callers decide on.
+// Namespace is metad's service to clients, made of four services along
+// its seams: the paths (Paths), the writer protocol (Writers), block
+// health (BlockHealth) and administration (Admin). Every path is absolute
+// and valid (see ValidatePath); errors are *Error values whose Kind callers
+// decide on. Every call runs as the identity its context carries
+// (WithIdentity; over gRPC, what the client asserts), and is refused with
+// ErrAccess where POSIX permissions say no. A mutation is answered only
+// once it is durable at metad.
 type Namespace interface {
-	// Mkdirs creates path and any missing parents. An existing directory
-	// is not an error; an existing file on the way is ErrExist/ErrNotDir.
+	Paths
+	Writers
+	BlockHealth
+	Admin
+}
+
+// Paths are the namespace's entries: directories, files, links, their
+// attributes, and where a file's bytes are.
+type Paths interface {
+	// Mkdirs creates path and any missing parents; those made on the way
+	// get perm plus u+wx. An existing directory is not an error; an
+	// existing non-directory on the way is ErrNotDir (ErrExist when it
+	// is path itself).
 	Mkdirs(ctx context.Context, path string, perm fs.FileMode) error
 	// Mkdir creates one directory: ErrExist if path exists, ErrNotExist if
-	// the parent does not.
+	// the parent does not, ErrNotDir if the parent is not a directory.
 	Mkdir(ctx context.Context, path string, perm fs.FileMode) error
-	// Create makes a new empty file held open for writing by opts.Client.
-	// ErrExist if path exists; ErrNotExist if the parent does not.
-	Create(ctx context.Context, path string, opts CreateOptions) (FileInfo, error)
-	// AddBlock ends the file's last block at prev.Len bytes (if any) and
-	// allocates a new one with a pipeline of target blockds, none of them
-	// in excluded (blockds that failed this writer).
-	AddBlock(ctx context.Context, w WriterRef, prev *Block, excluded []Node) (LocatedBlock, error)
-	// Complete records the last block's length and closes the file.
-	// It returns ErrRetry while the last block has no reported replica.
-	Complete(ctx context.Context, w WriterRef, last *Block) error
-	// Stat describes path (a symlink itself, not its target).
+	// Stat describes path (a symlink itself, not its target): ErrNotExist
+	// if there is nothing there.
 	Stat(ctx context.Context, path string) (FileInfo, error)
 	// List returns up to limit entries of directory path whose names sort
-	// after `after`, and whether more follow.
+	// after `after`, in name order, and whether more follow: ErrNotDir for
+	// a file, ErrNotExist for nothing.
 	List(ctx context.Context, path, after string, limit int) ([]FileInfo, bool, error)
-	// Rename moves src to dst atomically, replacing a file at dst.
+	// Rename moves src to dst atomically, replacing a file (or an empty
+	// directory, by a directory) at dst: ErrNotExist if src is missing,
+	// ErrInvalid for a directory into itself, ErrNotEmpty for a non-empty
+	// directory at dst. A file being written goes on being written by its
+	// writer (WriterRef names it by inode); a replaced file that is open
+	// stays until its last close (see Unlink).
 	Rename(ctx context.Context, src, dst string) error
-	// Delete removes path; a non-empty directory needs recursive.
+	// Delete removes path; a non-empty directory needs recursive
+	// (ErrNotEmpty otherwise). A file being written is kept until its
+	// writer closes it, then freed; other files' blocks are freed in the
+	// background.
 	Delete(ctx context.Context, path string, recursive bool) error
-	// BlockLocations returns the file's blocks with their live replicas:
-	// the file f.ID names (which a rename or unlink does not change; the
-	// caller needs read permission on the file itself), or f.Path.
-	BlockLocations(ctx context.Context, f FileRef) (FileBlocks, error)
 	// Unlink removes path, a file that holder (a client) has open: its
 	// data stays until holder calls Release (or stops renewing its
 	// lease), as POSIX keeps an unlinked file until its last close.
+	// ErrInvalid for a directory.
 	Unlink(ctx context.Context, path, holder string) error
 	// Release ends holder's hold on an unlinked file (see Unlink); the
 	// file is freed when nobody holds or writes it any more. Releasing a
-	// file that was not unlinked does nothing.
+	// file that was not unlinked, or twice, does nothing.
 	Release(ctx context.Context, fileID uint64, holder string) error
-	// Statfs returns the cluster's capacity.
-	Statfs(ctx context.Context) (FsStats, error)
-	// Report returns metad's view of the blockds.
-	Report(ctx context.Context) (ClusterReport, error)
-
+	// BlockLocations returns the file's blocks with their live replicas,
+	// nearest first, and for a file being written its last block's
+	// pipeline: the file f.ID names (which a rename or unlink does not
+	// change; the caller needs read permission on the file itself), or
+	// f.Path. ErrNotExist when it is gone, ErrIsDir for a directory.
+	BlockLocations(ctx context.Context, f FileRef) (FileBlocks, error)
 	// SetAttr changes attributes and returns the result. Only the owner (or
 	// the superuser) may change mode and times; only the superuser owner.
 	SetAttr(ctx context.Context, path string, a Attr) (FileInfo, error)
-	// Symlink creates path as a symbolic link to target (kept as text).
+	// Symlink creates path as a symbolic link to target (kept as text):
+	// ErrExist if path exists.
 	Symlink(ctx context.Context, target, path string) error
 	// Mknod creates a fifo, socket or device node, kept as metadata only.
 	Mknod(ctx context.Context, path string, mode fs.FileMode) error
+	// SetXattr sets a user.* attribute: with XattrCreate ErrExist if it
+	// exists, with XattrReplace ErrNotExist if it does not.
 	SetXattr(ctx context.Context, path, name string, value []byte, flags XattrFlags) error
 	// GetXattr returns ErrNotExist for a missing attribute.
 	GetXattr(ctx context.Context, path, name string) ([]byte, error)
+	// ListXattrs returns the names of path's attributes.
 	ListXattrs(ctx context.Context, path string) ([]string, error)
+	// RemoveXattr returns ErrNotExist for a missing attribute.
 	RemoveXattr(ctx context.Context, path, name string) error
+	// ContentSummary is du and count for the subtree at path.
 	ContentSummary(ctx context.Context, path string) (ContentSummary, error)
-	// Append reopens a closed file for writing by client. It returns the
-	// file and, when the file ends inside a block, that last partial block
-	// with its live replicas and a new generation stamp, to be continued.
+	// Statfs returns the cluster's capacity.
+	Statfs(ctx context.Context) (FsStats, error)
+}
+
+// Writers is the writer protocol, HDFS's: a client begins writing a file
+// (Create, Append), holding its lease, which it keeps by RenewLease and by
+// every call it makes as the writer; it adds blocks, records what its
+// pipeline holds, recovers broken pipelines, and ends with Complete. Every
+// call but Create, Append and RenewLease names the file by inode
+// (WriterRef): ErrNotExist when the file is gone, ErrPermission when it is
+// not open for writing, ErrBusy when another client holds its lease (metad
+// holds it while it recovers a file whose writer was silent past the
+// lease limits: see CmdRecover).
+type Writers interface {
+	// Create makes a new empty file held open for writing by opts.Client.
+	// ErrExist if path exists (after recovering a file whose writer passed
+	// the soft limit, which does not make room); ErrNotExist if the parent
+	// does not.
+	Create(ctx context.Context, path string, opts CreateOptions) (FileInfo, error)
+	// Append reopens a closed file for writing by client (taking over a
+	// file whose writer passed the soft limit; ErrRetry while metad
+	// recovers it). It returns the file and, when the file ends inside a
+	// block, that last partial block, at the stamp metad records, with its
+	// live replicas: the writer takes a new stamp (UpdateBlockForPipeline)
+	// and commits it with its pipeline (UpdatePipeline) before writing.
 	Append(ctx context.Context, path, client string) (FileInfo, *LocatedBlock, error)
-	// RenewLease keeps every file client writes from being taken over.
+	// RenewLease keeps every file client writes, or holds unlinked, from
+	// being taken over or freed.
 	RenewLease(ctx context.Context, client string) error
-	// AbandonBlock drops the file's last block, allocated but never written.
+	// AddBlock ends the file's last block at prev.Len bytes (if any; only
+	// a full block may be followed by another: ErrInvalid) and allocates a
+	// new one with a pipeline of target blockds, none of them in excluded
+	// (blockds that failed this writer). ErrNoSpace when no blockd can
+	// take it.
+	AddBlock(ctx context.Context, w WriterRef, prev *Block, excluded []Node) (LocatedBlock, error)
+	// Complete records the last block's length and closes the file. It
+	// returns ErrRetry while the last block has no reported replica.
+	Complete(ctx context.Context, w WriterRef, last *Block) error
+	// AbandonBlock drops the file's last block, allocated but never
+	// written (ErrInvalid if metad recorded bytes in it).
 	AbandonBlock(ctx context.Context, w WriterRef, b Block) error
 	// Fsync records that the last block holds at least b.Len bytes on its
-	// pipeline (hflush/hsync), making them visible to new readers.
+	// pipeline (hflush/hsync), making them visible to new readers; lengths
+	// only grow.
 	Fsync(ctx context.Context, w WriterRef, b Block) error
 	// UpdateBlockForPipeline hands out a new generation stamp for the
 	// file's last block (pipeline recovery, append); metad's record keeps
 	// the old stamp until UpdatePipeline commits the new one.
 	UpdateBlockForPipeline(ctx context.Context, w WriterRef, b Block) (GenStamp, error)
 	// UpdatePipeline commits a set-up or recovered pipeline: the block now
-	// has updated's stamp and length, held by nodes.
+	// has updated's stamp (one UpdateBlockForPipeline handed out) and at
+	// least updated's length, held by nodes.
 	UpdatePipeline(ctx context.Context, w WriterRef, old, updated Block, nodes []Node) error
-	// AdditionalNode picks a live blockd not in existing or excluded.
+	// AdditionalNode picks a live blockd with room, not in existing or
+	// excluded: ErrNoSpace when there is none.
 	AdditionalNode(ctx context.Context, w WriterRef, b Block, existing, excluded []Node) (Node, error)
-	// ReportBadReplicas records replicas found corrupt; metad stops
-	// offering them and restores the replication from good copies.
+}
+
+// BlockHealth is what clients tell metad of replicas they found bad.
+type BlockHealth interface {
+	// ReportBadReplicas reports replicas a client found corrupt; metad
+	// stops offering them and restores the replication from good copies.
 	ReportBadReplicas(ctx context.Context, bad []BadReplica) error
+}
+
+// Admin is the administrator's view and tools.
+type Admin interface {
+	// Report returns metad's view of the blockds.
+	Report(ctx context.Context) (ClusterReport, error)
 	// Checkpoint writes a consistent copy of the namespace (a Pebble
 	// checkpoint plus VERSION) to dir on metad's machine while serving.
 	Checkpoint(ctx context.Context, dir string) error

@@ -154,18 +154,12 @@ func (m *Metad) recoverLease(op, path string, b *pebble.Batch, in *metapb.Inode,
 // replicas of b that blockds have reported, and whether there is one.
 func (m *Metad) replicaLength(b cairn.Block) (int64, bool) {
 	now := m.clock.Now()
-	bm := m.blocks
-	bm.mu.Lock()
-	reps := make(map[string]cairn.Block, len(bm.replicas[b.ID]))
-	for node, r := range bm.replicas[b.ID] {
-		if r.GenStamp >= b.GenStamp && !bm.isCorrupt(node, b.ID) {
-			reps[node] = r
-		}
-	}
-	bm.mu.Unlock()
 	n, found := int64(0), false
-	for node, r := range reps {
-		if _, live, _ := m.nodes.isLive(node, now); !live {
+	for _, r := range m.blocks.replicasOf(b.ID) {
+		if r.GenStamp < b.GenStamp || r.Corrupt != "" {
+			continue
+		}
+		if _, live, _ := m.nodes.isLive(r.StorageID, now); !live {
 			continue
 		}
 		if !found || r.Len < n {

@@ -51,6 +51,7 @@ const (
 	Namespace_AdditionalNode_FullMethodName         = "/cairn.v1.Namespace/AdditionalNode"
 	Namespace_ReportBadReplicas_FullMethodName      = "/cairn.v1.Namespace/ReportBadReplicas"
 	Namespace_Checkpoint_FullMethodName             = "/cairn.v1.Namespace/Checkpoint"
+	Namespace_ReplicaReport_FullMethodName          = "/cairn.v1.Namespace/ReplicaReport"
 )
 
 // NamespaceClient is the client API for Namespace service.
@@ -86,6 +87,7 @@ type NamespaceClient interface {
 	AdditionalNode(ctx context.Context, in *AdditionalNodeRequest, opts ...grpc.CallOption) (*Node, error)
 	ReportBadReplicas(ctx context.Context, in *BadReplicas, opts ...grpc.CallOption) (*Empty, error)
 	Checkpoint(ctx context.Context, in *CheckpointRequest, opts ...grpc.CallOption) (*Empty, error)
+	ReplicaReport(ctx context.Context, in *PathRequest, opts ...grpc.CallOption) (*FileReplicas, error)
 }
 
 type namespaceClient struct {
@@ -386,6 +388,16 @@ func (c *namespaceClient) Checkpoint(ctx context.Context, in *CheckpointRequest,
 	return out, nil
 }
 
+func (c *namespaceClient) ReplicaReport(ctx context.Context, in *PathRequest, opts ...grpc.CallOption) (*FileReplicas, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(FileReplicas)
+	err := c.cc.Invoke(ctx, Namespace_ReplicaReport_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // NamespaceServer is the server API for Namespace service.
 // All implementations must embed UnimplementedNamespaceServer
 // for forward compatibility.
@@ -419,6 +431,7 @@ type NamespaceServer interface {
 	AdditionalNode(context.Context, *AdditionalNodeRequest) (*Node, error)
 	ReportBadReplicas(context.Context, *BadReplicas) (*Empty, error)
 	Checkpoint(context.Context, *CheckpointRequest) (*Empty, error)
+	ReplicaReport(context.Context, *PathRequest) (*FileReplicas, error)
 	mustEmbedUnimplementedNamespaceServer()
 }
 
@@ -515,6 +528,9 @@ func (UnimplementedNamespaceServer) ReportBadReplicas(context.Context, *BadRepli
 }
 func (UnimplementedNamespaceServer) Checkpoint(context.Context, *CheckpointRequest) (*Empty, error) {
 	return nil, status.Error(codes.Unimplemented, "method Checkpoint not implemented")
+}
+func (UnimplementedNamespaceServer) ReplicaReport(context.Context, *PathRequest) (*FileReplicas, error) {
+	return nil, status.Error(codes.Unimplemented, "method ReplicaReport not implemented")
 }
 func (UnimplementedNamespaceServer) mustEmbedUnimplementedNamespaceServer() {}
 func (UnimplementedNamespaceServer) testEmbeddedByValue()                   {}
@@ -1059,6 +1075,24 @@ func _Namespace_Checkpoint_Handler(srv interface{}, ctx context.Context, dec fun
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Namespace_ReplicaReport_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PathRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(NamespaceServer).ReplicaReport(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Namespace_ReplicaReport_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(NamespaceServer).ReplicaReport(ctx, req.(*PathRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Namespace_ServiceDesc is the grpc.ServiceDesc for Namespace service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1181,6 +1215,10 @@ var Namespace_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Checkpoint",
 			Handler:    _Namespace_Checkpoint_Handler,
+		},
+		{
+			MethodName: "ReplicaReport",
+			Handler:    _Namespace_ReplicaReport_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

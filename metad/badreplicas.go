@@ -86,7 +86,7 @@ func (m *Metad) BadReplicasFound(ctx context.Context, id string, bad []cairn.Bad
 			m.log.Info("bad replica report of a stamp metad does not record there; ignored", zap.Stringer("block", b.Block), zap.String("storage_id", id))
 			continue
 		}
-		m.log.Warn("replica corrupt", zap.Stringer("block", b.Block), zap.String("storage_id", id), zap.String("reason", b.Reason))
+		m.log.Warn("replica reported corrupt", zap.Stringer("block", b.Block), zap.String("storage_id", id), zap.String("reason", b.Reason))
 		m.repl.settled(b.ID)
 		if writing {
 			continue

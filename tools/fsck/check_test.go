@@ -269,4 +269,13 @@ func TestFsckVerify(t *testing.T) {
 	if r.Healthy() || r.Corrupt != 1 {
 		t.Errorf("every replica bad under -verify: healthy %v:\n%s", r.Healthy(), out)
 	}
+	// A blockd that does not answer VERIFY_BLOCK: nothing is verified, and
+	// nothing is called bad.
+	tc2 := startMetad(t, threeNodes("127.0.0.1:1"))
+	tc2.file(t, "/g", 1000, false, finalizedReplica)
+	r, out = tc2.fsck(t, "/", Options{Verify: true})
+	if r.Healthy() || r.BadReplicas != 0 || strings.Count(out, ": could not verify the replica of ") != 3 ||
+		!strings.Contains(out, "no good replica (0 bad, 3 could not be verified)") {
+		t.Errorf("no blockd answers -verify: healthy %v, bad %d:\n%s", r.Healthy(), r.BadReplicas, out)
+	}
 }

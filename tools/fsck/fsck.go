@@ -43,6 +43,9 @@ type fileCheck struct {
 	path string
 	fi   cairn.FileInfo
 	fr   cairn.FileReplicas
+	// unverified: -verify could not have these replicas (block index,
+	// replica index) verified, and why.
+	unverified map[[2]int]string
 }
 
 // Check walks path (a file or a directory tree): for each file, metad's
@@ -140,9 +143,14 @@ func (r *Report) checkFile(f *fileCheck, o Options) {
 	under := false
 	for i, b := range fr.Blocks {
 		r.Blocks++
-		live, bad := 0, 0
-		for _, rep := range b.Replicas {
+		live, bad, unverified := 0, 0, 0
+		for ri, rep := range b.Replicas {
 			if !rep.Live {
+				continue
+			}
+			if why, ok := f.unverified[[2]int{i, ri}]; ok && rep.Corrupt == "" {
+				unverified++
+				lines = append(lines, fmt.Sprintf("%s: could not verify the replica of %s on %s (%s): %s", f.path, b.Block, rep.DataAddr, rep.StorageID, why))
 				continue
 			}
 			switch {
@@ -157,10 +165,14 @@ func (r *Report) checkFile(f *fileCheck, o Options) {
 		r.BadReplicas += int64(bad)
 		r.Replicas += int64(live)
 		switch {
-		case live == 0 && bad > 0:
+		case live == 0 && (bad > 0 || unverified > 0):
 			corrupt++
 			corruptSz += b.Len
-			lines = append(lines, fmt.Sprintf("%s: CORRUPT block %s len=%d: every replica is bad", f.path, b.Block, b.Len))
+			why := "every replica is bad"
+			if unverified > 0 {
+				why = fmt.Sprintf("no good replica (%d bad, %d could not be verified)", bad, unverified)
+			}
+			lines = append(lines, fmt.Sprintf("%s: CORRUPT block %s len=%d: %s", f.path, b.Block, b.Len, why))
 		case live == 0 && b.UnderConstruction && b.Len == 0:
 			// Being written, nothing acknowledged yet: nothing is missing.
 		case live == 0:

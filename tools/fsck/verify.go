@@ -23,8 +23,8 @@ const (
 
 // verify has the blockd of every live replica of files re-read it
 // (VERIFY_BLOCK), at most o.Parallel at once and perNode on one blockd. A
-// replica found bad, or that could not be verified, no longer counts:
-// its Corrupt says why.
+// replica found bad no longer counts, its Corrupt saying why; nor does one
+// that could not be verified (f.unverified says why).
 func (r *Report) verify(ctx context.Context, files []*fileCheck, o Options) error {
 	type task struct {
 		f       *fileCheck
@@ -33,6 +33,7 @@ func (r *Report) verify(ctx context.Context, files []*fileCheck, o Options) erro
 	}
 	var tasks []task
 	for _, f := range files {
+		f.unverified = map[[2]int]string{}
 		for bi, b := range f.fr.Blocks {
 			for ri, rep := range b.Replicas {
 				if rep.Live {
@@ -88,9 +89,8 @@ func (r *Report) verify(ctx context.Context, files []*fileCheck, o Options) erro
 				done++
 				switch {
 				case err != nil:
-					rep.Corrupt = fmt.Sprintf("could not verify: %v", err)
+					t.f.unverified[[2]int{t.bi, t.ri}] = err.Error()
 					rep.Good = false
-					bad++
 				case v.Bad != "":
 					rep.Corrupt = "verify: " + v.Bad
 					rep.Good = false

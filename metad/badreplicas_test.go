@@ -307,3 +307,34 @@ func TestReplicaReportJudgesReplicas(t *testing.T) {
 		}
 	}
 }
+
+// TestUnfinishedReplicasOfClosedFile: a replica found in rbw/ after a crash
+// (RWR) of a closed file's block is marked corrupt but kept while the block
+// lacks good replicas; a full report taken before a replica's finalize (RBW
+// at the block's stamp) does not undo the finalized record.
+func TestUnfinishedReplicasOfClosedFile(t *testing.T) {
+	m := openCfg(t, Config{Clock: newFakeClock()})
+	nodes := registerNodes(t, m, 3)
+	ctx := context.Background()
+	b := closedFile(t, m, "/f", 1<<20, nodes[:1])
+	short := b
+	short.Len = 4096
+	must(t, m.BlockReport(ctx, "DS-1", []cairn.Replica{{Block: short, State: cairn.ReplicaRWR}}))
+	must(t, m.BlockReport(ctx, "DS-0", []cairn.Replica{{Block: b, State: cairn.ReplicaRBW}}))
+	must(t, m.checkReplication(true))
+	if d := deletes(heartbeatAll(t, m, nodes, ""), b.ID); len(d) > 0 {
+		t.Fatalf("replicas deleted while the block has one good replica of 3: %v", d)
+	}
+	if got := locations(t, m, "/f"); len(got) != 1 || got[0] != "DS-0" {
+		t.Fatalf("offered %v, want the finalized replica on DS-0", got)
+	}
+	fr, err := m.ReplicaReport(ctx, "/f")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range fr.Blocks[0].Replicas {
+		if r.StorageID == "DS-1" && !strings.HasPrefix(r.Corrupt, "unfinished replica (RWR)") {
+			t.Errorf("the RWR replica: %+v", r)
+		}
+	}
+}

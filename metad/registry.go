@@ -242,7 +242,16 @@ func (m *Metad) accept(node string, reps []cairn.Replica, replace bool) error {
 		j, why := judge(r, stored, known, writing)
 		vs = append(vs, verdict{r, j, why})
 	}
-	var noFile, corrupt int
+	var noFile, corrupt, rwrKept, rwrDropped int
+	for _, v := range vs {
+		if v.r.State == cairn.ReplicaRWR {
+			if v.j == replicaOfNoFile {
+				rwrDropped++
+			} else {
+				rwrKept++
+			}
+		}
+	}
 	bm := m.blocks
 	bm.mu.Lock()
 	if replace {
@@ -284,6 +293,9 @@ func (m *Metad) accept(node string, reps []cairn.Replica, replace bool) error {
 	}
 	if corrupt > 0 {
 		m.log.Warn("reported replicas disagree with metad's record; marked corrupt", zap.String("storage_id", node), zap.Int("replicas", corrupt))
+	}
+	if rwrKept+rwrDropped > 0 {
+		m.log.Info("replicas being recovered", zap.String("storage_id", node), zap.Int("kept", rwrKept), zap.Int("dropped", rwrDropped))
 	}
 	return nil
 }

@@ -21,6 +21,10 @@ const (
 	// DefaultDeadAfter is how long metad waits on a silent blockd before it
 	// counts it dead (HDFS: 10 min 30 s).
 	DefaultDeadAfter = 10*time.Minute + 30*time.Second
+	// DefaultStaleAfter is how long a blockd may be silent before metad
+	// counts it stale: no new replica is placed on it and it is read from
+	// last (HDFS's dfs.namenode.stale.datanode.interval).
+	DefaultStaleAfter = 30 * time.Second
 )
 
 // BlockID names a block across the whole cluster. metad hands them out.
@@ -53,7 +57,7 @@ type LocatedBlock struct {
 	Block
 	Offset    int64 // offset of the block's first byte in its file
 	Locations []Node
-	Corrupt   int // replicas known bad (reads): not among Locations
+	Corrupt   int // replicas known bad (reads): among Locations only when no good one is left, as a last resort
 }
 
 // FileInfo describes one entry of the namespace.
@@ -129,10 +133,39 @@ type ClusterReport struct {
 	Nodes              []NodeReport
 }
 
-// BlockReplicas is how many live replicas metad knows of for one block.
+// ReplicaInfo is one reported replica of a block as metad judges it
+// (fsck): the replica as its blockd last reported it, and whether it
+// counts.
+type ReplicaInfo struct {
+	Node
+	Replica      // stamp, length and state as reported
+	Live    bool // the blockd is heartbeating
+	Stale   bool // the blockd has been silent past the stale interval
+	// Good: the replica counts as a copy of the block: finalized, at the
+	// block's stamp or newer, as long as the block, not known corrupt.
+	Good bool
+	// Corrupt says why a replica that does not count is bad ("" when it
+	// is good, or an unfinished replica of a block being written).
+	Corrupt string
+}
+
+// BlockReplicas is metad's record of one block of a file and every replica
+// reported of it.
 type BlockReplicas struct {
-	Block
-	Live []Node
+	Block        // as metad records it
+	Offset int64 // of the block's first byte in its file
+	// UnderConstruction: the last block of a file being written, whose
+	// length and stamp its writer (or lease recovery) still settles.
+	UnderConstruction bool
+	Replicas          []ReplicaInfo
+}
+
+// FileReplicas is a file's blocks with every reported replica (fsck).
+type FileReplicas struct {
+	Size        int64
+	Writing     bool
+	Replication int
+	Blocks      []BlockReplicas
 }
 
 // Namespace is metad's service to clients, made of four services along
@@ -272,11 +305,19 @@ type Writers interface {
 	AdditionalNode(ctx context.Context, w WriterRef, b Block, existing, excluded []Node) (Node, error)
 }
 
-// BlockHealth is what clients tell metad of replicas they found bad.
+// BlockHealth is what clients tell metad of replicas they found bad, and
+// what metad knows of every replica (fsck).
 type BlockHealth interface {
-	// ReportBadReplicas reports replicas a client found corrupt; metad
-	// stops offering them and restores the replication from good copies.
+	// ReportBadReplicas is a client's report of replicas it read bad. It
+	// counts only once confirmed: metad asks each named holder of the
+	// replica at that stamp to verify it (CmdVerify), and the holder's
+	// scanner reports what it finds (Registry.BadReplicasFound). A report
+	// naming a replica metad does not record, or another stamp, changes
+	// nothing.
 	ReportBadReplicas(ctx context.Context, bad []BadReplica) error
+	// ReplicaReport returns, for each block of the file path, metad's
+	// record and every replica reported of it, judged (fsck).
+	ReplicaReport(ctx context.Context, path string) (FileReplicas, error)
 }
 
 // Admin is the administrator's view and tools.
@@ -341,7 +382,7 @@ const (
 	// (UPDATE_RECOVERY), and reports back with CommitBlockSynchronization.
 	CmdRecover
 	// CmdVerify asks the receiver to re-read its replicas of Blocks
-	// against their .meta and report each bad one (ReportBadReplicas): how
+	// against their .meta and report each bad one (BadReplicasFound): how
 	// a client's report of a bad replica is confirmed before it counts.
 	CmdVerify
 )
@@ -419,9 +460,12 @@ type Registry interface {
 	// recovery is not the block's current one (a newer one superseded it,
 	// or the block is gone).
 	CommitBlockSynchronization(ctx context.Context, c CommitSync) error
-	// ReportBadReplicas is the blockd's report of corrupt replicas (scanner,
-	// failed reads), as Namespace's.
-	ReportBadReplicas(ctx context.Context, bad []BadReplica) error
+	// BadReplicasFound is a blockd's report of its own replicas found
+	// corrupt (scanner, failed reads, CmdVerify): each names storageID,
+	// which must be registered. metad marks the replica at the reported
+	// stamp corrupt, stops offering it, restores the replication from good
+	// copies, and only then deletes it.
+	BadReplicasFound(ctx context.Context, storageID string, bad []BadReplica) error
 }
 
 // Identity is who a client says it is. As in HDFS's simple mode, metad

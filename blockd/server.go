@@ -97,7 +97,9 @@ func New(cfg Config) (*Blockd, error) {
 	st.SetFailureHandler(d.volumeFailed)
 	if cfg.ScanPeriod >= 0 {
 		d.scan = NewScanner(st, ScanConfig{Period: cfg.ScanPeriod, Rate: cfg.ScanRate, Logger: cfg.Logger.Named("scanner"),
-			StorageID: st.StorageID(), Report: d.metad.ReportBadReplicas})
+			StorageID: st.StorageID(), Report: func(ctx context.Context, bad []cairn.BadReplica) error {
+				return d.metad.BadReplicasFound(ctx, st.StorageID(), bad)
+			}})
 	}
 	return d, nil
 }
@@ -196,6 +198,12 @@ func (d *Blockd) heartbeat(ctx context.Context) error {
 				defer d.active.Add(-1)
 				d.replicate(c.Blocks, c.Targets)
 			}(c)
+		case cairn.CmdVerify:
+			// A client read these replicas bad: the scanner verifies them
+			// first and reports those it finds bad (BadReplicasFound).
+			for _, b := range c.Blocks {
+				d.suspect(b)
+			}
 		case cairn.CmdDelete:
 			var gone []cairn.Block
 			for _, b := range c.Blocks {

@@ -37,7 +37,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	repl := fl.Int("replication", cairn.DefaultReplication, "default replication factor")
 	blockSize := fl.Int64("block-size", cairn.DefaultBlockSize, "default block size in bytes")
 	deadAfter := fl.Duration("dead-after", cairn.DefaultDeadAfter, "a blockd silent this long is dead")
-	heartbeat := fl.Duration("heartbeat", cairn.DefaultHeartbeat, "the blockds' heartbeat interval; a blockd silent for two is stale and read from last")
+	heartbeat := fl.Duration("heartbeat", cairn.DefaultHeartbeat, "the blockds' heartbeat interval, and how often replication is checked")
+	staleAfter := fl.Duration("stale-after", cairn.DefaultStaleAfter, "a blockd silent this long is stale: no new replica is placed on it, and it is read from last")
 	perms := fl.Bool("permissions", true, "check owners, groups and modes (false: record them only)")
 	supergroup := fl.String("supergroup", "supergroup", "members of this group are superusers, as is the user running metad")
 	soft := fl.Duration("lease-soft-limit", DefaultLeaseSoft, "a writer silent this long may have its file taken over by another")
@@ -76,7 +77,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		log.Info("restored", zap.String("checkpoint", *restore), zap.String("dir", *dir))
 	}
 	if err := serve(ctx, log, *dir, *format, *force, *listen, *httpAddr, *addrFile, Config{
-		Dir: *dir, Replication: *repl, BlockSize: *blockSize, DeadAfter: *deadAfter, Heartbeat: *heartbeat, Logger: log,
+		Dir: *dir, Replication: *repl, BlockSize: *blockSize, DeadAfter: *deadAfter, StaleAfter: *staleAfter, Heartbeat: *heartbeat, Logger: log,
 		NoPermissions: !*perms, Supergroup: *supergroup, LeaseSoft: *soft, LeaseHard: *hard, CacheSize: *cache,
 		CheckpointDir: *ckptDir, CheckpointInterval: *ckptEvery, CheckpointKeep: *ckptKeep,
 	}); err != nil {

@@ -621,7 +621,7 @@ func (m *Metad) BlockLocations(ctx context.Context, f cairn.FileRef) (cairn.File
 	var off int64
 	now := m.clock.Now()
 	for i, blk := range blocks {
-		locs := m.liveReplicas(blk, now)
+		locs := m.readReplicas(blk, now)
 		if fb.Writing && i == len(blocks)-1 {
 			locs = m.pipelineReplicas(blk, locs, now)
 		}

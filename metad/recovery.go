@@ -103,18 +103,12 @@ func (rs *recoveries) done(id cairn.BlockID, rid cairn.GenStamp) {
 func (m *Metad) recoveryCandidates(b cairn.Block, now time.Time) []cairn.Node {
 	seen := map[string]bool{}
 	var nodes []cairn.Node
-	bm := m.blocks
-	bm.mu.Lock()
-	reps := make(map[string]cairn.Block, len(bm.replicas[b.ID]))
-	for node, r := range bm.replicas[b.ID] {
-		if r.GenStamp >= b.GenStamp {
-			reps[node] = r
+	for _, r := range m.blocks.replicasOf(b.ID) {
+		if r.GenStamp < b.GenStamp {
+			continue
 		}
-	}
-	bm.mu.Unlock()
-	for id := range reps {
-		if n, live, _ := m.nodes.isLive(id, now); live {
-			seen[id] = true
+		if n, live, _ := m.nodes.isLive(r.StorageID, now); live {
+			seen[r.StorageID] = true
 			nodes = append(nodes, n)
 		}
 	}
@@ -291,7 +285,7 @@ func (m *Metad) CommitBlockSynchronization(ctx context.Context, c cairn.CommitSy
 	if !c.Delete && len(c.Nodes) > 0 {
 		m.blocks.mu.Lock()
 		for _, n := range c.Nodes {
-			m.blocks.add(n, nb)
+			m.blocks.add(n, cairn.Replica{Block: nb, State: cairn.ReplicaFinalized})
 		}
 		m.blocks.mu.Unlock()
 	}

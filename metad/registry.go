@@ -34,20 +34,43 @@ func (ns *nodeSet) live(n *nodeState, now time.Time) bool {
 	return now.Sub(n.last) < ns.deadAfter
 }
 
+func (ns *nodeSet) stale(n *nodeState, now time.Time) bool {
+	return now.Sub(n.last) >= ns.staleAfter
+}
+
+// maxStaleRatio: while at most this share of the live blockds is stale, no
+// new replica is placed on a stale one (HDFS's
+// dfs.namenode.write.stale.datanode.ratio); past it, staleness is more
+// likely metad's own trouble than theirs, and every live blockd is used.
+const maxStaleRatio = 0.5
+
 // choose picks up to n distinct live blockds with room for a block, in a
-// random order.
+// random order. Stale blockds (silent past the stale interval, likely hung
+// or dying) are avoided, as HDFS's avoid-write-stale-datanode does.
 func (ns *nodeSet) choose(n int, blockSize int64, now time.Time) []cairn.Node {
 	ns.mu.Lock()
 	defer ns.mu.Unlock()
-	var cands []cairn.Node
+	var cands, stale []cairn.Node
+	live, staleCount := 0, 0
 	for _, st := range ns.nodes {
 		if !ns.live(st, now) {
 			continue
 		}
-		if st.hb.Capacity > 0 && st.hb.Remaining < blockSize {
-			continue
+		live++
+		isStale := ns.stale(st, now)
+		if isStale {
+			staleCount++
 		}
-		cands = append(cands, st.Node)
+		switch {
+		case st.hb.Capacity > 0 && st.hb.Remaining < blockSize:
+		case isStale:
+			stale = append(stale, st.Node)
+		default:
+			cands = append(cands, st.Node)
+		}
+	}
+	if float64(staleCount) > maxStaleRatio*float64(live) {
+		cands = append(cands, stale...)
 	}
 	rand.Shuffle(len(cands), func(i, j int) { cands[i], cands[j] = cands[j], cands[i] })
 	if len(cands) > n {
@@ -56,8 +79,8 @@ func (ns *nodeSet) choose(n int, blockSize int64, now time.Time) []cairn.Node {
 	return cands
 }
 
-// isLive returns a live node and whether it is stale (silent for two
-// heartbeats, so likely dying).
+// isLive returns a live node and whether it is stale (silent past the
+// stale interval, so likely hung or dying).
 func (ns *nodeSet) isLive(id string, now time.Time) (n cairn.Node, live, stale bool) {
 	ns.mu.Lock()
 	defer ns.mu.Unlock()
@@ -65,7 +88,18 @@ func (ns *nodeSet) isLive(id string, now time.Time) (n cairn.Node, live, stale b
 	if !ok || !ns.live(st, now) {
 		return cairn.Node{}, false, false
 	}
-	return st.Node, true, now.Sub(st.last) >= ns.staleAfter
+	return st.Node, true, ns.stale(st, now)
+}
+
+// node returns what metad knows of blockd id, live or not: at least its
+// storage ID.
+func (ns *nodeSet) node(id string) cairn.Node {
+	ns.mu.Lock()
+	defer ns.mu.Unlock()
+	if st, ok := ns.nodes[id]; ok {
+		return st.Node
+	}
+	return cairn.Node{StorageID: id}
 }
 
 func (ns *nodeSet) totals(now time.Time) cairn.FsStats {
@@ -101,140 +135,6 @@ func (ns *nodeSet) report(now time.Time, bm *blockMap) []cairn.NodeReport {
 	return out
 }
 
-// blockMap is where replicas are, as the blockds report them. Like HDFS's
-// block map it lives only in memory and is rebuilt from block reports.
-type blockMap struct {
-	mu       sync.Mutex
-	replicas map[cairn.BlockID]map[string]cairn.Block // block -> storage ID -> replica
-	corrupt  map[cairn.BlockID]map[string]string      // block -> storage ID -> why
-	toDelete map[string][]cairn.Block                 // storage ID -> replicas to delete
-}
-
-func newBlockMap() *blockMap {
-	return &blockMap{
-		replicas: map[cairn.BlockID]map[string]cairn.Block{},
-		corrupt:  map[cairn.BlockID]map[string]string{},
-		toDelete: map[string][]cairn.Block{},
-	}
-}
-
-// markCorrupt records a bad replica: it is no longer offered to readers and
-// no longer counts as a replica.
-func (bm *blockMap) markCorrupt(node string, b cairn.Block, why string) {
-	bm.mu.Lock()
-	defer bm.mu.Unlock()
-	c := bm.corrupt[b.ID]
-	if c == nil {
-		c = map[string]string{}
-		bm.corrupt[b.ID] = c
-	}
-	c[node] = why
-}
-
-func (bm *blockMap) isCorrupt(node string, id cairn.BlockID) bool {
-	_, bad := bm.corrupt[id][node]
-	return bad
-}
-
-// corruptCount is how many replicas of id are known bad.
-func (bm *blockMap) corruptCount(id cairn.BlockID) int {
-	bm.mu.Lock()
-	defer bm.mu.Unlock()
-	return len(bm.corrupt[id])
-}
-
-func (bm *blockMap) add(node string, b cairn.Block) {
-	r := bm.replicas[b.ID]
-	if r == nil {
-		r = map[string]cairn.Block{}
-		bm.replicas[b.ID] = r
-	}
-	r[node] = b
-}
-
-func (bm *blockMap) remove(node string, id cairn.BlockID) {
-	if c := bm.corrupt[id]; c != nil {
-		delete(c, node)
-		if len(c) == 0 {
-			delete(bm.corrupt, id)
-		}
-	}
-	if r := bm.replicas[id]; r != nil {
-		delete(r, node)
-		if len(r) == 0 {
-			delete(bm.replicas, id)
-		}
-	}
-}
-
-// replicaCount counts reported replicas of b at b's generation stamp or newer.
-func (bm *blockMap) replicaCount(b cairn.Block) int {
-	bm.mu.Lock()
-	defer bm.mu.Unlock()
-	n := 0
-	for node, r := range bm.replicas[b.ID] {
-		if r.GenStamp >= b.GenStamp && !bm.isCorrupt(node, b.ID) {
-			n++
-		}
-	}
-	return n
-}
-
-func (bm *blockMap) holders(b cairn.Block) []string {
-	bm.mu.Lock()
-	defer bm.mu.Unlock()
-	var out []string
-	for node, r := range bm.replicas[b.ID] {
-		if r.GenStamp >= b.GenStamp && !bm.isCorrupt(node, b.ID) {
-			out = append(out, node)
-		}
-	}
-	return out
-}
-
-func (bm *blockMap) count() int {
-	bm.mu.Lock()
-	defer bm.mu.Unlock()
-	return len(bm.replicas)
-}
-
-func (bm *blockMap) countOn(node string) int64 {
-	bm.mu.Lock()
-	defer bm.mu.Unlock()
-	var n int64
-	for _, r := range bm.replicas {
-		if _, ok := r[node]; ok {
-			n++
-		}
-	}
-	return n
-}
-
-// free forgets blocks whose files are gone and queues their replicas for
-// deletion on the blockds that hold them.
-func (bm *blockMap) free(blocks []cairn.Block) {
-	if len(blocks) == 0 {
-		return
-	}
-	bm.mu.Lock()
-	defer bm.mu.Unlock()
-	for _, b := range blocks {
-		for node, r := range bm.replicas[b.ID] {
-			bm.toDelete[node] = append(bm.toDelete[node], r)
-		}
-		delete(bm.replicas, b.ID)
-		delete(bm.corrupt, b.ID)
-	}
-}
-
-func (bm *blockMap) takeDeletes(node string) []cairn.Block {
-	bm.mu.Lock()
-	defer bm.mu.Unlock()
-	d := bm.toDelete[node]
-	delete(bm.toDelete, node)
-	return d
-}
-
 // liveReplicas lists the live holders of b in a random order, stale ones
 // last.
 func (m *Metad) liveReplicas(b cairn.Block, now time.Time) []cairn.Node {
@@ -249,6 +149,27 @@ func (m *Metad) liveReplicas(b cairn.Block, now time.Time) []cairn.Node {
 	}
 	rand.Shuffle(len(fresh), func(i, j int) { fresh[i], fresh[j] = fresh[j], fresh[i] })
 	return append(fresh, stale...)
+}
+
+// readReplicas lists the replicas of b to offer readers: its live good
+// replicas (liveReplicas) or, when it has none, as a last resort (as HDFS
+// does for a block whose every replica is corrupt), the live replicas
+// marked corrupt that are finalized at b's stamp or newer: a reader
+// verifies every chunk, so it may still read the parts that are sound.
+func (m *Metad) readReplicas(b cairn.Block, now time.Time) []cairn.Node {
+	if locs := m.liveReplicas(b, now); len(locs) > 0 {
+		return locs
+	}
+	var out []cairn.Node
+	for _, r := range m.blocks.replicasOf(b.ID) {
+		if r.Corrupt == "" || r.State != cairn.ReplicaFinalized || r.GenStamp < b.GenStamp || r.Len < b.Len {
+			continue
+		}
+		if n, live, _ := m.nodes.isLive(r.StorageID, now); live {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 func (m *Metad) Register(ctx context.Context, r cairn.Registration) (string, error) {
@@ -286,6 +207,9 @@ func (m *Metad) Heartbeat(ctx context.Context, h cairn.Heartbeat) ([]cairn.Comma
 	if del := m.blocks.takeDeletes(h.StorageID); len(del) > 0 {
 		cmds = append(cmds, cairn.Command{Kind: cairn.CmdDelete, Blocks: del})
 	}
+	if v := m.blocks.takeVerifies(h.StorageID); len(v) > 0 {
+		cmds = append(cmds, cairn.Command{Kind: cairn.CmdVerify, Blocks: v})
+	}
 	return cmds, nil
 }
 
@@ -299,79 +223,81 @@ func (m *Metad) known(op, id string) error {
 	return nil
 }
 
-// replicaFate says what to do with a reported replica.
-type replicaFate int
-
-const (
-	fateKeep   replicaFate = iota // a replica of a file's block, current
-	fateIgnore                    // stale, of a file being written: pipeline recovery or append will settle it
-	fateDrop                      // of no file, or stale: delete it
-)
-
-// fate decides on a reported replica. A replica with an older generation
-// stamp than metad's is stale; while its file is being written it may be
-// the very replica an append or a pipeline recovery is about to reopen,
-// so it is left alone rather than deleted.
-func (m *Metad) fate(b cairn.Block) (replicaFate, error) {
-	stored, writing, ok, err := m.storedBlock(b.ID)
-	switch {
-	case err != nil:
-		return fateIgnore, err
-	case !ok:
-		return fateDrop, nil
-	case b.GenStamp >= stored.GenStamp:
-		return fateKeep, nil
-	case writing:
-		return fateIgnore, nil
+// accept records the replicas node reports, judged against metad's
+// record of their blocks (judge); with replace (a full report) node's
+// replicas not in reps are forgotten. Replicas of no file are queued for
+// deletion; no other replica is deleted here.
+func (m *Metad) accept(node string, reps []cairn.Replica, replace bool) error {
+	type verdict struct {
+		r   cairn.Replica
+		j   judgement
+		why string
 	}
-	return fateDrop, nil
-}
-
-func (m *Metad) accept(node string, blocks []cairn.Block, replace bool) error {
-	keep := make([]cairn.Block, 0, len(blocks))
-	var drop []cairn.Block
-	for _, b := range blocks {
-		f, err := m.fate(b)
+	vs := make([]verdict, 0, len(reps))
+	for _, r := range reps {
+		stored, writing, known, err := m.storedBlock(r.ID)
 		if err != nil {
 			return err
 		}
-		switch f {
-		case fateKeep:
-			keep = append(keep, b)
-		case fateDrop:
-			drop = append(drop, b)
+		j, why := judge(r, stored, known, writing)
+		vs = append(vs, verdict{r, j, why})
+	}
+	var noFile, corrupt, rwrKept, rwrDropped int
+	for _, v := range vs {
+		if v.r.State == cairn.ReplicaRWR {
+			if v.j == replicaOfNoFile {
+				rwrDropped++
+			} else {
+				rwrKept++
+			}
 		}
 	}
 	bm := m.blocks
 	bm.mu.Lock()
 	if replace {
+		in := make(map[cairn.BlockID]bool, len(reps))
+		for _, r := range reps {
+			in[r.ID] = true
+		}
 		for id, r := range bm.replicas {
-			if _, ok := r[node]; ok {
+			if _, ok := r[node]; ok && !in[id] {
 				bm.remove(node, id)
 			}
 		}
 	}
-	for _, b := range keep {
-		bm.add(node, b)
-	}
-	bm.toDelete[node] = append(bm.toDelete[node], drop...)
-	bm.mu.Unlock()
-	if len(drop) > 0 {
-		m.log.Info("replicas of no file queued for deletion", zap.String("storage_id", node), zap.Int("replicas", len(drop)))
-	}
-	return nil
-}
-
-// byState splits reported replicas into finalized ones and the rest.
-func byState(reps []cairn.Replica) (finalized, unfinished []cairn.Block) {
-	for _, r := range reps {
-		if r.State == cairn.ReplicaFinalized {
-			finalized = append(finalized, r.Block)
-		} else {
-			unfinished = append(unfinished, r.Block)
+	for _, v := range vs {
+		switch v.j {
+		case replicaOfNoFile:
+			bm.remove(node, v.r.ID)
+			bm.queueDelete(node, v.r.Block)
+			noFile++
+		case replicaAsIs:
+			// An RBW report of a finalized replica at the same stamp was
+			// made before its finalize: the finalized record stands.
+			if old, ok := bm.replicas[v.r.ID][node]; ok && v.r.State == cairn.ReplicaRBW &&
+				old.State == cairn.ReplicaFinalized && old.GenStamp >= v.r.GenStamp {
+				continue
+			}
+			bm.add(node, v.r)
+		case replicaLive:
+			bm.add(node, v.r)
+		case replicaCorrupt:
+			bm.add(node, v.r)
+			bm.mark(node, v.r, v.why)
+			corrupt++
 		}
 	}
-	return finalized, unfinished
+	bm.mu.Unlock()
+	if noFile > 0 {
+		m.log.Info("replicas of no file queued for deletion", zap.String("storage_id", node), zap.Int("replicas", noFile))
+	}
+	if corrupt > 0 {
+		m.log.Warn("reported replicas disagree with metad's record; marked corrupt", zap.String("storage_id", node), zap.Int("replicas", corrupt))
+	}
+	if rwrKept+rwrDropped > 0 {
+		m.log.Info("replicas being recovered", zap.String("storage_id", node), zap.Int("kept", rwrKept), zap.Int("dropped", rwrDropped))
+	}
+	return nil
 }
 
 func (m *Metad) BlockReport(ctx context.Context, id string, reps []cairn.Replica) error {
@@ -379,22 +305,17 @@ func (m *Metad) BlockReport(ctx context.Context, id string, reps []cairn.Replica
 		return err
 	}
 	m.log.Info("block report", zap.String("storage_id", id), zap.Int("replicas", len(reps)))
-	finalized, unfinished := byState(reps)
-	if err := m.accept(id, finalized, true); err != nil {
-		return err
-	}
-	return m.recovering(id, unfinished)
+	return m.accept(id, reps, true)
 }
 
 func (m *Metad) BlocksReceived(ctx context.Context, id string, reps []cairn.Replica) error {
 	if err := m.known("metad.BlocksReceived", id); err != nil {
 		return err
 	}
-	finalized, _ := byState(reps)
-	for _, b := range finalized {
-		m.repl.settled(b.ID)
+	for _, r := range reps {
+		m.repl.settled(r.ID)
 	}
-	return m.accept(id, finalized, false)
+	return m.accept(id, reps, false)
 }
 
 // anyReplica reports whether any blockd reported a replica of id, in any

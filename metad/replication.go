@@ -15,8 +15,9 @@ import (
 // as HDFS's NameNode does: a block with fewer live, good replicas than its
 // file asks for is copied from a live replica to another blockd (a
 // CmdTransfer on the source's next heartbeat); one with more loses the
-// replica on the fullest blockd. Blocks of files being written are left to
-// their writer's pipeline.
+// replica on the fullest blockd; a block with its full count again has its
+// corrupt replicas deleted (invalidateCorrupt), and never before. Blocks of
+// files being written are left to their writer's pipeline.
 
 // replicationPending is how long a transfer may take before the monitor
 // schedules the block again.
@@ -62,49 +63,34 @@ func (m *Metad) runReplicationMonitor(ctx context.Context, every time.Duration) 
 	}
 }
 
-// checkReplication schedules one round of copies and trims.
+// checkReplication schedules one round of copies, trims and deletions of
+// corrupt replicas.
 func (m *Metad) checkReplication(full bool) error {
 	now := m.clock.Now()
-	type cand struct {
-		b       cairn.Block
-		holders []string
-	}
-	var cands []cand
-	m.blocks.mu.Lock()
-	for id, reps := range m.blocks.replicas {
-		var b cairn.Block
-		var holders []string
-		for node, r := range reps {
-			if m.blocks.isCorrupt(node, id) {
-				continue
-			}
-			if r.GenStamp > b.GenStamp {
-				b = r
-			}
-			holders = append(holders, node)
-		}
-		if len(holders) == 0 {
+	var cands []cairn.BlockID
+	bm := m.blocks
+	bm.mu.Lock()
+	for id, reps := range bm.replicas {
+		if !full && m.settledBlock(id, reps, now) {
 			continue
 		}
-		if !full && len(holders) == m.cfg.Replication && len(m.blocks.corrupt[id]) == 0 && m.allLive(holders, now) {
-			continue
-		}
-		cands = append(cands, cand{b, holders})
+		cands = append(cands, id)
 	}
-	m.blocks.mu.Unlock()
+	bm.mu.Unlock()
 
-	scheduled, trimmed := 0, 0
-	for _, c := range cands {
-		stored, writing, ok, err := m.storedBlock(c.b.ID)
+	scheduled, trimmed, invalidated := 0, 0, 0
+	for _, id := range cands {
+		stored, writing, ok, err := m.storedBlock(id)
 		if err != nil {
 			return err
 		}
 		if !ok || writing {
 			continue
 		}
+		m.rejudge(stored)
 		var live []cairn.Node
-		for _, id := range m.blocks.holders(stored) {
-			if n, isLive, _ := m.nodes.isLive(id, now); isLive {
+		for _, node := range m.blocks.holders(stored) {
+			if n, isLive, _ := m.nodes.isLive(node, now); isLive {
 				live = append(live, n)
 			}
 		}
@@ -114,7 +100,8 @@ func (m *Metad) checkReplication(full bool) error {
 		}
 		switch {
 		case len(live) == 0:
-			// Missing: nothing to copy from; fsck reports it.
+			// Missing, or every replica bad: nothing to copy from; fsck
+			// reports it, and no replica of it is deleted.
 		case len(live) < want:
 			if m.scheduleCopies(stored, live, want-len(live), now) {
 				scheduled++
@@ -123,22 +110,46 @@ func (m *Metad) checkReplication(full bool) error {
 			m.trim(stored, live, len(live)-want)
 			trimmed++
 		}
+		invalidated += m.invalidateCorrupt(stored, want, now)
 	}
-	if scheduled > 0 || trimmed > 0 {
-		m.log.Info("replication monitor", zap.Int("blocks_to_copy", scheduled), zap.Int("blocks_trimmed", trimmed))
+	if scheduled > 0 || trimmed > 0 || invalidated > 0 {
+		m.log.Info("replication monitor", zap.Int("blocks_to_copy", scheduled), zap.Int("blocks_trimmed", trimmed), zap.Int("corrupt_replicas_deleted", invalidated))
 	}
 	return nil
 }
 
-// allLive reports whether every node is live. Caller holds blocks.mu;
-// nodes.mu comes after it.
-func (m *Metad) allLive(ids []string, now time.Time) bool {
-	for _, id := range ids {
-		if _, live, _ := m.nodes.isLive(id, now); !live {
+// settledBlock is the monitor's in-memory test that a block needs no look:
+// the default replication of finalized, unmarked replicas at one stamp, on
+// live blockds. Caller holds blocks.mu; nodes.mu comes after it.
+func (m *Metad) settledBlock(id cairn.BlockID, reps map[string]cairn.Replica, now time.Time) bool {
+	if len(reps) != m.cfg.Replication || len(m.blocks.corrupt[id]) > 0 {
+		return false
+	}
+	var gs cairn.GenStamp
+	for node, r := range reps {
+		if r.State != cairn.ReplicaFinalized || (gs != 0 && r.GenStamp != gs) {
+			return false
+		}
+		gs = r.GenStamp
+		if _, live, _ := m.nodes.isLive(node, now); !live {
 			return false
 		}
 	}
 	return true
+}
+
+// rejudge marks the replicas of b, a closed file's block, that disagree
+// with metad's record: those recorded while the file was being written
+// are judged once it is closed.
+func (m *Metad) rejudge(b cairn.Block) {
+	bm := m.blocks
+	bm.mu.Lock()
+	defer bm.mu.Unlock()
+	for node, r := range bm.replicas[b.ID] {
+		if j, why := judge(r, b, true, false); j == replicaCorrupt {
+			bm.mark(node, r, why)
+		}
+	}
 }
 
 // wantReplicas is the replication of the file owning block id.
@@ -212,7 +223,11 @@ func (m *Metad) trim(b cairn.Block, live []cairn.Node, extra int) {
 	sort.Slice(live, func(i, j int) bool { return rem[live[i].StorageID] < rem[live[j].StorageID] })
 	m.blocks.mu.Lock()
 	for _, n := range live[:extra] {
-		m.blocks.toDelete[n.StorageID] = append(m.blocks.toDelete[n.StorageID], b)
+		r, ok := m.blocks.replicas[b.ID][n.StorageID]
+		if !ok {
+			continue
+		}
+		m.blocks.queueDelete(n.StorageID, r.Block)
 		m.blocks.remove(n.StorageID, b.ID)
 	}
 	m.blocks.mu.Unlock()

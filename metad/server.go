@@ -36,9 +36,12 @@ type Config struct {
 	Replication int
 	BlockSize   int64
 	DeadAfter   time.Duration
-	Heartbeat   time.Duration // blockds' interval: silent for two is stale
-	Clock       Clock
-	Logger      *zap.Logger
+	// StaleAfter: a blockd silent this long is stale: no new replica is
+	// placed on it and it is read from last (default DefaultStaleAfter).
+	StaleAfter time.Duration
+	Heartbeat  time.Duration // blockds' interval, and the replication monitor's
+	Clock      Clock
+	Logger     *zap.Logger
 
 	// NoPermissions turns permission checking off (--permissions=false):
 	// owners and modes are still recorded.
@@ -159,6 +162,9 @@ func Open(cfg Config) (*Metad, error) {
 	if cfg.Heartbeat <= 0 {
 		cfg.Heartbeat = cairn.DefaultHeartbeat
 	}
+	if cfg.StaleAfter <= 0 {
+		cfg.StaleAfter = cairn.DefaultStaleAfter
+	}
 	if cfg.Supergroup == "" {
 		cfg.Supergroup = "supergroup"
 	}
@@ -195,7 +201,7 @@ func Open(cfg Config) (*Metad, error) {
 	}
 	return &Metad{
 		cfg: cfg, st: st, blocks: newBlockMap(), clock: cfg.Clock, log: cfg.Logger, pipelines: newPipelines(), repl: newReplQueue(), recoveries: newRecoveries(),
-		nodes:       &nodeSet{deadAfter: cfg.DeadAfter, staleAfter: 2 * cfg.Heartbeat, nodes: map[string]*nodeState{}},
+		nodes:       &nodeSet{deadAfter: cfg.DeadAfter, staleAfter: cfg.StaleAfter, nodes: map[string]*nodeState{}},
 		namespaceID: v["namespaceID"],
 		leases:      newLeaseTable(cfg.LeaseSoft, cfg.LeaseHard, cfg.Clock),
 		version:     v,

@@ -279,11 +279,15 @@ func (s *namespaceServer) Checkpoint(ctx context.Context, r *pb.CheckpointReques
 
 // Registry additions.
 
-func (r *RegistryClient) ReportBadReplicas(ctx context.Context, bad []cairn.BadReplica) error {
-	_, err := r.c.ReportBadReplicas(ctx, toPBBad(bad))
-	return fromStatus("rpc.ReportBadReplicas", err)
+// BadReplicasFound travels as the Registry's ReportBadReplicas, with the
+// reporting blockd's storage ID.
+func (r *RegistryClient) BadReplicasFound(ctx context.Context, storageID string, bad []cairn.BadReplica) error {
+	m := toPBBad(bad)
+	m.Reporter = storageID
+	_, err := r.c.ReportBadReplicas(ctx, m)
+	return fromStatus("rpc.BadReplicasFound", err)
 }
 
 func (s *registryServer) ReportBadReplicas(ctx context.Context, r *pb.BadReplicas) (*pb.Empty, error) {
-	return empty, toStatus(s.r.ReportBadReplicas(ctx, fromPBBad(r)))
+	return empty, toStatus(s.r.BadReplicasFound(ctx, r.Reporter, fromPBBad(r)))
 }

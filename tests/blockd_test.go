@@ -29,10 +29,11 @@ const blockdWait = time.Minute
 // replica of a real cluster: `cairn blockd verify` refuses the directory
 // while its blockd runs, and once it is stopped exits 1 naming the block
 // and the chunk; restarted, the blockd's scanner reports the replica to
-// metad with that reason, metad has it deleted, and the file still reads
-// back whole from the other replicas.
+// metad with that reason, metad copies the block to the fourth blockd and
+// only then has the bad replica deleted, and the file still reads back
+// whole from the other replicas.
 func TestScannerAndVerifyFindAFlippedByte(t *testing.T) {
-	c := cluster.Start(t, cluster.Config{Blockds: 3, BlockSize: 1 << 20, Replication: 3,
+	c := cluster.Start(t, cluster.Config{Blockds: 4, BlockSize: 1 << 20, Replication: 3,
 		BlockdArgs: []string{"--scan-period", "2s", "--scan-rate", "64M"}})
 	cl := volClient(t, c)
 	ctx := asMe()
@@ -84,10 +85,10 @@ func TestScannerAndVerifyFindAFlippedByte(t *testing.T) {
 
 	readBack(t, cl, "/scanned", data)
 
-	// metad has the bad replica deleted, as there are good ones; the
-	// replication monitor may then copy a good one back to the same blockd
-	// (with three blockds and replication 3 it must). Either way the
-	// corrupt bytes are gone.
+	// metad copies the block from a good replica to the blockd that has
+	// none, and once the block has its 3 good replicas again it has the
+	// bad one deleted (the monitor may later copy a good one back to that
+	// blockd). Either way the corrupt bytes are gone.
 	good := data[blk.Offset : blk.Offset+blk.Len]
 	deadline := time.Now().Add(blockdWait)
 	for {

@@ -111,8 +111,11 @@ func TestWriteSurvivesBlockdKill(t *testing.T) {
 }
 
 // TestCorruptReplica flips a byte in the replica a reader tries first: the
-// read returns the right bytes, metad records the bad replica, and a later
-// read does not pick it first.
+// read returns the right bytes, the replica's blockd confirms it bad and
+// metad records it, and a later read does not pick it first. With three
+// blockds and replication 3 there is nowhere to copy the block to, so the
+// bad replica stays on its disk (the block does not have its full count of
+// good replicas) and fsck names it.
 func TestCorruptReplica(t *testing.T) {
 	const size = 3<<20 + 777
 	c := cluster.Start(t, cluster.Config{Blockds: 3, BlockSize: 1 << 20, Replication: 3})
@@ -143,13 +146,22 @@ func TestCorruptReplica(t *testing.T) {
 	if !bytes.Equal(got, want[blk.Offset:blk.Offset+blk.Len]) {
 		t.Fatal("read through a corrupt replica returned wrong bytes")
 	}
-	fb, err := cl.NS.BlockLocations(ctx, cairn.FileRef{Path: "/f"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	after := fb.Blocks[1]
-	if after.Corrupt != 1 {
-		t.Errorf("metad counts %d corrupt replicas of %s, want 1", after.Corrupt, after.Block)
+	// The client's report is confirmed by the replica's own blockd
+	// (its scanner re-reads it) before metad counts it.
+	var after cairn.LocatedBlock
+	deadline := time.Now().Add(time.Minute)
+	for {
+		fb, err := cl.NS.BlockLocations(ctx, cairn.FileRef{Path: "/f"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if after = fb.Blocks[1]; after.Corrupt == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("metad counts %d corrupt replicas of %s a minute after the read, want 1", after.Corrupt, after.Block)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 	for _, n := range after.Locations {
 		if n.StorageID == victim.StorageID {
@@ -164,9 +176,13 @@ func TestCorruptReplica(t *testing.T) {
 	if first := r2.Blocks()[1].Locations[0]; first.StorageID == victim.StorageID {
 		t.Errorf("a new reader tries the corrupt replica first")
 	}
-	out, _ := c.Run(t, "fsck", "/")
-	if !strings.Contains(out, "Corrupt blocks:\t\t1\n") {
-		t.Errorf("fsck does not count the corrupt block:\n%s", out)
+	out, code := c.Run(t, "fsck", "/")
+	line := fmt.Sprintf("/f: bad replica of %s on %s (%s)", blk.Block, victim.DataAddr, victim.StorageID)
+	if code != 0 || !strings.Contains(out, line) || !strings.Contains(out, "checksum mismatch") || !strings.Contains(out, "Under-replicated blocks:\t1 ") {
+		t.Errorf("fsck: exit %d; want 0 (two good replicas are left), the block under-replicated and the line %q:\n%s", code, line, out)
+	}
+	if _, err := os.Stat(path); err != nil {
+		t.Errorf("the bad replica was deleted while its block has 2 good replicas of 3: %v", err)
 	}
 }
 

@@ -95,7 +95,7 @@ func (x OpHeader_Op) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use OpHeader_Op.Descriptor instead.
 func (OpHeader_Op) EnumDescriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{47, 0}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{50, 0}
 }
 
 type OpHeader_Stage int32
@@ -147,7 +147,7 @@ func (x OpHeader_Stage) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use OpHeader_Stage.Descriptor instead.
 func (OpHeader_Stage) EnumDescriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{47, 1}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{50, 1}
 }
 
 type Empty struct {
@@ -2442,8 +2442,11 @@ func (x *BadReplica) GetReason() string {
 }
 
 type BadReplicas struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Replicas      []*BadReplica          `protobuf:"bytes,1,rep,name=replicas,proto3" json:"replicas,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Replicas []*BadReplica          `protobuf:"bytes,1,rep,name=replicas,proto3" json:"replicas,omitempty"`
+	// Registry's ReportBadReplicas (cairn.Registry.BadReplicasFound): the
+	// storage ID of the reporting blockd, which each replica must name.
+	Reporter      string `protobuf:"bytes,2,opt,name=reporter,proto3" json:"reporter,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2485,6 +2488,235 @@ func (x *BadReplicas) GetReplicas() []*BadReplica {
 	return nil
 }
 
+func (x *BadReplicas) GetReporter() string {
+	if x != nil {
+		return x.Reporter
+	}
+	return ""
+}
+
+// ReplicaInfo is one reported replica as metad judges it (cairn.ReplicaInfo).
+type ReplicaInfo struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Node          *Node                  `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	Replica       *Replica               `protobuf:"bytes,2,opt,name=replica,proto3" json:"replica,omitempty"`
+	Live          bool                   `protobuf:"varint,3,opt,name=live,proto3" json:"live,omitempty"`
+	Stale         bool                   `protobuf:"varint,4,opt,name=stale,proto3" json:"stale,omitempty"`
+	Good          bool                   `protobuf:"varint,5,opt,name=good,proto3" json:"good,omitempty"`
+	Corrupt       string                 `protobuf:"bytes,6,opt,name=corrupt,proto3" json:"corrupt,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReplicaInfo) Reset() {
+	*x = ReplicaInfo{}
+	mi := &file_rpc_pb_cairn_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReplicaInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReplicaInfo) ProtoMessage() {}
+
+func (x *ReplicaInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_pb_cairn_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReplicaInfo.ProtoReflect.Descriptor instead.
+func (*ReplicaInfo) Descriptor() ([]byte, []int) {
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *ReplicaInfo) GetNode() *Node {
+	if x != nil {
+		return x.Node
+	}
+	return nil
+}
+
+func (x *ReplicaInfo) GetReplica() *Replica {
+	if x != nil {
+		return x.Replica
+	}
+	return nil
+}
+
+func (x *ReplicaInfo) GetLive() bool {
+	if x != nil {
+		return x.Live
+	}
+	return false
+}
+
+func (x *ReplicaInfo) GetStale() bool {
+	if x != nil {
+		return x.Stale
+	}
+	return false
+}
+
+func (x *ReplicaInfo) GetGood() bool {
+	if x != nil {
+		return x.Good
+	}
+	return false
+}
+
+func (x *ReplicaInfo) GetCorrupt() string {
+	if x != nil {
+		return x.Corrupt
+	}
+	return ""
+}
+
+// BlockReplicas is metad's record of a block and its replicas.
+type BlockReplicas struct {
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	Block             *Block                 `protobuf:"bytes,1,opt,name=block,proto3" json:"block,omitempty"`
+	Offset            int64                  `protobuf:"varint,2,opt,name=offset,proto3" json:"offset,omitempty"`
+	UnderConstruction bool                   `protobuf:"varint,3,opt,name=under_construction,json=underConstruction,proto3" json:"under_construction,omitempty"`
+	Replicas          []*ReplicaInfo         `protobuf:"bytes,4,rep,name=replicas,proto3" json:"replicas,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *BlockReplicas) Reset() {
+	*x = BlockReplicas{}
+	mi := &file_rpc_pb_cairn_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BlockReplicas) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BlockReplicas) ProtoMessage() {}
+
+func (x *BlockReplicas) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_pb_cairn_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BlockReplicas.ProtoReflect.Descriptor instead.
+func (*BlockReplicas) Descriptor() ([]byte, []int) {
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *BlockReplicas) GetBlock() *Block {
+	if x != nil {
+		return x.Block
+	}
+	return nil
+}
+
+func (x *BlockReplicas) GetOffset() int64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
+func (x *BlockReplicas) GetUnderConstruction() bool {
+	if x != nil {
+		return x.UnderConstruction
+	}
+	return false
+}
+
+func (x *BlockReplicas) GetReplicas() []*ReplicaInfo {
+	if x != nil {
+		return x.Replicas
+	}
+	return nil
+}
+
+type FileReplicas struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Size          int64                  `protobuf:"varint,1,opt,name=size,proto3" json:"size,omitempty"`
+	Writing       bool                   `protobuf:"varint,2,opt,name=writing,proto3" json:"writing,omitempty"`
+	Replication   int32                  `protobuf:"varint,3,opt,name=replication,proto3" json:"replication,omitempty"`
+	Blocks        []*BlockReplicas       `protobuf:"bytes,4,rep,name=blocks,proto3" json:"blocks,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FileReplicas) Reset() {
+	*x = FileReplicas{}
+	mi := &file_rpc_pb_cairn_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FileReplicas) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FileReplicas) ProtoMessage() {}
+
+func (x *FileReplicas) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_pb_cairn_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FileReplicas.ProtoReflect.Descriptor instead.
+func (*FileReplicas) Descriptor() ([]byte, []int) {
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *FileReplicas) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *FileReplicas) GetWriting() bool {
+	if x != nil {
+		return x.Writing
+	}
+	return false
+}
+
+func (x *FileReplicas) GetReplication() int32 {
+	if x != nil {
+		return x.Replication
+	}
+	return 0
+}
+
+func (x *FileReplicas) GetBlocks() []*BlockReplicas {
+	if x != nil {
+		return x.Blocks
+	}
+	return nil
+}
+
 type CheckpointRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Dir           string                 `protobuf:"bytes,1,opt,name=dir,proto3" json:"dir,omitempty"`
@@ -2494,7 +2726,7 @@ type CheckpointRequest struct {
 
 func (x *CheckpointRequest) Reset() {
 	*x = CheckpointRequest{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[37]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2506,7 +2738,7 @@ func (x *CheckpointRequest) String() string {
 func (*CheckpointRequest) ProtoMessage() {}
 
 func (x *CheckpointRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[37]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2519,7 +2751,7 @@ func (x *CheckpointRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckpointRequest.ProtoReflect.Descriptor instead.
 func (*CheckpointRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{37}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *CheckpointRequest) GetDir() string {
@@ -2539,7 +2771,7 @@ type Registration struct {
 
 func (x *Registration) Reset() {
 	*x = Registration{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[38]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2551,7 +2783,7 @@ func (x *Registration) String() string {
 func (*Registration) ProtoMessage() {}
 
 func (x *Registration) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[38]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2564,7 +2796,7 @@ func (x *Registration) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Registration.ProtoReflect.Descriptor instead.
 func (*Registration) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{38}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *Registration) GetNode() *Node {
@@ -2590,7 +2822,7 @@ type RegisterReply struct {
 
 func (x *RegisterReply) Reset() {
 	*x = RegisterReply{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[39]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2602,7 +2834,7 @@ func (x *RegisterReply) String() string {
 func (*RegisterReply) ProtoMessage() {}
 
 func (x *RegisterReply) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[39]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2615,7 +2847,7 @@ func (x *RegisterReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterReply.ProtoReflect.Descriptor instead.
 func (*RegisterReply) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{39}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *RegisterReply) GetNamespaceId() string {
@@ -2638,7 +2870,7 @@ type HeartbeatRequest struct {
 
 func (x *HeartbeatRequest) Reset() {
 	*x = HeartbeatRequest{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[40]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2650,7 +2882,7 @@ func (x *HeartbeatRequest) String() string {
 func (*HeartbeatRequest) ProtoMessage() {}
 
 func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[40]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2663,7 +2895,7 @@ func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatRequest.ProtoReflect.Descriptor instead.
 func (*HeartbeatRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{40}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *HeartbeatRequest) GetStorageId() string {
@@ -2713,7 +2945,7 @@ type Command struct {
 
 func (x *Command) Reset() {
 	*x = Command{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[41]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2725,7 +2957,7 @@ func (x *Command) String() string {
 func (*Command) ProtoMessage() {}
 
 func (x *Command) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[41]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2738,7 +2970,7 @@ func (x *Command) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Command.ProtoReflect.Descriptor instead.
 func (*Command) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{41}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *Command) GetKind() int32 {
@@ -2778,7 +3010,7 @@ type HeartbeatReply struct {
 
 func (x *HeartbeatReply) Reset() {
 	*x = HeartbeatReply{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[42]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2790,7 +3022,7 @@ func (x *HeartbeatReply) String() string {
 func (*HeartbeatReply) ProtoMessage() {}
 
 func (x *HeartbeatReply) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[42]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2803,7 +3035,7 @@ func (x *HeartbeatReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatReply.ProtoReflect.Descriptor instead.
 func (*HeartbeatReply) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{42}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *HeartbeatReply) GetCommands() []*Command {
@@ -2823,7 +3055,7 @@ type BlockList struct {
 
 func (x *BlockList) Reset() {
 	*x = BlockList{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[43]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2835,7 +3067,7 @@ func (x *BlockList) String() string {
 func (*BlockList) ProtoMessage() {}
 
 func (x *BlockList) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[43]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2848,7 +3080,7 @@ func (x *BlockList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BlockList.ProtoReflect.Descriptor instead.
 func (*BlockList) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{43}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *BlockList) GetStorageId() string {
@@ -2877,7 +3109,7 @@ type Replica struct {
 
 func (x *Replica) Reset() {
 	*x = Replica{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[44]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2889,7 +3121,7 @@ func (x *Replica) String() string {
 func (*Replica) ProtoMessage() {}
 
 func (x *Replica) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[44]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2902,7 +3134,7 @@ func (x *Replica) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Replica.ProtoReflect.Descriptor instead.
 func (*Replica) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{44}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *Replica) GetBlock() *Block {
@@ -2929,7 +3161,7 @@ type ReplicaList struct {
 
 func (x *ReplicaList) Reset() {
 	*x = ReplicaList{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[45]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2941,7 +3173,7 @@ func (x *ReplicaList) String() string {
 func (*ReplicaList) ProtoMessage() {}
 
 func (x *ReplicaList) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[45]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2954,7 +3186,7 @@ func (x *ReplicaList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaList.ProtoReflect.Descriptor instead.
 func (*ReplicaList) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{45}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *ReplicaList) GetStorageId() string {
@@ -2986,7 +3218,7 @@ type CommitSyncRequest struct {
 
 func (x *CommitSyncRequest) Reset() {
 	*x = CommitSyncRequest{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[46]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2998,7 +3230,7 @@ func (x *CommitSyncRequest) String() string {
 func (*CommitSyncRequest) ProtoMessage() {}
 
 func (x *CommitSyncRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[46]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3011,7 +3243,7 @@ func (x *CommitSyncRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitSyncRequest.ProtoReflect.Descriptor instead.
 func (*CommitSyncRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{46}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *CommitSyncRequest) GetBlock() *Block {
@@ -3081,7 +3313,7 @@ type OpHeader struct {
 
 func (x *OpHeader) Reset() {
 	*x = OpHeader{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[47]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3093,7 +3325,7 @@ func (x *OpHeader) String() string {
 func (*OpHeader) ProtoMessage() {}
 
 func (x *OpHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[47]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3106,7 +3338,7 @@ func (x *OpHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpHeader.ProtoReflect.Descriptor instead.
 func (*OpHeader) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{47}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *OpHeader) GetOp() OpHeader_Op {
@@ -3197,7 +3429,7 @@ type OpReply struct {
 
 func (x *OpReply) Reset() {
 	*x = OpReply{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[48]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3209,7 +3441,7 @@ func (x *OpReply) String() string {
 func (*OpReply) ProtoMessage() {}
 
 func (x *OpReply) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[48]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3222,7 +3454,7 @@ func (x *OpReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpReply.ProtoReflect.Descriptor instead.
 func (*OpReply) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{48}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *OpReply) GetStatus() uint32 {
@@ -3455,9 +3687,27 @@ const file_rpc_pb_cairn_proto_rawDesc = "" +
 	"\x05block\x18\x01 \x01(\v2\x0f.cairn.v1.BlockR\x05block\x12\x1d\n" +
 	"\n" +
 	"storage_id\x18\x02 \x01(\tR\tstorageId\x12\x16\n" +
-	"\x06reason\x18\x03 \x01(\tR\x06reason\"?\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"[\n" +
 	"\vBadReplicas\x120\n" +
-	"\breplicas\x18\x01 \x03(\v2\x14.cairn.v1.BadReplicaR\breplicas\"%\n" +
+	"\breplicas\x18\x01 \x03(\v2\x14.cairn.v1.BadReplicaR\breplicas\x12\x1a\n" +
+	"\breporter\x18\x02 \x01(\tR\breporter\"\xb6\x01\n" +
+	"\vReplicaInfo\x12\"\n" +
+	"\x04node\x18\x01 \x01(\v2\x0e.cairn.v1.NodeR\x04node\x12+\n" +
+	"\areplica\x18\x02 \x01(\v2\x11.cairn.v1.ReplicaR\areplica\x12\x12\n" +
+	"\x04live\x18\x03 \x01(\bR\x04live\x12\x14\n" +
+	"\x05stale\x18\x04 \x01(\bR\x05stale\x12\x12\n" +
+	"\x04good\x18\x05 \x01(\bR\x04good\x12\x18\n" +
+	"\acorrupt\x18\x06 \x01(\tR\acorrupt\"\xb0\x01\n" +
+	"\rBlockReplicas\x12%\n" +
+	"\x05block\x18\x01 \x01(\v2\x0f.cairn.v1.BlockR\x05block\x12\x16\n" +
+	"\x06offset\x18\x02 \x01(\x03R\x06offset\x12-\n" +
+	"\x12under_construction\x18\x03 \x01(\bR\x11underConstruction\x121\n" +
+	"\breplicas\x18\x04 \x03(\v2\x15.cairn.v1.ReplicaInfoR\breplicas\"\x8f\x01\n" +
+	"\fFileReplicas\x12\x12\n" +
+	"\x04size\x18\x01 \x01(\x03R\x04size\x12\x18\n" +
+	"\awriting\x18\x02 \x01(\bR\awriting\x12 \n" +
+	"\vreplication\x18\x03 \x01(\x05R\vreplication\x12/\n" +
+	"\x06blocks\x18\x04 \x03(\v2\x17.cairn.v1.BlockReplicasR\x06blocks\"%\n" +
 	"\x11CheckpointRequest\x12\x10\n" +
 	"\x03dir\x18\x01 \x01(\tR\x03dir\"U\n" +
 	"\fRegistration\x12\"\n" +
@@ -3536,7 +3786,7 @@ const file_rpc_pb_cairn_proto_rawDesc = "" +
 	"\tblock_len\x18\x04 \x01(\x03R\bblockLen\x12$\n" +
 	"\x0efirst_bad_node\x18\x05 \x01(\tR\ffirstBadNode\x12#\n" +
 	"\rreplica_state\x18\x06 \x01(\x05R\freplicaState\x12\x1b\n" +
-	"\tgen_stamp\x18\a \x01(\x04R\bgenStamp2\xe8\r\n" +
+	"\tgen_stamp\x18\a \x01(\x04R\bgenStamp2\xa8\x0e\n" +
 	"\tNamespace\x121\n" +
 	"\x06Mkdirs\x12\x16.cairn.v1.MkdirRequest\x1a\x0f.cairn.v1.Empty\x120\n" +
 	"\x05Mkdir\x12\x16.cairn.v1.MkdirRequest\x1a\x0f.cairn.v1.Empty\x125\n" +
@@ -3571,7 +3821,8 @@ const file_rpc_pb_cairn_proto_rawDesc = "" +
 	"\n" +
 	"Checkpoint\x12\x1b.cairn.v1.CheckpointRequest\x1a\x0f.cairn.v1.Empty\x122\n" +
 	"\x06Unlink\x12\x17.cairn.v1.UnlinkRequest\x1a\x0f.cairn.v1.Empty\x124\n" +
-	"\aRelease\x12\x18.cairn.v1.ReleaseRequest\x1a\x0f.cairn.v1.Empty2\xbb\x03\n" +
+	"\aRelease\x12\x18.cairn.v1.ReleaseRequest\x1a\x0f.cairn.v1.Empty\x12>\n" +
+	"\rReplicaReport\x12\x15.cairn.v1.PathRequest\x1a\x16.cairn.v1.FileReplicas2\xbb\x03\n" +
 	"\bRegistry\x12;\n" +
 	"\bRegister\x12\x16.cairn.v1.Registration\x1a\x17.cairn.v1.RegisterReply\x12A\n" +
 	"\tHeartbeat\x12\x1a.cairn.v1.HeartbeatRequest\x1a\x18.cairn.v1.HeartbeatReply\x125\n" +
@@ -3594,7 +3845,7 @@ func file_rpc_pb_cairn_proto_rawDescGZIP() []byte {
 }
 
 var file_rpc_pb_cairn_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_rpc_pb_cairn_proto_msgTypes = make([]protoimpl.MessageInfo, 49)
+var file_rpc_pb_cairn_proto_msgTypes = make([]protoimpl.MessageInfo, 52)
 var file_rpc_pb_cairn_proto_goTypes = []any{
 	(OpHeader_Op)(0),              // 0: cairn.v1.OpHeader.Op
 	(OpHeader_Stage)(0),           // 1: cairn.v1.OpHeader.Stage
@@ -3635,18 +3886,21 @@ var file_rpc_pb_cairn_proto_goTypes = []any{
 	(*AdditionalNodeRequest)(nil), // 36: cairn.v1.AdditionalNodeRequest
 	(*BadReplica)(nil),            // 37: cairn.v1.BadReplica
 	(*BadReplicas)(nil),           // 38: cairn.v1.BadReplicas
-	(*CheckpointRequest)(nil),     // 39: cairn.v1.CheckpointRequest
-	(*Registration)(nil),          // 40: cairn.v1.Registration
-	(*RegisterReply)(nil),         // 41: cairn.v1.RegisterReply
-	(*HeartbeatRequest)(nil),      // 42: cairn.v1.HeartbeatRequest
-	(*Command)(nil),               // 43: cairn.v1.Command
-	(*HeartbeatReply)(nil),        // 44: cairn.v1.HeartbeatReply
-	(*BlockList)(nil),             // 45: cairn.v1.BlockList
-	(*Replica)(nil),               // 46: cairn.v1.Replica
-	(*ReplicaList)(nil),           // 47: cairn.v1.ReplicaList
-	(*CommitSyncRequest)(nil),     // 48: cairn.v1.CommitSyncRequest
-	(*OpHeader)(nil),              // 49: cairn.v1.OpHeader
-	(*OpReply)(nil),               // 50: cairn.v1.OpReply
+	(*ReplicaInfo)(nil),           // 39: cairn.v1.ReplicaInfo
+	(*BlockReplicas)(nil),         // 40: cairn.v1.BlockReplicas
+	(*FileReplicas)(nil),          // 41: cairn.v1.FileReplicas
+	(*CheckpointRequest)(nil),     // 42: cairn.v1.CheckpointRequest
+	(*Registration)(nil),          // 43: cairn.v1.Registration
+	(*RegisterReply)(nil),         // 44: cairn.v1.RegisterReply
+	(*HeartbeatRequest)(nil),      // 45: cairn.v1.HeartbeatRequest
+	(*Command)(nil),               // 46: cairn.v1.Command
+	(*HeartbeatReply)(nil),        // 47: cairn.v1.HeartbeatReply
+	(*BlockList)(nil),             // 48: cairn.v1.BlockList
+	(*Replica)(nil),               // 49: cairn.v1.Replica
+	(*ReplicaList)(nil),           // 50: cairn.v1.ReplicaList
+	(*CommitSyncRequest)(nil),     // 51: cairn.v1.CommitSyncRequest
+	(*OpHeader)(nil),              // 52: cairn.v1.OpHeader
+	(*OpReply)(nil),               // 53: cairn.v1.OpReply
 }
 var file_rpc_pb_cairn_proto_depIdxs = []int32{
 	3,  // 0: cairn.v1.LocatedBlock.block:type_name -> cairn.v1.Block
@@ -3669,99 +3923,106 @@ var file_rpc_pb_cairn_proto_depIdxs = []int32{
 	4,  // 17: cairn.v1.AdditionalNodeRequest.excluded:type_name -> cairn.v1.Node
 	3,  // 18: cairn.v1.BadReplica.block:type_name -> cairn.v1.Block
 	37, // 19: cairn.v1.BadReplicas.replicas:type_name -> cairn.v1.BadReplica
-	4,  // 20: cairn.v1.Registration.node:type_name -> cairn.v1.Node
-	3,  // 21: cairn.v1.Command.blocks:type_name -> cairn.v1.Block
-	4,  // 22: cairn.v1.Command.targets:type_name -> cairn.v1.Node
-	43, // 23: cairn.v1.HeartbeatReply.commands:type_name -> cairn.v1.Command
-	3,  // 24: cairn.v1.BlockList.blocks:type_name -> cairn.v1.Block
-	3,  // 25: cairn.v1.Replica.block:type_name -> cairn.v1.Block
-	46, // 26: cairn.v1.ReplicaList.replicas:type_name -> cairn.v1.Replica
-	3,  // 27: cairn.v1.CommitSyncRequest.block:type_name -> cairn.v1.Block
-	0,  // 28: cairn.v1.OpHeader.op:type_name -> cairn.v1.OpHeader.Op
-	3,  // 29: cairn.v1.OpHeader.block:type_name -> cairn.v1.Block
-	4,  // 30: cairn.v1.OpHeader.targets:type_name -> cairn.v1.Node
-	1,  // 31: cairn.v1.OpHeader.stage:type_name -> cairn.v1.OpHeader.Stage
-	11, // 32: cairn.v1.Namespace.Mkdirs:input_type -> cairn.v1.MkdirRequest
-	11, // 33: cairn.v1.Namespace.Mkdir:input_type -> cairn.v1.MkdirRequest
-	12, // 34: cairn.v1.Namespace.Create:input_type -> cairn.v1.CreateRequest
-	13, // 35: cairn.v1.Namespace.AddBlock:input_type -> cairn.v1.AddBlockRequest
-	14, // 36: cairn.v1.Namespace.Complete:input_type -> cairn.v1.CompleteRequest
-	8,  // 37: cairn.v1.Namespace.Stat:input_type -> cairn.v1.PathRequest
-	15, // 38: cairn.v1.Namespace.List:input_type -> cairn.v1.ListRequest
-	17, // 39: cairn.v1.Namespace.Rename:input_type -> cairn.v1.RenameRequest
-	18, // 40: cairn.v1.Namespace.Delete:input_type -> cairn.v1.DeleteRequest
-	8,  // 41: cairn.v1.Namespace.BlockLocations:input_type -> cairn.v1.PathRequest
-	2,  // 42: cairn.v1.Namespace.Statfs:input_type -> cairn.v1.Empty
-	2,  // 43: cairn.v1.Namespace.Report:input_type -> cairn.v1.Empty
-	23, // 44: cairn.v1.Namespace.SetAttr:input_type -> cairn.v1.SetAttrRequest
-	24, // 45: cairn.v1.Namespace.Symlink:input_type -> cairn.v1.SymlinkRequest
-	25, // 46: cairn.v1.Namespace.Mknod:input_type -> cairn.v1.MknodRequest
-	26, // 47: cairn.v1.Namespace.SetXattr:input_type -> cairn.v1.XattrRequest
-	26, // 48: cairn.v1.Namespace.GetXattr:input_type -> cairn.v1.XattrRequest
-	8,  // 49: cairn.v1.Namespace.ListXattrs:input_type -> cairn.v1.PathRequest
-	26, // 50: cairn.v1.Namespace.RemoveXattr:input_type -> cairn.v1.XattrRequest
-	8,  // 51: cairn.v1.Namespace.GetContentSummary:input_type -> cairn.v1.PathRequest
-	30, // 52: cairn.v1.Namespace.Append:input_type -> cairn.v1.AppendRequest
-	32, // 53: cairn.v1.Namespace.RenewLease:input_type -> cairn.v1.LeaseRequest
-	33, // 54: cairn.v1.Namespace.AbandonBlock:input_type -> cairn.v1.BlockRequest
-	33, // 55: cairn.v1.Namespace.Fsync:input_type -> cairn.v1.BlockRequest
-	33, // 56: cairn.v1.Namespace.UpdateBlockForPipeline:input_type -> cairn.v1.BlockRequest
-	35, // 57: cairn.v1.Namespace.UpdatePipeline:input_type -> cairn.v1.UpdatePipelineRequest
-	36, // 58: cairn.v1.Namespace.AdditionalNode:input_type -> cairn.v1.AdditionalNodeRequest
-	38, // 59: cairn.v1.Namespace.ReportBadReplicas:input_type -> cairn.v1.BadReplicas
-	39, // 60: cairn.v1.Namespace.Checkpoint:input_type -> cairn.v1.CheckpointRequest
-	9,  // 61: cairn.v1.Namespace.Unlink:input_type -> cairn.v1.UnlinkRequest
-	10, // 62: cairn.v1.Namespace.Release:input_type -> cairn.v1.ReleaseRequest
-	40, // 63: cairn.v1.Registry.Register:input_type -> cairn.v1.Registration
-	42, // 64: cairn.v1.Registry.Heartbeat:input_type -> cairn.v1.HeartbeatRequest
-	47, // 65: cairn.v1.Registry.BlockReport:input_type -> cairn.v1.ReplicaList
-	47, // 66: cairn.v1.Registry.BlocksReceived:input_type -> cairn.v1.ReplicaList
-	45, // 67: cairn.v1.Registry.BlocksDeleted:input_type -> cairn.v1.BlockList
-	48, // 68: cairn.v1.Registry.CommitBlockSynchronization:input_type -> cairn.v1.CommitSyncRequest
-	38, // 69: cairn.v1.Registry.ReportBadReplicas:input_type -> cairn.v1.BadReplicas
-	2,  // 70: cairn.v1.Namespace.Mkdirs:output_type -> cairn.v1.Empty
-	2,  // 71: cairn.v1.Namespace.Mkdir:output_type -> cairn.v1.Empty
-	6,  // 72: cairn.v1.Namespace.Create:output_type -> cairn.v1.FileInfo
-	5,  // 73: cairn.v1.Namespace.AddBlock:output_type -> cairn.v1.LocatedBlock
-	2,  // 74: cairn.v1.Namespace.Complete:output_type -> cairn.v1.Empty
-	6,  // 75: cairn.v1.Namespace.Stat:output_type -> cairn.v1.FileInfo
-	16, // 76: cairn.v1.Namespace.List:output_type -> cairn.v1.ListReply
-	2,  // 77: cairn.v1.Namespace.Rename:output_type -> cairn.v1.Empty
-	2,  // 78: cairn.v1.Namespace.Delete:output_type -> cairn.v1.Empty
-	19, // 79: cairn.v1.Namespace.BlockLocations:output_type -> cairn.v1.FileBlocks
-	20, // 80: cairn.v1.Namespace.Statfs:output_type -> cairn.v1.FsStats
-	22, // 81: cairn.v1.Namespace.Report:output_type -> cairn.v1.ClusterReport
-	6,  // 82: cairn.v1.Namespace.SetAttr:output_type -> cairn.v1.FileInfo
-	2,  // 83: cairn.v1.Namespace.Symlink:output_type -> cairn.v1.Empty
-	2,  // 84: cairn.v1.Namespace.Mknod:output_type -> cairn.v1.Empty
-	2,  // 85: cairn.v1.Namespace.SetXattr:output_type -> cairn.v1.Empty
-	27, // 86: cairn.v1.Namespace.GetXattr:output_type -> cairn.v1.XattrValue
-	28, // 87: cairn.v1.Namespace.ListXattrs:output_type -> cairn.v1.XattrNames
-	2,  // 88: cairn.v1.Namespace.RemoveXattr:output_type -> cairn.v1.Empty
-	29, // 89: cairn.v1.Namespace.GetContentSummary:output_type -> cairn.v1.ContentSummary
-	31, // 90: cairn.v1.Namespace.Append:output_type -> cairn.v1.AppendReply
-	2,  // 91: cairn.v1.Namespace.RenewLease:output_type -> cairn.v1.Empty
-	2,  // 92: cairn.v1.Namespace.AbandonBlock:output_type -> cairn.v1.Empty
-	2,  // 93: cairn.v1.Namespace.Fsync:output_type -> cairn.v1.Empty
-	34, // 94: cairn.v1.Namespace.UpdateBlockForPipeline:output_type -> cairn.v1.GenStampReply
-	2,  // 95: cairn.v1.Namespace.UpdatePipeline:output_type -> cairn.v1.Empty
-	4,  // 96: cairn.v1.Namespace.AdditionalNode:output_type -> cairn.v1.Node
-	2,  // 97: cairn.v1.Namespace.ReportBadReplicas:output_type -> cairn.v1.Empty
-	2,  // 98: cairn.v1.Namespace.Checkpoint:output_type -> cairn.v1.Empty
-	2,  // 99: cairn.v1.Namespace.Unlink:output_type -> cairn.v1.Empty
-	2,  // 100: cairn.v1.Namespace.Release:output_type -> cairn.v1.Empty
-	41, // 101: cairn.v1.Registry.Register:output_type -> cairn.v1.RegisterReply
-	44, // 102: cairn.v1.Registry.Heartbeat:output_type -> cairn.v1.HeartbeatReply
-	2,  // 103: cairn.v1.Registry.BlockReport:output_type -> cairn.v1.Empty
-	2,  // 104: cairn.v1.Registry.BlocksReceived:output_type -> cairn.v1.Empty
-	2,  // 105: cairn.v1.Registry.BlocksDeleted:output_type -> cairn.v1.Empty
-	2,  // 106: cairn.v1.Registry.CommitBlockSynchronization:output_type -> cairn.v1.Empty
-	2,  // 107: cairn.v1.Registry.ReportBadReplicas:output_type -> cairn.v1.Empty
-	70, // [70:108] is the sub-list for method output_type
-	32, // [32:70] is the sub-list for method input_type
-	32, // [32:32] is the sub-list for extension type_name
-	32, // [32:32] is the sub-list for extension extendee
-	0,  // [0:32] is the sub-list for field type_name
+	4,  // 20: cairn.v1.ReplicaInfo.node:type_name -> cairn.v1.Node
+	49, // 21: cairn.v1.ReplicaInfo.replica:type_name -> cairn.v1.Replica
+	3,  // 22: cairn.v1.BlockReplicas.block:type_name -> cairn.v1.Block
+	39, // 23: cairn.v1.BlockReplicas.replicas:type_name -> cairn.v1.ReplicaInfo
+	40, // 24: cairn.v1.FileReplicas.blocks:type_name -> cairn.v1.BlockReplicas
+	4,  // 25: cairn.v1.Registration.node:type_name -> cairn.v1.Node
+	3,  // 26: cairn.v1.Command.blocks:type_name -> cairn.v1.Block
+	4,  // 27: cairn.v1.Command.targets:type_name -> cairn.v1.Node
+	46, // 28: cairn.v1.HeartbeatReply.commands:type_name -> cairn.v1.Command
+	3,  // 29: cairn.v1.BlockList.blocks:type_name -> cairn.v1.Block
+	3,  // 30: cairn.v1.Replica.block:type_name -> cairn.v1.Block
+	49, // 31: cairn.v1.ReplicaList.replicas:type_name -> cairn.v1.Replica
+	3,  // 32: cairn.v1.CommitSyncRequest.block:type_name -> cairn.v1.Block
+	0,  // 33: cairn.v1.OpHeader.op:type_name -> cairn.v1.OpHeader.Op
+	3,  // 34: cairn.v1.OpHeader.block:type_name -> cairn.v1.Block
+	4,  // 35: cairn.v1.OpHeader.targets:type_name -> cairn.v1.Node
+	1,  // 36: cairn.v1.OpHeader.stage:type_name -> cairn.v1.OpHeader.Stage
+	11, // 37: cairn.v1.Namespace.Mkdirs:input_type -> cairn.v1.MkdirRequest
+	11, // 38: cairn.v1.Namespace.Mkdir:input_type -> cairn.v1.MkdirRequest
+	12, // 39: cairn.v1.Namespace.Create:input_type -> cairn.v1.CreateRequest
+	13, // 40: cairn.v1.Namespace.AddBlock:input_type -> cairn.v1.AddBlockRequest
+	14, // 41: cairn.v1.Namespace.Complete:input_type -> cairn.v1.CompleteRequest
+	8,  // 42: cairn.v1.Namespace.Stat:input_type -> cairn.v1.PathRequest
+	15, // 43: cairn.v1.Namespace.List:input_type -> cairn.v1.ListRequest
+	17, // 44: cairn.v1.Namespace.Rename:input_type -> cairn.v1.RenameRequest
+	18, // 45: cairn.v1.Namespace.Delete:input_type -> cairn.v1.DeleteRequest
+	8,  // 46: cairn.v1.Namespace.BlockLocations:input_type -> cairn.v1.PathRequest
+	2,  // 47: cairn.v1.Namespace.Statfs:input_type -> cairn.v1.Empty
+	2,  // 48: cairn.v1.Namespace.Report:input_type -> cairn.v1.Empty
+	23, // 49: cairn.v1.Namespace.SetAttr:input_type -> cairn.v1.SetAttrRequest
+	24, // 50: cairn.v1.Namespace.Symlink:input_type -> cairn.v1.SymlinkRequest
+	25, // 51: cairn.v1.Namespace.Mknod:input_type -> cairn.v1.MknodRequest
+	26, // 52: cairn.v1.Namespace.SetXattr:input_type -> cairn.v1.XattrRequest
+	26, // 53: cairn.v1.Namespace.GetXattr:input_type -> cairn.v1.XattrRequest
+	8,  // 54: cairn.v1.Namespace.ListXattrs:input_type -> cairn.v1.PathRequest
+	26, // 55: cairn.v1.Namespace.RemoveXattr:input_type -> cairn.v1.XattrRequest
+	8,  // 56: cairn.v1.Namespace.GetContentSummary:input_type -> cairn.v1.PathRequest
+	30, // 57: cairn.v1.Namespace.Append:input_type -> cairn.v1.AppendRequest
+	32, // 58: cairn.v1.Namespace.RenewLease:input_type -> cairn.v1.LeaseRequest
+	33, // 59: cairn.v1.Namespace.AbandonBlock:input_type -> cairn.v1.BlockRequest
+	33, // 60: cairn.v1.Namespace.Fsync:input_type -> cairn.v1.BlockRequest
+	33, // 61: cairn.v1.Namespace.UpdateBlockForPipeline:input_type -> cairn.v1.BlockRequest
+	35, // 62: cairn.v1.Namespace.UpdatePipeline:input_type -> cairn.v1.UpdatePipelineRequest
+	36, // 63: cairn.v1.Namespace.AdditionalNode:input_type -> cairn.v1.AdditionalNodeRequest
+	38, // 64: cairn.v1.Namespace.ReportBadReplicas:input_type -> cairn.v1.BadReplicas
+	42, // 65: cairn.v1.Namespace.Checkpoint:input_type -> cairn.v1.CheckpointRequest
+	9,  // 66: cairn.v1.Namespace.Unlink:input_type -> cairn.v1.UnlinkRequest
+	10, // 67: cairn.v1.Namespace.Release:input_type -> cairn.v1.ReleaseRequest
+	8,  // 68: cairn.v1.Namespace.ReplicaReport:input_type -> cairn.v1.PathRequest
+	43, // 69: cairn.v1.Registry.Register:input_type -> cairn.v1.Registration
+	45, // 70: cairn.v1.Registry.Heartbeat:input_type -> cairn.v1.HeartbeatRequest
+	50, // 71: cairn.v1.Registry.BlockReport:input_type -> cairn.v1.ReplicaList
+	50, // 72: cairn.v1.Registry.BlocksReceived:input_type -> cairn.v1.ReplicaList
+	48, // 73: cairn.v1.Registry.BlocksDeleted:input_type -> cairn.v1.BlockList
+	51, // 74: cairn.v1.Registry.CommitBlockSynchronization:input_type -> cairn.v1.CommitSyncRequest
+	38, // 75: cairn.v1.Registry.ReportBadReplicas:input_type -> cairn.v1.BadReplicas
+	2,  // 76: cairn.v1.Namespace.Mkdirs:output_type -> cairn.v1.Empty
+	2,  // 77: cairn.v1.Namespace.Mkdir:output_type -> cairn.v1.Empty
+	6,  // 78: cairn.v1.Namespace.Create:output_type -> cairn.v1.FileInfo
+	5,  // 79: cairn.v1.Namespace.AddBlock:output_type -> cairn.v1.LocatedBlock
+	2,  // 80: cairn.v1.Namespace.Complete:output_type -> cairn.v1.Empty
+	6,  // 81: cairn.v1.Namespace.Stat:output_type -> cairn.v1.FileInfo
+	16, // 82: cairn.v1.Namespace.List:output_type -> cairn.v1.ListReply
+	2,  // 83: cairn.v1.Namespace.Rename:output_type -> cairn.v1.Empty
+	2,  // 84: cairn.v1.Namespace.Delete:output_type -> cairn.v1.Empty
+	19, // 85: cairn.v1.Namespace.BlockLocations:output_type -> cairn.v1.FileBlocks
+	20, // 86: cairn.v1.Namespace.Statfs:output_type -> cairn.v1.FsStats
+	22, // 87: cairn.v1.Namespace.Report:output_type -> cairn.v1.ClusterReport
+	6,  // 88: cairn.v1.Namespace.SetAttr:output_type -> cairn.v1.FileInfo
+	2,  // 89: cairn.v1.Namespace.Symlink:output_type -> cairn.v1.Empty
+	2,  // 90: cairn.v1.Namespace.Mknod:output_type -> cairn.v1.Empty
+	2,  // 91: cairn.v1.Namespace.SetXattr:output_type -> cairn.v1.Empty
+	27, // 92: cairn.v1.Namespace.GetXattr:output_type -> cairn.v1.XattrValue
+	28, // 93: cairn.v1.Namespace.ListXattrs:output_type -> cairn.v1.XattrNames
+	2,  // 94: cairn.v1.Namespace.RemoveXattr:output_type -> cairn.v1.Empty
+	29, // 95: cairn.v1.Namespace.GetContentSummary:output_type -> cairn.v1.ContentSummary
+	31, // 96: cairn.v1.Namespace.Append:output_type -> cairn.v1.AppendReply
+	2,  // 97: cairn.v1.Namespace.RenewLease:output_type -> cairn.v1.Empty
+	2,  // 98: cairn.v1.Namespace.AbandonBlock:output_type -> cairn.v1.Empty
+	2,  // 99: cairn.v1.Namespace.Fsync:output_type -> cairn.v1.Empty
+	34, // 100: cairn.v1.Namespace.UpdateBlockForPipeline:output_type -> cairn.v1.GenStampReply
+	2,  // 101: cairn.v1.Namespace.UpdatePipeline:output_type -> cairn.v1.Empty
+	4,  // 102: cairn.v1.Namespace.AdditionalNode:output_type -> cairn.v1.Node
+	2,  // 103: cairn.v1.Namespace.ReportBadReplicas:output_type -> cairn.v1.Empty
+	2,  // 104: cairn.v1.Namespace.Checkpoint:output_type -> cairn.v1.Empty
+	2,  // 105: cairn.v1.Namespace.Unlink:output_type -> cairn.v1.Empty
+	2,  // 106: cairn.v1.Namespace.Release:output_type -> cairn.v1.Empty
+	41, // 107: cairn.v1.Namespace.ReplicaReport:output_type -> cairn.v1.FileReplicas
+	44, // 108: cairn.v1.Registry.Register:output_type -> cairn.v1.RegisterReply
+	47, // 109: cairn.v1.Registry.Heartbeat:output_type -> cairn.v1.HeartbeatReply
+	2,  // 110: cairn.v1.Registry.BlockReport:output_type -> cairn.v1.Empty
+	2,  // 111: cairn.v1.Registry.BlocksReceived:output_type -> cairn.v1.Empty
+	2,  // 112: cairn.v1.Registry.BlocksDeleted:output_type -> cairn.v1.Empty
+	2,  // 113: cairn.v1.Registry.CommitBlockSynchronization:output_type -> cairn.v1.Empty
+	2,  // 114: cairn.v1.Registry.ReportBadReplicas:output_type -> cairn.v1.Empty
+	76, // [76:115] is the sub-list for method output_type
+	37, // [37:76] is the sub-list for method input_type
+	37, // [37:37] is the sub-list for extension type_name
+	37, // [37:37] is the sub-list for extension extendee
+	0,  // [0:37] is the sub-list for field type_name
 }
 
 func init() { file_rpc_pb_cairn_proto_init() }
@@ -3776,7 +4037,7 @@ func file_rpc_pb_cairn_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rpc_pb_cairn_proto_rawDesc), len(file_rpc_pb_cairn_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   49,
+			NumMessages:   52,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -53,6 +53,7 @@ const (
 	Namespace_Checkpoint_FullMethodName             = "/cairn.v1.Namespace/Checkpoint"
 	Namespace_Unlink_FullMethodName                 = "/cairn.v1.Namespace/Unlink"
 	Namespace_Release_FullMethodName                = "/cairn.v1.Namespace/Release"
+	Namespace_ReplicaReport_FullMethodName          = "/cairn.v1.Namespace/ReplicaReport"
 )
 
 // NamespaceClient is the client API for Namespace service.
@@ -90,6 +91,7 @@ type NamespaceClient interface {
 	Checkpoint(ctx context.Context, in *CheckpointRequest, opts ...grpc.CallOption) (*Empty, error)
 	Unlink(ctx context.Context, in *UnlinkRequest, opts ...grpc.CallOption) (*Empty, error)
 	Release(ctx context.Context, in *ReleaseRequest, opts ...grpc.CallOption) (*Empty, error)
+	ReplicaReport(ctx context.Context, in *PathRequest, opts ...grpc.CallOption) (*FileReplicas, error)
 }
 
 type namespaceClient struct {
@@ -410,6 +412,16 @@ func (c *namespaceClient) Release(ctx context.Context, in *ReleaseRequest, opts 
 	return out, nil
 }
 
+func (c *namespaceClient) ReplicaReport(ctx context.Context, in *PathRequest, opts ...grpc.CallOption) (*FileReplicas, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(FileReplicas)
+	err := c.cc.Invoke(ctx, Namespace_ReplicaReport_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // NamespaceServer is the server API for Namespace service.
 // All implementations must embed UnimplementedNamespaceServer
 // for forward compatibility.
@@ -445,6 +457,7 @@ type NamespaceServer interface {
 	Checkpoint(context.Context, *CheckpointRequest) (*Empty, error)
 	Unlink(context.Context, *UnlinkRequest) (*Empty, error)
 	Release(context.Context, *ReleaseRequest) (*Empty, error)
+	ReplicaReport(context.Context, *PathRequest) (*FileReplicas, error)
 	mustEmbedUnimplementedNamespaceServer()
 }
 
@@ -547,6 +560,9 @@ func (UnimplementedNamespaceServer) Unlink(context.Context, *UnlinkRequest) (*Em
 }
 func (UnimplementedNamespaceServer) Release(context.Context, *ReleaseRequest) (*Empty, error) {
 	return nil, status.Error(codes.Unimplemented, "method Release not implemented")
+}
+func (UnimplementedNamespaceServer) ReplicaReport(context.Context, *PathRequest) (*FileReplicas, error) {
+	return nil, status.Error(codes.Unimplemented, "method ReplicaReport not implemented")
 }
 func (UnimplementedNamespaceServer) mustEmbedUnimplementedNamespaceServer() {}
 func (UnimplementedNamespaceServer) testEmbeddedByValue()                   {}
@@ -1127,6 +1143,24 @@ func _Namespace_Release_Handler(srv interface{}, ctx context.Context, dec func(i
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Namespace_ReplicaReport_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PathRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(NamespaceServer).ReplicaReport(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Namespace_ReplicaReport_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(NamespaceServer).ReplicaReport(ctx, req.(*PathRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Namespace_ServiceDesc is the grpc.ServiceDesc for Namespace service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1257,6 +1291,10 @@ var Namespace_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Release",
 			Handler:    _Namespace_Release_Handler,
+		},
+		{
+			MethodName: "ReplicaReport",
+			Handler:    _Namespace_ReplicaReport_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -1,6 +1,8 @@
 // Package fsck checks the integrity of a subtree of the namespace: for every
-// file, every block and how many live replicas metad knows of, reported in
-// the layout of `hdfs fsck`.
+// file, every block and each replica the blockds report of it, judged
+// against metad's record (stamp, length, state, corruption found), and on
+// demand re-read by its blockd (-verify); reported in the layout of
+// `hdfs fsck`.
 package fsck
 
 import (
@@ -21,34 +23,35 @@ import (
 // Options choose what the report lists beyond its summary.
 type Options struct {
 	Files, Blocks, Locations, Racks bool
+	// OpenForWrite validates and lists files being written too (hdfs
+	// fsck -openforwrite); without it they are only counted.
+	OpenForWrite bool
+	// Verify has every blockd holding a replica re-read it against its
+	// .meta (VERIFY_BLOCK); a replica that fails, or cannot be verified,
+	// does not count.
+	Verify bool
+	// Parallel bounds the replicas verified at once (default 8; at most 2
+	// on one blockd).
+	Parallel int
+	// Progress, when set (a terminal), gets a progress line of -verify,
+	// rewritten in place with \r.
+	Progress io.Writer
 }
 
-// Report is the outcome of a check.
-type Report struct {
-	Path      string
-	Nodes     int
-	Racks     int
-	Dirs      int64
-	Files     int64
-	Symlinks  int64
-	Size      int64
-	Blocks    int64
-	MinRepl   int64 // blocks with at least one live replica
-	OverRepl  int64
-	UnderRepl int64
-	Missing   int64 // blocks with no live replica
-	Corrupt   int64 // blocks with a replica known bad
-	MissingSz int64
-	Replicas  int64 // live replicas counted
-	MissingRp int64 // replicas short of each file's target
-	DefRepl   int
-	Lines     []string // per-file and per-block lines, as the options ask
+// fileCheck is one file to validate with what metad reports of it.
+type fileCheck struct {
+	path string
+	fi   cairn.FileInfo
+	fr   cairn.FileReplicas
+	// unverified: -verify could not have these replicas (block index,
+	// replica index) verified, and why.
+	unverified map[[2]int]string
 }
 
-// Healthy reports whether every block has a live replica.
-func (r *Report) Healthy() bool { return r.Missing == 0 }
-
-// Check walks path (a file or a directory tree).
+// Check walks path (a file or a directory tree): for each file, metad's
+// record of its blocks and every replica reported of them
+// (Namespace.ReplicaReport), judged block by block; with o.Verify, every
+// replica on a live blockd is also re-read by its blockd.
 func Check(ctx context.Context, c *client.Client, path string, o Options) (*Report, error) {
 	cr, err := c.NS.Report(ctx)
 	if err != nil {
@@ -71,6 +74,9 @@ func Check(ctx context.Context, c *client.Client, path string, o Options) (*Repo
 		path string
 		fi   cairn.FileInfo
 	}
+	// The walk first, in the order the report lists, then the checks.
+	var lines []func() // per entry: appends its lines to r.Lines
+	var files []*fileCheck
 	stack := []item{{path, root}}
 	for len(stack) > 0 {
 		it := stack[len(stack)-1]
@@ -79,7 +85,8 @@ func Check(ctx context.Context, c *client.Client, path string, o Options) (*Repo
 		case it.fi.IsDir():
 			r.Dirs++
 			if o.Files {
-				r.Lines = append(r.Lines, fmt.Sprintf("%s <dir>", it.path))
+				p := it.path
+				lines = append(lines, func() { r.Lines = append(r.Lines, fmt.Sprintf("%s <dir>", p)) })
 			}
 			es, err := c.ReadDir(ctx, it.path)
 			if err != nil {
@@ -90,44 +97,96 @@ func Check(ctx context.Context, c *client.Client, path string, o Options) (*Repo
 			}
 		case it.fi.Mode&os.ModeSymlink != 0:
 			r.Symlinks++
+		case !it.fi.Mode.IsRegular():
+			// fifos, sockets, device nodes: metadata only
 		default:
-			if err := r.checkFile(ctx, c, it.path, it.fi, o); err != nil {
+			fr, err := c.NS.ReplicaReport(ctx, it.path)
+			if cairn.KindOf(err) == cairn.KindNotExist {
+				continue // deleted during the walk
+			}
+			if err != nil {
 				return nil, err
 			}
+			if fr.Writing && !o.OpenForWrite {
+				r.OpenFiles++
+				r.OpenSize += fr.Size
+				r.OpenBlocks += int64(len(fr.Blocks))
+				continue
+			}
+			f := &fileCheck{path: it.path, fi: it.fi, fr: fr}
+			files = append(files, f)
+			lines = append(lines, func() { r.checkFile(f, o) })
 		}
+	}
+	if o.Verify {
+		if err := r.verify(ctx, files, o); err != nil {
+			return nil, err
+		}
+	}
+	for _, l := range lines {
+		l()
 	}
 	return r, nil
 }
 
-func (r *Report) checkFile(ctx context.Context, c *client.Client, path string, fi cairn.FileInfo, o Options) error {
-	fb, err := c.NS.BlockLocations(ctx, cairn.FileRef{Path: path})
-	if err != nil {
-		return err
-	}
+// checkFile validates one file's blocks against their replicas.
+func (r *Report) checkFile(f *fileCheck, o Options) {
+	fr := f.fr
 	r.Files++
-	r.Size += fb.Size
-	want := fi.Replication
+	r.Size += fr.Size
+	want := fr.Replication
+	if want == 0 {
+		want = f.fi.Replication
+	}
 	var lines []string
-	var missing, missingSz int64
+	var missing, missingSz, corrupt, corruptSz int64
 	under := false
-	for i, b := range fb.Blocks {
+	for i, b := range fr.Blocks {
 		r.Blocks++
-		live := len(b.Locations)
-		r.Replicas += int64(live)
-		if b.Corrupt > 0 {
-			r.Corrupt++
-			lines = append(lines, fmt.Sprintf("%s: CORRUPT %d replica(s) of block %s", path, b.Corrupt, b.Block))
+		live, bad, unverified := 0, 0, 0
+		for ri, rep := range b.Replicas {
+			if !rep.Live {
+				continue
+			}
+			if why, ok := f.unverified[[2]int{i, ri}]; ok && rep.Corrupt == "" {
+				unverified++
+				lines = append(lines, fmt.Sprintf("%s: could not verify the replica of %s on %s (%s): %s", f.path, b.Block, rep.DataAddr, rep.StorageID, why))
+				continue
+			}
+			switch {
+			case counts(b, rep):
+				live++
+			case rep.Corrupt != "":
+				bad++
+				lines = append(lines, fmt.Sprintf("%s: bad replica of %s on %s (%s), %s len=%d at stamp %d: %s",
+					f.path, b.Block, rep.DataAddr, rep.StorageID, rep.State, rep.Len, rep.GenStamp, rep.Corrupt))
+			}
 		}
+		r.BadReplicas += int64(bad)
+		r.Replicas += int64(live)
 		switch {
+		case live == 0 && (bad > 0 || unverified > 0):
+			corrupt++
+			corruptSz += b.Len
+			why := "every replica is bad"
+			if unverified > 0 {
+				why = fmt.Sprintf("no good replica (%d bad, %d could not be verified)", bad, unverified)
+			}
+			lines = append(lines, fmt.Sprintf("%s: CORRUPT block %s len=%d: %s", f.path, b.Block, b.Len, why))
+		case live == 0 && b.UnderConstruction && b.Len == 0:
+			// Being written, nothing acknowledged yet: nothing is missing.
 		case live == 0:
 			missing++
 			missingSz += b.Len
-			lines = append(lines, fmt.Sprintf("%s: MISSING block %s len=%d", path, b.Block, b.Len))
+			lines = append(lines, fmt.Sprintf("%s: MISSING block %s len=%d", f.path, b.Block, b.Len))
+		case b.UnderConstruction:
+			// Its pipeline settles its replicas: not counted as under- or
+			// over-replicated.
 		case live < want:
 			under = true
 			r.UnderRepl++
 			r.MissingRp += int64(want - live)
-			lines = append(lines, fmt.Sprintf("%s: Under replicated %s. Target Replicas is %d but found %d live replica(s).", path, b.Block, want, live))
+			lines = append(lines, fmt.Sprintf("%s: Under replicated %s. Target Replicas is %d but found %d live replica(s).", f.path, b.Block, want, live))
 		case live > want:
 			r.OverRepl++
 		}
@@ -135,93 +194,74 @@ func (r *Report) checkFile(ctx context.Context, c *client.Client, path string, f
 			r.MinRepl++
 		}
 		if o.Blocks {
-			l := fmt.Sprintf("%d. %s len=%d Live_repl=%d", i, b.Block, b.Len, live)
-			if o.Locations || o.Racks {
-				var locs []string
-				for _, n := range b.Locations {
-					s := fmt.Sprintf("DatanodeInfoWithStorage[%s,%s,DISK]", n.DataAddr, n.StorageID)
-					if o.Racks {
-						s = n.Rack + "/" + s
-					}
-					locs = append(locs, s)
-				}
-				l += " [" + strings.Join(locs, ", ") + "]"
-			}
-			lines = append(lines, l)
+			lines = append(lines, blockLine(i, b, live, o))
 		}
 	}
 	r.Missing += missing
 	r.MissingSz += missingSz
-	if o.Files {
+	r.Corrupt += corrupt
+	r.CorruptSz += corruptSz
+	if missing > 0 || corrupt > 0 {
+		r.CorruptFiles++
+	}
+	if o.Files || (o.OpenForWrite && fr.Writing) {
 		status := "OK"
 		switch {
+		case missing > 0 && corrupt > 0:
+			status = fmt.Sprintf("MISSING %d blocks of total size %d B, CORRUPT %d blocks of total size %d B", missing, missingSz, corrupt, corruptSz)
 		case missing > 0:
 			status = fmt.Sprintf("MISSING %d blocks of total size %d B", missing, missingSz)
+		case corrupt > 0:
+			status = fmt.Sprintf("CORRUPT %d blocks of total size %d B", corrupt, corruptSz)
 		case under:
 			status = "Under replicated"
 		}
 		writing := ""
-		if fb.Writing {
-			writing = " [open for writing]"
+		if fr.Writing {
+			writing = ", OPENFORWRITE"
 		}
-		r.Lines = append(r.Lines, fmt.Sprintf("%s %d bytes, replicated: replication=%d, %d block(s)%s:  %s", path, fb.Size, want, len(fb.Blocks), writing, status))
+		r.Lines = append(r.Lines, fmt.Sprintf("%s %d bytes, replicated: replication=%d, %d block(s)%s:  %s", f.path, fr.Size, want, len(fr.Blocks), writing, status))
 	}
-	if o.Files || o.Blocks || missing > 0 || under {
-		r.Lines = append(r.Lines, lines...)
-	}
-	return nil
+	r.Lines = append(r.Lines, lines...)
 }
 
-func pct(n, of int64) string {
-	if of == 0 {
-		return "0.0 %"
+// counts reports whether replica rep counts as a live copy of block b: a
+// good replica on a live blockd or, for the block being written, any
+// replica there at its stamp or newer that is not marked corrupt.
+func counts(b cairn.BlockReplicas, rep cairn.ReplicaInfo) bool {
+	if !rep.Live || rep.Corrupt != "" {
+		return false
 	}
-	return fmt.Sprintf("%.1f %%", 100*float64(n)/float64(of))
+	return rep.Good || (b.UnderConstruction && rep.GenStamp >= b.GenStamp)
 }
 
-// Write prints the report in hdfs fsck's layout.
-func (r *Report) Write(w io.Writer, who, addr string, started time.Time, took time.Duration) {
-	fmt.Fprintf(w, "Connecting to metad at %s\n", addr)
-	fmt.Fprintf(w, "FSCK started by %s for path %s at %s\n", who, r.Path, started.Format(time.UnixDate))
-	for _, l := range r.Lines {
-		fmt.Fprintln(w, l)
+// blockLine is a block's line of -blocks: "0. blk_1_2 len=5 Live_repl=3",
+// with -locations or -racks each replica (and, for one that does not
+// count, its state).
+func blockLine(i int, b cairn.BlockReplicas, live int, o Options) string {
+	l := fmt.Sprintf("%d. %s len=%d Live_repl=%d", i, b.Block, b.Len, live)
+	if !o.Locations && !o.Racks {
+		return l
 	}
-	status := "HEALTHY"
-	if !r.Healthy() {
-		status = "CORRUPT"
+	var locs []string
+	for _, rep := range b.Replicas {
+		s := fmt.Sprintf("DatanodeInfoWithStorage[%s,%s,DISK]", rep.DataAddr, rep.StorageID)
+		if o.Racks {
+			s = rep.Rack + "/" + s
+		}
+		switch {
+		case !rep.Live:
+			s += "(DEAD)"
+		case rep.Corrupt != "":
+			s += "(CORRUPT)"
+		case rep.State != cairn.ReplicaFinalized || !counts(b, rep):
+			s += fmt.Sprintf("(%s len=%d)", rep.State, rep.Len)
+		case rep.Stale:
+			s += "(STALE_NODE)"
+		}
+		locs = append(locs, s)
 	}
-	avgBlock := int64(0)
-	if r.Blocks > 0 {
-		avgBlock = r.Size / r.Blocks
-	}
-	avgRepl := 0.0
-	if r.Blocks > 0 {
-		avgRepl = float64(r.Replicas) / float64(r.Blocks)
-	}
-	fmt.Fprintf(w, "\nStatus: %s\n", status)
-	fmt.Fprintf(w, " Number of data-nodes:\t%d\n", r.Nodes)
-	fmt.Fprintf(w, " Number of racks:\t\t%d\n", r.Racks)
-	fmt.Fprintf(w, " Total dirs:\t\t\t%d\n", r.Dirs)
-	fmt.Fprintf(w, " Total symlinks:\t\t%d\n", r.Symlinks)
-	fmt.Fprintf(w, "\nReplicated Blocks:\n")
-	fmt.Fprintf(w, " Total size:\t%d B\n", r.Size)
-	fmt.Fprintf(w, " Total files:\t%d\n", r.Files)
-	fmt.Fprintf(w, " Total blocks (validated):\t%d (avg. block size %d B)\n", r.Blocks, avgBlock)
-	if r.Missing > 0 {
-		fmt.Fprintf(w, "  ********************************\n  UNDER MIN REPL'D BLOCKS:\t%d (%s)\n  MISSING BLOCKS:\t%d\n  MISSING SIZE:\t\t%d B\n  ********************************\n",
-			r.Missing, pct(r.Missing, r.Blocks), r.Missing, r.MissingSz)
-	}
-	fmt.Fprintf(w, " Minimally replicated blocks:\t%d (%s)\n", r.MinRepl, pct(r.MinRepl, r.Blocks))
-	fmt.Fprintf(w, " Over-replicated blocks:\t%d (%s)\n", r.OverRepl, pct(r.OverRepl, r.Blocks))
-	fmt.Fprintf(w, " Under-replicated blocks:\t%d (%s)\n", r.UnderRepl, pct(r.UnderRepl, r.Blocks))
-	fmt.Fprintf(w, " Mis-replicated blocks:\t\t0 (0.0 %%)\n")
-	fmt.Fprintf(w, " Default replication factor:\t%d\n", r.DefRepl)
-	fmt.Fprintf(w, " Average block replication:\t%.1f\n", avgRepl)
-	fmt.Fprintf(w, " Missing blocks:\t\t%d\n", r.Missing)
-	fmt.Fprintf(w, " Corrupt blocks:\t\t%d\n", r.Corrupt)
-	fmt.Fprintf(w, " Missing replicas:\t\t%d (%s)\n", r.MissingRp, pct(r.MissingRp, r.Replicas+r.MissingRp))
-	fmt.Fprintf(w, "FSCK ended at %s in %d milliseconds\n\n\n", started.Add(took).Format(time.UnixDate), took.Milliseconds())
-	fmt.Fprintf(w, "The filesystem under path '%s' is %s\n", r.Path, status)
+	return l + " [" + strings.Join(locs, ", ") + "]"
 }
 
 // Main is the `cairn fsck` command: exit 0 healthy, 1 corrupt, 2 usage or
@@ -235,8 +275,13 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fl.BoolVar(&o.Blocks, "blocks", false, "print each block")
 	fl.BoolVar(&o.Locations, "locations", false, "print each block's replicas")
 	fl.BoolVar(&o.Racks, "racks", false, "print each replica's rack")
+	fl.BoolVar(&o.OpenForWrite, "openforwrite", false, "check and list files being written too (OPENFORWRITE)")
+	fl.BoolVar(&o.Verify, "verify", false, "have every blockd re-read its replicas under PATH against their checksums")
+	fl.IntVar(&o.Parallel, "verify-parallel", defaultParallel, "with -verify: replicas verified at once")
 	fl.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: cairn fsck PATH [-files [-blocks [-locations | -racks]]]\n\nChecks every block under PATH has live replicas; exit 0 HEALTHY, 1 CORRUPT.\n\n")
+		fmt.Fprintf(stderr, "Usage: cairn fsck PATH [-files [-blocks [-locations | -racks]]] [-openforwrite] [-verify]\n\n"+
+			"Checks every block under PATH has a live, good replica, each replica against metad's record,\n"+
+			"and with -verify against its checksums; exit 0 HEALTHY, 1 CORRUPT.\n\n")
 		fl.PrintDefaults()
 	}
 	pos, code, ok := daemon.ParseFlags(fl, args, 1, stderr)
@@ -254,8 +299,15 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	defer c.Close()
+	if o.Verify && isTerminal(stdout) {
+		o.Progress = stdout
+	}
 	start := time.Now()
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+	timeout := 10 * time.Minute
+	if o.Verify {
+		timeout = 24 * time.Hour // replicas are read whole, at the blockds' pace
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	rep, err := Check(ctx, c, pos[0], o)
 	if err != nil {

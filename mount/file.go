@@ -124,7 +124,9 @@ func (h *handle) reopen(ctx context.Context, off int64) syscall.Errno {
 	if !h.n.fsys.b.canAppend() {
 		return h.n.fsys.refuse(p, ruleAppendClosed, syscall.EPERM)
 	}
-	w, err := h.n.fsys.b.Append(ctx, p)
+	actx, cancel := mutating(ctx)
+	defer cancel()
+	w, err := h.n.fsys.b.Append(actx, p)
 	if err != nil {
 		return errno(err)
 	}

@@ -37,7 +37,11 @@ type Options struct {
 	// AckTimeout: a pipeline silent this long is taken as failed at its
 	// first blockd (default DefaultAckTimeout).
 	AckTimeout time.Duration
-	Logger     *zap.Logger
+	// Retry says how a call that changes metad's state is made again when
+	// its answer is lost in transport (rpc.RetryInterceptor); metad's
+	// retry cache answers such a call with its first answer.
+	Retry  rpc.RetryPolicy
+	Logger *zap.Logger
 }
 
 // ProcessIdentity is the user and groups this process runs as, by name.
@@ -142,12 +146,18 @@ func Dial(addr string, opts Options) (*Client, error) {
 	if opts.Identity.User == "" {
 		opts.Identity = ProcessIdentity()
 	}
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithUnaryInterceptor(rpc.IdentityInterceptor(opts.Identity)))
-	if err != nil {
-		return nil, fmt.Errorf("client: dial metad %s: %w", addr, err)
-	}
 	if opts.Logger == nil {
 		opts.Logger = zap.NewNop()
+	}
+	retry := opts.Retry
+	if retry.Logger == nil {
+		retry.Logger = opts.Logger
+	}
+	// Identity first: every attempt of a call carries it.
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithChainUnaryInterceptor(rpc.IdentityInterceptor(opts.Identity), rpc.RetryInterceptor(rpc.NewClientID(), retry)))
+	if err != nil {
+		return nil, fmt.Errorf("client: dial metad %s: %w", addr, err)
 	}
 	if opts.AckTimeout <= 0 {
 		opts.AckTimeout = DefaultAckTimeout

@@ -268,3 +268,61 @@ func TestNoSpace(t *testing.T) {
 		t.Fatalf("write with no room anywhere: %v, want a no-space error saying so", err)
 	}
 }
+
+// TestReadAtLostBlock: a read that starts in a good block and goes on into
+// one whose every replica is gone returns the good bytes with an I/O
+// error, never with nil or io.EOF: a short count before the end of the
+// file is a failure the caller must see as one.
+func TestReadAtLostBlock(t *testing.T) {
+	const blockSize = 256 << 10
+	c := startCluster(t, 1, blockSize)
+	cl, err := client.Dial(c.metad, client.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx := context.Background()
+	data := make([]byte, 2*blockSize)
+	for i := range data {
+		data[i] = byte(rand.IntN(256))
+	}
+	w, err := cl.Create(ctx, "/f", 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	r, err := cl.Open(ctx, "/f")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	lost := r.Blocks()[1]
+	removed := 0
+	_ = filepath.WalkDir(c.dirs[0], func(p string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && strings.HasPrefix(d.Name(), fmt.Sprintf("blk_%d", lost.ID)) {
+			if rerr := os.Remove(p); rerr != nil {
+				t.Error(rerr)
+			}
+			removed++
+		}
+		return nil
+	})
+	if removed == 0 {
+		t.Fatalf("no file of %s found to remove", lost.Block)
+	}
+	buf := make([]byte, 64<<10)
+	const off = blockSize - 4096
+	n, err := r.ReadAt(buf, off)
+	if err == nil || errors.Is(err, io.EOF) || !errors.Is(err, cairn.ErrIO) {
+		t.Fatalf("ReadAt(%d bytes at %d) into a lost block = %d, %v; want an I/O error", len(buf), off, n, err)
+	}
+	if n > len(buf) || !bytes.Equal(buf[:n], data[off:off+n]) {
+		t.Errorf("the %d bytes before the error differ from those written", n)
+	}
+	t.Logf("ReadAt across the boundary: %d bytes, %v", n, err)
+}

@@ -87,9 +87,14 @@ func (r *Reader) refresh(force bool) (bool, error) {
 	return grew, nil
 }
 
-// ReadAt implements io.ReaderAt. A read at or past the end the reader knows
-// asks metad whether the file has grown, so a file being written can be
-// followed (tail -f).
+// ReadAt implements io.ReaderAt. It returns len(p) bytes, or fewer only
+// with an error: io.EOF when the read reached the end of the file, and
+// any other error when it failed before that (a block no replica could
+// serve, metad unreachable); the bytes before such an error are good, but
+// the read as a whole failed, and a caller that must not hand out a short
+// count (the mount) reports the error. A read at or past the end the
+// reader knows asks metad whether the file has grown, so a file being
+// written can be followed (tail -f).
 func (r *Reader) ReadAt(p []byte, off int64) (int, error) {
 	if off < 0 {
 		return 0, cairn.E("client.ReadAt", cairn.KindInvalid, r.path, "negative offset")

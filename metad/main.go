@@ -47,6 +47,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	ckptDir := fl.String("checkpoint-dir", "", "write a checkpoint into this directory periodically (off when empty)")
 	ckptEvery := fl.Duration("checkpoint-interval", DefaultCheckpointInterval, "time between periodic checkpoints")
 	ckptKeep := fl.Int("checkpoint-keep", DefaultCheckpointKeep, "how many periodic checkpoints to keep")
+	retrySize := fl.Int("retry-cache-size", DefaultRetryCacheSize, "answers of mutating calls kept to answer a call made again after its answer was lost")
+	retryExpiry := fl.Duration("retry-cache-expiry", DefaultRetryCacheExpiry, "how long the retry cache keeps an answer")
 	addrFile := fl.String("addr-file", "", "write the bound addresses as JSON to this file once serving")
 	debug := fl.Bool("debug", false, "log at debug level")
 	fl.Usage = func() {
@@ -80,6 +82,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		Dir: *dir, Replication: *repl, BlockSize: *blockSize, DeadAfter: *deadAfter, StaleAfter: *staleAfter, Heartbeat: *heartbeat, Logger: log,
 		NoPermissions: !*perms, Supergroup: *supergroup, LeaseSoft: *soft, LeaseHard: *hard, CacheSize: *cache,
 		CheckpointDir: *ckptDir, CheckpointInterval: *ckptEvery, CheckpointKeep: *ckptKeep,
+		RetryCacheSize: *retrySize, RetryCacheExpiry: *retryExpiry,
 	}); err != nil {
 		log.Error("metad stopped", zap.Error(err))
 		fmt.Fprintf(stderr, "cairn metad: %v\n", err)
@@ -146,7 +149,8 @@ func serve(ctx context.Context, log *zap.Logger, dir string, format, force bool,
 	if err != nil {
 		return err
 	}
-	srv := grpc.NewServer(grpc.MaxRecvMsgSize(64<<20), grpc.ChainUnaryInterceptor(rpc.ServerIdentity, markRemote),
+	rc := newRetryCache(m.cfg.RetryCacheSize, m.cfg.RetryCacheExpiry, m.clock.Now, log.Named("retrycache"))
+	srv := grpc.NewServer(grpc.MaxRecvMsgSize(64<<20), grpc.ChainUnaryInterceptor(rpc.ServerIdentity, markRemote, rc.intercept),
 		grpc.NumStreamWorkers(uint32(4*runtime.GOMAXPROCS(0))))
 	rpc.RegisterNamespace(srv, m)
 	rpc.RegisterRegistry(srv, m)

@@ -60,6 +60,10 @@ type Config struct {
 	CheckpointDir      string
 	CheckpointInterval time.Duration
 	CheckpointKeep     int
+	// RetryCacheSize bounds how many answers the retry cache keeps, each
+	// for RetryCacheExpiry (retrycache.go).
+	RetryCacheSize   int
+	RetryCacheExpiry time.Duration
 }
 
 // Default lease limits, HDFS's.

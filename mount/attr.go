@@ -102,7 +102,9 @@ func (n *node) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn,
 		if !ok {
 			return syscall.ENOENT
 		}
-		nfi, err := n.fsys.b.SetAttr(ctx, p, a)
+		mctx, cancel := mutating(ctx)
+		defer cancel()
+		nfi, err := n.fsys.b.SetAttr(mctx, p, a)
 		if err != nil {
 			return errno(err)
 		}
@@ -168,6 +170,8 @@ func (n *node) Symlink(ctx context.Context, target, name string, out *fuse.Entry
 	if e != 0 {
 		return nil, e
 	}
+	ctx, cancel := mutating(ctx)
+	defer cancel()
 	if err := n.fsys.b.Symlink(ctx, target, p); err != nil {
 		return nil, errno(err)
 	}
@@ -203,6 +207,8 @@ func (n *node) Mknod(ctx context.Context, name string, mode uint32, dev uint32, 
 	default:
 		return nil, syscall.EINVAL
 	}
+	ctx, cancel := mutating(ctx)
+	defer cancel()
 	if err := n.fsys.b.Mknod(ctx, p, m); err != nil {
 		return nil, errno(err)
 	}

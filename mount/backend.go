@@ -64,6 +64,10 @@ type FileWriter interface {
 
 // FileReader reads a file at any offset.
 type FileReader interface {
+	// ReadAt reads len(p) bytes at off, as io.ReaderAt: fewer only with
+	// io.EOF, when the read reached the end of the file, or with another
+	// error, when it failed (the bytes before it are good, but the read
+	// is not).
 	ReadAt(p []byte, off int64) (int, error)
 	// Size is the file's length when it was opened.
 	Size() int64

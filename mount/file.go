@@ -124,7 +124,9 @@ func (h *handle) reopen(ctx context.Context, off int64) syscall.Errno {
 	if !h.n.fsys.b.canAppend() {
 		return h.n.fsys.refuse(p, ruleAppendClosed, syscall.EPERM)
 	}
-	w, err := h.n.fsys.b.Append(ctx, p)
+	actx, cancel := mutating(ctx)
+	defer cancel()
+	w, err := h.n.fsys.b.Append(actx, p)
 	if err != nil {
 		return errno(err)
 	}
@@ -284,14 +286,18 @@ func (h *handle) Fsync(ctx context.Context, flags uint32) syscall.Errno {
 
 var _ = (fs.FileReader)((*handle)(nil))
 
-// Read reads at off. What this mount's own writer of the file has
-// accepted (and stat(2) shows) may not be readable from the backend yet:
-// a read that ends short of it, or fails, has the writer flush those
-// bytes (or waits for its close) and reads again, as the kernel, told the
-// file is that long, would fill a short read with zeros. A read that
-// fails is tried once more with a reader opened now: one opened before
-// the file was reopened to append holds generation stamps the append
-// replaced.
+// Read reads at off. It returns every byte asked for up to the end of
+// the file, or an error: never a short count before the end, which the
+// kernel (and the program) would take for the end of the file. Bytes read
+// before a failure are dropped with it.
+//
+// What this mount's own writer of the file has accepted (and stat(2)
+// shows) may not be readable from the backend yet: a read that ends short
+// of it, or fails, has the writer flush those bytes (or waits for its
+// close) and reads again, as the kernel, told the file is that long,
+// would fill a short read with zeros. A read that fails is tried once
+// more with a reader opened now: one opened before the file was reopened
+// to append holds generation stamps the append replaced.
 func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
 	r, e := h.reader(ctx, off, len(dest))
 	if e != 0 {
@@ -299,7 +305,7 @@ func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadRes
 	}
 	defer h.doneReading(r)
 	n, err := r.ReadAt(dest, off)
-	if bad := failed(n, err); bad || n < len(dest) {
+	if bad := failed(err); bad || n < len(dest) {
 		flushed := h.n.flushWriter(off + int64(n))
 		if bad || flushed {
 			if nr, e := h.renewReader(ctx, r); e == 0 {
@@ -310,15 +316,19 @@ func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadRes
 			}
 		}
 	}
-	if failed(n, err) {
+	if failed(err) {
+		h.n.fsys.log.Warn("read failed", zap.String("path", h.n.logPath()), zap.Int64("offset", off),
+			zap.Int("size", len(dest)), zap.Int("read_before_failure", n), zap.Error(err))
 		return nil, errno(err)
 	}
 	return fuse.ReadResultData(dest[:n]), 0
 }
 
-// failed reports whether a read that returned n bytes and err failed.
-func failed(n int, err error) bool {
-	return err != nil && !errors.Is(err, io.EOF) && n == 0
+// failed reports whether a read failed: a FileReader returns fewer bytes
+// than asked with io.EOF at the end of the file, with another error when
+// it failed, however many bytes came before.
+func failed(err error) bool {
+	return err != nil && !errors.Is(err, io.EOF)
 }
 
 // renewReader returns a reader newer than old for a read, opening one

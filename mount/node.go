@@ -380,6 +380,8 @@ func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.En
 	if e != 0 {
 		return nil, e
 	}
+	ctx, cancel := mutating(ctx)
+	defer cancel()
 	if err := n.fsys.b.Mkdir(ctx, p, os.FileMode(mode&0o777)); err != nil {
 		return nil, errno(err)
 	}
@@ -403,6 +405,8 @@ func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint3
 	if e != 0 {
 		return nil, nil, 0, e
 	}
+	ctx, cancel := mutating(ctx)
+	defer cancel()
 	w, err := n.fsys.b.Create(ctx, p, os.FileMode(mode&0o777))
 	if cairn.KindOf(err) == cairn.KindExist && flags&syscall.O_EXCL == 0 {
 		in, e := n.Lookup(ctx, name, out)
@@ -480,6 +484,8 @@ func (n *node) Unlink(ctx context.Context, name string) syscall.Errno {
 	if n.fsys.readOnly {
 		return syscall.EROFS
 	}
+	ctx, cancel := mutating(ctx)
+	defer cancel()
 	if ch := n.GetChild(name); ch != nil {
 		if c, ok := ch.Operations().(*node); ok {
 			c.mu.Lock()
@@ -533,6 +539,8 @@ func (n *node) remove(ctx context.Context, name string) syscall.Errno {
 	if e != 0 {
 		return e
 	}
+	ctx, cancel := mutating(ctx)
+	defer cancel()
 	return errno(n.fsys.b.Delete(ctx, p, false))
 }
 
@@ -581,6 +589,8 @@ func (n *node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedd
 			return errno(err)
 		}
 	}
+	ctx, cancel := mutating(ctx)
+	defer cancel()
 	return errno(n.fsys.b.Rename(ctx, src, dst))
 }
 

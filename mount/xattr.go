@@ -105,6 +105,8 @@ func (n *node) Setxattr(ctx context.Context, name string, value []byte, flags ui
 	if flags&unix.XATTR_REPLACE != 0 {
 		f |= cairn.XattrReplace
 	}
+	ctx, cancel := mutating(ctx)
+	defer cancel()
 	return xattrErrno(n.fsys.b.SetXattr(ctx, p, name, value, f))
 }
 
@@ -121,5 +123,7 @@ func (n *node) Removexattr(ctx context.Context, name string) syscall.Errno {
 	if !strings.HasPrefix(name, xattrUser) {
 		return n.fsys.refuse(p, ruleXattrNS, syscall.ENOTSUP)
 	}
+	ctx, cancel := mutating(ctx)
+	defer cancel()
 	return xattrErrno(n.fsys.b.RemoveXattr(ctx, p, name))
 }

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -73,8 +74,16 @@ func TestScannerAndVerifyFindAFlippedByte(t *testing.T) {
 	if n := strings.Count(out.Stdout, ": checksum mismatch"); n != 1 {
 		t.Errorf("verify reports %d bad replicas, want 1:\n%s", n, out.Stdout)
 	}
-	if out := cluster.Exec(t, bin, "blockd", "verify", "--data", dir, "--block", fmt.Sprint(fb.Blocks[0].ID)); out.Code != 0 {
-		t.Errorf("verify --block of a good replica: exit %d\n%s%s", out.Code, out.Stdout, out.Stderr)
+	// Another block the victim holds (with four blockds it holds three
+	// replicas of every four).
+	for _, other := range fb.Blocks {
+		if other.ID == blk.ID || !slices.ContainsFunc(other.Locations, func(n cairn.Node) bool { return n.StorageID == victim.StorageID }) {
+			continue
+		}
+		if out := cluster.Exec(t, bin, "blockd", "verify", "--data", dir, "--block", fmt.Sprint(other.ID)); out.Code != 0 {
+			t.Errorf("verify --block of a good replica: exit %d\n%s%s", out.Code, out.Stdout, out.Stderr)
+		}
+		break
 	}
 
 	// Nothing has read the replica since: only the scanner can find it.

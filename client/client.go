@@ -34,10 +34,17 @@ type Options struct {
 	// Identity is who calls metad when a call's context names no one
 	// (cairn.WithIdentity); default: the user and groups of this process.
 	Identity cairn.Identity
-	// AckTimeout: a pipeline silent this long is taken as failed at its
-	// first blockd (default DefaultAckTimeout).
-	AckTimeout time.Duration
-	Logger     *zap.Logger
+	// AckTimeout bounds the wait for a pipeline's acks, and SetupTimeout
+	// the connection to a blockd and a pipeline's setup: the wait of the
+	// node nearest a silent one, grown by an extension per node between
+	// (defaults DefaultAckTimeout, DefaultSetupTimeout).
+	AckTimeout   time.Duration
+	SetupTimeout time.Duration
+	// ReadTimeout bounds connecting to a replica to read and its first
+	// answer; then the reader moves on to the next replica (default
+	// DefaultReadTimeout).
+	ReadTimeout time.Duration
+	Logger      *zap.Logger
 }
 
 // ProcessIdentity is the user and groups this process runs as, by name.
@@ -151,6 +158,12 @@ func Dial(addr string, opts Options) (*Client, error) {
 	}
 	if opts.AckTimeout <= 0 {
 		opts.AckTimeout = DefaultAckTimeout
+	}
+	if opts.SetupTimeout <= 0 {
+		opts.SetupTimeout = DefaultSetupTimeout
+	}
+	if opts.ReadTimeout <= 0 {
+		opts.ReadTimeout = DefaultReadTimeout
 	}
 	if opts.Name == "" {
 		host, _ := os.Hostname()

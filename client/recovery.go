@@ -17,9 +17,16 @@ import (
 // new blocks and added nodes (HDFS's excluded-nodes cache expiry).
 const excludeFor = 10 * time.Minute
 
-// refillRetry is how long a writer whose pipeline is short of a node waits
-// before asking for one again.
-const refillRetry = 5 * time.Second
+// A writer whose pipeline is short of a node asks for one again after
+// refillFirst, doubling the wait after each failed try up to refillMax.
+const (
+	refillFirst = 500 * time.Millisecond
+	refillMax   = 10 * time.Second
+)
+
+// addTries is how many blockds one recovery tries to add, one after the
+// other, when bringing one up to date fails.
+const addTries = 3
 
 // exclusion is a blockd that failed this writer, until when it is avoided,
 // and whether it hung (answered nothing in time) rather than refused.
@@ -181,8 +188,10 @@ func (w *Writer) recoverWith(cause error, extra []packet, node *cairn.Node) erro
 	}
 	if node != nil || w.replaceNode() {
 		w.refillAt = time.Time{}
-		if !w.addNode(ctx, gs, acked, node) {
-			w.refillAt = time.Now().Add(refillRetry)
+		if w.addNode(ctx, gs, acked, node) {
+			w.refillWait = 0
+		} else {
+			w.refillLater()
 		}
 	}
 	for {
@@ -200,7 +209,7 @@ func (w *Writer) recoverWith(cause error, extra []packet, node *cairn.Node) erro
 		w.dropNode(badSetup, err)
 	}
 	if w.refillAt.IsZero() && w.replaceNode() {
-		w.refillAt = time.Now().Add(refillRetry)
+		w.refillLater()
 	}
 	w.lb.GenStamp = gs
 	w.stage = stageRecovery
@@ -225,20 +234,26 @@ func (w *Writer) recoverWith(cause error, extra []packet, node *cairn.Node) erro
 	return nil
 }
 
+// refillLater schedules the next try to add a node, backing off.
+func (w *Writer) refillLater() {
+	w.refillWait = min(max(2*w.refillWait, refillFirst), refillMax)
+	w.refillAt = time.Now().Add(w.refillWait)
+}
+
 // refill tries again to add a node to a pipeline short of one: once metad
 // offers a blockd, the pipeline is drained and rebuilt with it. Without
-// one it tries again after refillRetry.
+// one it tries again later (refillLater).
 func (w *Writer) refill() error {
 	w.refillAt = time.Time{}
 	if !w.replaceNode() {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), rpcTimeout)
-	n, err := w.pickNode(ctx)
+	n, err := w.pickNode(ctx, nil)
 	cancel()
 	if err != nil {
 		w.c.log.Info("still no blockd to add to the pipeline", zap.String("path", w.path), zap.Error(err))
-		w.refillAt = time.Now().Add(refillRetry)
+		w.refillLater()
 		return nil
 	}
 	if err := w.waitAcked(); err != nil {
@@ -251,12 +266,13 @@ func (w *Writer) refill() error {
 }
 
 // pickNode asks metad for a blockd to add to the pipeline, avoiding those
-// that failed this writer; when there is none, only those that hung.
-func (w *Writer) pickNode(ctx context.Context) (cairn.Node, error) {
-	excl := w.exclusions(true)
+// that failed this writer and those tried already; when there is none,
+// avoiding only those that hung and those tried.
+func (w *Writer) pickNode(ctx context.Context, tried []cairn.Node) (cairn.Node, error) {
+	excl := append(w.exclusions(true), tried...)
 	n, err := w.c.NS.AdditionalNode(ctx, w.ref(), w.lb.Block, w.lb.Locations, excl)
 	if cairn.KindOf(err) == cairn.KindNoSpace {
-		if fewer := w.exclusions(false); len(fewer) < len(excl) {
+		if fewer := append(w.exclusions(false), tried...); len(fewer) < len(excl) {
 			n, err = w.c.NS.AdditionalNode(ctx, w.ref(), w.lb.Block, w.lb.Locations, fewer)
 		}
 	}
@@ -267,19 +283,33 @@ func (w *Writer) pickNode(ctx context.Context) (cairn.Node, error) {
 // metad picks) and adds it to the pipeline. Failing that, writing goes on
 // without it, and it reports false.
 func (w *Writer) addNode(ctx context.Context, gs cairn.GenStamp, acked int64, n *cairn.Node) bool {
-	if n == nil {
-		picked, err := w.pickNode(ctx)
-		if err != nil {
-			w.c.log.Info("no blockd to add to the pipeline", zap.String("path", w.path), zap.Error(err))
-			return false
+	var tried []cairn.Node
+	for range addTries {
+		if n == nil {
+			picked, err := w.pickNode(ctx, tried)
+			if err != nil {
+				w.c.log.Info("no blockd to add to the pipeline", zap.String("path", w.path), zap.Error(err))
+				return false
+			}
+			n = &picked
 		}
-		n = &picked
+		if w.bringUp(gs, acked, *n) {
+			return true
+		}
+		tried = append(tried, *n)
+		n = nil
 	}
+	return false
+}
+
+// bringUp has a survivor copy the acknowledged bytes to n and adds n to
+// the pipeline.
+func (w *Writer) bringUp(gs cairn.GenStamp, acked int64, n cairn.Node) bool {
 	var errs []error
 	for _, src := range w.lb.Locations {
-		err := transfer(w.lb.Block, src, *n, gs, acked, w.chunk, w.c.opts.Name, w.to)
+		err := transfer(w.lb.Block, src, n, gs, acked, w.chunk, w.c.opts.Name, w.to)
 		if err == nil {
-			w.lb.Locations = append(w.lb.Locations, *n)
+			w.lb.Locations = append(w.lb.Locations, n)
 			w.c.log.Info("added a blockd to the pipeline", zap.String("path", w.path), zap.Stringer("block", w.lb.Block),
 				zap.String("blockd", n.DataAddr), zap.String("from", src.DataAddr), zap.Int64("bytes", acked))
 			return true
@@ -288,7 +318,7 @@ func (w *Writer) addNode(ctx context.Context, gs cairn.GenStamp, acked int64, n 
 	}
 	err := errors.Join(errs...)
 	w.c.log.Warn("could not bring a new blockd up to date", zap.String("blockd", n.DataAddr), zap.Error(err))
-	w.exclude(*n, false)
+	w.exclude(n, false)
 	return false
 }
 

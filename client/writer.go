@@ -57,12 +57,13 @@ type Writer struct {
 	// failures why; flushed (hflush, hsync) and appended make a lost node
 	// worth replacing (replaceNode); refillAt is when to try again to add
 	// a node to a pipeline that is short of one.
-	acked    int64
-	dropped  []cairn.Node
-	failures []failure
-	flushed  bool
-	appended bool
-	refillAt time.Time
+	acked      int64
+	dropped    []cairn.Node
+	failures   []failure
+	flushed    bool
+	appended   bool
+	refillAt   time.Time
+	refillWait time.Duration
 
 	size     int64 // bytes accepted by Write
 	err      error // sticky: the first failure
@@ -215,7 +216,7 @@ func (w *Writer) endBlock() error {
 	b.Len = w.sent
 	w.prev = &b
 	w.lb, w.sent, w.stage = nil, 0, stageCreate
-	w.acked, w.dropped, w.failures, w.flushed, w.appended, w.refillAt = 0, nil, nil, false, false, time.Time{}
+	w.acked, w.dropped, w.failures, w.flushed, w.appended, w.refillAt, w.refillWait = 0, nil, nil, false, false, time.Time{}, 0
 	return nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"syscall"
 	"time"
 
 	"go.uber.org/zap"
@@ -95,6 +96,13 @@ func (d *Blockd) receive(c net.Conn, br *bufio.Reader, bw *bufio.Writer, h *pb.O
 	switch h.Stage {
 	case pb.OpHeader_CREATE, pb.OpHeader_COPY:
 		rw, err = d.store.Create(blk, chunk)
+		if h.Stage == pb.OpHeader_COPY && cairn.KindOf(err) == cairn.KindExist {
+			// A replica of an older stamp, left by a pipeline this node
+			// dropped out of: the copy that brings it back replaces it.
+			if derr := d.store.Delete(cairn.Block{ID: blk.ID, GenStamp: blk.GenStamp - 1}); derr == nil {
+				rw, err = d.store.Create(blk, chunk)
+			}
+		}
 	case pb.OpHeader_APPEND, pb.OpHeader_RECOVERY:
 		rw, err = d.store.Reopen(blk, h.KeepLen)
 		if err == nil && rw.ChunkSize() != chunk {
@@ -121,6 +129,7 @@ func (d *Blockd) receive(c net.Conn, br *bufio.Reader, bw *bufio.Writer, h *pb.O
 	var down net.Conn
 	var downR *bufio.Reader
 	var downW *bufio.Writer
+	setupWait, ackWait := hopTimeouts(h, d.cfg.AckTimeout)
 	if len(h.Targets) > 0 {
 		next := rpc.FromPBNode(h.Targets[0])
 		down, err = net.DialTimeout("tcp", next.DataAddr, dialTimeout)
@@ -128,13 +137,14 @@ func (d *Blockd) receive(c net.Conn, br *bufio.Reader, bw *bufio.Writer, h *pb.O
 			defer down.Close()
 			downR, downW = xfer.NewBufferedReader(down), xfer.NewBufferedWriter(down)
 			err = xfer.WriteOp(downW, &pb.OpHeader{Op: pb.OpHeader_WRITE_BLOCK, Block: h.Block, Targets: h.Targets[1:], ChunkSize: h.ChunkSize,
-				Client: h.Client, Stage: h.Stage, KeepLen: h.KeepLen})
+				Client: h.Client, Stage: h.Stage, KeepLen: h.KeepLen,
+				SetupTimeoutMs: h.SetupTimeoutMs, AckTimeoutMs: h.AckTimeoutMs, TimeoutExtensionMs: h.TimeoutExtensionMs})
 			if err == nil {
 				err = downW.Flush()
 			}
 			var rep *pb.OpReply
 			if err == nil {
-				_ = down.SetReadDeadline(time.Now().Add(setupTimeout))
+				_ = down.SetReadDeadline(time.Now().Add(setupWait))
 				rep, err = xfer.ReadReply(downR)
 				_ = down.SetReadDeadline(time.Time{})
 			}
@@ -161,7 +171,7 @@ func (d *Blockd) receive(c net.Conn, br *bufio.Reader, bw *bufio.Writer, h *pb.O
 	responderDone := make(chan struct{})
 	go func() {
 		defer close(responderDone)
-		d.respond(bw, downR, down, results)
+		d.respond(bw, downR, down, ackWait, results)
 	}()
 	upstreamGone := false
 	defer func() {
@@ -201,7 +211,7 @@ func (d *Blockd) receive(c net.Conn, br *bufio.Reader, bw *bufio.Writer, h *pb.O
 			if err := rw.Write(p.Offset, p.Data, p.Sums); err != nil {
 				log.Error("store packet", zap.Error(err))
 				d.diskError(blk, err)
-				status = xfer.StatusError
+				status = errStatus(err)
 			}
 		}
 		switch {
@@ -212,7 +222,7 @@ func (d *Blockd) receive(c net.Conn, br *bufio.Reader, bw *bufio.Writer, h *pb.O
 			if err != nil {
 				log.Error("finalize replica", zap.Error(err))
 				d.diskError(blk, err)
-				status = xfer.StatusError
+				status = errStatus(err)
 			} else {
 				finalized = true
 				log.Debug("replica finalized", zap.Int64("len", fin.Len))
@@ -223,7 +233,7 @@ func (d *Blockd) receive(c net.Conn, br *bufio.Reader, bw *bufio.Writer, h *pb.O
 			if err := rw.Sync(); err != nil {
 				log.Error("sync replica", zap.Error(err))
 				d.diskError(blk, err)
-				status = xfer.StatusError
+				status = errStatus(err)
 			}
 		}
 		results <- localResult{seq: p.Seq, status: status, last: p.Last()}
@@ -235,7 +245,7 @@ func (d *Blockd) receive(c net.Conn, br *bufio.Reader, bw *bufio.Writer, h *pb.O
 
 // respond sends one ack upstream per packet, in order, combining this node's
 // result with the ack of the node downstream.
-func (d *Blockd) respond(bw *bufio.Writer, downR *bufio.Reader, downConn net.Conn, results <-chan localResult) {
+func (d *Blockd) respond(bw *bufio.Writer, downR *bufio.Reader, downConn net.Conn, ackWait time.Duration, results <-chan localResult) {
 	hasDown := downConn != nil
 	downOK := hasDown
 	for r := range results {
@@ -245,12 +255,12 @@ func (d *Blockd) respond(bw *bufio.Writer, downR *bufio.Reader, downConn net.Con
 			case !downOK || r.status != xfer.StatusOK:
 				st = append(st, xfer.StatusError)
 			default:
-				a, err := d.readAck(downR, downConn)
+				a, err := readAck(downR, downConn, ackWait)
 				switch {
 				case err != nil:
 					d.log.Warn("pipeline: ack from downstream", zap.Error(err))
 					downOK = false
-					st = append(st, xfer.StatusError)
+					st = append(st, downStatus(err))
 				case a.Seq != r.seq:
 					d.log.Warn("pipeline: ack out of order", zap.Uint64("got", a.Seq), zap.Uint64("want", r.seq))
 					downOK = false
@@ -275,11 +285,46 @@ func (d *Blockd) respond(bw *bufio.Writer, downR *bufio.Reader, downConn net.Con
 // a packet before it counts that node as failed: a stalled node is dropped.
 const DefaultAckTimeout = 60 * time.Second
 
-func (d *Blockd) readAck(r *bufio.Reader, c net.Conn) (*xfer.Ack, error) {
-	if err := c.SetReadDeadline(time.Now().Add(d.cfg.AckTimeout)); err != nil {
+func readAck(r *bufio.Reader, c net.Conn, wait time.Duration) (*xfer.Ack, error) {
+	if err := c.SetReadDeadline(time.Now().Add(wait)); err != nil {
 		return nil, err
 	}
 	return xfer.ReadAck(r)
+}
+
+// hopTimeouts are how long this node waits for the next one's setup reply
+// and for each of its acks: the writer's timeouts carried in h, grown by
+// one extension per node after the next (xfer.HopTimeout), else
+// setupTimeout and the --ack-timeout flag.
+func hopTimeouts(h *pb.OpHeader, ackDefault time.Duration) (setup, ack time.Duration) {
+	setup, ack = setupTimeout, ackDefault
+	ext := time.Duration(h.TimeoutExtensionMs) * time.Millisecond
+	if h.SetupTimeoutMs > 0 {
+		setup = xfer.HopTimeout(time.Duration(h.SetupTimeoutMs)*time.Millisecond, ext, len(h.Targets))
+	}
+	if h.AckTimeoutMs > 0 {
+		ack = xfer.HopTimeout(time.Duration(h.AckTimeoutMs)*time.Millisecond, ext, len(h.Targets))
+	}
+	return setup, ack
+}
+
+// downStatus is the ack status of a next node whose ack did not come:
+// StatusTimeout when it answered nothing in time (it may be hung).
+func downStatus(err error) uint8 {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return xfer.StatusTimeout
+	}
+	return xfer.StatusError
+}
+
+// errStatus is the ack status of a failure to store a packet: a full disk
+// says so, so the writer can report ENOSPC rather than an I/O error.
+func errStatus(err error) uint8 {
+	if errors.Is(err, syscall.ENOSPC) || cairn.KindOf(err) == cairn.KindNoSpace {
+		return xfer.StatusNoSpace
+	}
+	return xfer.StatusError
 }
 
 // readPacketData is how many bytes one read packet carries at most.
@@ -361,7 +406,8 @@ func (d *Blockd) transfer(bw *bufio.Writer, h *pb.OpHeader) {
 		return
 	}
 	target := rpc.FromPBNode(h.Targets[0])
-	if err := d.copyTo(src, n, target, cairn.Block{ID: want.ID, GenStamp: cairn.GenStamp(h.NewGenStamp)}, h.Client, pb.OpHeader_COPY); err != nil {
+	setupWait, ackWait := hopTimeouts(h, d.cfg.AckTimeout)
+	if err := d.copyTo(src, n, target, cairn.Block{ID: want.ID, GenStamp: cairn.GenStamp(h.NewGenStamp)}, h.Client, pb.OpHeader_COPY, setupWait, ackWait); err != nil {
 		d.log.Warn("transfer failed", zap.Stringer("block", want), zap.String("target", target.DataAddr), zap.Error(err))
 		replyErr(bw, cairn.KindIO, err.Error())
 		return
@@ -371,10 +417,11 @@ func (d *Blockd) transfer(bw *bufio.Writer, h *pb.OpHeader) {
 
 // copyTo sends the first n bytes of src to target as replica nb: stage COPY
 // leaves it in rbw/ (a node joining a pipeline), CREATE finalizes it (a
-// copy metad asked for).
-func (d *Blockd) copyTo(src Source, n int64, target cairn.Node, nb cairn.Block, client string, stage pb.OpHeader_Stage) error {
+// copy metad asked for), waiting up to setupWait for target's answer and
+// ackWait for its acks.
+func (d *Blockd) copyTo(src Source, n int64, target cairn.Node, nb cairn.Block, client string, stage pb.OpHeader_Stage, setupWait, ackWait time.Duration) error {
 	chunk := src.ChunkSize()
-	conn, err := net.DialTimeout("tcp", target.DataAddr, dialTimeout)
+	conn, err := net.DialTimeout("tcp", target.DataAddr, min(dialTimeout, setupWait))
 	if err != nil {
 		return err
 	}
@@ -386,6 +433,7 @@ func (d *Blockd) copyTo(src Source, n int64, target cairn.Node, nb cairn.Block, 
 	if err := tw.Flush(); err != nil {
 		return err
 	}
+	_ = conn.SetReadDeadline(time.Now().Add(setupWait))
 	rep, err := xfer.ReadReply(tr)
 	if err == nil && rep.Status != 0 {
 		err = errors.New(rep.Message)
@@ -429,7 +477,7 @@ func (d *Blockd) copyTo(src Source, n int64, target cairn.Node, nb cairn.Block, 
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	_ = conn.SetReadDeadline(time.Now().Add(setupTimeout))
+	_ = conn.SetReadDeadline(time.Now().Add(ackWait))
 	for i := uint64(0); i < seq; i++ {
 		a, err := xfer.ReadAck(tr)
 		if err != nil {
@@ -454,7 +502,7 @@ func (d *Blockd) replicate(blocks []cairn.Block, targets []cairn.Node) {
 				}
 				defer src.Close()
 				have := src.Block()
-				return d.copyTo(src, have.Len, t, have, "metad", pb.OpHeader_CREATE)
+				return d.copyTo(src, have.Len, t, have, "metad", pb.OpHeader_CREATE, setupTimeout, setupTimeout)
 			}()
 			if err != nil {
 				d.log.Warn("copy for re-replication failed", zap.Stringer("block", b), zap.String("target", t.DataAddr), zap.Error(err))

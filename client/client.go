@@ -34,9 +34,16 @@ type Options struct {
 	// Identity is who calls metad when a call's context names no one
 	// (cairn.WithIdentity); default: the user and groups of this process.
 	Identity cairn.Identity
-	// AckTimeout: a pipeline silent this long is taken as failed at its
-	// first blockd (default DefaultAckTimeout).
-	AckTimeout time.Duration
+	// AckTimeout bounds the wait for a pipeline's acks, and SetupTimeout
+	// the connection to a blockd and a pipeline's setup: the wait of the
+	// node nearest a silent one, grown by an extension per node between
+	// (defaults DefaultAckTimeout, DefaultSetupTimeout).
+	AckTimeout   time.Duration
+	SetupTimeout time.Duration
+	// ReadTimeout bounds connecting to a replica to read and its first
+	// answer; then the reader moves on to the next replica (default
+	// DefaultReadTimeout).
+	ReadTimeout time.Duration
 	// Retry says how a call that changes metad's state is made again when
 	// its answer is lost in transport (rpc.RetryInterceptor); metad's
 	// retry cache answers such a call with its first answer.
@@ -161,6 +168,12 @@ func Dial(addr string, opts Options) (*Client, error) {
 	}
 	if opts.AckTimeout <= 0 {
 		opts.AckTimeout = DefaultAckTimeout
+	}
+	if opts.SetupTimeout <= 0 {
+		opts.SetupTimeout = DefaultSetupTimeout
+	}
+	if opts.ReadTimeout <= 0 {
+		opts.ReadTimeout = DefaultReadTimeout
 	}
 	if opts.Name == "" {
 		host, _ := os.Hostname()

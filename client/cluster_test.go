@@ -264,7 +264,7 @@ func TestNoSpace(t *testing.T) {
 	_, werr := w.Write(make([]byte, 1<<20))
 	cerr := w.Close()
 	err = errors.Join(werr, cerr)
-	if !errors.Is(err, cairn.ErrNoSpace) || !strings.Contains(err.Error(), "no live blockd with room") {
+	if !errors.Is(err, cairn.ErrNoSpace) || !strings.Contains(err.Error(), "2 without room") {
 		t.Fatalf("write with no room anywhere: %v, want a no-space error saying so", err)
 	}
 }

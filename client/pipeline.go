@@ -18,11 +18,37 @@ import (
 // window is how many packets may be in flight, unacknowledged, per pipeline.
 const window = 32
 
-// DefaultAckTimeout: a pipeline that acknowledges nothing for this long
-// while packets are outstanding is taken as failed at its first node. It
-// is longer than a blockd's wait for the node after it, so a stall further
-// down is blamed on the right node.
-const DefaultAckTimeout = 90 * time.Second
+// Default timeouts of a writer's pipelines. Each is the wait of the node
+// nearest a silent one; every node further up, and the writer, waits one
+// extension more per node between (xfer.HopTimeout, HDFS's socket timeout
+// plus READ_TIMEOUT_EXTENSION per pipeline position), so the node next to
+// a hung blockd gives up first and names it, and a healthy node in the
+// middle is never blamed. The writer sends its timeouts down the pipeline
+// in the op header.
+const (
+	// DefaultAckTimeout bounds the wait for a packet's ack.
+	DefaultAckTimeout = 60 * time.Second
+	// DefaultSetupTimeout bounds connecting to a blockd and the wait for
+	// the answer to a pipeline's setup.
+	DefaultSetupTimeout = 10 * time.Second
+	// maxExtension is the longest extension per pipeline node (HDFS's
+	// READ_TIMEOUT_EXTENSION); shorter timeouts get half the shortest.
+	maxExtension = 5 * time.Second
+)
+
+// transferTimeout bounds the wait for a TRANSFER_BLOCK's answer.
+const transferTimeout = 5 * time.Minute
+
+// timeouts are a writer's waits on its pipelines.
+type timeouts struct {
+	setup, ack, ext time.Duration
+}
+
+func newTimeouts(setup, ack time.Duration) timeouts {
+	return timeouts{setup: setup, ack: ack, ext: min(maxExtension, min(setup, ack)/2)}
+}
+
+func durationMs(d time.Duration) uint32 { return uint32(min(d.Milliseconds(), 1<<32-1)) }
 
 const (
 	flagLast = xfer.FlagLast
@@ -47,10 +73,13 @@ type packet struct {
 }
 
 // pipelineError is a pipeline failure that names the node at fault, by its
-// index in the pipeline (-1 when unknown).
+// index in the pipeline (-1 when unknown), and what kind of failure it was
+// (KindNoSpace for a full disk, KindIO otherwise).
 type pipelineError struct {
-	bad int
-	err error
+	bad      int
+	kind     cairn.Kind
+	timedOut bool // the node answered nothing in time: it may be hung
+	err      error
 }
 
 func (e *pipelineError) Error() string { return e.err.Error() }
@@ -75,17 +104,19 @@ type pipeline struct {
 	closed   bool
 }
 
-// openPipeline sets up a pipeline through lb.Locations. On failure, bad is
-// the index of the node at fault (or -1).
-func openPipeline(lb *cairn.LocatedBlock, chunk int, client string, st stage, keepLen int64, ackTimeout time.Duration) (*pipeline, int, error) {
+// openPipeline sets up a pipeline through lb.Locations. On failure, the
+// error is a *pipelineError naming the node at fault (bad, -1 if unknown).
+func openPipeline(lb *cairn.LocatedBlock, chunk int, client string, st stage, keepLen int64, to timeouts) (*pipeline, int, error) {
 	if len(lb.Locations) == 0 {
-		return nil, -1, fmt.Errorf("%s: no blockd to write to", lb.Block)
+		return nil, -1, &pipelineError{bad: -1, kind: cairn.KindIO, err: fmt.Errorf("%s: no blockd to write to", lb.Block)}
 	}
 	first := lb.Locations[0]
-	conn, err := net.DialTimeout("tcp", first.DataAddr, 10*time.Second)
+	conn, err := net.DialTimeout("tcp", first.DataAddr, to.setup)
 	if err != nil {
-		return nil, 0, fmt.Errorf("%s: connect to blockd %s: %w", lb.Block, first.DataAddr, err)
+		return nil, 0, &pipelineError{bad: 0, kind: cairn.KindIO, timedOut: isTimeout(err),
+			err: fmt.Errorf("%s: connect to blockd %s: %w", lb.Block, first.DataAddr, err)}
 	}
+	ackTimeout := xfer.HopTimeout(to.ack, to.ext, len(lb.Locations))
 	p := &pipeline{lb: *lb, chunk: chunk, ackTimeout: ackTimeout, conn: conn, ackedEnd: keepLen}
 	p.lb.Locations = append([]cairn.Node(nil), lb.Locations...)
 	p.cond = sync.NewCond(&p.mu)
@@ -94,32 +125,44 @@ func openPipeline(lb *cairn.LocatedBlock, chunk int, client string, st stage, ke
 	err = xfer.WriteOp(bw, &pb.OpHeader{
 		Op: pb.OpHeader_WRITE_BLOCK, Block: rpc.ToPBBlock(&lb.Block), Targets: rpc.ToPBNodes(lb.Locations[1:]),
 		ChunkSize: uint32(chunk), Client: client, Stage: st, KeepLen: keepLen,
+		SetupTimeoutMs: durationMs(to.setup), AckTimeoutMs: durationMs(to.ack), TimeoutExtensionMs: durationMs(to.ext),
 	})
 	if err == nil {
 		err = bw.Flush()
 	}
 	var rep *pb.OpReply
 	if err == nil {
-		_ = conn.SetReadDeadline(time.Now().Add(60 * time.Second))
+		_ = conn.SetReadDeadline(time.Now().Add(xfer.HopTimeout(to.setup, to.ext, len(lb.Locations))))
 		rep, err = xfer.ReadReply(br)
 		_ = conn.SetReadDeadline(time.Time{})
 	}
-	bad := 0
-	if err == nil && rep.Status != 0 {
-		bad = -1
+	pe := &pipelineError{bad: 0, kind: cairn.KindIO}
+	if err != nil {
+		pe.timedOut = isTimeout(err)
+		err = fmt.Errorf("setup through blockd %s: %w", first.DataAddr, err)
+	} else if rep.Status != 0 {
+		pe.bad = -1
 		for i, n := range lb.Locations {
 			if n.StorageID == rep.FirstBadNode {
-				bad = i
+				pe.bad = i
 			}
 		}
-		if bad < 0 && rep.FirstBadNode == "" {
-			bad = 0
+		if pe.bad < 0 && rep.FirstBadNode == "" {
+			pe.bad = 0
 		}
-		err = fmt.Errorf("pipeline setup refused: %s", rep.Message)
+		if k := cairn.Kind(rep.Status); k == cairn.KindNoSpace {
+			pe.kind = k
+		}
+		node := "?"
+		if pe.bad >= 0 {
+			node = lb.Locations[pe.bad].DataAddr
+		}
+		err = fmt.Errorf("blockd %s refused the pipeline setup: %s", node, rep.Message)
 	}
 	if err != nil {
 		_ = conn.Close()
-		return nil, bad, fmt.Errorf("%s via %s: %w", lb.Block, first.DataAddr, err)
+		pe.err = fmt.Errorf("%s: %w", lb.Block, err)
+		return nil, pe.bad, pe
 	}
 	go p.readAcks(br)
 	return p, -1, nil
@@ -137,16 +180,26 @@ func (p *pipeline) readAcks(br *bufio.Reader) {
 		}
 		switch {
 		case err != nil:
-			p.failLocked(0, fmt.Errorf("%s: ack from %s: %w", p.lb.Block, p.lb.Locations[0].DataAddr, err))
+			p.failLocked(&pipelineError{bad: 0, kind: cairn.KindIO, timedOut: isTimeout(err),
+				err: fmt.Errorf("%s: ack from %s: %w", p.lb.Block, p.lb.Locations[0].DataAddr, err)})
 		case len(p.unacked) == 0 || a.Seq != p.seq-uint64(len(p.unacked)):
-			p.failLocked(0, fmt.Errorf("%s: ack for packet %d out of order", p.lb.Block, a.Seq))
+			p.failLocked(&pipelineError{bad: 0, kind: cairn.KindIO, err: fmt.Errorf("%s: ack for packet %d out of order", p.lb.Block, a.Seq)})
 		case !a.OK():
 			bad := a.FirstBad()
 			node := "?"
 			if bad < len(p.lb.Locations) {
 				node = p.lb.Locations[bad].DataAddr
 			}
-			p.failLocked(bad, fmt.Errorf("%s: blockd %s failed packet %d (status %d)", p.lb.Block, node, a.Seq, a.Status[bad]))
+			kind, why := cairn.KindIO, fmt.Sprintf("status %d", a.Status[bad])
+			switch a.Status[bad] {
+			case xfer.StatusNoSpace:
+				kind, why = cairn.KindNoSpace, "its disk is full"
+			case xfer.StatusChecksum:
+				why = "checksum mismatch"
+			case xfer.StatusTimeout:
+				why = "it answered nothing in time"
+			}
+			p.failLocked(&pipelineError{bad: bad, kind: kind, timedOut: a.Status[bad] == xfer.StatusTimeout, err: fmt.Errorf("%s: blockd %s failed packet %d: %s", p.lb.Block, node, a.Seq, why)})
 		default:
 			done := p.unacked[0]
 			p.unacked = p.unacked[1:]
@@ -164,9 +217,9 @@ func (p *pipeline) readAcks(br *bufio.Reader) {
 	}
 }
 
-func (p *pipeline) failLocked(bad int, err error) {
+func (p *pipeline) failLocked(pe *pipelineError) {
 	if p.err == nil {
-		p.err = &pipelineError{bad: bad, err: err}
+		p.err = pe
 	}
 	_ = p.conn.Close()
 	p.cond.Broadcast()
@@ -197,7 +250,8 @@ func (p *pipeline) send(pk packet) (queued bool, err error) {
 	bufs := net.Buffers{p.frame, pk.data}
 	if _, err := bufs.WriteTo(p.conn); err != nil {
 		p.mu.Lock()
-		p.failLocked(0, fmt.Errorf("%s: send to %s: %w", p.lb.Block, p.lb.Locations[0].DataAddr, err))
+		p.failLocked(&pipelineError{bad: 0, kind: cairn.KindIO, timedOut: isTimeout(err),
+			err: fmt.Errorf("%s: send to %s: %w", p.lb.Block, p.lb.Locations[0].DataAddr, err)})
 		err = p.err
 		p.mu.Unlock()
 		return true, err
@@ -238,25 +292,35 @@ func (p *pipeline) close() {
 
 // transfer has src copy the first n bytes of its replica of b to dst, at
 // generation stamp gs, to bring dst into a recovered pipeline.
-func transfer(b cairn.Block, src, dst cairn.Node, gs cairn.GenStamp, n int64, chunk int, client string) error {
-	conn, err := net.DialTimeout("tcp", src.DataAddr, 10*time.Second)
+func transfer(b cairn.Block, src, dst cairn.Node, gs cairn.GenStamp, n int64, chunk int, client string, to timeouts) error {
+	conn, err := net.DialTimeout("tcp", src.DataAddr, to.setup)
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
 	bw := xfer.NewBufferedWriter(conn)
 	err = xfer.WriteOp(bw, &pb.OpHeader{Op: pb.OpHeader_TRANSFER_BLOCK, Block: rpc.ToPBBlock(&b), Targets: []*pb.Node{rpc.ToPBNode(dst)},
-		ChunkSize: uint32(chunk), Client: client, Length: n, NewGenStamp: uint64(gs)})
+		ChunkSize: uint32(chunk), Client: client, Length: n, NewGenStamp: uint64(gs),
+		SetupTimeoutMs: durationMs(to.setup), AckTimeoutMs: durationMs(to.ack), TimeoutExtensionMs: durationMs(to.ext)})
 	if err == nil {
 		err = bw.Flush()
 	}
 	if err != nil {
 		return err
 	}
-	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Minute))
+	// A backstop: src bounds its own waits for dst, and the copy itself
+	// may move a whole block.
+	_ = conn.SetReadDeadline(time.Now().Add(transferTimeout))
 	rep, err := xfer.ReadReply(xfer.NewBufferedReader(conn))
 	if err == nil && rep.Status != 0 {
 		err = errors.New(rep.Message)
 	}
 	return err
+}
+
+// isTimeout reports whether err is a deadline that passed: the peer
+// answered nothing in time.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }

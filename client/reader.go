@@ -24,6 +24,15 @@ import (
 // sequential reads reuse one stream.
 const streamAhead = 8 << 20
 
+// DefaultReadTimeout bounds connecting to a replica and its answer to a
+// read: a hung blockd costs a reader this long before it moves on to the
+// next replica.
+const DefaultReadTimeout = 5 * time.Second
+
+// packetTimeout bounds the wait for each packet of a read once the
+// replica has answered.
+const packetTimeout = 60 * time.Second
+
 // Reader reads a file at any offset, verifying every chunk against the
 // checksums the writer computed, and moving to another replica on any
 // error. It is safe for concurrent use.
@@ -165,7 +174,7 @@ func (r *Reader) readBlock(lb cairn.LocatedBlock, boff int64, dst []byte) error 
 				return cairn.E("client.Read", cairn.KindIO, r.path, fmt.Sprintf("%s: %s", lb.Block, detail))
 			}
 			want := min(lb.Len-boff, max(int64(len(dst)), streamAhead))
-			s, err := openStream(lb, node, boff, want)
+			s, err := openStream(lb, node, boff, want, r.c.opts.ReadTimeout)
 			if err != nil {
 				tried = append(tried, fmt.Sprintf("%s: %v", node.DataAddr, err))
 				r.markBad(lb, node, err)
@@ -241,8 +250,10 @@ type stream struct {
 	last    bool
 }
 
-func openStream(lb cairn.LocatedBlock, node cairn.Node, off, n int64) (*stream, error) {
-	conn, err := net.DialTimeout("tcp", node.DataAddr, 10*time.Second)
+// openStream asks node for n bytes of its replica of lb from off, waiting
+// up to timeout for the connection and for the answer.
+func openStream(lb cairn.LocatedBlock, node cairn.Node, off, n int64, timeout time.Duration) (*stream, error) {
+	conn, err := net.DialTimeout("tcp", node.DataAddr, timeout)
 	if err != nil {
 		return nil, err
 	}
@@ -255,7 +266,7 @@ func openStream(lb cairn.LocatedBlock, node cairn.Node, off, n int64) (*stream, 
 	br := xfer.NewBufferedReader(conn)
 	var rep *pb.OpReply
 	if err == nil {
-		_ = conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+		_ = conn.SetReadDeadline(time.Now().Add(timeout))
 		rep, err = xfer.ReadReply(br)
 	}
 	if err == nil && rep.Status != 0 {
@@ -299,7 +310,7 @@ func (s *stream) read(dst []byte) (int, error) {
 
 // next reads and verifies one packet.
 func (s *stream) next() error {
-	_ = s.conn.SetReadDeadline(time.Now().Add(60 * time.Second))
+	_ = s.conn.SetReadDeadline(time.Now().Add(packetTimeout))
 	var p xfer.Packet
 	if err := s.pr.Read(&p); err != nil {
 		if errors.Is(err, io.EOF) {

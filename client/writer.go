@@ -2,7 +2,6 @@ package client
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -26,14 +25,19 @@ const rpcTimeout = 30 * time.Second
 // Writer writes a file sequentially through block pipelines: a new file
 // (Client.Create) or the end of an existing one (Client.Append). A blockd
 // that fails mid-block is dropped from the pipeline and writing goes on
-// with the others; the caller sees an error only when no replica can take
-// the data. It is not safe for concurrent use.
+// with the others, a node is added back when too few remain, and the
+// caller sees an error only when no replica can take the data. Each block
+// has its pipeline set up by the Write that brings its first byte, so a
+// cluster with no room refuses that Write. After a fatal error the file is
+// closed at the bytes every node acknowledged (giveUp). It is not safe for
+// concurrent use.
 type Writer struct {
 	c      *Client
 	path   string
 	fi     cairn.FileInfo
 	chunk  int
 	packet int // bytes of data per packet
+	to     timeouts
 
 	// The block being written: lb (nil between blocks), sent = block
 	// offset where buf starts, buf = bytes not yet sent.
@@ -43,10 +47,23 @@ type Writer struct {
 	sent     int64
 	buf      []byte
 	prev     *cairn.Block // the last finished block
-	excluded []cairn.Node // blockds that failed this writer
+	excluded []exclusion  // blockds that failed this writer, for a while
 	// appendFrom is the last block as metad records it until the append
 	// pipeline is set up and its new stamp committed.
 	appendFrom *cairn.Block
+
+	// Of the current block: acked is the offset every node of the last
+	// pipeline acknowledged; dropped the nodes that left its pipeline and
+	// failures why; flushed (hflush, hsync) and appended make a lost node
+	// worth replacing (replaceNode); refillAt is when to try again to add
+	// a node to a pipeline that is short of one.
+	acked      int64
+	dropped    []cairn.Node
+	failures   []failure
+	flushed    bool
+	appended   bool
+	refillAt   time.Time
+	refillWait time.Duration
 
 	size     int64 // bytes accepted by Write
 	err      error // sticky: the first failure
@@ -57,7 +74,8 @@ type Writer struct {
 
 func newWriter(c *Client, path string, fi cairn.FileInfo) *Writer {
 	chunk := checksum.DefaultChunkSize
-	w := &Writer{c: c, path: path, fi: fi, chunk: chunk, packet: max(1, packetTarget/chunk) * chunk}
+	w := &Writer{c: c, path: path, fi: fi, chunk: chunk, packet: max(1, packetTarget/chunk) * chunk,
+		to: newTimeouts(c.opts.SetupTimeout, c.opts.AckTimeout)}
 	w.leases = c.holdLease()
 	return w
 }
@@ -103,8 +121,9 @@ func (c *Client) Append(ctx context.Context, path string) (*Writer, error) {
 		w.appendFrom = &old
 		last.GenStamp = gs
 		w.lb = last
-		w.sent = last.Len
+		w.sent, w.acked = last.Len, last.Len
 		w.stage = stageAppend
+		w.appended = true
 	}
 	return w, nil
 }
@@ -122,7 +141,9 @@ func (w *Writer) ref() cairn.WriterRef {
 func (w *Writer) Size() int64 { return w.size }
 
 // Write appends p to the file. Bytes are sent a packet at a time; an error
-// from the pipelines is returned by a later Write or by Close.
+// from the pipelines is returned by a later Write or by Close. The first
+// byte of a block waits for its pipeline to be set up, so a Write into a
+// cluster with no room fails (KindNoSpace) rather than a later close.
 func (w *Writer) Write(p []byte) (int, error) {
 	if w.closed {
 		return 0, cairn.E("client.Write", cairn.KindInvalid, w.path, "writer is closed")
@@ -132,6 +153,11 @@ func (w *Writer) Write(p []byte) (int, error) {
 	}
 	n := 0
 	for len(p) > 0 {
+		if w.pl == nil {
+			if err := w.open(); err != nil {
+				return n, w.fail(err)
+			}
+		}
 		end := w.sent + int64(len(w.buf))
 		// A packet ends on a chunk boundary, so a packet that starts inside
 		// a chunk is short, and the block ends at the block size.
@@ -157,7 +183,7 @@ func (w *Writer) flushPacket(flags uint8, end bool) error {
 		return nil
 	}
 	if w.lb == nil {
-		if err := w.newBlock(); err != nil {
+		if err := w.startBlock(); err != nil {
 			return w.fail(err)
 		}
 	}
@@ -190,6 +216,7 @@ func (w *Writer) endBlock() error {
 	b.Len = w.sent
 	w.prev = &b
 	w.lb, w.sent, w.stage = nil, 0, stageCreate
+	w.acked, w.dropped, w.failures, w.flushed, w.appended, w.refillAt, w.refillWait = 0, nil, nil, false, false, time.Time{}, 0
 	return nil
 }
 
@@ -209,33 +236,106 @@ func (w *Writer) waitAcked() error {
 	return nil
 }
 
+// fail records the writer's first fatal error and closes the file at what
+// was acknowledged (giveUp); later calls return that first error.
 func (w *Writer) fail(err error) error {
-	if w.err == nil {
-		w.err = err
-		w.c.log.Warn("write failed", zap.String("path", w.path), zap.Error(err))
+	if w.err != nil {
+		return w.err
 	}
+	w.err = err
+	w.c.log.Warn("write failed", zap.String("path", w.path), zap.Error(err))
 	if w.pl != nil {
+		_, w.acked = w.pl.pending()
 		w.pl.close()
 		w.pl = nil
 	}
+	w.giveUp()
 	return w.err
 }
 
-// newBlock asks metad for the next block and its pipeline.
+// open sets up the pipeline the next byte goes through: a new block's, or
+// that of the block an append continues.
+func (w *Writer) open() error {
+	if w.lb == nil {
+		return w.startBlock()
+	}
+	return w.setup()
+}
+
+// blockRetries is how many blocks a writer asks for in a row when a node
+// of each new pipeline fails its setup (HDFS's
+// dfs.client.block.write.retries); the last one is written with the nodes
+// that remain.
+const blockRetries = 3
+
+// startBlock asks metad for the next block and sets up its pipeline. A
+// node that fails the setup is excluded and the block abandoned for
+// another, so a new block starts with a full pipeline when the cluster
+// has the nodes.
+func (w *Writer) startBlock() error {
+	for attempt := 1; ; attempt++ {
+		if err := w.newBlock(); err != nil {
+			return err
+		}
+		if attempt == blockRetries {
+			return w.setup()
+		}
+		pl, bad, err := openPipeline(w.lb, w.chunk, w.c.opts.Name, w.stage, w.sent, w.to)
+		if err == nil {
+			w.pl = pl
+			return nil
+		}
+		if bad < 0 || bad >= len(w.lb.Locations) {
+			bad = 0
+		}
+		w.dropNode(bad, err)
+		ctx, cancel := context.WithTimeout(context.Background(), rpcTimeout)
+		aerr := w.c.NS.AbandonBlock(ctx, w.ref(), w.lb.Block)
+		cancel()
+		if aerr != nil {
+			return aerr
+		}
+		w.c.log.Info("abandoned a block whose pipeline could not be set up", zap.String("path", w.path),
+			zap.Stringer("block", w.lb.Block), zap.Error(err))
+		w.lb = nil
+	}
+}
+
+// newBlock asks metad for the next block and its pipeline, avoiding the
+// blockds that failed this writer lately. When metad has no other blockd
+// it asks once more without those that did not hang (a restarted blockd
+// is back soon).
 func (w *Writer) newBlock() error {
 	ctx, cancel := context.WithTimeout(context.Background(), rpcTimeout)
 	defer cancel()
-	lb, err := w.c.NS.AddBlock(ctx, w.ref(), w.prev, w.excluded)
+	excl := w.exclusions(true)
+	lb, err := w.c.NS.AddBlock(ctx, w.ref(), w.prev, excl)
+	if cairn.KindOf(err) == cairn.KindNoSpace && len(excl) > 0 {
+		if fewer := w.exclusions(false); len(fewer) < len(excl) {
+			w.c.log.Info("no blockd beside those that failed this writer; trying them again",
+				zap.String("path", w.path), zap.Error(err))
+			lb, err = w.c.NS.AddBlock(ctx, w.ref(), w.prev, fewer)
+		}
+	}
+	if cairn.KindOf(err) == cairn.KindNoSpace {
+		w.failures = append(w.failures, failure{node: "metad", kind: cairn.KindNoSpace, why: err.Error()})
+		return w.lostErr(cairn.Block{}, "no blockd can take a new block", err)
+	}
 	if err != nil {
 		return err
 	}
-	w.lb, w.sent, w.stage = &lb, 0, stageCreate
+	w.lb, w.sent, w.stage, w.acked = &lb, 0, stageCreate, 0
 	return nil
 }
 
-// send hands one packet to the pipeline, setting one up, or recovering it,
-// as needed.
+// send hands one packet to the pipeline, setting one up, recovering it,
+// or adding a node to it, as needed.
 func (w *Writer) send(p packet) error {
+	if w.pl != nil && !w.refillAt.IsZero() && time.Now().After(w.refillAt) {
+		if err := w.refill(); err != nil {
+			return err
+		}
+	}
 	for {
 		if w.pl == nil {
 			if err := w.setup(); err != nil {
@@ -258,24 +358,19 @@ func (w *Writer) send(p packet) error {
 // setup opens the pipeline of the current block, dropping nodes that
 // cannot take part. Nothing has been written to the block yet.
 func (w *Writer) setup() error {
-	var tried []string
 	for len(w.lb.Locations) > 0 {
-		pl, bad, err := openPipeline(w.lb, w.chunk, w.c.opts.Name, w.stage, w.sent, w.c.opts.AckTimeout)
+		pl, bad, err := openPipeline(w.lb, w.chunk, w.c.opts.Name, w.stage, w.sent, w.to)
 		if err == nil {
 			w.pl = pl
 			return w.commitAppend()
 		}
-		tried = append(tried, err.Error())
 		if bad < 0 || bad >= len(w.lb.Locations) || w.stage != stageCreate && len(w.lb.Locations) == 1 {
-			break
+			w.failures = append(w.failures, failureOf("", err))
+			return w.lostErr(w.lb.Block, "no blockd of the pipeline could take the block", err)
 		}
 		w.dropNode(bad, err)
 	}
-	msg := "no blockd to write to"
-	if len(tried) > 0 {
-		msg = fmt.Sprintf("no blockd of the pipeline could take the block: %v", tried)
-	}
-	return cairn.E("client.Write", cairn.KindIO, w.path, fmt.Sprintf("%s: %s", w.lb.Block, msg))
+	return w.lostErr(w.lb.Block, "no blockd of the pipeline could take the block", nil)
 }
 
 // commitAppend records at metad the new stamp and the nodes of an append
@@ -295,110 +390,6 @@ func (w *Writer) commitAppend() error {
 	}
 	w.appendFrom = nil
 	return nil
-}
-
-func (w *Writer) dropNode(i int, why error) {
-	n := w.lb.Locations[i]
-	w.c.log.Warn("dropping a blockd from the pipeline", zap.String("path", w.path), zap.Stringer("block", w.lb.Block),
-		zap.String("blockd", n.DataAddr), zap.Error(why))
-	w.excluded = append(w.excluded, n)
-	w.lb.Locations = append(w.lb.Locations[:i:i], w.lb.Locations[i+1:]...)
-}
-
-// recover rebuilds a broken pipeline: the failed node is dropped, the block
-// gets a new generation stamp, a node is added back when too few remain
-// (HDFS's replace-datanode-on-failure DEFAULT policy), the survivors keep
-// what every one of them acknowledged, and the unacknowledged packets are
-// sent again.
-func (w *Writer) recover(cause error) error { return w.recoverWith(cause, nil) }
-
-// recoverWith is recover, with packets not yet handed to the broken
-// pipeline to send after its unacknowledged ones.
-func (w *Writer) recoverWith(cause error, extra []packet) error {
-	old := w.pl
-	if old == nil {
-		return cause
-	}
-	old.close()
-	w.pl = nil
-	unacked, acked := old.pending()
-	unacked = append(unacked, extra...)
-	bad := 0
-	var pe *pipelineError
-	if errors.As(cause, &pe) && pe.bad >= 0 && pe.bad < len(w.lb.Locations) {
-		bad = pe.bad
-	}
-	w.dropNode(bad, cause)
-	if len(w.lb.Locations) == 0 {
-		return cairn.E("client.Write", cairn.KindIO, w.path, fmt.Sprintf("%s: every blockd of the pipeline failed; last: %v", w.lb.Block, cause))
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), rpcTimeout)
-	defer cancel()
-	oldBlock := w.lb.Block
-	gs, err := w.c.NS.UpdateBlockForPipeline(ctx, w.ref(), oldBlock)
-	if err != nil {
-		return err
-	}
-	added := false
-	for {
-		if want := w.fi.Replication; !added && len(w.lb.Locations) < want && len(w.lb.Locations) <= want/2 && want >= 3 {
-			added = true
-			w.addNode(ctx, gs, acked)
-		}
-		lb := *w.lb
-		lb.GenStamp = gs
-		pl, badSetup, err := openPipeline(&lb, w.chunk, w.c.opts.Name, stageRecovery, acked, w.c.opts.AckTimeout)
-		if err == nil {
-			w.pl = pl
-			break
-		}
-		if badSetup < 0 || badSetup >= len(w.lb.Locations) || len(w.lb.Locations) == 1 {
-			return cairn.E("client.Write", cairn.KindIO, w.path, fmt.Sprintf("%s: pipeline recovery failed: %v", w.lb.Block, err))
-		}
-		w.dropNode(badSetup, err)
-	}
-	w.lb.GenStamp = gs
-	w.stage = stageRecovery
-	updated := w.lb.Block
-	updated.Len = acked
-	if err := w.c.NS.UpdatePipeline(ctx, w.ref(), oldBlock, updated, w.lb.Locations); err != nil {
-		return err
-	}
-	w.c.log.Info("pipeline recovered", zap.String("path", w.path), zap.Stringer("block", w.lb.Block),
-		zap.Int("nodes", len(w.lb.Locations)), zap.Int64("acked", acked), zap.Int("resending", len(unacked)))
-	for i, p := range unacked {
-		queued, err := w.pl.send(p)
-		if err != nil {
-			if !queued {
-				// Not yet in the new pipeline's queue: this one and the rest
-				// must go through the next recovery.
-				return w.recoverWith(err, unacked[i:])
-			}
-			return w.recoverWith(err, unacked[i+1:])
-		}
-	}
-	return nil
-}
-
-// addNode asks metad for another blockd and has a survivor copy the
-// acknowledged bytes to it. Failing that, writing goes on without it.
-func (w *Writer) addNode(ctx context.Context, gs cairn.GenStamp, acked int64) {
-	n, err := w.c.NS.AdditionalNode(ctx, w.ref(), w.lb.Block, w.lb.Locations, w.excluded)
-	if err != nil {
-		w.c.log.Info("no blockd to add to the pipeline", zap.String("path", w.path), zap.Error(err))
-		return
-	}
-	var errs []error
-	for _, src := range w.lb.Locations {
-		err := transfer(w.lb.Block, src, n, gs, acked, w.chunk, w.c.opts.Name)
-		if err == nil {
-			w.lb.Locations = append(w.lb.Locations, n)
-			return
-		}
-		errs = append(errs, fmt.Errorf("from %s: %w", src.DataAddr, err))
-	}
-	w.c.log.Warn("could not bring a new blockd up to date", zap.String("blockd", n.DataAddr), zap.Error(errors.Join(errs...)))
-	w.excluded = append(w.excluded, n)
 }
 
 // Flush (hflush) sends what is buffered and waits until every node of the
@@ -428,6 +419,7 @@ func (w *Writer) sync(flags uint8) error {
 	if err := w.waitAcked(); err != nil {
 		return err
 	}
+	w.flushed = true
 	ctx, cancel := context.WithTimeout(context.Background(), rpcTimeout)
 	defer cancel()
 	b := w.lb.Block
@@ -464,9 +456,15 @@ func (w *Writer) close() error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), completeTimeout)
 	defer cancel()
+	return w.complete(ctx, w.prev)
+}
+
+// complete closes the file at metad with last as its last block, retrying
+// while metad has no replica report of it.
+func (w *Writer) complete(ctx context.Context, last *cairn.Block) error {
 	delay := 20 * time.Millisecond
 	for {
-		err := w.c.NS.Complete(ctx, w.ref(), w.prev)
+		err := w.c.NS.Complete(ctx, w.ref(), last)
 		if err == nil {
 			return nil
 		}

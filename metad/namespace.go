@@ -440,7 +440,7 @@ func (m *Metad) AddBlock(ctx context.Context, w cairn.WriterRef, prev *cairn.Blo
 		}
 		targets := m.chooseExcluding(int(in.Replication), in.BlockSize, excluded)
 		if len(targets) == 0 {
-			return cairn.E(op, cairn.KindNoSpace, path, "no live blockd with room for a block")
+			return cairn.E(op, cairn.KindNoSpace, path, m.noNodeDetail("no blockd for a new block", in.BlockSize, excluded))
 		}
 		s := m.st
 		blk := cairn.Block{ID: cairn.BlockID(s.nextBlk), GenStamp: cairn.GenStamp(s.nextGS)}

@@ -267,7 +267,33 @@ func (m *Metad) AdditionalNode(ctx context.Context, w cairn.WriterRef, blk cairn
 	if n := m.chooseExcluding(1, in.BlockSize, append(append([]cairn.Node(nil), existing...), excluded...)); len(n) > 0 {
 		return n[0], nil
 	}
-	return cairn.Node{}, cairn.E(op, cairn.KindNoSpace, path, "no other live blockd with room")
+	return cairn.Node{}, cairn.E(op, cairn.KindNoSpace, path, m.noNodeDetail("no other blockd for the pipeline", in.BlockSize, append(append([]cairn.Node(nil), existing...), excluded...)))
+}
+
+// noNodeDetail says why no blockd could be chosen: how many are live, how
+// many of those the writer excluded or already has, and how many lack
+// room for a block.
+func (m *Metad) noNodeDetail(what string, blockSize int64, skipped []cairn.Node) string {
+	skip := make(map[string]bool, len(skipped))
+	for _, n := range skipped {
+		skip[n.StorageID] = true
+	}
+	live, taken, full := 0, 0, 0
+	for _, n := range m.nodes.report(m.clock.Now(), m.blocks) {
+		switch {
+		case !n.Live:
+		case skip[n.StorageID]:
+			live++
+			taken++
+		case n.Capacity > 0 && n.Remaining < blockSize:
+			live++
+			full++
+		default:
+			live++
+		}
+	}
+	return fmt.Sprintf("%s: %d live blockd(s), %d excluded by the writer or already in its pipeline, %d without room for a %d-byte block",
+		what, live, taken, full, blockSize)
 }
 
 // storedBlock returns metad's record of block id and whether its file is

@@ -80,7 +80,7 @@ func (h *handle) Write(ctx context.Context, data []byte, off int64) (uint32, sys
 	case !h.writable:
 		return 0, syscall.EBADF
 	case h.closed && h.werr != nil:
-		return 0, syscall.EIO
+		return 0, errno(h.werr)
 	case h.w == nil || h.closed:
 		if e := h.reopen(ctx, off); e != 0 {
 			return 0, e
@@ -273,7 +273,7 @@ func (h *handle) Fsync(ctx context.Context, flags uint32) syscall.Errno {
 	case h.w == nil:
 		return 0
 	case h.closed && h.werr != nil:
-		return syscall.EIO
+		return errno(h.werr)
 	case h.closed:
 		return 0
 	}

@@ -36,6 +36,13 @@ up, as mount(8) expects of mount.cairn.
   -o nonempty            mount over a non-empty directory
   -o debug               as --debug
   -o log=FILE            as --log FILE
+  -o ack_timeout=DUR     wait of a write pipeline's blockd for the next one's
+                         ack (default 60s); each node further up, and the
+                         mount, waits an extension more per node between
+  -o setup_timeout=DUR   the same for connecting and setting up a write
+                         pipeline (default 10s)
+  -o read_timeout=DUR    connecting to a replica to read and its answer;
+                         then the next replica is tried (default 5s)
   -o nosuid,nodev,...    passed to the kernel
   (_netdev, nofail, noauto, auto, user, users, defaults, x-* are ignored)
   --foreground           stay in the foreground; unmount on SIGINT/SIGTERM
@@ -57,6 +64,7 @@ type config struct {
 	mountpoint string
 	opts       Options
 	rawOpts    []string // -o options as given, for the detached child
+	client     client.Options
 	nonempty   bool
 	foreground bool
 	debug      bool
@@ -159,6 +167,13 @@ var ignoredOptions = map[string]bool{
 	"user": true, "nouser": true, "users": true, "defaults": true,
 }
 
+// timeoutOptions are the -o options that set a client timeout.
+var timeoutOptions = map[string]func(*client.Options) *time.Duration{
+	"ack_timeout":   func(o *client.Options) *time.Duration { return &o.AckTimeout },
+	"setup_timeout": func(o *client.Options) *time.Duration { return &o.SetupTimeout },
+	"read_timeout":  func(o *client.Options) *time.Duration { return &o.ReadTimeout },
+}
+
 // option applies one -o option.
 func (cfg *config) option(o string, sloppy bool) error {
 	key, val, hasVal := strings.Cut(o, "=")
@@ -177,6 +192,12 @@ func (cfg *config) option(o string, sloppy bool) error {
 		cfg.nonempty = true
 	case key == "log" && hasVal && val != "":
 		cfg.logFile = val
+	case timeoutOptions[key] != nil && hasVal:
+		d, err := time.ParseDuration(val)
+		if err != nil || d <= 0 {
+			return usageError{fmt.Sprintf("mount option %q: want a positive duration such as 5s", o)}
+		}
+		*timeoutOptions[key](&cfg.client) = d
 	case kernelOptions[o]:
 		cfg.opts.KernelOptions = append(cfg.opts.KernelOptions, o)
 	case ignoredOptions[o], strings.HasPrefix(o, "x-"), key == "comment", sloppy:
@@ -252,10 +273,12 @@ func bare(err error) error {
 	return err
 }
 
-// dialBackend connects to metad at addr; the returned func disconnects.
-// This package's tests replace it to run Main over an in-memory backend.
-var dialBackend = func(addr string, log *zap.Logger) (Backend, func() error, error) {
-	c, err := client.Dial(addr, client.Options{Logger: log.Named("client")})
+// dialBackend connects to metad at addr with opts; the returned func
+// disconnects. This package's tests replace it to run Main over an
+// in-memory backend.
+var dialBackend = func(addr string, opts client.Options) (Backend, func() error, error) {
+	opts.Logger = opts.Logger.Named("client")
+	c, err := client.Dial(addr, opts)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -299,7 +322,9 @@ func foreground(ctx context.Context, cfg config) int {
 	log := newLogger(cfg.debug, out)
 	defer log.Sync()
 
-	b, disconnect, err := dialBackend(cfg.addr, log)
+	copts := cfg.client
+	copts.Logger = log
+	b, disconnect, err := dialBackend(cfg.addr, copts)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "cairn mount: metad %s: %v\n", cfg.addr, err)
 		return 1

@@ -14,10 +14,10 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
 
 	"cairn"
+	"cairn/client"
 )
 
 // childEnv makes this test binary act as `cairn mount` over an in-memory
@@ -39,7 +39,7 @@ func TestMain(m *testing.M) {
 	if os.Getenv(childEnv) == "1" && len(os.Args) > 1 && os.Args[1] == "mount" {
 		b := newMemBackend()
 		b.put("/sub/hello", []byte("hello"))
-		dialBackend = func(addr string, log *zap.Logger) (Backend, func() error, error) {
+		dialBackend = func(addr string, _ client.Options) (Backend, func() error, error) {
 			if strings.HasPrefix(addr, "down:") {
 				return downBackend{b}, func() error { return nil }, nil
 			}
@@ -122,6 +122,12 @@ func TestParseArgs(t *testing.T) {
 			config{source: "h:9000", addr: "h:9000", root: "/", mountpoint: "/mnt", rawOpts: []string{"rw", "defaults", "users"}},
 		},
 		{
+			[]string{"h:9000", "/mnt", "-o", "ack_timeout=3s,setup_timeout=1500ms,read_timeout=2s"},
+			config{source: "h:9000", addr: "h:9000", root: "/", mountpoint: "/mnt",
+				client:  client.Options{AckTimeout: 3 * time.Second, SetupTimeout: 1500 * time.Millisecond, ReadTimeout: 2 * time.Second},
+				rawOpts: []string{"ack_timeout=3s", "setup_timeout=1500ms", "read_timeout=2s"}},
+		},
+		{
 			[]string{"-s", "h:9000", "/mnt", "-o", "whatever", "-f"},
 			config{source: "h:9000", addr: "h:9000", root: "/", mountpoint: "/mnt", fake: true, rawOpts: []string{"whatever"}},
 		},
@@ -138,6 +144,9 @@ func TestParseArgs(t *testing.T) {
 		{"h", "/mnt"},
 		{"h:9000/../x", "/mnt"},
 		{"h:9000", "/mnt", "-o", "bogus"},
+		{"h:9000", "/mnt", "-o", "ack_timeout=soon"},
+		{"h:9000", "/mnt", "-o", "read_timeout=0s"},
+		{"h:9000", "/mnt", "-o", "setup_timeout"},
 		{"h:9000", "/mnt", "--bogus"},
 	} {
 		if _, err := parseArgs(args, &bytes.Buffer{}); err == nil {

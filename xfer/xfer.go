@@ -29,6 +29,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 
@@ -62,7 +63,20 @@ const (
 	StatusError = 1 // this node failed to verify, store or forward
 	// StatusChecksum: the packet's data did not match its checksums.
 	StatusChecksum = 2
+	// StatusNoSpace: this node's disk is full.
+	StatusNoSpace = 3
+	// StatusTimeout: this node answered nothing in time (set by the node
+	// before it, which gave up waiting).
+	StatusTimeout = 4
 )
+
+// HopTimeout is how long a pipeline node (or the writer) with downstream
+// nodes after it waits for the next node: base for the last waiter, ext
+// more for each node between, so the node nearest a silent one gives up
+// first and names it. downstream < 1 counts as 1.
+func HopTimeout(base, ext time.Duration, downstream int) time.Duration {
+	return base + ext*time.Duration(max(downstream, 1)-1)
+}
 
 // ErrProtocol marks a malformed frame.
 var ErrProtocol = errors.New("xfer: protocol error")

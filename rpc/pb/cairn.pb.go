@@ -3306,9 +3306,18 @@ type OpHeader struct {
 	Stage   OpHeader_Stage `protobuf:"varint,8,opt,name=stage,proto3,enum=cairn.v1.OpHeader_Stage" json:"stage,omitempty"`
 	KeepLen int64          `protobuf:"varint,9,opt,name=keep_len,json=keepLen,proto3" json:"keep_len,omitempty"`
 	// TRANSFER_BLOCK: the generation stamp of the copy on the target.
-	NewGenStamp   uint64 `protobuf:"varint,10,opt,name=new_gen_stamp,json=newGenStamp,proto3" json:"new_gen_stamp,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	NewGenStamp uint64 `protobuf:"varint,10,opt,name=new_gen_stamp,json=newGenStamp,proto3" json:"new_gen_stamp,omitempty"`
+	// WRITE_BLOCK: the writer's timeouts, passed down the pipeline unchanged
+	// (0: the receiver's defaults). A node with d > 0 nodes after it waits
+	// setup_timeout_ms + (d-1) * timeout_extension_ms for the next node's
+	// reply, and ack_timeout_ms + (d-1) * timeout_extension_ms for each of
+	// its acks, so the node nearest a silent one gives up first and names it
+	// (HDFS's socket timeout plus READ_TIMEOUT_EXTENSION per node).
+	SetupTimeoutMs     uint32 `protobuf:"varint,11,opt,name=setup_timeout_ms,json=setupTimeoutMs,proto3" json:"setup_timeout_ms,omitempty"`
+	AckTimeoutMs       uint32 `protobuf:"varint,12,opt,name=ack_timeout_ms,json=ackTimeoutMs,proto3" json:"ack_timeout_ms,omitempty"`
+	TimeoutExtensionMs uint32 `protobuf:"varint,13,opt,name=timeout_extension_ms,json=timeoutExtensionMs,proto3" json:"timeout_extension_ms,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *OpHeader) Reset() {
@@ -3407,6 +3416,27 @@ func (x *OpHeader) GetKeepLen() int64 {
 func (x *OpHeader) GetNewGenStamp() uint64 {
 	if x != nil {
 		return x.NewGenStamp
+	}
+	return 0
+}
+
+func (x *OpHeader) GetSetupTimeoutMs() uint32 {
+	if x != nil {
+		return x.SetupTimeoutMs
+	}
+	return 0
+}
+
+func (x *OpHeader) GetAckTimeoutMs() uint32 {
+	if x != nil {
+		return x.AckTimeoutMs
+	}
+	return 0
+}
+
+func (x *OpHeader) GetTimeoutExtensionMs() uint32 {
+	if x != nil {
+		return x.TimeoutExtensionMs
 	}
 	return 0
 }
@@ -3748,7 +3778,7 @@ const file_rpc_pb_cairn_proto_rawDesc = "" +
 	"\rnew_gen_stamp\x18\x03 \x01(\x04R\vnewGenStamp\x12\x17\n" +
 	"\anew_len\x18\x04 \x01(\x03R\x06newLen\x12\x14\n" +
 	"\x05nodes\x18\x05 \x03(\tR\x05nodes\x12\x16\n" +
-	"\x06delete\x18\x06 \x01(\bR\x06delete\"\x9b\x04\n" +
+	"\x06delete\x18\x06 \x01(\bR\x06delete\"\x9d\x05\n" +
 	"\bOpHeader\x12%\n" +
 	"\x02op\x18\x01 \x01(\x0e2\x15.cairn.v1.OpHeader.OpR\x02op\x12%\n" +
 	"\x05block\x18\x02 \x01(\v2\x0f.cairn.v1.BlockR\x05block\x12(\n" +
@@ -3761,7 +3791,10 @@ const file_rpc_pb_cairn_proto_rawDesc = "" +
 	"\x05stage\x18\b \x01(\x0e2\x18.cairn.v1.OpHeader.StageR\x05stage\x12\x19\n" +
 	"\bkeep_len\x18\t \x01(\x03R\akeepLen\x12\"\n" +
 	"\rnew_gen_stamp\x18\n" +
-	" \x01(\x04R\vnewGenStamp\"\x87\x01\n" +
+	" \x01(\x04R\vnewGenStamp\x12(\n" +
+	"\x10setup_timeout_ms\x18\v \x01(\rR\x0esetupTimeoutMs\x12$\n" +
+	"\x0eack_timeout_ms\x18\f \x01(\rR\fackTimeoutMs\x120\n" +
+	"\x14timeout_extension_ms\x18\r \x01(\rR\x12timeoutExtensionMs\"\x87\x01\n" +
 	"\x02Op\x12\x12\n" +
 	"\x0eOP_UNSPECIFIED\x10\x00\x12\x0f\n" +
 	"\vWRITE_BLOCK\x10\x01\x12\x0e\n" +

@@ -51,28 +51,29 @@ func (osFS) Mkdir(name string, perm fs.FileMode) error { return os.Mkdir(name, p
 func (osFS) SyncDir(dir string) error                  { return versionfile.SyncDir(dir) }
 
 // mkdirAll makes dir and any missing parent, fsyncing each new directory's
-// parent so the new entry survives a crash.
-func mkdirAll(fsys fileSystem, dir string) error {
+// parent so the new entry survives a crash. It reports whether it made
+// any.
+func mkdirAll(fsys fileSystem, dir string) (bool, error) {
 	st, err := os.Stat(dir)
 	if err == nil {
 		if !st.IsDir() {
-			return &fs.PathError{Op: "mkdir", Path: dir, Err: syscall.ENOTDIR}
+			return false, &fs.PathError{Op: "mkdir", Path: dir, Err: syscall.ENOTDIR}
 		}
-		return nil
+		return false, nil
 	}
 	if !errors.Is(err, fs.ErrNotExist) {
-		return err
+		return false, err
 	}
 	parent := filepath.Dir(dir)
 	if parent != dir {
-		if err := mkdirAll(fsys, parent); err != nil {
-			return err
+		if _, err := mkdirAll(fsys, parent); err != nil {
+			return false, err
 		}
 	}
 	if err := fsys.Mkdir(dir, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
-		return err
+		return false, err
 	}
-	return fsys.SyncDir(parent)
+	return true, fsys.SyncDir(parent)
 }
 
 // removeIfExists removes name; a file already gone is not an error.

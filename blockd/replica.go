@@ -441,21 +441,25 @@ func (w *rbwReplica) deleteIdle(gs cairn.GenStamp) error {
 }
 
 // ensureLeaf makes a finalized/ leaf directory (and its parents) if
-// missing. The first time in a run it also fsyncs the leaf's parent and
-// grandparent, so a leaf an earlier run made but did not sync is durable
-// before a replica is moved into it.
+// missing, fsyncing each new directory's parent. A leaf that was there
+// already has its parent and grandparent fsynced the first time in a run,
+// so a leaf an earlier run made but did not sync is durable before a
+// replica is moved into it.
 func (s *Store) ensureLeaf(dir string) error {
 	s.leafMu.Lock()
 	defer s.leafMu.Unlock()
 	if s.leaves[dir] {
 		return nil
 	}
-	if err := mkdirAll(s.fs, dir); err != nil {
+	made, err := mkdirAll(s.fs, dir)
+	if err != nil {
 		return err
 	}
-	parent := filepath.Dir(dir)
-	if err := errors.Join(s.fs.SyncDir(parent), s.fs.SyncDir(filepath.Dir(parent))); err != nil {
-		return err
+	if !made {
+		parent := filepath.Dir(dir)
+		if err := errors.Join(s.fs.SyncDir(parent), s.fs.SyncDir(filepath.Dir(parent))); err != nil {
+			return err
+		}
 	}
 	s.leaves[dir] = true
 	return nil

@@ -60,7 +60,7 @@ func OpenStore(dir string, log *zap.Logger) (*Store, error) {
 
 func openStore(dir string, log *zap.Logger, fsys fileSystem) (*Store, error) {
 	for _, d := range []string{dir, filepath.Join(dir, "current", "rbw"), filepath.Join(dir, "current", "finalized")} {
-		if err := mkdirAll(fsys, d); err != nil {
+		if _, err := mkdirAll(fsys, d); err != nil {
 			return nil, fmt.Errorf("blockd store: %w", err)
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -155,5 +156,47 @@ func TestInterruptedMoveIsCompleted(t *testing.T) {
 				t.Fatalf("the replica reads %d bytes, want its %d", len(got), len(data))
 			}
 		})
+	}
+}
+
+// TestReportListsEveryReplica: a full report carries every replica with its
+// state, stamp and length — finalized, being written, left by an earlier
+// run, under recovery — and a replica left in rbw/ stays in every report
+// until it is recovered or deleted.
+func TestReportListsEveryReplica(t *testing.T) {
+	dir := t.TempDir()
+	s := openTestStore(t, dir)
+	blk := func(i int, gs cairn.GenStamp) cairn.Block { return cairn.Block{ID: cairn.BlockID(1<<30 + 100 + i), GenStamp: gs} }
+	mk := func(b cairn.Block, n int) *ReplicaWriter {
+		w, err := s.Create(b, 512)
+		if err != nil {
+			t.Fatal(err)
+		}
+		writeAt(t, w, 0, pattern(n, byte(n)), 1024)
+		return w
+	}
+	if _, err := mk(blk(0, 1001), 1500).Finalize(); err != nil {
+		t.Fatal(err)
+	}
+	mk(blk(1, 1002), 700).Release()
+	s.Close()
+
+	s = openTestStore(t, dir)
+	w := mk(blk(2, 1003), 900)
+	defer w.Release()
+	if _, err := s.InitRecovery(blk(0, 1001), 1010); err != nil {
+		t.Fatal(err)
+	}
+	want := []cairn.Replica{
+		{Block: cairn.Block{ID: blk(0, 0).ID, GenStamp: 1001, Len: 1500}, State: cairn.ReplicaRUR},
+		{Block: cairn.Block{ID: blk(1, 0).ID, GenStamp: 1002, Len: 700}, State: cairn.ReplicaRWR},
+		{Block: cairn.Block{ID: blk(2, 0).ID, GenStamp: 1003, Len: 900}, State: cairn.ReplicaRBW},
+	}
+	for i := 0; i < 2; i++ {
+		got := s.Report()
+		slices.SortFunc(got, func(x, y cairn.Replica) int { return int(x.ID - y.ID) })
+		if !slices.Equal(got, want) {
+			t.Fatalf("report %d: %v, want %v", i, got, want)
+		}
 	}
 }

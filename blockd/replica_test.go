@@ -166,7 +166,9 @@ func TestInterruptedMoveIsCompleted(t *testing.T) {
 func TestReportListsEveryReplica(t *testing.T) {
 	dir := t.TempDir()
 	s := openTestStore(t, dir)
-	blk := func(i int, gs cairn.GenStamp) cairn.Block { return cairn.Block{ID: cairn.BlockID(1<<30 + 100 + i), GenStamp: gs} }
+	blk := func(i int, gs cairn.GenStamp) cairn.Block {
+		return cairn.Block{ID: cairn.BlockID(1<<30 + 100 + i), GenStamp: gs}
+	}
 	mk := func(b cairn.Block, n int) *ReplicaWriter {
 		w, err := s.Create(b, 512)
 		if err != nil {

@@ -99,7 +99,7 @@ var (
 
 // rbwOf leaves a replica of recBlock at gs with the first n bytes of
 // recData in rbw/: found as waiting for recovery (RWR) by the next start.
-func rbwOf(t *testing.T, gs cairn.GenStamp, n int) func(*Store) {
+func rbwOf(t testing.TB, gs cairn.GenStamp, n int) func(*Store) {
 	return func(s *Store) {
 		w, err := s.Create(cairn.Block{ID: recBlock.ID, GenStamp: gs}, 512)
 		if err != nil {

@@ -46,7 +46,7 @@ func (s *Store) InitRecovery(b cairn.Block, rid cairn.GenStamp) (cairn.Replica, 
 			s.mu.Unlock()
 			return cairn.Replica{}, err
 		}
-		w = &rbwReplica{s: s, b: have, state: cairn.ReplicaRUR, prior: cairn.ReplicaFinalized, rid: rid, inFinalized: true, dirSynced: true}
+		w = &rbwReplica{s: s, b: have, state: cairn.ReplicaRUR, prior: cairn.ReplicaFinalized, rid: rid, inFinalized: true}
 		delete(s.replicas, b.ID)
 		s.used -= r.disk()
 		s.rbw[b.ID] = w

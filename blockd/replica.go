@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
@@ -38,9 +39,9 @@ type rbwReplica struct {
 	// inFinalized: the files are in finalized/, not rbw/ (an RUR of a
 	// finalized replica: recovery finalizes it in place).
 	inFinalized bool
-	active      bool // a stream owns the replica
-	done        bool // finalized or deleted
-	dirSynced   bool // rbw/ was fsynced after the files were created
+	active      bool        // a stream owns the replica
+	done        bool        // finalized or deleted
+	dirSynced   atomic.Bool // rbw/ was fsynced after the files were created (set under the read lock, by Sync)
 	enc         []byte
 	cmp         []byte
 	kicked      int64  // bytes whose writeback has been started
@@ -308,11 +309,11 @@ func (w *rbwReplica) sync() error {
 	if err := w.s.fs.Sync(w.meta); err != nil {
 		return fmt.Errorf("replica %s: sync meta: %w", w.b, err)
 	}
-	if !w.dirSynced {
+	if !w.dirSynced.Load() {
 		if err := w.s.fs.SyncDir(w.dir()); err != nil {
 			return fmt.Errorf("replica %s: sync %s: %w", w.b, w.dir(), err)
 		}
-		w.dirSynced = true
+		w.dirSynced.Store(true)
 	}
 	return nil
 }

@@ -271,7 +271,7 @@ func (s *Store) keepRWR(id cairn.BlockID, r *halves) error {
 		return err
 	}
 	b.Len = n
-	s.rbw[id] = &rbwReplica{s: s, b: b, chunk: chunk, state: cairn.ReplicaRWR, dirSynced: true}
+	s.rbw[id] = &rbwReplica{s: s, b: b, chunk: chunk, state: cairn.ReplicaRWR}
 	s.log.Info("replica left being written recovered", zap.Stringer("block", b), zap.Int64("len", n))
 	return nil
 }

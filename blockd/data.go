@@ -60,6 +60,12 @@ func (d *Blockd) handle(c net.Conn) {
 		d.send(c, bw, h)
 	case pb.OpHeader_TRANSFER_BLOCK:
 		d.transfer(bw, h)
+	case pb.OpHeader_INIT_RECOVERY:
+		d.serveInitRecovery(bw, h)
+	case pb.OpHeader_UPDATE_RECOVERY:
+		d.serveUpdateRecovery(bw, h)
+	case pb.OpHeader_VERIFY_BLOCK:
+		d.serveVerify(bw, h)
 	}
 }
 
@@ -70,7 +76,12 @@ func reply(bw *bufio.Writer, r *pb.OpReply) error {
 	return bw.Flush()
 }
 
+// replyErr answers an op with an error. An unclassified error goes out as
+// KindIO: status 0 would read as success.
 func replyErr(bw *bufio.Writer, kind cairn.Kind, msg string) {
+	if kind == cairn.KindOther {
+		kind = cairn.KindIO
+	}
 	_ = reply(bw, &pb.OpReply{Status: uint32(kind), Message: msg})
 }
 

@@ -3,38 +3,49 @@ package blockd
 import (
 	"errors"
 	"fmt"
-	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
 
 	"cairn"
 	"cairn/checksum"
-	"cairn/internal/versionfile"
 )
 
-// rbwReplica is a replica being written, in rbw/. It outlives a broken
-// stream: the replica stays in rbw/ (released, files closed) until a writer
-// reopens it for pipeline recovery or append, metad has it deleted, or it is
-// finalized. Readers may read it concurrently up to what has been written.
+// rbwReplica is a replica that is not finalized: being written (RBW), left
+// in rbw/ by an earlier run (RWR), or claimed by a block recovery (RUR). It
+// outlives a broken stream: the replica stays in rbw/ (released, files
+// closed) until a writer reopens it for pipeline recovery or append, a
+// block recovery claims it, metad has it deleted, or it is finalized.
+// Readers may read it concurrently up to what has been written.
+//
+// Lock order: a replica's mu before the Store's mu. The Store's mu may be
+// held while locking a replica no other goroutine can see yet.
 type rbwReplica struct {
 	s *Store
 
-	mu     sync.RWMutex // held by Write for a packet; by readers for a read
-	b      cairn.Block  // b.Len is the bytes written
-	chunk  int
-	data   *os.File // open while active
-	meta   *os.File
-	active bool // a stream owns the replica
-	done   bool // finalized or deleted
-	enc    []byte
-	cmp    []byte
-	kicked int64  // bytes whose writeback has been started
-	token  uint64 // of the stream that holds it; a newer stream preempts an older one
+	mu    sync.RWMutex // held by Write for a packet; by readers for a read
+	b     cairn.Block  // b.Len is the bytes written
+	chunk int
+	data  *os.File // open while active
+	meta  *os.File
+	state cairn.ReplicaState // RBW, RWR or RUR
+	// RUR: the recovery that claims the replica, and the state it found.
+	rid   cairn.GenStamp
+	prior cairn.ReplicaState
+	// inFinalized: the files are in finalized/, not rbw/ (an RUR of a
+	// finalized replica: recovery finalizes it in place).
+	inFinalized bool
+	active      bool        // a stream owns the replica
+	done        bool        // finalized or deleted
+	dirSynced   atomic.Bool // rbw/ was fsynced after the files were created (set under the read lock, by Sync)
+	enc         []byte
+	cmp         []byte
+	kicked      int64  // bytes whose writeback has been started
+	token       uint64 // of the stream that holds it; a newer stream preempts an older one
 }
 
 // ReplicaWriter is one stream's hold on a replica in rbw/. A stream that
@@ -53,7 +64,15 @@ var errPreempted = errors.New("replica taken over by a newer stream")
 func (r *rbwReplica) hold() *ReplicaWriter {
 	r.token++
 	r.active = true
+	r.state = cairn.ReplicaRBW
 	return &ReplicaWriter{r: r, token: r.token}
+}
+
+// stopWriter ends any stream's hold: the stream's later calls fail with
+// errPreempted and change nothing. Caller holds r.mu.
+func (r *rbwReplica) stopWriter() {
+	r.release()
+	r.token++
 }
 
 // ChunkSize is the replica's bytes per checksum chunk.
@@ -123,31 +142,95 @@ func (s *Store) metaPathRBW(b cairn.Block) string {
 	return filepath.Join(s.rbwDir(), checksum.MetaFileName(uint64(b.ID), uint64(b.GenStamp)))
 }
 
-// Create starts a new replica of b.
+// dir is the directory of the replica's files. Caller holds w.mu.
+func (w *rbwReplica) dir() string {
+	if w.inFinalized {
+		return w.s.finalizedDir(w.b.ID)
+	}
+	return w.s.rbwDir()
+}
+
+func (w *rbwReplica) dataPath() string {
+	return filepath.Join(w.dir(), checksum.BlockFileName(uint64(w.b.ID)))
+}
+
+func (w *rbwReplica) metaPath() string {
+	return filepath.Join(w.dir(), checksum.MetaFileName(uint64(w.b.ID), uint64(w.b.GenStamp)))
+}
+
+// Create starts a new replica of b. A replica of the block already here is
+// replaced when it is older (a lower stamp, in any state but under
+// recovery) or unfinished at b's stamp with no live writer: a copy onto
+// this node supersedes it (HDFS's createTemporary). The old replica is
+// deleted whole first, then the new one created: a crash between leaves
+// neither, never a mix. A finalized replica at b's stamp or newer, a newer
+// one being written, or one under recovery is KindExist (KindBusy).
 func (s *Store) Create(b cairn.Block, chunkSize int) (*ReplicaWriter, error) {
+	const op = "blockd.Create"
 	b.Len = 0
-	s.mu.Lock()
-	if _, ok := s.replicas[b.ID]; ok || s.rbw[b.ID] != nil {
-		s.mu.Unlock()
-		return nil, cairn.E("blockd.Create", cairn.KindExist, b.String(), "replica already exists")
+	h := checksum.NewHeader(uint64(b.ID), uint64(b.GenStamp), chunkSize)
+	if err := h.Validate(); err != nil {
+		return nil, cairn.E(op, cairn.KindInvalid, b.String(), err.Error())
 	}
 	w := &rbwReplica{s: s, b: b, chunk: chunkSize}
-	h := w.hold()
-	s.rbw[b.ID] = w
-	s.mu.Unlock()
+	for {
+		s.mu.Lock()
+		r, fin := s.replicas[b.ID]
+		old := s.rbw[b.ID]
+		if !fin && old == nil {
+			w.mu.Lock() // no one else sees w yet
+			s.rbw[b.ID] = w
+			s.mu.Unlock()
+			break
+		}
+		s.mu.Unlock()
+		if err := s.replaceForCopy(b, fin, r, old); err != nil {
+			return nil, err
+		}
+	}
+	defer w.mu.Unlock()
+	hw := w.hold()
 	var err error
-	w.data, err = os.OpenFile(s.dataPathRBW(b.ID), os.O_CREATE|os.O_EXCL|os.O_RDWR, 0o644)
+	w.data, err = s.fs.OpenFile(w.dataPath(), os.O_CREATE|os.O_EXCL|os.O_RDWR, 0o644)
 	if err == nil {
-		w.meta, err = os.OpenFile(s.metaPathRBW(b), os.O_CREATE|os.O_EXCL|os.O_RDWR, 0o644)
+		w.meta, err = s.fs.OpenFile(w.metaPath(), os.O_CREATE|os.O_EXCL|os.O_RDWR, 0o644)
 	}
 	if err == nil {
-		_, err = checksum.NewMetaWriter(w.meta, checksum.NewHeader(uint64(b.ID), uint64(b.GenStamp), chunkSize))
+		err = s.fs.WriteAt(w.meta, h.Marshal(), 0)
 	}
 	if err != nil {
-		w.Abort()
+		_ = w.abortLocked()
 		return nil, fmt.Errorf("create replica %s: %w", b, err)
 	}
-	return h, nil
+	return hw, nil
+}
+
+// replaceForCopy deletes the replica found here when a new replica b may
+// replace it (see Create). It returns nil when the caller may try again.
+func (s *Store) replaceForCopy(b cairn.Block, fin bool, r replica, old *rbwReplica) error {
+	const op = "blockd.Create"
+	if fin {
+		if r.gs >= b.GenStamp {
+			return cairn.E(op, cairn.KindExist, b.String(), "replica already exists")
+		}
+		s.log.Info("a new replica replaces an older finalized one", zap.Stringer("block", b), zap.Uint64("old_gen_stamp", uint64(r.gs)))
+		return s.deleteFinalized(cairn.Block{ID: b.ID, GenStamp: r.gs})
+	}
+	old.mu.Lock()
+	defer old.mu.Unlock()
+	switch {
+	case old.done:
+		return nil
+	case old.state == cairn.ReplicaRUR:
+		return cairn.E(op, cairn.KindBusy, b.String(), fmt.Sprintf("replica is under recovery %d", old.rid))
+	case old.b.GenStamp > b.GenStamp:
+		return cairn.E(op, cairn.KindExist, b.String(), fmt.Sprintf("a replica with the newer generation stamp %d exists", old.b.GenStamp))
+	case old.b.GenStamp == b.GenStamp && old.active:
+		return cairn.E(op, cairn.KindExist, b.String(), "replica already exists, being written")
+	}
+	s.log.Info("a new replica replaces an unfinished or older one", zap.Stringer("block", b), zap.Stringer("old", old.b), zap.Stringer("old_state", old.state))
+	old.stopWriter()
+	return old.abortLocked()
 }
 
 // Block is the replica's block with the bytes written so far.
@@ -217,13 +300,20 @@ func (w *rbwReplica) startWriteback() {
 	w.kicked = w.b.Len
 }
 
-// sync makes what was written durable. Caller holds w.mu.
+// sync makes what was written durable, and the first time, the replica's
+// entries in rbw/. Caller holds w.mu.
 func (w *rbwReplica) sync() error {
-	if err := w.data.Sync(); err != nil {
+	if err := w.s.fs.Sync(w.data); err != nil {
 		return fmt.Errorf("replica %s: sync: %w", w.b, err)
 	}
-	if err := w.meta.Sync(); err != nil {
+	if err := w.s.fs.Sync(w.meta); err != nil {
 		return fmt.Errorf("replica %s: sync meta: %w", w.b, err)
+	}
+	if !w.dirSynced.Load() {
+		if err := w.s.fs.SyncDir(w.dir()); err != nil {
+			return fmt.Errorf("replica %s: sync %s: %w", w.b, w.dir(), err)
+		}
+		w.dirSynced.Store(true)
 	}
 	return nil
 }
@@ -234,35 +324,64 @@ func (w *rbwReplica) sync() error {
 func (w *rbwReplica) finalize() (cairn.Block, error) {
 	s := w.s
 	b := w.b
-	err := errors.Join(w.data.Sync(), w.meta.Sync())
+	err := errors.Join(s.fs.Sync(w.data), s.fs.Sync(w.meta))
 	if err == nil {
-		err = errors.Join(w.data.Close(), w.meta.Close())
-		w.data, w.meta = nil, nil
-	}
-	dir := s.finalizedDir(b.ID)
-	if err == nil {
-		err = os.MkdirAll(dir, 0o755)
+		err = w.closeFiles()
 	}
 	if err == nil {
-		err = os.Rename(s.metaPathRBW(b), s.MetaPath(b))
-	}
-	if err == nil {
-		err = os.Rename(s.dataPathRBW(b.ID), s.BlockPath(b))
-	}
-	if err == nil {
-		err = errors.Join(versionfile.SyncDir(dir), versionfile.SyncDir(s.rbwDir()))
+		err = s.moveToFinalized(b)
 	}
 	if err != nil {
 		return b, fmt.Errorf("finalize %s: %w", b, err)
 	}
+	w.finished()
+	return b, nil
+}
+
+// finished records w, now finalized/ on disk, as a finalized replica.
+// Caller holds w.mu.
+func (w *rbwReplica) finished() {
+	s := w.s
 	w.done, w.active = true, false
-	r := replica{gs: b.GenStamp, len: b.Len, metaLen: checksum.MetaSize(b.Len, w.chunk)}
+	r := replica{gs: w.b.GenStamp, len: w.b.Len, metaLen: checksum.MetaSize(w.b.Len, w.chunk)}
 	s.mu.Lock()
-	delete(s.rbw, b.ID)
-	s.replicas[b.ID] = r
+	if s.rbw[w.b.ID] == w {
+		delete(s.rbw, w.b.ID)
+	}
+	s.replicas[w.b.ID] = r
 	s.used += r.disk()
 	s.mu.Unlock()
-	return b, nil
+}
+
+// moveToFinalized moves the synced replica b from rbw/ into its finalized/
+// leaf: the block file first, then the .meta, then both directories are
+// synced. A crash between the two renames leaves the block file in
+// finalized/ and its .meta in rbw/, which the next start completes (see
+// docs/FORMAT.md, "Replica transitions").
+func (s *Store) moveToFinalized(b cairn.Block) error {
+	dir := s.finalizedDir(b.ID)
+	if err := s.ensureLeaf(dir); err != nil {
+		return err
+	}
+	if err := s.fs.Rename(s.dataPathRBW(b.ID), s.BlockPath(b)); err != nil {
+		return err
+	}
+	if err := s.fs.Rename(s.metaPathRBW(b), s.MetaPath(b)); err != nil {
+		return err
+	}
+	return errors.Join(s.fs.SyncDir(dir), s.fs.SyncDir(s.rbwDir()))
+}
+
+// closeFiles closes the open files. Caller holds w.mu.
+func (w *rbwReplica) closeFiles() error {
+	var err error
+	for _, f := range []*os.File{w.data, w.meta} {
+		if f != nil {
+			err = errors.Join(err, f.Close())
+		}
+	}
+	w.data, w.meta = nil, nil
+	return err
 }
 
 // release ends a stream's hold on the replica without finalizing it: the
@@ -274,485 +393,75 @@ func (w *rbwReplica) release() {
 	w.active = false
 	for _, f := range []*os.File{w.data, w.meta} {
 		if f != nil {
-			_ = f.Sync()
-			_ = f.Close()
+			_ = w.s.fs.Sync(f)
 		}
 	}
-	w.data, w.meta = nil, nil
+	_ = w.closeFiles()
 }
 
 // Abort deletes the replica.
 func (w *rbwReplica) Abort() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.abortLocked()
+	_ = w.abortLocked()
 }
 
-// abortLocked is Abort with w.mu held.
-func (w *rbwReplica) abortLocked() {
+// abortLocked is Abort with w.mu held: the block file is removed first,
+// then the .meta, so a crash between leaves a .meta alone, which the next
+// start removes.
+func (w *rbwReplica) abortLocked() error {
 	if w.done {
-		return
+		return nil
 	}
 	w.done, w.active = true, false
-	for _, f := range []*os.File{w.data, w.meta} {
-		if f != nil {
-			_ = f.Close()
-		}
+	_ = w.closeFiles()
+	err := removeIfExists(w.s.fs, w.dataPath())
+	if err == nil {
+		err = removeIfExists(w.s.fs, w.metaPath())
 	}
-	w.data, w.meta = nil, nil
-	_ = os.Remove(w.s.dataPathRBW(w.b.ID))
-	_ = os.Remove(w.s.metaPathRBW(w.b))
 	w.s.mu.Lock()
 	if w.s.rbw[w.b.ID] == w {
 		delete(w.s.rbw, w.b.ID)
 	}
 	w.s.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("delete %s: %w", w.b, err)
+	}
+	return nil
 }
 
-// deleteIdle deletes a replica left in rbw/ whose stamp is not newer than
-// gs; one a stream is writing is left alone.
+// deleteIdle deletes a replica that is not finalized and whose stamp is not
+// newer than gs; one a stream is writing is left alone.
 func (w *rbwReplica) deleteIdle(gs cairn.GenStamp) error {
-	w.mu.RLock()
-	busy := w.active || w.b.GenStamp > gs
-	w.mu.RUnlock()
-	if !busy {
-		w.Abort()
-	}
-	return nil
-}
-
-// Reopen makes the replica of b.ID writable again at generation stamp
-// b.GenStamp, keeping its first keepLen bytes: for pipeline recovery (an
-// rbw replica) and append (a finalized one, moved back to rbw/). A stream
-// still holding the replica (stuck on a stalled upstream, say) is
-// preempted. The last partial chunk's checksum is verified against what is
-// on disk and then recomputed for the bytes kept.
-func (s *Store) Reopen(b cairn.Block, keepLen int64) (*ReplicaWriter, error) {
-	const op = "blockd.Reopen"
-	h, err := s.takeForReopen(b)
-	if err != nil {
-		return nil, err
-	}
-	if err := h.r.reopen(h.token, b.GenStamp, keepLen); err != nil {
-		h.Release()
-		return nil, cairn.E(op, cairn.KindOf(err), b.String(), err.Error())
-	}
-	return h, nil
-}
-
-// takeForReopen finds the replica, moving a finalized one back to rbw/, and
-// takes it for a new stream.
-func (s *Store) takeForReopen(b cairn.Block) (*ReplicaWriter, error) {
-	const op = "blockd.Reopen"
-	s.mu.Lock()
-	if w := s.rbw[b.ID]; w != nil {
-		s.mu.Unlock()
-		w.mu.Lock()
-		defer w.mu.Unlock()
-		if w.b.GenStamp > b.GenStamp {
-			return nil, cairn.E(op, cairn.KindInvalid, b.String(), fmt.Sprintf("replica has a newer generation stamp %d", w.b.GenStamp))
-		}
-		if w.done {
-			return nil, cairn.E(op, cairn.KindNotExist, b.String(), "replica was deleted")
-		}
-		if w.active {
-			s.log.Info("a newer stream takes over a replica", zap.Stringer("block", w.b))
-			w.release()
-		}
-		return w.hold(), nil
-	}
-	r, ok := s.replicas[b.ID]
-	if !ok {
-		s.mu.Unlock()
-		return nil, cairn.E(op, cairn.KindNotExist, b.String(), "no replica here")
-	}
-	if r.gs > b.GenStamp {
-		s.mu.Unlock()
-		return nil, cairn.E(op, cairn.KindInvalid, b.String(), fmt.Sprintf("replica has a newer generation stamp %d", r.gs))
-	}
-	old := cairn.Block{ID: b.ID, GenStamp: r.gs, Len: r.len}
-	w := &rbwReplica{s: s, b: old}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	h := w.hold()
-	delete(s.replicas, b.ID)
-	s.used -= r.disk()
-	s.rbw[b.ID] = w
-	s.mu.Unlock()
-	err := os.Rename(s.MetaPath(old), s.metaPathRBW(old))
-	if err == nil {
-		err = os.Rename(s.BlockPath(old), s.dataPathRBW(old.ID))
-	}
-	if err == nil {
-		err = errors.Join(versionfile.SyncDir(s.rbwDir()), versionfile.SyncDir(s.finalizedDir(old.ID)))
-	}
-	if err != nil {
-		w.release()
-		return nil, cairn.E(op, cairn.KindIO, b.String(), fmt.Sprintf("move finalized replica to rbw: %v", err))
-	}
-	return h, nil
-}
-
-func (w *rbwReplica) reopen(token uint64, gs cairn.GenStamp, keepLen int64) error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.token != token {
-		return errPreempted
-	}
-	s := w.s
-	data, err := os.OpenFile(s.dataPathRBW(w.b.ID), os.O_RDWR, 0)
-	if err != nil {
-		return err
-	}
-	meta, err := os.OpenFile(s.metaPathRBW(w.b), os.O_RDWR, 0)
-	if err != nil {
-		_ = data.Close()
-		return err
-	}
-	w.data, w.meta = data, meta
-	fail := func(err error) error {
-		_ = data.Close()
-		_ = meta.Close()
-		w.data, w.meta = nil, nil
-		return err
-	}
-	hb := make([]byte, checksum.HeaderSize)
-	if _, err := io.ReadFull(meta, hb); err != nil {
-		return fail(fmt.Errorf("read meta header: %w", err))
-	}
-	h, err := checksum.ParseHeader(hb)
-	if err != nil {
-		return fail(err)
-	}
-	w.chunk = int(h.ChunkSize)
-	st, err := data.Stat()
-	if err != nil {
-		return fail(err)
-	}
-	w.b.Len = st.Size()
-	if keepLen < 0 || keepLen > w.b.Len {
-		return fail(cairn.E("blockd.Reopen", cairn.KindInvalid, w.b.String(), fmt.Sprintf("replica holds %d bytes, %d must be kept", w.b.Len, keepLen)))
-	}
-	// Verify the chunk that will become the last, as it is on disk, then
-	// recompute its checksum over the bytes kept.
-	chunk := int64(w.chunk)
-	var lastSum []uint64
-	if tail := keepLen % chunk; tail != 0 {
-		c := keepLen / chunk
-		start := c * chunk
-		end := min(start+chunk, w.b.Len)
-		buf := make([]byte, end-start)
-		if _, err := data.ReadAt(buf, start); err != nil {
-			return fail(fmt.Errorf("read chunk %d: %w", c, err))
-		}
-		sums, err := checksum.ReadSums(meta, c, 1)
-		if err != nil {
-			return fail(err)
-		}
-		if err := checksum.Verify(uint64(w.b.ID), w.chunk, c, buf, sums); err != nil {
-			return fail(err)
-		}
-		lastSum = []uint64{checksum.Sum(buf[:tail])}
-	}
-	nChunks := checksum.NumChunks(keepLen, w.chunk)
-	if err := data.Truncate(keepLen); err != nil {
-		return fail(err)
-	}
-	if err := meta.Truncate(checksum.SumOffset(nChunks)); err != nil {
-		return fail(err)
-	}
-	if lastSum != nil {
-		if _, err := meta.WriteAt(checksum.EncodeSums(nil, lastSum), checksum.SumOffset(nChunks-1)); err != nil {
-			return fail(err)
-		}
-	}
-	nb := w.b
-	nb.GenStamp, nb.Len = gs, keepLen
-	if _, err := meta.WriteAt(checksum.NewHeader(uint64(nb.ID), uint64(gs), w.chunk).Marshal(), 0); err != nil {
-		return fail(err)
-	}
-	if err := errors.Join(data.Sync(), meta.Sync()); err != nil {
-		return fail(err)
-	}
-	if nb.GenStamp != w.b.GenStamp {
-		if err := os.Rename(s.metaPathRBW(w.b), s.metaPathRBW(nb)); err != nil {
-			return fail(err)
-		}
-		if err := versionfile.SyncDir(s.rbwDir()); err != nil {
-			return fail(err)
-		}
-	}
-	w.b = nb
-	w.done = false
-	return nil
-}
-
-// Source is a replica opened for reading: finalized, or in rbw/ up to what
-// has been written.
-type Source interface {
-	// Block is the replica's block; Len is its length now.
-	Block() cairn.Block
-	ChunkSize() int
-	// ReadChunks reads chunks first..first+count-1 (the last may be short)
-	// and their checksums, as stored.
-	ReadChunks(first, count int64, buf []byte) ([]byte, []uint64, error)
-	Close()
-}
-
-// OpenSource opens the replica of want.ID for reading. A replica older than
-// want's generation stamp is stale and not served.
-func (s *Store) OpenSource(want cairn.Block) (Source, error) {
-	s.mu.Lock()
-	w := s.rbw[want.ID]
-	s.mu.Unlock()
-	if w == nil {
-		have, data, meta, err := s.OpenReplica(want)
-		if err != nil {
-			return nil, err
-		}
-		src := &fileSource{b: have, data: data, meta: meta}
-		if err := src.readHeader(); err != nil {
-			src.Close()
-			return nil, cairn.E("blockd.OpenSource", cairn.KindIO, want.String(), err.Error())
-		}
-		return src, nil
-	}
-	b := w.Block()
-	if b.GenStamp < want.GenStamp {
-		return nil, cairn.E("blockd.OpenSource", cairn.KindNotExist, want.String(), fmt.Sprintf("replica is stale (generation stamp %d)", b.GenStamp))
-	}
-	data, err := os.Open(s.dataPathRBW(b.ID))
-	if err != nil {
-		return nil, cairn.E("blockd.OpenSource", cairn.KindIO, want.String(), err.Error())
-	}
-	meta, err := os.Open(s.metaPathRBW(b))
-	if err != nil {
-		_ = data.Close()
-		return nil, cairn.E("blockd.OpenSource", cairn.KindIO, want.String(), err.Error())
-	}
-	src := &fileSource{b: b, data: data, meta: meta, w: w}
-	if err := src.readHeader(); err != nil {
-		src.Close()
-		return nil, cairn.E("blockd.OpenSource", cairn.KindIO, want.String(), err.Error())
-	}
-	return src, nil
-}
-
-type fileSource struct {
-	b          cairn.Block
-	chunk      int
-	data, meta *os.File
-	w          *rbwReplica // for a replica being written: reads take its lock
-}
-
-func (f *fileSource) readHeader() error {
-	hb := make([]byte, checksum.HeaderSize)
-	if _, err := f.meta.ReadAt(hb, 0); err != nil {
-		return checksum.MarkCorruption(fmt.Errorf("read meta header: %w", err))
-	}
-	h, err := checksum.ParseHeader(hb)
-	if err != nil {
-		return err
-	}
-	if h.BlockID != uint64(f.b.ID) {
-		return checksum.MarkCorruption(fmt.Errorf("meta header names block %d", h.BlockID))
-	}
-	f.chunk = int(h.ChunkSize)
-	return nil
-}
-
-func (f *fileSource) Block() cairn.Block {
-	if f.w != nil {
-		return f.w.Block()
-	}
-	return f.b
-}
-
-func (f *fileSource) ChunkSize() int { return f.chunk }
-
-func (f *fileSource) ReadChunks(first, count int64, buf []byte) ([]byte, []uint64, error) {
-	if f.w != nil {
-		f.w.mu.RLock()
-		defer f.w.mu.RUnlock()
-	}
-	n := f.Block().Len
-	if f.w != nil {
-		n = f.w.b.Len
-	}
-	start := first * int64(f.chunk)
-	end := min(start+count*int64(f.chunk), n)
-	if start > end {
-		return nil, nil, fmt.Errorf("chunks %d+%d beyond the replica's %d bytes", first, count, n)
-	}
-	data := buf[:end-start]
-	if _, err := f.data.ReadAt(data, start); err != nil {
-		return nil, nil, fmt.Errorf("read data at %d: %w", start, err)
-	}
-	sums, err := checksum.ReadSums(f.meta, first, checksum.NumChunks(end-start, f.chunk))
-	if err != nil {
-		return nil, nil, err
-	}
-	return data, sums, nil
-}
-
-func (f *fileSource) Close() {
-	_ = f.data.Close()
-	_ = f.meta.Close()
-}
-
-// recoverRBW looks at what an earlier run left in rbw/: each replica is cut
-// back to its last verified chunk and kept, released, for metad to decide
-// on; files without their partner and temporary files go.
-func (s *Store) recoverRBW() ([]cairn.Block, error) {
-	ents, err := os.ReadDir(s.rbwDir())
-	if err != nil {
-		return nil, err
-	}
-	metas := map[uint64]cairn.Block{}
-	for _, e := range ents {
-		if id, gs, ok := checksum.ParseMetaFileName(e.Name()); ok {
-			if old, dup := metas[id]; !dup || uint64(old.GenStamp) < gs {
-				metas[id] = cairn.Block{ID: cairn.BlockID(id), GenStamp: cairn.GenStamp(gs)}
-			}
-		}
-	}
-	var recovered []cairn.Block
-	for _, e := range ents {
-		name := e.Name()
-		path := filepath.Join(s.rbwDir(), name)
-		if id, gs, ok := checksum.ParseMetaFileName(name); ok {
-			if metas[id].GenStamp != cairn.GenStamp(gs) {
-				s.log.Warn("removing an older meta left in rbw", zap.String("file", path))
-				_ = os.Remove(path)
-			}
-			continue
-		}
-		var id uint64
-		if _, err := fmt.Sscanf(name, "blk_%d", &id); err != nil || checksum.BlockFileName(id) != name {
-			s.log.Warn("removing a leftover file in rbw", zap.String("file", path))
-			_ = os.Remove(path)
-			continue
-		}
-		b, ok := metas[id]
-		if !ok {
-			s.log.Warn("removing a block file without meta in rbw", zap.String("file", path))
-			_ = os.Remove(path)
-			continue
-		}
-		w := &rbwReplica{s: s, b: b}
-		n, err := w.cutToVerified()
-		if err != nil {
-			s.log.Error("replica left in rbw is unreadable; removing it", zap.Stringer("block", b), zap.Error(err))
-			_ = os.Remove(path)
-			_ = os.Remove(s.metaPathRBW(b))
-			continue
-		}
-		w.b.Len = n
-		s.rbw[b.ID] = w
-		recovered = append(recovered, w.b)
-		s.log.Info("replica left being written recovered", zap.Stringer("block", w.b), zap.Int64("len", n))
-		delete(metas, id)
-	}
-	for id, b := range metas {
-		s.log.Warn("removing a meta without block file in rbw", zap.Uint64("block", id))
-		_ = os.Remove(s.metaPathRBW(b))
-	}
-	return recovered, nil
-}
-
-// cutToVerified verifies the replica chunk by chunk and truncates it after
-// the last chunk that matches its checksum.
-func (w *rbwReplica) cutToVerified() (int64, error) {
-	s := w.s
-	data, err := os.OpenFile(s.dataPathRBW(w.b.ID), os.O_RDWR, 0)
-	if err != nil {
-		return 0, err
-	}
-	defer data.Close()
-	meta, err := os.OpenFile(s.metaPathRBW(w.b), os.O_RDWR, 0)
-	if err != nil {
-		return 0, err
-	}
-	defer meta.Close()
-	hb := make([]byte, checksum.HeaderSize)
-	if _, err := io.ReadFull(meta, hb); err != nil {
-		return 0, fmt.Errorf("meta header: %w", err)
-	}
-	h, err := checksum.ParseHeader(hb)
-	if err != nil {
-		return 0, err
-	}
-	w.chunk = int(h.ChunkSize)
-	st, err := data.Stat()
-	if err != nil {
-		return 0, err
-	}
-	mst, err := meta.Stat()
-	if err != nil {
-		return 0, err
-	}
-	sumsOnDisk := (mst.Size() - checksum.HeaderSize) / checksum.SumSize
-	chunks := min(checksum.NumChunks(st.Size(), w.chunk), sumsOnDisk)
-	buf := make([]byte, w.chunk)
-	var good int64
-	for c := int64(0); c < chunks; c++ {
-		start := c * int64(w.chunk)
-		k, err := data.ReadAt(buf, start)
-		if err != nil && !errors.Is(err, io.EOF) {
-			return 0, err
-		}
-		sums, err := checksum.ReadSums(meta, c, 1)
-		if err != nil {
-			break
-		}
-		if checksum.Verify(uint64(w.b.ID), w.chunk, c, buf[:k], sums) != nil {
-			// The last checksum may cover a partial chunk (an hflush)
-			// followed by bytes a crash left without their checksum:
-			// keep the longest prefix that matches.
-			if c == chunks-1 {
-				if n := matchingPrefix(buf[:k], sums[0]); n > 0 {
-					good = start + int64(n)
-				}
-			}
-			break
-		}
-		good = start + int64(k)
-		if k < w.chunk {
-			break
-		}
-	}
-	if good != st.Size() || checksum.SumOffset(checksum.NumChunks(good, w.chunk)) != mst.Size() {
-		if err := data.Truncate(good); err != nil {
-			return 0, err
-		}
-		if err := meta.Truncate(checksum.SumOffset(checksum.NumChunks(good, w.chunk))); err != nil {
-			return 0, err
-		}
-		if err := errors.Join(data.Sync(), meta.Sync()); err != nil {
-			return 0, err
-		}
-	}
-	return good, nil
-}
-
-// matchingPrefix returns the length of the longest prefix of b whose
-// checksum is sum, or 0.
-func matchingPrefix(b []byte, sum uint64) int {
-	for n := len(b); n > 0; n-- {
-		if checksum.Sum(b[:n]) == sum {
-			return n
-		}
-	}
-	return 0
-}
-
-// removeTemps deletes temporary files an interrupted atomic write left.
-func (s *Store) removeTemps() {
-	_ = filepath.WalkDir(s.dir, func(path string, d fs.DirEntry, err error) error {
-		if err == nil && !d.IsDir() && filepath.Ext(path) == ".tmp" {
-			s.log.Info("removing a leftover temporary file", zap.String("file", path))
-			_ = os.Remove(path)
-		}
+	if w.active || w.b.GenStamp > gs {
 		return nil
-	})
+	}
+	return w.abortLocked()
+}
+
+// ensureLeaf makes a finalized/ leaf directory (and its parents) if
+// missing, fsyncing each new directory's parent. A leaf that was there
+// already has its parent and grandparent fsynced the first time in a run,
+// so a leaf an earlier run made but did not sync is durable before a
+// replica is moved into it.
+func (s *Store) ensureLeaf(dir string) error {
+	s.leafMu.Lock()
+	defer s.leafMu.Unlock()
+	if s.leaves[dir] {
+		return nil
+	}
+	made, err := mkdirAll(s.fs, dir)
+	if err != nil {
+		return err
+	}
+	if !made {
+		parent := filepath.Dir(dir)
+		if err := errors.Join(s.fs.SyncDir(parent), s.fs.SyncDir(filepath.Dir(parent))); err != nil {
+			return err
+		}
+	}
+	s.leaves[dir] = true
+	return nil
 }

@@ -325,7 +325,7 @@ func (vs *volumeScanner) startPass(now time.Time) {
 // list returns the finalized replicas still to verify in this pass.
 func (vs *volumeScanner) list() []cairn.BlockID {
 	var ids []cairn.BlockID
-	for _, b := range vs.vol.store.Report() {
+	for _, b := range vs.vol.store.Finalized() {
 		if !vs.cur.hasLast || b.ID > vs.cur.last {
 			ids = append(ids, b.ID)
 		}

@@ -58,9 +58,11 @@ type Blockd struct {
 	active atomic.Int64
 
 	mu       sync.Mutex
-	incoming []cairn.Block // finalized, not yet reported
-	lost     []cairn.Block // on failed volumes, not yet reported
+	incoming []cairn.Replica // finalized, not yet reported
+	lost     []cairn.Block   // on failed volumes, not yet reported
 	kick     chan struct{}
+
+	recoveries chan cairn.Command // CmdRecover waiting for a worker
 }
 
 // New opens the data directory and connects (lazily) to metad.
@@ -93,7 +95,8 @@ func New(cfg Config) (*Blockd, error) {
 		st.Close()
 		return nil, fmt.Errorf("blockd: metad %s: %w", cfg.MetadAddr, err)
 	}
-	d := &Blockd{cfg: cfg, store: st, log: cfg.Logger, metad: rpc.NewRegistryClient(conn), conn: conn, kick: make(chan struct{}, 1)}
+	d := &Blockd{cfg: cfg, store: st, log: cfg.Logger, metad: rpc.NewRegistryClient(conn), conn: conn, kick: make(chan struct{}, 1),
+		recoveries: make(chan cairn.Command, recoveryQueue)}
 	st.SetFailureHandler(d.volumeFailed)
 	if cfg.ScanPeriod >= 0 {
 		d.scan = NewScanner(st, ScanConfig{Period: cfg.ScanPeriod, Rate: cfg.ScanRate, Logger: cfg.Logger.Named("scanner"),
@@ -116,16 +119,17 @@ func (d *Blockd) Close() {
 func (d *Blockd) reportReceived(b cairn.Block) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := d.metad.BlocksReceived(ctx, d.node.StorageID, finalizedReplicas([]cairn.Block{b})); err != nil {
+	r := cairn.Replica{Block: b, State: cairn.ReplicaFinalized}
+	if err := d.metad.BlocksReceived(ctx, d.node.StorageID, []cairn.Replica{r}); err != nil {
 		d.log.Warn("incremental block report failed; queued", zap.Stringer("block", b), zap.Error(err))
-		d.received(b)
+		d.received(r)
 	}
 }
 
-// received queues a finalized replica for the next incremental report.
-func (d *Blockd) received(b cairn.Block) {
+// received queues a replica for the next incremental report.
+func (d *Blockd) received(r cairn.Replica) {
 	d.mu.Lock()
-	d.incoming = append(d.incoming, b)
+	d.incoming = append(d.incoming, r)
 	d.mu.Unlock()
 	select {
 	case d.kick <- struct{}{}:
@@ -141,18 +145,21 @@ func (d *Blockd) register(ctx context.Context) error {
 	if err := d.store.SetNamespaceID(ns); err != nil {
 		return err
 	}
-	blocks := d.store.Report()
-	rec := d.store.Recovered()
-	report := finalizedReplicas(blocks)
-	for _, b := range rec {
-		report = append(report, cairn.Replica{Block: b, State: cairn.ReplicaRWR})
-	}
+	report := d.store.Report()
 	if err := d.metad.BlockReport(ctx, d.node.StorageID, report); err != nil {
-		d.store.keepRecovered(rec)
 		return err
 	}
-	d.log.Info("registered with metad", zap.String("metad", d.cfg.MetadAddr), zap.String("namespace_id", ns), zap.Int("replicas", len(blocks)))
+	d.log.Info("registered with metad", zap.String("metad", d.cfg.MetadAddr), zap.String("namespace_id", ns), zap.Int("replicas", len(report)), zap.Any("by_state", byState(report)))
 	return nil
+}
+
+// byState counts a full report's replicas by state, for its log line.
+func byState(report []cairn.Replica) map[string]int {
+	n := map[string]int{}
+	for _, r := range report {
+		n[r.State.String()]++
+	}
+	return n
 }
 
 // registerLoop registers, retrying while metad is unreachable; a namespace
@@ -192,6 +199,8 @@ func (d *Blockd) heartbeat(ctx context.Context) error {
 			if err := d.registerLoop(ctx); err != nil {
 				return err
 			}
+		case cairn.CmdRecover:
+			d.queueRecovery(c)
 		case cairn.CmdTransfer:
 			d.active.Add(1)
 			go func(c cairn.Command) {
@@ -229,15 +238,13 @@ func (d *Blockd) heartbeat(ctx context.Context) error {
 
 func (d *Blockd) reportIncoming(ctx context.Context) {
 	d.reportLost(ctx)
-	d.sendQueued(ctx, &d.incoming, "incremental block report", func(ctx context.Context, id string, b []cairn.Block) error {
-		return d.metad.BlocksReceived(ctx, id, finalizedReplicas(b))
-	})
+	sendQueued(ctx, d, &d.incoming, "incremental block report", d.metad.BlocksReceived)
 }
 
 // sendQueued sends the replicas queued in *q to metad with send and
 // returns how many went; on failure they go back to the front of the queue
 // for the next try.
-func (d *Blockd) sendQueued(ctx context.Context, q *[]cairn.Block, what string, send func(context.Context, string, []cairn.Block) error) int {
+func sendQueued[T any](ctx context.Context, d *Blockd, q *[]T, what string, send func(context.Context, string, []T) error) int {
 	d.mu.Lock()
 	batch := *q
 	*q = nil
@@ -275,11 +282,11 @@ func (d *Blockd) run(ctx context.Context) error {
 		case <-d.kick:
 			d.reportIncoming(ctx)
 		case <-report.C:
-			blocks := d.store.Report()
-			if err := d.metad.BlockReport(ctx, d.node.StorageID, finalizedReplicas(blocks)); err != nil {
+			report := d.store.Report()
+			if err := d.metad.BlockReport(ctx, d.node.StorageID, report); err != nil {
 				d.log.Warn("full block report failed", zap.Error(err))
 			} else {
-				d.log.Info("full block report", zap.Int("replicas", len(blocks)))
+				d.log.Info("full block report", zap.Int("replicas", len(report)), zap.Any("by_state", byState(report)))
 			}
 		case <-t.C:
 			d.reportIncoming(ctx)
@@ -416,6 +423,7 @@ func serve(ctx context.Context, cfg Config, listen, httpAddr, addrFile string) e
 		return err
 	}
 	go func() { errc <- d.run(ctx) }()
+	go d.runRecoveries(ctx, recoveryWorkers)
 	if d.scan != nil {
 		go d.scan.Run(ctx)
 	}
@@ -461,13 +469,4 @@ func metadAddr(flagValue string) string {
 		return flagValue
 	}
 	return daemon.MetadAddr()
-}
-
-// finalizedReplicas reports blocks as finalized replicas.
-func finalizedReplicas(blocks []cairn.Block) []cairn.Replica {
-	out := make([]cairn.Replica, len(blocks))
-	for i, b := range blocks {
-		out[i] = cairn.Replica{Block: b, State: cairn.ReplicaFinalized}
-	}
-	return out
 }

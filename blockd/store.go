@@ -31,14 +31,16 @@ type Store struct {
 	dir  string
 	lock *os.File
 	log  *zap.Logger
+	fs   fileSystem // every change to the replicas' files goes through it
+
+	leafMu sync.Mutex
+	leaves map[string]bool // finalized/ leaves made durable in this run
 
 	mu       sync.Mutex
 	version  map[string]string
 	replicas map[cairn.BlockID]replica     // finalized
-	rbw      map[cairn.BlockID]*rbwReplica // in rbw/: being written, or left for recovery
-	// recovered lists the replicas found in rbw/ at start, for metad.
-	recovered []cairn.Block
-	used      int64 // bytes of finalized data and meta
+	rbw      map[cairn.BlockID]*rbwReplica // not finalized: being written (RBW), left for recovery (RWR), under recovery (RUR)
+	used     int64                         // bytes of finalized data and meta
 }
 
 type replica struct {
@@ -50,10 +52,15 @@ type replica struct {
 func (r replica) disk() int64 { return r.len + r.metaLen }
 
 // OpenStore opens (creating on first use) a data directory and locks it,
-// so a second blockd on the same directory is refused.
+// so a second blockd on the same directory is refused. What an earlier run
+// left half done is completed or undone first (see load).
 func OpenStore(dir string, log *zap.Logger) (*Store, error) {
+	return openStore(dir, log, osFS{})
+}
+
+func openStore(dir string, log *zap.Logger, fsys fileSystem) (*Store, error) {
 	for _, d := range []string{dir, filepath.Join(dir, "current", "rbw"), filepath.Join(dir, "current", "finalized")} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
+		if _, err := mkdirAll(fsys, d); err != nil {
 			return nil, fmt.Errorf("blockd store: %w", err)
 		}
 	}
@@ -67,12 +74,13 @@ func OpenStore(dir string, log *zap.Logger) (*Store, error) {
 	}
 	_ = lock.Truncate(0)
 	_, _ = lock.WriteString(strconv.Itoa(os.Getpid()) + "\n")
-	s := &Store{dir: dir, lock: lock, log: log, replicas: map[cairn.BlockID]replica{}, rbw: map[cairn.BlockID]*rbwReplica{}}
+	s := &Store{dir: dir, lock: lock, log: log, fs: fsys, leaves: map[string]bool{},
+		replicas: map[cairn.BlockID]replica{}, rbw: map[cairn.BlockID]*rbwReplica{}}
 	if err := s.loadVersion(); err != nil {
 		s.Close()
 		return nil, err
 	}
-	if err := s.scan(); err != nil {
+	if err := s.load(); err != nil {
 		s.Close()
 		return nil, err
 	}
@@ -160,68 +168,31 @@ func (s *Store) MetaPath(b cairn.Block) string {
 	return filepath.Join(s.finalizedDir(b.ID), checksum.MetaFileName(uint64(b.ID), uint64(b.GenStamp)))
 }
 
-// scan builds the replica map from what is on disk.
-func (s *Store) scan() error {
-	root := filepath.Join(s.dir, "current", "finalized")
-	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if d.IsDir() {
-			return nil
-		}
-		id, gs, ok := checksum.ParseMetaFileName(d.Name())
-		if !ok {
-			return nil
-		}
-		fi, err := os.Stat(filepath.Join(filepath.Dir(path), checksum.BlockFileName(id)))
-		if err != nil {
-			s.log.Warn("meta without block file", zap.String("meta", path), zap.Error(err))
-			return nil
-		}
-		mi, err := d.Info()
-		if err != nil {
-			return err
-		}
-		if old, dup := s.replicas[cairn.BlockID(id)]; dup {
-			if old.gs >= cairn.GenStamp(gs) {
-				return nil
-			}
-			s.used -= old.disk()
-		}
-		r := replica{gs: cairn.GenStamp(gs), len: fi.Size(), metaLen: mi.Size()}
-		s.replicas[cairn.BlockID(id)] = r
-		s.used += r.disk()
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("blockd store: scan %s: %w", root, err)
-	}
-	s.removeTemps()
-	if s.recovered, err = s.recoverRBW(); err != nil {
-		return fmt.Errorf("blockd store: recover %s: %w", s.rbwDir(), err)
-	}
-	return nil
-}
-
-// keepRecovered puts back replicas whose report failed, for the next try.
-func (s *Store) keepRecovered(r []cairn.Block) {
+// Report lists every replica, in every state, with its stamp and length:
+// what a full block report tells metad.
+func (s *Store) Report() []cairn.Replica {
 	s.mu.Lock()
-	s.recovered = append(r, s.recovered...)
+	out := make([]cairn.Replica, 0, len(s.replicas)+len(s.rbw))
+	for id, r := range s.replicas {
+		out = append(out, cairn.Replica{Block: cairn.Block{ID: id, GenStamp: r.gs, Len: r.len}, State: cairn.ReplicaFinalized})
+	}
+	open := make([]*rbwReplica, 0, len(s.rbw))
+	for _, w := range s.rbw {
+		open = append(open, w)
+	}
 	s.mu.Unlock()
+	for _, w := range open {
+		w.mu.RLock()
+		if !w.done {
+			out = append(out, cairn.Replica{Block: w.b, State: w.state})
+		}
+		w.mu.RUnlock()
+	}
+	return out
 }
 
-// Recovered returns, once, the replicas found left in rbw/ at start.
-func (s *Store) Recovered() []cairn.Block {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	r := s.recovered
-	s.recovered = nil
-	return r
-}
-
-// Report lists every finalized replica.
-func (s *Store) Report() []cairn.Block {
+// Finalized lists every finalized replica.
+func (s *Store) Finalized() []cairn.Block {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out := make([]cairn.Block, 0, len(s.replicas))
@@ -252,7 +223,8 @@ func (s *Store) Usage() (capacity, used, remaining int64) {
 	return capacity, used, remaining
 }
 
-// Delete removes a finalized replica if its stamp is not newer than b's.
+// Delete removes the replica of b.ID, in any state, if its stamp is not
+// newer than b's; one a stream is writing is left alone.
 func (s *Store) Delete(b cairn.Block) error {
 	s.mu.Lock()
 	r, ok := s.replicas[b.ID]
@@ -260,17 +232,31 @@ func (s *Store) Delete(b cairn.Block) error {
 		s.mu.Unlock()
 		return w.deleteIdle(b.GenStamp)
 	}
+	s.mu.Unlock()
 	if !ok || r.gs > b.GenStamp {
+		return nil
+	}
+	return s.deleteFinalized(cairn.Block{ID: b.ID, GenStamp: r.gs})
+}
+
+// deleteFinalized removes the finalized replica of have.ID if it is still
+// at have's stamp: the block file first, then the .meta, so a crash between
+// leaves a .meta alone, which the next start removes.
+func (s *Store) deleteFinalized(have cairn.Block) error {
+	s.mu.Lock()
+	r, ok := s.replicas[have.ID]
+	if !ok || r.gs != have.GenStamp {
 		s.mu.Unlock()
 		return nil
 	}
-	delete(s.replicas, b.ID)
+	delete(s.replicas, have.ID)
 	s.used -= r.disk()
 	s.mu.Unlock()
-	have := cairn.Block{ID: b.ID, GenStamp: r.gs}
-	err1 := os.Remove(s.BlockPath(have))
-	err2 := os.Remove(s.MetaPath(have))
-	if err := errors.Join(err1, err2); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	err := removeIfExists(s.fs, s.BlockPath(have))
+	if err == nil {
+		err = removeIfExists(s.fs, s.MetaPath(have))
+	}
+	if err != nil {
 		return fmt.Errorf("delete %s: %w", have, err)
 	}
 	return nil

@@ -306,9 +306,9 @@ func (vs *Volumes) Lookup(id cairn.BlockID) (cairn.Block, bool) {
 	return b, ok
 }
 
-// Report lists every finalized replica on the volumes in service.
-func (vs *Volumes) Report() []cairn.Block {
-	var out []cairn.Block
+// Report lists every replica, in every state, on the volumes in service.
+func (vs *Volumes) Report() []cairn.Replica {
+	var out []cairn.Replica
 	for _, v := range vs.live() {
 		out = append(out, v.store.Report()...)
 	}
@@ -327,8 +327,8 @@ func (vs *Volumes) Usage() (capacity, used, remaining int64) {
 	return capacity, used, remaining
 }
 
-// Delete removes the finalized replica of b (if its stamp is not newer than
-// b's) from whichever volume holds it.
+// Delete removes the replica of b (if its stamp is not newer than b's) from
+// whichever volume holds it.
 func (vs *Volumes) Delete(b cairn.Block) error {
 	var errs []error
 	for _, v := range vs.live() {
@@ -359,21 +359,19 @@ func (vs *Volumes) MetaPath(b cairn.Block) string {
 }
 
 // Create starts a new replica of b on the volume with the most free space
-// above the reserve. A block already held by any volume is KindExist; no
-// volume with space is KindNoSpace.
+// above the reserve; no volume with space is KindNoSpace. A block already
+// held by a volume is created there, where Store.Create decides whether
+// the new replica replaces the old.
 func (vs *Volumes) Create(b cairn.Block, chunkSize int) (*ReplicaWriter, error) {
-	const op = "blockd.Create"
 	vs.createMu.Lock()
 	defer vs.createMu.Unlock()
 	live := vs.live()
-	for _, v := range live {
-		if v.store.holds(b.ID) {
-			return nil, cairn.E(op, cairn.KindExist, b.String(), "replica already exists")
+	v := vs.holder(b.ID)
+	if v == nil {
+		var err error
+		if v, err = vs.choose(live); err != nil {
+			return nil, err
 		}
-	}
-	v, err := vs.choose(live)
-	if err != nil {
-		return nil, err
 	}
 	w, err := v.store.Create(b, chunkSize)
 	if err != nil && isDiskFailure(err) && !errors.Is(err, syscall.ENOSPC) {
@@ -458,21 +456,42 @@ func (vs *Volumes) OpenSource(want cairn.Block) (Source, error) {
 	return src, err
 }
 
-// Recovered returns, once, the replicas every volume found left in rbw/ at
-// start, and those put back by keepRecovered.
-func (vs *Volumes) Recovered() []cairn.Block {
-	var out []cairn.Block
-	for _, v := range vs.live() {
-		out = append(out, v.store.Recovered()...)
+// InitRecovery claims the replica of b.ID for recovery rid on the volume
+// holding it, as Store.InitRecovery does.
+func (vs *Volumes) InitRecovery(b cairn.Block, rid cairn.GenStamp) (cairn.Replica, error) {
+	v := vs.holder(b.ID)
+	if v == nil {
+		return cairn.Replica{}, cairn.E("blockd.InitRecovery", cairn.KindNotExist, b.String(), "no replica here")
 	}
-	return out
+	r, err := v.store.InitRecovery(b, rid)
+	if err != nil && cairn.KindOf(err) == cairn.KindIO {
+		vs.CheckSoon()
+	}
+	return r, err
 }
 
-// keepRecovered puts back replicas whose report failed, for the next try.
-func (vs *Volumes) keepRecovered(r []cairn.Block) {
-	if live := vs.live(); len(live) > 0 {
-		live[0].store.keepRecovered(r)
+// UpdateRecovery finalizes the replica of b.ID under recovery rid at newLen
+// bytes, as Store.UpdateRecovery does.
+func (vs *Volumes) UpdateRecovery(b cairn.Block, rid cairn.GenStamp, newLen int64) (cairn.Block, error) {
+	v := vs.holder(b.ID)
+	if v == nil {
+		return cairn.Block{}, cairn.E("blockd.UpdateRecovery", cairn.KindNotExist, b.String(), "no replica here")
 	}
+	fin, err := v.store.UpdateRecovery(b, rid, newLen)
+	if err != nil && cairn.KindOf(err) == cairn.KindIO {
+		vs.CheckSoon()
+	}
+	return fin, err
+}
+
+// Verify re-reads the replica of id, in any state, against its .meta, as
+// Store.Verify does: the replica, and why it is bad ("" when sound).
+func (vs *Volumes) Verify(id cairn.BlockID) (cairn.Replica, string, error) {
+	v := vs.holder(id)
+	if v == nil {
+		return cairn.Replica{}, "", cairn.E("blockd.Verify", cairn.KindNotExist, fmt.Sprint(id), "no replica here")
+	}
+	return v.store.Verify(id)
 }
 
 // DiskError is how the data path reports an I/O error on block b's replica:
@@ -574,7 +593,10 @@ func (vs *Volumes) fail(v *volume, why error) {
 	if !v.out.CompareAndSwap(false, true) {
 		return
 	}
-	lost := v.store.Report()
+	var lost []cairn.Block
+	for _, r := range v.store.Report() {
+		lost = append(lost, r.Block)
+	}
 	v.store.Close()
 	vs.mu.Lock()
 	vs.failed = append(vs.failed, fmt.Sprintf("%s: %v", v.dir, why))
@@ -609,7 +631,7 @@ func (d *Blockd) volumeFailed(dir string, lost []cairn.Block) {
 
 // reportLost tells metad of the replicas lost with failed volumes.
 func (d *Blockd) reportLost(ctx context.Context) {
-	if n := d.sendQueued(ctx, &d.lost, "report of replicas lost with a failed volume", d.metad.BlocksDeleted); n > 0 {
+	if n := sendQueued(ctx, d, &d.lost, "report of replicas lost with a failed volume", d.metad.BlocksDeleted); n > 0 {
 		d.log.Info("replicas lost with a failed volume reported", zap.Int("replicas", n))
 	}
 }

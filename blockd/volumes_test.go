@@ -205,7 +205,9 @@ func TestVolumesPlaceNewReplicasByFreeSpace(t *testing.T) {
 		}
 	}
 
-	// A block held by one volume cannot be created on another.
+	// A block held by one volume is never created on another: a second
+	// writer at the same stamp is refused, and a copy at a newer stamp
+	// replaces the replica where it is.
 	free[a], free[b] = 9000, 100000
 	w, err := vs.Create(cairn.Block{ID: 5, GenStamp: 1}, 512)
 	if err != nil {
@@ -213,8 +215,19 @@ func TestVolumesPlaceNewReplicasByFreeSpace(t *testing.T) {
 	}
 	defer w.Abort()
 	free[b], free[c] = 0, 100000
-	if _, err := vs.Create(cairn.Block{ID: 5, GenStamp: 2}, 512); !errors.Is(err, cairn.ErrExist) {
-		t.Errorf("create of a block being written on another volume: err = %v, want ErrExist", err)
+	if _, err := vs.Create(cairn.Block{ID: 5, GenStamp: 1}, 512); !errors.Is(err, cairn.ErrExist) {
+		t.Errorf("create of a block being written at the same stamp: err = %v, want ErrExist", err)
+	}
+	w2, err := vs.Create(cairn.Block{ID: 5, GenStamp: 2}, 512)
+	if err != nil {
+		t.Fatalf("a newer replica over an older one being written: %v", err)
+	}
+	defer w2.Abort()
+	if v := vs.holder(5); v == nil || v.dir != b {
+		t.Errorf("the newer replica is not on the volume of the one it replaced (%s)", b)
+	}
+	if err := w.Write(0, []byte("x"), checksumsAt(0, []byte("x"), 512)); !errors.Is(err, errPreempted) {
+		t.Errorf("the replaced replica's writer: %v, want it preempted", err)
 	}
 }
 
@@ -253,9 +266,9 @@ func TestVolumesRouteByBlock(t *testing.T) {
 		t.Errorf("OpenReplica of an unknown block: %v, want ErrNotExist", err)
 	}
 	report := vs.Report()
-	slices.SortFunc(report, func(x, y cairn.Block) int { return int(x.ID - y.ID) })
-	if !slices.Equal(report, []cairn.Block{ra, rb}) {
-		t.Errorf("Report = %v, want %v", report, []cairn.Block{ra, rb})
+	slices.SortFunc(report, func(x, y cairn.Replica) int { return int(x.ID - y.ID) })
+	if want := []cairn.Replica{{Block: ra, State: cairn.ReplicaFinalized}, {Block: rb, State: cairn.ReplicaFinalized}}; !slices.Equal(report, want) {
+		t.Errorf("Report = %v, want %v", report, want)
 	}
 	if err := vs.Delete(rb); err != nil {
 		t.Fatal(err)

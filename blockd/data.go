@@ -123,7 +123,7 @@ func (d *Blockd) receive(c net.Conn, br *bufio.Reader, bw *bufio.Writer, h *pb.O
 	}
 	if err != nil {
 		log.Warn("cannot take the replica", zap.Error(err))
-		replyErr(bw, cairn.KindOf(err), err.Error())
+		replyErr(bw, noSpace(err), err.Error())
 		return
 	}
 	finalized, wrote := false, false

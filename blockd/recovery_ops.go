@@ -21,7 +21,7 @@ func (d *Blockd) serveInitRecovery(bw *bufio.Writer, h *pb.OpHeader) {
 	b := rpc.FromPBBlock(h.Block)
 	r, err := d.store.InitRecovery(b, cairn.GenStamp(h.NewGenStamp))
 	if err != nil {
-		replyErr(bw, cairn.KindOf(err), err.Error())
+		replyErr(bw, noSpace(err), err.Error())
 		return
 	}
 	_ = reply(bw, &pb.OpReply{BlockLen: r.Len, ReplicaState: int32(r.State), GenStamp: uint64(r.GenStamp)})
@@ -32,7 +32,7 @@ func (d *Blockd) serveInitRecovery(bw *bufio.Writer, h *pb.OpHeader) {
 func (d *Blockd) serveUpdateRecovery(bw *bufio.Writer, h *pb.OpHeader) {
 	fin, err := d.updateRecovery(rpc.FromPBBlock(h.Block), cairn.GenStamp(h.NewGenStamp), h.Length)
 	if err != nil {
-		replyErr(bw, cairn.KindOf(err), err.Error())
+		replyErr(bw, noSpace(err), err.Error())
 		return
 	}
 	_ = reply(bw, &pb.OpReply{BlockLen: fin.Len, ReplicaState: int32(cairn.ReplicaFinalized), GenStamp: uint64(fin.GenStamp)})
@@ -52,7 +52,7 @@ func (d *Blockd) updateRecovery(b cairn.Block, rid cairn.GenStamp, newLen int64)
 func (d *Blockd) serveVerify(bw *bufio.Writer, h *pb.OpHeader) {
 	r, reason, err := d.store.Verify(cairn.BlockID(h.Block.Id))
 	if err != nil {
-		replyErr(bw, cairn.KindOf(err), err.Error())
+		replyErr(bw, noSpace(err), err.Error())
 		return
 	}
 	rep := &pb.OpReply{BlockLen: r.Len, ReplicaState: int32(r.State), GenStamp: uint64(r.GenStamp)}

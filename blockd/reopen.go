@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"syscall"
 
 	"go.uber.org/zap"
 
@@ -28,9 +29,25 @@ func (s *Store) Reopen(b cairn.Block, keepLen int64) (*ReplicaWriter, error) {
 	}
 	if err := h.r.reopen(h.token, b.GenStamp, keepLen); err != nil {
 		h.Release()
-		return nil, cairn.E(op, cairn.KindOf(err), b.String(), err.Error())
+		return nil, cairn.E(op, noSpace(err), b.String(), err.Error())
 	}
 	return h, nil
+}
+
+// writeMeta writes and syncs a new .meta file at path.
+func (s *Store) writeMeta(path string, content []byte) error {
+	f, err := s.fs.OpenFile(path, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	err = s.fs.WriteAt(f, content, 0)
+	if err == nil {
+		err = s.fs.Sync(f)
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // takeForReopen finds the replica, moving a finalized one back to rbw/, and
@@ -223,17 +240,10 @@ func (w *rbwReplica) restamp(gs cairn.GenStamp, newLen int64) error {
 	oldMeta := w.metaPath()
 	newMeta := filepath.Join(dir, checksum.MetaFileName(uint64(w.b.ID), uint64(gs)))
 	tmp := newMeta + ".tmp"
-	f, err := s.fs.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
-	if err != nil {
-		return err
-	}
 	content := checksum.EncodeSums(checksum.NewHeader(uint64(w.b.ID), uint64(gs), w.chunk).Marshal(), sums)
-	err = s.fs.WriteAt(f, content, 0)
-	if err == nil {
-		err = s.fs.Sync(f)
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
+	err = s.writeMeta(tmp, content)
+	if errors.Is(err, syscall.ENOSPC) && s.useReserve(int64(len(content))) {
+		err = s.writeMeta(tmp, content)
 	}
 	if err == nil {
 		err = s.fs.Rename(tmp, newMeta)

@@ -36,6 +36,8 @@ type Store struct {
 	leafMu sync.Mutex
 	leaves map[string]bool // finalized/ leaves made durable in this run
 
+	reserveMu sync.Mutex // the metadata reserve (reserve.go)
+
 	mu       sync.Mutex
 	version  map[string]string
 	replicas map[cairn.BlockID]replica     // finalized
@@ -84,6 +86,7 @@ func openStore(dir string, log *zap.Logger, fsys fileSystem) (*Store, error) {
 		s.Close()
 		return nil, err
 	}
+	s.ensureReserve()
 	return s, nil
 }
 

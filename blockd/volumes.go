@@ -548,6 +548,7 @@ func (vs *Volumes) check(v *volume) bool {
 		vs.fail(v, err)
 		return false
 	}
+	v.store.ensureReserve()
 	return true
 }
 

@@ -74,6 +74,9 @@ type FileInfo struct {
 	BlockSize   int64 // files only
 	Writing     bool  // a writer holds the file's lease
 	Symlink     string
+	// Nlink is a non-directory's number of names (hard links); 0 for a
+	// directory (and from a metad that does not count them).
+	Nlink int
 }
 
 // IsDir reports whether fi describes a directory.
@@ -87,6 +90,13 @@ type CreateOptions struct {
 	BlockSize   int64
 	// Client names the writer that will hold the file's lease.
 	Client string
+	// Overwrite replaces an existing regular file at the path whole, as
+	// HDFS's create(overwrite=true) and open(2)'s O_TRUNC: the file
+	// becomes a new, empty version held open by Client, with the same
+	// inode number, names, permissions, owner, group, extended
+	// attributes, replication and block size (Perm, Replication and
+	// BlockSize are then ignored); its old blocks are freed.
+	Overwrite bool
 }
 
 // FileRef names a file to read: by inode number when ID is set (as a
@@ -202,7 +212,8 @@ type Paths interface {
 	// a file, ErrNotExist for nothing.
 	List(ctx context.Context, path, after string, limit int) ([]FileInfo, bool, error)
 	// Rename moves src to dst atomically, replacing a file (or an empty
-	// directory, by a directory) at dst: ErrNotExist if src is missing,
+	// directory, by a directory) at dst; when src and dst are names of
+	// the same file it does nothing (POSIX): ErrNotExist if src is missing,
 	// ErrInvalid for a directory into itself, ErrNotEmpty for a non-empty
 	// directory at dst. A file being written goes on being written by its
 	// writer (WriterRef names it by inode); a replaced file that is open
@@ -215,8 +226,9 @@ type Paths interface {
 	Delete(ctx context.Context, path string, recursive bool) error
 	// Unlink removes path, a file that holder (a client) has open: its
 	// data stays until holder calls Release (or stops renewing its
-	// lease), as POSIX keeps an unlinked file until its last close.
-	// ErrInvalid for a directory.
+	// lease), as POSIX keeps an unlinked file until its last close; also
+	// when path was one of several names and another client removes the
+	// last one later. ErrInvalid for a directory.
 	Unlink(ctx context.Context, path, holder string) error
 	// Release ends holder's hold on an unlinked file (see Unlink); the
 	// file is freed when nobody holds or writes it any more. Releasing a
@@ -231,6 +243,11 @@ type Paths interface {
 	// SetAttr changes attributes and returns the result. Only the owner (or
 	// the superuser) may change mode and times; only the superuser owner.
 	SetAttr(ctx context.Context, path string, a Attr) (FileInfo, error)
+	// Link makes dst another name of the file at src (a hard link), as
+	// link(2): ErrExist if dst exists, ErrNotExist if src does not,
+	// ErrPermission for a directory. A file's blocks are freed with its
+	// last name, once nobody writes or holds it (see Unlink).
+	Link(ctx context.Context, src, dst string) error
 	// Symlink creates path as a symbolic link to target (kept as text):
 	// ErrExist if path exists.
 	Symlink(ctx context.Context, target, path string) error
@@ -263,8 +280,10 @@ type Paths interface {
 type Writers interface {
 	// Create makes a new empty file held open for writing by opts.Client.
 	// ErrExist if path exists (after recovering a file whose writer passed
-	// the soft limit, which does not make room); ErrNotExist if the parent
-	// does not.
+	// the soft limit, which does not make room), unless opts.Overwrite
+	// replaces a regular file there (the caller needs write permission on
+	// it; ErrBusy while another client writes it, ErrRetry while metad
+	// recovers it); ErrNotExist if the parent does not.
 	Create(ctx context.Context, path string, opts CreateOptions) (FileInfo, error)
 	// Append reopens a closed file for writing by client (taking over a
 	// file whose writer passed the soft limit; ErrRetry while metad

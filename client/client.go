@@ -246,6 +246,16 @@ func (c *Client) Create(ctx context.Context, path string, perm fs.FileMode) (*Wr
 	return newWriter(c, path, fi), nil
 }
 
+// Replace makes the file at path a new, empty version held open for
+// writing, or makes a new file (O_TRUNC): see CreateOptions.Overwrite.
+func (c *Client) Replace(ctx context.Context, path string, perm fs.FileMode) (*Writer, error) {
+	fi, err := c.NS.Create(ctx, path, cairn.CreateOptions{Perm: perm, Replication: c.opts.Replication, BlockSize: c.opts.BlockSize, Client: c.opts.Name, Overwrite: true})
+	if err != nil {
+		return nil, err
+	}
+	return newWriter(c, path, fi), nil
+}
+
 // Open opens a file for reading.
 func (c *Client) Open(ctx context.Context, path string) (*Reader, error) {
 	fb, err := c.NS.BlockLocations(ctx, cairn.FileRef{Path: path})

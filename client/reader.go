@@ -84,6 +84,9 @@ func (r *Reader) refresh(force bool) (bool, error) {
 	if err != nil {
 		return false, err
 	}
+	if !SameVersion(r.fb.Blocks, fb.Blocks) {
+		return false, cairn.E("client.Read", cairn.KindIO, r.path, "the file was replaced (truncated) since it was opened")
+	}
 	grew := fb.Size > r.fb.Size
 	if grew || (force && fb.Size >= r.fb.Size) {
 		r.c.sortByDistance(fb.Blocks)
@@ -94,6 +97,24 @@ func (r *Reader) refresh(force bool) (bool, error) {
 		}
 	}
 	return grew, nil
+}
+
+// SameVersion reports whether blocks, a later view of a file, is the same
+// version of it as was: every block of was is there, in order (an append
+// or a pipeline recovery changes the last one's stamp and length, never
+// its ID). A file replaced whole (O_TRUNC) has new blocks, whose IDs are
+// never reused: a reader of the old version must not read them as its
+// own.
+func SameVersion(was, blocks []cairn.LocatedBlock) bool {
+	if len(blocks) < len(was) {
+		return false
+	}
+	for i, b := range was {
+		if blocks[i].ID != b.ID {
+			return false
+		}
+	}
+	return true
 }
 
 // ReadAt implements io.ReaderAt. It returns len(p) bytes, or fewer only

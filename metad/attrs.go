@@ -81,7 +81,7 @@ func (m *Metad) SetAttr(ctx context.Context, path string, a cairn.Attr) (cairn.F
 		if a.Replication != nil {
 			in.Replication = int32(*a.Replication)
 		}
-		fi = m.info(in)
+		fi = m.infoAt(in, nameOf(path))
 		return setInode(b, in)
 	})
 	return fi, err

@@ -33,6 +33,7 @@ type CheckReport struct {
 	Blocks      int64
 	Writing     int64 // files being written
 	Orphans     int64 // unlinked files still open (no entry, an "o" key)
+	Links       int64 // names of files other than their primary ones ("l" keys)
 	Xattrs      int64
 	Reachable   int64 // inodes reached from the root
 	Counters    map[string]uint64
@@ -52,7 +53,8 @@ func (r *CheckReport) problem(format string, args ...any) {
 
 // Check checks the store of a data directory or a checkpoint offline
 // (metad must not be running on it): every entry names an existing inode
-// that names it back, every inode is reachable from the root, every block
+// that names it back (as its primary name or by a link key), every file
+// counts its names, every inode is reachable from the root, every block
 // belongs to exactly one file, which lists it, each file's blocks add up
 // to its size, the index of files being written and the extended
 // attributes match their inodes, and every counter exceeds every id in
@@ -167,8 +169,8 @@ func (c *checker) run(version map[string]string) error {
 	if c.fkeys != c.r.Blocks {
 		c.r.problem("%d block keys (k) but %d file block records (f): a block is listed by no file or twice", c.r.Blocks, c.fkeys)
 	}
-	if c.r.Entries != c.r.Inodes-1-c.r.Orphans {
-		c.r.problem("%d directory entries for %d inodes: every inode but the root needs exactly one", c.r.Entries, c.r.Inodes)
+	if c.r.Entries != c.r.Inodes-1-c.r.Orphans+c.r.Links {
+		c.r.problem("%d directory entries for %d inodes, %d of them unlinked, and %d other names: every inode but the root and the unlinked needs one entry per name", c.r.Entries, c.r.Inodes, c.r.Orphans, c.r.Links)
 	}
 	if err := c.reach(); err != nil {
 		return err
@@ -246,9 +248,19 @@ func (c *checker) key(k, v []byte) {
 			c.r.problem("orphan key %x of %d bytes", k, len(k))
 			return
 		}
-		if in := c.inode(id(), "unlinked open file"); in != nil && in.Parent != 0 {
-			c.r.problem("inode %d is listed as unlinked but is in directory %d", id(), in.Parent)
+		// An "o" key names an orphan, or a file that still has names
+		// and holders who unlinked others of them.
+		if in := c.inode(id(), "unlinked open file"); in != nil && in.Parent != 0 && len(v) == 0 {
+			c.r.problem("inode %d is listed as unlinked without holders but is in directory %d", id(), in.Parent)
 		}
+	case prefixLink:
+		parent, name, ok := parseLinkKey(k)
+		if !ok {
+			c.r.problem("link key %x of %d bytes", k, len(k))
+			return
+		}
+		c.r.Links++
+		c.link(id(), parent, name, v)
 	case prefixXattr:
 		if len(k) < 10 {
 			c.r.problem("xattr key %x of %d bytes", k, len(k))
@@ -292,10 +304,21 @@ func (c *checker) inodeRecord(ino uint64, v []byte) {
 		if _, err := c.get(orphanKey(ino)); err != nil || !mode.IsRegular() {
 			c.r.problem("inode %d (%q) has no parent and is not an unlinked open file", ino, in.Name)
 		}
+		if in.Nlink != 0 {
+			c.r.problem("inode %d is unlinked but counts %d names", ino, in.Nlink)
+		}
 	} else if v, err := c.get(entryKey(in.Parent, in.Name)); err != nil {
 		c.r.problem("inode %d (%q in directory %d) has no directory entry", ino, in.Name, in.Parent)
 	} else if n, err := parseU64(v); err != nil || n != ino {
 		c.r.problem("inode %d (%q in directory %d): the entry names inode %d", ino, in.Name, in.Parent, n)
+	}
+	if mode.IsDir() && in.Nlink != 0 {
+		c.r.problem("directory %d counts %d names", ino, in.Nlink)
+	}
+	if !mode.IsDir() && in.Parent != 0 {
+		if n := c.countPrefix(linkPrefix(ino)); n != int64(nlink(in))-1 {
+			c.r.problem("inode %d counts %d names, the store holds %d", ino, nlink(in), n+1)
+		}
 	}
 	if !mode.IsRegular() && (in.Blocks != 0 || in.LeaseHolder != "") {
 		c.r.problem("inode %d is a %v with blocks (%d) or a lease holder (%q)", ino, mode.Type(), in.Blocks, in.LeaseHolder)
@@ -313,13 +336,37 @@ func (c *checker) inodeRecord(ino uint64, v []byte) {
 			c.r.problem("file %d has lease holder %q but is indexed as being written: %v", ino, in.LeaseHolder, indexed)
 		}
 	}
-	if n := c.countXattrs(ino); n != int64(in.Xattrs) {
+	if n := c.countPrefix(xattrPrefix(ino)); n != int64(in.Xattrs) {
 		c.r.problem("inode %d counts %d attributes, the store holds %d", ino, in.Xattrs, n)
 	}
 }
 
-func (c *checker) countXattrs(ino uint64) int64 {
-	p := xattrPrefix(ino)
+// link checks an "l" key: another name (parent, name) of file ino, which
+// its entry names and which is not the file's primary name.
+func (c *checker) link(ino, parent uint64, name string, v []byte) {
+	if len(v) != 0 {
+		c.r.problem("link key of inode %d (%q in %d) holds a value", ino, name, parent)
+	}
+	in := c.inode(ino, fmt.Sprintf("name %q in directory %d", name, parent))
+	if in == nil {
+		return
+	}
+	switch {
+	case fs.FileMode(in.Mode).IsDir():
+		c.r.problem("directory %d has another name %q in %d", ino, name, parent)
+	case in.Parent == 0:
+		c.r.problem("unlinked inode %d has a name %q in %d", ino, name, parent)
+	case in.Parent == parent && in.Name == name:
+		c.r.problem("inode %d records its primary name %q in %d as another name", ino, name, parent)
+	}
+	if ev, err := c.get(entryKey(parent, name)); err != nil {
+		c.r.problem("inode %d has a name %q in directory %d without an entry", ino, name, parent)
+	} else if n, err := parseU64(ev); err != nil || n != ino {
+		c.r.problem("inode %d has a name %q in directory %d whose entry names inode %d", ino, name, parent, n)
+	}
+}
+
+func (c *checker) countPrefix(p []byte) int64 {
 	it, err := c.db.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
 	if err != nil {
 		return -1
@@ -346,8 +393,13 @@ func (c *checker) entry(parent uint64, name string, v []byte) {
 		c.r.problem("entry %q is in inode %d, which is not a directory", name, parent)
 	}
 	in := c.inode(child, fmt.Sprintf("entry %q in directory %d", name, parent))
-	if in != nil && (in.Parent != parent || in.Name != name) {
+	if in == nil || in.Parent == parent && in.Name == name {
+		return
+	}
+	if fs.FileMode(in.Mode).IsDir() {
 		c.r.problem("entry %q in directory %d names inode %d, which says it is %q in %d", name, parent, child, in.Name, in.Parent)
+	} else if _, err := c.get(linkKey(child, parent, name)); err != nil {
+		c.r.problem("entry %q in directory %d names inode %d, whose names are %q in %d and no link key names this one", name, parent, child, in.Name, in.Parent)
 	}
 }
 
@@ -483,6 +535,7 @@ func (r *CheckReport) Write(w io.Writer) {
 	fmt.Fprintf(w, "Blocks:\t%d\n", r.Blocks)
 	fmt.Fprintf(w, "Files being written:\t%d\n", r.Writing)
 	fmt.Fprintf(w, "Unlinked open files:\t%d\n", r.Orphans)
+	fmt.Fprintf(w, "Other names (hard links):\t%d\n", r.Links)
 	fmt.Fprintf(w, "Extended attributes:\t%d\n", r.Xattrs)
 	fmt.Fprintf(w, "Counters:\tinode %d, block %d, genstamp %d, files %d\n",
 		r.Counters["inode"], r.Counters["block"], r.Counters["genstamp"], r.Counters["files"])

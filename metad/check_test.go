@@ -8,6 +8,9 @@ import (
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2"
+	"google.golang.org/protobuf/proto"
+
+	"cairn/metad/metapb"
 )
 
 // TestCheckFindsDamage damages copies of a healthy store one way at a time
@@ -133,4 +136,42 @@ func TestLayoutVersions(t *testing.T) {
 		t.Errorf("layout after the upgrade from 2: %v, %v; want %d", v, err, LayoutVersion)
 	}
 	mustCheckOpen(t, m3)
+
+	// A layout 3 store's files do not count their names (nlink 0): each
+	// has one, and the upgrade to 4 only raises the version.
+	writeFileAt := func() uint64 {
+		m, err := Open(Config{Dir: dir})
+		must(t, err)
+		defer m.Close()
+		writeFile(t, ctx, m, "/old", "w", "", false)
+		return stat(t, m, "/old").Inode
+	}
+	ino := writeFileAt()
+	db, err := pebble.Open(filepath.Join(dir, storeDir), storeOptions(1<<20))
+	must(t, err)
+	in := &metapb.Inode{}
+	v, closer, err := db.Get(inodeKey(ino))
+	must(t, err)
+	must(t, proto.Unmarshal(v, in))
+	must(t, closer.Close())
+	in.Nlink = 0
+	b := db.NewBatch()
+	must(t, setInode(b, in))
+	_ = b.Set(layoutKey, []byte{0, 0, 0, 3}, nil)
+	must(t, b.Commit(pebble.Sync))
+	must(t, db.Close())
+	m4, err := Open(Config{Dir: dir})
+	must(t, err)
+	if fi := stat(t, m4, "/old"); fi.Nlink != 1 {
+		t.Errorf("a layout 3 file has %d names, want 1", fi.Nlink)
+	}
+	if v, err := m4.st.get(layoutKey); err != nil || len(v) != 4 || v[3] != 4 {
+		t.Errorf("layout after the upgrade from 3: %v, %v; want 4", v, err)
+	}
+	must(t, m4.Link(ctx, "/old", "/old2"))
+	must(t, m4.Delete(ctx, "/old", false))
+	if fi := stat(t, m4, "/old2"); fi.Nlink != 1 || fi.Inode != ino {
+		t.Errorf("a layout 3 file after a link and an unlink: %+v", fi)
+	}
+	mustCheckOpen(t, m4)
 }

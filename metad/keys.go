@@ -18,6 +18,7 @@ import (
 //	"x" ino(8 BE) name                 -> extended attribute value
 //	"w" ino(8 BE)                      -> lease holder of a file being written
 //	"o" ino(8 BE)                      -> holders of an unlinked open file, "\n"-separated
+//	"l" ino(8 BE) parent(8 BE) name    -> empty: a name of a file other than its primary one
 const (
 	prefixMeta    = 'm'
 	prefixCounter = 'c'
@@ -28,15 +29,18 @@ const (
 	prefixXattr   = 'x'
 	prefixWriting = 'w'
 	prefixOrphan  = 'o'
+	prefixLink    = 'l'
 )
 
 // LayoutVersion is the version of the key layout this metad reads and
 // writes. Version 2 added the "x" and "w" keys, version 3 the "o" keys of
 // unlinked open files and the "metad/recovery" lease holder of files under
-// block recovery; an older store is upgraded in place at start (upgradeV1,
-// upgradeV2), and a metad of version 2 refuses a version 3 store rather
-// than misread its orphans.
-const LayoutVersion = 3
+// block recovery, version 4 hard links (the inode's nlink and the "l" keys
+// of a file's other names); an older store is upgraded in place at start
+// (upgradeV1, upgradeVersion), and an older metad refuses a newer store
+// rather than misread it (a version 3 metad would free a file with
+// several names at the removal of one).
+const LayoutVersion = 4
 
 // RootIno is the inode number of "/".
 const RootIno = 1
@@ -100,6 +104,25 @@ func orphanKey(ino uint64) []byte {
 	k[0] = prefixOrphan
 	binary.BigEndian.PutUint64(k[1:], ino)
 	return k
+}
+
+func linkPrefix(ino uint64) []byte {
+	k := make([]byte, 9, 17+32)
+	k[0] = prefixLink
+	binary.BigEndian.PutUint64(k[1:], ino)
+	return k
+}
+
+func linkKey(ino, parent uint64, name string) []byte {
+	return append(binary.BigEndian.AppendUint64(linkPrefix(ino), parent), name...)
+}
+
+// parseLinkKey returns the directory and name a "l" key records.
+func parseLinkKey(k []byte) (parent uint64, name string, ok bool) {
+	if len(k) < 18 || k[0] != prefixLink {
+		return 0, "", false
+	}
+	return binary.BigEndian.Uint64(k[9:17]), string(k[17:]), true
 }
 
 func u64(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }

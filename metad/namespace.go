@@ -135,17 +135,28 @@ func (m *Metad) child(dir *metapb.Inode, name string) (*metapb.Inode, error) {
 	return m.st.inode(ino)
 }
 
+// info describes in under its primary name (see infoAt).
 func (m *Metad) info(in *metapb.Inode) cairn.FileInfo {
 	name := in.Name
 	if in.Id == RootIno {
 		name = "/"
+	}
+	return m.infoAt(in, name)
+}
+
+// infoAt describes in under name, the one it was found by: a file with
+// several names has one primary name in its inode.
+func (m *Metad) infoAt(in *metapb.Inode, name string) cairn.FileInfo {
+	links := 0
+	if !fs.FileMode(in.Mode).IsDir() {
+		links = int(nlink(in))
 	}
 	return cairn.FileInfo{
 		Name: name, Inode: in.Id, Mode: fs.FileMode(in.Mode), Size: in.Size,
 		Owner: in.Owner, Group: in.Group,
 		ModTime: time.Unix(0, in.MtimeNs), AccessTime: time.Unix(0, in.AtimeNs),
 		Replication: int(in.Replication), BlockSize: in.BlockSize,
-		Writing: in.LeaseHolder != "", Symlink: in.Symlink,
+		Writing: in.LeaseHolder != "", Symlink: in.Symlink, Nlink: links,
 	}
 }
 
@@ -161,6 +172,9 @@ func (m *Metad) newInode(b *pebble.Batch, parent *metapb.Inode, name string, mod
 	in := &metapb.Inode{
 		Id: s.nextIno, Parent: parent.Id, Name: name, Mode: uint32(mode),
 		Owner: owner, Group: group, MtimeNs: m.clock.Now().UnixNano(),
+	}
+	if !mode.IsDir() {
+		in.Nlink = 1
 	}
 	in.AtimeNs = in.MtimeNs
 	s.nextIno++
@@ -280,7 +294,7 @@ func (m *Metad) Mkdirs(ctx context.Context, path string, perm fs.FileMode) error
 // Create makes a new file held open by o.Client. When path is a file
 // another client was writing and that client's lease has passed the soft
 // limit, the file is recovered and closed (and ErrExist returned: Create
-// never replaces a file).
+// never replaces a file, unless o.Overwrite asks it to: replace.go).
 func (m *Metad) Create(ctx context.Context, path string, o cairn.CreateOptions) (cairn.FileInfo, error) {
 	const op = "metad.Create"
 	if err := validClient(op, path, o.Client); err != nil {
@@ -299,6 +313,9 @@ func (m *Metad) Create(ctx context.Context, path string, o cairn.CreateOptions) 
 	if err != nil {
 		return cairn.FileInfo{}, err
 	}
+	if o.Overwrite {
+		return m.createOverwrite(ctx, op, path, o, c)
+	}
 	var fi cairn.FileInfo
 	var taken *recovered
 	err = m.mutate(func(b *pebble.Batch) error {
@@ -313,18 +330,7 @@ func (m *Metad) Create(ctx context.Context, path string, o cairn.CreateOptions) 
 		if err != nil {
 			return err
 		}
-		in, err := m.newInode(b, parent, name, o.Perm, c, func(in *metapb.Inode) {
-			in.Replication = int32(o.Replication)
-			if in.Replication == 0 {
-				in.Replication = int32(m.cfg.Replication)
-			}
-			in.BlockSize = o.BlockSize
-			if in.BlockSize == 0 {
-				in.BlockSize = m.cfg.BlockSize
-			}
-			in.LeaseHolder = o.Client
-			in.LeaseNs = in.MtimeNs
-		})
+		in, err := m.newFile(b, parent, name, o, c)
 		if err != nil {
 			return err
 		}
@@ -344,6 +350,23 @@ func (m *Metad) Create(ctx context.Context, path string, o cairn.CreateOptions) 
 	}
 	m.leases.renew(o.Client)
 	return fi, nil
+}
+
+// newFile makes the file name in parent held open by o.Client. Caller
+// holds the lock.
+func (m *Metad) newFile(b *pebble.Batch, parent *metapb.Inode, name string, o cairn.CreateOptions, c *caller) (*metapb.Inode, error) {
+	return m.newInode(b, parent, name, o.Perm, c, func(in *metapb.Inode) {
+		in.Replication = int32(o.Replication)
+		if in.Replication == 0 {
+			in.Replication = int32(m.cfg.Replication)
+		}
+		in.BlockSize = o.BlockSize
+		if in.BlockSize == 0 {
+			in.BlockSize = m.cfg.BlockSize
+		}
+		in.LeaseHolder = o.Client
+		in.LeaseNs = in.MtimeNs
+	})
 }
 
 // maxReplication bounds a file's replication factor.
@@ -514,7 +537,16 @@ func (m *Metad) Stat(ctx context.Context, path string) (cairn.FileInfo, error) {
 	if err != nil {
 		return cairn.FileInfo{}, err
 	}
-	return m.info(in), nil
+	return m.infoAt(in, nameOf(path)), nil
+}
+
+// nameOf is path's last element, "/" for the root.
+func nameOf(path string) string {
+	if path == "/" {
+		return "/"
+	}
+	_, name := cairn.Split(path)
+	return name
 }
 
 // MaxListPage caps one List reply.
@@ -583,7 +615,7 @@ func (m *Metad) List(ctx context.Context, path, after string, limit int) ([]cair
 		if err := proto.Unmarshal(inodes.Value(), in); err != nil {
 			return nil, false, fmt.Errorf("%s: inode %d: %w", op, ino, err)
 		}
-		out = append(out, m.info(in))
+		out = append(out, m.infoAt(in, string(it.Key()[len(p):])))
 	}
 	if err := inodes.Error(); err != nil {
 		return nil, false, err

@@ -24,6 +24,13 @@ import (
 // is freed, blocks and all, when its writer closes it (or lease recovery
 // does) and its last holder releases it (Release) or stops renewing its
 // lease (the lease monitor).
+//
+// A file with several names (hard links) is an orphan only once its last
+// name is gone. A holder that unlinks one of its names while others stay
+// is recorded under the "o" key all the same, so the file outlives a
+// later removal of its last name (by any client) until that holder
+// releases it; the key goes when its last holder does, or becomes the
+// orphan's.
 
 // orphanHolders returns the holders recorded for orphan ino.
 func (s *store) orphanHolders(ino uint64) ([]string, bool, error) {
@@ -45,24 +52,42 @@ func setOrphan(b *pebble.Batch, ino uint64, holders []string) error {
 }
 
 // orphan turns in, a file whose last name was just deleted in b, into an
-// orphan when it is open: written (a lease), or held by holder. It reports
-// whether it did; if not, the caller frees the file. Caller holds the lock.
+// orphan when it is open: written (a lease), held by holder, or by a
+// holder recorded when it unlinked another name. It reports whether it
+// did; if not, the caller frees the file. Caller holds the lock.
 func (m *Metad) orphan(b *pebble.Batch, in *metapb.Inode, holder string) (bool, error) {
-	if !fs.FileMode(in.Mode).IsRegular() || in.LeaseHolder == "" && holder == "" {
+	if !fs.FileMode(in.Mode).IsRegular() {
 		return false, nil
 	}
 	holders, _, err := m.st.orphanHolders(in.Id)
 	if err != nil {
 		return false, err
 	}
+	if in.LeaseHolder == "" && holder == "" && len(holders) == 0 {
+		return false, nil
+	}
 	if holder != "" && !slices.Contains(holders, holder) {
 		holders = append(holders, holder)
 	}
-	in.Parent = 0
+	in.Parent, in.Nlink = 0, 0
 	if err := setInode(b, in); err != nil {
 		return false, err
 	}
 	return true, setOrphan(b, in.Id, holders)
+}
+
+// hold records holder as holding in, a file that keeps other names after
+// holder unlinked one of them; nothing without a holder. Caller holds the
+// lock.
+func (m *Metad) hold(b *pebble.Batch, in *metapb.Inode, holder string) error {
+	if holder == "" || !fs.FileMode(in.Mode).IsRegular() {
+		return nil
+	}
+	holders, _, err := m.st.orphanHolders(in.Id)
+	if err != nil || slices.Contains(holders, holder) {
+		return err
+	}
+	return setOrphan(b, in.Id, append(holders, holder))
 }
 
 // freeOrphan deletes in, an orphan nobody writes, once no holder is left;
@@ -98,11 +123,17 @@ func (m *Metad) Release(ctx context.Context, fileID uint64, holder string) error
 			return nil
 		}
 		holders = slices.Delete(holders, i, i+1)
-		if err := setOrphan(b, fileID, holders); err != nil {
-			return err
-		}
 		in, err := m.st.inode(fileID)
 		if err != nil {
+			return err
+		}
+		if in.Parent != 0 { // still has names: only the hold ends
+			if len(holders) == 0 {
+				return b.Delete(orphanKey(fileID), nil)
+			}
+			return setOrphan(b, fileID, holders)
+		}
+		if err := setOrphan(b, fileID, holders); err != nil {
 			return err
 		}
 		if len(holders) == 0 && in.LeaseHolder == "" {

@@ -118,7 +118,7 @@ func (m *Metad) Append(ctx context.Context, path, client string) (cairn.FileInfo
 			}
 			in.LeaseHolder = client
 			in.LeaseNs = now.UnixNano()
-			fi = m.info(in)
+			fi = m.infoAt(in, nameOf(path))
 			return setInode(b, in)
 		})
 		if err != nil {

@@ -261,10 +261,10 @@ func TestRetryCacheConcurrent(t *testing.T) {
 	}
 }
 
-// TestLostAnswerOverRPC: a Mkdir and a Create that metad applied but whose
-// answers were lost in transport are reported done by the client, which
-// makes them again with the same call IDs; without the retry cache the
-// second attempt would answer EEXIST for the caller's own work.
+// TestLostAnswerOverRPC: a Mkdir, a Create, a Link... that metad applied
+// but whose answers were lost in transport are reported done by the
+// client, which makes them again with the same call IDs; without the retry
+// cache the second attempt would answer EEXIST for the caller's own work.
 func TestLostAnswerOverRPC(t *testing.T) {
 	m := openCfg(t, Config{})
 	rc := newRetryCache(0, 0, m.clock.Now, nil)
@@ -306,14 +306,23 @@ func TestLostAnswerOverRPC(t *testing.T) {
 	if _, err := ns.Create(ctx, "/d/f", cairn.CreateOptions{Perm: 0o644, Client: "c1"}); err != nil {
 		t.Fatalf("create whose first answer was lost: %v, want success", err)
 	}
+	if err := ns.Link(ctx, "/d/f", "/d/h"); err != nil {
+		t.Fatalf("link whose first answer was lost: %v, want success", err)
+	}
+	if fi, err := ns.Stat(ctx, "/d/h"); err != nil || fi.Nlink != 2 {
+		t.Fatalf("after one link: %+v, %v; want 2 names", fi, err)
+	}
 	if err := ns.Rename(ctx, "/d/f", "/d/g"); err != nil {
 		t.Fatalf("rename whose first answer was lost: %v, want success", err)
 	}
 	if err := ns.Delete(ctx, "/d/g", false); err != nil {
 		t.Fatalf("delete whose first answer was lost: %v, want success", err)
 	}
-	if drops.Load() != 4 {
-		t.Errorf("%d answers dropped, want 4", drops.Load())
+	if err := ns.Delete(ctx, "/d/h", false); err != nil {
+		t.Fatalf("delete of the last name whose first answer was lost: %v, want success", err)
+	}
+	if drops.Load() != 6 {
+		t.Errorf("%d answers dropped, want 6", drops.Load())
 	}
 	// A real conflict is still one.
 	if err := ns.Mkdir(ctx, "/d", 0o755); !errors.Is(err, cairn.ErrExist) {

@@ -110,15 +110,18 @@ func (s *store) init() error {
 	if lv == 1 {
 		return s.upgradeV1()
 	}
-	if lv == 2 {
-		return s.upgradeV2()
+	if lv < LayoutVersion {
+		return s.upgradeVersion()
 	}
 	return nil
 }
 
-// upgradeV2 brings a layout 2 store to layout 3, which only added keys a
-// layout 2 store cannot hold: it records the new version.
-func (s *store) upgradeV2() error {
+// upgradeVersion brings a layout 2 or 3 store to the current layout. Layout
+// 3 added keys a layout 2 store cannot hold ("o", the recovery holder);
+// layout 4 the "l" keys and the inode's nlink, whose absence means one
+// name, as every file of an older store has. So it records the new
+// version, nothing more.
+func (s *store) upgradeVersion() error {
 	v := binary.BigEndian.AppendUint32(nil, LayoutVersion)
 	if err := s.db.Set(layoutKey, v, pebble.Sync); err != nil {
 		return fmt.Errorf("metad: upgrade store to layout %d: %w", LayoutVersion, err)

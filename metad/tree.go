@@ -86,7 +86,7 @@ func (m *Metad) Rename(ctx context.Context, src, dst string) error {
 		}
 		if din != nil {
 			if din.Id == sin.Id {
-				return nil
+				return nil // two names of one file: POSIX says do nothing
 			}
 			sDir, dDir := fs.FileMode(sin.Mode).IsDir(), fs.FileMode(din.Mode).IsDir()
 			switch {
@@ -106,14 +106,14 @@ func (m *Metad) Rename(ctx context.Context, src, dst string) error {
 			if err := c.checkSticky(op, dst, dp, din); err != nil {
 				return err
 			}
-			if freed, err = m.removeTree(b, dst, din, nil, ""); err != nil {
+			if freed, err = m.removeTree(b, dst, dp.Id, dname, din, nil, ""); err != nil {
 				return err
 			}
 		}
 		now := m.clock.Now().UnixNano()
 		_ = b.Delete(entryKey(sp.Id, sname), nil)
 		_ = b.Set(entryKey(dp.Id, dname), u64(sin.Id), nil)
-		sin.Parent, sin.Name = dp.Id, dname
+		m.nameEdits(b).move(sin, sp.Id, sname, dp.Id, dname)
 		if err := setInode(b, sin); err != nil {
 			return err
 		}
@@ -143,20 +143,37 @@ func (m *Metad) isEmpty(dir uint64) (bool, error) {
 	return empty, it.Close()
 }
 
-// removeTree deletes in (found at path) and everything below it, queueing
-// their blocks for deletion on the blockds once the batch is durable. It
+// removeTree deletes the name (dir, name) of in (found at path) and, if
+// that was its last name, in and everything below it, queueing their
+// blocks for deletion on the blockds once the batch is durable. It
 // streams each directory with an iterator, so no directory is held whole.
 // A non-nil c must have every permission (rwx) on each non-empty
 // directory of the subtree, as HDFS asks for a recursive delete. Caller
 // holds the lock.
 //
-// A file open for writing, or held by holder (the client that unlinks a
-// file it has open), becomes an orphan instead of being freed (orphan.go).
-func (m *Metad) removeTree(b *pebble.Batch, path string, in *metapb.Inode, c *caller, holder string) ([]cairn.Block, error) {
-	_ = b.Delete(entryKey(in.Parent, in.Name), nil)
+// A file with other names keeps them (and holder, the client that unlinks
+// a name of a file it has open, is recorded as holding it); a file
+// whose last name goes while it is open for writing or held becomes an
+// orphan instead of being freed (orphan.go).
+func (m *Metad) removeTree(b *pebble.Batch, path string, dir uint64, name string, in *metapb.Inode, c *caller, holder string) ([]cairn.Block, error) {
+	_ = b.Delete(entryKey(dir, name), nil)
 	var freed []cairn.Block
-	var walk func(path string, in *metapb.Inode) error
-	walk = func(path string, in *metapb.Inode) error {
+	ns := m.nameEdits(b)
+	var walk func(path string, in *metapb.Inode, dir uint64, name string) error
+	walk = func(path string, in *metapb.Inode, dir uint64, name string) error {
+		if !fs.FileMode(in.Mode).IsDir() {
+			in = ns.current(in)
+			left, err := ns.drop(in, dir, name)
+			if err != nil {
+				return err
+			}
+			if left > 0 {
+				if err := m.hold(b, in, holder); err != nil {
+					return err
+				}
+				return setInode(b, in)
+			}
+		}
 		if kept, err := m.orphan(b, in, holder); err != nil || kept {
 			return err
 		}
@@ -206,13 +223,14 @@ func (m *Metad) removeTree(b *pebble.Batch, path string, in *metapb.Inode, c *ca
 			if err != nil {
 				return err
 			}
-			if err := walk(cairn.Join(path, kin.Name), kin); err != nil {
+			kname := string(it.Key()[len(p):])
+			if err := walk(cairn.Join(path, kname), kin, in.Id, kname); err != nil {
 				return err
 			}
 		}
 		return it.Error()
 	}
-	if err := walk(path, in); err != nil {
+	if err := walk(path, in, dir, name); err != nil {
 		return nil, err
 	}
 	return freed, nil
@@ -290,7 +308,7 @@ func (m *Metad) remove(ctx context.Context, op, path string, recursive bool, hol
 		if holder != "" && !fs.FileMode(in.Mode).IsRegular() {
 			return cairn.E(op, cairn.KindInvalid, path, "only a file is unlinked while open")
 		}
-		if freed, err = m.removeTree(b, path, in, c, holder); err != nil {
+		if freed, err = m.removeTree(b, path, parent.Id, name, in, c, holder); err != nil {
 			return err
 		}
 		parent.MtimeNs = m.clock.Now().UnixNano()

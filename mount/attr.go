@@ -52,9 +52,9 @@ type pendingTimes struct {
 var _ = (fs.NodeSetattrer)((*node)(nil))
 
 // Setattr changes mode, owner, group and times at the backend. A size
-// must be the current one (the empty file truncated to 0 included): any
-// other is refused by the write-once rules, and the kernel's times that
-// come with it are dropped. Times set while this mount writes the file
+// must be the current one, or 0, which replaces the file whole
+// (truncateToZero): any other is refused by the write-once rules, and the
+// kernel's times that come with it are dropped. Times set while this mount writes the file
 // are shown at once and stored when it is closed.
 func (n *node) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
 	fi, local, e := n.refresh(ctx)
@@ -66,7 +66,13 @@ func (n *node) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn,
 		if fi.IsDir() {
 			return syscall.EISDIR
 		}
-		if int64(size) != fi.Size {
+		switch {
+		case int64(size) == fi.Size:
+		case size == 0: // a new, empty version
+			if e := n.truncateToZero(ctx, f, fi); e != 0 {
+				return e
+			}
+		default:
 			return n.fsys.refuse(n.logPath(), ruleTruncate, syscall.EPERM)
 		}
 	}

@@ -80,6 +80,25 @@ type appender interface {
 	Append(ctx context.Context, path string) (FileWriter, error)
 }
 
+// replacer is a Backend that can replace a file whole: a new, empty
+// version at the same inode, returned open for writing (O_TRUNC,
+// truncate to 0); without it those are refused on a non-empty file.
+type replacer interface {
+	Replace(ctx context.Context, path string, perm os.FileMode) (FileWriter, error)
+}
+
+// linker is a Backend that can give a file another name (a hard link);
+// without it link(2) is refused.
+type linker interface {
+	Link(ctx context.Context, src, dst string) error
+}
+
+// versioned is a FileReader that can tell whether another reader reads
+// the same version of its file (not one replaced since, see replacer).
+type versioned interface {
+	SameVersion(other FileReader) bool
+}
+
 // openUnlinker is a Backend that can unlink a file this mount has open and
 // keep its data until the mount releases it, as POSIX keeps an unlinked
 // file until its last close; without it such an unlink frees the file at
@@ -110,6 +129,9 @@ func ClientBackend(c *client.Client) Backend { return clientBackend{c} }
 
 var (
 	_ appender     = clientBackend{}
+	_ replacer     = clientBackend{}
+	_ linker       = clientBackend{}
+	_ versioned    = clientReader{}
 	_ openUnlinker = clientBackend{}
 	_ syncer       = (*client.Writer)(nil)
 	_ flusher      = (*client.Writer)(nil)
@@ -165,6 +187,18 @@ func (b clientBackend) Append(ctx context.Context, path string) (FileWriter, err
 	return w, nil
 }
 
+func (b clientBackend) Replace(ctx context.Context, path string, perm os.FileMode) (FileWriter, error) {
+	w, err := b.c.Replace(ctx, path, perm)
+	if err != nil {
+		return nil, err
+	}
+	return w, nil
+}
+
+func (b clientBackend) Link(ctx context.Context, src, dst string) error {
+	return b.c.NS.Link(ctx, src, dst)
+}
+
 func (b clientBackend) SetAttr(ctx context.Context, path string, a cairn.Attr) (cairn.FileInfo, error) {
 	return b.c.NS.SetAttr(ctx, path, a)
 }
@@ -198,7 +232,15 @@ func (b clientBackend) Open(ctx context.Context, path string) (FileReader, error
 	if err != nil {
 		return nil, err
 	}
-	return r, nil
+	return clientReader{r}, nil
+}
+
+// clientReader is a client.Reader that knows its file's version.
+type clientReader struct{ *client.Reader }
+
+func (r clientReader) SameVersion(other FileReader) bool {
+	o, ok := other.(clientReader)
+	return !ok || client.SameVersion(r.Blocks(), o.Blocks())
 }
 
 // callerBackend is the Backend as the nodes see it: every call carries
@@ -294,6 +336,36 @@ func (c callerBackend) ReleaseUnlinked(ctx context.Context, fileID uint64) error
 		return u.ReleaseUnlinked(ctx, fileID)
 	}
 	return nil
+}
+
+// Replace replaces path whole if the backend can; callers find out with
+// canReplace first.
+func (c callerBackend) Replace(ctx context.Context, path string, perm os.FileMode) (FileWriter, error) {
+	r, ok := c.b.(replacer)
+	if !ok {
+		return nil, cairn.E("mount.Replace", cairn.KindPermission, path, ruleTruncate)
+	}
+	w, err := r.Replace(c.as(ctx), path, perm)
+	return w, c.check(path, err)
+}
+
+func (c callerBackend) canReplace() bool {
+	_, ok := c.b.(replacer)
+	return ok
+}
+
+// Link gives src another name, dst, if the backend can.
+func (c callerBackend) Link(ctx context.Context, src, dst string) error {
+	l, ok := c.b.(linker)
+	if !ok {
+		return cairn.E("mount.Link", cairn.KindPermission, dst, ruleLink)
+	}
+	return c.check(dst, l.Link(c.as(ctx), src, dst))
+}
+
+func (c callerBackend) canLink() bool {
+	_, ok := c.b.(linker)
+	return ok
 }
 
 func (c callerBackend) canAppend() bool {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"io"
+	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -164,6 +166,38 @@ func (h *handle) takeOver(p string) syscall.Errno {
 		h.n.fsys.log.Error("close failed", zap.String("path", p), zap.Error(err))
 		return errno(err)
 	}
+	return 0
+}
+
+// replace makes h's file, at path p, a new empty version that h writes
+// (openReplaced, truncateToZero). Another handle of this mount holding a
+// writer is handled as by reopen (takeOver); perm is the file's, for a
+// file another client removed meanwhile (made anew). h.mu is held.
+func (h *handle) replace(ctx context.Context, p string, perm os.FileMode) syscall.Errno {
+	if e := h.takeOver(p); e != 0 {
+		return e
+	}
+	mctx, cancel := mutating(ctx)
+	defer cancel()
+	w, err := h.n.fsys.b.Replace(mctx, p, perm)
+	if err != nil {
+		return errno(err)
+	}
+	h.w, h.closed, h.werr = w, false, nil
+	h.start = 0
+	h.size.Store(0)
+	h.n.mu.Lock()
+	h.n.writer = h
+	h.n.fi.Size, h.n.fi.Writing = 0, true
+	h.n.mu.Unlock()
+	h.n.fsys.track(h)
+	// What h read before was the old version.
+	for _, r := range h.readers {
+		if r.reads == 0 {
+			h.closeReader(r)
+		}
+	}
+	h.readers = slices.DeleteFunc(h.readers, func(r *fileReader) bool { return r.reads == 0 })
 	return 0
 }
 
@@ -444,6 +478,14 @@ func (h *handle) openReader(ctx context.Context) (*fileReader, syscall.Errno) {
 	r, err := h.n.fsys.b.Open(ctx, p)
 	if err != nil {
 		return nil, errno(err)
+	}
+	if len(h.readers) > 0 {
+		// A handle reads the version it opened, never part of a newer one.
+		if old, ok := h.readers[len(h.readers)-1].FileReader.(versioned); ok && !old.SameVersion(r) {
+			h.closeReader(&fileReader{FileReader: r})
+			h.n.fsys.log.Info("read refused: the file was replaced (O_TRUNC) since this descriptor opened it", zap.String("path", p))
+			return nil, syscall.ESTALE
+		}
 	}
 	fr := &fileReader{FileReader: r, reads: 1}
 	h.readers = append(h.readers, fr)

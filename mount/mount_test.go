@@ -410,6 +410,9 @@ func TestAppendUnsupported(t *testing.T) {
 	}
 }
 
+// TestTruncateRefused: a backend that cannot replace a file refuses
+// O_TRUNC and truncate to 0 of a non-empty file; every backend refuses a
+// truncate to a size other than 0 or the current one.
 func TestTruncateRefused(t *testing.T) {
 	m := mountMem(t, newMemBackend(), Options{})
 	p := m.path("f")
@@ -418,7 +421,7 @@ func TestTruncateRefused(t *testing.T) {
 	}
 	_, err := os.OpenFile(p, os.O_WRONLY|os.O_TRUNC, 0)
 	wantErrno(t, "O_TRUNC of a non-empty file", err, syscall.EPERM)
-	m.wantRefused(t, "/f", ruleTruncate)
+	m.wantRefused(t, "/f", ruleReplace)
 	wantErrno(t, "truncate to 0", os.Truncate(p, 0), syscall.EPERM)
 	wantErrno(t, "truncate to 9", os.Truncate(p, 9), syscall.EPERM)
 	if err := os.Truncate(p, 5); err != nil {

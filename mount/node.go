@@ -36,12 +36,13 @@ const (
 	ruleHole         = "write-once: no write beyond the end of a file (hole)"
 	ruleAppendClosed = "append to a closed file: the backend cannot reopen files"
 	ruleBusy         = "another descriptor of this mount is writing the file"
-	ruleTruncate     = "write-once: no truncate of a non-empty file to another size"
+	ruleTruncate     = "write-once: a truncate is to 0 (a new version of the file) or to its current size"
+	ruleReplace      = "this backend cannot replace a file whole (O_TRUNC, truncate to 0)"
 	ruleXattrNS      = "only user.* extended attributes are kept"
 	ruleExchange     = "rename with RENAME_EXCHANGE is not supported"
 	ruleRenameFlags  = "rename flag not supported"
 	ruleFsync        = "fsync needs a writer that can sync; this one cannot yet"
-	ruleLink         = "no hard links (as in HDFS)"
+	ruleLink         = "this backend keeps no hard links"
 )
 
 // fsys is what every node of one mount shares.
@@ -109,7 +110,7 @@ func (f *fsys) fillAttr(fi cairn.FileInfo, out *fuse.Attr) {
 		out.Blocks = (out.Size + 511) / 512
 	}
 	out.Blksize = ioBlockSize
-	out.Nlink = 1
+	out.Nlink = uint32(max(fi.Nlink, 1))
 	if fi.IsDir() {
 		out.Nlink = 2
 	}
@@ -441,9 +442,10 @@ func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint3
 var _ = (fs.NodeOpener)((*node)(nil))
 
 // Open opens a file for reading, or an existing file for writing (at its
-// end only, see handle.Write), where O_TRUNC is refused unless the file
-// is empty. Opening for writing asks the backend nothing: the file is
-// reopened at the first write, and a permission denial comes then.
+// end only, see handle.Write). O_TRUNC of a non-empty file replaces it
+// whole (openReplaced). Opening for writing otherwise asks the backend
+// nothing: the file is reopened at the first write, and a permission
+// denial comes then.
 func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
 	p, ok := n.path()
 	if !ok {
@@ -454,15 +456,17 @@ func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 		return nil, 0, syscall.EROFS
 	}
 	if write || flags&syscall.O_TRUNC != 0 {
-		fi, _, e := n.refresh(ctx)
+		fi, local, e := n.refresh(ctx)
 		if e != 0 {
 			return nil, 0, e
 		}
 		if fi.IsDir() {
 			return nil, 0, syscall.EISDIR
 		}
-		if flags&syscall.O_TRUNC != 0 && fi.Size > 0 {
-			return nil, 0, n.fsys.refuse(p, ruleTruncate, syscall.EPERM)
+		// An empty file needs no new version, unless another client
+		// writes it (which makes it EBUSY).
+		if flags&syscall.O_TRUNC != 0 && (fi.Size > 0 || fi.Writing && !local) {
+			return n.openReplaced(ctx, p, flags, fi)
 		}
 	}
 	if write {
@@ -476,6 +480,77 @@ func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 	}
 	n.opened()
 	return &handle{n: n, readers: []*fileReader{{FileReader: r}}}, 0, 0
+}
+
+// openReplaced opens n, at path p, with O_TRUNC: the file becomes a new,
+// empty version at the same inode, held by the handle for writing, as
+// HDFS's create(overwrite). Another handle of this mount that has written
+// to it, or another client writing it, makes it EBUSY. With O_RDONLY the
+// new version is closed at once and opened for reading.
+func (n *node) openReplaced(ctx context.Context, p string, flags uint32, fi cairn.FileInfo) (fs.FileHandle, uint32, syscall.Errno) {
+	if n.fsys.readOnly {
+		return nil, 0, syscall.EROFS
+	}
+	if !n.fsys.b.canReplace() {
+		return nil, 0, n.fsys.refuse(p, ruleReplace, syscall.EPERM)
+	}
+	write := flags&syscall.O_ACCMODE != syscall.O_RDONLY
+	h := &handle{n: n, writable: true, append: flags&syscall.O_APPEND != 0, opener: callerProcess(ctx)}
+	h.mu.Lock()
+	e := h.replace(ctx, p, fi.Mode.Perm())
+	if e == 0 && !write {
+		if err := h.closeWriter(); err != nil {
+			e = errno(err)
+		}
+	}
+	h.mu.Unlock()
+	if e != 0 {
+		return nil, 0, e
+	}
+	if write {
+		n.opened()
+		return h, h.openFlags(), 0
+	}
+	r, err := n.fsys.b.Open(ctx, p)
+	if err != nil {
+		return nil, 0, errno(err)
+	}
+	n.opened()
+	return &handle{n: n, readers: []*fileReader{{FileReader: r}}}, 0, 0
+}
+
+// truncateToZero replaces n whole (truncate(2) or ftruncate(2) to 0 of a
+// non-empty file). Through f, a handle open for writing, the handle
+// holds the new version (closing what it wrote before: its own bytes are
+// no obstacle); otherwise the new, empty version is closed at once.
+func (n *node) truncateToZero(ctx context.Context, f fs.FileHandle, fi cairn.FileInfo) syscall.Errno {
+	if n.fsys.readOnly {
+		return syscall.EROFS
+	}
+	p, ok := n.path()
+	if !ok {
+		return syscall.ENOENT
+	}
+	if !n.fsys.b.canReplace() {
+		return n.fsys.refuse(p, ruleReplace, syscall.EPERM)
+	}
+	if h, ok := f.(*handle); ok && h.writable {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		if h.w != nil && !h.closed {
+			if err := h.closeWriter(); err != nil {
+				return errno(err)
+			}
+		}
+		return h.replace(ctx, p, fi.Mode.Perm())
+	}
+	t := &handle{n: n, writable: true}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if e := t.replace(ctx, p, fi.Mode.Perm()); e != 0 {
+		return e
+	}
+	return errno(t.closeWriter())
 }
 
 var _ = (fs.NodeUnlinker)((*node)(nil))
@@ -546,12 +621,44 @@ func (n *node) remove(ctx context.Context, name string) syscall.Errno {
 
 var _ = (fs.NodeLinker)((*node)(nil))
 
+// Link gives the file target another name in n (a hard link): one inode,
+// one node, whatever name it is reached by.
 func (n *node) Link(ctx context.Context, target fs.InodeEmbedder, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	if n.fsys.readOnly {
+		return nil, syscall.EROFS
+	}
 	p, e := n.childPath(name)
 	if e != 0 {
 		return nil, e
 	}
-	return nil, n.fsys.refuse(p, ruleLink, syscall.EPERM)
+	t, ok := target.(*node)
+	if !ok {
+		return nil, syscall.EXDEV
+	}
+	src, ok := t.path()
+	if !ok {
+		return nil, syscall.ENOENT
+	}
+	if !n.fsys.b.canLink() {
+		return nil, n.fsys.refuse(p, ruleLink, syscall.EPERM)
+	}
+	ctx, cancel := mutating(ctx)
+	defer cancel()
+	if err := n.fsys.b.Link(ctx, src, p); err != nil {
+		return nil, errno(err)
+	}
+	fi, err := n.fsys.b.Stat(ctx, p)
+	if err != nil {
+		return nil, errno(err)
+	}
+	if local, writing := t.snapshot(); writing {
+		fi.Size = local.Size
+	} else {
+		t.setInfo(fi)
+	}
+	t.fillEntry(out)
+	out.Attr.Nlink = uint32(max(fi.Nlink, 1))
+	return t.EmbeddedInode(), 0
 }
 
 var _ = (fs.NodeRenamer)((*node)(nil))

@@ -38,6 +38,11 @@ func (n *NamespaceClient) SetAttr(ctx context.Context, path string, a cairn.Attr
 	return fromPBFileInfo(fi), nil
 }
 
+func (n *NamespaceClient) Link(ctx context.Context, src, dst string) error {
+	_, err := n.c.Link(ctx, &pb.LinkRequest{Src: src, Dst: dst})
+	return fromStatus("rpc.Link", err)
+}
+
 func (n *NamespaceClient) Symlink(ctx context.Context, target, path string) error {
 	_, err := n.c.Symlink(ctx, &pb.SymlinkRequest{Target: target, Path: path})
 	return fromStatus("rpc.Symlink", err)
@@ -183,6 +188,10 @@ func (s *namespaceServer) SetAttr(ctx context.Context, r *pb.SetAttrRequest) (*p
 		return nil, toStatus(err)
 	}
 	return toPBFileInfo(fi), nil
+}
+
+func (s *namespaceServer) Link(ctx context.Context, r *pb.LinkRequest) (*pb.Empty, error) {
+	return empty, toStatus(s.ns.Link(ctx, r.Src, r.Dst))
 }
 
 func (s *namespaceServer) Symlink(ctx context.Context, r *pb.SymlinkRequest) (*pb.Empty, error) {

@@ -31,7 +31,7 @@ func (n *NamespaceClient) Mkdir(ctx context.Context, path string, perm fs.FileMo
 }
 
 func (n *NamespaceClient) Create(ctx context.Context, path string, o cairn.CreateOptions) (cairn.FileInfo, error) {
-	fi, err := n.c.Create(ctx, &pb.CreateRequest{Path: path, Perm: uint32(o.Perm), Replication: int32(o.Replication), BlockSize: o.BlockSize, Client: o.Client})
+	fi, err := n.c.Create(ctx, &pb.CreateRequest{Path: path, Perm: uint32(o.Perm), Replication: int32(o.Replication), BlockSize: o.BlockSize, Client: o.Client, Overwrite: o.Overwrite})
 	if err != nil {
 		return cairn.FileInfo{}, fromStatus("rpc.Create", err)
 	}
@@ -138,7 +138,7 @@ func (s *namespaceServer) Mkdir(ctx context.Context, r *pb.MkdirRequest) (*pb.Em
 }
 
 func (s *namespaceServer) Create(ctx context.Context, r *pb.CreateRequest) (*pb.FileInfo, error) {
-	fi, err := s.ns.Create(ctx, r.Path, cairn.CreateOptions{Perm: fs.FileMode(r.Perm), Replication: int(r.Replication), BlockSize: r.BlockSize, Client: r.Client})
+	fi, err := s.ns.Create(ctx, r.Path, cairn.CreateOptions{Perm: fs.FileMode(r.Perm), Replication: int(r.Replication), BlockSize: r.BlockSize, Client: r.Client, Overwrite: r.Overwrite})
 	if err != nil {
 		return nil, toStatus(err)
 	}

@@ -25,23 +25,28 @@ const (
 
 // Inode is the value of an inode key.
 type Inode struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
-	Parent        uint64                 `protobuf:"varint,2,opt,name=parent,proto3" json:"parent,omitempty"` // the directory holding its entry; 0 for the root
-	Name          string                 `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`      // its entry's name in parent
-	Mode          uint32                 `protobuf:"varint,4,opt,name=mode,proto3" json:"mode,omitempty"`     // Go fs.FileMode: type bits and permission bits
-	Owner         string                 `protobuf:"bytes,5,opt,name=owner,proto3" json:"owner,omitempty"`
-	Group         string                 `protobuf:"bytes,6,opt,name=group,proto3" json:"group,omitempty"`
-	MtimeNs       int64                  `protobuf:"varint,7,opt,name=mtime_ns,json=mtimeNs,proto3" json:"mtime_ns,omitempty"`
-	AtimeNs       int64                  `protobuf:"varint,8,opt,name=atime_ns,json=atimeNs,proto3" json:"atime_ns,omitempty"`
-	Size          int64                  `protobuf:"varint,9,opt,name=size,proto3" json:"size,omitempty"` // files: bytes in completed blocks (+ acknowledged)
-	Replication   int32                  `protobuf:"varint,10,opt,name=replication,proto3" json:"replication,omitempty"`
-	BlockSize     int64                  `protobuf:"varint,11,opt,name=block_size,json=blockSize,proto3" json:"block_size,omitempty"`
-	LeaseHolder   string                 `protobuf:"bytes,12,opt,name=lease_holder,json=leaseHolder,proto3" json:"lease_holder,omitempty"` // files being written: the writer's client name
-	LeaseNs       int64                  `protobuf:"varint,13,opt,name=lease_ns,json=leaseNs,proto3" json:"lease_ns,omitempty"`            // when the lease was last renewed
-	Symlink       string                 `protobuf:"bytes,14,opt,name=symlink,proto3" json:"symlink,omitempty"`
-	Blocks        uint32                 `protobuf:"varint,15,opt,name=blocks,proto3" json:"blocks,omitempty"` // files: number of block keys
-	Xattrs        uint32                 `protobuf:"varint,16,opt,name=xattrs,proto3" json:"xattrs,omitempty"` // number of extended attribute keys
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Id          uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	Parent      uint64                 `protobuf:"varint,2,opt,name=parent,proto3" json:"parent,omitempty"` // the directory holding its entry; 0 for the root
+	Name        string                 `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`      // its entry's name in parent
+	Mode        uint32                 `protobuf:"varint,4,opt,name=mode,proto3" json:"mode,omitempty"`     // Go fs.FileMode: type bits and permission bits
+	Owner       string                 `protobuf:"bytes,5,opt,name=owner,proto3" json:"owner,omitempty"`
+	Group       string                 `protobuf:"bytes,6,opt,name=group,proto3" json:"group,omitempty"`
+	MtimeNs     int64                  `protobuf:"varint,7,opt,name=mtime_ns,json=mtimeNs,proto3" json:"mtime_ns,omitempty"`
+	AtimeNs     int64                  `protobuf:"varint,8,opt,name=atime_ns,json=atimeNs,proto3" json:"atime_ns,omitempty"`
+	Size        int64                  `protobuf:"varint,9,opt,name=size,proto3" json:"size,omitempty"` // files: bytes in completed blocks (+ acknowledged)
+	Replication int32                  `protobuf:"varint,10,opt,name=replication,proto3" json:"replication,omitempty"`
+	BlockSize   int64                  `protobuf:"varint,11,opt,name=block_size,json=blockSize,proto3" json:"block_size,omitempty"`
+	LeaseHolder string                 `protobuf:"bytes,12,opt,name=lease_holder,json=leaseHolder,proto3" json:"lease_holder,omitempty"` // files being written: the writer's client name
+	LeaseNs     int64                  `protobuf:"varint,13,opt,name=lease_ns,json=leaseNs,proto3" json:"lease_ns,omitempty"`            // when the lease was last renewed
+	Symlink     string                 `protobuf:"bytes,14,opt,name=symlink,proto3" json:"symlink,omitempty"`
+	Blocks      uint32                 `protobuf:"varint,15,opt,name=blocks,proto3" json:"blocks,omitempty"` // files: number of block keys
+	Xattrs      uint32                 `protobuf:"varint,16,opt,name=xattrs,proto3" json:"xattrs,omitempty"` // number of extended attribute keys
+	// nlink: a non-directory's number of names (directory entries): its
+	// primary name (parent, name) and one "l" key per other name. 0 in a
+	// record with a parent means 1 (records from before layout 4); an
+	// unlinked open file (parent 0) has none.
+	Nlink         uint32 `protobuf:"varint,18,opt,name=nlink,proto3" json:"nlink,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -188,11 +193,18 @@ func (x *Inode) GetXattrs() uint32 {
 	return 0
 }
 
+func (x *Inode) GetNlink() uint32 {
+	if x != nil {
+		return x.Nlink
+	}
+	return 0
+}
+
 var File_metad_metapb_meta_proto protoreflect.FileDescriptor
 
 const file_metad_metapb_meta_proto_rawDesc = "" +
 	"\n" +
-	"\x17metad/metapb/meta.proto\x12\rcairn.meta.v1\"\x96\x03\n" +
+	"\x17metad/metapb/meta.proto\x12\rcairn.meta.v1\"\xac\x03\n" +
 	"\x05Inode\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x16\n" +
 	"\x06parent\x18\x02 \x01(\x04R\x06parent\x12\x12\n" +
@@ -211,7 +223,8 @@ const file_metad_metapb_meta_proto_rawDesc = "" +
 	"\blease_ns\x18\r \x01(\x03R\aleaseNs\x12\x18\n" +
 	"\asymlink\x18\x0e \x01(\tR\asymlink\x12\x16\n" +
 	"\x06blocks\x18\x0f \x01(\rR\x06blocks\x12\x16\n" +
-	"\x06xattrs\x18\x10 \x01(\rR\x06xattrsB\x14Z\x12cairn/metad/metapbb\x06proto3"
+	"\x06xattrs\x18\x10 \x01(\rR\x06xattrs\x12\x14\n" +
+	"\x05nlink\x18\x12 \x01(\rR\x05nlinkB\x14Z\x12cairn/metad/metapbb\x06proto3"
 
 var (
 	file_metad_metapb_meta_proto_rawDescOnce sync.Once

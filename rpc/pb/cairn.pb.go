@@ -396,6 +396,7 @@ type FileInfo struct {
 	BlockSize     int64                  `protobuf:"varint,10,opt,name=block_size,json=blockSize,proto3" json:"block_size,omitempty"`
 	Writing       bool                   `protobuf:"varint,11,opt,name=writing,proto3" json:"writing,omitempty"`
 	Symlink       string                 `protobuf:"bytes,12,opt,name=symlink,proto3" json:"symlink,omitempty"`
+	Nlink         uint32                 `protobuf:"varint,13,opt,name=nlink,proto3" json:"nlink,omitempty"` // a non-directory's number of names (hard links)
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -512,6 +513,13 @@ func (x *FileInfo) GetSymlink() string {
 		return x.Symlink
 	}
 	return ""
+}
+
+func (x *FileInfo) GetNlink() uint32 {
+	if x != nil {
+		return x.Nlink
+	}
+	return 0
 }
 
 // ErrorDetail rides in a gRPC status so the caller gets a typed error back.
@@ -792,12 +800,15 @@ func (x *MkdirRequest) GetPerm() uint32 {
 }
 
 type CreateRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
-	Perm          uint32                 `protobuf:"varint,2,opt,name=perm,proto3" json:"perm,omitempty"`
-	Replication   int32                  `protobuf:"varint,3,opt,name=replication,proto3" json:"replication,omitempty"`
-	BlockSize     int64                  `protobuf:"varint,4,opt,name=block_size,json=blockSize,proto3" json:"block_size,omitempty"`
-	Client        string                 `protobuf:"bytes,5,opt,name=client,proto3" json:"client,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Path        string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	Perm        uint32                 `protobuf:"varint,2,opt,name=perm,proto3" json:"perm,omitempty"`
+	Replication int32                  `protobuf:"varint,3,opt,name=replication,proto3" json:"replication,omitempty"`
+	BlockSize   int64                  `protobuf:"varint,4,opt,name=block_size,json=blockSize,proto3" json:"block_size,omitempty"`
+	Client      string                 `protobuf:"bytes,5,opt,name=client,proto3" json:"client,omitempty"`
+	// overwrite: replace an existing regular file whole (a new empty
+	// version at the same inode), as HDFS's create(overwrite=true).
+	Overwrite     bool `protobuf:"varint,6,opt,name=overwrite,proto3" json:"overwrite,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -865,6 +876,13 @@ func (x *CreateRequest) GetClient() string {
 		return x.Client
 	}
 	return ""
+}
+
+func (x *CreateRequest) GetOverwrite() bool {
+	if x != nil {
+		return x.Overwrite
+	}
+	return false
 }
 
 // The writer protocol names the file by its inode ID (file_id), which a
@@ -3536,6 +3554,59 @@ func (x *OpReply) GetGenStamp() uint64 {
 	return 0
 }
 
+// LinkRequest makes dst another name of the file at src (a hard link).
+type LinkRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Src           string                 `protobuf:"bytes,1,opt,name=src,proto3" json:"src,omitempty"`
+	Dst           string                 `protobuf:"bytes,2,opt,name=dst,proto3" json:"dst,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LinkRequest) Reset() {
+	*x = LinkRequest{}
+	mi := &file_rpc_pb_cairn_proto_msgTypes[52]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LinkRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LinkRequest) ProtoMessage() {}
+
+func (x *LinkRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_pb_cairn_proto_msgTypes[52]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LinkRequest.ProtoReflect.Descriptor instead.
+func (*LinkRequest) Descriptor() ([]byte, []int) {
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{52}
+}
+
+func (x *LinkRequest) GetSrc() string {
+	if x != nil {
+		return x.Src
+	}
+	return ""
+}
+
+func (x *LinkRequest) GetDst() string {
+	if x != nil {
+		return x.Dst
+	}
+	return ""
+}
+
 var File_rpc_pb_cairn_proto protoreflect.FileDescriptor
 
 const file_rpc_pb_cairn_proto_rawDesc = "" +
@@ -3556,7 +3627,7 @@ const file_rpc_pb_cairn_proto_rawDesc = "" +
 	"\x05block\x18\x01 \x01(\v2\x0f.cairn.v1.BlockR\x05block\x12\x16\n" +
 	"\x06offset\x18\x02 \x01(\x03R\x06offset\x12,\n" +
 	"\tlocations\x18\x03 \x03(\v2\x0e.cairn.v1.NodeR\tlocations\x12\x18\n" +
-	"\acorrupt\x18\x04 \x01(\x05R\acorrupt\"\xb3\x02\n" +
+	"\acorrupt\x18\x04 \x01(\x05R\acorrupt\"\xc9\x02\n" +
 	"\bFileInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05inode\x18\x02 \x01(\x04R\x05inode\x12\x12\n" +
@@ -3571,7 +3642,8 @@ const file_rpc_pb_cairn_proto_rawDesc = "" +
 	"block_size\x18\n" +
 	" \x01(\x03R\tblockSize\x12\x18\n" +
 	"\awriting\x18\v \x01(\bR\awriting\x12\x18\n" +
-	"\asymlink\x18\f \x01(\tR\asymlink\"]\n" +
+	"\asymlink\x18\f \x01(\tR\asymlink\x12\x14\n" +
+	"\x05nlink\x18\r \x01(\rR\x05nlink\"]\n" +
 	"\vErrorDetail\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\rR\x04kind\x12\x0e\n" +
 	"\x02op\x18\x02 \x01(\tR\x02op\x12\x12\n" +
@@ -3588,14 +3660,15 @@ const file_rpc_pb_cairn_proto_rawDesc = "" +
 	"\x06holder\x18\x02 \x01(\tR\x06holder\"6\n" +
 	"\fMkdirRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x12\n" +
-	"\x04perm\x18\x02 \x01(\rR\x04perm\"\x90\x01\n" +
+	"\x04perm\x18\x02 \x01(\rR\x04perm\"\xae\x01\n" +
 	"\rCreateRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x12\n" +
 	"\x04perm\x18\x02 \x01(\rR\x04perm\x12 \n" +
 	"\vreplication\x18\x03 \x01(\x05R\vreplication\x12\x1d\n" +
 	"\n" +
 	"block_size\x18\x04 \x01(\x03R\tblockSize\x12\x16\n" +
-	"\x06client\x18\x05 \x01(\tR\x06client\"\xa7\x01\n" +
+	"\x06client\x18\x05 \x01(\tR\x06client\x12\x1c\n" +
+	"\toverwrite\x18\x06 \x01(\bR\toverwrite\"\xa7\x01\n" +
 	"\x0fAddBlockRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x16\n" +
 	"\x06client\x18\x02 \x01(\tR\x06client\x12#\n" +
@@ -3819,7 +3892,10 @@ const file_rpc_pb_cairn_proto_rawDesc = "" +
 	"\tblock_len\x18\x04 \x01(\x03R\bblockLen\x12$\n" +
 	"\x0efirst_bad_node\x18\x05 \x01(\tR\ffirstBadNode\x12#\n" +
 	"\rreplica_state\x18\x06 \x01(\x05R\freplicaState\x12\x1b\n" +
-	"\tgen_stamp\x18\a \x01(\x04R\bgenStamp2\xa8\x0e\n" +
+	"\tgen_stamp\x18\a \x01(\x04R\bgenStamp\"1\n" +
+	"\vLinkRequest\x12\x10\n" +
+	"\x03src\x18\x01 \x01(\tR\x03src\x12\x10\n" +
+	"\x03dst\x18\x02 \x01(\tR\x03dst2\xd8\x0e\n" +
 	"\tNamespace\x121\n" +
 	"\x06Mkdirs\x12\x16.cairn.v1.MkdirRequest\x1a\x0f.cairn.v1.Empty\x120\n" +
 	"\x05Mkdir\x12\x16.cairn.v1.MkdirRequest\x1a\x0f.cairn.v1.Empty\x125\n" +
@@ -3855,7 +3931,8 @@ const file_rpc_pb_cairn_proto_rawDesc = "" +
 	"Checkpoint\x12\x1b.cairn.v1.CheckpointRequest\x1a\x0f.cairn.v1.Empty\x122\n" +
 	"\x06Unlink\x12\x17.cairn.v1.UnlinkRequest\x1a\x0f.cairn.v1.Empty\x124\n" +
 	"\aRelease\x12\x18.cairn.v1.ReleaseRequest\x1a\x0f.cairn.v1.Empty\x12>\n" +
-	"\rReplicaReport\x12\x15.cairn.v1.PathRequest\x1a\x16.cairn.v1.FileReplicas2\xbb\x03\n" +
+	"\rReplicaReport\x12\x15.cairn.v1.PathRequest\x1a\x16.cairn.v1.FileReplicas\x12.\n" +
+	"\x04Link\x12\x15.cairn.v1.LinkRequest\x1a\x0f.cairn.v1.Empty2\xbb\x03\n" +
 	"\bRegistry\x12;\n" +
 	"\bRegister\x12\x16.cairn.v1.Registration\x1a\x17.cairn.v1.RegisterReply\x12A\n" +
 	"\tHeartbeat\x12\x1a.cairn.v1.HeartbeatRequest\x1a\x18.cairn.v1.HeartbeatReply\x125\n" +
@@ -3878,7 +3955,7 @@ func file_rpc_pb_cairn_proto_rawDescGZIP() []byte {
 }
 
 var file_rpc_pb_cairn_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_rpc_pb_cairn_proto_msgTypes = make([]protoimpl.MessageInfo, 52)
+var file_rpc_pb_cairn_proto_msgTypes = make([]protoimpl.MessageInfo, 53)
 var file_rpc_pb_cairn_proto_goTypes = []any{
 	(OpHeader_Op)(0),              // 0: cairn.v1.OpHeader.Op
 	(OpHeader_Stage)(0),           // 1: cairn.v1.OpHeader.Stage
@@ -3934,6 +4011,7 @@ var file_rpc_pb_cairn_proto_goTypes = []any{
 	(*CommitSyncRequest)(nil),     // 51: cairn.v1.CommitSyncRequest
 	(*OpHeader)(nil),              // 52: cairn.v1.OpHeader
 	(*OpReply)(nil),               // 53: cairn.v1.OpReply
+	(*LinkRequest)(nil),           // 54: cairn.v1.LinkRequest
 }
 var file_rpc_pb_cairn_proto_depIdxs = []int32{
 	3,  // 0: cairn.v1.LocatedBlock.block:type_name -> cairn.v1.Block
@@ -4005,54 +4083,56 @@ var file_rpc_pb_cairn_proto_depIdxs = []int32{
 	9,  // 66: cairn.v1.Namespace.Unlink:input_type -> cairn.v1.UnlinkRequest
 	10, // 67: cairn.v1.Namespace.Release:input_type -> cairn.v1.ReleaseRequest
 	8,  // 68: cairn.v1.Namespace.ReplicaReport:input_type -> cairn.v1.PathRequest
-	43, // 69: cairn.v1.Registry.Register:input_type -> cairn.v1.Registration
-	45, // 70: cairn.v1.Registry.Heartbeat:input_type -> cairn.v1.HeartbeatRequest
-	50, // 71: cairn.v1.Registry.BlockReport:input_type -> cairn.v1.ReplicaList
-	50, // 72: cairn.v1.Registry.BlocksReceived:input_type -> cairn.v1.ReplicaList
-	48, // 73: cairn.v1.Registry.BlocksDeleted:input_type -> cairn.v1.BlockList
-	51, // 74: cairn.v1.Registry.CommitBlockSynchronization:input_type -> cairn.v1.CommitSyncRequest
-	38, // 75: cairn.v1.Registry.ReportBadReplicas:input_type -> cairn.v1.BadReplicas
-	2,  // 76: cairn.v1.Namespace.Mkdirs:output_type -> cairn.v1.Empty
-	2,  // 77: cairn.v1.Namespace.Mkdir:output_type -> cairn.v1.Empty
-	6,  // 78: cairn.v1.Namespace.Create:output_type -> cairn.v1.FileInfo
-	5,  // 79: cairn.v1.Namespace.AddBlock:output_type -> cairn.v1.LocatedBlock
-	2,  // 80: cairn.v1.Namespace.Complete:output_type -> cairn.v1.Empty
-	6,  // 81: cairn.v1.Namespace.Stat:output_type -> cairn.v1.FileInfo
-	16, // 82: cairn.v1.Namespace.List:output_type -> cairn.v1.ListReply
-	2,  // 83: cairn.v1.Namespace.Rename:output_type -> cairn.v1.Empty
-	2,  // 84: cairn.v1.Namespace.Delete:output_type -> cairn.v1.Empty
-	19, // 85: cairn.v1.Namespace.BlockLocations:output_type -> cairn.v1.FileBlocks
-	20, // 86: cairn.v1.Namespace.Statfs:output_type -> cairn.v1.FsStats
-	22, // 87: cairn.v1.Namespace.Report:output_type -> cairn.v1.ClusterReport
-	6,  // 88: cairn.v1.Namespace.SetAttr:output_type -> cairn.v1.FileInfo
-	2,  // 89: cairn.v1.Namespace.Symlink:output_type -> cairn.v1.Empty
-	2,  // 90: cairn.v1.Namespace.Mknod:output_type -> cairn.v1.Empty
-	2,  // 91: cairn.v1.Namespace.SetXattr:output_type -> cairn.v1.Empty
-	27, // 92: cairn.v1.Namespace.GetXattr:output_type -> cairn.v1.XattrValue
-	28, // 93: cairn.v1.Namespace.ListXattrs:output_type -> cairn.v1.XattrNames
-	2,  // 94: cairn.v1.Namespace.RemoveXattr:output_type -> cairn.v1.Empty
-	29, // 95: cairn.v1.Namespace.GetContentSummary:output_type -> cairn.v1.ContentSummary
-	31, // 96: cairn.v1.Namespace.Append:output_type -> cairn.v1.AppendReply
-	2,  // 97: cairn.v1.Namespace.RenewLease:output_type -> cairn.v1.Empty
-	2,  // 98: cairn.v1.Namespace.AbandonBlock:output_type -> cairn.v1.Empty
-	2,  // 99: cairn.v1.Namespace.Fsync:output_type -> cairn.v1.Empty
-	34, // 100: cairn.v1.Namespace.UpdateBlockForPipeline:output_type -> cairn.v1.GenStampReply
-	2,  // 101: cairn.v1.Namespace.UpdatePipeline:output_type -> cairn.v1.Empty
-	4,  // 102: cairn.v1.Namespace.AdditionalNode:output_type -> cairn.v1.Node
-	2,  // 103: cairn.v1.Namespace.ReportBadReplicas:output_type -> cairn.v1.Empty
-	2,  // 104: cairn.v1.Namespace.Checkpoint:output_type -> cairn.v1.Empty
-	2,  // 105: cairn.v1.Namespace.Unlink:output_type -> cairn.v1.Empty
-	2,  // 106: cairn.v1.Namespace.Release:output_type -> cairn.v1.Empty
-	41, // 107: cairn.v1.Namespace.ReplicaReport:output_type -> cairn.v1.FileReplicas
-	44, // 108: cairn.v1.Registry.Register:output_type -> cairn.v1.RegisterReply
-	47, // 109: cairn.v1.Registry.Heartbeat:output_type -> cairn.v1.HeartbeatReply
-	2,  // 110: cairn.v1.Registry.BlockReport:output_type -> cairn.v1.Empty
-	2,  // 111: cairn.v1.Registry.BlocksReceived:output_type -> cairn.v1.Empty
-	2,  // 112: cairn.v1.Registry.BlocksDeleted:output_type -> cairn.v1.Empty
-	2,  // 113: cairn.v1.Registry.CommitBlockSynchronization:output_type -> cairn.v1.Empty
-	2,  // 114: cairn.v1.Registry.ReportBadReplicas:output_type -> cairn.v1.Empty
-	76, // [76:115] is the sub-list for method output_type
-	37, // [37:76] is the sub-list for method input_type
+	54, // 69: cairn.v1.Namespace.Link:input_type -> cairn.v1.LinkRequest
+	43, // 70: cairn.v1.Registry.Register:input_type -> cairn.v1.Registration
+	45, // 71: cairn.v1.Registry.Heartbeat:input_type -> cairn.v1.HeartbeatRequest
+	50, // 72: cairn.v1.Registry.BlockReport:input_type -> cairn.v1.ReplicaList
+	50, // 73: cairn.v1.Registry.BlocksReceived:input_type -> cairn.v1.ReplicaList
+	48, // 74: cairn.v1.Registry.BlocksDeleted:input_type -> cairn.v1.BlockList
+	51, // 75: cairn.v1.Registry.CommitBlockSynchronization:input_type -> cairn.v1.CommitSyncRequest
+	38, // 76: cairn.v1.Registry.ReportBadReplicas:input_type -> cairn.v1.BadReplicas
+	2,  // 77: cairn.v1.Namespace.Mkdirs:output_type -> cairn.v1.Empty
+	2,  // 78: cairn.v1.Namespace.Mkdir:output_type -> cairn.v1.Empty
+	6,  // 79: cairn.v1.Namespace.Create:output_type -> cairn.v1.FileInfo
+	5,  // 80: cairn.v1.Namespace.AddBlock:output_type -> cairn.v1.LocatedBlock
+	2,  // 81: cairn.v1.Namespace.Complete:output_type -> cairn.v1.Empty
+	6,  // 82: cairn.v1.Namespace.Stat:output_type -> cairn.v1.FileInfo
+	16, // 83: cairn.v1.Namespace.List:output_type -> cairn.v1.ListReply
+	2,  // 84: cairn.v1.Namespace.Rename:output_type -> cairn.v1.Empty
+	2,  // 85: cairn.v1.Namespace.Delete:output_type -> cairn.v1.Empty
+	19, // 86: cairn.v1.Namespace.BlockLocations:output_type -> cairn.v1.FileBlocks
+	20, // 87: cairn.v1.Namespace.Statfs:output_type -> cairn.v1.FsStats
+	22, // 88: cairn.v1.Namespace.Report:output_type -> cairn.v1.ClusterReport
+	6,  // 89: cairn.v1.Namespace.SetAttr:output_type -> cairn.v1.FileInfo
+	2,  // 90: cairn.v1.Namespace.Symlink:output_type -> cairn.v1.Empty
+	2,  // 91: cairn.v1.Namespace.Mknod:output_type -> cairn.v1.Empty
+	2,  // 92: cairn.v1.Namespace.SetXattr:output_type -> cairn.v1.Empty
+	27, // 93: cairn.v1.Namespace.GetXattr:output_type -> cairn.v1.XattrValue
+	28, // 94: cairn.v1.Namespace.ListXattrs:output_type -> cairn.v1.XattrNames
+	2,  // 95: cairn.v1.Namespace.RemoveXattr:output_type -> cairn.v1.Empty
+	29, // 96: cairn.v1.Namespace.GetContentSummary:output_type -> cairn.v1.ContentSummary
+	31, // 97: cairn.v1.Namespace.Append:output_type -> cairn.v1.AppendReply
+	2,  // 98: cairn.v1.Namespace.RenewLease:output_type -> cairn.v1.Empty
+	2,  // 99: cairn.v1.Namespace.AbandonBlock:output_type -> cairn.v1.Empty
+	2,  // 100: cairn.v1.Namespace.Fsync:output_type -> cairn.v1.Empty
+	34, // 101: cairn.v1.Namespace.UpdateBlockForPipeline:output_type -> cairn.v1.GenStampReply
+	2,  // 102: cairn.v1.Namespace.UpdatePipeline:output_type -> cairn.v1.Empty
+	4,  // 103: cairn.v1.Namespace.AdditionalNode:output_type -> cairn.v1.Node
+	2,  // 104: cairn.v1.Namespace.ReportBadReplicas:output_type -> cairn.v1.Empty
+	2,  // 105: cairn.v1.Namespace.Checkpoint:output_type -> cairn.v1.Empty
+	2,  // 106: cairn.v1.Namespace.Unlink:output_type -> cairn.v1.Empty
+	2,  // 107: cairn.v1.Namespace.Release:output_type -> cairn.v1.Empty
+	41, // 108: cairn.v1.Namespace.ReplicaReport:output_type -> cairn.v1.FileReplicas
+	2,  // 109: cairn.v1.Namespace.Link:output_type -> cairn.v1.Empty
+	44, // 110: cairn.v1.Registry.Register:output_type -> cairn.v1.RegisterReply
+	47, // 111: cairn.v1.Registry.Heartbeat:output_type -> cairn.v1.HeartbeatReply
+	2,  // 112: cairn.v1.Registry.BlockReport:output_type -> cairn.v1.Empty
+	2,  // 113: cairn.v1.Registry.BlocksReceived:output_type -> cairn.v1.Empty
+	2,  // 114: cairn.v1.Registry.BlocksDeleted:output_type -> cairn.v1.Empty
+	2,  // 115: cairn.v1.Registry.CommitBlockSynchronization:output_type -> cairn.v1.Empty
+	2,  // 116: cairn.v1.Registry.ReportBadReplicas:output_type -> cairn.v1.Empty
+	77, // [77:117] is the sub-list for method output_type
+	37, // [37:77] is the sub-list for method input_type
 	37, // [37:37] is the sub-list for extension type_name
 	37, // [37:37] is the sub-list for extension extendee
 	0,  // [0:37] is the sub-list for field type_name
@@ -4070,7 +4150,7 @@ func file_rpc_pb_cairn_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rpc_pb_cairn_proto_rawDesc), len(file_rpc_pb_cairn_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   52,
+			NumMessages:   53,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

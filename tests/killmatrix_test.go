@@ -29,18 +29,21 @@ var (
 )
 
 // The kill matrix's timing. Leases are short so an abandoned file is
-// recovered in seconds; the hard limit stays above the longest pause of a
-// live writer through a mount (whose client renews only every 20 s but
-// renews at each metadata call), so only a killed writer loses its lease.
+// recovered soon; the hard limit stays above the client's renewal period
+// (20 s, client.leaseRenewal: a mount renews no more often while its
+// writers wait at their kill point), so only a writer that is gone loses
+// its lease.
 const (
 	leaseSoft = 2 * time.Second
-	leaseHard = 10 * time.Second
+	leaseHard = 30 * time.Second
 	// closeWait bounds the wait for every file to be closed once its
 	// writer is gone: the hard limit, then a block recovery or two.
 	closeWait = leaseHard + 35*time.Second
 	// fsckWait bounds the wait for fsck to be HEALTHY once every file is
 	// closed (replicas being reported after restarts).
 	fsckWait = 30 * time.Second
+	// readDuringWait bounds the retries of readers after the kill.
+	readDuringWait = 10 * time.Second
 	// writerWait bounds a writer's run after the kill.
 	writerWait = 3 * time.Minute
 )
@@ -74,6 +77,9 @@ type rowPlan struct {
 	// writers go on; otherwise once they end (metad: after downFor).
 	restartFirst bool
 	downFor      time.Duration
+	// waitBlockds: after a restart of metad, the writers go on only once
+	// every blockd has registered with it again.
+	waitBlockds bool
 	minSeg       int
 	maxSeg       int
 }
@@ -87,7 +93,8 @@ func (p rowPlan) String() string {
 		}
 		kill = "paused mid-write at step " + strings.Join(s, " ")
 	}
-	return fmt.Sprintf("seed %d, %d steps, %s, blockd %d, restart first %v", p.seed, p.steps, kill, p.blockd, p.restartFirst)
+	return fmt.Sprintf("seed %d, %d steps, %s, blockd %d, restart first %v, down for %v, wait for blockds %v",
+		p.seed, p.steps, kill, p.blockd, p.restartFirst, p.downFor, p.waitBlockds)
 }
 
 // fixedPlan is the row as `make test` runs it: every column killed halfway
@@ -99,6 +106,7 @@ func fixedPlan(r matrixRow) rowPlan {
 		pause:        map[string]int{colCreate: 2, colHsync: 3, colAppend: 2, colRename: 3, colUnlink: 3},
 		blockd:       1,
 		restartFirst: r.name != "blockd",
+		waitBlockds:  true,
 		// Half a step is more than a packet: the kill finds a block
 		// being written.
 		minSeg: 300 << 10, maxSeg: 700 << 10,
@@ -111,6 +119,7 @@ func randomPlan(r matrixRow, rng *rand.Rand) rowPlan {
 		row: r, seed: rng.Uint64(), steps: 4 + rng.IntN(6),
 		blockd:       rng.IntN(3),
 		restartFirst: rng.IntN(2) == 0,
+		waitBlockds:  rng.IntN(2) == 0,
 		downFor:      time.Duration(rng.IntN(1500)) * time.Millisecond,
 		minSeg:       1 + rng.IntN(64<<10), maxSeg: 64<<10 + rng.IntN(1<<20),
 	}
@@ -372,46 +381,64 @@ func runRow(t *testing.T, plan rowPlan) []*cell {
 			}
 		}
 	}
+	// Once every daemon runs again, and before the files are recovered,
+	// readers must see every acknowledged byte (a file being written, up
+	// to its last fsync).
+	readers := func() { readDuring(ctx, t, cl, manifests, early) }
 	switch row.name {
 	case "mount":
 		wmount.Kill(t)
+		readers()
 		goOn()
 		waitWriters()
 	case "client":
 		writers[kindClient].Kill(t)
+		readers()
 		goOn()
 	case "metad":
 		c.KillMetad(t)
 		if plan.restartFirst {
 			c.StartMetad(t)
+			if plan.waitBlockds {
+				waitLive(ctx, t, cl, c.Blockds())
+				readers()
+			}
 			goOn()
 		} else {
 			goOn()
 			time.Sleep(plan.downFor)
 			c.StartMetad(t)
 		}
+		if !plan.restartFirst || !plan.waitBlockds {
+			waitLive(ctx, t, cl, c.Blockds())
+			readers()
+		}
 		waitWriters()
 	case "blockd":
 		c.KillBlockd(t, plan.blockd)
 		if plan.restartFirst {
 			c.StartBlockd(t, plan.blockd)
+			readers()
 			goOn()
 			waitWriters()
 		} else {
 			goOn()
 			waitWriters()
 			c.StartBlockd(t, plan.blockd)
+			readers()
 		}
 	case "blockds":
 		c.KillBlockds(t)
 		if plan.restartFirst {
 			c.StartBlockds(t)
+			readers()
 			goOn()
 			waitWriters()
 		} else {
 			goOn()
 			waitWriters()
 			c.StartBlockds(t)
+			readers()
 		}
 	default:
 		t.Fatalf("unknown row %q", row.name)
@@ -520,6 +547,67 @@ func heldOpen(ctx context.Context, t *testing.T, cl *client.Client, manifests ma
 				}
 			}
 		}
+	}
+}
+
+// readDuring reads every acknowledged byte the manifests hold so far
+// through the client, retrying for a while (blockds report their
+// replicas to a restarted metad soon after they register); what is still
+// unreadable then fails its column, as a reader of the file would.
+func readDuring(ctx context.Context, t *testing.T, cl *client.Client, manifests map[string]string, early map[string][]string) {
+	t.Helper()
+	deadline := time.Now().Add(readDuringWait)
+	open, exists := clientReader(ctx, cl)
+	for {
+		failed := map[string][]string{}
+		for kind, p := range manifests {
+			logs, err := readManifest(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for col, l := range logs {
+				ce := &cell{col: col, kinds: []string{kind}, logs: []*columnLog{l}}
+				checkRead(ce, "reader after the kill, before recovery", open, exists)
+				failed[col] = append(failed[col], ce.reasons...)
+			}
+		}
+		n := 0
+		for _, r := range failed {
+			n += len(r)
+		}
+		if n == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			for col, r := range failed {
+				early[col] = append(early[col], r...)
+			}
+			return
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+// waitLive waits until metad counts n live blockds.
+func waitLive(ctx context.Context, t *testing.T, cl *client.Client, n int) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		live := 0
+		if r, err := cl.NS.Report(ctx); err == nil {
+			for _, node := range r.Nodes {
+				if node.Live {
+					live++
+				}
+			}
+		}
+		if live >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("metad counts %d live blockds 30s after its restart, want %d", live, n)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 

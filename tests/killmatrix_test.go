@@ -359,7 +359,15 @@ func runRow(t *testing.T, plan rowPlan) []*cell {
 		cfgPath := filepath.Join(dir, kind+".json")
 		must(t, os.WriteFile(cfgPath, b, 0o644))
 		manifests[kind] = cfg.Manifest
-		writers[kind] = c.StartProcess(t, "writer-"+kind, exe, []string{"-test.run=^$"}, []string{writerEnv + "=" + cfgPath})
+		w := c.StartProcess(t, "writer-"+kind, exe, []string{"-test.run=^$"}, []string{writerEnv + "=" + cfgPath})
+		writers[kind] = w
+		// Before the mounts are stopped (cleanups run last first), so no
+		// writer keeps a mount busy.
+		t.Cleanup(func() {
+			if !w.Exited() {
+				w.Kill(t)
+			}
+		})
 	}
 
 	// The kill point.

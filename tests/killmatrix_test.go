@@ -80,8 +80,8 @@ type rowPlan struct {
 	// waitBlockds: after a restart of metad, the writers go on only once
 	// every blockd has registered with it again.
 	waitBlockds bool
-	minSeg       int
-	maxSeg       int
+	minSeg      int
+	maxSeg      int
 }
 
 func (p rowPlan) String() string {

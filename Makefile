@@ -7,6 +7,7 @@
 #   make lint       gofmt, go vet, staticcheck
 #   make fuzz       every fuzz target for $(FUZZTIME)
 #   make bench      every benchmark once
+#   make crash      the kill matrix with random kill points, many rounds
 #   make install    bin/cairn into $(PREFIX)/bin, and /sbin/mount.cairn
 
 # Recipes run in bash with -e (stop at the first failing command), -u (an
@@ -29,7 +30,7 @@ RACE_PKGS := ./metad/... ./blockd/... ./client/... ./mount/... ./checksum/... ./
 STATICCHECK ?= $(or $(shell command -v staticcheck),$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2)
 
 .DEFAULT_GOAL := build
-.PHONY: build run deps test race lint fuzz bench install clean
+.PHONY: build run deps test race lint fuzz bench crash install clean
 
 build:
 	$(GO) build -o bin/cairn ./cmd/cairn
@@ -95,6 +96,29 @@ fuzz:
 # once, to show it works; measure with BENCHTIME=5s, say.
 bench: build
 	CAIRN_BIN=$(CURDIR)/bin/cairn $(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) ./...
+
+# The kill matrix (tests/killmatrix_test.go) with random kill points:
+# CRASH_ROUNDS rounds (each a row of the matrix on a cluster of its own),
+# none started after CRASH_TIME. CRASH_SEED repeats a run (0: from the
+# clock). The test's whole output goes to $(CRASH_DIR)/crash.log and the
+# figures to $(CRASH_DIR)/crash-report.txt, shown at the end; with
+# CRASH_LOGS=DIR every round's logs and manifests are kept in DIR.
+CRASH_ROUNDS ?= 50
+CRASH_TIME   ?= 40m
+CRASH_SEED   ?= 0
+CRASH_DIR    ?= $(CURDIR)/.dev
+CRASH_LOGS   ?=
+crash: deps build
+	mkdir -p $(CRASH_DIR)
+	rm -f $(CRASH_DIR)/crash-report.txt
+	status=0; \
+	CAIRN_BIN=$(CURDIR)/bin/cairn CAIRN_KILLMATRIX_OUT=$(CRASH_DIR)/crash-report.txt CAIRN_KILLMATRIX_LOGS=$(CRASH_LOGS) \
+		$(GO) test -count=1 -timeout 120m -run '^TestKillMatrix$$' -v ./tests/ \
+		-crash.rounds=$(CRASH_ROUNDS) -crash.time=$(CRASH_TIME) -crash.seed=$(CRASH_SEED) \
+		>$(CRASH_DIR)/crash.log 2>&1 || status=$$?; \
+	cat $(CRASH_DIR)/crash-report.txt 2>/dev/null || tail -50 $(CRASH_DIR)/crash.log; \
+	echo "make crash: go test exit $$status; its whole output is in $(CRASH_DIR)/crash.log"; \
+	exit $$status
 
 # mount(8) runs /sbin/mount.TYPE for `mount -t cairn` and /etc/fstab lines.
 # DESTDIR stages the installation under another root, for packaging.

@@ -42,7 +42,8 @@ func (p *pipelines) forget(id cairn.BlockID) {
 }
 
 // pipelineReplicas adds to the finalized replicas of a block being written
-// the live nodes of its pipeline.
+// the live nodes of its pipeline, and those that reported a replica of it
+// being written (or waiting for recovery) at its stamp or newer.
 func (m *Metad) pipelineReplicas(b cairn.Block, locs []cairn.Node, now time.Time) []cairn.Node {
 	have := map[string]bool{}
 	for _, n := range locs {
@@ -50,6 +51,18 @@ func (m *Metad) pipelineReplicas(b cairn.Block, locs []cairn.Node, now time.Time
 	}
 	for _, n := range m.pipelines.get(b.ID) {
 		if _, live, _ := m.nodes.isLive(n.StorageID, now); live && !have[n.StorageID] {
+			have[n.StorageID] = true
+			locs = append(locs, n)
+		}
+	}
+	// The pipeline is kept in memory only: after a restart of metad the
+	// replicas being written are known from the blockds' full reports.
+	for _, r := range m.blocks.replicasOf(b.ID) {
+		if have[r.StorageID] || r.Corrupt != "" || r.GenStamp < b.GenStamp || r.State == cairn.ReplicaFinalized {
+			continue
+		}
+		if n, live, _ := m.nodes.isLive(r.StorageID, now); live {
+			have[r.StorageID] = true
 			locs = append(locs, n)
 		}
 	}

@@ -29,8 +29,8 @@ func abandon(t *testing.T, cl *client.Client) {
 	}
 }
 
-// waitClosed waits until metad has closed path after recovering its lease.
-func waitClosed(t *testing.T, cl *client.Client, path string) cairn.FileInfo {
+// waitFileClosed waits until metad has closed path after recovering its lease.
+func waitFileClosed(t *testing.T, cl *client.Client, path string) cairn.FileInfo {
 	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
@@ -75,7 +75,7 @@ func TestAppendDiesBeforeWriting(t *testing.T) {
 		t.Fatal(err)
 	}
 	abandon(t, dead)
-	if fi := waitClosed(t, cl, "/f"); fi.Size != int64(len(data)) {
+	if fi := waitFileClosed(t, cl, "/f"); fi.Size != int64(len(data)) {
 		t.Fatalf("after recovery the file holds %d bytes, want %d", fi.Size, len(data))
 	}
 	readAfterReports(t, c, cl, "/f", data)
@@ -117,7 +117,7 @@ func TestAppendDiesAfterSync(t *testing.T) {
 	}
 	abandon(t, dead)
 	want := append(data, more...)
-	if fi := waitClosed(t, cl, "/f"); fi.Size != int64(len(want)) {
+	if fi := waitFileClosed(t, cl, "/f"); fi.Size != int64(len(want)) {
 		t.Fatalf("after recovery the file holds %d bytes, want %d (every synced byte)", fi.Size, len(want))
 	}
 	readAfterReports(t, c, cl, "/f", want)
@@ -144,7 +144,7 @@ func TestSyncedThenWriterDies(t *testing.T) {
 		t.Fatal(err)
 	}
 	abandon(t, dead)
-	if fi := waitClosed(t, cl, "/open"); fi.Size != int64(len(data)) {
+	if fi := waitFileClosed(t, cl, "/open"); fi.Size != int64(len(data)) {
 		t.Fatalf("after recovery the file holds %d bytes, want %d", fi.Size, len(data))
 	}
 	readAfterReports(t, c, cl, "/open", data)

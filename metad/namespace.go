@@ -146,6 +146,7 @@ func (m *Metad) info(in *metapb.Inode) cairn.FileInfo {
 		ModTime: time.Unix(0, in.MtimeNs), AccessTime: time.Unix(0, in.AtimeNs),
 		Replication: int(in.Replication), BlockSize: in.BlockSize,
 		Writing: in.LeaseHolder != "", Symlink: in.Symlink,
+		ChangeTime: time.Unix(0, ctimeOf(in)), Nlink: nlinkOf(in), Rdev: in.Rdev,
 	}
 }
 
@@ -162,7 +163,7 @@ func (m *Metad) newInode(b *pebble.Batch, parent *metapb.Inode, name string, mod
 		Id: s.nextIno, Parent: parent.Id, Name: name, Mode: uint32(mode),
 		Owner: owner, Group: group, MtimeNs: m.clock.Now().UnixNano(),
 	}
-	in.AtimeNs = in.MtimeNs
+	in.AtimeNs, in.CtimeNs = in.MtimeNs, in.MtimeNs
 	s.nextIno++
 	s.numFiles++
 	if setup != nil {
@@ -174,7 +175,10 @@ func (m *Metad) newInode(b *pebble.Batch, parent *metapb.Inode, name string, mod
 	if err := b.Set(entryKey(parent.Id, name), u64(in.Id), nil); err != nil {
 		return nil, err
 	}
-	parent.MtimeNs = in.MtimeNs
+	dirChanged(parent, in.MtimeNs)
+	if mode.IsDir() {
+		parent.Subdirs++
+	}
 	return in, setInode(b, parent)
 }
 
@@ -491,6 +495,7 @@ func (m *Metad) Complete(ctx context.Context, w cairn.WriterRef, last *cairn.Blo
 		in.LeaseHolder = ""
 		in.LeaseNs = 0
 		in.MtimeNs = m.clock.Now().UnixNano()
+		in.CtimeNs = in.MtimeNs
 		freed, err = m.closed(b, in)
 		return err
 	})

@@ -108,12 +108,15 @@ func (s *store) init() error {
 	}
 	s.numFiles = int64(files)
 	if lv == 1 {
-		return s.upgradeV1()
+		err = s.upgradeV1()
 	}
 	if lv == 2 {
-		return s.upgradeV2()
+		err = s.upgradeV2()
 	}
-	return nil
+	if err != nil {
+		return err
+	}
+	return s.countSubdirs()
 }
 
 // upgradeV2 brings a layout 2 store to layout 3, which only added keys a
@@ -161,7 +164,9 @@ func (s *store) create() error {
 	b := s.db.NewBatch()
 	defer b.Close()
 	_ = b.Set(layoutKey, binary.BigEndian.AppendUint32(nil, LayoutVersion), nil)
+	_ = b.Set(subdirsKey, binary.BigEndian.AppendUint32(nil, 1), nil)
 	root := &metapb.Inode{Id: RootIno, Mode: uint32(fs.ModeDir | 0o755), Owner: currentUser(), Group: currentGroup(), MtimeNs: nowNanos()}
+	root.AtimeNs, root.CtimeNs = root.MtimeNs, root.MtimeNs
 	if err := setInode(b, root); err != nil {
 		return err
 	}

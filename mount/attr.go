@@ -54,14 +54,22 @@ var _ = (fs.NodeSetattrer)((*node)(nil))
 // Setattr changes mode, owner, group and times at the backend. A size
 // must be the current one (the empty file truncated to 0 included): any
 // other is refused by the write-once rules, and the kernel's times that
-// come with it are dropped. Times set while this mount writes the file
-// are shown at once and stored when it is closed.
+// come with it are dropped; truncate(2) by path needs write permission
+// first (EACCES). Times set while this mount writes the file are shown
+// at once and stored when it is closed; both set to now (touch) are
+// metad's to stamp, as the owner or anyone who may write the file.
 func (n *node) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
-	fi, local, e := n.refresh(ctx)
+	size, sizeSet := in.GetSize()
+	get := n.refresh
+	if sizeSet && f == nil {
+		get = func(ctx context.Context) (cairn.FileInfo, bool, syscall.Errno) {
+			return n.checkAccess(ctx, cairn.AccessWrite)
+		}
+	}
+	fi, local, e := get(ctx)
 	if e != 0 {
 		return e
 	}
-	size, sizeSet := in.GetSize()
 	if sizeSet {
 		if fi.IsDir() {
 			return syscall.EISDIR
@@ -85,11 +93,16 @@ func (n *node) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn,
 	}
 	// The times that come with a size are the kernel's own, for a
 	// truncate that changes nothing here.
-	if t, ok := in.GetMTime(); ok && !sizeSet {
-		a.ModTime = &t
-	}
-	if t, ok := in.GetATime(); ok && !sizeSet {
-		a.AccessTime = &t
+	const bothNow = fuse.FATTR_ATIME | fuse.FATTR_MTIME | fuse.FATTR_ATIME_NOW | fuse.FATTR_MTIME_NOW
+	if in.Valid&bothNow == bothNow && !sizeSet {
+		a.TimesNow = true
+	} else {
+		if t, ok := in.GetMTime(); ok && !sizeSet {
+			a.ModTime = &t
+		}
+		if t, ok := in.GetATime(); ok && !sizeSet {
+			a.AccessTime = &t
+		}
 	}
 	if a != (cairn.Attr{}) && n.fsys.readOnly {
 		return syscall.EROFS
@@ -160,6 +173,56 @@ func (n *node) applyTimes(t *pendingTimes) {
 	n.setInfo(fi)
 }
 
+// checkAccess is refresh for a call that needs want on the node, as
+// open(2) for writing and truncate(2) check before anything else: metad
+// answers both in one call. A node unlinked while open is only
+// refreshed.
+func (n *node) checkAccess(ctx context.Context, want cairn.AccessMode) (cairn.FileInfo, bool, syscall.Errno) {
+	p, ok := n.path()
+	if !ok {
+		return n.refresh(ctx)
+	}
+	fi, err := n.fsys.b.Access(ctx, p, want)
+	if err != nil {
+		return cairn.FileInfo{}, false, errno(err)
+	}
+	if _, local := n.snapshot(); !local {
+		n.setInfo(fi)
+	}
+	fi, local := n.snapshot()
+	return fi, local, 0
+}
+
+// nlink is st_nlink: metad's count, or 2 for a directory and 1 for
+// anything else from a backend that keeps none.
+func nlink(fi cairn.FileInfo) uint32 {
+	switch {
+	case fi.Nlink > 0:
+		return uint32(fi.Nlink)
+	case fi.IsDir():
+		return 2
+	}
+	return 1
+}
+
+// rdev is st_rdev: a device node's number in the kernel's 32-bit
+// encoding (12 bits of major, 20 of minor, as Linux's dev_t has them).
+func rdev(fi cairn.FileInfo) uint32 {
+	if fi.Mode&os.ModeDevice == 0 {
+		return 0
+	}
+	return uint32(unix.Mkdev(unix.Major(fi.Rdev), unix.Minor(fi.Rdev)))
+}
+
+// shownLen is the length of cairn path p as a program names it: from the
+// mount's root, which may be a directory below cairn's.
+func (f *fsys) shownLen(p string) int {
+	if f.root == "/" {
+		return len(p)
+	}
+	return len(p) - len(f.root)
+}
+
 var _ = (fs.NodeSymlinker)((*node)(nil))
 
 func (n *node) Symlink(ctx context.Context, target, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
@@ -181,10 +244,10 @@ func (n *node) Symlink(ctx context.Context, target, name string, out *fuse.Entry
 var _ = (fs.NodeMknoder)((*node)(nil))
 
 // Mknod makes a fifo, socket or device node, kept at metad as metadata
-// only, or an empty regular file. A device number is not kept (the
-// namespace has no place for it): a device node shows 0:0 and cannot be
-// opened. A fifo is opened by the kernel itself, as a pipe between
-// processes of this machine: its bytes never reach cairn.
+// only, or an empty regular file. A device node keeps its number (stat
+// shows it) but cannot be opened. A fifo is opened by the kernel itself,
+// as a pipe between processes of this machine: its bytes never reach
+// cairn.
 func (n *node) Mknod(ctx context.Context, name string, mode uint32, dev uint32, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
 	if n.fsys.readOnly {
 		return nil, syscall.EROFS
@@ -209,11 +272,10 @@ func (n *node) Mknod(ctx context.Context, name string, mode uint32, dev uint32, 
 	}
 	ctx, cancel := mutating(ctx)
 	defer cancel()
-	if err := n.fsys.b.Mknod(ctx, p, m); err != nil {
+	// The kernel's 32-bit encoding of the number, kept as dev_t.
+	rdev := unix.Mkdev(unix.Major(uint64(dev)), unix.Minor(uint64(dev)))
+	if err := n.fsys.b.Mknod(ctx, p, m, rdev); err != nil {
 		return nil, errno(err)
-	}
-	if dev != 0 {
-		n.fsys.log.Info("device number not kept", zap.String("path", p), zap.Uint32("major", unix.Major(uint64(dev))), zap.Uint32("minor", unix.Minor(uint64(dev))))
 	}
 	return n.lookupNew(ctx, name, p, out)
 }

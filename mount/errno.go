@@ -26,6 +26,7 @@ var errnos = [...]syscall.Errno{
 	cairn.KindNoSpace:     syscall.ENOSPC,
 	cairn.KindIO:          syscall.EIO,
 	cairn.KindUnavailable: syscall.EIO,
+	cairn.KindNameTooLong: syscall.ENAMETOOLONG,
 }
 
 // errno translates err for the kernel: a cairn Kind through the table;

@@ -54,6 +54,7 @@ const (
 	Namespace_Unlink_FullMethodName                 = "/cairn.v1.Namespace/Unlink"
 	Namespace_Release_FullMethodName                = "/cairn.v1.Namespace/Release"
 	Namespace_ReplicaReport_FullMethodName          = "/cairn.v1.Namespace/ReplicaReport"
+	Namespace_Access_FullMethodName                 = "/cairn.v1.Namespace/Access"
 )
 
 // NamespaceClient is the client API for Namespace service.
@@ -92,6 +93,7 @@ type NamespaceClient interface {
 	Unlink(ctx context.Context, in *UnlinkRequest, opts ...grpc.CallOption) (*Empty, error)
 	Release(ctx context.Context, in *ReleaseRequest, opts ...grpc.CallOption) (*Empty, error)
 	ReplicaReport(ctx context.Context, in *PathRequest, opts ...grpc.CallOption) (*FileReplicas, error)
+	Access(ctx context.Context, in *AccessRequest, opts ...grpc.CallOption) (*FileInfo, error)
 }
 
 type namespaceClient struct {
@@ -422,6 +424,16 @@ func (c *namespaceClient) ReplicaReport(ctx context.Context, in *PathRequest, op
 	return out, nil
 }
 
+func (c *namespaceClient) Access(ctx context.Context, in *AccessRequest, opts ...grpc.CallOption) (*FileInfo, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(FileInfo)
+	err := c.cc.Invoke(ctx, Namespace_Access_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // NamespaceServer is the server API for Namespace service.
 // All implementations must embed UnimplementedNamespaceServer
 // for forward compatibility.
@@ -458,6 +470,7 @@ type NamespaceServer interface {
 	Unlink(context.Context, *UnlinkRequest) (*Empty, error)
 	Release(context.Context, *ReleaseRequest) (*Empty, error)
 	ReplicaReport(context.Context, *PathRequest) (*FileReplicas, error)
+	Access(context.Context, *AccessRequest) (*FileInfo, error)
 	mustEmbedUnimplementedNamespaceServer()
 }
 
@@ -563,6 +576,9 @@ func (UnimplementedNamespaceServer) Release(context.Context, *ReleaseRequest) (*
 }
 func (UnimplementedNamespaceServer) ReplicaReport(context.Context, *PathRequest) (*FileReplicas, error) {
 	return nil, status.Error(codes.Unimplemented, "method ReplicaReport not implemented")
+}
+func (UnimplementedNamespaceServer) Access(context.Context, *AccessRequest) (*FileInfo, error) {
+	return nil, status.Error(codes.Unimplemented, "method Access not implemented")
 }
 func (UnimplementedNamespaceServer) mustEmbedUnimplementedNamespaceServer() {}
 func (UnimplementedNamespaceServer) testEmbeddedByValue()                   {}
@@ -1161,6 +1177,24 @@ func _Namespace_ReplicaReport_Handler(srv interface{}, ctx context.Context, dec 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Namespace_Access_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AccessRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(NamespaceServer).Access(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Namespace_Access_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(NamespaceServer).Access(ctx, req.(*AccessRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Namespace_ServiceDesc is the grpc.ServiceDesc for Namespace service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1295,6 +1329,10 @@ var Namespace_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ReplicaReport",
 			Handler:    _Namespace_ReplicaReport_Handler,
+		},
+		{
+			MethodName: "Access",
+			Handler:    _Namespace_Access_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -40,13 +40,19 @@ run: deps build
 	bin/cairn dev --dir $(DEV_DIR) --mount $(DEV_MNT)
 
 # cairn mounts through FUSE 3, whose fusermount3 lets a mount be made and
-# undone. As root we install it; otherwise we say what is missing.
+# undone; the end-to-end tests also run tar, rsync, git and perl on the
+# mount. As root we install what is missing; otherwise we say what it is.
+DEP_PKGS := fusermount3:fuse3 tar:tar rsync:rsync git:git perl:perl
 deps:
-	@if ! command -v fusermount3 >/dev/null; then \
+	@missing=""; \
+	for dep in $(DEP_PKGS); do \
+		command -v "$${dep%%:*}" >/dev/null || missing="$$missing $${dep#*:}"; \
+	done; \
+	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ]; then \
-			apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y fuse3; \
+			apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing; \
 		else \
-			echo "cairn needs FUSE 3 (fusermount3 and /dev/fuse): install the fuse3 package, e.g. sudo apt-get install fuse3" >&2; \
+			echo "cairn's build and tests need:$$missing (FUSE 3 also needs /dev/fuse): e.g. sudo apt-get install$$missing" >&2; \
 			exit 1; \
 		fi; \
 	fi

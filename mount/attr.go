@@ -155,22 +155,51 @@ func (n *node) deferTimes(ctx context.Context, mtime, atime *time.Time) bool {
 
 // applyTimes stores times deferred while the file was written, once its
 // writer is closed; a failure is logged, as close(2) has returned.
+//
+// The file may be renamed meanwhile (rsync sets the times of its
+// temporary file, renames it and closes it, and the kernel sends the
+// close after the rename): metad has the new name before this mount's
+// tree does, which moves the node only once the rename's call returns.
+// So a path metad no longer knows is asked again once the node's path
+// changes, for at most renameSettle.
 func (n *node) applyTimes(t *pendingTimes) {
-	p, ok := n.path()
-	if !ok {
-		return
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), applyTimeout)
 	defer cancel()
 	if t.hasID {
 		ctx = cairn.WithIdentity(ctx, t.id)
 	}
-	fi, err := n.fsys.b.SetAttr(ctx, p, cairn.Attr{ModTime: t.mtime, AccessTime: t.atime})
-	if err != nil {
-		n.fsys.log.Warn("times set while writing not stored", zap.String("path", p), zap.Error(err))
-		return
+	settle := time.Now().Add(renameSettle)
+	for {
+		p, ok := n.path()
+		if !ok {
+			return
+		}
+		fi, err := n.fsys.b.SetAttr(ctx, p, cairn.Attr{ModTime: t.mtime, AccessTime: t.atime})
+		if err == nil {
+			n.setInfo(fi)
+			return
+		}
+		if cairn.KindOf(err) != cairn.KindNotExist || !n.pathChanges(p, settle) {
+			n.fsys.log.Warn("times set while writing not stored", zap.String("path", p), zap.Error(err))
+			return
+		}
 	}
-	n.setInfo(fi)
+}
+
+// renameSettle bounds the wait for a rename that metad made to reach
+// this mount's tree.
+const renameSettle = time.Second
+
+// pathChanges waits until the node's path is no longer p, or deadline,
+// and reports whether it changed.
+func (n *node) pathChanges(p string, deadline time.Time) bool {
+	for time.Now().Before(deadline) {
+		if q, ok := n.path(); !ok || q != p {
+			return ok
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return false
 }
 
 // checkAccess is refresh for a call that needs want on the node, as

@@ -177,25 +177,25 @@ func TestPOSIX(t *testing.T) {
 		// more name is too long.
 		must(t, os.Mkdir(p("sub"), 0o755))
 		sub := c.MountDir(t, "/sub")
-		fd, err := unix.Open(sub, unix.O_DIRECTORY|unix.O_RDONLY, 0)
+		fd, err := noEINTR(func() (int, error) { return unix.Open(sub, unix.O_DIRECTORY|unix.O_RDONLY, 0) })
 		must(t, err)
 		name := strings.Repeat("d", 255)
 		shown := 0
 		for i := 0; i < 16; i++ {
-			if err := unix.Mkdirat(fd, name, 0o755); err != nil {
+			if _, err := noEINTR(func() (int, error) { return 0, unix.Mkdirat(fd, name, 0o755) }); err != nil {
 				t.Fatalf("mkdir at %d bytes below the mount's root: %v", shown+256, err)
 			}
 			shown += 256
-			next, err := unix.Openat(fd, name, unix.O_DIRECTORY|unix.O_RDONLY, 0)
+			next, err := noEINTR(func() (int, error) { return unix.Openat(fd, name, unix.O_DIRECTORY|unix.O_RDONLY, 0) })
 			must(t, err)
 			must(t, unix.Close(fd))
 			fd = next
 		}
 		defer unix.Close(fd)
-		if err := unix.Mkdirat(fd, "x", 0o755); !errors.Is(err, syscall.ENAMETOOLONG) {
+		if _, err := noEINTR(func() (int, error) { return 0, unix.Mkdirat(fd, "x", 0o755) }); !errors.Is(err, syscall.ENAMETOOLONG) {
 			t.Errorf("mkdir at %d bytes below the mount's root: %v, want ENAMETOOLONG", shown+2, err)
 		}
-		f, err := unix.Openat(fd, "x", unix.O_CREAT|unix.O_WRONLY, 0o644)
+		f, err := noEINTR(func() (int, error) { return unix.Openat(fd, "x", unix.O_CREAT|unix.O_WRONLY, 0o644) })
 		if !errors.Is(err, syscall.ENAMETOOLONG) {
 			t.Errorf("create at %d bytes below the mount's root: %v, want ENAMETOOLONG", shown+2, err)
 		}
@@ -265,4 +265,16 @@ func readFile(t *testing.T, p string) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// noEINTR calls fn again while it fails with EINTR, as package os does
+// for its calls: a lookup through FUSE honors the signals the Go runtime
+// sends its threads.
+func noEINTR(fn func() (int, error)) (int, error) {
+	for {
+		n, err := fn()
+		if !errors.Is(err, syscall.EINTR) {
+			return n, err
+		}
+	}
 }

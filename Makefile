@@ -41,19 +41,19 @@ run: deps build
 	bin/cairn dev --dir $(DEV_DIR) --mount $(DEV_MNT)
 
 # cairn mounts through FUSE 3, whose fusermount3 lets a mount be made and
-# undone; the end-to-end tests also drive rsync and vim through the mount.
-# As root we install what is missing; otherwise we say what it is.
-DEPS_PKGS := fusermount3:fuse3 rsync:rsync vim:vim
+# undone; the end-to-end tests also run tar, rsync, git, perl and vim on
+# the mount. As root we install what is missing; otherwise we say what it is.
+DEP_PKGS := fusermount3:fuse3 tar:tar rsync:rsync git:git perl:perl vim:vim
 deps:
 	@missing=""; \
-	for dep in $(DEPS_PKGS); do \
+	for dep in $(DEP_PKGS); do \
 		command -v "$${dep%%:*}" >/dev/null || missing="$$missing $${dep#*:}"; \
 	done; \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ]; then \
 			apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing; \
 		else \
-			echo "cairn needs:$$missing (FUSE 3 for the mount, rsync and vim for its tests): e.g. sudo apt-get install$$missing" >&2; \
+			echo "cairn's build and tests need:$$missing (FUSE 3 also needs /dev/fuse): e.g. sudo apt-get install$$missing" >&2; \
 			exit 1; \
 		fi; \
 	fi

@@ -74,9 +74,17 @@ type FileInfo struct {
 	BlockSize   int64 // files only
 	Writing     bool  // a writer holds the file's lease
 	Symlink     string
-	// Nlink is a non-directory's number of names (hard links); 0 for a
-	// directory (and from a metad that does not count them).
+	// ChangeTime is the inode's last change (st_ctime): of its bytes, its
+	// attributes, its extended attributes or its names. Zero when not
+	// known (an older metad): take ModTime.
+	ChangeTime time.Time
+	// Nlink is st_nlink: for a directory 2 plus its subdirectories, for
+	// anything else its number of names. Zero when not known: take 2 for
+	// a directory, 1 otherwise.
 	Nlink int
+	// Rdev is a device node's device number, as Linux's dev_t
+	// (unix.Mkdev); 0 for anything else.
+	Rdev uint64
 }
 
 // IsDir reports whether fi describes a directory.
@@ -240,8 +248,12 @@ type Paths interface {
 	// change; the caller needs read permission on the file itself), or
 	// f.Path. ErrNotExist when it is gone, ErrIsDir for a directory.
 	BlockLocations(ctx context.Context, f FileRef) (FileBlocks, error)
-	// SetAttr changes attributes and returns the result. Only the owner (or
-	// the superuser) may change mode and times; only the superuser owner.
+	// SetAttr changes attributes and returns the result, as Linux's
+	// setattr_prepare allows: only the owner (or a superuser) may change
+	// the mode or set times (but anyone with write permission may set
+	// both to now: Attr.TimesNow); only a superuser may change the owner
+	// (the owner may name itself); the owner may change the group to one
+	// it is in. Every change sets the change time (ctime).
 	SetAttr(ctx context.Context, path string, a Attr) (FileInfo, error)
 	// Link makes dst another name of the file at src (a hard link), as
 	// link(2): ErrExist if dst exists, ErrNotExist if src does not,
@@ -251,8 +263,14 @@ type Paths interface {
 	// Symlink creates path as a symbolic link to target (kept as text):
 	// ErrExist if path exists.
 	Symlink(ctx context.Context, target, path string) error
-	// Mknod creates a fifo, socket or device node, kept as metadata only.
-	Mknod(ctx context.Context, path string, mode fs.FileMode) error
+	// Mknod creates a fifo, socket or device node, kept as metadata only;
+	// rdev is a device node's device number (Linux's dev_t), ignored for
+	// anything else.
+	Mknod(ctx context.Context, path string, mode fs.FileMode, rdev uint64) error
+	// Access is Stat of path, refused with ErrAccess unless the caller
+	// may have want on path itself, as open(2) checks at open: the one
+	// round trip a mount makes to open a file for writing.
+	Access(ctx context.Context, path string, want AccessMode) (FileInfo, error)
 	// SetXattr sets a user.* attribute: with XattrCreate ErrExist if it
 	// exists, with XattrReplace ErrNotExist if it does not.
 	SetXattr(ctx context.Context, path, name string, value []byte, flags XattrFlags) error
@@ -516,7 +534,21 @@ type Attr struct {
 	ModTime     *time.Time
 	AccessTime  *time.Time
 	Replication *int
+	// TimesNow sets both times to metad's clock, as utimes(2) with no
+	// times (touch): allowed to the owner and to anyone who may write the
+	// file. ModTime and AccessTime are then ignored.
+	TimesNow bool
 }
+
+// AccessMode is what a caller asks to do with an inode, in the bits of
+// access(2) and of a mode's rwx triplets.
+type AccessMode uint8
+
+const (
+	AccessExec  AccessMode = 1
+	AccessWrite AccessMode = 2
+	AccessRead  AccessMode = 4
+)
 
 // XattrFlags choose how SetXattr treats an existing attribute.
 type XattrFlags int

@@ -27,6 +27,7 @@ const (
 	KindNoSpace                 // no blockd can take the data
 	KindIO                      // data could not be read or written
 	KindUnavailable             // a service cannot be reached
+	KindNameTooLong             // a name or path longer than the limits
 )
 
 var kindNames = [...]string{
@@ -45,6 +46,7 @@ var kindNames = [...]string{
 	KindNoSpace:     "no space left",
 	KindIO:          "input/output error",
 	KindUnavailable: "service unavailable",
+	KindNameTooLong: "file name too long",
 }
 
 func (k Kind) String() string {
@@ -71,6 +73,7 @@ var (
 	ErrNoSpace     = &Error{Kind: KindNoSpace}
 	ErrIO          = &Error{Kind: KindIO}
 	ErrUnavailable = &Error{Kind: KindUnavailable}
+	ErrNameTooLong = &Error{Kind: KindNameTooLong}
 )
 
 // Error is cairn's error: what was done (Op, e.g. "metad.Create"), on what
@@ -133,24 +136,33 @@ func KindOf(err error) Kind {
 	return KindOther
 }
 
-// Path limits, as POSIX systems commonly have them.
+// Path limits. A name is at most MaxNameLen bytes (NAME_MAX), a path a
+// program names at most MaxPathLen (PATH_MAX), counted from where it sees
+// the root (a mount of a subdirectory counts below it). The namespace
+// keeps paths up to MaxNamespacePathLen (HDFS's MAX_PATH_LENGTH), so a
+// mount of a subdirectory has the full MaxPathLen below it.
 const (
-	MaxNameLen = 255
-	MaxPathLen = 4096
+	MaxNameLen          = 255
+	MaxPathLen          = 4096
+	MaxNamespacePathLen = 8000
 )
 
 // ValidatePath is the one definition of a valid path: absolute, no empty,
 // "." or ".." component, no NUL, valid UTF-8, names up to MaxNameLen bytes,
-// the whole up to MaxPathLen bytes. "/" is valid. A bad path gets a
-// KindInvalid error naming the rule it broke.
+// the whole up to MaxNamespacePathLen bytes. "/" is valid. A bad path gets
+// a KindInvalid error naming the rule it broke, KindNameTooLong for a
+// name or path too long.
 func ValidatePath(p string) error {
 	const op = "cairn.ValidatePath"
 	bad := func(rule string) error { return &Error{Op: op, Path: quoteIfOdd(p), Kind: KindInvalid, Detail: rule} }
+	long := func(rule string) error {
+		return &Error{Op: op, Path: quoteIfOdd(p), Kind: KindNameTooLong, Detail: rule}
+	}
 	switch {
 	case p == "":
 		return bad("empty path")
-	case len(p) > MaxPathLen:
-		return bad(fmt.Sprintf("path longer than %d bytes", MaxPathLen))
+	case len(p) > MaxNamespacePathLen:
+		return long(fmt.Sprintf("path longer than %d bytes", MaxNamespacePathLen))
 	case !utf8.ValidString(p):
 		return bad("path is not valid UTF-8")
 	case strings.IndexByte(p, 0) >= 0:
@@ -167,7 +179,7 @@ func ValidatePath(p string) error {
 		case name == "." || name == "..":
 			return bad(fmt.Sprintf("path component %q", name))
 		case len(name) > MaxNameLen:
-			return bad(fmt.Sprintf("name longer than %d bytes", MaxNameLen))
+			return long(fmt.Sprintf("name longer than %d bytes", MaxNameLen))
 		}
 	}
 	return nil

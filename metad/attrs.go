@@ -78,28 +78,44 @@ func (m *Metad) SetAttr(ctx context.Context, path string, a cairn.Attr) (cairn.F
 		if a.AccessTime != nil {
 			in.AtimeNs = a.AccessTime.UnixNano()
 		}
+		now := m.clock.Now().UnixNano()
+		if a.TimesNow {
+			in.MtimeNs, in.AtimeNs = now, now
+		}
 		if a.Replication != nil {
 			in.Replication = int32(*a.Replication)
 		}
+		in.CtimeNs = now
 		fi = m.infoAt(in, nameOf(path))
 		return setInode(b, in)
 	})
 	return fi, err
 }
 
-// checkSetAttr decides whether c may make the changes a asks of in.
+// checkSetAttr decides whether c may make the changes a asks of in, by
+// Linux's rules (chown_ok, chgrp_ok and setattr_prepare in fs/attr.c,
+// notify_change for times set to now).
 func checkSetAttr(op, path string, c *caller, in *metapb.Inode, a cairn.Attr) error {
 	refuse := func(what string) error {
 		return cairn.E(op, cairn.KindPermission, path, fmt.Sprintf("user=%s: %s (owner %s)", c.user, what, in.Owner))
 	}
-	if (a.Perm != nil || a.ModTime != nil || a.AccessTime != nil) && !c.owns(in) {
-		return refuse("only the owner or a superuser may change the mode or times")
-	}
-	if a.Owner != nil && *a.Owner != in.Owner && !c.super {
+	owner := in.Owner == c.user
+	if a.Owner != nil && !c.super && (!owner || *a.Owner != in.Owner) {
 		return refuse("only a superuser may change the owner")
 	}
-	if a.Group != nil && *a.Group != in.Group && !c.super && (in.Owner != c.user || !c.inGroup(*a.Group)) {
+	if a.Group != nil && !c.super && (!owner || *a.Group != in.Group && !c.inGroup(*a.Group)) {
 		return refuse(fmt.Sprintf("only the owner, to a group it is in, or a superuser may change the group to %s", *a.Group))
+	}
+	if a.Perm != nil && !c.owns(in) {
+		return refuse("only the owner or a superuser may change the mode")
+	}
+	if (a.ModTime != nil || a.AccessTime != nil) && !a.TimesNow && !c.owns(in) {
+		return refuse("only the owner or a superuser may set times other than now")
+	}
+	if a.TimesNow && !c.owns(in) {
+		if err := c.check(op, path, in, accessWrite); err != nil {
+			return err
+		}
 	}
 	if a.Replication != nil {
 		switch mode := fs.FileMode(in.Mode); {
@@ -143,9 +159,9 @@ func (m *Metad) Symlink(ctx context.Context, target, path string) error {
 }
 
 // Mknod makes a fifo, a socket or a device node (superusers only, as
-// mknod(2) needs CAP_MKNOD), kept as metadata only; or, for a mode of no
-// type, an empty closed regular file.
-func (m *Metad) Mknod(ctx context.Context, path string, mode fs.FileMode) error {
+// mknod(2) needs CAP_MKNOD) of device number rdev, kept as metadata only;
+// or, for a mode of no type, an empty closed regular file.
+func (m *Metad) Mknod(ctx context.Context, path string, mode fs.FileMode, rdev uint64) error {
 	const op = "metad.Mknod"
 	if mode&^(modeBits|fs.ModeType|fs.ModeCharDevice) != 0 {
 		return cairn.E(op, cairn.KindInvalid, path, fmt.Sprintf("mode %v has unknown bits", mode))
@@ -174,6 +190,9 @@ func (m *Metad) Mknod(ctx context.Context, path string, mode fs.FileMode) error 
 			if mode.IsRegular() {
 				in.Replication = int32(m.cfg.Replication)
 				in.BlockSize = m.cfg.BlockSize
+			}
+			if device {
+				in.Rdev = rdev
 			}
 		})
 		return err
@@ -250,10 +269,10 @@ func (m *Metad) SetXattr(ctx context.Context, path, name string, value []byte, f
 		if err := b.Set(xattrKey(in.Id, name), value, nil); err != nil {
 			return err
 		}
-		if exists {
-			return nil
+		if !exists {
+			in.Xattrs++
 		}
-		in.Xattrs++
+		in.CtimeNs = m.clock.Now().UnixNano()
 		return setInode(b, in)
 	})
 }
@@ -329,6 +348,7 @@ func (m *Metad) RemoveXattr(ctx context.Context, path, name string) error {
 			return err
 		}
 		in.Xattrs--
+		in.CtimeNs = m.clock.Now().UnixNano()
 		return setInode(b, in)
 	})
 }

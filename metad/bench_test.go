@@ -24,10 +24,10 @@ func BenchmarkNamespace(b *testing.B) {
 	must(b, m.Mkdirs(ctx, "/bench/stat/d", 0o777))
 	must(b, m.Mkdirs(ctx, "/bench/list", 0o777))
 	for i := range 1000 {
-		must(b, m.Mknod(ctx, fmt.Sprintf("/bench/stat/d/f%04d", i), 0o644))
+		must(b, m.Mknod(ctx, fmt.Sprintf("/bench/stat/d/f%04d", i), 0o644, 0))
 	}
 	for i := range 100 {
-		must(b, m.Mknod(ctx, fmt.Sprintf("/bench/list/e%03d", i), 0o644))
+		must(b, m.Mknod(ctx, fmt.Sprintf("/bench/list/e%03d", i), 0o644, 0))
 	}
 	user := as("bench", "users")
 	var dirs atomic.Int64

@@ -201,7 +201,7 @@ func (c *checker) key(k, v []byte) {
 	id := func() uint64 { return binary.BigEndian.Uint64(k[1:9]) }
 	switch k[0] {
 	case prefixMeta:
-		if string(k) != string(layoutKey) {
+		if string(k) != string(layoutKey) && string(k) != string(subdirsKey) {
 			c.r.problem("unknown meta key %q", k)
 		}
 	case prefixCounter:
@@ -339,6 +339,42 @@ func (c *checker) inodeRecord(ino uint64, v []byte) {
 	if n := c.countPrefix(xattrPrefix(ino)); n != int64(in.Xattrs) {
 		c.r.problem("inode %d counts %d attributes, the store holds %d", ino, in.Xattrs, n)
 	}
+	if mode.IsDir() && c.subdirsCounted() {
+		if n := c.countSubdirs(ino); n != int64(in.Subdirs) {
+			c.r.problem("directory %d counts %d subdirectories, the store holds %d", ino, in.Subdirs, n)
+		}
+	}
+}
+
+// subdirsCounted reports whether the store's directories count their
+// subdirectories (a store not opened since they did is counted at start).
+func (c *checker) subdirsCounted() bool {
+	_, err := c.get(subdirsKey)
+	return err == nil
+}
+
+// countSubdirs counts the entries of directory ino that are directories.
+func (c *checker) countSubdirs(ino uint64) int64 {
+	p := entryPrefix(ino)
+	it, err := c.db.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
+	if err != nil {
+		return -1
+	}
+	defer it.Close()
+	var n int64
+	for it.First(); it.Valid(); it.Next() {
+		child, err := parseU64(it.Value())
+		if err != nil {
+			continue // entry() reports it
+		}
+		if v, err := c.get(inodeKey(child)); err == nil {
+			in := &metapb.Inode{}
+			if proto.Unmarshal(v, in) == nil && fs.FileMode(in.Mode).IsDir() {
+				n++
+			}
+		}
+	}
+	return n
 }
 
 // link checks an "l" key: another name (parent, name) of file ino, which

@@ -77,7 +77,7 @@ func fixture(t *testing.T, cfg Config) *Metad {
 	chown("/pub/bt/sub", 0o755)
 	file("/pub/bt/sub/f", 0o644)
 	must(t, m.Symlink(su, "af", "/pub/ln"))
-	must(t, m.Mknod(su, "/pub/fifo", fs.ModeNamedPipe|0o666))
+	must(t, m.Mknod(su, "/pub/fifo", fs.ModeNamedPipe|0o666, 0))
 	must(t, m.Mkdir(su, "/tmp", 0o777|fs.ModeSticky))
 	file("/tmp/af", 0o644)
 	must(t, m.Mkdirs(su, "/a/b", 0o755))
@@ -180,11 +180,11 @@ func TestEveryOperationErrors(t *testing.T) {
 		{"symlink NUL target", func() error { return m.Symlink(su, "a\x00b", "/pub/l2") }, cairn.ErrInvalid},
 		{"symlink long target", func() error { return m.Symlink(su, strings.Repeat("t", cairn.MaxPathLen+1), "/pub/l2") }, cairn.ErrInvalid},
 		{"symlink no write", func() error { return m.Symlink(carol, "t", "/home/alice/l") }, cairn.ErrAccess},
-		{"mknod dir", func() error { return m.Mknod(su, "/pub/n", fs.ModeDir|0o755) }, cairn.ErrInvalid},
-		{"mknod symlink", func() error { return m.Mknod(su, "/pub/n", fs.ModeSymlink|0o777) }, cairn.ErrInvalid},
-		{"mknod device not super", func() error { return m.Mknod(bob, "/pub/n", fs.ModeDevice|fs.ModeCharDevice|0o666) }, cairn.ErrPermission},
-		{"mknod exists", func() error { return m.Mknod(su, "/pub/fifo", fs.ModeNamedPipe|0o666) }, cairn.ErrExist},
-		{"mknod no write", func() error { return m.Mknod(carol, "/home/alice/p", fs.ModeNamedPipe|0o666) }, cairn.ErrAccess},
+		{"mknod dir", func() error { return m.Mknod(su, "/pub/n", fs.ModeDir|0o755, 0) }, cairn.ErrInvalid},
+		{"mknod symlink", func() error { return m.Mknod(su, "/pub/n", fs.ModeSymlink|0o777, 0) }, cairn.ErrInvalid},
+		{"mknod device not super", func() error { return m.Mknod(bob, "/pub/n", fs.ModeDevice|fs.ModeCharDevice|0o666, 0) }, cairn.ErrPermission},
+		{"mknod exists", func() error { return m.Mknod(su, "/pub/fifo", fs.ModeNamedPipe|0o666, 0) }, cairn.ErrExist},
+		{"mknod no write", func() error { return m.Mknod(carol, "/home/alice/p", fs.ModeNamedPipe|0o666, 0) }, cairn.ErrAccess},
 		{"xattr other namespace", func() error { return m.SetXattr(su, "/pub/af", "trusted.x", nil, 0) }, cairn.ErrPermission},
 		{"xattr empty name", func() error { return m.SetXattr(su, "/pub/af", "user.", nil, 0) }, cairn.ErrInvalid},
 		{"xattr create existing", func() error { return m.SetXattr(su, "/pub/af", "user.k", nil, cairn.XattrCreate) }, cairn.ErrExist},
@@ -220,21 +220,25 @@ func TestEveryOperationErrors(t *testing.T) {
 		{"bad identity", func() error { return m.Mkdir(as("a\nb"), "/pub/q", 0o755) }, cairn.ErrInvalid},
 	}
 	for _, bad := range badPaths {
+		want := cairn.ErrInvalid
+		if bad.tooLong {
+			want = cairn.ErrNameTooLong
+		}
 		cases = append(cases,
-			errCase{"mkdir " + bad.why, func() error { return m.Mkdir(su, bad.path, 0o755) }, cairn.ErrInvalid},
-			errCase{"mkdirs " + bad.why, func() error { return m.Mkdirs(su, bad.path, 0o755) }, cairn.ErrInvalid},
-			errCase{"create " + bad.why, create(su, bad.path, c1), cairn.ErrInvalid},
-			errCase{"stat " + bad.why, stat(su, bad.path), cairn.ErrInvalid},
-			errCase{"list " + bad.why, list(su, bad.path, ""), cairn.ErrInvalid},
-			errCase{"delete " + bad.why, func() error { return m.Delete(su, bad.path, true) }, cairn.ErrInvalid},
-			errCase{"rename from " + bad.why, func() error { return m.Rename(su, bad.path, "/pub/x") }, cairn.ErrInvalid},
-			errCase{"rename to " + bad.why, func() error { return m.Rename(su, "/pub/af", bad.path) }, cairn.ErrInvalid},
-			errCase{"setattr " + bad.why, setattr(su, bad.path, cairn.Attr{Perm: perm(0o600)}), cairn.ErrInvalid},
-			errCase{"symlink " + bad.why, func() error { return m.Symlink(su, "t", bad.path) }, cairn.ErrInvalid},
-			errCase{"mknod " + bad.why, func() error { return m.Mknod(su, bad.path, fs.ModeNamedPipe) }, cairn.ErrInvalid},
-			errCase{"setxattr " + bad.why, func() error { return m.SetXattr(su, bad.path, "user.a", nil, 0) }, cairn.ErrInvalid},
-			errCase{"summary " + bad.why, func() error { _, err := m.ContentSummary(su, bad.path); return err }, cairn.ErrInvalid},
-			errCase{"locations " + bad.why, func() error { _, err := m.BlockLocations(su, cairn.FileRef{Path: bad.path}); return err }, cairn.ErrInvalid},
+			errCase{"mkdir " + bad.why, func() error { return m.Mkdir(su, bad.path, 0o755) }, want},
+			errCase{"mkdirs " + bad.why, func() error { return m.Mkdirs(su, bad.path, 0o755) }, want},
+			errCase{"create " + bad.why, create(su, bad.path, c1), want},
+			errCase{"stat " + bad.why, stat(su, bad.path), want},
+			errCase{"list " + bad.why, list(su, bad.path, ""), want},
+			errCase{"delete " + bad.why, func() error { return m.Delete(su, bad.path, true) }, want},
+			errCase{"rename from " + bad.why, func() error { return m.Rename(su, bad.path, "/pub/x") }, want},
+			errCase{"rename to " + bad.why, func() error { return m.Rename(su, "/pub/af", bad.path) }, want},
+			errCase{"setattr " + bad.why, setattr(su, bad.path, cairn.Attr{Perm: perm(0o600)}), want},
+			errCase{"symlink " + bad.why, func() error { return m.Symlink(su, "t", bad.path) }, want},
+			errCase{"mknod " + bad.why, func() error { return m.Mknod(su, bad.path, fs.ModeNamedPipe, 0) }, want},
+			errCase{"setxattr " + bad.why, func() error { return m.SetXattr(su, bad.path, "user.a", nil, 0) }, want},
+			errCase{"summary " + bad.why, func() error { _, err := m.ContentSummary(su, bad.path); return err }, want},
+			errCase{"locations " + bad.why, func() error { _, err := m.BlockLocations(su, cairn.FileRef{Path: bad.path}); return err }, want},
 		)
 	}
 	before := dump(t, m)
@@ -254,17 +258,20 @@ func TestEveryOperationErrors(t *testing.T) {
 	mustCheckOpen(t, m)
 }
 
-var badPaths = []struct{ why, path string }{
-	{"empty", ""},
-	{"relative", "pub/x"},
-	{"dotdot", "/pub/../x"},
-	{"dot", "/pub/./x"},
-	{"empty component", "/pub//x"},
-	{"trailing slash", "/pub/x/"},
-	{"NUL", "/pub/a\x00b"},
-	{"bad UTF-8", "/pub/\xff"},
-	{"long name", "/pub/" + strings.Repeat("n", cairn.MaxNameLen+1)},
-	{"long path", strings.Repeat("/"+strings.Repeat("p", 200), 21)},
+var badPaths = []struct {
+	why, path string
+	tooLong   bool // ErrNameTooLong, not ErrInvalid
+}{
+	{"empty", "", false},
+	{"relative", "pub/x", false},
+	{"dotdot", "/pub/../x", false},
+	{"dot", "/pub/./x", false},
+	{"empty component", "/pub//x", false},
+	{"trailing slash", "/pub/x/", false},
+	{"NUL", "/pub/a\x00b", false},
+	{"bad UTF-8", "/pub/\xff", false},
+	{"long name", "/pub/" + strings.Repeat("n", cairn.MaxNameLen+1), true},
+	{"long path", strings.Repeat("/"+strings.Repeat("p", 200), cairn.MaxNamespacePathLen/201+1), true},
 }
 
 // diffLines shows the lines only in a and only in b.

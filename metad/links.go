@@ -63,6 +63,7 @@ func (n *nameEdits) current(in *metapb.Inode) *metapb.Inode {
 // changed, not written: the caller writes it (or frees it).
 func (n *nameEdits) drop(in *metapb.Inode, dir uint64, name string) (uint32, error) {
 	links := nlink(in)
+	in.CtimeNs = n.m.clock.Now().UnixNano() // a name less is a change of the inode
 	if in.Parent != dir || in.Name != name {
 		k := linkKey(in.Id, dir, name)
 		_ = n.b.Delete(k, nil)
@@ -142,13 +143,15 @@ func (m *Metad) Link(ctx context.Context, src, dst string) error {
 		if links >= maxLinks {
 			return cairn.E(op, cairn.KindPermission, src, fmt.Sprintf("the file has %d names, the most it may have", links))
 		}
+		now := m.clock.Now().UnixNano()
 		in.Nlink = links + 1
+		in.CtimeNs = now
 		if err := setInode(b, in); err != nil {
 			return err
 		}
 		_ = b.Set(linkKey(in.Id, dp.Id, dname), nil, nil)
 		_ = b.Set(entryKey(dp.Id, dname), u64(in.Id), nil)
-		dp.MtimeNs = m.clock.Now().UnixNano()
+		dirChanged(dp, now)
 		return setInode(b, dp)
 	})
 }

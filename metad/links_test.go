@@ -22,8 +22,8 @@ func checkNow(t *testing.T, m *Metad) *CheckReport {
 	return mustCheck(t, dir)
 }
 
-// nlinkOf stats path and checks it is ino with want names.
-func nlinkOf(t *testing.T, m *Metad, path string, ino uint64, want int) {
+// namesOf stats path and checks it is ino with want names.
+func namesOf(t *testing.T, m *Metad, path string, ino uint64, want int) {
 	t.Helper()
 	fi := stat(t, m, path)
 	if fi.Inode != ino || fi.Nlink != want {
@@ -43,12 +43,12 @@ func TestHardLinks(t *testing.T) {
 	must(t, m.Mkdirs(ctx, "/d/e", 0o755))
 	blocks := writeFile(t, ctx, m, "/a", "c", "DS-1", false, testBlock, 10)
 	ino := stat(t, m, "/a").Inode
-	nlinkOf(t, m, "/a", ino, 1)
+	namesOf(t, m, "/a", ino, 1)
 
 	must(t, m.Link(ctx, "/a", "/d/b"))
 	must(t, m.Link(ctx, "/d/b", "/d/e/c"))
-	nlinkOf(t, m, "/a", ino, 3)
-	nlinkOf(t, m, "/d/b", ino, 3)
+	namesOf(t, m, "/a", ino, 3)
+	namesOf(t, m, "/d/b", ino, 3)
 	es, _, err := m.List(ctx, "/d", "", 10)
 	must(t, err)
 	if len(es) != 2 || es[0].Name != "b" || es[0].Inode != ino || es[0].Nlink != 3 {
@@ -84,7 +84,7 @@ func TestHardLinks(t *testing.T) {
 	}
 	// The primary name goes: another is promoted; the data stays.
 	must(t, m.Delete(ctx, "/a", false))
-	nlinkOf(t, m, "/d/b", ino, 2)
+	namesOf(t, m, "/d/b", ino, 2)
 	if len(freedOn(m, "DS-1")) != 0 {
 		t.Fatal("blocks freed while the file has names")
 	}
@@ -95,13 +95,13 @@ func TestHardLinks(t *testing.T) {
 	// Renames of a primary and of another name.
 	must(t, m.Rename(ctx, "/d/e/c", "/c"))
 	must(t, m.Rename(ctx, "/d/b", "/d/e/b"))
-	nlinkOf(t, m, "/c", ino, 2)
-	nlinkOf(t, m, "/d/e/b", ino, 2)
+	namesOf(t, m, "/c", ino, 2)
+	namesOf(t, m, "/d/e/b", ino, 2)
 	checkNow(t, m)
 	// A rename over a name of a file with others removes only that name.
 	writeFile(t, ctx, m, "/other", "c", "DS-1", false, 5)
 	must(t, m.Rename(ctx, "/other", "/c"))
-	nlinkOf(t, m, "/d/e/b", ino, 1)
+	namesOf(t, m, "/d/e/b", ino, 1)
 	if len(freedOn(m, "DS-1")) != 0 {
 		t.Fatal("a rename over one of two names freed the file")
 	}
@@ -111,7 +111,7 @@ func TestHardLinks(t *testing.T) {
 	must(t, m.Link(ctx, "/d/e/b", "/d/b2"))
 	must(t, m.Link(ctx, "/d/e/b", "/keep"))
 	must(t, m.Delete(ctx, "/d", true))
-	nlinkOf(t, m, "/keep", ino, 1)
+	namesOf(t, m, "/keep", ino, 1)
 	if len(freedOn(m, "DS-1")) != 0 {
 		t.Fatal("a recursive delete freed a file with a name outside it")
 	}
@@ -182,7 +182,7 @@ func TestLinksOfOpenFiles(t *testing.T) {
 	if _, err := m.st.get(orphanKey(ino)); !isNotFound(err) {
 		t.Fatal("the hold outlived its release")
 	}
-	nlinkOf(t, m, "/i", ino, 1)
+	namesOf(t, m, "/i", ino, 1)
 
 	// A file being written loses both names; its writer's close frees it.
 	fi, err := m.Create(ctx, "/w", cairn.CreateOptions{Client: "c", BlockSize: testBlock})

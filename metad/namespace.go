@@ -147,16 +147,13 @@ func (m *Metad) info(in *metapb.Inode) cairn.FileInfo {
 // infoAt describes in under name, the one it was found by: a file with
 // several names has one primary name in its inode.
 func (m *Metad) infoAt(in *metapb.Inode, name string) cairn.FileInfo {
-	links := 0
-	if !fs.FileMode(in.Mode).IsDir() {
-		links = int(nlink(in))
-	}
 	return cairn.FileInfo{
 		Name: name, Inode: in.Id, Mode: fs.FileMode(in.Mode), Size: in.Size,
 		Owner: in.Owner, Group: in.Group,
 		ModTime: time.Unix(0, in.MtimeNs), AccessTime: time.Unix(0, in.AtimeNs),
 		Replication: int(in.Replication), BlockSize: in.BlockSize,
-		Writing: in.LeaseHolder != "", Symlink: in.Symlink, Nlink: links,
+		Writing: in.LeaseHolder != "", Symlink: in.Symlink,
+		ChangeTime: time.Unix(0, ctimeOf(in)), Nlink: nlinkOf(in), Rdev: in.Rdev,
 	}
 }
 
@@ -176,7 +173,7 @@ func (m *Metad) newInode(b *pebble.Batch, parent *metapb.Inode, name string, mod
 	if !mode.IsDir() {
 		in.Nlink = 1
 	}
-	in.AtimeNs = in.MtimeNs
+	in.AtimeNs, in.CtimeNs = in.MtimeNs, in.MtimeNs
 	s.nextIno++
 	s.numFiles++
 	if setup != nil {
@@ -188,7 +185,10 @@ func (m *Metad) newInode(b *pebble.Batch, parent *metapb.Inode, name string, mod
 	if err := b.Set(entryKey(parent.Id, name), u64(in.Id), nil); err != nil {
 		return nil, err
 	}
-	parent.MtimeNs = in.MtimeNs
+	dirChanged(parent, in.MtimeNs)
+	if mode.IsDir() {
+		parent.Subdirs++
+	}
 	return in, setInode(b, parent)
 }
 
@@ -514,6 +514,7 @@ func (m *Metad) Complete(ctx context.Context, w cairn.WriterRef, last *cairn.Blo
 		in.LeaseHolder = ""
 		in.LeaseNs = 0
 		in.MtimeNs = m.clock.Now().UnixNano()
+		in.CtimeNs = in.MtimeNs
 		freed, err = m.closed(b, in)
 		return err
 	})

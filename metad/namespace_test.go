@@ -86,7 +86,7 @@ func TestNamespaceErrorsChangeNothing(t *testing.T) {
 		{"dotdot", m.Mkdir(ctx, "/a/../b", 0o755), cairn.ErrInvalid},
 		{"relative", m.Mkdir(ctx, "a", 0o755), cairn.ErrInvalid},
 		{"nul", m.Mkdir(ctx, "/a\x00b", 0o755), cairn.ErrInvalid},
-		{"long name", m.Mkdir(ctx, "/"+strings.Repeat("n", 256), 0o755), cairn.ErrInvalid},
+		{"long name", m.Mkdir(ctx, "/"+strings.Repeat("n", 256), 0o755), cairn.ErrNameTooLong},
 		{"second writer", func() error {
 			_, err := m.AddBlock(ctx, cairn.WriterRef{Path: "/a/f", Client: "c2"}, nil, nil)
 			return err

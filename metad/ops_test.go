@@ -130,10 +130,10 @@ func TestSetAttrSymlinkMknod(t *testing.T) {
 		t.Errorf("SetAttr returned %s, want %s", got, want)
 	}
 	must(t, m.Symlink(ctx, "../some/where", "/ln"))
-	must(t, m.Mknod(ctx, "/fifo", fs.ModeNamedPipe|0o600))
-	must(t, m.Mknod(ctx, "/sock", fs.ModeSocket|0o600))
-	must(t, m.Mknod(ctx, "/tty", fs.ModeDevice|fs.ModeCharDevice|0o620))
-	must(t, m.Mknod(ctx, "/empty", 0o644))
+	must(t, m.Mknod(ctx, "/fifo", fs.ModeNamedPipe|0o600, 0))
+	must(t, m.Mknod(ctx, "/sock", fs.ModeSocket|0o600, 0))
+	must(t, m.Mknod(ctx, "/tty", fs.ModeDevice|fs.ModeCharDevice|0o620, 0))
+	must(t, m.Mknod(ctx, "/empty", 0o644, 0))
 	m = reopen(t, m, Config{Replication: 3})
 	if fi, _ := m.Stat(ctx, "/f"); fmt.Sprint(fi.Mode, fi.Owner, fi.Group, fi.ModTime.UnixNano(), fi.AccessTime.UnixNano(), fi.Replication) != want {
 		t.Errorf("after restart /f is %+v", fi)

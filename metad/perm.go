@@ -33,7 +33,7 @@ const (
 
 var accessNames = map[uint32]string{
 	accessRead: "READ", accessWrite: "WRITE", accessExec: "EXECUTE",
-	accessRead | accessExec: "READ_EXECUTE", accessWrite | accessExec: "WRITE_EXECUTE",
+	accessRead | accessExec: "READ_EXECUTE", accessWrite | accessExec: "WRITE_EXECUTE", accessRead | accessWrite: "READ_WRITE",
 	accessRead | accessWrite | accessExec: "ALL",
 }
 

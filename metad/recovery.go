@@ -178,6 +178,7 @@ func (m *Metad) recoverLease(op, path string, b *pebble.Batch, in *metapb.Inode,
 	in.LeaseHolder = ""
 	in.LeaseNs = 0
 	in.MtimeNs = now.UnixNano()
+	in.CtimeNs = in.MtimeNs
 	r.size = in.Size
 	freed, err := m.closed(b, in)
 	r.freed = append(r.freed, freed...)
@@ -272,6 +273,7 @@ func (m *Metad) CommitBlockSynchronization(ctx context.Context, c cairn.CommitSy
 		in.LeaseHolder = ""
 		in.LeaseNs = 0
 		in.MtimeNs = m.clock.Now().UnixNano()
+		in.CtimeNs = in.MtimeNs
 		r.size = in.Size
 		freed, err := m.closed(b, in)
 		r.freed = append(r.freed, freed...)

@@ -108,12 +108,15 @@ func (s *store) init() error {
 	}
 	s.numFiles = int64(files)
 	if lv == 1 {
-		return s.upgradeV1()
+		err = s.upgradeV1()
 	}
-	if lv < LayoutVersion {
-		return s.upgradeVersion()
+	if lv > 1 && lv < LayoutVersion {
+		err = s.upgradeVersion()
 	}
-	return nil
+	if err != nil {
+		return err
+	}
+	return s.countSubdirs()
 }
 
 // upgradeVersion brings a layout 2 or 3 store to the current layout. Layout
@@ -164,7 +167,9 @@ func (s *store) create() error {
 	b := s.db.NewBatch()
 	defer b.Close()
 	_ = b.Set(layoutKey, binary.BigEndian.AppendUint32(nil, LayoutVersion), nil)
+	_ = b.Set(subdirsKey, binary.BigEndian.AppendUint32(nil, 1), nil)
 	root := &metapb.Inode{Id: RootIno, Mode: uint32(fs.ModeDir | 0o755), Owner: currentUser(), Group: currentGroup(), MtimeNs: nowNanos()}
+	root.AtimeNs, root.CtimeNs = root.MtimeNs, root.MtimeNs
 	if err := setInode(b, root); err != nil {
 		return err
 	}

@@ -47,6 +47,9 @@ func (m *Metad) Rename(ctx context.Context, src, dst string) error {
 		if err != nil {
 			return err
 		}
+		if dp.Id == sp.Id {
+			dp = sp // one record, changed once
+		}
 		sin, err := m.child(sp, sname)
 		if err != nil {
 			return err
@@ -109,20 +112,28 @@ func (m *Metad) Rename(ctx context.Context, src, dst string) error {
 			if freed, err = m.removeTree(b, dst, dp.Id, dname, din, nil, ""); err != nil {
 				return err
 			}
+			if dDir {
+				lessSubdirs(dp)
+			}
 		}
 		now := m.clock.Now().UnixNano()
+		if fs.FileMode(sin.Mode).IsDir() && dp.Id != sp.Id {
+			lessSubdirs(sp)
+			dp.Subdirs++
+		}
+		sin.CtimeNs = now
 		_ = b.Delete(entryKey(sp.Id, sname), nil)
 		_ = b.Set(entryKey(dp.Id, dname), u64(sin.Id), nil)
 		m.nameEdits(b).move(sin, sp.Id, sname, dp.Id, dname)
 		if err := setInode(b, sin); err != nil {
 			return err
 		}
-		sp.MtimeNs = now
+		dirChanged(sp, now)
 		if err := setInode(b, sp); err != nil {
 			return err
 		}
 		if dp.Id != sp.Id {
-			dp.MtimeNs = now
+			dirChanged(dp, now)
 			return setInode(b, dp)
 		}
 		return nil
@@ -311,7 +322,10 @@ func (m *Metad) remove(ctx context.Context, op, path string, recursive bool, hol
 		if freed, err = m.removeTree(b, path, parent.Id, name, in, c, holder); err != nil {
 			return err
 		}
-		parent.MtimeNs = m.clock.Now().UnixNano()
+		dirChanged(parent, m.clock.Now().UnixNano())
+		if fs.FileMode(in.Mode).IsDir() {
+			lessSubdirs(parent)
+		}
 		return setInode(b, parent)
 	})
 	if err == nil {

@@ -54,14 +54,23 @@ var _ = (fs.NodeSetattrer)((*node)(nil))
 // Setattr changes mode, owner, group and times at the backend. A size
 // must be the current one, or 0, which replaces the file whole
 // (truncateToZero): any other is refused by the write-once rules, and the
-// kernel's times that come with it are dropped. Times set while this mount writes the file
-// are shown at once and stored when it is closed.
+// kernel's times that come with it are dropped; truncate(2) by path needs
+// write permission first (EACCES). Times set while this mount writes the
+// file are shown at once and stored when it is closed; both set to now
+// (touch) are metad's to stamp, as the owner or anyone who may write the
+// file.
 func (n *node) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
-	fi, local, e := n.refresh(ctx)
+	size, sizeSet := in.GetSize()
+	get := n.refresh
+	if sizeSet && f == nil {
+		get = func(ctx context.Context) (cairn.FileInfo, bool, syscall.Errno) {
+			return n.checkAccess(ctx, cairn.AccessWrite)
+		}
+	}
+	fi, local, e := get(ctx)
 	if e != 0 {
 		return e
 	}
-	size, sizeSet := in.GetSize()
 	if sizeSet {
 		if fi.IsDir() {
 			return syscall.EISDIR
@@ -91,11 +100,16 @@ func (n *node) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn,
 	}
 	// The times that come with a size are the kernel's own, for a
 	// truncate that changes nothing here.
-	if t, ok := in.GetMTime(); ok && !sizeSet {
-		a.ModTime = &t
-	}
-	if t, ok := in.GetATime(); ok && !sizeSet {
-		a.AccessTime = &t
+	const bothNow = fuse.FATTR_ATIME | fuse.FATTR_MTIME | fuse.FATTR_ATIME_NOW | fuse.FATTR_MTIME_NOW
+	if in.Valid&bothNow == bothNow && !sizeSet {
+		a.TimesNow = true
+	} else {
+		if t, ok := in.GetMTime(); ok && !sizeSet {
+			a.ModTime = &t
+		}
+		if t, ok := in.GetATime(); ok && !sizeSet {
+			a.AccessTime = &t
+		}
 	}
 	if a != (cairn.Attr{}) && n.fsys.readOnly {
 		return syscall.EROFS
@@ -148,22 +162,101 @@ func (n *node) deferTimes(ctx context.Context, mtime, atime *time.Time) bool {
 
 // applyTimes stores times deferred while the file was written, once its
 // writer is closed; a failure is logged, as close(2) has returned.
+//
+// The file may be renamed meanwhile (rsync sets the times of its
+// temporary file, renames it and closes it, and the kernel sends the
+// close after the rename): metad has the new name before this mount's
+// tree does, which moves the node only once the rename's call returns.
+// So a path metad no longer knows is asked again once the node's path
+// changes, for at most renameSettle.
 func (n *node) applyTimes(t *pendingTimes) {
-	p, ok := n.path()
-	if !ok {
-		return
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), applyTimeout)
 	defer cancel()
 	if t.hasID {
 		ctx = cairn.WithIdentity(ctx, t.id)
 	}
-	fi, err := n.fsys.b.SetAttr(ctx, p, cairn.Attr{ModTime: t.mtime, AccessTime: t.atime})
-	if err != nil {
-		n.fsys.log.Warn("times set while writing not stored", zap.String("path", p), zap.Error(err))
-		return
+	settle := time.Now().Add(renameSettle)
+	for {
+		p, ok := n.path()
+		if !ok {
+			return
+		}
+		fi, err := n.fsys.b.SetAttr(ctx, p, cairn.Attr{ModTime: t.mtime, AccessTime: t.atime})
+		if err == nil {
+			n.setInfo(fi)
+			return
+		}
+		if cairn.KindOf(err) != cairn.KindNotExist || !n.pathChanges(p, settle) {
+			n.fsys.log.Warn("times set while writing not stored", zap.String("path", p), zap.Error(err))
+			return
+		}
 	}
-	n.setInfo(fi)
+}
+
+// renameSettle bounds the wait for a rename that metad made to reach
+// this mount's tree.
+const renameSettle = time.Second
+
+// pathChanges waits until the node's path is no longer p, or deadline,
+// and reports whether it changed.
+func (n *node) pathChanges(p string, deadline time.Time) bool {
+	for time.Now().Before(deadline) {
+		if q, ok := n.path(); !ok || q != p {
+			return ok
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return false
+}
+
+// checkAccess is refresh for a call that needs want on the node, as
+// open(2) for writing and truncate(2) check before anything else: metad
+// answers both in one call. A node unlinked while open is only
+// refreshed.
+func (n *node) checkAccess(ctx context.Context, want cairn.AccessMode) (cairn.FileInfo, bool, syscall.Errno) {
+	p, ok := n.path()
+	if !ok {
+		return n.refresh(ctx)
+	}
+	fi, err := n.fsys.b.Access(ctx, p, want)
+	if err != nil {
+		return cairn.FileInfo{}, false, errno(err)
+	}
+	if _, local := n.snapshot(); !local {
+		n.setInfo(fi)
+	}
+	fi, local := n.snapshot()
+	return fi, local, 0
+}
+
+// nlink is st_nlink: metad's count, or 2 for a directory and 1 for
+// anything else from a backend that keeps none.
+func nlink(fi cairn.FileInfo) uint32 {
+	switch {
+	case fi.Nlink > 0:
+		return uint32(fi.Nlink)
+	case fi.IsDir():
+		return 2
+	}
+	return 1
+}
+
+// rdev is st_rdev: a device node's number in the kernel's 32-bit
+// encoding (12 bits of major, 20 of minor, as Linux's dev_t has them).
+func rdev(fi cairn.FileInfo) uint32 {
+	if fi.Mode&os.ModeDevice == 0 {
+		return 0
+	}
+	return uint32(unix.Mkdev(unix.Major(fi.Rdev), unix.Minor(fi.Rdev)))
+}
+
+// shownLen is the length of cairn path p as a program names it: from the
+// mount's root, which may be a directory below cairn's.
+func (f *fsys) shownLen(p string) int {
+	if f.root == "/" {
+		return len(p)
+	}
+	return len(p) - len(f.root)
 }
 
 var _ = (fs.NodeSymlinker)((*node)(nil))
@@ -187,10 +280,10 @@ func (n *node) Symlink(ctx context.Context, target, name string, out *fuse.Entry
 var _ = (fs.NodeMknoder)((*node)(nil))
 
 // Mknod makes a fifo, socket or device node, kept at metad as metadata
-// only, or an empty regular file. A device number is not kept (the
-// namespace has no place for it): a device node shows 0:0 and cannot be
-// opened. A fifo is opened by the kernel itself, as a pipe between
-// processes of this machine: its bytes never reach cairn.
+// only, or an empty regular file. A device node keeps its number (stat
+// shows it) but cannot be opened. A fifo is opened by the kernel itself,
+// as a pipe between processes of this machine: its bytes never reach
+// cairn.
 func (n *node) Mknod(ctx context.Context, name string, mode uint32, dev uint32, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
 	if n.fsys.readOnly {
 		return nil, syscall.EROFS
@@ -215,11 +308,10 @@ func (n *node) Mknod(ctx context.Context, name string, mode uint32, dev uint32, 
 	}
 	ctx, cancel := mutating(ctx)
 	defer cancel()
-	if err := n.fsys.b.Mknod(ctx, p, m); err != nil {
+	// The kernel's 32-bit encoding of the number, kept as dev_t.
+	rdev := unix.Mkdev(unix.Major(uint64(dev)), unix.Minor(uint64(dev)))
+	if err := n.fsys.b.Mknod(ctx, p, m, rdev); err != nil {
 		return nil, errno(err)
-	}
-	if dev != 0 {
-		n.fsys.log.Info("device number not kept", zap.String("path", p), zap.Uint32("major", unix.Major(uint64(dev))), zap.Uint32("minor", unix.Minor(uint64(dev))))
 	}
 	return n.lookupNew(ctx, name, p, out)
 }

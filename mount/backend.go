@@ -39,8 +39,9 @@ type Backend interface {
 	// Symlink creates path as a symbolic link to target, kept as text.
 	Symlink(ctx context.Context, target, path string) error
 	// Mknod creates a fifo, socket or device node (type and permission
-	// bits of mode), kept as metadata only.
-	Mknod(ctx context.Context, path string, mode os.FileMode) error
+	// bits of mode; rdev, a device's number as Linux's dev_t), kept as
+	// metadata only.
+	Mknod(ctx context.Context, path string, mode os.FileMode, rdev uint64) error
 	// SetXattr sets attribute name of path to value: with XattrCreate
 	// ErrExist if it exists, with XattrReplace ErrNotExist if it does not.
 	SetXattr(ctx context.Context, path, name string, value []byte, flags cairn.XattrFlags) error
@@ -110,6 +111,14 @@ type openUnlinker interface {
 	ReleaseUnlinked(ctx context.Context, fileID uint64) error
 }
 
+// accessChecker is a Backend that can check the caller's permission on a
+// file as it describes it (cairn.Paths.Access), so open(2) for writing
+// is refused with EACCES at open; without it the refusal comes at the
+// first write.
+type accessChecker interface {
+	Access(ctx context.Context, path string, want cairn.AccessMode) (cairn.FileInfo, error)
+}
+
 // syncer is a FileWriter that can make what it accepted durable without
 // closing the file; fsync(2) needs it.
 type syncer interface {
@@ -128,13 +137,14 @@ type flusher interface {
 func ClientBackend(c *client.Client) Backend { return clientBackend{c} }
 
 var (
-	_ appender     = clientBackend{}
-	_ replacer     = clientBackend{}
-	_ linker       = clientBackend{}
-	_ versioned    = clientReader{}
-	_ openUnlinker = clientBackend{}
-	_ syncer       = (*client.Writer)(nil)
-	_ flusher      = (*client.Writer)(nil)
+	_ appender      = clientBackend{}
+	_ replacer      = clientBackend{}
+	_ linker        = clientBackend{}
+	_ versioned     = clientReader{}
+	_ openUnlinker  = clientBackend{}
+	_ accessChecker = clientBackend{}
+	_ syncer        = (*client.Writer)(nil)
+	_ flusher       = (*client.Writer)(nil)
 )
 
 type clientBackend struct{ c *client.Client }
@@ -207,8 +217,12 @@ func (b clientBackend) Symlink(ctx context.Context, target, path string) error {
 	return b.c.NS.Symlink(ctx, target, path)
 }
 
-func (b clientBackend) Mknod(ctx context.Context, path string, mode os.FileMode) error {
-	return b.c.NS.Mknod(ctx, path, mode)
+func (b clientBackend) Mknod(ctx context.Context, path string, mode os.FileMode, rdev uint64) error {
+	return b.c.NS.Mknod(ctx, path, mode, rdev)
+}
+
+func (b clientBackend) Access(ctx context.Context, path string, want cairn.AccessMode) (cairn.FileInfo, error) {
+	return b.c.NS.Access(ctx, path, want)
 }
 
 func (b clientBackend) SetXattr(ctx context.Context, path, name string, value []byte, flags cairn.XattrFlags) error {
@@ -382,8 +396,19 @@ func (c callerBackend) Symlink(ctx context.Context, target, path string) error {
 	return c.check(path, c.b.Symlink(c.as(ctx), target, path))
 }
 
-func (c callerBackend) Mknod(ctx context.Context, path string, mode os.FileMode) error {
-	return c.check(path, c.b.Mknod(c.as(ctx), path, mode))
+func (c callerBackend) Mknod(ctx context.Context, path string, mode os.FileMode, rdev uint64) error {
+	return c.check(path, c.b.Mknod(c.as(ctx), path, mode, rdev))
+}
+
+// Access checks the caller's permission if the backend can
+// (accessChecker), else only describes path.
+func (c callerBackend) Access(ctx context.Context, path string, want cairn.AccessMode) (cairn.FileInfo, error) {
+	a, ok := c.b.(accessChecker)
+	if !ok {
+		return c.Stat(ctx, path)
+	}
+	fi, err := a.Access(c.as(ctx), path, want)
+	return fi, c.check(path, err)
 }
 
 func (c callerBackend) SetXattr(ctx context.Context, path, name string, value []byte, flags cairn.XattrFlags) error {

@@ -184,6 +184,12 @@ func (d *dirStream) Seekdir(ctx context.Context, off uint64) syscall.Errno {
 	return 0
 }
 
+var _ = (fs.FileFsyncdirer)((*dirStream)(nil))
+
+// Fsyncdir succeeds: metad answers a change of the namespace only once
+// it is durable, so a directory has nothing left to sync.
+func (d *dirStream) Fsyncdir(ctx context.Context, flags uint32) syscall.Errno { return 0 }
+
 var _ = (fs.FileReleasedirer)((*dirStream)(nil))
 
 func (d *dirStream) Releasedir(ctx context.Context, releaseFlags uint32) {}

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"syscall"
 
+	"go.uber.org/zap"
+
 	"cairn"
 )
 
@@ -26,6 +28,7 @@ var errnos = [...]syscall.Errno{
 	cairn.KindNoSpace:     syscall.ENOSPC,
 	cairn.KindIO:          syscall.EIO,
 	cairn.KindUnavailable: syscall.EIO,
+	cairn.KindNameTooLong: syscall.ENAMETOOLONG,
 }
 
 // errno translates err for the kernel: a cairn Kind through the table;
@@ -50,6 +53,24 @@ func errno(err error) syscall.Errno {
 		return syscall.ENOTSUP
 	}
 	return errnos[cairn.KindOther]
+}
+
+// failed logs a failure of msg on path: at INFO, with the reason and the
+// errno, when it is one a user meets in normal use (a refusal by the
+// permission checks or the rules, a full cluster, a name too long); at
+// ERROR when it is a fault.
+func (f *fsys) failed(msg, path string, err error) {
+	switch cairn.KindOf(err) {
+	case cairn.KindPermission, cairn.KindAccess, cairn.KindNoSpace, cairn.KindNameTooLong:
+		reason := err.Error()
+		var ce *cairn.Error
+		if errors.As(err, &ce) && ce.Detail != "" {
+			reason = ce.Detail
+		}
+		f.log.Info(msg, zap.String("path", path), zap.String("rule", reason), zap.String("errno", errno(err).Error()))
+	default:
+		f.log.Error(msg, zap.String("path", path), zap.Error(err))
+	}
 }
 
 // xattrErrno translates the error of an extended attribute call, where

@@ -13,6 +13,8 @@ import (
 	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"go.uber.org/zap"
+
+	"cairn"
 )
 
 // handle is one open file. A handle that created its file holds the
@@ -98,7 +100,11 @@ func (h *handle) Write(ctx context.Context, data []byte, off int64) (uint32, sys
 	n, err := h.w.Write(data)
 	h.size.Store(h.w.Size())
 	if err != nil {
-		h.n.fsys.log.Warn("write failed", zap.String("path", h.n.logPath()), zap.Int64("offset", off), zap.Error(err))
+		if k := cairn.KindOf(err); k == cairn.KindNoSpace || k == cairn.KindPermission || k == cairn.KindAccess {
+			h.n.fsys.failed("write failed", h.n.logPath(), err)
+		} else {
+			h.n.fsys.log.Warn("write failed", zap.String("path", h.n.logPath()), zap.Int64("offset", off), zap.Error(err))
+		}
 		if n == 0 {
 			return 0, errno(err)
 		}
@@ -163,7 +169,7 @@ func (h *handle) takeOver(p string) syscall.Errno {
 		return h.n.fsys.refuse(p, ruleBusy, syscall.EBUSY)
 	}
 	if err := o.closeWriter(); err != nil {
-		h.n.fsys.log.Error("close failed", zap.String("path", p), zap.Error(err))
+		h.n.fsys.failed("close failed", p, err)
 		return errno(err)
 	}
 	return 0
@@ -226,7 +232,7 @@ func (h *handle) Flush(ctx context.Context) syscall.Errno {
 	err := h.closeWriter()
 	h.mu.Unlock()
 	if err != nil {
-		h.n.fsys.log.Error("close failed", zap.String("path", h.n.logPath()), zap.Error(err))
+		h.n.fsys.failed("close failed", h.n.logPath(), err)
 		return errno(err)
 	}
 	h.n.dropCache()
@@ -247,7 +253,7 @@ func (h *handle) Release(ctx context.Context) syscall.Errno {
 	h.mu.Unlock()
 	switch {
 	case closing && err != nil:
-		h.n.fsys.log.Error("close at release failed; no process is left to tell", zap.String("path", h.n.logPath()), zap.Error(err))
+		h.n.fsys.failed("close at release failed; no process is left to tell", h.n.logPath(), err)
 	case closing:
 		h.n.dropCache()
 	}

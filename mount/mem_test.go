@@ -425,6 +425,10 @@ func (b *memBackend) SetAttr(ctx context.Context, path string, a cairn.Attr) (ca
 	if a.AccessTime != nil {
 		f.fi.AccessTime = *a.AccessTime
 	}
+	if a.TimesNow {
+		f.fi.ModTime = time.Now()
+		f.fi.AccessTime = f.fi.ModTime
+	}
 	return b.info(f), nil
 }
 
@@ -456,13 +460,16 @@ func (b *memBackend) Symlink(ctx context.Context, target, path string) error {
 	return nil
 }
 
-func (b *memBackend) Mknod(ctx context.Context, path string, mode os.FileMode) error {
+func (b *memBackend) Mknod(ctx context.Context, path string, mode os.FileMode, rdev uint64) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if err := b.record(ctx, "Mknod", path); err != nil {
 		return err
 	}
-	_, err := b.create(ctx, "mem.Mknod", path, mode)
+	f, err := b.create(ctx, "mem.Mknod", path, mode)
+	if err == nil && mode&os.ModeDevice != 0 {
+		f.fi.Rdev = rdev
+	}
 	return err
 }
 

@@ -510,8 +510,8 @@ func TestCloseReportsError(t *testing.T) {
 	_, err = syscall.Write(dup, []byte("more"))
 	wantErrno(t, "write after a failed close", err, syscall.EIO)
 	syscall.Close(dup)
-	if len(m.logs.FilterMessage("close failed").All()) != 1 {
-		t.Errorf("the failed close was not logged once")
+	if e := m.logs.FilterMessage("close failed").All(); len(e) != 1 || e[0].Level != zapcore.ErrorLevel {
+		t.Errorf("the failed close was not logged once, at ERROR: %+v", e)
 	}
 
 	// After a good close, a write through another descriptor of the same
@@ -790,5 +790,26 @@ func TestReadSeesOwnWriter(t *testing.T) {
 	}
 	if got, _ := os.ReadFile(p); string(got) != want {
 		t.Errorf("after close: %q", got)
+	}
+}
+
+// TestCloseRefusedLogsInfo: a close refused for a reason a user meets in
+// normal use (a full cluster) is ENOSPC to the program and an INFO line
+// naming the path and the reason, not an ERROR.
+func TestCloseRefusedLogsInfo(t *testing.T) {
+	b := newMemBackend()
+	b.closeErr["/full"] = cairn.E("test.Close", cairn.KindNoSpace, "/full", "no blockd has room")
+	m := mountMem(t, b, Options{})
+	f, err := os.Create(m.path("full"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write([]byte("data")); err != nil {
+		t.Fatal(err)
+	}
+	wantErrno(t, "close", f.Close(), syscall.ENOSPC)
+	e := m.logs.FilterMessage("close failed").All()
+	if len(e) != 1 || e[0].Level != zapcore.InfoLevel || e[0].ContextMap()["path"] != "/full" || e[0].ContextMap()["rule"] != "no blockd has room" {
+		t.Errorf("the refused close: logged %+v, want one INFO line with the path and the reason", e)
 	}
 }

@@ -110,17 +110,18 @@ func (f *fsys) fillAttr(fi cairn.FileInfo, out *fuse.Attr) {
 		out.Blocks = (out.Size + 511) / 512
 	}
 	out.Blksize = ioBlockSize
-	out.Nlink = uint32(max(fi.Nlink, 1))
-	if fi.IsDir() {
-		out.Nlink = 2
-	}
+	out.Nlink = nlink(fi)
+	out.Rdev = rdev(fi)
 	out.Owner = fuse.Owner{Uid: f.ids.userID(fi.Owner), Gid: f.ids.groupID(fi.Group)}
 	mtime := unixTime(fi.ModTime)
-	atime := mtime
+	atime, ctime := mtime, mtime
 	if !fi.AccessTime.IsZero() {
 		atime = unixTime(fi.AccessTime)
 	}
-	out.SetTimes(&atime, &mtime, &mtime)
+	if !fi.ChangeTime.IsZero() {
+		ctime = unixTime(fi.ChangeTime)
+	}
+	out.SetTimes(&atime, &mtime, &ctime)
 }
 
 // unixTime keeps a zero time at the epoch instead of year 1.
@@ -253,6 +254,9 @@ func (n *node) childPath(name string) (string, syscall.Errno) {
 		return "", syscall.ENOENT
 	}
 	p := cairn.Join(dir, name)
+	if n.fsys.shownLen(p) > cairn.MaxPathLen {
+		return "", syscall.ENAMETOOLONG
+	}
 	if err := cairn.ValidatePath(p); err != nil {
 		return "", errno(err)
 	}
@@ -443,9 +447,9 @@ var _ = (fs.NodeOpener)((*node)(nil))
 
 // Open opens a file for reading, or an existing file for writing (at its
 // end only, see handle.Write). O_TRUNC of a non-empty file replaces it
-// whole (openReplaced). Opening for writing otherwise asks the backend
-// nothing: the file is reopened at the first write, and a permission
-// denial comes then.
+// whole (openReplaced). Opening for writing (or with O_TRUNC) checks the
+// caller's write permission first (EACCES), as open(2) does, and reopens
+// the file at the first write.
 func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
 	p, ok := n.path()
 	if !ok {
@@ -456,7 +460,7 @@ func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 		return nil, 0, syscall.EROFS
 	}
 	if write || flags&syscall.O_TRUNC != 0 {
-		fi, local, e := n.refresh(ctx)
+		fi, local, e := n.checkAccess(ctx, cairn.AccessWrite)
 		if e != 0 {
 			return nil, 0, e
 		}

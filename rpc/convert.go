@@ -134,7 +134,7 @@ func toPBFileInfo(fi cairn.FileInfo) *pb.FileInfo {
 		Name: fi.Name, Inode: fi.Inode, Mode: uint32(fi.Mode), Size: fi.Size,
 		Owner: fi.Owner, Group: fi.Group, MtimeNs: nanos(fi.ModTime), AtimeNs: nanos(fi.AccessTime),
 		Replication: int32(fi.Replication), BlockSize: fi.BlockSize, Writing: fi.Writing, Symlink: fi.Symlink,
-		Nlink: uint32(max(fi.Nlink, 0)),
+		CtimeNs: nanos(fi.ChangeTime), Nlink: uint32(max(fi.Nlink, 0)), Rdev: fi.Rdev,
 	}
 }
 
@@ -143,6 +143,6 @@ func fromPBFileInfo(fi *pb.FileInfo) cairn.FileInfo {
 		Name: fi.GetName(), Inode: fi.GetInode(), Mode: fs.FileMode(fi.GetMode()), Size: fi.GetSize(),
 		Owner: fi.GetOwner(), Group: fi.GetGroup(), ModTime: fromNanos(fi.GetMtimeNs()), AccessTime: fromNanos(fi.GetAtimeNs()),
 		Replication: int(fi.GetReplication()), BlockSize: fi.GetBlockSize(), Writing: fi.GetWriting(), Symlink: fi.GetSymlink(),
-		Nlink: int(fi.GetNlink()),
+		ChangeTime: fromNanos(fi.GetCtimeNs()), Nlink: int(fi.GetNlink()), Rdev: fi.GetRdev(),
 	}
 }

@@ -26,6 +26,7 @@ var kindCodes = map[cairn.Kind]codes.Code{
 	cairn.KindNoSpace:     codes.ResourceExhausted,
 	cairn.KindIO:          codes.DataLoss,
 	cairn.KindUnavailable: codes.Unavailable,
+	cairn.KindNameTooLong: codes.InvalidArgument,
 }
 
 // toStatus turns an error from a service implementation into a gRPC status

@@ -31,6 +31,7 @@ func (n *NamespaceClient) SetAttr(ctx context.Context, path string, a cairn.Attr
 		v := int32(*a.Replication)
 		r.Replication = &v
 	}
+	r.TimesNow = a.TimesNow
 	fi, err := n.c.SetAttr(ctx, r)
 	if err != nil {
 		return cairn.FileInfo{}, fromStatus("rpc.SetAttr", err)
@@ -48,9 +49,17 @@ func (n *NamespaceClient) Symlink(ctx context.Context, target, path string) erro
 	return fromStatus("rpc.Symlink", err)
 }
 
-func (n *NamespaceClient) Mknod(ctx context.Context, path string, mode fs.FileMode) error {
-	_, err := n.c.Mknod(ctx, &pb.MknodRequest{Path: path, Mode: uint32(mode)})
+func (n *NamespaceClient) Mknod(ctx context.Context, path string, mode fs.FileMode, rdev uint64) error {
+	_, err := n.c.Mknod(ctx, &pb.MknodRequest{Path: path, Mode: uint32(mode), Rdev: rdev})
 	return fromStatus("rpc.Mknod", err)
+}
+
+func (n *NamespaceClient) Access(ctx context.Context, path string, want cairn.AccessMode) (cairn.FileInfo, error) {
+	fi, err := n.c.Access(ctx, &pb.AccessRequest{Path: path, Mode: uint32(want)})
+	if err != nil {
+		return cairn.FileInfo{}, fromStatus("rpc.Access", err)
+	}
+	return fromPBFileInfo(fi), nil
 }
 
 func (n *NamespaceClient) SetXattr(ctx context.Context, path, name string, value []byte, flags cairn.XattrFlags) error {
@@ -183,6 +192,7 @@ func (s *namespaceServer) SetAttr(ctx context.Context, r *pb.SetAttrRequest) (*p
 		v := int(*r.Replication)
 		a.Replication = &v
 	}
+	a.TimesNow = r.TimesNow
 	fi, err := s.ns.SetAttr(ctx, r.Path, a)
 	if err != nil {
 		return nil, toStatus(err)
@@ -199,7 +209,18 @@ func (s *namespaceServer) Symlink(ctx context.Context, r *pb.SymlinkRequest) (*p
 }
 
 func (s *namespaceServer) Mknod(ctx context.Context, r *pb.MknodRequest) (*pb.Empty, error) {
-	return empty, toStatus(s.ns.Mknod(ctx, r.Path, fs.FileMode(r.Mode)))
+	return empty, toStatus(s.ns.Mknod(ctx, r.Path, fs.FileMode(r.Mode), r.Rdev))
+}
+
+func (s *namespaceServer) Access(ctx context.Context, r *pb.AccessRequest) (*pb.FileInfo, error) {
+	if r.Mode&^7 != 0 {
+		return nil, toStatus(cairn.E("rpc.Access", cairn.KindInvalid, r.Path, "access mode beyond rwx"))
+	}
+	fi, err := s.ns.Access(ctx, r.Path, cairn.AccessMode(r.Mode))
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return toPBFileInfo(fi), nil
 }
 
 func (s *namespaceServer) SetXattr(ctx context.Context, r *pb.XattrRequest) (*pb.Empty, error) {

@@ -34,10 +34,10 @@ func BenchmarkMetadRPC(b *testing.B) {
 	must(b, setup.NS.Mkdirs(ctx, "/bench/stat/d", 0o755))
 	must(b, setup.NS.Mkdirs(ctx, "/bench/list", 0o755))
 	for i := range 1000 {
-		must(b, setup.NS.Mknod(ctx, fmt.Sprintf("/bench/stat/d/f%04d", i), 0o644))
+		must(b, setup.NS.Mknod(ctx, fmt.Sprintf("/bench/stat/d/f%04d", i), 0o644, 0))
 	}
 	for i := range 100 {
-		must(b, setup.NS.Mknod(ctx, fmt.Sprintf("/bench/list/e%03d", i), 0o644))
+		must(b, setup.NS.Mknod(ctx, fmt.Sprintf("/bench/list/e%03d", i), 0o644, 0))
 	}
 	var dirs atomic.Int64
 	ops := []struct {

@@ -36,7 +36,7 @@ func TestMetadHugeDirectory(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := w; i < bigDirEntries; i += workers {
-				if err := cl.NS.Mknod(ctx, fmt.Sprintf("/big/e%06d", i), 0o644); err != nil {
+				if err := cl.NS.Mknod(ctx, fmt.Sprintf("/big/e%06d", i), 0o644, 0); err != nil {
 					errs <- err
 					return
 				}

@@ -90,14 +90,6 @@ func sh(t *testing.T, script string) string {
 	return out.Stdout
 }
 
-func readFile(t *testing.T, p string) string {
-	t.Helper()
-	b, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
-}
 
 // TestReplaceThroughMount: O_TRUNC, `echo x > f`, cp over a file and
 // truncate -s 0 give a new version of the file at the same inode, with

@@ -95,7 +95,7 @@ func (x OpHeader_Op) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use OpHeader_Op.Descriptor instead.
 func (OpHeader_Op) EnumDescriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{50, 0}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{51, 0}
 }
 
 type OpHeader_Stage int32
@@ -147,7 +147,7 @@ func (x OpHeader_Stage) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use OpHeader_Stage.Descriptor instead.
 func (OpHeader_Stage) EnumDescriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{50, 1}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{51, 1}
 }
 
 type Empty struct {
@@ -396,7 +396,9 @@ type FileInfo struct {
 	BlockSize     int64                  `protobuf:"varint,10,opt,name=block_size,json=blockSize,proto3" json:"block_size,omitempty"`
 	Writing       bool                   `protobuf:"varint,11,opt,name=writing,proto3" json:"writing,omitempty"`
 	Symlink       string                 `protobuf:"bytes,12,opt,name=symlink,proto3" json:"symlink,omitempty"`
-	Nlink         uint32                 `protobuf:"varint,13,opt,name=nlink,proto3" json:"nlink,omitempty"` // a non-directory's number of names (hard links)
+	CtimeNs       int64                  `protobuf:"varint,13,opt,name=ctime_ns,json=ctimeNs,proto3" json:"ctime_ns,omitempty"` // last change of the inode (0: as mtime_ns)
+	Nlink         uint32                 `protobuf:"varint,14,opt,name=nlink,proto3" json:"nlink,omitempty"`                    // st_nlink: for a directory 2 plus its subdirectories, else its number of names (hard links)
+	Rdev          uint64                 `protobuf:"varint,15,opt,name=rdev,proto3" json:"rdev,omitempty"`                      // device number of a device node (Linux dev_t)
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -515,9 +517,23 @@ func (x *FileInfo) GetSymlink() string {
 	return ""
 }
 
+func (x *FileInfo) GetCtimeNs() int64 {
+	if x != nil {
+		return x.CtimeNs
+	}
+	return 0
+}
+
 func (x *FileInfo) GetNlink() uint32 {
 	if x != nil {
 		return x.Nlink
+	}
+	return 0
+}
+
+func (x *FileInfo) GetRdev() uint64 {
+	if x != nil {
+		return x.Rdev
 	}
 	return 0
 }
@@ -1560,6 +1576,7 @@ type SetAttrRequest struct {
 	MtimeNs       *int64                 `protobuf:"varint,5,opt,name=mtime_ns,json=mtimeNs,proto3,oneof" json:"mtime_ns,omitempty"`
 	AtimeNs       *int64                 `protobuf:"varint,6,opt,name=atime_ns,json=atimeNs,proto3,oneof" json:"atime_ns,omitempty"`
 	Replication   *int32                 `protobuf:"varint,7,opt,name=replication,proto3,oneof" json:"replication,omitempty"`
+	TimesNow      bool                   `protobuf:"varint,8,opt,name=times_now,json=timesNow,proto3" json:"times_now,omitempty"` // set both times to metad's clock (utimes(2) with no times)
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1643,6 +1660,13 @@ func (x *SetAttrRequest) GetReplication() int32 {
 	return 0
 }
 
+func (x *SetAttrRequest) GetTimesNow() bool {
+	if x != nil {
+		return x.TimesNow
+	}
+	return false
+}
+
 type SymlinkRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Target        string                 `protobuf:"bytes,1,opt,name=target,proto3" json:"target,omitempty"`
@@ -1699,6 +1723,7 @@ type MknodRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
 	Mode          uint32                 `protobuf:"varint,2,opt,name=mode,proto3" json:"mode,omitempty"`
+	Rdev          uint64                 `protobuf:"varint,3,opt,name=rdev,proto3" json:"rdev,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1743,6 +1768,13 @@ func (x *MknodRequest) GetPath() string {
 func (x *MknodRequest) GetMode() uint32 {
 	if x != nil {
 		return x.Mode
+	}
+	return 0
+}
+
+func (x *MknodRequest) GetRdev() uint64 {
+	if x != nil {
+		return x.Rdev
 	}
 	return 0
 }
@@ -2779,6 +2811,60 @@ func (x *CheckpointRequest) GetDir() string {
 	return ""
 }
 
+// AccessRequest asks whether the caller may have mode (rwx bits: 4 read,
+// 2 write, 1 execute) on path; the reply is path's FileInfo.
+type AccessRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	Mode          uint32                 `protobuf:"varint,2,opt,name=mode,proto3" json:"mode,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AccessRequest) Reset() {
+	*x = AccessRequest{}
+	mi := &file_rpc_pb_cairn_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AccessRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AccessRequest) ProtoMessage() {}
+
+func (x *AccessRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_pb_cairn_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AccessRequest.ProtoReflect.Descriptor instead.
+func (*AccessRequest) Descriptor() ([]byte, []int) {
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *AccessRequest) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *AccessRequest) GetMode() uint32 {
+	if x != nil {
+		return x.Mode
+	}
+	return 0
+}
+
 type Registration struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Node          *Node                  `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
@@ -2789,7 +2875,7 @@ type Registration struct {
 
 func (x *Registration) Reset() {
 	*x = Registration{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[41]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2801,7 +2887,7 @@ func (x *Registration) String() string {
 func (*Registration) ProtoMessage() {}
 
 func (x *Registration) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[41]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2814,7 +2900,7 @@ func (x *Registration) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Registration.ProtoReflect.Descriptor instead.
 func (*Registration) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{41}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *Registration) GetNode() *Node {
@@ -2840,7 +2926,7 @@ type RegisterReply struct {
 
 func (x *RegisterReply) Reset() {
 	*x = RegisterReply{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[42]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2852,7 +2938,7 @@ func (x *RegisterReply) String() string {
 func (*RegisterReply) ProtoMessage() {}
 
 func (x *RegisterReply) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[42]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2865,7 +2951,7 @@ func (x *RegisterReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterReply.ProtoReflect.Descriptor instead.
 func (*RegisterReply) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{42}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *RegisterReply) GetNamespaceId() string {
@@ -2888,7 +2974,7 @@ type HeartbeatRequest struct {
 
 func (x *HeartbeatRequest) Reset() {
 	*x = HeartbeatRequest{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[43]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2900,7 +2986,7 @@ func (x *HeartbeatRequest) String() string {
 func (*HeartbeatRequest) ProtoMessage() {}
 
 func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[43]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2913,7 +2999,7 @@ func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatRequest.ProtoReflect.Descriptor instead.
 func (*HeartbeatRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{43}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *HeartbeatRequest) GetStorageId() string {
@@ -2963,7 +3049,7 @@ type Command struct {
 
 func (x *Command) Reset() {
 	*x = Command{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[44]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2975,7 +3061,7 @@ func (x *Command) String() string {
 func (*Command) ProtoMessage() {}
 
 func (x *Command) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[44]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2988,7 +3074,7 @@ func (x *Command) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Command.ProtoReflect.Descriptor instead.
 func (*Command) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{44}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *Command) GetKind() int32 {
@@ -3028,7 +3114,7 @@ type HeartbeatReply struct {
 
 func (x *HeartbeatReply) Reset() {
 	*x = HeartbeatReply{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[45]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3040,7 +3126,7 @@ func (x *HeartbeatReply) String() string {
 func (*HeartbeatReply) ProtoMessage() {}
 
 func (x *HeartbeatReply) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[45]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3053,7 +3139,7 @@ func (x *HeartbeatReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatReply.ProtoReflect.Descriptor instead.
 func (*HeartbeatReply) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{45}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *HeartbeatReply) GetCommands() []*Command {
@@ -3073,7 +3159,7 @@ type BlockList struct {
 
 func (x *BlockList) Reset() {
 	*x = BlockList{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[46]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3085,7 +3171,7 @@ func (x *BlockList) String() string {
 func (*BlockList) ProtoMessage() {}
 
 func (x *BlockList) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[46]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3098,7 +3184,7 @@ func (x *BlockList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BlockList.ProtoReflect.Descriptor instead.
 func (*BlockList) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{46}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *BlockList) GetStorageId() string {
@@ -3127,7 +3213,7 @@ type Replica struct {
 
 func (x *Replica) Reset() {
 	*x = Replica{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[47]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3139,7 +3225,7 @@ func (x *Replica) String() string {
 func (*Replica) ProtoMessage() {}
 
 func (x *Replica) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[47]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3152,7 +3238,7 @@ func (x *Replica) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Replica.ProtoReflect.Descriptor instead.
 func (*Replica) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{47}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *Replica) GetBlock() *Block {
@@ -3179,7 +3265,7 @@ type ReplicaList struct {
 
 func (x *ReplicaList) Reset() {
 	*x = ReplicaList{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[48]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3191,7 +3277,7 @@ func (x *ReplicaList) String() string {
 func (*ReplicaList) ProtoMessage() {}
 
 func (x *ReplicaList) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[48]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3204,7 +3290,7 @@ func (x *ReplicaList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaList.ProtoReflect.Descriptor instead.
 func (*ReplicaList) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{48}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *ReplicaList) GetStorageId() string {
@@ -3236,7 +3322,7 @@ type CommitSyncRequest struct {
 
 func (x *CommitSyncRequest) Reset() {
 	*x = CommitSyncRequest{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[49]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3248,7 +3334,7 @@ func (x *CommitSyncRequest) String() string {
 func (*CommitSyncRequest) ProtoMessage() {}
 
 func (x *CommitSyncRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[49]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3261,7 +3347,7 @@ func (x *CommitSyncRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitSyncRequest.ProtoReflect.Descriptor instead.
 func (*CommitSyncRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{49}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *CommitSyncRequest) GetBlock() *Block {
@@ -3340,7 +3426,7 @@ type OpHeader struct {
 
 func (x *OpHeader) Reset() {
 	*x = OpHeader{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[50]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3352,7 +3438,7 @@ func (x *OpHeader) String() string {
 func (*OpHeader) ProtoMessage() {}
 
 func (x *OpHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[50]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3365,7 +3451,7 @@ func (x *OpHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpHeader.ProtoReflect.Descriptor instead.
 func (*OpHeader) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{50}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *OpHeader) GetOp() OpHeader_Op {
@@ -3477,7 +3563,7 @@ type OpReply struct {
 
 func (x *OpReply) Reset() {
 	*x = OpReply{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[51]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3489,7 +3575,7 @@ func (x *OpReply) String() string {
 func (*OpReply) ProtoMessage() {}
 
 func (x *OpReply) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[51]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3502,7 +3588,7 @@ func (x *OpReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpReply.ProtoReflect.Descriptor instead.
 func (*OpReply) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{51}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *OpReply) GetStatus() uint32 {
@@ -3565,7 +3651,7 @@ type LinkRequest struct {
 
 func (x *LinkRequest) Reset() {
 	*x = LinkRequest{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[52]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3577,7 +3663,7 @@ func (x *LinkRequest) String() string {
 func (*LinkRequest) ProtoMessage() {}
 
 func (x *LinkRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[52]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3590,7 +3676,7 @@ func (x *LinkRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LinkRequest.ProtoReflect.Descriptor instead.
 func (*LinkRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{52}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *LinkRequest) GetSrc() string {
@@ -3627,7 +3713,7 @@ const file_rpc_pb_cairn_proto_rawDesc = "" +
 	"\x05block\x18\x01 \x01(\v2\x0f.cairn.v1.BlockR\x05block\x12\x16\n" +
 	"\x06offset\x18\x02 \x01(\x03R\x06offset\x12,\n" +
 	"\tlocations\x18\x03 \x03(\v2\x0e.cairn.v1.NodeR\tlocations\x12\x18\n" +
-	"\acorrupt\x18\x04 \x01(\x05R\acorrupt\"\xc9\x02\n" +
+	"\acorrupt\x18\x04 \x01(\x05R\acorrupt\"\xf8\x02\n" +
 	"\bFileInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05inode\x18\x02 \x01(\x04R\x05inode\x12\x12\n" +
@@ -3642,8 +3728,10 @@ const file_rpc_pb_cairn_proto_rawDesc = "" +
 	"block_size\x18\n" +
 	" \x01(\x03R\tblockSize\x12\x18\n" +
 	"\awriting\x18\v \x01(\bR\awriting\x12\x18\n" +
-	"\asymlink\x18\f \x01(\tR\asymlink\x12\x14\n" +
-	"\x05nlink\x18\r \x01(\rR\x05nlink\"]\n" +
+	"\asymlink\x18\f \x01(\tR\asymlink\x12\x19\n" +
+	"\bctime_ns\x18\r \x01(\x03R\actimeNs\x12\x14\n" +
+	"\x05nlink\x18\x0e \x01(\rR\x05nlink\x12\x12\n" +
+	"\x04rdev\x18\x0f \x01(\x04R\x04rdev\"]\n" +
 	"\vErrorDetail\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\rR\x04kind\x12\x0e\n" +
 	"\x02op\x18\x02 \x01(\tR\x02op\x12\x12\n" +
@@ -3719,7 +3807,7 @@ const file_rpc_pb_cairn_proto_rawDesc = "" +
 	"\rClusterReport\x12!\n" +
 	"\fnamespace_id\x18\x01 \x01(\tR\vnamespaceId\x12/\n" +
 	"\x13default_replication\x18\x02 \x01(\x05R\x12defaultReplication\x12*\n" +
-	"\x05nodes\x18\x03 \x03(\v2\x14.cairn.v1.NodeReportR\x05nodes\"\xa1\x02\n" +
+	"\x05nodes\x18\x03 \x03(\v2\x14.cairn.v1.NodeReportR\x05nodes\"\xbe\x02\n" +
 	"\x0eSetAttrRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x17\n" +
 	"\x04perm\x18\x02 \x01(\rH\x00R\x04perm\x88\x01\x01\x12\x19\n" +
@@ -3727,7 +3815,8 @@ const file_rpc_pb_cairn_proto_rawDesc = "" +
 	"\x05group\x18\x04 \x01(\tH\x02R\x05group\x88\x01\x01\x12\x1e\n" +
 	"\bmtime_ns\x18\x05 \x01(\x03H\x03R\amtimeNs\x88\x01\x01\x12\x1e\n" +
 	"\batime_ns\x18\x06 \x01(\x03H\x04R\aatimeNs\x88\x01\x01\x12%\n" +
-	"\vreplication\x18\a \x01(\x05H\x05R\vreplication\x88\x01\x01B\a\n" +
+	"\vreplication\x18\a \x01(\x05H\x05R\vreplication\x88\x01\x01\x12\x1b\n" +
+	"\ttimes_now\x18\b \x01(\bR\btimesNowB\a\n" +
 	"\x05_permB\b\n" +
 	"\x06_ownerB\b\n" +
 	"\x06_groupB\v\n" +
@@ -3736,10 +3825,11 @@ const file_rpc_pb_cairn_proto_rawDesc = "" +
 	"\f_replication\"<\n" +
 	"\x0eSymlinkRequest\x12\x16\n" +
 	"\x06target\x18\x01 \x01(\tR\x06target\x12\x12\n" +
-	"\x04path\x18\x02 \x01(\tR\x04path\"6\n" +
+	"\x04path\x18\x02 \x01(\tR\x04path\"J\n" +
 	"\fMknodRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x12\n" +
-	"\x04mode\x18\x02 \x01(\rR\x04mode\"b\n" +
+	"\x04mode\x18\x02 \x01(\rR\x04mode\x12\x12\n" +
+	"\x04rdev\x18\x03 \x01(\x04R\x04rdev\"b\n" +
 	"\fXattrRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x14\n" +
@@ -3812,7 +3902,10 @@ const file_rpc_pb_cairn_proto_rawDesc = "" +
 	"\vreplication\x18\x03 \x01(\x05R\vreplication\x12/\n" +
 	"\x06blocks\x18\x04 \x03(\v2\x17.cairn.v1.BlockReplicasR\x06blocks\"%\n" +
 	"\x11CheckpointRequest\x12\x10\n" +
-	"\x03dir\x18\x01 \x01(\tR\x03dir\"U\n" +
+	"\x03dir\x18\x01 \x01(\tR\x03dir\"7\n" +
+	"\rAccessRequest\x12\x12\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path\x12\x12\n" +
+	"\x04mode\x18\x02 \x01(\rR\x04mode\"U\n" +
 	"\fRegistration\x12\"\n" +
 	"\x04node\x18\x01 \x01(\v2\x0e.cairn.v1.NodeR\x04node\x12!\n" +
 	"\fnamespace_id\x18\x02 \x01(\tR\vnamespaceId\"2\n" +
@@ -3895,7 +3988,7 @@ const file_rpc_pb_cairn_proto_rawDesc = "" +
 	"\tgen_stamp\x18\a \x01(\x04R\bgenStamp\"1\n" +
 	"\vLinkRequest\x12\x10\n" +
 	"\x03src\x18\x01 \x01(\tR\x03src\x12\x10\n" +
-	"\x03dst\x18\x02 \x01(\tR\x03dst2\xd8\x0e\n" +
+	"\x03dst\x18\x02 \x01(\tR\x03dst2\x8f\x0f\n" +
 	"\tNamespace\x121\n" +
 	"\x06Mkdirs\x12\x16.cairn.v1.MkdirRequest\x1a\x0f.cairn.v1.Empty\x120\n" +
 	"\x05Mkdir\x12\x16.cairn.v1.MkdirRequest\x1a\x0f.cairn.v1.Empty\x125\n" +
@@ -3932,7 +4025,8 @@ const file_rpc_pb_cairn_proto_rawDesc = "" +
 	"\x06Unlink\x12\x17.cairn.v1.UnlinkRequest\x1a\x0f.cairn.v1.Empty\x124\n" +
 	"\aRelease\x12\x18.cairn.v1.ReleaseRequest\x1a\x0f.cairn.v1.Empty\x12>\n" +
 	"\rReplicaReport\x12\x15.cairn.v1.PathRequest\x1a\x16.cairn.v1.FileReplicas\x12.\n" +
-	"\x04Link\x12\x15.cairn.v1.LinkRequest\x1a\x0f.cairn.v1.Empty2\xbb\x03\n" +
+	"\x04Link\x12\x15.cairn.v1.LinkRequest\x1a\x0f.cairn.v1.Empty\x125\n" +
+	"\x06Access\x12\x17.cairn.v1.AccessRequest\x1a\x12.cairn.v1.FileInfo2\xbb\x03\n" +
 	"\bRegistry\x12;\n" +
 	"\bRegister\x12\x16.cairn.v1.Registration\x1a\x17.cairn.v1.RegisterReply\x12A\n" +
 	"\tHeartbeat\x12\x1a.cairn.v1.HeartbeatRequest\x1a\x18.cairn.v1.HeartbeatReply\x125\n" +
@@ -3955,7 +4049,7 @@ func file_rpc_pb_cairn_proto_rawDescGZIP() []byte {
 }
 
 var file_rpc_pb_cairn_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_rpc_pb_cairn_proto_msgTypes = make([]protoimpl.MessageInfo, 53)
+var file_rpc_pb_cairn_proto_msgTypes = make([]protoimpl.MessageInfo, 54)
 var file_rpc_pb_cairn_proto_goTypes = []any{
 	(OpHeader_Op)(0),              // 0: cairn.v1.OpHeader.Op
 	(OpHeader_Stage)(0),           // 1: cairn.v1.OpHeader.Stage
@@ -4000,18 +4094,19 @@ var file_rpc_pb_cairn_proto_goTypes = []any{
 	(*BlockReplicas)(nil),         // 40: cairn.v1.BlockReplicas
 	(*FileReplicas)(nil),          // 41: cairn.v1.FileReplicas
 	(*CheckpointRequest)(nil),     // 42: cairn.v1.CheckpointRequest
-	(*Registration)(nil),          // 43: cairn.v1.Registration
-	(*RegisterReply)(nil),         // 44: cairn.v1.RegisterReply
-	(*HeartbeatRequest)(nil),      // 45: cairn.v1.HeartbeatRequest
-	(*Command)(nil),               // 46: cairn.v1.Command
-	(*HeartbeatReply)(nil),        // 47: cairn.v1.HeartbeatReply
-	(*BlockList)(nil),             // 48: cairn.v1.BlockList
-	(*Replica)(nil),               // 49: cairn.v1.Replica
-	(*ReplicaList)(nil),           // 50: cairn.v1.ReplicaList
-	(*CommitSyncRequest)(nil),     // 51: cairn.v1.CommitSyncRequest
-	(*OpHeader)(nil),              // 52: cairn.v1.OpHeader
-	(*OpReply)(nil),               // 53: cairn.v1.OpReply
-	(*LinkRequest)(nil),           // 54: cairn.v1.LinkRequest
+	(*AccessRequest)(nil),         // 43: cairn.v1.AccessRequest
+	(*Registration)(nil),          // 44: cairn.v1.Registration
+	(*RegisterReply)(nil),         // 45: cairn.v1.RegisterReply
+	(*HeartbeatRequest)(nil),      // 46: cairn.v1.HeartbeatRequest
+	(*Command)(nil),               // 47: cairn.v1.Command
+	(*HeartbeatReply)(nil),        // 48: cairn.v1.HeartbeatReply
+	(*BlockList)(nil),             // 49: cairn.v1.BlockList
+	(*Replica)(nil),               // 50: cairn.v1.Replica
+	(*ReplicaList)(nil),           // 51: cairn.v1.ReplicaList
+	(*CommitSyncRequest)(nil),     // 52: cairn.v1.CommitSyncRequest
+	(*OpHeader)(nil),              // 53: cairn.v1.OpHeader
+	(*OpReply)(nil),               // 54: cairn.v1.OpReply
+	(*LinkRequest)(nil),           // 55: cairn.v1.LinkRequest
 }
 var file_rpc_pb_cairn_proto_depIdxs = []int32{
 	3,  // 0: cairn.v1.LocatedBlock.block:type_name -> cairn.v1.Block
@@ -4035,17 +4130,17 @@ var file_rpc_pb_cairn_proto_depIdxs = []int32{
 	3,  // 18: cairn.v1.BadReplica.block:type_name -> cairn.v1.Block
 	37, // 19: cairn.v1.BadReplicas.replicas:type_name -> cairn.v1.BadReplica
 	4,  // 20: cairn.v1.ReplicaInfo.node:type_name -> cairn.v1.Node
-	49, // 21: cairn.v1.ReplicaInfo.replica:type_name -> cairn.v1.Replica
+	50, // 21: cairn.v1.ReplicaInfo.replica:type_name -> cairn.v1.Replica
 	3,  // 22: cairn.v1.BlockReplicas.block:type_name -> cairn.v1.Block
 	39, // 23: cairn.v1.BlockReplicas.replicas:type_name -> cairn.v1.ReplicaInfo
 	40, // 24: cairn.v1.FileReplicas.blocks:type_name -> cairn.v1.BlockReplicas
 	4,  // 25: cairn.v1.Registration.node:type_name -> cairn.v1.Node
 	3,  // 26: cairn.v1.Command.blocks:type_name -> cairn.v1.Block
 	4,  // 27: cairn.v1.Command.targets:type_name -> cairn.v1.Node
-	46, // 28: cairn.v1.HeartbeatReply.commands:type_name -> cairn.v1.Command
+	47, // 28: cairn.v1.HeartbeatReply.commands:type_name -> cairn.v1.Command
 	3,  // 29: cairn.v1.BlockList.blocks:type_name -> cairn.v1.Block
 	3,  // 30: cairn.v1.Replica.block:type_name -> cairn.v1.Block
-	49, // 31: cairn.v1.ReplicaList.replicas:type_name -> cairn.v1.Replica
+	50, // 31: cairn.v1.ReplicaList.replicas:type_name -> cairn.v1.Replica
 	3,  // 32: cairn.v1.CommitSyncRequest.block:type_name -> cairn.v1.Block
 	0,  // 33: cairn.v1.OpHeader.op:type_name -> cairn.v1.OpHeader.Op
 	3,  // 34: cairn.v1.OpHeader.block:type_name -> cairn.v1.Block
@@ -4083,56 +4178,58 @@ var file_rpc_pb_cairn_proto_depIdxs = []int32{
 	9,  // 66: cairn.v1.Namespace.Unlink:input_type -> cairn.v1.UnlinkRequest
 	10, // 67: cairn.v1.Namespace.Release:input_type -> cairn.v1.ReleaseRequest
 	8,  // 68: cairn.v1.Namespace.ReplicaReport:input_type -> cairn.v1.PathRequest
-	54, // 69: cairn.v1.Namespace.Link:input_type -> cairn.v1.LinkRequest
-	43, // 70: cairn.v1.Registry.Register:input_type -> cairn.v1.Registration
-	45, // 71: cairn.v1.Registry.Heartbeat:input_type -> cairn.v1.HeartbeatRequest
-	50, // 72: cairn.v1.Registry.BlockReport:input_type -> cairn.v1.ReplicaList
-	50, // 73: cairn.v1.Registry.BlocksReceived:input_type -> cairn.v1.ReplicaList
-	48, // 74: cairn.v1.Registry.BlocksDeleted:input_type -> cairn.v1.BlockList
-	51, // 75: cairn.v1.Registry.CommitBlockSynchronization:input_type -> cairn.v1.CommitSyncRequest
-	38, // 76: cairn.v1.Registry.ReportBadReplicas:input_type -> cairn.v1.BadReplicas
-	2,  // 77: cairn.v1.Namespace.Mkdirs:output_type -> cairn.v1.Empty
-	2,  // 78: cairn.v1.Namespace.Mkdir:output_type -> cairn.v1.Empty
-	6,  // 79: cairn.v1.Namespace.Create:output_type -> cairn.v1.FileInfo
-	5,  // 80: cairn.v1.Namespace.AddBlock:output_type -> cairn.v1.LocatedBlock
-	2,  // 81: cairn.v1.Namespace.Complete:output_type -> cairn.v1.Empty
-	6,  // 82: cairn.v1.Namespace.Stat:output_type -> cairn.v1.FileInfo
-	16, // 83: cairn.v1.Namespace.List:output_type -> cairn.v1.ListReply
-	2,  // 84: cairn.v1.Namespace.Rename:output_type -> cairn.v1.Empty
-	2,  // 85: cairn.v1.Namespace.Delete:output_type -> cairn.v1.Empty
-	19, // 86: cairn.v1.Namespace.BlockLocations:output_type -> cairn.v1.FileBlocks
-	20, // 87: cairn.v1.Namespace.Statfs:output_type -> cairn.v1.FsStats
-	22, // 88: cairn.v1.Namespace.Report:output_type -> cairn.v1.ClusterReport
-	6,  // 89: cairn.v1.Namespace.SetAttr:output_type -> cairn.v1.FileInfo
-	2,  // 90: cairn.v1.Namespace.Symlink:output_type -> cairn.v1.Empty
-	2,  // 91: cairn.v1.Namespace.Mknod:output_type -> cairn.v1.Empty
-	2,  // 92: cairn.v1.Namespace.SetXattr:output_type -> cairn.v1.Empty
-	27, // 93: cairn.v1.Namespace.GetXattr:output_type -> cairn.v1.XattrValue
-	28, // 94: cairn.v1.Namespace.ListXattrs:output_type -> cairn.v1.XattrNames
-	2,  // 95: cairn.v1.Namespace.RemoveXattr:output_type -> cairn.v1.Empty
-	29, // 96: cairn.v1.Namespace.GetContentSummary:output_type -> cairn.v1.ContentSummary
-	31, // 97: cairn.v1.Namespace.Append:output_type -> cairn.v1.AppendReply
-	2,  // 98: cairn.v1.Namespace.RenewLease:output_type -> cairn.v1.Empty
-	2,  // 99: cairn.v1.Namespace.AbandonBlock:output_type -> cairn.v1.Empty
-	2,  // 100: cairn.v1.Namespace.Fsync:output_type -> cairn.v1.Empty
-	34, // 101: cairn.v1.Namespace.UpdateBlockForPipeline:output_type -> cairn.v1.GenStampReply
-	2,  // 102: cairn.v1.Namespace.UpdatePipeline:output_type -> cairn.v1.Empty
-	4,  // 103: cairn.v1.Namespace.AdditionalNode:output_type -> cairn.v1.Node
-	2,  // 104: cairn.v1.Namespace.ReportBadReplicas:output_type -> cairn.v1.Empty
-	2,  // 105: cairn.v1.Namespace.Checkpoint:output_type -> cairn.v1.Empty
-	2,  // 106: cairn.v1.Namespace.Unlink:output_type -> cairn.v1.Empty
-	2,  // 107: cairn.v1.Namespace.Release:output_type -> cairn.v1.Empty
-	41, // 108: cairn.v1.Namespace.ReplicaReport:output_type -> cairn.v1.FileReplicas
-	2,  // 109: cairn.v1.Namespace.Link:output_type -> cairn.v1.Empty
-	44, // 110: cairn.v1.Registry.Register:output_type -> cairn.v1.RegisterReply
-	47, // 111: cairn.v1.Registry.Heartbeat:output_type -> cairn.v1.HeartbeatReply
-	2,  // 112: cairn.v1.Registry.BlockReport:output_type -> cairn.v1.Empty
-	2,  // 113: cairn.v1.Registry.BlocksReceived:output_type -> cairn.v1.Empty
-	2,  // 114: cairn.v1.Registry.BlocksDeleted:output_type -> cairn.v1.Empty
-	2,  // 115: cairn.v1.Registry.CommitBlockSynchronization:output_type -> cairn.v1.Empty
-	2,  // 116: cairn.v1.Registry.ReportBadReplicas:output_type -> cairn.v1.Empty
-	77, // [77:117] is the sub-list for method output_type
-	37, // [37:77] is the sub-list for method input_type
+	55, // 69: cairn.v1.Namespace.Link:input_type -> cairn.v1.LinkRequest
+	43, // 70: cairn.v1.Namespace.Access:input_type -> cairn.v1.AccessRequest
+	44, // 71: cairn.v1.Registry.Register:input_type -> cairn.v1.Registration
+	46, // 72: cairn.v1.Registry.Heartbeat:input_type -> cairn.v1.HeartbeatRequest
+	51, // 73: cairn.v1.Registry.BlockReport:input_type -> cairn.v1.ReplicaList
+	51, // 74: cairn.v1.Registry.BlocksReceived:input_type -> cairn.v1.ReplicaList
+	49, // 75: cairn.v1.Registry.BlocksDeleted:input_type -> cairn.v1.BlockList
+	52, // 76: cairn.v1.Registry.CommitBlockSynchronization:input_type -> cairn.v1.CommitSyncRequest
+	38, // 77: cairn.v1.Registry.ReportBadReplicas:input_type -> cairn.v1.BadReplicas
+	2,  // 78: cairn.v1.Namespace.Mkdirs:output_type -> cairn.v1.Empty
+	2,  // 79: cairn.v1.Namespace.Mkdir:output_type -> cairn.v1.Empty
+	6,  // 80: cairn.v1.Namespace.Create:output_type -> cairn.v1.FileInfo
+	5,  // 81: cairn.v1.Namespace.AddBlock:output_type -> cairn.v1.LocatedBlock
+	2,  // 82: cairn.v1.Namespace.Complete:output_type -> cairn.v1.Empty
+	6,  // 83: cairn.v1.Namespace.Stat:output_type -> cairn.v1.FileInfo
+	16, // 84: cairn.v1.Namespace.List:output_type -> cairn.v1.ListReply
+	2,  // 85: cairn.v1.Namespace.Rename:output_type -> cairn.v1.Empty
+	2,  // 86: cairn.v1.Namespace.Delete:output_type -> cairn.v1.Empty
+	19, // 87: cairn.v1.Namespace.BlockLocations:output_type -> cairn.v1.FileBlocks
+	20, // 88: cairn.v1.Namespace.Statfs:output_type -> cairn.v1.FsStats
+	22, // 89: cairn.v1.Namespace.Report:output_type -> cairn.v1.ClusterReport
+	6,  // 90: cairn.v1.Namespace.SetAttr:output_type -> cairn.v1.FileInfo
+	2,  // 91: cairn.v1.Namespace.Symlink:output_type -> cairn.v1.Empty
+	2,  // 92: cairn.v1.Namespace.Mknod:output_type -> cairn.v1.Empty
+	2,  // 93: cairn.v1.Namespace.SetXattr:output_type -> cairn.v1.Empty
+	27, // 94: cairn.v1.Namespace.GetXattr:output_type -> cairn.v1.XattrValue
+	28, // 95: cairn.v1.Namespace.ListXattrs:output_type -> cairn.v1.XattrNames
+	2,  // 96: cairn.v1.Namespace.RemoveXattr:output_type -> cairn.v1.Empty
+	29, // 97: cairn.v1.Namespace.GetContentSummary:output_type -> cairn.v1.ContentSummary
+	31, // 98: cairn.v1.Namespace.Append:output_type -> cairn.v1.AppendReply
+	2,  // 99: cairn.v1.Namespace.RenewLease:output_type -> cairn.v1.Empty
+	2,  // 100: cairn.v1.Namespace.AbandonBlock:output_type -> cairn.v1.Empty
+	2,  // 101: cairn.v1.Namespace.Fsync:output_type -> cairn.v1.Empty
+	34, // 102: cairn.v1.Namespace.UpdateBlockForPipeline:output_type -> cairn.v1.GenStampReply
+	2,  // 103: cairn.v1.Namespace.UpdatePipeline:output_type -> cairn.v1.Empty
+	4,  // 104: cairn.v1.Namespace.AdditionalNode:output_type -> cairn.v1.Node
+	2,  // 105: cairn.v1.Namespace.ReportBadReplicas:output_type -> cairn.v1.Empty
+	2,  // 106: cairn.v1.Namespace.Checkpoint:output_type -> cairn.v1.Empty
+	2,  // 107: cairn.v1.Namespace.Unlink:output_type -> cairn.v1.Empty
+	2,  // 108: cairn.v1.Namespace.Release:output_type -> cairn.v1.Empty
+	41, // 109: cairn.v1.Namespace.ReplicaReport:output_type -> cairn.v1.FileReplicas
+	2,  // 110: cairn.v1.Namespace.Link:output_type -> cairn.v1.Empty
+	6,  // 111: cairn.v1.Namespace.Access:output_type -> cairn.v1.FileInfo
+	45, // 112: cairn.v1.Registry.Register:output_type -> cairn.v1.RegisterReply
+	48, // 113: cairn.v1.Registry.Heartbeat:output_type -> cairn.v1.HeartbeatReply
+	2,  // 114: cairn.v1.Registry.BlockReport:output_type -> cairn.v1.Empty
+	2,  // 115: cairn.v1.Registry.BlocksReceived:output_type -> cairn.v1.Empty
+	2,  // 116: cairn.v1.Registry.BlocksDeleted:output_type -> cairn.v1.Empty
+	2,  // 117: cairn.v1.Registry.CommitBlockSynchronization:output_type -> cairn.v1.Empty
+	2,  // 118: cairn.v1.Registry.ReportBadReplicas:output_type -> cairn.v1.Empty
+	78, // [78:119] is the sub-list for method output_type
+	37, // [37:78] is the sub-list for method input_type
 	37, // [37:37] is the sub-list for extension type_name
 	37, // [37:37] is the sub-list for extension extendee
 	0,  // [0:37] is the sub-list for field type_name
@@ -4150,7 +4247,7 @@ func file_rpc_pb_cairn_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rpc_pb_cairn_proto_rawDesc), len(file_rpc_pb_cairn_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   53,
+			NumMessages:   54,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -55,6 +55,7 @@ const (
 	Namespace_Release_FullMethodName                = "/cairn.v1.Namespace/Release"
 	Namespace_ReplicaReport_FullMethodName          = "/cairn.v1.Namespace/ReplicaReport"
 	Namespace_Link_FullMethodName                   = "/cairn.v1.Namespace/Link"
+	Namespace_Access_FullMethodName                 = "/cairn.v1.Namespace/Access"
 )
 
 // NamespaceClient is the client API for Namespace service.
@@ -94,6 +95,7 @@ type NamespaceClient interface {
 	Release(ctx context.Context, in *ReleaseRequest, opts ...grpc.CallOption) (*Empty, error)
 	ReplicaReport(ctx context.Context, in *PathRequest, opts ...grpc.CallOption) (*FileReplicas, error)
 	Link(ctx context.Context, in *LinkRequest, opts ...grpc.CallOption) (*Empty, error)
+	Access(ctx context.Context, in *AccessRequest, opts ...grpc.CallOption) (*FileInfo, error)
 }
 
 type namespaceClient struct {
@@ -434,6 +436,16 @@ func (c *namespaceClient) Link(ctx context.Context, in *LinkRequest, opts ...grp
 	return out, nil
 }
 
+func (c *namespaceClient) Access(ctx context.Context, in *AccessRequest, opts ...grpc.CallOption) (*FileInfo, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(FileInfo)
+	err := c.cc.Invoke(ctx, Namespace_Access_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // NamespaceServer is the server API for Namespace service.
 // All implementations must embed UnimplementedNamespaceServer
 // for forward compatibility.
@@ -471,6 +483,7 @@ type NamespaceServer interface {
 	Release(context.Context, *ReleaseRequest) (*Empty, error)
 	ReplicaReport(context.Context, *PathRequest) (*FileReplicas, error)
 	Link(context.Context, *LinkRequest) (*Empty, error)
+	Access(context.Context, *AccessRequest) (*FileInfo, error)
 	mustEmbedUnimplementedNamespaceServer()
 }
 
@@ -579,6 +592,9 @@ func (UnimplementedNamespaceServer) ReplicaReport(context.Context, *PathRequest)
 }
 func (UnimplementedNamespaceServer) Link(context.Context, *LinkRequest) (*Empty, error) {
 	return nil, status.Error(codes.Unimplemented, "method Link not implemented")
+}
+func (UnimplementedNamespaceServer) Access(context.Context, *AccessRequest) (*FileInfo, error) {
+	return nil, status.Error(codes.Unimplemented, "method Access not implemented")
 }
 func (UnimplementedNamespaceServer) mustEmbedUnimplementedNamespaceServer() {}
 func (UnimplementedNamespaceServer) testEmbeddedByValue()                   {}
@@ -1195,6 +1211,24 @@ func _Namespace_Link_Handler(srv interface{}, ctx context.Context, dec func(inte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Namespace_Access_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AccessRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(NamespaceServer).Access(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Namespace_Access_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(NamespaceServer).Access(ctx, req.(*AccessRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Namespace_ServiceDesc is the grpc.ServiceDesc for Namespace service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1333,6 +1367,10 @@ var Namespace_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Link",
 			Handler:    _Namespace_Link_Handler,
+		},
+		{
+			MethodName: "Access",
+			Handler:    _Namespace_Access_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -20,6 +20,13 @@ import (
 // process killed.
 func (c *Cluster) Mount(t testing.TB, opts ...string) string {
 	t.Helper()
+	return c.MountDir(t, "", opts...)
+}
+
+// MountDir is Mount of the cluster's directory dir ("/sub"), shown at the
+// mount point as its root; "" mounts the whole namespace.
+func (c *Cluster) MountDir(t testing.TB, dir string, opts ...string) string {
+	t.Helper()
 	mnt := filepath.Join(t.TempDir(), "mnt")
 	mkdirs(t, mnt)
 	// mountinfo lists the resolved path.
@@ -30,7 +37,7 @@ func (c *Cluster) Mount(t testing.TB, opts ...string) string {
 	name := fmt.Sprintf("mount%d", c.nmounts)
 	c.nmounts++
 	c.mu.Unlock()
-	args := append([]string{"mount", c.MetadAddr(), mnt, "--foreground"}, opts...)
+	args := append([]string{"mount", c.MetadAddr() + dir, mnt, "--foreground"}, opts...)
 	p := c.start(t, name, args)
 	// Registered after t.TempDir, so it runs before the directory is removed.
 	t.Cleanup(func() { unmount(t, p, mnt) })

@@ -287,11 +287,15 @@ func (c callerBackend) check(path string, err error) error {
 }
 
 func (c callerBackend) Stat(ctx context.Context, path string) (cairn.FileInfo, error) {
+	ctx, cancel := lookingUp(ctx)
+	defer cancel()
 	fi, err := c.b.Stat(c.as(ctx), path)
 	return fi, c.check(path, err)
 }
 
 func (c callerBackend) List(ctx context.Context, path, after string, limit int) ([]cairn.FileInfo, bool, error) {
+	ctx, cancel := lookingUp(ctx)
+	defer cancel()
 	es, more, err := c.b.List(c.as(ctx), path, after, limit)
 	return es, more, c.check(path, err)
 }
@@ -309,6 +313,8 @@ func (c callerBackend) Rename(ctx context.Context, src, dst string) error {
 }
 
 func (c callerBackend) Statfs(ctx context.Context) (cairn.FsStats, error) {
+	ctx, cancel := lookingUp(ctx)
+	defer cancel()
 	st, err := c.b.Statfs(c.as(ctx))
 	return st, c.check(c.fsys.root, err)
 }
@@ -407,6 +413,8 @@ func (c callerBackend) Access(ctx context.Context, path string, want cairn.Acces
 	if !ok {
 		return c.Stat(ctx, path)
 	}
+	ctx, cancel := lookingUp(ctx)
+	defer cancel()
 	fi, err := a.Access(c.as(ctx), path, want)
 	return fi, c.check(path, err)
 }
@@ -416,11 +424,15 @@ func (c callerBackend) SetXattr(ctx context.Context, path, name string, value []
 }
 
 func (c callerBackend) GetXattr(ctx context.Context, path, name string) ([]byte, error) {
+	ctx, cancel := lookingUp(ctx)
+	defer cancel()
 	v, err := c.b.GetXattr(c.as(ctx), path, name)
 	return v, c.check(path, err)
 }
 
 func (c callerBackend) ListXattrs(ctx context.Context, path string) ([]string, error) {
+	ctx, cancel := lookingUp(ctx)
+	defer cancel()
 	names, err := c.b.ListXattrs(c.as(ctx), path)
 	return names, c.check(path, err)
 }

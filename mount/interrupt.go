@@ -17,6 +17,24 @@ import (
 // client library makes it again if its answer is lost in transport, and
 // metad's retry cache keeps that from applying it twice.
 
+// A lookup, a stat, a directory listing or an attribute read is not
+// cancelled by an interrupt either: it changes nothing, but the kernel
+// answers an interrupted FUSE request with EINTR, which stat(2) and
+// lstat(2) do not restart even under SA_RESTART, and a program (any Go
+// program, whose runtime signals its own threads) would see a stat fail
+// for no reason. Such a call is short and bounded by lookupTimeout; a
+// fatal signal still ends the caller at once. Reads of file data stay
+// interruptible: they may wait on a hung blockd.
+
+// lookupTimeout bounds a lookup, stat or listing made for one request.
+const lookupTimeout = 30 * time.Second
+
+// lookingUp returns the context of a metadata read made for the request
+// of ctx: its caller, no cancellation by an interrupt, a bound of its own.
+func lookingUp(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), lookupTimeout)
+}
+
 // mutationTimeout bounds a namespace change made for one request, the
 // lookup that answers it included, when metad does not answer.
 const mutationTimeout = 2 * time.Minute

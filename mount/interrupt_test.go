@@ -1,6 +1,7 @@
 package mount
 
 import (
+	"cairn"
 	"context"
 	"errors"
 	"os"
@@ -92,4 +93,65 @@ func interrupted(m *testMount) bool {
 		}
 	}
 	return false
+}
+
+// gatedStat holds Stat until the test releases it, and answers as a remote
+// call would: a cancelled context gets its error back.
+type gatedStat struct {
+	*memBackend
+	path             string
+	entered, release chan struct{}
+}
+
+func (g gatedStat) Stat(ctx context.Context, path string) (cairn.FileInfo, error) {
+	if path == g.path {
+		close(g.entered)
+		select {
+		case <-g.release:
+		case <-ctx.Done():
+			return cairn.FileInfo{}, ctx.Err()
+		}
+	}
+	return g.memBackend.Stat(ctx, path)
+}
+
+// TestInterruptDoesNotFailLookup: a signal to a process in lstat(2) of a
+// name the kernel does not know yet (a LOOKUP) must not make lstat fail
+// with EINTR, which lstat does not restart: the lookup changes nothing and
+// runs to its end.
+func TestInterruptDoesNotFailLookup(t *testing.T) {
+	mem := newMemBackend()
+	if err := mem.Mkdir(context.Background(), "/d", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	g := gatedStat{memBackend: mem, path: "/d", entered: make(chan struct{}), release: make(chan struct{})}
+	m := mountMem(t, g, Options{Debug: true})
+	p := m.path("d")
+
+	tids, done := make(chan int, 1), make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		tids <- unix.Gettid()
+		var st unix.Stat_t
+		done <- unix.Lstat(p, &st)
+	}()
+	tid := <-tids
+	select {
+	case <-g.entered:
+	case err := <-done:
+		t.Fatalf("lstat returned %v before the backend was asked", err)
+	}
+	if err := unix.Tgkill(os.Getpid(), tid, unix.SIGURG); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(30 * time.Second); !interrupted(m); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no INTERRUPT reached the mount within 30 s")
+		}
+	}
+	close(g.release)
+	if err := <-done; err != nil {
+		t.Fatalf("lstat of an existing directory, interrupted: %v, want success", err)
+	}
 }

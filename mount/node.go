@@ -178,6 +178,9 @@ type node struct {
 	// (openUnlinker) until the last is released.
 	opens int
 	held  bool
+	// cached is the version of the file whose bytes the kernel may hold
+	// in its page cache (file.go, readFlags).
+	cached fileVersion
 }
 
 // releaseTimeout bounds the call that releases an unlinked file.
@@ -475,7 +478,7 @@ func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 		return nil, 0, errno(err)
 	}
 	n.opened()
-	return &handle{n: n, readers: []*fileReader{{FileReader: r}}}, 0, 0
+	return &handle{n: n, readers: []*fileReader{{FileReader: r}}}, n.readFlags(r), 0
 }
 
 var _ = (fs.NodeUnlinker)((*node)(nil))

@@ -425,7 +425,7 @@ func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint3
 	if err != nil {
 		return nil, nil, 0, errno(err)
 	}
-	fi, err := n.fsys.b.Stat(ctx, p)
+	fi, err := createdInfo(ctx, n.fsys.b, w, p)
 	if err != nil {
 		if cerr := w.Close(); cerr != nil {
 			n.fsys.log.Error("close after failed stat", zap.String("path", p), zap.Error(cerr))

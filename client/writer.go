@@ -137,6 +137,10 @@ func (w *Writer) ref() cairn.WriterRef {
 	return cairn.WriterRef{FileID: w.fi.Inode, Path: w.path, Client: w.c.opts.Name}
 }
 
+// Info describes the file as metad answered the Create or Append that
+// opened it.
+func (w *Writer) Info() cairn.FileInfo { return w.fi }
+
 // Size is the size of the file with every byte accepted so far.
 func (w *Writer) Size() int64 { return w.size }
 

@@ -132,6 +132,23 @@ type flusher interface {
 	Flush() error
 }
 
+// infoer is a FileWriter that knows the file it writes as the Backend
+// created it; the mount then needs no Stat after a Create.
+type infoer interface {
+	Info() cairn.FileInfo
+}
+
+// createdInfo describes the file w was just created at path: as w knows it,
+// or else from a Stat.
+func createdInfo(ctx context.Context, b Backend, w FileWriter, path string) (cairn.FileInfo, error) {
+	if i, ok := w.(infoer); ok {
+		if fi := i.Info(); fi.Inode != 0 {
+			return fi, nil
+		}
+	}
+	return b.Stat(ctx, path)
+}
+
 // ClientBackend is the Backend of a real cluster, reached through c. It
 // can also append to complete files, and its writers can sync.
 func ClientBackend(c *client.Client) Backend { return clientBackend{c} }
@@ -145,6 +162,7 @@ var (
 	_ accessChecker = clientBackend{}
 	_ syncer        = (*client.Writer)(nil)
 	_ flusher       = (*client.Writer)(nil)
+	_ infoer        = (*client.Writer)(nil)
 )
 
 type clientBackend struct{ c *client.Client }

@@ -498,3 +498,61 @@ func (h *handle) openReader(ctx context.Context) (*fileReader, syscall.Errno) {
 	h.dropOldReaders()
 	return fr, 0
 }
+
+// fileVersion tells apart the versions of a file a reader can open: its
+// size and its last block (id, generation stamp, length). Bytes below the
+// end of a version never change (write-once), so a reader of the same
+// version reads what the kernel cached; an append grows the size or moves
+// the last block to a new stamp, and a replaced file has new blocks. A
+// backend that does not name blocks is told apart by size alone.
+type fileVersion struct {
+	valid bool
+	size  int64
+	last  cairn.Block
+}
+
+// blockLister is a FileReader that names the file's blocks
+// (client.Reader).
+type blockLister interface {
+	Blocks() []cairn.LocatedBlock
+}
+
+// readFlags are the FOPEN_* flags of a read-only open that opened r:
+// FOPEN_KEEP_CACHE when the file is closed (no writer here, none that
+// metad knew of when the node was last looked at) and r reads the very
+// version the kernel's cached pages came from, so re-reads are served from
+// the page cache; otherwise the kernel drops the file's pages at this
+// open. A reader that finds the file another size than the kernel was
+// told has the kernel's attributes dropped too, so the next read asks for
+// the new size. Between opens the kernel drops cached pages itself when an
+// attribute reply shows a new size or mtime (FUSE's auto_inval_data),
+// which comes within attrTimeout of a change made by another client.
+func (n *node) readFlags(r FileReader) uint32 {
+	v := fileVersion{valid: true, size: r.Size()}
+	fi, local := n.snapshot()
+	if bl, ok := r.(blockLister); ok {
+		if bs := bl.Blocks(); len(bs) > 0 {
+			v.last = bs[len(bs)-1].Block
+		}
+	}
+	n.mu.Lock()
+	keep := !local && !fi.Writing && n.cached == v
+	n.cached = v
+	if local || fi.Writing {
+		n.cached = fileVersion{}
+	}
+	resized := !local && n.fi.Size != v.size
+	if resized {
+		n.fi.Size = v.size
+	}
+	n.mu.Unlock()
+	if resized {
+		if e := n.NotifyContent(-1, 0); e != 0 && e != syscall.ENOENT {
+			n.fsys.log.Debug("dropping cached attributes", zap.String("path", n.logPath()), zap.Error(e))
+		}
+	}
+	if keep {
+		return fuse.FOPEN_KEEP_CACHE
+	}
+	return 0
+}

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -43,6 +44,8 @@ up, as mount(8) expects of mount.cairn.
                          pipeline (default 10s)
   -o read_timeout=DUR    connecting to a replica to read and its answer;
                          then the next replica is tried (default 5s)
+  -o read_ahead=KIB      the kernel's read-ahead for the mount (default
+                         4096; 0 leaves the kernel's 128); needs root
   -o nosuid,nodev,...    passed to the kernel
   (_netdev, nofail, noauto, auto, user, users, defaults, x-* are ignored)
   --foreground           stay in the foreground; unmount on SIGINT/SIGTERM
@@ -198,6 +201,12 @@ func (cfg *config) option(o string, sloppy bool) error {
 			return usageError{fmt.Sprintf("mount option %q: want a positive duration such as 5s", o)}
 		}
 		*timeoutOptions[key](&cfg.client) = d
+	case key == "read_ahead" && hasVal:
+		kb, err := strconv.Atoi(strings.TrimSuffix(strings.ToLower(val), "k"))
+		if err != nil || kb < 0 {
+			return usageError{fmt.Sprintf("mount option %q: want KiB, such as 4096", o)}
+		}
+		cfg.opts.ReadAheadKB = kb
 	case kernelOptions[o]:
 		cfg.opts.KernelOptions = append(cfg.opts.KernelOptions, o)
 	case ignoredOptions[o], strings.HasPrefix(o, "x-"), key == "comment", sloppy:

@@ -32,6 +32,7 @@ type memBackend struct {
 	buffered bool
 	flushes  int
 	readers  int // readers open
+	reads    int // ReadAt calls of every reader
 }
 
 type memFile struct {
@@ -612,6 +613,9 @@ type memReader struct {
 }
 
 func (r *memReader) ReadAt(p []byte, off int64) (int, error) {
+	r.b.mu.Lock()
+	r.b.reads++
+	r.b.mu.Unlock()
 	if off >= int64(len(r.data)) {
 		return 0, io.EOF
 	}

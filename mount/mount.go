@@ -35,6 +35,11 @@ type Options struct {
 	DefaultPermissions bool
 	// KernelOptions are further -o options for the kernel (nosuid, noexec...).
 	KernelOptions []string
+	// ReadAheadKB is the kernel's read-ahead for the mount, in KiB:
+	// sequential reads come as requests of up to 1 MiB, this much in
+	// flight. 0 takes DefaultReadAheadKB; negative leaves the kernel's
+	// (128 KiB, requests of 128 KiB). Setting it needs root.
+	ReadAheadKB int
 	// Debug logs every FUSE request and reply at debug level.
 	Debug bool
 	// Logger receives the mount's log lines; default none.
@@ -109,6 +114,12 @@ func Mount(ctx context.Context, b Backend, mountpoint string, opts Options) (*Mo
 			Options:       kernel,
 			MaxBackground: 64,
 			MaxWrite:      1 << 20,
+			// One read of a handle at a time, in order: the client reads
+			// a file through one stream from a blockd kept ahead of the
+			// reads, which reads arriving out of order would restart.
+			// With 1 MiB requests and the read-ahead (readahead.go) that
+			// stream fills the FUSE ceiling.
+			SyncRead: true,
 			// The kernel asks for security.capability before writes
 			// (and for POSIX ACLs); go-fuse answers those with ENODATA
 			// itself, so they cost no call to the backend. Only user.*
@@ -135,6 +146,7 @@ func Mount(ctx context.Context, b Backend, mountpoint string, opts Options) (*Mo
 	if err != nil {
 		return nil, fmt.Errorf("mount: %s: %w", mountpoint, err)
 	}
+	setReadAhead(mountpoint, opts.ReadAheadKB, log)
 	return &Mounted{dir: mountpoint, server: server, fsys: f, log: log}, nil
 }
 

@@ -180,6 +180,9 @@ type node struct {
 	// (openUnlinker) until the last is released.
 	opens int
 	held  bool
+	// cached is the version of the file whose bytes the kernel may hold
+	// in its page cache (file.go, readFlags).
+	cached fileVersion
 }
 
 // releaseTimeout bounds the call that releases an unlinked file.
@@ -427,7 +430,7 @@ func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint3
 	if err != nil {
 		return nil, nil, 0, errno(err)
 	}
-	fi, err := n.fsys.b.Stat(ctx, p)
+	fi, err := createdInfo(ctx, n.fsys.b, w, p)
 	if err != nil {
 		if cerr := w.Close(); cerr != nil {
 			n.fsys.log.Error("close after failed stat", zap.String("path", p), zap.Error(cerr))
@@ -483,7 +486,7 @@ func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 		return nil, 0, errno(err)
 	}
 	n.opened()
-	return &handle{n: n, readers: []*fileReader{{FileReader: r}}}, 0, 0
+	return &handle{n: n, readers: []*fileReader{{FileReader: r}}}, n.readFlags(r), 0
 }
 
 // openReplaced opens n, at path p, with O_TRUNC: the file becomes a new,

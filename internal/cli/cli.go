@@ -5,7 +5,9 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
+	"runtime/pprof"
 
 	"cairn/blockd"
 	"cairn/metad"
@@ -46,6 +48,9 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	for _, c := range commands {
 		if c.name == args[1] {
+			if dir := os.Getenv(ProfileEnv); dir != "" {
+				defer profile(dir, c.name, stderr)()
+			}
 			return c.run(ctx, args[2:], stdout, stderr)
 		}
 	}
@@ -60,4 +65,32 @@ func usage(w io.Writer) {
 		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
 	}
 	fmt.Fprintln(w, "\nRun 'cairn COMMAND -h' for a command's flags.")
+}
+
+// ProfileEnv names the environment variable that makes every cairn process
+// write a CPU profile: $CAIRN_CPUPROFILE/COMMAND-PID.pprof, written when the
+// command returns (a daemon or a mount stopped by SIGTERM; not one killed).
+// Read it with go tool pprof bin/cairn FILE.
+const ProfileEnv = "CAIRN_CPUPROFILE"
+
+// profile starts a CPU profile of this process into dir and returns the
+// function that ends it. A profile that cannot start is reported and skipped.
+func profile(dir, name string, stderr io.Writer) func() {
+	path := filepath.Join(dir, fmt.Sprintf("%s-%d.pprof", name, os.Getpid()))
+	f, err := os.Create(path)
+	if err != nil {
+		fmt.Fprintf(stderr, "cairn: %s: %v\n", ProfileEnv, err)
+		return func() {}
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		fmt.Fprintf(stderr, "cairn: %s: %v\n", ProfileEnv, err)
+		f.Close()
+		return func() {}
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			fmt.Fprintf(stderr, "cairn: %s: %v\n", ProfileEnv, err)
+		}
+	}
 }

@@ -90,7 +90,6 @@ func sh(t *testing.T, script string) string {
 	return out.Stdout
 }
 
-
 // TestReplaceThroughMount: O_TRUNC, `echo x > f`, cp over a file and
 // truncate -s 0 give a new version of the file at the same inode, with
 // its attributes, and free the old blocks; a truncate to another size is

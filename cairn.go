@@ -319,9 +319,15 @@ type Writers interface {
 	// (blockds that failed this writer). ErrNoSpace when no blockd can
 	// take it.
 	AddBlock(ctx context.Context, w WriterRef, prev *Block, excluded []Node) (LocatedBlock, error)
-	// Complete records the last block's length and closes the file. It
-	// returns ErrRetry while the last block has no reported replica.
-	Complete(ctx context.Context, w WriterRef, last *Block) error
+	// Complete records the last block's length and closes the file. acked
+	// are the nodes of the last block's pipeline that acknowledged its last
+	// packet, which a blockd does only once its replica is finalized:
+	// metad records those of them that it placed in the block's pipeline
+	// (AddBlock, UpdatePipeline) as finalized replicas of last, as if they
+	// had reported them; their own reports confirm it later. Without such
+	// a node it returns ErrRetry while the last block has no reported
+	// replica.
+	Complete(ctx context.Context, w WriterRef, last *Block, acked ...Node) error
 	// AbandonBlock drops the file's last block, allocated but never
 	// written (ErrInvalid if metad recorded bytes in it).
 	AbandonBlock(ctx context.Context, w WriterRef, b Block) error

@@ -228,7 +228,10 @@ func (d *Blockd) receive(c net.Conn, br *bufio.Reader, bw *bufio.Writer, h *pb.O
 		switch {
 		case status != xfer.StatusOK:
 		case p.Last() && h.Stage != pb.OpHeader_COPY:
-			// The end of the block: durable and in finalized/ before the ack.
+			// The end of the block: durable and in finalized/ before the
+			// ack. metad hears of it from the writer's Complete, which
+			// names the nodes that acked, and from the incremental report
+			// queued here, sent after the ack.
 			fin, err := rw.Finalize()
 			if err != nil {
 				log.Error("finalize replica", zap.Error(err))
@@ -237,7 +240,7 @@ func (d *Blockd) receive(c net.Conn, br *bufio.Reader, bw *bufio.Writer, h *pb.O
 			} else {
 				finalized = true
 				log.Debug("replica finalized", zap.Int64("len", fin.Len))
-				d.reportReceived(fin)
+				d.received(cairn.Replica{Block: fin, State: cairn.ReplicaFinalized})
 			}
 		case p.Last() || p.Flags&xfer.FlagSync != 0:
 			// hsync, or the end of a copy that stays in rbw/.

@@ -113,9 +113,10 @@ func (d *Blockd) Close() {
 	d.store.Close()
 }
 
-// reportReceived tells metad of a finalized replica before the writer gets
-// the block's last ack, so that when close returns metad knows every
-// replica of the pipeline; if metad cannot be reached it is queued.
+// reportReceived tells metad of a replica finalized by a recovery before
+// the recovery's coordinator gets the answer; if metad cannot be reached
+// it is queued. (A replica finalized by a pipeline's last packet is
+// queued at once: the writer's Complete names it.)
 func (d *Blockd) reportReceived(b cairn.Block) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

@@ -47,6 +47,7 @@ type Writer struct {
 	sent     int64
 	buf      []byte
 	prev     *cairn.Block // the last finished block
+	prevAck  []cairn.Node // the nodes that acked prev's last packet: it is finalized on each
 	excluded []exclusion  // blockds that failed this writer, for a while
 	// appendFrom is the last block as metad records it until the append
 	// pipeline is set up and its new stamp committed.
@@ -212,7 +213,9 @@ func (w *Writer) endBlock() error {
 	if err := w.waitAcked(); err != nil {
 		return err
 	}
+	w.prevAck = nil
 	if w.pl != nil {
+		w.prevAck = append([]cairn.Node(nil), w.pl.lb.Locations...)
 		w.pl.close()
 		w.pl = nil
 	}
@@ -460,15 +463,16 @@ func (w *Writer) close() error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), completeTimeout)
 	defer cancel()
-	return w.complete(ctx, w.prev)
+	return w.complete(ctx, w.prev, w.prevAck...)
 }
 
-// complete closes the file at metad with last as its last block, retrying
-// while metad has no replica report of it.
-func (w *Writer) complete(ctx context.Context, last *cairn.Block) error {
+// complete closes the file at metad with last as its last block, which
+// the nodes acked finalized (their acks of its last packet prove it);
+// without them it retries while metad has no replica report of it.
+func (w *Writer) complete(ctx context.Context, last *cairn.Block, acked ...cairn.Node) error {
 	delay := 20 * time.Millisecond
 	for {
-		err := w.c.NS.Complete(ctx, w.ref(), last)
+		err := w.c.NS.Complete(ctx, w.ref(), last, acked...)
 		if err == nil {
 			return nil
 		}

@@ -486,11 +486,12 @@ func (m *Metad) AddBlock(ctx context.Context, w cairn.WriterRef, prev *cairn.Blo
 	return lb, err
 }
 
-func (m *Metad) Complete(ctx context.Context, w cairn.WriterRef, last *cairn.Block) error {
+func (m *Metad) Complete(ctx context.Context, w cairn.WriterRef, last *cairn.Block, acked ...cairn.Node) error {
 	const op = "metad.Complete"
 	path := w.Path
 	var freed []cairn.Block
 	err := m.mutate(func(b *pebble.Batch) error {
+		var proven []string
 		in, err := m.writable(op, w)
 		if err != nil {
 			return err
@@ -505,9 +506,12 @@ func (m *Metad) Complete(ctx context.Context, w cairn.WriterRef, last *cairn.Blo
 		if len(blocks) > 0 {
 			lastBlk := blocks[len(blocks)-1]
 			if last != nil {
+				if last.GenStamp == lastBlk.GenStamp {
+					proven = m.ackedHolders(last.ID, acked)
+				}
 				lastBlk = *last
 			}
-			if m.blocks.replicaCount(lastBlk) == 0 {
+			if len(proven) == 0 && m.blocks.replicaCount(lastBlk) == 0 {
 				return cairn.E(op, cairn.KindRetry, path, fmt.Sprintf("%s has no reported replica yet", lastBlk))
 			}
 		}
@@ -515,8 +519,15 @@ func (m *Metad) Complete(ctx context.Context, w cairn.WriterRef, last *cairn.Blo
 		in.LeaseNs = 0
 		in.MtimeNs = m.clock.Now().UnixNano()
 		in.CtimeNs = in.MtimeNs
-		freed, err = m.closed(b, in)
-		return err
+		if freed, err = m.closed(b, in); err != nil {
+			return err
+		}
+		// Before the commit, so no reader finds the closed file without
+		// its replicas; the acks proved them whether or not it commits.
+		if len(proven) > 0 {
+			m.recordAcked(*last, proven)
+		}
+		return nil
 	})
 	if err == nil && last != nil {
 		m.pipelines.forget(last.ID)

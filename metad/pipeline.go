@@ -3,6 +3,7 @@ package metad
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -353,4 +354,47 @@ func (m *Metad) chooseExcluding(n int, blockSize int64, excluded []cairn.Node) [
 		}
 	}
 	return out
+}
+
+// ackedHolders returns the storage IDs of the nodes in acked that metad
+// placed in the pipeline of block id (AddBlock, Append, UpdatePipeline):
+// the writer's word that they finalized the block is taken for those
+// only. After a restart of metad no pipeline is known, and the writer
+// waits for the blockds' reports instead.
+func (m *Metad) ackedHolders(id cairn.BlockID, acked []cairn.Node) []string {
+	if len(acked) == 0 {
+		return nil
+	}
+	placed := map[string]bool{}
+	for _, n := range m.pipelines.get(id) {
+		placed[n.StorageID] = true
+	}
+	var out []string
+	for _, n := range acked {
+		if placed[n.StorageID] && !slices.Contains(out, n.StorageID) {
+			out = append(out, n.StorageID)
+		}
+	}
+	return out
+}
+
+// recordAcked records blk as a finalized replica on each node of nodes,
+// as that node's incremental report would (Complete): the pipeline's ack
+// of the block's last packet proved it. A node's record of a newer stamp
+// stands; a later report of the node replaces this record as any report
+// does.
+func (m *Metad) recordAcked(blk cairn.Block, nodes []string) {
+	if len(nodes) == 0 {
+		return
+	}
+	bm := m.blocks
+	bm.mu.Lock()
+	for _, n := range nodes {
+		if old, ok := bm.replicas[blk.ID][n]; ok && old.GenStamp > blk.GenStamp {
+			continue
+		}
+		bm.add(n, cairn.Replica{Block: blk, State: cairn.ReplicaFinalized})
+	}
+	bm.mu.Unlock()
+	m.repl.settled(blk.ID)
 }

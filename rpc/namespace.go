@@ -46,8 +46,8 @@ func (n *NamespaceClient) AddBlock(ctx context.Context, w cairn.WriterRef, prev 
 	return fromPBLocated(lb), nil
 }
 
-func (n *NamespaceClient) Complete(ctx context.Context, w cairn.WriterRef, last *cairn.Block) error {
-	_, err := n.c.Complete(ctx, &pb.CompleteRequest{Path: w.Path, Client: w.Client, FileId: w.FileID, Last: toPBBlock(last)})
+func (n *NamespaceClient) Complete(ctx context.Context, w cairn.WriterRef, last *cairn.Block, acked ...cairn.Node) error {
+	_, err := n.c.Complete(ctx, &pb.CompleteRequest{Path: w.Path, Client: w.Client, FileId: w.FileID, Last: toPBBlock(last), Acked: ToPBNodes(acked)})
 	return fromStatus("rpc.Complete", err)
 }
 
@@ -154,7 +154,7 @@ func (s *namespaceServer) AddBlock(ctx context.Context, r *pb.AddBlockRequest) (
 }
 
 func (s *namespaceServer) Complete(ctx context.Context, r *pb.CompleteRequest) (*pb.Empty, error) {
-	return empty, toStatus(s.ns.Complete(ctx, writerRef(r.FileId, r.Path, r.Client), fromPBBlockPtr(r.Last)))
+	return empty, toStatus(s.ns.Complete(ctx, writerRef(r.FileId, r.Path, r.Client), fromPBBlockPtr(r.Last), FromPBNodes(r.Acked)...))
 }
 
 func (s *namespaceServer) Stat(ctx context.Context, r *pb.PathRequest) (*pb.FileInfo, error) {

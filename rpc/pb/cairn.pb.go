@@ -980,11 +980,17 @@ func (x *AddBlockRequest) GetExcluded() []*Node {
 }
 
 type CompleteRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
-	Client        string                 `protobuf:"bytes,2,opt,name=client,proto3" json:"client,omitempty"`
-	Last          *Block                 `protobuf:"bytes,3,opt,name=last,proto3" json:"last,omitempty"` // unset for an empty file
-	FileId        uint64                 `protobuf:"varint,4,opt,name=file_id,json=fileId,proto3" json:"file_id,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Path   string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	Client string                 `protobuf:"bytes,2,opt,name=client,proto3" json:"client,omitempty"`
+	Last   *Block                 `protobuf:"bytes,3,opt,name=last,proto3" json:"last,omitempty"` // unset for an empty file
+	FileId uint64                 `protobuf:"varint,4,opt,name=file_id,json=fileId,proto3" json:"file_id,omitempty"`
+	// acked: the nodes of the pipeline that acknowledged the last packet of
+	// last, each of which acks only once its replica is finalized. metad
+	// records them as finalized replicas of last (among the nodes of the
+	// block's pipeline it knows), so Complete need not wait for their
+	// incremental reports. Empty: metad waits for a report (ErrRetry).
+	Acked         []*Node `protobuf:"bytes,5,rep,name=acked,proto3" json:"acked,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1045,6 +1051,13 @@ func (x *CompleteRequest) GetFileId() uint64 {
 		return x.FileId
 	}
 	return 0
+}
+
+func (x *CompleteRequest) GetAcked() []*Node {
+	if x != nil {
+		return x.Acked
+	}
+	return nil
 }
 
 type ListRequest struct {
@@ -3762,12 +3775,13 @@ const file_rpc_pb_cairn_proto_rawDesc = "" +
 	"\x06client\x18\x02 \x01(\tR\x06client\x12#\n" +
 	"\x04prev\x18\x03 \x01(\v2\x0f.cairn.v1.BlockR\x04prev\x12\x17\n" +
 	"\afile_id\x18\x04 \x01(\x04R\x06fileId\x12*\n" +
-	"\bexcluded\x18\x05 \x03(\v2\x0e.cairn.v1.NodeR\bexcluded\"{\n" +
+	"\bexcluded\x18\x05 \x03(\v2\x0e.cairn.v1.NodeR\bexcluded\"\xa1\x01\n" +
 	"\x0fCompleteRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x16\n" +
 	"\x06client\x18\x02 \x01(\tR\x06client\x12#\n" +
 	"\x04last\x18\x03 \x01(\v2\x0f.cairn.v1.BlockR\x04last\x12\x17\n" +
-	"\afile_id\x18\x04 \x01(\x04R\x06fileId\"M\n" +
+	"\afile_id\x18\x04 \x01(\x04R\x06fileId\x12$\n" +
+	"\x05acked\x18\x05 \x03(\v2\x0e.cairn.v1.NodeR\x05acked\"M\n" +
 	"\vListRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x14\n" +
 	"\x05after\x18\x02 \x01(\tR\x05after\x12\x14\n" +
@@ -4114,125 +4128,126 @@ var file_rpc_pb_cairn_proto_depIdxs = []int32{
 	3,  // 2: cairn.v1.AddBlockRequest.prev:type_name -> cairn.v1.Block
 	4,  // 3: cairn.v1.AddBlockRequest.excluded:type_name -> cairn.v1.Node
 	3,  // 4: cairn.v1.CompleteRequest.last:type_name -> cairn.v1.Block
-	6,  // 5: cairn.v1.ListReply.entries:type_name -> cairn.v1.FileInfo
-	5,  // 6: cairn.v1.FileBlocks.blocks:type_name -> cairn.v1.LocatedBlock
-	4,  // 7: cairn.v1.NodeReport.node:type_name -> cairn.v1.Node
-	21, // 8: cairn.v1.ClusterReport.nodes:type_name -> cairn.v1.NodeReport
-	6,  // 9: cairn.v1.AppendReply.info:type_name -> cairn.v1.FileInfo
-	5,  // 10: cairn.v1.AppendReply.last:type_name -> cairn.v1.LocatedBlock
-	3,  // 11: cairn.v1.BlockRequest.block:type_name -> cairn.v1.Block
-	3,  // 12: cairn.v1.UpdatePipelineRequest.old:type_name -> cairn.v1.Block
-	3,  // 13: cairn.v1.UpdatePipelineRequest.updated:type_name -> cairn.v1.Block
-	4,  // 14: cairn.v1.UpdatePipelineRequest.nodes:type_name -> cairn.v1.Node
-	3,  // 15: cairn.v1.AdditionalNodeRequest.block:type_name -> cairn.v1.Block
-	4,  // 16: cairn.v1.AdditionalNodeRequest.existing:type_name -> cairn.v1.Node
-	4,  // 17: cairn.v1.AdditionalNodeRequest.excluded:type_name -> cairn.v1.Node
-	3,  // 18: cairn.v1.BadReplica.block:type_name -> cairn.v1.Block
-	37, // 19: cairn.v1.BadReplicas.replicas:type_name -> cairn.v1.BadReplica
-	4,  // 20: cairn.v1.ReplicaInfo.node:type_name -> cairn.v1.Node
-	50, // 21: cairn.v1.ReplicaInfo.replica:type_name -> cairn.v1.Replica
-	3,  // 22: cairn.v1.BlockReplicas.block:type_name -> cairn.v1.Block
-	39, // 23: cairn.v1.BlockReplicas.replicas:type_name -> cairn.v1.ReplicaInfo
-	40, // 24: cairn.v1.FileReplicas.blocks:type_name -> cairn.v1.BlockReplicas
-	4,  // 25: cairn.v1.Registration.node:type_name -> cairn.v1.Node
-	3,  // 26: cairn.v1.Command.blocks:type_name -> cairn.v1.Block
-	4,  // 27: cairn.v1.Command.targets:type_name -> cairn.v1.Node
-	47, // 28: cairn.v1.HeartbeatReply.commands:type_name -> cairn.v1.Command
-	3,  // 29: cairn.v1.BlockList.blocks:type_name -> cairn.v1.Block
-	3,  // 30: cairn.v1.Replica.block:type_name -> cairn.v1.Block
-	50, // 31: cairn.v1.ReplicaList.replicas:type_name -> cairn.v1.Replica
-	3,  // 32: cairn.v1.CommitSyncRequest.block:type_name -> cairn.v1.Block
-	0,  // 33: cairn.v1.OpHeader.op:type_name -> cairn.v1.OpHeader.Op
-	3,  // 34: cairn.v1.OpHeader.block:type_name -> cairn.v1.Block
-	4,  // 35: cairn.v1.OpHeader.targets:type_name -> cairn.v1.Node
-	1,  // 36: cairn.v1.OpHeader.stage:type_name -> cairn.v1.OpHeader.Stage
-	11, // 37: cairn.v1.Namespace.Mkdirs:input_type -> cairn.v1.MkdirRequest
-	11, // 38: cairn.v1.Namespace.Mkdir:input_type -> cairn.v1.MkdirRequest
-	12, // 39: cairn.v1.Namespace.Create:input_type -> cairn.v1.CreateRequest
-	13, // 40: cairn.v1.Namespace.AddBlock:input_type -> cairn.v1.AddBlockRequest
-	14, // 41: cairn.v1.Namespace.Complete:input_type -> cairn.v1.CompleteRequest
-	8,  // 42: cairn.v1.Namespace.Stat:input_type -> cairn.v1.PathRequest
-	15, // 43: cairn.v1.Namespace.List:input_type -> cairn.v1.ListRequest
-	17, // 44: cairn.v1.Namespace.Rename:input_type -> cairn.v1.RenameRequest
-	18, // 45: cairn.v1.Namespace.Delete:input_type -> cairn.v1.DeleteRequest
-	8,  // 46: cairn.v1.Namespace.BlockLocations:input_type -> cairn.v1.PathRequest
-	2,  // 47: cairn.v1.Namespace.Statfs:input_type -> cairn.v1.Empty
-	2,  // 48: cairn.v1.Namespace.Report:input_type -> cairn.v1.Empty
-	23, // 49: cairn.v1.Namespace.SetAttr:input_type -> cairn.v1.SetAttrRequest
-	24, // 50: cairn.v1.Namespace.Symlink:input_type -> cairn.v1.SymlinkRequest
-	25, // 51: cairn.v1.Namespace.Mknod:input_type -> cairn.v1.MknodRequest
-	26, // 52: cairn.v1.Namespace.SetXattr:input_type -> cairn.v1.XattrRequest
-	26, // 53: cairn.v1.Namespace.GetXattr:input_type -> cairn.v1.XattrRequest
-	8,  // 54: cairn.v1.Namespace.ListXattrs:input_type -> cairn.v1.PathRequest
-	26, // 55: cairn.v1.Namespace.RemoveXattr:input_type -> cairn.v1.XattrRequest
-	8,  // 56: cairn.v1.Namespace.GetContentSummary:input_type -> cairn.v1.PathRequest
-	30, // 57: cairn.v1.Namespace.Append:input_type -> cairn.v1.AppendRequest
-	32, // 58: cairn.v1.Namespace.RenewLease:input_type -> cairn.v1.LeaseRequest
-	33, // 59: cairn.v1.Namespace.AbandonBlock:input_type -> cairn.v1.BlockRequest
-	33, // 60: cairn.v1.Namespace.Fsync:input_type -> cairn.v1.BlockRequest
-	33, // 61: cairn.v1.Namespace.UpdateBlockForPipeline:input_type -> cairn.v1.BlockRequest
-	35, // 62: cairn.v1.Namespace.UpdatePipeline:input_type -> cairn.v1.UpdatePipelineRequest
-	36, // 63: cairn.v1.Namespace.AdditionalNode:input_type -> cairn.v1.AdditionalNodeRequest
-	38, // 64: cairn.v1.Namespace.ReportBadReplicas:input_type -> cairn.v1.BadReplicas
-	42, // 65: cairn.v1.Namespace.Checkpoint:input_type -> cairn.v1.CheckpointRequest
-	9,  // 66: cairn.v1.Namespace.Unlink:input_type -> cairn.v1.UnlinkRequest
-	10, // 67: cairn.v1.Namespace.Release:input_type -> cairn.v1.ReleaseRequest
-	8,  // 68: cairn.v1.Namespace.ReplicaReport:input_type -> cairn.v1.PathRequest
-	55, // 69: cairn.v1.Namespace.Link:input_type -> cairn.v1.LinkRequest
-	43, // 70: cairn.v1.Namespace.Access:input_type -> cairn.v1.AccessRequest
-	44, // 71: cairn.v1.Registry.Register:input_type -> cairn.v1.Registration
-	46, // 72: cairn.v1.Registry.Heartbeat:input_type -> cairn.v1.HeartbeatRequest
-	51, // 73: cairn.v1.Registry.BlockReport:input_type -> cairn.v1.ReplicaList
-	51, // 74: cairn.v1.Registry.BlocksReceived:input_type -> cairn.v1.ReplicaList
-	49, // 75: cairn.v1.Registry.BlocksDeleted:input_type -> cairn.v1.BlockList
-	52, // 76: cairn.v1.Registry.CommitBlockSynchronization:input_type -> cairn.v1.CommitSyncRequest
-	38, // 77: cairn.v1.Registry.ReportBadReplicas:input_type -> cairn.v1.BadReplicas
-	2,  // 78: cairn.v1.Namespace.Mkdirs:output_type -> cairn.v1.Empty
-	2,  // 79: cairn.v1.Namespace.Mkdir:output_type -> cairn.v1.Empty
-	6,  // 80: cairn.v1.Namespace.Create:output_type -> cairn.v1.FileInfo
-	5,  // 81: cairn.v1.Namespace.AddBlock:output_type -> cairn.v1.LocatedBlock
-	2,  // 82: cairn.v1.Namespace.Complete:output_type -> cairn.v1.Empty
-	6,  // 83: cairn.v1.Namespace.Stat:output_type -> cairn.v1.FileInfo
-	16, // 84: cairn.v1.Namespace.List:output_type -> cairn.v1.ListReply
-	2,  // 85: cairn.v1.Namespace.Rename:output_type -> cairn.v1.Empty
-	2,  // 86: cairn.v1.Namespace.Delete:output_type -> cairn.v1.Empty
-	19, // 87: cairn.v1.Namespace.BlockLocations:output_type -> cairn.v1.FileBlocks
-	20, // 88: cairn.v1.Namespace.Statfs:output_type -> cairn.v1.FsStats
-	22, // 89: cairn.v1.Namespace.Report:output_type -> cairn.v1.ClusterReport
-	6,  // 90: cairn.v1.Namespace.SetAttr:output_type -> cairn.v1.FileInfo
-	2,  // 91: cairn.v1.Namespace.Symlink:output_type -> cairn.v1.Empty
-	2,  // 92: cairn.v1.Namespace.Mknod:output_type -> cairn.v1.Empty
-	2,  // 93: cairn.v1.Namespace.SetXattr:output_type -> cairn.v1.Empty
-	27, // 94: cairn.v1.Namespace.GetXattr:output_type -> cairn.v1.XattrValue
-	28, // 95: cairn.v1.Namespace.ListXattrs:output_type -> cairn.v1.XattrNames
-	2,  // 96: cairn.v1.Namespace.RemoveXattr:output_type -> cairn.v1.Empty
-	29, // 97: cairn.v1.Namespace.GetContentSummary:output_type -> cairn.v1.ContentSummary
-	31, // 98: cairn.v1.Namespace.Append:output_type -> cairn.v1.AppendReply
-	2,  // 99: cairn.v1.Namespace.RenewLease:output_type -> cairn.v1.Empty
-	2,  // 100: cairn.v1.Namespace.AbandonBlock:output_type -> cairn.v1.Empty
-	2,  // 101: cairn.v1.Namespace.Fsync:output_type -> cairn.v1.Empty
-	34, // 102: cairn.v1.Namespace.UpdateBlockForPipeline:output_type -> cairn.v1.GenStampReply
-	2,  // 103: cairn.v1.Namespace.UpdatePipeline:output_type -> cairn.v1.Empty
-	4,  // 104: cairn.v1.Namespace.AdditionalNode:output_type -> cairn.v1.Node
-	2,  // 105: cairn.v1.Namespace.ReportBadReplicas:output_type -> cairn.v1.Empty
-	2,  // 106: cairn.v1.Namespace.Checkpoint:output_type -> cairn.v1.Empty
-	2,  // 107: cairn.v1.Namespace.Unlink:output_type -> cairn.v1.Empty
-	2,  // 108: cairn.v1.Namespace.Release:output_type -> cairn.v1.Empty
-	41, // 109: cairn.v1.Namespace.ReplicaReport:output_type -> cairn.v1.FileReplicas
-	2,  // 110: cairn.v1.Namespace.Link:output_type -> cairn.v1.Empty
-	6,  // 111: cairn.v1.Namespace.Access:output_type -> cairn.v1.FileInfo
-	45, // 112: cairn.v1.Registry.Register:output_type -> cairn.v1.RegisterReply
-	48, // 113: cairn.v1.Registry.Heartbeat:output_type -> cairn.v1.HeartbeatReply
-	2,  // 114: cairn.v1.Registry.BlockReport:output_type -> cairn.v1.Empty
-	2,  // 115: cairn.v1.Registry.BlocksReceived:output_type -> cairn.v1.Empty
-	2,  // 116: cairn.v1.Registry.BlocksDeleted:output_type -> cairn.v1.Empty
-	2,  // 117: cairn.v1.Registry.CommitBlockSynchronization:output_type -> cairn.v1.Empty
-	2,  // 118: cairn.v1.Registry.ReportBadReplicas:output_type -> cairn.v1.Empty
-	78, // [78:119] is the sub-list for method output_type
-	37, // [37:78] is the sub-list for method input_type
-	37, // [37:37] is the sub-list for extension type_name
-	37, // [37:37] is the sub-list for extension extendee
-	0,  // [0:37] is the sub-list for field type_name
+	4,  // 5: cairn.v1.CompleteRequest.acked:type_name -> cairn.v1.Node
+	6,  // 6: cairn.v1.ListReply.entries:type_name -> cairn.v1.FileInfo
+	5,  // 7: cairn.v1.FileBlocks.blocks:type_name -> cairn.v1.LocatedBlock
+	4,  // 8: cairn.v1.NodeReport.node:type_name -> cairn.v1.Node
+	21, // 9: cairn.v1.ClusterReport.nodes:type_name -> cairn.v1.NodeReport
+	6,  // 10: cairn.v1.AppendReply.info:type_name -> cairn.v1.FileInfo
+	5,  // 11: cairn.v1.AppendReply.last:type_name -> cairn.v1.LocatedBlock
+	3,  // 12: cairn.v1.BlockRequest.block:type_name -> cairn.v1.Block
+	3,  // 13: cairn.v1.UpdatePipelineRequest.old:type_name -> cairn.v1.Block
+	3,  // 14: cairn.v1.UpdatePipelineRequest.updated:type_name -> cairn.v1.Block
+	4,  // 15: cairn.v1.UpdatePipelineRequest.nodes:type_name -> cairn.v1.Node
+	3,  // 16: cairn.v1.AdditionalNodeRequest.block:type_name -> cairn.v1.Block
+	4,  // 17: cairn.v1.AdditionalNodeRequest.existing:type_name -> cairn.v1.Node
+	4,  // 18: cairn.v1.AdditionalNodeRequest.excluded:type_name -> cairn.v1.Node
+	3,  // 19: cairn.v1.BadReplica.block:type_name -> cairn.v1.Block
+	37, // 20: cairn.v1.BadReplicas.replicas:type_name -> cairn.v1.BadReplica
+	4,  // 21: cairn.v1.ReplicaInfo.node:type_name -> cairn.v1.Node
+	50, // 22: cairn.v1.ReplicaInfo.replica:type_name -> cairn.v1.Replica
+	3,  // 23: cairn.v1.BlockReplicas.block:type_name -> cairn.v1.Block
+	39, // 24: cairn.v1.BlockReplicas.replicas:type_name -> cairn.v1.ReplicaInfo
+	40, // 25: cairn.v1.FileReplicas.blocks:type_name -> cairn.v1.BlockReplicas
+	4,  // 26: cairn.v1.Registration.node:type_name -> cairn.v1.Node
+	3,  // 27: cairn.v1.Command.blocks:type_name -> cairn.v1.Block
+	4,  // 28: cairn.v1.Command.targets:type_name -> cairn.v1.Node
+	47, // 29: cairn.v1.HeartbeatReply.commands:type_name -> cairn.v1.Command
+	3,  // 30: cairn.v1.BlockList.blocks:type_name -> cairn.v1.Block
+	3,  // 31: cairn.v1.Replica.block:type_name -> cairn.v1.Block
+	50, // 32: cairn.v1.ReplicaList.replicas:type_name -> cairn.v1.Replica
+	3,  // 33: cairn.v1.CommitSyncRequest.block:type_name -> cairn.v1.Block
+	0,  // 34: cairn.v1.OpHeader.op:type_name -> cairn.v1.OpHeader.Op
+	3,  // 35: cairn.v1.OpHeader.block:type_name -> cairn.v1.Block
+	4,  // 36: cairn.v1.OpHeader.targets:type_name -> cairn.v1.Node
+	1,  // 37: cairn.v1.OpHeader.stage:type_name -> cairn.v1.OpHeader.Stage
+	11, // 38: cairn.v1.Namespace.Mkdirs:input_type -> cairn.v1.MkdirRequest
+	11, // 39: cairn.v1.Namespace.Mkdir:input_type -> cairn.v1.MkdirRequest
+	12, // 40: cairn.v1.Namespace.Create:input_type -> cairn.v1.CreateRequest
+	13, // 41: cairn.v1.Namespace.AddBlock:input_type -> cairn.v1.AddBlockRequest
+	14, // 42: cairn.v1.Namespace.Complete:input_type -> cairn.v1.CompleteRequest
+	8,  // 43: cairn.v1.Namespace.Stat:input_type -> cairn.v1.PathRequest
+	15, // 44: cairn.v1.Namespace.List:input_type -> cairn.v1.ListRequest
+	17, // 45: cairn.v1.Namespace.Rename:input_type -> cairn.v1.RenameRequest
+	18, // 46: cairn.v1.Namespace.Delete:input_type -> cairn.v1.DeleteRequest
+	8,  // 47: cairn.v1.Namespace.BlockLocations:input_type -> cairn.v1.PathRequest
+	2,  // 48: cairn.v1.Namespace.Statfs:input_type -> cairn.v1.Empty
+	2,  // 49: cairn.v1.Namespace.Report:input_type -> cairn.v1.Empty
+	23, // 50: cairn.v1.Namespace.SetAttr:input_type -> cairn.v1.SetAttrRequest
+	24, // 51: cairn.v1.Namespace.Symlink:input_type -> cairn.v1.SymlinkRequest
+	25, // 52: cairn.v1.Namespace.Mknod:input_type -> cairn.v1.MknodRequest
+	26, // 53: cairn.v1.Namespace.SetXattr:input_type -> cairn.v1.XattrRequest
+	26, // 54: cairn.v1.Namespace.GetXattr:input_type -> cairn.v1.XattrRequest
+	8,  // 55: cairn.v1.Namespace.ListXattrs:input_type -> cairn.v1.PathRequest
+	26, // 56: cairn.v1.Namespace.RemoveXattr:input_type -> cairn.v1.XattrRequest
+	8,  // 57: cairn.v1.Namespace.GetContentSummary:input_type -> cairn.v1.PathRequest
+	30, // 58: cairn.v1.Namespace.Append:input_type -> cairn.v1.AppendRequest
+	32, // 59: cairn.v1.Namespace.RenewLease:input_type -> cairn.v1.LeaseRequest
+	33, // 60: cairn.v1.Namespace.AbandonBlock:input_type -> cairn.v1.BlockRequest
+	33, // 61: cairn.v1.Namespace.Fsync:input_type -> cairn.v1.BlockRequest
+	33, // 62: cairn.v1.Namespace.UpdateBlockForPipeline:input_type -> cairn.v1.BlockRequest
+	35, // 63: cairn.v1.Namespace.UpdatePipeline:input_type -> cairn.v1.UpdatePipelineRequest
+	36, // 64: cairn.v1.Namespace.AdditionalNode:input_type -> cairn.v1.AdditionalNodeRequest
+	38, // 65: cairn.v1.Namespace.ReportBadReplicas:input_type -> cairn.v1.BadReplicas
+	42, // 66: cairn.v1.Namespace.Checkpoint:input_type -> cairn.v1.CheckpointRequest
+	9,  // 67: cairn.v1.Namespace.Unlink:input_type -> cairn.v1.UnlinkRequest
+	10, // 68: cairn.v1.Namespace.Release:input_type -> cairn.v1.ReleaseRequest
+	8,  // 69: cairn.v1.Namespace.ReplicaReport:input_type -> cairn.v1.PathRequest
+	55, // 70: cairn.v1.Namespace.Link:input_type -> cairn.v1.LinkRequest
+	43, // 71: cairn.v1.Namespace.Access:input_type -> cairn.v1.AccessRequest
+	44, // 72: cairn.v1.Registry.Register:input_type -> cairn.v1.Registration
+	46, // 73: cairn.v1.Registry.Heartbeat:input_type -> cairn.v1.HeartbeatRequest
+	51, // 74: cairn.v1.Registry.BlockReport:input_type -> cairn.v1.ReplicaList
+	51, // 75: cairn.v1.Registry.BlocksReceived:input_type -> cairn.v1.ReplicaList
+	49, // 76: cairn.v1.Registry.BlocksDeleted:input_type -> cairn.v1.BlockList
+	52, // 77: cairn.v1.Registry.CommitBlockSynchronization:input_type -> cairn.v1.CommitSyncRequest
+	38, // 78: cairn.v1.Registry.ReportBadReplicas:input_type -> cairn.v1.BadReplicas
+	2,  // 79: cairn.v1.Namespace.Mkdirs:output_type -> cairn.v1.Empty
+	2,  // 80: cairn.v1.Namespace.Mkdir:output_type -> cairn.v1.Empty
+	6,  // 81: cairn.v1.Namespace.Create:output_type -> cairn.v1.FileInfo
+	5,  // 82: cairn.v1.Namespace.AddBlock:output_type -> cairn.v1.LocatedBlock
+	2,  // 83: cairn.v1.Namespace.Complete:output_type -> cairn.v1.Empty
+	6,  // 84: cairn.v1.Namespace.Stat:output_type -> cairn.v1.FileInfo
+	16, // 85: cairn.v1.Namespace.List:output_type -> cairn.v1.ListReply
+	2,  // 86: cairn.v1.Namespace.Rename:output_type -> cairn.v1.Empty
+	2,  // 87: cairn.v1.Namespace.Delete:output_type -> cairn.v1.Empty
+	19, // 88: cairn.v1.Namespace.BlockLocations:output_type -> cairn.v1.FileBlocks
+	20, // 89: cairn.v1.Namespace.Statfs:output_type -> cairn.v1.FsStats
+	22, // 90: cairn.v1.Namespace.Report:output_type -> cairn.v1.ClusterReport
+	6,  // 91: cairn.v1.Namespace.SetAttr:output_type -> cairn.v1.FileInfo
+	2,  // 92: cairn.v1.Namespace.Symlink:output_type -> cairn.v1.Empty
+	2,  // 93: cairn.v1.Namespace.Mknod:output_type -> cairn.v1.Empty
+	2,  // 94: cairn.v1.Namespace.SetXattr:output_type -> cairn.v1.Empty
+	27, // 95: cairn.v1.Namespace.GetXattr:output_type -> cairn.v1.XattrValue
+	28, // 96: cairn.v1.Namespace.ListXattrs:output_type -> cairn.v1.XattrNames
+	2,  // 97: cairn.v1.Namespace.RemoveXattr:output_type -> cairn.v1.Empty
+	29, // 98: cairn.v1.Namespace.GetContentSummary:output_type -> cairn.v1.ContentSummary
+	31, // 99: cairn.v1.Namespace.Append:output_type -> cairn.v1.AppendReply
+	2,  // 100: cairn.v1.Namespace.RenewLease:output_type -> cairn.v1.Empty
+	2,  // 101: cairn.v1.Namespace.AbandonBlock:output_type -> cairn.v1.Empty
+	2,  // 102: cairn.v1.Namespace.Fsync:output_type -> cairn.v1.Empty
+	34, // 103: cairn.v1.Namespace.UpdateBlockForPipeline:output_type -> cairn.v1.GenStampReply
+	2,  // 104: cairn.v1.Namespace.UpdatePipeline:output_type -> cairn.v1.Empty
+	4,  // 105: cairn.v1.Namespace.AdditionalNode:output_type -> cairn.v1.Node
+	2,  // 106: cairn.v1.Namespace.ReportBadReplicas:output_type -> cairn.v1.Empty
+	2,  // 107: cairn.v1.Namespace.Checkpoint:output_type -> cairn.v1.Empty
+	2,  // 108: cairn.v1.Namespace.Unlink:output_type -> cairn.v1.Empty
+	2,  // 109: cairn.v1.Namespace.Release:output_type -> cairn.v1.Empty
+	41, // 110: cairn.v1.Namespace.ReplicaReport:output_type -> cairn.v1.FileReplicas
+	2,  // 111: cairn.v1.Namespace.Link:output_type -> cairn.v1.Empty
+	6,  // 112: cairn.v1.Namespace.Access:output_type -> cairn.v1.FileInfo
+	45, // 113: cairn.v1.Registry.Register:output_type -> cairn.v1.RegisterReply
+	48, // 114: cairn.v1.Registry.Heartbeat:output_type -> cairn.v1.HeartbeatReply
+	2,  // 115: cairn.v1.Registry.BlockReport:output_type -> cairn.v1.Empty
+	2,  // 116: cairn.v1.Registry.BlocksReceived:output_type -> cairn.v1.Empty
+	2,  // 117: cairn.v1.Registry.BlocksDeleted:output_type -> cairn.v1.Empty
+	2,  // 118: cairn.v1.Registry.CommitBlockSynchronization:output_type -> cairn.v1.Empty
+	2,  // 119: cairn.v1.Registry.ReportBadReplicas:output_type -> cairn.v1.Empty
+	79, // [79:120] is the sub-list for method output_type
+	38, // [38:79] is the sub-list for method input_type
+	38, // [38:38] is the sub-list for extension type_name
+	38, // [38:38] is the sub-list for extension extendee
+	0,  // [0:38] is the sub-list for field type_name
 }
 
 func init() { file_rpc_pb_cairn_proto_init() }

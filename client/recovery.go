@@ -106,21 +106,25 @@ func (w *Writer) dropNode(i int, why error) {
 
 // lostErr is the error of a writer that cannot go on: what happened to
 // block b and each failure behind it. It is KindNoSpace when the last
-// failure, or every one, was a full disk or metad finding no room, and
+// failure was a full disk or metad finding no room, or when some failure
+// was and no blockd hung: the other failures of such a write (a broken
+// connection, a refused setup) are the full blockds dropping out, seen
+// from another side, and ENOSPC is what the program can act on. It is
 // KindIO otherwise.
 func (w *Writer) lostErr(b cairn.Block, what string, last error) error {
 	kind := cairn.KindIO
-	full, other := 0, 0
+	full, hung := 0, 0
 	parts := make([]string, 0, len(w.failures))
 	for _, f := range w.failures {
 		if f.kind == cairn.KindNoSpace {
 			full++
-		} else {
-			other++
+		}
+		if f.hung {
+			hung++
 		}
 		parts = append(parts, f.String())
 	}
-	if last != nil && failureOf("", last).kind == cairn.KindNoSpace || full > 0 && other == 0 {
+	if last != nil && failureOf("", last).kind == cairn.KindNoSpace || full > 0 && hung == 0 {
 		kind = cairn.KindNoSpace
 	}
 	detail := what

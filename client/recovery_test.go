@@ -58,12 +58,16 @@ func TestReplaceNodePolicy(t *testing.T) {
 func TestLostErrKind(t *testing.T) {
 	full := failure{node: "n1", kind: cairn.KindNoSpace, why: "its disk is full"}
 	broken := failure{node: "n2", kind: cairn.KindIO, why: "connection reset"}
+	hung := failure{node: "n3", kind: cairn.KindIO, why: "no ack within 2s", hung: true}
 	for _, c := range []struct {
 		failures []failure
 		want     cairn.Kind
 	}{
 		{[]failure{full, full}, cairn.KindNoSpace},
-		{[]failure{full, broken}, cairn.KindIO},
+		// A full blockd dropping out breaks its neighbours' connections.
+		{[]failure{full, broken}, cairn.KindNoSpace},
+		{[]failure{broken, full}, cairn.KindNoSpace},
+		{[]failure{full, hung}, cairn.KindIO},
 		{[]failure{broken}, cairn.KindIO},
 		{nil, cairn.KindIO},
 	} {

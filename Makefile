@@ -41,9 +41,10 @@ run: deps build
 	bin/cairn dev --dir $(DEV_DIR) --mount $(DEV_MNT)
 
 # cairn mounts through FUSE 3, whose fusermount3 lets a mount be made and
-# undone; the end-to-end tests also run tar, rsync, git, perl and vim on
-# the mount. As root we install what is missing; otherwise we say what it is.
-DEP_PKGS := fusermount3:fuse3 tar:tar rsync:rsync git:git perl:perl vim:vim
+# undone; the end-to-end tests also compile a C program (cc) and run tar,
+# rsync, git, perl and vim on the mount. As root we install what is
+# missing; otherwise we say what it is.
+DEP_PKGS := fusermount3:fuse3 cc:gcc tar:tar rsync:rsync git:git perl:perl vim:vim
 deps:
 	@missing=""; \
 	for dep in $(DEP_PKGS); do \

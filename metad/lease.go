@@ -261,18 +261,10 @@ func (m *Metad) recoverExpiredLeases() (int, error) {
 }
 
 // recoveryDue reports whether the block recovery of in, a file held by
-// recoveryHolder, has waited long enough to be begun again (or was
-// forgotten by a restart of metad).
+// recoveryHolder, has waited long enough to be begun again: its primary
+// did not report back (or metad restarted and forgot it), or no blockd
+// that may hold the last block was there to recover it.
 func (m *Metad) recoveryDue(in *metapb.Inode) bool {
-	if in.Blocks > 0 {
-		if v, err := m.st.get(fileBlockKey(in.Id, in.Blocks-1)); err == nil {
-			if last, err := decodeBlock(v); err == nil {
-				if _, ok := m.recoveries.current(last.ID); !ok {
-					return true
-				}
-			}
-		}
-	}
 	return m.clock.Now().Sub(time.Unix(0, in.LeaseNs)) >= m.recoveryTimeout()
 }
 

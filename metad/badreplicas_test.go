@@ -295,7 +295,12 @@ func TestReplicaReportJudgesReplicas(t *testing.T) {
 	stale.GenStamp--
 	must(t, m.BlockReport(ctx, "DS-1", finalized(short)))
 	must(t, m.BlockReport(ctx, "DS-2", finalized(stale)))
+	// A whole RWR at the block's stamp (an append cut short before its
+	// first byte) is a good copy; a short one is not.
 	must(t, m.BlockReport(ctx, "DS-3", []cairn.Replica{{Block: b, State: cairn.ReplicaRWR}}))
+	cut := b
+	cut.Len--
+	must(t, m.BlockReport(ctx, "DS-4", []cairn.Replica{{Block: cut, State: cairn.ReplicaRWR}}))
 	fr, err := m.ReplicaReport(ctx, "/f")
 	if err != nil {
 		t.Fatal(err)
@@ -303,7 +308,7 @@ func TestReplicaReportJudgesReplicas(t *testing.T) {
 	if fr.Writing || fr.Replication != 3 || len(fr.Blocks) != 1 || fr.Blocks[0].Block != b {
 		t.Fatalf("replica report %+v", fr)
 	}
-	want := map[string]string{"DS-0": "", "DS-1": "length mismatch", "DS-2": "stale generation stamp", "DS-3": "unfinished replica (RWR)"}
+	want := map[string]string{"DS-0": "", "DS-1": "length mismatch", "DS-2": "stale generation stamp", "DS-3": "", "DS-4": "unfinished replica (RWR)"}
 	reps := fr.Blocks[0].Replicas
 	if len(reps) != len(want) {
 		t.Fatalf("replicas %+v, want one on each of %v", reps, want)

@@ -69,7 +69,21 @@ func (bm *blockMap) corruptWhy(node string, r cairn.Replica) string {
 // good reports whether node's replica r counts as a copy of b, metad's
 // record of the block. Caller holds bm.mu.
 func (bm *blockMap) good(node string, r cairn.Replica, b cairn.Block) bool {
-	return r.State == cairn.ReplicaFinalized && r.GenStamp >= b.GenStamp && r.Len >= b.Len && bm.corruptWhy(node, r) == ""
+	return wholeCopy(r, b) && bm.corruptWhy(node, r) == ""
+}
+
+// wholeCopy reports whether replica r holds every byte of b, metad's
+// record of the block: finalized at its stamp or newer and at least as
+// long, or found in rbw/ at a restart (RWR) at exactly its stamp and
+// length (see judge).
+func wholeCopy(r cairn.Replica, b cairn.Block) bool {
+	switch r.State {
+	case cairn.ReplicaFinalized:
+		return r.GenStamp >= b.GenStamp && r.Len >= b.Len
+	case cairn.ReplicaRWR:
+		return r.GenStamp == b.GenStamp && r.Len == b.Len && b.Len > 0
+	}
+	return false
 }
 
 // mark marks node's replica r corrupt, keeping an earlier reason for the
@@ -286,6 +300,9 @@ const (
 //   - finalized at the stored stamp or newer, with the stored length: live;
 //   - being written (RBW) at the stored stamp of a closed file: its
 //     finalize is on its way; recorded as it is;
+//   - waiting for recovery (RWR) at the stored stamp and length of a
+//     closed file: the whole block, left in rbw/ by an append cut short
+//     before its first byte: live;
 //   - an older stamp, another length, or an unfinished replica of a closed
 //     file: corrupt, with the reason.
 func judge(r cairn.Replica, stored cairn.Block, known, writing bool) (judgement, string) {
@@ -298,6 +315,12 @@ func judge(r cairn.Replica, stored cairn.Block, known, writing bool) (judgement,
 		return replicaCorrupt, fmt.Sprintf("stale generation stamp: the replica is at %d, the block at %d", r.GenStamp, stored.GenStamp)
 	case r.State == cairn.ReplicaRBW && r.GenStamp == stored.GenStamp:
 		return replicaAsIs, ""
+	case r.State == cairn.ReplicaRWR && r.GenStamp == stored.GenStamp && r.Len == stored.Len:
+		// Found in rbw/ at a restart with every byte of the block at its
+		// stamp, verified: an append that reopened the finalized replica
+		// and was cut short before it wrote (the file was closed as it
+		// was). It is the block, in the other directory: a good copy.
+		return replicaLive, ""
 	case r.State != cairn.ReplicaFinalized:
 		return replicaCorrupt, fmt.Sprintf("unfinished replica (%s) of a closed file", r.State)
 	case r.Len != stored.Len:

@@ -52,7 +52,7 @@ func (m *Metad) ReplicaReport(ctx context.Context, path string) (cairn.FileRepli
 					ri.Corrupt = why
 				}
 			}
-			ri.Good = ri.Corrupt == "" && r.State == cairn.ReplicaFinalized && r.GenStamp >= blk.GenStamp && r.Len >= blk.Len
+			ri.Good = ri.Corrupt == "" && wholeCopy(r.Replica, blk)
 			br.Replicas = append(br.Replicas, ri)
 		}
 		sort.Slice(br.Replicas, func(i, j int) bool { return br.Replicas[i].StorageID < br.Replicas[j].StorageID })

@@ -435,7 +435,7 @@ func watchReplicas(c *cluster.Cluster) *replicaWatch {
 }
 
 func (w *replicaWatch) scan() {
-	reps, err := w.c.FinalizedReplicas()
+	reps, err := w.c.WholeReplicas()
 	if err != nil {
 		w.errs = append(w.errs, err.Error())
 		return
@@ -450,12 +450,13 @@ func (w *replicaWatch) finish() (map[cluster.Replica]bool, error) {
 	close(w.stop)
 	<-w.done
 	w.scan()
-	return w.c.FinalizedReplicas()
+	return w.c.WholeReplicas()
 }
 
-// checkLiveReplicas fails a cell when a finalized replica of one of its live
-// files' blocks, at the block's current generation stamp, was seen on a
-// blockd's disk and is gone now (with as many blockds as the replication
+// checkLiveReplicas fails a cell when a replica of one of its live files'
+// blocks, at the block's current generation stamp, was seen on a blockd's
+// disk (finalized, or in rbw/: an append's reopen moves a finalized
+// replica there, and a kill can leave it there) and is gone now (with as many blockds as the replication
 // factor there is never an excess replica to trim, and nothing here
 // corrupts one), or when metad names a replica that is not on disk.
 func checkLiveReplicas(ctx context.Context, c *cluster.Cluster, cl *client.Client, cells []*cell, seen, now map[cluster.Replica]bool) {

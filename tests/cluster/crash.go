@@ -211,10 +211,29 @@ func (r Replica) String() string {
 // the directories while the blockds run; a file moved meanwhile is simply
 // not seen. It may be called from any goroutine.
 func (c *Cluster) FinalizedReplicas() (map[Replica]bool, error) {
+	return c.replicasIn("finalized")
+}
+
+// WholeReplicas is FinalizedReplicas and the replicas in rbw/ (being
+// written, or left there by a restart): every replica a blockd holds.
+func (c *Cluster) WholeReplicas() (map[Replica]bool, error) {
+	out, err := c.replicasIn("finalized")
+	if err != nil {
+		return nil, err
+	}
+	rbw, err := c.replicasIn("rbw")
+	for r := range rbw {
+		out[r] = true
+	}
+	return out, err
+}
+
+// replicasIn lists the replicas under current/SUB of every blockd.
+func (c *Cluster) replicasIn(sub string) (map[Replica]bool, error) {
 	out := map[Replica]bool{}
 	for i, b := range c.blockds {
 		for _, dir := range b.dirs {
-			root := filepath.Join(dir, "current", "finalized")
+			root := filepath.Join(dir, "current", sub)
 			err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
 				if errors.Is(err, fs.ErrNotExist) {
 					return nil
@@ -222,22 +241,22 @@ func (c *Cluster) FinalizedReplicas() (map[Replica]bool, error) {
 				if err != nil {
 					return err
 				}
-				sub := metaFileName.FindStringSubmatch(d.Name())
-				if d.IsDir() || sub == nil {
+				name := metaFileName.FindStringSubmatch(d.Name())
+				if d.IsDir() || name == nil {
 					return nil
 				}
-				if _, err := os.Stat(filepath.Join(filepath.Dir(path), "blk_"+sub[1])); err != nil {
+				if _, err := os.Stat(filepath.Join(filepath.Dir(path), "blk_"+name[1])); err != nil {
 					return nil
 				}
-				id, err1 := strconv.ParseUint(sub[1], 10, 64)
-				gs, err2 := strconv.ParseUint(sub[2], 10, 64)
+				id, err1 := strconv.ParseUint(name[1], 10, 64)
+				gs, err2 := strconv.ParseUint(name[2], 10, 64)
 				if err1 == nil && err2 == nil {
 					out[Replica{Blockd: i, ID: id, GenStamp: gs}] = true
 				}
 				return nil
 			})
 			if err != nil {
-				return nil, fmt.Errorf("listing finalized replicas of blockd%d: %w", i, err)
+				return nil, fmt.Errorf("listing the replicas in %s of blockd%d: %w", sub, i, err)
 			}
 		}
 	}

@@ -286,7 +286,7 @@ func TestEveryReplicaCorrupt(t *testing.T) {
 // names each replica's fault against metad's record.
 func TestReplicaReportJudgesReplicas(t *testing.T) {
 	m := openCfg(t, Config{Clock: newFakeClock()})
-	nodes := registerNodes(t, m, 5)
+	nodes := registerNodes(t, m, 6)
 	ctx := context.Background()
 	b := closedFile(t, m, "/f", 1<<20, nodes[:1])
 	short := b
@@ -301,6 +301,10 @@ func TestReplicaReportJudgesReplicas(t *testing.T) {
 	cut := b
 	cut.Len--
 	must(t, m.BlockReport(ctx, "DS-4", []cairn.Replica{{Block: cut, State: cairn.ReplicaRWR}}))
+	// At the new stamp of an append that never committed it, whole: good.
+	reopened := b
+	reopened.GenStamp++
+	must(t, m.BlockReport(ctx, "DS-5", []cairn.Replica{{Block: reopened, State: cairn.ReplicaRWR}}))
 	fr, err := m.ReplicaReport(ctx, "/f")
 	if err != nil {
 		t.Fatal(err)
@@ -308,7 +312,7 @@ func TestReplicaReportJudgesReplicas(t *testing.T) {
 	if fr.Writing || fr.Replication != 3 || len(fr.Blocks) != 1 || fr.Blocks[0].Block != b {
 		t.Fatalf("replica report %+v", fr)
 	}
-	want := map[string]string{"DS-0": "", "DS-1": "length mismatch", "DS-2": "stale generation stamp", "DS-3": "", "DS-4": "unfinished replica (RWR)"}
+	want := map[string]string{"DS-0": "", "DS-1": "length mismatch", "DS-2": "stale generation stamp", "DS-3": "", "DS-4": "unfinished replica (RWR)", "DS-5": ""}
 	reps := fr.Blocks[0].Replicas
 	if len(reps) != len(want) {
 		t.Fatalf("replicas %+v, want one on each of %v", reps, want)

@@ -74,14 +74,14 @@ func (bm *blockMap) good(node string, r cairn.Replica, b cairn.Block) bool {
 
 // wholeCopy reports whether replica r holds every byte of b, metad's
 // record of the block: finalized at its stamp or newer and at least as
-// long, or found in rbw/ at a restart (RWR) at exactly its stamp and
-// length (see judge).
+// long, or found in rbw/ at a restart (RWR) at its stamp or newer and
+// exactly its length (see judge).
 func wholeCopy(r cairn.Replica, b cairn.Block) bool {
 	switch r.State {
 	case cairn.ReplicaFinalized:
 		return r.GenStamp >= b.GenStamp && r.Len >= b.Len
 	case cairn.ReplicaRWR:
-		return r.GenStamp == b.GenStamp && r.Len == b.Len && b.Len > 0
+		return r.GenStamp >= b.GenStamp && r.Len == b.Len && b.Len > 0
 	}
 	return false
 }
@@ -300,9 +300,9 @@ const (
 //   - finalized at the stored stamp or newer, with the stored length: live;
 //   - being written (RBW) at the stored stamp of a closed file: its
 //     finalize is on its way; recorded as it is;
-//   - waiting for recovery (RWR) at the stored stamp and length of a
-//     closed file: the whole block, left in rbw/ by an append cut short
-//     before its first byte: live;
+//   - waiting for recovery (RWR) at the stored stamp or newer with the
+//     stored length, of a closed file: the whole block, left in rbw/ by an
+//     append cut short before its first byte: live;
 //   - an older stamp, another length, or an unfinished replica of a closed
 //     file: corrupt, with the reason.
 func judge(r cairn.Replica, stored cairn.Block, known, writing bool) (judgement, string) {
@@ -315,11 +315,13 @@ func judge(r cairn.Replica, stored cairn.Block, known, writing bool) (judgement,
 		return replicaCorrupt, fmt.Sprintf("stale generation stamp: the replica is at %d, the block at %d", r.GenStamp, stored.GenStamp)
 	case r.State == cairn.ReplicaRBW && r.GenStamp == stored.GenStamp:
 		return replicaAsIs, ""
-	case r.State == cairn.ReplicaRWR && r.GenStamp == stored.GenStamp && r.Len == stored.Len:
-		// Found in rbw/ at a restart with every byte of the block at its
-		// stamp, verified: an append that reopened the finalized replica
-		// and was cut short before it wrote (the file was closed as it
-		// was). It is the block, in the other directory: a good copy.
+	case r.State == cairn.ReplicaRWR && r.GenStamp >= stored.GenStamp && r.Len == stored.Len:
+		// Found in rbw/ at a restart with every byte of the block, verified,
+		// at its stamp or at the new one of an append that reopened the
+		// finalized replica and was cut short before it committed its
+		// stamp and wrote a byte (the file was then closed as it was):
+		// bytes are never changed in place, so it is the block, in the
+		// other directory: a good copy.
 		return replicaLive, ""
 	case r.State != cairn.ReplicaFinalized:
 		return replicaCorrupt, fmt.Sprintf("unfinished replica (%s) of a closed file", r.State)

@@ -47,71 +47,40 @@ const RootIno = 1
 
 var layoutKey = []byte("mlayout")
 
+// idKey is prefix followed by id (8 bytes, big-endian), with room for
+// extra more bytes.
+func idKey(prefix byte, id uint64, extra int) []byte {
+	k := make([]byte, 9, 9+extra)
+	k[0] = prefix
+	binary.BigEndian.PutUint64(k[1:], id)
+	return k
+}
+
 func counterKey(name string) []byte { return append([]byte{prefixCounter}, name...) }
 
-func inodeKey(ino uint64) []byte {
-	k := make([]byte, 9)
-	k[0] = prefixInode
-	binary.BigEndian.PutUint64(k[1:], ino)
-	return k
-}
+func inodeKey(ino uint64) []byte { return idKey(prefixInode, ino, 0) }
 
-func entryPrefix(parent uint64) []byte {
-	k := make([]byte, 9, 9+32)
-	k[0] = prefixEntry
-	binary.BigEndian.PutUint64(k[1:], parent)
-	return k
-}
+func entryPrefix(parent uint64) []byte { return idKey(prefixEntry, parent, 32) }
 
 func entryKey(parent uint64, name string) []byte { return append(entryPrefix(parent), name...) }
 
-func filePrefix(ino uint64) []byte {
-	k := make([]byte, 9, 13)
-	k[0] = prefixFile
-	binary.BigEndian.PutUint64(k[1:], ino)
-	return k
-}
+func filePrefix(ino uint64) []byte { return idKey(prefixFile, ino, 4) }
 
 func fileBlockKey(ino uint64, idx uint32) []byte {
 	return binary.BigEndian.AppendUint32(filePrefix(ino), idx)
 }
 
-func blockKey(id cairn.BlockID) []byte {
-	k := make([]byte, 9)
-	k[0] = prefixBlock
-	binary.BigEndian.PutUint64(k[1:], uint64(id))
-	return k
-}
+func blockKey(id cairn.BlockID) []byte { return idKey(prefixBlock, uint64(id), 0) }
 
-func xattrPrefix(ino uint64) []byte {
-	k := make([]byte, 9, 9+32)
-	k[0] = prefixXattr
-	binary.BigEndian.PutUint64(k[1:], ino)
-	return k
-}
+func xattrPrefix(ino uint64) []byte { return idKey(prefixXattr, ino, 32) }
 
 func xattrKey(ino uint64, name string) []byte { return append(xattrPrefix(ino), name...) }
 
-func writingKey(ino uint64) []byte {
-	k := make([]byte, 9)
-	k[0] = prefixWriting
-	binary.BigEndian.PutUint64(k[1:], ino)
-	return k
-}
+func writingKey(ino uint64) []byte { return idKey(prefixWriting, ino, 0) }
 
-func orphanKey(ino uint64) []byte {
-	k := make([]byte, 9)
-	k[0] = prefixOrphan
-	binary.BigEndian.PutUint64(k[1:], ino)
-	return k
-}
+func orphanKey(ino uint64) []byte { return idKey(prefixOrphan, ino, 0) }
 
-func linkPrefix(ino uint64) []byte {
-	k := make([]byte, 9, 17+32)
-	k[0] = prefixLink
-	binary.BigEndian.PutUint64(k[1:], ino)
-	return k
-}
+func linkPrefix(ino uint64) []byte { return idKey(prefixLink, ino, 8+32) }
 
 func linkKey(ino, parent uint64, name string) []byte {
 	return append(binary.BigEndian.AppendUint64(linkPrefix(ino), parent), name...)

@@ -56,6 +56,7 @@ type columnLog struct {
 	errs         []record // the writer's errors
 	verified     int64    // bytes the writer read back through the open handle of its unlinked file
 	verifyFailed []string
+	readErrors   []string // reads through the open handle that failed with an error
 }
 
 func (l *columnLog) file(name string) *ackedFile {
@@ -139,6 +140,8 @@ func readManifest(p string) (map[string]*columnLog, error) {
 			l.verified += r.Len
 		case "verify-failed":
 			l.verifyFailed = append(l.verifyFailed, fmt.Sprintf("[%d,%d): %s", r.Off, r.Off+r.Len, r.Err))
+		case "read-error":
+			l.readErrors = append(l.readErrors, fmt.Sprintf("[%d,%d): %s", r.Off, r.Off+r.Len, r.Err))
 		case "paused":
 			l.paused = true
 		case "error":
@@ -458,7 +461,9 @@ func (w *replicaWatch) finish() (map[cluster.Replica]bool, error) {
 // disk (finalized, or in rbw/: an append's reopen moves a finalized
 // replica there, and a kill can leave it there) and is gone now (with as many blockds as the replication
 // factor there is never an excess replica to trim, and nothing here
-// corrupts one), or when metad names a replica that is not on disk.
+// corrupts one) — unless the same blockd holds it at a newer stamp that
+// metad counts as good — or when metad names a replica that is not on disk
+// at the block's stamp or newer.
 func checkLiveReplicas(ctx context.Context, c *cluster.Cluster, cl *client.Client, cells []*cell, seen, now map[cluster.Replica]bool) {
 	for _, ce := range cells {
 		for _, dir := range ce.dirs() {
@@ -477,27 +482,50 @@ func checkLiveReplicas(ctx context.Context, c *cluster.Cluster, cl *client.Clien
 					if infos[i].Writing && j == len(fb.Blocks)-1 {
 						continue // may be unfinished
 					}
+					listed := map[int]bool{}
+					for _, n := range b.Locations {
+						idx := c.BlockdOf(n.DataAddr)
+						listed[idx] = true
+						if _, ok := newestOnDisk(now, idx, uint64(b.ID), uint64(b.GenStamp)); !ok {
+							ce.fail("metad lists a replica of %s on blockd%d (%s) that is not on its disk", p, idx, b.Block)
+						}
+					}
 					var gone []string
 					for r := range seen {
-						if r.ID == uint64(b.ID) && r.GenStamp == uint64(b.GenStamp) && !now[r] {
-							gone = append(gone, r.String())
+						if r.ID != uint64(b.ID) || r.GenStamp != uint64(b.GenStamp) || now[r] {
+							continue
 						}
+						// An append that reopened the replica under a new stamp
+						// and was cut short before committing it leaves the
+						// same bytes at the newer stamp: not a deletion, if
+						// metad counts that replica as a good one.
+						if gs, ok := newestOnDisk(now, r.Blockd, r.ID, r.GenStamp+1); ok && listed[r.Blockd] {
+							ce.note("%s: %s is on its disk at the newer stamp %d", p, r, gs)
+							continue
+						}
+						gone = append(gone, r.String())
 					}
 					sort.Strings(gone)
 					if len(gone) > 0 {
 						ce.fail("replicas of live %s (%s) deleted: %s", p, b.Block, strings.Join(gone, ", "))
 					}
-					for _, n := range b.Locations {
-						idx := c.BlockdOf(n.DataAddr)
-						r := cluster.Replica{Blockd: idx, ID: uint64(b.ID), GenStamp: uint64(b.GenStamp)}
-						if !now[r] {
-							ce.fail("metad lists a replica of %s on blockd%d (%s) that is not on its disk", p, idx, b.Block)
-						}
-					}
 				}
 			}
 		}
 	}
+}
+
+// newestOnDisk returns the newest stamp, at least gs, of a replica of block
+// id on disk on blockd node.
+func newestOnDisk(now map[cluster.Replica]bool, node int, id, gs uint64) (uint64, bool) {
+	var best uint64
+	found := false
+	for r := range now {
+		if r.Blockd == node && r.ID == id && r.GenStamp >= gs && (!found || r.GenStamp > best) {
+			best, found = r.GenStamp, true
+		}
+	}
+	return best, found
 }
 
 // writerNotes records what the writers did, and fails the cell for a
@@ -515,6 +543,16 @@ func writerNotes(ce *cell, killedAt time.Time) {
 		}
 		if len(l.verifyFailed) > 0 {
 			ce.fail("%s writer read its unlinked file back wrong through the open handle: %s", l.kind, strings.Join(l.verifyFailed, "; "))
+		}
+		if len(l.readErrors) > 0 {
+			// With every blockd killed no replica can be reached, and an
+			// error is the honest answer; anywhere else a live replica
+			// should have served the read.
+			if ce.row == "blockds" {
+				ce.note("%s writer's read of its unlinked file failed while the blockds were down: %s", l.kind, strings.Join(l.readErrors, "; "))
+			} else {
+				ce.fail("%s writer could not read its unlinked file through the open handle: %s", l.kind, strings.Join(l.readErrors, "; "))
+			}
 		}
 		if l.verified > 0 {
 			ce.note("%s writer read %d bytes of its unlinked file back through the open handle", l.kind, l.verified)

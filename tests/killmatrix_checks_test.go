@@ -22,8 +22,9 @@ import (
 // client writer (the matrix's, as a separate process) writes two columns
 // with nothing killed and every check passes; then an acknowledgement the
 // file does not hold, an acknowledged length past the end of the file, a
-// finalized replica of a live file deleted from a blockd's disk, and a
-// file left open each fail the cell with their own reason.
+// finalized replica of a live file deleted from a blockd's disk, a file
+// left open, and a read through the handle of an unlinked file that failed
+// while any blockd was up each fail the cell with their own reason.
 func TestKillMatrixChecks(t *testing.T) {
 	c := cluster.Start(t, cluster.Config{Blockds: 3, Replication: 3, BlockSize: 512 << 10})
 	ctx := context.Background()
@@ -109,6 +110,21 @@ func TestKillMatrixChecks(t *testing.T) {
 	f.segs = append(f.segs, last)
 	checkRead(ce, "client", open, exists)
 	wantFail("an acknowledgement past the end", ce, fmt.Sprintf("%d were acknowledged", last.Off+last.Len))
+
+	// A read of the unlinked file through its open handle that failed:
+	// honest with every blockd down, a failure anywhere else.
+	for _, row := range []string{"blockds", "blockd"} {
+		ce := newCells()[0]
+		ce.row, ce.reasons = row, nil
+		ce.logs[0].readErrors = []string{"[0,10): input/output error"}
+		writerNotes(ce, time.Time{})
+		if row == "blockds" && !ce.passed() {
+			t.Errorf("a read error with every blockd down fails the cell: %s", ce.reasons)
+		}
+		if row == "blockd" {
+			wantFail("a read error with one blockd down", ce, "could not read its unlinked file")
+		}
+	}
 
 	// A finalized replica of a live file deleted.
 	cells = newCells()

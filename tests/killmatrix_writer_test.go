@@ -79,7 +79,7 @@ type writerConfig struct {
 
 // record is one line of a manifest.
 type record struct {
-	Ev   string `json:"ev"` // ack, renaming, renamed, unlinking, unlinked, inode, verified, verify-failed, paused, error, done
+	Ev   string `json:"ev"` // ack, renaming, renamed, unlinking, unlinked, inode, verified, verify-failed, read-error, paused, error, done
 	Kind string `json:"kind"`
 	Col  string `json:"col"`
 	File string `json:"file,omitempty"` // the writer's name for the file, stable across renames
@@ -454,7 +454,11 @@ func (c *column) unlinkWhileOpen() error {
 			// Unlinked: only the open handle still reaches the bytes.
 			got := make([]byte, len(data))
 			n, err := r.ReadAt(got, off)
-			if err != nil && !(errors.Is(err, io.EOF) && n == len(got)) {
+			if err != nil && !errors.Is(err, io.EOF) {
+				// An error, not a short count: honest while no replica
+				// can be reached (the row that kills every blockd).
+				c.rec(record{Ev: "read-error", File: "tmp", Off: off, Len: int64(len(data)), Err: fmt.Sprintf("read %d bytes through the open handle: %v", n, err)})
+			} else if err != nil && n != len(got) {
 				c.rec(record{Ev: "verify-failed", File: "tmp", Off: off, Len: int64(len(data)), Err: fmt.Sprintf("read %d bytes through the open handle: %v", n, err)})
 			} else if sum(got) != sum(data) {
 				c.rec(record{Ev: "verify-failed", File: "tmp", Off: off, Len: int64(len(data)), Err: "the bytes read through the open handle differ from those written"})

@@ -370,6 +370,31 @@ type Admin interface {
 	// Checkpoint writes a consistent copy of the namespace (a Pebble
 	// checkpoint plus VERSION) to dir on metad's machine while serving.
 	Checkpoint(ctx context.Context, dir string) error
+	// SafeMode reports metad's safe mode (SafeModeGet), or turns it on
+	// until turned off by hand (SafeModeEnter) or off (SafeModeLeave);
+	// the last two take a superuser (KindAccess). In safe mode metad is
+	// read-only: every namespace mutation and writer call fails with
+	// KindSafeMode, whose detail is the status's Message.
+	SafeMode(ctx context.Context, action SafeModeAction) (SafeModeStatus, error)
+}
+
+// SafeModeAction is what Admin.SafeMode does.
+type SafeModeAction int
+
+const (
+	SafeModeGet SafeModeAction = iota
+	SafeModeEnter
+	SafeModeLeave
+)
+
+// SafeModeStatus is metad's safe mode. Total, Reported and Needed count
+// blocks while metad waits at its start for the blockds' reports; LeavesIn
+// is the rest of the extension once Needed were reported.
+type SafeModeStatus struct {
+	On, Manual              bool
+	Total, Reported, Needed int
+	LeavesIn                time.Duration
+	Message                 string // HDFS's words: "Safe mode is ON. ..."
 }
 
 // WriterRef names a file in the writer protocol (AddBlock, Complete,

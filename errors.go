@@ -28,6 +28,7 @@ const (
 	KindIO                      // data could not be read or written
 	KindUnavailable             // a service cannot be reached
 	KindNameTooLong             // a name or path longer than the limits
+	KindSafeMode                // metad is read-only (safe mode)
 )
 
 var kindNames = [...]string{
@@ -47,6 +48,7 @@ var kindNames = [...]string{
 	KindIO:          "input/output error",
 	KindUnavailable: "service unavailable",
 	KindNameTooLong: "file name too long",
+	KindSafeMode:    "read-only: metad is in safe mode",
 }
 
 func (k Kind) String() string {
@@ -74,6 +76,7 @@ var (
 	ErrIO          = &Error{Kind: KindIO}
 	ErrUnavailable = &Error{Kind: KindUnavailable}
 	ErrNameTooLong = &Error{Kind: KindNameTooLong}
+	ErrSafeMode    = &Error{Kind: KindSafeMode}
 )
 
 // Error is cairn's error: what was done (Op, e.g. "metad.Create"), on what

@@ -162,7 +162,7 @@ func Dial(addr string, opts Options) (*Client, error) {
 	}
 	// Identity first: every attempt of a call carries it.
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithChainUnaryInterceptor(rpc.IdentityInterceptor(opts.Identity), rpc.RetryInterceptor(rpc.NewClientID(), retry)))
+		grpc.WithChainUnaryInterceptor(rpc.IdentityInterceptor(opts.Identity), rpc.SafeModeLogger(opts.Logger, 10*time.Second), rpc.RetryInterceptor(rpc.NewClientID(), retry)))
 	if err != nil {
 		return nil, fmt.Errorf("client: dial metad %s: %w", addr, err)
 	}

@@ -297,6 +297,9 @@ func (m *Metad) runLeaseMonitor(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+			if m.safe.isOn() {
+				continue // no lease recovery, no freeing, in safe mode
+			}
 			if _, err := m.recoverExpiredLeases(); err != nil {
 				m.log.Error("lease monitor", zap.Error(err))
 			}

@@ -49,6 +49,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	ckptKeep := fl.Int("checkpoint-keep", DefaultCheckpointKeep, "how many periodic checkpoints to keep")
 	retrySize := fl.Int("retry-cache-size", DefaultRetryCacheSize, "answers of mutating calls kept to answer a call made again after its answer was lost")
 	retryExpiry := fl.Duration("retry-cache-expiry", DefaultRetryCacheExpiry, "how long the retry cache keeps an answer")
+	smThreshold := fl.Float64("safemode-threshold-pct", DefaultSafeModeThreshold, "at start, stay in safe mode (read-only) until the blockds have reported this share of the blocks (0: no safe mode at start; above 1: until `cairn admin -safemode leave`)")
+	smExtension := fl.Duration("safemode-extension", DefaultSafeModeExtension, "stay in safe mode this long after the threshold is reached")
 	addrFile := fl.String("addr-file", "", "write the bound addresses as JSON to this file once serving")
 	debug := fl.Bool("debug", false, "log at debug level")
 	fl.Usage = func() {
@@ -65,6 +67,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return daemon.Usage(stderr, "cairn metad", "--data DIR is required")
 	case *format && *restore != "":
 		return daemon.Usage(stderr, "cairn metad", "--format and --restore exclude each other")
+	case *smThreshold < 0 || *smExtension < 0:
+		return daemon.Usage(stderr, "cairn metad", "--safemode-threshold-pct and --safemode-extension cannot be negative")
 	case *hard < *soft:
 		return daemon.Usage(stderr, "cairn metad", "--lease-hard-limit is shorter than --lease-soft-limit")
 	}
@@ -83,6 +87,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		NoPermissions: !*perms, Supergroup: *supergroup, LeaseSoft: *soft, LeaseHard: *hard, CacheSize: *cache,
 		CheckpointDir: *ckptDir, CheckpointInterval: *ckptEvery, CheckpointKeep: *ckptKeep,
 		RetryCacheSize: *retrySize, RetryCacheExpiry: *retryExpiry,
+		SafeModeThreshold: *smThreshold, SafeModeExtension: *smExtension,
 	}); err != nil {
 		log.Error("metad stopped", zap.Error(err))
 		fmt.Fprintf(stderr, "cairn metad: %v\n", err)
@@ -150,7 +155,7 @@ func serve(ctx context.Context, log *zap.Logger, dir string, format, force bool,
 		return err
 	}
 	rc := newRetryCache(m.cfg.RetryCacheSize, m.cfg.RetryCacheExpiry, m.clock.Now, log.Named("retrycache"))
-	srv := grpc.NewServer(grpc.MaxRecvMsgSize(64<<20), grpc.ChainUnaryInterceptor(rpc.ServerIdentity, markRemote, rc.intercept),
+	srv := grpc.NewServer(grpc.MaxRecvMsgSize(64<<20), grpc.ChainUnaryInterceptor(rpc.ServerIdentity, markRemote, m.safeModeGate, rc.intercept),
 		grpc.NumStreamWorkers(uint32(4*runtime.GOMAXPROCS(0))))
 	rpc.RegisterNamespace(srv, m)
 	rpc.RegisterRegistry(srv, m)

@@ -215,6 +215,9 @@ func (m *Metad) closed(b *pebble.Batch, in *metapb.Inode) ([]cairn.Block, error)
 // monitor begins a new one in time.
 func (m *Metad) CommitBlockSynchronization(ctx context.Context, c cairn.CommitSync) error {
 	const op = "metad.CommitBlockSynchronization"
+	if err := m.refusal(op, ""); err != nil {
+		return err // the recovery is begun again once metad leaves safe mode
+	}
 	cur, ok := m.recoveries.current(c.Block.ID)
 	if !ok || cur.id != c.RecoveryID {
 		return cairn.E(op, cairn.KindInvalid, "", fmt.Sprintf("recovery %d of blk_%d is not under way", c.RecoveryID, c.Block.ID))

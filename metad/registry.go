@@ -203,9 +203,14 @@ func (m *Metad) Heartbeat(ctx context.Context, h cairn.Heartbeat) ([]cairn.Comma
 	if !ok {
 		return []cairn.Command{{Kind: cairn.CmdReregister}}, nil
 	}
-	cmds := append(m.repl.take(h.StorageID), m.recoveries.take(h.StorageID)...)
-	if del := m.blocks.takeDeletes(h.StorageID); len(del) > 0 {
-		cmds = append(cmds, cairn.Command{Kind: cairn.CmdDelete, Blocks: del})
+	var cmds []cairn.Command
+	if !m.safe.isOn() {
+		// In safe mode nothing is copied, recovered or deleted: the work
+		// stays queued until metad leaves it.
+		cmds = append(m.repl.take(h.StorageID), m.recoveries.take(h.StorageID)...)
+		if del := m.blocks.takeDeletes(h.StorageID); len(del) > 0 {
+			cmds = append(cmds, cairn.Command{Kind: cairn.CmdDelete, Blocks: del})
+		}
 	}
 	if v := m.blocks.takeVerifies(h.StorageID); len(v) > 0 {
 		cmds = append(cmds, cairn.Command{Kind: cairn.CmdVerify, Blocks: v})
@@ -241,6 +246,15 @@ func (m *Metad) accept(node string, reps []cairn.Replica, replace bool) error {
 		}
 		j, why := judge(r, stored, known, writing)
 		vs = append(vs, verdict{r, j, why})
+	}
+	var live []cairn.BlockID
+	for _, v := range vs {
+		// Safe mode counts a block once a replica of it is reported
+		// that is not corrupt: a good one, or one of a file being written
+		// (recorded as it is; the writer or recovery settles it).
+		if v.j == replicaLive || v.j == replicaAsIs {
+			live = append(live, v.r.ID)
+		}
 	}
 	var noFile, corrupt, rwrKept, rwrDropped int
 	for _, v := range vs {
@@ -288,6 +302,7 @@ func (m *Metad) accept(node string, reps []cairn.Replica, replace bool) error {
 		}
 	}
 	bm.mu.Unlock()
+	m.safe.reported(live, m.clock.Now())
 	if noFile > 0 {
 		m.log.Info("replicas of no file queued for deletion", zap.String("storage_id", node), zap.Int("replicas", noFile))
 	}

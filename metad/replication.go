@@ -56,6 +56,9 @@ func (m *Metad) runReplicationMonitor(ctx context.Context, every time.Duration) 
 		case <-ctx.Done():
 			return
 		case <-t.C:
+			if m.safe.check(m.clock.Now()); m.safe.isOn() {
+				continue // no copies, trims or deletions in safe mode
+			}
 			if err := m.checkReplication(round%fullCheckEvery == 0); err != nil {
 				m.log.Error("replication monitor", zap.Error(err))
 			}

@@ -64,6 +64,13 @@ type Config struct {
 	// for RetryCacheExpiry (retrycache.go).
 	RetryCacheSize   int
 	RetryCacheExpiry time.Duration
+	// SafeModeThreshold: at start metad stays in safe mode until the
+	// blockds have reported a good replica of this share of its blocks,
+	// and then SafeModeExtension more (safemode.go). 0, the zero Config's,
+	// starts out of safe mode; the command's default is
+	// DefaultSafeModeThreshold.
+	SafeModeThreshold float64
+	SafeModeExtension time.Duration
 }
 
 // Default lease limits, HDFS's.
@@ -82,6 +89,7 @@ type Metad struct {
 	pipelines   *pipelines  // where blocks being written are
 	repl        *replQueue  // copies the replication monitor hands out
 	recoveries  *recoveries // block recoveries under way
+	safe        *safeMode
 	clock       Clock
 	log         *zap.Logger
 	namespaceID string
@@ -203,14 +211,24 @@ func Open(cfg Config) (*Metad, error) {
 			return nil, fmt.Errorf("record layout version %d in %s: %w", LayoutVersion, cfg.Dir, err)
 		}
 	}
-	return &Metad{
+	m := &Metad{
 		cfg: cfg, st: st, blocks: newBlockMap(), clock: cfg.Clock, log: cfg.Logger, pipelines: newPipelines(), repl: newReplQueue(), recoveries: newRecoveries(),
 		nodes:       &nodeSet{deadAfter: cfg.DeadAfter, staleAfter: cfg.StaleAfter, nodes: map[string]*nodeState{}},
 		namespaceID: v["namespaceID"],
 		leases:      newLeaseTable(cfg.LeaseSoft, cfg.LeaseHard, cfg.Clock),
 		version:     v,
 		superuser:   currentUser(),
-	}, nil
+		safe:        newSafeMode(cfg.SafeModeThreshold, cfg.SafeModeExtension, cfg.Logger.Named("safemode")),
+	}
+	if cfg.SafeModeThreshold > 0 {
+		blocks, err := st.countedBlocks()
+		if err != nil {
+			_ = st.close()
+			return nil, fmt.Errorf("count the blocks for safe mode: %w", err)
+		}
+		m.safe.begin(blocks, m.clock.Now())
+	}
+	return m, nil
 }
 
 // NamespaceID is the ID this metad serves.

@@ -29,6 +29,7 @@ var errnos = [...]syscall.Errno{
 	cairn.KindIO:          syscall.EIO,
 	cairn.KindUnavailable: syscall.EIO,
 	cairn.KindNameTooLong: syscall.ENAMETOOLONG,
+	cairn.KindSafeMode:    syscall.EROFS,
 }
 
 // errno translates err for the kernel: a cairn Kind through the table;
@@ -58,7 +59,7 @@ func errno(err error) syscall.Errno {
 // failed logs a failure of msg on path: at INFO, with the reason and the
 // errno, when it is one a user meets in normal use (a refusal by the
 // permission checks or the rules, a full cluster, a name too long); at
-// ERROR when it is a fault.
+// WARN with metad's reason in safe mode; at ERROR when it is a fault.
 func (f *fsys) failed(msg, path string, err error) {
 	switch cairn.KindOf(err) {
 	case cairn.KindPermission, cairn.KindAccess, cairn.KindNoSpace, cairn.KindNameTooLong:
@@ -68,6 +69,8 @@ func (f *fsys) failed(msg, path string, err error) {
 			reason = ce.Detail
 		}
 		f.log.Info(msg, zap.String("path", path), zap.String("rule", reason), zap.String("errno", errno(err).Error()))
+	case cairn.KindSafeMode:
+		f.log.Warn(msg, zap.String("path", path), zap.String("reason", err.Error()), zap.String("errno", errno(err).Error()))
 	default:
 		f.log.Error(msg, zap.String("path", path), zap.Error(err))
 	}

@@ -27,6 +27,7 @@ var kindCodes = map[cairn.Kind]codes.Code{
 	cairn.KindIO:          codes.DataLoss,
 	cairn.KindUnavailable: codes.Unavailable,
 	cairn.KindNameTooLong: codes.InvalidArgument,
+	cairn.KindSafeMode:    codes.FailedPrecondition,
 }
 
 // toStatus turns an error from a service implementation into a gRPC status

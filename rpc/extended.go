@@ -171,6 +171,17 @@ func (n *NamespaceClient) Checkpoint(ctx context.Context, dir string) error {
 	return fromStatus("rpc.Checkpoint", err)
 }
 
+func (n *NamespaceClient) SafeMode(ctx context.Context, action cairn.SafeModeAction) (cairn.SafeModeStatus, error) {
+	r, err := n.c.SafeMode(ctx, &pb.SafeModeRequest{Action: uint32(action)})
+	if err != nil {
+		return cairn.SafeModeStatus{}, fromStatus("rpc.SafeMode", err)
+	}
+	return cairn.SafeModeStatus{
+		On: r.On, Manual: r.Manual, Total: int(r.Total), Reported: int(r.Reported), Needed: int(r.Needed),
+		LeavesIn: time.Duration(r.LeavesInMs) * time.Millisecond, Message: r.Message,
+	}, nil
+}
+
 // Server side.
 
 func (s *namespaceServer) SetAttr(ctx context.Context, r *pb.SetAttrRequest) (*pb.FileInfo, error) {
@@ -305,6 +316,17 @@ func (s *namespaceServer) ReportBadReplicas(ctx context.Context, r *pb.BadReplic
 
 func (s *namespaceServer) Checkpoint(ctx context.Context, r *pb.CheckpointRequest) (*pb.Empty, error) {
 	return empty, toStatus(s.ns.Checkpoint(ctx, r.Dir))
+}
+
+func (s *namespaceServer) SafeMode(ctx context.Context, r *pb.SafeModeRequest) (*pb.SafeModeReply, error) {
+	st, err := s.ns.SafeMode(ctx, cairn.SafeModeAction(r.Action))
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &pb.SafeModeReply{
+		On: st.On, Manual: st.Manual, Total: int64(st.Total), Reported: int64(st.Reported), Needed: int64(st.Needed),
+		LeavesInMs: st.LeavesIn.Milliseconds(), Message: st.Message,
+	}, nil
 }
 
 // Registry additions.

@@ -95,7 +95,7 @@ func (x OpHeader_Op) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use OpHeader_Op.Descriptor instead.
 func (OpHeader_Op) EnumDescriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{51, 0}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{53, 0}
 }
 
 type OpHeader_Stage int32
@@ -147,7 +147,7 @@ func (x OpHeader_Stage) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use OpHeader_Stage.Descriptor instead.
 func (OpHeader_Stage) EnumDescriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{51, 1}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{53, 1}
 }
 
 type Empty struct {
@@ -2824,6 +2824,143 @@ func (x *CheckpointRequest) GetDir() string {
 	return ""
 }
 
+// SafeModeRequest: action 0 get, 1 enter, 2 leave (cairn.SafeModeAction).
+type SafeModeRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Action        uint32                 `protobuf:"varint,1,opt,name=action,proto3" json:"action,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SafeModeRequest) Reset() {
+	*x = SafeModeRequest{}
+	mi := &file_rpc_pb_cairn_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SafeModeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SafeModeRequest) ProtoMessage() {}
+
+func (x *SafeModeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_pb_cairn_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SafeModeRequest.ProtoReflect.Descriptor instead.
+func (*SafeModeRequest) Descriptor() ([]byte, []int) {
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *SafeModeRequest) GetAction() uint32 {
+	if x != nil {
+		return x.Action
+	}
+	return 0
+}
+
+type SafeModeReply struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	On            bool                   `protobuf:"varint,1,opt,name=on,proto3" json:"on,omitempty"`
+	Manual        bool                   `protobuf:"varint,2,opt,name=manual,proto3" json:"manual,omitempty"`
+	Total         int64                  `protobuf:"varint,3,opt,name=total,proto3" json:"total,omitempty"`
+	Reported      int64                  `protobuf:"varint,4,opt,name=reported,proto3" json:"reported,omitempty"`
+	Needed        int64                  `protobuf:"varint,5,opt,name=needed,proto3" json:"needed,omitempty"`
+	LeavesInMs    int64                  `protobuf:"varint,6,opt,name=leaves_in_ms,json=leavesInMs,proto3" json:"leaves_in_ms,omitempty"`
+	Message       string                 `protobuf:"bytes,7,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SafeModeReply) Reset() {
+	*x = SafeModeReply{}
+	mi := &file_rpc_pb_cairn_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SafeModeReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SafeModeReply) ProtoMessage() {}
+
+func (x *SafeModeReply) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_pb_cairn_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SafeModeReply.ProtoReflect.Descriptor instead.
+func (*SafeModeReply) Descriptor() ([]byte, []int) {
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *SafeModeReply) GetOn() bool {
+	if x != nil {
+		return x.On
+	}
+	return false
+}
+
+func (x *SafeModeReply) GetManual() bool {
+	if x != nil {
+		return x.Manual
+	}
+	return false
+}
+
+func (x *SafeModeReply) GetTotal() int64 {
+	if x != nil {
+		return x.Total
+	}
+	return 0
+}
+
+func (x *SafeModeReply) GetReported() int64 {
+	if x != nil {
+		return x.Reported
+	}
+	return 0
+}
+
+func (x *SafeModeReply) GetNeeded() int64 {
+	if x != nil {
+		return x.Needed
+	}
+	return 0
+}
+
+func (x *SafeModeReply) GetLeavesInMs() int64 {
+	if x != nil {
+		return x.LeavesInMs
+	}
+	return 0
+}
+
+func (x *SafeModeReply) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
 // AccessRequest asks whether the caller may have mode (rwx bits: 4 read,
 // 2 write, 1 execute) on path; the reply is path's FileInfo.
 type AccessRequest struct {
@@ -2836,7 +2973,7 @@ type AccessRequest struct {
 
 func (x *AccessRequest) Reset() {
 	*x = AccessRequest{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[41]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2848,7 +2985,7 @@ func (x *AccessRequest) String() string {
 func (*AccessRequest) ProtoMessage() {}
 
 func (x *AccessRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[41]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2861,7 +2998,7 @@ func (x *AccessRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AccessRequest.ProtoReflect.Descriptor instead.
 func (*AccessRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{41}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *AccessRequest) GetPath() string {
@@ -2888,7 +3025,7 @@ type Registration struct {
 
 func (x *Registration) Reset() {
 	*x = Registration{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[42]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2900,7 +3037,7 @@ func (x *Registration) String() string {
 func (*Registration) ProtoMessage() {}
 
 func (x *Registration) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[42]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2913,7 +3050,7 @@ func (x *Registration) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Registration.ProtoReflect.Descriptor instead.
 func (*Registration) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{42}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *Registration) GetNode() *Node {
@@ -2939,7 +3076,7 @@ type RegisterReply struct {
 
 func (x *RegisterReply) Reset() {
 	*x = RegisterReply{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[43]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2951,7 +3088,7 @@ func (x *RegisterReply) String() string {
 func (*RegisterReply) ProtoMessage() {}
 
 func (x *RegisterReply) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[43]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2964,7 +3101,7 @@ func (x *RegisterReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterReply.ProtoReflect.Descriptor instead.
 func (*RegisterReply) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{43}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *RegisterReply) GetNamespaceId() string {
@@ -2987,7 +3124,7 @@ type HeartbeatRequest struct {
 
 func (x *HeartbeatRequest) Reset() {
 	*x = HeartbeatRequest{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[44]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2999,7 +3136,7 @@ func (x *HeartbeatRequest) String() string {
 func (*HeartbeatRequest) ProtoMessage() {}
 
 func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[44]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3012,7 +3149,7 @@ func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatRequest.ProtoReflect.Descriptor instead.
 func (*HeartbeatRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{44}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *HeartbeatRequest) GetStorageId() string {
@@ -3062,7 +3199,7 @@ type Command struct {
 
 func (x *Command) Reset() {
 	*x = Command{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[45]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3074,7 +3211,7 @@ func (x *Command) String() string {
 func (*Command) ProtoMessage() {}
 
 func (x *Command) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[45]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3087,7 +3224,7 @@ func (x *Command) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Command.ProtoReflect.Descriptor instead.
 func (*Command) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{45}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *Command) GetKind() int32 {
@@ -3127,7 +3264,7 @@ type HeartbeatReply struct {
 
 func (x *HeartbeatReply) Reset() {
 	*x = HeartbeatReply{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[46]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3139,7 +3276,7 @@ func (x *HeartbeatReply) String() string {
 func (*HeartbeatReply) ProtoMessage() {}
 
 func (x *HeartbeatReply) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[46]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3152,7 +3289,7 @@ func (x *HeartbeatReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatReply.ProtoReflect.Descriptor instead.
 func (*HeartbeatReply) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{46}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *HeartbeatReply) GetCommands() []*Command {
@@ -3172,7 +3309,7 @@ type BlockList struct {
 
 func (x *BlockList) Reset() {
 	*x = BlockList{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[47]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3184,7 +3321,7 @@ func (x *BlockList) String() string {
 func (*BlockList) ProtoMessage() {}
 
 func (x *BlockList) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[47]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3197,7 +3334,7 @@ func (x *BlockList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BlockList.ProtoReflect.Descriptor instead.
 func (*BlockList) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{47}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *BlockList) GetStorageId() string {
@@ -3226,7 +3363,7 @@ type Replica struct {
 
 func (x *Replica) Reset() {
 	*x = Replica{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[48]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3238,7 +3375,7 @@ func (x *Replica) String() string {
 func (*Replica) ProtoMessage() {}
 
 func (x *Replica) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[48]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3251,7 +3388,7 @@ func (x *Replica) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Replica.ProtoReflect.Descriptor instead.
 func (*Replica) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{48}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *Replica) GetBlock() *Block {
@@ -3278,7 +3415,7 @@ type ReplicaList struct {
 
 func (x *ReplicaList) Reset() {
 	*x = ReplicaList{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[49]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3290,7 +3427,7 @@ func (x *ReplicaList) String() string {
 func (*ReplicaList) ProtoMessage() {}
 
 func (x *ReplicaList) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[49]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3303,7 +3440,7 @@ func (x *ReplicaList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaList.ProtoReflect.Descriptor instead.
 func (*ReplicaList) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{49}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *ReplicaList) GetStorageId() string {
@@ -3335,7 +3472,7 @@ type CommitSyncRequest struct {
 
 func (x *CommitSyncRequest) Reset() {
 	*x = CommitSyncRequest{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[50]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3347,7 +3484,7 @@ func (x *CommitSyncRequest) String() string {
 func (*CommitSyncRequest) ProtoMessage() {}
 
 func (x *CommitSyncRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[50]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3360,7 +3497,7 @@ func (x *CommitSyncRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitSyncRequest.ProtoReflect.Descriptor instead.
 func (*CommitSyncRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{50}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *CommitSyncRequest) GetBlock() *Block {
@@ -3439,7 +3576,7 @@ type OpHeader struct {
 
 func (x *OpHeader) Reset() {
 	*x = OpHeader{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[51]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3451,7 +3588,7 @@ func (x *OpHeader) String() string {
 func (*OpHeader) ProtoMessage() {}
 
 func (x *OpHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[51]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3464,7 +3601,7 @@ func (x *OpHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpHeader.ProtoReflect.Descriptor instead.
 func (*OpHeader) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{51}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *OpHeader) GetOp() OpHeader_Op {
@@ -3576,7 +3713,7 @@ type OpReply struct {
 
 func (x *OpReply) Reset() {
 	*x = OpReply{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[52]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3588,7 +3725,7 @@ func (x *OpReply) String() string {
 func (*OpReply) ProtoMessage() {}
 
 func (x *OpReply) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[52]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3601,7 +3738,7 @@ func (x *OpReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpReply.ProtoReflect.Descriptor instead.
 func (*OpReply) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{52}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *OpReply) GetStatus() uint32 {
@@ -3664,7 +3801,7 @@ type LinkRequest struct {
 
 func (x *LinkRequest) Reset() {
 	*x = LinkRequest{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[53]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3676,7 +3813,7 @@ func (x *LinkRequest) String() string {
 func (*LinkRequest) ProtoMessage() {}
 
 func (x *LinkRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[53]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3689,7 +3826,7 @@ func (x *LinkRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LinkRequest.ProtoReflect.Descriptor instead.
 func (*LinkRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{53}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *LinkRequest) GetSrc() string {
@@ -3916,7 +4053,18 @@ const file_rpc_pb_cairn_proto_rawDesc = "" +
 	"\vreplication\x18\x03 \x01(\x05R\vreplication\x12/\n" +
 	"\x06blocks\x18\x04 \x03(\v2\x17.cairn.v1.BlockReplicasR\x06blocks\"%\n" +
 	"\x11CheckpointRequest\x12\x10\n" +
-	"\x03dir\x18\x01 \x01(\tR\x03dir\"7\n" +
+	"\x03dir\x18\x01 \x01(\tR\x03dir\")\n" +
+	"\x0fSafeModeRequest\x12\x16\n" +
+	"\x06action\x18\x01 \x01(\rR\x06action\"\xbd\x01\n" +
+	"\rSafeModeReply\x12\x0e\n" +
+	"\x02on\x18\x01 \x01(\bR\x02on\x12\x16\n" +
+	"\x06manual\x18\x02 \x01(\bR\x06manual\x12\x14\n" +
+	"\x05total\x18\x03 \x01(\x03R\x05total\x12\x1a\n" +
+	"\breported\x18\x04 \x01(\x03R\breported\x12\x16\n" +
+	"\x06needed\x18\x05 \x01(\x03R\x06needed\x12 \n" +
+	"\fleaves_in_ms\x18\x06 \x01(\x03R\n" +
+	"leavesInMs\x12\x18\n" +
+	"\amessage\x18\a \x01(\tR\amessage\"7\n" +
 	"\rAccessRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x12\n" +
 	"\x04mode\x18\x02 \x01(\rR\x04mode\"U\n" +
@@ -4002,7 +4150,7 @@ const file_rpc_pb_cairn_proto_rawDesc = "" +
 	"\tgen_stamp\x18\a \x01(\x04R\bgenStamp\"1\n" +
 	"\vLinkRequest\x12\x10\n" +
 	"\x03src\x18\x01 \x01(\tR\x03src\x12\x10\n" +
-	"\x03dst\x18\x02 \x01(\tR\x03dst2\x8f\x0f\n" +
+	"\x03dst\x18\x02 \x01(\tR\x03dst2\xcf\x0f\n" +
 	"\tNamespace\x121\n" +
 	"\x06Mkdirs\x12\x16.cairn.v1.MkdirRequest\x1a\x0f.cairn.v1.Empty\x120\n" +
 	"\x05Mkdir\x12\x16.cairn.v1.MkdirRequest\x1a\x0f.cairn.v1.Empty\x125\n" +
@@ -4040,7 +4188,8 @@ const file_rpc_pb_cairn_proto_rawDesc = "" +
 	"\aRelease\x12\x18.cairn.v1.ReleaseRequest\x1a\x0f.cairn.v1.Empty\x12>\n" +
 	"\rReplicaReport\x12\x15.cairn.v1.PathRequest\x1a\x16.cairn.v1.FileReplicas\x12.\n" +
 	"\x04Link\x12\x15.cairn.v1.LinkRequest\x1a\x0f.cairn.v1.Empty\x125\n" +
-	"\x06Access\x12\x17.cairn.v1.AccessRequest\x1a\x12.cairn.v1.FileInfo2\xbb\x03\n" +
+	"\x06Access\x12\x17.cairn.v1.AccessRequest\x1a\x12.cairn.v1.FileInfo\x12>\n" +
+	"\bSafeMode\x12\x19.cairn.v1.SafeModeRequest\x1a\x17.cairn.v1.SafeModeReply2\xbb\x03\n" +
 	"\bRegistry\x12;\n" +
 	"\bRegister\x12\x16.cairn.v1.Registration\x1a\x17.cairn.v1.RegisterReply\x12A\n" +
 	"\tHeartbeat\x12\x1a.cairn.v1.HeartbeatRequest\x1a\x18.cairn.v1.HeartbeatReply\x125\n" +
@@ -4063,7 +4212,7 @@ func file_rpc_pb_cairn_proto_rawDescGZIP() []byte {
 }
 
 var file_rpc_pb_cairn_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_rpc_pb_cairn_proto_msgTypes = make([]protoimpl.MessageInfo, 54)
+var file_rpc_pb_cairn_proto_msgTypes = make([]protoimpl.MessageInfo, 56)
 var file_rpc_pb_cairn_proto_goTypes = []any{
 	(OpHeader_Op)(0),              // 0: cairn.v1.OpHeader.Op
 	(OpHeader_Stage)(0),           // 1: cairn.v1.OpHeader.Stage
@@ -4108,19 +4257,21 @@ var file_rpc_pb_cairn_proto_goTypes = []any{
 	(*BlockReplicas)(nil),         // 40: cairn.v1.BlockReplicas
 	(*FileReplicas)(nil),          // 41: cairn.v1.FileReplicas
 	(*CheckpointRequest)(nil),     // 42: cairn.v1.CheckpointRequest
-	(*AccessRequest)(nil),         // 43: cairn.v1.AccessRequest
-	(*Registration)(nil),          // 44: cairn.v1.Registration
-	(*RegisterReply)(nil),         // 45: cairn.v1.RegisterReply
-	(*HeartbeatRequest)(nil),      // 46: cairn.v1.HeartbeatRequest
-	(*Command)(nil),               // 47: cairn.v1.Command
-	(*HeartbeatReply)(nil),        // 48: cairn.v1.HeartbeatReply
-	(*BlockList)(nil),             // 49: cairn.v1.BlockList
-	(*Replica)(nil),               // 50: cairn.v1.Replica
-	(*ReplicaList)(nil),           // 51: cairn.v1.ReplicaList
-	(*CommitSyncRequest)(nil),     // 52: cairn.v1.CommitSyncRequest
-	(*OpHeader)(nil),              // 53: cairn.v1.OpHeader
-	(*OpReply)(nil),               // 54: cairn.v1.OpReply
-	(*LinkRequest)(nil),           // 55: cairn.v1.LinkRequest
+	(*SafeModeRequest)(nil),       // 43: cairn.v1.SafeModeRequest
+	(*SafeModeReply)(nil),         // 44: cairn.v1.SafeModeReply
+	(*AccessRequest)(nil),         // 45: cairn.v1.AccessRequest
+	(*Registration)(nil),          // 46: cairn.v1.Registration
+	(*RegisterReply)(nil),         // 47: cairn.v1.RegisterReply
+	(*HeartbeatRequest)(nil),      // 48: cairn.v1.HeartbeatRequest
+	(*Command)(nil),               // 49: cairn.v1.Command
+	(*HeartbeatReply)(nil),        // 50: cairn.v1.HeartbeatReply
+	(*BlockList)(nil),             // 51: cairn.v1.BlockList
+	(*Replica)(nil),               // 52: cairn.v1.Replica
+	(*ReplicaList)(nil),           // 53: cairn.v1.ReplicaList
+	(*CommitSyncRequest)(nil),     // 54: cairn.v1.CommitSyncRequest
+	(*OpHeader)(nil),              // 55: cairn.v1.OpHeader
+	(*OpReply)(nil),               // 56: cairn.v1.OpReply
+	(*LinkRequest)(nil),           // 57: cairn.v1.LinkRequest
 }
 var file_rpc_pb_cairn_proto_depIdxs = []int32{
 	3,  // 0: cairn.v1.LocatedBlock.block:type_name -> cairn.v1.Block
@@ -4145,17 +4296,17 @@ var file_rpc_pb_cairn_proto_depIdxs = []int32{
 	3,  // 19: cairn.v1.BadReplica.block:type_name -> cairn.v1.Block
 	37, // 20: cairn.v1.BadReplicas.replicas:type_name -> cairn.v1.BadReplica
 	4,  // 21: cairn.v1.ReplicaInfo.node:type_name -> cairn.v1.Node
-	50, // 22: cairn.v1.ReplicaInfo.replica:type_name -> cairn.v1.Replica
+	52, // 22: cairn.v1.ReplicaInfo.replica:type_name -> cairn.v1.Replica
 	3,  // 23: cairn.v1.BlockReplicas.block:type_name -> cairn.v1.Block
 	39, // 24: cairn.v1.BlockReplicas.replicas:type_name -> cairn.v1.ReplicaInfo
 	40, // 25: cairn.v1.FileReplicas.blocks:type_name -> cairn.v1.BlockReplicas
 	4,  // 26: cairn.v1.Registration.node:type_name -> cairn.v1.Node
 	3,  // 27: cairn.v1.Command.blocks:type_name -> cairn.v1.Block
 	4,  // 28: cairn.v1.Command.targets:type_name -> cairn.v1.Node
-	47, // 29: cairn.v1.HeartbeatReply.commands:type_name -> cairn.v1.Command
+	49, // 29: cairn.v1.HeartbeatReply.commands:type_name -> cairn.v1.Command
 	3,  // 30: cairn.v1.BlockList.blocks:type_name -> cairn.v1.Block
 	3,  // 31: cairn.v1.Replica.block:type_name -> cairn.v1.Block
-	50, // 32: cairn.v1.ReplicaList.replicas:type_name -> cairn.v1.Replica
+	52, // 32: cairn.v1.ReplicaList.replicas:type_name -> cairn.v1.Replica
 	3,  // 33: cairn.v1.CommitSyncRequest.block:type_name -> cairn.v1.Block
 	0,  // 34: cairn.v1.OpHeader.op:type_name -> cairn.v1.OpHeader.Op
 	3,  // 35: cairn.v1.OpHeader.block:type_name -> cairn.v1.Block
@@ -4193,58 +4344,60 @@ var file_rpc_pb_cairn_proto_depIdxs = []int32{
 	9,  // 67: cairn.v1.Namespace.Unlink:input_type -> cairn.v1.UnlinkRequest
 	10, // 68: cairn.v1.Namespace.Release:input_type -> cairn.v1.ReleaseRequest
 	8,  // 69: cairn.v1.Namespace.ReplicaReport:input_type -> cairn.v1.PathRequest
-	55, // 70: cairn.v1.Namespace.Link:input_type -> cairn.v1.LinkRequest
-	43, // 71: cairn.v1.Namespace.Access:input_type -> cairn.v1.AccessRequest
-	44, // 72: cairn.v1.Registry.Register:input_type -> cairn.v1.Registration
-	46, // 73: cairn.v1.Registry.Heartbeat:input_type -> cairn.v1.HeartbeatRequest
-	51, // 74: cairn.v1.Registry.BlockReport:input_type -> cairn.v1.ReplicaList
-	51, // 75: cairn.v1.Registry.BlocksReceived:input_type -> cairn.v1.ReplicaList
-	49, // 76: cairn.v1.Registry.BlocksDeleted:input_type -> cairn.v1.BlockList
-	52, // 77: cairn.v1.Registry.CommitBlockSynchronization:input_type -> cairn.v1.CommitSyncRequest
-	38, // 78: cairn.v1.Registry.ReportBadReplicas:input_type -> cairn.v1.BadReplicas
-	2,  // 79: cairn.v1.Namespace.Mkdirs:output_type -> cairn.v1.Empty
-	2,  // 80: cairn.v1.Namespace.Mkdir:output_type -> cairn.v1.Empty
-	6,  // 81: cairn.v1.Namespace.Create:output_type -> cairn.v1.FileInfo
-	5,  // 82: cairn.v1.Namespace.AddBlock:output_type -> cairn.v1.LocatedBlock
-	2,  // 83: cairn.v1.Namespace.Complete:output_type -> cairn.v1.Empty
-	6,  // 84: cairn.v1.Namespace.Stat:output_type -> cairn.v1.FileInfo
-	16, // 85: cairn.v1.Namespace.List:output_type -> cairn.v1.ListReply
-	2,  // 86: cairn.v1.Namespace.Rename:output_type -> cairn.v1.Empty
-	2,  // 87: cairn.v1.Namespace.Delete:output_type -> cairn.v1.Empty
-	19, // 88: cairn.v1.Namespace.BlockLocations:output_type -> cairn.v1.FileBlocks
-	20, // 89: cairn.v1.Namespace.Statfs:output_type -> cairn.v1.FsStats
-	22, // 90: cairn.v1.Namespace.Report:output_type -> cairn.v1.ClusterReport
-	6,  // 91: cairn.v1.Namespace.SetAttr:output_type -> cairn.v1.FileInfo
-	2,  // 92: cairn.v1.Namespace.Symlink:output_type -> cairn.v1.Empty
-	2,  // 93: cairn.v1.Namespace.Mknod:output_type -> cairn.v1.Empty
-	2,  // 94: cairn.v1.Namespace.SetXattr:output_type -> cairn.v1.Empty
-	27, // 95: cairn.v1.Namespace.GetXattr:output_type -> cairn.v1.XattrValue
-	28, // 96: cairn.v1.Namespace.ListXattrs:output_type -> cairn.v1.XattrNames
-	2,  // 97: cairn.v1.Namespace.RemoveXattr:output_type -> cairn.v1.Empty
-	29, // 98: cairn.v1.Namespace.GetContentSummary:output_type -> cairn.v1.ContentSummary
-	31, // 99: cairn.v1.Namespace.Append:output_type -> cairn.v1.AppendReply
-	2,  // 100: cairn.v1.Namespace.RenewLease:output_type -> cairn.v1.Empty
-	2,  // 101: cairn.v1.Namespace.AbandonBlock:output_type -> cairn.v1.Empty
-	2,  // 102: cairn.v1.Namespace.Fsync:output_type -> cairn.v1.Empty
-	34, // 103: cairn.v1.Namespace.UpdateBlockForPipeline:output_type -> cairn.v1.GenStampReply
-	2,  // 104: cairn.v1.Namespace.UpdatePipeline:output_type -> cairn.v1.Empty
-	4,  // 105: cairn.v1.Namespace.AdditionalNode:output_type -> cairn.v1.Node
-	2,  // 106: cairn.v1.Namespace.ReportBadReplicas:output_type -> cairn.v1.Empty
-	2,  // 107: cairn.v1.Namespace.Checkpoint:output_type -> cairn.v1.Empty
-	2,  // 108: cairn.v1.Namespace.Unlink:output_type -> cairn.v1.Empty
-	2,  // 109: cairn.v1.Namespace.Release:output_type -> cairn.v1.Empty
-	41, // 110: cairn.v1.Namespace.ReplicaReport:output_type -> cairn.v1.FileReplicas
-	2,  // 111: cairn.v1.Namespace.Link:output_type -> cairn.v1.Empty
-	6,  // 112: cairn.v1.Namespace.Access:output_type -> cairn.v1.FileInfo
-	45, // 113: cairn.v1.Registry.Register:output_type -> cairn.v1.RegisterReply
-	48, // 114: cairn.v1.Registry.Heartbeat:output_type -> cairn.v1.HeartbeatReply
-	2,  // 115: cairn.v1.Registry.BlockReport:output_type -> cairn.v1.Empty
-	2,  // 116: cairn.v1.Registry.BlocksReceived:output_type -> cairn.v1.Empty
-	2,  // 117: cairn.v1.Registry.BlocksDeleted:output_type -> cairn.v1.Empty
-	2,  // 118: cairn.v1.Registry.CommitBlockSynchronization:output_type -> cairn.v1.Empty
-	2,  // 119: cairn.v1.Registry.ReportBadReplicas:output_type -> cairn.v1.Empty
-	79, // [79:120] is the sub-list for method output_type
-	38, // [38:79] is the sub-list for method input_type
+	57, // 70: cairn.v1.Namespace.Link:input_type -> cairn.v1.LinkRequest
+	45, // 71: cairn.v1.Namespace.Access:input_type -> cairn.v1.AccessRequest
+	43, // 72: cairn.v1.Namespace.SafeMode:input_type -> cairn.v1.SafeModeRequest
+	46, // 73: cairn.v1.Registry.Register:input_type -> cairn.v1.Registration
+	48, // 74: cairn.v1.Registry.Heartbeat:input_type -> cairn.v1.HeartbeatRequest
+	53, // 75: cairn.v1.Registry.BlockReport:input_type -> cairn.v1.ReplicaList
+	53, // 76: cairn.v1.Registry.BlocksReceived:input_type -> cairn.v1.ReplicaList
+	51, // 77: cairn.v1.Registry.BlocksDeleted:input_type -> cairn.v1.BlockList
+	54, // 78: cairn.v1.Registry.CommitBlockSynchronization:input_type -> cairn.v1.CommitSyncRequest
+	38, // 79: cairn.v1.Registry.ReportBadReplicas:input_type -> cairn.v1.BadReplicas
+	2,  // 80: cairn.v1.Namespace.Mkdirs:output_type -> cairn.v1.Empty
+	2,  // 81: cairn.v1.Namespace.Mkdir:output_type -> cairn.v1.Empty
+	6,  // 82: cairn.v1.Namespace.Create:output_type -> cairn.v1.FileInfo
+	5,  // 83: cairn.v1.Namespace.AddBlock:output_type -> cairn.v1.LocatedBlock
+	2,  // 84: cairn.v1.Namespace.Complete:output_type -> cairn.v1.Empty
+	6,  // 85: cairn.v1.Namespace.Stat:output_type -> cairn.v1.FileInfo
+	16, // 86: cairn.v1.Namespace.List:output_type -> cairn.v1.ListReply
+	2,  // 87: cairn.v1.Namespace.Rename:output_type -> cairn.v1.Empty
+	2,  // 88: cairn.v1.Namespace.Delete:output_type -> cairn.v1.Empty
+	19, // 89: cairn.v1.Namespace.BlockLocations:output_type -> cairn.v1.FileBlocks
+	20, // 90: cairn.v1.Namespace.Statfs:output_type -> cairn.v1.FsStats
+	22, // 91: cairn.v1.Namespace.Report:output_type -> cairn.v1.ClusterReport
+	6,  // 92: cairn.v1.Namespace.SetAttr:output_type -> cairn.v1.FileInfo
+	2,  // 93: cairn.v1.Namespace.Symlink:output_type -> cairn.v1.Empty
+	2,  // 94: cairn.v1.Namespace.Mknod:output_type -> cairn.v1.Empty
+	2,  // 95: cairn.v1.Namespace.SetXattr:output_type -> cairn.v1.Empty
+	27, // 96: cairn.v1.Namespace.GetXattr:output_type -> cairn.v1.XattrValue
+	28, // 97: cairn.v1.Namespace.ListXattrs:output_type -> cairn.v1.XattrNames
+	2,  // 98: cairn.v1.Namespace.RemoveXattr:output_type -> cairn.v1.Empty
+	29, // 99: cairn.v1.Namespace.GetContentSummary:output_type -> cairn.v1.ContentSummary
+	31, // 100: cairn.v1.Namespace.Append:output_type -> cairn.v1.AppendReply
+	2,  // 101: cairn.v1.Namespace.RenewLease:output_type -> cairn.v1.Empty
+	2,  // 102: cairn.v1.Namespace.AbandonBlock:output_type -> cairn.v1.Empty
+	2,  // 103: cairn.v1.Namespace.Fsync:output_type -> cairn.v1.Empty
+	34, // 104: cairn.v1.Namespace.UpdateBlockForPipeline:output_type -> cairn.v1.GenStampReply
+	2,  // 105: cairn.v1.Namespace.UpdatePipeline:output_type -> cairn.v1.Empty
+	4,  // 106: cairn.v1.Namespace.AdditionalNode:output_type -> cairn.v1.Node
+	2,  // 107: cairn.v1.Namespace.ReportBadReplicas:output_type -> cairn.v1.Empty
+	2,  // 108: cairn.v1.Namespace.Checkpoint:output_type -> cairn.v1.Empty
+	2,  // 109: cairn.v1.Namespace.Unlink:output_type -> cairn.v1.Empty
+	2,  // 110: cairn.v1.Namespace.Release:output_type -> cairn.v1.Empty
+	41, // 111: cairn.v1.Namespace.ReplicaReport:output_type -> cairn.v1.FileReplicas
+	2,  // 112: cairn.v1.Namespace.Link:output_type -> cairn.v1.Empty
+	6,  // 113: cairn.v1.Namespace.Access:output_type -> cairn.v1.FileInfo
+	44, // 114: cairn.v1.Namespace.SafeMode:output_type -> cairn.v1.SafeModeReply
+	47, // 115: cairn.v1.Registry.Register:output_type -> cairn.v1.RegisterReply
+	50, // 116: cairn.v1.Registry.Heartbeat:output_type -> cairn.v1.HeartbeatReply
+	2,  // 117: cairn.v1.Registry.BlockReport:output_type -> cairn.v1.Empty
+	2,  // 118: cairn.v1.Registry.BlocksReceived:output_type -> cairn.v1.Empty
+	2,  // 119: cairn.v1.Registry.BlocksDeleted:output_type -> cairn.v1.Empty
+	2,  // 120: cairn.v1.Registry.CommitBlockSynchronization:output_type -> cairn.v1.Empty
+	2,  // 121: cairn.v1.Registry.ReportBadReplicas:output_type -> cairn.v1.Empty
+	80, // [80:122] is the sub-list for method output_type
+	38, // [38:80] is the sub-list for method input_type
 	38, // [38:38] is the sub-list for extension type_name
 	38, // [38:38] is the sub-list for extension extendee
 	0,  // [0:38] is the sub-list for field type_name
@@ -4262,7 +4415,7 @@ func file_rpc_pb_cairn_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rpc_pb_cairn_proto_rawDesc), len(file_rpc_pb_cairn_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   54,
+			NumMessages:   56,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -56,6 +56,7 @@ const (
 	Namespace_ReplicaReport_FullMethodName          = "/cairn.v1.Namespace/ReplicaReport"
 	Namespace_Link_FullMethodName                   = "/cairn.v1.Namespace/Link"
 	Namespace_Access_FullMethodName                 = "/cairn.v1.Namespace/Access"
+	Namespace_SafeMode_FullMethodName               = "/cairn.v1.Namespace/SafeMode"
 )
 
 // NamespaceClient is the client API for Namespace service.
@@ -96,6 +97,7 @@ type NamespaceClient interface {
 	ReplicaReport(ctx context.Context, in *PathRequest, opts ...grpc.CallOption) (*FileReplicas, error)
 	Link(ctx context.Context, in *LinkRequest, opts ...grpc.CallOption) (*Empty, error)
 	Access(ctx context.Context, in *AccessRequest, opts ...grpc.CallOption) (*FileInfo, error)
+	SafeMode(ctx context.Context, in *SafeModeRequest, opts ...grpc.CallOption) (*SafeModeReply, error)
 }
 
 type namespaceClient struct {
@@ -446,6 +448,16 @@ func (c *namespaceClient) Access(ctx context.Context, in *AccessRequest, opts ..
 	return out, nil
 }
 
+func (c *namespaceClient) SafeMode(ctx context.Context, in *SafeModeRequest, opts ...grpc.CallOption) (*SafeModeReply, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SafeModeReply)
+	err := c.cc.Invoke(ctx, Namespace_SafeMode_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // NamespaceServer is the server API for Namespace service.
 // All implementations must embed UnimplementedNamespaceServer
 // for forward compatibility.
@@ -484,6 +496,7 @@ type NamespaceServer interface {
 	ReplicaReport(context.Context, *PathRequest) (*FileReplicas, error)
 	Link(context.Context, *LinkRequest) (*Empty, error)
 	Access(context.Context, *AccessRequest) (*FileInfo, error)
+	SafeMode(context.Context, *SafeModeRequest) (*SafeModeReply, error)
 	mustEmbedUnimplementedNamespaceServer()
 }
 
@@ -595,6 +608,9 @@ func (UnimplementedNamespaceServer) Link(context.Context, *LinkRequest) (*Empty,
 }
 func (UnimplementedNamespaceServer) Access(context.Context, *AccessRequest) (*FileInfo, error) {
 	return nil, status.Error(codes.Unimplemented, "method Access not implemented")
+}
+func (UnimplementedNamespaceServer) SafeMode(context.Context, *SafeModeRequest) (*SafeModeReply, error) {
+	return nil, status.Error(codes.Unimplemented, "method SafeMode not implemented")
 }
 func (UnimplementedNamespaceServer) mustEmbedUnimplementedNamespaceServer() {}
 func (UnimplementedNamespaceServer) testEmbeddedByValue()                   {}
@@ -1229,6 +1245,24 @@ func _Namespace_Access_Handler(srv interface{}, ctx context.Context, dec func(in
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Namespace_SafeMode_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SafeModeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(NamespaceServer).SafeMode(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Namespace_SafeMode_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(NamespaceServer).SafeMode(ctx, req.(*SafeModeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Namespace_ServiceDesc is the grpc.ServiceDesc for Namespace service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1371,6 +1405,10 @@ var Namespace_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Access",
 			Handler:    _Namespace_Access_Handler,
+		},
+		{
+			MethodName: "SafeMode",
+			Handler:    _Namespace_SafeMode_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -47,7 +47,9 @@ type Config struct {
 	DeadAfter   time.Duration // metad --dead-after
 	Racks       []string      // blockd i gets --rack Racks[i], when there is one
 	MetadArgs   []string      // more flags for metad
-	BlockdArgs  []string      // more flags for every blockd
+	// SafeModeExtension is metad's --safemode-extension (default 0).
+	SafeModeExtension time.Duration
+	BlockdArgs        []string // more flags for every blockd
 	// BlockdData lists the data directories of blockd i (--data
 	// DIR1,DIR2...) when BlockdData[i] is not empty; otherwise the blockd
 	// gets one directory of its own in the test's temporary directory.
@@ -191,6 +193,33 @@ func (c *Cluster) StartMetad(t testing.TB) {
 		t.Fatalf("StartMetad: metad is running")
 	}
 	c.startMetad(t, false, c.addrs.RPC, c.addrs.HTTP)
+	for _, b := range c.blockds {
+		if b.proc != nil && !b.proc.exited() {
+			// Writable again once the running blockds have reported.
+			c.WaitSafeModeOff(t, time.Minute)
+			break
+		}
+	}
+}
+
+// StartMetadInSafeMode starts a stopped metad again, as StartMetad does,
+// but returns while it may still be in safe mode.
+func (c *Cluster) StartMetadInSafeMode(t testing.TB) {
+	t.Helper()
+	if c.metad != nil && !c.metad.exited() {
+		t.Fatalf("StartMetadInSafeMode: metad is running")
+	}
+	c.startMetad(t, false, c.addrs.RPC, c.addrs.HTTP)
+}
+
+// WaitSafeModeOff waits, at most timeout, until metad is out of safe mode
+// (`cairn admin -safemode wait`).
+func (c *Cluster) WaitSafeModeOff(t testing.TB, timeout time.Duration) {
+	t.Helper()
+	out, err := c.run("admin", "-safemode", "wait", "-timeout", timeout.String())
+	if err != nil || out.Code != 0 {
+		t.Fatalf("metad did not leave safe mode within %v: %v\nstdout:\n%s\nstderr:\n%s", timeout, err, out.Stdout, out.Stderr)
+	}
 }
 
 // KillBlockd kills blockd i with SIGKILL and waits for it to exit.
@@ -311,6 +340,9 @@ func (c *Cluster) startMetad(t testing.TB, format bool, listen, http string) {
 	if c.cfg.DeadAfter != 0 {
 		args = append(args, "--dead-after", c.cfg.DeadAfter.String())
 	}
+	// No safe mode extension unless a test asks for one: a restarted
+	// metad is writable as soon as the blockds have reported.
+	args = append(args, "--safemode-extension", c.cfg.SafeModeExtension.String())
 	args = append(args, c.cfg.MetadArgs...)
 	p := c.start(t, "metad", args)
 	c.metad = p

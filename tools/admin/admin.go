@@ -1,6 +1,7 @@
 // Package admin is `cairn admin`, the equivalent of `hdfs dfsadmin`: a
-// report of the cluster in dfsadmin's layout (-report) and a checkpoint of
-// the namespace written by metad while it serves (-checkpoint).
+// report of the cluster in dfsadmin's layout (-report), a checkpoint of
+// the namespace written by metad while it serves (-checkpoint) and metad's
+// safe mode (-safemode get|enter|leave|wait).
 package admin
 
 import (
@@ -104,16 +105,35 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	metad := fl.String("metad", "", "metad address HOST:PORT (default $CAIRN_METAD, else "+cairn.DefaultMetadAddr+")")
 	report := fl.Bool("report", false, "report the cluster's capacity and every blockd, in hdfs dfsadmin's layout")
 	ckpt := fl.String("checkpoint", "", "make metad write a checkpoint of the namespace to this new `DIR` on metad's machine (a relative DIR is made absolute here)")
+	safemode := fl.String("safemode", "", "`get`, `enter`, `leave` or `wait` (until off) metad's safe mode, in which it is read-only")
 	timeout := fl.Duration("timeout", 5*time.Minute, "give up after this long")
 	fl.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: cairn admin [--metad HOST:PORT] -report | -checkpoint DIR\n\nAdministers the cluster, as hdfs dfsadmin does.\n\n")
+		fmt.Fprintf(stderr, "Usage: cairn admin [--metad HOST:PORT] -report | -checkpoint DIR | -safemode get|enter|leave|wait\n\nAdministers the cluster, as hdfs dfsadmin does.\n\n")
 		fl.PrintDefaults()
 	}
 	if _, code, ok := daemon.ParseFlags(fl, args, 0, stderr); !ok {
 		return code
 	}
-	if *report == (*ckpt != "") {
-		return daemon.Usage(stderr, "cairn admin", "give one of -report and -checkpoint DIR")
+	given := 0
+	for _, b := range []bool{*report, *ckpt != "", *safemode != ""} {
+		if b {
+			given++
+		}
+	}
+	if given != 1 {
+		return daemon.Usage(stderr, "cairn admin", "give one of -report, -checkpoint DIR and -safemode ACTION")
+	}
+	action, waitOff := cairn.SafeModeGet, false
+	switch *safemode {
+	case "", "get":
+	case "enter":
+		action = cairn.SafeModeEnter
+	case "leave":
+		action = cairn.SafeModeLeave
+	case "wait":
+		waitOff = true
+	default:
+		return daemon.Usage(stderr, "cairn admin", fmt.Sprintf("-safemode %q: give get, enter, leave or wait", *safemode))
 	}
 	c, err := client.Dial(client.MetadAddr(*metad), client.Options{})
 	if err != nil {
@@ -124,10 +144,13 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	// The client asserts this process's user and groups (simple mode).
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
-	if *report {
+	switch {
+	case *report:
 		err = runReport(ctx, c, stdout)
-	} else {
+	case *ckpt != "":
 		err = runCheckpoint(ctx, c, *ckpt, stdout)
+	default:
+		err = runSafeMode(ctx, c, action, waitOff, stdout)
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "cairn admin: %v\n", err)
@@ -163,4 +186,30 @@ func runCheckpoint(ctx context.Context, c *client.Client, dir string, w io.Write
 	}
 	fmt.Fprintf(w, "Checkpoint written to %s on metad's machine in %v\n", abs, time.Since(start).Round(time.Millisecond))
 	return nil
+}
+
+// runSafeMode prints metad's safe mode as `hdfs dfsadmin -safemode` does
+// ("Safe mode is ON"/"OFF"), with metad's reason on a second line while
+// it is on; wait polls until it is off.
+func runSafeMode(ctx context.Context, c *client.Client, action cairn.SafeModeAction, waitOff bool, w io.Writer) error {
+	for {
+		st, err := c.NS.SafeMode(ctx, action)
+		if err != nil {
+			return err
+		}
+		if !st.On {
+			fmt.Fprintln(w, "Safe mode is OFF")
+			return nil
+		}
+		if !waitOff {
+			fmt.Fprintln(w, "Safe mode is ON")
+			fmt.Fprintln(w, st.Message)
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("metad is still in safe mode: %s: %w", st.Message, ctx.Err())
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
 }

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc"
 
 	"cairn"
+	"cairn/blocktoken"
 	"cairn/internal/daemon"
 	"cairn/rpc"
 )
@@ -49,6 +50,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	ckptKeep := fl.Int("checkpoint-keep", DefaultCheckpointKeep, "how many periodic checkpoints to keep")
 	retrySize := fl.Int("retry-cache-size", DefaultRetryCacheSize, "answers of mutating calls kept to answer a call made again after its answer was lost")
 	retryExpiry := fl.Duration("retry-cache-expiry", DefaultRetryCacheExpiry, "how long the retry cache keeps an answer")
+	tokenLife := fl.Duration("block-token-lifetime", blocktoken.DefaultLifetime, "how long a block access token is good for")
+	keyInterval := fl.Duration("block-key-interval", blocktoken.DefaultKeyInterval, "how long one key signs block access tokens before the next takes over")
 	addrFile := fl.String("addr-file", "", "write the bound addresses as JSON to this file once serving")
 	debug := fl.Bool("debug", false, "log at debug level")
 	fl.Usage = func() {
@@ -82,7 +85,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		Dir: *dir, Replication: *repl, BlockSize: *blockSize, DeadAfter: *deadAfter, StaleAfter: *staleAfter, Heartbeat: *heartbeat, Logger: log,
 		NoPermissions: !*perms, Supergroup: *supergroup, LeaseSoft: *soft, LeaseHard: *hard, CacheSize: *cache,
 		CheckpointDir: *ckptDir, CheckpointInterval: *ckptEvery, CheckpointKeep: *ckptKeep,
-		RetryCacheSize: *retrySize, RetryCacheExpiry: *retryExpiry,
+		RetryCacheSize: *retrySize, RetryCacheExpiry: *retryExpiry, TokenLifetime: *tokenLife, KeyInterval: *keyInterval,
 	}); err != nil {
 		log.Error("metad stopped", zap.Error(err))
 		fmt.Fprintf(stderr, "cairn metad: %v\n", err)

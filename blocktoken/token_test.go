@@ -239,3 +239,18 @@ func TestManagerNeedsAStoreThatKeepsKeys(t *testing.T) {
 		t.Fatal("a manager without a store that keeps keys")
 	}
 }
+
+// BenchmarkCheck is what a blockd spends on the token of one op.
+func BenchmarkCheck(b *testing.B) {
+	var ks KeySet
+	ks.Update([]cairn.BlockKey{key1})
+	tok := readToken()
+	tok.KeyID = key1.ID
+	raw, _ := Sign(tok, key1.Secret)
+	want := Want{Block: 42, Stamps: []cairn.GenStamp{1001}, Mode: Read}
+	for b.Loop() {
+		if _, err := ks.Check(raw, now, want); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -69,7 +69,8 @@ func (d *Blockd) serveData(l net.Listener) error {
 	}
 }
 
-// refuseBusy answers a connection past the cap and closes it. The first
+// refuseBusy answers a connection past the cap and closes it, without a
+// goroutine of its own, so a flood costs no more than the cap. The first
 // refusal since the count was last under the cap is logged at WARN, the
 // rest at DEBUG.
 func (d *Blockd) refuseBusy(c net.Conn) {
@@ -79,11 +80,11 @@ func (d *Blockd) refuseBusy(c net.Conn) {
 	} else {
 		d.log.Debug("data connection refused: connection cap reached", zap.Int("cap", d.cfg.MaxConns), zap.Stringer("peer", c.RemoteAddr()))
 	}
-	go func() {
-		defer c.Close()
-		_ = c.SetWriteDeadline(time.Now().Add(time.Second))
-		_ = xfer.WriteReply(c, &pb.OpReply{Status: uint32(cairn.KindRetry), Message: msg})
-	}()
+	// A fresh socket's buffer takes the short reply at once; the deadline
+	// only guards the accept loop.
+	_ = c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+	_ = xfer.WriteReply(c, &pb.OpReply{Status: uint32(cairn.KindRetry), Message: msg})
+	_ = c.Close()
 }
 
 func (d *Blockd) handle(c net.Conn) {

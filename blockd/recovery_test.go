@@ -170,7 +170,12 @@ func recoverCmd(rid cairn.GenStamp, targets ...*Blockd) cairn.Command {
 
 // recoverToken is metad's token for a recovery of recBlock to rid.
 func recoverToken(rid cairn.GenStamp) []byte {
-	return testToken(&testing.T{}, recBlock.ID, recBlock.GenStamp, rid, blocktoken.Recover)
+	tok, err := blocktoken.Sign(blocktoken.Token{KeyID: testKey.ID, Expiry: time.Now().Add(time.Hour), Block: recBlock.ID,
+		MinStamp: recBlock.GenStamp, MaxStamp: max(recBlock.GenStamp, rid), Modes: blocktoken.Recover, User: "test"}, testKey.Secret)
+	if err != nil {
+		panic(err)
+	}
+	return tok
 }
 
 func storageIDs(ds ...*Blockd) []string {

@@ -58,6 +58,11 @@ type LocatedBlock struct {
 	Offset    int64 // offset of the block's first byte in its file
 	Locations []Node
 	Corrupt   int // replicas known bad (reads): among Locations only when no good one is left, as a last resort
+	// Token is the block access token for the block's data-port
+	// operations (package blocktoken): read for block locations; write
+	// for a new block's pipeline; write, copy and replace at the old and
+	// the new stamp for UpdateBlockForPipeline's.
+	Token []byte
 }
 
 // FileInfo describes one entry of the namespace.
@@ -176,6 +181,9 @@ type BlockReplicas struct {
 	// length and stamp its writer (or lease recovery) still settles.
 	UnderConstruction bool
 	Replicas          []ReplicaInfo
+	// Token is a read token for the block at any stamp its replicas
+	// have, for VERIFY_BLOCK (fsck -verify).
+	Token []byte
 }
 
 // FileReplicas is a file's blocks with every reported replica (fsck).
@@ -336,9 +344,11 @@ type Writers interface {
 	// only grow.
 	Fsync(ctx context.Context, w WriterRef, b Block) error
 	// UpdateBlockForPipeline hands out a new generation stamp for the
-	// file's last block (pipeline recovery, append); metad's record keeps
-	// the old stamp until UpdatePipeline commits the new one.
-	UpdateBlockForPipeline(ctx context.Context, w WriterRef, b Block) (GenStamp, error)
+	// file's last block (pipeline recovery, append): the block at the new
+	// stamp, with a token allowing write, copy and replace from metad's
+	// stamp to the new one. metad's record keeps the old stamp until
+	// UpdatePipeline commits the new one.
+	UpdateBlockForPipeline(ctx context.Context, w WriterRef, b Block) (LocatedBlock, error)
 	// UpdatePipeline commits a set-up or recovered pipeline: the block now
 	// has updated's stamp (one UpdateBlockForPipeline handed out) and at
 	// least updated's length, held by nodes.
@@ -432,6 +442,12 @@ type Command struct {
 	// RecoveryID is CmdRecover's new generation stamp: the one the
 	// recovered replicas are finalized at, and the recovery's name.
 	RecoveryID GenStamp
+	// Tokens are block access tokens for the data-port operations the
+	// command needs, one per block of Blocks (CmdTransfer: write, for the
+	// targets; CmdRecover: recover, for every target).
+	Tokens [][]byte
+	// Keys are CmdKeys' block token keys.
+	Keys []BlockKey
 }
 
 // CommandKind says what a Command asks.
@@ -453,6 +469,9 @@ const (
 	// against their .meta and report each bad one (BadReplicasFound): how
 	// a client's report of a bad replica is confirmed before it counts.
 	CmdVerify
+	// CmdKeys hands the receiver the block token keys (Keys), replacing
+	// those it holds: in every heartbeat reply (HDFS's KeyUpdateCommand).
+	CmdKeys
 )
 
 // ReplicaState is where a replica is in its life, as HDFS's ReplicaState.
@@ -507,11 +526,27 @@ type CommitSync struct {
 	Delete      bool
 }
 
+// BlockKey is a key block access tokens are signed with (package
+// blocktoken): metad makes and rotates them and hands blockds every one
+// that may still sign or check a token.
+type BlockKey struct {
+	ID     uint32
+	Secret []byte
+	Expiry time.Time
+}
+
+// Registered is metad's answer to a blockd's registration.
+type Registered struct {
+	NamespaceID string     // the namespace the blockd must keep
+	Keys        []BlockKey // block token keys (see CmdKeys)
+}
+
 // Registry is metad's service to blockds.
 type Registry interface {
-	// Register admits a blockd and returns the namespace ID it must keep.
-	// A blockd formatted for another namespace gets ErrNamespace.
-	Register(ctx context.Context, r Registration) (namespaceID string, err error)
+	// Register admits a blockd and returns the namespace ID it must keep
+	// and the block token keys. A blockd formatted for another namespace
+	// gets ErrNamespace.
+	Register(ctx context.Context, r Registration) (Registered, error)
 	// Heartbeat records liveness and capacity and returns commands.
 	Heartbeat(ctx context.Context, h Heartbeat) ([]Command, error)
 	// BlockReport replaces metad's knowledge of the blockd's replicas: every

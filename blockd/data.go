@@ -25,26 +25,74 @@ const (
 	setupTimeout = 30 * time.Second
 )
 
-// serveData accepts block data stream connections until l is closed.
+// Defaults of the data port's limits.
+const (
+	// DefaultMaxConns caps the connections a blockd serves at once
+	// (HDFS's dfs.datanode.max.transfer.threads).
+	DefaultMaxConns = 4096
+	// DefaultHeaderTimeout bounds the arrival of a connection's opening.
+	DefaultHeaderTimeout = 30 * time.Second
+	// DefaultIdleTimeout bounds the arrival of a packet once its first
+	// byte came, and every write to the peer.
+	DefaultIdleTimeout = 60 * time.Second
+)
+
+// serveData accepts block data stream connections until l is closed. At
+// most cfg.MaxConns are served at once; one more is answered busy
+// (KindRetry) and closed.
 func (d *Blockd) serveData(l net.Listener) error {
 	for {
 		c, err := l.Accept()
 		if err != nil {
 			return err
 		}
+		if n := d.conns.Add(1); n > int64(d.cfg.MaxConns) {
+			d.conns.Add(-1)
+			d.refuseBusy(c)
+			continue
+		}
+		d.capped.Store(false)
 		d.active.Add(1)
 		go func() {
 			defer d.active.Add(-1)
+			defer d.conns.Add(-1)
 			defer c.Close()
+			defer func() {
+				// A bug must cost one connection, never the daemon.
+				if r := recover(); r != nil {
+					d.log.Error("panic serving a data connection; connection closed", zap.Stringer("peer", c.RemoteAddr()),
+						zap.Any("panic", r), zap.Stack("stack"))
+				}
+			}()
 			d.handle(c)
 		}()
 	}
 }
 
+// refuseBusy answers a connection past the cap and closes it, without a
+// goroutine of its own, so a flood costs no more than the cap. The first
+// refusal since the count was last under the cap is logged at WARN, the
+// rest at DEBUG.
+func (d *Blockd) refuseBusy(c net.Conn) {
+	msg := fmt.Sprintf("blockd busy: serving %d data connections, its cap (--max-connections)", d.cfg.MaxConns)
+	if d.capped.CompareAndSwap(false, true) {
+		d.log.Warn("data connection refused: connection cap reached", zap.Int("cap", d.cfg.MaxConns), zap.Stringer("peer", c.RemoteAddr()))
+	} else {
+		d.log.Debug("data connection refused: connection cap reached", zap.Int("cap", d.cfg.MaxConns), zap.Stringer("peer", c.RemoteAddr()))
+	}
+	// A fresh socket's buffer takes the short reply at once; the deadline
+	// only guards the accept loop.
+	_ = c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+	_ = xfer.WriteReply(c, &pb.OpReply{Status: uint32(cairn.KindRetry), Message: msg})
+	_ = c.Close()
+}
+
 func (d *Blockd) handle(c net.Conn) {
 	br := xfer.NewBufferedReader(c)
-	bw := xfer.NewBufferedWriter(c)
-	_ = c.SetReadDeadline(time.Now().Add(30 * time.Second))
+	bw := xfer.NewBufferedWriter(&deadlineWriter{c: c, timeout: d.cfg.IdleTimeout})
+	// The opening must come whole within the header timeout, however
+	// slowly its bytes trickle in.
+	_ = c.SetReadDeadline(time.Now().Add(d.cfg.HeaderTimeout))
 	h, err := xfer.ReadOp(br)
 	if err != nil {
 		if !errors.Is(err, io.EOF) {
@@ -53,6 +101,10 @@ func (d *Blockd) handle(c net.Conn) {
 		return
 	}
 	_ = c.SetReadDeadline(time.Time{})
+	if err := d.authorize(c.RemoteAddr(), h); err != nil {
+		replyErr(bw, cairn.KindOf(err), err.Error())
+		return
+	}
 	switch h.Op {
 	case pb.OpHeader_WRITE_BLOCK:
 		d.receive(c, br, bw, h)
@@ -67,6 +119,18 @@ func (d *Blockd) handle(c net.Conn) {
 	case pb.OpHeader_VERIFY_BLOCK:
 		d.serveVerify(bw, h)
 	}
+}
+
+// deadlineWriter gives every write to the peer timeout to finish: a peer
+// that stops reading is dropped.
+type deadlineWriter struct {
+	c       net.Conn
+	timeout time.Duration
+}
+
+func (w *deadlineWriter) Write(p []byte) (int, error) {
+	_ = w.c.SetWriteDeadline(time.Now().Add(w.timeout))
+	return w.c.Write(p)
 }
 
 func reply(bw *bufio.Writer, r *pb.OpReply) error {
@@ -148,7 +212,7 @@ func (d *Blockd) receive(c net.Conn, br *bufio.Reader, bw *bufio.Writer, h *pb.O
 			defer down.Close()
 			downR, downW = xfer.NewBufferedReader(down), xfer.NewBufferedWriter(down)
 			err = xfer.WriteOp(downW, &pb.OpHeader{Op: pb.OpHeader_WRITE_BLOCK, Block: h.Block, Targets: h.Targets[1:], ChunkSize: h.ChunkSize,
-				Client: h.Client, Stage: h.Stage, KeepLen: h.KeepLen,
+				Client: h.Client, Stage: h.Stage, KeepLen: h.KeepLen, Token: h.Token,
 				SetupTimeoutMs: h.SetupTimeoutMs, AckTimeoutMs: h.AckTimeoutMs, TimeoutExtensionMs: h.TimeoutExtensionMs})
 			if err == nil {
 				err = downW.Flush()
@@ -196,7 +260,7 @@ func (d *Blockd) receive(c net.Conn, br *bufio.Reader, bw *bufio.Writer, h *pb.O
 
 	var p xfer.Packet
 	for {
-		if err := pr.Read(&p); err != nil {
+		if err := d.readPacket(c, br, pr, &p); err != nil {
 			if !errors.Is(err, io.EOF) {
 				log.Warn("receive packet", zap.Error(err))
 			}
@@ -255,6 +319,19 @@ func (d *Blockd) receive(c net.Conn, br *bufio.Reader, bw *bufio.Writer, h *pb.O
 			return
 		}
 	}
+}
+
+// readPacket reads the next packet from upstream. The wait for its first
+// byte is not bounded (a writer may hold its pipeline open between
+// writes), the rest must come within the idle timeout: a peer that
+// trickles a frame in is dropped.
+func (d *Blockd) readPacket(c net.Conn, br *bufio.Reader, pr *xfer.PacketReader, p *xfer.Packet) error {
+	if _, err := br.Peek(1); err != nil {
+		return err
+	}
+	_ = c.SetReadDeadline(time.Now().Add(d.cfg.IdleTimeout))
+	defer func() { _ = c.SetReadDeadline(time.Time{}) }()
+	return pr.Read(p)
 }
 
 // respond sends one ack upstream per packet, in order, combining this node's
@@ -360,7 +437,9 @@ func (d *Blockd) send(c net.Conn, bw *bufio.Writer, h *pb.OpHeader) {
 	defer src.Close()
 	have := src.Block()
 	off, n := h.Offset, h.Length
-	if off > have.Len || off+n > have.Len {
+	// Both are >= 0 (xfer.ReadOp); n > have.Len-off cannot overflow
+	// where off+n could.
+	if off > have.Len || n > have.Len-off {
 		replyErr(bw, cairn.KindInvalid, fmt.Sprintf("range %d+%d outside the replica's %d bytes", off, n, have.Len))
 		return
 	}
@@ -421,7 +500,7 @@ func (d *Blockd) transfer(bw *bufio.Writer, h *pb.OpHeader) {
 	}
 	target := rpc.FromPBNode(h.Targets[0])
 	setupWait, ackWait := hopTimeouts(h, d.cfg.AckTimeout)
-	if err := d.copyTo(src, n, target, cairn.Block{ID: want.ID, GenStamp: cairn.GenStamp(h.NewGenStamp)}, h.Client, pb.OpHeader_COPY, setupWait, ackWait); err != nil {
+	if err := d.copyTo(src, n, target, cairn.Block{ID: want.ID, GenStamp: cairn.GenStamp(h.NewGenStamp)}, h.Token, h.Client, pb.OpHeader_COPY, setupWait, ackWait); err != nil {
 		d.log.Warn("transfer failed", zap.Stringer("block", want), zap.String("target", target.DataAddr), zap.Error(err))
 		replyErr(bw, cairn.KindIO, err.Error())
 		return
@@ -432,8 +511,8 @@ func (d *Blockd) transfer(bw *bufio.Writer, h *pb.OpHeader) {
 // copyTo sends the first n bytes of src to target as replica nb: stage COPY
 // leaves it in rbw/ (a node joining a pipeline), CREATE finalizes it (a
 // copy metad asked for), waiting up to setupWait for target's answer and
-// ackWait for its acks.
-func (d *Blockd) copyTo(src Source, n int64, target cairn.Node, nb cairn.Block, client string, stage pb.OpHeader_Stage, setupWait, ackWait time.Duration) error {
+// ackWait for its acks. token is the op's block access token.
+func (d *Blockd) copyTo(src Source, n int64, target cairn.Node, nb cairn.Block, token []byte, client string, stage pb.OpHeader_Stage, setupWait, ackWait time.Duration) error {
 	chunk := src.ChunkSize()
 	conn, err := net.DialTimeout("tcp", target.DataAddr, min(dialTimeout, setupWait))
 	if err != nil {
@@ -441,7 +520,7 @@ func (d *Blockd) copyTo(src Source, n int64, target cairn.Node, nb cairn.Block, 
 	}
 	defer conn.Close()
 	tw, tr := xfer.NewBufferedWriter(conn), xfer.NewBufferedReader(conn)
-	if err := xfer.WriteOp(tw, &pb.OpHeader{Op: pb.OpHeader_WRITE_BLOCK, Block: rpc.ToPBBlock(&nb), ChunkSize: uint32(chunk), Client: client, Stage: stage}); err != nil {
+	if err := xfer.WriteOp(tw, &pb.OpHeader{Op: pb.OpHeader_WRITE_BLOCK, Block: rpc.ToPBBlock(&nb), ChunkSize: uint32(chunk), Client: client, Stage: stage, Token: token}); err != nil {
 		return err
 	}
 	if err := tw.Flush(); err != nil {
@@ -505,9 +584,14 @@ func (d *Blockd) copyTo(src Source, n int64, target cairn.Node, nb cairn.Block, 
 }
 
 // replicate copies finalized replicas to other blockds, as metad asks
-// (CmdTransfer): how a lost replica is restored.
-func (d *Blockd) replicate(blocks []cairn.Block, targets []cairn.Node) {
-	for _, b := range blocks {
+// (CmdTransfer, with a write token per block): how a lost replica is
+// restored.
+func (d *Blockd) replicate(blocks []cairn.Block, tokens [][]byte, targets []cairn.Node) {
+	for i, b := range blocks {
+		var token []byte
+		if i < len(tokens) {
+			token = tokens[i]
+		}
 		for _, t := range targets {
 			err := func() error {
 				src, err := d.store.OpenSource(b)
@@ -516,7 +600,7 @@ func (d *Blockd) replicate(blocks []cairn.Block, targets []cairn.Node) {
 				}
 				defer src.Close()
 				have := src.Block()
-				return d.copyTo(src, have.Len, t, have, "metad", pb.OpHeader_CREATE, setupTimeout, setupTimeout)
+				return d.copyTo(src, have.Len, t, have, token, "metad", pb.OpHeader_CREATE, setupTimeout, setupTimeout)
 			}()
 			if err != nil {
 				d.log.Warn("copy for re-replication failed", zap.Stringer("block", b), zap.String("target", t.DataAddr), zap.Error(err))

@@ -78,11 +78,15 @@ type recoveryReplica struct {
 // says it has no replica, the commit asks metad to delete the block.
 func (d *Blockd) recoverBlock(ctx context.Context, c cairn.Command) error {
 	blk, rid := c.Blocks[0], c.RecoveryID
+	var token []byte // metad's recover token for blk, stamps blk's to rid
+	if len(c.Tokens) > 0 {
+		token = c.Tokens[0]
+	}
 	log := d.log.With(zap.Stringer("block", blk), zap.Uint64("recovery_id", uint64(rid)))
 	var found []recoveryReplica
 	var failed []string
 	for _, t := range c.Targets {
-		r, err := d.initRecoveryOn(ctx, t, blk, rid)
+		r, err := d.initRecoveryOn(ctx, t, blk, rid, token)
 		switch {
 		case err == nil:
 			log.Info("replica claimed for recovery", zap.String("node", t.StorageID), zap.Stringer("state", r.State),
@@ -111,7 +115,7 @@ func (d *Blockd) recoverBlock(ctx context.Context, c cairn.Command) error {
 	}
 	var nodes []string
 	for _, p := range parts {
-		if _, err := d.updateRecoveryOn(ctx, p.node, blk, rid, newLen); err != nil {
+		if _, err := d.updateRecoveryOn(ctx, p.node, blk, rid, newLen, token); err != nil {
 			log.Warn("replica not finalized by the recovery", zap.String("node", p.node.StorageID), zap.Error(err))
 			continue
 		}

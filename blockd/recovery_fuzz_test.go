@@ -9,6 +9,7 @@ import (
 	"go.uber.org/zap"
 
 	"cairn"
+	"cairn/blocktoken"
 	"cairn/rpc"
 	"cairn/rpc/pb"
 	"cairn/xfer"
@@ -25,10 +26,12 @@ func FuzzRecoveryOps(f *testing.F) {
 		f.Add(b.Bytes())
 	}
 	blk := cairn.Block{ID: recBlock.ID, GenStamp: 1001}
+	rec := testToken(f, blk.ID, 1001, 1010, blocktoken.Recover)
+	seed(&pb.OpHeader{Op: pb.OpHeader_INIT_RECOVERY, Block: rpc.ToPBBlock(&blk), NewGenStamp: 1010, Token: rec})
+	seed(&pb.OpHeader{Op: pb.OpHeader_UPDATE_RECOVERY, Block: rpc.ToPBBlock(&blk), NewGenStamp: 1010, Length: 1000, Token: rec})
+	seed(&pb.OpHeader{Op: pb.OpHeader_UPDATE_RECOVERY, Block: rpc.ToPBBlock(&blk), NewGenStamp: 1010, Length: 1 << 40, Token: rec})
+	seed(&pb.OpHeader{Op: pb.OpHeader_VERIFY_BLOCK, Block: rpc.ToPBBlock(&blk), Token: testToken(f, blk.ID, 1001, 1001, blocktoken.Read)})
 	seed(&pb.OpHeader{Op: pb.OpHeader_INIT_RECOVERY, Block: rpc.ToPBBlock(&blk), NewGenStamp: 1010})
-	seed(&pb.OpHeader{Op: pb.OpHeader_UPDATE_RECOVERY, Block: rpc.ToPBBlock(&blk), NewGenStamp: 1010, Length: 1000})
-	seed(&pb.OpHeader{Op: pb.OpHeader_UPDATE_RECOVERY, Block: rpc.ToPBBlock(&blk), NewGenStamp: 1010, Length: 1 << 40})
-	seed(&pb.OpHeader{Op: pb.OpHeader_VERIFY_BLOCK, Block: rpc.ToPBBlock(&blk)})
 
 	dir := f.TempDir()
 	s, err := OpenStore(dir, zap.NewNop())
@@ -43,6 +46,7 @@ func FuzzRecoveryOps(f *testing.F) {
 	}
 	f.Cleanup(d.Close)
 	d.metad = &recordingMetad{}
+	d.keys.Update([]cairn.BlockKey{testKey})
 	f.Fuzz(func(t *testing.T, opening []byte) {
 		h, err := xfer.ReadOp(bytes.NewReader(opening))
 		if err != nil {

@@ -65,11 +65,11 @@ func (d *Blockd) serveVerify(bw *bufio.Writer, h *pb.OpHeader) {
 
 // initRecoveryOn is INIT_RECOVERY on node: this blockd's own replica
 // directly, another's over the data stream.
-func (d *Blockd) initRecoveryOn(ctx context.Context, node cairn.Node, b cairn.Block, rid cairn.GenStamp) (cairn.Replica, error) {
+func (d *Blockd) initRecoveryOn(ctx context.Context, node cairn.Node, b cairn.Block, rid cairn.GenStamp, token []byte) (cairn.Replica, error) {
 	if node.StorageID == d.node.StorageID {
 		return d.store.InitRecovery(b, rid)
 	}
-	rep, err := callOp(ctx, node, &pb.OpHeader{Op: pb.OpHeader_INIT_RECOVERY, Block: rpc.ToPBBlock(&b), NewGenStamp: uint64(rid)})
+	rep, err := callOp(ctx, node, &pb.OpHeader{Op: pb.OpHeader_INIT_RECOVERY, Block: rpc.ToPBBlock(&b), NewGenStamp: uint64(rid), Token: token})
 	if err != nil {
 		return cairn.Replica{}, err
 	}
@@ -81,11 +81,11 @@ func (d *Blockd) initRecoveryOn(ctx context.Context, node cairn.Node, b cairn.Bl
 }
 
 // updateRecoveryOn is UPDATE_RECOVERY on node.
-func (d *Blockd) updateRecoveryOn(ctx context.Context, node cairn.Node, b cairn.Block, rid cairn.GenStamp, newLen int64) (cairn.Block, error) {
+func (d *Blockd) updateRecoveryOn(ctx context.Context, node cairn.Node, b cairn.Block, rid cairn.GenStamp, newLen int64, token []byte) (cairn.Block, error) {
 	if node.StorageID == d.node.StorageID {
 		return d.updateRecovery(b, rid, newLen)
 	}
-	rep, err := callOp(ctx, node, &pb.OpHeader{Op: pb.OpHeader_UPDATE_RECOVERY, Block: rpc.ToPBBlock(&b), NewGenStamp: uint64(rid), Length: newLen})
+	rep, err := callOp(ctx, node, &pb.OpHeader{Op: pb.OpHeader_UPDATE_RECOVERY, Block: rpc.ToPBBlock(&b), NewGenStamp: uint64(rid), Length: newLen, Token: token})
 	if err != nil {
 		return cairn.Block{}, err
 	}

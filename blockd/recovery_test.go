@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"cairn"
+	"cairn/blocktoken"
 	"cairn/checksum"
 	"cairn/rpc"
 	"cairn/rpc/pb"
@@ -71,6 +72,7 @@ func startBlockd(t *testing.T, m cairn.Registry, prepare func(s *Store)) *Blockd
 		t.Fatal(err)
 	}
 	d.metad = m
+	d.keys.Update([]cairn.BlockKey{testKey})
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -158,11 +160,22 @@ func stateOf(d *Blockd) (cairn.Replica, bool) {
 }
 
 func recoverCmd(rid cairn.GenStamp, targets ...*Blockd) cairn.Command {
-	c := cairn.Command{Kind: cairn.CmdRecover, Blocks: []cairn.Block{recBlock}, RecoveryID: rid}
+	c := cairn.Command{Kind: cairn.CmdRecover, Blocks: []cairn.Block{recBlock}, RecoveryID: rid,
+		Tokens: [][]byte{recoverToken(rid)}}
 	for _, d := range targets {
 		c.Targets = append(c.Targets, d.node)
 	}
 	return c
+}
+
+// recoverToken is metad's token for a recovery of recBlock to rid.
+func recoverToken(rid cairn.GenStamp) []byte {
+	tok, err := blocktoken.Sign(blocktoken.Token{KeyID: testKey.ID, Expiry: time.Now().Add(time.Hour), Block: recBlock.ID,
+		MinStamp: recBlock.GenStamp, MaxStamp: max(recBlock.GenStamp, rid), Modes: blocktoken.Recover, User: "test"}, testKey.Secret)
+	if err != nil {
+		panic(err)
+	}
+	return tok
 }
 
 func storageIDs(ds ...*Blockd) []string {
@@ -258,7 +271,8 @@ func TestRecoveryStopsALiveWriter(t *testing.T) {
 	}
 	defer conn.Close()
 	bw, br := bufio.NewWriter(conn), bufio.NewReader(conn)
-	if err := xfer.WriteOp(bw, &pb.OpHeader{Op: pb.OpHeader_WRITE_BLOCK, Block: rpc.ToPBBlock(&recBlock), ChunkSize: 512, Client: "test", Stage: pb.OpHeader_CREATE}); err != nil {
+	if err := xfer.WriteOp(bw, &pb.OpHeader{Op: pb.OpHeader_WRITE_BLOCK, Block: rpc.ToPBBlock(&recBlock), ChunkSize: 512, Client: "test", Stage: pb.OpHeader_CREATE,
+		Token: testToken(t, recBlock.ID, recBlock.GenStamp, recBlock.GenStamp, blocktoken.Write)}); err != nil {
 		t.Fatal(err)
 	}
 	if err := bw.Flush(); err != nil {
@@ -310,7 +324,7 @@ func TestRecoveryRefusesAStaleReplica(t *testing.T) {
 	m := &recordingMetad{}
 	a := startBlockd(t, m, rbwOf(t, 1001, 2600))
 	stale := startBlockd(t, m, rbwOf(t, 999, 4000))
-	rep, err := callOp(context.Background(), stale.node, &pb.OpHeader{Op: pb.OpHeader_INIT_RECOVERY, Block: rpc.ToPBBlock(&recBlock), NewGenStamp: 1010})
+	rep, err := callOp(context.Background(), stale.node, &pb.OpHeader{Op: pb.OpHeader_INIT_RECOVERY, Block: rpc.ToPBBlock(&recBlock), NewGenStamp: 1010, Token: recoverToken(1010)})
 	if cairn.KindOf(err) != cairn.KindInvalid {
 		t.Fatalf("INIT_RECOVERY of a stale replica: %v %v, want KindInvalid", rep, err)
 	}
@@ -334,11 +348,11 @@ func TestNewerRecoveryTakesOver(t *testing.T) {
 	a, b := startBlockd(t, m, rbwOf(t, 1001, 3300)), startBlockd(t, m, rbwOf(t, 1001, 3100))
 	ctx := context.Background()
 	for _, d := range []*Blockd{a, b} {
-		if r, err := a.initRecoveryOn(ctx, d.node, recBlock, 1010); err != nil || r.State != cairn.ReplicaRWR {
+		if r, err := a.initRecoveryOn(ctx, d.node, recBlock, 1010, recoverToken(1010)); err != nil || r.State != cairn.ReplicaRWR {
 			t.Fatalf("first recovery on %s: %v %v", d.node.StorageID, r, err)
 		}
 	}
-	if _, err := a.initRecoveryOn(ctx, b.node, recBlock, 1005); cairn.KindOf(err) != cairn.KindBusy {
+	if _, err := a.initRecoveryOn(ctx, b.node, recBlock, 1005, recoverToken(1005)); cairn.KindOf(err) != cairn.KindBusy {
 		t.Fatalf("an older recovery: %v, want KindBusy", err)
 	}
 	if err := a.recoverBlock(ctx, recoverCmd(1020, a, b)); err != nil {
@@ -349,7 +363,7 @@ func TestNewerRecoveryTakesOver(t *testing.T) {
 	if c := m.lastCommit(t); c.RecoveryID != 1020 || c.NewLen != 3100 || !slices.Equal(commitNodes(c), storageIDs(a, b)) {
 		t.Errorf("commit %+v", c)
 	}
-	if _, err := a.updateRecoveryOn(ctx, b.node, recBlock, 1010, 3100); err == nil {
+	if _, err := a.updateRecoveryOn(ctx, b.node, recBlock, 1010, 3100, recoverToken(1010)); err == nil {
 		t.Errorf("the superseded recovery finalized a replica")
 	}
 	recoveredAs(t, b, 1020, 3100)
@@ -375,7 +389,8 @@ func TestVerifyBlockOverTheWire(t *testing.T) {
 	a := startBlockd(t, m, finalizedOf(t, 3000))
 	b := startBlockd(t, m, rbwOf(t, 1001, 2000))
 	verify := func(d *Blockd) (*pb.OpReply, error) {
-		return callOp(context.Background(), d.node, &pb.OpHeader{Op: pb.OpHeader_VERIFY_BLOCK, Block: rpc.ToPBBlock(&recBlock)})
+		return callOp(context.Background(), d.node, &pb.OpHeader{Op: pb.OpHeader_VERIFY_BLOCK, Block: rpc.ToPBBlock(&recBlock),
+			Token: testToken(t, recBlock.ID, 0, 1<<62, blocktoken.Read)})
 	}
 	for _, d := range []*Blockd{a, b} {
 		if rep, err := verify(d); err != nil || cairn.ReplicaState(rep.ReplicaState) == 0 {
@@ -389,7 +404,8 @@ func TestVerifyBlockOverTheWire(t *testing.T) {
 	}
 	other := recBlock
 	other.ID++
-	if _, err := callOp(context.Background(), a.node, &pb.OpHeader{Op: pb.OpHeader_VERIFY_BLOCK, Block: rpc.ToPBBlock(&other)}); cairn.KindOf(err) != cairn.KindNotExist {
+	if _, err := callOp(context.Background(), a.node, &pb.OpHeader{Op: pb.OpHeader_VERIFY_BLOCK, Block: rpc.ToPBBlock(&other),
+		Token: testToken(t, other.ID, 0, 1<<62, blocktoken.Read)}); cairn.KindOf(err) != cairn.KindNotExist {
 		t.Errorf("VERIFY_BLOCK of a block not here: %v, want KindNotExist", err)
 	}
 }

@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"cairn"
+	"cairn/blocktoken"
 	"cairn/internal/daemon"
 	"cairn/rpc"
 )
@@ -44,6 +45,18 @@ type Config struct {
 	DiskCheck       time.Duration // how often the disks are checked (default DefaultDiskCheck)
 	ScanPeriod      time.Duration // the block scanner's period; negative disables it
 	ScanRate        int64         // the block scanner's bytes per second per disk
+
+	// The data port's limits (data.go; zero takes the defaults):
+	// connections served at once, the time a connection's opening may
+	// take, and the time a packet may take once begun and each write to
+	// the peer.
+	MaxConns      int
+	HeaderTimeout time.Duration
+	IdleTimeout   time.Duration
+	// SkipTokenCheck serves ops without checking their block access
+	// tokens: only to measure what the check costs, on a loopback
+	// address (--block-tokens=false).
+	SkipTokenCheck bool
 }
 
 // Blockd is one block daemon.
@@ -56,6 +69,9 @@ type Blockd struct {
 	conn   *grpc.ClientConn
 	node   cairn.Node
 	active atomic.Int64
+	keys   blocktoken.KeySet // from metad: checks the data port's tokens
+	conns  atomic.Int64      // data connections being served
+	capped atomic.Bool       // the cap refused a connection since the count was last under it
 
 	mu       sync.Mutex
 	incoming []cairn.Replica // finalized, not yet reported
@@ -81,6 +97,15 @@ func New(cfg Config) (*Blockd, error) {
 	}
 	if cfg.Rack == "" {
 		cfg.Rack = "/default-rack"
+	}
+	if cfg.MaxConns <= 0 {
+		cfg.MaxConns = DefaultMaxConns
+	}
+	if cfg.HeaderTimeout <= 0 {
+		cfg.HeaderTimeout = DefaultHeaderTimeout
+	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = DefaultIdleTimeout
 	}
 	dirs := cfg.Dirs
 	if len(dirs) == 0 {
@@ -139,13 +164,15 @@ func (d *Blockd) received(r cairn.Replica) {
 }
 
 func (d *Blockd) register(ctx context.Context) error {
-	ns, err := d.metad.Register(ctx, cairn.Registration{Node: d.node, NamespaceID: d.store.NamespaceID()})
+	reg, err := d.metad.Register(ctx, cairn.Registration{Node: d.node, NamespaceID: d.store.NamespaceID()})
 	if err != nil {
 		return err
 	}
+	ns := reg.NamespaceID
 	if err := d.store.SetNamespaceID(ns); err != nil {
 		return err
 	}
+	d.setKeys(reg.Keys)
 	report := d.store.Report()
 	if err := d.metad.BlockReport(ctx, d.node.StorageID, report); err != nil {
 		return err
@@ -200,13 +227,15 @@ func (d *Blockd) heartbeat(ctx context.Context) error {
 			if err := d.registerLoop(ctx); err != nil {
 				return err
 			}
+		case cairn.CmdKeys:
+			d.setKeys(c.Keys)
 		case cairn.CmdRecover:
 			d.queueRecovery(c)
 		case cairn.CmdTransfer:
 			d.active.Add(1)
 			go func(c cairn.Command) {
 				defer d.active.Add(-1)
-				d.replicate(c.Blocks, c.Targets)
+				d.replicate(c.Blocks, c.Tokens, c.Targets)
 			}(c)
 		case cairn.CmdVerify:
 			// A client read these replicas bad: the scanner verifies them
@@ -344,6 +373,10 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	hb := fl.Duration("heartbeat", cairn.DefaultHeartbeat, "heartbeat interval")
 	blockReport := fl.Duration("block-report-interval", 6*time.Hour, "how often to send metad the full list of replicas (besides at start)")
 	ackTimeout := fl.Duration("ack-timeout", DefaultAckTimeout, "a pipeline's next blockd silent this long while packets wait for its ack is dropped")
+	maxConns := fl.Int("max-connections", DefaultMaxConns, "data connections served at once; more are refused as busy")
+	headerTimeout := fl.Duration("header-timeout", DefaultHeaderTimeout, "a data connection's opening must arrive within this")
+	idleTimeout := fl.Duration("idle-timeout", DefaultIdleTimeout, "a packet begun must arrive, and each write to a peer finish, within this")
+	checkTokens := fl.Bool("block-tokens", true, "check the block access token of every data op (false only on a loopback --listen, to measure the check's cost)")
 	addrFile := fl.String("addr-file", "", "write the bound addresses as JSON to this file once registered")
 	debug := fl.Bool("debug", false, "log at debug level")
 	fl.Usage = func() {
@@ -371,8 +404,12 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if *scanPeriod == 0 {
 		*scanPeriod = -1 // disabled
 	}
+	if !*checkTokens && !loopback(*listen) {
+		return daemon.Usage(stderr, "cairn blockd", "--block-tokens=false needs a loopback --listen address (e.g. 127.0.0.1:0): without tokens anyone who reaches the port may read and change every replica")
+	}
 	cfg := Config{Dirs: dirs, MetadAddr: metadAddr(*metad), Rack: *rack, Heartbeat: *hb, BlockReport: *blockReport, AckTimeout: *ackTimeout, Logger: log,
-		Reserved: int64(reserved), FailedTolerated: *tolerated, DiskCheck: *diskCheck, ScanPeriod: *scanPeriod, ScanRate: int64(scanRate)}
+		Reserved: int64(reserved), FailedTolerated: *tolerated, DiskCheck: *diskCheck, ScanPeriod: *scanPeriod, ScanRate: int64(scanRate),
+		MaxConns: *maxConns, HeaderTimeout: *headerTimeout, IdleTimeout: *idleTimeout, SkipTokenCheck: !*checkTokens}
 	if err := serve(ctx, cfg, *listen, *httpAddr, *addrFile); err != nil {
 		log.Error("blockd stopped", zap.Error(err))
 		fmt.Fprintf(stderr, "cairn blockd: %v\n", err)
@@ -463,6 +500,16 @@ func (d *Blockd) httpHandler() http.Handler {
 	})
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "ok\n") })
 	return mux
+}
+
+// loopback reports whether listen names a loopback IP address.
+func loopback(listen string) bool {
+	host, _, err := net.SplitHostPort(listen)
+	if err != nil {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func metadAddr(flagValue string) string {

@@ -26,7 +26,9 @@ func benchBytes() int64 {
 // BenchmarkDataPath writes and reads the same bytes through the client
 // library, with replication 1 and 3 and every blockd on this machine, and to
 // a plain file on the same disk with and without fsync, in one run, and
-// reports each as MB/s and as a ratio to the plain file.
+// reports each as MB/s and as a ratio to the plain file. With replication
+// 3 it also runs blockds that do not check block access tokens
+// (--block-tokens=false), for the cost of the check as a ratio.
 func BenchmarkDataPath(b *testing.B) {
 	size := benchBytes()
 	buf := make([]byte, 1<<20)
@@ -49,6 +51,8 @@ func BenchmarkDataPath(b *testing.B) {
 			results[fmt.Sprintf("r%d-write", repl)] = mbps(w)
 			results[fmt.Sprintf("r%d-read", repl)] = mbps(r)
 		}
+		w, r := timeCairn(b, 3, buf, size, "--block-tokens=false")
+		results["r3-write-notokens"], results["r3-read-notokens"] = mbps(w), mbps(r)
 		b.Logf("run %d, %d MiB each way (MB/s): %v", i+1, size>>20, results)
 		runs = append(runs, results)
 	}
@@ -66,7 +70,7 @@ func BenchmarkDataPath(b *testing.B) {
 	ratio := func(a, base string) func(map[string]float64) float64 {
 		return func(r map[string]float64) float64 { return r[a] / r[base] }
 	}
-	for _, k := range []string{"plain-write", "plain-write-fsync", "plain-read", "r1-write", "r1-read", "r3-write", "r3-read"} {
+	for _, k := range []string{"plain-write", "plain-write-fsync", "plain-read", "r1-write", "r1-read", "r3-write", "r3-read", "r3-write-notokens", "r3-read-notokens"} {
 		b.ReportMetric(median(k, val(k)), k+"-MB/s")
 	}
 	b.ReportMetric(median("", ratio("r1-write", "plain-write-fsync")), "r1-write/plain-fsync")
@@ -74,12 +78,14 @@ func BenchmarkDataPath(b *testing.B) {
 	b.ReportMetric(median("", ratio("r3-write", "plain-write-fsync")), "r3-write/plain-fsync")
 	b.ReportMetric(median("", ratio("r1-read", "plain-read")), "r1-read/plain")
 	b.ReportMetric(median("", ratio("r3-read", "plain-read")), "r3-read/plain")
+	b.ReportMetric(median("", ratio("r3-write", "r3-write-notokens")), "r3-write/notokens")
+	b.ReportMetric(median("", ratio("r3-read", "r3-read-notokens")), "r3-read/notokens")
 }
 
 // timeCairn writes size bytes through a fresh cluster with the given
-// replication, then reads them back.
-func timeCairn(b *testing.B, repl int, buf []byte, size int64) (write, read time.Duration) {
-	c := startCluster(b, 3, 64<<20)
+// replication (its blockds run with blockdArgs), then reads them back.
+func timeCairn(b *testing.B, repl int, buf []byte, size int64, blockdArgs ...string) (write, read time.Duration) {
+	c := startCluster(b, 3, 64<<20, blockdArgs...)
 	defer c.stop()
 	cl, err := client.Dial(c.metad, client.Options{Replication: repl})
 	if err != nil {

@@ -30,7 +30,7 @@ type cluster struct {
 	stop func()
 }
 
-func startCluster(t testing.TB, blockds int, blockSize int64) *cluster {
+func startCluster(t testing.TB, blockds int, blockSize int64, blockdArgs ...string) *cluster {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -70,7 +70,7 @@ func startCluster(t testing.TB, blockds int, blockSize int64) *cluster {
 		bd := filepath.Join(dir, fmt.Sprintf("blockd%d", i))
 		c.dirs = append(c.dirs, bd)
 		af := filepath.Join(dir, fmt.Sprintf("blockd%d.addr", i))
-		run("blockd", blockd.Main, "--data", bd, "--metad", c.metad, "--listen", "127.0.0.1:0", "--http", "", "--heartbeat", "100ms", "--addr-file", af)
+		run("blockd", blockd.Main, append([]string{"--data", bd, "--metad", c.metad, "--listen", "127.0.0.1:0", "--http", "", "--heartbeat", "100ms", "--addr-file", af}, blockdArgs...)...)
 		wait(af)
 	}
 	return c

@@ -124,7 +124,7 @@ func openPipeline(lb *cairn.LocatedBlock, chunk int, client string, st stage, ke
 	bw := xfer.NewBufferedWriter(conn) // the op header only; packets go by writev
 	err = xfer.WriteOp(bw, &pb.OpHeader{
 		Op: pb.OpHeader_WRITE_BLOCK, Block: rpc.ToPBBlock(&lb.Block), Targets: rpc.ToPBNodes(lb.Locations[1:]),
-		ChunkSize: uint32(chunk), Client: client, Stage: st, KeepLen: keepLen,
+		ChunkSize: uint32(chunk), Client: client, Stage: st, KeepLen: keepLen, Token: lb.Token,
 		SetupTimeoutMs: durationMs(to.setup), AckTimeoutMs: durationMs(to.ack), TimeoutExtensionMs: durationMs(to.ext),
 	})
 	if err == nil {
@@ -291,8 +291,9 @@ func (p *pipeline) close() {
 }
 
 // transfer has src copy the first n bytes of its replica of b to dst, at
-// generation stamp gs, to bring dst into a recovered pipeline.
-func transfer(b cairn.Block, src, dst cairn.Node, gs cairn.GenStamp, n int64, chunk int, client string, to timeouts) error {
+// generation stamp gs, to bring dst into a recovered pipeline; token
+// (UpdateBlockForPipeline's) allows the copy at src and its write at dst.
+func transfer(b cairn.Block, token []byte, src, dst cairn.Node, gs cairn.GenStamp, n int64, chunk int, client string, to timeouts) error {
 	conn, err := net.DialTimeout("tcp", src.DataAddr, to.setup)
 	if err != nil {
 		return err
@@ -300,7 +301,7 @@ func transfer(b cairn.Block, src, dst cairn.Node, gs cairn.GenStamp, n int64, ch
 	defer conn.Close()
 	bw := xfer.NewBufferedWriter(conn)
 	err = xfer.WriteOp(bw, &pb.OpHeader{Op: pb.OpHeader_TRANSFER_BLOCK, Block: rpc.ToPBBlock(&b), Targets: []*pb.Node{rpc.ToPBNode(dst)},
-		ChunkSize: uint32(chunk), Client: client, Length: n, NewGenStamp: uint64(gs),
+		ChunkSize: uint32(chunk), Client: client, Length: n, NewGenStamp: uint64(gs), Token: token,
 		SetupTimeoutMs: durationMs(to.setup), AckTimeoutMs: durationMs(to.ack), TimeoutExtensionMs: durationMs(to.ext)})
 	if err == nil {
 		err = bw.Flush()

@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"cairn"
+	"cairn/blocktoken"
 	"cairn/checksum"
 	"cairn/rpc"
 	"cairn/rpc/pb"
@@ -132,7 +133,7 @@ func (r *Reader) ReadAt(p []byte, off int64) (int, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	n := 0
-	refreshed := false
+	refreshed, renewed := false, false
 	var firstErr error
 	for n < len(p) {
 		pos := off + int64(n)
@@ -154,6 +155,15 @@ func (r *Reader) ReadAt(p []byte, off int64) (int, error) {
 		}
 		lb := r.fb.Blocks[i]
 		boff := pos - lb.Offset
+		if !renewed && r.tokenExpiring(lb, boff) {
+			// A new stream needs a token that is still good: ask metad
+			// again (once), as HDFS's reader refetches block locations.
+			renewed = true
+			if _, err := r.refresh(true); err != nil {
+				return n, err
+			}
+			continue
+		}
 		k := int(min(int64(len(p)-n), lb.Len-boff))
 		if err := r.readBlock(lb, boff, p[n:n+k]); err != nil {
 			// The block may have moved on (an append, a pipeline recovery)
@@ -174,6 +184,22 @@ func (r *Reader) ReadAt(p []byte, off int64) (int, error) {
 		n += k
 	}
 	return n, nil
+}
+
+// tokenMargin: a block's token expiring within this is renewed before a
+// new stream is opened with it, leaving room for clock skew and the time
+// to connect.
+const tokenMargin = 5 * time.Second
+
+// tokenExpiring reports whether reading lb at boff needs a new stream
+// (the open one does not continue there) and lb's token expires within
+// tokenMargin. A stream already open goes on: a blockd checks the token
+// when a stream opens.
+func (r *Reader) tokenExpiring(lb cairn.LocatedBlock, boff int64) bool {
+	if r.cur != nil && r.cur.lb.ID == lb.ID && r.cur.pos == boff {
+		return false
+	}
+	return blocktoken.Expired(lb.Token, time.Now().Add(tokenMargin))
 }
 
 // readBlock fills dst from block lb at offset boff, from the open stream if
@@ -280,7 +306,7 @@ func openStream(lb cairn.LocatedBlock, node cairn.Node, off, n int64, timeout ti
 	}
 	s := &stream{lb: lb, node: node, conn: conn, pos: off, end: off + n}
 	bw := xfer.NewBufferedWriter(conn)
-	err = xfer.WriteOp(bw, &pb.OpHeader{Op: pb.OpHeader_READ_BLOCK, Block: rpc.ToPBBlock(&lb.Block), Offset: off, Length: n})
+	err = xfer.WriteOp(bw, &pb.OpHeader{Op: pb.OpHeader_READ_BLOCK, Block: rpc.ToPBBlock(&lb.Block), Offset: off, Length: n, Token: lb.Token})
 	if err == nil {
 		err = bw.Flush()
 	}

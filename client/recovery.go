@@ -186,10 +186,12 @@ func (w *Writer) recoverWith(cause error, extra []packet, node *cairn.Node) erro
 	ctx, cancel := context.WithTimeout(context.Background(), rpcTimeout)
 	defer cancel()
 	oldBlock := w.lb.Block
-	gs, err := w.c.NS.UpdateBlockForPipeline(ctx, w.ref(), oldBlock)
+	ulb, err := w.c.NS.UpdateBlockForPipeline(ctx, w.ref(), oldBlock)
 	if err != nil {
 		return err
 	}
+	gs := ulb.GenStamp
+	w.lb.Token = ulb.Token // for the transfer to an added node and the new pipeline
 	if node != nil || w.replaceNode() {
 		w.refillAt = time.Time{}
 		if w.addNode(ctx, gs, acked, node) {
@@ -311,7 +313,7 @@ func (w *Writer) addNode(ctx context.Context, gs cairn.GenStamp, acked int64, n 
 func (w *Writer) bringUp(gs cairn.GenStamp, acked int64, n cairn.Node) bool {
 	var errs []error
 	for _, src := range w.lb.Locations {
-		err := transfer(w.lb.Block, src, n, gs, acked, w.chunk, w.c.opts.Name, w.to)
+		err := transfer(w.lb.Block, w.lb.Token, src, n, gs, acked, w.chunk, w.c.opts.Name, w.to)
 		if err == nil {
 			w.lb.Locations = append(w.lb.Locations, n)
 			w.c.log.Info("added a blockd to the pipeline", zap.String("path", w.path), zap.Stringer("block", w.lb.Block),
@@ -381,10 +383,12 @@ func (w *Writer) endAt(ctx context.Context) (cairn.Block, error) {
 			nodes = append(nodes, d)
 		}
 	}
-	gs, err := w.c.NS.UpdateBlockForPipeline(ctx, w.ref(), w.lb.Block)
+	ulb, err := w.c.NS.UpdateBlockForPipeline(ctx, w.ref(), w.lb.Block)
 	if err != nil {
 		return cairn.Block{}, err
 	}
+	gs := ulb.GenStamp
+	w.lb.Token = ulb.Token
 	var errs []error
 	for len(nodes) > 0 {
 		lb := *w.lb

@@ -27,10 +27,11 @@ type Verified struct {
 }
 
 // VerifyReplica asks the blockd node to re-read its replica of b against
-// its .meta (xfer's VERIFY_BLOCK). A replica the blockd finds bad, or does
-// not have, is a Verified with Bad set; an error means the blockd could
-// not be asked or did not answer.
-func VerifyReplica(ctx context.Context, node cairn.Node, b cairn.Block) (Verified, error) {
+// its .meta (xfer's VERIFY_BLOCK), with token (a read token for b from
+// ReplicaReport). A replica the blockd finds bad, or does not have, is a
+// Verified with Bad set; an error means the blockd could not be asked,
+// did not answer, or refused the token.
+func VerifyReplica(ctx context.Context, node cairn.Node, b cairn.Block, token []byte) (Verified, error) {
 	const op = "client.VerifyReplica"
 	var d net.Dialer
 	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -49,7 +50,7 @@ func VerifyReplica(ctx context.Context, node cairn.Node, b cairn.Block) (Verifie
 	defer stop()
 
 	bw := bufio.NewWriter(conn)
-	err = xfer.WriteOp(bw, &pb.OpHeader{Op: pb.OpHeader_VERIFY_BLOCK, Block: rpc.ToPBBlock(&b)})
+	err = xfer.WriteOp(bw, &pb.OpHeader{Op: pb.OpHeader_VERIFY_BLOCK, Block: rpc.ToPBBlock(&b), Token: token})
 	if err == nil {
 		err = bw.Flush()
 	}
@@ -62,6 +63,10 @@ func VerifyReplica(ctx context.Context, node cairn.Node, b cairn.Block) (Verifie
 			err = ctx.Err()
 		}
 		return Verified{}, cairn.E(op, cairn.KindIO, "", fmt.Sprintf("%s on %s: no answer: %v", b, node.DataAddr, err))
+	}
+	if k := cairn.Kind(rep.Status); k == cairn.KindAccess || k == cairn.KindRetry {
+		// Refused, not verified: says nothing of the replica.
+		return Verified{}, cairn.E(op, k, "", fmt.Sprintf("%s on %s: %s", b, node.DataAddr, rep.Message))
 	}
 	v := Verified{State: cairn.ReplicaState(rep.ReplicaState), GenStamp: cairn.GenStamp(rep.GenStamp)}
 	if rep.Status != 0 {

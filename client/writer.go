@@ -113,14 +113,14 @@ func (c *Client) Append(ctx context.Context, path string) (*Writer, error) {
 	if last != nil {
 		rctx, cancel := context.WithTimeout(context.Background(), rpcTimeout)
 		defer cancel()
-		gs, err := c.NS.UpdateBlockForPipeline(rctx, w.ref(), last.Block)
+		ulb, err := c.NS.UpdateBlockForPipeline(rctx, w.ref(), last.Block)
 		if err != nil {
 			w.leases()
 			return nil, err
 		}
 		old := last.Block
 		w.appendFrom = &old
-		last.GenStamp = gs
+		last.GenStamp, last.Token = ulb.GenStamp, ulb.Token
 		w.lb = last
 		w.sent, w.acked = last.Len, last.Len
 		w.stage = stageAppend

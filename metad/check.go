@@ -261,6 +261,10 @@ func (c *checker) key(k, v []byte) {
 		}
 		c.r.Links++
 		c.link(id(), parent, name, v)
+	case prefixBlockKey:
+		if _, err := decodeBlockKey(k, v); err != nil {
+			c.r.problem("%v", err)
+		}
 	case prefixXattr:
 		if len(k) < 10 {
 			c.r.problem("xattr key %x of %d bytes", k, len(k))

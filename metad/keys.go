@@ -19,6 +19,7 @@ import (
 //	"w" ino(8 BE)                      -> lease holder of a file being written
 //	"o" ino(8 BE)                      -> holders of an unlinked open file, "\n"-separated
 //	"l" ino(8 BE) parent(8 BE) name    -> empty: a name of a file other than its primary one
+//	"t" keyID(4 BE)                    -> block token key: secret(32) signFrom(8 BE) expiry(8 BE), Unix ms
 const (
 	prefixMeta    = 'm'
 	prefixCounter = 'c'
@@ -30,6 +31,9 @@ const (
 	prefixWriting = 'w'
 	prefixOrphan  = 'o'
 	prefixLink    = 'l'
+	// prefixBlockKey keys are outside the namespace: an older metad
+	// ignores them (blocktokens.go).
+	prefixBlockKey = 't'
 )
 
 // LayoutVersion is the version of the key layout this metad reads and

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc"
 
 	"cairn"
+	"cairn/blocktoken"
 	"cairn/internal/daemon"
 	"cairn/rpc"
 )
@@ -51,6 +52,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	retryExpiry := fl.Duration("retry-cache-expiry", DefaultRetryCacheExpiry, "how long the retry cache keeps an answer")
 	smThreshold := fl.Float64("safemode-threshold-pct", DefaultSafeModeThreshold, "at start, stay in safe mode (read-only) until the blockds have reported this share of the blocks (0: no safe mode at start; above 1: until `cairn admin -safemode leave`)")
 	smExtension := fl.Duration("safemode-extension", DefaultSafeModeExtension, "stay in safe mode this long after the threshold is reached")
+	tokenLife := fl.Duration("block-token-lifetime", blocktoken.DefaultLifetime, "how long a block access token is good for")
+	keyInterval := fl.Duration("block-key-interval", blocktoken.DefaultKeyInterval, "how long one key signs block access tokens before the next takes over")
 	addrFile := fl.String("addr-file", "", "write the bound addresses as JSON to this file once serving")
 	debug := fl.Bool("debug", false, "log at debug level")
 	fl.Usage = func() {
@@ -86,7 +89,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		Dir: *dir, Replication: *repl, BlockSize: *blockSize, DeadAfter: *deadAfter, StaleAfter: *staleAfter, Heartbeat: *heartbeat, Logger: log,
 		NoPermissions: !*perms, Supergroup: *supergroup, LeaseSoft: *soft, LeaseHard: *hard, CacheSize: *cache,
 		CheckpointDir: *ckptDir, CheckpointInterval: *ckptEvery, CheckpointKeep: *ckptKeep,
-		RetryCacheSize: *retrySize, RetryCacheExpiry: *retryExpiry,
+		RetryCacheSize: *retrySize, RetryCacheExpiry: *retryExpiry, TokenLifetime: *tokenLife, KeyInterval: *keyInterval,
 		SafeModeThreshold: *smThreshold, SafeModeExtension: *smExtension,
 	}); err != nil {
 		log.Error("metad stopped", zap.Error(err))

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"cairn"
+	"cairn/blocktoken"
 	"cairn/metad/metapb"
 )
 
@@ -477,6 +478,7 @@ func (m *Metad) AddBlock(ctx context.Context, w cairn.WriterRef, prev *cairn.Blo
 		return setInode(b, in)
 	})
 	if err == nil {
+		lb.Token = m.token(tokenUser(ctx), lb.ID, lb.GenStamp, lb.GenStamp, blocktoken.Write)
 		m.pipelines.set(lb.ID, lb.Locations)
 		if prev != nil {
 			m.pipelines.forget(prev.ID)
@@ -669,7 +671,8 @@ func (m *Metad) BlockLocations(ctx context.Context, f cairn.FileRef) (cairn.File
 		if fb.Writing && i == len(blocks)-1 {
 			locs = m.pipelineReplicas(blk, locs, now)
 		}
-		fb.Blocks = append(fb.Blocks, cairn.LocatedBlock{Block: blk, Offset: off, Locations: locs, Corrupt: m.blocks.corruptCount(blk.ID)})
+		fb.Blocks = append(fb.Blocks, cairn.LocatedBlock{Block: blk, Offset: off, Locations: locs, Corrupt: m.blocks.corruptCount(blk.ID),
+			Token: m.token(c.user, blk.ID, blk.GenStamp, blk.GenStamp, blocktoken.Read)})
 		off += blk.Len
 	}
 	return fb, nil

@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap"
 
 	"cairn"
+	"cairn/blocktoken"
 	"cairn/metad/metapb"
 )
 
@@ -208,23 +209,33 @@ func (m *Metad) Fsync(ctx context.Context, w cairn.WriterRef, blk cairn.Block) e
 
 // UpdateBlockForPipeline hands out a new generation stamp for the file's
 // last block, the first step of pipeline recovery.
-func (m *Metad) UpdateBlockForPipeline(ctx context.Context, w cairn.WriterRef, blk cairn.Block) (cairn.GenStamp, error) {
+func (m *Metad) UpdateBlockForPipeline(ctx context.Context, w cairn.WriterRef, blk cairn.Block) (cairn.LocatedBlock, error) {
 	const op = "metad.UpdateBlockForPipeline"
 	path := w.Path
-	var gs cairn.GenStamp
+	var gs, was cairn.GenStamp
 	err := m.mutate(func(b *pebble.Batch) error {
 		in, err := m.writable(op, w)
 		if err != nil {
 			return err
 		}
-		if _, _, err := m.lastBlock(op, path, in, blk.ID); err != nil {
+		cur, _, err := m.lastBlock(op, path, in, blk.ID)
+		if err != nil {
 			return err
 		}
+		was = cur.GenStamp
 		gs = cairn.GenStamp(m.st.nextGS)
 		m.st.nextGS++
 		return nil
 	})
-	return gs, err
+	if err != nil {
+		return cairn.LocatedBlock{}, err
+	}
+	// The token covers every stamp from metad's to the new one: the
+	// survivors' replicas are at one of them (TRANSFER_BLOCK names it),
+	// the pipeline is set up again at the new one.
+	lb := cairn.LocatedBlock{Block: cairn.Block{ID: blk.ID, GenStamp: gs, Len: blk.Len}}
+	lb.Token = m.token(tokenUser(ctx), blk.ID, was, gs, blocktoken.Write|blocktoken.Copy|blocktoken.Replace)
+	return lb, nil
 }
 
 // UpdatePipeline commits a recovered pipeline: the last block now has

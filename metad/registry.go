@@ -172,15 +172,15 @@ func (m *Metad) readReplicas(b cairn.Block, now time.Time) []cairn.Node {
 	return out
 }
 
-func (m *Metad) Register(ctx context.Context, r cairn.Registration) (string, error) {
+func (m *Metad) Register(ctx context.Context, r cairn.Registration) (cairn.Registered, error) {
 	const op = "metad.Register"
 	if r.StorageID == "" || r.DataAddr == "" {
-		return "", cairn.E(op, cairn.KindInvalid, "", "registration without storage ID or data address")
+		return cairn.Registered{}, cairn.E(op, cairn.KindInvalid, "", "registration without storage ID or data address")
 	}
 	if r.NamespaceID != "" && r.NamespaceID != m.namespaceID {
 		m.log.Warn("refused a blockd from another namespace", zap.String("storage_id", r.StorageID),
 			zap.String("blockd_namespace", r.NamespaceID), zap.String("namespace", m.namespaceID))
-		return "", cairn.E(op, cairn.KindNamespace, "", fmt.Sprintf("blockd %s is formatted for namespace %s, this metad serves namespace %s", r.StorageID, r.NamespaceID, m.namespaceID))
+		return cairn.Registered{}, cairn.E(op, cairn.KindNamespace, "", fmt.Sprintf("blockd %s is formatted for namespace %s, this metad serves namespace %s", r.StorageID, r.NamespaceID, m.namespaceID))
 	}
 	if r.Rack == "" {
 		r.Rack = "/default-rack"
@@ -188,8 +188,12 @@ func (m *Metad) Register(ctx context.Context, r cairn.Registration) (string, err
 	m.nodes.mu.Lock()
 	m.nodes.nodes[r.StorageID] = &nodeState{Node: r.Node, last: m.clock.Now()}
 	m.nodes.mu.Unlock()
+	keys, err := m.tokens.Keys()
+	if err != nil {
+		return cairn.Registered{}, cairn.E(op, cairn.KindIO, "", "block token keys: "+err.Error())
+	}
 	m.log.Info("blockd registered", zap.String("storage_id", r.StorageID), zap.String("data", r.DataAddr), zap.String("rack", r.Rack))
-	return m.namespaceID, nil
+	return cairn.Registered{NamespaceID: m.namespaceID, Keys: keys}, nil
 }
 
 func (m *Metad) Heartbeat(ctx context.Context, h cairn.Heartbeat) ([]cairn.Command, error) {
@@ -215,7 +219,8 @@ func (m *Metad) Heartbeat(ctx context.Context, h cairn.Heartbeat) ([]cairn.Comma
 	if v := m.blocks.takeVerifies(h.StorageID); len(v) > 0 {
 		cmds = append(cmds, cairn.Command{Kind: cairn.CmdVerify, Blocks: v})
 	}
-	return cmds, nil
+	m.commandTokens(cmds)
+	return append(m.keysCommand(), cmds...), nil
 }
 
 func (m *Metad) known(op, id string) error {

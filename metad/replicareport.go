@@ -3,9 +3,11 @@ package metad
 import (
 	"context"
 	"io/fs"
+	"math"
 	"sort"
 
 	"cairn"
+	"cairn/blocktoken"
 )
 
 // ReplicaReport returns the file's blocks as metad records them, each with
@@ -38,7 +40,9 @@ func (m *Metad) ReplicaReport(ctx context.Context, path string) (cairn.FileRepli
 	now := m.clock.Now()
 	var off int64
 	for i, blk := range blocks {
-		br := cairn.BlockReplicas{Block: blk, Offset: off, UnderConstruction: fr.Writing && i == len(blocks)-1}
+		// VERIFY_BLOCK re-reads a replica at whatever stamp it has.
+		br := cairn.BlockReplicas{Block: blk, Offset: off, UnderConstruction: fr.Writing && i == len(blocks)-1,
+			Token: m.token(c.user, blk.ID, 0, math.MaxUint64, blocktoken.Read)}
 		off += blk.Len
 		for _, r := range m.blocks.replicasOf(blk.ID) {
 			ri := cairn.ReplicaInfo{Node: cairn.Node{StorageID: r.StorageID}, Replica: r.Replica, Corrupt: r.Corrupt}

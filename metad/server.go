@@ -19,6 +19,7 @@ import (
 	"go.uber.org/zap"
 
 	"cairn"
+	"cairn/blocktoken"
 	"cairn/internal/versionfile"
 )
 
@@ -71,6 +72,11 @@ type Config struct {
 	// DefaultSafeModeThreshold.
 	SafeModeThreshold float64
 	SafeModeExtension time.Duration
+	// TokenLifetime is how long a block access token is good for, and
+	// KeyInterval how long one key signs them (package blocktoken; zero:
+	// its defaults).
+	TokenLifetime time.Duration
+	KeyInterval   time.Duration
 }
 
 // Default lease limits, HDFS's.
@@ -96,6 +102,7 @@ type Metad struct {
 	leases      *leaseTable
 	version     map[string]string // the data directory's VERSION
 	superuser   string            // the user running metad
+	tokens      *blocktoken.Manager
 }
 
 var pebbleLog = zap.NewNop()
@@ -211,8 +218,14 @@ func Open(cfg Config) (*Metad, error) {
 			return nil, fmt.Errorf("record layout version %d in %s: %w", LayoutVersion, cfg.Dir, err)
 		}
 	}
+	tokens, err := blocktoken.NewManager(blocktoken.ManagerConfig{Interval: cfg.KeyInterval, Lifetime: cfg.TokenLifetime, Now: cfg.Clock.Now}, keyStore{st.db})
+	if err != nil {
+		_ = st.close()
+		return nil, err
+	}
 	m := &Metad{
-		cfg: cfg, st: st, blocks: newBlockMap(), clock: cfg.Clock, log: cfg.Logger, pipelines: newPipelines(), repl: newReplQueue(), recoveries: newRecoveries(),
+		tokens: tokens,
+		cfg:    cfg, st: st, blocks: newBlockMap(), clock: cfg.Clock, log: cfg.Logger, pipelines: newPipelines(), repl: newReplQueue(), recoveries: newRecoveries(),
 		nodes:       &nodeSet{deadAfter: cfg.DeadAfter, staleAfter: cfg.StaleAfter, nodes: map[string]*nodeState{}},
 		namespaceID: v["namespaceID"],
 		leases:      newLeaseTable(cfg.LeaseSoft, cfg.LeaseHard, cfg.Clock),

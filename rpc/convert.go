@@ -108,11 +108,11 @@ func ToPBBlock(b *cairn.Block) *pb.Block { return toPBBlock(b) }
 func FromPBBlock(b *pb.Block) cairn.Block { return fromPBBlock(b) }
 
 func toPBLocated(lb cairn.LocatedBlock) *pb.LocatedBlock {
-	return &pb.LocatedBlock{Block: toPBBlock(&lb.Block), Offset: lb.Offset, Locations: ToPBNodes(lb.Locations), Corrupt: int32(lb.Corrupt)}
+	return &pb.LocatedBlock{Block: toPBBlock(&lb.Block), Offset: lb.Offset, Locations: ToPBNodes(lb.Locations), Corrupt: int32(lb.Corrupt), Token: lb.Token}
 }
 
 func fromPBLocated(lb *pb.LocatedBlock) cairn.LocatedBlock {
-	return cairn.LocatedBlock{Block: fromPBBlock(lb.GetBlock()), Offset: lb.GetOffset(), Locations: FromPBNodes(lb.GetLocations()), Corrupt: int(lb.GetCorrupt())}
+	return cairn.LocatedBlock{Block: fromPBBlock(lb.GetBlock()), Offset: lb.GetOffset(), Locations: FromPBNodes(lb.GetLocations()), Corrupt: int(lb.GetCorrupt()), Token: lb.GetToken()}
 }
 
 func nanos(t time.Time) int64 {
@@ -145,4 +145,22 @@ func fromPBFileInfo(fi *pb.FileInfo) cairn.FileInfo {
 		Replication: int(fi.GetReplication()), BlockSize: fi.GetBlockSize(), Writing: fi.GetWriting(), Symlink: fi.GetSymlink(),
 		ChangeTime: fromNanos(fi.GetCtimeNs()), Nlink: int(fi.GetNlink()), Rdev: fi.GetRdev(),
 	}
+}
+
+// ToPBKeys converts block token keys for the wire.
+func ToPBKeys(keys []cairn.BlockKey) []*pb.BlockKey {
+	out := make([]*pb.BlockKey, len(keys))
+	for i, k := range keys {
+		out[i] = &pb.BlockKey{Id: k.ID, Secret: k.Secret, ExpiryMs: k.Expiry.UnixMilli()}
+	}
+	return out
+}
+
+// FromPBKeys converts block token keys from the wire.
+func FromPBKeys(keys []*pb.BlockKey) []cairn.BlockKey {
+	out := make([]cairn.BlockKey, len(keys))
+	for i, k := range keys {
+		out[i] = cairn.BlockKey{ID: k.GetId(), Secret: k.GetSecret(), Expiry: time.UnixMilli(k.GetExpiryMs())}
+	}
+	return out
 }

@@ -124,12 +124,13 @@ func (n *NamespaceClient) Fsync(ctx context.Context, w cairn.WriterRef, b cairn.
 	return fromStatus("rpc.Fsync", err)
 }
 
-func (n *NamespaceClient) UpdateBlockForPipeline(ctx context.Context, w cairn.WriterRef, b cairn.Block) (cairn.GenStamp, error) {
+func (n *NamespaceClient) UpdateBlockForPipeline(ctx context.Context, w cairn.WriterRef, b cairn.Block) (cairn.LocatedBlock, error) {
 	r, err := n.c.UpdateBlockForPipeline(ctx, &pb.BlockRequest{Path: w.Path, Client: w.Client, FileId: w.FileID, Block: toPBBlock(&b)})
 	if err != nil {
-		return 0, fromStatus("rpc.UpdateBlockForPipeline", err)
+		return cairn.LocatedBlock{}, fromStatus("rpc.UpdateBlockForPipeline", err)
 	}
-	return cairn.GenStamp(r.GenStamp), nil
+	b.GenStamp = cairn.GenStamp(r.GenStamp)
+	return cairn.LocatedBlock{Block: b, Token: r.Token}, nil
 }
 
 func (n *NamespaceClient) UpdatePipeline(ctx context.Context, w cairn.WriterRef, old, updated cairn.Block, nodes []cairn.Node) error {
@@ -291,11 +292,11 @@ func (s *namespaceServer) Fsync(ctx context.Context, r *pb.BlockRequest) (*pb.Em
 }
 
 func (s *namespaceServer) UpdateBlockForPipeline(ctx context.Context, r *pb.BlockRequest) (*pb.GenStampReply, error) {
-	gs, err := s.ns.UpdateBlockForPipeline(ctx, writerRef(r.FileId, r.Path, r.Client), fromPBBlock(r.Block))
+	lb, err := s.ns.UpdateBlockForPipeline(ctx, writerRef(r.FileId, r.Path, r.Client), fromPBBlock(r.Block))
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	return &pb.GenStampReply{GenStamp: uint64(gs)}, nil
+	return &pb.GenStampReply{GenStamp: uint64(lb.GenStamp), Token: lb.Token}, nil
 }
 
 func (s *namespaceServer) UpdatePipeline(ctx context.Context, r *pb.UpdatePipelineRequest) (*pb.Empty, error) {

@@ -19,12 +19,12 @@ func NewRegistryClient(conn grpc.ClientConnInterface) *RegistryClient {
 	return &RegistryClient{c: pb.NewRegistryClient(conn)}
 }
 
-func (r *RegistryClient) Register(ctx context.Context, reg cairn.Registration) (string, error) {
+func (r *RegistryClient) Register(ctx context.Context, reg cairn.Registration) (cairn.Registered, error) {
 	rep, err := r.c.Register(ctx, &pb.Registration{Node: ToPBNode(reg.Node), NamespaceId: reg.NamespaceID})
 	if err != nil {
-		return "", fromStatus("rpc.Register", err)
+		return cairn.Registered{}, fromStatus("rpc.Register", err)
 	}
-	return rep.NamespaceId, nil
+	return cairn.Registered{NamespaceID: rep.NamespaceId, Keys: FromPBKeys(rep.Keys)}, nil
 }
 
 func (r *RegistryClient) Heartbeat(ctx context.Context, h cairn.Heartbeat) ([]cairn.Command, error) {
@@ -34,7 +34,8 @@ func (r *RegistryClient) Heartbeat(ctx context.Context, h cairn.Heartbeat) ([]ca
 	}
 	cmds := make([]cairn.Command, len(rep.Commands))
 	for i, c := range rep.Commands {
-		cmds[i] = cairn.Command{Kind: cairn.CommandKind(c.Kind), Blocks: FromPBBlocks(c.Blocks), Targets: FromPBNodes(c.Targets), RecoveryID: cairn.GenStamp(c.RecoveryId)}
+		cmds[i] = cairn.Command{Kind: cairn.CommandKind(c.Kind), Blocks: FromPBBlocks(c.Blocks), Targets: FromPBNodes(c.Targets), RecoveryID: cairn.GenStamp(c.RecoveryId),
+			Tokens: c.Tokens, Keys: FromPBKeys(c.Keys)}
 	}
 	return cmds, nil
 }
@@ -73,11 +74,11 @@ func RegisterRegistry(s *grpc.Server, r cairn.Registry) {
 }
 
 func (s *registryServer) Register(ctx context.Context, r *pb.Registration) (*pb.RegisterReply, error) {
-	id, err := s.r.Register(ctx, cairn.Registration{Node: FromPBNode(r.Node), NamespaceID: r.NamespaceId})
+	reg, err := s.r.Register(ctx, cairn.Registration{Node: FromPBNode(r.Node), NamespaceID: r.NamespaceId})
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	return &pb.RegisterReply{NamespaceId: id}, nil
+	return &pb.RegisterReply{NamespaceId: reg.NamespaceID, Keys: ToPBKeys(reg.Keys)}, nil
 }
 
 func (s *registryServer) Heartbeat(ctx context.Context, h *pb.HeartbeatRequest) (*pb.HeartbeatReply, error) {
@@ -87,7 +88,8 @@ func (s *registryServer) Heartbeat(ctx context.Context, h *pb.HeartbeatRequest) 
 	}
 	out := &pb.HeartbeatReply{}
 	for _, c := range cmds {
-		out.Commands = append(out.Commands, &pb.Command{Kind: int32(c.Kind), Blocks: ToPBBlocks(c.Blocks), Targets: ToPBNodes(c.Targets), RecoveryId: uint64(c.RecoveryID)})
+		out.Commands = append(out.Commands, &pb.Command{Kind: int32(c.Kind), Blocks: ToPBBlocks(c.Blocks), Targets: ToPBNodes(c.Targets), RecoveryId: uint64(c.RecoveryID),
+			Tokens: c.Tokens, Keys: ToPBKeys(c.Keys)})
 	}
 	return out, nil
 }

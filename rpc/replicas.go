@@ -29,7 +29,7 @@ func (s *namespaceServer) ReplicaReport(ctx context.Context, r *pb.PathRequest) 
 func toPBFileReplicas(fr cairn.FileReplicas) *pb.FileReplicas {
 	out := &pb.FileReplicas{Size: fr.Size, Writing: fr.Writing, Replication: int32(fr.Replication)}
 	for _, b := range fr.Blocks {
-		pbb := &pb.BlockReplicas{Block: toPBBlock(&b.Block), Offset: b.Offset, UnderConstruction: b.UnderConstruction}
+		pbb := &pb.BlockReplicas{Block: toPBBlock(&b.Block), Offset: b.Offset, UnderConstruction: b.UnderConstruction, Token: b.Token}
 		for _, r := range b.Replicas {
 			pbb.Replicas = append(pbb.Replicas, &pb.ReplicaInfo{
 				Node: ToPBNode(r.Node), Replica: &pb.Replica{Block: toPBBlock(&r.Block), State: int32(r.State)},
@@ -50,7 +50,7 @@ func fromPBFileReplicas(r *pb.FileReplicas) (cairn.FileReplicas, error) {
 		if b.GetBlock() == nil {
 			return cairn.FileReplicas{}, cairn.E(op, cairn.KindInvalid, "", fmt.Sprintf("block %d: no block", i))
 		}
-		br := cairn.BlockReplicas{Block: fromPBBlock(b.Block), Offset: b.GetOffset(), UnderConstruction: b.GetUnderConstruction()}
+		br := cairn.BlockReplicas{Block: fromPBBlock(b.Block), Offset: b.GetOffset(), UnderConstruction: b.GetUnderConstruction(), Token: b.GetToken()}
 		for _, ri := range b.GetReplicas() {
 			if ri.GetNode() == nil {
 				return cairn.FileReplicas{}, cairn.E(op, cairn.KindInvalid, "", fmt.Sprintf("block %d: a replica without its node", i))

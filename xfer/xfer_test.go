@@ -116,6 +116,11 @@ func FuzzReadOp(f *testing.F) {
 	_ = WriteOp(&b, &pb.OpHeader{Op: pb.OpHeader_WRITE_BLOCK, Block: &pb.Block{Id: 1}, Targets: []*pb.Node{{DataAddr: "x:1"}}})
 	f.Add(b.Bytes())
 	f.Add([]byte("CRNX\x01\x00\x00\x00\x00"))
+	b.Reset()
+	_ = WriteOp(&b, &pb.OpHeader{Op: pb.OpHeader_READ_BLOCK, Block: &pb.Block{Id: 1, GenStamp: 1000}, Offset: 1, Length: 1<<63 - 1,
+		Token: bytes.Repeat([]byte{1}, 80)})
+	f.Add(b.Bytes())
+	f.Add(append([]byte("CRNX\x01"), 0x80, 0, 0, 0)) // a frame claiming 2 GiB
 	f.Fuzz(func(t *testing.T, data []byte) {
 		h, err := ReadOp(bytes.NewReader(data))
 		if err == nil && (h.Block == nil || h.Block.Id == 0) {

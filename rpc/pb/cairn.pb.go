@@ -95,7 +95,7 @@ func (x OpHeader_Op) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use OpHeader_Op.Descriptor instead.
 func (OpHeader_Op) EnumDescriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{53, 0}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{54, 0}
 }
 
 type OpHeader_Stage int32
@@ -147,7 +147,7 @@ func (x OpHeader_Stage) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use OpHeader_Stage.Descriptor instead.
 func (OpHeader_Stage) EnumDescriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{53, 1}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{54, 1}
 }
 
 type Empty struct {
@@ -320,6 +320,7 @@ type LocatedBlock struct {
 	Offset        int64                  `protobuf:"varint,2,opt,name=offset,proto3" json:"offset,omitempty"`
 	Locations     []*Node                `protobuf:"bytes,3,rep,name=locations,proto3" json:"locations,omitempty"`
 	Corrupt       int32                  `protobuf:"varint,4,opt,name=corrupt,proto3" json:"corrupt,omitempty"` // replicas known bad, not in locations
+	Token         []byte                 `protobuf:"bytes,5,opt,name=token,proto3" json:"token,omitempty"`      // block access token (package blocktoken)
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -380,6 +381,13 @@ func (x *LocatedBlock) GetCorrupt() int32 {
 		return x.Corrupt
 	}
 	return 0
+}
+
+func (x *LocatedBlock) GetToken() []byte {
+	if x != nil {
+		return x.Token
+	}
+	return nil
 }
 
 type FileInfo struct {
@@ -2235,6 +2243,7 @@ func (x *BlockRequest) GetFileId() uint64 {
 type GenStampReply struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	GenStamp      uint64                 `protobuf:"varint,1,opt,name=gen_stamp,json=genStamp,proto3" json:"gen_stamp,omitempty"`
+	Token         []byte                 `protobuf:"bytes,2,opt,name=token,proto3" json:"token,omitempty"` // write, copy and replace from the old stamp to gen_stamp
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2274,6 +2283,13 @@ func (x *GenStampReply) GetGenStamp() uint64 {
 		return x.GenStamp
 	}
 	return 0
+}
+
+func (x *GenStampReply) GetToken() []byte {
+	if x != nil {
+		return x.Token
+	}
+	return nil
 }
 
 type UpdatePipelineRequest struct {
@@ -2650,6 +2666,7 @@ type BlockReplicas struct {
 	Offset            int64                  `protobuf:"varint,2,opt,name=offset,proto3" json:"offset,omitempty"`
 	UnderConstruction bool                   `protobuf:"varint,3,opt,name=under_construction,json=underConstruction,proto3" json:"under_construction,omitempty"`
 	Replicas          []*ReplicaInfo         `protobuf:"bytes,4,rep,name=replicas,proto3" json:"replicas,omitempty"`
+	Token             []byte                 `protobuf:"bytes,5,opt,name=token,proto3" json:"token,omitempty"` // read, at any stamp of the block (VERIFY_BLOCK)
 	unknownFields     protoimpl.UnknownFields
 	sizeCache         protoimpl.SizeCache
 }
@@ -2708,6 +2725,13 @@ func (x *BlockReplicas) GetUnderConstruction() bool {
 func (x *BlockReplicas) GetReplicas() []*ReplicaInfo {
 	if x != nil {
 		return x.Replicas
+	}
+	return nil
+}
+
+func (x *BlockReplicas) GetToken() []byte {
+	if x != nil {
+		return x.Token
 	}
 	return nil
 }
@@ -3070,6 +3094,7 @@ func (x *Registration) GetNamespaceId() string {
 type RegisterReply struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	NamespaceId   string                 `protobuf:"bytes,1,opt,name=namespace_id,json=namespaceId,proto3" json:"namespace_id,omitempty"`
+	Keys          []*BlockKey            `protobuf:"bytes,2,rep,name=keys,proto3" json:"keys,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3111,6 +3136,74 @@ func (x *RegisterReply) GetNamespaceId() string {
 	return ""
 }
 
+func (x *RegisterReply) GetKeys() []*BlockKey {
+	if x != nil {
+		return x.Keys
+	}
+	return nil
+}
+
+// BlockKey is a key block access tokens are signed with (cairn.BlockKey).
+type BlockKey struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            uint32                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	Secret        []byte                 `protobuf:"bytes,2,opt,name=secret,proto3" json:"secret,omitempty"`
+	ExpiryMs      int64                  `protobuf:"varint,3,opt,name=expiry_ms,json=expiryMs,proto3" json:"expiry_ms,omitempty"` // Unix milliseconds
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BlockKey) Reset() {
+	*x = BlockKey{}
+	mi := &file_rpc_pb_cairn_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BlockKey) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BlockKey) ProtoMessage() {}
+
+func (x *BlockKey) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_pb_cairn_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BlockKey.ProtoReflect.Descriptor instead.
+func (*BlockKey) Descriptor() ([]byte, []int) {
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *BlockKey) GetId() uint32 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *BlockKey) GetSecret() []byte {
+	if x != nil {
+		return x.Secret
+	}
+	return nil
+}
+
+func (x *BlockKey) GetExpiryMs() int64 {
+	if x != nil {
+		return x.ExpiryMs
+	}
+	return 0
+}
+
 type HeartbeatRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	StorageId     string                 `protobuf:"bytes,1,opt,name=storage_id,json=storageId,proto3" json:"storage_id,omitempty"`
@@ -3124,7 +3217,7 @@ type HeartbeatRequest struct {
 
 func (x *HeartbeatRequest) Reset() {
 	*x = HeartbeatRequest{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[46]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3136,7 +3229,7 @@ func (x *HeartbeatRequest) String() string {
 func (*HeartbeatRequest) ProtoMessage() {}
 
 func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[46]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3149,7 +3242,7 @@ func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatRequest.ProtoReflect.Descriptor instead.
 func (*HeartbeatRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{46}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *HeartbeatRequest) GetStorageId() string {
@@ -3193,13 +3286,15 @@ type Command struct {
 	Blocks        []*Block               `protobuf:"bytes,2,rep,name=blocks,proto3" json:"blocks,omitempty"`
 	Targets       []*Node                `protobuf:"bytes,3,rep,name=targets,proto3" json:"targets,omitempty"`
 	RecoveryId    uint64                 `protobuf:"varint,4,opt,name=recovery_id,json=recoveryId,proto3" json:"recovery_id,omitempty"` // CmdRecover: the new generation stamp
+	Tokens        [][]byte               `protobuf:"bytes,5,rep,name=tokens,proto3" json:"tokens,omitempty"`                            // block access tokens, one per block
+	Keys          []*BlockKey            `protobuf:"bytes,6,rep,name=keys,proto3" json:"keys,omitempty"`                                // CmdKeys
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Command) Reset() {
 	*x = Command{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[47]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3211,7 +3306,7 @@ func (x *Command) String() string {
 func (*Command) ProtoMessage() {}
 
 func (x *Command) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[47]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3224,7 +3319,7 @@ func (x *Command) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Command.ProtoReflect.Descriptor instead.
 func (*Command) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{47}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *Command) GetKind() int32 {
@@ -3255,6 +3350,20 @@ func (x *Command) GetRecoveryId() uint64 {
 	return 0
 }
 
+func (x *Command) GetTokens() [][]byte {
+	if x != nil {
+		return x.Tokens
+	}
+	return nil
+}
+
+func (x *Command) GetKeys() []*BlockKey {
+	if x != nil {
+		return x.Keys
+	}
+	return nil
+}
+
 type HeartbeatReply struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Commands      []*Command             `protobuf:"bytes,1,rep,name=commands,proto3" json:"commands,omitempty"`
@@ -3264,7 +3373,7 @@ type HeartbeatReply struct {
 
 func (x *HeartbeatReply) Reset() {
 	*x = HeartbeatReply{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[48]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3276,7 +3385,7 @@ func (x *HeartbeatReply) String() string {
 func (*HeartbeatReply) ProtoMessage() {}
 
 func (x *HeartbeatReply) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[48]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3289,7 +3398,7 @@ func (x *HeartbeatReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatReply.ProtoReflect.Descriptor instead.
 func (*HeartbeatReply) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{48}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *HeartbeatReply) GetCommands() []*Command {
@@ -3309,7 +3418,7 @@ type BlockList struct {
 
 func (x *BlockList) Reset() {
 	*x = BlockList{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[49]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3321,7 +3430,7 @@ func (x *BlockList) String() string {
 func (*BlockList) ProtoMessage() {}
 
 func (x *BlockList) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[49]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3334,7 +3443,7 @@ func (x *BlockList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BlockList.ProtoReflect.Descriptor instead.
 func (*BlockList) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{49}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *BlockList) GetStorageId() string {
@@ -3363,7 +3472,7 @@ type Replica struct {
 
 func (x *Replica) Reset() {
 	*x = Replica{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[50]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3375,7 +3484,7 @@ func (x *Replica) String() string {
 func (*Replica) ProtoMessage() {}
 
 func (x *Replica) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[50]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3388,7 +3497,7 @@ func (x *Replica) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Replica.ProtoReflect.Descriptor instead.
 func (*Replica) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{50}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *Replica) GetBlock() *Block {
@@ -3415,7 +3524,7 @@ type ReplicaList struct {
 
 func (x *ReplicaList) Reset() {
 	*x = ReplicaList{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[51]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3427,7 +3536,7 @@ func (x *ReplicaList) String() string {
 func (*ReplicaList) ProtoMessage() {}
 
 func (x *ReplicaList) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[51]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3440,7 +3549,7 @@ func (x *ReplicaList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaList.ProtoReflect.Descriptor instead.
 func (*ReplicaList) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{51}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *ReplicaList) GetStorageId() string {
@@ -3472,7 +3581,7 @@ type CommitSyncRequest struct {
 
 func (x *CommitSyncRequest) Reset() {
 	*x = CommitSyncRequest{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[52]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3484,7 +3593,7 @@ func (x *CommitSyncRequest) String() string {
 func (*CommitSyncRequest) ProtoMessage() {}
 
 func (x *CommitSyncRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[52]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3497,7 +3606,7 @@ func (x *CommitSyncRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitSyncRequest.ProtoReflect.Descriptor instead.
 func (*CommitSyncRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{52}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *CommitSyncRequest) GetBlock() *Block {
@@ -3570,13 +3679,16 @@ type OpHeader struct {
 	SetupTimeoutMs     uint32 `protobuf:"varint,11,opt,name=setup_timeout_ms,json=setupTimeoutMs,proto3" json:"setup_timeout_ms,omitempty"`
 	AckTimeoutMs       uint32 `protobuf:"varint,12,opt,name=ack_timeout_ms,json=ackTimeoutMs,proto3" json:"ack_timeout_ms,omitempty"`
 	TimeoutExtensionMs uint32 `protobuf:"varint,13,opt,name=timeout_extension_ms,json=timeoutExtensionMs,proto3" json:"timeout_extension_ms,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// The block access token of the op (package blocktoken), signed by
+	// metad; every op needs one that allows it.
+	Token         []byte `protobuf:"bytes,14,opt,name=token,proto3" json:"token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *OpHeader) Reset() {
 	*x = OpHeader{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[53]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3588,7 +3700,7 @@ func (x *OpHeader) String() string {
 func (*OpHeader) ProtoMessage() {}
 
 func (x *OpHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[53]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3601,7 +3713,7 @@ func (x *OpHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpHeader.ProtoReflect.Descriptor instead.
 func (*OpHeader) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{53}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *OpHeader) GetOp() OpHeader_Op {
@@ -3695,6 +3807,13 @@ func (x *OpHeader) GetTimeoutExtensionMs() uint32 {
 	return 0
 }
 
+func (x *OpHeader) GetToken() []byte {
+	if x != nil {
+		return x.Token
+	}
+	return nil
+}
+
 // OpReply answers an OpHeader before any packet flows.
 type OpReply struct {
 	state        protoimpl.MessageState `protogen:"open.v1"`
@@ -3713,7 +3832,7 @@ type OpReply struct {
 
 func (x *OpReply) Reset() {
 	*x = OpReply{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[54]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3725,7 +3844,7 @@ func (x *OpReply) String() string {
 func (*OpReply) ProtoMessage() {}
 
 func (x *OpReply) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[54]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3738,7 +3857,7 @@ func (x *OpReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpReply.ProtoReflect.Descriptor instead.
 func (*OpReply) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{54}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *OpReply) GetStatus() uint32 {
@@ -3801,7 +3920,7 @@ type LinkRequest struct {
 
 func (x *LinkRequest) Reset() {
 	*x = LinkRequest{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[55]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3813,7 +3932,7 @@ func (x *LinkRequest) String() string {
 func (*LinkRequest) ProtoMessage() {}
 
 func (x *LinkRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[55]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3826,7 +3945,7 @@ func (x *LinkRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LinkRequest.ProtoReflect.Descriptor instead.
 func (*LinkRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{55}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *LinkRequest) GetSrc() string {
@@ -3858,12 +3977,13 @@ const file_rpc_pb_cairn_proto_rawDesc = "" +
 	"storage_id\x18\x01 \x01(\tR\tstorageId\x12\x1b\n" +
 	"\tdata_addr\x18\x02 \x01(\tR\bdataAddr\x12\x1b\n" +
 	"\thttp_addr\x18\x03 \x01(\tR\bhttpAddr\x12\x12\n" +
-	"\x04rack\x18\x04 \x01(\tR\x04rack\"\x95\x01\n" +
+	"\x04rack\x18\x04 \x01(\tR\x04rack\"\xab\x01\n" +
 	"\fLocatedBlock\x12%\n" +
 	"\x05block\x18\x01 \x01(\v2\x0f.cairn.v1.BlockR\x05block\x12\x16\n" +
 	"\x06offset\x18\x02 \x01(\x03R\x06offset\x12,\n" +
 	"\tlocations\x18\x03 \x03(\v2\x0e.cairn.v1.NodeR\tlocations\x12\x18\n" +
-	"\acorrupt\x18\x04 \x01(\x05R\acorrupt\"\xf8\x02\n" +
+	"\acorrupt\x18\x04 \x01(\x05R\acorrupt\x12\x14\n" +
+	"\x05token\x18\x05 \x01(\fR\x05token\"\xf8\x02\n" +
 	"\bFileInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05inode\x18\x02 \x01(\x04R\x05inode\x12\x12\n" +
@@ -4009,9 +4129,10 @@ const file_rpc_pb_cairn_proto_rawDesc = "" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x16\n" +
 	"\x06client\x18\x02 \x01(\tR\x06client\x12%\n" +
 	"\x05block\x18\x03 \x01(\v2\x0f.cairn.v1.BlockR\x05block\x12\x17\n" +
-	"\afile_id\x18\x04 \x01(\x04R\x06fileId\",\n" +
+	"\afile_id\x18\x04 \x01(\x04R\x06fileId\"B\n" +
 	"\rGenStampReply\x12\x1b\n" +
-	"\tgen_stamp\x18\x01 \x01(\x04R\bgenStamp\"\xd0\x01\n" +
+	"\tgen_stamp\x18\x01 \x01(\x04R\bgenStamp\x12\x14\n" +
+	"\x05token\x18\x02 \x01(\fR\x05token\"\xd0\x01\n" +
 	"\x15UpdatePipelineRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x16\n" +
 	"\x06client\x18\x02 \x01(\tR\x06client\x12!\n" +
@@ -4041,12 +4162,13 @@ const file_rpc_pb_cairn_proto_rawDesc = "" +
 	"\x04live\x18\x03 \x01(\bR\x04live\x12\x14\n" +
 	"\x05stale\x18\x04 \x01(\bR\x05stale\x12\x12\n" +
 	"\x04good\x18\x05 \x01(\bR\x04good\x12\x18\n" +
-	"\acorrupt\x18\x06 \x01(\tR\acorrupt\"\xb0\x01\n" +
+	"\acorrupt\x18\x06 \x01(\tR\acorrupt\"\xc6\x01\n" +
 	"\rBlockReplicas\x12%\n" +
 	"\x05block\x18\x01 \x01(\v2\x0f.cairn.v1.BlockR\x05block\x12\x16\n" +
 	"\x06offset\x18\x02 \x01(\x03R\x06offset\x12-\n" +
 	"\x12under_construction\x18\x03 \x01(\bR\x11underConstruction\x121\n" +
-	"\breplicas\x18\x04 \x03(\v2\x15.cairn.v1.ReplicaInfoR\breplicas\"\x8f\x01\n" +
+	"\breplicas\x18\x04 \x03(\v2\x15.cairn.v1.ReplicaInfoR\breplicas\x12\x14\n" +
+	"\x05token\x18\x05 \x01(\fR\x05token\"\x8f\x01\n" +
 	"\fFileReplicas\x12\x12\n" +
 	"\x04size\x18\x01 \x01(\x03R\x04size\x12\x18\n" +
 	"\awriting\x18\x02 \x01(\bR\awriting\x12 \n" +
@@ -4070,22 +4192,29 @@ const file_rpc_pb_cairn_proto_rawDesc = "" +
 	"\x04mode\x18\x02 \x01(\rR\x04mode\"U\n" +
 	"\fRegistration\x12\"\n" +
 	"\x04node\x18\x01 \x01(\v2\x0e.cairn.v1.NodeR\x04node\x12!\n" +
-	"\fnamespace_id\x18\x02 \x01(\tR\vnamespaceId\"2\n" +
+	"\fnamespace_id\x18\x02 \x01(\tR\vnamespaceId\"Z\n" +
 	"\rRegisterReply\x12!\n" +
-	"\fnamespace_id\x18\x01 \x01(\tR\vnamespaceId\"\x97\x01\n" +
+	"\fnamespace_id\x18\x01 \x01(\tR\vnamespaceId\x12&\n" +
+	"\x04keys\x18\x02 \x03(\v2\x12.cairn.v1.BlockKeyR\x04keys\"O\n" +
+	"\bBlockKey\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\rR\x02id\x12\x16\n" +
+	"\x06secret\x18\x02 \x01(\fR\x06secret\x12\x1b\n" +
+	"\texpiry_ms\x18\x03 \x01(\x03R\bexpiryMs\"\x97\x01\n" +
 	"\x10HeartbeatRequest\x12\x1d\n" +
 	"\n" +
 	"storage_id\x18\x01 \x01(\tR\tstorageId\x12\x1a\n" +
 	"\bcapacity\x18\x02 \x01(\x03R\bcapacity\x12\x12\n" +
 	"\x04used\x18\x03 \x01(\x03R\x04used\x12\x1c\n" +
 	"\tremaining\x18\x04 \x01(\x03R\tremaining\x12\x16\n" +
-	"\x06active\x18\x05 \x01(\x05R\x06active\"\x91\x01\n" +
+	"\x06active\x18\x05 \x01(\x05R\x06active\"\xd1\x01\n" +
 	"\aCommand\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\x05R\x04kind\x12'\n" +
 	"\x06blocks\x18\x02 \x03(\v2\x0f.cairn.v1.BlockR\x06blocks\x12(\n" +
 	"\atargets\x18\x03 \x03(\v2\x0e.cairn.v1.NodeR\atargets\x12\x1f\n" +
 	"\vrecovery_id\x18\x04 \x01(\x04R\n" +
-	"recoveryId\"?\n" +
+	"recoveryId\x12\x16\n" +
+	"\x06tokens\x18\x05 \x03(\fR\x06tokens\x12&\n" +
+	"\x04keys\x18\x06 \x03(\v2\x12.cairn.v1.BlockKeyR\x04keys\"?\n" +
 	"\x0eHeartbeatReply\x12-\n" +
 	"\bcommands\x18\x01 \x03(\v2\x11.cairn.v1.CommandR\bcommands\"S\n" +
 	"\tBlockList\x12\x1d\n" +
@@ -4106,7 +4235,7 @@ const file_rpc_pb_cairn_proto_rawDesc = "" +
 	"\rnew_gen_stamp\x18\x03 \x01(\x04R\vnewGenStamp\x12\x17\n" +
 	"\anew_len\x18\x04 \x01(\x03R\x06newLen\x12\x14\n" +
 	"\x05nodes\x18\x05 \x03(\tR\x05nodes\x12\x16\n" +
-	"\x06delete\x18\x06 \x01(\bR\x06delete\"\x9d\x05\n" +
+	"\x06delete\x18\x06 \x01(\bR\x06delete\"\xb3\x05\n" +
 	"\bOpHeader\x12%\n" +
 	"\x02op\x18\x01 \x01(\x0e2\x15.cairn.v1.OpHeader.OpR\x02op\x12%\n" +
 	"\x05block\x18\x02 \x01(\v2\x0f.cairn.v1.BlockR\x05block\x12(\n" +
@@ -4122,7 +4251,8 @@ const file_rpc_pb_cairn_proto_rawDesc = "" +
 	" \x01(\x04R\vnewGenStamp\x12(\n" +
 	"\x10setup_timeout_ms\x18\v \x01(\rR\x0esetupTimeoutMs\x12$\n" +
 	"\x0eack_timeout_ms\x18\f \x01(\rR\fackTimeoutMs\x120\n" +
-	"\x14timeout_extension_ms\x18\r \x01(\rR\x12timeoutExtensionMs\"\x87\x01\n" +
+	"\x14timeout_extension_ms\x18\r \x01(\rR\x12timeoutExtensionMs\x12\x14\n" +
+	"\x05token\x18\x0e \x01(\fR\x05token\"\x87\x01\n" +
 	"\x02Op\x12\x12\n" +
 	"\x0eOP_UNSPECIFIED\x10\x00\x12\x0f\n" +
 	"\vWRITE_BLOCK\x10\x01\x12\x0e\n" +
@@ -4212,7 +4342,7 @@ func file_rpc_pb_cairn_proto_rawDescGZIP() []byte {
 }
 
 var file_rpc_pb_cairn_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_rpc_pb_cairn_proto_msgTypes = make([]protoimpl.MessageInfo, 56)
+var file_rpc_pb_cairn_proto_msgTypes = make([]protoimpl.MessageInfo, 57)
 var file_rpc_pb_cairn_proto_goTypes = []any{
 	(OpHeader_Op)(0),              // 0: cairn.v1.OpHeader.Op
 	(OpHeader_Stage)(0),           // 1: cairn.v1.OpHeader.Stage
@@ -4262,16 +4392,17 @@ var file_rpc_pb_cairn_proto_goTypes = []any{
 	(*AccessRequest)(nil),         // 45: cairn.v1.AccessRequest
 	(*Registration)(nil),          // 46: cairn.v1.Registration
 	(*RegisterReply)(nil),         // 47: cairn.v1.RegisterReply
-	(*HeartbeatRequest)(nil),      // 48: cairn.v1.HeartbeatRequest
-	(*Command)(nil),               // 49: cairn.v1.Command
-	(*HeartbeatReply)(nil),        // 50: cairn.v1.HeartbeatReply
-	(*BlockList)(nil),             // 51: cairn.v1.BlockList
-	(*Replica)(nil),               // 52: cairn.v1.Replica
-	(*ReplicaList)(nil),           // 53: cairn.v1.ReplicaList
-	(*CommitSyncRequest)(nil),     // 54: cairn.v1.CommitSyncRequest
-	(*OpHeader)(nil),              // 55: cairn.v1.OpHeader
-	(*OpReply)(nil),               // 56: cairn.v1.OpReply
-	(*LinkRequest)(nil),           // 57: cairn.v1.LinkRequest
+	(*BlockKey)(nil),              // 48: cairn.v1.BlockKey
+	(*HeartbeatRequest)(nil),      // 49: cairn.v1.HeartbeatRequest
+	(*Command)(nil),               // 50: cairn.v1.Command
+	(*HeartbeatReply)(nil),        // 51: cairn.v1.HeartbeatReply
+	(*BlockList)(nil),             // 52: cairn.v1.BlockList
+	(*Replica)(nil),               // 53: cairn.v1.Replica
+	(*ReplicaList)(nil),           // 54: cairn.v1.ReplicaList
+	(*CommitSyncRequest)(nil),     // 55: cairn.v1.CommitSyncRequest
+	(*OpHeader)(nil),              // 56: cairn.v1.OpHeader
+	(*OpReply)(nil),               // 57: cairn.v1.OpReply
+	(*LinkRequest)(nil),           // 58: cairn.v1.LinkRequest
 }
 var file_rpc_pb_cairn_proto_depIdxs = []int32{
 	3,  // 0: cairn.v1.LocatedBlock.block:type_name -> cairn.v1.Block
@@ -4296,111 +4427,113 @@ var file_rpc_pb_cairn_proto_depIdxs = []int32{
 	3,  // 19: cairn.v1.BadReplica.block:type_name -> cairn.v1.Block
 	37, // 20: cairn.v1.BadReplicas.replicas:type_name -> cairn.v1.BadReplica
 	4,  // 21: cairn.v1.ReplicaInfo.node:type_name -> cairn.v1.Node
-	52, // 22: cairn.v1.ReplicaInfo.replica:type_name -> cairn.v1.Replica
+	53, // 22: cairn.v1.ReplicaInfo.replica:type_name -> cairn.v1.Replica
 	3,  // 23: cairn.v1.BlockReplicas.block:type_name -> cairn.v1.Block
 	39, // 24: cairn.v1.BlockReplicas.replicas:type_name -> cairn.v1.ReplicaInfo
 	40, // 25: cairn.v1.FileReplicas.blocks:type_name -> cairn.v1.BlockReplicas
 	4,  // 26: cairn.v1.Registration.node:type_name -> cairn.v1.Node
-	3,  // 27: cairn.v1.Command.blocks:type_name -> cairn.v1.Block
-	4,  // 28: cairn.v1.Command.targets:type_name -> cairn.v1.Node
-	49, // 29: cairn.v1.HeartbeatReply.commands:type_name -> cairn.v1.Command
-	3,  // 30: cairn.v1.BlockList.blocks:type_name -> cairn.v1.Block
-	3,  // 31: cairn.v1.Replica.block:type_name -> cairn.v1.Block
-	52, // 32: cairn.v1.ReplicaList.replicas:type_name -> cairn.v1.Replica
-	3,  // 33: cairn.v1.CommitSyncRequest.block:type_name -> cairn.v1.Block
-	0,  // 34: cairn.v1.OpHeader.op:type_name -> cairn.v1.OpHeader.Op
-	3,  // 35: cairn.v1.OpHeader.block:type_name -> cairn.v1.Block
-	4,  // 36: cairn.v1.OpHeader.targets:type_name -> cairn.v1.Node
-	1,  // 37: cairn.v1.OpHeader.stage:type_name -> cairn.v1.OpHeader.Stage
-	11, // 38: cairn.v1.Namespace.Mkdirs:input_type -> cairn.v1.MkdirRequest
-	11, // 39: cairn.v1.Namespace.Mkdir:input_type -> cairn.v1.MkdirRequest
-	12, // 40: cairn.v1.Namespace.Create:input_type -> cairn.v1.CreateRequest
-	13, // 41: cairn.v1.Namespace.AddBlock:input_type -> cairn.v1.AddBlockRequest
-	14, // 42: cairn.v1.Namespace.Complete:input_type -> cairn.v1.CompleteRequest
-	8,  // 43: cairn.v1.Namespace.Stat:input_type -> cairn.v1.PathRequest
-	15, // 44: cairn.v1.Namespace.List:input_type -> cairn.v1.ListRequest
-	17, // 45: cairn.v1.Namespace.Rename:input_type -> cairn.v1.RenameRequest
-	18, // 46: cairn.v1.Namespace.Delete:input_type -> cairn.v1.DeleteRequest
-	8,  // 47: cairn.v1.Namespace.BlockLocations:input_type -> cairn.v1.PathRequest
-	2,  // 48: cairn.v1.Namespace.Statfs:input_type -> cairn.v1.Empty
-	2,  // 49: cairn.v1.Namespace.Report:input_type -> cairn.v1.Empty
-	23, // 50: cairn.v1.Namespace.SetAttr:input_type -> cairn.v1.SetAttrRequest
-	24, // 51: cairn.v1.Namespace.Symlink:input_type -> cairn.v1.SymlinkRequest
-	25, // 52: cairn.v1.Namespace.Mknod:input_type -> cairn.v1.MknodRequest
-	26, // 53: cairn.v1.Namespace.SetXattr:input_type -> cairn.v1.XattrRequest
-	26, // 54: cairn.v1.Namespace.GetXattr:input_type -> cairn.v1.XattrRequest
-	8,  // 55: cairn.v1.Namespace.ListXattrs:input_type -> cairn.v1.PathRequest
-	26, // 56: cairn.v1.Namespace.RemoveXattr:input_type -> cairn.v1.XattrRequest
-	8,  // 57: cairn.v1.Namespace.GetContentSummary:input_type -> cairn.v1.PathRequest
-	30, // 58: cairn.v1.Namespace.Append:input_type -> cairn.v1.AppendRequest
-	32, // 59: cairn.v1.Namespace.RenewLease:input_type -> cairn.v1.LeaseRequest
-	33, // 60: cairn.v1.Namespace.AbandonBlock:input_type -> cairn.v1.BlockRequest
-	33, // 61: cairn.v1.Namespace.Fsync:input_type -> cairn.v1.BlockRequest
-	33, // 62: cairn.v1.Namespace.UpdateBlockForPipeline:input_type -> cairn.v1.BlockRequest
-	35, // 63: cairn.v1.Namespace.UpdatePipeline:input_type -> cairn.v1.UpdatePipelineRequest
-	36, // 64: cairn.v1.Namespace.AdditionalNode:input_type -> cairn.v1.AdditionalNodeRequest
-	38, // 65: cairn.v1.Namespace.ReportBadReplicas:input_type -> cairn.v1.BadReplicas
-	42, // 66: cairn.v1.Namespace.Checkpoint:input_type -> cairn.v1.CheckpointRequest
-	9,  // 67: cairn.v1.Namespace.Unlink:input_type -> cairn.v1.UnlinkRequest
-	10, // 68: cairn.v1.Namespace.Release:input_type -> cairn.v1.ReleaseRequest
-	8,  // 69: cairn.v1.Namespace.ReplicaReport:input_type -> cairn.v1.PathRequest
-	57, // 70: cairn.v1.Namespace.Link:input_type -> cairn.v1.LinkRequest
-	45, // 71: cairn.v1.Namespace.Access:input_type -> cairn.v1.AccessRequest
-	43, // 72: cairn.v1.Namespace.SafeMode:input_type -> cairn.v1.SafeModeRequest
-	46, // 73: cairn.v1.Registry.Register:input_type -> cairn.v1.Registration
-	48, // 74: cairn.v1.Registry.Heartbeat:input_type -> cairn.v1.HeartbeatRequest
-	53, // 75: cairn.v1.Registry.BlockReport:input_type -> cairn.v1.ReplicaList
-	53, // 76: cairn.v1.Registry.BlocksReceived:input_type -> cairn.v1.ReplicaList
-	51, // 77: cairn.v1.Registry.BlocksDeleted:input_type -> cairn.v1.BlockList
-	54, // 78: cairn.v1.Registry.CommitBlockSynchronization:input_type -> cairn.v1.CommitSyncRequest
-	38, // 79: cairn.v1.Registry.ReportBadReplicas:input_type -> cairn.v1.BadReplicas
-	2,  // 80: cairn.v1.Namespace.Mkdirs:output_type -> cairn.v1.Empty
-	2,  // 81: cairn.v1.Namespace.Mkdir:output_type -> cairn.v1.Empty
-	6,  // 82: cairn.v1.Namespace.Create:output_type -> cairn.v1.FileInfo
-	5,  // 83: cairn.v1.Namespace.AddBlock:output_type -> cairn.v1.LocatedBlock
-	2,  // 84: cairn.v1.Namespace.Complete:output_type -> cairn.v1.Empty
-	6,  // 85: cairn.v1.Namespace.Stat:output_type -> cairn.v1.FileInfo
-	16, // 86: cairn.v1.Namespace.List:output_type -> cairn.v1.ListReply
-	2,  // 87: cairn.v1.Namespace.Rename:output_type -> cairn.v1.Empty
-	2,  // 88: cairn.v1.Namespace.Delete:output_type -> cairn.v1.Empty
-	19, // 89: cairn.v1.Namespace.BlockLocations:output_type -> cairn.v1.FileBlocks
-	20, // 90: cairn.v1.Namespace.Statfs:output_type -> cairn.v1.FsStats
-	22, // 91: cairn.v1.Namespace.Report:output_type -> cairn.v1.ClusterReport
-	6,  // 92: cairn.v1.Namespace.SetAttr:output_type -> cairn.v1.FileInfo
-	2,  // 93: cairn.v1.Namespace.Symlink:output_type -> cairn.v1.Empty
-	2,  // 94: cairn.v1.Namespace.Mknod:output_type -> cairn.v1.Empty
-	2,  // 95: cairn.v1.Namespace.SetXattr:output_type -> cairn.v1.Empty
-	27, // 96: cairn.v1.Namespace.GetXattr:output_type -> cairn.v1.XattrValue
-	28, // 97: cairn.v1.Namespace.ListXattrs:output_type -> cairn.v1.XattrNames
-	2,  // 98: cairn.v1.Namespace.RemoveXattr:output_type -> cairn.v1.Empty
-	29, // 99: cairn.v1.Namespace.GetContentSummary:output_type -> cairn.v1.ContentSummary
-	31, // 100: cairn.v1.Namespace.Append:output_type -> cairn.v1.AppendReply
-	2,  // 101: cairn.v1.Namespace.RenewLease:output_type -> cairn.v1.Empty
-	2,  // 102: cairn.v1.Namespace.AbandonBlock:output_type -> cairn.v1.Empty
-	2,  // 103: cairn.v1.Namespace.Fsync:output_type -> cairn.v1.Empty
-	34, // 104: cairn.v1.Namespace.UpdateBlockForPipeline:output_type -> cairn.v1.GenStampReply
-	2,  // 105: cairn.v1.Namespace.UpdatePipeline:output_type -> cairn.v1.Empty
-	4,  // 106: cairn.v1.Namespace.AdditionalNode:output_type -> cairn.v1.Node
-	2,  // 107: cairn.v1.Namespace.ReportBadReplicas:output_type -> cairn.v1.Empty
-	2,  // 108: cairn.v1.Namespace.Checkpoint:output_type -> cairn.v1.Empty
-	2,  // 109: cairn.v1.Namespace.Unlink:output_type -> cairn.v1.Empty
-	2,  // 110: cairn.v1.Namespace.Release:output_type -> cairn.v1.Empty
-	41, // 111: cairn.v1.Namespace.ReplicaReport:output_type -> cairn.v1.FileReplicas
-	2,  // 112: cairn.v1.Namespace.Link:output_type -> cairn.v1.Empty
-	6,  // 113: cairn.v1.Namespace.Access:output_type -> cairn.v1.FileInfo
-	44, // 114: cairn.v1.Namespace.SafeMode:output_type -> cairn.v1.SafeModeReply
-	47, // 115: cairn.v1.Registry.Register:output_type -> cairn.v1.RegisterReply
-	50, // 116: cairn.v1.Registry.Heartbeat:output_type -> cairn.v1.HeartbeatReply
-	2,  // 117: cairn.v1.Registry.BlockReport:output_type -> cairn.v1.Empty
-	2,  // 118: cairn.v1.Registry.BlocksReceived:output_type -> cairn.v1.Empty
-	2,  // 119: cairn.v1.Registry.BlocksDeleted:output_type -> cairn.v1.Empty
-	2,  // 120: cairn.v1.Registry.CommitBlockSynchronization:output_type -> cairn.v1.Empty
-	2,  // 121: cairn.v1.Registry.ReportBadReplicas:output_type -> cairn.v1.Empty
-	80, // [80:122] is the sub-list for method output_type
-	38, // [38:80] is the sub-list for method input_type
-	38, // [38:38] is the sub-list for extension type_name
-	38, // [38:38] is the sub-list for extension extendee
-	0,  // [0:38] is the sub-list for field type_name
+	48, // 27: cairn.v1.RegisterReply.keys:type_name -> cairn.v1.BlockKey
+	3,  // 28: cairn.v1.Command.blocks:type_name -> cairn.v1.Block
+	4,  // 29: cairn.v1.Command.targets:type_name -> cairn.v1.Node
+	48, // 30: cairn.v1.Command.keys:type_name -> cairn.v1.BlockKey
+	50, // 31: cairn.v1.HeartbeatReply.commands:type_name -> cairn.v1.Command
+	3,  // 32: cairn.v1.BlockList.blocks:type_name -> cairn.v1.Block
+	3,  // 33: cairn.v1.Replica.block:type_name -> cairn.v1.Block
+	53, // 34: cairn.v1.ReplicaList.replicas:type_name -> cairn.v1.Replica
+	3,  // 35: cairn.v1.CommitSyncRequest.block:type_name -> cairn.v1.Block
+	0,  // 36: cairn.v1.OpHeader.op:type_name -> cairn.v1.OpHeader.Op
+	3,  // 37: cairn.v1.OpHeader.block:type_name -> cairn.v1.Block
+	4,  // 38: cairn.v1.OpHeader.targets:type_name -> cairn.v1.Node
+	1,  // 39: cairn.v1.OpHeader.stage:type_name -> cairn.v1.OpHeader.Stage
+	11, // 40: cairn.v1.Namespace.Mkdirs:input_type -> cairn.v1.MkdirRequest
+	11, // 41: cairn.v1.Namespace.Mkdir:input_type -> cairn.v1.MkdirRequest
+	12, // 42: cairn.v1.Namespace.Create:input_type -> cairn.v1.CreateRequest
+	13, // 43: cairn.v1.Namespace.AddBlock:input_type -> cairn.v1.AddBlockRequest
+	14, // 44: cairn.v1.Namespace.Complete:input_type -> cairn.v1.CompleteRequest
+	8,  // 45: cairn.v1.Namespace.Stat:input_type -> cairn.v1.PathRequest
+	15, // 46: cairn.v1.Namespace.List:input_type -> cairn.v1.ListRequest
+	17, // 47: cairn.v1.Namespace.Rename:input_type -> cairn.v1.RenameRequest
+	18, // 48: cairn.v1.Namespace.Delete:input_type -> cairn.v1.DeleteRequest
+	8,  // 49: cairn.v1.Namespace.BlockLocations:input_type -> cairn.v1.PathRequest
+	2,  // 50: cairn.v1.Namespace.Statfs:input_type -> cairn.v1.Empty
+	2,  // 51: cairn.v1.Namespace.Report:input_type -> cairn.v1.Empty
+	23, // 52: cairn.v1.Namespace.SetAttr:input_type -> cairn.v1.SetAttrRequest
+	24, // 53: cairn.v1.Namespace.Symlink:input_type -> cairn.v1.SymlinkRequest
+	25, // 54: cairn.v1.Namespace.Mknod:input_type -> cairn.v1.MknodRequest
+	26, // 55: cairn.v1.Namespace.SetXattr:input_type -> cairn.v1.XattrRequest
+	26, // 56: cairn.v1.Namespace.GetXattr:input_type -> cairn.v1.XattrRequest
+	8,  // 57: cairn.v1.Namespace.ListXattrs:input_type -> cairn.v1.PathRequest
+	26, // 58: cairn.v1.Namespace.RemoveXattr:input_type -> cairn.v1.XattrRequest
+	8,  // 59: cairn.v1.Namespace.GetContentSummary:input_type -> cairn.v1.PathRequest
+	30, // 60: cairn.v1.Namespace.Append:input_type -> cairn.v1.AppendRequest
+	32, // 61: cairn.v1.Namespace.RenewLease:input_type -> cairn.v1.LeaseRequest
+	33, // 62: cairn.v1.Namespace.AbandonBlock:input_type -> cairn.v1.BlockRequest
+	33, // 63: cairn.v1.Namespace.Fsync:input_type -> cairn.v1.BlockRequest
+	33, // 64: cairn.v1.Namespace.UpdateBlockForPipeline:input_type -> cairn.v1.BlockRequest
+	35, // 65: cairn.v1.Namespace.UpdatePipeline:input_type -> cairn.v1.UpdatePipelineRequest
+	36, // 66: cairn.v1.Namespace.AdditionalNode:input_type -> cairn.v1.AdditionalNodeRequest
+	38, // 67: cairn.v1.Namespace.ReportBadReplicas:input_type -> cairn.v1.BadReplicas
+	42, // 68: cairn.v1.Namespace.Checkpoint:input_type -> cairn.v1.CheckpointRequest
+	9,  // 69: cairn.v1.Namespace.Unlink:input_type -> cairn.v1.UnlinkRequest
+	10, // 70: cairn.v1.Namespace.Release:input_type -> cairn.v1.ReleaseRequest
+	8,  // 71: cairn.v1.Namespace.ReplicaReport:input_type -> cairn.v1.PathRequest
+	58, // 72: cairn.v1.Namespace.Link:input_type -> cairn.v1.LinkRequest
+	45, // 73: cairn.v1.Namespace.Access:input_type -> cairn.v1.AccessRequest
+	43, // 74: cairn.v1.Namespace.SafeMode:input_type -> cairn.v1.SafeModeRequest
+	46, // 75: cairn.v1.Registry.Register:input_type -> cairn.v1.Registration
+	49, // 76: cairn.v1.Registry.Heartbeat:input_type -> cairn.v1.HeartbeatRequest
+	54, // 77: cairn.v1.Registry.BlockReport:input_type -> cairn.v1.ReplicaList
+	54, // 78: cairn.v1.Registry.BlocksReceived:input_type -> cairn.v1.ReplicaList
+	52, // 79: cairn.v1.Registry.BlocksDeleted:input_type -> cairn.v1.BlockList
+	55, // 80: cairn.v1.Registry.CommitBlockSynchronization:input_type -> cairn.v1.CommitSyncRequest
+	38, // 81: cairn.v1.Registry.ReportBadReplicas:input_type -> cairn.v1.BadReplicas
+	2,  // 82: cairn.v1.Namespace.Mkdirs:output_type -> cairn.v1.Empty
+	2,  // 83: cairn.v1.Namespace.Mkdir:output_type -> cairn.v1.Empty
+	6,  // 84: cairn.v1.Namespace.Create:output_type -> cairn.v1.FileInfo
+	5,  // 85: cairn.v1.Namespace.AddBlock:output_type -> cairn.v1.LocatedBlock
+	2,  // 86: cairn.v1.Namespace.Complete:output_type -> cairn.v1.Empty
+	6,  // 87: cairn.v1.Namespace.Stat:output_type -> cairn.v1.FileInfo
+	16, // 88: cairn.v1.Namespace.List:output_type -> cairn.v1.ListReply
+	2,  // 89: cairn.v1.Namespace.Rename:output_type -> cairn.v1.Empty
+	2,  // 90: cairn.v1.Namespace.Delete:output_type -> cairn.v1.Empty
+	19, // 91: cairn.v1.Namespace.BlockLocations:output_type -> cairn.v1.FileBlocks
+	20, // 92: cairn.v1.Namespace.Statfs:output_type -> cairn.v1.FsStats
+	22, // 93: cairn.v1.Namespace.Report:output_type -> cairn.v1.ClusterReport
+	6,  // 94: cairn.v1.Namespace.SetAttr:output_type -> cairn.v1.FileInfo
+	2,  // 95: cairn.v1.Namespace.Symlink:output_type -> cairn.v1.Empty
+	2,  // 96: cairn.v1.Namespace.Mknod:output_type -> cairn.v1.Empty
+	2,  // 97: cairn.v1.Namespace.SetXattr:output_type -> cairn.v1.Empty
+	27, // 98: cairn.v1.Namespace.GetXattr:output_type -> cairn.v1.XattrValue
+	28, // 99: cairn.v1.Namespace.ListXattrs:output_type -> cairn.v1.XattrNames
+	2,  // 100: cairn.v1.Namespace.RemoveXattr:output_type -> cairn.v1.Empty
+	29, // 101: cairn.v1.Namespace.GetContentSummary:output_type -> cairn.v1.ContentSummary
+	31, // 102: cairn.v1.Namespace.Append:output_type -> cairn.v1.AppendReply
+	2,  // 103: cairn.v1.Namespace.RenewLease:output_type -> cairn.v1.Empty
+	2,  // 104: cairn.v1.Namespace.AbandonBlock:output_type -> cairn.v1.Empty
+	2,  // 105: cairn.v1.Namespace.Fsync:output_type -> cairn.v1.Empty
+	34, // 106: cairn.v1.Namespace.UpdateBlockForPipeline:output_type -> cairn.v1.GenStampReply
+	2,  // 107: cairn.v1.Namespace.UpdatePipeline:output_type -> cairn.v1.Empty
+	4,  // 108: cairn.v1.Namespace.AdditionalNode:output_type -> cairn.v1.Node
+	2,  // 109: cairn.v1.Namespace.ReportBadReplicas:output_type -> cairn.v1.Empty
+	2,  // 110: cairn.v1.Namespace.Checkpoint:output_type -> cairn.v1.Empty
+	2,  // 111: cairn.v1.Namespace.Unlink:output_type -> cairn.v1.Empty
+	2,  // 112: cairn.v1.Namespace.Release:output_type -> cairn.v1.Empty
+	41, // 113: cairn.v1.Namespace.ReplicaReport:output_type -> cairn.v1.FileReplicas
+	2,  // 114: cairn.v1.Namespace.Link:output_type -> cairn.v1.Empty
+	6,  // 115: cairn.v1.Namespace.Access:output_type -> cairn.v1.FileInfo
+	44, // 116: cairn.v1.Namespace.SafeMode:output_type -> cairn.v1.SafeModeReply
+	47, // 117: cairn.v1.Registry.Register:output_type -> cairn.v1.RegisterReply
+	51, // 118: cairn.v1.Registry.Heartbeat:output_type -> cairn.v1.HeartbeatReply
+	2,  // 119: cairn.v1.Registry.BlockReport:output_type -> cairn.v1.Empty
+	2,  // 120: cairn.v1.Registry.BlocksReceived:output_type -> cairn.v1.Empty
+	2,  // 121: cairn.v1.Registry.BlocksDeleted:output_type -> cairn.v1.Empty
+	2,  // 122: cairn.v1.Registry.CommitBlockSynchronization:output_type -> cairn.v1.Empty
+	2,  // 123: cairn.v1.Registry.ReportBadReplicas:output_type -> cairn.v1.Empty
+	82, // [82:124] is the sub-list for method output_type
+	40, // [40:82] is the sub-list for method input_type
+	40, // [40:40] is the sub-list for extension type_name
+	40, // [40:40] is the sub-list for extension extendee
+	0,  // [0:40] is the sub-list for field type_name
 }
 
 func init() { file_rpc_pb_cairn_proto_init() }
@@ -4415,7 +4548,7 @@ func file_rpc_pb_cairn_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rpc_pb_cairn_proto_rawDesc), len(file_rpc_pb_cairn_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   56,
+			NumMessages:   57,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -83,7 +83,7 @@ func (r *Report) verify(ctx context.Context, files []*fileCheck, o Options) erro
 				sem <- struct{}{}
 				b := &t.f.fr.Blocks[t.bi]
 				rep := &b.Replicas[t.ri]
-				v, err := client.VerifyReplica(ctx, rep.Node, rep.Block)
+				v, err := client.VerifyReplica(ctx, rep.Node, rep.Block, b.Token)
 				<-sem
 				mu.Lock()
 				done++

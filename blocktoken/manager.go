@@ -1,0 +1,165 @@
+package blocktoken
+
+import (
+	"crypto/rand"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"cairn"
+)
+
+// Defaults of the keys' rotation and the tokens' life (HDFS's
+// dfs.block.access.key.update.interval and token.lifetime).
+const (
+	DefaultKeyInterval = 10 * time.Hour
+	DefaultLifetime    = 10 * time.Minute
+)
+
+// SecretLen is the length of a key's secret.
+const SecretLen = 32
+
+// KeyStore keeps metad's keys across restarts, so a restart neither
+// invalidates the tokens it handed out nor leaves blockds with keys metad
+// no longer knows.
+type KeyStore interface {
+	LoadKeys() ([]StoredKey, error)
+	SaveKey(StoredKey) error
+	DeleteKey(id uint32) error
+}
+
+// StoredKey is a key as metad keeps it: the key and from when it signs.
+type StoredKey struct {
+	cairn.BlockKey
+	SignFrom time.Time
+}
+
+// ManagerConfig configures a Manager. Zero values take the defaults.
+type ManagerConfig struct {
+	// Interval is how long one key signs before the next takes over.
+	Interval time.Duration
+	// Lifetime is how long a token is good for.
+	Lifetime time.Duration
+	Now      func() time.Time
+}
+
+// Manager is metad's side of block tokens (HDFS's BlockTokenSecretManager
+// in its master mode): it makes keys, signs tokens with the current one
+// and rotates them. A key signs for Interval from its SignFrom and is
+// handed to blockds one interval before that (so every blockd holds it
+// before the first token it signs arrives); it expires two intervals
+// plus a token's lifetime after it began to sign, so every token it
+// signed expires first. It is safe for concurrent use.
+type Manager struct {
+	cfg ManagerConfig
+	st  KeyStore
+
+	mu   sync.Mutex
+	keys []StoredKey // by ID, which grows with SignFrom
+}
+
+// NewManager loads the keys st keeps and makes those missing.
+func NewManager(cfg ManagerConfig, st KeyStore) (*Manager, error) {
+	if cfg.Interval <= 0 {
+		cfg.Interval = DefaultKeyInterval
+	}
+	if cfg.Lifetime <= 0 {
+		cfg.Lifetime = DefaultLifetime
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	keys, err := st.LoadKeys()
+	if err != nil {
+		return nil, fmt.Errorf("load block token keys: %w", err)
+	}
+	slices.SortFunc(keys, func(a, b StoredKey) int { return int(int64(a.ID) - int64(b.ID)) })
+	m := &Manager{cfg: cfg, st: st, keys: keys}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := m.refresh(m.cfg.Now()); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// Lifetime is how long the tokens m issues are good for.
+func (m *Manager) Lifetime() time.Duration { return m.cfg.Lifetime }
+
+// refresh drops expired keys and makes the current and the next one when
+// they are missing. m.mu is held.
+func (m *Manager) refresh(now time.Time) error {
+	for len(m.keys) > 0 && !now.Before(m.keys[0].Expiry) && len(m.keys) > 1 {
+		if err := m.st.DeleteKey(m.keys[0].ID); err != nil {
+			return fmt.Errorf("drop expired block token key %d: %w", m.keys[0].ID, err)
+		}
+		m.keys = m.keys[1:]
+	}
+	for len(m.keys) == 0 || !now.Before(m.keys[len(m.keys)-1].SignFrom) {
+		from, id := now, uint32(1)
+		if n := len(m.keys); n > 0 {
+			last := m.keys[n-1]
+			from, id = last.SignFrom.Add(m.cfg.Interval), last.ID+1
+			if from.Before(now) {
+				from = now
+			}
+		}
+		secret := make([]byte, SecretLen)
+		if _, err := rand.Read(secret); err != nil {
+			return fmt.Errorf("make a block token key: %w", err)
+		}
+		k := StoredKey{BlockKey: cairn.BlockKey{ID: id, Secret: secret, Expiry: from.Add(2*m.cfg.Interval + m.cfg.Lifetime)}, SignFrom: from}
+		if err := m.st.SaveKey(k); err != nil {
+			return fmt.Errorf("keep block token key %d: %w", id, err)
+		}
+		m.keys = append(m.keys, k)
+	}
+	return nil
+}
+
+// current is the key that signs at now. m.mu is held, after refresh.
+func (m *Manager) current(now time.Time) StoredKey {
+	cur := m.keys[0]
+	for _, k := range m.keys {
+		if !now.Before(k.SignFrom) {
+			cur = k
+		}
+	}
+	return cur
+}
+
+// Keys are the keys blockds need: every one not expired, the next one
+// included.
+func (m *Manager) Keys() ([]cairn.BlockKey, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := m.cfg.Now()
+	if err := m.refresh(now); err != nil {
+		return nil, err
+	}
+	out := make([]cairn.BlockKey, 0, len(m.keys))
+	for _, k := range m.keys {
+		if now.Before(k.Expiry) {
+			out = append(out, k.BlockKey)
+		}
+	}
+	return out, nil
+}
+
+// Issue signs a token for block at stamps lo..hi allowing modes, for
+// user, expiring a lifetime from now.
+func (m *Manager) Issue(block cairn.BlockID, lo, hi cairn.GenStamp, modes Mode, user string) ([]byte, error) {
+	m.mu.Lock()
+	now := m.cfg.Now()
+	if err := m.refresh(now); err != nil {
+		m.mu.Unlock()
+		return nil, err
+	}
+	k := m.current(now)
+	m.mu.Unlock()
+	if len(user) > MaxUser {
+		user = user[:MaxUser]
+	}
+	return Sign(Token{KeyID: k.ID, Expiry: now.Add(m.cfg.Lifetime), Block: block, MinStamp: lo, MaxStamp: hi, Modes: modes, User: user}, k.Secret)
+}

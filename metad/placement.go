@@ -22,7 +22,9 @@ import (
 // continues the same sequence from where they leave it: one replica, or
 // two on one rack, get the next on another rack. With one rack there is no
 // limit. Only live blockds with room for the block take a replica, and
-// stale ones only while more than half the live blockds are stale.
+// stale ones only while more than half the live blockds are stale. When
+// the limit leaves too few blockds (the other racks' are full, say), it
+// yields: a replica on a crowded rack is better than none.
 
 // location is where a caller or a blockd is: its IP address and its rack
 // ("" when unknown).
@@ -255,6 +257,18 @@ func (p *placement) choose(n int, w location, chosen, excluded []cairn.Node) []c
 		default:
 			t = c.random(anyNode)
 		}
+		if t == nil {
+			break
+		}
+		c.take(t.Rack, t.StorageID)
+		out = append(out, t.Node)
+	}
+	// Better a replica on a crowded rack than none (the other racks' blockds
+	// are full, stale or excluded): the rack limit yields, and the
+	// replication monitor moves a mis-replicated block once it can.
+	c.maxPerRack = total
+	for len(out) < n {
+		t := c.random(anyNode)
 		if t == nil {
 			break
 		}

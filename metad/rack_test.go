@@ -177,6 +177,22 @@ func TestPlacementBoundsReplicasPerRack(t *testing.T) {
 	}
 }
 
+// TestPlacementRackLimitYields: when every blockd of the other rack is
+// full, a new block still gets its three replicas, on the one rack left,
+// rather than two.
+func TestPlacementRackLimitYields(t *testing.T) {
+	m := openCfg(t, Config{Clock: newFakeClock()})
+	nodes := rackCluster(t, m, 4, 2)
+	beat(t, m, nodes[4].StorageID, 1000)
+	beat(t, m, nodes[5].StorageID, 1000)
+	for i := range 5 {
+		lb := newBlockFrom(t, m, "192.168.7.7", fmt.Sprintf("/f%d", i), 3)
+		if got := perRack(lb.Locations); len(lb.Locations) != 3 || got["/r0"] != 3 {
+			t.Fatalf("pipeline %v on racks %v, want three blockds of /r0 (those of /r1 are full)", ids(lb.Locations), got)
+		}
+	}
+}
+
 // TestPlacementOneRack: with every blockd on one rack all replicas go to
 // it, the writer's blockd first.
 func TestPlacementOneRack(t *testing.T) {

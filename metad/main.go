@@ -54,6 +54,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	smExtension := fl.Duration("safemode-extension", DefaultSafeModeExtension, "stay in safe mode this long after the threshold is reached")
 	tokenLife := fl.Duration("block-token-lifetime", blocktoken.DefaultLifetime, "how long a block access token is good for")
 	keyInterval := fl.Duration("block-key-interval", blocktoken.DefaultKeyInterval, "how long one key signs block access tokens before the next takes over")
+	topoScript := fl.String("topology-script", "", "a program given blockds' (and clients') IP addresses as arguments that prints a rack path (/dc/rack) for each; without it each blockd's --rack counts")
 	addrFile := fl.String("addr-file", "", "write the bound addresses as JSON to this file once serving")
 	debug := fl.Bool("debug", false, "log at debug level")
 	fl.Usage = func() {
@@ -91,6 +92,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		CheckpointDir: *ckptDir, CheckpointInterval: *ckptEvery, CheckpointKeep: *ckptKeep,
 		RetryCacheSize: *retrySize, RetryCacheExpiry: *retryExpiry, TokenLifetime: *tokenLife, KeyInterval: *keyInterval,
 		SafeModeThreshold: *smThreshold, SafeModeExtension: *smExtension,
+		TopologyScript: *topoScript,
 	}); err != nil {
 		log.Error("metad stopped", zap.Error(err))
 		fmt.Fprintf(stderr, "cairn metad: %v\n", err)

@@ -451,6 +451,7 @@ func (m *Metad) AddBlock(ctx context.Context, w cairn.WriterRef, prev *cairn.Blo
 	const op = "metad.AddBlock"
 	path := w.Path
 	var lb cairn.LocatedBlock
+	writer := m.locate(ctx) // outside the namespace lock: it may run the topology script
 	err := m.mutate(func(b *pebble.Batch) error {
 		in, err := m.writable(op, w)
 		if err != nil {
@@ -462,7 +463,7 @@ func (m *Metad) AddBlock(ctx context.Context, w cairn.WriterRef, prev *cairn.Blo
 		if prev != nil && in.Blocks > 0 && prev.Len != in.BlockSize {
 			return cairn.E(op, cairn.KindInvalid, path, fmt.Sprintf("%s holds %d bytes; only a full block (%d) may be followed by another", prev, prev.Len, in.BlockSize))
 		}
-		targets := m.chooseExcluding(int(in.Replication), in.BlockSize, excluded)
+		targets := m.chooseTargets(int(in.Replication), in.BlockSize, writer, nil, excluded)
 		if len(targets) == 0 {
 			return cairn.E(op, cairn.KindNoSpace, path, m.noNodeDetail("no blockd for a new block", in.BlockSize, excluded))
 		}
@@ -666,11 +667,13 @@ func (m *Metad) BlockLocations(ctx context.Context, f cairn.FileRef) (cairn.File
 	fb := cairn.FileBlocks{FileID: in.Id, Size: in.Size, Writing: in.LeaseHolder != ""}
 	var off int64
 	now := m.clock.Now()
+	reader := m.locate(ctx)
 	for i, blk := range blocks {
 		locs := m.readReplicas(blk, now)
 		if fb.Writing && i == len(blocks)-1 {
 			locs = m.pipelineReplicas(blk, locs, now)
 		}
+		m.nodes.sortForReader(locs, reader, now)
 		fb.Blocks = append(fb.Blocks, cairn.LocatedBlock{Block: blk, Offset: off, Locations: locs, Corrupt: m.blocks.corruptCount(blk.ID),
 			Token: m.token(c.user, blk.ID, blk.GenStamp, blk.GenStamp, blocktoken.Read)})
 		off += blk.Len

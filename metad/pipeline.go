@@ -289,7 +289,7 @@ func (m *Metad) AdditionalNode(ctx context.Context, w cairn.WriterRef, blk cairn
 	if err != nil {
 		return cairn.Node{}, err
 	}
-	if n := m.chooseExcluding(1, in.BlockSize, append(append([]cairn.Node(nil), existing...), excluded...)); len(n) > 0 {
+	if n := m.chooseTargets(1, in.BlockSize, m.locate(ctx), existing, excluded); len(n) > 0 {
 		return n[0], nil
 	}
 	return cairn.Node{}, cairn.E(op, cairn.KindNoSpace, path, m.noNodeDetail("no other blockd for the pipeline", in.BlockSize, append(append([]cairn.Node(nil), existing...), excluded...)))
@@ -351,20 +351,11 @@ func (m *Metad) storedBlock(id cairn.BlockID) (cairn.Block, bool, bool, error) {
 	return cairn.Block{}, false, false, nil
 }
 
-// chooseExcluding picks up to n live blockds with room for a block, none
-// of them in excluded.
-func (m *Metad) chooseExcluding(n int, blockSize int64, excluded []cairn.Node) []cairn.Node {
-	skip := make(map[string]bool, len(excluded))
-	for _, e := range excluded {
-		skip[e.StorageID] = true
-	}
-	var out []cairn.Node
-	for _, c := range m.nodes.choose(n+len(skip), blockSize, m.clock.Now()) {
-		if !skip[c.StorageID] && len(out) < n {
-			out = append(out, c)
-		}
-	}
-	return out
+// chooseTargets picks up to n live blockds with room for a block, none of
+// them in excluded, for a block whose replicas are on chosen (none for a
+// new block), written from w (placement.go).
+func (m *Metad) chooseTargets(n int, blockSize int64, w location, chosen, excluded []cairn.Node) []cairn.Node {
+	return m.nodes.placement(blockSize, m.clock.Now()).choose(n, w, chosen, excluded)
 }
 
 // ackedHolders returns the storage IDs of the nodes in acked that metad

@@ -44,41 +44,6 @@ func (ns *nodeSet) stale(n *nodeState, now time.Time) bool {
 // likely metad's own trouble than theirs, and every live blockd is used.
 const maxStaleRatio = 0.5
 
-// choose picks up to n distinct live blockds with room for a block, in a
-// random order. Stale blockds (silent past the stale interval, likely hung
-// or dying) are avoided, as HDFS's avoid-write-stale-datanode does.
-func (ns *nodeSet) choose(n int, blockSize int64, now time.Time) []cairn.Node {
-	ns.mu.Lock()
-	defer ns.mu.Unlock()
-	var cands, stale []cairn.Node
-	live, staleCount := 0, 0
-	for _, st := range ns.nodes {
-		if !ns.live(st, now) {
-			continue
-		}
-		live++
-		isStale := ns.stale(st, now)
-		if isStale {
-			staleCount++
-		}
-		switch {
-		case st.hb.Capacity > 0 && st.hb.Remaining < blockSize:
-		case isStale:
-			stale = append(stale, st.Node)
-		default:
-			cands = append(cands, st.Node)
-		}
-	}
-	if float64(staleCount) > maxStaleRatio*float64(live) {
-		cands = append(cands, stale...)
-	}
-	rand.Shuffle(len(cands), func(i, j int) { cands[i], cands[j] = cands[j], cands[i] })
-	if len(cands) > n {
-		cands = cands[:n]
-	}
-	return cands
-}
-
 // isLive returns a live node and whether it is stale (silent past the
 // stale interval, so likely hung or dying).
 func (ns *nodeSet) isLive(id string, now time.Time) (n cairn.Node, live, stale bool) {
@@ -182,8 +147,19 @@ func (m *Metad) Register(ctx context.Context, r cairn.Registration) (cairn.Regis
 			zap.String("blockd_namespace", r.NamespaceID), zap.String("namespace", m.namespaceID))
 		return cairn.Registered{}, cairn.E(op, cairn.KindNamespace, "", fmt.Sprintf("blockd %s is formatted for namespace %s, this metad serves namespace %s", r.StorageID, r.NamespaceID, m.namespaceID))
 	}
-	if r.Rack == "" {
-		r.Rack = "/default-rack"
+	claimed := r.Rack
+	if claimed == "" {
+		claimed = DefaultRack
+	}
+	if err := validRack(claimed); err != nil {
+		return cairn.Registered{}, cairn.E(op, cairn.KindInvalid, "", fmt.Sprintf("blockd %s: --rack: %v", r.StorageID, err))
+	}
+	r.Rack = claimed
+	if m.topo.script != "" {
+		// The script decides, by the blockd's address, as HDFS's
+		// NameNode does; the blockd's own word is logged only.
+		host := hostOf(r.DataAddr)
+		r.Rack = m.topo.resolve([]string{host})[host]
 	}
 	m.nodes.mu.Lock()
 	m.nodes.nodes[r.StorageID] = &nodeState{Node: r.Node, last: m.clock.Now()}
@@ -192,7 +168,7 @@ func (m *Metad) Register(ctx context.Context, r cairn.Registration) (cairn.Regis
 	if err != nil {
 		return cairn.Registered{}, cairn.E(op, cairn.KindIO, "", "block token keys: "+err.Error())
 	}
-	m.log.Info("blockd registered", zap.String("storage_id", r.StorageID), zap.String("data", r.DataAddr), zap.String("rack", r.Rack))
+	m.log.Info("blockd registered", zap.String("storage_id", r.StorageID), zap.String("data", r.DataAddr), zap.String("rack", r.Rack), zap.String("rack_claimed", claimed))
 	return cairn.Registered{NamespaceID: m.namespaceID, Keys: keys}, nil
 }
 

@@ -2,7 +2,6 @@ package metad
 
 import (
 	"context"
-	"sort"
 	"sync"
 	"time"
 
@@ -70,18 +69,19 @@ func (m *Metad) runReplicationMonitor(ctx context.Context, every time.Duration) 
 // corrupt replicas.
 func (m *Metad) checkReplication(full bool) error {
 	now := m.clock.Now()
+	racks := m.nodes.rackCount(now)
 	var cands []cairn.BlockID
 	bm := m.blocks
 	bm.mu.Lock()
 	for id, reps := range bm.replicas {
-		if !full && m.settledBlock(id, reps, now) {
+		if !full && m.settledBlock(id, reps, now, racks) {
 			continue
 		}
 		cands = append(cands, id)
 	}
 	bm.mu.Unlock()
 
-	scheduled, trimmed, invalidated := 0, 0, 0
+	scheduled, trimmed, invalidated, moved := 0, 0, 0, 0
 	for _, id := range cands {
 		stored, writing, ok, err := m.storedBlock(id)
 		if err != nil {
@@ -106,39 +106,59 @@ func (m *Metad) checkReplication(full bool) error {
 			// Missing, or every replica bad: nothing to copy from; fsck
 			// reports it, and no replica of it is deleted.
 		case len(live) < want:
-			if m.scheduleCopies(stored, live, want-len(live), now) {
+			if m.scheduleCopies(stored, live, want-len(live), now, false) {
 				scheduled++
 			}
 		case len(live) > want:
 			m.trim(stored, live, len(live)-want)
 			trimmed++
+		case misplaced(rackSpan(live), want, racks):
+			// The full count on too few racks: one more copy on another
+			// rack, then the trim takes one off a crowded rack.
+			if m.scheduleCopies(stored, live, 1, now, true) {
+				moved++
+			}
 		}
 		invalidated += m.invalidateCorrupt(stored, want, now)
 	}
-	if scheduled > 0 || trimmed > 0 || invalidated > 0 {
-		m.log.Info("replication monitor", zap.Int("blocks_to_copy", scheduled), zap.Int("blocks_trimmed", trimmed), zap.Int("corrupt_replicas_deleted", invalidated))
+	if scheduled > 0 || trimmed > 0 || invalidated > 0 || moved > 0 {
+		m.log.Info("replication monitor", zap.Int("blocks_to_copy", scheduled), zap.Int("blocks_trimmed", trimmed),
+			zap.Int("corrupt_replicas_deleted", invalidated), zap.Int("misplaced_blocks_to_copy", moved))
 	}
 	return nil
 }
 
 // settledBlock is the monitor's in-memory test that a block needs no look:
 // the default replication of finalized, unmarked replicas at one stamp, on
-// live blockds. Caller holds blocks.mu; nodes.mu comes after it.
-func (m *Metad) settledBlock(id cairn.BlockID, reps map[string]cairn.Replica, now time.Time) bool {
+// live blockds, on enough of the cluster's racks. Caller holds blocks.mu;
+// nodes.mu comes after it.
+func (m *Metad) settledBlock(id cairn.BlockID, reps map[string]cairn.Replica, now time.Time, racks int) bool {
 	if len(reps) != m.cfg.Replication || len(m.blocks.corrupt[id]) > 0 {
 		return false
 	}
 	var gs cairn.GenStamp
+	var on []cairn.Node
 	for node, r := range reps {
 		if r.State != cairn.ReplicaFinalized || (gs != 0 && r.GenStamp != gs) {
 			return false
 		}
 		gs = r.GenStamp
-		if _, live, _ := m.nodes.isLive(node, now); !live {
+		n, live, _ := m.nodes.isLive(node, now)
+		if !live {
 			return false
 		}
+		on = append(on, n)
 	}
-	return true
+	return !misplaced(rackSpan(on), m.cfg.Replication, racks)
+}
+
+// rackSpan is how many racks nodes are on.
+func rackSpan(nodes []cairn.Node) int {
+	racks := map[string]bool{}
+	for _, n := range nodes {
+		racks[n.Rack] = true
+	}
+	return len(racks)
 }
 
 // rejudge marks the replicas of b, a closed file's block, that disagree
@@ -172,8 +192,9 @@ func (m *Metad) wantReplicas(id cairn.BlockID) (int, error) {
 	return int(in.Replication), nil
 }
 
-// scheduleCopies asks a live holder of b to copy it to n other blockds.
-func (m *Metad) scheduleCopies(b cairn.Block, live []cairn.Node, n int, now time.Time) bool {
+// scheduleCopies asks a live holder of b to copy it to n other blockds;
+// with newRack, only when the copies put it on another rack.
+func (m *Metad) scheduleCopies(b cairn.Block, live []cairn.Node, n int, now time.Time, newRack bool) bool {
 	q := m.repl
 	q.mu.Lock()
 	due, busy := q.pending[b.ID]
@@ -195,16 +216,20 @@ func (m *Metad) scheduleCopies(b cairn.Block, live []cairn.Node, n int, now time
 	for _, h := range live {
 		have[h.StorageID] = true
 	}
-	var targets []cairn.Node
-	for _, t := range m.nodes.choose(len(live)+n+8, b.Len, now) {
-		if !have[t.StorageID] && len(targets) < n {
-			targets = append(targets, t)
-		}
+	src := live[int(uint64(b.ID)%uint64(len(live)))]
+	var skip []cairn.Node
+	for id := range have {
+		skip = append(skip, cairn.Node{StorageID: id})
 	}
+	// The source stands for the writer; the live replicas are the
+	// replicas chosen so far, so the rack rule goes on from them.
+	targets := m.nodes.placement(b.Len, now).choose(n, location{hostOf(src.DataAddr), src.Rack}, live, skip)
 	if len(targets) == 0 {
 		return false
 	}
-	src := live[int(uint64(b.ID)%uint64(len(live)))]
+	if newRack && rackSpan(append(live[:len(live):len(live)], targets...)) == rackSpan(live) {
+		return false // no other rack has a blockd that can take it
+	}
 	q.mu.Lock()
 	q.transfers[src.StorageID] = append(q.transfers[src.StorageID], cairn.Command{Kind: cairn.CmdTransfer, Blocks: []cairn.Block{b}, Targets: targets})
 	q.pending[b.ID] = now.Add(replicationPending)
@@ -213,7 +238,8 @@ func (m *Metad) scheduleCopies(b cairn.Block, live []cairn.Node, n int, now time
 	return true
 }
 
-// trim deletes extra replicas from the blockds with the least room.
+// trim deletes extra replicas, keeping the block on as many racks, from
+// the blockds with the least room (chooseExcess).
 func (m *Metad) trim(b cairn.Block, live []cairn.Node, extra int) {
 	rem := map[string]int64{}
 	m.nodes.mu.Lock()
@@ -223,9 +249,8 @@ func (m *Metad) trim(b cairn.Block, live []cairn.Node, extra int) {
 		}
 	}
 	m.nodes.mu.Unlock()
-	sort.Slice(live, func(i, j int) bool { return rem[live[i].StorageID] < rem[live[j].StorageID] })
 	m.blocks.mu.Lock()
-	for _, n := range live[:extra] {
+	for _, n := range chooseExcess(live, rem, extra) {
 		r, ok := m.blocks.replicas[b.ID][n.StorageID]
 		if !ok {
 			continue

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"os/exec"
 	"os/user"
 	"path/filepath"
 	"strconv"
@@ -77,6 +78,10 @@ type Config struct {
 	// its defaults).
 	TokenLifetime time.Duration
 	KeyInterval   time.Duration
+	// TopologyScript, when set, names each blockd's rack (and a client's)
+	// from its IP address, as HDFS's net.topology.script.file.name;
+	// otherwise each blockd's own --rack does (topology.go).
+	TopologyScript string
 }
 
 // Default lease limits, HDFS's.
@@ -96,6 +101,7 @@ type Metad struct {
 	repl        *replQueue  // copies the replication monitor hands out
 	recoveries  *recoveries // block recoveries under way
 	safe        *safeMode
+	topo        *topology // racks from the topology script
 	clock       Clock
 	log         *zap.Logger
 	namespaceID string
@@ -202,6 +208,11 @@ func Open(cfg Config) (*Metad, error) {
 	if cfg.CheckpointInterval <= 0 {
 		cfg.CheckpointInterval = DefaultCheckpointInterval
 	}
+	if cfg.TopologyScript != "" {
+		if _, err := exec.LookPath(cfg.TopologyScript); err != nil {
+			return nil, fmt.Errorf("topology script: %w", err)
+		}
+	}
 	if cfg.CheckpointKeep <= 0 {
 		cfg.CheckpointKeep = DefaultCheckpointKeep
 	}
@@ -228,6 +239,7 @@ func Open(cfg Config) (*Metad, error) {
 		cfg:    cfg, st: st, blocks: newBlockMap(), clock: cfg.Clock, log: cfg.Logger, pipelines: newPipelines(), repl: newReplQueue(), recoveries: newRecoveries(),
 		nodes:       &nodeSet{deadAfter: cfg.DeadAfter, staleAfter: cfg.StaleAfter, nodes: map[string]*nodeState{}},
 		namespaceID: v["namespaceID"],
+		topo:        newTopology(cfg.TopologyScript, cfg.Clock.Now, cfg.Logger.Named("topology")),
 		leases:      newLeaseTable(cfg.LeaseSoft, cfg.LeaseHard, cfg.Clock),
 		version:     v,
 		superuser:   currentUser(),

@@ -15,6 +15,7 @@ package cluster
 import (
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -59,6 +60,13 @@ type Config struct {
 	// Restore makes metad's first start restore this checkpoint
 	// (--restore) instead of formatting a new namespace.
 	Restore string
+	// MetadHost, when set, runs metad on that host of a test network
+	// (tests/netns), listening on the host's address; BlockdHosts[i], when
+	// set, runs blockd i there, listening on every address of the host
+	// (so it advertises the address it reaches metad from). Mounts go on
+	// hosts with MountOn. Unset, a process runs here, on 127.0.0.1.
+	MetadHost   Host
+	BlockdHosts []Host
 }
 
 // Cluster is a running metad and its blockds.
@@ -126,7 +134,12 @@ func Start(t testing.TB, cfg Config) *Cluster {
 	// Registered after t.TempDir, so it runs before the directory is removed.
 	t.Cleanup(c.cleanup)
 
-	c.startMetad(t, true, "127.0.0.1:0", "127.0.0.1:0")
+	if cfg.MetadHost != nil {
+		ip := cfg.MetadHost.Address()
+		c.startMetad(t, true, net.JoinHostPort(ip, "0"), net.JoinHostPort(ip, "0"))
+	} else {
+		c.startMetad(t, true, "127.0.0.1:0", "127.0.0.1:0")
+	}
 	for i := range cfg.Blockds {
 		b := &blockd{
 			dir:      filepath.Join(dir, fmt.Sprintf("blockd%d", i)),
@@ -142,7 +155,11 @@ func Start(t testing.TB, cfg Config) *Cluster {
 		c.blockds = append(c.blockds, b)
 	}
 	for i := range c.blockds {
-		c.launchBlockd(t, i, "127.0.0.1:0", "127.0.0.1:0")
+		if c.blockdHost(i) != nil {
+			c.launchBlockd(t, i, ":0", ":0")
+		} else {
+			c.launchBlockd(t, i, "127.0.0.1:0", "127.0.0.1:0")
+		}
 	}
 	for i := range c.blockds {
 		c.waitBlockd(t, i)
@@ -344,7 +361,7 @@ func (c *Cluster) startMetad(t testing.TB, format bool, listen, http string) {
 	// metad is writable as soon as the blockds have reported.
 	args = append(args, "--safemode-extension", c.cfg.SafeModeExtension.String())
 	args = append(args, c.cfg.MetadArgs...)
-	p := c.start(t, "metad", args)
+	p := c.startOn(t, c.cfg.MetadHost, "metad", args)
 	c.metad = p
 	var a metadAddrs
 	waitUntil(t, p, startTimeout, "listening (address file "+c.metadFile+")", func() bool {
@@ -367,7 +384,7 @@ func (c *Cluster) launchBlockd(t testing.TB, i int, listen, http string) {
 		args = append(args, "--rack", c.cfg.Racks[i])
 	}
 	args = append(args, c.cfg.BlockdArgs...)
-	b.proc = c.start(t, fmt.Sprintf("blockd%d", i), args)
+	b.proc = c.startOn(t, c.blockdHost(i), fmt.Sprintf("blockd%d", i), args)
 }
 
 func (c *Cluster) waitBlockd(t testing.TB, i int) {
@@ -384,7 +401,17 @@ func (c *Cluster) waitBlockd(t testing.TB, i int) {
 // process appends to the log of its previous run.
 func (c *Cluster) start(t testing.TB, name string, args []string) *proc {
 	t.Helper()
-	p := startProc(t, name, filepath.Join(c.logDir, name+".log"), c.bin, args)
+	return c.startOn(t, nil, name, args)
+}
+
+// startOn is start on host h (nil: here).
+func (c *Cluster) startOn(t testing.TB, h Host, name string, args []string) *proc {
+	t.Helper()
+	bin := c.bin
+	if h != nil {
+		bin, args = h.Wrap(bin, args)
+	}
+	p := startProc(t, name, filepath.Join(c.logDir, name+".log"), bin, args)
 	c.mu.Lock()
 	c.procs = append(c.procs, p)
 	c.mu.Unlock()

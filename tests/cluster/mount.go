@@ -27,6 +27,19 @@ func (c *Cluster) Mount(t testing.TB, opts ...string) string {
 // mount point as its root; "" mounts the whole namespace.
 func (c *Cluster) MountDir(t testing.TB, dir string, opts ...string) string {
 	t.Helper()
+	return c.mountOn(t, nil, dir, opts)
+}
+
+// MountOn is Mount with the mount process on host h of a test network
+// (tests/netns): it reaches metad and the blockds from h's address. The
+// mount point is seen here as well, since h shares this mount namespace.
+func (c *Cluster) MountOn(t testing.TB, h Host, opts ...string) string {
+	t.Helper()
+	return c.mountOn(t, h, "", opts)
+}
+
+func (c *Cluster) mountOn(t testing.TB, h Host, dir string, opts []string) string {
+	t.Helper()
 	mnt := filepath.Join(t.TempDir(), "mnt")
 	mkdirs(t, mnt)
 	// mountinfo lists the resolved path.
@@ -38,7 +51,7 @@ func (c *Cluster) MountDir(t testing.TB, dir string, opts ...string) string {
 	c.nmounts++
 	c.mu.Unlock()
 	args := append([]string{"mount", c.MetadAddr() + dir, mnt, "--foreground"}, opts...)
-	p := c.start(t, name, args)
+	p := c.startOn(t, h, name, args)
 	// Registered after t.TempDir, so it runs before the directory is removed.
 	t.Cleanup(func() { unmount(t, p, mnt) })
 	waitUntil(t, p, startTimeout, "mounted on "+mnt, func() bool {

@@ -1,7 +1,8 @@
 // Package admin is `cairn admin`, the equivalent of `hdfs dfsadmin`: a
-// report of the cluster in dfsadmin's layout (-report), a checkpoint of
-// the namespace written by metad while it serves (-checkpoint) and metad's
-// safe mode (-safemode get|enter|leave|wait).
+// report of the cluster in dfsadmin's layout (-report), its racks
+// (-printTopology), a checkpoint of the namespace written by metad while
+// it serves (-checkpoint) and metad's safe mode (-safemode
+// get|enter|leave|wait).
 package admin
 
 import (
@@ -10,9 +11,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"cairn"
@@ -56,6 +59,52 @@ func WriteReport(w io.Writer, st cairn.FsStats, rep cairn.ClusterReport) {
 		for _, n := range group.nodes {
 			writeNode(w, n)
 		}
+	}
+}
+
+// WriteTopology prints the racks as `hdfs dfsadmin -printTopology` does:
+// each rack ("Rack: /r1"), then each of its blockds, live or dead,
+// "   IP:port (hostname)" (the hostname when the address has one), and a
+// blank line; racks and blockds in order. hostname looks an IP address up
+// ("" when it has no name).
+func WriteTopology(w io.Writer, rep cairn.ClusterReport, hostname func(ip string) string) {
+	racks := map[string][]string{}
+	for _, n := range rep.Nodes {
+		racks[n.Rack] = append(racks[n.Rack], n.DataAddr)
+	}
+	names := make([]string, 0, len(racks))
+	for r := range racks {
+		names = append(names, r)
+	}
+	sort.Strings(names)
+	for _, r := range names {
+		fmt.Fprintf(w, "Rack: %s\n", r)
+		addrs := racks[r]
+		sort.Strings(addrs)
+		for _, a := range addrs {
+			fmt.Fprintf(w, "   %s", a)
+			if host, _, err := net.SplitHostPort(a); err == nil {
+				if name := hostname(host); name != "" {
+					fmt.Fprintf(w, " (%s)", name)
+				}
+			}
+			fmt.Fprintln(w)
+		}
+		fmt.Fprintln(w)
+	}
+}
+
+// lookupHostname is the name of ip by reverse lookup, "" when it has none
+// or the lookup takes over a second.
+func lookupHostname(ctx context.Context) func(string) string {
+	return func(ip string) string {
+		ctx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		names, err := net.DefaultResolver.LookupAddr(ctx, ip)
+		if err != nil || len(names) == 0 {
+			return ""
+		}
+		return strings.TrimSuffix(names[0], ".")
 	}
 }
 
@@ -104,24 +153,19 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fl.SetOutput(stderr)
 	metad := fl.String("metad", "", "metad address HOST:PORT (default $CAIRN_METAD, else "+cairn.DefaultMetadAddr+")")
 	report := fl.Bool("report", false, "report the cluster's capacity and every blockd, in hdfs dfsadmin's layout")
+	topology := fl.Bool("printTopology", false, "print the racks and the blockds on each, in hdfs dfsadmin's layout")
 	ckpt := fl.String("checkpoint", "", "make metad write a checkpoint of the namespace to this new `DIR` on metad's machine (a relative DIR is made absolute here)")
 	safemode := fl.String("safemode", "", "`get`, `enter`, `leave` or `wait` (until off) metad's safe mode, in which it is read-only")
 	timeout := fl.Duration("timeout", 5*time.Minute, "give up after this long")
 	fl.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: cairn admin [--metad HOST:PORT] -report | -checkpoint DIR | -safemode get|enter|leave|wait\n\nAdministers the cluster, as hdfs dfsadmin does.\n\n")
+		fmt.Fprintf(stderr, "Usage: cairn admin [--metad HOST:PORT] -report | -printTopology | -checkpoint DIR | -safemode get|enter|leave|wait\n\nAdministers the cluster, as hdfs dfsadmin does.\n\n")
 		fl.PrintDefaults()
 	}
 	if _, code, ok := daemon.ParseFlags(fl, args, 0, stderr); !ok {
 		return code
 	}
-	given := 0
-	for _, b := range []bool{*report, *ckpt != "", *safemode != ""} {
-		if b {
-			given++
-		}
-	}
-	if given != 1 {
-		return daemon.Usage(stderr, "cairn admin", "give one of -report, -checkpoint DIR and -safemode ACTION")
+	if n := countTrue(*report, *topology, *ckpt != "", *safemode != ""); n != 1 {
+		return daemon.Usage(stderr, "cairn admin", "give one of -report, -printTopology, -checkpoint DIR and -safemode ACTION")
 	}
 	action, waitOff := cairn.SafeModeGet, false
 	switch *safemode {
@@ -147,6 +191,11 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	switch {
 	case *report:
 		err = runReport(ctx, c, stdout)
+	case *topology:
+		var rep cairn.ClusterReport
+		if rep, err = c.NS.Report(ctx); err == nil {
+			WriteTopology(stdout, rep, lookupHostname(ctx))
+		}
 	case *ckpt != "":
 		err = runCheckpoint(ctx, c, *ckpt, stdout)
 	default:
@@ -160,6 +209,16 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+func countTrue(bs ...bool) int {
+	n := 0
+	for _, b := range bs {
+		if b {
+			n++
+		}
+	}
+	return n
 }
 
 func runReport(ctx context.Context, c *client.Client, w io.Writer) error {

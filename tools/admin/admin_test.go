@@ -55,3 +55,34 @@ func TestBytesDesc(t *testing.T) {
 		}
 	}
 }
+
+// TestTopologyGolden compares -printTopology's text for a fixed cluster
+// with testdata/topology.golden: racks in order, each blockd (dead ones
+// too) as "   IP:port (hostname)", the name only where the address has one.
+func TestTopologyGolden(t *testing.T) {
+	node := func(addr, rack string, live bool) cairn.NodeReport {
+		return cairn.NodeReport{Node: cairn.Node{StorageID: "DS-" + addr, DataAddr: addr, Rack: rack}, Live: live}
+	}
+	rep := cairn.ClusterReport{Nodes: []cairn.NodeReport{
+		node("10.0.1.2:9866", "/dc1/r2", true),
+		node("10.0.0.2:9866", "/dc1/r1", true),
+		node("10.0.0.1:9866", "/dc1/r1", false),
+		node("10.0.1.1:9866", "/dc1/r2", true),
+	}}
+	names := map[string]string{"10.0.0.1": "host1.example", "10.0.1.1": "host3.example"}
+	var b strings.Builder
+	WriteTopology(&b, rep, func(ip string) string { return names[ip] })
+	golden := filepath.Join("testdata", "topology.golden")
+	if *update {
+		if err := os.WriteFile(golden, []byte(b.String()), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.String() != string(want) {
+		t.Errorf("topology differs from %s:\n%s", golden, b.String())
+	}
+}

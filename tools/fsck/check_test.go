@@ -279,3 +279,24 @@ func TestFsckVerify(t *testing.T) {
 		t.Errorf("no blockd answers -verify: healthy %v, bad %d:\n%s", r.Healthy(), r.BadReplicas, out)
 	}
 }
+
+// TestFsckMisReplicated: a block whose three replicas are all on one rack
+// of a two-rack cluster is mis-replicated (counted and named, as hdfs fsck
+// does), and the path is still HEALTHY.
+func TestFsckMisReplicated(t *testing.T) {
+	nodes := threeNodes("127.0.0.1:1")
+	for i := range nodes {
+		nodes[i].Rack = "/r1"
+	}
+	tc := startMetad(t, append(nodes, cairn.Node{StorageID: "DS-other", DataAddr: "127.0.0.1:2", Rack: "/r2"}))
+	tc.nodes = nodes // only the /r1 blockds hold the block
+	b := tc.file(t, "/f", 1000, false, finalizedReplica)
+	r, out := tc.fsck(t, "/", Options{Files: true})
+	want := fmt.Sprintf("/f: Replica placement policy is violated for %s. Block should be additionally replicated on 1 more rack(s). Total number of racks in the cluster: 2\n", b)
+	if r.MisRepl != 1 || !strings.Contains(out, want) || !strings.Contains(out, " Mis-replicated blocks:\t\t1 (100.0 %)\n") {
+		t.Errorf("three replicas on one of two racks: mis-replicated %d; want the count and %q in:\n%s", r.MisRepl, want, out)
+	}
+	if !r.Healthy() {
+		t.Errorf("a mis-replicated block makes the path CORRUPT:\n%s", out)
+	}
+}

@@ -140,10 +140,11 @@ func (r *Report) checkFile(f *fileCheck, o Options) {
 	}
 	var lines []string
 	var missing, missingSz, corrupt, corruptSz int64
-	under := false
+	under, mis := false, false
 	for i, b := range fr.Blocks {
 		r.Blocks++
 		live, bad, unverified := 0, 0, 0
+		racks := map[string]bool{}
 		for ri, rep := range b.Replicas {
 			if !rep.Live {
 				continue
@@ -156,6 +157,7 @@ func (r *Report) checkFile(f *fileCheck, o Options) {
 			switch {
 			case counts(b, rep):
 				live++
+				racks[rep.Rack] = true
 			case rep.Corrupt != "":
 				bad++
 				lines = append(lines, fmt.Sprintf("%s: bad replica of %s on %s (%s), %s len=%d at stamp %d: %s",
@@ -190,6 +192,12 @@ func (r *Report) checkFile(f *fileCheck, o Options) {
 		case live > want:
 			r.OverRepl++
 		}
+		if live > 0 && !b.UnderConstruction && misplaced(len(racks), want, r.Racks) {
+			mis = true
+			r.MisRepl++
+			lines = append(lines, fmt.Sprintf("%s: Replica placement policy is violated for %s. Block should be additionally replicated on %d more rack(s). Total number of racks in the cluster: %d",
+				f.path, b.Block, min(2, want)-len(racks), r.Racks))
+		}
 		if live > 0 {
 			r.MinRepl++
 		}
@@ -215,6 +223,8 @@ func (r *Report) checkFile(f *fileCheck, o Options) {
 			status = fmt.Sprintf("CORRUPT %d blocks of total size %d B", corrupt, corruptSz)
 		case under:
 			status = "Under replicated"
+		case mis:
+			status = "Mis-replicated"
 		}
 		writing := ""
 		if fr.Writing {
@@ -223,6 +233,18 @@ func (r *Report) checkFile(f *fileCheck, o Options) {
 		r.Lines = append(r.Lines, fmt.Sprintf("%s %d bytes, replicated: replication=%d, %d block(s)%s:  %s", f.path, fr.Size, want, len(fr.Blocks), writing, status))
 	}
 	r.Lines = append(r.Lines, lines...)
+}
+
+// misplaced reports whether a block wanting want replicas, whose good
+// replicas are on replicaRacks racks, breaks the rack rule in a cluster
+// of clusterRacks racks (HDFS's BlockPlacementStatusDefault, as metad
+// judges it): it should be on at least min(2, want) racks, or on every
+// rack when there are fewer.
+func misplaced(replicaRacks, want, clusterRacks int) bool {
+	if clusterRacks <= 1 {
+		return false
+	}
+	return replicaRacks < min(2, want) && replicaRacks < clusterRacks
 }
 
 // counts reports whether replica rep counts as a live copy of block b: a

@@ -19,6 +19,7 @@ type Report struct {
 	MinRepl   int64 // blocks with at least one live, good replica
 	OverRepl  int64
 	UnderRepl int64
+	MisRepl   int64 // blocks on fewer racks than the rack rule asks
 	Missing   int64 // blocks with no replica at all
 	Corrupt   int64 // blocks whose every replica is bad (HDFS's corrupt blocks)
 	MissingSz int64
@@ -109,7 +110,7 @@ func (r *Report) Write(w io.Writer, who, addr string, started time.Time, took ti
 	fmt.Fprintf(w, " Minimally replicated blocks:\t%d (%s)\n", r.MinRepl, pct(r.MinRepl, r.Blocks))
 	fmt.Fprintf(w, " Over-replicated blocks:\t%d (%s)\n", r.OverRepl, pct(r.OverRepl, r.Blocks))
 	fmt.Fprintf(w, " Under-replicated blocks:\t%d (%s)\n", r.UnderRepl, pct(r.UnderRepl, r.Blocks))
-	fmt.Fprintf(w, " Mis-replicated blocks:\t\t0 (0.0 %%)\n")
+	fmt.Fprintf(w, " Mis-replicated blocks:\t\t%d (%s)\n", r.MisRepl, pct(r.MisRepl, r.Blocks))
 	fmt.Fprintf(w, " Default replication factor:\t%d\n", r.DefRepl)
 	fmt.Fprintf(w, " Average block replication:\t%.1f\n", avgRepl)
 	fmt.Fprintf(w, " Missing blocks:\t\t%d\n", r.Missing)

@@ -1,0 +1,42 @@
+package cluster
+
+import (
+	"os"
+	"testing"
+)
+
+// Host is a host of a test network (tests/netns) that runs a process of
+// the cluster: Wrap gives the command line that runs bin with args there,
+// keeping the process's ID, group and parent-death signal; Address is the
+// host's IP.
+type Host interface {
+	Wrap(bin string, args []string) (string, []string)
+	Address() string
+}
+
+func (c *Cluster) blockdHost(i int) Host {
+	if i < len(c.cfg.BlockdHosts) {
+		return c.cfg.BlockdHosts[i]
+	}
+	return nil
+}
+
+// BlockdAddr returns blockd i's data address as it advertises it.
+func (c *Cluster) BlockdAddr(i int) string { return c.blockds[i].addrs.Data }
+
+// RunOn is Run with the command on host h.
+func (c *Cluster) RunOn(t testing.TB, h Host, args ...string) (stdout string, code int) {
+	t.Helper()
+	if len(args) == 0 {
+		t.Fatal("RunOn: no subcommand")
+	}
+	bin, full := h.Wrap(c.bin, append([]string{args[0], "--metad", c.MetadAddr()}, args[1:]...))
+	out, err := runCommand(runTimeout, append(os.Environ(), "CAIRN_METAD="+c.MetadAddr(), "GOTRACEBACK=all"), bin, full...)
+	if err != nil {
+		t.Fatalf("cairn %v on %s: %v\nstderr:\n%s", args, h.Address(), err, out.Stderr)
+	}
+	if out.Code != 0 {
+		t.Logf("cairn %v on %s: exit %d; stderr:\n%s", args, h.Address(), out.Code, out.Stderr)
+	}
+	return out.Stdout, out.Code
+}

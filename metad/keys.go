@@ -19,6 +19,7 @@ import (
 //	"w" ino(8 BE)                      -> lease holder of a file being written
 //	"o" ino(8 BE)                      -> holders of an unlinked open file, "\n"-separated
 //	"l" ino(8 BE) parent(8 BE) name    -> empty: a name of a file other than its primary one
+//	"j" tokenID(16)                    -> expiry of a used join token, Unix seconds (8 BE)
 const (
 	prefixMeta    = 'm'
 	prefixCounter = 'c'
@@ -30,6 +31,8 @@ const (
 	prefixWriting = 'w'
 	prefixOrphan  = 'o'
 	prefixLink    = 'l'
+	// prefixJoinToken keys the join tokens used (certs.go).
+	prefixJoinToken = 'j'
 )
 
 // LayoutVersion is the version of the key layout this metad reads and
@@ -93,6 +96,8 @@ func parseLinkKey(k []byte) (parent uint64, name string, ok bool) {
 	}
 	return binary.BigEndian.Uint64(k[9:17]), string(k[17:]), true
 }
+
+func joinTokenKey(id [16]byte) []byte { return append([]byte{prefixJoinToken}, id[:]...) }
 
 func u64(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }
 

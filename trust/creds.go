@@ -137,3 +137,13 @@ func (h *Holder) Pool() *x509.CertPool {
 
 // Expired reports whether c's certificate is no longer valid at now.
 func (c *Creds) Expired(now time.Time) bool { return now.After(c.Cert.NotAfter) }
+
+// CredsOf makes credentials of a key and its certificate's DER, signed by
+// ca; nothing is written.
+func CredsOf(key crypto.Signer, certDER []byte, ca *x509.Certificate) (*Creds, error) {
+	cert, err := x509.ParseCertificate(certDER)
+	if err != nil {
+		return nil, err
+	}
+	return newCreds(key, cert, ca)
+}

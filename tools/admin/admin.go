@@ -1,6 +1,8 @@
 // Package admin is `cairn admin`, the equivalent of `hdfs dfsadmin`: a
-// report of the cluster in dfsadmin's layout (-report) and a checkpoint of
-// the namespace written by metad while it serves (-checkpoint).
+// report of the cluster in dfsadmin's layout (-report), a checkpoint of
+// the namespace written by metad while it serves (-checkpoint), and join
+// tokens for new blockds, mounts and users (-join-token). Each needs an
+// admin certificate.
 package admin
 
 import (
@@ -9,7 +11,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"cairn"
 	"cairn/client"
 	"cairn/internal/daemon"
+	"cairn/trust"
 )
 
 // WriteReport prints the cluster as `hdfs dfsadmin -report` does: the
@@ -103,17 +105,28 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fl.SetOutput(stderr)
 	metad := fl.String("metad", "", "metad address HOST:PORT (default $CAIRN_METAD, else "+cairn.DefaultMetadAddr+")")
 	report := fl.Bool("report", false, "report the cluster's capacity and every blockd, in hdfs dfsadmin's layout")
-	ckpt := fl.String("checkpoint", "", "make metad write a checkpoint of the namespace to this new `DIR` on metad's machine (a relative DIR is made absolute here)")
+	ckpt := fl.String("checkpoint", "", "make metad write a checkpoint of the namespace to this new `DIR` under its --checkpoint-dir (a relative DIR is taken from there)")
+	joinTok := fl.Bool("join-token", false, "print a single-use join token for a new node or user (see -role, -name, -ttl)")
+	role := fl.String("role", "blockd", "with -join-token: blockd, mount, user NAME or admin NAME")
+	name := fl.String("name", "", "with -join-token: the user or admin name (also as an argument after -role)")
+	ttl := fl.Duration("ttl", trust.DefaultJoinTTL, "with -join-token: how long the token lasts")
 	timeout := fl.Duration("timeout", 5*time.Minute, "give up after this long")
 	fl.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: cairn admin [--metad HOST:PORT] -report | -checkpoint DIR\n\nAdministers the cluster, as hdfs dfsadmin does.\n\n")
+		fmt.Fprintf(stderr, "Usage: cairn admin [--metad HOST:PORT] -report | -checkpoint DIR | -join-token [-role blockd|mount|user NAME|admin NAME] [-ttl 1h]\n\nAdministers the cluster, as hdfs dfsadmin does.\n\n")
 		fl.PrintDefaults()
 	}
-	if _, code, ok := daemon.ParseFlags(fl, args, 0, stderr); !ok {
+	pos, code, ok := daemon.ParseFlags(fl, args, -1, stderr)
+	if !ok {
 		return code
 	}
-	if *report == (*ckpt != "") {
-		return daemon.Usage(stderr, "cairn admin", "give one of -report and -checkpoint DIR")
+	if *name == "" && len(pos) == 1 && *joinTok {
+		*name, pos = pos[0], nil
+	}
+	if len(pos) > 0 {
+		return daemon.Usage(stderr, "cairn admin", fmt.Sprintf("unexpected argument %q", pos[0]))
+	}
+	if n := btoi(*report) + btoi(*ckpt != "") + btoi(*joinTok); n != 1 {
+		return daemon.Usage(stderr, "cairn admin", "give one of -report, -checkpoint DIR and -join-token")
 	}
 	c, err := client.Dial(client.MetadAddr(*metad), client.Options{})
 	if err != nil {
@@ -124,15 +137,18 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	// The client asserts this process's user and groups (simple mode).
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
-	if *report {
+	switch {
+	case *report:
 		err = runReport(ctx, c, stdout)
-	} else {
+	case *joinTok:
+		err = runJoinToken(ctx, c, trust.Role(*role), *name, *ttl, stdout)
+	default:
 		err = runCheckpoint(ctx, c, *ckpt, stdout)
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "cairn admin: %v\n", err)
 		if errors.Is(err, cairn.ErrPermission) || errors.Is(err, cairn.ErrAccess) {
-			fmt.Fprintf(stderr, "(metad takes the user it runs as, and members of its --supergroup, for superusers)\n")
+			fmt.Fprintf(stderr, "(admin operations need an admin certificate: cairn cert issue --ca METAD-DATA/trust --role admin --name NAME --out ~/.cairn/certs on metad's machine)\n")
 		}
 		return 1
 	}
@@ -153,14 +169,26 @@ func runReport(ctx context.Context, c *client.Client, w io.Writer) error {
 }
 
 func runCheckpoint(ctx context.Context, c *client.Client, dir string, w io.Writer) error {
-	abs, err := filepath.Abs(dir)
+	start := time.Now()
+	if err := c.NS.Checkpoint(ctx, dir); err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "Checkpoint written to %s on metad's machine in %v\n", dir, time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+func runJoinToken(ctx context.Context, c *client.Client, role trust.Role, name string, ttl time.Duration, w io.Writer) error {
+	tok, _, err := c.Trust().IssueJoinToken(ctx, role, name, ttl)
 	if err != nil {
 		return err
 	}
-	start := time.Now()
-	if err := c.NS.Checkpoint(ctx, abs); err != nil {
-		return err
-	}
-	fmt.Fprintf(w, "Checkpoint written to %s on metad's machine in %v\n", abs, time.Since(start).Round(time.Millisecond))
+	fmt.Fprintln(w, tok)
 	return nil
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

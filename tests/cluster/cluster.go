@@ -23,6 +23,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"cairn/trust"
 )
 
 const (
@@ -57,6 +59,9 @@ type Config struct {
 	// Restore makes metad's first start restore this checkpoint
 	// (--restore) instead of formatting a new namespace.
 	Restore string
+	// Insecure starts every daemon with --insecure (no TLS); by default
+	// the cluster runs on its CA's certificates (certs.go).
+	Insecure bool
 }
 
 // Cluster is a running metad and its blockds.
@@ -76,6 +81,8 @@ type Cluster struct {
 	mu      sync.Mutex
 	procs   []*proc // every process started, for cleanup
 	nmounts int
+
+	certs *certs // nil when insecure
 }
 
 type blockd struct {
@@ -125,6 +132,9 @@ func Start(t testing.TB, cfg Config) *Cluster {
 	t.Cleanup(c.cleanup)
 
 	c.startMetad(t, true, "127.0.0.1:0", "127.0.0.1:0")
+	if !cfg.Insecure {
+		c.setupCerts(t)
+	}
 	for i := range cfg.Blockds {
 		b := &blockd{
 			dir:      filepath.Join(dir, fmt.Sprintf("blockd%d", i)),
@@ -253,7 +263,7 @@ func (c *Cluster) run(args ...string) (Output, error) {
 		return Output{}, fmt.Errorf("no subcommand")
 	}
 	full := append([]string{args[0], "--metad", c.MetadAddr()}, args[1:]...)
-	env := append(os.Environ(), "CAIRN_METAD="+c.MetadAddr(), "GOTRACEBACK=all")
+	env := append(append(os.Environ(), "CAIRN_METAD="+c.MetadAddr(), "GOTRACEBACK=all"), c.env("client")...)
 	return runCommand(runTimeout, env, c.bin, full...)
 }
 
@@ -311,6 +321,9 @@ func (c *Cluster) startMetad(t testing.TB, format bool, listen, http string) {
 	if c.cfg.DeadAfter != 0 {
 		args = append(args, "--dead-after", c.cfg.DeadAfter.String())
 	}
+	if c.cfg.Insecure {
+		args = append(args, "--insecure")
+	}
 	args = append(args, c.cfg.MetadArgs...)
 	p := c.start(t, "metad", args)
 	c.metad = p
@@ -334,6 +347,13 @@ func (c *Cluster) launchBlockd(t testing.TB, i int, listen, http string) {
 	if i < len(c.cfg.Racks) {
 		args = append(args, "--rack", c.cfg.Racks[i])
 	}
+	if c.cfg.Insecure {
+		args = append(args, "--insecure")
+	} else {
+		// A fresh token each start: a blockd that has its certificate
+		// ignores it; one whose data directory was wiped joins again.
+		args = append(args, "--join", c.JoinToken(t, trust.RoleBlockd, "", time.Hour))
+	}
 	args = append(args, c.cfg.BlockdArgs...)
 	b.proc = c.start(t, fmt.Sprintf("blockd%d", i), args)
 }
@@ -352,7 +372,7 @@ func (c *Cluster) waitBlockd(t testing.TB, i int) {
 // process appends to the log of its previous run.
 func (c *Cluster) start(t testing.TB, name string, args []string) *proc {
 	t.Helper()
-	p := startProc(t, name, filepath.Join(c.logDir, name+".log"), c.bin, args)
+	p := startProc(t, name, filepath.Join(c.logDir, name+".log"), c.bin, args, c.env(name)...)
 	c.mu.Lock()
 	c.procs = append(c.procs, p)
 	c.mu.Unlock()

@@ -13,6 +13,7 @@ import (
 	"io"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"cairn"
@@ -147,7 +148,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "cairn admin: %v\n", err)
-		if errors.Is(err, cairn.ErrPermission) || errors.Is(err, cairn.ErrAccess) {
+		if (errors.Is(err, cairn.ErrPermission) || errors.Is(err, cairn.ErrAccess)) && strings.Contains(err.Error(), "certificate") {
 			fmt.Fprintf(stderr, "(admin operations need an admin certificate: cairn cert issue --ca METAD-DATA/trust --role admin --name NAME --out ~/.cairn/certs on metad's machine)\n")
 		}
 		return 1

@@ -288,4 +288,3 @@ func runJoin(t *testing.T, c *cluster.Cluster, tok, dir string) (string, int) {
 	}
 	return string(out), code
 }
-

@@ -7,7 +7,6 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/pem"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -99,6 +98,3 @@ func readKey(path string) (crypto.Signer, error) {
 	}
 	return s, nil
 }
-
-// errIsNotExist reports whether err says a file is missing.
-func errIsNotExist(err error) bool { return errors.Is(err, os.ErrNotExist) }

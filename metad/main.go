@@ -185,7 +185,7 @@ func serve(ctx context.Context, log *zap.Logger, dir string, format, force bool,
 		return err
 	}
 	rc := newRetryCache(m.cfg.RetryCacheSize, m.cfg.RetryCacheExpiry, m.clock.Now, log.Named("retrycache"))
-	auth := &rpc.Auth{Insecure: insecure, Groups: m.hostGroups}
+	auth := &rpc.Auth{Insecure: insecure, Groups: m.hostGroups, Revoked: m.revoked}
 	srv := grpc.NewServer(append(srvOpts, grpc.ChainUnaryInterceptor(auth.Unary, markRemote, rc.intercept), grpc.ChainStreamInterceptor(auth.Stream))...)
 	rpc.RegisterNamespace(srv, m)
 	rpc.RegisterRegistry(srv, m)

@@ -2,8 +2,10 @@ package rpc
 
 import (
 	"context"
+	"crypto/x509"
 	"fmt"
 	"strings"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -41,6 +43,9 @@ type Auth struct {
 	// Groups returns a user's groups on metad's host, for user
 	// certificates.
 	Groups func(user string) []string
+	// Revoked is checked at every call too, so a certificate revoked
+	// while its connection is open stops working at once.
+	Revoked *trust.Revoked
 }
 
 // Unary is the interceptor.
@@ -69,12 +74,18 @@ const NoCertificate = "no client certificate from this cluster's CA: a blockd or
 
 func (a *Auth) authorize(ctx context.Context, method string, req any) (context.Context, error) {
 	op := "metad " + method[strings.LastIndexByte(method, '/')+1:]
-	p, ok := tlsPeer(ctx)
+	p, leaf, ok := tlsPeer(ctx)
 	if method == pb.Trust_Join_FullMethodName {
 		return ctx, nil
 	}
 	if !ok {
 		return nil, cairn.E(op, cairn.KindPermission, "", NoCertificate)
+	}
+	if a.Revoked.IsRevoked(leaf.SerialNumber) {
+		return nil, cairn.E(op, cairn.KindPermission, "", fmt.Sprintf("certificate %s (serial %s) is revoked", p, trust.SerialString(leaf.SerialNumber)))
+	}
+	if time.Now().After(leaf.NotAfter) {
+		return nil, cairn.E(op, cairn.KindPermission, "", fmt.Sprintf("certificate %s expired at %v", p, leaf.NotAfter))
 	}
 	ctx = trust.WithPeer(ctx, p)
 	refuse := func(why string) error {
@@ -137,17 +148,16 @@ func IsAdminSelf(ctx context.Context) bool {
 }
 
 // tlsPeer returns the peer whose verified certificate made the call.
-func tlsPeer(ctx context.Context) (trust.Peer, bool) {
+func tlsPeer(ctx context.Context) (trust.Peer, *x509.Certificate, bool) {
 	pr, ok := peer.FromContext(ctx)
 	if !ok {
-		return trust.Peer{}, false
+		return trust.Peer{}, nil, false
 	}
 	ti, ok := pr.AuthInfo.(credentials.TLSInfo)
 	if !ok {
-		return trust.Peer{}, false
+		return trust.Peer{}, nil, false
 	}
-	p, _, ok := trust.PeerOfState(ti.State)
-	return p, ok
+	return trust.PeerOfState(ti.State)
 }
 
 // assertedIdentity is the identity a call's metadata asserts.

@@ -30,7 +30,8 @@ import (
 // certificate, with a certificate of the wrong role (a mount registering
 // as a blockd, a blockd speaking for another, a user asking for a
 // checkpoint or naming itself root), with expired, reused or forged join
-// tokens, and a checkpoint outside metad's checkpoint directory; and the
+// tokens, a revoked certificate, and a checkpoint outside metad's
+// checkpoint directory; and the
 // HTTP port without a certificate. Each is refused with a clear error;
 // afterwards the cluster still serves, every file's bytes are unchanged
 // and fsck is HEALTHY.
@@ -155,6 +156,18 @@ func TestAttacksOnTheControlPlane(t *testing.T) {
 		csr, _ := trust.NewCSR(key, trust.Peer{Role: trust.RoleAdmin, Name: "alice"})
 		_, _, err := rpc.NewTrustClient(dial(alice, nil)).RenewCert(ctx, csr)
 		refused("alice renews as an admin", err, "may renew only itself")
+	})
+	t.Run("revoked certificate", func(t *testing.T) {
+		carol := c.IssueCert(t, trust.Peer{Role: trust.RoleAdmin, Name: "carol"}, certDir("carol"))
+		conn := dial(trust.NewHolder(carol), nil)
+		if _, err := rpc.NewNamespaceClient(conn).Stat(ctx, "/"); err != nil {
+			t.Fatalf("before revocation: %v", err)
+		}
+		must(t, trust.Revoke(c.CA().Dir, trust.SerialString(carol.Cert.SerialNumber), "stolen laptop"))
+		_, err := rpc.NewNamespaceClient(conn).Stat(ctx, "/")
+		refused("a call on a connection opened before the revocation", err, "is revoked")
+		_, err = rpc.NewNamespaceClient(dial(trust.NewHolder(carol), nil)).Stat(ctx, "/")
+		refused("a new connection with a revoked certificate", err, "revoked")
 	})
 	t.Run("expired join token", func(t *testing.T) {
 		tok := c.JoinToken(t, trust.RoleUser, "mallory", time.Second)

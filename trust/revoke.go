@@ -16,8 +16,8 @@ import (
 // line a comment; '#' starts a comment line. metad reads the file again
 // whenever its size or modification time changes, and refuses a revoked
 // certificate at every handshake, so `cairn cert revoke` takes effect on
-// the next connection without a restart. Connections already open keep
-// their peer until they close.
+// the next connection without a restart; metad's RPC checks the list at
+// every call too (rpc.Auth), so an open connection stops working as well.
 
 // SerialString is how a serial number is written: lower-case hex.
 func SerialString(n *big.Int) string { return strings.ToLower(n.Text(16)) }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -107,10 +108,13 @@ func TestAttacksOnTheControlPlane(t *testing.T) {
 			GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return forged.TLS(), nil }})))
 		must(t, err)
 		defer conn.Close()
+		// Refused at the handshake: the client sees TLS's alert, or the
+		// connection closed under its write, never an answer of metad's.
 		err = rpc.NewNamespaceClient(conn).Checkpoint(ctx, "evil")
-		refused("a certificate of another CA", err, "certificate")
-		if strings.Contains(err.Error(), "no client certificate") {
-			t.Errorf("the forged certificate was not sent: %v", err)
+		if !errors.Is(err, cairn.ErrUnavailable) || strings.Contains(err.Error(), "no client certificate") {
+			t.Errorf("a certificate of another CA: %v; want the connection refused", err)
+		} else {
+			t.Logf("a certificate of another CA: refused: %v", err)
 		}
 	})
 	t.Run("mount certificate calls Register", func(t *testing.T) {
@@ -167,7 +171,10 @@ func TestAttacksOnTheControlPlane(t *testing.T) {
 		_, err := rpc.NewNamespaceClient(conn).Stat(ctx, "/")
 		refused("a call on a connection opened before the revocation", err, "is revoked")
 		_, err = rpc.NewNamespaceClient(dial(trust.NewHolder(carol), nil)).Stat(ctx, "/")
-		refused("a new connection with a revoked certificate", err, "revoked")
+		// Refused at the handshake (metad's reason is its own).
+		if !errors.Is(err, cairn.ErrUnavailable) {
+			t.Errorf("a new connection with a revoked certificate: %v; want the connection refused", err)
+		}
 	})
 	t.Run("expired join token", func(t *testing.T) {
 		tok := c.JoinToken(t, trust.RoleUser, "mallory", time.Second)

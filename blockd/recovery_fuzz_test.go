@@ -40,7 +40,7 @@ func FuzzRecoveryOps(f *testing.F) {
 	}
 	rbwOf(f, 1001, 2500)(s)
 	s.Close()
-	d, err := New(Config{Dir: dir, MetadAddr: "127.0.0.1:1", ScanPeriod: -1})
+	d, err := New(Config{Dir: dir, MetadAddr: "127.0.0.1:1", ScanPeriod: -1, Insecure: true})
 	if err != nil {
 		f.Fatal(err)
 	}

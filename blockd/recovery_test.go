@@ -67,7 +67,7 @@ func startBlockd(t *testing.T, m cairn.Registry, prepare func(s *Store)) *Blockd
 		prepare(s)
 		s.Close()
 	}
-	d, err := New(Config{Dir: dir, MetadAddr: "127.0.0.1:1", ScanPeriod: -1, Logger: zaptest.NewLogger(t)})
+	d, err := New(Config{Dir: dir, MetadAddr: "127.0.0.1:1", ScanPeriod: -1, Insecure: true, Logger: zaptest.NewLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,24 +7,27 @@ package blockd
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"cairn"
 	"cairn/blocktoken"
 	"cairn/internal/daemon"
 	"cairn/rpc"
+	"cairn/trust"
 )
 
 // Config configures a Blockd.
@@ -57,6 +60,12 @@ type Config struct {
 	// tokens: only to measure what the check costs, on a loopback
 	// address (--block-tokens=false).
 	SkipTokenCheck bool
+	// Insecure talks to an --insecure metad in plain text. Otherwise the
+	// blockd presents its certificate from CertsDir (default
+	// FIRST-DATA-DIR/trust), joining with the token Join when it has none.
+	Insecure bool
+	CertsDir string
+	Join     string
 }
 
 // Blockd is one block daemon.
@@ -67,6 +76,7 @@ type Blockd struct {
 	log    *zap.Logger
 	metad  cairn.Registry
 	conn   *grpc.ClientConn
+	creds  *trust.Holder // nil when insecure
 	node   cairn.Node
 	active atomic.Int64
 	keys   blocktoken.KeySet // from metad: checks the data port's tokens
@@ -115,12 +125,22 @@ func New(cfg Config) (*Blockd, error) {
 	if err != nil {
 		return nil, err
 	}
-	conn, err := grpc.NewClient(cfg.MetadAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	var creds *trust.Holder
+	if !cfg.Insecure {
+		if cfg.CertsDir == "" {
+			cfg.CertsDir = filepath.Join(dirs[0], trust.CADir)
+		}
+		if creds, err = credentials(cfg, st.StorageID(), cfg.Logger); err != nil {
+			st.Close()
+			return nil, fmt.Errorf("blockd: %w", err)
+		}
+	}
+	conn, err := grpc.NewClient(cfg.MetadAddr, rpc.Transport(creds))
 	if err != nil {
 		st.Close()
 		return nil, fmt.Errorf("blockd: metad %s: %w", cfg.MetadAddr, err)
 	}
-	d := &Blockd{cfg: cfg, store: st, log: cfg.Logger, metad: rpc.NewRegistryClient(conn), conn: conn, kick: make(chan struct{}, 1),
+	d := &Blockd{cfg: cfg, store: st, log: cfg.Logger, metad: rpc.NewRegistryClient(conn), conn: conn, creds: creds, kick: make(chan struct{}, 1),
 		recoveries: make(chan cairn.Command, recoveryQueue)}
 	st.SetFailureHandler(d.volumeFailed)
 	if cfg.ScanPeriod >= 0 {
@@ -378,6 +398,9 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	idleTimeout := fl.Duration("idle-timeout", DefaultIdleTimeout, "a packet begun must arrive, and each write to a peer finish, within this")
 	checkTokens := fl.Bool("block-tokens", true, "check the block access token of every data op (false only on a loopback --listen, to measure the check's cost)")
 	addrFile := fl.String("addr-file", "", "write the bound addresses as JSON to this file once registered")
+	join := fl.String("join", os.Getenv("CAIRN_JOIN"), "join the cluster with this token (cairn admin -join-token --role blockd) when the blockd has no certificate yet (default $CAIRN_JOIN)")
+	certs := fl.String("certs", "", "the blockd's key and certificate (default FIRST-DATA-DIR/trust)")
+	insecureFlag := fl.Bool("insecure", false, "talk to an --insecure metad in plain text (a dev cluster on loopback addresses only)")
 	debug := fl.Bool("debug", false, "log at debug level")
 	fl.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: cairn blockd --data DIR[,DIR2...] --metad HOST:9000 [--listen :9866] [--http :9864] [--rack /r1]\n"+
@@ -409,7 +432,19 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	cfg := Config{Dirs: dirs, MetadAddr: metadAddr(*metad), Rack: *rack, Heartbeat: *hb, BlockReport: *blockReport, AckTimeout: *ackTimeout, Logger: log,
 		Reserved: int64(reserved), FailedTolerated: *tolerated, DiskCheck: *diskCheck, ScanPeriod: *scanPeriod, ScanRate: int64(scanRate),
-		MaxConns: *maxConns, HeaderTimeout: *headerTimeout, IdleTimeout: *idleTimeout, SkipTokenCheck: !*checkTokens}
+		MaxConns: *maxConns, HeaderTimeout: *headerTimeout, IdleTimeout: *idleTimeout, SkipTokenCheck: !*checkTokens,
+		Insecure: *insecureFlag, CertsDir: *certs, Join: *join}
+	if *insecureFlag {
+		for _, a := range []string{*listen, *httpAddr} {
+			if a == "" {
+				continue
+			}
+			if err := daemon.CheckInsecure("cairn blockd", a); err != nil {
+				fmt.Fprintln(stderr, err)
+				return 2
+			}
+		}
+	}
 	if err := serve(ctx, cfg, *listen, *httpAddr, *addrFile); err != nil {
 		log.Error("blockd stopped", zap.Error(err))
 		fmt.Fprintf(stderr, "cairn blockd: %v\n", err)
@@ -440,7 +475,12 @@ func serve(ctx context.Context, cfg Config, listen, httpAddr, addrFile string) e
 		if err != nil {
 			return err
 		}
-		hs := &http.Server{Handler: d.httpHandler(), ReadHeaderTimeout: 10 * time.Second}
+		var handler http.Handler = d.httpHandler()
+		if d.creds != nil {
+			handler = trust.RequireCert(handler)
+			hl = tls.NewListener(hl, trust.ServerConfig(d.creds, nil))
+		}
+		hs := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
 		go func() {
 			if err := hs.Serve(hl); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				errc <- err
@@ -461,6 +501,9 @@ func serve(ctx context.Context, cfg Config, listen, httpAddr, addrFile string) e
 		return err
 	}
 	go func() { errc <- d.run(ctx) }()
+	if d.creds != nil {
+		go trust.Renew(ctx, d.creds, d.cfg.CertsDir, rpc.NewTrustClient(d.conn).Fetch, d.log.Named("trust"))
+	}
 	go d.runRecoveries(ctx, recoveryWorkers)
 	if d.scan != nil {
 		go d.scan.Run(ctx)

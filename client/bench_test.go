@@ -87,7 +87,7 @@ func BenchmarkDataPath(b *testing.B) {
 func timeCairn(b *testing.B, repl int, buf []byte, size int64, blockdArgs ...string) (write, read time.Duration) {
 	c := startCluster(b, 3, 64<<20, blockdArgs...)
 	defer c.stop()
-	cl, err := client.Dial(c.metad, client.Options{Replication: repl})
+	cl, err := client.Dial(c.metad, client.Options{Creds: c.creds, Replication: repl})
 	if err != nil {
 		b.Fatal(err)
 	}

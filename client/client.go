@@ -17,11 +17,11 @@ import (
 
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"cairn"
 	"cairn/internal/daemon"
 	"cairn/rpc"
+	"cairn/trust"
 )
 
 // Options tune a Client. Zero values take the defaults.
@@ -49,6 +49,32 @@ type Options struct {
 	// retry cache answers such a call with its first answer.
 	Retry  rpc.RetryPolicy
 	Logger *zap.Logger
+	// Creds is the certificate the client presents to metad; nil loads
+	// the one in trust.CertsDir() ($CAIRN_CERTS, else ~/.cairn/certs).
+	// A user certificate is that user: the client then asserts no other
+	// Identity by default.
+	Creds *trust.Holder
+	// Insecure talks to an --insecure dev cluster in plain text (also
+	// when $CAIRN_INSECURE is set and Creds is nil).
+	Insecure bool
+}
+
+// LoadCreds returns the credentials a command presents: those in dir,
+// else in trust.CertsDir(); nil when the command runs insecure
+// ($CAIRN_INSECURE set). The error says how to get a certificate.
+func LoadCreds(dir string) (*trust.Holder, error) {
+	if dir == "" && os.Getenv("CAIRN_INSECURE") != "" {
+		return nil, nil
+	}
+	if dir == "" {
+		dir = trust.CertsDir()
+	}
+	c, err := trust.LoadCreds(dir)
+	if err != nil {
+		return nil, fmt.Errorf("%w\n(a cluster with a CA needs a certificate: an admin makes a join token with 'cairn admin -join-token --role user NAME', "+
+			"and 'cairn cert join --token TOKEN' stores yours in %s; set $CAIRN_CERTS to use another directory, or $CAIRN_INSECURE=1 for an --insecure dev cluster)", err, trust.CertsDir())
+	}
+	return trust.NewHolder(c), nil
 }
 
 // ProcessIdentity is the user and groups this process runs as, by name.
@@ -150,7 +176,18 @@ func MetadAddr(flagValue string) string {
 // Dial connects to metad at addr. The connection is made lazily; the first
 // call reports an unreachable metad.
 func Dial(addr string, opts Options) (*Client, error) {
-	if opts.Identity.User == "" {
+	if opts.Creds == nil && !opts.Insecure {
+		h, err := LoadCreds("")
+		if err != nil {
+			return nil, fmt.Errorf("client: %w", err)
+		}
+		opts.Creds = h
+	}
+	if opts.Insecure {
+		opts.Creds = nil
+	}
+	userCert := opts.Creds != nil && opts.Creds.Creds().Peer.Role == trust.RoleUser
+	if opts.Identity.User == "" && !userCert {
 		opts.Identity = ProcessIdentity()
 	}
 	if opts.Logger == nil {
@@ -161,7 +198,7 @@ func Dial(addr string, opts Options) (*Client, error) {
 		retry.Logger = opts.Logger
 	}
 	// Identity first: every attempt of a call carries it.
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+	conn, err := grpc.NewClient(addr, rpc.Transport(opts.Creds),
 		grpc.WithChainUnaryInterceptor(rpc.IdentityInterceptor(opts.Identity), rpc.SafeModeLogger(opts.Logger, 10*time.Second), rpc.RetryInterceptor(rpc.NewClientID(), retry)))
 	if err != nil {
 		return nil, fmt.Errorf("client: dial metad %s: %w", addr, err)
@@ -181,6 +218,9 @@ func Dial(addr string, opts Options) (*Client, error) {
 	}
 	return &Client{NS: rpc.NewNamespaceClient(conn), conn: conn, opts: opts, log: opts.Logger}, nil
 }
+
+// Trust is metad's certificate service over this client's connection.
+func (c *Client) Trust() *rpc.TrustClient { return rpc.NewTrustClient(c.conn) }
 
 // Close releases the connection to metad.
 func (c *Client) Close() error { return c.conn.Close() }

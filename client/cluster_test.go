@@ -19,6 +19,7 @@ import (
 	"cairn/blockd"
 	"cairn/client"
 	"cairn/metad"
+	"cairn/trust"
 )
 
 // cluster runs metad and blockds in this process, over real gRPC and TCP on
@@ -27,7 +28,8 @@ type cluster struct {
 	metad string
 	dirs  []string
 	// stop ends the daemons and removes their data; cleanup calls it too.
-	stop func()
+	stop  func()
+	creds *trust.Holder // an admin certificate of the cluster's CA
 }
 
 func startCluster(t testing.TB, blockds int, blockSize int64, blockdArgs ...string) *cluster {
@@ -66,11 +68,31 @@ func startCluster(t testing.TB, blockds int, blockSize int64, blockdArgs ...stri
 	run("metad", metad.Main, "--data", filepath.Join(dir, "metad"), "--format", "--listen", "127.0.0.1:0", "--http", "",
 		"--block-size", fmt.Sprint(blockSize), "--addr-file", filepath.Join(dir, "metad.addr"))
 	c := &cluster{metad: wait(filepath.Join(dir, "metad.addr"))["rpc"], stop: stop}
+	// The cluster runs on its CA: an admin certificate for the client, a
+	// join token for each blockd.
+	ca, err := trust.LoadCA(filepath.Join(dir, "metad", trust.CADir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _ := trust.NewKey()
+	der, err := ca.Issue(key.Public(), trust.Peer{Role: trust.RoleAdmin, Name: "root"}, time.Hour, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	creds, err := trust.CredsOf(key, der, ca.Cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.creds = trust.NewHolder(creds)
 	for i := 0; i < blockds; i++ {
 		bd := filepath.Join(dir, fmt.Sprintf("blockd%d", i))
 		c.dirs = append(c.dirs, bd)
 		af := filepath.Join(dir, fmt.Sprintf("blockd%d.addr", i))
-		run("blockd", blockd.Main, append([]string{"--data", bd, "--metad", c.metad, "--listen", "127.0.0.1:0", "--http", "", "--heartbeat", "100ms", "--addr-file", af}, blockdArgs...)...)
+		tok, _, err := ca.NewJoinToken(trust.RoleBlockd, "", time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		run("blockd", blockd.Main, append([]string{"--data", bd, "--metad", c.metad, "--listen", "127.0.0.1:0", "--http", "", "--heartbeat", "100ms", "--addr-file", af, "--join", tok}, blockdArgs...)...)
 		wait(af)
 	}
 	return c
@@ -78,7 +100,7 @@ func startCluster(t testing.TB, blockds int, blockSize int64, blockdArgs ...stri
 
 func TestWriteReadAcrossBlocks(t *testing.T) {
 	c := startCluster(t, 3, 256<<10)
-	cl, err := client.Dial(c.metad, client.Options{})
+	cl, err := client.Dial(c.metad, client.Options{Creds: c.creds})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,7 +164,7 @@ func TestWriteReadAcrossBlocks(t *testing.T) {
 
 func TestEmptyFile(t *testing.T) {
 	c := startCluster(t, 1, 256<<10)
-	cl, err := client.Dial(c.metad, client.Options{})
+	cl, err := client.Dial(c.metad, client.Options{Creds: c.creds})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,7 +186,7 @@ func TestEmptyFile(t *testing.T) {
 // different files at once (run it with -race).
 func TestConcurrentWritersReaders(t *testing.T) {
 	c := startCluster(t, 3, 256<<10)
-	cl, err := client.Dial(c.metad, client.Options{})
+	cl, err := client.Dial(c.metad, client.Options{Creds: c.creds})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -252,7 +274,7 @@ func TestConcurrentWritersReaders(t *testing.T) {
 // error that says so.
 func TestNoSpace(t *testing.T) {
 	c := startCluster(t, 2, 256<<10)
-	cl, err := client.Dial(c.metad, client.Options{BlockSize: 1 << 40})
+	cl, err := client.Dial(c.metad, client.Options{Creds: c.creds, BlockSize: 1 << 40})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -276,7 +298,7 @@ func TestNoSpace(t *testing.T) {
 func TestReadAtLostBlock(t *testing.T) {
 	const blockSize = 256 << 10
 	c := startCluster(t, 1, blockSize)
-	cl, err := client.Dial(c.metad, client.Options{})
+	cl, err := client.Dial(c.metad, client.Options{Creds: c.creds})
 	if err != nil {
 		t.Fatal(err)
 	}

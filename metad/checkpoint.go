@@ -40,7 +40,9 @@ const checkpointPrefix = "checkpoint-"
 
 // Checkpoint writes a checkpoint to dir on metad's machine while metad
 // serves. Only a superuser may; dir must be an absolute path that does not
-// exist yet, in an existing directory.
+// exist yet, in an existing directory. Asked for over RPC, dir must lie
+// under Config.CheckpointRoot (a relative dir is taken from there), so no
+// caller makes metad write anywhere else on its machine.
 func (m *Metad) Checkpoint(ctx context.Context, dir string) error {
 	const op = "metad.Checkpoint"
 	c, err := m.callerOf(ctx, op)
@@ -49,6 +51,11 @@ func (m *Metad) Checkpoint(ctx context.Context, dir string) error {
 	}
 	if !c.super {
 		return cairn.E(op, cairn.KindPermission, dir, fmt.Sprintf("user=%s: only a superuser may write a checkpoint", c.user))
+	}
+	if ctx.Value(remoteKey{}) != nil {
+		if dir, err = m.underCheckpointRoot(op, dir); err != nil {
+			return err
+		}
 	}
 	if !filepath.IsAbs(dir) || filepath.Clean(dir) != dir || strings.IndexByte(dir, 0) >= 0 {
 		return cairn.E(op, cairn.KindInvalid, dir, "a checkpoint directory must be an absolute, clean path on metad's machine")
@@ -67,6 +74,39 @@ func (m *Metad) Checkpoint(ctx context.Context, dir string) error {
 	}
 	m.log.Info("checkpoint written", zap.String("dir", dir), zap.Duration("took", time.Since(start)))
 	return nil
+}
+
+// underCheckpointRoot returns dir, taken from Config.CheckpointRoot when
+// relative, if it lies under that root (symbolic links resolved);
+// otherwise a KindPermission error. The root is made if missing.
+func (m *Metad) underCheckpointRoot(op, dir string) (string, error) {
+	root := filepath.Clean(m.cfg.CheckpointRoot)
+	refuse := cairn.E(op, cairn.KindPermission, dir, fmt.Sprintf("a checkpoint goes only under metad's checkpoint directory %s (--checkpoint-dir)", root))
+	if strings.IndexByte(dir, 0) >= 0 {
+		return "", refuse
+	}
+	if !filepath.IsAbs(dir) {
+		dir = filepath.Join(root, dir)
+	}
+	dir = filepath.Clean(dir)
+	if !within(root, dir) {
+		return "", refuse
+	}
+	if err := os.MkdirAll(root, 0o700); err != nil {
+		return "", &cairn.Error{Op: op, Path: root, Kind: cairn.KindIO, Err: err}
+	}
+	realRoot, err1 := filepath.EvalSymlinks(root)
+	realParent, err2 := filepath.EvalSymlinks(filepath.Dir(dir))
+	if err1 == nil && err2 == nil && !within(realRoot, filepath.Join(realParent, filepath.Base(dir))) {
+		return "", refuse
+	}
+	return dir, nil
+}
+
+// within reports whether path lies strictly under root (both clean).
+func within(root, path string) bool {
+	rel, err := filepath.Rel(root, path)
+	return err == nil && rel != "." && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator))
 }
 
 // checkpointTo writes a checkpoint to dir, which must not exist.

@@ -20,6 +20,7 @@ import (
 //	"o" ino(8 BE)                      -> holders of an unlinked open file, "\n"-separated
 //	"l" ino(8 BE) parent(8 BE) name    -> empty: a name of a file other than its primary one
 //	"t" keyID(4 BE)                    -> block token key: secret(32) signFrom(8 BE) expiry(8 BE), Unix ms
+//	"j" tokenID(16)                    -> expiry of a used join token, Unix seconds (8 BE)
 const (
 	prefixMeta    = 'm'
 	prefixCounter = 'c'
@@ -34,6 +35,8 @@ const (
 	// prefixBlockKey keys are outside the namespace: an older metad
 	// ignores them (blocktokens.go).
 	prefixBlockKey = 't'
+	// prefixJoinToken keys the join tokens used (certs.go).
+	prefixJoinToken = 'j'
 )
 
 // LayoutVersion is the version of the key layout this metad reads and
@@ -97,6 +100,8 @@ func parseLinkKey(k []byte) (parent uint64, name string, ok bool) {
 	}
 	return binary.BigEndian.Uint64(k[9:17]), string(k[17:]), true
 }
+
+func joinTokenKey(id [16]byte) []byte { return append([]byte{prefixJoinToken}, id[:]...) }
 
 func u64(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }
 

@@ -2,6 +2,7 @@ package metad
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -9,17 +10,20 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"path/filepath"
 	"runtime"
 	"sync"
 	"time"
 
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 
 	"cairn"
 	"cairn/blocktoken"
 	"cairn/internal/daemon"
 	"cairn/rpc"
+	"cairn/trust"
 )
 
 // Main is the `cairn metad` command, and `cairn metad check`.
@@ -45,8 +49,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	soft := fl.Duration("lease-soft-limit", DefaultLeaseSoft, "a writer silent this long may have its file taken over by another")
 	hard := fl.Duration("lease-hard-limit", DefaultLeaseHard, "a writer silent this long has its file recovered and closed by metad")
 	cache := fl.Int64("cache-size", DefaultCacheSize, "bytes of the store's block cache (metad's memory beyond this does not grow with the namespace)")
-	ckptDir := fl.String("checkpoint-dir", "", "write a checkpoint into this directory periodically (off when empty)")
-	ckptEvery := fl.Duration("checkpoint-interval", DefaultCheckpointInterval, "time between periodic checkpoints")
+	ckptDir := fl.String("checkpoint-dir", "", "the directory checkpoints go under, asked for (cairn admin -checkpoint NAME) or periodic (default DATA/checkpoints)")
+	ckptEvery := fl.Duration("checkpoint-interval", 0, "write a checkpoint into --checkpoint-dir this often (0: no periodic checkpoints)")
 	ckptKeep := fl.Int("checkpoint-keep", DefaultCheckpointKeep, "how many periodic checkpoints to keep")
 	retrySize := fl.Int("retry-cache-size", DefaultRetryCacheSize, "answers of mutating calls kept to answer a call made again after its answer was lost")
 	retryExpiry := fl.Duration("retry-cache-expiry", DefaultRetryCacheExpiry, "how long the retry cache keeps an answer")
@@ -56,6 +60,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	keyInterval := fl.Duration("block-key-interval", blocktoken.DefaultKeyInterval, "how long one key signs block access tokens before the next takes over")
 	topoScript := fl.String("topology-script", "", "a program given blockds' (and clients') IP addresses as arguments that prints a rack path (/dc/rack) for each; without it each blockd's --rack counts")
 	addrFile := fl.String("addr-file", "", "write the bound addresses as JSON to this file once serving")
+	insecureFlag := fl.Bool("insecure", false, "serve without TLS and believe every client (a dev cluster on loopback addresses only)")
+	certTTL := fl.Duration("cert-ttl", trust.DefaultCertTTL, "lifetime of the certificates metad signs; holders renew them at two thirds of it")
 	debug := fl.Bool("debug", false, "log at debug level")
 	fl.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: cairn metad --data DIR [--format [--force] | --restore CKPT [--force]] [--listen :9000] [--http :9870]\n"+
@@ -86,14 +92,33 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		log.Info("restored", zap.String("checkpoint", *restore), zap.String("dir", *dir))
 	}
+	if *ckptDir == "" {
+		*ckptDir = filepath.Join(*dir, "checkpoints")
+	}
+	periodic := ""
+	if *ckptEvery > 0 {
+		periodic = *ckptDir
+	}
+	if *insecureFlag {
+		for _, a := range []string{*listen, *httpAddr} {
+			if a == "" {
+				continue
+			}
+			if err := daemon.CheckInsecure("cairn metad", a); err != nil {
+				fmt.Fprintln(stderr, err)
+				return 2
+			}
+		}
+	}
 	if err := serve(ctx, log, *dir, *format, *force, *listen, *httpAddr, *addrFile, Config{
 		Dir: *dir, Replication: *repl, BlockSize: *blockSize, DeadAfter: *deadAfter, StaleAfter: *staleAfter, Heartbeat: *heartbeat, Logger: log,
 		NoPermissions: !*perms, Supergroup: *supergroup, LeaseSoft: *soft, LeaseHard: *hard, CacheSize: *cache,
-		CheckpointDir: *ckptDir, CheckpointInterval: *ckptEvery, CheckpointKeep: *ckptKeep,
-		RetryCacheSize: *retrySize, RetryCacheExpiry: *retryExpiry, TokenLifetime: *tokenLife, KeyInterval: *keyInterval,
+		CheckpointDir: periodic, CheckpointInterval: *ckptEvery, CheckpointKeep: *ckptKeep, CheckpointRoot: *ckptDir,
+		RetryCacheSize: *retrySize, RetryCacheExpiry: *retryExpiry, CertTTL: *certTTL,
+		TokenLifetime: *tokenLife, KeyInterval: *keyInterval,
 		SafeModeThreshold: *smThreshold, SafeModeExtension: *smExtension,
 		TopologyScript: *topoScript,
-	}); err != nil {
+	}, *insecureFlag); err != nil {
 		log.Error("metad stopped", zap.Error(err))
 		fmt.Fprintf(stderr, "cairn metad: %v\n", err)
 		return 1
@@ -129,7 +154,7 @@ func checkMain(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-func serve(ctx context.Context, log *zap.Logger, dir string, format, force bool, listen, httpAddr, addrFile string, cfg Config) error {
+func serve(ctx context.Context, log *zap.Logger, dir string, format, force bool, listen, httpAddr, addrFile string, cfg Config, insecure bool) error {
 	if format {
 		id, err := Format(dir, force)
 		if err != nil {
@@ -151,6 +176,17 @@ func serve(ctx context.Context, log *zap.Logger, dir string, format, force bool,
 			log.Error("close store", zap.Error(err))
 		}
 	}()
+	srvOpts := []grpc.ServerOption{grpc.MaxRecvMsgSize(64 << 20), grpc.NumStreamWorkers(uint32(4 * runtime.GOMAXPROCS(0)))}
+	var httpTLS *tls.Config
+	if !insecure {
+		if err := m.openTrust(); err != nil {
+			return err
+		}
+		srvOpts = append(srvOpts, grpc.Creds(credentials.NewTLS(trust.ServerConfig(m.self, m.revoked))))
+		httpTLS = trust.ServerConfig(m.self, m.revoked)
+		wg.Add(1)
+		go func() { defer wg.Done(); m.runSelfRenewal(bg) }()
+	}
 	wg.Add(3)
 	go func() { defer wg.Done(); m.runLeaseMonitor(bg) }()
 	go func() { defer wg.Done(); m.runReplicationMonitor(bg, m.cfg.Heartbeat) }()
@@ -160,21 +196,28 @@ func serve(ctx context.Context, log *zap.Logger, dir string, format, force bool,
 		return err
 	}
 	rc := newRetryCache(m.cfg.RetryCacheSize, m.cfg.RetryCacheExpiry, m.clock.Now, log.Named("retrycache"))
-	srv := grpc.NewServer(grpc.MaxRecvMsgSize(64<<20), grpc.ChainUnaryInterceptor(rpc.ServerIdentity, markRemote, m.safeModeGate, rc.intercept),
-		grpc.NumStreamWorkers(uint32(4*runtime.GOMAXPROCS(0))))
+	auth := &rpc.Auth{Insecure: insecure, Groups: m.hostGroups, Revoked: m.revoked}
+	srv := grpc.NewServer(append(srvOpts, grpc.ChainUnaryInterceptor(auth.Unary, markRemote, m.safeModeGate, rc.intercept), grpc.ChainStreamInterceptor(auth.Stream))...)
 	rpc.RegisterNamespace(srv, m)
 	rpc.RegisterRegistry(srv, m)
+	rpc.RegisterTrust(srv, m)
 	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(lis) }()
 	defer srv.Stop()
 
 	addrs := map[string]string{"rpc": lis.Addr().String(), "namespace_id": m.namespaceID}
+	if m.ca != nil {
+		addrs["ca_fingerprint"] = m.ca.Fingerprint()
+	}
 	if httpAddr != "" {
 		hl, err := daemon.Listen("metad HTTP", httpAddr)
 		if err != nil {
 			return err
 		}
-		hs := &http.Server{Handler: m.httpHandler(), ReadHeaderTimeout: 10 * time.Second}
+		hs := &http.Server{Handler: m.httpHandler(httpTLS != nil), ReadHeaderTimeout: 10 * time.Second, TLSConfig: httpTLS}
+		if httpTLS != nil {
+			hl = tls.NewListener(hl, httpTLS)
+		}
 		go func() {
 			if err := hs.Serve(hl); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				errc <- err
@@ -185,7 +228,7 @@ func serve(ctx context.Context, log *zap.Logger, dir string, format, force bool,
 	}
 	log.Info("metad serving", zap.String("rpc", addrs["rpc"]), zap.String("http", addrs["http"]),
 		zap.String("namespace_id", m.namespaceID), zap.String("dir", dir), zap.Duration("open_took", time.Since(start)),
-		zap.Bool("permissions", !cfg.NoPermissions), zap.String("superuser", m.superuser))
+		zap.Bool("permissions", !cfg.NoPermissions), zap.String("superuser", m.superuser), zap.Bool("tls", !insecure))
 	if err := daemon.WriteAddrFile(addrFile, addrs); err != nil {
 		return err
 	}
@@ -209,7 +252,9 @@ func serve(ctx context.Context, log *zap.Logger, dir string, format, force bool,
 	}
 }
 
-func (m *Metad) httpHandler() http.Handler {
+// httpHandler serves the status page, /healthz and pprof; when secure,
+// only to holders of the cluster's certificates (pprof to admins).
+func (m *Metad) httpHandler(secure bool) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/" {
@@ -235,5 +280,8 @@ func (m *Metad) httpHandler() http.Handler {
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	if secure {
+		return trust.RequireCert(mux)
+	}
 	return mux
 }

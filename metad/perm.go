@@ -12,12 +12,16 @@ import (
 
 	"cairn"
 	"cairn/metad/metapb"
+	"cairn/rpc"
 )
 
-// Permissions, as in HDFS's simple mode: metad believes the identity a
-// client asserts (cairn.Identity, carried in gRPC metadata) and checks it
+// Permissions: metad takes the identity rpc.Auth established from the
+// caller's certificate (a mount's or an admin's may speak for a user in
+// gRPC metadata; on an --insecure cluster every client is believed, as in
+// HDFS's simple mode), and checks it
 // against each inode's owner, group and mode as POSIX does. The user
-// running metad, and members of Config.Supergroup, are superusers: no check
+// running metad, members of Config.Supergroup, and an admin certificate
+// speaking as itself are superusers: no check
 // applies to them. An in-process call without an identity runs as that
 // user; a call over RPC without one runs as the unprivileged user nobody.
 
@@ -80,7 +84,7 @@ func (m *Metad) callerOf(ctx context.Context, op string) (*caller, error) {
 		id = cairn.Identity{User: m.superuser, Groups: []string{currentGroup()}}
 	}
 	c := &caller{user: id.User, groups: id.Groups}
-	c.super = m.cfg.NoPermissions || id.User == m.superuser || slices.Contains(id.Groups, m.cfg.Supergroup)
+	c.super = m.cfg.NoPermissions || id.User == m.superuser || slices.Contains(id.Groups, m.cfg.Supergroup) || rpc.IsAdminSelf(ctx)
 	return c, nil
 }
 

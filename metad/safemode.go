@@ -65,6 +65,10 @@ func (s *safeMode) begin(blocks []cairn.BlockID, now time.Time) {
 	for _, id := range blocks {
 		s.pending[id] = struct{}{}
 	}
+	if s.needed() == 0 {
+		s.on, s.startup, s.pending = false, false, nil
+		return // no block to wait for: writable at once, as HDFS
+	}
 	s.log.Info("safe mode is on until the blockds report", zap.Int("blocks", s.total),
 		zap.Float64("threshold", s.threshold), zap.Int("needed", s.needed()), zap.Duration("extension", s.extension))
 	s.checkLocked(now)

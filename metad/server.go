@@ -22,6 +22,7 @@ import (
 	"cairn"
 	"cairn/blocktoken"
 	"cairn/internal/versionfile"
+	"cairn/trust"
 )
 
 // Clock is metad's only source of time, so liveness and leases can be
@@ -82,6 +83,12 @@ type Config struct {
 	// from its IP address, as HDFS's net.topology.script.file.name;
 	// otherwise each blockd's own --rack does (topology.go).
 	TopologyScript string
+	// CheckpointRoot is the one directory a checkpoint asked for over RPC
+	// may be written under (default DIR/checkpoints).
+	CheckpointRoot string
+	// CertTTL is the lifetime of the certificates metad signs (default
+	// trust.DefaultCertTTL); holders renew them at two thirds of it.
+	CertTTL time.Duration
 }
 
 // Default lease limits, HDFS's.
@@ -109,6 +116,11 @@ type Metad struct {
 	version     map[string]string // the data directory's VERSION
 	superuser   string            // the user running metad
 	tokens      *blocktoken.Manager
+
+	ca         *trust.CA      // nil when --insecure
+	self       *trust.Holder  // metad's own certificate
+	revoked    *trust.Revoked // checked at each handshake
+	groupCache sync.Map       // user name → groupEntry (certs.go)
 }
 
 var pebbleLog = zap.NewNop()
@@ -145,6 +157,11 @@ func Format(dir string, force bool) (string, error) {
 		return "", fmt.Errorf("format %s: %w", dir, err)
 	}
 	id := versionfile.NewID("ns-")
+	// A new namespace gets a new cluster CA: certificates of the old one
+	// are no longer good.
+	if _, err := trust.CreateCA(filepath.Join(dir, trust.CADir), id); err != nil {
+		return "", fmt.Errorf("format %s: %w", dir, err)
+	}
 	err = versionfile.Write(dir, map[string]string{
 		"namespaceID":   id,
 		"cTime":         strconv.FormatInt(time.Now().Unix(), 10),
@@ -212,6 +229,12 @@ func Open(cfg Config) (*Metad, error) {
 		if _, err := exec.LookPath(cfg.TopologyScript); err != nil {
 			return nil, fmt.Errorf("topology script: %w", err)
 		}
+	}
+	if cfg.CheckpointRoot == "" {
+		cfg.CheckpointRoot = filepath.Join(cfg.Dir, "checkpoints")
+	}
+	if cfg.CertTTL <= 0 {
+		cfg.CertTTL = trust.DefaultCertTTL
 	}
 	if cfg.CheckpointKeep <= 0 {
 		cfg.CheckpointKeep = DefaultCheckpointKeep

@@ -37,6 +37,13 @@ up, as mount(8) expects of mount.cairn.
   -o nonempty            mount over a non-empty directory
   -o debug               as --debug
   -o log=FILE            as --log FILE
+  -o certs=DIR           the mount's key and certificate (default
+                         $CAIRN_CERTS, else ~/.cairn/mount)
+  -o join=TOKEN          join the cluster with this token (cairn admin
+                         -join-token --role mount) if the mount has no
+                         certificate yet (also $CAIRN_JOIN)
+  -o insecure            talk to an --insecure dev cluster in plain text
+                         (also $CAIRN_INSECURE=1)
   -o ack_timeout=DUR     wait of a write pipeline's blockd for the next one's
                          ack (default 60s); each node further up, and the
                          mount, waits an extension more per node between
@@ -73,6 +80,8 @@ type config struct {
 	debug      bool
 	fake       bool
 	logFile    string
+	certs      string // -o certs=DIR
+	join       string // -o join=TOKEN
 }
 
 // usageError is a bad command line: exit status 2.
@@ -195,6 +204,12 @@ func (cfg *config) option(o string, sloppy bool) error {
 		cfg.nonempty = true
 	case key == "log" && hasVal && val != "":
 		cfg.logFile = val
+	case key == "certs" && hasVal && val != "":
+		cfg.certs = val
+	case key == "join" && hasVal && val != "":
+		cfg.join = val
+	case o == "insecure":
+		cfg.client.Insecure = true
 	case timeoutOptions[key] != nil && hasVal:
 		d, err := time.ParseDuration(val)
 		if err != nil || d <= 0 {
@@ -333,6 +348,18 @@ func foreground(ctx context.Context, cfg config) int {
 
 	copts := cfg.client
 	copts.Logger = log
+	if os.Getenv("CAIRN_INSECURE") != "" {
+		copts.Insecure = true
+	}
+	if !copts.Insecure && copts.Creds == nil {
+		h, dir, err := mountCreds(ctx, cfg, log)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "cairn mount: %v\n", err)
+			return 1
+		}
+		copts.Creds = h
+		go renewCreds(ctx, cfg.addr, h, dir, log.Named("trust"))
+	}
 	b, disconnect, err := dialBackend(cfg.addr, copts)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "cairn mount: metad %s: %v\n", cfg.addr, err)

@@ -54,6 +54,7 @@ var Mutations = map[string]bool{
 	pb.Namespace_Unlink_FullMethodName:                 true,
 	pb.Namespace_Release_FullMethodName:                true,
 	pb.Namespace_Link_FullMethodName:                   true,
+	pb.Trust_Join_FullMethodName:                       true,
 }
 
 // The client ID and call ID travel in gRPC metadata under these keys.

@@ -85,6 +85,8 @@ func TestMutationsAreNamespaceMethods(t *testing.T) {
 	for _, m := range pb.Namespace_ServiceDesc.Methods {
 		methods["/"+pb.Namespace_ServiceDesc.ServiceName+"/"+m.MethodName] = true
 	}
+	// Join records the token it uses: a retry must get the first answer.
+	methods[pb.Trust_Join_FullMethodName] = true
 	for m := range Mutations {
 		if !methods[m] {
 			t.Errorf("%s is in Mutations but is no method of the Namespace service", m)

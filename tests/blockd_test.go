@@ -272,7 +272,7 @@ func asMe() context.Context {
 
 func volClient(t *testing.T, c *cluster.Cluster) *client.Client {
 	t.Helper()
-	cl, err := client.Dial(c.MetadAddr(), client.Options{})
+	cl, err := client.Dial(c.MetadAddr(), client.Options{Creds: c.ClientCreds()})
 	if err != nil {
 		t.Fatal(err)
 	}

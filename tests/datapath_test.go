@@ -38,7 +38,7 @@ func (s *stream) Read(p []byte) (int, error) { return s.r.Read(p) }
 
 func dial(t *testing.T, c *cluster.Cluster) *client.Client {
 	t.Helper()
-	cl, err := client.Dial(c.MetadAddr(), client.Options{Logger: zaptest.NewLogger(t)})
+	cl, err := client.Dial(c.MetadAddr(), client.Options{Creds: c.ClientCreds(), Logger: zaptest.NewLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -509,7 +509,7 @@ func TestPipelineDropsStalledNode(t *testing.T) {
 	const size = 12 << 20
 	c := cluster.Start(t, cluster.Config{Blockds: 3, BlockSize: 16 << 20, Replication: 3,
 		BlockdArgs: []string{"--ack-timeout", "2s"}})
-	cl, err := client.Dial(c.MetadAddr(), client.Options{Logger: zaptest.NewLogger(t), AckTimeout: 6 * time.Second})
+	cl, err := client.Dial(c.MetadAddr(), client.Options{Creds: c.ClientCreds(), Logger: zaptest.NewLogger(t), AckTimeout: 6 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

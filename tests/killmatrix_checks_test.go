@@ -28,7 +28,7 @@ import (
 func TestKillMatrixChecks(t *testing.T) {
 	c := cluster.Start(t, cluster.Config{Blockds: 3, Replication: 3, BlockSize: 512 << 10})
 	ctx := context.Background()
-	cl, err := client.Dial(c.MetadAddr(), client.Options{Logger: zap.NewNop()})
+	cl, err := client.Dial(c.MetadAddr(), client.Options{Creds: c.ClientCreds(), Logger: zap.NewNop()})
 	must(t, err)
 	defer cl.Close()
 	cols := []string{colCreate, colHsync}

@@ -315,7 +315,7 @@ func runRow(t *testing.T, plan rowPlan) []*cell {
 		MetadArgs: []string{"--lease-soft-limit", leaseSoft.String(), "--lease-hard-limit", leaseHard.String()},
 	})
 	ctx := context.Background()
-	cl, err := client.Dial(c.MetadAddr(), client.Options{Logger: zap.NewNop()})
+	cl, err := client.Dial(c.MetadAddr(), client.Options{Creds: c.ClientCreds(), Logger: zap.NewNop()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,19 +18,19 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"cairn"
 	"cairn/client"
 	"cairn/rpc"
 	"cairn/tests/cluster"
+	"cairn/trust"
 )
 
 // metadClient dials the cluster's metad as this process's user (the
 // superuser of a metad it started), with lease holder name.
 func metadClient(t testing.TB, c *cluster.Cluster, name string, id cairn.Identity) *client.Client {
 	t.Helper()
-	cl, err := client.Dial(c.MetadAddr(), client.Options{Name: name, Identity: id})
+	cl, err := client.Dial(c.MetadAddr(), client.Options{Creds: c.ClientCreds(), Name: name, Identity: id})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -275,7 +275,8 @@ func TestMetadCheckpointRestore(t *testing.T) {
 	for i := range clients {
 		lo[i] = acked[i].Load()
 	}
-	ckpt := filepath.Join(t.TempDir(), "ckpt")
+	// A checkpoint goes under metad's --checkpoint-dir.
+	ckpt := filepath.Join(c.MetadDataDir(), "checkpoints", "ckpt")
 	out, code := c.Run(t, "admin", "-checkpoint", ckpt)
 	for i := range clients {
 		hi[i] = started[i].Load()
@@ -365,11 +366,12 @@ func TestMetadPermissionsOverRPC(t *testing.T) {
 	if err := bob.NS.Mkdir(ctx, "/bob", 0o755); !errors.Is(err, cairn.ErrAccess) {
 		t.Errorf("bob makes a directory in /: %v, want ErrAccess", err)
 	}
-	if err := bob.NS.Checkpoint(ctx, filepath.Join(t.TempDir(), "x")); !errors.Is(err, cairn.ErrPermission) {
+	if err := bob.NS.Checkpoint(ctx, "x"); !errors.Is(err, cairn.ErrPermission) {
 		t.Errorf("bob asks for a checkpoint: %v, want ErrPermission", err)
 	}
-	// A raw connection that asserts no identity.
-	conn, err := grpc.NewClient(c.MetadAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	// A raw connection of a mount that asserts no identity.
+	mountCreds := c.IssueCert(t, trust.Peer{Role: trust.RoleMount, Name: "host"}, filepath.Join(t.TempDir(), "mount"))
+	conn, err := grpc.NewClient(c.MetadAddr(), rpc.Transport(trust.NewHolder(mountCreds)))
 	must(t, err)
 	defer conn.Close()
 	anon := rpc.NewNamespaceClient(conn)

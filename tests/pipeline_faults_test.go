@@ -31,7 +31,7 @@ func TestSyncedBytesSurviveBlockdRestarts(t *testing.T) {
 	for _, mode := range []string{"clean", "kill"} {
 		t.Run(mode, func(t *testing.T) {
 			c := cluster.Start(t, cluster.Config{Blockds: 3, Replication: 3, BlockSize: 256 << 20, DeadAfter: 5 * time.Second})
-			cl, err := client.Dial(c.MetadAddr(), client.Options{Logger: zaptest.NewLogger(t),
+			cl, err := client.Dial(c.MetadAddr(), client.Options{Creds: c.ClientCreds(), Logger: zaptest.NewLogger(t),
 				AckTimeout: 5 * time.Second, SetupTimeout: 3 * time.Second})
 			if err != nil {
 				t.Fatal(err)

@@ -87,7 +87,7 @@ func runProbe(cfgJSON string) int {
 
 // probe runs a probe on host h and returns each block's locations as metad
 // gave them to it.
-func probe(t *testing.T, h *netns.Host, cfg probeConfig) [][]string {
+func probe(t *testing.T, c *cluster.Cluster, h *netns.Host, cfg probeConfig) [][]string {
 	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
@@ -95,7 +95,7 @@ func probe(t *testing.T, h *netns.Host, cfg probeConfig) [][]string {
 	}
 	b, _ := json.Marshal(cfg)
 	cmd := h.Command(exe, "-test.run=^$")
-	cmd.Env = append(os.Environ(), probeEnv+"="+string(b))
+	cmd.Env = append(append(os.Environ(), probeEnv+"="+string(b)), c.ClientEnv()...)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
@@ -163,7 +163,7 @@ func startRackCluster(t *testing.T, racks, clients []string, script bool, cfg cl
 			t.Fatalf("blockd%d on %s advertises %s, not its host's address", i, h.IP, rc.BlockdAddr(i))
 		}
 	}
-	c, err := client.Dial(rc.MetadAddr(), client.Options{})
+	c, err := client.Dial(rc.MetadAddr(), client.Options{Creds: rc.ClientCreds()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -251,7 +251,7 @@ func TestRackPlacementAcrossHosts(t *testing.T) {
 	}
 
 	// By a client on blockd0's host (on /r1).
-	local := probe(t, rc.hosts[0], probeConfig{Metad: rc.MetadAddr(), Path: "/local", Write: 3<<20 + 1})
+	local := probe(t, rc.Cluster, rc.hosts[0], probeConfig{Metad: rc.MetadAddr(), Path: "/local", Write: 3<<20 + 1})
 	for i, locs := range local {
 		if len(locs) != 3 || locs[0] != rc.BlockdAddr(0) {
 			t.Fatalf("block %d of /local, written on blockd0's host: locations %v, want 3 with %s first", i, locs, rc.BlockdAddr(0))
@@ -268,7 +268,7 @@ func TestRackPlacementAcrossHosts(t *testing.T) {
 		h    *netns.Host
 		path string
 	}{{clientHost, "/f"}, {rc.hosts[3], "/f"}, {rc.hosts[1], "/f"}, {rc.hosts[4], "/local"}} {
-		got := probe(t, c.h, probeConfig{Metad: rc.MetadAddr(), Path: c.path})
+		got := probe(t, rc.Cluster, c.h, probeConfig{Metad: rc.MetadAddr(), Path: c.path})
 		for i, locs := range got {
 			checkNearestFirst(t, rc, c.h, fmt.Sprintf("block %d of %s", i, c.path), locs)
 		}
@@ -312,7 +312,7 @@ func TestHostCutOff(t *testing.T) {
 	rc := startRackCluster(t, []string{"/r1", "/r1", "/r1", "/r2", "/r2", "/r2"}, []string{""}, false,
 		cluster.Config{BlockSize: 1 << 20, Replication: 3, DeadAfter: deadAfter, MetadArgs: []string{"--stale-after", "1s"}})
 	clientHost := rc.clients[0]
-	locs := probe(t, clientHost, probeConfig{Metad: rc.MetadAddr(), Path: "/f", Write: 5<<20 + 3})
+	locs := probe(t, rc.Cluster, clientHost, probeConfig{Metad: rc.MetadAddr(), Path: "/f", Write: 5<<20 + 3})
 	racks, _ := rc.replicas(t, "/f")
 	for i, r := range racks {
 		if len(r) != 2 || r["/r1"]+r["/r2"] != 3 {

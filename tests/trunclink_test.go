@@ -342,7 +342,7 @@ func TestReplaceThroughMount(t *testing.T) {
 // metadCheckNow checks a checkpoint of the running metad.
 func metadCheckNow(t *testing.T, c *cluster.Cluster) {
 	t.Helper()
-	ckpt := filepath.Join(t.TempDir(), "ckpt")
+	ckpt := filepath.Join(c.MetadDataDir(), "checkpoints", "ckpt")
 	if out, code := c.Run(t, "admin", "-checkpoint", ckpt); code != 0 {
 		t.Fatalf("cairn admin -checkpoint: exit %d, %q", code, out)
 	}

@@ -13,6 +13,7 @@ import (
 	"cairn/metad"
 	"cairn/mount"
 	"cairn/tools/admin"
+	"cairn/tools/cert"
 	"cairn/tools/dev"
 	"cairn/tools/fsck"
 )
@@ -30,7 +31,8 @@ var commands = []command{
 	}},
 	{"dev", "run a whole cluster with a mount on this machine", dev.Main},
 	{"fsck", "check the integrity of files and their blocks", fsck.Main},
-	{"admin", "administer the cluster: -report, -checkpoint DIR", admin.Main},
+	{"admin", "administer the cluster: -report, -checkpoint NAME, -join-token", admin.Main},
+	{"cert", "the cluster's certificates offline: create-ca, issue, join-token, join, inspect, revoke", cert.Main},
 }
 
 // Main runs the subcommand named by args[1]. Invoked as mount.cairn (by

@@ -125,3 +125,23 @@ func ParseFlags(fl *flag.FlagSet, args []string, want int, stderr io.Writer) (po
 	}
 	return pos, 0, true
 }
+
+// CheckInsecure refuses to serve addr without TLS unless it is a loopback
+// address: --insecure is for a dev cluster on one machine only.
+func CheckInsecure(what, addr string) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	if host == "localhost" {
+		return nil
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+		return nil
+	}
+	shown := host
+	if shown == "" {
+		shown = "every interface"
+	}
+	return fmt.Errorf("%s: --insecure serves %s without TLS, so anyone who reaches it owns the cluster; it binds loopback addresses only (e.g. 127.0.0.1:PORT). Drop --insecure to serve with the cluster's certificates", what, shown)
+}

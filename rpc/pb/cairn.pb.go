@@ -3962,6 +3962,278 @@ func (x *LinkRequest) GetDst() string {
 	return ""
 }
 
+// JoinRequest: a join token (cairn admin -join-token) and a PKCS#10
+// certificate request (DER) naming the joiner's role and identity.
+type JoinRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Token         string                 `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	Csr           []byte                 `protobuf:"bytes,2,opt,name=csr,proto3" json:"csr,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JoinRequest) Reset() {
+	*x = JoinRequest{}
+	mi := &file_rpc_pb_cairn_proto_msgTypes[57]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JoinRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JoinRequest) ProtoMessage() {}
+
+func (x *JoinRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_pb_cairn_proto_msgTypes[57]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JoinRequest.ProtoReflect.Descriptor instead.
+func (*JoinRequest) Descriptor() ([]byte, []int) {
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{57}
+}
+
+func (x *JoinRequest) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
+func (x *JoinRequest) GetCsr() []byte {
+	if x != nil {
+		return x.Csr
+	}
+	return nil
+}
+
+// RenewCertRequest: a certificate request for the caller's own peer.
+type RenewCertRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Csr           []byte                 `protobuf:"bytes,1,opt,name=csr,proto3" json:"csr,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RenewCertRequest) Reset() {
+	*x = RenewCertRequest{}
+	mi := &file_rpc_pb_cairn_proto_msgTypes[58]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RenewCertRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RenewCertRequest) ProtoMessage() {}
+
+func (x *RenewCertRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_pb_cairn_proto_msgTypes[58]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RenewCertRequest.ProtoReflect.Descriptor instead.
+func (*RenewCertRequest) Descriptor() ([]byte, []int) {
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{58}
+}
+
+func (x *RenewCertRequest) GetCsr() []byte {
+	if x != nil {
+		return x.Csr
+	}
+	return nil
+}
+
+// CertReply: the signed certificate and the cluster CA's, both DER.
+type CertReply struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Cert          []byte                 `protobuf:"bytes,1,opt,name=cert,proto3" json:"cert,omitempty"`
+	Ca            []byte                 `protobuf:"bytes,2,opt,name=ca,proto3" json:"ca,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CertReply) Reset() {
+	*x = CertReply{}
+	mi := &file_rpc_pb_cairn_proto_msgTypes[59]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CertReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CertReply) ProtoMessage() {}
+
+func (x *CertReply) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_pb_cairn_proto_msgTypes[59]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CertReply.ProtoReflect.Descriptor instead.
+func (*CertReply) Descriptor() ([]byte, []int) {
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{59}
+}
+
+func (x *CertReply) GetCert() []byte {
+	if x != nil {
+		return x.Cert
+	}
+	return nil
+}
+
+func (x *CertReply) GetCa() []byte {
+	if x != nil {
+		return x.Ca
+	}
+	return nil
+}
+
+type JoinTokenRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Role          string                 `protobuf:"bytes,1,opt,name=role,proto3" json:"role,omitempty"`
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	TtlMs         int64                  `protobuf:"varint,3,opt,name=ttl_ms,json=ttlMs,proto3" json:"ttl_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JoinTokenRequest) Reset() {
+	*x = JoinTokenRequest{}
+	mi := &file_rpc_pb_cairn_proto_msgTypes[60]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JoinTokenRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JoinTokenRequest) ProtoMessage() {}
+
+func (x *JoinTokenRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_pb_cairn_proto_msgTypes[60]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JoinTokenRequest.ProtoReflect.Descriptor instead.
+func (*JoinTokenRequest) Descriptor() ([]byte, []int) {
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{60}
+}
+
+func (x *JoinTokenRequest) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
+func (x *JoinTokenRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *JoinTokenRequest) GetTtlMs() int64 {
+	if x != nil {
+		return x.TtlMs
+	}
+	return 0
+}
+
+type JoinTokenReply struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Token         string                 `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	Id            string                 `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	ExpiryUnix    int64                  `protobuf:"varint,3,opt,name=expiry_unix,json=expiryUnix,proto3" json:"expiry_unix,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JoinTokenReply) Reset() {
+	*x = JoinTokenReply{}
+	mi := &file_rpc_pb_cairn_proto_msgTypes[61]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JoinTokenReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JoinTokenReply) ProtoMessage() {}
+
+func (x *JoinTokenReply) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_pb_cairn_proto_msgTypes[61]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JoinTokenReply.ProtoReflect.Descriptor instead.
+func (*JoinTokenReply) Descriptor() ([]byte, []int) {
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{61}
+}
+
+func (x *JoinTokenReply) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
+func (x *JoinTokenReply) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *JoinTokenReply) GetExpiryUnix() int64 {
+	if x != nil {
+		return x.ExpiryUnix
+	}
+	return 0
+}
+
 var File_rpc_pb_cairn_proto protoreflect.FileDescriptor
 
 const file_rpc_pb_cairn_proto_rawDesc = "" +
@@ -4280,7 +4552,24 @@ const file_rpc_pb_cairn_proto_rawDesc = "" +
 	"\tgen_stamp\x18\a \x01(\x04R\bgenStamp\"1\n" +
 	"\vLinkRequest\x12\x10\n" +
 	"\x03src\x18\x01 \x01(\tR\x03src\x12\x10\n" +
-	"\x03dst\x18\x02 \x01(\tR\x03dst2\xcf\x0f\n" +
+	"\x03dst\x18\x02 \x01(\tR\x03dst\"5\n" +
+	"\vJoinRequest\x12\x14\n" +
+	"\x05token\x18\x01 \x01(\tR\x05token\x12\x10\n" +
+	"\x03csr\x18\x02 \x01(\fR\x03csr\"$\n" +
+	"\x10RenewCertRequest\x12\x10\n" +
+	"\x03csr\x18\x01 \x01(\fR\x03csr\"/\n" +
+	"\tCertReply\x12\x12\n" +
+	"\x04cert\x18\x01 \x01(\fR\x04cert\x12\x0e\n" +
+	"\x02ca\x18\x02 \x01(\fR\x02ca\"Q\n" +
+	"\x10JoinTokenRequest\x12\x12\n" +
+	"\x04role\x18\x01 \x01(\tR\x04role\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x15\n" +
+	"\x06ttl_ms\x18\x03 \x01(\x03R\x05ttlMs\"W\n" +
+	"\x0eJoinTokenReply\x12\x14\n" +
+	"\x05token\x18\x01 \x01(\tR\x05token\x12\x0e\n" +
+	"\x02id\x18\x02 \x01(\tR\x02id\x12\x1f\n" +
+	"\vexpiry_unix\x18\x03 \x01(\x03R\n" +
+	"expiryUnix2\xcf\x0f\n" +
 	"\tNamespace\x121\n" +
 	"\x06Mkdirs\x12\x16.cairn.v1.MkdirRequest\x1a\x0f.cairn.v1.Empty\x120\n" +
 	"\x05Mkdir\x12\x16.cairn.v1.MkdirRequest\x1a\x0f.cairn.v1.Empty\x125\n" +
@@ -4327,7 +4616,11 @@ const file_rpc_pb_cairn_proto_rawDesc = "" +
 	"\x0eBlocksReceived\x12\x15.cairn.v1.ReplicaList\x1a\x0f.cairn.v1.Empty\x125\n" +
 	"\rBlocksDeleted\x12\x13.cairn.v1.BlockList\x1a\x0f.cairn.v1.Empty\x12J\n" +
 	"\x1aCommitBlockSynchronization\x12\x1b.cairn.v1.CommitSyncRequest\x1a\x0f.cairn.v1.Empty\x12;\n" +
-	"\x11ReportBadReplicas\x12\x15.cairn.v1.BadReplicas\x1a\x0f.cairn.v1.EmptyB\x0eZ\fcairn/rpc/pbb\x06proto3"
+	"\x11ReportBadReplicas\x12\x15.cairn.v1.BadReplicas\x1a\x0f.cairn.v1.Empty2\xc1\x01\n" +
+	"\x05Trust\x122\n" +
+	"\x04Join\x12\x15.cairn.v1.JoinRequest\x1a\x13.cairn.v1.CertReply\x12<\n" +
+	"\tRenewCert\x12\x1a.cairn.v1.RenewCertRequest\x1a\x13.cairn.v1.CertReply\x12F\n" +
+	"\x0eIssueJoinToken\x12\x1a.cairn.v1.JoinTokenRequest\x1a\x18.cairn.v1.JoinTokenReplyB\x0eZ\fcairn/rpc/pbb\x06proto3"
 
 var (
 	file_rpc_pb_cairn_proto_rawDescOnce sync.Once
@@ -4342,7 +4635,7 @@ func file_rpc_pb_cairn_proto_rawDescGZIP() []byte {
 }
 
 var file_rpc_pb_cairn_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_rpc_pb_cairn_proto_msgTypes = make([]protoimpl.MessageInfo, 57)
+var file_rpc_pb_cairn_proto_msgTypes = make([]protoimpl.MessageInfo, 62)
 var file_rpc_pb_cairn_proto_goTypes = []any{
 	(OpHeader_Op)(0),              // 0: cairn.v1.OpHeader.Op
 	(OpHeader_Stage)(0),           // 1: cairn.v1.OpHeader.Stage
@@ -4403,6 +4696,11 @@ var file_rpc_pb_cairn_proto_goTypes = []any{
 	(*OpHeader)(nil),              // 56: cairn.v1.OpHeader
 	(*OpReply)(nil),               // 57: cairn.v1.OpReply
 	(*LinkRequest)(nil),           // 58: cairn.v1.LinkRequest
+	(*JoinRequest)(nil),           // 59: cairn.v1.JoinRequest
+	(*RenewCertRequest)(nil),      // 60: cairn.v1.RenewCertRequest
+	(*CertReply)(nil),             // 61: cairn.v1.CertReply
+	(*JoinTokenRequest)(nil),      // 62: cairn.v1.JoinTokenRequest
+	(*JoinTokenReply)(nil),        // 63: cairn.v1.JoinTokenReply
 }
 var file_rpc_pb_cairn_proto_depIdxs = []int32{
 	3,  // 0: cairn.v1.LocatedBlock.block:type_name -> cairn.v1.Block
@@ -4487,50 +4785,56 @@ var file_rpc_pb_cairn_proto_depIdxs = []int32{
 	52, // 79: cairn.v1.Registry.BlocksDeleted:input_type -> cairn.v1.BlockList
 	55, // 80: cairn.v1.Registry.CommitBlockSynchronization:input_type -> cairn.v1.CommitSyncRequest
 	38, // 81: cairn.v1.Registry.ReportBadReplicas:input_type -> cairn.v1.BadReplicas
-	2,  // 82: cairn.v1.Namespace.Mkdirs:output_type -> cairn.v1.Empty
-	2,  // 83: cairn.v1.Namespace.Mkdir:output_type -> cairn.v1.Empty
-	6,  // 84: cairn.v1.Namespace.Create:output_type -> cairn.v1.FileInfo
-	5,  // 85: cairn.v1.Namespace.AddBlock:output_type -> cairn.v1.LocatedBlock
-	2,  // 86: cairn.v1.Namespace.Complete:output_type -> cairn.v1.Empty
-	6,  // 87: cairn.v1.Namespace.Stat:output_type -> cairn.v1.FileInfo
-	16, // 88: cairn.v1.Namespace.List:output_type -> cairn.v1.ListReply
-	2,  // 89: cairn.v1.Namespace.Rename:output_type -> cairn.v1.Empty
-	2,  // 90: cairn.v1.Namespace.Delete:output_type -> cairn.v1.Empty
-	19, // 91: cairn.v1.Namespace.BlockLocations:output_type -> cairn.v1.FileBlocks
-	20, // 92: cairn.v1.Namespace.Statfs:output_type -> cairn.v1.FsStats
-	22, // 93: cairn.v1.Namespace.Report:output_type -> cairn.v1.ClusterReport
-	6,  // 94: cairn.v1.Namespace.SetAttr:output_type -> cairn.v1.FileInfo
-	2,  // 95: cairn.v1.Namespace.Symlink:output_type -> cairn.v1.Empty
-	2,  // 96: cairn.v1.Namespace.Mknod:output_type -> cairn.v1.Empty
-	2,  // 97: cairn.v1.Namespace.SetXattr:output_type -> cairn.v1.Empty
-	27, // 98: cairn.v1.Namespace.GetXattr:output_type -> cairn.v1.XattrValue
-	28, // 99: cairn.v1.Namespace.ListXattrs:output_type -> cairn.v1.XattrNames
-	2,  // 100: cairn.v1.Namespace.RemoveXattr:output_type -> cairn.v1.Empty
-	29, // 101: cairn.v1.Namespace.GetContentSummary:output_type -> cairn.v1.ContentSummary
-	31, // 102: cairn.v1.Namespace.Append:output_type -> cairn.v1.AppendReply
-	2,  // 103: cairn.v1.Namespace.RenewLease:output_type -> cairn.v1.Empty
-	2,  // 104: cairn.v1.Namespace.AbandonBlock:output_type -> cairn.v1.Empty
-	2,  // 105: cairn.v1.Namespace.Fsync:output_type -> cairn.v1.Empty
-	34, // 106: cairn.v1.Namespace.UpdateBlockForPipeline:output_type -> cairn.v1.GenStampReply
-	2,  // 107: cairn.v1.Namespace.UpdatePipeline:output_type -> cairn.v1.Empty
-	4,  // 108: cairn.v1.Namespace.AdditionalNode:output_type -> cairn.v1.Node
-	2,  // 109: cairn.v1.Namespace.ReportBadReplicas:output_type -> cairn.v1.Empty
-	2,  // 110: cairn.v1.Namespace.Checkpoint:output_type -> cairn.v1.Empty
-	2,  // 111: cairn.v1.Namespace.Unlink:output_type -> cairn.v1.Empty
-	2,  // 112: cairn.v1.Namespace.Release:output_type -> cairn.v1.Empty
-	41, // 113: cairn.v1.Namespace.ReplicaReport:output_type -> cairn.v1.FileReplicas
-	2,  // 114: cairn.v1.Namespace.Link:output_type -> cairn.v1.Empty
-	6,  // 115: cairn.v1.Namespace.Access:output_type -> cairn.v1.FileInfo
-	44, // 116: cairn.v1.Namespace.SafeMode:output_type -> cairn.v1.SafeModeReply
-	47, // 117: cairn.v1.Registry.Register:output_type -> cairn.v1.RegisterReply
-	51, // 118: cairn.v1.Registry.Heartbeat:output_type -> cairn.v1.HeartbeatReply
-	2,  // 119: cairn.v1.Registry.BlockReport:output_type -> cairn.v1.Empty
-	2,  // 120: cairn.v1.Registry.BlocksReceived:output_type -> cairn.v1.Empty
-	2,  // 121: cairn.v1.Registry.BlocksDeleted:output_type -> cairn.v1.Empty
-	2,  // 122: cairn.v1.Registry.CommitBlockSynchronization:output_type -> cairn.v1.Empty
-	2,  // 123: cairn.v1.Registry.ReportBadReplicas:output_type -> cairn.v1.Empty
-	82, // [82:124] is the sub-list for method output_type
-	40, // [40:82] is the sub-list for method input_type
+	59, // 82: cairn.v1.Trust.Join:input_type -> cairn.v1.JoinRequest
+	60, // 83: cairn.v1.Trust.RenewCert:input_type -> cairn.v1.RenewCertRequest
+	62, // 84: cairn.v1.Trust.IssueJoinToken:input_type -> cairn.v1.JoinTokenRequest
+	2,  // 85: cairn.v1.Namespace.Mkdirs:output_type -> cairn.v1.Empty
+	2,  // 86: cairn.v1.Namespace.Mkdir:output_type -> cairn.v1.Empty
+	6,  // 87: cairn.v1.Namespace.Create:output_type -> cairn.v1.FileInfo
+	5,  // 88: cairn.v1.Namespace.AddBlock:output_type -> cairn.v1.LocatedBlock
+	2,  // 89: cairn.v1.Namespace.Complete:output_type -> cairn.v1.Empty
+	6,  // 90: cairn.v1.Namespace.Stat:output_type -> cairn.v1.FileInfo
+	16, // 91: cairn.v1.Namespace.List:output_type -> cairn.v1.ListReply
+	2,  // 92: cairn.v1.Namespace.Rename:output_type -> cairn.v1.Empty
+	2,  // 93: cairn.v1.Namespace.Delete:output_type -> cairn.v1.Empty
+	19, // 94: cairn.v1.Namespace.BlockLocations:output_type -> cairn.v1.FileBlocks
+	20, // 95: cairn.v1.Namespace.Statfs:output_type -> cairn.v1.FsStats
+	22, // 96: cairn.v1.Namespace.Report:output_type -> cairn.v1.ClusterReport
+	6,  // 97: cairn.v1.Namespace.SetAttr:output_type -> cairn.v1.FileInfo
+	2,  // 98: cairn.v1.Namespace.Symlink:output_type -> cairn.v1.Empty
+	2,  // 99: cairn.v1.Namespace.Mknod:output_type -> cairn.v1.Empty
+	2,  // 100: cairn.v1.Namespace.SetXattr:output_type -> cairn.v1.Empty
+	27, // 101: cairn.v1.Namespace.GetXattr:output_type -> cairn.v1.XattrValue
+	28, // 102: cairn.v1.Namespace.ListXattrs:output_type -> cairn.v1.XattrNames
+	2,  // 103: cairn.v1.Namespace.RemoveXattr:output_type -> cairn.v1.Empty
+	29, // 104: cairn.v1.Namespace.GetContentSummary:output_type -> cairn.v1.ContentSummary
+	31, // 105: cairn.v1.Namespace.Append:output_type -> cairn.v1.AppendReply
+	2,  // 106: cairn.v1.Namespace.RenewLease:output_type -> cairn.v1.Empty
+	2,  // 107: cairn.v1.Namespace.AbandonBlock:output_type -> cairn.v1.Empty
+	2,  // 108: cairn.v1.Namespace.Fsync:output_type -> cairn.v1.Empty
+	34, // 109: cairn.v1.Namespace.UpdateBlockForPipeline:output_type -> cairn.v1.GenStampReply
+	2,  // 110: cairn.v1.Namespace.UpdatePipeline:output_type -> cairn.v1.Empty
+	4,  // 111: cairn.v1.Namespace.AdditionalNode:output_type -> cairn.v1.Node
+	2,  // 112: cairn.v1.Namespace.ReportBadReplicas:output_type -> cairn.v1.Empty
+	2,  // 113: cairn.v1.Namespace.Checkpoint:output_type -> cairn.v1.Empty
+	2,  // 114: cairn.v1.Namespace.Unlink:output_type -> cairn.v1.Empty
+	2,  // 115: cairn.v1.Namespace.Release:output_type -> cairn.v1.Empty
+	41, // 116: cairn.v1.Namespace.ReplicaReport:output_type -> cairn.v1.FileReplicas
+	2,  // 117: cairn.v1.Namespace.Link:output_type -> cairn.v1.Empty
+	6,  // 118: cairn.v1.Namespace.Access:output_type -> cairn.v1.FileInfo
+	44, // 119: cairn.v1.Namespace.SafeMode:output_type -> cairn.v1.SafeModeReply
+	47, // 120: cairn.v1.Registry.Register:output_type -> cairn.v1.RegisterReply
+	51, // 121: cairn.v1.Registry.Heartbeat:output_type -> cairn.v1.HeartbeatReply
+	2,  // 122: cairn.v1.Registry.BlockReport:output_type -> cairn.v1.Empty
+	2,  // 123: cairn.v1.Registry.BlocksReceived:output_type -> cairn.v1.Empty
+	2,  // 124: cairn.v1.Registry.BlocksDeleted:output_type -> cairn.v1.Empty
+	2,  // 125: cairn.v1.Registry.CommitBlockSynchronization:output_type -> cairn.v1.Empty
+	2,  // 126: cairn.v1.Registry.ReportBadReplicas:output_type -> cairn.v1.Empty
+	61, // 127: cairn.v1.Trust.Join:output_type -> cairn.v1.CertReply
+	61, // 128: cairn.v1.Trust.RenewCert:output_type -> cairn.v1.CertReply
+	63, // 129: cairn.v1.Trust.IssueJoinToken:output_type -> cairn.v1.JoinTokenReply
+	85, // [85:130] is the sub-list for method output_type
+	40, // [40:85] is the sub-list for method input_type
 	40, // [40:40] is the sub-list for extension type_name
 	40, // [40:40] is the sub-list for extension extendee
 	0,  // [0:40] is the sub-list for field type_name
@@ -4548,9 +4852,9 @@ func file_rpc_pb_cairn_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rpc_pb_cairn_proto_rawDesc), len(file_rpc_pb_cairn_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   57,
+			NumMessages:   62,
 			NumExtensions: 0,
-			NumServices:   2,
+			NumServices:   3,
 		},
 		GoTypes:           file_rpc_pb_cairn_proto_goTypes,
 		DependencyIndexes: file_rpc_pb_cairn_proto_depIdxs,

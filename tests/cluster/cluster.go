@@ -24,6 +24,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"cairn/trust"
 )
 
 const (
@@ -67,6 +69,9 @@ type Config struct {
 	// hosts with MountOn. Unset, a process runs here, on 127.0.0.1.
 	MetadHost   Host
 	BlockdHosts []Host
+	// Insecure starts every daemon with --insecure (no TLS); by default
+	// the cluster runs on its CA's certificates (certs.go).
+	Insecure bool
 }
 
 // Cluster is a running metad and its blockds.
@@ -86,6 +91,8 @@ type Cluster struct {
 	mu      sync.Mutex
 	procs   []*proc // every process started, for cleanup
 	nmounts int
+
+	certs *certs // nil when insecure
 }
 
 type blockd struct {
@@ -139,6 +146,9 @@ func Start(t testing.TB, cfg Config) *Cluster {
 		c.startMetad(t, true, net.JoinHostPort(ip, "0"), net.JoinHostPort(ip, "0"))
 	} else {
 		c.startMetad(t, true, "127.0.0.1:0", "127.0.0.1:0")
+	}
+	if !cfg.Insecure {
+		c.setupCerts(t)
 	}
 	for i := range cfg.Blockds {
 		b := &blockd{
@@ -299,7 +309,7 @@ func (c *Cluster) run(args ...string) (Output, error) {
 		return Output{}, fmt.Errorf("no subcommand")
 	}
 	full := append([]string{args[0], "--metad", c.MetadAddr()}, args[1:]...)
-	env := append(os.Environ(), "CAIRN_METAD="+c.MetadAddr(), "GOTRACEBACK=all")
+	env := append(append(os.Environ(), "CAIRN_METAD="+c.MetadAddr(), "GOTRACEBACK=all"), c.env("client")...)
 	return runCommand(runTimeout, env, c.bin, full...)
 }
 
@@ -360,6 +370,9 @@ func (c *Cluster) startMetad(t testing.TB, format bool, listen, http string) {
 	// No safe mode extension unless a test asks for one: a restarted
 	// metad is writable as soon as the blockds have reported.
 	args = append(args, "--safemode-extension", c.cfg.SafeModeExtension.String())
+	if c.cfg.Insecure {
+		args = append(args, "--insecure")
+	}
 	args = append(args, c.cfg.MetadArgs...)
 	p := c.startOn(t, c.cfg.MetadHost, "metad", args)
 	c.metad = p
@@ -382,6 +395,13 @@ func (c *Cluster) launchBlockd(t testing.TB, i int, listen, http string) {
 		"--listen", listen, "--http", http, "--heartbeat", c.cfg.Heartbeat.String(), "--addr-file", b.addrFile}
 	if i < len(c.cfg.Racks) {
 		args = append(args, "--rack", c.cfg.Racks[i])
+	}
+	if c.cfg.Insecure {
+		args = append(args, "--insecure")
+	} else {
+		// A fresh token each start: a blockd that has its certificate
+		// ignores it; one whose data directory was wiped joins again.
+		args = append(args, "--join", c.JoinToken(t, trust.RoleBlockd, "", time.Hour))
 	}
 	args = append(args, c.cfg.BlockdArgs...)
 	b.proc = c.startOn(t, c.blockdHost(i), fmt.Sprintf("blockd%d", i), args)
@@ -411,7 +431,7 @@ func (c *Cluster) startOn(t testing.TB, h Host, name string, args []string) *pro
 	if h != nil {
 		bin, args = h.Wrap(bin, args)
 	}
-	p := startProc(t, name, filepath.Join(c.logDir, name+".log"), bin, args)
+	p := startProc(t, name, filepath.Join(c.logDir, name+".log"), bin, args, c.env(name)...)
 	c.mu.Lock()
 	c.procs = append(c.procs, p)
 	c.mu.Unlock()

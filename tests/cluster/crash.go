@@ -64,7 +64,7 @@ type Process struct {
 // directory, shown when the test fails.
 func (c *Cluster) StartProcess(t testing.TB, name, path string, args, env []string) *Process {
 	t.Helper()
-	p := startProcEnv(t, name, filepath.Join(c.logDir, name+".log"), path, args, env)
+	p := startProcEnv(t, name, filepath.Join(c.logDir, name+".log"), path, args, append(c.env("client"), env...))
 	c.mu.Lock()
 	c.procs = append(c.procs, p)
 	c.mu.Unlock()

@@ -31,7 +31,8 @@ func (c *Cluster) RunOn(t testing.TB, h Host, args ...string) (stdout string, co
 		t.Fatal("RunOn: no subcommand")
 	}
 	bin, full := h.Wrap(c.bin, append([]string{args[0], "--metad", c.MetadAddr()}, args[1:]...))
-	out, err := runCommand(runTimeout, append(os.Environ(), "CAIRN_METAD="+c.MetadAddr(), "GOTRACEBACK=all"), bin, full...)
+	env := append(append(os.Environ(), "CAIRN_METAD="+c.MetadAddr(), "GOTRACEBACK=all"), c.ClientEnv()...)
+	out, err := runCommand(runTimeout, env, bin, full...)
 	if err != nil {
 		t.Fatalf("cairn %v on %s: %v\nstderr:\n%s", args, h.Address(), err, out.Stderr)
 	}

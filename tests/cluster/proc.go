@@ -35,7 +35,7 @@ type proc struct {
 // logPath. The process gets its own process group (so a stop reaches its
 // children too) and SIGKILL when the test binary dies (Pdeathsig), so it
 // never outlives the test.
-func startProc(t testing.TB, name, logPath, bin string, args []string) *proc {
+func startProc(t testing.TB, name, logPath, bin string, args []string, env ...string) *proc {
 	t.Helper()
 	lf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
@@ -45,7 +45,7 @@ func startProc(t testing.TB, name, logPath, bin string, args []string) *proc {
 	fmt.Fprintf(lf, "=== %s %s %s\n", time.Now().Format(time.RFC3339Nano), bin, strings.Join(args, " "))
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = lf, lf
-	cmd.Env = append(os.Environ(), "GOTRACEBACK=all")
+	cmd.Env = append(append(os.Environ(), "GOTRACEBACK=all"), env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("starting %s: %v", name, err)

@@ -1,8 +1,9 @@
 // Package admin is `cairn admin`, the equivalent of `hdfs dfsadmin`: a
 // report of the cluster in dfsadmin's layout (-report), its racks
 // (-printTopology), a checkpoint of the namespace written by metad while
-// it serves (-checkpoint) and metad's safe mode (-safemode
-// get|enter|leave|wait).
+// it serves (-checkpoint), metad's safe mode (-safemode
+// get|enter|leave|wait) and join tokens for new blockds, mounts and users
+// (-join-token). Each but -safemode get needs an admin certificate.
 package admin
 
 import (
@@ -12,7 +13,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -21,6 +21,7 @@ import (
 	"cairn"
 	"cairn/client"
 	"cairn/internal/daemon"
+	"cairn/trust"
 )
 
 // WriteReport prints the cluster as `hdfs dfsadmin -report` does: the
@@ -154,18 +155,29 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	metad := fl.String("metad", "", "metad address HOST:PORT (default $CAIRN_METAD, else "+cairn.DefaultMetadAddr+")")
 	report := fl.Bool("report", false, "report the cluster's capacity and every blockd, in hdfs dfsadmin's layout")
 	topology := fl.Bool("printTopology", false, "print the racks and the blockds on each, in hdfs dfsadmin's layout")
-	ckpt := fl.String("checkpoint", "", "make metad write a checkpoint of the namespace to this new `DIR` on metad's machine (a relative DIR is made absolute here)")
 	safemode := fl.String("safemode", "", "`get`, `enter`, `leave` or `wait` (until off) metad's safe mode, in which it is read-only")
+	ckpt := fl.String("checkpoint", "", "make metad write a checkpoint of the namespace to this new `DIR` under its --checkpoint-dir (a relative DIR is taken from there)")
+	joinTok := fl.Bool("join-token", false, "print a single-use join token for a new node or user (see -role, -name, -ttl)")
+	role := fl.String("role", "blockd", "with -join-token: blockd, mount, user NAME or admin NAME")
+	name := fl.String("name", "", "with -join-token: the user or admin name (also as an argument after -role)")
+	ttl := fl.Duration("ttl", trust.DefaultJoinTTL, "with -join-token: how long the token lasts")
 	timeout := fl.Duration("timeout", 5*time.Minute, "give up after this long")
 	fl.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: cairn admin [--metad HOST:PORT] -report | -printTopology | -checkpoint DIR | -safemode get|enter|leave|wait\n\nAdministers the cluster, as hdfs dfsadmin does.\n\n")
+		fmt.Fprintf(stderr, "Usage: cairn admin [--metad HOST:PORT] -report | -printTopology | -checkpoint DIR | -safemode get|enter|leave|wait | -join-token [-role blockd|mount|user NAME|admin NAME] [-ttl 1h]\n\nAdministers the cluster, as hdfs dfsadmin does.\n\n")
 		fl.PrintDefaults()
 	}
-	if _, code, ok := daemon.ParseFlags(fl, args, 0, stderr); !ok {
+	pos, code, ok := daemon.ParseFlags(fl, args, -1, stderr)
+	if !ok {
 		return code
 	}
-	if n := countTrue(*report, *topology, *ckpt != "", *safemode != ""); n != 1 {
-		return daemon.Usage(stderr, "cairn admin", "give one of -report, -printTopology, -checkpoint DIR and -safemode ACTION")
+	if *name == "" && len(pos) == 1 && *joinTok {
+		*name, pos = pos[0], nil
+	}
+	if len(pos) > 0 {
+		return daemon.Usage(stderr, "cairn admin", fmt.Sprintf("unexpected argument %q", pos[0]))
+	}
+	if n := countTrue(*report, *topology, *ckpt != "", *safemode != "", *joinTok); n != 1 {
+		return daemon.Usage(stderr, "cairn admin", "give one of -report, -printTopology, -checkpoint DIR, -safemode ACTION and -join-token")
 	}
 	action, waitOff := cairn.SafeModeGet, false
 	switch *safemode {
@@ -198,13 +210,15 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 	case *ckpt != "":
 		err = runCheckpoint(ctx, c, *ckpt, stdout)
+	case *joinTok:
+		err = runJoinToken(ctx, c, trust.Role(*role), *name, *ttl, stdout)
 	default:
 		err = runSafeMode(ctx, c, action, waitOff, stdout)
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "cairn admin: %v\n", err)
-		if errors.Is(err, cairn.ErrPermission) || errors.Is(err, cairn.ErrAccess) {
-			fmt.Fprintf(stderr, "(metad takes the user it runs as, and members of its --supergroup, for superusers)\n")
+		if (errors.Is(err, cairn.ErrPermission) || errors.Is(err, cairn.ErrAccess)) && strings.Contains(err.Error(), "certificate") {
+			fmt.Fprintf(stderr, "(admin operations need an admin certificate: cairn cert issue --ca METAD-DATA/trust --role admin --name NAME --out ~/.cairn/certs on metad's machine)\n")
 		}
 		return 1
 	}
@@ -235,15 +249,20 @@ func runReport(ctx context.Context, c *client.Client, w io.Writer) error {
 }
 
 func runCheckpoint(ctx context.Context, c *client.Client, dir string, w io.Writer) error {
-	abs, err := filepath.Abs(dir)
+	start := time.Now()
+	if err := c.NS.Checkpoint(ctx, dir); err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "Checkpoint written to %s on metad's machine in %v\n", dir, time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+func runJoinToken(ctx context.Context, c *client.Client, role trust.Role, name string, ttl time.Duration, w io.Writer) error {
+	tok, _, err := c.Trust().IssueJoinToken(ctx, role, name, ttl)
 	if err != nil {
 		return err
 	}
-	start := time.Now()
-	if err := c.NS.Checkpoint(ctx, abs); err != nil {
-		return err
-	}
-	fmt.Fprintf(w, "Checkpoint written to %s on metad's machine in %v\n", abs, time.Since(start).Round(time.Millisecond))
+	fmt.Fprintln(w, tok)
 	return nil
 }
 

@@ -126,13 +126,21 @@ func run(ctx context.Context, stdout io.Writer, dir string, n int, mnt, listen, 
 	if err := waitFile(ctx, filepath.Join(dir, "metad.addr"), mp, &maddr); err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "metad     rpc %s  http http://%s  data %s\n", maddr["rpc"], maddr["http"], metadDir)
+	fmt.Fprintf(stdout, "metad     rpc %s  http https://%s  data %s\n", maddr["rpc"], maddr["http"], metadDir)
+	dc, err := devCertsSetup(dir, metadDir)
+	if err != nil {
+		return err
+	}
 	for i := 0; i < n; i++ {
 		name := fmt.Sprintf("blockd%d", i+1)
 		addrFile := filepath.Join(dir, name+".addr")
 		_ = os.Remove(addrFile)
+		tok, err := dc.joinToken()
+		if err != nil {
+			return err
+		}
 		bp, err := start(name, "blockd", "--data", filepath.Join(dir, name), "--metad", maddr["rpc"],
-			"--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", "--addr-file", addrFile)
+			"--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", "--addr-file", addrFile, "--join", tok)
 		if err != nil {
 			return err
 		}
@@ -140,7 +148,7 @@ func run(ctx context.Context, stdout io.Writer, dir string, n int, mnt, listen, 
 		if err := waitFile(ctx, addrFile, bp, &baddr); err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "%-9s data %s  http http://%s  dir %s\n", name, baddr["data"], baddr["http"], filepath.Join(dir, name))
+		fmt.Fprintf(stdout, "%-9s data %s  http https://%s  dir %s\n", name, baddr["data"], baddr["http"], filepath.Join(dir, name))
 	}
 	if mnt != "" {
 		mnt, err = filepath.Abs(mnt)
@@ -150,7 +158,7 @@ func run(ctx context.Context, stdout io.Writer, dir string, n int, mnt, listen, 
 		if err := os.MkdirAll(mnt, 0o755); err != nil {
 			return err
 		}
-		mp, err := start("mount", "mount", maddr["rpc"], mnt, "--foreground")
+		mp, err := start("mount", "mount", maddr["rpc"], mnt, "--foreground", "-o", "certs="+dc.mount)
 		if err != nil {
 			return err
 		}
@@ -159,8 +167,8 @@ func run(ctx context.Context, stdout io.Writer, dir string, n int, mnt, listen, 
 		}
 		fmt.Fprintf(stdout, "mount     %s\n", mnt)
 	}
-	fmt.Fprintf(stdout, "logs      %s\n\ncairn dev is up: try  cp /etc/hosts %s/  and  CAIRN_METAD=%s cairn fsck /\nPress Ctrl-C to stop everything.\n",
-		filepath.Join(dir, "logs"), orDefault(mnt, "MOUNTPOINT"), maddr["rpc"])
+	fmt.Fprintf(stdout, "logs      %s\ncerts     %s (admin), %s (mount)\n\ncairn dev is up: try  cp /etc/hosts %s/  and  CAIRN_METAD=%s CAIRN_CERTS=%s cairn fsck /\nPress Ctrl-C to stop everything.\n",
+		filepath.Join(dir, "logs"), dc.admin, dc.mount, orDefault(mnt, "MOUNTPOINT"), maddr["rpc"], dc.admin)
 	cases := make(chan *proc, len(procs))
 	for _, p := range procs {
 		go func(p *proc) {

@@ -51,7 +51,7 @@ func startMetad(t *testing.T, nodes []cairn.Node) *testCluster {
 	rpc.RegisterNamespace(srv, m)
 	go func() { _ = srv.Serve(lis) }()
 	t.Cleanup(srv.Stop)
-	c, err := client.Dial(lis.Addr().String(), client.Options{})
+	c, err := client.Dial(lis.Addr().String(), client.Options{Insecure: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,84 @@
+package metad
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"cairn"
+	"cairn/trust"
+)
+
+// openTrusted opens a metad on dir with its CA loaded, as serve does.
+func openTrusted(t *testing.T, dir string) *Metad {
+	t.Helper()
+	m, err := Open(Config{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.openTrust(); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// TestJoinTokenWorksOnceAcrossRestarts: a join token's use is in Pebble
+// before the certificate is signed, so a metad restarted after the join
+// (or killed: the record is synced before Join answers) still refuses it.
+func TestJoinTokenWorksOnceAcrossRestarts(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "meta")
+	if _, err := Format(dir, false); err != nil {
+		t.Fatal(err)
+	}
+	m := openTrusted(t, dir)
+	ctx := context.Background()
+	tok, _, err := m.IssueJoinToken(ctx, trust.RoleBlockd, "", time.Hour)
+	must(t, err)
+	key, _ := trust.NewKey()
+	csr, _ := trust.NewCSR(key, trust.Peer{Role: trust.RoleBlockd, Name: "DS-1"})
+	cert, ca, err := m.Join(ctx, tok, csr)
+	must(t, err)
+	if _, err := trust.SaveCreds(filepath.Join(t.TempDir(), "c"), key, cert, ca); err != nil {
+		t.Fatalf("the signed certificate does not fit the key and CA: %v", err)
+	}
+	if _, _, err := m.Join(ctx, tok, csr); err == nil || !strings.Contains(err.Error(), "used already") {
+		t.Fatalf("second use: %v", err)
+	}
+	must(t, m.Close())
+	m = openTrusted(t, dir)
+	if _, _, err := m.Join(ctx, tok, csr); err == nil || !strings.Contains(err.Error(), "used already") {
+		t.Fatalf("use after a restart: %v", err)
+	}
+	must(t, m.Close())
+	r, err := Check(dir)
+	must(t, err)
+	if !r.Clean() {
+		t.Errorf("the store with a used token does not check clean")
+	}
+}
+
+// TestRemoteCheckpointOnlyUnderTheRoot: a checkpoint asked for over RPC
+// goes only under Config.CheckpointRoot.
+func TestRemoteCheckpointOnlyUnderTheRoot(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "ckpts")
+	m := openCfg(t, Config{CheckpointRoot: root})
+	remote := context.WithValue(context.Background(), remoteKey{}, true)
+	remote = cairn.WithIdentity(remote, cairn.Identity{User: m.superuser})
+	outside := t.TempDir()
+	must(t, os.Symlink(outside, filepath.Join(t.TempDir(), "link")))
+	must(t, os.MkdirAll(root, 0o700))
+	must(t, os.Symlink(outside, filepath.Join(root, "out")))
+	for _, dir := range []string{filepath.Join(outside, "x"), "../x", "a/../../x", "/etc/x", filepath.Join(root, "out", "x"), "out/x", root} {
+		if err := m.Checkpoint(remote, dir); err == nil || !strings.Contains(err.Error(), "only under") {
+			t.Errorf("checkpoint to %s: %v, want refused", dir, err)
+		}
+	}
+	must(t, m.Checkpoint(remote, "ok"))
+	must(t, m.Checkpoint(remote, filepath.Join(root, "ok2")))
+	mustCheck(t, filepath.Join(root, "ok"))
+	// In-process callers (metad's own) are not bound to the root.
+	must(t, m.Checkpoint(context.Background(), filepath.Join(outside, "inproc")))
+}

@@ -1,0 +1,156 @@
+package rpc
+
+import (
+	"context"
+	"crypto/x509"
+	"fmt"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"cairn/rpc/pb"
+	"cairn/trust"
+)
+
+// TrustService is metad's certificate service (the gRPC service Trust).
+type TrustService interface {
+	// Join signs csr for the peer the join token allows, once per token.
+	Join(ctx context.Context, token string, csr []byte) (cert, ca []byte, err error)
+	// RenewCert signs csr for the caller's own peer.
+	RenewCert(ctx context.Context, csr []byte) (cert, ca []byte, err error)
+	// IssueJoinToken makes a join token (admins only).
+	IssueJoinToken(ctx context.Context, role trust.Role, name string, ttl time.Duration) (string, trust.JoinToken, error)
+}
+
+// RegisterTrust serves t on s.
+func RegisterTrust(s *grpc.Server, t TrustService) { pb.RegisterTrustServer(s, &trustServer{t: t}) }
+
+type trustServer struct {
+	pb.UnimplementedTrustServer
+	t TrustService
+}
+
+func (s *trustServer) Join(ctx context.Context, r *pb.JoinRequest) (*pb.CertReply, error) {
+	cert, ca, err := s.t.Join(ctx, r.Token, r.Csr)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &pb.CertReply{Cert: cert, Ca: ca}, nil
+}
+
+func (s *trustServer) RenewCert(ctx context.Context, r *pb.RenewCertRequest) (*pb.CertReply, error) {
+	cert, ca, err := s.t.RenewCert(ctx, r.Csr)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &pb.CertReply{Cert: cert, Ca: ca}, nil
+}
+
+func (s *trustServer) IssueJoinToken(ctx context.Context, r *pb.JoinTokenRequest) (*pb.JoinTokenReply, error) {
+	tok, t, err := s.t.IssueJoinToken(ctx, trust.Role(r.Role), r.Name, time.Duration(r.TtlMs)*time.Millisecond)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &pb.JoinTokenReply{Token: tok, Id: t.IDString(), ExpiryUnix: t.Expiry.Unix()}, nil
+}
+
+// TrustClient is the remote stub of TrustService.
+type TrustClient struct{ c pb.TrustClient }
+
+var _ TrustService = (*TrustClient)(nil)
+
+// NewTrustClient returns a stub that calls metad over conn.
+func NewTrustClient(conn grpc.ClientConnInterface) *TrustClient {
+	return &TrustClient{c: pb.NewTrustClient(conn)}
+}
+
+func (t *TrustClient) Join(ctx context.Context, token string, csr []byte) ([]byte, []byte, error) {
+	r, err := t.c.Join(ctx, &pb.JoinRequest{Token: token, Csr: csr})
+	if err != nil {
+		return nil, nil, fromStatus("rpc.Join", err)
+	}
+	return r.Cert, r.Ca, nil
+}
+
+func (t *TrustClient) RenewCert(ctx context.Context, csr []byte) ([]byte, []byte, error) {
+	r, err := t.c.RenewCert(ctx, &pb.RenewCertRequest{Csr: csr})
+	if err != nil {
+		return nil, nil, fromStatus("rpc.RenewCert", err)
+	}
+	return r.Cert, r.Ca, nil
+}
+
+func (t *TrustClient) IssueJoinToken(ctx context.Context, role trust.Role, name string, ttl time.Duration) (string, trust.JoinToken, error) {
+	r, err := t.c.IssueJoinToken(ctx, &pb.JoinTokenRequest{Role: string(role), Name: name, TtlMs: ttl.Milliseconds()})
+	if err != nil {
+		return "", trust.JoinToken{}, fromStatus("rpc.IssueJoinToken", err)
+	}
+	jt, _, _, err := trust.ParseJoinToken(r.Token)
+	return r.Token, jt, err
+}
+
+// Fetch is a trust.Fetch that renews over t.
+func (t *TrustClient) Fetch(ctx context.Context, csr []byte) ([]byte, error) {
+	cert, _, err := t.RenewCert(ctx, csr)
+	return cert, err
+}
+
+// Transport returns the dial option of a connection to metad: TLS 1.3
+// with h's certificate, metad's verified against the cluster CA; or plain
+// text when h is nil (an insecure dev cluster).
+func Transport(h *trust.Holder) grpc.DialOption {
+	if h == nil {
+		return grpc.WithTransportCredentials(insecure.NewCredentials())
+	}
+	return grpc.WithTransportCredentials(credentials.NewTLS(trust.ClientConfig(h, trust.RoleMetad)))
+}
+
+// Join gets credentials for a new node from metad at addr with a join
+// token: it makes a key and a request naming want (a token that names an
+// identity overrides want.Name), sends them over TLS that verifies metad
+// against the CA fingerprint in the token, and saves what metad signs in
+// dir.
+func Join(ctx context.Context, addr, token string, want trust.Peer, dir string) (*trust.Creds, error) {
+	jt, _, _, err := trust.ParseJoinToken(token)
+	if err != nil {
+		return nil, fmt.Errorf("join: %w", err)
+	}
+	if jt.Role != want.Role {
+		return nil, fmt.Errorf("join: the token is for a %s, not a %s", jt.Role, want.Role)
+	}
+	if jt.Name != "" {
+		want.Name = jt.Name
+	}
+	key, err := trust.NewKey()
+	if err != nil {
+		return nil, err
+	}
+	csr, err := trust.NewCSR(key, want)
+	if err != nil {
+		return nil, fmt.Errorf("join: %w", err)
+	}
+	var ca *x509.Certificate
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(
+		trust.JoinConfig(jt.CAFingerprint(), func(c *x509.Certificate) { ca = c }))),
+		// Join is a mutation: a retry after a lost answer gets that answer,
+		// not "token used".
+		grpc.WithChainUnaryInterceptor(RetryInterceptor(NewClientID(), RetryPolicy{})))
+	if err != nil {
+		return nil, fmt.Errorf("join: metad %s: %w", addr, err)
+	}
+	defer conn.Close()
+	certDER, caDER, err := NewTrustClient(conn).Join(ctx, token, csr)
+	if err != nil {
+		return nil, fmt.Errorf("join: %w", err)
+	}
+	if ca == nil || string(ca.Raw) != string(caDER) {
+		return nil, fmt.Errorf("join: metad answered with a CA other than its handshake's")
+	}
+	c, err := trust.SaveCreds(dir, key, certDER, caDER)
+	if err != nil {
+		return nil, fmt.Errorf("join: %w", err)
+	}
+	return c, nil
+}

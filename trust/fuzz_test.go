@@ -1,0 +1,53 @@
+package trust
+
+import (
+	"encoding/base64"
+	"testing"
+	"time"
+)
+
+func b64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
+
+// FuzzParseJoinToken: no input makes the token parser panic, and a token
+// it accepts has a valid role and name.
+func FuzzParseJoinToken(f *testing.F) {
+	ca, err := CreateCA(f.TempDir(), "ns-fuzz")
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, r := range []Role{RoleBlockd, RoleMount} {
+		tok, _, _ := ca.NewJoinToken(r, "", time.Hour)
+		f.Add(tok)
+	}
+	tok, _, _ := ca.NewJoinToken(RoleUser, "alice", time.Hour)
+	f.Add(tok)
+	f.Add("cairnjoin1.")
+	f.Add("cairnjoin1.AQ")
+	f.Fuzz(func(t *testing.T, s string) {
+		jt, _, _, err := ParseJoinToken(s)
+		if err != nil {
+			return
+		}
+		if jt.Role == RoleMetad || jt.Name != "" && ValidName(jt.Name) != nil {
+			t.Fatalf("accepted %+v", jt)
+		}
+		_, _ = ca.VerifyJoinToken(s, time.Now())
+	})
+}
+
+// FuzzParseCSR: no input makes the request parser panic, and a request
+// it accepts names a valid peer.
+func FuzzParseCSR(f *testing.F) {
+	key, _ := NewKey()
+	for _, p := range []Peer{{RoleBlockd, "DS-1"}, {RoleMount, "host"}} {
+		der, _ := NewCSR(key, p)
+		f.Add(der)
+	}
+	f.Add([]byte{0x30, 0x82, 0x01})
+	f.Fuzz(func(t *testing.T, der []byte) {
+		_, p, err := ParseCSR(der)
+		if err == nil && p.Check() != nil {
+			t.Fatalf("accepted %v", p)
+		}
+	})
+}

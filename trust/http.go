@@ -1,0 +1,30 @@
+package trust
+
+import (
+	"net/http"
+	"strings"
+)
+
+// RequireCert wraps an HTTP handler of a TLS server (ServerConfig): a
+// request without a verified client certificate of the cluster CA gets
+// 401 and nothing else, and paths under /debug/ (pprof) need an admin
+// certificate (403 otherwise).
+func RequireCert(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.TLS == nil {
+			http.Error(w, "401 unauthorized: this port needs TLS and a certificate of the cluster CA", http.StatusUnauthorized)
+			return
+		}
+		p, _, ok := PeerOfState(*r.TLS)
+		if !ok {
+			w.Header().Set("WWW-Authenticate", `Cairn realm="cluster", cert`)
+			http.Error(w, "401 unauthorized: present a certificate of the cluster CA", http.StatusUnauthorized)
+			return
+		}
+		if strings.HasPrefix(r.URL.Path, "/debug/") && p.Role != RoleAdmin {
+			http.Error(w, "403 forbidden: "+p.String()+" is not an admin", http.StatusForbidden)
+			return
+		}
+		next.ServeHTTP(w, r.WithContext(WithPeer(r.Context(), p)))
+	})
+}

@@ -150,7 +150,7 @@ func serve(ctx context.Context, log *zap.Logger, dir string, format, force bool,
 		return err
 	}
 	rc := newRetryCache(m.cfg.RetryCacheSize, m.cfg.RetryCacheExpiry, m.clock.Now, log.Named("retrycache"))
-	srv := grpc.NewServer(grpc.MaxRecvMsgSize(64<<20), grpc.ChainUnaryInterceptor(rpc.ServerIdentity, markRemote, rc.intercept),
+	srv := grpc.NewServer(grpc.MaxRecvMsgSize(64<<20), grpc.ChainUnaryInterceptor(m.stats.countRPCs, rpc.ServerIdentity, markRemote, rc.intercept),
 		grpc.NumStreamWorkers(uint32(4*runtime.GOMAXPROCS(0))))
 	rpc.RegisterNamespace(srv, m)
 	rpc.RegisterRegistry(srv, m)
@@ -219,6 +219,7 @@ func (m *Metad) httpHandler() http.Handler {
 			fmt.Fprintf(w, "%s %s %s blocks=%d used=%d remaining=%d last=%s\n", n.DataAddr, n.StorageID, state, n.Blocks, n.Used, n.Remaining, n.LastHeartbeat.Format(time.RFC3339))
 		}
 	})
+	mux.HandleFunc("/metrics", m.stats.serveMetrics)
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "ok\n") })
 	// Go's profiler, for the figures of docs/PERFORMANCE.md and for
 	// operators: go tool pprof http://HOST:9870/debug/pprof/profile.

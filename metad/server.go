@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"go.uber.org/zap"
 
 	"cairn"
@@ -64,6 +65,10 @@ type Config struct {
 	// for RetryCacheExpiry (retrycache.go).
 	RetryCacheSize   int
 	RetryCacheExpiry time.Duration
+
+	// storeFS holds the store instead of the disk (tests: a crashable
+	// memory file system).
+	storeFS vfs.FS
 }
 
 // Default lease limits, HDFS's.
@@ -88,6 +93,7 @@ type Metad struct {
 	leases      *leaseTable
 	version     map[string]string // the data directory's VERSION
 	superuser   string            // the user running metad
+	stats       stats             // counters served at /metrics
 }
 
 var pebbleLog = zap.NewNop()
@@ -116,7 +122,7 @@ func Format(dir string, force bool) (string, error) {
 	if err := os.RemoveAll(filepath.Join(dir, storeDir)); err != nil {
 		return "", fmt.Errorf("format %s: %w", dir, err)
 	}
-	st, err := openStore(filepath.Join(dir, storeDir), true, 1<<20)
+	st, err := openStore(filepath.Join(dir, storeDir), true, 1<<20, nil)
 	if err != nil {
 		return "", fmt.Errorf("format %s: %w", dir, err)
 	}
@@ -191,7 +197,7 @@ func Open(cfg Config) (*Metad, error) {
 		cfg.CheckpointKeep = DefaultCheckpointKeep
 	}
 	pebbleLog = cfg.Logger.Named("pebble")
-	st, err := openStore(filepath.Join(cfg.Dir, storeDir), false, cfg.CacheSize)
+	st, err := openStore(filepath.Join(cfg.Dir, storeDir), false, cfg.CacheSize, cfg.storeFS)
 	if err != nil {
 		return nil, err
 	}

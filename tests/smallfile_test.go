@@ -198,3 +198,44 @@ func TestFileCreatedThroughTheMountIsClosedUntilWritten(t *testing.T) {
 	}
 	readBack(t, cl, "/raced", []byte("theirs"))
 }
+
+// TestHsyncAtABlockBoundarySyncsMetad: AddBlock is not synced by itself,
+// so an hsync whose bytes all lie in finished blocks — its last write
+// ended a block, and no byte of the next was written — still makes a
+// synced call to metad (Fsync of that block, which records its length),
+// or a crash of metad could lose the block, bytes and all. (Before, such
+// an hsync made no call: metad had synced the AddBlock.)
+func TestHsyncAtABlockBoundarySyncsMetad(t *testing.T) {
+	const blockSize = 1 << 20
+	c := cluster.Start(t, cluster.Config{Blockds: 1, Replication: 1, BlockSize: blockSize})
+	cl := dial(t, c)
+	ctx := context.Background()
+	w, err := cl.Create(ctx, "/f", 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	data := randomBytes(blockSize, 7)
+	if _, err := w.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	before := metadCounters(t, c)
+	if err := w.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	d := counterDelta(before, metadCounters(t, c))
+	if rpcCount(d, "Fsync") != 1 || d[walSyncs] < 1 {
+		t.Fatalf("hsync after a whole block made %d Fsync calls and %d WAL syncs at metad; want 1 and at least 1", rpcCount(d, "Fsync"), d[walSyncs])
+	}
+	fi, err := cl.NS.Stat(ctx, "/f")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Size != blockSize {
+		t.Fatalf("after the hsync metad records %d bytes, want %d", fi.Size, blockSize)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	readBack(t, cl, "/f", data)
+}

@@ -83,13 +83,12 @@ func TestAddBlockLostInACrashNeverReusesIDs(t *testing.T) {
 	w := cairn.WriterRef{Path: "/f", Client: "w"}
 	_, err := c.m.Create(ctx, "/f", opts)
 	must(t, err)
-	syncs := c.m.stats.walSyncs.Load()
 	lost, err := c.m.AddBlock(ctx, w, nil, nil)
 	must(t, err)
 	// The first AddBlock reserves a range of IDs (a synced batch); the next
 	// ones, inside it, are not synced.
 	must(t, c.m.AbandonBlock(ctx, w, lost.Block))
-	syncs = c.m.stats.walSyncs.Load()
+	syncs := c.m.stats.walSyncs.Load()
 	lost, err = c.m.AddBlock(ctx, w, nil, nil)
 	must(t, err)
 	if got := c.m.stats.walSyncs.Load() - syncs; got != 0 {

@@ -110,6 +110,12 @@ type CreateOptions struct {
 	// attributes, replication and block size (Perm, Replication and
 	// BlockSize are then ignored); its old blocks are freed.
 	Overwrite bool
+	// Closed makes the new file complete at once, held by nobody: an
+	// empty file costs one synced write, not a Create and a Complete.
+	// Client may take its lease with its first AddBlock (WriterRef.Claim)
+	// as long as nobody wrote the file meanwhile; another client may open
+	// it to append before that, as any closed file. Not with Overwrite.
+	Closed bool
 }
 
 // FileRef names a file to read: by inode number when ID is set (as a
@@ -417,6 +423,10 @@ type WriterRef struct {
 	FileID uint64
 	Path   string
 	Client string
+	// Claim, on AddBlock: the file was created closed by Client
+	// (CreateOptions.Closed); Client takes its lease first, unless
+	// somebody wrote the file since (KindBusy).
+	Claim bool
 }
 
 // Registration is a blockd introducing itself to metad.

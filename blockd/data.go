@@ -167,24 +167,30 @@ func (d *Blockd) receive(c net.Conn, br *bufio.Reader, bw *bufio.Writer, h *pb.O
 		replyErr(bw, cairn.KindInvalid, err.Error())
 		return
 	}
-	var rw *ReplicaWriter
-	switch h.Stage {
-	case pb.OpHeader_CREATE, pb.OpHeader_COPY:
-		rw, err = d.store.Create(blk, chunk)
-		if h.Stage == pb.OpHeader_COPY && cairn.KindOf(err) == cairn.KindExist {
-			// A replica of an older stamp, left by a pipeline this node
-			// dropped out of: the copy that brings it back replaces it.
-			if derr := d.store.Delete(cairn.Block{ID: blk.ID, GenStamp: blk.GenStamp - 1}); derr == nil {
-				rw, err = d.store.Create(blk, chunk)
-			}
-		}
-	case pb.OpHeader_APPEND, pb.OpHeader_RECOVERY:
-		rw, err = d.store.Reopen(blk, h.KeepLen)
-		if err == nil && rw.ChunkSize() != chunk {
-			rw.Release()
-			err = cairn.E("blockd.receive", cairn.KindInvalid, blk.String(), fmt.Sprintf("replica has %d-byte chunks, the writer uses %d", rw.ChunkSize(), chunk))
+	// The replica is taken here while the next node sets up its own: at
+	// replication 3 the file creates of the nodes overlap instead of
+	// coming one after the other. A node that cannot take its replica is
+	// named first, as when it tried before asking the next one.
+	takenc := make(chan takenReplica, 1)
+	go func() {
+		rw, err := d.takeReplica(h, blk, chunk)
+		takenc <- takenReplica{rw, err}
+	}()
+	var down net.Conn
+	var downR *bufio.Reader
+	var downRep *pb.OpReply
+	var downErr error
+	setupWait, ackWait := hopTimeouts(h, d.cfg.AckTimeout)
+	var next cairn.Node
+	if len(h.Targets) > 0 {
+		next = rpc.FromPBNode(h.Targets[0])
+		down, downR, downRep, downErr = setupDown(h, next, setupWait)
+		if down != nil {
+			defer down.Close()
 		}
 	}
+	taken := <-takenc
+	rw, err := taken.rw, taken.err
 	if err != nil {
 		log.Warn("cannot take the replica", zap.Error(err))
 		replyErr(bw, noSpace(err), err.Error())
@@ -200,43 +206,18 @@ func (d *Blockd) receive(c net.Conn, br *bufio.Reader, bw *bufio.Writer, h *pb.O
 			rw.Release() // kept in rbw/ for recovery
 		}
 	}()
-
-	var down net.Conn
-	var downR *bufio.Reader
-	var downW *bufio.Writer
-	setupWait, ackWait := hopTimeouts(h, d.cfg.AckTimeout)
-	if len(h.Targets) > 0 {
-		next := rpc.FromPBNode(h.Targets[0])
-		down, err = net.DialTimeout("tcp", next.DataAddr, dialTimeout)
-		if err == nil {
-			defer down.Close()
-			downR, downW = xfer.NewBufferedReader(down), xfer.NewBufferedWriter(down)
-			err = xfer.WriteOp(downW, &pb.OpHeader{Op: pb.OpHeader_WRITE_BLOCK, Block: h.Block, Targets: h.Targets[1:], ChunkSize: h.ChunkSize,
-				Client: h.Client, Stage: h.Stage, KeepLen: h.KeepLen, Token: h.Token,
-				SetupTimeoutMs: h.SetupTimeoutMs, AckTimeoutMs: h.AckTimeoutMs, TimeoutExtensionMs: h.TimeoutExtensionMs})
-			if err == nil {
-				err = downW.Flush()
-			}
-			var rep *pb.OpReply
-			if err == nil {
-				_ = down.SetReadDeadline(time.Now().Add(setupWait))
-				rep, err = xfer.ReadReply(downR)
-				_ = down.SetReadDeadline(time.Time{})
-			}
-			if err == nil && rep.Status != 0 {
-				bad := rep.FirstBadNode
-				if bad == "" {
-					bad = next.StorageID
-				}
-				_ = reply(bw, &pb.OpReply{Status: rep.Status, Message: rep.Message, FirstBadNode: bad})
-				return
-			}
+	if downErr != nil {
+		log.Warn("pipeline: next blockd unreachable", zap.String("next", next.DataAddr), zap.Error(downErr))
+		_ = reply(bw, &pb.OpReply{Status: uint32(cairn.KindIO), Message: fmt.Sprintf("next blockd %s: %v", next.DataAddr, downErr), FirstBadNode: next.StorageID})
+		return
+	}
+	if downRep != nil && downRep.Status != 0 {
+		bad := downRep.FirstBadNode
+		if bad == "" {
+			bad = next.StorageID
 		}
-		if err != nil {
-			log.Warn("pipeline: next blockd unreachable", zap.String("next", next.DataAddr), zap.Error(err))
-			_ = reply(bw, &pb.OpReply{Status: uint32(cairn.KindIO), Message: fmt.Sprintf("next blockd %s: %v", next.DataAddr, err), FirstBadNode: next.StorageID})
-			return
-		}
+		_ = reply(bw, &pb.OpReply{Status: downRep.Status, Message: downRep.Message, FirstBadNode: bad})
+		return
 	}
 	if err := reply(bw, &pb.OpReply{ChunkSize: h.ChunkSize, BlockLen: rw.Len()}); err != nil {
 		return
@@ -332,6 +313,62 @@ func (d *Blockd) readPacket(c net.Conn, br *bufio.Reader, pr *xfer.PacketReader,
 	_ = c.SetReadDeadline(time.Now().Add(d.cfg.IdleTimeout))
 	defer func() { _ = c.SetReadDeadline(time.Time{}) }()
 	return pr.Read(p)
+}
+
+// takenReplica is a replica a write op took, or why it could not.
+type takenReplica struct {
+	rw  *ReplicaWriter
+	err error
+}
+
+// takeReplica creates (CREATE, COPY) or reopens (APPEND, RECOVERY) the
+// replica a write op h names.
+func (d *Blockd) takeReplica(h *pb.OpHeader, blk cairn.Block, chunk int) (*ReplicaWriter, error) {
+	switch h.Stage {
+	case pb.OpHeader_CREATE, pb.OpHeader_COPY:
+		rw, err := d.store.Create(blk, chunk)
+		if h.Stage == pb.OpHeader_COPY && cairn.KindOf(err) == cairn.KindExist {
+			// A replica of an older stamp, left by a pipeline this node
+			// dropped out of: the copy that brings it back replaces it.
+			if derr := d.store.Delete(cairn.Block{ID: blk.ID, GenStamp: blk.GenStamp - 1}); derr == nil {
+				rw, err = d.store.Create(blk, chunk)
+			}
+		}
+		return rw, err
+	case pb.OpHeader_APPEND, pb.OpHeader_RECOVERY:
+		rw, err := d.store.Reopen(blk, h.KeepLen)
+		if err == nil && rw.ChunkSize() != chunk {
+			rw.Release()
+			err = cairn.E("blockd.receive", cairn.KindInvalid, blk.String(), fmt.Sprintf("replica has %d-byte chunks, the writer uses %d", rw.ChunkSize(), chunk))
+		}
+		return rw, err
+	}
+	return nil, cairn.E("blockd.receive", cairn.KindInvalid, blk.String(), fmt.Sprintf("unknown stage %v", h.Stage))
+}
+
+// setupDown connects to next, the node after this one in the pipeline of
+// h, sends it the op and reads its setup answer, waiting up to setupWait
+// for it. The connection is returned whenever it was made, for the caller
+// to close.
+func setupDown(h *pb.OpHeader, next cairn.Node, setupWait time.Duration) (net.Conn, *bufio.Reader, *pb.OpReply, error) {
+	down, err := net.DialTimeout("tcp", next.DataAddr, dialTimeout)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	downR, downW := xfer.NewBufferedReader(down), xfer.NewBufferedWriter(down)
+	err = xfer.WriteOp(downW, &pb.OpHeader{Op: pb.OpHeader_WRITE_BLOCK, Block: h.Block, Targets: h.Targets[1:], ChunkSize: h.ChunkSize,
+		Client: h.Client, Stage: h.Stage, KeepLen: h.KeepLen, Token: h.Token,
+		SetupTimeoutMs: h.SetupTimeoutMs, AckTimeoutMs: h.AckTimeoutMs, TimeoutExtensionMs: h.TimeoutExtensionMs})
+	if err == nil {
+		err = downW.Flush()
+	}
+	var rep *pb.OpReply
+	if err == nil {
+		_ = down.SetReadDeadline(time.Now().Add(setupWait))
+		rep, err = xfer.ReadReply(downR)
+		_ = down.SetReadDeadline(time.Time{})
+	}
+	return down, downR, rep, err
 }
 
 // respond sends one ack upstream per packet, in order, combining this node's

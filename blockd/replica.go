@@ -303,11 +303,8 @@ func (w *rbwReplica) startWriteback() {
 // sync makes what was written durable, and the first time, the replica's
 // entries in rbw/. Caller holds w.mu.
 func (w *rbwReplica) sync() error {
-	if err := w.s.fs.Sync(w.data); err != nil {
+	if err := syncBoth(w.s.fs, w.data, w.meta); err != nil {
 		return fmt.Errorf("replica %s: sync: %w", w.b, err)
-	}
-	if err := w.s.fs.Sync(w.meta); err != nil {
-		return fmt.Errorf("replica %s: sync meta: %w", w.b, err)
 	}
 	if !w.dirSynced.Load() {
 		if err := w.s.fs.SyncDir(w.dir()); err != nil {
@@ -324,7 +321,7 @@ func (w *rbwReplica) sync() error {
 func (w *rbwReplica) finalize() (cairn.Block, error) {
 	s := w.s
 	b := w.b
-	err := errors.Join(s.fs.Sync(w.data), s.fs.Sync(w.meta))
+	err := syncBoth(s.fs, w.data, w.meta)
 	if err == nil {
 		err = w.closeFiles()
 	}

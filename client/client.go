@@ -286,6 +286,22 @@ func (c *Client) Create(ctx context.Context, path string, perm fs.FileMode) (*Wr
 	return newWriter(c, path, fi), nil
 }
 
+// CreateClosed makes a new, empty file complete at once (one synced write
+// at metad) and returns a Writer for it that takes the file's lease with
+// its first block (CreateOptions.Closed): closing it unwritten costs
+// nothing more. Until its first write another client may open the file
+// to append, as any closed file; the Writer's first write then fails
+// (KindBusy) rather than write over it.
+func (c *Client) CreateClosed(ctx context.Context, path string, perm fs.FileMode) (*Writer, error) {
+	fi, err := c.NS.Create(ctx, path, cairn.CreateOptions{Perm: perm, Replication: c.opts.Replication, BlockSize: c.opts.BlockSize, Client: c.opts.Name, Closed: true})
+	if err != nil {
+		return nil, err
+	}
+	w := newWriter(c, path, fi)
+	w.claim = true
+	return w, nil
+}
+
 // Replace makes the file at path a new, empty version held open for
 // writing, or makes a new file (O_TRUNC): see CreateOptions.Overwrite.
 func (c *Client) Replace(ctx context.Context, path string, perm fs.FileMode) (*Writer, error) {

@@ -336,6 +336,9 @@ func (w *Writer) bringUp(gs cairn.GenStamp, acked int64, n cairn.Node) bool {
 // even that fails, the file stays open for writing until metad's lease
 // recovery closes it, once this client stops renewing its lease.
 func (w *Writer) giveUp() {
+	if w.claim {
+		return // created closed, never claimed: metad has nothing open
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), completeTimeout)
 	defer cancel()
 	last := w.prev

@@ -52,6 +52,13 @@ type Writer struct {
 	// appendFrom is the last block as metad records it until the append
 	// pipeline is set up and its new stamp committed.
 	appendFrom *cairn.Block
+	// claim: the file was created closed (Client.CreateClosed) and this
+	// writer holds no lease yet; its first AddBlock claims it.
+	claim bool
+	// unsynced: metad answered an AddBlock (which it does not sync by
+	// itself) and no synced call of this writer followed yet; an hflush or
+	// hsync makes one before it returns.
+	unsynced bool
 
 	// Of the current block: acked is the offset every node of the last
 	// pipeline acknowledged; dropped the nodes that left its pipeline and
@@ -316,12 +323,14 @@ func (w *Writer) newBlock() error {
 	ctx, cancel := context.WithTimeout(context.Background(), rpcTimeout)
 	defer cancel()
 	excl := w.exclusions(true)
-	lb, err := w.c.NS.AddBlock(ctx, w.ref(), w.prev, excl)
+	ref := w.ref()
+	ref.Claim = w.claim
+	lb, err := w.c.NS.AddBlock(ctx, ref, w.prev, excl)
 	if cairn.KindOf(err) == cairn.KindNoSpace && len(excl) > 0 {
 		if fewer := w.exclusions(false); len(fewer) < len(excl) {
 			w.c.log.Info("no blockd beside those that failed this writer; trying them again",
 				zap.String("path", w.path), zap.Error(err))
-			lb, err = w.c.NS.AddBlock(ctx, w.ref(), w.prev, fewer)
+			lb, err = w.c.NS.AddBlock(ctx, ref, w.prev, fewer)
 		}
 	}
 	if cairn.KindOf(err) == cairn.KindNoSpace {
@@ -331,6 +340,7 @@ func (w *Writer) newBlock() error {
 	if err != nil {
 		return err
 	}
+	w.claim, w.unsynced = false, true
 	w.lb, w.sent, w.stage, w.acked = &lb, 0, stageCreate, 0
 	return nil
 }
@@ -415,25 +425,44 @@ func (w *Writer) sync(flags uint8) error {
 		return w.err
 	}
 	if w.lb == nil && len(w.buf) == 0 {
-		return nil // everything written is in finalized blocks
+		return w.syncFinished() // everything written is in finalized blocks
 	}
 	if err := w.flushPacket(flags, false); err != nil {
 		return err
 	}
 	if w.lb == nil {
-		return nil // the packet ended its block
+		return w.syncFinished() // the packet ended its block
 	}
 	if err := w.waitAcked(); err != nil {
 		return err
 	}
 	w.flushed = true
-	ctx, cancel := context.WithTimeout(context.Background(), rpcTimeout)
-	defer cancel()
 	b := w.lb.Block
 	b.Len = w.sent
+	return w.fsync(b)
+}
+
+// syncFinished makes metad's record of the writer's blocks durable when
+// every byte written is in finalized blocks: the last block's AddBlock may
+// not be synced yet, and a crash of metad would lose the block, bytes and
+// all (its replicas would be of no file).
+func (w *Writer) syncFinished() error {
+	if !w.unsynced || w.prev == nil {
+		return nil
+	}
+	return w.fsync(*w.prev)
+}
+
+// fsync records at metad that the file's last block holds b.Len bytes, in
+// a synced batch (Fsync), which also makes every AddBlock before it
+// durable.
+func (w *Writer) fsync(b cairn.Block) error {
+	ctx, cancel := context.WithTimeout(context.Background(), rpcTimeout)
+	defer cancel()
 	if err := w.c.NS.Fsync(ctx, w.ref(), b); err != nil {
 		return w.fail(err)
 	}
+	w.unsynced = false
 	return nil
 }
 
@@ -460,6 +489,9 @@ func (w *Writer) close() error {
 		if err := w.flushPacket(0, true); err != nil {
 			return err
 		}
+	}
+	if w.claim {
+		return nil // created closed and never written: complete already
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), completeTimeout)
 	defer cancel()

@@ -197,7 +197,7 @@ func serve(ctx context.Context, log *zap.Logger, dir string, format, force bool,
 	}
 	rc := newRetryCache(m.cfg.RetryCacheSize, m.cfg.RetryCacheExpiry, m.clock.Now, log.Named("retrycache"))
 	auth := &rpc.Auth{Insecure: insecure, Groups: m.hostGroups, Revoked: m.revoked}
-	srv := grpc.NewServer(append(srvOpts, grpc.ChainUnaryInterceptor(auth.Unary, markRemote, m.safeModeGate, rc.intercept), grpc.ChainStreamInterceptor(auth.Stream))...)
+	srv := grpc.NewServer(append(srvOpts, grpc.ChainUnaryInterceptor(m.stats.countRPCs, auth.Unary, markRemote, m.safeModeGate, rc.intercept), grpc.ChainStreamInterceptor(auth.Stream))...)
 	rpc.RegisterNamespace(srv, m)
 	rpc.RegisterRegistry(srv, m)
 	rpc.RegisterTrust(srv, m)
@@ -274,6 +274,7 @@ func (m *Metad) httpHandler(secure bool) http.Handler {
 			fmt.Fprintf(w, "%s %s %s blocks=%d used=%d remaining=%d last=%s\n", n.DataAddr, n.StorageID, state, n.Blocks, n.Used, n.Remaining, n.LastHeartbeat.Format(time.RFC3339))
 		}
 	})
+	mux.HandleFunc("/metrics", m.stats.serveMetrics)
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "ok\n") })
 	// Go's profiler, for the figures of docs/PERFORMANCE.md and for
 	// operators: go tool pprof http://HOST:9870/debug/pprof/profile.

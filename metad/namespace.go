@@ -26,24 +26,54 @@ func nowNanos() int64 { return time.Now().UnixNano() }
 // batch without syncing, releases the lock and then syncs the WAL, so the
 // caller is answered only once the change is durable and concurrent
 // mutations share one sync (group commit). If fn fails, nothing changes.
-func (m *Metad) mutate(fn func(b *pebble.Batch) error) error {
+func (m *Metad) mutate(fn func(b *pebble.Batch) error) error { return m.apply(true, fn) }
+
+// mutateUnsynced is mutate without the WAL sync, for a change whose every
+// acknowledgement that depends on it is a later synced batch (AddBlock:
+// docs/ARCHITECTURE.md, "Namespace in Pebble"). Pebble's WAL is written in
+// order, so that later sync makes this batch durable too. A batch that
+// extends the reserved block IDs or stamps is synced all the same.
+func (m *Metad) mutateUnsynced(fn func(b *pebble.Batch) error) error { return m.apply(false, fn) }
+
+func (m *Metad) apply(sync bool, fn func(b *pebble.Batch) error) error {
 	s := m.st
 	s.mu.Lock()
-	saved := s.counters()
+	saved := s.saveCounters()
+	stored := s.counters()
 	b := s.db.NewBatch()
 	err := fn(b)
+	extended := false
 	if err == nil {
-		s.putCounters(b, saved)
+		extended = s.reserve()
+		s.putCounters(b, stored)
 		err = b.Commit(pebble.NoSync)
 	}
 	_ = b.Close()
 	if err != nil {
-		s.nextIno, s.nextBlk, s.nextGS, s.numFiles = saved[0], saved[1], saved[2], int64(saved[3])
+		s.restoreCounters(saved)
 		s.mu.Unlock()
 		return err
 	}
+	// An ID handed out here may lie in a range whose reservation, made by
+	// an earlier batch, is not synced yet: then this batch syncs too, which
+	// makes that one durable with it.
+	if extended {
+		s.limitsUnsynced++
+	}
+	sync = sync || s.limitsUnsynced > 0
 	s.mu.Unlock()
-	if err := s.db.LogData(nil, pebble.Sync); err != nil {
+	m.stats.mutations.Add(1)
+	if !sync {
+		return nil
+	}
+	m.stats.walSyncs.Add(1)
+	err = s.db.LogData(nil, pebble.Sync)
+	if extended && err == nil {
+		s.mu.Lock()
+		s.limitsUnsynced--
+		s.mu.Unlock()
+	}
+	if err != nil {
 		return fmt.Errorf("metad: sync WAL: %w", err)
 	}
 	return nil
@@ -314,6 +344,9 @@ func (m *Metad) Create(ctx context.Context, path string, o cairn.CreateOptions) 
 	if err != nil {
 		return cairn.FileInfo{}, err
 	}
+	if o.Overwrite && o.Closed {
+		return cairn.FileInfo{}, cairn.E(op, cairn.KindInvalid, path, "a file is created closed or replaced, not both")
+	}
 	if o.Overwrite {
 		return m.createOverwrite(ctx, op, path, o, c)
 	}
@@ -353,8 +386,8 @@ func (m *Metad) Create(ctx context.Context, path string, o cairn.CreateOptions) 
 	return fi, nil
 }
 
-// newFile makes the file name in parent held open by o.Client. Caller
-// holds the lock.
+// newFile makes the file name in parent held open by o.Client, or closed
+// with o.Client as its creator (o.Closed). Caller holds the lock.
 func (m *Metad) newFile(b *pebble.Batch, parent *metapb.Inode, name string, o cairn.CreateOptions, c *caller) (*metapb.Inode, error) {
 	return m.newInode(b, parent, name, o.Perm, c, func(in *metapb.Inode) {
 		in.Replication = int32(o.Replication)
@@ -364,6 +397,10 @@ func (m *Metad) newFile(b *pebble.Batch, parent *metapb.Inode, name string, o ca
 		in.BlockSize = o.BlockSize
 		if in.BlockSize == 0 {
 			in.BlockSize = m.cfg.BlockSize
+		}
+		if o.Closed {
+			in.Creator = o.Client
+			return
 		}
 		in.LeaseHolder = o.Client
 		in.LeaseNs = in.MtimeNs
@@ -389,7 +426,8 @@ func validClient(op, path, client string) error {
 
 // writable resolves the file w names, which w.Client must hold the lease
 // of: by its inode number (a rename or an unlink since does not matter), or
-// by path when w has none.
+// by path when w has none. With w.Claim, a file w.Client created closed
+// and nobody wrote since is claimed for it (claim).
 func (m *Metad) writable(op string, w cairn.WriterRef) (*metapb.Inode, error) {
 	path, client := w.Path, w.Client
 	var in *metapb.Inode
@@ -405,6 +443,9 @@ func (m *Metad) writable(op string, w cairn.WriterRef) (*metapb.Inode, error) {
 	if fs.FileMode(in.Mode).IsDir() {
 		return nil, cairn.E(op, cairn.KindIsDir, path, "")
 	}
+	if in.LeaseHolder == "" && w.Claim {
+		return m.claim(op, w, in)
+	}
 	if in.LeaseHolder == "" {
 		return nil, cairn.E(op, cairn.KindPermission, path, "file is not open for writing")
 	}
@@ -412,6 +453,20 @@ func (m *Metad) writable(op string, w cairn.WriterRef) (*metapb.Inode, error) {
 		return nil, cairn.E(op, cairn.KindBusy, path, fmt.Sprintf("lease held by %s", in.LeaseHolder))
 	}
 	m.leases.renew(client) // any call of the holder proves it alive
+	return in, nil
+}
+
+// claim gives w.Client the lease of in, a closed file it created closed
+// (CreateOptions.Closed) and nobody wrote since: the first AddBlock of its
+// Writer (WriterRef.Claim). The claim needs no permission: the creator
+// opened the file for writing when it created it. Caller holds the lock.
+func (m *Metad) claim(op string, w cairn.WriterRef, in *metapb.Inode) (*metapb.Inode, error) {
+	if in.Creator != w.Client || in.Blocks > 0 || in.Size > 0 {
+		return nil, cairn.E(op, cairn.KindBusy, w.Path, "the file was written by another client since it was created")
+	}
+	in.LeaseHolder = w.Client
+	in.LeaseNs = m.clock.Now().UnixNano()
+	m.leases.renew(w.Client)
 	return in, nil
 }
 
@@ -452,7 +507,13 @@ func (m *Metad) AddBlock(ctx context.Context, w cairn.WriterRef, prev *cairn.Blo
 	path := w.Path
 	var lb cairn.LocatedBlock
 	writer := m.locate(ctx) // outside the namespace lock: it may run the topology script
-	err := m.mutate(func(b *pebble.Batch) error {
+	// Not synced by itself: every acknowledgement that depends on this
+	// batch is a later synced one of the same writer — Complete, Fsync
+	// (hflush, hsync), UpdatePipeline, AbandonBlock — and the block IDs
+	// and stamps it hands out are reserved in a synced batch (store). A
+	// crash that loses it loses only what no call acknowledged: the
+	// writer's next call finds no such block and fails.
+	err := m.mutateUnsynced(func(b *pebble.Batch) error {
 		in, err := m.writable(op, w)
 		if err != nil {
 			return err

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"go.uber.org/zap"
 
 	"cairn"
@@ -89,6 +90,10 @@ type Config struct {
 	// CertTTL is the lifetime of the certificates metad signs (default
 	// trust.DefaultCertTTL); holders renew them at two thirds of it.
 	CertTTL time.Duration
+
+	// storeFS holds the store instead of the disk (tests: a crashable
+	// memory file system).
+	storeFS vfs.FS
 }
 
 // Default lease limits, HDFS's.
@@ -121,6 +126,7 @@ type Metad struct {
 	self       *trust.Holder  // metad's own certificate
 	revoked    *trust.Revoked // checked at each handshake
 	groupCache sync.Map       // user name → groupEntry (certs.go)
+	stats      stats          // counters served at /metrics
 }
 
 var pebbleLog = zap.NewNop()
@@ -149,7 +155,7 @@ func Format(dir string, force bool) (string, error) {
 	if err := os.RemoveAll(filepath.Join(dir, storeDir)); err != nil {
 		return "", fmt.Errorf("format %s: %w", dir, err)
 	}
-	st, err := openStore(filepath.Join(dir, storeDir), true, 1<<20)
+	st, err := openStore(filepath.Join(dir, storeDir), true, 1<<20, nil)
 	if err != nil {
 		return "", fmt.Errorf("format %s: %w", dir, err)
 	}
@@ -240,7 +246,7 @@ func Open(cfg Config) (*Metad, error) {
 		cfg.CheckpointKeep = DefaultCheckpointKeep
 	}
 	pebbleLog = cfg.Logger.Named("pebble")
-	st, err := openStore(filepath.Join(cfg.Dir, storeDir), false, cfg.CacheSize)
+	st, err := openStore(filepath.Join(cfg.Dir, storeDir), false, cfg.CacheSize, cfg.storeFS)
 	if err != nil {
 		return nil, err
 	}

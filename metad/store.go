@@ -10,6 +10,7 @@ import (
 	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"google.golang.org/protobuf/proto"
 
 	"cairn"
@@ -19,6 +20,12 @@ import (
 // store is the namespace in Pebble. Mutations run one at a time under mu,
 // apply their batch without syncing, and are acknowledged only after a WAL
 // sync done outside mu (commit), so concurrent mutations share syncs.
+//
+// Block IDs and generation stamps are handed out from ranges reserved
+// ahead in the store (blkLimit, gsLimit: the "block" and "genstamp"
+// counters), so a batch that hands one out need not be synced by itself
+// (AddBlock): were it lost in a crash, the restarted metad still starts
+// above every ID and stamp any blockd may have seen.
 type store struct {
 	db *pebble.DB
 
@@ -27,6 +34,13 @@ type store struct {
 	nextBlk  uint64
 	nextGS   uint64
 	numFiles int64 // inodes in use
+	// blkLimit and gsLimit are the stored counters: no block ID or stamp
+	// at or above them was handed out. Extending them takes a synced batch.
+	blkLimit uint64
+	gsLimit  uint64
+	// limitsUnsynced counts batches that extended the limits and are not
+	// synced yet; while any is, every batch is synced.
+	limitsUnsynced int
 
 	closeOnce sync.Once
 	closeErr  error
@@ -50,13 +64,17 @@ func storeOptions(cacheBytes int64) *pebble.Options {
 const DefaultCacheSize = 64 << 20
 
 // openStore opens the namespace store in dir, which create makes if it
-// does not exist.
-func openStore(dir string, create bool, cacheBytes int64) (*store, error) {
+// does not exist, on fsys (nil: the disk; tests pass a crashable memory
+// file system to cut the store at a crash point).
+func openStore(dir string, create bool, cacheBytes int64, fsys vfs.FS) (*store, error) {
 	opts := storeOptions(cacheBytes)
 	opts.ErrorIfNotExists = !create
+	if fsys != nil {
+		opts.FS = fsys
+	}
 	db, err := pebble.Open(dir, opts)
 	if err != nil {
-		if !create && !hasManifest(dir) {
+		if !create && fsys == nil && !hasManifest(dir) {
 			return nil, fmt.Errorf("the namespace store %s is missing: format the directory (--format) or restore a checkpoint (--restore)", dir)
 		}
 		return nil, fmt.Errorf("open pebble in %s: %w", dir, err)
@@ -102,6 +120,7 @@ func (s *store) init() error {
 			return err
 		}
 	}
+	s.blkLimit, s.gsLimit = s.nextBlk, s.nextGS
 	files, err := s.counter("files")
 	if err != nil {
 		return err
@@ -174,6 +193,7 @@ func (s *store) create() error {
 		return err
 	}
 	s.nextIno, s.nextBlk, s.nextGS, s.numFiles = RootIno+1, 1<<30, 1000, 1
+	s.blkLimit, s.gsLimit = s.nextBlk, s.nextGS
 	s.putCounters(b, [4]uint64{})
 	if err := b.Commit(pebble.Sync); err != nil {
 		return fmt.Errorf("metad: create store: %w", err)
@@ -181,10 +201,42 @@ func (s *store) create() error {
 	return nil
 }
 
-// counters returns the counters' values, in the order putCounters takes
-// them.
+// counters returns the stored counters' values, in the order putCounters
+// takes them.
 func (s *store) counters() [4]uint64 {
-	return [4]uint64{s.nextIno, s.nextBlk, s.nextGS, uint64(s.numFiles)}
+	return [4]uint64{s.nextIno, s.blkLimit, s.gsLimit, uint64(s.numFiles)}
+}
+
+// idReserve is how many block IDs (and stamps) one extension of the
+// stored limits reserves; a restart skips at most that many.
+const idReserve = 1024
+
+// counterState is everything a failed batch rolls back.
+type counterState struct {
+	nextIno, nextBlk, nextGS, blkLimit, gsLimit uint64
+	numFiles                                    int64
+}
+
+func (s *store) saveCounters() counterState {
+	return counterState{s.nextIno, s.nextBlk, s.nextGS, s.blkLimit, s.gsLimit, s.numFiles}
+}
+
+func (s *store) restoreCounters(c counterState) {
+	s.nextIno, s.nextBlk, s.nextGS, s.blkLimit, s.gsLimit, s.numFiles = c.nextIno, c.nextBlk, c.nextGS, c.blkLimit, c.gsLimit, c.numFiles
+}
+
+// reserve extends the stored limits past the block IDs and stamps handed
+// out, by idReserve, and reports whether it did: the batch must then be
+// synced before any of them leaves metad.
+func (s *store) reserve() bool {
+	extended := false
+	if s.nextBlk > s.blkLimit {
+		s.blkLimit, extended = s.nextBlk+idReserve, true
+	}
+	if s.nextGS > s.gsLimit {
+		s.gsLimit, extended = s.nextGS+idReserve, true
+	}
+	return extended
 }
 
 // putCounters writes to b the counters whose values differ from was.
@@ -237,8 +289,12 @@ func (s *store) inode(ino uint64) (*metapb.Inode, error) {
 
 // setInode writes in to the batch. It also keeps the "w" index of files
 // being written in step with in.LeaseHolder, so every writer of an inode
-// maintains it.
+// maintains it, and drops a pending claim (Creator) once anyone holds the
+// lease.
 func setInode(b *pebble.Batch, in *metapb.Inode) error {
+	if in.LeaseHolder != "" {
+		in.Creator = "" // a claim is for a file nobody holds
+	}
 	v, err := proto.Marshal(in)
 	if err != nil {
 		return fmt.Errorf("metad: encode inode %d: %w", in.Id, err)

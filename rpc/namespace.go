@@ -31,7 +31,7 @@ func (n *NamespaceClient) Mkdir(ctx context.Context, path string, perm fs.FileMo
 }
 
 func (n *NamespaceClient) Create(ctx context.Context, path string, o cairn.CreateOptions) (cairn.FileInfo, error) {
-	fi, err := n.c.Create(ctx, &pb.CreateRequest{Path: path, Perm: uint32(o.Perm), Replication: int32(o.Replication), BlockSize: o.BlockSize, Client: o.Client, Overwrite: o.Overwrite})
+	fi, err := n.c.Create(ctx, &pb.CreateRequest{Path: path, Perm: uint32(o.Perm), Replication: int32(o.Replication), BlockSize: o.BlockSize, Client: o.Client, Overwrite: o.Overwrite, Closed: o.Closed})
 	if err != nil {
 		return cairn.FileInfo{}, fromStatus("rpc.Create", err)
 	}
@@ -39,7 +39,7 @@ func (n *NamespaceClient) Create(ctx context.Context, path string, o cairn.Creat
 }
 
 func (n *NamespaceClient) AddBlock(ctx context.Context, w cairn.WriterRef, prev *cairn.Block, excluded []cairn.Node) (cairn.LocatedBlock, error) {
-	lb, err := n.c.AddBlock(ctx, &pb.AddBlockRequest{Path: w.Path, Client: w.Client, FileId: w.FileID, Prev: toPBBlock(prev), Excluded: ToPBNodes(excluded)})
+	lb, err := n.c.AddBlock(ctx, &pb.AddBlockRequest{Path: w.Path, Client: w.Client, FileId: w.FileID, Prev: toPBBlock(prev), Excluded: ToPBNodes(excluded), Claim: w.Claim})
 	if err != nil {
 		return cairn.LocatedBlock{}, fromStatus("rpc.AddBlock", err)
 	}
@@ -138,7 +138,7 @@ func (s *namespaceServer) Mkdir(ctx context.Context, r *pb.MkdirRequest) (*pb.Em
 }
 
 func (s *namespaceServer) Create(ctx context.Context, r *pb.CreateRequest) (*pb.FileInfo, error) {
-	fi, err := s.ns.Create(ctx, r.Path, cairn.CreateOptions{Perm: fs.FileMode(r.Perm), Replication: int(r.Replication), BlockSize: r.BlockSize, Client: r.Client, Overwrite: r.Overwrite})
+	fi, err := s.ns.Create(ctx, r.Path, cairn.CreateOptions{Perm: fs.FileMode(r.Perm), Replication: int(r.Replication), BlockSize: r.BlockSize, Client: r.Client, Overwrite: r.Overwrite, Closed: r.Closed})
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -146,7 +146,9 @@ func (s *namespaceServer) Create(ctx context.Context, r *pb.CreateRequest) (*pb.
 }
 
 func (s *namespaceServer) AddBlock(ctx context.Context, r *pb.AddBlockRequest) (*pb.LocatedBlock, error) {
-	lb, err := s.ns.AddBlock(ctx, writerRef(r.FileId, r.Path, r.Client), fromPBBlockPtr(r.Prev), FromPBNodes(r.Excluded))
+	w := writerRef(r.FileId, r.Path, r.Client)
+	w.Claim = r.Claim
+	lb, err := s.ns.AddBlock(ctx, w, fromPBBlockPtr(r.Prev), FromPBNodes(r.Excluded))
 	if err != nil {
 		return nil, toStatus(err)
 	}

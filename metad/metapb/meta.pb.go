@@ -46,10 +46,14 @@ type Inode struct {
 	// primary name (parent, name) and one "l" key per other name. 0 in a
 	// record with a parent means 1 (records from before layout 4); an
 	// unlinked open file (parent 0) has none.
-	Nlink         uint32 `protobuf:"varint,18,opt,name=nlink,proto3" json:"nlink,omitempty"`
-	CtimeNs       int64  `protobuf:"varint,17,opt,name=ctime_ns,json=ctimeNs,proto3" json:"ctime_ns,omitempty"` // last change of the inode; 0 in old records: as mtime_ns
-	Rdev          uint64 `protobuf:"varint,19,opt,name=rdev,proto3" json:"rdev,omitempty"`                      // device nodes: the device number (Linux dev_t)
-	Subdirs       uint32 `protobuf:"varint,20,opt,name=subdirs,proto3" json:"subdirs,omitempty"`                // directories: number of subdirectories (st_nlink is 2 plus it)
+	Nlink   uint32 `protobuf:"varint,18,opt,name=nlink,proto3" json:"nlink,omitempty"`
+	CtimeNs int64  `protobuf:"varint,17,opt,name=ctime_ns,json=ctimeNs,proto3" json:"ctime_ns,omitempty"` // last change of the inode; 0 in old records: as mtime_ns
+	Rdev    uint64 `protobuf:"varint,19,opt,name=rdev,proto3" json:"rdev,omitempty"`                      // device nodes: the device number (Linux dev_t)
+	Subdirs uint32 `protobuf:"varint,20,opt,name=subdirs,proto3" json:"subdirs,omitempty"`                // directories: number of subdirectories (st_nlink is 2 plus it)
+	// creator: a file created closed (CreateOptions.Closed): the client that
+	// created it, which may take its lease with its first block while the
+	// file stays empty and unleased. Cleared when anyone takes the lease.
+	Creator       string `protobuf:"bytes,21,opt,name=creator,proto3" json:"creator,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -224,11 +228,18 @@ func (x *Inode) GetSubdirs() uint32 {
 	return 0
 }
 
+func (x *Inode) GetCreator() string {
+	if x != nil {
+		return x.Creator
+	}
+	return ""
+}
+
 var File_metad_metapb_meta_proto protoreflect.FileDescriptor
 
 const file_metad_metapb_meta_proto_rawDesc = "" +
 	"\n" +
-	"\x17metad/metapb/meta.proto\x12\rcairn.meta.v1\"\xf5\x03\n" +
+	"\x17metad/metapb/meta.proto\x12\rcairn.meta.v1\"\x8f\x04\n" +
 	"\x05Inode\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x16\n" +
 	"\x06parent\x18\x02 \x01(\x04R\x06parent\x12\x12\n" +
@@ -251,7 +262,8 @@ const file_metad_metapb_meta_proto_rawDesc = "" +
 	"\x05nlink\x18\x12 \x01(\rR\x05nlink\x12\x19\n" +
 	"\bctime_ns\x18\x11 \x01(\x03R\actimeNs\x12\x12\n" +
 	"\x04rdev\x18\x13 \x01(\x04R\x04rdev\x12\x18\n" +
-	"\asubdirs\x18\x14 \x01(\rR\asubdirsB\x14Z\x12cairn/metad/metapbb\x06proto3"
+	"\asubdirs\x18\x14 \x01(\rR\asubdirs\x12\x18\n" +
+	"\acreator\x18\x15 \x01(\tR\acreatorB\x14Z\x12cairn/metad/metapbb\x06proto3"
 
 var (
 	file_metad_metapb_meta_proto_rawDescOnce sync.Once

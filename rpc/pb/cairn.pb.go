@@ -832,7 +832,11 @@ type CreateRequest struct {
 	Client      string                 `protobuf:"bytes,5,opt,name=client,proto3" json:"client,omitempty"`
 	// overwrite: replace an existing regular file whole (a new empty
 	// version at the same inode), as HDFS's create(overwrite=true).
-	Overwrite     bool `protobuf:"varint,6,opt,name=overwrite,proto3" json:"overwrite,omitempty"`
+	Overwrite bool `protobuf:"varint,6,opt,name=overwrite,proto3" json:"overwrite,omitempty"`
+	// closed: make the new file complete at once, held by nobody; client
+	// may take its lease with its first AddBlock (claim) while the file
+	// stays empty. Not with overwrite.
+	Closed        bool `protobuf:"varint,7,opt,name=closed,proto3" json:"closed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -909,15 +913,25 @@ func (x *CreateRequest) GetOverwrite() bool {
 	return false
 }
 
+func (x *CreateRequest) GetClosed() bool {
+	if x != nil {
+		return x.Closed
+	}
+	return false
+}
+
 // The writer protocol names the file by its inode ID (file_id), which a
 // rename or an unlink does not change; path is for messages only.
 type AddBlockRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
-	Client        string                 `protobuf:"bytes,2,opt,name=client,proto3" json:"client,omitempty"`
-	Prev          *Block                 `protobuf:"bytes,3,opt,name=prev,proto3" json:"prev,omitempty"` // unset for the first block
-	FileId        uint64                 `protobuf:"varint,4,opt,name=file_id,json=fileId,proto3" json:"file_id,omitempty"`
-	Excluded      []*Node                `protobuf:"bytes,5,rep,name=excluded,proto3" json:"excluded,omitempty"` // blockds that failed this writer: not to be chosen
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Path     string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	Client   string                 `protobuf:"bytes,2,opt,name=client,proto3" json:"client,omitempty"`
+	Prev     *Block                 `protobuf:"bytes,3,opt,name=prev,proto3" json:"prev,omitempty"` // unset for the first block
+	FileId   uint64                 `protobuf:"varint,4,opt,name=file_id,json=fileId,proto3" json:"file_id,omitempty"`
+	Excluded []*Node                `protobuf:"bytes,5,rep,name=excluded,proto3" json:"excluded,omitempty"` // blockds that failed this writer: not to be chosen
+	// claim: the file was created closed by client (CreateRequest.closed);
+	// take its lease first if nobody wrote it since.
+	Claim         bool `protobuf:"varint,6,opt,name=claim,proto3" json:"claim,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -985,6 +999,13 @@ func (x *AddBlockRequest) GetExcluded() []*Node {
 		return x.Excluded
 	}
 	return nil
+}
+
+func (x *AddBlockRequest) GetClaim() bool {
+	if x != nil {
+		return x.Claim
+	}
+	return false
 }
 
 type CompleteRequest struct {
@@ -4290,7 +4311,7 @@ const file_rpc_pb_cairn_proto_rawDesc = "" +
 	"\x06holder\x18\x02 \x01(\tR\x06holder\"6\n" +
 	"\fMkdirRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x12\n" +
-	"\x04perm\x18\x02 \x01(\rR\x04perm\"\xae\x01\n" +
+	"\x04perm\x18\x02 \x01(\rR\x04perm\"\xc6\x01\n" +
 	"\rCreateRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x12\n" +
 	"\x04perm\x18\x02 \x01(\rR\x04perm\x12 \n" +
@@ -4298,13 +4319,15 @@ const file_rpc_pb_cairn_proto_rawDesc = "" +
 	"\n" +
 	"block_size\x18\x04 \x01(\x03R\tblockSize\x12\x16\n" +
 	"\x06client\x18\x05 \x01(\tR\x06client\x12\x1c\n" +
-	"\toverwrite\x18\x06 \x01(\bR\toverwrite\"\xa7\x01\n" +
+	"\toverwrite\x18\x06 \x01(\bR\toverwrite\x12\x16\n" +
+	"\x06closed\x18\a \x01(\bR\x06closed\"\xbd\x01\n" +
 	"\x0fAddBlockRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x16\n" +
 	"\x06client\x18\x02 \x01(\tR\x06client\x12#\n" +
 	"\x04prev\x18\x03 \x01(\v2\x0f.cairn.v1.BlockR\x04prev\x12\x17\n" +
 	"\afile_id\x18\x04 \x01(\x04R\x06fileId\x12*\n" +
-	"\bexcluded\x18\x05 \x03(\v2\x0e.cairn.v1.NodeR\bexcluded\"\xa1\x01\n" +
+	"\bexcluded\x18\x05 \x03(\v2\x0e.cairn.v1.NodeR\bexcluded\x12\x14\n" +
+	"\x05claim\x18\x06 \x01(\bR\x05claim\"\xa1\x01\n" +
 	"\x0fCompleteRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x16\n" +
 	"\x06client\x18\x02 \x01(\tR\x06client\x12#\n" +

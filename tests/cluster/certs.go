@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"net/http"
 	"os"
 	"os/user"
 	"path/filepath"
@@ -122,4 +123,14 @@ func processUser() string {
 		return u.Username
 	}
 	return "root"
+}
+
+// MetadGet makes a GET of path on metad's HTTP port, over TLS with the
+// test's client certificate (plain HTTP for an Insecure cluster).
+func (c *Cluster) MetadGet(path string) (*http.Response, error) {
+	if c.cfg.Insecure {
+		return http.Get("http://" + c.MetadHTTPAddr() + path)
+	}
+	hc := &http.Client{Timeout: runTimeout, Transport: &http.Transport{TLSClientConfig: trust.ClientConfig(c.ClientCreds(), trust.RoleMetad)}}
+	return hc.Get("https://" + c.MetadHTTPAddr() + path)
 }

@@ -107,7 +107,11 @@ func run(ctx context.Context, stdout io.Writer, dir string, n int, mnt, listen, 
 	}
 
 	metadDir := filepath.Join(dir, "metad")
-	margs := []string{"metad", "--data", metadDir, "--listen", listen, "--http", httpAddr, "--addr-file", filepath.Join(dir, "metad.addr")}
+	// Every blockd of a dev cluster starts with metad: once they have
+	// reported, safe mode need not wait the 30 s extension a cluster of
+	// many machines does.
+	margs := []string{"metad", "--data", metadDir, "--listen", listen, "--http", httpAddr, "--addr-file", filepath.Join(dir, "metad.addr"),
+		"--safemode-extension", "0s"}
 	if _, err := versionfile.Read(metadDir); errors.Is(err, os.ErrNotExist) {
 		margs = append(margs, "--format")
 	}

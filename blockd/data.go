@@ -2,6 +2,7 @@ package blockd
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -87,7 +88,11 @@ func (d *Blockd) refuseBusy(c net.Conn) {
 	_ = c.Close()
 }
 
-func (d *Blockd) handle(c net.Conn) {
+func (d *Blockd) handle(raw net.Conn) {
+	c := d.accept(raw)
+	if c == nil {
+		return
+	}
 	br := xfer.NewBufferedReader(c)
 	bw := xfer.NewBufferedWriter(&deadlineWriter{c: c, timeout: d.cfg.IdleTimeout})
 	// The opening must come whole within the header timeout, however
@@ -207,7 +212,7 @@ func (d *Blockd) receive(c net.Conn, br *bufio.Reader, bw *bufio.Writer, h *pb.O
 	setupWait, ackWait := hopTimeouts(h, d.cfg.AckTimeout)
 	if len(h.Targets) > 0 {
 		next := rpc.FromPBNode(h.Targets[0])
-		down, err = net.DialTimeout("tcp", next.DataAddr, dialTimeout)
+		down, err = d.dial(context.Background(), next.DataAddr, dialTimeout)
 		if err == nil {
 			defer down.Close()
 			downR, downW = xfer.NewBufferedReader(down), xfer.NewBufferedWriter(down)
@@ -514,7 +519,7 @@ func (d *Blockd) transfer(bw *bufio.Writer, h *pb.OpHeader) {
 // ackWait for its acks. token is the op's block access token.
 func (d *Blockd) copyTo(src Source, n int64, target cairn.Node, nb cairn.Block, token []byte, client string, stage pb.OpHeader_Stage, setupWait, ackWait time.Duration) error {
 	chunk := src.ChunkSize()
-	conn, err := net.DialTimeout("tcp", target.DataAddr, min(dialTimeout, setupWait))
+	conn, err := d.dial(context.Background(), target.DataAddr, min(dialTimeout, setupWait))
 	if err != nil {
 		return err
 	}

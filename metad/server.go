@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -89,7 +90,15 @@ type Config struct {
 	// CertTTL is the lifetime of the certificates metad signs (default
 	// trust.DefaultCertTTL); holders renew them at two thirds of it.
 	CertTTL time.Duration
+	// EncryptData makes blockds' data ports take mutual TLS only (HDFS's
+	// dfs.encrypt.data.transfer): blockds hear it at registration,
+	// clients from DataTransfer.
+	EncryptData bool
 }
+
+// DefaultEncryptData is --encrypt-data's default, chosen from the cost
+// measured in docs/PERFORMANCE.md ("Encrypted block data").
+const DefaultEncryptData = false
 
 // Default lease limits, HDFS's.
 const (
@@ -121,6 +130,7 @@ type Metad struct {
 	self       *trust.Holder  // metad's own certificate
 	revoked    *trust.Revoked // checked at each handshake
 	groupCache sync.Map       // user name → groupEntry (certs.go)
+	httpAddr   atomic.Value   // string: the HTTP port's bound address, for sign-in links (uilink.go)
 }
 
 var pebbleLog = zap.NewNop()

@@ -18,6 +18,7 @@ import (
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/keepalive"
 
 	"cairn"
 	"cairn/blocktoken"
@@ -189,7 +190,8 @@ func serve(ctx context.Context, log *zap.Logger, dir string, format, force bool,
 		if err := m.openTrust(); err != nil {
 			return err
 		}
-		srvOpts = append(srvOpts, grpc.Creds(credentials.NewTLS(trust.ServerConfig(m.self, m.revoked))))
+		srvOpts = append(srvOpts, grpc.Creds(credentials.NewTLS(trust.ServerConfig(m.self, m.revoked))),
+			grpc.KeepaliveParams(connectionAge(m.cfg.CertTTL)))
 		httpTLS = trust.ServerConfig(m.self, m.revoked)
 		wg.Add(1)
 		go func() { defer wg.Done(); m.runSelfRenewal(bg) }()
@@ -297,6 +299,18 @@ func (m *Metad) httpHandler(secure bool) http.Handler {
 		return outer
 	}
 	return mux
+}
+
+// connectionAge bounds how long a client's connection lives, so that a
+// holder's renewed certificate is presented in time: every call is
+// checked against the certificate of its connection's handshake (rpc.Auth),
+// and a holder renews two thirds into its certificate's life, so a
+// connection must end within the last third. gRPC sends GOAWAY at the
+// age (give or take a tenth), lets calls in flight finish within the
+// grace, and the client connects again with its current certificate.
+func connectionAge(certTTL time.Duration) keepalive.ServerParameters {
+	age := min(certTTL/4, 24*time.Hour)
+	return keepalive.ServerParameters{MaxConnectionAge: age, MaxConnectionAgeGrace: min(age, time.Minute)}
 }
 
 // explicitlySet reports whether the command line named flag name.

@@ -549,6 +549,9 @@ type BlockKey struct {
 type Registered struct {
 	NamespaceID string     // the namespace the blockd must keep
 	Keys        []BlockKey // block token keys (see CmdKeys)
+	// EncryptData: the cluster encrypts block data (metad
+	// --encrypt-data), so the blockd's data port takes mutual TLS only.
+	EncryptData bool
 }
 
 // Registry is metad's service to blockds.

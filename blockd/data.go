@@ -2,6 +2,7 @@ package blockd
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -87,7 +88,11 @@ func (d *Blockd) refuseBusy(c net.Conn) {
 	_ = c.Close()
 }
 
-func (d *Blockd) handle(c net.Conn) {
+func (d *Blockd) handle(raw net.Conn) {
+	c := d.accept(raw)
+	if c == nil {
+		return
+	}
 	br := xfer.NewBufferedReader(c)
 	bw := xfer.NewBufferedWriter(&deadlineWriter{c: c, timeout: d.cfg.IdleTimeout})
 	// The opening must come whole within the header timeout, however
@@ -184,7 +189,7 @@ func (d *Blockd) receive(c net.Conn, br *bufio.Reader, bw *bufio.Writer, h *pb.O
 	var next cairn.Node
 	if len(h.Targets) > 0 {
 		next = rpc.FromPBNode(h.Targets[0])
-		down, downR, downRep, downErr = setupDown(h, next, setupWait)
+		down, downR, downRep, downErr = d.setupDown(h, next, setupWait)
 		if down != nil {
 			defer down.Close()
 		}
@@ -350,8 +355,8 @@ func (d *Blockd) takeReplica(h *pb.OpHeader, blk cairn.Block, chunk int) (*Repli
 // h, sends it the op and reads its setup answer, waiting up to setupWait
 // for it. The connection is returned whenever it was made, for the caller
 // to close.
-func setupDown(h *pb.OpHeader, next cairn.Node, setupWait time.Duration) (net.Conn, *bufio.Reader, *pb.OpReply, error) {
-	down, err := net.DialTimeout("tcp", next.DataAddr, dialTimeout)
+func (d *Blockd) setupDown(h *pb.OpHeader, next cairn.Node, setupWait time.Duration) (net.Conn, *bufio.Reader, *pb.OpReply, error) {
+	down, err := d.dial(context.Background(), next.DataAddr, dialTimeout)
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -551,7 +556,7 @@ func (d *Blockd) transfer(bw *bufio.Writer, h *pb.OpHeader) {
 // ackWait for its acks. token is the op's block access token.
 func (d *Blockd) copyTo(src Source, n int64, target cairn.Node, nb cairn.Block, token []byte, client string, stage pb.OpHeader_Stage, setupWait, ackWait time.Duration) error {
 	chunk := src.ChunkSize()
-	conn, err := net.DialTimeout("tcp", target.DataAddr, min(dialTimeout, setupWait))
+	conn, err := d.dial(context.Background(), target.DataAddr, min(dialTimeout, setupWait))
 	if err != nil {
 		return err
 	}

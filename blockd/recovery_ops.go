@@ -69,7 +69,7 @@ func (d *Blockd) initRecoveryOn(ctx context.Context, node cairn.Node, b cairn.Bl
 	if node.StorageID == d.node.StorageID {
 		return d.store.InitRecovery(b, rid)
 	}
-	rep, err := callOp(ctx, node, &pb.OpHeader{Op: pb.OpHeader_INIT_RECOVERY, Block: rpc.ToPBBlock(&b), NewGenStamp: uint64(rid), Token: token})
+	rep, err := d.callPeer(ctx, node, &pb.OpHeader{Op: pb.OpHeader_INIT_RECOVERY, Block: rpc.ToPBBlock(&b), NewGenStamp: uint64(rid), Token: token})
 	if err != nil {
 		return cairn.Replica{}, err
 	}
@@ -85,7 +85,7 @@ func (d *Blockd) updateRecoveryOn(ctx context.Context, node cairn.Node, b cairn.
 	if node.StorageID == d.node.StorageID {
 		return d.updateRecovery(b, rid, newLen)
 	}
-	rep, err := callOp(ctx, node, &pb.OpHeader{Op: pb.OpHeader_UPDATE_RECOVERY, Block: rpc.ToPBBlock(&b), NewGenStamp: uint64(rid), Length: newLen, Token: token})
+	rep, err := d.callPeer(ctx, node, &pb.OpHeader{Op: pb.OpHeader_UPDATE_RECOVERY, Block: rpc.ToPBBlock(&b), NewGenStamp: uint64(rid), Length: newLen, Token: token})
 	if err != nil {
 		return cairn.Block{}, err
 	}
@@ -95,12 +95,25 @@ func (d *Blockd) updateRecoveryOn(ctx context.Context, node cairn.Node, b cairn.
 	return cairn.Block{ID: b.ID, GenStamp: rid, Len: newLen}, nil
 }
 
-// callOp sends one op that is answered by a single reply, and returns the
-// reply; a reply with an error status is returned as an error of its kind.
+// callPeer is callOp to another blockd, over TLS when the cluster
+// encrypts block data.
+func (d *Blockd) callPeer(ctx context.Context, node cairn.Node, h *pb.OpHeader) (*pb.OpReply, error) {
+	return callOpDial(ctx, d.dial, node, h)
+}
+
+// callOp is callOpDial over plain TCP.
 func callOp(ctx context.Context, node cairn.Node, h *pb.OpHeader) (*pb.OpReply, error) {
+	return callOpDial(ctx, func(ctx context.Context, addr string, timeout time.Duration) (net.Conn, error) {
+		return xfer.Dial(ctx, addr, timeout, nil)
+	}, node, h)
+}
+
+// callOpDial sends one op that is answered by a single reply, and returns
+// the reply; a reply with an error status is returned as an error of its
+// kind.
+func callOpDial(ctx context.Context, dial func(context.Context, string, time.Duration) (net.Conn, error), node cairn.Node, h *pb.OpHeader) (*pb.OpReply, error) {
 	op := "blockd." + h.Op.String()
-	dialer := net.Dialer{Timeout: dialTimeout}
-	c, err := dialer.DialContext(ctx, "tcp", node.DataAddr)
+	c, err := dial(ctx, node.DataAddr, dialTimeout)
 	if err != nil {
 		return nil, cairn.E(op, cairn.KindUnavailable, node.DataAddr, err.Error())
 	}

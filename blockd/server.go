@@ -81,7 +81,12 @@ type Blockd struct {
 	active atomic.Int64
 	keys   blocktoken.KeySet // from metad: checks the data port's tokens
 	conns  atomic.Int64      // data connections being served
-	capped atomic.Bool       // the cap refused a connection since the count was last under it
+	// The data port's mode from metad (datatls.go), and its TLS
+	// configurations (nil when insecure).
+	mode      atomic.Int32
+	tlsServer *tls.Config
+	tlsClient *tls.Config
+	capped    atomic.Bool // the cap refused a connection since the count was last under it
 
 	mu       sync.Mutex
 	incoming []cairn.Replica // finalized, not yet reported
@@ -142,6 +147,10 @@ func New(cfg Config) (*Blockd, error) {
 	}
 	d := &Blockd{cfg: cfg, store: st, log: cfg.Logger, metad: rpc.NewRegistryClient(conn), conn: conn, creds: creds, kick: make(chan struct{}, 1),
 		recoveries: make(chan cairn.Command, recoveryQueue)}
+	if creds != nil {
+		d.tlsServer = d.dataServerConfig()
+		d.tlsClient = trust.ClientConfig(creds, trust.RoleBlockd)
+	}
 	st.SetFailureHandler(d.volumeFailed)
 	if cfg.ScanPeriod >= 0 {
 		d.scan = NewScanner(st, ScanConfig{Period: cfg.ScanPeriod, Rate: cfg.ScanRate, Logger: cfg.Logger.Named("scanner"),
@@ -192,6 +201,10 @@ func (d *Blockd) register(ctx context.Context) error {
 	if err := d.store.SetNamespaceID(ns); err != nil {
 		return err
 	}
+	if reg.EncryptData && d.creds == nil {
+		return cairn.E("blockd.register", cairn.KindInvalid, "", "metad encrypts block data but this blockd runs --insecure, without a certificate")
+	}
+	d.setEncrypt(reg.EncryptData)
 	d.setKeys(reg.Keys)
 	report := d.store.Report()
 	if err := d.metad.BlockReport(ctx, d.node.StorageID, report); err != nil {

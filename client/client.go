@@ -5,6 +5,7 @@ package client
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io/fs"
 	"net"
@@ -117,6 +118,13 @@ type Client struct {
 	// held are the lease holds of unlinked files this client keeps
 	// (UnlinkOpen), one each.
 	held []func()
+
+	// How block data travels, as metad last said (datadial.go).
+	dataMu      sync.Mutex
+	dataTLS     *tls.Config
+	dataEncrypt bool
+	dataKnown   bool
+	dataAsked   time.Time
 }
 
 // leaseRenewal is how often a client with open writers renews its lease

@@ -30,9 +30,17 @@ type cluster struct {
 	// stop ends the daemons and removes their data; cleanup calls it too.
 	stop  func()
 	creds *trust.Holder // an admin certificate of the cluster's CA
+	ca    *trust.CA     // the cluster's CA
+	data  []string      // the blockds' data addresses
 }
 
 func startCluster(t testing.TB, blockds int, blockSize int64, blockdArgs ...string) *cluster {
+	t.Helper()
+	return startClusterArgs(t, blockds, blockSize, nil, blockdArgs)
+}
+
+// startClusterArgs is startCluster with metad's extra flags too.
+func startClusterArgs(t testing.TB, blockds int, blockSize int64, metadArgs, blockdArgs []string) *cluster {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -65,8 +73,8 @@ func startCluster(t testing.TB, blockds int, blockSize int64, blockdArgs ...stri
 		t.Fatalf("%s never appeared", path)
 		return nil
 	}
-	run("metad", metad.Main, "--data", filepath.Join(dir, "metad"), "--format", "--listen", "127.0.0.1:0", "--http", "",
-		"--block-size", fmt.Sprint(blockSize), "--addr-file", filepath.Join(dir, "metad.addr"))
+	run("metad", metad.Main, append([]string{"--data", filepath.Join(dir, "metad"), "--format", "--listen", "127.0.0.1:0", "--http", "",
+		"--block-size", fmt.Sprint(blockSize), "--addr-file", filepath.Join(dir, "metad.addr")}, metadArgs...)...)
 	c := &cluster{metad: wait(filepath.Join(dir, "metad.addr"))["rpc"], stop: stop}
 	// The cluster runs on its CA: an admin certificate for the client, a
 	// join token for each blockd.
@@ -84,6 +92,7 @@ func startCluster(t testing.TB, blockds int, blockSize int64, blockdArgs ...stri
 		t.Fatal(err)
 	}
 	c.creds = trust.NewHolder(creds)
+	c.ca = ca
 	for i := 0; i < blockds; i++ {
 		bd := filepath.Join(dir, fmt.Sprintf("blockd%d", i))
 		c.dirs = append(c.dirs, bd)
@@ -93,7 +102,7 @@ func startCluster(t testing.TB, blockds int, blockSize int64, blockdArgs ...stri
 			t.Fatal(err)
 		}
 		run("blockd", blockd.Main, append([]string{"--data", bd, "--metad", c.metad, "--listen", "127.0.0.1:0", "--http", "", "--heartbeat", "100ms", "--addr-file", af, "--join", tok}, blockdArgs...)...)
-		wait(af)
+		c.data = append(c.data, wait(af)["data"])
 	}
 	return c
 }

@@ -2,6 +2,7 @@ package client
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -106,12 +107,12 @@ type pipeline struct {
 
 // openPipeline sets up a pipeline through lb.Locations. On failure, the
 // error is a *pipelineError naming the node at fault (bad, -1 if unknown).
-func openPipeline(lb *cairn.LocatedBlock, chunk int, client string, st stage, keepLen int64, to timeouts) (*pipeline, int, error) {
+func openPipeline(dial dialFunc, lb *cairn.LocatedBlock, chunk int, client string, st stage, keepLen int64, to timeouts) (*pipeline, int, error) {
 	if len(lb.Locations) == 0 {
 		return nil, -1, &pipelineError{bad: -1, kind: cairn.KindIO, err: fmt.Errorf("%s: no blockd to write to", lb.Block)}
 	}
 	first := lb.Locations[0]
-	conn, err := net.DialTimeout("tcp", first.DataAddr, to.setup)
+	conn, err := dial(context.Background(), first.DataAddr, to.setup)
 	if err != nil {
 		return nil, 0, &pipelineError{bad: 0, kind: cairn.KindIO, timedOut: isTimeout(err),
 			err: fmt.Errorf("%s: connect to blockd %s: %w", lb.Block, first.DataAddr, err)}
@@ -293,8 +294,8 @@ func (p *pipeline) close() {
 // transfer has src copy the first n bytes of its replica of b to dst, at
 // generation stamp gs, to bring dst into a recovered pipeline; token
 // (UpdateBlockForPipeline's) allows the copy at src and its write at dst.
-func transfer(b cairn.Block, token []byte, src, dst cairn.Node, gs cairn.GenStamp, n int64, chunk int, client string, to timeouts) error {
-	conn, err := net.DialTimeout("tcp", src.DataAddr, to.setup)
+func transfer(dial dialFunc, b cairn.Block, token []byte, src, dst cairn.Node, gs cairn.GenStamp, n int64, chunk int, client string, to timeouts) error {
+	conn, err := dial(context.Background(), src.DataAddr, to.setup)
 	if err != nil {
 		return err
 	}

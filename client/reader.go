@@ -221,7 +221,7 @@ func (r *Reader) readBlock(lb cairn.LocatedBlock, boff int64, dst []byte) error 
 				return cairn.E("client.Read", cairn.KindIO, r.path, fmt.Sprintf("%s: %s", lb.Block, detail))
 			}
 			want := min(lb.Len-boff, max(int64(len(dst)), streamAhead))
-			s, err := openStream(lb, node, boff, want, r.c.opts.ReadTimeout)
+			s, err := openStream(r.c.dataDial(context.Background()), lb, node, boff, want, r.c.opts.ReadTimeout)
 			if err != nil {
 				tried = append(tried, fmt.Sprintf("%s: %v", node.DataAddr, err))
 				r.markBad(lb, node, err)
@@ -299,8 +299,8 @@ type stream struct {
 
 // openStream asks node for n bytes of its replica of lb from off, waiting
 // up to timeout for the connection and for the answer.
-func openStream(lb cairn.LocatedBlock, node cairn.Node, off, n int64, timeout time.Duration) (*stream, error) {
-	conn, err := net.DialTimeout("tcp", node.DataAddr, timeout)
+func openStream(dial dialFunc, lb cairn.LocatedBlock, node cairn.Node, off, n int64, timeout time.Duration) (*stream, error) {
+	conn, err := dial(context.Background(), node.DataAddr, timeout)
 	if err != nil {
 		return nil, err
 	}

@@ -203,7 +203,7 @@ func (w *Writer) recoverWith(cause error, extra []packet, node *cairn.Node) erro
 	for {
 		lb := *w.lb
 		lb.GenStamp = gs
-		pl, badSetup, err := openPipeline(&lb, w.chunk, w.c.opts.Name, stageRecovery, acked, w.to)
+		pl, badSetup, err := openPipeline(w.c.dataDial(ctx), &lb, w.chunk, w.c.opts.Name, stageRecovery, acked, w.to)
 		if err == nil {
 			w.pl = pl
 			break
@@ -313,7 +313,7 @@ func (w *Writer) addNode(ctx context.Context, gs cairn.GenStamp, acked int64, n 
 func (w *Writer) bringUp(gs cairn.GenStamp, acked int64, n cairn.Node) bool {
 	var errs []error
 	for _, src := range w.lb.Locations {
-		err := transfer(w.lb.Block, w.lb.Token, src, n, gs, acked, w.chunk, w.c.opts.Name, w.to)
+		err := transfer(w.c.dataDial(context.Background()), w.lb.Block, w.lb.Token, src, n, gs, acked, w.chunk, w.c.opts.Name, w.to)
 		if err == nil {
 			w.lb.Locations = append(w.lb.Locations, n)
 			w.c.log.Info("added a blockd to the pipeline", zap.String("path", w.path), zap.Stringer("block", w.lb.Block),
@@ -396,7 +396,7 @@ func (w *Writer) endAt(ctx context.Context) (cairn.Block, error) {
 	for len(nodes) > 0 {
 		lb := *w.lb
 		lb.GenStamp, lb.Locations = gs, nodes
-		pl, bad, err := openPipeline(&lb, w.chunk, w.c.opts.Name, stageRecovery, w.acked, w.to)
+		pl, bad, err := openPipeline(w.c.dataDial(ctx), &lb, w.chunk, w.c.opts.Name, stageRecovery, w.acked, w.to)
 		if err == nil {
 			_, err = pl.send(packet{off: w.acked, flags: flagLast})
 			if err == nil {

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"net"
 	"time"
 
 	"cairn"
@@ -31,12 +30,9 @@ type Verified struct {
 // ReplicaReport). A replica the blockd finds bad, or does not have, is a
 // Verified with Bad set; an error means the blockd could not be asked,
 // did not answer, or refused the token.
-func VerifyReplica(ctx context.Context, node cairn.Node, b cairn.Block, token []byte) (Verified, error) {
+func (c *Client) VerifyReplica(ctx context.Context, node cairn.Node, b cairn.Block, token []byte) (Verified, error) {
 	const op = "client.VerifyReplica"
-	var d net.Dialer
-	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	conn, err := d.DialContext(dctx, "tcp", node.DataAddr)
-	cancel()
+	conn, err := c.dataDial(ctx)(ctx, node.DataAddr, 10*time.Second)
 	if err != nil {
 		return Verified{}, cairn.E(op, cairn.KindIO, "", fmt.Sprintf("%s on %s: %v", b, node.DataAddr, err))
 	}

@@ -294,7 +294,7 @@ func (w *Writer) startBlock() error {
 		if attempt == blockRetries {
 			return w.setup()
 		}
-		pl, bad, err := openPipeline(w.lb, w.chunk, w.c.opts.Name, w.stage, w.sent, w.to)
+		pl, bad, err := openPipeline(w.c.dataDial(context.Background()), w.lb, w.chunk, w.c.opts.Name, w.stage, w.sent, w.to)
 		if err == nil {
 			w.pl = pl
 			return nil
@@ -376,7 +376,7 @@ func (w *Writer) send(p packet) error {
 // cannot take part. Nothing has been written to the block yet.
 func (w *Writer) setup() error {
 	for len(w.lb.Locations) > 0 {
-		pl, bad, err := openPipeline(w.lb, w.chunk, w.c.opts.Name, w.stage, w.sent, w.to)
+		pl, bad, err := openPipeline(w.c.dataDial(context.Background()), w.lb, w.chunk, w.c.opts.Name, w.stage, w.sent, w.to)
 		if err == nil {
 			w.pl = pl
 			return w.commitAppend()

@@ -35,7 +35,8 @@ const (
 	// prefixBlockKey keys are outside the namespace: an older metad
 	// ignores them (blocktokens.go).
 	prefixBlockKey = 't'
-	// prefixJoinToken keys the join tokens used (certs.go).
+	// prefixJoinToken keys the one-time tokens used: join tokens
+	// (certs.go) and UI sign-in links (uilink.go).
 	prefixJoinToken = 'j'
 )
 

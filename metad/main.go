@@ -18,6 +18,7 @@ import (
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/keepalive"
 
 	"cairn"
 	"cairn/blocktoken"
@@ -62,6 +63,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	addrFile := fl.String("addr-file", "", "write the bound addresses as JSON to this file once serving")
 	insecureFlag := fl.Bool("insecure", false, "serve without TLS and believe every client (a dev cluster on loopback addresses only)")
 	certTTL := fl.Duration("cert-ttl", trust.DefaultCertTTL, "lifetime of the certificates metad signs; holders renew them at two thirds of it")
+	encrypt := fl.Bool("encrypt-data", DefaultEncryptData, "encrypt block data: blockds' data ports take mutual TLS 1.3 only (needs the cluster CA, not --insecure)")
 	debug := fl.Bool("debug", false, "log at debug level")
 	fl.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: cairn metad --data DIR [--format [--force] | --restore CKPT [--force]] [--listen :9000] [--http :9870]\n"+
@@ -99,6 +101,12 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if *ckptEvery > 0 {
 		periodic = *ckptDir
 	}
+	if *insecureFlag && *encrypt {
+		if explicitlySet(fl, "encrypt-data") {
+			return daemon.Usage(stderr, "cairn metad", "--encrypt-data needs the cluster CA: it cannot go with --insecure")
+		}
+		*encrypt = false
+	}
 	if *insecureFlag {
 		for _, a := range []string{*listen, *httpAddr} {
 			if a == "" {
@@ -114,7 +122,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		Dir: *dir, Replication: *repl, BlockSize: *blockSize, DeadAfter: *deadAfter, StaleAfter: *staleAfter, Heartbeat: *heartbeat, Logger: log,
 		NoPermissions: !*perms, Supergroup: *supergroup, LeaseSoft: *soft, LeaseHard: *hard, CacheSize: *cache,
 		CheckpointDir: periodic, CheckpointInterval: *ckptEvery, CheckpointKeep: *ckptKeep, CheckpointRoot: *ckptDir,
-		RetryCacheSize: *retrySize, RetryCacheExpiry: *retryExpiry, CertTTL: *certTTL,
+		RetryCacheSize: *retrySize, RetryCacheExpiry: *retryExpiry, CertTTL: *certTTL, EncryptData: *encrypt,
 		TokenLifetime: *tokenLife, KeyInterval: *keyInterval,
 		SafeModeThreshold: *smThreshold, SafeModeExtension: *smExtension,
 		TopologyScript: *topoScript,
@@ -182,7 +190,8 @@ func serve(ctx context.Context, log *zap.Logger, dir string, format, force bool,
 		if err := m.openTrust(); err != nil {
 			return err
 		}
-		srvOpts = append(srvOpts, grpc.Creds(credentials.NewTLS(trust.ServerConfig(m.self, m.revoked))))
+		srvOpts = append(srvOpts, grpc.Creds(credentials.NewTLS(trust.ServerConfig(m.self, m.revoked))),
+			grpc.KeepaliveParams(connectionAge(m.cfg.CertTTL)))
 		httpTLS = trust.ServerConfig(m.self, m.revoked)
 		wg.Add(1)
 		go func() { defer wg.Done(); m.runSelfRenewal(bg) }()
@@ -225,6 +234,7 @@ func serve(ctx context.Context, log *zap.Logger, dir string, format, force bool,
 		}()
 		defer hs.Close()
 		addrs["http"] = hl.Addr().String()
+		m.httpAddr.Store(addrs["http"])
 	}
 	log.Info("metad serving", zap.String("rpc", addrs["rpc"]), zap.String("http", addrs["http"]),
 		zap.String("namespace_id", m.namespaceID), zap.String("dir", dir), zap.Duration("open_took", time.Since(start)),
@@ -282,7 +292,31 @@ func (m *Metad) httpHandler(secure bool) http.Handler {
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	if secure {
-		return trust.RequireCert(mux)
+		// A sign-in link is opened without a certificate or a session:
+		// its one-time token is the credential (uilink.go).
+		outer := http.NewServeMux()
+		outer.HandleFunc(trust.UILoginPath, m.uiLogin)
+		outer.Handle("/", trust.RequireCertOrSession(mux, m.uiSession))
+		return outer
 	}
 	return mux
+}
+
+// connectionAge bounds how long a client's connection lives, so that a
+// holder's renewed certificate is presented in time: every call is
+// checked against the certificate of its connection's handshake (rpc.Auth),
+// and a holder renews two thirds into its certificate's life, so a
+// connection must end within the last third. gRPC sends GOAWAY at the
+// age (give or take a tenth), lets calls in flight finish within the
+// grace, and the client connects again with its current certificate.
+func connectionAge(certTTL time.Duration) keepalive.ServerParameters {
+	age := min(certTTL/4, 24*time.Hour)
+	return keepalive.ServerParameters{MaxConnectionAge: age, MaxConnectionAgeGrace: min(age, time.Minute)}
+}
+
+// explicitlySet reports whether the command line named flag name.
+func explicitlySet(fl *flag.FlagSet, name string) bool {
+	set := false
+	fl.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }

@@ -169,7 +169,7 @@ func (m *Metad) Register(ctx context.Context, r cairn.Registration) (cairn.Regis
 		return cairn.Registered{}, cairn.E(op, cairn.KindIO, "", "block token keys: "+err.Error())
 	}
 	m.log.Info("blockd registered", zap.String("storage_id", r.StorageID), zap.String("data", r.DataAddr), zap.String("rack", r.Rack), zap.String("rack_claimed", claimed))
-	return cairn.Registered{NamespaceID: m.namespaceID, Keys: keys}, nil
+	return cairn.Registered{NamespaceID: m.namespaceID, Keys: keys, EncryptData: m.cfg.EncryptData}, nil
 }
 
 func (m *Metad) Heartbeat(ctx context.Context, h cairn.Heartbeat) ([]cairn.Command, error) {

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -94,7 +95,15 @@ type Config struct {
 	// storeFS holds the store instead of the disk (tests: a crashable
 	// memory file system).
 	storeFS vfs.FS
+	// EncryptData makes blockds' data ports take mutual TLS only (HDFS's
+	// dfs.encrypt.data.transfer): blockds hear it at registration,
+	// clients from DataTransfer.
+	EncryptData bool
 }
+
+// DefaultEncryptData is --encrypt-data's default, chosen from the cost
+// measured in docs/PERFORMANCE.md ("Encrypted block data").
+const DefaultEncryptData = false
 
 // Default lease limits, HDFS's.
 const (
@@ -127,6 +136,7 @@ type Metad struct {
 	revoked    *trust.Revoked // checked at each handshake
 	groupCache sync.Map       // user name → groupEntry (certs.go)
 	stats      stats          // counters served at /metrics
+	httpAddr   atomic.Value   // string: the HTTP port's bound address, for sign-in links (uilink.go)
 }
 
 var pebbleLog = zap.NewNop()

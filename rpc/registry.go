@@ -24,7 +24,7 @@ func (r *RegistryClient) Register(ctx context.Context, reg cairn.Registration) (
 	if err != nil {
 		return cairn.Registered{}, fromStatus("rpc.Register", err)
 	}
-	return cairn.Registered{NamespaceID: rep.NamespaceId, Keys: FromPBKeys(rep.Keys)}, nil
+	return cairn.Registered{NamespaceID: rep.NamespaceId, Keys: FromPBKeys(rep.Keys), EncryptData: rep.EncryptData}, nil
 }
 
 func (r *RegistryClient) Heartbeat(ctx context.Context, h cairn.Heartbeat) ([]cairn.Command, error) {
@@ -78,7 +78,7 @@ func (s *registryServer) Register(ctx context.Context, r *pb.Registration) (*pb.
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	return &pb.RegisterReply{NamespaceId: reg.NamespaceID, Keys: ToPBKeys(reg.Keys)}, nil
+	return &pb.RegisterReply{NamespaceId: reg.NamespaceID, Keys: ToPBKeys(reg.Keys), EncryptData: reg.EncryptData}, nil
 }
 
 func (s *registryServer) Heartbeat(ctx context.Context, h *pb.HeartbeatRequest) (*pb.HeartbeatReply, error) {

@@ -22,6 +22,13 @@ type TrustService interface {
 	RenewCert(ctx context.Context, csr []byte) (cert, ca []byte, err error)
 	// IssueJoinToken makes a join token (admins only).
 	IssueJoinToken(ctx context.Context, role trust.Role, name string, ttl time.Duration) (string, trust.JoinToken, error)
+	// DataTransfer says whether the cluster encrypts block data (metad
+	// --encrypt-data): then blockds' data ports take mutual TLS only.
+	DataTransfer(ctx context.Context) (encrypt bool, err error)
+	// IssueUILink makes a one-time sign-in link's token for metad's HTTP
+	// UI, for the calling admin (admins only); it returns the token, its
+	// expiry and the address metad's HTTP port is bound to.
+	IssueUILink(ctx context.Context, ttl time.Duration) (token string, expiry time.Time, httpAddr string, err error)
 }
 
 // RegisterTrust serves t on s.
@@ -54,6 +61,22 @@ func (s *trustServer) IssueJoinToken(ctx context.Context, r *pb.JoinTokenRequest
 		return nil, toStatus(err)
 	}
 	return &pb.JoinTokenReply{Token: tok, Id: t.IDString(), ExpiryUnix: t.Expiry.Unix()}, nil
+}
+
+func (s *trustServer) DataTransfer(ctx context.Context, _ *pb.Empty) (*pb.DataTransferReply, error) {
+	enc, err := s.t.DataTransfer(ctx)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &pb.DataTransferReply{Encrypt: enc}, nil
+}
+
+func (s *trustServer) IssueUILink(ctx context.Context, r *pb.UILinkRequest) (*pb.UILinkReply, error) {
+	tok, exp, addr, err := s.t.IssueUILink(ctx, time.Duration(r.TtlMs)*time.Millisecond)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &pb.UILinkReply{Token: tok, ExpiryUnix: exp.Unix(), HttpAddr: addr}, nil
 }
 
 // TrustClient is the remote stub of TrustService.
@@ -89,6 +112,22 @@ func (t *TrustClient) IssueJoinToken(ctx context.Context, role trust.Role, name 
 	}
 	jt, _, _, err := trust.ParseJoinToken(r.Token)
 	return r.Token, jt, err
+}
+
+func (t *TrustClient) DataTransfer(ctx context.Context) (bool, error) {
+	r, err := t.c.DataTransfer(ctx, &pb.Empty{})
+	if err != nil {
+		return false, fromStatus("rpc.DataTransfer", err)
+	}
+	return r.Encrypt, nil
+}
+
+func (t *TrustClient) IssueUILink(ctx context.Context, ttl time.Duration) (string, time.Time, string, error) {
+	r, err := t.c.IssueUILink(ctx, &pb.UILinkRequest{TtlMs: ttl.Milliseconds()})
+	if err != nil {
+		return "", time.Time{}, "", fromStatus("rpc.IssueUILink", err)
+	}
+	return r.Token, time.Unix(r.ExpiryUnix, 0), r.HttpAddr, nil
 }
 
 // Fetch is a trust.Fetch that renews over t.

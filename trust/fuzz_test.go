@@ -51,3 +51,30 @@ func FuzzParseCSR(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseUIToken: no input makes the UI token parser panic, a token it
+// accepts has a known kind and a valid name, and none but the CA's own
+// verifies.
+func FuzzParseUIToken(f *testing.F) {
+	ca, err := CreateCA(f.TempDir(), "ns-fuzz")
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, k := range []UIKind{UILink, UISession} {
+		tok, _, _ := ca.NewUIToken(k, "root", time.Minute)
+		f.Add(tok)
+	}
+	f.Add("cairnui1.")
+	f.Add("cairnui1.AQE")
+	f.Add("cairnui1." + b64(append([]byte{1, 1}, make([]byte, 16+8+1+32)...)))
+	f.Fuzz(func(t *testing.T, s string) {
+		ut, body, mac, err := ParseUIToken(s)
+		if err != nil {
+			return
+		}
+		if ut.Kind != UILink && ut.Kind != UISession || ValidName(ut.Name) != nil || len(mac) != 32 || len(body) == 0 {
+			t.Fatalf("accepted %+v", ut)
+		}
+		_, _ = ca.VerifyUIToken(s, ut.Kind, time.Now())
+	})
+}

@@ -9,13 +9,23 @@ import (
 // request without a verified client certificate of the cluster CA gets
 // 401 and nothing else, and paths under /debug/ (pprof) need an admin
 // certificate (403 otherwise).
-func RequireCert(next http.Handler) http.Handler {
+func RequireCert(next http.Handler) http.Handler { return RequireCertOrSession(next, nil) }
+
+// RequireCertOrSession is RequireCert that also lets in a request whose
+// session cookie (UISessionCookie) session accepts, as the peer it
+// returns. session may be nil: certificates only.
+func RequireCertOrSession(next http.Handler, session func(cookie string) (Peer, bool)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.TLS == nil {
 			http.Error(w, "401 unauthorized: this port needs TLS and a certificate of the cluster CA", http.StatusUnauthorized)
 			return
 		}
 		p, _, ok := PeerOfState(*r.TLS)
+		if !ok && session != nil {
+			if ck, err := r.Cookie(UISessionCookie); err == nil {
+				p, ok = session(ck.Value)
+			}
+		}
 		if !ok {
 			w.Header().Set("WWW-Authenticate", `Cairn realm="cluster", cert`)
 			http.Error(w, "401 unauthorized: present a certificate of the cluster CA", http.StatusUnauthorized)

@@ -10,9 +10,16 @@ import (
 )
 
 // RenewAt is when a certificate is renewed: once two thirds of its
-// lifetime are gone.
+// lifetime are gone, counted from when it was issued: the CA sets
+// NotBefore back by a few minutes for clock skew, which would otherwise
+// put the renewal of a short-lived certificate (seconds, in tests) before
+// its issue, and renew it again and again.
 func RenewAt(c *x509.Certificate) time.Time {
-	return c.NotBefore.Add(c.NotAfter.Sub(c.NotBefore) * 2 / 3)
+	issued := c.NotBefore.Add(clockSkewBefore)
+	if !issued.Before(c.NotAfter) {
+		issued = c.NotBefore // not one of ours
+	}
+	return issued.Add(c.NotAfter.Sub(issued) * 2 / 3)
 }
 
 // Fetch asks metad (RenewCert, over the connection the current

@@ -272,3 +272,84 @@ func TestRenewOnce(t *testing.T) {
 		t.Fatalf("the renewed credentials were not saved: %v", err)
 	}
 }
+
+// TestUITokens: a link verifies as a link of its CA until it expires; a
+// session does not pass for a link nor a link for a session; another
+// CA's token, or one with a byte changed, is forged.
+func TestUITokens(t *testing.T) {
+	ca, err := CreateCA(t.TempDir(), "ns-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := CreateCA(t.TempDir(), "ns-2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	link, lt, err := ca.NewUIToken(UILink, "root", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := ca.VerifyUIToken(link, UILink, time.Now())
+	if err != nil || got.Name != "root" || got.ID != lt.ID {
+		t.Fatalf("verify link: %+v, %v", got, err)
+	}
+	if _, err := ca.VerifyUIToken(link, UILink, lt.Expiry); !errors.Is(err, ErrUITokenExpired) {
+		t.Fatalf("at its expiry: %v, want expired", err)
+	}
+	if _, err := ca.VerifyUIToken(link, UISession, time.Now()); !errors.Is(err, ErrUITokenForged) {
+		t.Fatalf("a link as a session: %v, want forged", err)
+	}
+	sess, _, err := ca.NewUIToken(UISession, "root", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ca.VerifyUIToken(sess, UILink, time.Now()); !errors.Is(err, ErrUITokenForged) {
+		t.Fatalf("a session as a link: %v, want forged", err)
+	}
+	// Relabel the session as a link, keeping its MAC.
+	_, body, mac, err := ParseUIToken(sess)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body[1] = byte(UILink)
+	relabelled := uiPrefix + b64(append(body, mac...))
+	if _, err := ca.VerifyUIToken(relabelled, UILink, time.Now()); !errors.Is(err, ErrUITokenForged) {
+		t.Fatalf("a session relabelled as a link: %v, want forged", err)
+	}
+	olink, _, _ := other.NewUIToken(UILink, "root", time.Minute)
+	if _, err := ca.VerifyUIToken(olink, UILink, time.Now()); !errors.Is(err, ErrUITokenForged) {
+		t.Fatalf("another CA's link: %v, want forged", err)
+	}
+	if _, _, err := ca.NewUIToken(UILink, "a/b", time.Minute); err == nil {
+		t.Fatal("a link for an invalid name was made")
+	}
+}
+
+// TestRenewAtShortLifetimes: a certificate is renewed two thirds into the
+// life it was issued for, not counting the minutes its NotBefore is set
+// back for clock skew: one of 6 s is renewed about 4 s after it was
+// issued, not at once (which made a daemon renew again and again), and
+// one of 30 days after 20.
+func TestRenewAtShortLifetimes(t *testing.T) {
+	ca, err := CreateCA(t.TempDir(), "ns-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _ := NewKey()
+	for _, ttl := range []time.Duration{6 * time.Second, time.Minute, 30 * 24 * time.Hour} {
+		issued := time.Now()
+		der, err := ca.Issue(key.Public(), Peer{Role: RoleBlockd, Name: "DS-1"}, ttl, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := x509.ParseCertificate(der)
+		if err != nil {
+			t.Fatal(err)
+		}
+		at := RenewAt(c)
+		lo, hi := issued.Add(ttl/2), issued.Add(ttl*3/4)
+		if at.Before(lo) || at.After(hi) {
+			t.Errorf("ttl %v: renewed %v after issue, want two thirds of it", ttl, at.Sub(issued))
+		}
+	}
+}

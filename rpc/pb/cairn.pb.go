@@ -3113,9 +3113,12 @@ func (x *Registration) GetNamespaceId() string {
 }
 
 type RegisterReply struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	NamespaceId   string                 `protobuf:"bytes,1,opt,name=namespace_id,json=namespaceId,proto3" json:"namespace_id,omitempty"`
-	Keys          []*BlockKey            `protobuf:"bytes,2,rep,name=keys,proto3" json:"keys,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	NamespaceId string                 `protobuf:"bytes,1,opt,name=namespace_id,json=namespaceId,proto3" json:"namespace_id,omitempty"`
+	Keys        []*BlockKey            `protobuf:"bytes,2,rep,name=keys,proto3" json:"keys,omitempty"`
+	// The cluster encrypts block data (metad --encrypt-data): the data port
+	// takes mutual TLS only, and the blockd dials other blockds with it.
+	EncryptData   bool `protobuf:"varint,3,opt,name=encrypt_data,json=encryptData,proto3" json:"encrypt_data,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3162,6 +3165,13 @@ func (x *RegisterReply) GetKeys() []*BlockKey {
 		return x.Keys
 	}
 	return nil
+}
+
+func (x *RegisterReply) GetEncryptData() bool {
+	if x != nil {
+		return x.EncryptData
+	}
+	return false
 }
 
 // BlockKey is a key block access tokens are signed with (cairn.BlockKey).
@@ -3983,6 +3993,158 @@ func (x *LinkRequest) GetDst() string {
 	return ""
 }
 
+// DataTransferReply: whether blockds' data ports take mutual TLS only
+// (metad --encrypt-data).
+type DataTransferReply struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Encrypt       bool                   `protobuf:"varint,1,opt,name=encrypt,proto3" json:"encrypt,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DataTransferReply) Reset() {
+	*x = DataTransferReply{}
+	mi := &file_rpc_pb_cairn_proto_msgTypes[57]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DataTransferReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DataTransferReply) ProtoMessage() {}
+
+func (x *DataTransferReply) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_pb_cairn_proto_msgTypes[57]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DataTransferReply.ProtoReflect.Descriptor instead.
+func (*DataTransferReply) Descriptor() ([]byte, []int) {
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{57}
+}
+
+func (x *DataTransferReply) GetEncrypt() bool {
+	if x != nil {
+		return x.Encrypt
+	}
+	return false
+}
+
+type UILinkRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TtlMs         int64                  `protobuf:"varint,1,opt,name=ttl_ms,json=ttlMs,proto3" json:"ttl_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UILinkRequest) Reset() {
+	*x = UILinkRequest{}
+	mi := &file_rpc_pb_cairn_proto_msgTypes[58]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UILinkRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UILinkRequest) ProtoMessage() {}
+
+func (x *UILinkRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_pb_cairn_proto_msgTypes[58]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UILinkRequest.ProtoReflect.Descriptor instead.
+func (*UILinkRequest) Descriptor() ([]byte, []int) {
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{58}
+}
+
+func (x *UILinkRequest) GetTtlMs() int64 {
+	if x != nil {
+		return x.TtlMs
+	}
+	return 0
+}
+
+// UILinkReply: the link's token (trust.UIToken's encoding) and when it
+// expires.
+type UILinkReply struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Token         string                 `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	ExpiryUnix    int64                  `protobuf:"varint,2,opt,name=expiry_unix,json=expiryUnix,proto3" json:"expiry_unix,omitempty"`
+	HttpAddr      string                 `protobuf:"bytes,3,opt,name=http_addr,json=httpAddr,proto3" json:"http_addr,omitempty"` // the address metad's HTTP port is bound to
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UILinkReply) Reset() {
+	*x = UILinkReply{}
+	mi := &file_rpc_pb_cairn_proto_msgTypes[59]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UILinkReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UILinkReply) ProtoMessage() {}
+
+func (x *UILinkReply) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_pb_cairn_proto_msgTypes[59]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UILinkReply.ProtoReflect.Descriptor instead.
+func (*UILinkReply) Descriptor() ([]byte, []int) {
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{59}
+}
+
+func (x *UILinkReply) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
+func (x *UILinkReply) GetExpiryUnix() int64 {
+	if x != nil {
+		return x.ExpiryUnix
+	}
+	return 0
+}
+
+func (x *UILinkReply) GetHttpAddr() string {
+	if x != nil {
+		return x.HttpAddr
+	}
+	return ""
+}
+
 // JoinRequest: a join token (cairn admin -join-token) and a PKCS#10
 // certificate request (DER) naming the joiner's role and identity.
 type JoinRequest struct {
@@ -3995,7 +4157,7 @@ type JoinRequest struct {
 
 func (x *JoinRequest) Reset() {
 	*x = JoinRequest{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[57]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4007,7 +4169,7 @@ func (x *JoinRequest) String() string {
 func (*JoinRequest) ProtoMessage() {}
 
 func (x *JoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[57]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4020,7 +4182,7 @@ func (x *JoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRequest.ProtoReflect.Descriptor instead.
 func (*JoinRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{57}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *JoinRequest) GetToken() string {
@@ -4047,7 +4209,7 @@ type RenewCertRequest struct {
 
 func (x *RenewCertRequest) Reset() {
 	*x = RenewCertRequest{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[58]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4059,7 +4221,7 @@ func (x *RenewCertRequest) String() string {
 func (*RenewCertRequest) ProtoMessage() {}
 
 func (x *RenewCertRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[58]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4072,7 +4234,7 @@ func (x *RenewCertRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewCertRequest.ProtoReflect.Descriptor instead.
 func (*RenewCertRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{58}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *RenewCertRequest) GetCsr() []byte {
@@ -4093,7 +4255,7 @@ type CertReply struct {
 
 func (x *CertReply) Reset() {
 	*x = CertReply{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[59]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4105,7 +4267,7 @@ func (x *CertReply) String() string {
 func (*CertReply) ProtoMessage() {}
 
 func (x *CertReply) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[59]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4118,7 +4280,7 @@ func (x *CertReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CertReply.ProtoReflect.Descriptor instead.
 func (*CertReply) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{59}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *CertReply) GetCert() []byte {
@@ -4146,7 +4308,7 @@ type JoinTokenRequest struct {
 
 func (x *JoinTokenRequest) Reset() {
 	*x = JoinTokenRequest{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[60]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4158,7 +4320,7 @@ func (x *JoinTokenRequest) String() string {
 func (*JoinTokenRequest) ProtoMessage() {}
 
 func (x *JoinTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[60]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4171,7 +4333,7 @@ func (x *JoinTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinTokenRequest.ProtoReflect.Descriptor instead.
 func (*JoinTokenRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{60}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *JoinTokenRequest) GetRole() string {
@@ -4206,7 +4368,7 @@ type JoinTokenReply struct {
 
 func (x *JoinTokenReply) Reset() {
 	*x = JoinTokenReply{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[61]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4218,7 +4380,7 @@ func (x *JoinTokenReply) String() string {
 func (*JoinTokenReply) ProtoMessage() {}
 
 func (x *JoinTokenReply) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[61]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4231,7 +4393,7 @@ func (x *JoinTokenReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinTokenReply.ProtoReflect.Descriptor instead.
 func (*JoinTokenReply) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{61}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *JoinTokenReply) GetToken() string {
@@ -4487,10 +4649,11 @@ const file_rpc_pb_cairn_proto_rawDesc = "" +
 	"\x04mode\x18\x02 \x01(\rR\x04mode\"U\n" +
 	"\fRegistration\x12\"\n" +
 	"\x04node\x18\x01 \x01(\v2\x0e.cairn.v1.NodeR\x04node\x12!\n" +
-	"\fnamespace_id\x18\x02 \x01(\tR\vnamespaceId\"Z\n" +
+	"\fnamespace_id\x18\x02 \x01(\tR\vnamespaceId\"}\n" +
 	"\rRegisterReply\x12!\n" +
 	"\fnamespace_id\x18\x01 \x01(\tR\vnamespaceId\x12&\n" +
-	"\x04keys\x18\x02 \x03(\v2\x12.cairn.v1.BlockKeyR\x04keys\"O\n" +
+	"\x04keys\x18\x02 \x03(\v2\x12.cairn.v1.BlockKeyR\x04keys\x12!\n" +
+	"\fencrypt_data\x18\x03 \x01(\bR\vencryptData\"O\n" +
 	"\bBlockKey\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\rR\x02id\x12\x16\n" +
 	"\x06secret\x18\x02 \x01(\fR\x06secret\x12\x1b\n" +
@@ -4575,7 +4738,16 @@ const file_rpc_pb_cairn_proto_rawDesc = "" +
 	"\tgen_stamp\x18\a \x01(\x04R\bgenStamp\"1\n" +
 	"\vLinkRequest\x12\x10\n" +
 	"\x03src\x18\x01 \x01(\tR\x03src\x12\x10\n" +
-	"\x03dst\x18\x02 \x01(\tR\x03dst\"5\n" +
+	"\x03dst\x18\x02 \x01(\tR\x03dst\"-\n" +
+	"\x11DataTransferReply\x12\x18\n" +
+	"\aencrypt\x18\x01 \x01(\bR\aencrypt\"&\n" +
+	"\rUILinkRequest\x12\x15\n" +
+	"\x06ttl_ms\x18\x01 \x01(\x03R\x05ttlMs\"a\n" +
+	"\vUILinkReply\x12\x14\n" +
+	"\x05token\x18\x01 \x01(\tR\x05token\x12\x1f\n" +
+	"\vexpiry_unix\x18\x02 \x01(\x03R\n" +
+	"expiryUnix\x12\x1b\n" +
+	"\thttp_addr\x18\x03 \x01(\tR\bhttpAddr\"5\n" +
 	"\vJoinRequest\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x12\x10\n" +
 	"\x03csr\x18\x02 \x01(\fR\x03csr\"$\n" +
@@ -4639,11 +4811,13 @@ const file_rpc_pb_cairn_proto_rawDesc = "" +
 	"\x0eBlocksReceived\x12\x15.cairn.v1.ReplicaList\x1a\x0f.cairn.v1.Empty\x125\n" +
 	"\rBlocksDeleted\x12\x13.cairn.v1.BlockList\x1a\x0f.cairn.v1.Empty\x12J\n" +
 	"\x1aCommitBlockSynchronization\x12\x1b.cairn.v1.CommitSyncRequest\x1a\x0f.cairn.v1.Empty\x12;\n" +
-	"\x11ReportBadReplicas\x12\x15.cairn.v1.BadReplicas\x1a\x0f.cairn.v1.Empty2\xc1\x01\n" +
+	"\x11ReportBadReplicas\x12\x15.cairn.v1.BadReplicas\x1a\x0f.cairn.v1.Empty2\xbe\x02\n" +
 	"\x05Trust\x122\n" +
 	"\x04Join\x12\x15.cairn.v1.JoinRequest\x1a\x13.cairn.v1.CertReply\x12<\n" +
 	"\tRenewCert\x12\x1a.cairn.v1.RenewCertRequest\x1a\x13.cairn.v1.CertReply\x12F\n" +
-	"\x0eIssueJoinToken\x12\x1a.cairn.v1.JoinTokenRequest\x1a\x18.cairn.v1.JoinTokenReplyB\x0eZ\fcairn/rpc/pbb\x06proto3"
+	"\x0eIssueJoinToken\x12\x1a.cairn.v1.JoinTokenRequest\x1a\x18.cairn.v1.JoinTokenReply\x12<\n" +
+	"\fDataTransfer\x12\x0f.cairn.v1.Empty\x1a\x1b.cairn.v1.DataTransferReply\x12=\n" +
+	"\vIssueUILink\x12\x17.cairn.v1.UILinkRequest\x1a\x15.cairn.v1.UILinkReplyB\x0eZ\fcairn/rpc/pbb\x06proto3"
 
 var (
 	file_rpc_pb_cairn_proto_rawDescOnce sync.Once
@@ -4658,7 +4832,7 @@ func file_rpc_pb_cairn_proto_rawDescGZIP() []byte {
 }
 
 var file_rpc_pb_cairn_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_rpc_pb_cairn_proto_msgTypes = make([]protoimpl.MessageInfo, 62)
+var file_rpc_pb_cairn_proto_msgTypes = make([]protoimpl.MessageInfo, 65)
 var file_rpc_pb_cairn_proto_goTypes = []any{
 	(OpHeader_Op)(0),              // 0: cairn.v1.OpHeader.Op
 	(OpHeader_Stage)(0),           // 1: cairn.v1.OpHeader.Stage
@@ -4719,11 +4893,14 @@ var file_rpc_pb_cairn_proto_goTypes = []any{
 	(*OpHeader)(nil),              // 56: cairn.v1.OpHeader
 	(*OpReply)(nil),               // 57: cairn.v1.OpReply
 	(*LinkRequest)(nil),           // 58: cairn.v1.LinkRequest
-	(*JoinRequest)(nil),           // 59: cairn.v1.JoinRequest
-	(*RenewCertRequest)(nil),      // 60: cairn.v1.RenewCertRequest
-	(*CertReply)(nil),             // 61: cairn.v1.CertReply
-	(*JoinTokenRequest)(nil),      // 62: cairn.v1.JoinTokenRequest
-	(*JoinTokenReply)(nil),        // 63: cairn.v1.JoinTokenReply
+	(*DataTransferReply)(nil),     // 59: cairn.v1.DataTransferReply
+	(*UILinkRequest)(nil),         // 60: cairn.v1.UILinkRequest
+	(*UILinkReply)(nil),           // 61: cairn.v1.UILinkReply
+	(*JoinRequest)(nil),           // 62: cairn.v1.JoinRequest
+	(*RenewCertRequest)(nil),      // 63: cairn.v1.RenewCertRequest
+	(*CertReply)(nil),             // 64: cairn.v1.CertReply
+	(*JoinTokenRequest)(nil),      // 65: cairn.v1.JoinTokenRequest
+	(*JoinTokenReply)(nil),        // 66: cairn.v1.JoinTokenReply
 }
 var file_rpc_pb_cairn_proto_depIdxs = []int32{
 	3,  // 0: cairn.v1.LocatedBlock.block:type_name -> cairn.v1.Block
@@ -4808,56 +4985,60 @@ var file_rpc_pb_cairn_proto_depIdxs = []int32{
 	52, // 79: cairn.v1.Registry.BlocksDeleted:input_type -> cairn.v1.BlockList
 	55, // 80: cairn.v1.Registry.CommitBlockSynchronization:input_type -> cairn.v1.CommitSyncRequest
 	38, // 81: cairn.v1.Registry.ReportBadReplicas:input_type -> cairn.v1.BadReplicas
-	59, // 82: cairn.v1.Trust.Join:input_type -> cairn.v1.JoinRequest
-	60, // 83: cairn.v1.Trust.RenewCert:input_type -> cairn.v1.RenewCertRequest
-	62, // 84: cairn.v1.Trust.IssueJoinToken:input_type -> cairn.v1.JoinTokenRequest
-	2,  // 85: cairn.v1.Namespace.Mkdirs:output_type -> cairn.v1.Empty
-	2,  // 86: cairn.v1.Namespace.Mkdir:output_type -> cairn.v1.Empty
-	6,  // 87: cairn.v1.Namespace.Create:output_type -> cairn.v1.FileInfo
-	5,  // 88: cairn.v1.Namespace.AddBlock:output_type -> cairn.v1.LocatedBlock
-	2,  // 89: cairn.v1.Namespace.Complete:output_type -> cairn.v1.Empty
-	6,  // 90: cairn.v1.Namespace.Stat:output_type -> cairn.v1.FileInfo
-	16, // 91: cairn.v1.Namespace.List:output_type -> cairn.v1.ListReply
-	2,  // 92: cairn.v1.Namespace.Rename:output_type -> cairn.v1.Empty
-	2,  // 93: cairn.v1.Namespace.Delete:output_type -> cairn.v1.Empty
-	19, // 94: cairn.v1.Namespace.BlockLocations:output_type -> cairn.v1.FileBlocks
-	20, // 95: cairn.v1.Namespace.Statfs:output_type -> cairn.v1.FsStats
-	22, // 96: cairn.v1.Namespace.Report:output_type -> cairn.v1.ClusterReport
-	6,  // 97: cairn.v1.Namespace.SetAttr:output_type -> cairn.v1.FileInfo
-	2,  // 98: cairn.v1.Namespace.Symlink:output_type -> cairn.v1.Empty
-	2,  // 99: cairn.v1.Namespace.Mknod:output_type -> cairn.v1.Empty
-	2,  // 100: cairn.v1.Namespace.SetXattr:output_type -> cairn.v1.Empty
-	27, // 101: cairn.v1.Namespace.GetXattr:output_type -> cairn.v1.XattrValue
-	28, // 102: cairn.v1.Namespace.ListXattrs:output_type -> cairn.v1.XattrNames
-	2,  // 103: cairn.v1.Namespace.RemoveXattr:output_type -> cairn.v1.Empty
-	29, // 104: cairn.v1.Namespace.GetContentSummary:output_type -> cairn.v1.ContentSummary
-	31, // 105: cairn.v1.Namespace.Append:output_type -> cairn.v1.AppendReply
-	2,  // 106: cairn.v1.Namespace.RenewLease:output_type -> cairn.v1.Empty
-	2,  // 107: cairn.v1.Namespace.AbandonBlock:output_type -> cairn.v1.Empty
-	2,  // 108: cairn.v1.Namespace.Fsync:output_type -> cairn.v1.Empty
-	34, // 109: cairn.v1.Namespace.UpdateBlockForPipeline:output_type -> cairn.v1.GenStampReply
-	2,  // 110: cairn.v1.Namespace.UpdatePipeline:output_type -> cairn.v1.Empty
-	4,  // 111: cairn.v1.Namespace.AdditionalNode:output_type -> cairn.v1.Node
-	2,  // 112: cairn.v1.Namespace.ReportBadReplicas:output_type -> cairn.v1.Empty
-	2,  // 113: cairn.v1.Namespace.Checkpoint:output_type -> cairn.v1.Empty
-	2,  // 114: cairn.v1.Namespace.Unlink:output_type -> cairn.v1.Empty
-	2,  // 115: cairn.v1.Namespace.Release:output_type -> cairn.v1.Empty
-	41, // 116: cairn.v1.Namespace.ReplicaReport:output_type -> cairn.v1.FileReplicas
-	2,  // 117: cairn.v1.Namespace.Link:output_type -> cairn.v1.Empty
-	6,  // 118: cairn.v1.Namespace.Access:output_type -> cairn.v1.FileInfo
-	44, // 119: cairn.v1.Namespace.SafeMode:output_type -> cairn.v1.SafeModeReply
-	47, // 120: cairn.v1.Registry.Register:output_type -> cairn.v1.RegisterReply
-	51, // 121: cairn.v1.Registry.Heartbeat:output_type -> cairn.v1.HeartbeatReply
-	2,  // 122: cairn.v1.Registry.BlockReport:output_type -> cairn.v1.Empty
-	2,  // 123: cairn.v1.Registry.BlocksReceived:output_type -> cairn.v1.Empty
-	2,  // 124: cairn.v1.Registry.BlocksDeleted:output_type -> cairn.v1.Empty
-	2,  // 125: cairn.v1.Registry.CommitBlockSynchronization:output_type -> cairn.v1.Empty
-	2,  // 126: cairn.v1.Registry.ReportBadReplicas:output_type -> cairn.v1.Empty
-	61, // 127: cairn.v1.Trust.Join:output_type -> cairn.v1.CertReply
-	61, // 128: cairn.v1.Trust.RenewCert:output_type -> cairn.v1.CertReply
-	63, // 129: cairn.v1.Trust.IssueJoinToken:output_type -> cairn.v1.JoinTokenReply
-	85, // [85:130] is the sub-list for method output_type
-	40, // [40:85] is the sub-list for method input_type
+	62, // 82: cairn.v1.Trust.Join:input_type -> cairn.v1.JoinRequest
+	63, // 83: cairn.v1.Trust.RenewCert:input_type -> cairn.v1.RenewCertRequest
+	65, // 84: cairn.v1.Trust.IssueJoinToken:input_type -> cairn.v1.JoinTokenRequest
+	2,  // 85: cairn.v1.Trust.DataTransfer:input_type -> cairn.v1.Empty
+	60, // 86: cairn.v1.Trust.IssueUILink:input_type -> cairn.v1.UILinkRequest
+	2,  // 87: cairn.v1.Namespace.Mkdirs:output_type -> cairn.v1.Empty
+	2,  // 88: cairn.v1.Namespace.Mkdir:output_type -> cairn.v1.Empty
+	6,  // 89: cairn.v1.Namespace.Create:output_type -> cairn.v1.FileInfo
+	5,  // 90: cairn.v1.Namespace.AddBlock:output_type -> cairn.v1.LocatedBlock
+	2,  // 91: cairn.v1.Namespace.Complete:output_type -> cairn.v1.Empty
+	6,  // 92: cairn.v1.Namespace.Stat:output_type -> cairn.v1.FileInfo
+	16, // 93: cairn.v1.Namespace.List:output_type -> cairn.v1.ListReply
+	2,  // 94: cairn.v1.Namespace.Rename:output_type -> cairn.v1.Empty
+	2,  // 95: cairn.v1.Namespace.Delete:output_type -> cairn.v1.Empty
+	19, // 96: cairn.v1.Namespace.BlockLocations:output_type -> cairn.v1.FileBlocks
+	20, // 97: cairn.v1.Namespace.Statfs:output_type -> cairn.v1.FsStats
+	22, // 98: cairn.v1.Namespace.Report:output_type -> cairn.v1.ClusterReport
+	6,  // 99: cairn.v1.Namespace.SetAttr:output_type -> cairn.v1.FileInfo
+	2,  // 100: cairn.v1.Namespace.Symlink:output_type -> cairn.v1.Empty
+	2,  // 101: cairn.v1.Namespace.Mknod:output_type -> cairn.v1.Empty
+	2,  // 102: cairn.v1.Namespace.SetXattr:output_type -> cairn.v1.Empty
+	27, // 103: cairn.v1.Namespace.GetXattr:output_type -> cairn.v1.XattrValue
+	28, // 104: cairn.v1.Namespace.ListXattrs:output_type -> cairn.v1.XattrNames
+	2,  // 105: cairn.v1.Namespace.RemoveXattr:output_type -> cairn.v1.Empty
+	29, // 106: cairn.v1.Namespace.GetContentSummary:output_type -> cairn.v1.ContentSummary
+	31, // 107: cairn.v1.Namespace.Append:output_type -> cairn.v1.AppendReply
+	2,  // 108: cairn.v1.Namespace.RenewLease:output_type -> cairn.v1.Empty
+	2,  // 109: cairn.v1.Namespace.AbandonBlock:output_type -> cairn.v1.Empty
+	2,  // 110: cairn.v1.Namespace.Fsync:output_type -> cairn.v1.Empty
+	34, // 111: cairn.v1.Namespace.UpdateBlockForPipeline:output_type -> cairn.v1.GenStampReply
+	2,  // 112: cairn.v1.Namespace.UpdatePipeline:output_type -> cairn.v1.Empty
+	4,  // 113: cairn.v1.Namespace.AdditionalNode:output_type -> cairn.v1.Node
+	2,  // 114: cairn.v1.Namespace.ReportBadReplicas:output_type -> cairn.v1.Empty
+	2,  // 115: cairn.v1.Namespace.Checkpoint:output_type -> cairn.v1.Empty
+	2,  // 116: cairn.v1.Namespace.Unlink:output_type -> cairn.v1.Empty
+	2,  // 117: cairn.v1.Namespace.Release:output_type -> cairn.v1.Empty
+	41, // 118: cairn.v1.Namespace.ReplicaReport:output_type -> cairn.v1.FileReplicas
+	2,  // 119: cairn.v1.Namespace.Link:output_type -> cairn.v1.Empty
+	6,  // 120: cairn.v1.Namespace.Access:output_type -> cairn.v1.FileInfo
+	44, // 121: cairn.v1.Namespace.SafeMode:output_type -> cairn.v1.SafeModeReply
+	47, // 122: cairn.v1.Registry.Register:output_type -> cairn.v1.RegisterReply
+	51, // 123: cairn.v1.Registry.Heartbeat:output_type -> cairn.v1.HeartbeatReply
+	2,  // 124: cairn.v1.Registry.BlockReport:output_type -> cairn.v1.Empty
+	2,  // 125: cairn.v1.Registry.BlocksReceived:output_type -> cairn.v1.Empty
+	2,  // 126: cairn.v1.Registry.BlocksDeleted:output_type -> cairn.v1.Empty
+	2,  // 127: cairn.v1.Registry.CommitBlockSynchronization:output_type -> cairn.v1.Empty
+	2,  // 128: cairn.v1.Registry.ReportBadReplicas:output_type -> cairn.v1.Empty
+	64, // 129: cairn.v1.Trust.Join:output_type -> cairn.v1.CertReply
+	64, // 130: cairn.v1.Trust.RenewCert:output_type -> cairn.v1.CertReply
+	66, // 131: cairn.v1.Trust.IssueJoinToken:output_type -> cairn.v1.JoinTokenReply
+	59, // 132: cairn.v1.Trust.DataTransfer:output_type -> cairn.v1.DataTransferReply
+	61, // 133: cairn.v1.Trust.IssueUILink:output_type -> cairn.v1.UILinkReply
+	87, // [87:134] is the sub-list for method output_type
+	40, // [40:87] is the sub-list for method input_type
 	40, // [40:40] is the sub-list for extension type_name
 	40, // [40:40] is the sub-list for extension extendee
 	0,  // [0:40] is the sub-list for field type_name
@@ -4875,7 +5056,7 @@ func file_rpc_pb_cairn_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rpc_pb_cairn_proto_rawDesc), len(file_rpc_pb_cairn_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   62,
+			NumMessages:   65,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

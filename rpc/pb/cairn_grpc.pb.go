@@ -1749,6 +1749,8 @@ const (
 	Trust_Join_FullMethodName           = "/cairn.v1.Trust/Join"
 	Trust_RenewCert_FullMethodName      = "/cairn.v1.Trust/RenewCert"
 	Trust_IssueJoinToken_FullMethodName = "/cairn.v1.Trust/IssueJoinToken"
+	Trust_DataTransfer_FullMethodName   = "/cairn.v1.Trust/DataTransfer"
+	Trust_IssueUILink_FullMethodName    = "/cairn.v1.Trust/IssueUILink"
 )
 
 // TrustClient is the client API for Trust service.
@@ -1762,6 +1764,12 @@ type TrustClient interface {
 	Join(ctx context.Context, in *JoinRequest, opts ...grpc.CallOption) (*CertReply, error)
 	RenewCert(ctx context.Context, in *RenewCertRequest, opts ...grpc.CallOption) (*CertReply, error)
 	IssueJoinToken(ctx context.Context, in *JoinTokenRequest, opts ...grpc.CallOption) (*JoinTokenReply, error)
+	// DataTransfer says how block data travels (HDFS's server defaults'
+	// encryptDataTransfer); any certificate may ask.
+	DataTransfer(ctx context.Context, in *Empty, opts ...grpc.CallOption) (*DataTransferReply, error)
+	// IssueUILink makes a one-time sign-in link token for metad's HTTP UI
+	// (admins only).
+	IssueUILink(ctx context.Context, in *UILinkRequest, opts ...grpc.CallOption) (*UILinkReply, error)
 }
 
 type trustClient struct {
@@ -1802,6 +1810,26 @@ func (c *trustClient) IssueJoinToken(ctx context.Context, in *JoinTokenRequest, 
 	return out, nil
 }
 
+func (c *trustClient) DataTransfer(ctx context.Context, in *Empty, opts ...grpc.CallOption) (*DataTransferReply, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DataTransferReply)
+	err := c.cc.Invoke(ctx, Trust_DataTransfer_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *trustClient) IssueUILink(ctx context.Context, in *UILinkRequest, opts ...grpc.CallOption) (*UILinkReply, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UILinkReply)
+	err := c.cc.Invoke(ctx, Trust_IssueUILink_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // TrustServer is the server API for Trust service.
 // All implementations must embed UnimplementedTrustServer
 // for forward compatibility.
@@ -1813,6 +1841,12 @@ type TrustServer interface {
 	Join(context.Context, *JoinRequest) (*CertReply, error)
 	RenewCert(context.Context, *RenewCertRequest) (*CertReply, error)
 	IssueJoinToken(context.Context, *JoinTokenRequest) (*JoinTokenReply, error)
+	// DataTransfer says how block data travels (HDFS's server defaults'
+	// encryptDataTransfer); any certificate may ask.
+	DataTransfer(context.Context, *Empty) (*DataTransferReply, error)
+	// IssueUILink makes a one-time sign-in link token for metad's HTTP UI
+	// (admins only).
+	IssueUILink(context.Context, *UILinkRequest) (*UILinkReply, error)
 	mustEmbedUnimplementedTrustServer()
 }
 
@@ -1831,6 +1865,12 @@ func (UnimplementedTrustServer) RenewCert(context.Context, *RenewCertRequest) (*
 }
 func (UnimplementedTrustServer) IssueJoinToken(context.Context, *JoinTokenRequest) (*JoinTokenReply, error) {
 	return nil, status.Error(codes.Unimplemented, "method IssueJoinToken not implemented")
+}
+func (UnimplementedTrustServer) DataTransfer(context.Context, *Empty) (*DataTransferReply, error) {
+	return nil, status.Error(codes.Unimplemented, "method DataTransfer not implemented")
+}
+func (UnimplementedTrustServer) IssueUILink(context.Context, *UILinkRequest) (*UILinkReply, error) {
+	return nil, status.Error(codes.Unimplemented, "method IssueUILink not implemented")
 }
 func (UnimplementedTrustServer) mustEmbedUnimplementedTrustServer() {}
 func (UnimplementedTrustServer) testEmbeddedByValue()               {}
@@ -1907,6 +1947,42 @@ func _Trust_IssueJoinToken_Handler(srv interface{}, ctx context.Context, dec fun
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Trust_DataTransfer_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(Empty)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TrustServer).DataTransfer(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Trust_DataTransfer_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TrustServer).DataTransfer(ctx, req.(*Empty))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Trust_IssueUILink_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UILinkRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TrustServer).IssueUILink(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Trust_IssueUILink_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TrustServer).IssueUILink(ctx, req.(*UILinkRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Trust_ServiceDesc is the grpc.ServiceDesc for Trust service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1925,6 +2001,14 @@ var Trust_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "IssueJoinToken",
 			Handler:    _Trust_IssueJoinToken_Handler,
+		},
+		{
+			MethodName: "DataTransfer",
+			Handler:    _Trust_DataTransfer_Handler,
+		},
+		{
+			MethodName: "IssueUILink",
+			Handler:    _Trust_IssueUILink_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

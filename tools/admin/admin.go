@@ -2,8 +2,9 @@
 // report of the cluster in dfsadmin's layout (-report), its racks
 // (-printTopology), a checkpoint of the namespace written by metad while
 // it serves (-checkpoint), metad's safe mode (-safemode
-// get|enter|leave|wait) and join tokens for new blockds, mounts and users
-// (-join-token). Each but -safemode get needs an admin certificate.
+// get|enter|leave|wait), join tokens for new blockds, mounts and users
+// (-join-token) and one-time sign-in links for metad's HTTP UI
+// (-ui-link). Each but -safemode get needs an admin certificate.
 package admin
 
 import (
@@ -13,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"sort"
 	"strconv"
 	"strings"
@@ -160,10 +162,11 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	joinTok := fl.Bool("join-token", false, "print a single-use join token for a new node or user (see -role, -name, -ttl)")
 	role := fl.String("role", "blockd", "with -join-token: blockd, mount, user NAME or admin NAME")
 	name := fl.String("name", "", "with -join-token: the user or admin name (also as an argument after -role)")
-	ttl := fl.Duration("ttl", trust.DefaultJoinTTL, "with -join-token: how long the token lasts")
+	ttl := fl.Duration("ttl", trust.DefaultJoinTTL, "with -join-token: how long the token lasts (with -ui-link: the link, default "+trust.DefaultUILinkTTL.String()+")")
+	uiLink := fl.Bool("ui-link", false, "print a one-time sign-in link for metad's HTTP UI: opened in a browser, it signs in as this admin (see -ttl)")
 	timeout := fl.Duration("timeout", 5*time.Minute, "give up after this long")
 	fl.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: cairn admin [--metad HOST:PORT] -report | -printTopology | -checkpoint DIR | -safemode get|enter|leave|wait | -join-token [-role blockd|mount|user NAME|admin NAME] [-ttl 1h]\n\nAdministers the cluster, as hdfs dfsadmin does.\n\n")
+		fmt.Fprintf(stderr, "Usage: cairn admin [--metad HOST:PORT] -report | -printTopology | -checkpoint DIR | -safemode get|enter|leave|wait | -join-token [-role blockd|mount|user NAME|admin NAME] [-ttl 1h] | -ui-link [-ttl 5m]\n\nAdministers the cluster, as hdfs dfsadmin does.\n\n")
 		fl.PrintDefaults()
 	}
 	pos, code, ok := daemon.ParseFlags(fl, args, -1, stderr)
@@ -176,8 +179,11 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(pos) > 0 {
 		return daemon.Usage(stderr, "cairn admin", fmt.Sprintf("unexpected argument %q", pos[0]))
 	}
-	if n := countTrue(*report, *topology, *ckpt != "", *safemode != "", *joinTok); n != 1 {
-		return daemon.Usage(stderr, "cairn admin", "give one of -report, -printTopology, -checkpoint DIR, -safemode ACTION and -join-token")
+	if n := countTrue(*report, *topology, *ckpt != "", *safemode != "", *joinTok, *uiLink); n != 1 {
+		return daemon.Usage(stderr, "cairn admin", "give one of -report, -printTopology, -checkpoint DIR, -safemode ACTION, -join-token and -ui-link")
+	}
+	if *uiLink && !ttlSet(fl) {
+		*ttl = trust.DefaultUILinkTTL
 	}
 	action, waitOff := cairn.SafeModeGet, false
 	switch *safemode {
@@ -212,6 +218,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = runCheckpoint(ctx, c, *ckpt, stdout)
 	case *joinTok:
 		err = runJoinToken(ctx, c, trust.Role(*role), *name, *ttl, stdout)
+	case *uiLink:
+		err = runUILink(ctx, c, client.MetadAddr(*metad), *ttl, stdout)
 	default:
 		err = runSafeMode(ctx, c, action, waitOff, stdout)
 	}
@@ -264,6 +272,41 @@ func runJoinToken(ctx context.Context, c *client.Client, role trust.Role, name s
 	}
 	fmt.Fprintln(w, tok)
 	return nil
+}
+
+// runUILink prints a sign-in link to metad's HTTP port: its bound
+// address, with the host this command reached metad at when metad is
+// bound to every interface.
+func runUILink(ctx context.Context, c *client.Client, metad string, ttl time.Duration, w io.Writer) error {
+	tok, exp, addr, err := c.Trust().IssueUILink(ctx, ttl)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(w, UILinkURL(metad, addr, tok))
+	fmt.Fprintf(w, "(works once, until %s)\n", exp.Format(time.RFC3339))
+	return nil
+}
+
+// UILinkURL is the sign-in link for the token tok of a metad reached at
+// metad whose HTTP port is bound to httpAddr.
+func UILinkURL(metad, httpAddr, tok string) string {
+	host, port, err := net.SplitHostPort(httpAddr)
+	if err != nil {
+		return "https://" + httpAddr + trust.UILoginPath + "?token=" + url.QueryEscape(tok)
+	}
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		if mh, _, err := net.SplitHostPort(metad); err == nil {
+			host = mh
+		}
+	}
+	u := url.URL{Scheme: "https", Host: net.JoinHostPort(host, port), Path: trust.UILoginPath, RawQuery: url.Values{"token": {tok}}.Encode()}
+	return u.String()
+}
+
+func ttlSet(fl *flag.FlagSet) bool {
+	set := false
+	fl.Visit(func(f *flag.Flag) { set = set || f.Name == "ttl" })
+	return set
 }
 
 // runSafeMode prints metad's safe mode as `hdfs dfsadmin -safemode` does

@@ -119,7 +119,7 @@ func Check(ctx context.Context, c *client.Client, path string, o Options) (*Repo
 		}
 	}
 	if o.Verify {
-		if err := r.verify(ctx, files, o); err != nil {
+		if err := r.verify(ctx, c, files, o); err != nil {
 			return nil, err
 		}
 	}

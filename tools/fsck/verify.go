@@ -25,7 +25,7 @@ const (
 // (VERIFY_BLOCK), at most o.Parallel at once and perNode on one blockd. A
 // replica found bad no longer counts, its Corrupt saying why; nor does one
 // that could not be verified (f.unverified says why).
-func (r *Report) verify(ctx context.Context, files []*fileCheck, o Options) error {
+func (r *Report) verify(ctx context.Context, c *client.Client, files []*fileCheck, o Options) error {
 	type task struct {
 		f       *fileCheck
 		bi, ri  int
@@ -83,7 +83,7 @@ func (r *Report) verify(ctx context.Context, files []*fileCheck, o Options) erro
 				sem <- struct{}{}
 				b := &t.f.fr.Blocks[t.bi]
 				rep := &b.Replicas[t.ri]
-				v, err := client.VerifyReplica(ctx, rep.Node, rep.Block, b.Token)
+				v, err := c.VerifyReplica(ctx, rep.Node, rep.Block, b.Token)
 				<-sem
 				mu.Lock()
 				done++

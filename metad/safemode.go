@@ -14,6 +14,7 @@ import (
 
 	"cairn"
 	"cairn/rpc"
+	"cairn/rpc/pb"
 )
 
 // Safe mode, as HDFS's NameNode has it: metad is read-only. At start it
@@ -203,9 +204,11 @@ func (m *Metad) refusal(op, path string) error {
 
 // safeModeGate is the gRPC server interceptor that refuses every call of
 // rpc.Mutations while metad is in safe mode, before the retry cache sees
-// it (a refused call may be made again later and then applied).
+// it (a refused call may be made again later and then applied). Trust's
+// Join is let through: it changes no namespace, and the blockd joining may
+// hold blocks safe mode waits for (HDFS registers datanodes in safe mode).
 func (m *Metad) safeModeGate(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	if rpc.Mutations[info.FullMethod] {
+	if rpc.Mutations[info.FullMethod] && info.FullMethod != pb.Trust_Join_FullMethodName {
 		op := "metad." + info.FullMethod[strings.LastIndexByte(info.FullMethod, '/')+1:]
 		var path string
 		if p, ok := req.(interface{ GetPath() string }); ok {

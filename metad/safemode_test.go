@@ -164,3 +164,26 @@ func TestSafeModeEmptyNamespace(t *testing.T) {
 		t.Fatalf("safe mode over an empty namespace: %+v", m.safe.status(m.clock.Now()))
 	}
 }
+
+// TestSafeModeLetsABlockdJoin: Trust's Join is in rpc.Mutations for the
+// retry cache only; it changes no namespace, and a blockd that must join
+// (a new host, or one whose certificate lapsed while the cluster was
+// down) may hold the very blocks startup safe mode waits for. Refused in
+// safe mode, that blockd could never report them, and safe mode would
+// never end by itself.
+func TestSafeModeLetsABlockdJoin(t *testing.T) {
+	clock := newFakeClock()
+	m := openCfg(t, Config{Clock: clock})
+	nodes := registerNodes(t, m, 1)
+	closedFile(t, m, "/a", 1000, nodes)
+	m = reopen(t, m, Config{Clock: clock, SafeModeThreshold: 1, SafeModeExtension: time.Second})
+	if !m.safe.isOn() {
+		t.Fatal("not in safe mode after the restart")
+	}
+	if err := gate(m, pb.Trust_Join_FullMethodName, &pb.JoinRequest{}); err != nil {
+		t.Fatalf("join in safe mode: %v; want it let through", err)
+	}
+	if err := gate(m, pb.Namespace_Create_FullMethodName, &pb.CreateRequest{Path: "/new"}); status.Code(err) != codes.FailedPrecondition {
+		t.Fatalf("create in safe mode: %v; want refused", err)
+	}
+}

@@ -15,6 +15,7 @@ import (
 	"cairn"
 	"cairn/rpc"
 	"cairn/rpc/pb"
+	"cairn/trust"
 )
 
 // Safe mode, as HDFS's NameNode has it: metad is read-only. At start it
@@ -230,6 +231,11 @@ func (m *Metad) SafeMode(ctx context.Context, action cairn.SafeModeAction) (cair
 	switch action {
 	case cairn.SafeModeGet:
 	case cairn.SafeModeEnter, cairn.SafeModeLeave:
+		if p, ok := trust.PeerFrom(ctx); ok && p.Role != trust.RoleAdmin {
+			// As the other admin operations: a mount may speak for its
+			// host's users, even metad's superuser, but not administer.
+			return cairn.SafeModeStatus{}, cairn.E(op, cairn.KindAccess, "", fmt.Sprintf("certificate %s: turning safe mode on or off needs an admin certificate", p))
+		}
 		c, err := m.callerOf(ctx, op)
 		if err != nil {
 			return cairn.SafeModeStatus{}, err

@@ -13,6 +13,7 @@ import (
 
 	"cairn"
 	"cairn/rpc/pb"
+	"cairn/trust"
 )
 
 // gate runs a call through metad's safe mode interceptor.
@@ -132,6 +133,17 @@ func TestSafeModeByHand(t *testing.T) {
 	if _, err := m.SafeMode(as("mallory"), cairn.SafeModeEnter); !errors.Is(err, cairn.ErrAccess) {
 		t.Fatalf("enter by a user: %v", err)
 	}
+	// Through TLS only an admin certificate may, whoever the caller
+	// says it speaks for.
+	mount := trust.WithPeer(as(currentUser()), trust.Peer{Role: trust.RoleMount, Name: "host1"})
+	if _, err := m.SafeMode(mount, cairn.SafeModeEnter); !errors.Is(err, cairn.ErrAccess) {
+		t.Fatalf("enter by a mount speaking for the superuser: %v", err)
+	}
+	admin := trust.WithPeer(as("carol"), trust.Peer{Role: trust.RoleAdmin, Name: "carol"})
+	if st, err := m.SafeMode(admin, cairn.SafeModeEnter); err != nil || !st.On {
+		t.Fatalf("enter by an admin: %+v, %v", st, err)
+	}
+	m.safe.leave()
 	su := as(currentUser())
 	st, err := m.SafeMode(su, cairn.SafeModeEnter)
 	must(t, err)

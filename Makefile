@@ -2,6 +2,7 @@
 #
 #   make            build bin/cairn
 #   make run        a whole cluster with a FUSE mount on this machine
+#                   (METAD_PORT, METAD_HTTP_PORT, BLOCKDS, RACKS)
 #   make test       everything CI runs (.ci/run): vet, unit and end-to-end tests
 #   make race       the concurrent packages under the race detector
 #   make lint       gofmt, go vet, staticcheck
@@ -20,6 +21,12 @@ GO       ?= go
 PREFIX   ?= /usr/local
 DEV_DIR  ?= $(CURDIR)/.dev/cluster
 DEV_MNT  ?= $(CURDIR)/.dev/mnt
+# make run's ports (0: any free port) and blockds, spread over RACKS racks
+# (0: none).
+METAD_PORT      ?= 9000
+METAD_HTTP_PORT ?= 9870
+BLOCKDS         ?= 3
+RACKS           ?= 0
 FUZZTIME ?= 20s
 BENCHTIME ?= 1x
 
@@ -35,10 +42,13 @@ STATICCHECK ?= $(or $(shell command -v staticcheck),$(GO) run honnef.co/go/tools
 build:
 	$(GO) build -o bin/cairn ./cmd/cairn
 
-# Ctrl-C stops the cluster and unmounts $(DEV_MNT).
+# Ctrl-C stops the cluster and unmounts $(DEV_MNT). In another terminal,
+# bin/cairn dev status --dir $(DEV_DIR) shows the daemons and
+# bin/cairn dev restart NAME --dir $(DEV_DIR) starts one again.
 run: deps build
 	mkdir -p $(DEV_DIR) $(DEV_MNT)
-	bin/cairn dev --dir $(DEV_DIR) --mount $(DEV_MNT)
+	bin/cairn dev --dir $(DEV_DIR) --mount $(DEV_MNT) --blockds $(BLOCKDS) --racks $(RACKS) \
+		--metad 127.0.0.1:$(METAD_PORT) --metad-http 127.0.0.1:$(METAD_HTTP_PORT)
 
 # cairn mounts through FUSE 3, whose fusermount3 lets a mount be made and
 # undone; the end-to-end tests also compile a C program (cc) and run tar,

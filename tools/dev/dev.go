@@ -1,12 +1,14 @@
 // Package dev is `cairn dev`: a whole cluster on this machine in one
-// command — metad, N blockds and a mount, each a child process of the same
-// binary, stopped and unmounted together on Ctrl-C.
+// command — metad, N blockds (over R racks) and a mount, each a child
+// process of the same binary, stopped and unmounted together on Ctrl-C. A
+// daemon that exits is reported and the others go on; `cairn dev status`
+// and `cairn dev restart NAME` talk to the running cairn dev through its
+// control socket (control.go). super.go runs the processes, failure.go
+// explains a daemon that does not come up.
 package dev
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -14,49 +16,123 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"syscall"
-	"time"
+	"sync"
 
 	"cairn/internal/daemon"
-	"cairn/internal/versionfile"
 	"cairn/mount"
 )
 
-type proc struct {
-	name string
-	cmd  *exec.Cmd
-	done chan error
+// options are the flags of `cairn dev`.
+type options struct {
+	dir       string
+	blockds   int
+	racks     int
+	mnt       string
+	listen    string
+	httpAddr  string
+	blockSize string
 }
 
-// Main is the `cairn dev` command.
+// Main is the `cairn dev` command: `cairn dev [flags]` runs a cluster,
+// `cairn dev status` and `cairn dev restart NAME` talk to one running.
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && (args[0] == "status" || args[0] == "restart") {
+		return control(args[0], args[1:], stdout, stderr)
+	}
 	fl := flag.NewFlagSet("cairn dev", flag.ContinueOnError)
 	fl.SetOutput(stderr)
-	dir := fl.String("dir", "cairn-dev", "directory for the cluster's data and logs")
-	n := fl.Int("blockds", 3, "number of blockds")
-	mnt := fl.String("mount", "", "mount the namespace here (empty: no mount)")
-	listen := fl.String("metad", "127.0.0.1:9000", "metad RPC address")
-	httpAddr := fl.String("metad-http", "127.0.0.1:9870", "metad HTTP address")
-	blockSize := fl.String("block-size", "", "default block size in bytes (empty: metad's default)")
+	var o options
+	fl.StringVar(&o.dir, "dir", "cairn-dev", "directory for the cluster's data and logs")
+	fl.IntVar(&o.blockds, "blockds", 3, "number of blockds")
+	fl.IntVar(&o.racks, "racks", 0, "spread the blockds over this many racks, /rack1.../rackR, in turn (0: no --rack, every blockd on metad's default rack)")
+	fl.StringVar(&o.mnt, "mount", "", "mount the namespace here (empty: no mount)")
+	fl.StringVar(&o.listen, "metad", "127.0.0.1:9000", "metad RPC address (port 0: any free port)")
+	fl.StringVar(&o.httpAddr, "metad-http", "127.0.0.1:9870", "metad HTTP address (port 0: any free port)")
+	fl.StringVar(&o.blockSize, "block-size", "", "default block size in bytes (empty: metad's default)")
 	fl.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: cairn dev [--dir DIR] [--blockds 3] [--mount DIR]\n\nStarts metad, N blockds and a mount on this machine; Ctrl-C stops them all.\n\n")
+		fmt.Fprintf(stderr, `Usage: cairn dev [--dir DIR] [--blockds 3] [--racks R] [--mount DIR]
+       cairn dev status [--dir DIR]
+       cairn dev restart metad|blockdN|mount [--dir DIR]
+
+Starts metad, N blockds and a mount on this machine; Ctrl-C stops them all.
+A daemon that exits is reported and the others keep running; status shows
+each daemon, restart stops one (if it runs) and starts it again.
+
+`)
 		fl.PrintDefaults()
 	}
 	if _, code, ok := daemon.ParseFlags(fl, args, 0, stderr); !ok {
 		return code
 	}
-	if *n < 1 || *n > 64 {
+	if o.blockds < 1 || o.blockds > 64 {
 		return daemon.Usage(stderr, "cairn dev", "--blockds must be 1..64")
 	}
-	if err := run(ctx, stdout, *dir, *n, *mnt, *listen, *httpAddr, *blockSize); err != nil {
-		fmt.Fprintf(stderr, "cairn dev: %v\n", err)
+	if o.racks < 0 || o.racks > o.blockds {
+		return daemon.Usage(stderr, "cairn dev", "--racks must be 0..--blockds")
+	}
+	if o.blockSize != "" {
+		if _, err := strconv.ParseInt(o.blockSize, 10, 64); err != nil {
+			return daemon.Usage(stderr, "cairn dev", fmt.Sprintf("--block-size %q: not a number of bytes", o.blockSize))
+		}
+	}
+	var mu sync.Mutex
+	out, errw := &lockedWriter{mu: &mu, w: stdout}, &lockedWriter{mu: &mu, w: stderr}
+	if err := run(ctx, out, errw, o); err != nil {
+		fmt.Fprintf(errw, "cairn dev: %v\n", err)
 		return 1
 	}
 	return 0
 }
 
-func run(ctx context.Context, stdout io.Writer, dir string, n int, mnt, listen, httpAddr, blockSize string) error {
-	dir, err := filepath.Abs(dir)
+// control is `cairn dev status|restart`: a client of the control socket.
+func control(op string, args []string, stdout, stderr io.Writer) int {
+	fl := flag.NewFlagSet("cairn dev "+op, flag.ContinueOnError)
+	fl.SetOutput(stderr)
+	dir := fl.String("dir", "cairn-dev", "the directory of the running cairn dev")
+	want := 0
+	if op == "restart" {
+		want = 1
+	}
+	pos, code, ok := daemon.ParseFlags(fl, args, want, stderr)
+	if !ok {
+		return code
+	}
+	req := request{op: op}
+	if op == "restart" {
+		req.name = pos[0]
+	}
+	abs, err := filepath.Abs(*dir)
+	if err != nil {
+		fmt.Fprintf(stderr, "cairn dev %s: %v\n", op, err)
+		return 1
+	}
+	resp, err := call(abs, req)
+	if err != nil {
+		fmt.Fprintf(stderr, "cairn dev %s: %v\n", op, err)
+		return 1
+	}
+	if !resp.OK {
+		fmt.Fprintf(stderr, "cairn dev %s: %s\n", op, resp.Text)
+		return 1
+	}
+	fmt.Fprint(stdout, resp.Text)
+	return 0
+}
+
+// lockedWriter serializes the writes of the goroutines that report.
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+func run(ctx context.Context, stdout, stderr io.Writer, o options) error {
+	dir, err := filepath.Abs(o.dir)
 	if err != nil {
 		return err
 	}
@@ -67,129 +143,63 @@ func run(ctx context.Context, stdout io.Writer, dir string, n int, mnt, listen, 
 	if err != nil {
 		return err
 	}
-	ctx, stop := daemon.SignalContext(ctx)
-	defer stop()
-
-	var procs []*proc
-	defer func() {
-		// Stop in reverse order: the mount first, metad last.
-		for i := len(procs) - 1; i >= 0; i-- {
-			p := procs[i]
-			_ = p.cmd.Process.Signal(syscall.SIGTERM)
-			select {
-			case <-p.done:
-			case <-time.After(10 * time.Second):
-				_ = p.cmd.Process.Kill()
-				<-p.done
-			}
-		}
-		if mnt != "" {
-			_ = exec.Command("fusermount3", "-u", "-z", mnt).Run()
-		}
-		fmt.Fprintln(stdout, "cairn dev: stopped")
-	}()
-	start := func(name string, args ...string) (*proc, error) {
-		logf, err := os.OpenFile(filepath.Join(dir, "logs", name+".log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
-		if err != nil {
-			return nil, err
-		}
-		cmd := exec.Command(self, args...)
-		cmd.Stdout, cmd.Stderr = logf, logf
-		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM, Setpgid: true}
-		if err := cmd.Start(); err != nil {
-			_ = logf.Close()
-			return nil, fmt.Errorf("start %s: %w", name, err)
-		}
-		p := &proc{name: name, cmd: cmd, done: make(chan error, 1)}
-		go func() { p.done <- cmd.Wait(); _ = logf.Close() }()
-		procs = append(procs, p)
-		return p, nil
-	}
-
-	metadDir := filepath.Join(dir, "metad")
-	// Every blockd of a dev cluster starts with metad: once they have
-	// reported, safe mode need not wait the 30 s extension a cluster of
-	// many machines does.
-	margs := []string{"metad", "--data", metadDir, "--listen", listen, "--http", httpAddr, "--addr-file", filepath.Join(dir, "metad.addr"),
-		"--safemode-extension", "0s"}
-	if _, err := versionfile.Read(metadDir); errors.Is(err, os.ErrNotExist) {
-		margs = append(margs, "--format")
-	}
-	if blockSize != "" {
-		if _, err := strconv.ParseInt(blockSize, 10, 64); err != nil {
-			return fmt.Errorf("--block-size %q: %w", blockSize, err)
-		}
-		margs = append(margs, "--block-size", blockSize)
-	}
-	_ = os.Remove(filepath.Join(dir, "metad.addr"))
-	mp, err := start("metad", margs...)
-	if err != nil {
-		return err
-	}
-	var maddr map[string]string
-	if err := waitFile(ctx, filepath.Join(dir, "metad.addr"), mp, &maddr); err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "metad     rpc %s  http https://%s  data %s\n", maddr["rpc"], maddr["http"], metadDir)
-	dc, err := devCertsSetup(dir, metadDir)
-	if err != nil {
-		return err
-	}
-	for i := 0; i < n; i++ {
-		name := fmt.Sprintf("blockd%d", i+1)
-		addrFile := filepath.Join(dir, name+".addr")
-		_ = os.Remove(addrFile)
-		tok, err := dc.joinToken()
-		if err != nil {
-			return err
-		}
-		bp, err := start(name, "blockd", "--data", filepath.Join(dir, name), "--metad", maddr["rpc"],
-			"--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", "--addr-file", addrFile, "--join", tok)
-		if err != nil {
-			return err
-		}
-		var baddr map[string]string
-		if err := waitFile(ctx, addrFile, bp, &baddr); err != nil {
-			return err
-		}
-		fmt.Fprintf(stdout, "%-9s data %s  http https://%s  dir %s\n", name, baddr["data"], baddr["http"], filepath.Join(dir, name))
-	}
+	mnt := o.mnt
 	if mnt != "" {
-		mnt, err = filepath.Abs(mnt)
-		if err != nil {
+		if mnt, err = filepath.Abs(mnt); err != nil {
 			return err
 		}
 		if err := os.MkdirAll(mnt, 0o755); err != nil {
 			return err
 		}
-		mp, err := start("mount", "mount", maddr["rpc"], mnt, "--foreground", "-o", "certs="+dc.mount)
-		if err != nil {
+	}
+	ctl, err := listenControl(dir)
+	if err != nil {
+		return err
+	}
+	ctx, stop := daemon.SignalContext(ctx)
+	defer stop()
+
+	s := &supervisor{dir: dir, self: self, out: stdout, errw: stderr, starting: true}
+	defer func() {
+		closeControl(dir, ctl)
+		s.shutdown()
+		if mnt != "" && mount.FUSEMounts(mnt) > 0 {
+			_ = exec.Command("fusermount3", "-u", "-z", mnt).Run()
+		}
+		fmt.Fprintln(stdout, "cairn dev: stopped")
+	}()
+	go s.serve(ctx, ctl)
+
+	c := &devCluster{dir: dir, mnt: mnt, o: o}
+	s.members = c.members(s)
+	for _, m := range s.members {
+		if m.name == "blockd1" {
+			// The blockds need metad's CA for their join tokens.
+			if c.dc, err = devCertsSetup(dir, c.metadDir()); err != nil {
+				return err
+			}
+		}
+		if _, err := s.up(ctx, m); err != nil {
+			if ctx.Err() != nil {
+				fmt.Fprintln(stdout, "\ncairn dev: stopping")
+				return nil
+			}
 			return err
 		}
-		if err := waitMounted(ctx, mnt, mp); err != nil {
-			return err
-		}
-		fmt.Fprintf(stdout, "mount     %s\n", mnt)
+		s.mu.Lock()
+		info := m.info
+		s.mu.Unlock()
+		fmt.Fprintf(stdout, "%-9s %s\n", m.name, info)
 	}
-	fmt.Fprintf(stdout, "logs      %s\ncerts     %s (admin), %s (mount)\n\ncairn dev is up: try  cp /etc/hosts %s/  and  CAIRN_METAD=%s CAIRN_CERTS=%s cairn fsck /\nPress Ctrl-C to stop everything.\n",
-		filepath.Join(dir, "logs"), dc.admin, dc.mount, orDefault(mnt, "MOUNTPOINT"), maddr["rpc"], dc.admin)
-	cases := make(chan *proc, len(procs))
-	for _, p := range procs {
-		go func(p *proc) {
-			err := <-p.done
-			p.done <- err
-			cases <- p
-		}(p)
-	}
-	select {
-	case <-ctx.Done():
-		fmt.Fprintln(stdout, "\ncairn dev: stopping")
-		return nil
-	case p := <-cases:
-		err := <-p.done
-		p.done <- err
-		return fmt.Errorf("%s exited (%v); see %s", p.name, err, filepath.Join(dir, "logs", p.name+".log"))
-	}
+	s.mu.Lock()
+	s.starting = false
+	s.mu.Unlock()
+	fmt.Fprintf(stdout, "logs      %s\ncerts     %s (admin), %s (mount)\n\ncairn dev is up: try  cp /etc/hosts %s/  and  CAIRN_METAD=%s CAIRN_CERTS=%s cairn fsck /\n"+
+		"A daemon that exits is reported here; the others keep running.\n  cairn dev status --dir %s          every daemon\n  cairn dev restart NAME --dir %s    start one again (metad, blockd1, ..., mount)\nPress Ctrl-C to stop everything.\n",
+		filepath.Join(dir, "logs"), c.dc.admin, c.dc.mount, orDefault(mnt, "MOUNTPOINT"), c.metadAddrs["rpc"], c.dc.admin, showPath(dir), showPath(dir))
+	<-ctx.Done()
+	fmt.Fprintln(stdout, "\ncairn dev: stopping")
+	return nil
 }
 
 func orDefault(s, d string) string {
@@ -197,43 +207,4 @@ func orDefault(s, d string) string {
 		return d
 	}
 	return s
-}
-
-// waitFile waits for a daemon's address file, failing if the daemon exits.
-func waitFile(ctx context.Context, path string, p *proc, v any) error {
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		if b, err := os.ReadFile(path); err == nil {
-			return json.Unmarshal(b, v)
-		}
-		select {
-		case err := <-p.done:
-			p.done <- err
-			return fmt.Errorf("%s exited before it was ready (%v); see its log", p.name, err)
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%s not ready after 60 s; see its log", p.name)
-		}
-	}
-}
-
-func waitMounted(ctx context.Context, dir string, p *proc) error {
-	deadline := time.Now().Add(30 * time.Second)
-	for mount.FUSEMounts(dir) == 0 {
-		select {
-		case err := <-p.done:
-			p.done <- err
-			return fmt.Errorf("mount exited before it was ready (%v); see its log", err)
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			return errors.New("mount not ready after 30 s; see its log")
-		}
-	}
-	return nil
 }

@@ -91,6 +91,13 @@ type Config struct {
 	// CertTTL is the lifetime of the certificates metad signs (default
 	// trust.DefaultCertTTL); holders renew them at two thirds of it.
 	CertTTL time.Duration
+	// DelegationRenewInterval is how long a delegation token works after
+	// it is issued or renewed; DelegationMaxLifetime bounds its life
+	// (defaults trust.DefaultDelegationRenewInterval and
+	// DefaultDelegationMaxLifetime, HDFS's delegation.token.renew-interval
+	// and max-lifetime).
+	DelegationRenewInterval time.Duration
+	DelegationMaxLifetime   time.Duration
 
 	// storeFS holds the store instead of the disk (tests: a crashable
 	// memory file system).
@@ -251,6 +258,12 @@ func Open(cfg Config) (*Metad, error) {
 	}
 	if cfg.CertTTL <= 0 {
 		cfg.CertTTL = trust.DefaultCertTTL
+	}
+	if cfg.DelegationRenewInterval <= 0 {
+		cfg.DelegationRenewInterval = trust.DefaultDelegationRenewInterval
+	}
+	if cfg.DelegationMaxLifetime <= 0 {
+		cfg.DelegationMaxLifetime = trust.DefaultDelegationMaxLifetime
 	}
 	if cfg.CheckpointKeep <= 0 {
 		cfg.CheckpointKeep = DefaultCheckpointKeep

@@ -2,6 +2,8 @@ package metad
 
 import (
 	"context"
+	"crypto/x509"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -81,4 +83,57 @@ func TestRemoteCheckpointOnlyUnderTheRoot(t *testing.T) {
 	mustCheck(t, filepath.Join(root, "ok"))
 	// In-process callers (metad's own) are not bound to the root.
 	must(t, m.Checkpoint(context.Background(), filepath.Join(outside, "inproc")))
+}
+
+// TestJoinCannotTakeALiveBlockdIdentity: a blockd join token that names
+// no storage ID cannot get a certificate for a storage ID that holds a
+// valid certificate already (the joiner would speak for that blockd in
+// the registry), also after a restart; a token naming the ID can (an
+// operator re-joining the node), and so can an unnamed one once the old
+// certificate is revoked.
+func TestJoinCannotTakeALiveBlockdIdentity(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "meta")
+	if _, err := Format(dir, false); err != nil {
+		t.Fatal(err)
+	}
+	m := openTrusted(t, dir)
+	defer func() { _ = m.Close() }()
+	ctx := context.Background()
+	join := func(name, as string) ([]byte, error) {
+		t.Helper()
+		tok, _, err := m.IssueJoinToken(ctx, trust.RoleBlockd, name, time.Hour)
+		must(t, err)
+		key, _ := trust.NewKey()
+		csr, _ := trust.NewCSR(key, trust.Peer{Role: trust.RoleBlockd, Name: as})
+		cert, _, err := m.Join(ctx, tok, csr)
+		return cert, err
+	}
+	_, err := join("", "DS-1")
+	must(t, err)
+	if _, err := join("", "DS-1"); !errors.Is(err, cairn.ErrPermission) || !strings.Contains(err.Error(), "--name DS-1") {
+		t.Fatalf("an unnamed token took DS-1's identity: %v", err)
+	}
+	_, err = join("", "DS-2")
+	must(t, err)
+	must(t, m.Close())
+	m = openTrusted(t, dir)
+	if _, err := join("", "DS-1"); !errors.Is(err, cairn.ErrPermission) {
+		t.Fatalf("after a restart, an unnamed token took DS-1's identity: %v", err)
+	}
+	der, err := join("DS-1", "DS-1")
+	if err != nil {
+		t.Fatalf("a token naming DS-1: %v", err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	must(t, err)
+	must(t, trust.Revoke(filepath.Join(dir, trust.CADir), trust.SerialString(cert.SerialNumber), "test"))
+	if _, err := join("", "DS-1"); err != nil {
+		t.Fatalf("an unnamed token for DS-1 once its certificate is revoked: %v", err)
+	}
+	must(t, m.Close())
+	r, err := Check(dir)
+	must(t, err)
+	if !r.Clean() {
+		t.Errorf("the store with blockd certificate records does not check clean: %v", r)
+	}
 }

@@ -4,11 +4,16 @@ import (
 	"context"
 	"crypto/x509"
 	"errors"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+	"google.golang.org/grpc/peer"
 
 	"cairn"
 	"cairn/trust"
@@ -135,5 +140,31 @@ func TestJoinCannotTakeALiveBlockdIdentity(t *testing.T) {
 	must(t, err)
 	if !r.Clean() {
 		t.Errorf("the store with blockd certificate records does not check clean: %v", r)
+	}
+}
+
+// TestRegisterWarnsOfAnotherHost: a registration whose data address is
+// not on the host its connection came from is logged at WARN (a blockd
+// certificate names a storage ID, not a host); one from its own host is
+// not.
+func TestRegisterWarnsOfAnotherHost(t *testing.T) {
+	core, logs := observer.New(zap.WarnLevel)
+	m := openCfg(t, Config{Logger: zap.New(core)})
+	from := func(ip string) context.Context {
+		return peer.NewContext(context.Background(), &peer.Peer{Addr: &net.TCPAddr{IP: net.ParseIP(ip), Port: 40000}})
+	}
+	warned := func() int { return logs.FilterMessageSnippet("another host").Len() }
+	_, err := m.Register(from("10.1.2.3"), cairn.Registration{Node: cairn.Node{StorageID: "DS-1", DataAddr: "10.1.2.3:9866"}})
+	must(t, err)
+	if n := warned(); n != 0 {
+		t.Fatalf("a registration from its own host warned %d times", n)
+	}
+	_, err = m.Register(from("10.1.2.3"), cairn.Registration{Node: cairn.Node{StorageID: "DS-2", DataAddr: "10.9.9.9:9866"}})
+	must(t, err)
+	if n := warned(); n != 1 {
+		t.Fatalf("a registration naming another host's data address warned %d times, want 1", n)
+	}
+	if e := logs.FilterMessageSnippet("another host").All()[0]; e.ContextMap()["data"] != "10.9.9.9:9866" || e.ContextMap()["storage_id"] != "DS-2" {
+		t.Fatalf("the warning's fields: %v", e.ContextMap())
 	}
 }

@@ -281,7 +281,7 @@ func Open(cfg Config) (*Metad, error) {
 			return nil, fmt.Errorf("record layout version %d in %s: %w", LayoutVersion, cfg.Dir, err)
 		}
 	}
-	tokens, err := blocktoken.NewManager(blocktoken.ManagerConfig{Interval: cfg.KeyInterval, Lifetime: cfg.TokenLifetime, Now: cfg.Clock.Now}, keyStore{st.db})
+	tokens, err := blocktoken.NewManager(blocktoken.ManagerConfig{Interval: cfg.KeyInterval, Lifetime: cfg.TokenLifetime, Grace: 2*cfg.Heartbeat + time.Second, Now: cfg.Clock.Now}, keyStore{st.db})
 	if err != nil {
 		_ = st.close()
 		return nil, err

@@ -41,8 +41,15 @@ type ManagerConfig struct {
 	Interval time.Duration
 	// Lifetime is how long a token is good for.
 	Lifetime time.Duration
-	Now      func() time.Time
+	// Grace is how long after a key is first handed out (Keys) every live
+	// blockd holds it: a heartbeat interval and some. A key signs only
+	// once it has been handed out for Grace (DefaultGrace).
+	Grace time.Duration
+	Now   func() time.Time
 }
+
+// DefaultGrace is ManagerConfig.Grace's default.
+const DefaultGrace = 10 * time.Second
 
 // Manager is metad's side of block tokens (HDFS's BlockTokenSecretManager
 // in its master mode): it makes keys, signs tokens with the current one
@@ -50,13 +57,20 @@ type ManagerConfig struct {
 // handed to blockds one interval before that (so every blockd holds it
 // before the first token it signs arrives); it expires two intervals
 // plus a token's lifetime after it began to sign, so every token it
-// signed expires first. It is safe for concurrent use.
+// signed expires first. A key signs only once it has been handed out
+// for Grace: when a key must begin to sign before that (metad was down
+// longer than an interval, so the next key was never handed out), the
+// newest key handed out before keeps signing meanwhile, if it outlives
+// the token. It is safe for concurrent use.
 type Manager struct {
 	cfg ManagerConfig
 	st  KeyStore
 
 	mu   sync.Mutex
 	keys []StoredKey // by ID, which grows with SignFrom
+	// handed is when each key was first handed out; keys loaded from the
+	// store were handed out before metad stopped (the zero time).
+	handed map[uint32]time.Time
 }
 
 // NewManager loads the keys st keeps and makes those missing.
@@ -67,6 +81,9 @@ func NewManager(cfg ManagerConfig, st KeyStore) (*Manager, error) {
 	if cfg.Lifetime <= 0 {
 		cfg.Lifetime = DefaultLifetime
 	}
+	if cfg.Grace <= 0 {
+		cfg.Grace = DefaultGrace
+	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -75,7 +92,10 @@ func NewManager(cfg ManagerConfig, st KeyStore) (*Manager, error) {
 		return nil, fmt.Errorf("load block token keys: %w", err)
 	}
 	slices.SortFunc(keys, func(a, b StoredKey) int { return int(int64(a.ID) - int64(b.ID)) })
-	m := &Manager{cfg: cfg, st: st, keys: keys}
+	m := &Manager{cfg: cfg, st: st, keys: keys, handed: map[uint32]time.Time{}}
+	for _, k := range keys {
+		m.handed[k.ID] = time.Time{}
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if err := m.refresh(m.cfg.Now()); err != nil {
@@ -94,6 +114,7 @@ func (m *Manager) refresh(now time.Time) error {
 		if err := m.st.DeleteKey(m.keys[0].ID); err != nil {
 			return fmt.Errorf("drop expired block token key %d: %w", m.keys[0].ID, err)
 		}
+		delete(m.handed, m.keys[0].ID)
 		m.keys = m.keys[1:]
 	}
 	for len(m.keys) == 0 || !now.Before(m.keys[len(m.keys)-1].SignFrom) {
@@ -129,6 +150,28 @@ func (m *Manager) current(now time.Time) StoredKey {
 	return cur
 }
 
+// signer is the key that signs at now: the current one once it has been
+// handed out for Grace, else the newest key handed out that long and
+// alive for a token's lifetime, else the current one all the same.
+// m.mu is held, after refresh.
+func (m *Manager) signer(now time.Time) StoredKey {
+	cur := m.current(now)
+	delivered := func(k StoredKey) bool {
+		at, ok := m.handed[k.ID]
+		return ok && !now.Before(at.Add(m.cfg.Grace))
+	}
+	if delivered(cur) {
+		return cur
+	}
+	for i := len(m.keys) - 1; i >= 0; i-- {
+		k := m.keys[i]
+		if k.ID < cur.ID && delivered(k) && !now.Add(m.cfg.Lifetime).After(k.Expiry) {
+			return k
+		}
+	}
+	return cur
+}
+
 // Keys are the keys blockds need: every one not expired, the next one
 // included.
 func (m *Manager) Keys() ([]cairn.BlockKey, error) {
@@ -142,6 +185,9 @@ func (m *Manager) Keys() ([]cairn.BlockKey, error) {
 	for _, k := range m.keys {
 		if now.Before(k.Expiry) {
 			out = append(out, k.BlockKey)
+			if _, ok := m.handed[k.ID]; !ok {
+				m.handed[k.ID] = now
+			}
 		}
 	}
 	return out, nil
@@ -156,7 +202,7 @@ func (m *Manager) Issue(block cairn.BlockID, lo, hi cairn.GenStamp, modes Mode, 
 		m.mu.Unlock()
 		return nil, err
 	}
-	k := m.current(now)
+	k := m.signer(now)
 	m.mu.Unlock()
 	if len(user) > MaxUser {
 		user = user[:MaxUser]

@@ -254,3 +254,45 @@ func BenchmarkCheck(b *testing.B) {
 		}
 	}
 }
+
+// TestNewKeyHandedOutBeforeItSigns: after metad was down longer than the
+// keys it had made cover, the key it makes at start must sign at once by the
+// schedule, but no blockd holds it yet: the newest key handed out before
+// the downtime keeps signing, so a blockd holding only the keys it had
+// before checks every token; once the new key has been handed out for
+// the grace, it signs.
+func TestNewKeyHandedOutBeforeItSigns(t *testing.T) {
+	clock := now
+	st := &memStore{}
+	cfg := ManagerConfig{Interval: time.Hour, Lifetime: 10 * time.Minute, Grace: 10 * time.Second, Now: func() time.Time { return clock }}
+	m, err := NewManager(cfg, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, _ := m.Keys()
+	var ks KeySet
+	ks.Update(keys)                      // what the blockd holds when metad stops
+	clock = clock.Add(150 * time.Minute) // more than two intervals
+	m2, err := NewManager(cfg, st)       // metad starts again
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Want{Block: 42, Stamps: []cairn.GenStamp{1001}, Mode: Read}
+	tok, err := m2.Issue(42, 1001, 1001, Read, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ks.Check(tok, clock, want); err != nil {
+		t.Fatalf("a token issued before the blockd heard from the restarted metad: %v", err)
+	}
+	keys, _ = m2.Keys() // the next heartbeat
+	ks.Update(keys)
+	clock = clock.Add(cfg.Grace)
+	tok, _ = m2.Issue(42, 1001, 1001, Read, "alice")
+	if _, err := ks.Check(tok, clock, want); err != nil {
+		t.Fatalf("a token after the new key was handed out: %v", err)
+	}
+	if tk, _ := Parse(tok); tk.KeyID != keys[len(keys)-1].ID && tk.KeyID != keys[len(keys)-2].ID {
+		t.Fatalf("signed with key %d, want the newest keys %v", tk.KeyID, keys)
+	}
+}

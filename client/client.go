@@ -230,6 +230,10 @@ func Dial(addr string, opts Options) (*Client, error) {
 // Trust is metad's certificate service over this client's connection.
 func (c *Client) Trust() *rpc.TrustClient { return rpc.NewTrustClient(c.conn) }
 
+// Delegations is metad's delegation token service over the client's
+// connection.
+func (c *Client) Delegations() *rpc.DelegationClient { return rpc.NewDelegationClient(c.conn) }
+
 // Close releases the connection to metad.
 func (c *Client) Close() error { return c.conn.Close() }
 

@@ -98,12 +98,21 @@ func (m *Metad) Join(ctx context.Context, token string, csr []byte) ([]byte, []b
 		return nil, nil, cairn.E(op, cairn.KindPermission, "", fmt.Sprintf("the join token is for %s/%s, the request names %s", jt.Role, jt.Name, p))
 	}
 	now := m.clock.Now()
+	der, err := m.ca.Issue(req.PublicKey, p, m.cfg.CertTTL, nil)
+	if err != nil {
+		return nil, nil, cairn.E(op, cairn.KindInvalid, "", err.Error())
+	}
 	err = m.mutate(func(b *pebble.Batch) error {
 		k := joinTokenKey(jt.ID)
 		if _, err := m.st.get(k); err == nil {
 			return cairn.E(op, cairn.KindPermission, "", fmt.Sprintf("join token %s was used already: a token works once; ask an admin for a new one", jt.IDString()))
 		} else if !isNotFound(err) {
 			return err
+		}
+		if p.Role == trust.RoleBlockd {
+			if err := m.recordBlockdCert(b, op, p.Name, jt.Name != "", der, now); err != nil {
+				return err
+			}
 		}
 		if err := pruneJoinTokens(m.st.db, b, now); err != nil {
 			return err
@@ -112,10 +121,6 @@ func (m *Metad) Join(ctx context.Context, token string, csr []byte) ([]byte, []b
 	})
 	if err != nil {
 		return nil, nil, err
-	}
-	der, err := m.ca.Issue(req.PublicKey, p, m.cfg.CertTTL, nil)
-	if err != nil {
-		return nil, nil, cairn.E(op, cairn.KindInvalid, "", err.Error())
 	}
 	m.log.Info("joined", zap.Stringer("peer", p), zap.String("token", jt.IDString()))
 	return der, m.ca.Cert.Raw, nil
@@ -160,6 +165,11 @@ func (m *Metad) RenewCert(ctx context.Context, csr []byte) ([]byte, []byte, erro
 	der, err := m.ca.Issue(req.PublicKey, p, m.cfg.CertTTL, nil)
 	if err != nil {
 		return nil, nil, cairn.E(op, cairn.KindInvalid, "", err.Error())
+	}
+	if p.Role == trust.RoleBlockd {
+		if err := m.mutate(func(b *pebble.Batch) error { return m.recordBlockdCert(b, op, p.Name, true, der, m.clock.Now()) }); err != nil {
+			return nil, nil, err
+		}
 	}
 	m.log.Info("certificate renewed", zap.Stringer("peer", p))
 	return der, m.ca.Cert.Raw, nil

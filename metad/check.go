@@ -201,7 +201,7 @@ func (c *checker) key(k, v []byte) {
 	id := func() uint64 { return binary.BigEndian.Uint64(k[1:9]) }
 	switch k[0] {
 	case prefixMeta:
-		if string(k) != string(layoutKey) && string(k) != string(subdirsKey) {
+		if string(k) != string(layoutKey) && string(k) != string(subdirsKey) && string(k) != string(delegationSeqKey) {
 			c.r.problem("unknown meta key %q", k)
 		}
 	case prefixCounter:
@@ -275,6 +275,14 @@ func (c *checker) key(k, v []byte) {
 	case prefixJoinToken:
 		if len(k) != 17 || len(v) != 8 {
 			c.r.problem("used join token key %x of %d bytes, value of %d", k, len(k), len(v))
+		}
+	case prefixDelegation:
+		if _, _, err := decodeDelegationRecord(v); len(k) != 9 || err != nil {
+			c.r.problem("delegation token key %x of %d bytes, value of %d", k, len(k), len(v))
+		}
+	case prefixNodeCert:
+		if _, _, err := decodeNodeCert(v); len(k) < 2 || err != nil {
+			c.r.problem("blockd certificate key %q, value of %d bytes", k, len(v))
 		}
 	default:
 		c.r.problem("unknown key %q", k)

@@ -21,6 +21,9 @@ import (
 //	"l" ino(8 BE) parent(8 BE) name    -> empty: a name of a file other than its primary one
 //	"t" keyID(4 BE)                    -> block token key: secret(32) signFrom(8 BE) expiry(8 BE), Unix ms
 //	"j" tokenID(16)                    -> expiry of a used join token, Unix seconds (8 BE)
+//	"d" seq(8 BE)                      -> delegation token: expiry(8 BE) maxDate(8 BE), Unix ms
+//	"n" storageID                      -> blockd certificate issued: notAfter(8 BE, Unix s) serial
+//	"m" "delegation-seq"               -> last delegation token sequence number (8 BE)
 const (
 	prefixMeta    = 'm'
 	prefixCounter = 'c'
@@ -38,6 +41,12 @@ const (
 	// prefixJoinToken keys the one-time tokens used: join tokens
 	// (certs.go) and UI sign-in links (uilink.go).
 	prefixJoinToken = 'j'
+	// prefixDelegation keys the delegation tokens that work
+	// (delegation.go).
+	prefixDelegation = 'd'
+	// prefixNodeCert keys the blockd identities metad signed
+	// certificates for (nodecerts.go).
+	prefixNodeCert = 'n'
 )
 
 // LayoutVersion is the version of the key layout this metad reads and

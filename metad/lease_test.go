@@ -10,6 +10,7 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 
 	"cairn"
+	"cairn/trust"
 )
 
 func leaseConfig(clk *fakeClock) Config {
@@ -287,4 +288,56 @@ func playPrimary(t testing.TB, m *Metad, node string, lens map[cairn.BlockID]int
 		}
 	}
 	return n
+}
+
+// TestCommitSyncOnlyFromThePrimary: a block recovery's outcome counts
+// only from the blockd certificate of the primary metad named for it:
+// another blockd that knows (or guesses: they are generation stamps) the
+// recovery ID is refused, and the file stays under recovery.
+func TestCommitSyncOnlyFromThePrimary(t *testing.T) {
+	clk := newFakeClock()
+	m := openCfg(t, leaseConfig(clk))
+	ctx := context.Background()
+	fakeNode(t, m, "DS-1")
+	fakeNode(t, m, "DS-2")
+	blocks := writeFile(t, ctx, m, "/f", "c1", "", true, testBlock, 0)
+	last := blocks[1]
+	last.Len = 1234
+	must(t, m.BlocksReceived(ctx, "DS-1", finalized(last)))
+	must(t, m.BlocksReceived(ctx, "DS-2", finalized(last)))
+	clk.Add(61 * time.Second)
+	if _, err := m.Create(ctx, "/f", cairn.CreateOptions{Client: "c2"}); !errors.Is(err, cairn.ErrExist) {
+		t.Fatalf("create past the soft limit: %v", err)
+	}
+	var cs *cairn.CommitSync
+	var primary, other string
+	for _, n := range []string{"DS-1", "DS-2"} {
+		cmds, err := m.Heartbeat(ctx, cairn.Heartbeat{StorageID: n, Capacity: 1 << 40, Remaining: 1 << 40})
+		must(t, err)
+		for _, c := range cmds {
+			if c.Kind == cairn.CmdRecover {
+				cs = &cairn.CommitSync{Block: c.Blocks[0], RecoveryID: c.RecoveryID, NewGenStamp: c.RecoveryID}
+				primary = n
+			}
+		}
+	}
+	if cs == nil {
+		t.Fatal("no recovery handed out")
+	}
+	other = map[string]string{"DS-1": "DS-2", "DS-2": "DS-1"}[primary]
+	cs.NewLen, cs.Nodes = 0, []string{other}
+	as := func(p trust.Peer) context.Context { return trust.WithPeer(ctx, p) }
+	for _, p := range []trust.Peer{{Role: trust.RoleBlockd, Name: other}, {Role: trust.RoleMount, Name: primary}} {
+		if err := m.CommitBlockSynchronization(as(p), *cs); !errors.Is(err, cairn.ErrPermission) {
+			t.Fatalf("%s committed the recovery of primary %s: %v, want a permission error", p, primary, err)
+		}
+	}
+	if fi := stat(t, m, "/f"); !fi.Writing || fi.Size != testBlock {
+		t.Fatalf("after refused commits: writing %v, size %d", fi.Writing, fi.Size)
+	}
+	cs.NewLen, cs.Nodes = 1234, []string{primary}
+	must(t, m.CommitBlockSynchronization(as(trust.Peer{Role: trust.RoleBlockd, Name: primary}), *cs))
+	if fi := stat(t, m, "/f"); fi.Writing || fi.Size != testBlock+1234 {
+		t.Fatalf("after the primary's commit: writing %v, size %d", fi.Writing, fi.Size)
+	}
 }

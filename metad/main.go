@@ -63,6 +63,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	addrFile := fl.String("addr-file", "", "write the bound addresses as JSON to this file once serving")
 	insecureFlag := fl.Bool("insecure", false, "serve without TLS and believe every client (a dev cluster on loopback addresses only)")
 	certTTL := fl.Duration("cert-ttl", trust.DefaultCertTTL, "lifetime of the certificates metad signs; holders renew them at two thirds of it")
+	dtRenew := fl.Duration("delegation-renew-interval", trust.DefaultDelegationRenewInterval, "how long a delegation token works after it is issued or renewed")
+	dtMax := fl.Duration("delegation-max-lifetime", trust.DefaultDelegationMaxLifetime, "how long a delegation token works at most, however often it is renewed")
 	encrypt := fl.Bool("encrypt-data", DefaultEncryptData, "encrypt block data: blockds' data ports take mutual TLS 1.3 only (needs the cluster CA, not --insecure)")
 	debug := fl.Bool("debug", false, "log at debug level")
 	fl.Usage = func() {
@@ -124,6 +126,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		CheckpointDir: periodic, CheckpointInterval: *ckptEvery, CheckpointKeep: *ckptKeep, CheckpointRoot: *ckptDir,
 		RetryCacheSize: *retrySize, RetryCacheExpiry: *retryExpiry, CertTTL: *certTTL, EncryptData: *encrypt,
 		TokenLifetime: *tokenLife, KeyInterval: *keyInterval,
+		DelegationRenewInterval: *dtRenew, DelegationMaxLifetime: *dtMax,
 		SafeModeThreshold: *smThreshold, SafeModeExtension: *smExtension,
 		TopologyScript: *topoScript,
 	}, *insecureFlag); err != nil {
@@ -286,6 +289,16 @@ func (m *Metad) httpHandler(secure bool) http.Handler {
 	})
 	mux.HandleFunc("/metrics", m.stats.serveMetrics)
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "ok\n") })
+	// Who the request is authenticated as: a certificate's peer, a UI
+	// session's admin, or the user a delegation token names.
+	mux.HandleFunc("/whoami", func(w http.ResponseWriter, r *http.Request) {
+		p, ok := trust.PeerFrom(r.Context())
+		if !ok {
+			_, _ = io.WriteString(w, "anonymous (insecure)\n")
+			return
+		}
+		_, _ = io.WriteString(w, p.String()+"\n")
+	})
 	// Go's profiler, for the figures of docs/PERFORMANCE.md and for
 	// operators: go tool pprof http://HOST:9870/debug/pprof/profile.
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
@@ -296,7 +309,7 @@ func (m *Metad) httpHandler(secure bool) http.Handler {
 		// its one-time token is the credential (uilink.go).
 		outer := http.NewServeMux()
 		outer.HandleFunc(trust.UILoginPath, m.uiLogin)
-		outer.Handle("/", trust.RequireCertOrSession(mux, m.uiSession))
+		outer.Handle("/", trust.RequireCredential(mux, m.uiSession, m.delegationPeer))
 		return outer
 	}
 	return mux

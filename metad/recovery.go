@@ -13,6 +13,7 @@ import (
 
 	"cairn"
 	"cairn/metad/metapb"
+	"cairn/trust"
 )
 
 // Block recovery, as HDFS's: a file whose writer is gone is closed only
@@ -221,6 +222,13 @@ func (m *Metad) CommitBlockSynchronization(ctx context.Context, c cairn.CommitSy
 	cur, ok := m.recoveries.current(c.Block.ID)
 	if !ok || cur.id != c.RecoveryID {
 		return cairn.E(op, cairn.KindInvalid, "", fmt.Sprintf("recovery %d of blk_%d is not under way", c.RecoveryID, c.Block.ID))
+	}
+	if p, ok := trust.PeerFrom(ctx); ok && (p.Role != trust.RoleBlockd || p.Name != cur.primary) {
+		// Recovery IDs are generation stamps, easily guessed: only the
+		// primary metad named may report the outcome.
+		m.log.Warn("refused a block recovery's outcome from a blockd other than its primary", zap.Stringer("peer", p),
+			zap.String("primary", cur.primary), zap.Uint64("block", uint64(c.Block.ID)), zap.Uint64("recovery", uint64(c.RecoveryID)))
+		return cairn.E(op, cairn.KindPermission, "", fmt.Sprintf("recovery %d of blk_%d was handed to %s, not %s", c.RecoveryID, c.Block.ID, cur.primary, p))
 	}
 	if c.NewGenStamp != c.RecoveryID {
 		return cairn.E(op, cairn.KindInvalid, "", fmt.Sprintf("recovery %d finalized at stamp %d", c.RecoveryID, c.NewGenStamp))

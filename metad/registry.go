@@ -155,6 +155,7 @@ func (m *Metad) Register(ctx context.Context, r cairn.Registration) (cairn.Regis
 		return cairn.Registered{}, cairn.E(op, cairn.KindInvalid, "", fmt.Sprintf("blockd %s: --rack: %v", r.StorageID, err))
 	}
 	r.Rack = claimed
+	m.checkDataAddr(ctx, r)
 	if m.topo.script != "" {
 		// The script decides, by the blockd's address, as HDFS's
 		// NameNode does; the blockd's own word is logged only.

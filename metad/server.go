@@ -91,6 +91,13 @@ type Config struct {
 	// CertTTL is the lifetime of the certificates metad signs (default
 	// trust.DefaultCertTTL); holders renew them at two thirds of it.
 	CertTTL time.Duration
+	// DelegationRenewInterval is how long a delegation token works after
+	// it is issued or renewed; DelegationMaxLifetime bounds its life
+	// (defaults trust.DefaultDelegationRenewInterval and
+	// DefaultDelegationMaxLifetime, HDFS's delegation.token.renew-interval
+	// and max-lifetime).
+	DelegationRenewInterval time.Duration
+	DelegationMaxLifetime   time.Duration
 
 	// storeFS holds the store instead of the disk (tests: a crashable
 	// memory file system).
@@ -252,6 +259,12 @@ func Open(cfg Config) (*Metad, error) {
 	if cfg.CertTTL <= 0 {
 		cfg.CertTTL = trust.DefaultCertTTL
 	}
+	if cfg.DelegationRenewInterval <= 0 {
+		cfg.DelegationRenewInterval = trust.DefaultDelegationRenewInterval
+	}
+	if cfg.DelegationMaxLifetime <= 0 {
+		cfg.DelegationMaxLifetime = trust.DefaultDelegationMaxLifetime
+	}
 	if cfg.CheckpointKeep <= 0 {
 		cfg.CheckpointKeep = DefaultCheckpointKeep
 	}
@@ -268,7 +281,7 @@ func Open(cfg Config) (*Metad, error) {
 			return nil, fmt.Errorf("record layout version %d in %s: %w", LayoutVersion, cfg.Dir, err)
 		}
 	}
-	tokens, err := blocktoken.NewManager(blocktoken.ManagerConfig{Interval: cfg.KeyInterval, Lifetime: cfg.TokenLifetime, Now: cfg.Clock.Now}, keyStore{st.db})
+	tokens, err := blocktoken.NewManager(blocktoken.ManagerConfig{Interval: cfg.KeyInterval, Lifetime: cfg.TokenLifetime, Grace: 2*cfg.Heartbeat + time.Second, Now: cfg.Clock.Now}, keyStore{st.db})
 	if err != nil {
 		_ = st.close()
 		return nil, err

@@ -55,6 +55,9 @@ var Mutations = map[string]bool{
 	pb.Namespace_Release_FullMethodName:                true,
 	pb.Namespace_Link_FullMethodName:                   true,
 	pb.Trust_Join_FullMethodName:                       true,
+	pb.Namespace_GetDelegationToken_FullMethodName:     true,
+	pb.Namespace_RenewDelegationToken_FullMethodName:   true,
+	pb.Namespace_CancelDelegationToken_FullMethodName:  true,
 }
 
 // The client ID and call ID travel in gRPC metadata under these keys.

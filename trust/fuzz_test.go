@@ -78,3 +78,33 @@ func FuzzParseUIToken(f *testing.F) {
 		_, _ = ca.VerifyUIToken(s, ut.Kind, time.Now())
 	})
 }
+
+// FuzzParseDelegationToken: no input makes the delegation token parser
+// panic, a token it accepts names a valid owner and renewer, and only
+// tokens this CA signed verify.
+func FuzzParseDelegationToken(f *testing.F) {
+	ca, err := CreateCA(f.TempDir(), "ns-fuzz")
+	if err != nil {
+		f.Fatal(err)
+	}
+	now := time.Now()
+	tok, _, err := ca.SignDelegationToken(DelegationToken{KeyID: DelegationKeyID, Seq: 7, Issued: now, MaxDate: now.Add(time.Hour), Owner: "alice", Renewer: "bob"})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(tok)
+	f.Add("cairndt1.")
+	f.Add("cairndt1.AQ")
+	f.Fuzz(func(t *testing.T, s string) {
+		dt, _, _, err := ParseDelegationToken(s)
+		if err != nil {
+			return
+		}
+		if ValidName(dt.Owner) != nil || ValidName(dt.Renewer) != nil {
+			t.Fatalf("accepted %+v", dt)
+		}
+		if v, err := ca.VerifyDelegationToken(s); err == nil && s != tok {
+			t.Fatalf("verified a token this CA did not sign: %q %+v", s, v)
+		}
+	})
+}

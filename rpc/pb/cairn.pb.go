@@ -95,7 +95,7 @@ func (x OpHeader_Op) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use OpHeader_Op.Descriptor instead.
 func (OpHeader_Op) EnumDescriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{54, 0}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{58, 0}
 }
 
 type OpHeader_Stage int32
@@ -147,7 +147,7 @@ func (x OpHeader_Stage) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use OpHeader_Stage.Descriptor instead.
 func (OpHeader_Stage) EnumDescriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{54, 1}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{58, 1}
 }
 
 type Empty struct {
@@ -3060,6 +3060,201 @@ func (x *AccessRequest) GetMode() uint32 {
 	return 0
 }
 
+// Delegation tokens (HDFS's ClientProtocol getDelegationToken,
+// renewDelegationToken, cancelDelegationToken; trust.DelegationToken).
+// Times are Unix milliseconds.
+type DelegationTokenRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Renewer       string                 `protobuf:"bytes,1,opt,name=renewer,proto3" json:"renewer,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DelegationTokenRequest) Reset() {
+	*x = DelegationTokenRequest{}
+	mi := &file_rpc_pb_cairn_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DelegationTokenRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DelegationTokenRequest) ProtoMessage() {}
+
+func (x *DelegationTokenRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_pb_cairn_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DelegationTokenRequest.ProtoReflect.Descriptor instead.
+func (*DelegationTokenRequest) Descriptor() ([]byte, []int) {
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *DelegationTokenRequest) GetRenewer() string {
+	if x != nil {
+		return x.Renewer
+	}
+	return ""
+}
+
+type DelegationTokenReply struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Token         string                 `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	ExpiryMs      int64                  `protobuf:"varint,2,opt,name=expiry_ms,json=expiryMs,proto3" json:"expiry_ms,omitempty"`
+	MaxDateMs     int64                  `protobuf:"varint,3,opt,name=max_date_ms,json=maxDateMs,proto3" json:"max_date_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DelegationTokenReply) Reset() {
+	*x = DelegationTokenReply{}
+	mi := &file_rpc_pb_cairn_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DelegationTokenReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DelegationTokenReply) ProtoMessage() {}
+
+func (x *DelegationTokenReply) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_pb_cairn_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DelegationTokenReply.ProtoReflect.Descriptor instead.
+func (*DelegationTokenReply) Descriptor() ([]byte, []int) {
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *DelegationTokenReply) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
+func (x *DelegationTokenReply) GetExpiryMs() int64 {
+	if x != nil {
+		return x.ExpiryMs
+	}
+	return 0
+}
+
+func (x *DelegationTokenReply) GetMaxDateMs() int64 {
+	if x != nil {
+		return x.MaxDateMs
+	}
+	return 0
+}
+
+type DelegationTokenRef struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Token         string                 `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DelegationTokenRef) Reset() {
+	*x = DelegationTokenRef{}
+	mi := &file_rpc_pb_cairn_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DelegationTokenRef) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DelegationTokenRef) ProtoMessage() {}
+
+func (x *DelegationTokenRef) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_pb_cairn_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DelegationTokenRef.ProtoReflect.Descriptor instead.
+func (*DelegationTokenRef) Descriptor() ([]byte, []int) {
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *DelegationTokenRef) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
+type RenewDelegationReply struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ExpiryMs      int64                  `protobuf:"varint,1,opt,name=expiry_ms,json=expiryMs,proto3" json:"expiry_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RenewDelegationReply) Reset() {
+	*x = RenewDelegationReply{}
+	mi := &file_rpc_pb_cairn_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RenewDelegationReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RenewDelegationReply) ProtoMessage() {}
+
+func (x *RenewDelegationReply) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_pb_cairn_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RenewDelegationReply.ProtoReflect.Descriptor instead.
+func (*RenewDelegationReply) Descriptor() ([]byte, []int) {
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{47}
+}
+
+func (x *RenewDelegationReply) GetExpiryMs() int64 {
+	if x != nil {
+		return x.ExpiryMs
+	}
+	return 0
+}
+
 type Registration struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Node          *Node                  `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
@@ -3070,7 +3265,7 @@ type Registration struct {
 
 func (x *Registration) Reset() {
 	*x = Registration{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[44]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3082,7 +3277,7 @@ func (x *Registration) String() string {
 func (*Registration) ProtoMessage() {}
 
 func (x *Registration) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[44]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3095,7 +3290,7 @@ func (x *Registration) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Registration.ProtoReflect.Descriptor instead.
 func (*Registration) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{44}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *Registration) GetNode() *Node {
@@ -3125,7 +3320,7 @@ type RegisterReply struct {
 
 func (x *RegisterReply) Reset() {
 	*x = RegisterReply{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[45]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3137,7 +3332,7 @@ func (x *RegisterReply) String() string {
 func (*RegisterReply) ProtoMessage() {}
 
 func (x *RegisterReply) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[45]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3150,7 +3345,7 @@ func (x *RegisterReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterReply.ProtoReflect.Descriptor instead.
 func (*RegisterReply) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{45}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *RegisterReply) GetNamespaceId() string {
@@ -3186,7 +3381,7 @@ type BlockKey struct {
 
 func (x *BlockKey) Reset() {
 	*x = BlockKey{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[46]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3198,7 +3393,7 @@ func (x *BlockKey) String() string {
 func (*BlockKey) ProtoMessage() {}
 
 func (x *BlockKey) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[46]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3211,7 +3406,7 @@ func (x *BlockKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BlockKey.ProtoReflect.Descriptor instead.
 func (*BlockKey) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{46}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *BlockKey) GetId() uint32 {
@@ -3248,7 +3443,7 @@ type HeartbeatRequest struct {
 
 func (x *HeartbeatRequest) Reset() {
 	*x = HeartbeatRequest{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[47]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3260,7 +3455,7 @@ func (x *HeartbeatRequest) String() string {
 func (*HeartbeatRequest) ProtoMessage() {}
 
 func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[47]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3273,7 +3468,7 @@ func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatRequest.ProtoReflect.Descriptor instead.
 func (*HeartbeatRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{47}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *HeartbeatRequest) GetStorageId() string {
@@ -3325,7 +3520,7 @@ type Command struct {
 
 func (x *Command) Reset() {
 	*x = Command{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[48]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3337,7 +3532,7 @@ func (x *Command) String() string {
 func (*Command) ProtoMessage() {}
 
 func (x *Command) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[48]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3350,7 +3545,7 @@ func (x *Command) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Command.ProtoReflect.Descriptor instead.
 func (*Command) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{48}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *Command) GetKind() int32 {
@@ -3404,7 +3599,7 @@ type HeartbeatReply struct {
 
 func (x *HeartbeatReply) Reset() {
 	*x = HeartbeatReply{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[49]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3416,7 +3611,7 @@ func (x *HeartbeatReply) String() string {
 func (*HeartbeatReply) ProtoMessage() {}
 
 func (x *HeartbeatReply) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[49]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3429,7 +3624,7 @@ func (x *HeartbeatReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatReply.ProtoReflect.Descriptor instead.
 func (*HeartbeatReply) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{49}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *HeartbeatReply) GetCommands() []*Command {
@@ -3449,7 +3644,7 @@ type BlockList struct {
 
 func (x *BlockList) Reset() {
 	*x = BlockList{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[50]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3461,7 +3656,7 @@ func (x *BlockList) String() string {
 func (*BlockList) ProtoMessage() {}
 
 func (x *BlockList) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[50]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3474,7 +3669,7 @@ func (x *BlockList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BlockList.ProtoReflect.Descriptor instead.
 func (*BlockList) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{50}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *BlockList) GetStorageId() string {
@@ -3503,7 +3698,7 @@ type Replica struct {
 
 func (x *Replica) Reset() {
 	*x = Replica{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[51]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3515,7 +3710,7 @@ func (x *Replica) String() string {
 func (*Replica) ProtoMessage() {}
 
 func (x *Replica) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[51]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3528,7 +3723,7 @@ func (x *Replica) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Replica.ProtoReflect.Descriptor instead.
 func (*Replica) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{51}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *Replica) GetBlock() *Block {
@@ -3555,7 +3750,7 @@ type ReplicaList struct {
 
 func (x *ReplicaList) Reset() {
 	*x = ReplicaList{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[52]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3567,7 +3762,7 @@ func (x *ReplicaList) String() string {
 func (*ReplicaList) ProtoMessage() {}
 
 func (x *ReplicaList) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[52]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3580,7 +3775,7 @@ func (x *ReplicaList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaList.ProtoReflect.Descriptor instead.
 func (*ReplicaList) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{52}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *ReplicaList) GetStorageId() string {
@@ -3612,7 +3807,7 @@ type CommitSyncRequest struct {
 
 func (x *CommitSyncRequest) Reset() {
 	*x = CommitSyncRequest{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[53]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3624,7 +3819,7 @@ func (x *CommitSyncRequest) String() string {
 func (*CommitSyncRequest) ProtoMessage() {}
 
 func (x *CommitSyncRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[53]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3637,7 +3832,7 @@ func (x *CommitSyncRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitSyncRequest.ProtoReflect.Descriptor instead.
 func (*CommitSyncRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{53}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *CommitSyncRequest) GetBlock() *Block {
@@ -3719,7 +3914,7 @@ type OpHeader struct {
 
 func (x *OpHeader) Reset() {
 	*x = OpHeader{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[54]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3731,7 +3926,7 @@ func (x *OpHeader) String() string {
 func (*OpHeader) ProtoMessage() {}
 
 func (x *OpHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[54]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3744,7 +3939,7 @@ func (x *OpHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpHeader.ProtoReflect.Descriptor instead.
 func (*OpHeader) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{54}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *OpHeader) GetOp() OpHeader_Op {
@@ -3863,7 +4058,7 @@ type OpReply struct {
 
 func (x *OpReply) Reset() {
 	*x = OpReply{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[55]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3875,7 +4070,7 @@ func (x *OpReply) String() string {
 func (*OpReply) ProtoMessage() {}
 
 func (x *OpReply) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[55]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3888,7 +4083,7 @@ func (x *OpReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpReply.ProtoReflect.Descriptor instead.
 func (*OpReply) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{55}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *OpReply) GetStatus() uint32 {
@@ -3951,7 +4146,7 @@ type LinkRequest struct {
 
 func (x *LinkRequest) Reset() {
 	*x = LinkRequest{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[56]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3963,7 +4158,7 @@ func (x *LinkRequest) String() string {
 func (*LinkRequest) ProtoMessage() {}
 
 func (x *LinkRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[56]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3976,7 +4171,7 @@ func (x *LinkRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LinkRequest.ProtoReflect.Descriptor instead.
 func (*LinkRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{56}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *LinkRequest) GetSrc() string {
@@ -4004,7 +4199,7 @@ type DataTransferReply struct {
 
 func (x *DataTransferReply) Reset() {
 	*x = DataTransferReply{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[57]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4016,7 +4211,7 @@ func (x *DataTransferReply) String() string {
 func (*DataTransferReply) ProtoMessage() {}
 
 func (x *DataTransferReply) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[57]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4029,7 +4224,7 @@ func (x *DataTransferReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DataTransferReply.ProtoReflect.Descriptor instead.
 func (*DataTransferReply) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{57}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *DataTransferReply) GetEncrypt() bool {
@@ -4048,7 +4243,7 @@ type UILinkRequest struct {
 
 func (x *UILinkRequest) Reset() {
 	*x = UILinkRequest{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[58]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4060,7 +4255,7 @@ func (x *UILinkRequest) String() string {
 func (*UILinkRequest) ProtoMessage() {}
 
 func (x *UILinkRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[58]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4073,7 +4268,7 @@ func (x *UILinkRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UILinkRequest.ProtoReflect.Descriptor instead.
 func (*UILinkRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{58}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *UILinkRequest) GetTtlMs() int64 {
@@ -4096,7 +4291,7 @@ type UILinkReply struct {
 
 func (x *UILinkReply) Reset() {
 	*x = UILinkReply{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[59]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4108,7 +4303,7 @@ func (x *UILinkReply) String() string {
 func (*UILinkReply) ProtoMessage() {}
 
 func (x *UILinkReply) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[59]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4121,7 +4316,7 @@ func (x *UILinkReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UILinkReply.ProtoReflect.Descriptor instead.
 func (*UILinkReply) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{59}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *UILinkReply) GetToken() string {
@@ -4157,7 +4352,7 @@ type JoinRequest struct {
 
 func (x *JoinRequest) Reset() {
 	*x = JoinRequest{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[60]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4169,7 +4364,7 @@ func (x *JoinRequest) String() string {
 func (*JoinRequest) ProtoMessage() {}
 
 func (x *JoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[60]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4182,7 +4377,7 @@ func (x *JoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRequest.ProtoReflect.Descriptor instead.
 func (*JoinRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{60}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *JoinRequest) GetToken() string {
@@ -4209,7 +4404,7 @@ type RenewCertRequest struct {
 
 func (x *RenewCertRequest) Reset() {
 	*x = RenewCertRequest{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[61]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4221,7 +4416,7 @@ func (x *RenewCertRequest) String() string {
 func (*RenewCertRequest) ProtoMessage() {}
 
 func (x *RenewCertRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[61]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4234,7 +4429,7 @@ func (x *RenewCertRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewCertRequest.ProtoReflect.Descriptor instead.
 func (*RenewCertRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{61}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *RenewCertRequest) GetCsr() []byte {
@@ -4255,7 +4450,7 @@ type CertReply struct {
 
 func (x *CertReply) Reset() {
 	*x = CertReply{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[62]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4267,7 +4462,7 @@ func (x *CertReply) String() string {
 func (*CertReply) ProtoMessage() {}
 
 func (x *CertReply) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[62]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4280,7 +4475,7 @@ func (x *CertReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CertReply.ProtoReflect.Descriptor instead.
 func (*CertReply) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{62}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *CertReply) GetCert() []byte {
@@ -4308,7 +4503,7 @@ type JoinTokenRequest struct {
 
 func (x *JoinTokenRequest) Reset() {
 	*x = JoinTokenRequest{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[63]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4320,7 +4515,7 @@ func (x *JoinTokenRequest) String() string {
 func (*JoinTokenRequest) ProtoMessage() {}
 
 func (x *JoinTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[63]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4333,7 +4528,7 @@ func (x *JoinTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinTokenRequest.ProtoReflect.Descriptor instead.
 func (*JoinTokenRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{63}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *JoinTokenRequest) GetRole() string {
@@ -4368,7 +4563,7 @@ type JoinTokenReply struct {
 
 func (x *JoinTokenReply) Reset() {
 	*x = JoinTokenReply{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[64]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4380,7 +4575,7 @@ func (x *JoinTokenReply) String() string {
 func (*JoinTokenReply) ProtoMessage() {}
 
 func (x *JoinTokenReply) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[64]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4393,7 +4588,7 @@ func (x *JoinTokenReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinTokenReply.ProtoReflect.Descriptor instead.
 func (*JoinTokenReply) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{64}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *JoinTokenReply) GetToken() string {
@@ -4646,7 +4841,17 @@ const file_rpc_pb_cairn_proto_rawDesc = "" +
 	"\amessage\x18\a \x01(\tR\amessage\"7\n" +
 	"\rAccessRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x12\n" +
-	"\x04mode\x18\x02 \x01(\rR\x04mode\"U\n" +
+	"\x04mode\x18\x02 \x01(\rR\x04mode\"2\n" +
+	"\x16DelegationTokenRequest\x12\x18\n" +
+	"\arenewer\x18\x01 \x01(\tR\arenewer\"i\n" +
+	"\x14DelegationTokenReply\x12\x14\n" +
+	"\x05token\x18\x01 \x01(\tR\x05token\x12\x1b\n" +
+	"\texpiry_ms\x18\x02 \x01(\x03R\bexpiryMs\x12\x1e\n" +
+	"\vmax_date_ms\x18\x03 \x01(\x03R\tmaxDateMs\"*\n" +
+	"\x12DelegationTokenRef\x12\x14\n" +
+	"\x05token\x18\x01 \x01(\tR\x05token\"3\n" +
+	"\x14RenewDelegationReply\x12\x1b\n" +
+	"\texpiry_ms\x18\x01 \x01(\x03R\bexpiryMs\"U\n" +
 	"\fRegistration\x12\"\n" +
 	"\x04node\x18\x01 \x01(\v2\x0e.cairn.v1.NodeR\x04node\x12!\n" +
 	"\fnamespace_id\x18\x02 \x01(\tR\vnamespaceId\"}\n" +
@@ -4764,7 +4969,7 @@ const file_rpc_pb_cairn_proto_rawDesc = "" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\x12\x1f\n" +
 	"\vexpiry_unix\x18\x03 \x01(\x03R\n" +
-	"expiryUnix2\xcf\x0f\n" +
+	"expiryUnix2\xc5\x11\n" +
 	"\tNamespace\x121\n" +
 	"\x06Mkdirs\x12\x16.cairn.v1.MkdirRequest\x1a\x0f.cairn.v1.Empty\x120\n" +
 	"\x05Mkdir\x12\x16.cairn.v1.MkdirRequest\x1a\x0f.cairn.v1.Empty\x125\n" +
@@ -4803,7 +5008,10 @@ const file_rpc_pb_cairn_proto_rawDesc = "" +
 	"\rReplicaReport\x12\x15.cairn.v1.PathRequest\x1a\x16.cairn.v1.FileReplicas\x12.\n" +
 	"\x04Link\x12\x15.cairn.v1.LinkRequest\x1a\x0f.cairn.v1.Empty\x125\n" +
 	"\x06Access\x12\x17.cairn.v1.AccessRequest\x1a\x12.cairn.v1.FileInfo\x12>\n" +
-	"\bSafeMode\x12\x19.cairn.v1.SafeModeRequest\x1a\x17.cairn.v1.SafeModeReply2\xbb\x03\n" +
+	"\bSafeMode\x12\x19.cairn.v1.SafeModeRequest\x1a\x17.cairn.v1.SafeModeReply\x12V\n" +
+	"\x12GetDelegationToken\x12 .cairn.v1.DelegationTokenRequest\x1a\x1e.cairn.v1.DelegationTokenReply\x12T\n" +
+	"\x14RenewDelegationToken\x12\x1c.cairn.v1.DelegationTokenRef\x1a\x1e.cairn.v1.RenewDelegationReply\x12F\n" +
+	"\x15CancelDelegationToken\x12\x1c.cairn.v1.DelegationTokenRef\x1a\x0f.cairn.v1.Empty2\xbb\x03\n" +
 	"\bRegistry\x12;\n" +
 	"\bRegister\x12\x16.cairn.v1.Registration\x1a\x17.cairn.v1.RegisterReply\x12A\n" +
 	"\tHeartbeat\x12\x1a.cairn.v1.HeartbeatRequest\x1a\x18.cairn.v1.HeartbeatReply\x125\n" +
@@ -4832,75 +5040,79 @@ func file_rpc_pb_cairn_proto_rawDescGZIP() []byte {
 }
 
 var file_rpc_pb_cairn_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_rpc_pb_cairn_proto_msgTypes = make([]protoimpl.MessageInfo, 65)
+var file_rpc_pb_cairn_proto_msgTypes = make([]protoimpl.MessageInfo, 69)
 var file_rpc_pb_cairn_proto_goTypes = []any{
-	(OpHeader_Op)(0),              // 0: cairn.v1.OpHeader.Op
-	(OpHeader_Stage)(0),           // 1: cairn.v1.OpHeader.Stage
-	(*Empty)(nil),                 // 2: cairn.v1.Empty
-	(*Block)(nil),                 // 3: cairn.v1.Block
-	(*Node)(nil),                  // 4: cairn.v1.Node
-	(*LocatedBlock)(nil),          // 5: cairn.v1.LocatedBlock
-	(*FileInfo)(nil),              // 6: cairn.v1.FileInfo
-	(*ErrorDetail)(nil),           // 7: cairn.v1.ErrorDetail
-	(*PathRequest)(nil),           // 8: cairn.v1.PathRequest
-	(*UnlinkRequest)(nil),         // 9: cairn.v1.UnlinkRequest
-	(*ReleaseRequest)(nil),        // 10: cairn.v1.ReleaseRequest
-	(*MkdirRequest)(nil),          // 11: cairn.v1.MkdirRequest
-	(*CreateRequest)(nil),         // 12: cairn.v1.CreateRequest
-	(*AddBlockRequest)(nil),       // 13: cairn.v1.AddBlockRequest
-	(*CompleteRequest)(nil),       // 14: cairn.v1.CompleteRequest
-	(*ListRequest)(nil),           // 15: cairn.v1.ListRequest
-	(*ListReply)(nil),             // 16: cairn.v1.ListReply
-	(*RenameRequest)(nil),         // 17: cairn.v1.RenameRequest
-	(*DeleteRequest)(nil),         // 18: cairn.v1.DeleteRequest
-	(*FileBlocks)(nil),            // 19: cairn.v1.FileBlocks
-	(*FsStats)(nil),               // 20: cairn.v1.FsStats
-	(*NodeReport)(nil),            // 21: cairn.v1.NodeReport
-	(*ClusterReport)(nil),         // 22: cairn.v1.ClusterReport
-	(*SetAttrRequest)(nil),        // 23: cairn.v1.SetAttrRequest
-	(*SymlinkRequest)(nil),        // 24: cairn.v1.SymlinkRequest
-	(*MknodRequest)(nil),          // 25: cairn.v1.MknodRequest
-	(*XattrRequest)(nil),          // 26: cairn.v1.XattrRequest
-	(*XattrValue)(nil),            // 27: cairn.v1.XattrValue
-	(*XattrNames)(nil),            // 28: cairn.v1.XattrNames
-	(*ContentSummary)(nil),        // 29: cairn.v1.ContentSummary
-	(*AppendRequest)(nil),         // 30: cairn.v1.AppendRequest
-	(*AppendReply)(nil),           // 31: cairn.v1.AppendReply
-	(*LeaseRequest)(nil),          // 32: cairn.v1.LeaseRequest
-	(*BlockRequest)(nil),          // 33: cairn.v1.BlockRequest
-	(*GenStampReply)(nil),         // 34: cairn.v1.GenStampReply
-	(*UpdatePipelineRequest)(nil), // 35: cairn.v1.UpdatePipelineRequest
-	(*AdditionalNodeRequest)(nil), // 36: cairn.v1.AdditionalNodeRequest
-	(*BadReplica)(nil),            // 37: cairn.v1.BadReplica
-	(*BadReplicas)(nil),           // 38: cairn.v1.BadReplicas
-	(*ReplicaInfo)(nil),           // 39: cairn.v1.ReplicaInfo
-	(*BlockReplicas)(nil),         // 40: cairn.v1.BlockReplicas
-	(*FileReplicas)(nil),          // 41: cairn.v1.FileReplicas
-	(*CheckpointRequest)(nil),     // 42: cairn.v1.CheckpointRequest
-	(*SafeModeRequest)(nil),       // 43: cairn.v1.SafeModeRequest
-	(*SafeModeReply)(nil),         // 44: cairn.v1.SafeModeReply
-	(*AccessRequest)(nil),         // 45: cairn.v1.AccessRequest
-	(*Registration)(nil),          // 46: cairn.v1.Registration
-	(*RegisterReply)(nil),         // 47: cairn.v1.RegisterReply
-	(*BlockKey)(nil),              // 48: cairn.v1.BlockKey
-	(*HeartbeatRequest)(nil),      // 49: cairn.v1.HeartbeatRequest
-	(*Command)(nil),               // 50: cairn.v1.Command
-	(*HeartbeatReply)(nil),        // 51: cairn.v1.HeartbeatReply
-	(*BlockList)(nil),             // 52: cairn.v1.BlockList
-	(*Replica)(nil),               // 53: cairn.v1.Replica
-	(*ReplicaList)(nil),           // 54: cairn.v1.ReplicaList
-	(*CommitSyncRequest)(nil),     // 55: cairn.v1.CommitSyncRequest
-	(*OpHeader)(nil),              // 56: cairn.v1.OpHeader
-	(*OpReply)(nil),               // 57: cairn.v1.OpReply
-	(*LinkRequest)(nil),           // 58: cairn.v1.LinkRequest
-	(*DataTransferReply)(nil),     // 59: cairn.v1.DataTransferReply
-	(*UILinkRequest)(nil),         // 60: cairn.v1.UILinkRequest
-	(*UILinkReply)(nil),           // 61: cairn.v1.UILinkReply
-	(*JoinRequest)(nil),           // 62: cairn.v1.JoinRequest
-	(*RenewCertRequest)(nil),      // 63: cairn.v1.RenewCertRequest
-	(*CertReply)(nil),             // 64: cairn.v1.CertReply
-	(*JoinTokenRequest)(nil),      // 65: cairn.v1.JoinTokenRequest
-	(*JoinTokenReply)(nil),        // 66: cairn.v1.JoinTokenReply
+	(OpHeader_Op)(0),               // 0: cairn.v1.OpHeader.Op
+	(OpHeader_Stage)(0),            // 1: cairn.v1.OpHeader.Stage
+	(*Empty)(nil),                  // 2: cairn.v1.Empty
+	(*Block)(nil),                  // 3: cairn.v1.Block
+	(*Node)(nil),                   // 4: cairn.v1.Node
+	(*LocatedBlock)(nil),           // 5: cairn.v1.LocatedBlock
+	(*FileInfo)(nil),               // 6: cairn.v1.FileInfo
+	(*ErrorDetail)(nil),            // 7: cairn.v1.ErrorDetail
+	(*PathRequest)(nil),            // 8: cairn.v1.PathRequest
+	(*UnlinkRequest)(nil),          // 9: cairn.v1.UnlinkRequest
+	(*ReleaseRequest)(nil),         // 10: cairn.v1.ReleaseRequest
+	(*MkdirRequest)(nil),           // 11: cairn.v1.MkdirRequest
+	(*CreateRequest)(nil),          // 12: cairn.v1.CreateRequest
+	(*AddBlockRequest)(nil),        // 13: cairn.v1.AddBlockRequest
+	(*CompleteRequest)(nil),        // 14: cairn.v1.CompleteRequest
+	(*ListRequest)(nil),            // 15: cairn.v1.ListRequest
+	(*ListReply)(nil),              // 16: cairn.v1.ListReply
+	(*RenameRequest)(nil),          // 17: cairn.v1.RenameRequest
+	(*DeleteRequest)(nil),          // 18: cairn.v1.DeleteRequest
+	(*FileBlocks)(nil),             // 19: cairn.v1.FileBlocks
+	(*FsStats)(nil),                // 20: cairn.v1.FsStats
+	(*NodeReport)(nil),             // 21: cairn.v1.NodeReport
+	(*ClusterReport)(nil),          // 22: cairn.v1.ClusterReport
+	(*SetAttrRequest)(nil),         // 23: cairn.v1.SetAttrRequest
+	(*SymlinkRequest)(nil),         // 24: cairn.v1.SymlinkRequest
+	(*MknodRequest)(nil),           // 25: cairn.v1.MknodRequest
+	(*XattrRequest)(nil),           // 26: cairn.v1.XattrRequest
+	(*XattrValue)(nil),             // 27: cairn.v1.XattrValue
+	(*XattrNames)(nil),             // 28: cairn.v1.XattrNames
+	(*ContentSummary)(nil),         // 29: cairn.v1.ContentSummary
+	(*AppendRequest)(nil),          // 30: cairn.v1.AppendRequest
+	(*AppendReply)(nil),            // 31: cairn.v1.AppendReply
+	(*LeaseRequest)(nil),           // 32: cairn.v1.LeaseRequest
+	(*BlockRequest)(nil),           // 33: cairn.v1.BlockRequest
+	(*GenStampReply)(nil),          // 34: cairn.v1.GenStampReply
+	(*UpdatePipelineRequest)(nil),  // 35: cairn.v1.UpdatePipelineRequest
+	(*AdditionalNodeRequest)(nil),  // 36: cairn.v1.AdditionalNodeRequest
+	(*BadReplica)(nil),             // 37: cairn.v1.BadReplica
+	(*BadReplicas)(nil),            // 38: cairn.v1.BadReplicas
+	(*ReplicaInfo)(nil),            // 39: cairn.v1.ReplicaInfo
+	(*BlockReplicas)(nil),          // 40: cairn.v1.BlockReplicas
+	(*FileReplicas)(nil),           // 41: cairn.v1.FileReplicas
+	(*CheckpointRequest)(nil),      // 42: cairn.v1.CheckpointRequest
+	(*SafeModeRequest)(nil),        // 43: cairn.v1.SafeModeRequest
+	(*SafeModeReply)(nil),          // 44: cairn.v1.SafeModeReply
+	(*AccessRequest)(nil),          // 45: cairn.v1.AccessRequest
+	(*DelegationTokenRequest)(nil), // 46: cairn.v1.DelegationTokenRequest
+	(*DelegationTokenReply)(nil),   // 47: cairn.v1.DelegationTokenReply
+	(*DelegationTokenRef)(nil),     // 48: cairn.v1.DelegationTokenRef
+	(*RenewDelegationReply)(nil),   // 49: cairn.v1.RenewDelegationReply
+	(*Registration)(nil),           // 50: cairn.v1.Registration
+	(*RegisterReply)(nil),          // 51: cairn.v1.RegisterReply
+	(*BlockKey)(nil),               // 52: cairn.v1.BlockKey
+	(*HeartbeatRequest)(nil),       // 53: cairn.v1.HeartbeatRequest
+	(*Command)(nil),                // 54: cairn.v1.Command
+	(*HeartbeatReply)(nil),         // 55: cairn.v1.HeartbeatReply
+	(*BlockList)(nil),              // 56: cairn.v1.BlockList
+	(*Replica)(nil),                // 57: cairn.v1.Replica
+	(*ReplicaList)(nil),            // 58: cairn.v1.ReplicaList
+	(*CommitSyncRequest)(nil),      // 59: cairn.v1.CommitSyncRequest
+	(*OpHeader)(nil),               // 60: cairn.v1.OpHeader
+	(*OpReply)(nil),                // 61: cairn.v1.OpReply
+	(*LinkRequest)(nil),            // 62: cairn.v1.LinkRequest
+	(*DataTransferReply)(nil),      // 63: cairn.v1.DataTransferReply
+	(*UILinkRequest)(nil),          // 64: cairn.v1.UILinkRequest
+	(*UILinkReply)(nil),            // 65: cairn.v1.UILinkReply
+	(*JoinRequest)(nil),            // 66: cairn.v1.JoinRequest
+	(*RenewCertRequest)(nil),       // 67: cairn.v1.RenewCertRequest
+	(*CertReply)(nil),              // 68: cairn.v1.CertReply
+	(*JoinTokenRequest)(nil),       // 69: cairn.v1.JoinTokenRequest
+	(*JoinTokenReply)(nil),         // 70: cairn.v1.JoinTokenReply
 }
 var file_rpc_pb_cairn_proto_depIdxs = []int32{
 	3,  // 0: cairn.v1.LocatedBlock.block:type_name -> cairn.v1.Block
@@ -4925,19 +5137,19 @@ var file_rpc_pb_cairn_proto_depIdxs = []int32{
 	3,  // 19: cairn.v1.BadReplica.block:type_name -> cairn.v1.Block
 	37, // 20: cairn.v1.BadReplicas.replicas:type_name -> cairn.v1.BadReplica
 	4,  // 21: cairn.v1.ReplicaInfo.node:type_name -> cairn.v1.Node
-	53, // 22: cairn.v1.ReplicaInfo.replica:type_name -> cairn.v1.Replica
+	57, // 22: cairn.v1.ReplicaInfo.replica:type_name -> cairn.v1.Replica
 	3,  // 23: cairn.v1.BlockReplicas.block:type_name -> cairn.v1.Block
 	39, // 24: cairn.v1.BlockReplicas.replicas:type_name -> cairn.v1.ReplicaInfo
 	40, // 25: cairn.v1.FileReplicas.blocks:type_name -> cairn.v1.BlockReplicas
 	4,  // 26: cairn.v1.Registration.node:type_name -> cairn.v1.Node
-	48, // 27: cairn.v1.RegisterReply.keys:type_name -> cairn.v1.BlockKey
+	52, // 27: cairn.v1.RegisterReply.keys:type_name -> cairn.v1.BlockKey
 	3,  // 28: cairn.v1.Command.blocks:type_name -> cairn.v1.Block
 	4,  // 29: cairn.v1.Command.targets:type_name -> cairn.v1.Node
-	48, // 30: cairn.v1.Command.keys:type_name -> cairn.v1.BlockKey
-	50, // 31: cairn.v1.HeartbeatReply.commands:type_name -> cairn.v1.Command
+	52, // 30: cairn.v1.Command.keys:type_name -> cairn.v1.BlockKey
+	54, // 31: cairn.v1.HeartbeatReply.commands:type_name -> cairn.v1.Command
 	3,  // 32: cairn.v1.BlockList.blocks:type_name -> cairn.v1.Block
 	3,  // 33: cairn.v1.Replica.block:type_name -> cairn.v1.Block
-	53, // 34: cairn.v1.ReplicaList.replicas:type_name -> cairn.v1.Replica
+	57, // 34: cairn.v1.ReplicaList.replicas:type_name -> cairn.v1.Replica
 	3,  // 35: cairn.v1.CommitSyncRequest.block:type_name -> cairn.v1.Block
 	0,  // 36: cairn.v1.OpHeader.op:type_name -> cairn.v1.OpHeader.Op
 	3,  // 37: cairn.v1.OpHeader.block:type_name -> cairn.v1.Block
@@ -4975,70 +5187,76 @@ var file_rpc_pb_cairn_proto_depIdxs = []int32{
 	9,  // 69: cairn.v1.Namespace.Unlink:input_type -> cairn.v1.UnlinkRequest
 	10, // 70: cairn.v1.Namespace.Release:input_type -> cairn.v1.ReleaseRequest
 	8,  // 71: cairn.v1.Namespace.ReplicaReport:input_type -> cairn.v1.PathRequest
-	58, // 72: cairn.v1.Namespace.Link:input_type -> cairn.v1.LinkRequest
+	62, // 72: cairn.v1.Namespace.Link:input_type -> cairn.v1.LinkRequest
 	45, // 73: cairn.v1.Namespace.Access:input_type -> cairn.v1.AccessRequest
 	43, // 74: cairn.v1.Namespace.SafeMode:input_type -> cairn.v1.SafeModeRequest
-	46, // 75: cairn.v1.Registry.Register:input_type -> cairn.v1.Registration
-	49, // 76: cairn.v1.Registry.Heartbeat:input_type -> cairn.v1.HeartbeatRequest
-	54, // 77: cairn.v1.Registry.BlockReport:input_type -> cairn.v1.ReplicaList
-	54, // 78: cairn.v1.Registry.BlocksReceived:input_type -> cairn.v1.ReplicaList
-	52, // 79: cairn.v1.Registry.BlocksDeleted:input_type -> cairn.v1.BlockList
-	55, // 80: cairn.v1.Registry.CommitBlockSynchronization:input_type -> cairn.v1.CommitSyncRequest
-	38, // 81: cairn.v1.Registry.ReportBadReplicas:input_type -> cairn.v1.BadReplicas
-	62, // 82: cairn.v1.Trust.Join:input_type -> cairn.v1.JoinRequest
-	63, // 83: cairn.v1.Trust.RenewCert:input_type -> cairn.v1.RenewCertRequest
-	65, // 84: cairn.v1.Trust.IssueJoinToken:input_type -> cairn.v1.JoinTokenRequest
-	2,  // 85: cairn.v1.Trust.DataTransfer:input_type -> cairn.v1.Empty
-	60, // 86: cairn.v1.Trust.IssueUILink:input_type -> cairn.v1.UILinkRequest
-	2,  // 87: cairn.v1.Namespace.Mkdirs:output_type -> cairn.v1.Empty
-	2,  // 88: cairn.v1.Namespace.Mkdir:output_type -> cairn.v1.Empty
-	6,  // 89: cairn.v1.Namespace.Create:output_type -> cairn.v1.FileInfo
-	5,  // 90: cairn.v1.Namespace.AddBlock:output_type -> cairn.v1.LocatedBlock
-	2,  // 91: cairn.v1.Namespace.Complete:output_type -> cairn.v1.Empty
-	6,  // 92: cairn.v1.Namespace.Stat:output_type -> cairn.v1.FileInfo
-	16, // 93: cairn.v1.Namespace.List:output_type -> cairn.v1.ListReply
-	2,  // 94: cairn.v1.Namespace.Rename:output_type -> cairn.v1.Empty
-	2,  // 95: cairn.v1.Namespace.Delete:output_type -> cairn.v1.Empty
-	19, // 96: cairn.v1.Namespace.BlockLocations:output_type -> cairn.v1.FileBlocks
-	20, // 97: cairn.v1.Namespace.Statfs:output_type -> cairn.v1.FsStats
-	22, // 98: cairn.v1.Namespace.Report:output_type -> cairn.v1.ClusterReport
-	6,  // 99: cairn.v1.Namespace.SetAttr:output_type -> cairn.v1.FileInfo
-	2,  // 100: cairn.v1.Namespace.Symlink:output_type -> cairn.v1.Empty
-	2,  // 101: cairn.v1.Namespace.Mknod:output_type -> cairn.v1.Empty
-	2,  // 102: cairn.v1.Namespace.SetXattr:output_type -> cairn.v1.Empty
-	27, // 103: cairn.v1.Namespace.GetXattr:output_type -> cairn.v1.XattrValue
-	28, // 104: cairn.v1.Namespace.ListXattrs:output_type -> cairn.v1.XattrNames
-	2,  // 105: cairn.v1.Namespace.RemoveXattr:output_type -> cairn.v1.Empty
-	29, // 106: cairn.v1.Namespace.GetContentSummary:output_type -> cairn.v1.ContentSummary
-	31, // 107: cairn.v1.Namespace.Append:output_type -> cairn.v1.AppendReply
-	2,  // 108: cairn.v1.Namespace.RenewLease:output_type -> cairn.v1.Empty
-	2,  // 109: cairn.v1.Namespace.AbandonBlock:output_type -> cairn.v1.Empty
-	2,  // 110: cairn.v1.Namespace.Fsync:output_type -> cairn.v1.Empty
-	34, // 111: cairn.v1.Namespace.UpdateBlockForPipeline:output_type -> cairn.v1.GenStampReply
-	2,  // 112: cairn.v1.Namespace.UpdatePipeline:output_type -> cairn.v1.Empty
-	4,  // 113: cairn.v1.Namespace.AdditionalNode:output_type -> cairn.v1.Node
-	2,  // 114: cairn.v1.Namespace.ReportBadReplicas:output_type -> cairn.v1.Empty
-	2,  // 115: cairn.v1.Namespace.Checkpoint:output_type -> cairn.v1.Empty
-	2,  // 116: cairn.v1.Namespace.Unlink:output_type -> cairn.v1.Empty
-	2,  // 117: cairn.v1.Namespace.Release:output_type -> cairn.v1.Empty
-	41, // 118: cairn.v1.Namespace.ReplicaReport:output_type -> cairn.v1.FileReplicas
-	2,  // 119: cairn.v1.Namespace.Link:output_type -> cairn.v1.Empty
-	6,  // 120: cairn.v1.Namespace.Access:output_type -> cairn.v1.FileInfo
-	44, // 121: cairn.v1.Namespace.SafeMode:output_type -> cairn.v1.SafeModeReply
-	47, // 122: cairn.v1.Registry.Register:output_type -> cairn.v1.RegisterReply
-	51, // 123: cairn.v1.Registry.Heartbeat:output_type -> cairn.v1.HeartbeatReply
-	2,  // 124: cairn.v1.Registry.BlockReport:output_type -> cairn.v1.Empty
-	2,  // 125: cairn.v1.Registry.BlocksReceived:output_type -> cairn.v1.Empty
-	2,  // 126: cairn.v1.Registry.BlocksDeleted:output_type -> cairn.v1.Empty
-	2,  // 127: cairn.v1.Registry.CommitBlockSynchronization:output_type -> cairn.v1.Empty
-	2,  // 128: cairn.v1.Registry.ReportBadReplicas:output_type -> cairn.v1.Empty
-	64, // 129: cairn.v1.Trust.Join:output_type -> cairn.v1.CertReply
-	64, // 130: cairn.v1.Trust.RenewCert:output_type -> cairn.v1.CertReply
-	66, // 131: cairn.v1.Trust.IssueJoinToken:output_type -> cairn.v1.JoinTokenReply
-	59, // 132: cairn.v1.Trust.DataTransfer:output_type -> cairn.v1.DataTransferReply
-	61, // 133: cairn.v1.Trust.IssueUILink:output_type -> cairn.v1.UILinkReply
-	87, // [87:134] is the sub-list for method output_type
-	40, // [40:87] is the sub-list for method input_type
+	46, // 75: cairn.v1.Namespace.GetDelegationToken:input_type -> cairn.v1.DelegationTokenRequest
+	48, // 76: cairn.v1.Namespace.RenewDelegationToken:input_type -> cairn.v1.DelegationTokenRef
+	48, // 77: cairn.v1.Namespace.CancelDelegationToken:input_type -> cairn.v1.DelegationTokenRef
+	50, // 78: cairn.v1.Registry.Register:input_type -> cairn.v1.Registration
+	53, // 79: cairn.v1.Registry.Heartbeat:input_type -> cairn.v1.HeartbeatRequest
+	58, // 80: cairn.v1.Registry.BlockReport:input_type -> cairn.v1.ReplicaList
+	58, // 81: cairn.v1.Registry.BlocksReceived:input_type -> cairn.v1.ReplicaList
+	56, // 82: cairn.v1.Registry.BlocksDeleted:input_type -> cairn.v1.BlockList
+	59, // 83: cairn.v1.Registry.CommitBlockSynchronization:input_type -> cairn.v1.CommitSyncRequest
+	38, // 84: cairn.v1.Registry.ReportBadReplicas:input_type -> cairn.v1.BadReplicas
+	66, // 85: cairn.v1.Trust.Join:input_type -> cairn.v1.JoinRequest
+	67, // 86: cairn.v1.Trust.RenewCert:input_type -> cairn.v1.RenewCertRequest
+	69, // 87: cairn.v1.Trust.IssueJoinToken:input_type -> cairn.v1.JoinTokenRequest
+	2,  // 88: cairn.v1.Trust.DataTransfer:input_type -> cairn.v1.Empty
+	64, // 89: cairn.v1.Trust.IssueUILink:input_type -> cairn.v1.UILinkRequest
+	2,  // 90: cairn.v1.Namespace.Mkdirs:output_type -> cairn.v1.Empty
+	2,  // 91: cairn.v1.Namespace.Mkdir:output_type -> cairn.v1.Empty
+	6,  // 92: cairn.v1.Namespace.Create:output_type -> cairn.v1.FileInfo
+	5,  // 93: cairn.v1.Namespace.AddBlock:output_type -> cairn.v1.LocatedBlock
+	2,  // 94: cairn.v1.Namespace.Complete:output_type -> cairn.v1.Empty
+	6,  // 95: cairn.v1.Namespace.Stat:output_type -> cairn.v1.FileInfo
+	16, // 96: cairn.v1.Namespace.List:output_type -> cairn.v1.ListReply
+	2,  // 97: cairn.v1.Namespace.Rename:output_type -> cairn.v1.Empty
+	2,  // 98: cairn.v1.Namespace.Delete:output_type -> cairn.v1.Empty
+	19, // 99: cairn.v1.Namespace.BlockLocations:output_type -> cairn.v1.FileBlocks
+	20, // 100: cairn.v1.Namespace.Statfs:output_type -> cairn.v1.FsStats
+	22, // 101: cairn.v1.Namespace.Report:output_type -> cairn.v1.ClusterReport
+	6,  // 102: cairn.v1.Namespace.SetAttr:output_type -> cairn.v1.FileInfo
+	2,  // 103: cairn.v1.Namespace.Symlink:output_type -> cairn.v1.Empty
+	2,  // 104: cairn.v1.Namespace.Mknod:output_type -> cairn.v1.Empty
+	2,  // 105: cairn.v1.Namespace.SetXattr:output_type -> cairn.v1.Empty
+	27, // 106: cairn.v1.Namespace.GetXattr:output_type -> cairn.v1.XattrValue
+	28, // 107: cairn.v1.Namespace.ListXattrs:output_type -> cairn.v1.XattrNames
+	2,  // 108: cairn.v1.Namespace.RemoveXattr:output_type -> cairn.v1.Empty
+	29, // 109: cairn.v1.Namespace.GetContentSummary:output_type -> cairn.v1.ContentSummary
+	31, // 110: cairn.v1.Namespace.Append:output_type -> cairn.v1.AppendReply
+	2,  // 111: cairn.v1.Namespace.RenewLease:output_type -> cairn.v1.Empty
+	2,  // 112: cairn.v1.Namespace.AbandonBlock:output_type -> cairn.v1.Empty
+	2,  // 113: cairn.v1.Namespace.Fsync:output_type -> cairn.v1.Empty
+	34, // 114: cairn.v1.Namespace.UpdateBlockForPipeline:output_type -> cairn.v1.GenStampReply
+	2,  // 115: cairn.v1.Namespace.UpdatePipeline:output_type -> cairn.v1.Empty
+	4,  // 116: cairn.v1.Namespace.AdditionalNode:output_type -> cairn.v1.Node
+	2,  // 117: cairn.v1.Namespace.ReportBadReplicas:output_type -> cairn.v1.Empty
+	2,  // 118: cairn.v1.Namespace.Checkpoint:output_type -> cairn.v1.Empty
+	2,  // 119: cairn.v1.Namespace.Unlink:output_type -> cairn.v1.Empty
+	2,  // 120: cairn.v1.Namespace.Release:output_type -> cairn.v1.Empty
+	41, // 121: cairn.v1.Namespace.ReplicaReport:output_type -> cairn.v1.FileReplicas
+	2,  // 122: cairn.v1.Namespace.Link:output_type -> cairn.v1.Empty
+	6,  // 123: cairn.v1.Namespace.Access:output_type -> cairn.v1.FileInfo
+	44, // 124: cairn.v1.Namespace.SafeMode:output_type -> cairn.v1.SafeModeReply
+	47, // 125: cairn.v1.Namespace.GetDelegationToken:output_type -> cairn.v1.DelegationTokenReply
+	49, // 126: cairn.v1.Namespace.RenewDelegationToken:output_type -> cairn.v1.RenewDelegationReply
+	2,  // 127: cairn.v1.Namespace.CancelDelegationToken:output_type -> cairn.v1.Empty
+	51, // 128: cairn.v1.Registry.Register:output_type -> cairn.v1.RegisterReply
+	55, // 129: cairn.v1.Registry.Heartbeat:output_type -> cairn.v1.HeartbeatReply
+	2,  // 130: cairn.v1.Registry.BlockReport:output_type -> cairn.v1.Empty
+	2,  // 131: cairn.v1.Registry.BlocksReceived:output_type -> cairn.v1.Empty
+	2,  // 132: cairn.v1.Registry.BlocksDeleted:output_type -> cairn.v1.Empty
+	2,  // 133: cairn.v1.Registry.CommitBlockSynchronization:output_type -> cairn.v1.Empty
+	2,  // 134: cairn.v1.Registry.ReportBadReplicas:output_type -> cairn.v1.Empty
+	68, // 135: cairn.v1.Trust.Join:output_type -> cairn.v1.CertReply
+	68, // 136: cairn.v1.Trust.RenewCert:output_type -> cairn.v1.CertReply
+	70, // 137: cairn.v1.Trust.IssueJoinToken:output_type -> cairn.v1.JoinTokenReply
+	63, // 138: cairn.v1.Trust.DataTransfer:output_type -> cairn.v1.DataTransferReply
+	65, // 139: cairn.v1.Trust.IssueUILink:output_type -> cairn.v1.UILinkReply
+	90, // [90:140] is the sub-list for method output_type
+	40, // [40:90] is the sub-list for method input_type
 	40, // [40:40] is the sub-list for extension type_name
 	40, // [40:40] is the sub-list for extension extendee
 	0,  // [0:40] is the sub-list for field type_name
@@ -5056,7 +5274,7 @@ func file_rpc_pb_cairn_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rpc_pb_cairn_proto_rawDesc), len(file_rpc_pb_cairn_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   65,
+			NumMessages:   69,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

@@ -57,6 +57,9 @@ const (
 	Namespace_Link_FullMethodName                   = "/cairn.v1.Namespace/Link"
 	Namespace_Access_FullMethodName                 = "/cairn.v1.Namespace/Access"
 	Namespace_SafeMode_FullMethodName               = "/cairn.v1.Namespace/SafeMode"
+	Namespace_GetDelegationToken_FullMethodName     = "/cairn.v1.Namespace/GetDelegationToken"
+	Namespace_RenewDelegationToken_FullMethodName   = "/cairn.v1.Namespace/RenewDelegationToken"
+	Namespace_CancelDelegationToken_FullMethodName  = "/cairn.v1.Namespace/CancelDelegationToken"
 )
 
 // NamespaceClient is the client API for Namespace service.
@@ -98,6 +101,9 @@ type NamespaceClient interface {
 	Link(ctx context.Context, in *LinkRequest, opts ...grpc.CallOption) (*Empty, error)
 	Access(ctx context.Context, in *AccessRequest, opts ...grpc.CallOption) (*FileInfo, error)
 	SafeMode(ctx context.Context, in *SafeModeRequest, opts ...grpc.CallOption) (*SafeModeReply, error)
+	GetDelegationToken(ctx context.Context, in *DelegationTokenRequest, opts ...grpc.CallOption) (*DelegationTokenReply, error)
+	RenewDelegationToken(ctx context.Context, in *DelegationTokenRef, opts ...grpc.CallOption) (*RenewDelegationReply, error)
+	CancelDelegationToken(ctx context.Context, in *DelegationTokenRef, opts ...grpc.CallOption) (*Empty, error)
 }
 
 type namespaceClient struct {
@@ -458,6 +464,36 @@ func (c *namespaceClient) SafeMode(ctx context.Context, in *SafeModeRequest, opt
 	return out, nil
 }
 
+func (c *namespaceClient) GetDelegationToken(ctx context.Context, in *DelegationTokenRequest, opts ...grpc.CallOption) (*DelegationTokenReply, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DelegationTokenReply)
+	err := c.cc.Invoke(ctx, Namespace_GetDelegationToken_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *namespaceClient) RenewDelegationToken(ctx context.Context, in *DelegationTokenRef, opts ...grpc.CallOption) (*RenewDelegationReply, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RenewDelegationReply)
+	err := c.cc.Invoke(ctx, Namespace_RenewDelegationToken_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *namespaceClient) CancelDelegationToken(ctx context.Context, in *DelegationTokenRef, opts ...grpc.CallOption) (*Empty, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Empty)
+	err := c.cc.Invoke(ctx, Namespace_CancelDelegationToken_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // NamespaceServer is the server API for Namespace service.
 // All implementations must embed UnimplementedNamespaceServer
 // for forward compatibility.
@@ -497,6 +533,9 @@ type NamespaceServer interface {
 	Link(context.Context, *LinkRequest) (*Empty, error)
 	Access(context.Context, *AccessRequest) (*FileInfo, error)
 	SafeMode(context.Context, *SafeModeRequest) (*SafeModeReply, error)
+	GetDelegationToken(context.Context, *DelegationTokenRequest) (*DelegationTokenReply, error)
+	RenewDelegationToken(context.Context, *DelegationTokenRef) (*RenewDelegationReply, error)
+	CancelDelegationToken(context.Context, *DelegationTokenRef) (*Empty, error)
 	mustEmbedUnimplementedNamespaceServer()
 }
 
@@ -611,6 +650,15 @@ func (UnimplementedNamespaceServer) Access(context.Context, *AccessRequest) (*Fi
 }
 func (UnimplementedNamespaceServer) SafeMode(context.Context, *SafeModeRequest) (*SafeModeReply, error) {
 	return nil, status.Error(codes.Unimplemented, "method SafeMode not implemented")
+}
+func (UnimplementedNamespaceServer) GetDelegationToken(context.Context, *DelegationTokenRequest) (*DelegationTokenReply, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetDelegationToken not implemented")
+}
+func (UnimplementedNamespaceServer) RenewDelegationToken(context.Context, *DelegationTokenRef) (*RenewDelegationReply, error) {
+	return nil, status.Error(codes.Unimplemented, "method RenewDelegationToken not implemented")
+}
+func (UnimplementedNamespaceServer) CancelDelegationToken(context.Context, *DelegationTokenRef) (*Empty, error) {
+	return nil, status.Error(codes.Unimplemented, "method CancelDelegationToken not implemented")
 }
 func (UnimplementedNamespaceServer) mustEmbedUnimplementedNamespaceServer() {}
 func (UnimplementedNamespaceServer) testEmbeddedByValue()                   {}
@@ -1263,6 +1311,60 @@ func _Namespace_SafeMode_Handler(srv interface{}, ctx context.Context, dec func(
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Namespace_GetDelegationToken_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DelegationTokenRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(NamespaceServer).GetDelegationToken(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Namespace_GetDelegationToken_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(NamespaceServer).GetDelegationToken(ctx, req.(*DelegationTokenRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Namespace_RenewDelegationToken_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DelegationTokenRef)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(NamespaceServer).RenewDelegationToken(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Namespace_RenewDelegationToken_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(NamespaceServer).RenewDelegationToken(ctx, req.(*DelegationTokenRef))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Namespace_CancelDelegationToken_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DelegationTokenRef)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(NamespaceServer).CancelDelegationToken(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Namespace_CancelDelegationToken_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(NamespaceServer).CancelDelegationToken(ctx, req.(*DelegationTokenRef))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Namespace_ServiceDesc is the grpc.ServiceDesc for Namespace service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1409,6 +1511,18 @@ var Namespace_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "SafeMode",
 			Handler:    _Namespace_SafeMode_Handler,
+		},
+		{
+			MethodName: "GetDelegationToken",
+			Handler:    _Namespace_GetDelegationToken_Handler,
+		},
+		{
+			MethodName: "RenewDelegationToken",
+			Handler:    _Namespace_RenewDelegationToken_Handler,
+		},
+		{
+			MethodName: "CancelDelegationToken",
+			Handler:    _Namespace_CancelDelegationToken_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

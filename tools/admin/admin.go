@@ -164,9 +164,13 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	name := fl.String("name", "", "with -join-token: the user or admin name (also as an argument after -role)")
 	ttl := fl.Duration("ttl", trust.DefaultJoinTTL, "with -join-token: how long the token lasts (with -ui-link: the link, default "+trust.DefaultUILinkTTL.String()+")")
 	uiLink := fl.Bool("ui-link", false, "print a one-time sign-in link for metad's HTTP UI: opened in a browser, it signs in as this admin (see -ttl)")
+	dt := fl.Bool("delegation-token", false, "print a delegation token naming you, for metad's HTTP port (?delegation=TOKEN or Authorization: Bearer TOKEN; see -renewer)")
+	renewer := fl.String("renewer", "", "with -delegation-token: the user who may renew the token (default: you)")
+	renewDT := fl.String("renew-delegation-token", "", "renew this delegation `TOKEN` (its renewer only) and print its new expiry")
+	cancelDT := fl.String("cancel-delegation-token", "", "cancel this delegation `TOKEN` (its owner or renewer)")
 	timeout := fl.Duration("timeout", 5*time.Minute, "give up after this long")
 	fl.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: cairn admin [--metad HOST:PORT] -report | -printTopology | -checkpoint DIR | -safemode get|enter|leave|wait | -join-token [-role blockd|mount|user NAME|admin NAME] [-ttl 1h] | -ui-link [-ttl 5m]\n\nAdministers the cluster, as hdfs dfsadmin does.\n\n")
+		fmt.Fprintf(stderr, "Usage: cairn admin [--metad HOST:PORT] -report | -printTopology | -checkpoint DIR | -safemode get|enter|leave|wait | -join-token [-role blockd|mount|user NAME|admin NAME] [-ttl 1h] | -ui-link [-ttl 5m] | -delegation-token [-renewer NAME] | -renew-delegation-token TOKEN | -cancel-delegation-token TOKEN\n\nAdministers the cluster, as hdfs dfsadmin does.\n\n")
 		fl.PrintDefaults()
 	}
 	pos, code, ok := daemon.ParseFlags(fl, args, -1, stderr)
@@ -179,8 +183,9 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(pos) > 0 {
 		return daemon.Usage(stderr, "cairn admin", fmt.Sprintf("unexpected argument %q", pos[0]))
 	}
-	if n := countTrue(*report, *topology, *ckpt != "", *safemode != "", *joinTok, *uiLink); n != 1 {
-		return daemon.Usage(stderr, "cairn admin", "give one of -report, -printTopology, -checkpoint DIR, -safemode ACTION, -join-token and -ui-link")
+	if n := countTrue(*report, *topology, *ckpt != "", *safemode != "", *joinTok, *uiLink, *dt, *renewDT != "", *cancelDT != ""); n != 1 {
+		return daemon.Usage(stderr, "cairn admin", "give one of -report, -printTopology, -checkpoint DIR, -safemode ACTION, -join-token, -ui-link, "+
+			"-delegation-token, -renew-delegation-token TOKEN and -cancel-delegation-token TOKEN")
 	}
 	if *uiLink && !ttlSet(fl) {
 		*ttl = trust.DefaultUILinkTTL
@@ -220,6 +225,12 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = runJoinToken(ctx, c, trust.Role(*role), *name, *ttl, stdout)
 	case *uiLink:
 		err = runUILink(ctx, c, client.MetadAddr(*metad), *ttl, stdout)
+	case *dt:
+		err = runDelegationToken(ctx, c, *renewer, stdout)
+	case *renewDT != "":
+		err = runRenewDelegationToken(ctx, c, *renewDT, stdout)
+	case *cancelDT != "":
+		err = c.Delegations().CancelDelegationToken(ctx, strings.TrimSpace(*cancelDT))
 	default:
 		err = runSafeMode(ctx, c, action, waitOff, stdout)
 	}
@@ -271,6 +282,28 @@ func runJoinToken(ctx context.Context, c *client.Client, role trust.Role, name s
 		return err
 	}
 	fmt.Fprintln(w, tok)
+	return nil
+}
+
+// runDelegationToken prints a delegation token naming this command's
+// user, and a line saying until when it works.
+func runDelegationToken(ctx context.Context, c *client.Client, renewer string, w io.Writer) error {
+	tok, exp, maxDate, err := c.Delegations().GetDelegationToken(ctx, renewer)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(w, tok)
+	fmt.Fprintf(w, "(works until %s unless renewed; never after %s)\n", exp.Format(time.RFC3339), maxDate.Format(time.RFC3339))
+	return nil
+}
+
+// runRenewDelegationToken renews tok and prints its new expiry.
+func runRenewDelegationToken(ctx context.Context, c *client.Client, tok string, w io.Writer) error {
+	exp, err := c.Delegations().RenewDelegationToken(ctx, strings.TrimSpace(tok))
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "renewed until %s\n", exp.Format(time.RFC3339))
 	return nil
 }
 

@@ -21,6 +21,7 @@ import (
 //	"l" ino(8 BE) parent(8 BE) name    -> empty: a name of a file other than its primary one
 //	"t" keyID(4 BE)                    -> block token key: secret(32) signFrom(8 BE) expiry(8 BE), Unix ms
 //	"j" tokenID(16)                    -> expiry of a used join token, Unix seconds (8 BE)
+//	"d" storageID                      -> admin state of a blockd not in service: state(1) byFile(1)
 const (
 	prefixMeta    = 'm'
 	prefixCounter = 'c'
@@ -38,6 +39,9 @@ const (
 	// prefixJoinToken keys the one-time tokens used: join tokens
 	// (certs.go) and UI sign-in links (uilink.go).
 	prefixJoinToken = 'j'
+	// prefixDecom keys the blockds being decommissioned or decommissioned
+	// (decommission.go); outside the namespace, like "t" and "j".
+	prefixDecom = 'd'
 )
 
 // LayoutVersion is the version of the key layout this metad reads and

@@ -57,6 +57,8 @@ const (
 	Namespace_Link_FullMethodName                   = "/cairn.v1.Namespace/Link"
 	Namespace_Access_FullMethodName                 = "/cairn.v1.Namespace/Access"
 	Namespace_SafeMode_FullMethodName               = "/cairn.v1.Namespace/SafeMode"
+	Namespace_SetNodeAdmin_FullMethodName           = "/cairn.v1.Namespace/SetNodeAdmin"
+	Namespace_RefreshNodes_FullMethodName           = "/cairn.v1.Namespace/RefreshNodes"
 )
 
 // NamespaceClient is the client API for Namespace service.
@@ -98,6 +100,8 @@ type NamespaceClient interface {
 	Link(ctx context.Context, in *LinkRequest, opts ...grpc.CallOption) (*Empty, error)
 	Access(ctx context.Context, in *AccessRequest, opts ...grpc.CallOption) (*FileInfo, error)
 	SafeMode(ctx context.Context, in *SafeModeRequest, opts ...grpc.CallOption) (*SafeModeReply, error)
+	SetNodeAdmin(ctx context.Context, in *NodeAdminRequest, opts ...grpc.CallOption) (*NodeReport, error)
+	RefreshNodes(ctx context.Context, in *Empty, opts ...grpc.CallOption) (*NodeReports, error)
 }
 
 type namespaceClient struct {
@@ -458,6 +462,26 @@ func (c *namespaceClient) SafeMode(ctx context.Context, in *SafeModeRequest, opt
 	return out, nil
 }
 
+func (c *namespaceClient) SetNodeAdmin(ctx context.Context, in *NodeAdminRequest, opts ...grpc.CallOption) (*NodeReport, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(NodeReport)
+	err := c.cc.Invoke(ctx, Namespace_SetNodeAdmin_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *namespaceClient) RefreshNodes(ctx context.Context, in *Empty, opts ...grpc.CallOption) (*NodeReports, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(NodeReports)
+	err := c.cc.Invoke(ctx, Namespace_RefreshNodes_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // NamespaceServer is the server API for Namespace service.
 // All implementations must embed UnimplementedNamespaceServer
 // for forward compatibility.
@@ -497,6 +521,8 @@ type NamespaceServer interface {
 	Link(context.Context, *LinkRequest) (*Empty, error)
 	Access(context.Context, *AccessRequest) (*FileInfo, error)
 	SafeMode(context.Context, *SafeModeRequest) (*SafeModeReply, error)
+	SetNodeAdmin(context.Context, *NodeAdminRequest) (*NodeReport, error)
+	RefreshNodes(context.Context, *Empty) (*NodeReports, error)
 	mustEmbedUnimplementedNamespaceServer()
 }
 
@@ -611,6 +637,12 @@ func (UnimplementedNamespaceServer) Access(context.Context, *AccessRequest) (*Fi
 }
 func (UnimplementedNamespaceServer) SafeMode(context.Context, *SafeModeRequest) (*SafeModeReply, error) {
 	return nil, status.Error(codes.Unimplemented, "method SafeMode not implemented")
+}
+func (UnimplementedNamespaceServer) SetNodeAdmin(context.Context, *NodeAdminRequest) (*NodeReport, error) {
+	return nil, status.Error(codes.Unimplemented, "method SetNodeAdmin not implemented")
+}
+func (UnimplementedNamespaceServer) RefreshNodes(context.Context, *Empty) (*NodeReports, error) {
+	return nil, status.Error(codes.Unimplemented, "method RefreshNodes not implemented")
 }
 func (UnimplementedNamespaceServer) mustEmbedUnimplementedNamespaceServer() {}
 func (UnimplementedNamespaceServer) testEmbeddedByValue()                   {}
@@ -1263,6 +1295,42 @@ func _Namespace_SafeMode_Handler(srv interface{}, ctx context.Context, dec func(
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Namespace_SetNodeAdmin_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(NodeAdminRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(NamespaceServer).SetNodeAdmin(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Namespace_SetNodeAdmin_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(NamespaceServer).SetNodeAdmin(ctx, req.(*NodeAdminRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Namespace_RefreshNodes_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(Empty)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(NamespaceServer).RefreshNodes(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Namespace_RefreshNodes_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(NamespaceServer).RefreshNodes(ctx, req.(*Empty))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Namespace_ServiceDesc is the grpc.ServiceDesc for Namespace service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1409,6 +1477,14 @@ var Namespace_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "SafeMode",
 			Handler:    _Namespace_SafeMode_Handler,
+		},
+		{
+			MethodName: "SetNodeAdmin",
+			Handler:    _Namespace_SetNodeAdmin_Handler,
+		},
+		{
+			MethodName: "RefreshNodes",
+			Handler:    _Namespace_RefreshNodes_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

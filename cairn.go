@@ -153,7 +153,32 @@ type NodeReport struct {
 	Blocks        int64
 	LastHeartbeat time.Time
 	Live          bool
+	// AdminState is the blockd's decommission state, in HDFS's words:
+	// AdminNormal, AdminDecommissioning or AdminDecommissioned.
+	AdminState string
+	// FailedVolumes are the blockd's failed data directories, each "DIR:
+	// reason", as its last heartbeat said.
+	FailedVolumes []string
 }
+
+// A blockd's admin states (NodeReport.AdminState), in the words of HDFS's
+// dfsadmin -report ("Decommission Status : ..."). A blockd being
+// decommissioned takes no new replica and its replicas are copied to
+// others; once every block it holds has its full count elsewhere it is
+// decommissioned: it still serves reads, last, and keeps its replicas.
+const (
+	AdminNormal          = "Normal"
+	AdminDecommissioning = "Decommission in progress"
+	AdminDecommissioned  = "Decommissioned"
+)
+
+// NodeAdminAction is what Admin.SetNodeAdmin does to a blockd.
+type NodeAdminAction int
+
+const (
+	NodeDecommission NodeAdminAction = iota + 1 // start decommissioning it
+	NodeRecommission                            // put it back in service
+)
 
 // ClusterReport is metad's view of the cluster (admin -report, fsck).
 type ClusterReport struct {
@@ -392,6 +417,17 @@ type Admin interface {
 	// read-only: every namespace mutation and writer call fails with
 	// KindSafeMode, whose detail is the status's Message.
 	SafeMode(ctx context.Context, action SafeModeAction) (SafeModeStatus, error)
+	// SetNodeAdmin decommissions or recommissions the blockd node (its
+	// storage ID or its data address HOST:PORT) and returns it as metad
+	// now knows it; an admin certificate and a superuser only
+	// (KindAccess). An unknown node is KindNotExist. The state is kept in
+	// metad's store, so a restart keeps it.
+	SetNodeAdmin(ctx context.Context, node string, action NodeAdminAction) (NodeReport, error)
+	// RefreshNodes reads metad's --hosts-exclude file again (HDFS's
+	// dfsadmin -refreshNodes): the blockds it names are decommissioned,
+	// those it no longer names that it had decommissioned go back in
+	// service. It returns the blockds whose state changed.
+	RefreshNodes(ctx context.Context) ([]NodeReport, error)
 }
 
 // SafeModeAction is what Admin.SafeMode does.
@@ -442,6 +478,9 @@ type Heartbeat struct {
 	Used      int64
 	Remaining int64
 	Active    int // transfers in progress
+	// FailedVolumes are the blockd's failed data directories, each "DIR:
+	// reason" (admin -report shows them).
+	FailedVolumes []string
 }
 
 // Command is metad's instruction to a blockd, carried on heartbeat replies.

@@ -94,6 +94,7 @@ type Blockd struct {
 	kick     chan struct{}
 
 	recoveries chan cairn.Command // CmdRecover waiting for a worker
+	transfers  chan cairn.Command // CmdTransfer waiting for a worker (transfer.go)
 }
 
 // New opens the data directory and connects (lazily) to metad.
@@ -146,7 +147,7 @@ func New(cfg Config) (*Blockd, error) {
 		return nil, fmt.Errorf("blockd: metad %s: %w", cfg.MetadAddr, err)
 	}
 	d := &Blockd{cfg: cfg, store: st, log: cfg.Logger, metad: rpc.NewRegistryClient(conn), conn: conn, creds: creds, kick: make(chan struct{}, 1),
-		recoveries: make(chan cairn.Command, recoveryQueue)}
+		recoveries: make(chan cairn.Command, recoveryQueue), transfers: make(chan cairn.Command, transferQueue)}
 	if creds != nil {
 		d.tlsServer = d.dataServerConfig()
 		d.tlsClient = trust.ClientConfig(creds, trust.RoleBlockd)
@@ -249,6 +250,7 @@ func (d *Blockd) heartbeat(ctx context.Context) error {
 	capacity, used, remaining := d.store.Usage()
 	cmds, err := d.metad.Heartbeat(ctx, cairn.Heartbeat{
 		StorageID: d.node.StorageID, Capacity: capacity, Used: used, Remaining: remaining, Active: int(d.active.Load()),
+		FailedVolumes: d.store.Failed(),
 	})
 	if err != nil {
 		return err
@@ -265,11 +267,7 @@ func (d *Blockd) heartbeat(ctx context.Context) error {
 		case cairn.CmdRecover:
 			d.queueRecovery(c)
 		case cairn.CmdTransfer:
-			d.active.Add(1)
-			go func(c cairn.Command) {
-				defer d.active.Add(-1)
-				d.replicate(c.Blocks, c.Tokens, c.Targets)
-			}(c)
+			d.queueTransfer(c)
 		case cairn.CmdVerify:
 			// A client read these replicas bad: the scanner verifies them
 			// first and reports those it finds bad (BadReplicasFound).
@@ -518,6 +516,7 @@ func serve(ctx context.Context, cfg Config, listen, httpAddr, addrFile string) e
 		go trust.Renew(ctx, d.creds, d.cfg.CertsDir, rpc.NewTrustClient(d.conn).Fetch, d.log.Named("trust"))
 	}
 	go d.runRecoveries(ctx, recoveryWorkers)
+	go d.runTransfers(ctx, transferWorkers)
 	if d.scan != nil {
 		go d.scan.Run(ctx)
 	}

@@ -109,7 +109,7 @@ func (m *Metad) BadReplicasFound(ctx context.Context, id string, bad []cairn.Bad
 func (m *Metad) invalidateCorrupt(b cairn.Block, want int, now time.Time) int {
 	good := 0
 	for _, id := range m.blocks.holders(b) {
-		if _, live, stale := m.nodes.isLive(id, now); live && !stale {
+		if _, live, stale, in := m.nodes.status(id, now); live && !stale && in {
 			good++
 		}
 	}

@@ -242,10 +242,16 @@ func (bm *blockMap) free(blocks []cairn.Block) {
 	}
 }
 
-func (bm *blockMap) takeDeletes(node string) []cairn.Block {
+// takeDeletes takes up to limit of node's queued deletions (all with
+// limit <= 0); the rest stay queued.
+func (bm *blockMap) takeDeletes(node string, limit int) []cairn.Block {
 	bm.mu.Lock()
 	defer bm.mu.Unlock()
 	d := bm.toDelete[node]
+	if limit > 0 && len(d) > limit {
+		bm.toDelete[node] = d[limit:]
+		return d[:limit:limit]
+	}
 	delete(bm.toDelete, node)
 	return d
 }

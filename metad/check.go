@@ -272,6 +272,10 @@ func (c *checker) key(k, v []byte) {
 		}
 		c.r.Xattrs++
 		c.inode(id(), fmt.Sprintf("attribute %q", k[9:]))
+	case prefixDecom:
+		if _, err := decodeAdmin(v); err != nil || len(k) < 2 {
+			c.r.problem("admin state key %q: %v", k, err)
+		}
 	case prefixJoinToken:
 		if len(k) != 17 || len(v) != 8 {
 			c.r.problem("used join token key %x of %d bytes, value of %d", k, len(k), len(v))

@@ -24,6 +24,7 @@ import (
 //	"d" seq(8 BE)                      -> delegation token: expiry(8 BE) maxDate(8 BE), Unix ms
 //	"n" storageID                      -> blockd certificate issued: notAfter(8 BE, Unix s) serial
 //	"m" "delegation-seq"               -> last delegation token sequence number (8 BE)
+//	"a" storageID                      -> admin state of a blockd not in service: state(1) byFile(1)
 const (
 	prefixMeta    = 'm'
 	prefixCounter = 'c'
@@ -47,6 +48,9 @@ const (
 	// prefixNodeCert keys the blockd identities metad signed
 	// certificates for (nodecerts.go).
 	prefixNodeCert = 'n'
+	// prefixDecom keys the blockds being decommissioned or decommissioned
+	// (decommission.go); outside the namespace, like "t", "j" and "d".
+	prefixDecom = 'a'
 )
 
 // LayoutVersion is the version of the key layout this metad reads and

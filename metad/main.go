@@ -66,6 +66,11 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	dtRenew := fl.Duration("delegation-renew-interval", trust.DefaultDelegationRenewInterval, "how long a delegation token works after it is issued or renewed")
 	dtMax := fl.Duration("delegation-max-lifetime", trust.DefaultDelegationMaxLifetime, "how long a delegation token works at most, however often it is renewed")
 	encrypt := fl.Bool("encrypt-data", DefaultEncryptData, "encrypt block data: blockds' data ports take mutual TLS 1.3 only (needs the cluster CA, not --insecure)")
+	maxStreams := fl.Int("replication-max-streams", DefaultMaxStreams, "copies a blockd is the source of at a time (HDFS's dfs.namenode.replication.max-streams)")
+	hardLimit := fl.Int("replication-max-streams-hard-limit", DefaultStreamsHardLimit, "copies a blockd is the source of at a time for blocks with one replica left")
+	pendingTimeout := fl.Duration("replication-pending-timeout", DefaultPendingTimeout, "a copy not reported done this long after it was sent is scheduled again")
+	invalidateLimit := fl.Int("block-invalidate-limit", DefaultInvalidateLimit, "replicas one heartbeat reply asks a blockd to delete; the rest wait for the next")
+	hostsExclude := fl.String("hosts-exclude", "", "a file naming blockds to decommission, one a line (host, HOST:PORT data address or storage ID); read again at `cairn admin -refreshNodes`")
 	debug := fl.Bool("debug", false, "log at debug level")
 	fl.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: cairn metad --data DIR [--format [--force] | --restore CKPT [--force]] [--listen :9000] [--http :9870]\n"+
@@ -83,6 +88,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return daemon.Usage(stderr, "cairn metad", "--format and --restore exclude each other")
 	case *smThreshold < 0 || *smExtension < 0:
 		return daemon.Usage(stderr, "cairn metad", "--safemode-threshold-pct and --safemode-extension cannot be negative")
+	case *maxStreams < 1 || *hardLimit < *maxStreams:
+		return daemon.Usage(stderr, "cairn metad", "--replication-max-streams must be at least 1 and at most --replication-max-streams-hard-limit")
 	case *hard < *soft:
 		return daemon.Usage(stderr, "cairn metad", "--lease-hard-limit is shorter than --lease-soft-limit")
 	}
@@ -129,6 +136,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		DelegationRenewInterval: *dtRenew, DelegationMaxLifetime: *dtMax,
 		SafeModeThreshold: *smThreshold, SafeModeExtension: *smExtension,
 		TopologyScript: *topoScript,
+		MaxStreams:     *maxStreams, StreamsHardLimit: *hardLimit, PendingTimeout: *pendingTimeout, InvalidateLimit: *invalidateLimit,
+		HostsExclude: *hostsExclude,
 	}, *insecureFlag); err != nil {
 		log.Error("metad stopped", zap.Error(err))
 		fmt.Fprintf(stderr, "cairn metad: %v\n", err)

@@ -12,7 +12,7 @@ import (
 // freedOn returns the blocks queued for deletion on node.
 func freedOn(m *Metad, node string) map[cairn.BlockID]bool {
 	out := map[cairn.BlockID]bool{}
-	for _, b := range m.blocks.takeDeletes(node) {
+	for _, b := range m.blocks.takeDeletes(node, 0) {
 		out[b.ID] = true
 	}
 	return out

@@ -84,7 +84,7 @@ func (ns *nodeSet) rackCount(now time.Time) int {
 	defer ns.mu.Unlock()
 	racks := map[string]bool{}
 	for _, st := range ns.nodes {
-		if ns.live(st, now) {
+		if ns.live(st, now) && ns.admin[st.StorageID].state == adminNormal {
 			racks[st.Rack] = true
 		}
 	}
@@ -125,8 +125,8 @@ func (ns *nodeSet) placement(blockSize int64, now time.Time) *placement {
 	live, stale := 0, 0
 	for _, st := range ns.nodes {
 		p.known[st.StorageID] = st.Node
-		if !ns.live(st, now) {
-			continue
+		if !ns.live(st, now) || ns.admin[st.StorageID].state != adminNormal {
+			continue // dead, or being (or) decommissioned: no new replicas
 		}
 		live++
 		isStale := ns.stale(st, now)
@@ -305,8 +305,9 @@ func chooseExcess(live []cairn.Node, remaining map[string]int64, extra int) []ca
 	return out
 }
 
-// sortForReader orders a block's locations for a reader at w: stale
-// blockds last, and before that nearest first (the reader's host, then its
+// sortForReader orders a block's locations for a reader at w: blockds
+// out of service (being decommissioned, or decommissioned) last, stale
+// ones before them, and before that nearest first (the reader's host, then its
 // rack, then the rest), keeping the order within each group (HDFS's
 // sortLocatedBlocks).
 func (ns *nodeSet) sortForReader(locs []cairn.Node, w location, now time.Time) {
@@ -325,6 +326,9 @@ func (ns *nodeSet) sortForReader(locs []cairn.Node, w location, now time.Time) {
 		}
 		if st, ok := ns.nodes[n.StorageID]; !ok || ns.stale(st, now) {
 			d += 10
+		}
+		if ns.admin[n.StorageID].state != adminNormal {
+			d += 20 // being decommissioned, or decommissioned: last
 		}
 		key[n.StorageID] = d
 	}

@@ -65,13 +65,13 @@ func (rs *recoveries) start(r *recovery) {
 	rs.byBlock[r.block.ID] = r
 }
 
-// take returns the recovery commands for node, each once.
-func (rs *recoveries) take(node string) []cairn.Command {
+// take returns up to limit recovery commands for node, each once.
+func (rs *recoveries) take(node string, limit int) []cairn.Command {
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
 	var out []cairn.Command
 	for _, r := range rs.byBlock {
-		if r.primary == node && !r.sent {
+		if r.primary == node && !r.sent && len(out) < limit {
 			r.sent = true
 			out = append(out, cairn.Command{Kind: cairn.CmdRecover, Blocks: []cairn.Block{r.block}, Targets: r.targets, RecoveryID: r.id})
 		}

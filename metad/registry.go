@@ -22,12 +22,19 @@ type nodeSet struct {
 	deadAfter  time.Duration
 	staleAfter time.Duration
 	nodes      map[string]*nodeState
+	// admin is the admin state of every blockd not in service
+	// (decommission.go), registered or not; exclude is the exclude file's
+	// list as last read.
+	admin   map[string]adminRecord
+	exclude map[string]bool
 }
 
 type nodeState struct {
 	cairn.Node
 	hb   cairn.Heartbeat
 	last time.Time
+	// reported: a full block report came since the blockd registered.
+	reported bool
 }
 
 func (ns *nodeSet) live(n *nodeState, now time.Time) bool {
@@ -90,6 +97,7 @@ func (ns *nodeSet) report(now time.Time, bm *blockMap) []cairn.NodeReport {
 		out = append(out, cairn.NodeReport{
 			Node: n.Node, Capacity: n.hb.Capacity, Used: n.hb.Used, Remaining: n.hb.Remaining,
 			LastHeartbeat: n.last, Live: ns.live(n, now),
+			AdminState: ns.admin[n.StorageID].state.String(), FailedVolumes: n.hb.FailedVolumes,
 		})
 	}
 	ns.mu.Unlock()
@@ -101,11 +109,14 @@ func (ns *nodeSet) report(now time.Time, bm *blockMap) []cairn.NodeReport {
 }
 
 // liveReplicas lists the live holders of b in a random order, stale ones
+// and then those out of service (being decommissioned, or decommissioned)
 // last.
 func (m *Metad) liveReplicas(b cairn.Block, now time.Time) []cairn.Node {
-	var fresh, stale []cairn.Node
+	var fresh, stale, out []cairn.Node
 	for _, id := range m.blocks.holders(b) {
-		switch n, live, isStale := m.nodes.isLive(id, now); {
+		switch n, live, isStale, in := m.nodes.status(id, now); {
+		case live && !in:
+			out = append(out, n)
 		case live && !isStale:
 			fresh = append(fresh, n)
 		case live:
@@ -113,7 +124,7 @@ func (m *Metad) liveReplicas(b cairn.Block, now time.Time) []cairn.Node {
 		}
 	}
 	rand.Shuffle(len(fresh), func(i, j int) { fresh[i], fresh[j] = fresh[j], fresh[i] })
-	return append(fresh, stale...)
+	return append(append(fresh, stale...), out...)
 }
 
 // readReplicas lists the replicas of b to offer readers: its live good
@@ -165,6 +176,8 @@ func (m *Metad) Register(ctx context.Context, r cairn.Registration) (cairn.Regis
 	m.nodes.mu.Lock()
 	m.nodes.nodes[r.StorageID] = &nodeState{Node: r.Node, last: m.clock.Now()}
 	m.nodes.mu.Unlock()
+	m.repl.forget(r.StorageID) // copies it was asked for before are gone with its old self
+	m.admitted(r.Node)
 	keys, err := m.tokens.Keys()
 	if err != nil {
 		return cairn.Registered{}, cairn.E(op, cairn.KindIO, "", "block token keys: "+err.Error())
@@ -173,7 +186,22 @@ func (m *Metad) Register(ctx context.Context, r cairn.Registration) (cairn.Regis
 	return cairn.Registered{NamespaceID: m.namespaceID, Keys: keys, EncryptData: m.cfg.EncryptData}, nil
 }
 
+// maxFailedVolumes and maxVolumeReason bound what a heartbeat's failed
+// volumes may make metad keep.
+const (
+	maxFailedVolumes = 64
+	maxVolumeReason  = 512
+)
+
 func (m *Metad) Heartbeat(ctx context.Context, h cairn.Heartbeat) ([]cairn.Command, error) {
+	if len(h.FailedVolumes) > maxFailedVolumes {
+		h.FailedVolumes = h.FailedVolumes[:maxFailedVolumes]
+	}
+	for i, v := range h.FailedVolumes {
+		if len(v) > maxVolumeReason {
+			h.FailedVolumes[i] = v[:maxVolumeReason]
+		}
+	}
 	m.nodes.mu.Lock()
 	st, ok := m.nodes.nodes[h.StorageID]
 	if ok {
@@ -188,8 +216,11 @@ func (m *Metad) Heartbeat(ctx context.Context, h cairn.Heartbeat) ([]cairn.Comma
 	if !m.safe.isOn() {
 		// In safe mode nothing is copied, recovered or deleted: the work
 		// stays queued until metad leaves it.
-		cmds = append(m.repl.take(h.StorageID), m.recoveries.take(h.StorageID)...)
-		if del := m.blocks.takeDeletes(h.StorageID); len(del) > 0 {
+		// Each kind is bounded, so the reply stays far below the blockd's
+		// message limit whatever is queued; the rest stays queued for the
+		// next heartbeats (replqueue.go).
+		cmds = append(m.repl.take(h.StorageID, m.clock.Now()), m.recoveries.take(h.StorageID, maxRecoveriesPerReply)...)
+		if del := m.blocks.takeDeletes(h.StorageID, m.cfg.InvalidateLimit); len(del) > 0 {
 			cmds = append(cmds, cairn.Command{Kind: cairn.CmdDelete, Blocks: del})
 		}
 	}
@@ -302,7 +333,15 @@ func (m *Metad) BlockReport(ctx context.Context, id string, reps []cairn.Replica
 		return err
 	}
 	m.log.Info("block report", zap.String("storage_id", id), zap.Int("replicas", len(reps)))
-	return m.accept(id, reps, true)
+	if err := m.accept(id, reps, true); err != nil {
+		return err
+	}
+	m.nodes.mu.Lock()
+	if st := m.nodes.nodes[id]; st != nil {
+		st.reported = true
+	}
+	m.nodes.mu.Unlock()
+	return nil
 }
 
 func (m *Metad) BlocksReceived(ctx context.Context, id string, reps []cairn.Replica) error {
@@ -310,7 +349,9 @@ func (m *Metad) BlocksReceived(ctx context.Context, id string, reps []cairn.Repl
 		return err
 	}
 	for _, r := range reps {
-		m.repl.settled(r.ID)
+		if r.State == cairn.ReplicaFinalized {
+			m.repl.settled(r.ID) // a copy arrived, or the block changed: look again
+		}
 	}
 	return m.accept(id, reps, false)
 }

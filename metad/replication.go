@@ -2,7 +2,6 @@ package metad
 
 import (
 	"context"
-	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -17,29 +16,6 @@ import (
 // replica on the fullest blockd; a block with its full count again has its
 // corrupt replicas deleted (invalidateCorrupt), and never before. Blocks of
 // files being written are left to their writer's pipeline.
-
-// replicationPending is how long a transfer may take before the monitor
-// schedules the block again.
-const replicationPending = 5 * time.Minute
-
-// replQueue is the work the monitor hands out on heartbeats.
-type replQueue struct {
-	mu        sync.Mutex
-	transfers map[string][]cairn.Command  // source storage ID -> commands
-	pending   map[cairn.BlockID]time.Time // block -> when its transfer is due to have happened
-}
-
-func newReplQueue() *replQueue {
-	return &replQueue{transfers: map[string][]cairn.Command{}, pending: map[cairn.BlockID]time.Time{}}
-}
-
-func (q *replQueue) take(node string) []cairn.Command {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	c := q.transfers[node]
-	delete(q.transfers, node)
-	return c
-}
 
 // fullCheckEvery: most rounds look only at blocks whose live replica count
 // differs from the default replication (an in-memory test); every this
@@ -66,9 +42,16 @@ func (m *Metad) runReplicationMonitor(ctx context.Context, every time.Duration) 
 }
 
 // checkReplication schedules one round of copies, trims and deletions of
-// corrupt replicas.
+// corrupt replicas. The copies are handed out by priority (replqueue.go):
+// the blocks with one live replica first, then the under-replicated, then
+// those whose full count leans on blockds being decommissioned or sits on
+// too few racks.
 func (m *Metad) checkReplication(full bool) error {
 	now := m.clock.Now()
+	if gone := m.repl.expire(now); len(gone) > 0 {
+		m.log.Warn("copies not reported within the pending timeout: scheduled again", zap.Int("blocks", len(gone)),
+			zap.Duration("timeout", m.repl.timeout))
+	}
 	racks := m.nodes.rackCount(now)
 	var cands []cairn.BlockID
 	bm := m.blocks
@@ -81,7 +64,8 @@ func (m *Metad) checkReplication(full bool) error {
 	}
 	bm.mu.Unlock()
 
-	scheduled, trimmed, invalidated, moved := 0, 0, 0, 0
+	var needs [prioPlaced + 1][]need
+	trimmed, invalidated := 0, 0
 	for _, id := range cands {
 		stored, writing, ok, err := m.storedBlock(id)
 		if err != nil {
@@ -91,41 +75,72 @@ func (m *Metad) checkReplication(full bool) error {
 			continue
 		}
 		m.rejudge(stored)
-		var live []cairn.Node
+		var live, inService []cairn.Node
 		for _, node := range m.blocks.holders(stored) {
-			if n, isLive, _ := m.nodes.isLive(node, now); isLive {
+			if n, isLive, _, in := m.nodes.status(node, now); isLive {
 				live = append(live, n)
+				if in {
+					inService = append(inService, n)
+				}
 			}
 		}
 		want, err := m.wantReplicas(stored.ID)
 		if err != nil {
 			return err
 		}
+		nd := need{b: stored, live: live, inService: inService, n: want - len(inService)}
 		switch {
 		case len(live) == 0:
 			// Missing, or every replica bad: nothing to copy from; fsck
 			// reports it, and no replica of it is deleted.
-		case len(live) < want:
-			if m.scheduleCopies(stored, live, want-len(live), now, false) {
-				scheduled++
+		case len(inService) < want:
+			switch {
+			case len(live) == 1 && want > 1, len(inService) == 0:
+				needs[prioHighest] = append(needs[prioHighest], nd)
+			case len(live) < want:
+				needs[prioLow] = append(needs[prioLow], nd)
+			default:
+				needs[prioPlaced] = append(needs[prioPlaced], nd)
 			}
-		case len(live) > want:
-			m.trim(stored, live, len(live)-want)
+		case len(inService) > want:
+			// Only replicas in service are trimmed: a blockd being
+			// decommissioned, or decommissioned, keeps what it holds.
+			m.trim(stored, inService, len(inService)-want)
 			trimmed++
-		case misplaced(rackSpan(live), want, racks):
+		case misplaced(rackSpan(inService), want, racks):
 			// The full count on too few racks: one more copy on another
 			// rack, then the trim takes one off a crowded rack.
-			if m.scheduleCopies(stored, live, 1, now, true) {
-				moved++
-			}
+			nd.n, nd.newRack = 1, true
+			needs[prioPlaced] = append(needs[prioPlaced], nd)
 		}
 		invalidated += m.invalidateCorrupt(stored, want, now)
 	}
-	if scheduled > 0 || trimmed > 0 || invalidated > 0 || moved > 0 {
-		m.log.Info("replication monitor", zap.Int("blocks_to_copy", scheduled), zap.Int("blocks_trimmed", trimmed),
-			zap.Int("corrupt_replicas_deleted", invalidated), zap.Int("misplaced_blocks_to_copy", moved))
+	var scheduled [prioPlaced + 1]int
+	for prio, list := range needs {
+		for _, nd := range list {
+			if m.scheduleCopies(nd, prio, now) {
+				scheduled[prio]++
+			}
+		}
 	}
+	if scheduled[prioHighest]+scheduled[prioLow]+scheduled[prioPlaced] > 0 || trimmed > 0 || invalidated > 0 {
+		m.log.Info("replication monitor", zap.Int("blocks_to_copy_one_replica_left", scheduled[prioHighest]),
+			zap.Int("blocks_to_copy", scheduled[prioLow]), zap.Int("blocks_to_copy_decommissioning_or_misplaced", scheduled[prioPlaced]),
+			zap.Int("blocks_waiting", len(needs[prioHighest])+len(needs[prioLow])+len(needs[prioPlaced])-scheduled[prioHighest]-scheduled[prioLow]-scheduled[prioPlaced]),
+			zap.Int("blocks_trimmed", trimmed), zap.Int("corrupt_replicas_deleted", invalidated))
+	}
+	m.checkDecommissions(now)
 	return nil
+}
+
+// need is a block that wants n more replicas: live are its live good
+// replicas, inService those on blockds in service; with newRack the copy
+// must put it on another rack.
+type need struct {
+	b               cairn.Block
+	live, inService []cairn.Node
+	n               int
+	newRack         bool
 }
 
 // settledBlock is the monitor's in-memory test that a block needs no look:
@@ -143,8 +158,8 @@ func (m *Metad) settledBlock(id cairn.BlockID, reps map[string]cairn.Replica, no
 			return false
 		}
 		gs = r.GenStamp
-		n, live, _ := m.nodes.isLive(node, now)
-		if !live {
+		n, live, _, in := m.nodes.status(node, now)
+		if !live || !in {
 			return false
 		}
 		on = append(on, n)
@@ -192,15 +207,30 @@ func (m *Metad) wantReplicas(id cairn.BlockID) (int, error) {
 	return int(in.Replication), nil
 }
 
-// scheduleCopies asks a live holder of b to copy it to n other blockds;
-// with newRack, only when the copies put it on another rack.
-func (m *Metad) scheduleCopies(b cairn.Block, live []cairn.Node, n int, now time.Time, newRack bool) bool {
-	q := m.repl
-	q.mu.Lock()
-	due, busy := q.pending[b.ID]
-	q.mu.Unlock()
-	if busy && now.Before(due) {
+// scheduleCopies asks a live holder of nd.b with a stream to spare for a
+// copy of priority prio (a blockd being decommissioned first: it serves no
+// writes) to copy it to nd.n other blockds; with nd.newRack, only when the
+// copies put it on another rack. It reports whether it did.
+func (m *Metad) scheduleCopies(nd need, prio int, now time.Time) bool {
+	b, q := nd.b, m.repl
+	if q.busy(b.ID) {
 		return false
+	}
+	var free, freeOut []cairn.Node
+	for _, h := range nd.live {
+		if !q.room(h.StorageID, prio) {
+			continue
+		}
+		free = append(free, h)
+		if !m.nodes.inService(h.StorageID) {
+			freeOut = append(freeOut, h)
+		}
+	}
+	if len(freeOut) > 0 {
+		free = freeOut
+	}
+	if len(free) == 0 {
+		return false // every holder is busy: the block waits for a stream
 	}
 	// Not onto a blockd holding any replica of it, even a corrupt or stale
 	// one: that one is deleted first.
@@ -213,28 +243,25 @@ func (m *Metad) scheduleCopies(b cairn.Block, live []cairn.Node, n int, now time
 		have[node] = true
 	}
 	m.blocks.mu.Unlock()
-	for _, h := range live {
+	for _, h := range nd.live {
 		have[h.StorageID] = true
 	}
-	src := live[int(uint64(b.ID)%uint64(len(live)))]
+	src := free[int(uint64(b.ID)%uint64(len(free)))]
 	var skip []cairn.Node
 	for id := range have {
 		skip = append(skip, cairn.Node{StorageID: id})
 	}
-	// The source stands for the writer; the live replicas are the
+	// The source stands for the writer; the replicas in service are the
 	// replicas chosen so far, so the rack rule goes on from them.
-	targets := m.nodes.placement(b.Len, now).choose(n, location{hostOf(src.DataAddr), src.Rack}, live, skip)
+	targets := m.nodes.placement(b.Len, now).choose(nd.n, location{hostOf(src.DataAddr), src.Rack}, nd.inService, skip)
 	if len(targets) == 0 {
 		return false
 	}
-	if newRack && rackSpan(append(live[:len(live):len(live)], targets...)) == rackSpan(live) {
+	if nd.newRack && rackSpan(append(nd.inService[:len(nd.inService):len(nd.inService)], targets...)) == rackSpan(nd.inService) {
 		return false // no other rack has a blockd that can take it
 	}
-	q.mu.Lock()
-	q.transfers[src.StorageID] = append(q.transfers[src.StorageID], cairn.Command{Kind: cairn.CmdTransfer, Blocks: []cairn.Block{b}, Targets: targets})
-	q.pending[b.ID] = now.Add(replicationPending)
-	q.mu.Unlock()
-	m.log.Info("block under-replicated: copying", zap.Stringer("block", b), zap.String("from", src.DataAddr), zap.Int("copies", len(targets)))
+	q.add(src.StorageID, cairn.Command{Kind: cairn.CmdTransfer, Blocks: []cairn.Block{b}, Targets: targets})
+	m.log.Info("block needs replicas: copying", zap.Stringer("block", b), zap.String("from", src.DataAddr), zap.Int("copies", len(targets)), zap.Int("priority", prio))
 	return true
 }
 
@@ -260,12 +287,4 @@ func (m *Metad) trim(b cairn.Block, live []cairn.Node, extra int) {
 	}
 	m.blocks.mu.Unlock()
 	m.log.Info("block over-replicated: trimming", zap.Stringer("block", b), zap.Int("replicas", extra))
-}
-
-// settled forgets a pending copy once the block's replicas change (a new one
-// reported, one deleted), so the next round looks at it afresh.
-func (q *replQueue) settled(id cairn.BlockID) {
-	q.mu.Lock()
-	delete(q.pending, id)
-	q.mu.Unlock()
 }

@@ -102,6 +102,18 @@ type Config struct {
 	// storeFS holds the store instead of the disk (tests: a crashable
 	// memory file system).
 	storeFS vfs.FS
+	// MaxStreams is how many copies a blockd is the source of at a time
+	// (HDFS's dfs.namenode.replication.max-streams), StreamsHardLimit for
+	// blocks with one replica left; PendingTimeout, how long a copy sent
+	// may go unreported before its block is scheduled again;
+	// InvalidateLimit, how many deletions one heartbeat reply carries
+	// (replqueue.go; zero: the defaults).
+	MaxStreams, StreamsHardLimit int
+	PendingTimeout               time.Duration
+	InvalidateLimit              int
+	// HostsExclude names the exclude file: the blockds it names are
+	// decommissioned (decommission.go), read at start and at RefreshNodes.
+	HostsExclude string
 	// EncryptData makes blockds' data ports take mutual TLS only (HDFS's
 	// dfs.encrypt.data.transfer): blockds hear it at registration,
 	// clients from DataTransfer.
@@ -268,6 +280,9 @@ func Open(cfg Config) (*Metad, error) {
 	if cfg.CheckpointKeep <= 0 {
 		cfg.CheckpointKeep = DefaultCheckpointKeep
 	}
+	if cfg.InvalidateLimit <= 0 {
+		cfg.InvalidateLimit = DefaultInvalidateLimit
+	}
 	pebbleLog = cfg.Logger.Named("pebble")
 	st, err := openStore(filepath.Join(cfg.Dir, storeDir), false, cfg.CacheSize, cfg.storeFS)
 	if err != nil {
@@ -286,16 +301,28 @@ func Open(cfg Config) (*Metad, error) {
 		_ = st.close()
 		return nil, err
 	}
+	admin, err := loadAdmin(st.db)
+	if err != nil {
+		_ = st.close()
+		return nil, fmt.Errorf("read the blockds' admin states: %w", err)
+	}
 	m := &Metad{
 		tokens: tokens,
-		cfg:    cfg, st: st, blocks: newBlockMap(), clock: cfg.Clock, log: cfg.Logger, pipelines: newPipelines(), repl: newReplQueue(), recoveries: newRecoveries(),
-		nodes:       &nodeSet{deadAfter: cfg.DeadAfter, staleAfter: cfg.StaleAfter, nodes: map[string]*nodeState{}},
+		cfg:    cfg, st: st, blocks: newBlockMap(), clock: cfg.Clock, log: cfg.Logger, pipelines: newPipelines(), recoveries: newRecoveries(),
+		repl:        newReplQueue(cfg.MaxStreams, cfg.StreamsHardLimit, cfg.PendingTimeout),
+		nodes:       &nodeSet{deadAfter: cfg.DeadAfter, staleAfter: cfg.StaleAfter, nodes: map[string]*nodeState{}, admin: admin},
 		namespaceID: v["namespaceID"],
 		topo:        newTopology(cfg.TopologyScript, cfg.Clock.Now, cfg.Logger.Named("topology")),
 		leases:      newLeaseTable(cfg.LeaseSoft, cfg.LeaseHard, cfg.Clock),
 		version:     v,
 		superuser:   currentUser(),
 		safe:        newSafeMode(cfg.SafeModeThreshold, cfg.SafeModeExtension, cfg.Logger.Named("safemode")),
+	}
+	if cfg.HostsExclude != "" {
+		if m.nodes.exclude, err = readExclude(cfg.HostsExclude); err != nil {
+			_ = st.close()
+			return nil, fmt.Errorf("--hosts-exclude: %w", err)
+		}
 	}
 	if cfg.SafeModeThreshold > 0 {
 		blocks, err := st.countedBlocks()

@@ -21,7 +21,8 @@ import (
 // verified TLS certificate names (trust.Peer), never what it asserts:
 //
 //   - Registry RPCs: a blockd, for the storage ID its certificate names.
-//   - Namespace RPCs: a mount, a user or an admin. Report and Checkpoint,
+//   - Namespace RPCs: a mount, a user or an admin. Report, Checkpoint,
+//     SetNodeAdmin and RefreshNodes,
 //     and Trust's IssueJoinToken and IssueUILink: an admin only.
 //   - Trust's Join: anyone: the join token in the request authenticates it.
 //     RenewCert: any certificate, for its own peer. DataTransfer: any
@@ -104,7 +105,8 @@ func (a *Auth) authorize(ctx context.Context, method string, req any) (context.C
 	case method == pb.Trust_RenewCert_FullMethodName, method == pb.Trust_DataTransfer_FullMethodName:
 		return ctx, nil
 	case method == pb.Trust_IssueJoinToken_FullMethodName, method == pb.Trust_IssueUILink_FullMethodName, method == pb.Namespace_Report_FullMethodName,
-		method == pb.Namespace_Checkpoint_FullMethodName:
+		method == pb.Namespace_Checkpoint_FullMethodName, method == pb.Namespace_SetNodeAdmin_FullMethodName,
+		method == pb.Namespace_RefreshNodes_FullMethodName:
 		if p.Role != trust.RoleAdmin {
 			return nil, refuse("an admin operation needs an admin certificate")
 		}

@@ -108,10 +108,7 @@ func (n *NamespaceClient) Report(ctx context.Context) (cairn.ClusterReport, erro
 	}
 	rep := cairn.ClusterReport{NamespaceID: r.NamespaceId, DefaultReplication: int(r.DefaultReplication)}
 	for _, nr := range r.Nodes {
-		rep.Nodes = append(rep.Nodes, cairn.NodeReport{
-			Node: FromPBNode(nr.Node), Capacity: nr.Capacity, Used: nr.Used, Remaining: nr.Remaining,
-			Blocks: nr.Blocks, LastHeartbeat: fromNanos(nr.LastHeartbeatNs), Live: nr.Live,
-		})
+		rep.Nodes = append(rep.Nodes, fromPBNodeReport(nr))
 	}
 	return rep, nil
 }
@@ -214,10 +211,7 @@ func (s *namespaceServer) Report(ctx context.Context, _ *pb.Empty) (*pb.ClusterR
 	}
 	out := &pb.ClusterReport{NamespaceId: rep.NamespaceID, DefaultReplication: int32(rep.DefaultReplication)}
 	for _, n := range rep.Nodes {
-		out.Nodes = append(out.Nodes, &pb.NodeReport{
-			Node: ToPBNode(n.Node), Capacity: n.Capacity, Used: n.Used, Remaining: n.Remaining,
-			Blocks: n.Blocks, LastHeartbeatNs: nanos(n.LastHeartbeat), Live: n.Live,
-		})
+		out.Nodes = append(out.Nodes, toPBNodeReport(n))
 	}
 	return out, nil
 }

@@ -28,7 +28,7 @@ func (r *RegistryClient) Register(ctx context.Context, reg cairn.Registration) (
 }
 
 func (r *RegistryClient) Heartbeat(ctx context.Context, h cairn.Heartbeat) ([]cairn.Command, error) {
-	rep, err := r.c.Heartbeat(ctx, &pb.HeartbeatRequest{StorageId: h.StorageID, Capacity: h.Capacity, Used: h.Used, Remaining: h.Remaining, Active: int32(h.Active)})
+	rep, err := r.c.Heartbeat(ctx, &pb.HeartbeatRequest{StorageId: h.StorageID, Capacity: h.Capacity, Used: h.Used, Remaining: h.Remaining, Active: int32(h.Active), FailedVolumes: h.FailedVolumes})
 	if err != nil {
 		return nil, fromStatus("rpc.Heartbeat", err)
 	}
@@ -82,16 +82,21 @@ func (s *registryServer) Register(ctx context.Context, r *pb.Registration) (*pb.
 }
 
 func (s *registryServer) Heartbeat(ctx context.Context, h *pb.HeartbeatRequest) (*pb.HeartbeatReply, error) {
-	cmds, err := s.r.Heartbeat(ctx, cairn.Heartbeat{StorageID: h.StorageId, Capacity: h.Capacity, Used: h.Used, Remaining: h.Remaining, Active: int(h.Active)})
+	cmds, err := s.r.Heartbeat(ctx, cairn.Heartbeat{StorageID: h.StorageId, Capacity: h.Capacity, Used: h.Used, Remaining: h.Remaining, Active: int(h.Active), FailedVolumes: h.FailedVolumes})
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	out := &pb.HeartbeatReply{}
+	return &pb.HeartbeatReply{Commands: ToPBCommands(cmds)}, nil
+}
+
+// ToPBCommands is a heartbeat reply's commands as they travel.
+func ToPBCommands(cmds []cairn.Command) []*pb.Command {
+	out := make([]*pb.Command, 0, len(cmds))
 	for _, c := range cmds {
-		out.Commands = append(out.Commands, &pb.Command{Kind: int32(c.Kind), Blocks: ToPBBlocks(c.Blocks), Targets: ToPBNodes(c.Targets), RecoveryId: uint64(c.RecoveryID),
+		out = append(out, &pb.Command{Kind: int32(c.Kind), Blocks: ToPBBlocks(c.Blocks), Targets: ToPBNodes(c.Targets), RecoveryId: uint64(c.RecoveryID),
 			Tokens: c.Tokens, Keys: ToPBKeys(c.Keys)})
 	}
-	return out, nil
+	return out
 }
 
 func (s *registryServer) BlockReport(ctx context.Context, l *pb.ReplicaList) (*pb.Empty, error) {

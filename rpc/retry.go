@@ -54,6 +54,8 @@ var Mutations = map[string]bool{
 	pb.Namespace_Unlink_FullMethodName:                 true,
 	pb.Namespace_Release_FullMethodName:                true,
 	pb.Namespace_Link_FullMethodName:                   true,
+	pb.Namespace_SetNodeAdmin_FullMethodName:           true,
+	pb.Namespace_RefreshNodes_FullMethodName:           true,
 	pb.Trust_Join_FullMethodName:                       true,
 	pb.Namespace_GetDelegationToken_FullMethodName:     true,
 	pb.Namespace_RenewDelegationToken_FullMethodName:   true,

@@ -95,7 +95,7 @@ func (x OpHeader_Op) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use OpHeader_Op.Descriptor instead.
 func (OpHeader_Op) EnumDescriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{58, 0}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{60, 0}
 }
 
 type OpHeader_Stage int32
@@ -147,7 +147,7 @@ func (x OpHeader_Stage) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use OpHeader_Stage.Descriptor instead.
 func (OpHeader_Stage) EnumDescriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{58, 1}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{60, 1}
 }
 
 type Empty struct {
@@ -1466,6 +1466,8 @@ type NodeReport struct {
 	Blocks          int64                  `protobuf:"varint,5,opt,name=blocks,proto3" json:"blocks,omitempty"`
 	LastHeartbeatNs int64                  `protobuf:"varint,6,opt,name=last_heartbeat_ns,json=lastHeartbeatNs,proto3" json:"last_heartbeat_ns,omitempty"`
 	Live            bool                   `protobuf:"varint,7,opt,name=live,proto3" json:"live,omitempty"`
+	AdminState      string                 `protobuf:"bytes,8,opt,name=admin_state,json=adminState,proto3" json:"admin_state,omitempty"` // cairn.AdminNormal, AdminDecommissioning, AdminDecommissioned
+	FailedVolumes   []string               `protobuf:"bytes,9,rep,name=failed_volumes,json=failedVolumes,proto3" json:"failed_volumes,omitempty"`
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
@@ -1547,6 +1549,20 @@ func (x *NodeReport) GetLive() bool {
 		return x.Live
 	}
 	return false
+}
+
+func (x *NodeReport) GetAdminState() string {
+	if x != nil {
+		return x.AdminState
+	}
+	return ""
+}
+
+func (x *NodeReport) GetFailedVolumes() []string {
+	if x != nil {
+		return x.FailedVolumes
+	}
+	return nil
 }
 
 type ClusterReport struct {
@@ -2914,6 +2930,104 @@ func (x *SafeModeRequest) GetAction() uint32 {
 	return 0
 }
 
+// NodeAdminRequest: action 1 decommission, 2 recommission
+// (cairn.NodeAdminAction); node is a storage ID or a data address.
+type NodeAdminRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Node          string                 `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	Action        uint32                 `protobuf:"varint,2,opt,name=action,proto3" json:"action,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NodeAdminRequest) Reset() {
+	*x = NodeAdminRequest{}
+	mi := &file_rpc_pb_cairn_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodeAdminRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodeAdminRequest) ProtoMessage() {}
+
+func (x *NodeAdminRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_pb_cairn_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodeAdminRequest.ProtoReflect.Descriptor instead.
+func (*NodeAdminRequest) Descriptor() ([]byte, []int) {
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *NodeAdminRequest) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *NodeAdminRequest) GetAction() uint32 {
+	if x != nil {
+		return x.Action
+	}
+	return 0
+}
+
+type NodeReports struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Nodes         []*NodeReport          `protobuf:"bytes,1,rep,name=nodes,proto3" json:"nodes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NodeReports) Reset() {
+	*x = NodeReports{}
+	mi := &file_rpc_pb_cairn_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodeReports) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodeReports) ProtoMessage() {}
+
+func (x *NodeReports) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_pb_cairn_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodeReports.ProtoReflect.Descriptor instead.
+func (*NodeReports) Descriptor() ([]byte, []int) {
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *NodeReports) GetNodes() []*NodeReport {
+	if x != nil {
+		return x.Nodes
+	}
+	return nil
+}
+
 type SafeModeReply struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	On            bool                   `protobuf:"varint,1,opt,name=on,proto3" json:"on,omitempty"`
@@ -2929,7 +3043,7 @@ type SafeModeReply struct {
 
 func (x *SafeModeReply) Reset() {
 	*x = SafeModeReply{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[42]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2941,7 +3055,7 @@ func (x *SafeModeReply) String() string {
 func (*SafeModeReply) ProtoMessage() {}
 
 func (x *SafeModeReply) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[42]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2954,7 +3068,7 @@ func (x *SafeModeReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SafeModeReply.ProtoReflect.Descriptor instead.
 func (*SafeModeReply) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{42}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *SafeModeReply) GetOn() bool {
@@ -3018,7 +3132,7 @@ type AccessRequest struct {
 
 func (x *AccessRequest) Reset() {
 	*x = AccessRequest{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[43]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3030,7 +3144,7 @@ func (x *AccessRequest) String() string {
 func (*AccessRequest) ProtoMessage() {}
 
 func (x *AccessRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[43]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3043,7 +3157,7 @@ func (x *AccessRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AccessRequest.ProtoReflect.Descriptor instead.
 func (*AccessRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{43}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *AccessRequest) GetPath() string {
@@ -3072,7 +3186,7 @@ type DelegationTokenRequest struct {
 
 func (x *DelegationTokenRequest) Reset() {
 	*x = DelegationTokenRequest{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[44]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3084,7 +3198,7 @@ func (x *DelegationTokenRequest) String() string {
 func (*DelegationTokenRequest) ProtoMessage() {}
 
 func (x *DelegationTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[44]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3097,7 +3211,7 @@ func (x *DelegationTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DelegationTokenRequest.ProtoReflect.Descriptor instead.
 func (*DelegationTokenRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{44}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *DelegationTokenRequest) GetRenewer() string {
@@ -3118,7 +3232,7 @@ type DelegationTokenReply struct {
 
 func (x *DelegationTokenReply) Reset() {
 	*x = DelegationTokenReply{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[45]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3130,7 +3244,7 @@ func (x *DelegationTokenReply) String() string {
 func (*DelegationTokenReply) ProtoMessage() {}
 
 func (x *DelegationTokenReply) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[45]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3143,7 +3257,7 @@ func (x *DelegationTokenReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DelegationTokenReply.ProtoReflect.Descriptor instead.
 func (*DelegationTokenReply) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{45}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *DelegationTokenReply) GetToken() string {
@@ -3176,7 +3290,7 @@ type DelegationTokenRef struct {
 
 func (x *DelegationTokenRef) Reset() {
 	*x = DelegationTokenRef{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[46]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3188,7 +3302,7 @@ func (x *DelegationTokenRef) String() string {
 func (*DelegationTokenRef) ProtoMessage() {}
 
 func (x *DelegationTokenRef) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[46]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3201,7 +3315,7 @@ func (x *DelegationTokenRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DelegationTokenRef.ProtoReflect.Descriptor instead.
 func (*DelegationTokenRef) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{46}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *DelegationTokenRef) GetToken() string {
@@ -3220,7 +3334,7 @@ type RenewDelegationReply struct {
 
 func (x *RenewDelegationReply) Reset() {
 	*x = RenewDelegationReply{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[47]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3232,7 +3346,7 @@ func (x *RenewDelegationReply) String() string {
 func (*RenewDelegationReply) ProtoMessage() {}
 
 func (x *RenewDelegationReply) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[47]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3245,7 +3359,7 @@ func (x *RenewDelegationReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewDelegationReply.ProtoReflect.Descriptor instead.
 func (*RenewDelegationReply) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{47}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *RenewDelegationReply) GetExpiryMs() int64 {
@@ -3265,7 +3379,7 @@ type Registration struct {
 
 func (x *Registration) Reset() {
 	*x = Registration{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[48]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3277,7 +3391,7 @@ func (x *Registration) String() string {
 func (*Registration) ProtoMessage() {}
 
 func (x *Registration) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[48]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3290,7 +3404,7 @@ func (x *Registration) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Registration.ProtoReflect.Descriptor instead.
 func (*Registration) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{48}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *Registration) GetNode() *Node {
@@ -3320,7 +3434,7 @@ type RegisterReply struct {
 
 func (x *RegisterReply) Reset() {
 	*x = RegisterReply{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[49]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3332,7 +3446,7 @@ func (x *RegisterReply) String() string {
 func (*RegisterReply) ProtoMessage() {}
 
 func (x *RegisterReply) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[49]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3345,7 +3459,7 @@ func (x *RegisterReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterReply.ProtoReflect.Descriptor instead.
 func (*RegisterReply) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{49}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *RegisterReply) GetNamespaceId() string {
@@ -3381,7 +3495,7 @@ type BlockKey struct {
 
 func (x *BlockKey) Reset() {
 	*x = BlockKey{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[50]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3393,7 +3507,7 @@ func (x *BlockKey) String() string {
 func (*BlockKey) ProtoMessage() {}
 
 func (x *BlockKey) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[50]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3406,7 +3520,7 @@ func (x *BlockKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BlockKey.ProtoReflect.Descriptor instead.
 func (*BlockKey) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{50}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *BlockKey) GetId() uint32 {
@@ -3437,13 +3551,14 @@ type HeartbeatRequest struct {
 	Used          int64                  `protobuf:"varint,3,opt,name=used,proto3" json:"used,omitempty"`
 	Remaining     int64                  `protobuf:"varint,4,opt,name=remaining,proto3" json:"remaining,omitempty"`
 	Active        int32                  `protobuf:"varint,5,opt,name=active,proto3" json:"active,omitempty"`
+	FailedVolumes []string               `protobuf:"bytes,6,rep,name=failed_volumes,json=failedVolumes,proto3" json:"failed_volumes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *HeartbeatRequest) Reset() {
 	*x = HeartbeatRequest{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[51]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3455,7 +3570,7 @@ func (x *HeartbeatRequest) String() string {
 func (*HeartbeatRequest) ProtoMessage() {}
 
 func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[51]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3468,7 +3583,7 @@ func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatRequest.ProtoReflect.Descriptor instead.
 func (*HeartbeatRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{51}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *HeartbeatRequest) GetStorageId() string {
@@ -3506,6 +3621,13 @@ func (x *HeartbeatRequest) GetActive() int32 {
 	return 0
 }
 
+func (x *HeartbeatRequest) GetFailedVolumes() []string {
+	if x != nil {
+		return x.FailedVolumes
+	}
+	return nil
+}
+
 type Command struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Kind          int32                  `protobuf:"varint,1,opt,name=kind,proto3" json:"kind,omitempty"`
@@ -3520,7 +3642,7 @@ type Command struct {
 
 func (x *Command) Reset() {
 	*x = Command{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[52]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3532,7 +3654,7 @@ func (x *Command) String() string {
 func (*Command) ProtoMessage() {}
 
 func (x *Command) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[52]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3545,7 +3667,7 @@ func (x *Command) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Command.ProtoReflect.Descriptor instead.
 func (*Command) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{52}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *Command) GetKind() int32 {
@@ -3599,7 +3721,7 @@ type HeartbeatReply struct {
 
 func (x *HeartbeatReply) Reset() {
 	*x = HeartbeatReply{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[53]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3611,7 +3733,7 @@ func (x *HeartbeatReply) String() string {
 func (*HeartbeatReply) ProtoMessage() {}
 
 func (x *HeartbeatReply) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[53]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3624,7 +3746,7 @@ func (x *HeartbeatReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatReply.ProtoReflect.Descriptor instead.
 func (*HeartbeatReply) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{53}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *HeartbeatReply) GetCommands() []*Command {
@@ -3644,7 +3766,7 @@ type BlockList struct {
 
 func (x *BlockList) Reset() {
 	*x = BlockList{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[54]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3656,7 +3778,7 @@ func (x *BlockList) String() string {
 func (*BlockList) ProtoMessage() {}
 
 func (x *BlockList) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[54]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3669,7 +3791,7 @@ func (x *BlockList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BlockList.ProtoReflect.Descriptor instead.
 func (*BlockList) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{54}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *BlockList) GetStorageId() string {
@@ -3698,7 +3820,7 @@ type Replica struct {
 
 func (x *Replica) Reset() {
 	*x = Replica{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[55]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3710,7 +3832,7 @@ func (x *Replica) String() string {
 func (*Replica) ProtoMessage() {}
 
 func (x *Replica) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[55]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3723,7 +3845,7 @@ func (x *Replica) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Replica.ProtoReflect.Descriptor instead.
 func (*Replica) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{55}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *Replica) GetBlock() *Block {
@@ -3750,7 +3872,7 @@ type ReplicaList struct {
 
 func (x *ReplicaList) Reset() {
 	*x = ReplicaList{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[56]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3762,7 +3884,7 @@ func (x *ReplicaList) String() string {
 func (*ReplicaList) ProtoMessage() {}
 
 func (x *ReplicaList) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[56]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3775,7 +3897,7 @@ func (x *ReplicaList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaList.ProtoReflect.Descriptor instead.
 func (*ReplicaList) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{56}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *ReplicaList) GetStorageId() string {
@@ -3807,7 +3929,7 @@ type CommitSyncRequest struct {
 
 func (x *CommitSyncRequest) Reset() {
 	*x = CommitSyncRequest{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[57]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3819,7 +3941,7 @@ func (x *CommitSyncRequest) String() string {
 func (*CommitSyncRequest) ProtoMessage() {}
 
 func (x *CommitSyncRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[57]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3832,7 +3954,7 @@ func (x *CommitSyncRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitSyncRequest.ProtoReflect.Descriptor instead.
 func (*CommitSyncRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{57}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *CommitSyncRequest) GetBlock() *Block {
@@ -3914,7 +4036,7 @@ type OpHeader struct {
 
 func (x *OpHeader) Reset() {
 	*x = OpHeader{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[58]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3926,7 +4048,7 @@ func (x *OpHeader) String() string {
 func (*OpHeader) ProtoMessage() {}
 
 func (x *OpHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[58]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3939,7 +4061,7 @@ func (x *OpHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpHeader.ProtoReflect.Descriptor instead.
 func (*OpHeader) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{58}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *OpHeader) GetOp() OpHeader_Op {
@@ -4058,7 +4180,7 @@ type OpReply struct {
 
 func (x *OpReply) Reset() {
 	*x = OpReply{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[59]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4070,7 +4192,7 @@ func (x *OpReply) String() string {
 func (*OpReply) ProtoMessage() {}
 
 func (x *OpReply) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[59]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4083,7 +4205,7 @@ func (x *OpReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpReply.ProtoReflect.Descriptor instead.
 func (*OpReply) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{59}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *OpReply) GetStatus() uint32 {
@@ -4146,7 +4268,7 @@ type LinkRequest struct {
 
 func (x *LinkRequest) Reset() {
 	*x = LinkRequest{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[60]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4158,7 +4280,7 @@ func (x *LinkRequest) String() string {
 func (*LinkRequest) ProtoMessage() {}
 
 func (x *LinkRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[60]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4171,7 +4293,7 @@ func (x *LinkRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LinkRequest.ProtoReflect.Descriptor instead.
 func (*LinkRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{60}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *LinkRequest) GetSrc() string {
@@ -4199,7 +4321,7 @@ type DataTransferReply struct {
 
 func (x *DataTransferReply) Reset() {
 	*x = DataTransferReply{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[61]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4211,7 +4333,7 @@ func (x *DataTransferReply) String() string {
 func (*DataTransferReply) ProtoMessage() {}
 
 func (x *DataTransferReply) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[61]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4224,7 +4346,7 @@ func (x *DataTransferReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DataTransferReply.ProtoReflect.Descriptor instead.
 func (*DataTransferReply) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{61}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *DataTransferReply) GetEncrypt() bool {
@@ -4243,7 +4365,7 @@ type UILinkRequest struct {
 
 func (x *UILinkRequest) Reset() {
 	*x = UILinkRequest{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[62]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4255,7 +4377,7 @@ func (x *UILinkRequest) String() string {
 func (*UILinkRequest) ProtoMessage() {}
 
 func (x *UILinkRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[62]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4268,7 +4390,7 @@ func (x *UILinkRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UILinkRequest.ProtoReflect.Descriptor instead.
 func (*UILinkRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{62}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *UILinkRequest) GetTtlMs() int64 {
@@ -4291,7 +4413,7 @@ type UILinkReply struct {
 
 func (x *UILinkReply) Reset() {
 	*x = UILinkReply{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[63]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4303,7 +4425,7 @@ func (x *UILinkReply) String() string {
 func (*UILinkReply) ProtoMessage() {}
 
 func (x *UILinkReply) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[63]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4316,7 +4438,7 @@ func (x *UILinkReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UILinkReply.ProtoReflect.Descriptor instead.
 func (*UILinkReply) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{63}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *UILinkReply) GetToken() string {
@@ -4352,7 +4474,7 @@ type JoinRequest struct {
 
 func (x *JoinRequest) Reset() {
 	*x = JoinRequest{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[64]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4364,7 +4486,7 @@ func (x *JoinRequest) String() string {
 func (*JoinRequest) ProtoMessage() {}
 
 func (x *JoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[64]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4377,7 +4499,7 @@ func (x *JoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRequest.ProtoReflect.Descriptor instead.
 func (*JoinRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{64}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *JoinRequest) GetToken() string {
@@ -4404,7 +4526,7 @@ type RenewCertRequest struct {
 
 func (x *RenewCertRequest) Reset() {
 	*x = RenewCertRequest{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[65]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4416,7 +4538,7 @@ func (x *RenewCertRequest) String() string {
 func (*RenewCertRequest) ProtoMessage() {}
 
 func (x *RenewCertRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[65]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4429,7 +4551,7 @@ func (x *RenewCertRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewCertRequest.ProtoReflect.Descriptor instead.
 func (*RenewCertRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{65}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *RenewCertRequest) GetCsr() []byte {
@@ -4450,7 +4572,7 @@ type CertReply struct {
 
 func (x *CertReply) Reset() {
 	*x = CertReply{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[66]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4462,7 +4584,7 @@ func (x *CertReply) String() string {
 func (*CertReply) ProtoMessage() {}
 
 func (x *CertReply) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[66]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4475,7 +4597,7 @@ func (x *CertReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CertReply.ProtoReflect.Descriptor instead.
 func (*CertReply) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{66}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *CertReply) GetCert() []byte {
@@ -4503,7 +4625,7 @@ type JoinTokenRequest struct {
 
 func (x *JoinTokenRequest) Reset() {
 	*x = JoinTokenRequest{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[67]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4515,7 +4637,7 @@ func (x *JoinTokenRequest) String() string {
 func (*JoinTokenRequest) ProtoMessage() {}
 
 func (x *JoinTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[67]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4528,7 +4650,7 @@ func (x *JoinTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinTokenRequest.ProtoReflect.Descriptor instead.
 func (*JoinTokenRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{67}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *JoinTokenRequest) GetRole() string {
@@ -4563,7 +4685,7 @@ type JoinTokenReply struct {
 
 func (x *JoinTokenReply) Reset() {
 	*x = JoinTokenReply{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[68]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4575,7 +4697,7 @@ func (x *JoinTokenReply) String() string {
 func (*JoinTokenReply) ProtoMessage() {}
 
 func (x *JoinTokenReply) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[68]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4588,7 +4710,7 @@ func (x *JoinTokenReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinTokenReply.ProtoReflect.Descriptor instead.
 func (*JoinTokenReply) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{68}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *JoinTokenReply) GetToken() string {
@@ -4717,7 +4839,7 @@ const file_rpc_pb_cairn_proto_rawDesc = "" +
 	"\x05files\x18\x04 \x01(\x03R\x05files\x12\x16\n" +
 	"\x06blocks\x18\x05 \x01(\x03R\x06blocks\x12\x1d\n" +
 	"\n" +
-	"live_nodes\x18\x06 \x01(\x05R\tliveNodes\"\xd6\x01\n" +
+	"live_nodes\x18\x06 \x01(\x05R\tliveNodes\"\x9e\x02\n" +
 	"\n" +
 	"NodeReport\x12\"\n" +
 	"\x04node\x18\x01 \x01(\v2\x0e.cairn.v1.NodeR\x04node\x12\x1a\n" +
@@ -4726,7 +4848,10 @@ const file_rpc_pb_cairn_proto_rawDesc = "" +
 	"\tremaining\x18\x04 \x01(\x03R\tremaining\x12\x16\n" +
 	"\x06blocks\x18\x05 \x01(\x03R\x06blocks\x12*\n" +
 	"\x11last_heartbeat_ns\x18\x06 \x01(\x03R\x0flastHeartbeatNs\x12\x12\n" +
-	"\x04live\x18\a \x01(\bR\x04live\"\x8f\x01\n" +
+	"\x04live\x18\a \x01(\bR\x04live\x12\x1f\n" +
+	"\vadmin_state\x18\b \x01(\tR\n" +
+	"adminState\x12%\n" +
+	"\x0efailed_volumes\x18\t \x03(\tR\rfailedVolumes\"\x8f\x01\n" +
 	"\rClusterReport\x12!\n" +
 	"\fnamespace_id\x18\x01 \x01(\tR\vnamespaceId\x12/\n" +
 	"\x13default_replication\x18\x02 \x01(\x05R\x12defaultReplication\x12*\n" +
@@ -4829,7 +4954,12 @@ const file_rpc_pb_cairn_proto_rawDesc = "" +
 	"\x11CheckpointRequest\x12\x10\n" +
 	"\x03dir\x18\x01 \x01(\tR\x03dir\")\n" +
 	"\x0fSafeModeRequest\x12\x16\n" +
-	"\x06action\x18\x01 \x01(\rR\x06action\"\xbd\x01\n" +
+	"\x06action\x18\x01 \x01(\rR\x06action\">\n" +
+	"\x10NodeAdminRequest\x12\x12\n" +
+	"\x04node\x18\x01 \x01(\tR\x04node\x12\x16\n" +
+	"\x06action\x18\x02 \x01(\rR\x06action\"9\n" +
+	"\vNodeReports\x12*\n" +
+	"\x05nodes\x18\x01 \x03(\v2\x14.cairn.v1.NodeReportR\x05nodes\"\xbd\x01\n" +
 	"\rSafeModeReply\x12\x0e\n" +
 	"\x02on\x18\x01 \x01(\bR\x02on\x12\x16\n" +
 	"\x06manual\x18\x02 \x01(\bR\x06manual\x12\x14\n" +
@@ -4862,14 +4992,15 @@ const file_rpc_pb_cairn_proto_rawDesc = "" +
 	"\bBlockKey\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\rR\x02id\x12\x16\n" +
 	"\x06secret\x18\x02 \x01(\fR\x06secret\x12\x1b\n" +
-	"\texpiry_ms\x18\x03 \x01(\x03R\bexpiryMs\"\x97\x01\n" +
+	"\texpiry_ms\x18\x03 \x01(\x03R\bexpiryMs\"\xbe\x01\n" +
 	"\x10HeartbeatRequest\x12\x1d\n" +
 	"\n" +
 	"storage_id\x18\x01 \x01(\tR\tstorageId\x12\x1a\n" +
 	"\bcapacity\x18\x02 \x01(\x03R\bcapacity\x12\x12\n" +
 	"\x04used\x18\x03 \x01(\x03R\x04used\x12\x1c\n" +
 	"\tremaining\x18\x04 \x01(\x03R\tremaining\x12\x16\n" +
-	"\x06active\x18\x05 \x01(\x05R\x06active\"\xd1\x01\n" +
+	"\x06active\x18\x05 \x01(\x05R\x06active\x12%\n" +
+	"\x0efailed_volumes\x18\x06 \x03(\tR\rfailedVolumes\"\xd1\x01\n" +
 	"\aCommand\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\x05R\x04kind\x12'\n" +
 	"\x06blocks\x18\x02 \x03(\v2\x0f.cairn.v1.BlockR\x06blocks\x12(\n" +
@@ -4969,7 +5100,7 @@ const file_rpc_pb_cairn_proto_rawDesc = "" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\x12\x1f\n" +
 	"\vexpiry_unix\x18\x03 \x01(\x03R\n" +
-	"expiryUnix2\xc5\x11\n" +
+	"expiryUnix2\xbf\x12\n" +
 	"\tNamespace\x121\n" +
 	"\x06Mkdirs\x12\x16.cairn.v1.MkdirRequest\x1a\x0f.cairn.v1.Empty\x120\n" +
 	"\x05Mkdir\x12\x16.cairn.v1.MkdirRequest\x1a\x0f.cairn.v1.Empty\x125\n" +
@@ -5011,7 +5142,9 @@ const file_rpc_pb_cairn_proto_rawDesc = "" +
 	"\bSafeMode\x12\x19.cairn.v1.SafeModeRequest\x1a\x17.cairn.v1.SafeModeReply\x12V\n" +
 	"\x12GetDelegationToken\x12 .cairn.v1.DelegationTokenRequest\x1a\x1e.cairn.v1.DelegationTokenReply\x12T\n" +
 	"\x14RenewDelegationToken\x12\x1c.cairn.v1.DelegationTokenRef\x1a\x1e.cairn.v1.RenewDelegationReply\x12F\n" +
-	"\x15CancelDelegationToken\x12\x1c.cairn.v1.DelegationTokenRef\x1a\x0f.cairn.v1.Empty2\xbb\x03\n" +
+	"\x15CancelDelegationToken\x12\x1c.cairn.v1.DelegationTokenRef\x1a\x0f.cairn.v1.Empty\x12@\n" +
+	"\fSetNodeAdmin\x12\x1a.cairn.v1.NodeAdminRequest\x1a\x14.cairn.v1.NodeReport\x126\n" +
+	"\fRefreshNodes\x12\x0f.cairn.v1.Empty\x1a\x15.cairn.v1.NodeReports2\xbb\x03\n" +
 	"\bRegistry\x12;\n" +
 	"\bRegister\x12\x16.cairn.v1.Registration\x1a\x17.cairn.v1.RegisterReply\x12A\n" +
 	"\tHeartbeat\x12\x1a.cairn.v1.HeartbeatRequest\x1a\x18.cairn.v1.HeartbeatReply\x125\n" +
@@ -5040,7 +5173,7 @@ func file_rpc_pb_cairn_proto_rawDescGZIP() []byte {
 }
 
 var file_rpc_pb_cairn_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_rpc_pb_cairn_proto_msgTypes = make([]protoimpl.MessageInfo, 69)
+var file_rpc_pb_cairn_proto_msgTypes = make([]protoimpl.MessageInfo, 71)
 var file_rpc_pb_cairn_proto_goTypes = []any{
 	(OpHeader_Op)(0),               // 0: cairn.v1.OpHeader.Op
 	(OpHeader_Stage)(0),            // 1: cairn.v1.OpHeader.Stage
@@ -5086,33 +5219,35 @@ var file_rpc_pb_cairn_proto_goTypes = []any{
 	(*FileReplicas)(nil),           // 41: cairn.v1.FileReplicas
 	(*CheckpointRequest)(nil),      // 42: cairn.v1.CheckpointRequest
 	(*SafeModeRequest)(nil),        // 43: cairn.v1.SafeModeRequest
-	(*SafeModeReply)(nil),          // 44: cairn.v1.SafeModeReply
-	(*AccessRequest)(nil),          // 45: cairn.v1.AccessRequest
-	(*DelegationTokenRequest)(nil), // 46: cairn.v1.DelegationTokenRequest
-	(*DelegationTokenReply)(nil),   // 47: cairn.v1.DelegationTokenReply
-	(*DelegationTokenRef)(nil),     // 48: cairn.v1.DelegationTokenRef
-	(*RenewDelegationReply)(nil),   // 49: cairn.v1.RenewDelegationReply
-	(*Registration)(nil),           // 50: cairn.v1.Registration
-	(*RegisterReply)(nil),          // 51: cairn.v1.RegisterReply
-	(*BlockKey)(nil),               // 52: cairn.v1.BlockKey
-	(*HeartbeatRequest)(nil),       // 53: cairn.v1.HeartbeatRequest
-	(*Command)(nil),                // 54: cairn.v1.Command
-	(*HeartbeatReply)(nil),         // 55: cairn.v1.HeartbeatReply
-	(*BlockList)(nil),              // 56: cairn.v1.BlockList
-	(*Replica)(nil),                // 57: cairn.v1.Replica
-	(*ReplicaList)(nil),            // 58: cairn.v1.ReplicaList
-	(*CommitSyncRequest)(nil),      // 59: cairn.v1.CommitSyncRequest
-	(*OpHeader)(nil),               // 60: cairn.v1.OpHeader
-	(*OpReply)(nil),                // 61: cairn.v1.OpReply
-	(*LinkRequest)(nil),            // 62: cairn.v1.LinkRequest
-	(*DataTransferReply)(nil),      // 63: cairn.v1.DataTransferReply
-	(*UILinkRequest)(nil),          // 64: cairn.v1.UILinkRequest
-	(*UILinkReply)(nil),            // 65: cairn.v1.UILinkReply
-	(*JoinRequest)(nil),            // 66: cairn.v1.JoinRequest
-	(*RenewCertRequest)(nil),       // 67: cairn.v1.RenewCertRequest
-	(*CertReply)(nil),              // 68: cairn.v1.CertReply
-	(*JoinTokenRequest)(nil),       // 69: cairn.v1.JoinTokenRequest
-	(*JoinTokenReply)(nil),         // 70: cairn.v1.JoinTokenReply
+	(*NodeAdminRequest)(nil),       // 44: cairn.v1.NodeAdminRequest
+	(*NodeReports)(nil),            // 45: cairn.v1.NodeReports
+	(*SafeModeReply)(nil),          // 46: cairn.v1.SafeModeReply
+	(*AccessRequest)(nil),          // 47: cairn.v1.AccessRequest
+	(*DelegationTokenRequest)(nil), // 48: cairn.v1.DelegationTokenRequest
+	(*DelegationTokenReply)(nil),   // 49: cairn.v1.DelegationTokenReply
+	(*DelegationTokenRef)(nil),     // 50: cairn.v1.DelegationTokenRef
+	(*RenewDelegationReply)(nil),   // 51: cairn.v1.RenewDelegationReply
+	(*Registration)(nil),           // 52: cairn.v1.Registration
+	(*RegisterReply)(nil),          // 53: cairn.v1.RegisterReply
+	(*BlockKey)(nil),               // 54: cairn.v1.BlockKey
+	(*HeartbeatRequest)(nil),       // 55: cairn.v1.HeartbeatRequest
+	(*Command)(nil),                // 56: cairn.v1.Command
+	(*HeartbeatReply)(nil),         // 57: cairn.v1.HeartbeatReply
+	(*BlockList)(nil),              // 58: cairn.v1.BlockList
+	(*Replica)(nil),                // 59: cairn.v1.Replica
+	(*ReplicaList)(nil),            // 60: cairn.v1.ReplicaList
+	(*CommitSyncRequest)(nil),      // 61: cairn.v1.CommitSyncRequest
+	(*OpHeader)(nil),               // 62: cairn.v1.OpHeader
+	(*OpReply)(nil),                // 63: cairn.v1.OpReply
+	(*LinkRequest)(nil),            // 64: cairn.v1.LinkRequest
+	(*DataTransferReply)(nil),      // 65: cairn.v1.DataTransferReply
+	(*UILinkRequest)(nil),          // 66: cairn.v1.UILinkRequest
+	(*UILinkReply)(nil),            // 67: cairn.v1.UILinkReply
+	(*JoinRequest)(nil),            // 68: cairn.v1.JoinRequest
+	(*RenewCertRequest)(nil),       // 69: cairn.v1.RenewCertRequest
+	(*CertReply)(nil),              // 70: cairn.v1.CertReply
+	(*JoinTokenRequest)(nil),       // 71: cairn.v1.JoinTokenRequest
+	(*JoinTokenReply)(nil),         // 72: cairn.v1.JoinTokenReply
 }
 var file_rpc_pb_cairn_proto_depIdxs = []int32{
 	3,  // 0: cairn.v1.LocatedBlock.block:type_name -> cairn.v1.Block
@@ -5137,129 +5272,134 @@ var file_rpc_pb_cairn_proto_depIdxs = []int32{
 	3,  // 19: cairn.v1.BadReplica.block:type_name -> cairn.v1.Block
 	37, // 20: cairn.v1.BadReplicas.replicas:type_name -> cairn.v1.BadReplica
 	4,  // 21: cairn.v1.ReplicaInfo.node:type_name -> cairn.v1.Node
-	57, // 22: cairn.v1.ReplicaInfo.replica:type_name -> cairn.v1.Replica
+	59, // 22: cairn.v1.ReplicaInfo.replica:type_name -> cairn.v1.Replica
 	3,  // 23: cairn.v1.BlockReplicas.block:type_name -> cairn.v1.Block
 	39, // 24: cairn.v1.BlockReplicas.replicas:type_name -> cairn.v1.ReplicaInfo
 	40, // 25: cairn.v1.FileReplicas.blocks:type_name -> cairn.v1.BlockReplicas
-	4,  // 26: cairn.v1.Registration.node:type_name -> cairn.v1.Node
-	52, // 27: cairn.v1.RegisterReply.keys:type_name -> cairn.v1.BlockKey
-	3,  // 28: cairn.v1.Command.blocks:type_name -> cairn.v1.Block
-	4,  // 29: cairn.v1.Command.targets:type_name -> cairn.v1.Node
-	52, // 30: cairn.v1.Command.keys:type_name -> cairn.v1.BlockKey
-	54, // 31: cairn.v1.HeartbeatReply.commands:type_name -> cairn.v1.Command
-	3,  // 32: cairn.v1.BlockList.blocks:type_name -> cairn.v1.Block
-	3,  // 33: cairn.v1.Replica.block:type_name -> cairn.v1.Block
-	57, // 34: cairn.v1.ReplicaList.replicas:type_name -> cairn.v1.Replica
-	3,  // 35: cairn.v1.CommitSyncRequest.block:type_name -> cairn.v1.Block
-	0,  // 36: cairn.v1.OpHeader.op:type_name -> cairn.v1.OpHeader.Op
-	3,  // 37: cairn.v1.OpHeader.block:type_name -> cairn.v1.Block
-	4,  // 38: cairn.v1.OpHeader.targets:type_name -> cairn.v1.Node
-	1,  // 39: cairn.v1.OpHeader.stage:type_name -> cairn.v1.OpHeader.Stage
-	11, // 40: cairn.v1.Namespace.Mkdirs:input_type -> cairn.v1.MkdirRequest
-	11, // 41: cairn.v1.Namespace.Mkdir:input_type -> cairn.v1.MkdirRequest
-	12, // 42: cairn.v1.Namespace.Create:input_type -> cairn.v1.CreateRequest
-	13, // 43: cairn.v1.Namespace.AddBlock:input_type -> cairn.v1.AddBlockRequest
-	14, // 44: cairn.v1.Namespace.Complete:input_type -> cairn.v1.CompleteRequest
-	8,  // 45: cairn.v1.Namespace.Stat:input_type -> cairn.v1.PathRequest
-	15, // 46: cairn.v1.Namespace.List:input_type -> cairn.v1.ListRequest
-	17, // 47: cairn.v1.Namespace.Rename:input_type -> cairn.v1.RenameRequest
-	18, // 48: cairn.v1.Namespace.Delete:input_type -> cairn.v1.DeleteRequest
-	8,  // 49: cairn.v1.Namespace.BlockLocations:input_type -> cairn.v1.PathRequest
-	2,  // 50: cairn.v1.Namespace.Statfs:input_type -> cairn.v1.Empty
-	2,  // 51: cairn.v1.Namespace.Report:input_type -> cairn.v1.Empty
-	23, // 52: cairn.v1.Namespace.SetAttr:input_type -> cairn.v1.SetAttrRequest
-	24, // 53: cairn.v1.Namespace.Symlink:input_type -> cairn.v1.SymlinkRequest
-	25, // 54: cairn.v1.Namespace.Mknod:input_type -> cairn.v1.MknodRequest
-	26, // 55: cairn.v1.Namespace.SetXattr:input_type -> cairn.v1.XattrRequest
-	26, // 56: cairn.v1.Namespace.GetXattr:input_type -> cairn.v1.XattrRequest
-	8,  // 57: cairn.v1.Namespace.ListXattrs:input_type -> cairn.v1.PathRequest
-	26, // 58: cairn.v1.Namespace.RemoveXattr:input_type -> cairn.v1.XattrRequest
-	8,  // 59: cairn.v1.Namespace.GetContentSummary:input_type -> cairn.v1.PathRequest
-	30, // 60: cairn.v1.Namespace.Append:input_type -> cairn.v1.AppendRequest
-	32, // 61: cairn.v1.Namespace.RenewLease:input_type -> cairn.v1.LeaseRequest
-	33, // 62: cairn.v1.Namespace.AbandonBlock:input_type -> cairn.v1.BlockRequest
-	33, // 63: cairn.v1.Namespace.Fsync:input_type -> cairn.v1.BlockRequest
-	33, // 64: cairn.v1.Namespace.UpdateBlockForPipeline:input_type -> cairn.v1.BlockRequest
-	35, // 65: cairn.v1.Namespace.UpdatePipeline:input_type -> cairn.v1.UpdatePipelineRequest
-	36, // 66: cairn.v1.Namespace.AdditionalNode:input_type -> cairn.v1.AdditionalNodeRequest
-	38, // 67: cairn.v1.Namespace.ReportBadReplicas:input_type -> cairn.v1.BadReplicas
-	42, // 68: cairn.v1.Namespace.Checkpoint:input_type -> cairn.v1.CheckpointRequest
-	9,  // 69: cairn.v1.Namespace.Unlink:input_type -> cairn.v1.UnlinkRequest
-	10, // 70: cairn.v1.Namespace.Release:input_type -> cairn.v1.ReleaseRequest
-	8,  // 71: cairn.v1.Namespace.ReplicaReport:input_type -> cairn.v1.PathRequest
-	62, // 72: cairn.v1.Namespace.Link:input_type -> cairn.v1.LinkRequest
-	45, // 73: cairn.v1.Namespace.Access:input_type -> cairn.v1.AccessRequest
-	43, // 74: cairn.v1.Namespace.SafeMode:input_type -> cairn.v1.SafeModeRequest
-	46, // 75: cairn.v1.Namespace.GetDelegationToken:input_type -> cairn.v1.DelegationTokenRequest
-	48, // 76: cairn.v1.Namespace.RenewDelegationToken:input_type -> cairn.v1.DelegationTokenRef
-	48, // 77: cairn.v1.Namespace.CancelDelegationToken:input_type -> cairn.v1.DelegationTokenRef
-	50, // 78: cairn.v1.Registry.Register:input_type -> cairn.v1.Registration
-	53, // 79: cairn.v1.Registry.Heartbeat:input_type -> cairn.v1.HeartbeatRequest
-	58, // 80: cairn.v1.Registry.BlockReport:input_type -> cairn.v1.ReplicaList
-	58, // 81: cairn.v1.Registry.BlocksReceived:input_type -> cairn.v1.ReplicaList
-	56, // 82: cairn.v1.Registry.BlocksDeleted:input_type -> cairn.v1.BlockList
-	59, // 83: cairn.v1.Registry.CommitBlockSynchronization:input_type -> cairn.v1.CommitSyncRequest
-	38, // 84: cairn.v1.Registry.ReportBadReplicas:input_type -> cairn.v1.BadReplicas
-	66, // 85: cairn.v1.Trust.Join:input_type -> cairn.v1.JoinRequest
-	67, // 86: cairn.v1.Trust.RenewCert:input_type -> cairn.v1.RenewCertRequest
-	69, // 87: cairn.v1.Trust.IssueJoinToken:input_type -> cairn.v1.JoinTokenRequest
-	2,  // 88: cairn.v1.Trust.DataTransfer:input_type -> cairn.v1.Empty
-	64, // 89: cairn.v1.Trust.IssueUILink:input_type -> cairn.v1.UILinkRequest
-	2,  // 90: cairn.v1.Namespace.Mkdirs:output_type -> cairn.v1.Empty
-	2,  // 91: cairn.v1.Namespace.Mkdir:output_type -> cairn.v1.Empty
-	6,  // 92: cairn.v1.Namespace.Create:output_type -> cairn.v1.FileInfo
-	5,  // 93: cairn.v1.Namespace.AddBlock:output_type -> cairn.v1.LocatedBlock
-	2,  // 94: cairn.v1.Namespace.Complete:output_type -> cairn.v1.Empty
-	6,  // 95: cairn.v1.Namespace.Stat:output_type -> cairn.v1.FileInfo
-	16, // 96: cairn.v1.Namespace.List:output_type -> cairn.v1.ListReply
-	2,  // 97: cairn.v1.Namespace.Rename:output_type -> cairn.v1.Empty
-	2,  // 98: cairn.v1.Namespace.Delete:output_type -> cairn.v1.Empty
-	19, // 99: cairn.v1.Namespace.BlockLocations:output_type -> cairn.v1.FileBlocks
-	20, // 100: cairn.v1.Namespace.Statfs:output_type -> cairn.v1.FsStats
-	22, // 101: cairn.v1.Namespace.Report:output_type -> cairn.v1.ClusterReport
-	6,  // 102: cairn.v1.Namespace.SetAttr:output_type -> cairn.v1.FileInfo
-	2,  // 103: cairn.v1.Namespace.Symlink:output_type -> cairn.v1.Empty
-	2,  // 104: cairn.v1.Namespace.Mknod:output_type -> cairn.v1.Empty
-	2,  // 105: cairn.v1.Namespace.SetXattr:output_type -> cairn.v1.Empty
-	27, // 106: cairn.v1.Namespace.GetXattr:output_type -> cairn.v1.XattrValue
-	28, // 107: cairn.v1.Namespace.ListXattrs:output_type -> cairn.v1.XattrNames
-	2,  // 108: cairn.v1.Namespace.RemoveXattr:output_type -> cairn.v1.Empty
-	29, // 109: cairn.v1.Namespace.GetContentSummary:output_type -> cairn.v1.ContentSummary
-	31, // 110: cairn.v1.Namespace.Append:output_type -> cairn.v1.AppendReply
-	2,  // 111: cairn.v1.Namespace.RenewLease:output_type -> cairn.v1.Empty
-	2,  // 112: cairn.v1.Namespace.AbandonBlock:output_type -> cairn.v1.Empty
-	2,  // 113: cairn.v1.Namespace.Fsync:output_type -> cairn.v1.Empty
-	34, // 114: cairn.v1.Namespace.UpdateBlockForPipeline:output_type -> cairn.v1.GenStampReply
-	2,  // 115: cairn.v1.Namespace.UpdatePipeline:output_type -> cairn.v1.Empty
-	4,  // 116: cairn.v1.Namespace.AdditionalNode:output_type -> cairn.v1.Node
-	2,  // 117: cairn.v1.Namespace.ReportBadReplicas:output_type -> cairn.v1.Empty
-	2,  // 118: cairn.v1.Namespace.Checkpoint:output_type -> cairn.v1.Empty
-	2,  // 119: cairn.v1.Namespace.Unlink:output_type -> cairn.v1.Empty
-	2,  // 120: cairn.v1.Namespace.Release:output_type -> cairn.v1.Empty
-	41, // 121: cairn.v1.Namespace.ReplicaReport:output_type -> cairn.v1.FileReplicas
-	2,  // 122: cairn.v1.Namespace.Link:output_type -> cairn.v1.Empty
-	6,  // 123: cairn.v1.Namespace.Access:output_type -> cairn.v1.FileInfo
-	44, // 124: cairn.v1.Namespace.SafeMode:output_type -> cairn.v1.SafeModeReply
-	47, // 125: cairn.v1.Namespace.GetDelegationToken:output_type -> cairn.v1.DelegationTokenReply
-	49, // 126: cairn.v1.Namespace.RenewDelegationToken:output_type -> cairn.v1.RenewDelegationReply
-	2,  // 127: cairn.v1.Namespace.CancelDelegationToken:output_type -> cairn.v1.Empty
-	51, // 128: cairn.v1.Registry.Register:output_type -> cairn.v1.RegisterReply
-	55, // 129: cairn.v1.Registry.Heartbeat:output_type -> cairn.v1.HeartbeatReply
-	2,  // 130: cairn.v1.Registry.BlockReport:output_type -> cairn.v1.Empty
-	2,  // 131: cairn.v1.Registry.BlocksReceived:output_type -> cairn.v1.Empty
-	2,  // 132: cairn.v1.Registry.BlocksDeleted:output_type -> cairn.v1.Empty
-	2,  // 133: cairn.v1.Registry.CommitBlockSynchronization:output_type -> cairn.v1.Empty
-	2,  // 134: cairn.v1.Registry.ReportBadReplicas:output_type -> cairn.v1.Empty
-	68, // 135: cairn.v1.Trust.Join:output_type -> cairn.v1.CertReply
-	68, // 136: cairn.v1.Trust.RenewCert:output_type -> cairn.v1.CertReply
-	70, // 137: cairn.v1.Trust.IssueJoinToken:output_type -> cairn.v1.JoinTokenReply
-	63, // 138: cairn.v1.Trust.DataTransfer:output_type -> cairn.v1.DataTransferReply
-	65, // 139: cairn.v1.Trust.IssueUILink:output_type -> cairn.v1.UILinkReply
-	90, // [90:140] is the sub-list for method output_type
-	40, // [40:90] is the sub-list for method input_type
-	40, // [40:40] is the sub-list for extension type_name
-	40, // [40:40] is the sub-list for extension extendee
-	0,  // [0:40] is the sub-list for field type_name
+	21, // 26: cairn.v1.NodeReports.nodes:type_name -> cairn.v1.NodeReport
+	4,  // 27: cairn.v1.Registration.node:type_name -> cairn.v1.Node
+	54, // 28: cairn.v1.RegisterReply.keys:type_name -> cairn.v1.BlockKey
+	3,  // 29: cairn.v1.Command.blocks:type_name -> cairn.v1.Block
+	4,  // 30: cairn.v1.Command.targets:type_name -> cairn.v1.Node
+	54, // 31: cairn.v1.Command.keys:type_name -> cairn.v1.BlockKey
+	56, // 32: cairn.v1.HeartbeatReply.commands:type_name -> cairn.v1.Command
+	3,  // 33: cairn.v1.BlockList.blocks:type_name -> cairn.v1.Block
+	3,  // 34: cairn.v1.Replica.block:type_name -> cairn.v1.Block
+	59, // 35: cairn.v1.ReplicaList.replicas:type_name -> cairn.v1.Replica
+	3,  // 36: cairn.v1.CommitSyncRequest.block:type_name -> cairn.v1.Block
+	0,  // 37: cairn.v1.OpHeader.op:type_name -> cairn.v1.OpHeader.Op
+	3,  // 38: cairn.v1.OpHeader.block:type_name -> cairn.v1.Block
+	4,  // 39: cairn.v1.OpHeader.targets:type_name -> cairn.v1.Node
+	1,  // 40: cairn.v1.OpHeader.stage:type_name -> cairn.v1.OpHeader.Stage
+	11, // 41: cairn.v1.Namespace.Mkdirs:input_type -> cairn.v1.MkdirRequest
+	11, // 42: cairn.v1.Namespace.Mkdir:input_type -> cairn.v1.MkdirRequest
+	12, // 43: cairn.v1.Namespace.Create:input_type -> cairn.v1.CreateRequest
+	13, // 44: cairn.v1.Namespace.AddBlock:input_type -> cairn.v1.AddBlockRequest
+	14, // 45: cairn.v1.Namespace.Complete:input_type -> cairn.v1.CompleteRequest
+	8,  // 46: cairn.v1.Namespace.Stat:input_type -> cairn.v1.PathRequest
+	15, // 47: cairn.v1.Namespace.List:input_type -> cairn.v1.ListRequest
+	17, // 48: cairn.v1.Namespace.Rename:input_type -> cairn.v1.RenameRequest
+	18, // 49: cairn.v1.Namespace.Delete:input_type -> cairn.v1.DeleteRequest
+	8,  // 50: cairn.v1.Namespace.BlockLocations:input_type -> cairn.v1.PathRequest
+	2,  // 51: cairn.v1.Namespace.Statfs:input_type -> cairn.v1.Empty
+	2,  // 52: cairn.v1.Namespace.Report:input_type -> cairn.v1.Empty
+	23, // 53: cairn.v1.Namespace.SetAttr:input_type -> cairn.v1.SetAttrRequest
+	24, // 54: cairn.v1.Namespace.Symlink:input_type -> cairn.v1.SymlinkRequest
+	25, // 55: cairn.v1.Namespace.Mknod:input_type -> cairn.v1.MknodRequest
+	26, // 56: cairn.v1.Namespace.SetXattr:input_type -> cairn.v1.XattrRequest
+	26, // 57: cairn.v1.Namespace.GetXattr:input_type -> cairn.v1.XattrRequest
+	8,  // 58: cairn.v1.Namespace.ListXattrs:input_type -> cairn.v1.PathRequest
+	26, // 59: cairn.v1.Namespace.RemoveXattr:input_type -> cairn.v1.XattrRequest
+	8,  // 60: cairn.v1.Namespace.GetContentSummary:input_type -> cairn.v1.PathRequest
+	30, // 61: cairn.v1.Namespace.Append:input_type -> cairn.v1.AppendRequest
+	32, // 62: cairn.v1.Namespace.RenewLease:input_type -> cairn.v1.LeaseRequest
+	33, // 63: cairn.v1.Namespace.AbandonBlock:input_type -> cairn.v1.BlockRequest
+	33, // 64: cairn.v1.Namespace.Fsync:input_type -> cairn.v1.BlockRequest
+	33, // 65: cairn.v1.Namespace.UpdateBlockForPipeline:input_type -> cairn.v1.BlockRequest
+	35, // 66: cairn.v1.Namespace.UpdatePipeline:input_type -> cairn.v1.UpdatePipelineRequest
+	36, // 67: cairn.v1.Namespace.AdditionalNode:input_type -> cairn.v1.AdditionalNodeRequest
+	38, // 68: cairn.v1.Namespace.ReportBadReplicas:input_type -> cairn.v1.BadReplicas
+	42, // 69: cairn.v1.Namespace.Checkpoint:input_type -> cairn.v1.CheckpointRequest
+	9,  // 70: cairn.v1.Namespace.Unlink:input_type -> cairn.v1.UnlinkRequest
+	10, // 71: cairn.v1.Namespace.Release:input_type -> cairn.v1.ReleaseRequest
+	8,  // 72: cairn.v1.Namespace.ReplicaReport:input_type -> cairn.v1.PathRequest
+	64, // 73: cairn.v1.Namespace.Link:input_type -> cairn.v1.LinkRequest
+	47, // 74: cairn.v1.Namespace.Access:input_type -> cairn.v1.AccessRequest
+	43, // 75: cairn.v1.Namespace.SafeMode:input_type -> cairn.v1.SafeModeRequest
+	48, // 76: cairn.v1.Namespace.GetDelegationToken:input_type -> cairn.v1.DelegationTokenRequest
+	50, // 77: cairn.v1.Namespace.RenewDelegationToken:input_type -> cairn.v1.DelegationTokenRef
+	50, // 78: cairn.v1.Namespace.CancelDelegationToken:input_type -> cairn.v1.DelegationTokenRef
+	44, // 79: cairn.v1.Namespace.SetNodeAdmin:input_type -> cairn.v1.NodeAdminRequest
+	2,  // 80: cairn.v1.Namespace.RefreshNodes:input_type -> cairn.v1.Empty
+	52, // 81: cairn.v1.Registry.Register:input_type -> cairn.v1.Registration
+	55, // 82: cairn.v1.Registry.Heartbeat:input_type -> cairn.v1.HeartbeatRequest
+	60, // 83: cairn.v1.Registry.BlockReport:input_type -> cairn.v1.ReplicaList
+	60, // 84: cairn.v1.Registry.BlocksReceived:input_type -> cairn.v1.ReplicaList
+	58, // 85: cairn.v1.Registry.BlocksDeleted:input_type -> cairn.v1.BlockList
+	61, // 86: cairn.v1.Registry.CommitBlockSynchronization:input_type -> cairn.v1.CommitSyncRequest
+	38, // 87: cairn.v1.Registry.ReportBadReplicas:input_type -> cairn.v1.BadReplicas
+	68, // 88: cairn.v1.Trust.Join:input_type -> cairn.v1.JoinRequest
+	69, // 89: cairn.v1.Trust.RenewCert:input_type -> cairn.v1.RenewCertRequest
+	71, // 90: cairn.v1.Trust.IssueJoinToken:input_type -> cairn.v1.JoinTokenRequest
+	2,  // 91: cairn.v1.Trust.DataTransfer:input_type -> cairn.v1.Empty
+	66, // 92: cairn.v1.Trust.IssueUILink:input_type -> cairn.v1.UILinkRequest
+	2,  // 93: cairn.v1.Namespace.Mkdirs:output_type -> cairn.v1.Empty
+	2,  // 94: cairn.v1.Namespace.Mkdir:output_type -> cairn.v1.Empty
+	6,  // 95: cairn.v1.Namespace.Create:output_type -> cairn.v1.FileInfo
+	5,  // 96: cairn.v1.Namespace.AddBlock:output_type -> cairn.v1.LocatedBlock
+	2,  // 97: cairn.v1.Namespace.Complete:output_type -> cairn.v1.Empty
+	6,  // 98: cairn.v1.Namespace.Stat:output_type -> cairn.v1.FileInfo
+	16, // 99: cairn.v1.Namespace.List:output_type -> cairn.v1.ListReply
+	2,  // 100: cairn.v1.Namespace.Rename:output_type -> cairn.v1.Empty
+	2,  // 101: cairn.v1.Namespace.Delete:output_type -> cairn.v1.Empty
+	19, // 102: cairn.v1.Namespace.BlockLocations:output_type -> cairn.v1.FileBlocks
+	20, // 103: cairn.v1.Namespace.Statfs:output_type -> cairn.v1.FsStats
+	22, // 104: cairn.v1.Namespace.Report:output_type -> cairn.v1.ClusterReport
+	6,  // 105: cairn.v1.Namespace.SetAttr:output_type -> cairn.v1.FileInfo
+	2,  // 106: cairn.v1.Namespace.Symlink:output_type -> cairn.v1.Empty
+	2,  // 107: cairn.v1.Namespace.Mknod:output_type -> cairn.v1.Empty
+	2,  // 108: cairn.v1.Namespace.SetXattr:output_type -> cairn.v1.Empty
+	27, // 109: cairn.v1.Namespace.GetXattr:output_type -> cairn.v1.XattrValue
+	28, // 110: cairn.v1.Namespace.ListXattrs:output_type -> cairn.v1.XattrNames
+	2,  // 111: cairn.v1.Namespace.RemoveXattr:output_type -> cairn.v1.Empty
+	29, // 112: cairn.v1.Namespace.GetContentSummary:output_type -> cairn.v1.ContentSummary
+	31, // 113: cairn.v1.Namespace.Append:output_type -> cairn.v1.AppendReply
+	2,  // 114: cairn.v1.Namespace.RenewLease:output_type -> cairn.v1.Empty
+	2,  // 115: cairn.v1.Namespace.AbandonBlock:output_type -> cairn.v1.Empty
+	2,  // 116: cairn.v1.Namespace.Fsync:output_type -> cairn.v1.Empty
+	34, // 117: cairn.v1.Namespace.UpdateBlockForPipeline:output_type -> cairn.v1.GenStampReply
+	2,  // 118: cairn.v1.Namespace.UpdatePipeline:output_type -> cairn.v1.Empty
+	4,  // 119: cairn.v1.Namespace.AdditionalNode:output_type -> cairn.v1.Node
+	2,  // 120: cairn.v1.Namespace.ReportBadReplicas:output_type -> cairn.v1.Empty
+	2,  // 121: cairn.v1.Namespace.Checkpoint:output_type -> cairn.v1.Empty
+	2,  // 122: cairn.v1.Namespace.Unlink:output_type -> cairn.v1.Empty
+	2,  // 123: cairn.v1.Namespace.Release:output_type -> cairn.v1.Empty
+	41, // 124: cairn.v1.Namespace.ReplicaReport:output_type -> cairn.v1.FileReplicas
+	2,  // 125: cairn.v1.Namespace.Link:output_type -> cairn.v1.Empty
+	6,  // 126: cairn.v1.Namespace.Access:output_type -> cairn.v1.FileInfo
+	46, // 127: cairn.v1.Namespace.SafeMode:output_type -> cairn.v1.SafeModeReply
+	49, // 128: cairn.v1.Namespace.GetDelegationToken:output_type -> cairn.v1.DelegationTokenReply
+	51, // 129: cairn.v1.Namespace.RenewDelegationToken:output_type -> cairn.v1.RenewDelegationReply
+	2,  // 130: cairn.v1.Namespace.CancelDelegationToken:output_type -> cairn.v1.Empty
+	21, // 131: cairn.v1.Namespace.SetNodeAdmin:output_type -> cairn.v1.NodeReport
+	45, // 132: cairn.v1.Namespace.RefreshNodes:output_type -> cairn.v1.NodeReports
+	53, // 133: cairn.v1.Registry.Register:output_type -> cairn.v1.RegisterReply
+	57, // 134: cairn.v1.Registry.Heartbeat:output_type -> cairn.v1.HeartbeatReply
+	2,  // 135: cairn.v1.Registry.BlockReport:output_type -> cairn.v1.Empty
+	2,  // 136: cairn.v1.Registry.BlocksReceived:output_type -> cairn.v1.Empty
+	2,  // 137: cairn.v1.Registry.BlocksDeleted:output_type -> cairn.v1.Empty
+	2,  // 138: cairn.v1.Registry.CommitBlockSynchronization:output_type -> cairn.v1.Empty
+	2,  // 139: cairn.v1.Registry.ReportBadReplicas:output_type -> cairn.v1.Empty
+	70, // 140: cairn.v1.Trust.Join:output_type -> cairn.v1.CertReply
+	70, // 141: cairn.v1.Trust.RenewCert:output_type -> cairn.v1.CertReply
+	72, // 142: cairn.v1.Trust.IssueJoinToken:output_type -> cairn.v1.JoinTokenReply
+	65, // 143: cairn.v1.Trust.DataTransfer:output_type -> cairn.v1.DataTransferReply
+	67, // 144: cairn.v1.Trust.IssueUILink:output_type -> cairn.v1.UILinkReply
+	93, // [93:145] is the sub-list for method output_type
+	41, // [41:93] is the sub-list for method input_type
+	41, // [41:41] is the sub-list for extension type_name
+	41, // [41:41] is the sub-list for extension extendee
+	0,  // [0:41] is the sub-list for field type_name
 }
 
 func init() { file_rpc_pb_cairn_proto_init() }
@@ -5274,7 +5414,7 @@ func file_rpc_pb_cairn_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rpc_pb_cairn_proto_rawDesc), len(file_rpc_pb_cairn_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   69,
+			NumMessages:   71,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

@@ -60,6 +60,8 @@ const (
 	Namespace_GetDelegationToken_FullMethodName     = "/cairn.v1.Namespace/GetDelegationToken"
 	Namespace_RenewDelegationToken_FullMethodName   = "/cairn.v1.Namespace/RenewDelegationToken"
 	Namespace_CancelDelegationToken_FullMethodName  = "/cairn.v1.Namespace/CancelDelegationToken"
+	Namespace_SetNodeAdmin_FullMethodName           = "/cairn.v1.Namespace/SetNodeAdmin"
+	Namespace_RefreshNodes_FullMethodName           = "/cairn.v1.Namespace/RefreshNodes"
 )
 
 // NamespaceClient is the client API for Namespace service.
@@ -104,6 +106,8 @@ type NamespaceClient interface {
 	GetDelegationToken(ctx context.Context, in *DelegationTokenRequest, opts ...grpc.CallOption) (*DelegationTokenReply, error)
 	RenewDelegationToken(ctx context.Context, in *DelegationTokenRef, opts ...grpc.CallOption) (*RenewDelegationReply, error)
 	CancelDelegationToken(ctx context.Context, in *DelegationTokenRef, opts ...grpc.CallOption) (*Empty, error)
+	SetNodeAdmin(ctx context.Context, in *NodeAdminRequest, opts ...grpc.CallOption) (*NodeReport, error)
+	RefreshNodes(ctx context.Context, in *Empty, opts ...grpc.CallOption) (*NodeReports, error)
 }
 
 type namespaceClient struct {
@@ -494,6 +498,26 @@ func (c *namespaceClient) CancelDelegationToken(ctx context.Context, in *Delegat
 	return out, nil
 }
 
+func (c *namespaceClient) SetNodeAdmin(ctx context.Context, in *NodeAdminRequest, opts ...grpc.CallOption) (*NodeReport, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(NodeReport)
+	err := c.cc.Invoke(ctx, Namespace_SetNodeAdmin_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *namespaceClient) RefreshNodes(ctx context.Context, in *Empty, opts ...grpc.CallOption) (*NodeReports, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(NodeReports)
+	err := c.cc.Invoke(ctx, Namespace_RefreshNodes_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // NamespaceServer is the server API for Namespace service.
 // All implementations must embed UnimplementedNamespaceServer
 // for forward compatibility.
@@ -536,6 +560,8 @@ type NamespaceServer interface {
 	GetDelegationToken(context.Context, *DelegationTokenRequest) (*DelegationTokenReply, error)
 	RenewDelegationToken(context.Context, *DelegationTokenRef) (*RenewDelegationReply, error)
 	CancelDelegationToken(context.Context, *DelegationTokenRef) (*Empty, error)
+	SetNodeAdmin(context.Context, *NodeAdminRequest) (*NodeReport, error)
+	RefreshNodes(context.Context, *Empty) (*NodeReports, error)
 	mustEmbedUnimplementedNamespaceServer()
 }
 
@@ -659,6 +685,12 @@ func (UnimplementedNamespaceServer) RenewDelegationToken(context.Context, *Deleg
 }
 func (UnimplementedNamespaceServer) CancelDelegationToken(context.Context, *DelegationTokenRef) (*Empty, error) {
 	return nil, status.Error(codes.Unimplemented, "method CancelDelegationToken not implemented")
+}
+func (UnimplementedNamespaceServer) SetNodeAdmin(context.Context, *NodeAdminRequest) (*NodeReport, error) {
+	return nil, status.Error(codes.Unimplemented, "method SetNodeAdmin not implemented")
+}
+func (UnimplementedNamespaceServer) RefreshNodes(context.Context, *Empty) (*NodeReports, error) {
+	return nil, status.Error(codes.Unimplemented, "method RefreshNodes not implemented")
 }
 func (UnimplementedNamespaceServer) mustEmbedUnimplementedNamespaceServer() {}
 func (UnimplementedNamespaceServer) testEmbeddedByValue()                   {}
@@ -1365,6 +1397,42 @@ func _Namespace_CancelDelegationToken_Handler(srv interface{}, ctx context.Conte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Namespace_SetNodeAdmin_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(NodeAdminRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(NamespaceServer).SetNodeAdmin(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Namespace_SetNodeAdmin_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(NamespaceServer).SetNodeAdmin(ctx, req.(*NodeAdminRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Namespace_RefreshNodes_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(Empty)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(NamespaceServer).RefreshNodes(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Namespace_RefreshNodes_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(NamespaceServer).RefreshNodes(ctx, req.(*Empty))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Namespace_ServiceDesc is the grpc.ServiceDesc for Namespace service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1523,6 +1591,14 @@ var Namespace_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "CancelDelegationToken",
 			Handler:    _Namespace_CancelDelegationToken_Handler,
+		},
+		{
+			MethodName: "SetNodeAdmin",
+			Handler:    _Namespace_SetNodeAdmin_Handler,
+		},
+		{
+			MethodName: "RefreshNodes",
+			Handler:    _Namespace_RefreshNodes_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -3,8 +3,9 @@
 // (-printTopology), a checkpoint of the namespace written by metad while
 // it serves (-checkpoint), metad's safe mode (-safemode
 // get|enter|leave|wait), join tokens for new blockds, mounts and users
-// (-join-token) and one-time sign-in links for metad's HTTP UI
-// (-ui-link). Each but -safemode get needs an admin certificate.
+// (-join-token), one-time sign-in links for metad's HTTP UI (-ui-link),
+// and decommissioning (-decommission NODE, -recommission NODE,
+// -refreshNodes). Each but -safemode get needs an admin certificate.
 package admin
 
 import (
@@ -116,7 +117,11 @@ func writeNode(w io.Writer, n cairn.NodeReport) {
 	fmt.Fprintf(w, "Name: %s (%s)\n", n.DataAddr, n.StorageID)
 	fmt.Fprintf(w, "Rack: %s\n", n.Rack)
 	fmt.Fprintf(w, "HTTP: %s\n", n.HTTPAddr)
-	fmt.Fprintf(w, "Decommission Status : Normal\n")
+	state := n.AdminState
+	if state == "" {
+		state = cairn.AdminNormal
+	}
+	fmt.Fprintf(w, "Decommission Status : %s\n", state)
 	fmt.Fprintf(w, "Configured Capacity: %s\n", bytesDesc(n.Capacity))
 	fmt.Fprintf(w, "DFS Used: %s\n", bytesDesc(n.Used))
 	fmt.Fprintf(w, "Non DFS Used: %s\n", bytesDesc(nonDFS))
@@ -124,6 +129,10 @@ func writeNode(w io.Writer, n cairn.NodeReport) {
 	fmt.Fprintf(w, "DFS Used%%: %s\n", percent(n.Used, n.Capacity))
 	fmt.Fprintf(w, "DFS Remaining%%: %s\n", percent(n.Remaining, n.Capacity))
 	fmt.Fprintf(w, "Last contact: %s\n", n.LastHeartbeat.Format("Mon Jan 02 15:04:05 MST 2006"))
+	fmt.Fprintf(w, "Volume Failures: %d\n", len(n.FailedVolumes))
+	for _, v := range n.FailedVolumes {
+		fmt.Fprintf(w, "Failed Volume: %s\n", v)
+	}
 	fmt.Fprintf(w, "Num of Blocks: %d\n\n\n", n.Blocks)
 }
 
@@ -168,9 +177,12 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	renewer := fl.String("renewer", "", "with -delegation-token: the user who may renew the token (default: you)")
 	renewDT := fl.String("renew-delegation-token", "", "renew this delegation `TOKEN` (its renewer only) and print its new expiry")
 	cancelDT := fl.String("cancel-delegation-token", "", "cancel this delegation `TOKEN` (its owner or renewer)")
+	decom := fl.String("decommission", "", "decommission the blockd `NODE` (its storage ID or data address HOST:PORT): its replicas are copied elsewhere, then it is Decommissioned")
+	recom := fl.String("recommission", "", "put the blockd `NODE` back in service")
+	refresh := fl.Bool("refreshNodes", false, "make metad read its --hosts-exclude file again and decommission (or put back in service) the blockds it names")
 	timeout := fl.Duration("timeout", 5*time.Minute, "give up after this long")
 	fl.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: cairn admin [--metad HOST:PORT] -report | -printTopology | -checkpoint DIR | -safemode get|enter|leave|wait | -join-token [-role blockd|mount|user NAME|admin NAME] [-ttl 1h] | -ui-link [-ttl 5m] | -delegation-token [-renewer NAME] | -renew-delegation-token TOKEN | -cancel-delegation-token TOKEN\n\nAdministers the cluster, as hdfs dfsadmin does.\n\n")
+		fmt.Fprintf(stderr, "Usage: cairn admin [--metad HOST:PORT] -report | -printTopology | -checkpoint DIR | -safemode get|enter|leave|wait | -join-token [-role blockd|mount|user NAME|admin NAME] [-ttl 1h] | -ui-link [-ttl 5m] | -decommission NODE | -recommission NODE | -refreshNodes | -delegation-token [-renewer NAME] | -renew-delegation-token TOKEN | -cancel-delegation-token TOKEN\n\nAdministers the cluster, as hdfs dfsadmin does.\n\n")
 		fl.PrintDefaults()
 	}
 	pos, code, ok := daemon.ParseFlags(fl, args, -1, stderr)
@@ -183,9 +195,9 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(pos) > 0 {
 		return daemon.Usage(stderr, "cairn admin", fmt.Sprintf("unexpected argument %q", pos[0]))
 	}
-	if n := countTrue(*report, *topology, *ckpt != "", *safemode != "", *joinTok, *uiLink, *dt, *renewDT != "", *cancelDT != ""); n != 1 {
+	if n := countTrue(*report, *topology, *ckpt != "", *safemode != "", *joinTok, *uiLink, *dt, *renewDT != "", *cancelDT != "", *decom != "", *recom != "", *refresh); n != 1 {
 		return daemon.Usage(stderr, "cairn admin", "give one of -report, -printTopology, -checkpoint DIR, -safemode ACTION, -join-token, -ui-link, "+
-			"-delegation-token, -renew-delegation-token TOKEN and -cancel-delegation-token TOKEN")
+			"-delegation-token, -renew-delegation-token TOKEN, -cancel-delegation-token TOKEN, -decommission NODE, -recommission NODE and -refreshNodes")
 	}
 	if *uiLink && !ttlSet(fl) {
 		*ttl = trust.DefaultUILinkTTL
@@ -231,6 +243,12 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = runRenewDelegationToken(ctx, c, *renewDT, stdout)
 	case *cancelDT != "":
 		err = c.Delegations().CancelDelegationToken(ctx, strings.TrimSpace(*cancelDT))
+	case *decom != "":
+		err = runNodeAdmin(ctx, c, *decom, cairn.NodeDecommission, stdout)
+	case *recom != "":
+		err = runNodeAdmin(ctx, c, *recom, cairn.NodeRecommission, stdout)
+	case *refresh:
+		err = runRefreshNodes(ctx, c, stdout)
 	default:
 		err = runSafeMode(ctx, c, action, waitOff, stdout)
 	}
@@ -366,4 +384,29 @@ func runSafeMode(ctx context.Context, c *client.Client, action cairn.SafeModeAct
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
+}
+
+// runNodeAdmin decommissions or recommissions a blockd and prints its
+// state: "Decommission Status : Decommission in progress" for NODE.
+func runNodeAdmin(ctx context.Context, c *client.Client, node string, action cairn.NodeAdminAction, w io.Writer) error {
+	n, err := c.NS.SetNodeAdmin(ctx, node, action)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "%s (%s): Decommission Status : %s\n", n.DataAddr, n.StorageID, n.AdminState)
+	return nil
+}
+
+// runRefreshNodes prints "Refresh nodes successful", as dfsadmin does, and
+// each blockd whose state changed.
+func runRefreshNodes(ctx context.Context, c *client.Client, w io.Writer) error {
+	changed, err := c.NS.RefreshNodes(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(w, "Refresh nodes successful")
+	for _, n := range changed {
+		fmt.Fprintf(w, "%s (%s): Decommission Status : %s\n", n.DataAddr, n.StorageID, n.AdminState)
+	}
+	return nil
 }

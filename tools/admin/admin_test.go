@@ -28,6 +28,10 @@ func TestReportGolden(t *testing.T) {
 		node("10.0.0.1:9866", "DS-1", 32768, 1747660800, true, 10),
 		node("10.0.0.3:9866", "DS-3", 0, 0, false, 0),
 	}}
+	// One blockd being decommissioned, with a failed disk.
+	rep.Nodes[0].AdminState = cairn.AdminDecommissioning
+	rep.Nodes[0].FailedVolumes = []string{"/data2: VERSION unreadable: input/output error"}
+	rep.Nodes[1].AdminState = cairn.AdminNormal
 	st := cairn.FsStats{Capacity: 17220509696, Used: 98304, Remaining: 3490283520, Files: 42, Blocks: 11, LiveNodes: 2}
 	var b strings.Builder
 	WriteReport(&b, st, rep)

@@ -1,0 +1,58 @@
+package blockd
+
+import (
+	"context"
+	"sync"
+
+	"go.uber.org/zap"
+
+	"cairn"
+)
+
+// Copies metad asks for (CmdTransfer) run on a fixed pool of workers, not
+// a goroutine each: metad hands a blockd at most its streams' worth at a
+// time (metad's --replication-max-streams-hard-limit, 4), so the pool is
+// that size, and a queue takes what arrives while they are busy. A copy
+// that finds the queue full is dropped with a warning: metad schedules
+// its block again once the copy's pending timeout passes.
+const (
+	transferWorkers = 4
+	transferQueue   = 64
+)
+
+// queueTransfer hands a CmdTransfer to the transfer workers; it counts as
+// active (the heartbeat's Active) from now until it is done.
+func (d *Blockd) queueTransfer(c cairn.Command) {
+	if len(c.Blocks) == 0 || len(c.Targets) == 0 {
+		d.log.Warn("ignoring a copy command without blocks or targets", zap.Int("blocks", len(c.Blocks)), zap.Int("targets", len(c.Targets)))
+		return
+	}
+	d.active.Add(1)
+	select {
+	case d.transfers <- c:
+	default:
+		d.active.Add(-1)
+		d.log.Warn("copy queue full; metad will ask again", zap.Stringer("block", c.Blocks[0]), zap.Int("queued", transferQueue))
+	}
+}
+
+// runTransfers runs queued copies on workers goroutines until ctx ends.
+func (d *Blockd) runTransfers(ctx context.Context, workers int) {
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case c := <-d.transfers:
+					d.replicate(c.Blocks, c.Tokens, c.Targets)
+					d.active.Add(-1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}

@@ -25,10 +25,10 @@ import (
 // some of the block's bytes.
 type blockMap struct {
 	mu       sync.Mutex
-	t        *blockTable                   // the replicas (blocktable.go)
-	corrupt  map[replicaKey]corruptMark    // why a replica is bad
-	toDelete map[string][]cairn.Block      // storage ID -> replicas to delete
-	toVerify map[string][]cairn.Block      // storage ID -> replicas clients reported bad, to confirm
+	t        *blockTable                // the replicas (blocktable.go)
+	corrupt  map[replicaKey]corruptMark // why a replica is bad
+	toDelete map[string][]cairn.Block   // storage ID -> replicas to delete
+	toVerify map[string][]cairn.Block   // storage ID -> replicas clients reported bad, to confirm
 	// reports serialises the processing of full block reports: each
 	// flips its node's seen bit, and a second one of the same node
 	// running beside it would forget what the first recorded.

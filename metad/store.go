@@ -41,6 +41,9 @@ type store struct {
 	// limitsUnsynced counts batches that extended the limits and are not
 	// synced yet; while any is, every batch is synced.
 	limitsUnsynced int
+	// walSince is how many bytes of batches went to the WAL since metad
+	// last looked at its size (storegc.go).
+	walSince int64
 
 	closeOnce sync.Once
 	closeErr  error

@@ -5,7 +5,9 @@ import (
 	"context"
 	"fmt"
 	"io/fs"
+	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 
 	"cairn"
@@ -65,7 +67,7 @@ func churnBound(live int64) int64 { return 4*(walFlushBytes+walFlushBytes/4+64<<
 // worth of files and attributes, the namespace empty again, the store's
 // files take no more than churnBound of the (empty) namespace. Before
 // metad flushed the memtable itself, every WAL file stayed until 16 MiB
-// of memtables had piled up: this churn left 20 MB behind.
+// of memtables had piled up: this churn left 18 MB behind.
 func TestStoreStaysBoundedUnderChurn(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "meta")
 	m := openCfg(t, Config{Dir: dir})
@@ -75,5 +77,26 @@ func TestStoreStaysBoundedUnderChurn(t *testing.T) {
 	t.Logf("store after churn: %d bytes (bound %d)\n%s", size, bound, list)
 	if size > bound {
 		t.Fatalf("the store takes %d bytes after churn that left the namespace empty, over %d:\n%s", size, bound, list)
+	}
+}
+
+// BenchmarkStoreChurn creates and deletes CAIRN_CHURN_FILES files (2,000
+// by default) of four 32 KiB attributes each and reports the store's size
+// at the end, the namespace empty again:
+//
+//	CAIRN_CHURN_FILES=20000 go test -run '^$' -bench StoreChurn -benchtime 1x ./metad/
+func BenchmarkStoreChurn(b *testing.B) {
+	files := 2000
+	if n, err := strconv.Atoi(os.Getenv("CAIRN_CHURN_FILES")); err == nil && n > 0 {
+		files = n
+	}
+	for range b.N {
+		dir := filepath.Join(b.TempDir(), "meta")
+		m := openCfg(b, Config{Dir: dir})
+		churnFiles(b, m, files)
+		size, _ := storeBytes(b, dir)
+		b.ReportMetric(float64(size), "store-bytes")
+		b.ReportMetric(float64(files*4*32<<10), "bytes-churned")
+		must(b, m.Close())
 	}
 }

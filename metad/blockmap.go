@@ -85,12 +85,8 @@ func (bm *blockMap) appendReplicas(out []nodeReplica, p uint32) []nodeReplica {
 	return out
 }
 
-// corruptWhy is why node's replica r is marked corrupt, "" if it is not.
-// Caller holds bm.mu.
-func (bm *blockMap) corruptWhy(node string, r cairn.Replica) string {
-	return bm.corruptAt(bm.t.nodeIndex(node, false), r)
-}
-
+// corruptAt is why node n's replica r is marked corrupt, "" if it is
+// not. Caller holds bm.mu.
 func (bm *blockMap) corruptAt(n nodeIdx, r cairn.Replica) string {
 	if len(bm.corrupt) == 0 {
 		return ""
@@ -113,12 +109,6 @@ func (bm *blockMap) hasCorrupt(id cairn.BlockID) bool {
 		}
 	}
 	return false
-}
-
-// good reports whether node's replica r counts as a copy of b, metad's
-// record of the block. Caller holds bm.mu.
-func (bm *blockMap) good(node string, r cairn.Replica, b cairn.Block) bool {
-	return wholeCopy(r, b) && bm.corruptWhy(node, r) == ""
 }
 
 // wholeCopy reports whether replica r holds every byte of b, metad's

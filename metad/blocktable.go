@@ -368,26 +368,6 @@ func (t *blockTable) release(p uint32) {
 	t.free = append(t.free, p)
 }
 
-// dropBlock forgets every replica of id and returns them.
-func (t *blockTable) dropBlock(id cairn.BlockID) []cairn.Replica {
-	p, ok := t.find(id)
-	if !ok {
-		return nil
-	}
-	type nr struct {
-		n nodeIdx
-		r cairn.Replica
-	}
-	var all []nr
-	t.each(p, func(n nodeIdx, r cairn.Replica) { all = append(all, nr{n, r}) })
-	out := make([]cairn.Replica, 0, len(all))
-	for _, x := range all {
-		t.drop(id, x.n)
-		out = append(out, x.r)
-	}
-	return out
-}
-
 // seen reports whether node n's replica at slab position p carries the
 // seen bit of n's current full report.
 func (t *blockTable) seen(p uint32, n nodeIdx) bool {

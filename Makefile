@@ -109,9 +109,11 @@ fuzz:
 	done
 
 # -run '^$$': no tests, only benchmarks. -benchtime 1x: each benchmark runs
-# once, to show it works; measure with BENCHTIME=5s, say.
+# once, to show it works; measure with BENCHTIME=5s, say. SCALE_BLOCKS sets
+# the blocks of metad's scale benchmark (BenchmarkScale, docs/PERFORMANCE.md).
+SCALE_BLOCKS ?= 100000
 bench: build
-	CAIRN_BIN=$(CURDIR)/bin/cairn $(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) ./...
+	CAIRN_SCALE_BLOCKS=$(SCALE_BLOCKS) CAIRN_BIN=$(CURDIR)/bin/cairn $(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) ./...
 
 # The kill matrix (tests/killmatrix_test.go) with random kill points:
 # CRASH_ROUNDS rounds (each a row of the matrix on a cluster of its own),

@@ -119,12 +119,12 @@ func (m *Metad) invalidateCorrupt(b cairn.Block, want int, now time.Time) int {
 	bm := m.blocks
 	bm.mu.Lock()
 	var gone []string
-	for node, r := range bm.replicas[b.ID] {
-		if bm.corruptWhy(node, r) == "" {
+	for _, r := range bm.replicasLocked(b.ID) {
+		if r.Corrupt == "" {
 			continue
 		}
-		bm.queueDelete(node, r.Block)
-		gone = append(gone, node)
+		bm.queueDelete(r.StorageID, r.Block)
+		gone = append(gone, r.StorageID)
 	}
 	for _, node := range gone {
 		bm.remove(node, b.ID)

@@ -25,10 +25,14 @@ import (
 // some of the block's bytes.
 type blockMap struct {
 	mu       sync.Mutex
-	replicas map[cairn.BlockID]map[string]cairn.Replica // block -> storage ID -> replica as last reported
-	corrupt  map[cairn.BlockID]map[string]corruptMark   // block -> storage ID -> why it is bad
-	toDelete map[string][]cairn.Block                   // storage ID -> replicas to delete
-	toVerify map[string][]cairn.Block                   // storage ID -> replicas clients reported bad, to confirm
+	t        *blockTable                // the replicas (blocktable.go)
+	corrupt  map[replicaKey]corruptMark // why a replica is bad
+	toDelete map[string][]cairn.Block   // storage ID -> replicas to delete
+	toVerify map[string][]cairn.Block   // storage ID -> replicas clients reported bad, to confirm
+	// reports serialises the processing of full block reports: each
+	// flips its node's seen bit, and a second one of the same node
+	// running beside it would forget what the first recorded.
+	reports sync.Mutex
 }
 
 // corruptMark is why the replica at stamp gs is bad.
@@ -50,26 +54,61 @@ const maxVerifyQueue = 1024
 
 func newBlockMap() *blockMap {
 	return &blockMap{
-		replicas: map[cairn.BlockID]map[string]cairn.Replica{},
-		corrupt:  map[cairn.BlockID]map[string]corruptMark{},
+		t:        newBlockTable(),
+		corrupt:  map[replicaKey]corruptMark{},
 		toDelete: map[string][]cairn.Block{},
 		toVerify: map[string][]cairn.Block{},
 	}
 }
 
-// corruptWhy is why node's replica r is marked corrupt, "" if it is not.
+// replica returns node's replica of id. Caller holds bm.mu.
+func (bm *blockMap) replica(node string, id cairn.BlockID) (cairn.Replica, bool) {
+	return bm.t.get(id, bm.t.nodeIndex(node, false))
+}
+
+// replicasLocked lists every recorded replica of id with the reason it is
+// marked corrupt. Caller holds bm.mu.
+func (bm *blockMap) replicasLocked(id cairn.BlockID) []nodeReplica {
+	p, ok := bm.t.find(id)
+	if !ok {
+		return nil
+	}
+	return bm.appendReplicas(nil, p)
+}
+
+// appendReplicas appends the replicas of the entry at slab position p.
 // Caller holds bm.mu.
-func (bm *blockMap) corruptWhy(node string, r cairn.Replica) string {
-	if c, ok := bm.corrupt[r.ID][node]; ok && c.gs == r.GenStamp {
+func (bm *blockMap) appendReplicas(out []nodeReplica, p uint32) []nodeReplica {
+	bm.t.each(p, func(n nodeIdx, r cairn.Replica) {
+		out = append(out, nodeReplica{StorageID: bm.t.nodeID(n), Replica: r, Corrupt: bm.corruptAt(n, r)})
+	})
+	return out
+}
+
+// corruptAt is why node n's replica r is marked corrupt, "" if it is
+// not. Caller holds bm.mu.
+func (bm *blockMap) corruptAt(n nodeIdx, r cairn.Replica) string {
+	if len(bm.corrupt) == 0 {
+		return ""
+	}
+	if c, ok := bm.corrupt[replicaKey{r.ID, n}]; ok && c.gs == r.GenStamp {
 		return c.why
 	}
 	return ""
 }
 
-// good reports whether node's replica r counts as a copy of b, metad's
-// record of the block. Caller holds bm.mu.
-func (bm *blockMap) good(node string, r cairn.Replica, b cairn.Block) bool {
-	return wholeCopy(r, b) && bm.corruptWhy(node, r) == ""
+// hasCorrupt reports whether any replica of id has a mark (at any stamp).
+// Caller holds bm.mu.
+func (bm *blockMap) hasCorrupt(id cairn.BlockID) bool {
+	if len(bm.corrupt) == 0 {
+		return false
+	}
+	for _, r := range bm.replicasLocked(id) {
+		if _, ok := bm.corrupt[replicaKey{id, bm.t.nodeIndex(r.StorageID, false)}]; ok {
+			return true
+		}
+	}
+	return false
 }
 
 // wholeCopy reports whether replica r holds every byte of b, metad's
@@ -89,15 +128,11 @@ func wholeCopy(r cairn.Replica, b cairn.Block) bool {
 // mark marks node's replica r corrupt, keeping an earlier reason for the
 // same stamp. Caller holds bm.mu.
 func (bm *blockMap) mark(node string, r cairn.Replica, why string) {
-	c := bm.corrupt[r.ID]
-	if c == nil {
-		c = map[string]corruptMark{}
-		bm.corrupt[r.ID] = c
-	}
-	if old, ok := c[node]; ok && old.gs == r.GenStamp {
+	k := replicaKey{r.ID, bm.t.nodeIndex(node, true)}
+	if old, ok := bm.corrupt[k]; ok && old.gs == r.GenStamp {
 		return
 	}
-	c[node] = corruptMark{gs: r.GenStamp, why: why}
+	bm.corrupt[k] = corruptMark{gs: r.GenStamp, why: why}
 }
 
 // markCorrupt marks node's replica of b.ID at b's stamp corrupt. A replica
@@ -108,7 +143,7 @@ func (bm *blockMap) mark(node string, r cairn.Replica, why string) {
 func (bm *blockMap) markCorrupt(node string, b cairn.Block, why string) bool {
 	bm.mu.Lock()
 	defer bm.mu.Unlock()
-	r, ok := bm.replicas[b.ID][node]
+	r, ok := bm.replica(node, b.ID)
 	switch {
 	case !ok:
 		r = cairn.Replica{Block: b, State: cairn.ReplicaFinalized}
@@ -125,8 +160,8 @@ func (bm *blockMap) corruptCount(id cairn.BlockID) int {
 	bm.mu.Lock()
 	defer bm.mu.Unlock()
 	n := 0
-	for node, r := range bm.replicas[id] {
-		if bm.corruptWhy(node, r) != "" {
+	for _, r := range bm.replicasLocked(id) {
+		if r.Corrupt != "" {
 			n++
 		}
 	}
@@ -136,35 +171,24 @@ func (bm *blockMap) corruptCount(id cairn.BlockID) int {
 // add records node's replica r; a mark made at another stamp goes. Caller
 // holds bm.mu.
 func (bm *blockMap) add(node string, r cairn.Replica) {
-	reps := bm.replicas[r.ID]
-	if reps == nil {
-		reps = map[string]cairn.Replica{}
-		bm.replicas[r.ID] = reps
-	}
-	reps[node] = r
-	if c, ok := bm.corrupt[r.ID][node]; ok && c.gs != r.GenStamp {
-		bm.unmark(node, r.ID)
-	}
-}
-
-func (bm *blockMap) unmark(node string, id cairn.BlockID) {
-	if c := bm.corrupt[id]; c != nil {
-		delete(c, node)
-		if len(c) == 0 {
-			delete(bm.corrupt, id)
+	n := bm.t.nodeIndex(node, true)
+	bm.t.put(n, r)
+	if len(bm.corrupt) > 0 {
+		k := replicaKey{r.ID, n}
+		if c, ok := bm.corrupt[k]; ok && c.gs != r.GenStamp {
+			delete(bm.corrupt, k)
 		}
 	}
 }
 
 // remove forgets node's replica of id. Caller holds bm.mu.
 func (bm *blockMap) remove(node string, id cairn.BlockID) {
-	bm.unmark(node, id)
-	if r := bm.replicas[id]; r != nil {
-		delete(r, node)
-		if len(r) == 0 {
-			delete(bm.replicas, id)
-		}
+	n := bm.t.nodeIndex(node, false)
+	if n == 0 {
+		return
 	}
+	delete(bm.corrupt, replicaKey{id, n})
+	bm.t.drop(id, n)
 }
 
 // replicaCount counts the good replicas of b (metad's record).
@@ -177,9 +201,9 @@ func (bm *blockMap) holders(b cairn.Block) []string {
 	bm.mu.Lock()
 	defer bm.mu.Unlock()
 	var out []string
-	for node, r := range bm.replicas[b.ID] {
-		if bm.good(node, r, b) {
-			out = append(out, node)
+	for _, r := range bm.replicasLocked(b.ID) {
+		if r.Corrupt == "" && wholeCopy(r.Replica, b) {
+			out = append(out, r.StorageID)
 		}
 	}
 	return out
@@ -190,29 +214,52 @@ func (bm *blockMap) holders(b cairn.Block) []string {
 func (bm *blockMap) replicasOf(id cairn.BlockID) []nodeReplica {
 	bm.mu.Lock()
 	defer bm.mu.Unlock()
-	out := make([]nodeReplica, 0, len(bm.replicas[id]))
-	for node, r := range bm.replicas[id] {
-		out = append(out, nodeReplica{StorageID: node, Replica: r, Corrupt: bm.corruptWhy(node, r)})
-	}
-	return out
+	return bm.replicasLocked(id)
 }
 
+// count is how many blocks have a recorded replica.
 func (bm *blockMap) count() int {
 	bm.mu.Lock()
 	defer bm.mu.Unlock()
-	return len(bm.replicas)
+	return bm.t.used
 }
 
+// countOn is how many replicas node holds: the length of its list, no walk.
 func (bm *blockMap) countOn(node string) int64 {
 	bm.mu.Lock()
 	defer bm.mu.Unlock()
-	var n int64
-	for _, r := range bm.replicas {
-		if _, ok := r[node]; ok {
-			n++
-		}
+	if n := bm.t.nodeIndex(node, false); n != 0 {
+		return int64(len(bm.t.lists[n-1]))
 	}
-	return n
+	return 0
+}
+
+// scanSlice is how many blocks a walk of the whole map looks at under one
+// hold of the lock.
+const scanSlice = 4096
+
+// scan calls f, under bm.mu, with the replicas of the blocks at slab
+// positions from cursor on, at most scanSlice of them, and returns where
+// the next slice starts, or -1 at the end. A walk of the whole map calls
+// it until -1, letting go of the lock between slices; a block added or
+// removed meanwhile may be seen or missed, as in any walk of a changing
+// map. f must not keep reps.
+func (bm *blockMap) scan(cursor int, f func(id cairn.BlockID, reps []nodeReplica)) int {
+	bm.mu.Lock()
+	defer bm.mu.Unlock()
+	var buf []nodeReplica
+	end := min(cursor+scanSlice, len(bm.t.slab))
+	for p := cursor; p < end; p++ {
+		if bm.t.slab[p].id == 0 {
+			continue
+		}
+		buf = bm.appendReplicas(buf[:0], uint32(p))
+		f(bm.t.slab[p].id, buf)
+	}
+	if end >= len(bm.t.slab) {
+		return -1
+	}
+	return end
 }
 
 // queueDelete has node delete its replica b. Caller holds bm.mu.
@@ -234,11 +281,10 @@ func (bm *blockMap) free(blocks []cairn.Block) {
 	bm.mu.Lock()
 	defer bm.mu.Unlock()
 	for _, b := range blocks {
-		for node, r := range bm.replicas[b.ID] {
-			bm.queueDelete(node, r.Block)
+		for _, r := range bm.replicasLocked(b.ID) {
+			bm.queueDelete(r.StorageID, r.Block)
+			bm.remove(r.StorageID, b.ID)
 		}
-		delete(bm.replicas, b.ID)
-		delete(bm.corrupt, b.ID)
 	}
 }
 
@@ -261,7 +307,7 @@ func (bm *blockMap) takeDeletes(node string, limit int) []cairn.Block {
 func (bm *blockMap) requestVerify(node string, b cairn.Block) bool {
 	bm.mu.Lock()
 	defer bm.mu.Unlock()
-	r, ok := bm.replicas[b.ID][node]
+	r, ok := bm.replica(node, b.ID)
 	if !ok || r.GenStamp != b.GenStamp {
 		return false
 	}
@@ -335,4 +381,49 @@ func judge(r cairn.Replica, stored cairn.Block, known, writing bool) (judgement,
 		return replicaCorrupt, fmt.Sprintf("length mismatch: the replica has %d bytes, the block %d", r.Len, stored.Len)
 	}
 	return replicaLive, ""
+}
+
+// beginReport starts the processing of node's full report: every replica
+// of node recorded from now on, by the report or by anything else, carries
+// the report's seen bit, and sweepReport forgets those that do not.
+// Caller holds bm.reports.
+func (bm *blockMap) beginReport(node string) {
+	bm.mu.Lock()
+	defer bm.mu.Unlock()
+	n := bm.t.nodeIndex(node, true)
+	bm.t.parity[n-1] ^= 1
+}
+
+// sweepReport forgets node's replicas not recorded since beginReport: those
+// its full report left out. It walks node's list from its end, scanSlice
+// replicas under one hold of the lock; a replica taken out moves the list's
+// last one, already looked at or recorded since, into its place. It
+// returns how many it forgot. Caller holds bm.reports.
+func (bm *blockMap) sweepReport(node string) int {
+	gone := 0
+	for cursor := -1; cursor != 0; {
+		bm.mu.Lock()
+		n := bm.t.nodeIndex(node, false)
+		l := len(bm.t.lists[n-1])
+		if cursor < 0 || cursor > l {
+			cursor = l
+		}
+		stop := max(cursor-scanSlice, 0)
+		for i := cursor - 1; i >= stop; i-- {
+			if i >= len(bm.t.lists[n-1]) {
+				continue
+			}
+			p := bm.t.lists[n-1][i]
+			if bm.t.seen(p, n) {
+				continue
+			}
+			id := bm.t.slab[p].id
+			delete(bm.corrupt, replicaKey{id, n})
+			bm.t.drop(id, n)
+			gone++
+		}
+		cursor = stop
+		bm.mu.Unlock()
+	}
+	return gone
 }

@@ -405,16 +405,18 @@ func (m *Metad) decommissionLeft(id string, now time.Time) (int, error) {
 }
 
 // blocksOn lists the blocks of which blockd id reported a replica, in any
-// state. (A walk of the whole map: with a per-blockd index in the block
-// map this is a lookup.)
+// state: its list in the block map, no walk of the whole map.
 func (bm *blockMap) blocksOn(id string) []cairn.BlockID {
 	bm.mu.Lock()
 	defer bm.mu.Unlock()
-	var out []cairn.BlockID
-	for bid, reps := range bm.replicas {
-		if _, ok := reps[id]; ok {
-			out = append(out, bid)
-		}
+	n := bm.t.nodeIndex(id, false)
+	if n == 0 {
+		return nil
+	}
+	l := bm.t.lists[n-1]
+	out := make([]cairn.BlockID, 0, len(l))
+	for _, p := range l {
+		out = append(out, bm.t.slab[p].id)
 	}
 	return out
 }

@@ -17,8 +17,9 @@ func reportAll(t *testing.T, m *Metad, nodes []cairn.Node) {
 		var reps []cairn.Replica
 		for _, id := range m.blocks.blocksOn(n.StorageID) {
 			m.blocks.mu.Lock()
-			reps = append(reps, m.blocks.replicas[id][n.StorageID])
+			r, _ := m.blocks.replica(n.StorageID, id)
 			m.blocks.mu.Unlock()
+			reps = append(reps, r)
 		}
 		must(t, m.BlockReport(context.Background(), n.StorageID, reps))
 	}

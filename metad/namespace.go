@@ -48,6 +48,7 @@ func (m *Metad) apply(sync bool, fn func(b *pebble.Batch) error) error {
 		s.putCounters(b, stored)
 		err = b.Commit(pebble.NoSync)
 	}
+	look := err == nil && s.logged(b.Len())
 	_ = b.Close()
 	if err != nil {
 		s.restoreCounters(saved)
@@ -63,6 +64,9 @@ func (m *Metad) apply(sync bool, fn func(b *pebble.Batch) error) error {
 	sync = sync || s.limitsUnsynced > 0
 	s.mu.Unlock()
 	m.stats.mutations.Add(1)
+	if look {
+		s.maintain() // storegc.go
+	}
 	if !sync {
 		return nil
 	}

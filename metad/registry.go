@@ -241,17 +241,65 @@ func (m *Metad) known(op, id string) error {
 	return nil
 }
 
+// reportSlice is how many reported replicas accept records under one hold
+// of the block map's lock: a report of a million replicas lets client RPCs
+// (Complete, reads) in between its slices.
+const reportSlice = 4096
+
 // accept records the replicas node reports, judged against metad's
 // record of their blocks (judge); with replace (a full report) node's
 // replicas not in reps are forgotten. Replicas of no file are queued for
-// deletion; no other replica is deleted here.
+// deletion; no other replica is deleted here. The report is judged and
+// recorded in slices (reportSlice), the lock let go between them.
 func (m *Metad) accept(node string, reps []cairn.Replica, replace bool) error {
+	bm := m.blocks
+	if replace {
+		bm.reports.Lock()
+		defer bm.reports.Unlock()
+		bm.beginReport(node)
+	}
+	var t reportTally
+	for len(reps) > 0 {
+		k := min(len(reps), reportSlice)
+		if err := m.acceptSlice(node, reps[:k], &t); err != nil {
+			return err
+		}
+		reps = reps[k:]
+	}
+	forgotten := 0
+	if replace {
+		forgotten = bm.sweepReport(node)
+	}
+	if t.noFile > 0 {
+		m.log.Info("replicas of no file queued for deletion", zap.String("storage_id", node), zap.Int("replicas", t.noFile))
+	}
+	if t.corrupt > 0 {
+		m.log.Warn("reported replicas disagree with metad's record; marked corrupt", zap.String("storage_id", node), zap.Int("replicas", t.corrupt))
+	}
+	if t.rwrKept+t.rwrDropped > 0 {
+		m.log.Info("replicas being recovered", zap.String("storage_id", node), zap.Int("kept", t.rwrKept), zap.Int("dropped", t.rwrDropped))
+	}
+	if forgotten > 0 {
+		m.log.Info("replicas missing from a full report forgotten", zap.String("storage_id", node), zap.Int("replicas", forgotten))
+	}
+	return nil
+}
+
+// reportTally counts what accept made of a report.
+type reportTally struct {
+	noFile, corrupt, rwrKept, rwrDropped int
+}
+
+// acceptSlice judges reps (outside the block map's lock: the judging reads
+// the store) and records them under one hold of it.
+func (m *Metad) acceptSlice(node string, reps []cairn.Replica, t *reportTally) error {
 	type verdict struct {
 		r   cairn.Replica
 		j   judgement
 		why string
 	}
 	vs := make([]verdict, 0, len(reps))
+	var live []cairn.BlockID
 	for _, r := range reps {
 		stored, writing, known, err := m.storedBlock(r.ID)
 		if err != nil {
@@ -259,50 +307,35 @@ func (m *Metad) accept(node string, reps []cairn.Replica, replace bool) error {
 		}
 		j, why := judge(r, stored, known, writing)
 		vs = append(vs, verdict{r, j, why})
-	}
-	var live []cairn.BlockID
-	for _, v := range vs {
 		// Safe mode counts a block once a replica of it is reported
 		// that is not corrupt: a good one, or one of a file being written
 		// (recorded as it is; the writer or recovery settles it).
-		if v.j == replicaLive || v.j == replicaAsIs {
-			live = append(live, v.r.ID)
+		if j == replicaLive || j == replicaAsIs {
+			live = append(live, r.ID)
 		}
-	}
-	var noFile, corrupt, rwrKept, rwrDropped int
-	for _, v := range vs {
-		if v.r.State == cairn.ReplicaRWR {
-			if v.j == replicaOfNoFile {
-				rwrDropped++
+		if r.State == cairn.ReplicaRWR {
+			if j == replicaOfNoFile {
+				t.rwrDropped++
 			} else {
-				rwrKept++
+				t.rwrKept++
 			}
 		}
 	}
 	bm := m.blocks
 	bm.mu.Lock()
-	if replace {
-		in := make(map[cairn.BlockID]bool, len(reps))
-		for _, r := range reps {
-			in[r.ID] = true
-		}
-		for id, r := range bm.replicas {
-			if _, ok := r[node]; ok && !in[id] {
-				bm.remove(node, id)
-			}
-		}
-	}
 	for _, v := range vs {
 		switch v.j {
 		case replicaOfNoFile:
 			bm.remove(node, v.r.ID)
 			bm.queueDelete(node, v.r.Block)
-			noFile++
+			t.noFile++
 		case replicaAsIs:
 			// An RBW report of a finalized replica at the same stamp was
-			// made before its finalize: the finalized record stands.
-			if old, ok := bm.replicas[v.r.ID][node]; ok && v.r.State == cairn.ReplicaRBW &&
+			// made before its finalize: the finalized record stands (and
+			// is kept by a full report).
+			if old, ok := bm.replica(node, v.r.ID); ok && v.r.State == cairn.ReplicaRBW &&
 				old.State == cairn.ReplicaFinalized && old.GenStamp >= v.r.GenStamp {
+				bm.add(node, old)
 				continue
 			}
 			bm.add(node, v.r)
@@ -311,20 +344,11 @@ func (m *Metad) accept(node string, reps []cairn.Replica, replace bool) error {
 		case replicaCorrupt:
 			bm.add(node, v.r)
 			bm.mark(node, v.r, v.why)
-			corrupt++
+			t.corrupt++
 		}
 	}
 	bm.mu.Unlock()
 	m.safe.reported(live, m.clock.Now())
-	if noFile > 0 {
-		m.log.Info("replicas of no file queued for deletion", zap.String("storage_id", node), zap.Int("replicas", noFile))
-	}
-	if corrupt > 0 {
-		m.log.Warn("reported replicas disagree with metad's record; marked corrupt", zap.String("storage_id", node), zap.Int("replicas", corrupt))
-	}
-	if rwrKept+rwrDropped > 0 {
-		m.log.Info("replicas being recovered", zap.String("storage_id", node), zap.Int("kept", rwrKept), zap.Int("dropped", rwrDropped))
-	}
 	return nil
 }
 
@@ -361,7 +385,8 @@ func (m *Metad) BlocksReceived(ctx context.Context, id string, reps []cairn.Repl
 func (bm *blockMap) anyReplica(id cairn.BlockID) bool {
 	bm.mu.Lock()
 	defer bm.mu.Unlock()
-	return len(bm.replicas[id]) > 0
+	_, ok := bm.t.find(id)
+	return ok
 }
 
 func (m *Metad) BlocksDeleted(ctx context.Context, id string, blocks []cairn.Block) error {
@@ -371,7 +396,7 @@ func (m *Metad) BlocksDeleted(ctx context.Context, id string, blocks []cairn.Blo
 	m.blocks.mu.Lock()
 	for _, b := range blocks {
 		// A deletion of an older stamp leaves a newer replica alone.
-		if r, ok := m.blocks.replicas[b.ID][id]; !ok || r.GenStamp <= b.GenStamp {
+		if r, ok := m.blocks.replica(id, b.ID); !ok || r.GenStamp <= b.GenStamp {
 			m.blocks.remove(id, b.ID)
 			m.repl.settled(b.ID) // the replica count changed: look again soon
 		}

@@ -53,16 +53,16 @@ func (m *Metad) checkReplication(full bool) error {
 			zap.Duration("timeout", m.repl.timeout))
 	}
 	racks := m.nodes.rackCount(now)
+	// The walk goes in slices (blockMap.scan), letting go of the lock
+	// between them.
 	var cands []cairn.BlockID
-	bm := m.blocks
-	bm.mu.Lock()
-	for id, reps := range bm.replicas {
-		if !full && m.settledBlock(id, reps, now, racks) {
-			continue
-		}
-		cands = append(cands, id)
+	for cursor := 0; cursor >= 0; {
+		cursor = m.blocks.scan(cursor, func(id cairn.BlockID, reps []nodeReplica) {
+			if full || !m.settledBlock(id, reps, now, racks) {
+				cands = append(cands, id)
+			}
+		})
 	}
-	bm.mu.Unlock()
 
 	var needs [prioPlaced + 1][]need
 	trimmed, invalidated := 0, 0
@@ -147,13 +147,14 @@ type need struct {
 // the default replication of finalized, unmarked replicas at one stamp, on
 // live blockds, on enough of the cluster's racks. Caller holds blocks.mu;
 // nodes.mu comes after it.
-func (m *Metad) settledBlock(id cairn.BlockID, reps map[string]cairn.Replica, now time.Time, racks int) bool {
-	if len(reps) != m.cfg.Replication || len(m.blocks.corrupt[id]) > 0 {
+func (m *Metad) settledBlock(id cairn.BlockID, reps []nodeReplica, now time.Time, racks int) bool {
+	if len(reps) != m.cfg.Replication || m.blocks.hasCorrupt(id) {
 		return false
 	}
 	var gs cairn.GenStamp
 	var on []cairn.Node
-	for node, r := range reps {
+	for _, r := range reps {
+		node := r.StorageID
 		if r.State != cairn.ReplicaFinalized || (gs != 0 && r.GenStamp != gs) {
 			return false
 		}
@@ -183,9 +184,9 @@ func (m *Metad) rejudge(b cairn.Block) {
 	bm := m.blocks
 	bm.mu.Lock()
 	defer bm.mu.Unlock()
-	for node, r := range bm.replicas[b.ID] {
-		if j, why := judge(r, b, true, false); j == replicaCorrupt {
-			bm.mark(node, r, why)
+	for _, r := range bm.replicasLocked(b.ID) {
+		if j, why := judge(r.Replica, b, true, false); j == replicaCorrupt {
+			bm.mark(r.StorageID, r.Replica, why)
 		}
 	}
 }
@@ -235,14 +236,9 @@ func (m *Metad) scheduleCopies(nd need, prio int, now time.Time) bool {
 	// Not onto a blockd holding any replica of it, even a corrupt or stale
 	// one: that one is deleted first.
 	have := map[string]bool{}
-	m.blocks.mu.Lock()
-	for node := range m.blocks.replicas[b.ID] {
-		have[node] = true
+	for _, r := range m.blocks.replicasOf(b.ID) {
+		have[r.StorageID] = true // marked corrupt or not
 	}
-	for node := range m.blocks.corrupt[b.ID] {
-		have[node] = true
-	}
-	m.blocks.mu.Unlock()
 	for _, h := range nd.live {
 		have[h.StorageID] = true
 	}
@@ -278,7 +274,7 @@ func (m *Metad) trim(b cairn.Block, live []cairn.Node, extra int) {
 	m.nodes.mu.Unlock()
 	m.blocks.mu.Lock()
 	for _, n := range chooseExcess(live, rem, extra) {
-		r, ok := m.blocks.replicas[b.ID][n.StorageID]
+		r, ok := m.blocks.replica(n.StorageID, b.ID)
 		if !ok {
 			continue
 		}

@@ -41,6 +41,9 @@ type store struct {
 	// limitsUnsynced counts batches that extended the limits and are not
 	// synced yet; while any is, every batch is synced.
 	limitsUnsynced int
+	// walSince is how many bytes of batches went to the WAL since metad
+	// last looked at its size (storegc.go).
+	walSince int64
 
 	closeOnce sync.Once
 	closeErr  error
@@ -340,6 +343,48 @@ func (s *store) fileBlocks(ino uint64) ([]cairn.Block, error) {
 		out = append(out, b)
 	}
 	return out, it.Close()
+}
+
+// fileBlock finds block id among the n blocks of file ino. A file's
+// blocks are handed out in order, from a counter that only grows (AddBlock
+// is the only writer of "f" keys, and only at the file's end), so their IDs
+// rise with their index and a binary search over the index finds it in
+// O(log n) reads. A store where that does not hold (none is known) is
+// still answered right, by reading every block.
+func (s *store) fileBlock(ino uint64, n uint32, id cairn.BlockID) (cairn.Block, bool, error) {
+	lo, hi := uint32(0), n
+	for lo < hi {
+		mid := lo + (hi-lo)/2
+		v, err := s.get(fileBlockKey(ino, mid))
+		if isNotFound(err) {
+			break // fewer records than the inode says: read them all
+		}
+		if err != nil {
+			return cairn.Block{}, false, err
+		}
+		b, err := decodeBlock(v)
+		if err != nil {
+			return cairn.Block{}, false, err
+		}
+		switch {
+		case b.ID == id:
+			return b, true, nil
+		case b.ID < id:
+			lo = mid + 1
+		default:
+			hi = mid
+		}
+	}
+	blocks, err := s.fileBlocks(ino)
+	if err != nil {
+		return cairn.Block{}, false, err
+	}
+	for _, b := range blocks {
+		if b.ID == id {
+			return b, true, nil
+		}
+	}
+	return cairn.Block{}, false, nil
 }
 
 // reader reads point keys through one iterator: one consistent view of the

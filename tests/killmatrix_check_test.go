@@ -515,6 +515,12 @@ func checkLiveReplicas(ctx context.Context, c *cluster.Cluster, cl *client.Clien
 	}
 }
 
+// readNeedsKilled reports whether a read by the writer of kind needs the
+// daemons the row kills.
+func readNeedsKilled(row, kind string) bool {
+	return row == "blockds" || row == "metad" || row == "mount" && kind == kindMount
+}
+
 // newestOnDisk returns the newest stamp, at least gs, of a replica of block
 // id on disk on blockd node.
 func newestOnDisk(now map[cluster.Replica]bool, node int, id, gs uint64) (uint64, bool) {
@@ -545,11 +551,13 @@ func writerNotes(ce *cell, killedAt time.Time) {
 			ce.fail("%s writer read its unlinked file back wrong through the open handle: %s", l.kind, strings.Join(l.verifyFailed, "; "))
 		}
 		if len(l.readErrors) > 0 {
-			// With every blockd killed no replica can be reached, and an
-			// error is the honest answer; anywhere else a live replica
-			// should have served the read.
-			if ce.row == "blockds" {
-				ce.note("%s writer's read of its unlinked file failed while the blockds were down: %s", l.kind, strings.Join(l.readErrors, "; "))
+			// An error is the honest answer while what the read needs is
+			// down: every blockd, metad (the locations of a block added
+			// since the last ask), or the writer's own mount. With one
+			// blockd or the other writer killed, the read should have
+			// been served.
+			if readNeedsKilled(ce.row, l.kind) {
+				ce.note("%s writer's read of its unlinked file failed while %s was down: %s", l.kind, ce.row, strings.Join(l.readErrors, "; "))
 			} else {
 				ce.fail("%s writer could not read its unlinked file through the open handle: %s", l.kind, strings.Join(l.readErrors, "; "))
 			}

@@ -112,18 +112,25 @@ func TestKillMatrixChecks(t *testing.T) {
 	wantFail("an acknowledgement past the end", ce, fmt.Sprintf("%d were acknowledged", last.Off+last.Len))
 
 	// A read of the unlinked file through its open handle that failed:
-	// honest with every blockd down, a failure anywhere else.
-	for _, row := range []string{"blockds", "blockd"} {
+	// honest with every blockd, metad or the writer's own mount down, a
+	// failure anywhere else.
+	for _, c := range []struct {
+		row    string
+		honest bool
+	}{{"blockds", true}, {"metad", true}, {"blockd", false}, {"client", false}} {
 		ce := newCells()[0]
-		ce.row, ce.reasons = row, nil
+		ce.row, ce.reasons = c.row, nil
 		ce.logs[0].readErrors = []string{"[0,10): input/output error"}
 		writerNotes(ce, time.Time{})
-		if row == "blockds" && !ce.passed() {
-			t.Errorf("a read error with every blockd down fails the cell: %s", ce.reasons)
+		if c.honest && !ce.passed() {
+			t.Errorf("a read error with %s down fails the cell: %s", c.row, ce.reasons)
 		}
-		if row == "blockd" {
-			wantFail("a read error with one blockd down", ce, "could not read its unlinked file")
+		if !c.honest {
+			wantFail("a read error with "+c.row+" down", ce, "could not read its unlinked file")
 		}
+	}
+	if !readNeedsKilled("mount", kindMount) || readNeedsKilled("mount", kindClient) {
+		t.Errorf("with the mount killed, only the mount writer's reads may fail")
 	}
 
 	// A finalized replica of a live file deleted.

@@ -133,14 +133,14 @@ func (ns *nodeSet) placement(blockSize int64, now time.Time) *placement {
 		if isStale {
 			stale++
 		}
-		room := st.hb.Capacity == 0 || st.hb.Remaining >= blockSize
+		room := st.hasRoom(blockSize)
 		p.cands = append(p.cands, &candidate{Node: st.Node, host: hostOf(st.DataAddr), ok: room && !isStale})
 		p.racks[st.Rack] = true
 	}
 	if float64(stale) > maxStaleRatio*float64(live) {
 		for _, c := range p.cands {
 			st := ns.nodes[c.StorageID]
-			c.ok = st.hb.Capacity == 0 || st.hb.Remaining >= blockSize
+			c.ok = st.hasRoom(blockSize)
 		}
 	}
 	return p

@@ -2,6 +2,7 @@ package metad
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -50,5 +51,46 @@ func TestStaleNodesAvoidedForWrites(t *testing.T) {
 	locs := fb.Blocks[0].Locations
 	if len(locs) != 3 || locs[2].StorageID != hung {
 		t.Errorf("reads of %s offer %v, want the silent %s last", b, locs, hung)
+	}
+}
+
+// TestNoCapacityNoReplicas: a blockd whose heartbeat reports no capacity
+// gets no replica (it used to count as having room, so a node could draw
+// every pipeline to itself by reporting 0); one not yet heard from since it
+// registered still may, as its first heartbeat follows at once.
+func TestNoCapacityNoReplicas(t *testing.T) {
+	m := openCfg(t, Config{Clock: newFakeClock()})
+	ctx := context.Background()
+	nodes := registerNodes(t, m, 2)
+	empty := cairn.Node{StorageID: "DS-empty", DataAddr: "127.0.0.1:20000"}
+	if _, err := m.Register(ctx, cairn.Registration{Node: empty}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Heartbeat(ctx, cairn.Heartbeat{StorageID: empty.StorageID}); err != nil {
+		t.Fatal(err)
+	}
+	fresh := cairn.Node{StorageID: "DS-fresh", DataAddr: "127.0.0.1:20001"}
+	if _, err := m.Register(ctx, cairn.Registration{Node: fresh}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 20 {
+		p := fmt.Sprintf("/f%d", i)
+		if _, err := m.Create(ctx, p, cairn.CreateOptions{Client: "w", Replication: 4}); err != nil {
+			t.Fatal(err)
+		}
+		lb, err := m.AddBlock(ctx, cairn.WriterRef{Path: p, Client: "w"}, nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]bool{}
+		for _, n := range lb.Locations {
+			got[n.StorageID] = true
+		}
+		if got[empty.StorageID] {
+			t.Fatalf("a blockd reporting no capacity was chosen: %v", lb.Locations)
+		}
+		if !got[fresh.StorageID] || !got[nodes[0].StorageID] || !got[nodes[1].StorageID] {
+			t.Fatalf("pipeline %v, want the two roomy blockds and the one not yet heard from", lb.Locations)
+		}
 	}
 }

@@ -33,8 +33,18 @@ type nodeState struct {
 	cairn.Node
 	hb   cairn.Heartbeat
 	last time.Time
+	// heard: a heartbeat came since the blockd registered (hb is its).
+	heard bool
 	// reported: a full block report came since the blockd registered.
 	reported bool
+}
+
+// hasRoom reports whether n can take a block of blockSize bytes, as its
+// last heartbeat said. One not heard from since it registered (its first
+// heartbeat follows at once) counts as having room; one that reports no
+// capacity at all has none.
+func (n *nodeState) hasRoom(blockSize int64) bool {
+	return !n.heard || n.hb.Remaining >= blockSize
 }
 
 func (ns *nodeSet) live(n *nodeState, now time.Time) bool {
@@ -205,7 +215,7 @@ func (m *Metad) Heartbeat(ctx context.Context, h cairn.Heartbeat) ([]cairn.Comma
 	m.nodes.mu.Lock()
 	st, ok := m.nodes.nodes[h.StorageID]
 	if ok {
-		st.hb = h
+		st.hb, st.heard = h, true
 		st.last = m.clock.Now()
 	}
 	m.nodes.mu.Unlock()

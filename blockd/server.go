@@ -486,6 +486,7 @@ func serve(ctx context.Context, cfg Config, listen, httpAddr, addrFile string) e
 		if err != nil {
 			return err
 		}
+		hl = daemon.CapListener(hl, d.cfg.MaxConns, "blockd HTTP", d.log)
 		var handler http.Handler = d.httpHandler()
 		if d.creds != nil {
 			handler = trust.RequireCert(handler)

@@ -60,6 +60,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	tokenLife := fl.Duration("block-token-lifetime", blocktoken.DefaultLifetime, "how long a block access token is good for")
 	keyInterval := fl.Duration("block-key-interval", blocktoken.DefaultKeyInterval, "how long one key signs block access tokens before the next takes over")
 	topoScript := fl.String("topology-script", "", "a program given blockds' (and clients') IP addresses as arguments that prints a rack path (/dc/rack) for each; without it each blockd's --rack counts")
+	maxConns := fl.Int("max-connections", daemon.DefaultMaxConns, "connections each port (RPC, HTTP) serves at once; more are closed at once, with a WARN line")
 	addrFile := fl.String("addr-file", "", "write the bound addresses as JSON to this file once serving")
 	insecureFlag := fl.Bool("insecure", false, "serve without TLS and believe every client (a dev cluster on loopback addresses only)")
 	certTTL := fl.Duration("cert-ttl", trust.DefaultCertTTL, "lifetime of the certificates metad signs; holders renew them at two thirds of it")
@@ -134,7 +135,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		RetryCacheSize: *retrySize, RetryCacheExpiry: *retryExpiry, CertTTL: *certTTL, EncryptData: *encrypt,
 		TokenLifetime: *tokenLife, KeyInterval: *keyInterval,
 		DelegationRenewInterval: *dtRenew, DelegationMaxLifetime: *dtMax,
-		SafeModeThreshold: *smThreshold, SafeModeExtension: *smExtension,
+		SafeModeThreshold: *smThreshold, SafeModeExtension: *smExtension, MaxConns: *maxConns,
 		TopologyScript: *topoScript,
 		MaxStreams:     *maxStreams, StreamsHardLimit: *hardLimit, PendingTimeout: *pendingTimeout, InvalidateLimit: *invalidateLimit,
 		HostsExclude: *hostsExclude,
@@ -216,6 +217,7 @@ func serve(ctx context.Context, log *zap.Logger, dir string, format, force bool,
 	if err != nil {
 		return err
 	}
+	lis = daemon.CapListener(lis, m.cfg.MaxConns, "metad RPC", log)
 	rc := newRetryCache(m.cfg.RetryCacheSize, m.cfg.RetryCacheExpiry, m.clock.Now, log.Named("retrycache"))
 	auth := &rpc.Auth{Insecure: insecure, Groups: m.hostGroups, Revoked: m.revoked}
 	srv := grpc.NewServer(append(srvOpts, grpc.ChainUnaryInterceptor(m.stats.countRPCs, auth.Unary, markRemote, m.safeModeGate, rc.intercept), grpc.ChainStreamInterceptor(auth.Stream))...)
@@ -235,6 +237,7 @@ func serve(ctx context.Context, log *zap.Logger, dir string, format, force bool,
 		if err != nil {
 			return err
 		}
+		hl = daemon.CapListener(hl, m.cfg.MaxConns, "metad HTTP", log)
 		hs := &http.Server{Handler: m.httpHandler(httpTLS != nil), ReadHeaderTimeout: 10 * time.Second, TLSConfig: httpTLS}
 		if httpTLS != nil {
 			hl = tls.NewListener(hl, httpTLS)

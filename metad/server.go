@@ -76,6 +76,9 @@ type Config struct {
 	// DefaultSafeModeThreshold.
 	SafeModeThreshold float64
 	SafeModeExtension time.Duration
+	// MaxConns caps the connections each of metad's ports serves at once
+	// (daemon.CapListener; zero takes daemon.DefaultMaxConns).
+	MaxConns int
 	// TokenLifetime is how long a block access token is good for, and
 	// KeyInterval how long one key signs them (package blocktoken; zero:
 	// its defaults).

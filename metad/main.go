@@ -299,7 +299,7 @@ func (m *Metad) httpHandler(secure bool) http.Handler {
 			fmt.Fprintf(w, "%s %s %s blocks=%d used=%d remaining=%d last=%s\n", n.DataAddr, n.StorageID, state, n.Blocks, n.Used, n.Remaining, n.LastHeartbeat.Format(time.RFC3339))
 		}
 	})
-	mux.HandleFunc("/metrics", m.stats.serveMetrics)
+	mux.Handle("/metrics", m.stats.metricsHandler())
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "ok\n") })
 	// Who the request is authenticated as: a certificate's peer, a UI
 	// session's admin, or the user a delegation token names.

@@ -2,14 +2,14 @@ package metad
 
 import (
 	"context"
-	"fmt"
-	"io"
 	"net/http"
 	"path"
-	"sort"
 	"sync"
 	"sync/atomic"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
 )
 
@@ -46,29 +46,34 @@ func (s *stats) countRPCs(ctx context.Context, req any, info *grpc.UnaryServerIn
 	return h(ctx, req)
 }
 
-// write prints the counters in Prometheus's text format, sorted.
-func (s *stats) write(w io.Writer) {
-	fmt.Fprintf(w, "# TYPE cairn_metad_mutations_total counter\ncairn_metad_mutations_total %d\n", s.mutations.Load())
-	fmt.Fprintf(w, "# TYPE cairn_metad_wal_syncs_total counter\ncairn_metad_wal_syncs_total %d\n", s.walSyncs.Load())
+// Describe and Collect make stats a prometheus.Collector: the counters are
+// read when /metrics is asked for, so counting stays an atomic add.
+func (s *stats) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descMutations
+	ch <- descWALSyncs
+	ch <- descRPCs
+}
+
+func (s *stats) Collect(ch chan<- prometheus.Metric) {
+	ch <- prometheus.MustNewConstMetric(descMutations, prometheus.CounterValue, float64(s.mutations.Load()))
+	ch <- prometheus.MustNewConstMetric(descWALSyncs, prometheus.CounterValue, float64(s.walSyncs.Load()))
 	s.mu.Lock()
-	methods := make([]string, 0, len(s.rpcs))
-	for m := range s.rpcs {
-		methods = append(methods, m)
-	}
-	sort.Strings(methods)
-	counts := make([]int64, len(methods))
-	for i, m := range methods {
-		counts[i] = s.rpcs[m].Load()
-	}
-	s.mu.Unlock()
-	fmt.Fprintf(w, "# TYPE cairn_metad_rpcs_total counter\n")
-	for i, m := range methods {
-		fmt.Fprintf(w, "cairn_metad_rpcs_total{method=%q} %d\n", m, counts[i])
+	defer s.mu.Unlock()
+	for m, c := range s.rpcs {
+		ch <- prometheus.MustNewConstMetric(descRPCs, prometheus.CounterValue, float64(c.Load()), m)
 	}
 }
 
-// serveMetrics answers GET /metrics.
-func (s *stats) serveMetrics(w http.ResponseWriter, _ *http.Request) {
-	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-	s.write(w)
+var (
+	descMutations = prometheus.NewDesc("cairn_metad_mutations_total", "Namespace mutations applied.", nil, nil)
+	descWALSyncs  = prometheus.NewDesc("cairn_metad_wal_syncs_total", "Mutations that waited for a WAL sync (concurrent ones may share one).", nil, nil)
+	descRPCs      = prometheus.NewDesc("cairn_metad_rpcs_total", "RPCs received, by method.", []string{"method"}, nil)
+)
+
+// metricsHandler serves /metrics in Prometheus's text format: metad's
+// counters and the Go runtime's.
+func (s *stats) metricsHandler() http.Handler {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(s, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
 }

@@ -32,15 +32,15 @@ func metadCounters(t *testing.T, c *cluster.Cluster) map[string]int64 {
 	s := bufio.NewScanner(resp.Body)
 	for s.Scan() {
 		line := s.Text()
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
+		if !strings.HasPrefix(line, "cairn_") {
+			continue // comments, the Go runtime's and the process's metrics
 		}
 		i := strings.LastIndexByte(line, ' ')
-		v, err := strconv.ParseInt(line[i+1:], 10, 64)
+		v, err := strconv.ParseFloat(line[i+1:], 64)
 		if err != nil {
 			t.Fatalf("/metrics line %q: %v", line, err)
 		}
-		out[line[:i]] = v
+		out[line[:i]] = int64(v)
 	}
 	if err := s.Err(); err != nil {
 		t.Fatal(err)

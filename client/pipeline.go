@@ -52,9 +52,9 @@ const (
 	minHeartbeat       = 10 * time.Millisecond
 )
 
-// heartbeatEvery is how long a pipeline with the timeouts to whose
-// blockds' shortest idle timeout is idleMs stays silent before it sends a
-// heartbeat.
+// heartbeatEvery is how long a pipeline stays silent before it sends a
+// heartbeat, given idleMs, the shortest idle timeout of its blockds (0:
+// not said), and the writer's timeouts to.
 func heartbeatEvery(idleMs uint32, to timeouts) time.Duration {
 	idle := time.Duration(idleMs) * time.Millisecond
 	if idle <= 0 {

@@ -33,8 +33,9 @@ const (
 	DefaultMaxConns = 4096
 	// DefaultHeaderTimeout bounds the arrival of a connection's opening.
 	DefaultHeaderTimeout = 30 * time.Second
-	// DefaultIdleTimeout bounds the arrival of a packet once its first
-	// byte came, and every write to the peer.
+	// DefaultIdleTimeout bounds the wait for each packet of a write (a
+	// heartbeat on an idle pipeline), the arrival of a packet once its
+	// first byte came, and every write to the peer.
 	DefaultIdleTimeout = 60 * time.Second
 )
 
@@ -224,7 +225,13 @@ func (d *Blockd) receive(c net.Conn, br *bufio.Reader, bw *bufio.Writer, h *pb.O
 		_ = reply(bw, &pb.OpReply{Status: downRep.Status, Message: downRep.Message, FirstBadNode: bad})
 		return
 	}
-	if err := reply(bw, &pb.OpReply{ChunkSize: h.ChunkSize, BlockLen: rw.Len()}); err != nil {
+	// The writer sends heartbeats well within the shortest idle timeout
+	// of the pipeline.
+	idle := durationMs(d.cfg.IdleTimeout)
+	if downRep != nil && downRep.IdleTimeoutMs > 0 {
+		idle = min(idle, downRep.IdleTimeoutMs)
+	}
+	if err := reply(bw, &pb.OpReply{ChunkSize: h.ChunkSize, BlockLen: rw.Len(), IdleTimeoutMs: idle}); err != nil {
 		return
 	}
 
@@ -247,11 +254,27 @@ func (d *Blockd) receive(c net.Conn, br *bufio.Reader, bw *bufio.Writer, h *pb.O
 	var p xfer.Packet
 	for {
 		if err := d.readPacket(c, br, pr, &p); err != nil {
-			if !errors.Is(err, io.EOF) {
+			switch {
+			case errors.Is(err, io.EOF):
+			case isTimeout(err):
+				log.Warn("upstream sent nothing within the idle timeout; connection closed", zap.Stringer("peer", c.RemoteAddr()),
+					zap.Duration("idle_timeout", d.cfg.IdleTimeout), zap.Error(err))
+			default:
 				log.Warn("receive packet", zap.Error(err))
 			}
 			upstreamGone = true
 			return
+		}
+		if p.Heartbeat() {
+			// Forwarded and acked in order with the data packets; nothing
+			// to store.
+			if down != nil {
+				if _, err := down.Write(pr.Raw); err != nil {
+					log.Warn("pipeline: forward failed", zap.Error(err))
+				}
+			}
+			results <- localResult{seq: p.Seq, status: xfer.StatusOK}
+			continue
 		}
 		status := uint8(xfer.StatusOK)
 		if len(p.Data) > 0 {
@@ -307,18 +330,30 @@ func (d *Blockd) receive(c net.Conn, br *bufio.Reader, bw *bufio.Writer, h *pb.O
 	}
 }
 
-// readPacket reads the next packet from upstream. The wait for its first
-// byte is not bounded (a writer may hold its pipeline open between
-// writes), the rest must come within the idle timeout: a peer that
-// trickles a frame in is dropped.
+// readPacket reads the next packet from upstream. Its first byte must
+// come within the idle timeout (a writer with nothing to send sends
+// heartbeats), and the rest within the idle timeout again: a silent peer
+// and one that trickles a frame in are dropped.
 func (d *Blockd) readPacket(c net.Conn, br *bufio.Reader, pr *xfer.PacketReader, p *xfer.Packet) error {
-	if _, err := br.Peek(1); err != nil {
-		return err
+	defer func() { _ = c.SetReadDeadline(time.Time{}) }()
+	if br.Buffered() == 0 {
+		_ = c.SetReadDeadline(time.Now().Add(d.cfg.IdleTimeout))
+		if _, err := br.Peek(1); err != nil {
+			return err
+		}
 	}
 	_ = c.SetReadDeadline(time.Now().Add(d.cfg.IdleTimeout))
-	defer func() { _ = c.SetReadDeadline(time.Time{}) }()
 	return pr.Read(p)
 }
+
+// isTimeout reports whether err is a deadline that passed.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// durationMs is d in whole milliseconds, at most 2^32−1.
+func durationMs(d time.Duration) uint32 { return uint32(min(d.Milliseconds(), 1<<32-1)) }
 
 // takenReplica is a replica a write op took, or why it could not.
 type takenReplica struct {

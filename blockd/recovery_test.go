@@ -58,6 +58,12 @@ func (m *recordingMetad) lastCommit(t *testing.T) cairn.CommitSync {
 // reporting to m. prepare, if set, builds replicas in the store before.
 func startBlockd(t *testing.T, m cairn.Registry, prepare func(s *Store)) *Blockd {
 	t.Helper()
+	return startBlockdCfg(t, m, prepare, nil)
+}
+
+// startBlockdCfg is startBlockd with tune, if set, changing the Config.
+func startBlockdCfg(t *testing.T, m cairn.Registry, prepare func(s *Store), tune func(*Config)) *Blockd {
+	t.Helper()
 	dir := t.TempDir()
 	if prepare != nil {
 		s, err := OpenStore(dir, zap.NewNop())
@@ -67,7 +73,11 @@ func startBlockd(t *testing.T, m cairn.Registry, prepare func(s *Store)) *Blockd
 		prepare(s)
 		s.Close()
 	}
-	d, err := New(Config{Dir: dir, MetadAddr: "127.0.0.1:1", ScanPeriod: -1, Insecure: true, Logger: zaptest.NewLogger(t)})
+	cfg := Config{Dir: dir, MetadAddr: "127.0.0.1:1", ScanPeriod: -1, Insecure: true, Logger: zaptest.NewLogger(t)}
+	if tune != nil {
+		tune(&cfg)
+	}
+	d, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

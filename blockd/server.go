@@ -51,8 +51,8 @@ type Config struct {
 
 	// The data port's limits (data.go; zero takes the defaults):
 	// connections served at once, the time a connection's opening may
-	// take, and the time a packet may take once begun and each write to
-	// the peer.
+	// take, and the time the wait for each packet of a write, a packet
+	// once begun and each write to the peer may take.
 	MaxConns      int
 	HeaderTimeout time.Duration
 	IdleTimeout   time.Duration
@@ -406,7 +406,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	ackTimeout := fl.Duration("ack-timeout", DefaultAckTimeout, "a pipeline's next blockd silent this long while packets wait for its ack is dropped")
 	maxConns := fl.Int("max-connections", DefaultMaxConns, "data connections served at once; more are refused as busy")
 	headerTimeout := fl.Duration("header-timeout", DefaultHeaderTimeout, "a data connection's opening must arrive within this")
-	idleTimeout := fl.Duration("idle-timeout", DefaultIdleTimeout, "a packet begun must arrive, and each write to a peer finish, within this")
+	idleTimeout := fl.Duration("idle-timeout", DefaultIdleTimeout, "each packet of a write must begin (an idle writer sends heartbeats) and, once begun, arrive within this, and each write to a peer finish within it")
 	checkTokens := fl.Bool("block-tokens", true, "check the block access token of every data op (false only on a loopback --listen, to measure the check's cost)")
 	addrFile := fl.String("addr-file", "", "write the bound addresses as JSON to this file once registered")
 	join := fl.String("join", os.Getenv("CAIRN_JOIN"), "join the cluster with this token (cairn admin -join-token --role blockd) when the blockd has no certificate yet (default $CAIRN_JOIN)")

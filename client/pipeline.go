@@ -40,6 +40,29 @@ const (
 // transferTimeout bounds the wait for a TRANSFER_BLOCK's answer.
 const transferTimeout = 5 * time.Minute
 
+// A pipeline with nothing to send sends a heartbeat (HDFS's heartbeat
+// packet, sent after half of dfs.client.socket-timeout) once nothing went
+// out for half the shortest idle timeout of its blockds, which they tell
+// in their setup answer (assumedIdleTimeout if they do not), or half the
+// ack timeout if that is shorter: every node then hears from upstream,
+// and the writer from the pipeline, well before either gives up.
+// Heartbeats go no closer together than minHeartbeat.
+const (
+	assumedIdleTimeout = 60 * time.Second
+	minHeartbeat       = 10 * time.Millisecond
+)
+
+// heartbeatEvery is how long a pipeline stays silent before it sends a
+// heartbeat, given idleMs, the shortest idle timeout of its blockds (0:
+// not said), and the writer's timeouts to.
+func heartbeatEvery(idleMs uint32, to timeouts) time.Duration {
+	idle := time.Duration(idleMs) * time.Millisecond
+	if idle <= 0 {
+		idle = assumedIdleTimeout
+	}
+	return max(minHeartbeat, min(idle, to.ack)/2)
+}
+
 // timeouts are a writer's waits on its pipelines.
 type timeouts struct {
 	setup, ack, ext time.Duration
@@ -87,7 +110,10 @@ func (e *pipelineError) Error() string { return e.err.Error() }
 func (e *pipelineError) Unwrap() error { return e.err }
 
 // pipeline streams packets of one block through a chain of blockds and
-// collects their acks.
+// collects their acks. While it has nothing to send it sends heartbeats
+// (keepAlive), which take no place among the packets awaiting acks.
+//
+// Lock order: wmu is never held while taking mu, nor mu while taking wmu.
 type pipeline struct {
 	lb         cairn.LocatedBlock
 	chunk      int
@@ -95,6 +121,15 @@ type pipeline struct {
 	conn       net.Conn
 	frame      []byte
 	sums       []uint64
+	stop       chan struct{} // closed by close: ends keepAlive
+
+	// wmu serializes writes to conn: the writer's packets and keepAlive's
+	// heartbeats. lastSend is when the last frame went out; ended is set
+	// once the packet that ends the block went, after which nothing more
+	// may follow it.
+	wmu      sync.Mutex
+	lastSend time.Time
+	ended    bool
 
 	mu       sync.Mutex
 	cond     *sync.Cond
@@ -118,7 +153,7 @@ func openPipeline(dial dialFunc, lb *cairn.LocatedBlock, chunk int, client strin
 			err: fmt.Errorf("%s: connect to blockd %s: %w", lb.Block, first.DataAddr, err)}
 	}
 	ackTimeout := xfer.HopTimeout(to.ack, to.ext, len(lb.Locations))
-	p := &pipeline{lb: *lb, chunk: chunk, ackTimeout: ackTimeout, conn: conn, ackedEnd: keepLen}
+	p := &pipeline{lb: *lb, chunk: chunk, ackTimeout: ackTimeout, conn: conn, ackedEnd: keepLen, stop: make(chan struct{})}
 	p.lb.Locations = append([]cairn.Node(nil), lb.Locations...)
 	p.cond = sync.NewCond(&p.mu)
 	br := xfer.NewBufferedReader(conn)
@@ -165,8 +200,48 @@ func openPipeline(dial dialFunc, lb *cairn.LocatedBlock, chunk int, client strin
 		pe.err = fmt.Errorf("%s: %w", lb.Block, err)
 		return nil, pe.bad, pe
 	}
+	p.lastSend = time.Now()
 	go p.readAcks(br)
+	go p.keepAlive(heartbeatEvery(rep.IdleTimeoutMs, to))
 	return p, -1, nil
+}
+
+// keepAlive sends a heartbeat whenever nothing went out for every, until
+// the pipeline is closed, fails or has sent its last packet.
+func (p *pipeline) keepAlive(every time.Duration) {
+	hb := xfer.AppendHeartbeat(nil)
+	t := time.NewTimer(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-p.stop:
+			return
+		case <-t.C:
+		}
+		p.wmu.Lock()
+		if p.ended {
+			p.wmu.Unlock()
+			return
+		}
+		if wait := every - time.Since(p.lastSend); wait > 0 {
+			p.wmu.Unlock()
+			t.Reset(wait)
+			continue
+		}
+		_, err := p.conn.Write(hb)
+		p.lastSend = time.Now()
+		p.wmu.Unlock()
+		if err != nil {
+			p.mu.Lock()
+			if !p.closed {
+				p.failLocked(&pipelineError{bad: 0, kind: cairn.KindIO, timedOut: isTimeout(err),
+					err: fmt.Errorf("%s: heartbeat to %s: %w", p.lb.Block, p.lb.Locations[0].DataAddr, err)})
+			}
+			p.mu.Unlock()
+			return
+		}
+		t.Reset(every)
+	}
 }
 
 // readAcks consumes acks in order until the pipeline fails or is closed.
@@ -183,7 +258,11 @@ func (p *pipeline) readAcks(br *bufio.Reader) {
 		case err != nil:
 			p.failLocked(&pipelineError{bad: 0, kind: cairn.KindIO, timedOut: isTimeout(err),
 				err: fmt.Errorf("%s: ack from %s: %w", p.lb.Block, p.lb.Locations[0].DataAddr, err)})
-		case len(p.unacked) == 0 || a.Seq != p.seq-uint64(len(p.unacked)):
+		case a.Seq == xfer.HeartbeatSeq && a.OK():
+			// A heartbeat's ack: the pipeline is alive; no packet is done.
+			p.mu.Unlock()
+			continue
+		case a.Seq != xfer.HeartbeatSeq && (len(p.unacked) == 0 || a.Seq != p.seq-uint64(len(p.unacked))):
 			p.failLocked(&pipelineError{bad: 0, kind: cairn.KindIO, err: fmt.Errorf("%s: ack for packet %d out of order", p.lb.Block, a.Seq)})
 		case !a.OK():
 			bad := a.FirstBad()
@@ -200,7 +279,11 @@ func (p *pipeline) readAcks(br *bufio.Reader) {
 			case xfer.StatusTimeout:
 				why = "it answered nothing in time"
 			}
-			p.failLocked(&pipelineError{bad: bad, kind: kind, timedOut: a.Status[bad] == xfer.StatusTimeout, err: fmt.Errorf("%s: blockd %s failed packet %d: %s", p.lb.Block, node, a.Seq, why)})
+			what := fmt.Sprintf("packet %d", a.Seq)
+			if a.Seq == xfer.HeartbeatSeq {
+				what = "a heartbeat"
+			}
+			p.failLocked(&pipelineError{bad: bad, kind: kind, timedOut: a.Status[bad] == xfer.StatusTimeout, err: fmt.Errorf("%s: blockd %s failed %s: %s", p.lb.Block, node, what, why)})
 		default:
 			done := p.unacked[0]
 			p.unacked = p.unacked[1:]
@@ -249,7 +332,14 @@ func (p *pipeline) send(pk packet) (queued bool, err error) {
 	p.frame = xfer.AppendPacketHeader(p.frame[:0], &xp)
 	// One writev of the frame's header and the data where it is.
 	bufs := net.Buffers{p.frame, pk.data}
-	if _, err := bufs.WriteTo(p.conn); err != nil {
+	p.wmu.Lock()
+	_, err = bufs.WriteTo(p.conn)
+	p.lastSend = time.Now()
+	if pk.flags&flagLast != 0 {
+		p.ended = true
+	}
+	p.wmu.Unlock()
+	if err != nil {
 		p.mu.Lock()
 		p.failLocked(&pipelineError{bad: 0, kind: cairn.KindIO, timedOut: isTimeout(err),
 			err: fmt.Errorf("%s: send to %s: %w", p.lb.Block, p.lb.Locations[0].DataAddr, err)})
@@ -286,6 +376,7 @@ func (p *pipeline) close() {
 		if p.err == nil {
 			p.err = errors.New("pipeline closed")
 		}
+		close(p.stop)
 		_ = p.conn.Close()
 		p.cond.Broadcast()
 	}

@@ -32,6 +32,7 @@ import (
 const (
 	attackCap    = 16 // --max-connections of the attacked blockds
 	attackHeader = 2 * time.Second
+	attackIdle   = 2 * time.Second // --idle-timeout of the attacked blockds
 )
 
 // rawOp sends one op header to a blockd's data port as an attacker would,
@@ -125,7 +126,7 @@ func intact(t *testing.T, c *cluster.Cluster, cl *client.Client, vs []victim) {
 // cluster in turn.
 func TestAttackDataPort(t *testing.T) {
 	c := cluster.Start(t, cluster.Config{Blockds: 3, BlockSize: 1 << 20, Replication: 3,
-		BlockdArgs: []string{"--max-connections", "16", "--header-timeout", attackHeader.String()}})
+		BlockdArgs: []string{"--max-connections", "16", "--header-timeout", attackHeader.String(), "--idle-timeout", attackIdle.String()}})
 	cl := dial(t, c)
 	ctx := context.Background()
 	secret := writeVictim(t, cl, "/secret", 0o600, 7, 300<<10)
@@ -265,6 +266,52 @@ func TestAttackDataPort(t *testing.T) {
 			t.Fatalf("the blockd took a %d-byte opening trickled in over %v", len(opening), time.Duration(len(opening))*200*time.Millisecond)
 		}
 		t.Logf("closed after %d of %d bytes", closed, len(opening))
+		intact(t, c, cl, vs)
+	})
+
+	t.Run("a write pipeline opened and left silent", func(t *testing.T) {
+		// A certificate holder's valid write token opens a pipeline
+		// through three blockds; then nothing comes. The first blockd
+		// drops the connection after its idle timeout, taking the rest
+		// of the pipeline down with it.
+		fi, err := cl.NS.Create(ctx, "/silent", cairn.CreateOptions{Perm: 0o644, Client: cl.Name()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ref := cairn.WriterRef{FileID: fi.Inode, Path: "/silent", Client: cl.Name()}
+		lb, err := cl.NS.AddBlock(ctx, ref, nil, nil)
+		if err != nil || len(lb.Locations) != 3 || len(lb.Token) == 0 {
+			t.Fatalf("AddBlock: %+v, %v; want three blockds and a write token", lb, err)
+		}
+		first := lb.Locations[0].DataAddr
+		conn, err := net.DialTimeout("tcp", first, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		var b bytes.Buffer
+		_ = xfer.WriteOp(&b, &pb.OpHeader{Op: pb.OpHeader_WRITE_BLOCK, Block: pbBlock(lb.Block), Targets: rpc.ToPBNodes(lb.Locations[1:]),
+			ChunkSize: 512, Client: cl.Name(), Stage: pb.OpHeader_CREATE, Token: lb.Token})
+		if _, err := conn.Write(b.Bytes()); err != nil {
+			t.Fatal(err)
+		}
+		// A bound far past the idle timeout, so that a blockd that never
+		// drops the connection fails the test rather than hang it.
+		_ = conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+		rep, err := xfer.ReadReply(conn)
+		if err != nil || rep.Status != 0 {
+			t.Fatalf("the pipeline was not set up (%v, %v); the attack needs it open", rep, err)
+		}
+		if n, err := conn.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
+			t.Fatalf("a silent pipeline gave %d bytes (%v), want the connection closed after the idle timeout (%v)", n, err, attackIdle)
+		}
+		c.WaitLog(t, fmt.Sprintf("blockd%d", c.BlockdOf(first)), blockdWait, "upstream sent nothing within the idle timeout", lb.Block.String())
+		if err := cl.NS.AbandonBlock(ctx, ref, lb.Block); err != nil {
+			t.Fatal(err)
+		}
+		if err := cl.NS.Delete(ctx, "/silent", false); err != nil {
+			t.Fatal(err)
+		}
 		intact(t, c, cl, vs)
 	})
 

@@ -15,9 +15,15 @@
 //	u64 sequence number
 //	u64 offset in the block of the first data byte
 //	u32 data length
-//	u8  flags (1: last packet of the block, 2: sync to disk before acking)
+//	u8  flags (1: last packet of the block, 2: sync to disk before acking,
+//	    4: heartbeat)
 //	ceil(data length / chunk size) × u64 chunk checksums
 //	data
+//
+// A heartbeat (HDFS's heartbeat packet) keeps an idle write pipeline
+// open: flags 4 alone, sequence number HeartbeatSeq (2^64−1, HDFS's −1),
+// offset 0, no data. Each node forwards it and acks it upstream, in
+// order with the data packets, like any packet; it stores nothing.
 //
 // Ack frame: u64 sequence number, u8 count, count × u8 status (0 = ok),
 // one status per pipeline node from this one downstream.
@@ -55,7 +61,14 @@ const (
 const (
 	FlagLast = 1 << 0
 	FlagSync = 1 << 1
+	// FlagHeartbeat marks a heartbeat: an empty packet a writer sends on
+	// an idle pipeline so that no node times it out.
+	FlagHeartbeat = 1 << 2
 )
+
+// HeartbeatSeq is the sequence number of every heartbeat and of its ack
+// (HDFS's HEART_BEAT_SEQNO, −1): no data packet carries it.
+const HeartbeatSeq = ^uint64(0)
 
 // Status codes in acks.
 const (
@@ -199,6 +212,14 @@ type Packet struct {
 // Last reports whether p ends its block.
 func (p *Packet) Last() bool { return p.Flags&FlagLast != 0 }
 
+// Heartbeat reports whether p is a heartbeat, which carries no data.
+func (p *Packet) Heartbeat() bool { return p.Flags&FlagHeartbeat != 0 }
+
+// AppendHeartbeat appends a heartbeat's frame to dst.
+func AppendHeartbeat(dst []byte) []byte {
+	return AppendPacketHeader(dst, &Packet{Seq: HeartbeatSeq, Flags: FlagHeartbeat})
+}
+
 const packetFixed = 8 + 8 + 4 + 1
 
 // NumSums is how many checksums cover n bytes in chunks of chunkSize.
@@ -274,8 +295,14 @@ func (pr *PacketReader) Read(p *Packet) error {
 	if p.Offset < 0 {
 		return protoErr("negative offset %d", p.Offset)
 	}
-	if p.Flags&^(FlagLast|FlagSync) != 0 {
+	if p.Flags&^(FlagLast|FlagSync|FlagHeartbeat) != 0 {
 		return protoErr("unknown flags %#x", p.Flags)
+	}
+	if p.Heartbeat() != (p.Seq == HeartbeatSeq) {
+		return protoErr("packet %d with flags %#x: only a heartbeat, and every heartbeat, has sequence number %d", p.Seq, p.Flags, HeartbeatSeq)
+	}
+	if p.Heartbeat() && (p.Flags != FlagHeartbeat || p.Offset != 0 || dataLen != 0) {
+		return protoErr("heartbeat with flags %#x, offset %d and %d data bytes, want flags %#x alone, offset 0, no data", p.Flags, p.Offset, dataLen, FlagHeartbeat)
 	}
 	if dataLen > MaxPacketData || p.Offset > 1<<50 {
 		return protoErr("packet of %d data bytes at %d is too large", dataLen, p.Offset)

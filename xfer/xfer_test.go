@@ -97,6 +97,50 @@ func TestPacketRefuses(t *testing.T) {
 	}
 }
 
+// TestHeartbeat: a heartbeat's frame reads back as a heartbeat among data
+// packets, and a frame that mixes a heartbeat's marks with a data
+// packet's is refused.
+func TestHeartbeat(t *testing.T) {
+	const cs = 64
+	data := []byte("between heartbeats")
+	var frames []byte
+	frames = AppendHeartbeat(frames)
+	frames = AppendPacket(frames, &Packet{Seq: 0, Data: data, Sums: checksum.SumsAt(0, data, cs, nil)})
+	frames = AppendHeartbeat(frames)
+	pr, err := NewPacketReader(bytes.NewReader(frames), cs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p Packet
+	for i, wantHB := range []bool{true, false, true} {
+		if err := pr.Read(&p); err != nil {
+			t.Fatalf("packet %d: %v", i, err)
+		}
+		if p.Heartbeat() != wantHB || wantHB && (p.Seq != HeartbeatSeq || len(p.Data) != 0 || p.Last()) || !wantHB && !bytes.Equal(p.Data, data) {
+			t.Fatalf("packet %d: %+v, want heartbeat %v", i, p, wantHB)
+		}
+	}
+	if hb := AppendHeartbeat(nil); !bytes.Equal(pr.Raw, hb) || len(hb) != 4+packetFixed {
+		t.Fatalf("heartbeat frame %x (%d bytes), forwarded as %x", hb, len(hb), pr.Raw)
+	}
+
+	sums := checksum.SumsAt(0, data, cs, nil)
+	for name, frame := range map[string][]byte{
+		"heartbeat with data":         AppendPacket(nil, &Packet{Seq: HeartbeatSeq, Flags: FlagHeartbeat, Data: data, Sums: sums}),
+		"heartbeat at an offset":      AppendPacket(nil, &Packet{Seq: HeartbeatSeq, Flags: FlagHeartbeat, Offset: 64}),
+		"heartbeat that ends":         AppendPacket(nil, &Packet{Seq: HeartbeatSeq, Flags: FlagHeartbeat | FlagLast}),
+		"heartbeat that syncs":        AppendPacket(nil, &Packet{Seq: HeartbeatSeq, Flags: FlagHeartbeat | FlagSync}),
+		"heartbeat with a data seq":   AppendPacket(nil, &Packet{Seq: 3, Flags: FlagHeartbeat}),
+		"data with the heartbeat seq": AppendPacket(nil, &Packet{Seq: HeartbeatSeq, Data: data, Sums: sums}),
+		"empty packet, heartbeat seq": AppendPacket(nil, &Packet{Seq: HeartbeatSeq, Flags: FlagLast}),
+	} {
+		pr, _ := NewPacketReader(bytes.NewReader(frame), cs)
+		if err := pr.Read(&p); !errors.Is(err, ErrProtocol) {
+			t.Errorf("%s: %v, want a protocol error", name, err)
+		}
+	}
+}
+
 func TestAck(t *testing.T) {
 	var buf bytes.Buffer
 	if err := WriteAck(&buf, &Ack{Seq: 9, Status: []uint8{StatusOK, StatusChecksum}}); err != nil {
@@ -133,6 +177,7 @@ func FuzzPacket(f *testing.F) {
 	d := []byte("hello packet")
 	f.Add(AppendPacket(nil, &Packet{Offset: 3, Data: d, Sums: checksum.SumsAt(3, d, 4, nil)}), uint16(4))
 	f.Add([]byte{0, 0, 0, 21, 0}, uint16(512))
+	f.Add(AppendHeartbeat(AppendPacket(nil, &Packet{Offset: 3, Data: d, Sums: checksum.SumsAt(3, d, 4, nil)})), uint16(4))
 	f.Fuzz(func(t *testing.T, data []byte, cs uint16) {
 		pr, err := NewPacketReader(bytes.NewReader(data), int(cs))
 		if err != nil {
@@ -143,6 +188,12 @@ func FuzzPacket(f *testing.F) {
 			if len(p.Sums) != checksum.NumSumsAt(p.Offset, len(p.Data), int(cs)) {
 				t.Fatalf("packet with %d sums for %d bytes at %d", len(p.Sums), len(p.Data), p.Offset)
 			}
+			if p.Heartbeat() && (p.Seq != HeartbeatSeq || p.Offset != 0 || len(p.Data) != 0 || p.Flags != FlagHeartbeat) {
+				t.Fatalf("accepted a heartbeat %+v", p)
+			}
+			if !p.Heartbeat() && p.Seq == HeartbeatSeq {
+				t.Fatal("accepted a data packet with the heartbeat's sequence number")
+			}
 			_ = checksum.VerifyAt(1, int(cs), p.Offset, p.Data, p.Sums)
 		}
 	})
@@ -150,6 +201,7 @@ func FuzzPacket(f *testing.F) {
 
 func FuzzReadAck(f *testing.F) {
 	f.Add([]byte{0, 0, 0, 0, 0, 0, 0, 1, 2, 0, 1})
+	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 3, 0, 0, 0}) // a heartbeat's ack
 	f.Fuzz(func(t *testing.T, data []byte) {
 		a, err := ReadAck(bytes.NewReader(data))
 		if err == nil && (len(a.Status) == 0 || len(a.Status) > MaxAckNodes) {

@@ -4172,8 +4172,11 @@ type OpReply struct {
 	FirstBadNode string                 `protobuf:"bytes,5,opt,name=first_bad_node,json=firstBadNode,proto3" json:"first_bad_node,omitempty"` // WRITE_BLOCK: the storage ID that failed setup
 	// INIT_RECOVERY, VERIFY_BLOCK: the replica's state (cairn.ReplicaState)
 	// and generation stamp.
-	ReplicaState  int32  `protobuf:"varint,6,opt,name=replica_state,json=replicaState,proto3" json:"replica_state,omitempty"`
-	GenStamp      uint64 `protobuf:"varint,7,opt,name=gen_stamp,json=genStamp,proto3" json:"gen_stamp,omitempty"`
+	ReplicaState int32  `protobuf:"varint,6,opt,name=replica_state,json=replicaState,proto3" json:"replica_state,omitempty"`
+	GenStamp     uint64 `protobuf:"varint,7,opt,name=gen_stamp,json=genStamp,proto3" json:"gen_stamp,omitempty"`
+	// WRITE_BLOCK: the shortest --idle-timeout of this node and every node
+	// after it; the writer sends heartbeats well within it (0: not said).
+	IdleTimeoutMs uint32 `protobuf:"varint,8,opt,name=idle_timeout_ms,json=idleTimeoutMs,proto3" json:"idle_timeout_ms,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -4253,6 +4256,13 @@ func (x *OpReply) GetReplicaState() int32 {
 func (x *OpReply) GetGenStamp() uint64 {
 	if x != nil {
 		return x.GenStamp
+	}
+	return 0
+}
+
+func (x *OpReply) GetIdleTimeoutMs() uint32 {
+	if x != nil {
+		return x.IdleTimeoutMs
 	}
 	return 0
 }
@@ -5062,7 +5072,7 @@ const file_rpc_pb_cairn_proto_rawDesc = "" +
 	"\n" +
 	"\x06APPEND\x10\x01\x12\f\n" +
 	"\bRECOVERY\x10\x02\x12\b\n" +
-	"\x04COPY\x10\x03\"\xdf\x01\n" +
+	"\x04COPY\x10\x03\"\x87\x02\n" +
 	"\aOpReply\x12\x16\n" +
 	"\x06status\x18\x01 \x01(\rR\x06status\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\x1d\n" +
@@ -5071,7 +5081,8 @@ const file_rpc_pb_cairn_proto_rawDesc = "" +
 	"\tblock_len\x18\x04 \x01(\x03R\bblockLen\x12$\n" +
 	"\x0efirst_bad_node\x18\x05 \x01(\tR\ffirstBadNode\x12#\n" +
 	"\rreplica_state\x18\x06 \x01(\x05R\freplicaState\x12\x1b\n" +
-	"\tgen_stamp\x18\a \x01(\x04R\bgenStamp\"1\n" +
+	"\tgen_stamp\x18\a \x01(\x04R\bgenStamp\x12&\n" +
+	"\x0fidle_timeout_ms\x18\b \x01(\rR\ridleTimeoutMs\"1\n" +
 	"\vLinkRequest\x12\x10\n" +
 	"\x03src\x18\x01 \x01(\tR\x03src\x12\x10\n" +
 	"\x03dst\x18\x02 \x01(\tR\x03dst\"-\n" +

@@ -47,7 +47,6 @@ func (l *capListener) Accept() (net.Conn, error) {
 			return &capConn{Conn: c, l: l}, nil
 		}
 		l.open.Add(-1)
-		_ = c.Close()
 		l.mu.Lock()
 		l.refused++
 		if now := time.Now(); now.Sub(l.lastLog) >= 10*time.Second {
@@ -56,6 +55,7 @@ func (l *capListener) Accept() (net.Conn, error) {
 			l.lastLog, l.refused = now, 0
 		}
 		l.mu.Unlock()
+		_ = c.Close() // after the log line: the peer sees the close once it is written
 	}
 }
 

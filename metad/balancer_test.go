@@ -382,3 +382,38 @@ func TestTrimCountsReplicasGoneMeanwhile(t *testing.T) {
 		t.Fatalf("%d replicas left, want 3", n)
 	}
 }
+
+// FuzzBalanceRequest: whatever a Balance request carries, metad does not
+// panic; one with a threshold outside 1..100 (or NaN), a negative
+// bandwidth or an unknown action is refused with KindInvalid and
+// schedules nothing; the moves it schedules are copies carrying the
+// bandwidth asked for.
+func FuzzBalanceRequest(f *testing.F) {
+	f.Add(10.0, int64(1<<20), uint32(1))
+	f.Add(0.0, int64(0), uint32(0))
+	f.Add(math.Inf(1), int64(-1), uint32(2))
+	f.Add(math.NaN(), int64(math.MaxInt64), uint32(1<<31))
+	f.Fuzz(func(t *testing.T, threshold float64, bandwidth int64, action uint32) {
+		s, _ := newBalanceSim(t)
+		r := cairn.BalanceRequest{Threshold: threshold, Bandwidth: bandwidth, Action: cairn.BalanceAction(action)}
+		_, err := s.m.Balance(context.Background(), r)
+		bad := math.IsNaN(threshold) || threshold < 1 || threshold > 100 || bandwidth < 0 || action > uint32(cairn.BalanceStop)
+		pending, _, _ := s.m.repl.moves()
+		if bad {
+			if cairn.KindOf(err) != cairn.KindInvalid || pending != 0 {
+				t.Fatalf("Balance(%+v): %v, %d moves; want KindInvalid and none", r, err, pending)
+			}
+			return
+		}
+		if err != nil {
+			t.Fatalf("Balance(%+v): %v", r, err)
+		}
+		for _, n := range s.nodes {
+			for _, c := range s.beat(n) {
+				if c.Kind == cairn.CmdTransfer && c.Bandwidth != bandwidth {
+					t.Fatalf("a move's copy carries bandwidth %d, asked %d", c.Bandwidth, bandwidth)
+				}
+			}
+		}
+	})
+}

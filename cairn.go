@@ -428,6 +428,58 @@ type Admin interface {
 	// those it no longer names that it had decommissioned go back in
 	// service. It returns the blockds whose state changed.
 	RefreshNodes(ctx context.Context) ([]NodeReport, error)
+	// Balance is one step of the balancer (cairn balancer, HDFS's
+	// Balancer): BalanceStatus reports the cluster's use against the
+	// mean (counting the moves under way as done) and the moves under way;
+	// BalanceSchedule also schedules an iteration's moves of replicas from
+	// over- to under-used blockds, each source's bounded by its replication
+	// streams; BalanceStop drops the
+	// moves not yet handed to a blockd. A move copies a replica to its
+	// target and deletes the source's only once the target's finalized
+	// replica is reported and the block keeps its count and racks. An
+	// admin certificate and a superuser only (KindAccess); refused in safe
+	// mode (KindSafeMode).
+	Balance(ctx context.Context, r BalanceRequest) (BalanceStatus, error)
+}
+
+// BalanceAction is what Admin.Balance does.
+type BalanceAction int
+
+const (
+	BalanceStatusOnly BalanceAction = iota // report only
+	BalanceSchedule                        // schedule an iteration's moves
+	BalanceStop                            // drop the moves not yet sent
+)
+
+// BalanceRequest asks for one step of the balancer: every blockd's use
+// (used / capacity, in percent) should end within Threshold percentage
+// points of the cluster's mean; each source blockd sends its copies at
+// most Bandwidth bytes a second (0: no limit).
+type BalanceRequest struct {
+	Threshold float64
+	Bandwidth int64
+	Action    BalanceAction
+}
+
+// BalanceStatus is the balancer's view of the cluster after a step.
+// BytesLeftToMove is 0 when every blockd is within the threshold.
+// BytesMoved and the Moves counters count since metad started.
+type BalanceStatus struct {
+	BytesLeftToMove int64
+	BytesBeingMoved int64 // of the moves under way
+	BytesMoved      int64
+	MovesScheduled  int64 // by this step
+	MovesPending    int64 // under way
+	MovesDone       int64
+	MovesFailed     int64 // timed out, or the source kept because the rules forbade its deletion
+	Average         float64
+	Nodes           []BalanceNode
+}
+
+// BalanceNode is one blockd's use as the balancer sees it.
+type BalanceNode struct {
+	Node
+	Capacity, Used int64
 }
 
 // SafeModeAction is what Admin.SafeMode does.
@@ -497,6 +549,10 @@ type Command struct {
 	Tokens [][]byte
 	// Keys are CmdKeys' block token keys.
 	Keys []BlockKey
+	// Bandwidth bounds a balancer move's copy (CmdTransfer), in bytes a
+	// second for all the receiver's balancer copies together (HDFS's
+	// dfs.datanode.balance.bandwidthPerSec); 0: no limit, not a move.
+	Bandwidth int64
 }
 
 // CommandKind says what a Command asks.

@@ -662,8 +662,9 @@ func (d *Blockd) copyTo(src Source, n int64, target cairn.Node, nb cairn.Block, 
 
 // replicate copies finalized replicas to other blockds, as metad asks
 // (CmdTransfer, with a write token per block): how a lost replica is
-// restored.
-func (d *Blockd) replicate(blocks []cairn.Block, tokens [][]byte, targets []cairn.Node) {
+// restored, and how the balancer moves one; a balancer's copy reads at
+// throttle's pace (nil: no limit).
+func (d *Blockd) replicate(blocks []cairn.Block, tokens [][]byte, targets []cairn.Node, throttle *throttler) {
 	for i, b := range blocks {
 		var token []byte
 		if i < len(tokens) {
@@ -677,6 +678,9 @@ func (d *Blockd) replicate(blocks []cairn.Block, tokens [][]byte, targets []cair
 				}
 				defer src.Close()
 				have := src.Block()
+				if throttle != nil {
+					src = throttledSource{src, throttle}
+				}
 				return d.copyTo(src, have.Len, t, have, token, "metad", pb.OpHeader_CREATE, setupTimeout, setupTimeout)
 			}()
 			if err != nil {

@@ -44,6 +44,7 @@ type Config struct {
 	Logger     *zap.Logger
 
 	Reserved        int64         // bytes kept free on each disk
+	Capacity        int64         // at most this many bytes of replicas, all disks together (0: no cap)
 	FailedTolerated int           // failed data directories before the blockd stops
 	DiskCheck       time.Duration // how often the disks are checked (default DefaultDiskCheck)
 	ScanPeriod      time.Duration // the block scanner's period; negative disables it
@@ -95,6 +96,7 @@ type Blockd struct {
 
 	recoveries chan cairn.Command // CmdRecover waiting for a worker
 	transfers  chan cairn.Command // CmdTransfer waiting for a worker (transfer.go)
+	throttle   *throttler         // the balancer's copies (throttle.go)
 }
 
 // New opens the data directory and connects (lazily) to metad.
@@ -147,7 +149,8 @@ func New(cfg Config) (*Blockd, error) {
 		return nil, fmt.Errorf("blockd: metad %s: %w", cfg.MetadAddr, err)
 	}
 	d := &Blockd{cfg: cfg, store: st, log: cfg.Logger, metad: rpc.NewRegistryClient(conn), conn: conn, creds: creds, kick: make(chan struct{}, 1),
-		recoveries: make(chan cairn.Command, recoveryQueue), transfers: make(chan cairn.Command, transferQueue)}
+		recoveries: make(chan cairn.Command, recoveryQueue), transfers: make(chan cairn.Command, transferQueue),
+		throttle: newThrottler()}
 	if creds != nil {
 		d.tlsServer = d.dataServerConfig()
 		d.tlsClient = trust.ClientConfig(creds, trust.RoleBlockd)
@@ -247,7 +250,7 @@ func (d *Blockd) registerLoop(ctx context.Context) error {
 }
 
 func (d *Blockd) heartbeat(ctx context.Context) error {
-	capacity, used, remaining := d.store.Usage()
+	capacity, used, remaining := d.usage()
 	cmds, err := d.metad.Heartbeat(ctx, cairn.Heartbeat{
 		StorageID: d.node.StorageID, Capacity: capacity, Used: used, Remaining: remaining, Active: int(d.active.Load()),
 		FailedVolumes: d.store.Failed(),
@@ -392,6 +395,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	dir := fl.String("data", "", "data directories, comma-separated, one per disk (required)")
 	reserved := bytesFlag(0)
 	fl.Var(&reserved, "reserved", "`BYTES` kept free on each disk (e.g. 10G); a disk with no more free takes no new replicas")
+	capacity := bytesFlag(0)
+	fl.Var(&capacity, "capacity", "at most `BYTES` of replicas on this blockd, all disks together (e.g. 2T): the capacity metad places and balances by (0: the disks')")
 	tolerated := fl.Int("failed-volumes-tolerated", 0, "data directories that may fail before the blockd stops")
 	diskCheck := fl.Duration("disk-check", DefaultDiskCheck, "how often the data directories are checked")
 	scanPeriod := fl.Duration("scan-period", DefaultScanPeriod, "the block scanner verifies every replica once in this period (0 disables it)")
@@ -442,7 +447,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return daemon.Usage(stderr, "cairn blockd", "--block-tokens=false needs a loopback --listen address (e.g. 127.0.0.1:0): without tokens anyone who reaches the port may read and change every replica")
 	}
 	cfg := Config{Dirs: dirs, MetadAddr: metadAddr(*metad), Rack: *rack, Heartbeat: *hb, BlockReport: *blockReport, AckTimeout: *ackTimeout, Logger: log,
-		Reserved: int64(reserved), FailedTolerated: *tolerated, DiskCheck: *diskCheck, ScanPeriod: *scanPeriod, ScanRate: int64(scanRate),
+		Reserved: int64(reserved), Capacity: int64(capacity), FailedTolerated: *tolerated, DiskCheck: *diskCheck, ScanPeriod: *scanPeriod, ScanRate: int64(scanRate),
 		MaxConns: *maxConns, HeaderTimeout: *headerTimeout, IdleTimeout: *idleTimeout, SkipTokenCheck: !*checkTokens,
 		Insecure: *insecureFlag, CertsDir: *certs, Join: *join}
 	if *insecureFlag {
@@ -540,7 +545,7 @@ func (d *Blockd) httpHandler() http.Handler {
 			http.NotFound(w, r)
 			return
 		}
-		capacity, used, remaining := d.store.Usage()
+		capacity, used, remaining := d.usage()
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		fmt.Fprintf(w, "cairn blockd %s\ndata %s\nreplicas %d\ncapacity %d, used %d, remaining %d\nactive transfers %d\n",
 			d.node.StorageID, d.node.DataAddr, len(d.store.Report()), capacity, used, remaining, d.active.Load())
@@ -573,4 +578,15 @@ func metadAddr(flagValue string) string {
 		return flagValue
 	}
 	return daemon.MetadAddr()
+}
+
+// usage is the disks' capacity, used and remaining bytes (Volumes.Usage),
+// within --capacity when it is set.
+func (d *Blockd) usage() (capacity, used, remaining int64) {
+	capacity, used, remaining = d.store.Usage()
+	if c := d.cfg.Capacity; c > 0 && c < capacity {
+		capacity = c
+		remaining = min(remaining, max(0, c-used))
+	}
+	return capacity, used, remaining
 }

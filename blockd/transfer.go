@@ -48,7 +48,12 @@ func (d *Blockd) runTransfers(ctx context.Context, workers int) {
 				case <-ctx.Done():
 					return
 				case c := <-d.transfers:
-					d.replicate(c.Blocks, c.Tokens, c.Targets)
+					var t *throttler
+					if balancerCopy(c) && d.throttle != nil {
+						d.throttle.setRate(c.Bandwidth)
+						t = d.throttle
+					}
+					d.replicate(c.Blocks, c.Tokens, c.Targets, t)
 					d.active.Add(-1)
 				}
 			}

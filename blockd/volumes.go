@@ -670,6 +670,10 @@ func (b *bytesFlag) Set(s string) error {
 	return nil
 }
 
+// ParseBytes reads a byte count as the blockd's flags take it: a whole
+// number, optionally followed by K, M, G or T (powers of 1024).
+func ParseBytes(s string) (int64, error) { return parseBytes(s) }
+
 func parseBytes(s string) (int64, error) {
 	t := strings.ToUpper(strings.TrimSpace(s))
 	t = strings.TrimSuffix(strings.TrimSuffix(t, "B"), "I")

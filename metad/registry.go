@@ -382,12 +382,30 @@ func (m *Metad) BlocksReceived(ctx context.Context, id string, reps []cairn.Repl
 	if err := m.known("metad.BlocksReceived", id); err != nil {
 		return err
 	}
+	type arrived struct {
+		id  cairn.BlockID
+		src string
+	}
+	var moved []arrived
 	for _, r := range reps {
-		if r.State == cairn.ReplicaFinalized {
-			m.repl.settled(r.ID) // a copy arrived, or the block changed: look again
+		if r.State != cairn.ReplicaFinalized {
+			continue
+		}
+		if src, ok := m.repl.moveTo(r.ID, id); ok {
+			moved = append(moved, arrived{r.ID, src}) // a balancer move: settled once its source's replica is dealt with
+			continue
+		}
+		m.repl.settled(r.ID) // a copy arrived, or the block changed: look again
+	}
+	if err := m.accept(id, reps, false); err != nil {
+		return err
+	}
+	for _, mv := range moved {
+		if err := m.finishMove(mv.id, mv.src, id, m.clock.Now()); err != nil {
+			return err
 		}
 	}
-	return m.accept(id, reps, false)
+	return nil
 }
 
 // anyReplica reports whether any blockd reported a replica of id, in any

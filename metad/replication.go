@@ -102,6 +102,9 @@ func (m *Metad) checkReplication(full bool) error {
 			default:
 				needs[prioPlaced] = append(needs[prioPlaced], nd)
 			}
+		case len(inService) > want && m.repl.moving(stored.ID):
+			// A balancer move's copy has arrived: the move deletes its
+			// source's replica (balancer.go).
 		case len(inService) > want:
 			// Only replicas in service are trimmed: a blockd being
 			// decommissioned, or decommissioned, keeps what it holds.
@@ -262,7 +265,9 @@ func (m *Metad) scheduleCopies(nd need, prio int, now time.Time) bool {
 }
 
 // trim deletes extra replicas, keeping the block on as many racks, from
-// the blockds with the least room (chooseExcess).
+// the blockds with the least room (chooseExcess). It keeps len(live) -
+// extra of them: a replica of live deleted since the caller looked (a
+// balancer move's source) counts as trimmed.
 func (m *Metad) trim(b cairn.Block, live []cairn.Node, extra int) {
 	rem := map[string]int64{}
 	m.nodes.mu.Lock()
@@ -272,8 +277,15 @@ func (m *Metad) trim(b cairn.Block, live []cairn.Node, extra int) {
 		}
 	}
 	m.nodes.mu.Unlock()
+	keep := len(live) - extra
 	m.blocks.mu.Lock()
-	for _, n := range chooseExcess(live, rem, extra) {
+	var still []cairn.Node
+	for _, n := range live {
+		if _, ok := m.blocks.replica(n.StorageID, b.ID); ok {
+			still = append(still, n)
+		}
+	}
+	for _, n := range chooseExcess(still, rem, len(still)-keep) {
 		r, ok := m.blocks.replica(n.StorageID, b.ID)
 		if !ok {
 			continue

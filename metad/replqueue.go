@@ -16,6 +16,8 @@ import (
 //	prioLow:     fewer live replicas than the file wants
 //	prioPlaced:  the full count, but some on blockds being decommissioned,
 //	             or on too few racks
+//	prioBalance: a balancer move (balancer.go): a copy to a less used
+//	             blockd, after which the source's replica is deleted
 //
 // and hands the copies out in that order. A blockd is the source of at
 // most maxStreams copies at a time (HDFS's
@@ -32,6 +34,7 @@ const (
 	prioHighest = iota
 	prioLow
 	prioPlaced
+	prioBalance
 )
 
 // Defaults of the queues' flags.
@@ -58,6 +61,7 @@ type replQueue struct {
 	transfers  map[string][]cairn.Command     // source storage ID -> copies not yet sent
 	pending    map[cairn.BlockID]*pendingCopy // block -> its copy, sent or not
 	streams    map[string]int                 // source storage ID -> its pending copies
+	moved      moveTally                      // what the balancer's moves came to
 }
 
 // pendingCopy is one scheduled copy of a block.
@@ -65,6 +69,21 @@ type pendingCopy struct {
 	source string
 	sent   bool
 	due    time.Time // sent: when it times out
+	move   *move     // a balancer move; nil for a copy of the monitor's
+}
+
+// move is a balancer move's target and the bytes it moves.
+type move struct {
+	target string
+	size   int64
+}
+
+// moveTally counts the balancer's moves since metad started: those done
+// (the source's replica deleted), and those that came to nothing (timed
+// out, dropped, or the source kept because the rules forbade its
+// deletion).
+type moveTally struct {
+	done, failed, bytes int64
 }
 
 func newReplQueue(maxStreams, hardLimit int, timeout time.Duration) *replQueue {
@@ -137,13 +156,17 @@ func (q *replQueue) settled(id cairn.BlockID) {
 	q.dropLocked(id)
 }
 
-// dropLocked forgets block id's copy, queued or sent. Caller holds q.mu.
+// dropLocked forgets block id's copy, queued or sent; a move forgotten
+// before it finished counts as failed. Caller holds q.mu.
 func (q *replQueue) dropLocked(id cairn.BlockID) {
 	p, ok := q.pending[id]
 	if !ok {
 		return
 	}
 	delete(q.pending, id)
+	if p.move != nil {
+		q.moved.failed++
+	}
 	if q.streams[p.source]--; q.streams[p.source] <= 0 {
 		delete(q.streams, p.source)
 	}
@@ -196,4 +219,101 @@ func (q *replQueue) forget(node string) {
 	for _, id := range ids {
 		q.dropLocked(id)
 	}
+}
+
+// addMove queues c, a balancer move of one block from source to target,
+// of size bytes; false if the block has a copy under way already.
+func (q *replQueue) addMove(source string, c cairn.Command, target string, size int64) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	id := c.Blocks[0].ID
+	if _, ok := q.pending[id]; ok {
+		return false
+	}
+	q.transfers[source] = append(q.transfers[source], c)
+	q.pending[id] = &pendingCopy{source: source, move: &move{target: target, size: size}}
+	q.streams[source]++
+	return true
+}
+
+// moveTo returns the source of the balancer move of block id to target,
+// if one is under way.
+func (q *replQueue) moveTo(id cairn.BlockID, target string) (string, bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	p, ok := q.pending[id]
+	if !ok || p.move == nil || p.move.target != target {
+		return "", false
+	}
+	return p.source, true
+}
+
+// moving reports whether block id has a balancer move under way.
+func (q *replQueue) moving(id cairn.BlockID) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	p, ok := q.pending[id]
+	return ok && p.move != nil
+}
+
+// moveFinished forgets block id's move: done when the source's replica
+// was deleted, failed when it was kept.
+func (q *replQueue) moveFinished(id cairn.BlockID, done bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	p, ok := q.pending[id]
+	if !ok || p.move == nil {
+		return
+	}
+	if done {
+		q.moved.done++
+		q.moved.bytes += p.move.size
+		p.move = nil // not a failure
+	}
+	q.dropLocked(id)
+}
+
+// dropMoves forgets the balancer moves not yet handed to their source
+// (the balancer stopped); it returns how many. Moves already sent go on.
+func (q *replQueue) dropMoves() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	var ids []cairn.BlockID
+	for id, p := range q.pending {
+		if p.move != nil && !p.sent {
+			ids = append(ids, id)
+		}
+	}
+	for _, id := range ids {
+		q.dropLocked(id)
+	}
+	return len(ids)
+}
+
+// moves reports the balancer moves under way, their bytes, and the tally.
+func (q *replQueue) moves() (pending int, bytes int64, t moveTally) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for _, p := range q.pending {
+		if p.move != nil {
+			pending++
+			bytes += p.move.size
+		}
+	}
+	return pending, bytes, q.moved
+}
+
+// moveDeltas is how the balancer moves under way will change each
+// blockd's used bytes: minus on their sources, plus on their targets.
+func (q *replQueue) moveDeltas() map[string]int64 {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	out := map[string]int64{}
+	for _, p := range q.pending {
+		if p.move != nil {
+			out[p.source] -= p.move.size
+			out[p.move.target] += p.move.size
+		}
+	}
+	return out
 }

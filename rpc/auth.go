@@ -22,7 +22,7 @@ import (
 //
 //   - Registry RPCs: a blockd, for the storage ID its certificate names.
 //   - Namespace RPCs: a mount, a user or an admin. Report, Checkpoint,
-//     SetNodeAdmin and RefreshNodes,
+//     SetNodeAdmin, RefreshNodes and Balance,
 //     and Trust's IssueJoinToken and IssueUILink: an admin only.
 //   - Trust's Join: anyone: the join token in the request authenticates it.
 //     RenewCert: any certificate, for its own peer. DataTransfer: any
@@ -106,7 +106,7 @@ func (a *Auth) authorize(ctx context.Context, method string, req any) (context.C
 		return ctx, nil
 	case method == pb.Trust_IssueJoinToken_FullMethodName, method == pb.Trust_IssueUILink_FullMethodName, method == pb.Namespace_Report_FullMethodName,
 		method == pb.Namespace_Checkpoint_FullMethodName, method == pb.Namespace_SetNodeAdmin_FullMethodName,
-		method == pb.Namespace_RefreshNodes_FullMethodName:
+		method == pb.Namespace_RefreshNodes_FullMethodName, method == pb.Namespace_Balance_FullMethodName:
 		if p.Role != trust.RoleAdmin {
 			return nil, refuse("an admin operation needs an admin certificate")
 		}

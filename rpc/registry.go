@@ -35,7 +35,7 @@ func (r *RegistryClient) Heartbeat(ctx context.Context, h cairn.Heartbeat) ([]ca
 	cmds := make([]cairn.Command, len(rep.Commands))
 	for i, c := range rep.Commands {
 		cmds[i] = cairn.Command{Kind: cairn.CommandKind(c.Kind), Blocks: FromPBBlocks(c.Blocks), Targets: FromPBNodes(c.Targets), RecoveryID: cairn.GenStamp(c.RecoveryId),
-			Tokens: c.Tokens, Keys: FromPBKeys(c.Keys)}
+			Tokens: c.Tokens, Keys: FromPBKeys(c.Keys), Bandwidth: max(0, c.Bandwidth)}
 	}
 	return cmds, nil
 }
@@ -94,7 +94,7 @@ func ToPBCommands(cmds []cairn.Command) []*pb.Command {
 	out := make([]*pb.Command, 0, len(cmds))
 	for _, c := range cmds {
 		out = append(out, &pb.Command{Kind: int32(c.Kind), Blocks: ToPBBlocks(c.Blocks), Targets: ToPBNodes(c.Targets), RecoveryId: uint64(c.RecoveryID),
-			Tokens: c.Tokens, Keys: ToPBKeys(c.Keys)})
+			Tokens: c.Tokens, Keys: ToPBKeys(c.Keys), Bandwidth: c.Bandwidth})
 	}
 	return out
 }

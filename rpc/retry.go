@@ -56,6 +56,7 @@ var Mutations = map[string]bool{
 	pb.Namespace_Link_FullMethodName:                   true,
 	pb.Namespace_SetNodeAdmin_FullMethodName:           true,
 	pb.Namespace_RefreshNodes_FullMethodName:           true,
+	pb.Namespace_Balance_FullMethodName:                true,
 	pb.Trust_Join_FullMethodName:                       true,
 	pb.Namespace_GetDelegationToken_FullMethodName:     true,
 	pb.Namespace_RenewDelegationToken_FullMethodName:   true,

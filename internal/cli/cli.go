@@ -13,6 +13,7 @@ import (
 	"cairn/metad"
 	"cairn/mount"
 	"cairn/tools/admin"
+	"cairn/tools/balancer"
 	"cairn/tools/cert"
 	"cairn/tools/dev"
 	"cairn/tools/fsck"
@@ -32,6 +33,7 @@ var commands = []command{
 	{"dev", "run a whole cluster with a mount on this machine", dev.Main},
 	{"fsck", "check the integrity of files and their blocks", fsck.Main},
 	{"admin", "administer the cluster: -report, -checkpoint NAME, -join-token", admin.Main},
+	{"balancer", "move replicas until every blockd's use is near the mean: -threshold 10 [-bandwidth 10m]", balancer.Main},
 	{"cert", "the cluster's certificates offline: create-ca, issue, join-token, join, inspect, revoke", cert.Main},
 }
 

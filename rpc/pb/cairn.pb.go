@@ -95,7 +95,7 @@ func (x OpHeader_Op) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use OpHeader_Op.Descriptor instead.
 func (OpHeader_Op) EnumDescriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{60, 0}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{63, 0}
 }
 
 type OpHeader_Stage int32
@@ -147,7 +147,7 @@ func (x OpHeader_Stage) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use OpHeader_Stage.Descriptor instead.
 func (OpHeader_Stage) EnumDescriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{60, 1}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{63, 1}
 }
 
 type Empty struct {
@@ -3028,6 +3028,237 @@ func (x *NodeReports) GetNodes() []*NodeReport {
 	return nil
 }
 
+// BalanceRequest: one step of the balancer (cairn.BalanceRequest):
+// threshold in percentage points, bandwidth in bytes a second (0: no
+// limit), action 0 status, 1 schedule an iteration's moves, 2 stop.
+type BalanceRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Threshold     float64                `protobuf:"fixed64,1,opt,name=threshold,proto3" json:"threshold,omitempty"`
+	Bandwidth     int64                  `protobuf:"varint,2,opt,name=bandwidth,proto3" json:"bandwidth,omitempty"`
+	Action        uint32                 `protobuf:"varint,3,opt,name=action,proto3" json:"action,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BalanceRequest) Reset() {
+	*x = BalanceRequest{}
+	mi := &file_rpc_pb_cairn_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BalanceRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BalanceRequest) ProtoMessage() {}
+
+func (x *BalanceRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_pb_cairn_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BalanceRequest.ProtoReflect.Descriptor instead.
+func (*BalanceRequest) Descriptor() ([]byte, []int) {
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *BalanceRequest) GetThreshold() float64 {
+	if x != nil {
+		return x.Threshold
+	}
+	return 0
+}
+
+func (x *BalanceRequest) GetBandwidth() int64 {
+	if x != nil {
+		return x.Bandwidth
+	}
+	return 0
+}
+
+func (x *BalanceRequest) GetAction() uint32 {
+	if x != nil {
+		return x.Action
+	}
+	return 0
+}
+
+type BalanceNode struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Node          *Node                  `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	Capacity      int64                  `protobuf:"varint,2,opt,name=capacity,proto3" json:"capacity,omitempty"`
+	Used          int64                  `protobuf:"varint,3,opt,name=used,proto3" json:"used,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BalanceNode) Reset() {
+	*x = BalanceNode{}
+	mi := &file_rpc_pb_cairn_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BalanceNode) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BalanceNode) ProtoMessage() {}
+
+func (x *BalanceNode) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_pb_cairn_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BalanceNode.ProtoReflect.Descriptor instead.
+func (*BalanceNode) Descriptor() ([]byte, []int) {
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *BalanceNode) GetNode() *Node {
+	if x != nil {
+		return x.Node
+	}
+	return nil
+}
+
+func (x *BalanceNode) GetCapacity() int64 {
+	if x != nil {
+		return x.Capacity
+	}
+	return 0
+}
+
+func (x *BalanceNode) GetUsed() int64 {
+	if x != nil {
+		return x.Used
+	}
+	return 0
+}
+
+type BalanceReply struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	BytesLeftToMove int64                  `protobuf:"varint,1,opt,name=bytes_left_to_move,json=bytesLeftToMove,proto3" json:"bytes_left_to_move,omitempty"`
+	BytesBeingMoved int64                  `protobuf:"varint,2,opt,name=bytes_being_moved,json=bytesBeingMoved,proto3" json:"bytes_being_moved,omitempty"`
+	BytesMoved      int64                  `protobuf:"varint,3,opt,name=bytes_moved,json=bytesMoved,proto3" json:"bytes_moved,omitempty"`
+	MovesScheduled  int64                  `protobuf:"varint,4,opt,name=moves_scheduled,json=movesScheduled,proto3" json:"moves_scheduled,omitempty"`
+	MovesPending    int64                  `protobuf:"varint,5,opt,name=moves_pending,json=movesPending,proto3" json:"moves_pending,omitempty"`
+	MovesDone       int64                  `protobuf:"varint,6,opt,name=moves_done,json=movesDone,proto3" json:"moves_done,omitempty"`
+	MovesFailed     int64                  `protobuf:"varint,7,opt,name=moves_failed,json=movesFailed,proto3" json:"moves_failed,omitempty"`
+	Average         float64                `protobuf:"fixed64,8,opt,name=average,proto3" json:"average,omitempty"`
+	Nodes           []*BalanceNode         `protobuf:"bytes,9,rep,name=nodes,proto3" json:"nodes,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *BalanceReply) Reset() {
+	*x = BalanceReply{}
+	mi := &file_rpc_pb_cairn_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BalanceReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BalanceReply) ProtoMessage() {}
+
+func (x *BalanceReply) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_pb_cairn_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BalanceReply.ProtoReflect.Descriptor instead.
+func (*BalanceReply) Descriptor() ([]byte, []int) {
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *BalanceReply) GetBytesLeftToMove() int64 {
+	if x != nil {
+		return x.BytesLeftToMove
+	}
+	return 0
+}
+
+func (x *BalanceReply) GetBytesBeingMoved() int64 {
+	if x != nil {
+		return x.BytesBeingMoved
+	}
+	return 0
+}
+
+func (x *BalanceReply) GetBytesMoved() int64 {
+	if x != nil {
+		return x.BytesMoved
+	}
+	return 0
+}
+
+func (x *BalanceReply) GetMovesScheduled() int64 {
+	if x != nil {
+		return x.MovesScheduled
+	}
+	return 0
+}
+
+func (x *BalanceReply) GetMovesPending() int64 {
+	if x != nil {
+		return x.MovesPending
+	}
+	return 0
+}
+
+func (x *BalanceReply) GetMovesDone() int64 {
+	if x != nil {
+		return x.MovesDone
+	}
+	return 0
+}
+
+func (x *BalanceReply) GetMovesFailed() int64 {
+	if x != nil {
+		return x.MovesFailed
+	}
+	return 0
+}
+
+func (x *BalanceReply) GetAverage() float64 {
+	if x != nil {
+		return x.Average
+	}
+	return 0
+}
+
+func (x *BalanceReply) GetNodes() []*BalanceNode {
+	if x != nil {
+		return x.Nodes
+	}
+	return nil
+}
+
 type SafeModeReply struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	On            bool                   `protobuf:"varint,1,opt,name=on,proto3" json:"on,omitempty"`
@@ -3043,7 +3274,7 @@ type SafeModeReply struct {
 
 func (x *SafeModeReply) Reset() {
 	*x = SafeModeReply{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[44]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3055,7 +3286,7 @@ func (x *SafeModeReply) String() string {
 func (*SafeModeReply) ProtoMessage() {}
 
 func (x *SafeModeReply) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[44]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3068,7 +3299,7 @@ func (x *SafeModeReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SafeModeReply.ProtoReflect.Descriptor instead.
 func (*SafeModeReply) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{44}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *SafeModeReply) GetOn() bool {
@@ -3132,7 +3363,7 @@ type AccessRequest struct {
 
 func (x *AccessRequest) Reset() {
 	*x = AccessRequest{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[45]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3144,7 +3375,7 @@ func (x *AccessRequest) String() string {
 func (*AccessRequest) ProtoMessage() {}
 
 func (x *AccessRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[45]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3157,7 +3388,7 @@ func (x *AccessRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AccessRequest.ProtoReflect.Descriptor instead.
 func (*AccessRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{45}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *AccessRequest) GetPath() string {
@@ -3186,7 +3417,7 @@ type DelegationTokenRequest struct {
 
 func (x *DelegationTokenRequest) Reset() {
 	*x = DelegationTokenRequest{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[46]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3198,7 +3429,7 @@ func (x *DelegationTokenRequest) String() string {
 func (*DelegationTokenRequest) ProtoMessage() {}
 
 func (x *DelegationTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[46]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3211,7 +3442,7 @@ func (x *DelegationTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DelegationTokenRequest.ProtoReflect.Descriptor instead.
 func (*DelegationTokenRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{46}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *DelegationTokenRequest) GetRenewer() string {
@@ -3232,7 +3463,7 @@ type DelegationTokenReply struct {
 
 func (x *DelegationTokenReply) Reset() {
 	*x = DelegationTokenReply{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[47]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3244,7 +3475,7 @@ func (x *DelegationTokenReply) String() string {
 func (*DelegationTokenReply) ProtoMessage() {}
 
 func (x *DelegationTokenReply) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[47]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3257,7 +3488,7 @@ func (x *DelegationTokenReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DelegationTokenReply.ProtoReflect.Descriptor instead.
 func (*DelegationTokenReply) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{47}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *DelegationTokenReply) GetToken() string {
@@ -3290,7 +3521,7 @@ type DelegationTokenRef struct {
 
 func (x *DelegationTokenRef) Reset() {
 	*x = DelegationTokenRef{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[48]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3302,7 +3533,7 @@ func (x *DelegationTokenRef) String() string {
 func (*DelegationTokenRef) ProtoMessage() {}
 
 func (x *DelegationTokenRef) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[48]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3315,7 +3546,7 @@ func (x *DelegationTokenRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DelegationTokenRef.ProtoReflect.Descriptor instead.
 func (*DelegationTokenRef) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{48}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *DelegationTokenRef) GetToken() string {
@@ -3334,7 +3565,7 @@ type RenewDelegationReply struct {
 
 func (x *RenewDelegationReply) Reset() {
 	*x = RenewDelegationReply{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[49]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3346,7 +3577,7 @@ func (x *RenewDelegationReply) String() string {
 func (*RenewDelegationReply) ProtoMessage() {}
 
 func (x *RenewDelegationReply) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[49]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3359,7 +3590,7 @@ func (x *RenewDelegationReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewDelegationReply.ProtoReflect.Descriptor instead.
 func (*RenewDelegationReply) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{49}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *RenewDelegationReply) GetExpiryMs() int64 {
@@ -3379,7 +3610,7 @@ type Registration struct {
 
 func (x *Registration) Reset() {
 	*x = Registration{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[50]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3391,7 +3622,7 @@ func (x *Registration) String() string {
 func (*Registration) ProtoMessage() {}
 
 func (x *Registration) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[50]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3404,7 +3635,7 @@ func (x *Registration) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Registration.ProtoReflect.Descriptor instead.
 func (*Registration) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{50}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *Registration) GetNode() *Node {
@@ -3434,7 +3665,7 @@ type RegisterReply struct {
 
 func (x *RegisterReply) Reset() {
 	*x = RegisterReply{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[51]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3446,7 +3677,7 @@ func (x *RegisterReply) String() string {
 func (*RegisterReply) ProtoMessage() {}
 
 func (x *RegisterReply) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[51]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3459,7 +3690,7 @@ func (x *RegisterReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterReply.ProtoReflect.Descriptor instead.
 func (*RegisterReply) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{51}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *RegisterReply) GetNamespaceId() string {
@@ -3495,7 +3726,7 @@ type BlockKey struct {
 
 func (x *BlockKey) Reset() {
 	*x = BlockKey{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[52]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3507,7 +3738,7 @@ func (x *BlockKey) String() string {
 func (*BlockKey) ProtoMessage() {}
 
 func (x *BlockKey) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[52]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3520,7 +3751,7 @@ func (x *BlockKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BlockKey.ProtoReflect.Descriptor instead.
 func (*BlockKey) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{52}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *BlockKey) GetId() uint32 {
@@ -3558,7 +3789,7 @@ type HeartbeatRequest struct {
 
 func (x *HeartbeatRequest) Reset() {
 	*x = HeartbeatRequest{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[53]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3570,7 +3801,7 @@ func (x *HeartbeatRequest) String() string {
 func (*HeartbeatRequest) ProtoMessage() {}
 
 func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[53]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3583,7 +3814,7 @@ func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatRequest.ProtoReflect.Descriptor instead.
 func (*HeartbeatRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{53}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *HeartbeatRequest) GetStorageId() string {
@@ -3636,13 +3867,14 @@ type Command struct {
 	RecoveryId    uint64                 `protobuf:"varint,4,opt,name=recovery_id,json=recoveryId,proto3" json:"recovery_id,omitempty"` // CmdRecover: the new generation stamp
 	Tokens        [][]byte               `protobuf:"bytes,5,rep,name=tokens,proto3" json:"tokens,omitempty"`                            // block access tokens, one per block
 	Keys          []*BlockKey            `protobuf:"bytes,6,rep,name=keys,proto3" json:"keys,omitempty"`                                // CmdKeys
+	Bandwidth     int64                  `protobuf:"varint,7,opt,name=bandwidth,proto3" json:"bandwidth,omitempty"`                     // CmdTransfer of a balancer move: bytes a second (0: no limit)
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Command) Reset() {
 	*x = Command{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[54]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3654,7 +3886,7 @@ func (x *Command) String() string {
 func (*Command) ProtoMessage() {}
 
 func (x *Command) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[54]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3667,7 +3899,7 @@ func (x *Command) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Command.ProtoReflect.Descriptor instead.
 func (*Command) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{54}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *Command) GetKind() int32 {
@@ -3712,6 +3944,13 @@ func (x *Command) GetKeys() []*BlockKey {
 	return nil
 }
 
+func (x *Command) GetBandwidth() int64 {
+	if x != nil {
+		return x.Bandwidth
+	}
+	return 0
+}
+
 type HeartbeatReply struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Commands      []*Command             `protobuf:"bytes,1,rep,name=commands,proto3" json:"commands,omitempty"`
@@ -3721,7 +3960,7 @@ type HeartbeatReply struct {
 
 func (x *HeartbeatReply) Reset() {
 	*x = HeartbeatReply{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[55]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3733,7 +3972,7 @@ func (x *HeartbeatReply) String() string {
 func (*HeartbeatReply) ProtoMessage() {}
 
 func (x *HeartbeatReply) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[55]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3746,7 +3985,7 @@ func (x *HeartbeatReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatReply.ProtoReflect.Descriptor instead.
 func (*HeartbeatReply) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{55}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *HeartbeatReply) GetCommands() []*Command {
@@ -3766,7 +4005,7 @@ type BlockList struct {
 
 func (x *BlockList) Reset() {
 	*x = BlockList{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[56]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3778,7 +4017,7 @@ func (x *BlockList) String() string {
 func (*BlockList) ProtoMessage() {}
 
 func (x *BlockList) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[56]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3791,7 +4030,7 @@ func (x *BlockList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BlockList.ProtoReflect.Descriptor instead.
 func (*BlockList) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{56}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *BlockList) GetStorageId() string {
@@ -3820,7 +4059,7 @@ type Replica struct {
 
 func (x *Replica) Reset() {
 	*x = Replica{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[57]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3832,7 +4071,7 @@ func (x *Replica) String() string {
 func (*Replica) ProtoMessage() {}
 
 func (x *Replica) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[57]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3845,7 +4084,7 @@ func (x *Replica) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Replica.ProtoReflect.Descriptor instead.
 func (*Replica) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{57}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *Replica) GetBlock() *Block {
@@ -3872,7 +4111,7 @@ type ReplicaList struct {
 
 func (x *ReplicaList) Reset() {
 	*x = ReplicaList{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[58]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3884,7 +4123,7 @@ func (x *ReplicaList) String() string {
 func (*ReplicaList) ProtoMessage() {}
 
 func (x *ReplicaList) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[58]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3897,7 +4136,7 @@ func (x *ReplicaList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaList.ProtoReflect.Descriptor instead.
 func (*ReplicaList) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{58}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *ReplicaList) GetStorageId() string {
@@ -3929,7 +4168,7 @@ type CommitSyncRequest struct {
 
 func (x *CommitSyncRequest) Reset() {
 	*x = CommitSyncRequest{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[59]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3941,7 +4180,7 @@ func (x *CommitSyncRequest) String() string {
 func (*CommitSyncRequest) ProtoMessage() {}
 
 func (x *CommitSyncRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[59]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3954,7 +4193,7 @@ func (x *CommitSyncRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitSyncRequest.ProtoReflect.Descriptor instead.
 func (*CommitSyncRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{59}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *CommitSyncRequest) GetBlock() *Block {
@@ -4036,7 +4275,7 @@ type OpHeader struct {
 
 func (x *OpHeader) Reset() {
 	*x = OpHeader{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[60]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4048,7 +4287,7 @@ func (x *OpHeader) String() string {
 func (*OpHeader) ProtoMessage() {}
 
 func (x *OpHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[60]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4061,7 +4300,7 @@ func (x *OpHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpHeader.ProtoReflect.Descriptor instead.
 func (*OpHeader) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{60}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *OpHeader) GetOp() OpHeader_Op {
@@ -4183,7 +4422,7 @@ type OpReply struct {
 
 func (x *OpReply) Reset() {
 	*x = OpReply{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[61]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4195,7 +4434,7 @@ func (x *OpReply) String() string {
 func (*OpReply) ProtoMessage() {}
 
 func (x *OpReply) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[61]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4208,7 +4447,7 @@ func (x *OpReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpReply.ProtoReflect.Descriptor instead.
 func (*OpReply) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{61}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *OpReply) GetStatus() uint32 {
@@ -4278,7 +4517,7 @@ type LinkRequest struct {
 
 func (x *LinkRequest) Reset() {
 	*x = LinkRequest{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[62]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4290,7 +4529,7 @@ func (x *LinkRequest) String() string {
 func (*LinkRequest) ProtoMessage() {}
 
 func (x *LinkRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[62]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4303,7 +4542,7 @@ func (x *LinkRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LinkRequest.ProtoReflect.Descriptor instead.
 func (*LinkRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{62}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *LinkRequest) GetSrc() string {
@@ -4331,7 +4570,7 @@ type DataTransferReply struct {
 
 func (x *DataTransferReply) Reset() {
 	*x = DataTransferReply{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[63]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4343,7 +4582,7 @@ func (x *DataTransferReply) String() string {
 func (*DataTransferReply) ProtoMessage() {}
 
 func (x *DataTransferReply) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[63]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4356,7 +4595,7 @@ func (x *DataTransferReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DataTransferReply.ProtoReflect.Descriptor instead.
 func (*DataTransferReply) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{63}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *DataTransferReply) GetEncrypt() bool {
@@ -4375,7 +4614,7 @@ type UILinkRequest struct {
 
 func (x *UILinkRequest) Reset() {
 	*x = UILinkRequest{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[64]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4387,7 +4626,7 @@ func (x *UILinkRequest) String() string {
 func (*UILinkRequest) ProtoMessage() {}
 
 func (x *UILinkRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[64]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4400,7 +4639,7 @@ func (x *UILinkRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UILinkRequest.ProtoReflect.Descriptor instead.
 func (*UILinkRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{64}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *UILinkRequest) GetTtlMs() int64 {
@@ -4423,7 +4662,7 @@ type UILinkReply struct {
 
 func (x *UILinkReply) Reset() {
 	*x = UILinkReply{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[65]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4435,7 +4674,7 @@ func (x *UILinkReply) String() string {
 func (*UILinkReply) ProtoMessage() {}
 
 func (x *UILinkReply) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[65]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4448,7 +4687,7 @@ func (x *UILinkReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UILinkReply.ProtoReflect.Descriptor instead.
 func (*UILinkReply) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{65}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *UILinkReply) GetToken() string {
@@ -4484,7 +4723,7 @@ type JoinRequest struct {
 
 func (x *JoinRequest) Reset() {
 	*x = JoinRequest{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[66]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4496,7 +4735,7 @@ func (x *JoinRequest) String() string {
 func (*JoinRequest) ProtoMessage() {}
 
 func (x *JoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[66]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4509,7 +4748,7 @@ func (x *JoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRequest.ProtoReflect.Descriptor instead.
 func (*JoinRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{66}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *JoinRequest) GetToken() string {
@@ -4536,7 +4775,7 @@ type RenewCertRequest struct {
 
 func (x *RenewCertRequest) Reset() {
 	*x = RenewCertRequest{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[67]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4548,7 +4787,7 @@ func (x *RenewCertRequest) String() string {
 func (*RenewCertRequest) ProtoMessage() {}
 
 func (x *RenewCertRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[67]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4561,7 +4800,7 @@ func (x *RenewCertRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewCertRequest.ProtoReflect.Descriptor instead.
 func (*RenewCertRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{67}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *RenewCertRequest) GetCsr() []byte {
@@ -4582,7 +4821,7 @@ type CertReply struct {
 
 func (x *CertReply) Reset() {
 	*x = CertReply{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[68]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4594,7 +4833,7 @@ func (x *CertReply) String() string {
 func (*CertReply) ProtoMessage() {}
 
 func (x *CertReply) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[68]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4607,7 +4846,7 @@ func (x *CertReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CertReply.ProtoReflect.Descriptor instead.
 func (*CertReply) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{68}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *CertReply) GetCert() []byte {
@@ -4635,7 +4874,7 @@ type JoinTokenRequest struct {
 
 func (x *JoinTokenRequest) Reset() {
 	*x = JoinTokenRequest{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[69]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4647,7 +4886,7 @@ func (x *JoinTokenRequest) String() string {
 func (*JoinTokenRequest) ProtoMessage() {}
 
 func (x *JoinTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[69]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4660,7 +4899,7 @@ func (x *JoinTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinTokenRequest.ProtoReflect.Descriptor instead.
 func (*JoinTokenRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{69}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *JoinTokenRequest) GetRole() string {
@@ -4695,7 +4934,7 @@ type JoinTokenReply struct {
 
 func (x *JoinTokenReply) Reset() {
 	*x = JoinTokenReply{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[70]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4707,7 +4946,7 @@ func (x *JoinTokenReply) String() string {
 func (*JoinTokenReply) ProtoMessage() {}
 
 func (x *JoinTokenReply) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[70]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4720,7 +4959,7 @@ func (x *JoinTokenReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinTokenReply.ProtoReflect.Descriptor instead.
 func (*JoinTokenReply) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{70}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *JoinTokenReply) GetToken() string {
@@ -4969,7 +5208,27 @@ const file_rpc_pb_cairn_proto_rawDesc = "" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x16\n" +
 	"\x06action\x18\x02 \x01(\rR\x06action\"9\n" +
 	"\vNodeReports\x12*\n" +
-	"\x05nodes\x18\x01 \x03(\v2\x14.cairn.v1.NodeReportR\x05nodes\"\xbd\x01\n" +
+	"\x05nodes\x18\x01 \x03(\v2\x14.cairn.v1.NodeReportR\x05nodes\"d\n" +
+	"\x0eBalanceRequest\x12\x1c\n" +
+	"\tthreshold\x18\x01 \x01(\x01R\tthreshold\x12\x1c\n" +
+	"\tbandwidth\x18\x02 \x01(\x03R\tbandwidth\x12\x16\n" +
+	"\x06action\x18\x03 \x01(\rR\x06action\"a\n" +
+	"\vBalanceNode\x12\"\n" +
+	"\x04node\x18\x01 \x01(\v2\x0e.cairn.v1.NodeR\x04node\x12\x1a\n" +
+	"\bcapacity\x18\x02 \x01(\x03R\bcapacity\x12\x12\n" +
+	"\x04used\x18\x03 \x01(\x03R\x04used\"\xdf\x02\n" +
+	"\fBalanceReply\x12+\n" +
+	"\x12bytes_left_to_move\x18\x01 \x01(\x03R\x0fbytesLeftToMove\x12*\n" +
+	"\x11bytes_being_moved\x18\x02 \x01(\x03R\x0fbytesBeingMoved\x12\x1f\n" +
+	"\vbytes_moved\x18\x03 \x01(\x03R\n" +
+	"bytesMoved\x12'\n" +
+	"\x0fmoves_scheduled\x18\x04 \x01(\x03R\x0emovesScheduled\x12#\n" +
+	"\rmoves_pending\x18\x05 \x01(\x03R\fmovesPending\x12\x1d\n" +
+	"\n" +
+	"moves_done\x18\x06 \x01(\x03R\tmovesDone\x12!\n" +
+	"\fmoves_failed\x18\a \x01(\x03R\vmovesFailed\x12\x18\n" +
+	"\aaverage\x18\b \x01(\x01R\aaverage\x12+\n" +
+	"\x05nodes\x18\t \x03(\v2\x15.cairn.v1.BalanceNodeR\x05nodes\"\xbd\x01\n" +
 	"\rSafeModeReply\x12\x0e\n" +
 	"\x02on\x18\x01 \x01(\bR\x02on\x12\x16\n" +
 	"\x06manual\x18\x02 \x01(\bR\x06manual\x12\x14\n" +
@@ -5010,7 +5269,7 @@ const file_rpc_pb_cairn_proto_rawDesc = "" +
 	"\x04used\x18\x03 \x01(\x03R\x04used\x12\x1c\n" +
 	"\tremaining\x18\x04 \x01(\x03R\tremaining\x12\x16\n" +
 	"\x06active\x18\x05 \x01(\x05R\x06active\x12%\n" +
-	"\x0efailed_volumes\x18\x06 \x03(\tR\rfailedVolumes\"\xd1\x01\n" +
+	"\x0efailed_volumes\x18\x06 \x03(\tR\rfailedVolumes\"\xef\x01\n" +
 	"\aCommand\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\x05R\x04kind\x12'\n" +
 	"\x06blocks\x18\x02 \x03(\v2\x0f.cairn.v1.BlockR\x06blocks\x12(\n" +
@@ -5018,7 +5277,8 @@ const file_rpc_pb_cairn_proto_rawDesc = "" +
 	"\vrecovery_id\x18\x04 \x01(\x04R\n" +
 	"recoveryId\x12\x16\n" +
 	"\x06tokens\x18\x05 \x03(\fR\x06tokens\x12&\n" +
-	"\x04keys\x18\x06 \x03(\v2\x12.cairn.v1.BlockKeyR\x04keys\"?\n" +
+	"\x04keys\x18\x06 \x03(\v2\x12.cairn.v1.BlockKeyR\x04keys\x12\x1c\n" +
+	"\tbandwidth\x18\a \x01(\x03R\tbandwidth\"?\n" +
 	"\x0eHeartbeatReply\x12-\n" +
 	"\bcommands\x18\x01 \x03(\v2\x11.cairn.v1.CommandR\bcommands\"S\n" +
 	"\tBlockList\x12\x1d\n" +
@@ -5111,7 +5371,7 @@ const file_rpc_pb_cairn_proto_rawDesc = "" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\x12\x1f\n" +
 	"\vexpiry_unix\x18\x03 \x01(\x03R\n" +
-	"expiryUnix2\xbf\x12\n" +
+	"expiryUnix2\xfc\x12\n" +
 	"\tNamespace\x121\n" +
 	"\x06Mkdirs\x12\x16.cairn.v1.MkdirRequest\x1a\x0f.cairn.v1.Empty\x120\n" +
 	"\x05Mkdir\x12\x16.cairn.v1.MkdirRequest\x1a\x0f.cairn.v1.Empty\x125\n" +
@@ -5155,7 +5415,8 @@ const file_rpc_pb_cairn_proto_rawDesc = "" +
 	"\x14RenewDelegationToken\x12\x1c.cairn.v1.DelegationTokenRef\x1a\x1e.cairn.v1.RenewDelegationReply\x12F\n" +
 	"\x15CancelDelegationToken\x12\x1c.cairn.v1.DelegationTokenRef\x1a\x0f.cairn.v1.Empty\x12@\n" +
 	"\fSetNodeAdmin\x12\x1a.cairn.v1.NodeAdminRequest\x1a\x14.cairn.v1.NodeReport\x126\n" +
-	"\fRefreshNodes\x12\x0f.cairn.v1.Empty\x1a\x15.cairn.v1.NodeReports2\xbb\x03\n" +
+	"\fRefreshNodes\x12\x0f.cairn.v1.Empty\x1a\x15.cairn.v1.NodeReports\x12;\n" +
+	"\aBalance\x12\x18.cairn.v1.BalanceRequest\x1a\x16.cairn.v1.BalanceReply2\xbb\x03\n" +
 	"\bRegistry\x12;\n" +
 	"\bRegister\x12\x16.cairn.v1.Registration\x1a\x17.cairn.v1.RegisterReply\x12A\n" +
 	"\tHeartbeat\x12\x1a.cairn.v1.HeartbeatRequest\x1a\x18.cairn.v1.HeartbeatReply\x125\n" +
@@ -5184,7 +5445,7 @@ func file_rpc_pb_cairn_proto_rawDescGZIP() []byte {
 }
 
 var file_rpc_pb_cairn_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_rpc_pb_cairn_proto_msgTypes = make([]protoimpl.MessageInfo, 71)
+var file_rpc_pb_cairn_proto_msgTypes = make([]protoimpl.MessageInfo, 74)
 var file_rpc_pb_cairn_proto_goTypes = []any{
 	(OpHeader_Op)(0),               // 0: cairn.v1.OpHeader.Op
 	(OpHeader_Stage)(0),            // 1: cairn.v1.OpHeader.Stage
@@ -5232,33 +5493,36 @@ var file_rpc_pb_cairn_proto_goTypes = []any{
 	(*SafeModeRequest)(nil),        // 43: cairn.v1.SafeModeRequest
 	(*NodeAdminRequest)(nil),       // 44: cairn.v1.NodeAdminRequest
 	(*NodeReports)(nil),            // 45: cairn.v1.NodeReports
-	(*SafeModeReply)(nil),          // 46: cairn.v1.SafeModeReply
-	(*AccessRequest)(nil),          // 47: cairn.v1.AccessRequest
-	(*DelegationTokenRequest)(nil), // 48: cairn.v1.DelegationTokenRequest
-	(*DelegationTokenReply)(nil),   // 49: cairn.v1.DelegationTokenReply
-	(*DelegationTokenRef)(nil),     // 50: cairn.v1.DelegationTokenRef
-	(*RenewDelegationReply)(nil),   // 51: cairn.v1.RenewDelegationReply
-	(*Registration)(nil),           // 52: cairn.v1.Registration
-	(*RegisterReply)(nil),          // 53: cairn.v1.RegisterReply
-	(*BlockKey)(nil),               // 54: cairn.v1.BlockKey
-	(*HeartbeatRequest)(nil),       // 55: cairn.v1.HeartbeatRequest
-	(*Command)(nil),                // 56: cairn.v1.Command
-	(*HeartbeatReply)(nil),         // 57: cairn.v1.HeartbeatReply
-	(*BlockList)(nil),              // 58: cairn.v1.BlockList
-	(*Replica)(nil),                // 59: cairn.v1.Replica
-	(*ReplicaList)(nil),            // 60: cairn.v1.ReplicaList
-	(*CommitSyncRequest)(nil),      // 61: cairn.v1.CommitSyncRequest
-	(*OpHeader)(nil),               // 62: cairn.v1.OpHeader
-	(*OpReply)(nil),                // 63: cairn.v1.OpReply
-	(*LinkRequest)(nil),            // 64: cairn.v1.LinkRequest
-	(*DataTransferReply)(nil),      // 65: cairn.v1.DataTransferReply
-	(*UILinkRequest)(nil),          // 66: cairn.v1.UILinkRequest
-	(*UILinkReply)(nil),            // 67: cairn.v1.UILinkReply
-	(*JoinRequest)(nil),            // 68: cairn.v1.JoinRequest
-	(*RenewCertRequest)(nil),       // 69: cairn.v1.RenewCertRequest
-	(*CertReply)(nil),              // 70: cairn.v1.CertReply
-	(*JoinTokenRequest)(nil),       // 71: cairn.v1.JoinTokenRequest
-	(*JoinTokenReply)(nil),         // 72: cairn.v1.JoinTokenReply
+	(*BalanceRequest)(nil),         // 46: cairn.v1.BalanceRequest
+	(*BalanceNode)(nil),            // 47: cairn.v1.BalanceNode
+	(*BalanceReply)(nil),           // 48: cairn.v1.BalanceReply
+	(*SafeModeReply)(nil),          // 49: cairn.v1.SafeModeReply
+	(*AccessRequest)(nil),          // 50: cairn.v1.AccessRequest
+	(*DelegationTokenRequest)(nil), // 51: cairn.v1.DelegationTokenRequest
+	(*DelegationTokenReply)(nil),   // 52: cairn.v1.DelegationTokenReply
+	(*DelegationTokenRef)(nil),     // 53: cairn.v1.DelegationTokenRef
+	(*RenewDelegationReply)(nil),   // 54: cairn.v1.RenewDelegationReply
+	(*Registration)(nil),           // 55: cairn.v1.Registration
+	(*RegisterReply)(nil),          // 56: cairn.v1.RegisterReply
+	(*BlockKey)(nil),               // 57: cairn.v1.BlockKey
+	(*HeartbeatRequest)(nil),       // 58: cairn.v1.HeartbeatRequest
+	(*Command)(nil),                // 59: cairn.v1.Command
+	(*HeartbeatReply)(nil),         // 60: cairn.v1.HeartbeatReply
+	(*BlockList)(nil),              // 61: cairn.v1.BlockList
+	(*Replica)(nil),                // 62: cairn.v1.Replica
+	(*ReplicaList)(nil),            // 63: cairn.v1.ReplicaList
+	(*CommitSyncRequest)(nil),      // 64: cairn.v1.CommitSyncRequest
+	(*OpHeader)(nil),               // 65: cairn.v1.OpHeader
+	(*OpReply)(nil),                // 66: cairn.v1.OpReply
+	(*LinkRequest)(nil),            // 67: cairn.v1.LinkRequest
+	(*DataTransferReply)(nil),      // 68: cairn.v1.DataTransferReply
+	(*UILinkRequest)(nil),          // 69: cairn.v1.UILinkRequest
+	(*UILinkReply)(nil),            // 70: cairn.v1.UILinkReply
+	(*JoinRequest)(nil),            // 71: cairn.v1.JoinRequest
+	(*RenewCertRequest)(nil),       // 72: cairn.v1.RenewCertRequest
+	(*CertReply)(nil),              // 73: cairn.v1.CertReply
+	(*JoinTokenRequest)(nil),       // 74: cairn.v1.JoinTokenRequest
+	(*JoinTokenReply)(nil),         // 75: cairn.v1.JoinTokenReply
 }
 var file_rpc_pb_cairn_proto_depIdxs = []int32{
 	3,  // 0: cairn.v1.LocatedBlock.block:type_name -> cairn.v1.Block
@@ -5283,134 +5547,138 @@ var file_rpc_pb_cairn_proto_depIdxs = []int32{
 	3,  // 19: cairn.v1.BadReplica.block:type_name -> cairn.v1.Block
 	37, // 20: cairn.v1.BadReplicas.replicas:type_name -> cairn.v1.BadReplica
 	4,  // 21: cairn.v1.ReplicaInfo.node:type_name -> cairn.v1.Node
-	59, // 22: cairn.v1.ReplicaInfo.replica:type_name -> cairn.v1.Replica
+	62, // 22: cairn.v1.ReplicaInfo.replica:type_name -> cairn.v1.Replica
 	3,  // 23: cairn.v1.BlockReplicas.block:type_name -> cairn.v1.Block
 	39, // 24: cairn.v1.BlockReplicas.replicas:type_name -> cairn.v1.ReplicaInfo
 	40, // 25: cairn.v1.FileReplicas.blocks:type_name -> cairn.v1.BlockReplicas
 	21, // 26: cairn.v1.NodeReports.nodes:type_name -> cairn.v1.NodeReport
-	4,  // 27: cairn.v1.Registration.node:type_name -> cairn.v1.Node
-	54, // 28: cairn.v1.RegisterReply.keys:type_name -> cairn.v1.BlockKey
-	3,  // 29: cairn.v1.Command.blocks:type_name -> cairn.v1.Block
-	4,  // 30: cairn.v1.Command.targets:type_name -> cairn.v1.Node
-	54, // 31: cairn.v1.Command.keys:type_name -> cairn.v1.BlockKey
-	56, // 32: cairn.v1.HeartbeatReply.commands:type_name -> cairn.v1.Command
-	3,  // 33: cairn.v1.BlockList.blocks:type_name -> cairn.v1.Block
-	3,  // 34: cairn.v1.Replica.block:type_name -> cairn.v1.Block
-	59, // 35: cairn.v1.ReplicaList.replicas:type_name -> cairn.v1.Replica
-	3,  // 36: cairn.v1.CommitSyncRequest.block:type_name -> cairn.v1.Block
-	0,  // 37: cairn.v1.OpHeader.op:type_name -> cairn.v1.OpHeader.Op
-	3,  // 38: cairn.v1.OpHeader.block:type_name -> cairn.v1.Block
-	4,  // 39: cairn.v1.OpHeader.targets:type_name -> cairn.v1.Node
-	1,  // 40: cairn.v1.OpHeader.stage:type_name -> cairn.v1.OpHeader.Stage
-	11, // 41: cairn.v1.Namespace.Mkdirs:input_type -> cairn.v1.MkdirRequest
-	11, // 42: cairn.v1.Namespace.Mkdir:input_type -> cairn.v1.MkdirRequest
-	12, // 43: cairn.v1.Namespace.Create:input_type -> cairn.v1.CreateRequest
-	13, // 44: cairn.v1.Namespace.AddBlock:input_type -> cairn.v1.AddBlockRequest
-	14, // 45: cairn.v1.Namespace.Complete:input_type -> cairn.v1.CompleteRequest
-	8,  // 46: cairn.v1.Namespace.Stat:input_type -> cairn.v1.PathRequest
-	15, // 47: cairn.v1.Namespace.List:input_type -> cairn.v1.ListRequest
-	17, // 48: cairn.v1.Namespace.Rename:input_type -> cairn.v1.RenameRequest
-	18, // 49: cairn.v1.Namespace.Delete:input_type -> cairn.v1.DeleteRequest
-	8,  // 50: cairn.v1.Namespace.BlockLocations:input_type -> cairn.v1.PathRequest
-	2,  // 51: cairn.v1.Namespace.Statfs:input_type -> cairn.v1.Empty
-	2,  // 52: cairn.v1.Namespace.Report:input_type -> cairn.v1.Empty
-	23, // 53: cairn.v1.Namespace.SetAttr:input_type -> cairn.v1.SetAttrRequest
-	24, // 54: cairn.v1.Namespace.Symlink:input_type -> cairn.v1.SymlinkRequest
-	25, // 55: cairn.v1.Namespace.Mknod:input_type -> cairn.v1.MknodRequest
-	26, // 56: cairn.v1.Namespace.SetXattr:input_type -> cairn.v1.XattrRequest
-	26, // 57: cairn.v1.Namespace.GetXattr:input_type -> cairn.v1.XattrRequest
-	8,  // 58: cairn.v1.Namespace.ListXattrs:input_type -> cairn.v1.PathRequest
-	26, // 59: cairn.v1.Namespace.RemoveXattr:input_type -> cairn.v1.XattrRequest
-	8,  // 60: cairn.v1.Namespace.GetContentSummary:input_type -> cairn.v1.PathRequest
-	30, // 61: cairn.v1.Namespace.Append:input_type -> cairn.v1.AppendRequest
-	32, // 62: cairn.v1.Namespace.RenewLease:input_type -> cairn.v1.LeaseRequest
-	33, // 63: cairn.v1.Namespace.AbandonBlock:input_type -> cairn.v1.BlockRequest
-	33, // 64: cairn.v1.Namespace.Fsync:input_type -> cairn.v1.BlockRequest
-	33, // 65: cairn.v1.Namespace.UpdateBlockForPipeline:input_type -> cairn.v1.BlockRequest
-	35, // 66: cairn.v1.Namespace.UpdatePipeline:input_type -> cairn.v1.UpdatePipelineRequest
-	36, // 67: cairn.v1.Namespace.AdditionalNode:input_type -> cairn.v1.AdditionalNodeRequest
-	38, // 68: cairn.v1.Namespace.ReportBadReplicas:input_type -> cairn.v1.BadReplicas
-	42, // 69: cairn.v1.Namespace.Checkpoint:input_type -> cairn.v1.CheckpointRequest
-	9,  // 70: cairn.v1.Namespace.Unlink:input_type -> cairn.v1.UnlinkRequest
-	10, // 71: cairn.v1.Namespace.Release:input_type -> cairn.v1.ReleaseRequest
-	8,  // 72: cairn.v1.Namespace.ReplicaReport:input_type -> cairn.v1.PathRequest
-	64, // 73: cairn.v1.Namespace.Link:input_type -> cairn.v1.LinkRequest
-	47, // 74: cairn.v1.Namespace.Access:input_type -> cairn.v1.AccessRequest
-	43, // 75: cairn.v1.Namespace.SafeMode:input_type -> cairn.v1.SafeModeRequest
-	48, // 76: cairn.v1.Namespace.GetDelegationToken:input_type -> cairn.v1.DelegationTokenRequest
-	50, // 77: cairn.v1.Namespace.RenewDelegationToken:input_type -> cairn.v1.DelegationTokenRef
-	50, // 78: cairn.v1.Namespace.CancelDelegationToken:input_type -> cairn.v1.DelegationTokenRef
-	44, // 79: cairn.v1.Namespace.SetNodeAdmin:input_type -> cairn.v1.NodeAdminRequest
-	2,  // 80: cairn.v1.Namespace.RefreshNodes:input_type -> cairn.v1.Empty
-	52, // 81: cairn.v1.Registry.Register:input_type -> cairn.v1.Registration
-	55, // 82: cairn.v1.Registry.Heartbeat:input_type -> cairn.v1.HeartbeatRequest
-	60, // 83: cairn.v1.Registry.BlockReport:input_type -> cairn.v1.ReplicaList
-	60, // 84: cairn.v1.Registry.BlocksReceived:input_type -> cairn.v1.ReplicaList
-	58, // 85: cairn.v1.Registry.BlocksDeleted:input_type -> cairn.v1.BlockList
-	61, // 86: cairn.v1.Registry.CommitBlockSynchronization:input_type -> cairn.v1.CommitSyncRequest
-	38, // 87: cairn.v1.Registry.ReportBadReplicas:input_type -> cairn.v1.BadReplicas
-	68, // 88: cairn.v1.Trust.Join:input_type -> cairn.v1.JoinRequest
-	69, // 89: cairn.v1.Trust.RenewCert:input_type -> cairn.v1.RenewCertRequest
-	71, // 90: cairn.v1.Trust.IssueJoinToken:input_type -> cairn.v1.JoinTokenRequest
-	2,  // 91: cairn.v1.Trust.DataTransfer:input_type -> cairn.v1.Empty
-	66, // 92: cairn.v1.Trust.IssueUILink:input_type -> cairn.v1.UILinkRequest
-	2,  // 93: cairn.v1.Namespace.Mkdirs:output_type -> cairn.v1.Empty
-	2,  // 94: cairn.v1.Namespace.Mkdir:output_type -> cairn.v1.Empty
-	6,  // 95: cairn.v1.Namespace.Create:output_type -> cairn.v1.FileInfo
-	5,  // 96: cairn.v1.Namespace.AddBlock:output_type -> cairn.v1.LocatedBlock
-	2,  // 97: cairn.v1.Namespace.Complete:output_type -> cairn.v1.Empty
-	6,  // 98: cairn.v1.Namespace.Stat:output_type -> cairn.v1.FileInfo
-	16, // 99: cairn.v1.Namespace.List:output_type -> cairn.v1.ListReply
-	2,  // 100: cairn.v1.Namespace.Rename:output_type -> cairn.v1.Empty
-	2,  // 101: cairn.v1.Namespace.Delete:output_type -> cairn.v1.Empty
-	19, // 102: cairn.v1.Namespace.BlockLocations:output_type -> cairn.v1.FileBlocks
-	20, // 103: cairn.v1.Namespace.Statfs:output_type -> cairn.v1.FsStats
-	22, // 104: cairn.v1.Namespace.Report:output_type -> cairn.v1.ClusterReport
-	6,  // 105: cairn.v1.Namespace.SetAttr:output_type -> cairn.v1.FileInfo
-	2,  // 106: cairn.v1.Namespace.Symlink:output_type -> cairn.v1.Empty
-	2,  // 107: cairn.v1.Namespace.Mknod:output_type -> cairn.v1.Empty
-	2,  // 108: cairn.v1.Namespace.SetXattr:output_type -> cairn.v1.Empty
-	27, // 109: cairn.v1.Namespace.GetXattr:output_type -> cairn.v1.XattrValue
-	28, // 110: cairn.v1.Namespace.ListXattrs:output_type -> cairn.v1.XattrNames
-	2,  // 111: cairn.v1.Namespace.RemoveXattr:output_type -> cairn.v1.Empty
-	29, // 112: cairn.v1.Namespace.GetContentSummary:output_type -> cairn.v1.ContentSummary
-	31, // 113: cairn.v1.Namespace.Append:output_type -> cairn.v1.AppendReply
-	2,  // 114: cairn.v1.Namespace.RenewLease:output_type -> cairn.v1.Empty
-	2,  // 115: cairn.v1.Namespace.AbandonBlock:output_type -> cairn.v1.Empty
-	2,  // 116: cairn.v1.Namespace.Fsync:output_type -> cairn.v1.Empty
-	34, // 117: cairn.v1.Namespace.UpdateBlockForPipeline:output_type -> cairn.v1.GenStampReply
-	2,  // 118: cairn.v1.Namespace.UpdatePipeline:output_type -> cairn.v1.Empty
-	4,  // 119: cairn.v1.Namespace.AdditionalNode:output_type -> cairn.v1.Node
-	2,  // 120: cairn.v1.Namespace.ReportBadReplicas:output_type -> cairn.v1.Empty
-	2,  // 121: cairn.v1.Namespace.Checkpoint:output_type -> cairn.v1.Empty
-	2,  // 122: cairn.v1.Namespace.Unlink:output_type -> cairn.v1.Empty
-	2,  // 123: cairn.v1.Namespace.Release:output_type -> cairn.v1.Empty
-	41, // 124: cairn.v1.Namespace.ReplicaReport:output_type -> cairn.v1.FileReplicas
-	2,  // 125: cairn.v1.Namespace.Link:output_type -> cairn.v1.Empty
-	6,  // 126: cairn.v1.Namespace.Access:output_type -> cairn.v1.FileInfo
-	46, // 127: cairn.v1.Namespace.SafeMode:output_type -> cairn.v1.SafeModeReply
-	49, // 128: cairn.v1.Namespace.GetDelegationToken:output_type -> cairn.v1.DelegationTokenReply
-	51, // 129: cairn.v1.Namespace.RenewDelegationToken:output_type -> cairn.v1.RenewDelegationReply
-	2,  // 130: cairn.v1.Namespace.CancelDelegationToken:output_type -> cairn.v1.Empty
-	21, // 131: cairn.v1.Namespace.SetNodeAdmin:output_type -> cairn.v1.NodeReport
-	45, // 132: cairn.v1.Namespace.RefreshNodes:output_type -> cairn.v1.NodeReports
-	53, // 133: cairn.v1.Registry.Register:output_type -> cairn.v1.RegisterReply
-	57, // 134: cairn.v1.Registry.Heartbeat:output_type -> cairn.v1.HeartbeatReply
-	2,  // 135: cairn.v1.Registry.BlockReport:output_type -> cairn.v1.Empty
-	2,  // 136: cairn.v1.Registry.BlocksReceived:output_type -> cairn.v1.Empty
-	2,  // 137: cairn.v1.Registry.BlocksDeleted:output_type -> cairn.v1.Empty
-	2,  // 138: cairn.v1.Registry.CommitBlockSynchronization:output_type -> cairn.v1.Empty
-	2,  // 139: cairn.v1.Registry.ReportBadReplicas:output_type -> cairn.v1.Empty
-	70, // 140: cairn.v1.Trust.Join:output_type -> cairn.v1.CertReply
-	70, // 141: cairn.v1.Trust.RenewCert:output_type -> cairn.v1.CertReply
-	72, // 142: cairn.v1.Trust.IssueJoinToken:output_type -> cairn.v1.JoinTokenReply
-	65, // 143: cairn.v1.Trust.DataTransfer:output_type -> cairn.v1.DataTransferReply
-	67, // 144: cairn.v1.Trust.IssueUILink:output_type -> cairn.v1.UILinkReply
-	93, // [93:145] is the sub-list for method output_type
-	41, // [41:93] is the sub-list for method input_type
-	41, // [41:41] is the sub-list for extension type_name
-	41, // [41:41] is the sub-list for extension extendee
-	0,  // [0:41] is the sub-list for field type_name
+	4,  // 27: cairn.v1.BalanceNode.node:type_name -> cairn.v1.Node
+	47, // 28: cairn.v1.BalanceReply.nodes:type_name -> cairn.v1.BalanceNode
+	4,  // 29: cairn.v1.Registration.node:type_name -> cairn.v1.Node
+	57, // 30: cairn.v1.RegisterReply.keys:type_name -> cairn.v1.BlockKey
+	3,  // 31: cairn.v1.Command.blocks:type_name -> cairn.v1.Block
+	4,  // 32: cairn.v1.Command.targets:type_name -> cairn.v1.Node
+	57, // 33: cairn.v1.Command.keys:type_name -> cairn.v1.BlockKey
+	59, // 34: cairn.v1.HeartbeatReply.commands:type_name -> cairn.v1.Command
+	3,  // 35: cairn.v1.BlockList.blocks:type_name -> cairn.v1.Block
+	3,  // 36: cairn.v1.Replica.block:type_name -> cairn.v1.Block
+	62, // 37: cairn.v1.ReplicaList.replicas:type_name -> cairn.v1.Replica
+	3,  // 38: cairn.v1.CommitSyncRequest.block:type_name -> cairn.v1.Block
+	0,  // 39: cairn.v1.OpHeader.op:type_name -> cairn.v1.OpHeader.Op
+	3,  // 40: cairn.v1.OpHeader.block:type_name -> cairn.v1.Block
+	4,  // 41: cairn.v1.OpHeader.targets:type_name -> cairn.v1.Node
+	1,  // 42: cairn.v1.OpHeader.stage:type_name -> cairn.v1.OpHeader.Stage
+	11, // 43: cairn.v1.Namespace.Mkdirs:input_type -> cairn.v1.MkdirRequest
+	11, // 44: cairn.v1.Namespace.Mkdir:input_type -> cairn.v1.MkdirRequest
+	12, // 45: cairn.v1.Namespace.Create:input_type -> cairn.v1.CreateRequest
+	13, // 46: cairn.v1.Namespace.AddBlock:input_type -> cairn.v1.AddBlockRequest
+	14, // 47: cairn.v1.Namespace.Complete:input_type -> cairn.v1.CompleteRequest
+	8,  // 48: cairn.v1.Namespace.Stat:input_type -> cairn.v1.PathRequest
+	15, // 49: cairn.v1.Namespace.List:input_type -> cairn.v1.ListRequest
+	17, // 50: cairn.v1.Namespace.Rename:input_type -> cairn.v1.RenameRequest
+	18, // 51: cairn.v1.Namespace.Delete:input_type -> cairn.v1.DeleteRequest
+	8,  // 52: cairn.v1.Namespace.BlockLocations:input_type -> cairn.v1.PathRequest
+	2,  // 53: cairn.v1.Namespace.Statfs:input_type -> cairn.v1.Empty
+	2,  // 54: cairn.v1.Namespace.Report:input_type -> cairn.v1.Empty
+	23, // 55: cairn.v1.Namespace.SetAttr:input_type -> cairn.v1.SetAttrRequest
+	24, // 56: cairn.v1.Namespace.Symlink:input_type -> cairn.v1.SymlinkRequest
+	25, // 57: cairn.v1.Namespace.Mknod:input_type -> cairn.v1.MknodRequest
+	26, // 58: cairn.v1.Namespace.SetXattr:input_type -> cairn.v1.XattrRequest
+	26, // 59: cairn.v1.Namespace.GetXattr:input_type -> cairn.v1.XattrRequest
+	8,  // 60: cairn.v1.Namespace.ListXattrs:input_type -> cairn.v1.PathRequest
+	26, // 61: cairn.v1.Namespace.RemoveXattr:input_type -> cairn.v1.XattrRequest
+	8,  // 62: cairn.v1.Namespace.GetContentSummary:input_type -> cairn.v1.PathRequest
+	30, // 63: cairn.v1.Namespace.Append:input_type -> cairn.v1.AppendRequest
+	32, // 64: cairn.v1.Namespace.RenewLease:input_type -> cairn.v1.LeaseRequest
+	33, // 65: cairn.v1.Namespace.AbandonBlock:input_type -> cairn.v1.BlockRequest
+	33, // 66: cairn.v1.Namespace.Fsync:input_type -> cairn.v1.BlockRequest
+	33, // 67: cairn.v1.Namespace.UpdateBlockForPipeline:input_type -> cairn.v1.BlockRequest
+	35, // 68: cairn.v1.Namespace.UpdatePipeline:input_type -> cairn.v1.UpdatePipelineRequest
+	36, // 69: cairn.v1.Namespace.AdditionalNode:input_type -> cairn.v1.AdditionalNodeRequest
+	38, // 70: cairn.v1.Namespace.ReportBadReplicas:input_type -> cairn.v1.BadReplicas
+	42, // 71: cairn.v1.Namespace.Checkpoint:input_type -> cairn.v1.CheckpointRequest
+	9,  // 72: cairn.v1.Namespace.Unlink:input_type -> cairn.v1.UnlinkRequest
+	10, // 73: cairn.v1.Namespace.Release:input_type -> cairn.v1.ReleaseRequest
+	8,  // 74: cairn.v1.Namespace.ReplicaReport:input_type -> cairn.v1.PathRequest
+	67, // 75: cairn.v1.Namespace.Link:input_type -> cairn.v1.LinkRequest
+	50, // 76: cairn.v1.Namespace.Access:input_type -> cairn.v1.AccessRequest
+	43, // 77: cairn.v1.Namespace.SafeMode:input_type -> cairn.v1.SafeModeRequest
+	51, // 78: cairn.v1.Namespace.GetDelegationToken:input_type -> cairn.v1.DelegationTokenRequest
+	53, // 79: cairn.v1.Namespace.RenewDelegationToken:input_type -> cairn.v1.DelegationTokenRef
+	53, // 80: cairn.v1.Namespace.CancelDelegationToken:input_type -> cairn.v1.DelegationTokenRef
+	44, // 81: cairn.v1.Namespace.SetNodeAdmin:input_type -> cairn.v1.NodeAdminRequest
+	2,  // 82: cairn.v1.Namespace.RefreshNodes:input_type -> cairn.v1.Empty
+	46, // 83: cairn.v1.Namespace.Balance:input_type -> cairn.v1.BalanceRequest
+	55, // 84: cairn.v1.Registry.Register:input_type -> cairn.v1.Registration
+	58, // 85: cairn.v1.Registry.Heartbeat:input_type -> cairn.v1.HeartbeatRequest
+	63, // 86: cairn.v1.Registry.BlockReport:input_type -> cairn.v1.ReplicaList
+	63, // 87: cairn.v1.Registry.BlocksReceived:input_type -> cairn.v1.ReplicaList
+	61, // 88: cairn.v1.Registry.BlocksDeleted:input_type -> cairn.v1.BlockList
+	64, // 89: cairn.v1.Registry.CommitBlockSynchronization:input_type -> cairn.v1.CommitSyncRequest
+	38, // 90: cairn.v1.Registry.ReportBadReplicas:input_type -> cairn.v1.BadReplicas
+	71, // 91: cairn.v1.Trust.Join:input_type -> cairn.v1.JoinRequest
+	72, // 92: cairn.v1.Trust.RenewCert:input_type -> cairn.v1.RenewCertRequest
+	74, // 93: cairn.v1.Trust.IssueJoinToken:input_type -> cairn.v1.JoinTokenRequest
+	2,  // 94: cairn.v1.Trust.DataTransfer:input_type -> cairn.v1.Empty
+	69, // 95: cairn.v1.Trust.IssueUILink:input_type -> cairn.v1.UILinkRequest
+	2,  // 96: cairn.v1.Namespace.Mkdirs:output_type -> cairn.v1.Empty
+	2,  // 97: cairn.v1.Namespace.Mkdir:output_type -> cairn.v1.Empty
+	6,  // 98: cairn.v1.Namespace.Create:output_type -> cairn.v1.FileInfo
+	5,  // 99: cairn.v1.Namespace.AddBlock:output_type -> cairn.v1.LocatedBlock
+	2,  // 100: cairn.v1.Namespace.Complete:output_type -> cairn.v1.Empty
+	6,  // 101: cairn.v1.Namespace.Stat:output_type -> cairn.v1.FileInfo
+	16, // 102: cairn.v1.Namespace.List:output_type -> cairn.v1.ListReply
+	2,  // 103: cairn.v1.Namespace.Rename:output_type -> cairn.v1.Empty
+	2,  // 104: cairn.v1.Namespace.Delete:output_type -> cairn.v1.Empty
+	19, // 105: cairn.v1.Namespace.BlockLocations:output_type -> cairn.v1.FileBlocks
+	20, // 106: cairn.v1.Namespace.Statfs:output_type -> cairn.v1.FsStats
+	22, // 107: cairn.v1.Namespace.Report:output_type -> cairn.v1.ClusterReport
+	6,  // 108: cairn.v1.Namespace.SetAttr:output_type -> cairn.v1.FileInfo
+	2,  // 109: cairn.v1.Namespace.Symlink:output_type -> cairn.v1.Empty
+	2,  // 110: cairn.v1.Namespace.Mknod:output_type -> cairn.v1.Empty
+	2,  // 111: cairn.v1.Namespace.SetXattr:output_type -> cairn.v1.Empty
+	27, // 112: cairn.v1.Namespace.GetXattr:output_type -> cairn.v1.XattrValue
+	28, // 113: cairn.v1.Namespace.ListXattrs:output_type -> cairn.v1.XattrNames
+	2,  // 114: cairn.v1.Namespace.RemoveXattr:output_type -> cairn.v1.Empty
+	29, // 115: cairn.v1.Namespace.GetContentSummary:output_type -> cairn.v1.ContentSummary
+	31, // 116: cairn.v1.Namespace.Append:output_type -> cairn.v1.AppendReply
+	2,  // 117: cairn.v1.Namespace.RenewLease:output_type -> cairn.v1.Empty
+	2,  // 118: cairn.v1.Namespace.AbandonBlock:output_type -> cairn.v1.Empty
+	2,  // 119: cairn.v1.Namespace.Fsync:output_type -> cairn.v1.Empty
+	34, // 120: cairn.v1.Namespace.UpdateBlockForPipeline:output_type -> cairn.v1.GenStampReply
+	2,  // 121: cairn.v1.Namespace.UpdatePipeline:output_type -> cairn.v1.Empty
+	4,  // 122: cairn.v1.Namespace.AdditionalNode:output_type -> cairn.v1.Node
+	2,  // 123: cairn.v1.Namespace.ReportBadReplicas:output_type -> cairn.v1.Empty
+	2,  // 124: cairn.v1.Namespace.Checkpoint:output_type -> cairn.v1.Empty
+	2,  // 125: cairn.v1.Namespace.Unlink:output_type -> cairn.v1.Empty
+	2,  // 126: cairn.v1.Namespace.Release:output_type -> cairn.v1.Empty
+	41, // 127: cairn.v1.Namespace.ReplicaReport:output_type -> cairn.v1.FileReplicas
+	2,  // 128: cairn.v1.Namespace.Link:output_type -> cairn.v1.Empty
+	6,  // 129: cairn.v1.Namespace.Access:output_type -> cairn.v1.FileInfo
+	49, // 130: cairn.v1.Namespace.SafeMode:output_type -> cairn.v1.SafeModeReply
+	52, // 131: cairn.v1.Namespace.GetDelegationToken:output_type -> cairn.v1.DelegationTokenReply
+	54, // 132: cairn.v1.Namespace.RenewDelegationToken:output_type -> cairn.v1.RenewDelegationReply
+	2,  // 133: cairn.v1.Namespace.CancelDelegationToken:output_type -> cairn.v1.Empty
+	21, // 134: cairn.v1.Namespace.SetNodeAdmin:output_type -> cairn.v1.NodeReport
+	45, // 135: cairn.v1.Namespace.RefreshNodes:output_type -> cairn.v1.NodeReports
+	48, // 136: cairn.v1.Namespace.Balance:output_type -> cairn.v1.BalanceReply
+	56, // 137: cairn.v1.Registry.Register:output_type -> cairn.v1.RegisterReply
+	60, // 138: cairn.v1.Registry.Heartbeat:output_type -> cairn.v1.HeartbeatReply
+	2,  // 139: cairn.v1.Registry.BlockReport:output_type -> cairn.v1.Empty
+	2,  // 140: cairn.v1.Registry.BlocksReceived:output_type -> cairn.v1.Empty
+	2,  // 141: cairn.v1.Registry.BlocksDeleted:output_type -> cairn.v1.Empty
+	2,  // 142: cairn.v1.Registry.CommitBlockSynchronization:output_type -> cairn.v1.Empty
+	2,  // 143: cairn.v1.Registry.ReportBadReplicas:output_type -> cairn.v1.Empty
+	73, // 144: cairn.v1.Trust.Join:output_type -> cairn.v1.CertReply
+	73, // 145: cairn.v1.Trust.RenewCert:output_type -> cairn.v1.CertReply
+	75, // 146: cairn.v1.Trust.IssueJoinToken:output_type -> cairn.v1.JoinTokenReply
+	68, // 147: cairn.v1.Trust.DataTransfer:output_type -> cairn.v1.DataTransferReply
+	70, // 148: cairn.v1.Trust.IssueUILink:output_type -> cairn.v1.UILinkReply
+	96, // [96:149] is the sub-list for method output_type
+	43, // [43:96] is the sub-list for method input_type
+	43, // [43:43] is the sub-list for extension type_name
+	43, // [43:43] is the sub-list for extension extendee
+	0,  // [0:43] is the sub-list for field type_name
 }
 
 func init() { file_rpc_pb_cairn_proto_init() }
@@ -5425,7 +5693,7 @@ func file_rpc_pb_cairn_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rpc_pb_cairn_proto_rawDesc), len(file_rpc_pb_cairn_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   71,
+			NumMessages:   74,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

@@ -62,6 +62,7 @@ const (
 	Namespace_CancelDelegationToken_FullMethodName  = "/cairn.v1.Namespace/CancelDelegationToken"
 	Namespace_SetNodeAdmin_FullMethodName           = "/cairn.v1.Namespace/SetNodeAdmin"
 	Namespace_RefreshNodes_FullMethodName           = "/cairn.v1.Namespace/RefreshNodes"
+	Namespace_Balance_FullMethodName                = "/cairn.v1.Namespace/Balance"
 )
 
 // NamespaceClient is the client API for Namespace service.
@@ -108,6 +109,7 @@ type NamespaceClient interface {
 	CancelDelegationToken(ctx context.Context, in *DelegationTokenRef, opts ...grpc.CallOption) (*Empty, error)
 	SetNodeAdmin(ctx context.Context, in *NodeAdminRequest, opts ...grpc.CallOption) (*NodeReport, error)
 	RefreshNodes(ctx context.Context, in *Empty, opts ...grpc.CallOption) (*NodeReports, error)
+	Balance(ctx context.Context, in *BalanceRequest, opts ...grpc.CallOption) (*BalanceReply, error)
 }
 
 type namespaceClient struct {
@@ -518,6 +520,16 @@ func (c *namespaceClient) RefreshNodes(ctx context.Context, in *Empty, opts ...g
 	return out, nil
 }
 
+func (c *namespaceClient) Balance(ctx context.Context, in *BalanceRequest, opts ...grpc.CallOption) (*BalanceReply, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(BalanceReply)
+	err := c.cc.Invoke(ctx, Namespace_Balance_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // NamespaceServer is the server API for Namespace service.
 // All implementations must embed UnimplementedNamespaceServer
 // for forward compatibility.
@@ -562,6 +574,7 @@ type NamespaceServer interface {
 	CancelDelegationToken(context.Context, *DelegationTokenRef) (*Empty, error)
 	SetNodeAdmin(context.Context, *NodeAdminRequest) (*NodeReport, error)
 	RefreshNodes(context.Context, *Empty) (*NodeReports, error)
+	Balance(context.Context, *BalanceRequest) (*BalanceReply, error)
 	mustEmbedUnimplementedNamespaceServer()
 }
 
@@ -691,6 +704,9 @@ func (UnimplementedNamespaceServer) SetNodeAdmin(context.Context, *NodeAdminRequ
 }
 func (UnimplementedNamespaceServer) RefreshNodes(context.Context, *Empty) (*NodeReports, error) {
 	return nil, status.Error(codes.Unimplemented, "method RefreshNodes not implemented")
+}
+func (UnimplementedNamespaceServer) Balance(context.Context, *BalanceRequest) (*BalanceReply, error) {
+	return nil, status.Error(codes.Unimplemented, "method Balance not implemented")
 }
 func (UnimplementedNamespaceServer) mustEmbedUnimplementedNamespaceServer() {}
 func (UnimplementedNamespaceServer) testEmbeddedByValue()                   {}
@@ -1433,6 +1449,24 @@ func _Namespace_RefreshNodes_Handler(srv interface{}, ctx context.Context, dec f
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Namespace_Balance_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(BalanceRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(NamespaceServer).Balance(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Namespace_Balance_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(NamespaceServer).Balance(ctx, req.(*BalanceRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Namespace_ServiceDesc is the grpc.ServiceDesc for Namespace service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1599,6 +1633,10 @@ var Namespace_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RefreshNodes",
 			Handler:    _Namespace_RefreshNodes_Handler,
+		},
+		{
+			MethodName: "Balance",
+			Handler:    _Namespace_Balance_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -1,7 +1,9 @@
 package cluster
 
 import (
+	"fmt"
 	"os"
+	"path/filepath"
 	"testing"
 )
 
@@ -40,4 +42,37 @@ func (c *Cluster) RunOn(t testing.TB, h Host, args ...string) (stdout string, co
 		t.Logf("cairn %v on %s: exit %d; stderr:\n%s", args, h.Address(), out.Code, out.Stderr)
 	}
 	return out.Stdout, out.Code
+}
+
+// AddBlockd starts one more blockd, empty, on host h (nil: here, on
+// 127.0.0.1) with --rack rack ("" leaves the default), waits until it has
+// registered, and returns its index.
+func (c *Cluster) AddBlockd(t testing.TB, h Host, rack string) int {
+	t.Helper()
+	i := len(c.blockds)
+	b := &blockd{
+		dir:      filepath.Join(filepath.Dir(c.logDir), fmt.Sprintf("blockd%d", i)),
+		addrFile: filepath.Join(filepath.Dir(c.logDir), fmt.Sprintf("blockd%d.addr", i)),
+	}
+	b.dirs = []string{b.dir}
+	mkdirs(t, b.dir)
+	for len(c.cfg.BlockdHosts) < i {
+		c.cfg.BlockdHosts = append(c.cfg.BlockdHosts, nil)
+	}
+	c.cfg.BlockdHosts = append(c.cfg.BlockdHosts[:i], h)
+	for len(c.cfg.Racks) < i {
+		c.cfg.Racks = append(c.cfg.Racks, "/default-rack")
+	}
+	c.cfg.Racks = append(c.cfg.Racks[:i], rack)
+	if rack == "" {
+		c.cfg.Racks[i] = "/default-rack"
+	}
+	c.blockds = append(c.blockds, b)
+	if h != nil {
+		c.launchBlockd(t, i, ":0", ":0")
+	} else {
+		c.launchBlockd(t, i, "127.0.0.1:0", "127.0.0.1:0")
+	}
+	c.waitBlockd(t, i)
+	return i
 }

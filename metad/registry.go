@@ -301,7 +301,8 @@ type reportTally struct {
 }
 
 // acceptSlice judges reps (outside the block map's lock: the judging reads
-// the store) and records them under one hold of it.
+// the store, through one iterator for the slice, blockLookup) and records
+// them under one hold of it.
 func (m *Metad) acceptSlice(node string, reps []cairn.Replica, t *reportTally) error {
 	type verdict struct {
 		r   cairn.Replica
@@ -310,12 +311,17 @@ func (m *Metad) acceptSlice(node string, reps []cairn.Replica, t *reportTally) e
 	}
 	vs := make([]verdict, 0, len(reps))
 	var live []cairn.BlockID
+	look, err := m.newBlockLookup()
+	if err != nil {
+		return err
+	}
 	for _, r := range reps {
-		stored, writing, known, err := m.storedBlock(r.ID)
+		stored, f, known, err := look.find(r.ID)
 		if err != nil {
+			look.close()
 			return err
 		}
-		j, why := judge(r, stored, known, writing)
+		j, why := judge(r, stored, known, f.writing)
 		vs = append(vs, verdict{r, j, why})
 		// Safe mode counts a block once a replica of it is reported
 		// that is not corrupt: a good one, or one of a file being written
@@ -331,6 +337,7 @@ func (m *Metad) acceptSlice(node string, reps []cairn.Replica, t *reportTally) e
 			}
 		}
 	}
+	look.close()
 	bm := m.blocks
 	bm.mu.Lock()
 	for _, v := range vs {

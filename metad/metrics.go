@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"path"
+	"runtime/metrics"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -64,6 +65,16 @@ func (s *stats) write(w io.Writer) {
 	fmt.Fprintf(w, "# TYPE cairn_metad_rpcs_total counter\n")
 	for i, m := range methods {
 		fmt.Fprintf(w, "cairn_metad_rpcs_total{method=%q} %d\n", m, counts[i])
+	}
+	// Go's heap (the block map lives there; Pebble's cache and memtables
+	// do not): live as of the last collection, and in use now, garbage
+	// included.
+	ms := []metrics.Sample{{Name: "/gc/heap/live:bytes"}, {Name: "/memory/classes/heap/objects:bytes"}}
+	metrics.Read(ms)
+	for i, name := range []string{"cairn_metad_go_heap_live_bytes", "cairn_metad_go_heap_objects_bytes"} {
+		if ms[i].Value.Kind() == metrics.KindUint64 {
+			fmt.Fprintf(w, "# TYPE %s gauge\n%s %d\n", name, name, ms[i].Value.Uint64())
+		}
 	}
 }
 

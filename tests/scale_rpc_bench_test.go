@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"slices"
 	"strconv"
@@ -178,18 +179,25 @@ func BenchmarkScaleRPC(b *testing.B) {
 			}
 		}
 	}
-	sim.expect(want)
+	sim.expect(maps.Clone(want))
+	before := sim.transfers.Load()
 	died := time.Now()
 	for n := range 100 {
 		sim.dead[n].Store(true)
 	}
-	left := sim.waitCopied(b, 30*time.Minute)
-	all2 := time.Since(died)
-	if left > 0 {
-		b.Fatalf("%d of %d blocks had no copy sent within %v of 100 blockds dying", left, len(want), all2)
+	// metad counts them dead after deadAfter; its rounds then hand out
+	// copies until none is left to hand out: the last transfer command
+	// came when no other followed for 10 s (10 heartbeats and rounds).
+	last := sim.waitLastTransfer(before, 10*time.Second, 30*time.Minute)
+	if last.IsZero() {
+		b.Fatalf("no copy was sent within 30 min of 100 blockds dying")
 	}
-	b.Logf("100 of %d blockds died: %d blocks lost a replica; every one had a copy sent %v after they were silent (%v after metad's dead interval of %v); %d transfer commands",
-		nodes, len(want), all2.Round(time.Millisecond), (all2 - deadAfter).Round(time.Millisecond), deadAfter, sim.transfers.Load())
+	all2 := last.Sub(died)
+	sim.mu.Lock()
+	left := len(sim.pending)
+	sim.mu.Unlock()
+	b.Logf("100 of %d blockds died, holding a replica of %d blocks: the last of %d transfer commands came %v after they fell silent, %v after metad's dead interval of %v; %d of those blocks had no copy sent (they had a replica more than three before)",
+		nodes, len(want), sim.transfers.Load()-before, all2.Round(time.Millisecond), (all2 - deadAfter).Round(time.Millisecond), deadAfter, left)
 	b.ReportMetric((all2 - deadAfter).Seconds(), "s/re-replication")
 }
 
@@ -294,18 +302,23 @@ func (s *simBlockds) expect(want map[cairn.BlockID]bool) {
 	s.mu.Unlock()
 }
 
-// waitCopied waits until every expected block had a copy sent, or for
-// timeout; it returns how many had none.
-func (s *simBlockds) waitCopied(b *testing.B, timeout time.Duration) int {
+// waitLastTransfer waits for a transfer command after the first before,
+// then until none has come for quiet, and returns when the last came;
+// zero when none came within timeout.
+func (s *simBlockds) waitLastTransfer(before int64, quiet, timeout time.Duration) time.Time {
 	deadline := time.Now().Add(timeout)
+	seen, at := before, time.Time{}
 	for {
-		s.mu.Lock()
-		left := len(s.pending)
-		s.mu.Unlock()
-		if left == 0 || time.Now().After(deadline) {
-			return left
+		time.Sleep(20 * time.Millisecond)
+		if n := s.transfers.Load(); n != seen {
+			seen, at = n, time.Now()
 		}
-		time.Sleep(50 * time.Millisecond)
+		switch {
+		case at.IsZero() && time.Now().After(deadline):
+			return time.Time{}
+		case !at.IsZero() && time.Since(at) >= quiet:
+			return at
+		}
 	}
 }
 

@@ -108,7 +108,7 @@ type candidate struct {
 	cairn.Node
 	host   string
 	usable bool  // not stale (unless too many are)
-	room   int64 // bytes it can take, as its last heartbeat said (hasRoom)
+	room   int64 // bytes it can take, as its last heartbeat said
 }
 
 // placement is a snapshot of the live blockds, for placing blocks of
@@ -138,7 +138,11 @@ func (ns *nodeSet) placement(blockSize int64, now time.Time) *placement {
 		if isStale {
 			stale++
 		}
-		room := int64(math.MaxInt64) // not heard from since it registered (hasRoom)
+		// A blockd can take a block of the room its last heartbeat said.
+		// One not heard from since it registered (its first heartbeat
+		// follows at once) counts as having room; one that reports no
+		// capacity at all has none.
+		room := int64(math.MaxInt64)
 		if st.heard {
 			room = st.hb.Remaining
 		}

@@ -39,14 +39,6 @@ type nodeState struct {
 	reported bool
 }
 
-// hasRoom reports whether n can take a block of blockSize bytes, as its
-// last heartbeat said. One not heard from since it registered (its first
-// heartbeat follows at once) counts as having room; one that reports no
-// capacity at all has none.
-func (n *nodeState) hasRoom(blockSize int64) bool {
-	return !n.heard || n.hb.Remaining >= blockSize
-}
-
 func (ns *nodeSet) live(n *nodeState, now time.Time) bool {
 	return now.Sub(n.last) < ns.deadAfter
 }

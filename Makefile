@@ -110,7 +110,9 @@ fuzz:
 
 # -run '^$$': no tests, only benchmarks. -benchtime 1x: each benchmark runs
 # once, to show it works; measure with BENCHTIME=5s, say. SCALE_BLOCKS sets
-# the blocks of metad's scale benchmark (BenchmarkScale, docs/PERFORMANCE.md).
+# the blocks of metad's scale benchmarks (docs/PERFORMANCE.md): BenchmarkScale
+# in metad's process, and BenchmarkScaleRPC, 1,000 simulated blockds over
+# gRPC against the real metad process (tests/scale_rpc_bench_test.go).
 SCALE_BLOCKS ?= 100000
 bench: build
 	CAIRN_SCALE_BLOCKS=$(SCALE_BLOCKS) CAIRN_BIN=$(CURDIR)/bin/cairn $(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) ./...

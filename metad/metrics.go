@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"path"
+	"runtime/metrics"
 	"sync"
 	"sync/atomic"
 
@@ -52,6 +53,8 @@ func (s *stats) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descMutations
 	ch <- descWALSyncs
 	ch <- descRPCs
+	ch <- descHeapLive
+	ch <- descHeapObjects
 }
 
 func (s *stats) Collect(ch chan<- prometheus.Metric) {
@@ -62,12 +65,25 @@ func (s *stats) Collect(ch chan<- prometheus.Metric) {
 	for m, c := range s.rpcs {
 		ch <- prometheus.MustNewConstMetric(descRPCs, prometheus.CounterValue, float64(c.Load()), m)
 	}
+	// Go's heap (the block map lives there; Pebble's cache and memtables
+	// do not): live as of the last collection, and in use now, garbage
+	// included.
+	ms := []metrics.Sample{{Name: "/gc/heap/live:bytes"}, {Name: "/memory/classes/heap/objects:bytes"}}
+	metrics.Read(ms)
+	for i, d := range []*prometheus.Desc{descHeapLive, descHeapObjects} {
+		if ms[i].Value.Kind() == metrics.KindUint64 {
+			ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, float64(ms[i].Value.Uint64()))
+		}
+	}
 }
 
 var (
 	descMutations = prometheus.NewDesc("cairn_metad_mutations_total", "Namespace mutations applied.", nil, nil)
 	descWALSyncs  = prometheus.NewDesc("cairn_metad_wal_syncs_total", "Mutations that waited for a WAL sync (concurrent ones may share one).", nil, nil)
 	descRPCs      = prometheus.NewDesc("cairn_metad_rpcs_total", "RPCs received, by method.", []string{"method"}, nil)
+
+	descHeapLive    = prometheus.NewDesc("cairn_metad_go_heap_live_bytes", "Go heap live as of the last collection (the block map lives there; Pebble's cache does not).", nil, nil)
+	descHeapObjects = prometheus.NewDesc("cairn_metad_go_heap_objects_bytes", "Go heap in use now, garbage included.", nil, nil)
 )
 
 // metricsHandler serves /metrics in Prometheus's text format: metad's

@@ -2,6 +2,7 @@ package metad
 
 import (
 	"context"
+	"math"
 	"math/rand/v2"
 	"net"
 	"sort"
@@ -105,15 +106,19 @@ func misplaced(replicaRacks, want, clusterRacks int) bool {
 // candidate is one live blockd as placement sees it.
 type candidate struct {
 	cairn.Node
-	host string
-	ok   bool // may take a new replica: room for the block, and not stale (unless too many are)
+	host   string
+	usable bool  // not stale (unless too many are)
+	room   int64 // bytes it can take, as its last heartbeat said
 }
 
-// placement is a snapshot of the live blockds for one choice.
+// placement is a snapshot of the live blockds, for placing blocks of
+// blockSize bytes. The replication monitor takes one a round and places
+// each block of the round from it (sized).
 type placement struct {
-	cands []*candidate
-	racks map[string]bool // racks with a live blockd
-	known map[string]cairn.Node
+	cands     []*candidate
+	racks     map[string]bool // racks with a live blockd
+	known     map[string]cairn.Node
+	blockSize int64
 }
 
 // placement takes a snapshot of the live blockds for placing a block of
@@ -121,7 +126,7 @@ type placement struct {
 func (ns *nodeSet) placement(blockSize int64, now time.Time) *placement {
 	ns.mu.Lock()
 	defer ns.mu.Unlock()
-	p := &placement{racks: map[string]bool{}, known: make(map[string]cairn.Node, len(ns.nodes))}
+	p := &placement{racks: map[string]bool{}, known: make(map[string]cairn.Node, len(ns.nodes)), blockSize: blockSize}
 	live, stale := 0, 0
 	for _, st := range ns.nodes {
 		p.known[st.StorageID] = st.Node
@@ -133,17 +138,30 @@ func (ns *nodeSet) placement(blockSize int64, now time.Time) *placement {
 		if isStale {
 			stale++
 		}
-		room := st.hasRoom(blockSize)
-		p.cands = append(p.cands, &candidate{Node: st.Node, host: hostOf(st.DataAddr), ok: room && !isStale})
+		// A blockd can take a block of the room its last heartbeat said.
+		// One not heard from since it registered (its first heartbeat
+		// follows at once) counts as having room; one that reports no
+		// capacity at all has none.
+		room := int64(math.MaxInt64)
+		if st.heard {
+			room = st.hb.Remaining
+		}
+		p.cands = append(p.cands, &candidate{Node: st.Node, host: hostOf(st.DataAddr), usable: !isStale, room: room})
 		p.racks[st.Rack] = true
 	}
 	if float64(stale) > maxStaleRatio*float64(live) {
 		for _, c := range p.cands {
-			st := ns.nodes[c.StorageID]
-			c.ok = st.hasRoom(blockSize)
+			c.usable = true
 		}
 	}
 	return p
+}
+
+// sized is the same snapshot for placing a block of blockSize bytes.
+func (p *placement) sized(blockSize int64) *placement {
+	q := *p
+	q.blockSize = blockSize
+	return &q
 }
 
 // chooser is one run of the placement sequence.
@@ -156,7 +174,7 @@ type chooser struct {
 }
 
 func (c *chooser) eligible(t *candidate) bool {
-	return t.ok && !c.skip[t.StorageID] && c.perRack[t.Rack] < c.maxPerRack
+	return t.usable && t.room >= c.p.blockSize && !c.skip[t.StorageID] && c.perRack[t.Rack] < c.maxPerRack
 }
 
 // random picks an eligible blockd that satisfies want, at random; nil if

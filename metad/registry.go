@@ -35,16 +35,40 @@ type nodeState struct {
 	last time.Time
 	// heard: a heartbeat came since the blockd registered (hb is its).
 	heard bool
+	// deadSeen: the replication monitor saw it dead and dropped the copies
+	// it was the source of (newlyDead).
+	deadSeen bool
 	// reported: a full block report came since the blockd registered.
 	reported bool
 }
 
 // hasRoom reports whether n can take a block of blockSize bytes, as its
-// last heartbeat said. One not heard from since it registered (its first
-// heartbeat follows at once) counts as having room; one that reports no
-// capacity at all has none.
+// last heartbeat said, by placement's rule: one not heard from since it
+// registered counts as having room; one that reports no capacity has none.
 func (n *nodeState) hasRoom(blockSize int64) bool {
 	return !n.heard || n.hb.Remaining >= blockSize
+}
+
+// newlyDead lists the blockds dead now that were not when last asked
+// (since they registered).
+func (ns *nodeSet) newlyDead(now time.Time) map[string]bool {
+	ns.mu.Lock()
+	defer ns.mu.Unlock()
+	var out map[string]bool
+	for id, n := range ns.nodes {
+		if ns.live(n, now) {
+			n.deadSeen = false
+			continue
+		}
+		if !n.deadSeen {
+			n.deadSeen = true
+			if out == nil {
+				out = map[string]bool{}
+			}
+			out[id] = true
+		}
+	}
+	return out
 }
 
 func (ns *nodeSet) live(n *nodeState, now time.Time) bool {
@@ -301,7 +325,8 @@ type reportTally struct {
 }
 
 // acceptSlice judges reps (outside the block map's lock: the judging reads
-// the store) and records them under one hold of it.
+// the store, through one iterator for the slice, blockLookup) and records
+// them under one hold of it.
 func (m *Metad) acceptSlice(node string, reps []cairn.Replica, t *reportTally) error {
 	type verdict struct {
 		r   cairn.Replica
@@ -310,12 +335,17 @@ func (m *Metad) acceptSlice(node string, reps []cairn.Replica, t *reportTally) e
 	}
 	vs := make([]verdict, 0, len(reps))
 	var live []cairn.BlockID
+	look, err := m.newBlockLookup()
+	if err != nil {
+		return err
+	}
 	for _, r := range reps {
-		stored, writing, known, err := m.storedBlock(r.ID)
+		stored, f, known, err := look.find(r.ID)
 		if err != nil {
+			look.close()
 			return err
 		}
-		j, why := judge(r, stored, known, writing)
+		j, why := judge(r, stored, known, f.writing)
 		vs = append(vs, verdict{r, j, why})
 		// Safe mode counts a block once a replica of it is reported
 		// that is not corrupt: a good one, or one of a file being written
@@ -331,6 +361,7 @@ func (m *Metad) acceptSlice(node string, reps []cairn.Replica, t *reportTally) e
 			}
 		}
 	}
+	look.close()
 	bm := m.blocks
 	bm.mu.Lock()
 	for _, v := range vs {

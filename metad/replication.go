@@ -48,6 +48,11 @@ func (m *Metad) runReplicationMonitor(ctx context.Context, every time.Duration) 
 // too few racks.
 func (m *Metad) checkReplication(full bool) error {
 	now := m.clock.Now()
+	// A source that died will not take or finish its copies: they are
+	// scheduled again from live holders in this round.
+	if dead := m.nodes.newlyDead(now); len(dead) > 0 {
+		m.repl.forgetAll(dead)
+	}
 	if gone := m.repl.expire(now); len(gone) > 0 {
 		m.log.Warn("copies not reported within the pending timeout: scheduled again", zap.Int("blocks", len(gone)),
 			zap.Duration("timeout", m.repl.timeout))
@@ -66,12 +71,31 @@ func (m *Metad) checkReplication(full bool) error {
 
 	var needs [prioPlaced + 1][]need
 	trimmed, invalidated := 0, 0
-	for _, id := range cands {
-		stored, writing, ok, err := m.storedBlock(id)
+	var look *blockLookup
+	defer func() {
+		if look != nil {
+			look.close()
+		}
+	}()
+	for i, id := range cands {
+		// One iterator a slice of candidates (blockLookup): a fresh view
+		// of the store for each, none pinned for the whole round.
+		if i%reportSlice == 0 {
+			if look != nil {
+				look.close()
+			}
+			l, err := m.newBlockLookup()
+			if err != nil {
+				look = nil
+				return err
+			}
+			look = l
+		}
+		stored, f, ok, err := look.find(id)
 		if err != nil {
 			return err
 		}
-		if !ok || writing {
+		if !ok || f.writing {
 			continue
 		}
 		m.rejudge(stored)
@@ -84,10 +108,7 @@ func (m *Metad) checkReplication(full bool) error {
 				}
 			}
 		}
-		want, err := m.wantReplicas(stored.ID)
-		if err != nil {
-			return err
-		}
+		want := f.want
 		nd := need{b: stored, live: live, inService: inService, n: want - len(inService)}
 		switch {
 		case len(live) == 0:
@@ -119,9 +140,16 @@ func (m *Metad) checkReplication(full bool) error {
 		invalidated += m.invalidateCorrupt(stored, want, now)
 	}
 	var scheduled [prioPlaced + 1]int
+	// One snapshot of the blockds places every copy of the round: their
+	// room and liveness come from heartbeats, which the round does not
+	// wait for.
+	var snap *placement
+	if len(needs[prioHighest])+len(needs[prioLow])+len(needs[prioPlaced]) > 0 {
+		snap = m.nodes.placement(0, now)
+	}
 	for prio, list := range needs {
 		for _, nd := range list {
-			if m.scheduleCopies(nd, prio, now) {
+			if m.scheduleCopies(snap, nd, prio) {
 				scheduled[prio]++
 			}
 		}
@@ -213,9 +241,10 @@ func (m *Metad) wantReplicas(id cairn.BlockID) (int, error) {
 
 // scheduleCopies asks a live holder of nd.b with a stream to spare for a
 // copy of priority prio (a blockd being decommissioned first: it serves no
-// writes) to copy it to nd.n other blockds; with nd.newRack, only when the
-// copies put it on another rack. It reports whether it did.
-func (m *Metad) scheduleCopies(nd need, prio int, now time.Time) bool {
+// writes) to copy it to nd.n other blockds, placed from the round's
+// snapshot of the blockds; with nd.newRack, only when the copies put it on
+// another rack. It reports whether it did.
+func (m *Metad) scheduleCopies(snap *placement, nd need, prio int) bool {
 	b, q := nd.b, m.repl
 	if q.busy(b.ID) {
 		return false
@@ -252,7 +281,7 @@ func (m *Metad) scheduleCopies(nd need, prio int, now time.Time) bool {
 	}
 	// The source stands for the writer; the replicas in service are the
 	// replicas chosen so far, so the rack rule goes on from them.
-	targets := m.nodes.placement(b.Len, now).choose(nd.n, location{hostOf(src.DataAddr), src.Rack}, nd.inService, skip)
+	targets := snap.sized(b.Len).choose(nd.n, location{hostOf(src.DataAddr), src.Rack}, nd.inService, skip)
 	if len(targets) == 0 {
 		return false
 	}
@@ -260,7 +289,7 @@ func (m *Metad) scheduleCopies(nd need, prio int, now time.Time) bool {
 		return false // no other rack has a blockd that can take it
 	}
 	q.add(src.StorageID, cairn.Command{Kind: cairn.CmdTransfer, Blocks: []cairn.Block{b}, Targets: targets})
-	m.log.Info("block needs replicas: copying", zap.Stringer("block", b), zap.String("from", src.DataAddr), zap.Int("copies", len(targets)), zap.Int("priority", prio))
+	m.log.Debug("block needs replicas: copying", zap.Stringer("block", b), zap.String("from", src.DataAddr), zap.Int("copies", len(targets)), zap.Int("priority", prio))
 	return true
 }
 
@@ -294,5 +323,5 @@ func (m *Metad) trim(b cairn.Block, live []cairn.Node, extra int) {
 		m.blocks.remove(n.StorageID, b.ID)
 	}
 	m.blocks.mu.Unlock()
-	m.log.Info("block over-replicated: trimming", zap.Stringer("block", b), zap.Int("replicas", extra))
+	m.log.Debug("block over-replicated: trimming", zap.Stringer("block", b), zap.Int("replicas", extra))
 }

@@ -207,12 +207,18 @@ func (q *replQueue) expire(now time.Time) []cairn.BlockID {
 
 // forget drops every copy node is the source of (it is dead, or
 // registered again and so lost what it was doing).
-func (q *replQueue) forget(node string) {
+func (q *replQueue) forget(node string) { q.forgetAll(map[string]bool{node: true}) }
+
+// forgetAll drops every copy one of nodes is the source of, in one pass.
+func (q *replQueue) forgetAll(nodes map[string]bool) {
+	if len(nodes) == 0 {
+		return
+	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	var ids []cairn.BlockID
 	for id, p := range q.pending {
-		if p.source == node {
+		if nodes[p.source] {
 			ids = append(ids, id)
 		}
 	}

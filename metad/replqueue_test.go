@@ -194,3 +194,40 @@ func TestPendingTimeoutReschedules(t *testing.T) {
 		t.Fatalf("past the pending timeout: copies %+v, want %v again", cmds, b)
 	}
 }
+
+// TestDeadSourceCopiesRescheduled: a copy queued on a source that dies
+// before it takes it is scheduled again from a live holder at the next
+// round, not left pending until the pending timeout (or for good, when it
+// was never sent).
+func TestDeadSourceCopiesRescheduled(t *testing.T) {
+	clk := newFakeClock()
+	m := openCfg(t, Config{Clock: clk, PendingTimeout: time.Hour, DeadAfter: 30 * time.Second})
+	nodes := rackCluster(t, m, 4)
+	b := closedOn(t, m, "/f", nodes[0:2])
+	must(t, m.checkReplication(false))
+	// The source is one of the two holders; it dies before its heartbeat.
+	src := ""
+	m.repl.mu.Lock()
+	if p := m.repl.pending[b.ID]; p != nil {
+		src = p.source
+	}
+	m.repl.mu.Unlock()
+	if src == "" {
+		t.Fatal("no copy scheduled")
+	}
+	var others []cairn.Node
+	for _, n := range nodes {
+		if n.StorageID != src {
+			others = append(others, n)
+		}
+	}
+	clk.Add(31 * time.Second)
+	for _, n := range others {
+		beat(t, m, n.StorageID, 1<<40)
+	}
+	must(t, m.checkReplication(false))
+	_, cmds := bySource(t, m, others)
+	if len(cmds) != 1 || cmds[0].Blocks[0].ID != b.ID {
+		t.Fatalf("after the source %s died: copies %+v, want %v scheduled again from the live holder", src, cmds, b)
+	}
+}

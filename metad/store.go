@@ -352,15 +352,29 @@ func (s *store) fileBlocks(ino uint64) ([]cairn.Block, error) {
 // O(log n) reads. A store where that does not hold (none is known) is
 // still answered right, by reading every block.
 func (s *store) fileBlock(ino uint64, n uint32, id cairn.BlockID) (cairn.Block, bool, error) {
-	lo, hi := uint32(0), n
+	get := func(key []byte) ([]byte, bool, error) {
+		v, err := s.get(key)
+		if isNotFound(err) {
+			return nil, false, nil
+		}
+		return v, err == nil, err
+	}
+	return searchFileBlock(get, func() ([]cairn.Block, error) { return s.fileBlocks(ino) }, ino, 0, n, id)
+}
+
+// searchFileBlock is fileBlock's search among the blocks of indexes lo to
+// hi-1 (the rest being known not to hold id), reading keys with get (a
+// missing key is nil, false, nil) and, when the records are not as the
+// search expects, every block of the file with scan.
+func searchFileBlock(get func([]byte) ([]byte, bool, error), scan func() ([]cairn.Block, error), ino uint64, lo, hi uint32, id cairn.BlockID) (cairn.Block, bool, error) {
 	for lo < hi {
 		mid := lo + (hi-lo)/2
-		v, err := s.get(fileBlockKey(ino, mid))
-		if isNotFound(err) {
-			break // fewer records than the inode says: read them all
-		}
+		v, found, err := get(fileBlockKey(ino, mid))
 		if err != nil {
 			return cairn.Block{}, false, err
+		}
+		if !found {
+			break // fewer records than the inode says: read them all
 		}
 		b, err := decodeBlock(v)
 		if err != nil {
@@ -375,7 +389,7 @@ func (s *store) fileBlock(ino uint64, n uint32, id cairn.BlockID) (cairn.Block, 
 			hi = mid
 		}
 	}
-	blocks, err := s.fileBlocks(ino)
+	blocks, err := scan()
 	if err != nil {
 		return cairn.Block{}, false, err
 	}

@@ -33,6 +33,9 @@ func balanceCluster(t *testing.T) (*rackCluster, map[string][]byte) {
 	rc := startRackCluster(t, []string{"/r1", "/r1", "/r2", "/r2"}, []string{""}, false, cluster.Config{
 		BlockSize: balanceBlock, Replication: 3,
 		BlockdArgs: []string{"--capacity", fmt.Sprint(balanceCapacity)},
+		// Each trim is logged at DEBUG (one line a round at INFO): the
+		// stop test counts them.
+		MetadArgs: []string{"--debug"},
 	})
 	files := map[string][]byte{}
 	for i := range 6 {

@@ -7,7 +7,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 )
 
@@ -105,22 +104,10 @@ func (ca *CA) SignDelegationToken(t DelegationToken) (string, DelegationToken, e
 // ParseDelegationToken decodes a token without checking its signature;
 // it returns the signed bytes and the signature.
 func ParseDelegationToken(s string) (t DelegationToken, body, mac []byte, err error) {
-	if len(s) > MaxDelegationTokenLen {
-		return t, nil, nil, fmt.Errorf("%w: %d bytes, at most %d", ErrDelegationMalformed, len(s), MaxDelegationTokenLen)
-	}
-	rest, ok := strings.CutPrefix(s, dtPrefix)
-	if !ok {
-		return t, nil, nil, fmt.Errorf("%w: it does not start with %q", ErrDelegationMalformed, dtPrefix)
-	}
-	b, err := base64.RawURLEncoding.DecodeString(rest)
-	if err != nil {
-		return t, nil, nil, fmt.Errorf("%w: %v", ErrDelegationMalformed, err)
-	}
 	const fixed = 1 + 4 + 8 + 8 + 8
-	if len(b) < fixed+2+sha256.Size || b[0] != dtVersion {
-		return t, nil, nil, fmt.Errorf("%w: bad length or version", ErrDelegationMalformed)
+	if body, mac, err = openEnvelope(s, dtPrefix, MaxDelegationTokenLen, dtVersion, fixed+2, ErrDelegationMalformed); err != nil {
+		return t, nil, nil, err
 	}
-	body, mac = b[:len(b)-sha256.Size], b[len(b)-sha256.Size:]
 	t.KeyID = binary.BigEndian.Uint32(body[1:5])
 	t.Seq = binary.BigEndian.Uint64(body[5:13])
 	issued, maxDate := binary.BigEndian.Uint64(body[13:21]), binary.BigEndian.Uint64(body[21:29])

@@ -103,22 +103,10 @@ func (t JoinToken) encode() []byte {
 // signed bytes and the signature for VerifyJoinToken.
 func ParseJoinToken(s string) (t JoinToken, body, mac []byte, err error) {
 	s = strings.TrimSpace(s)
-	if len(s) > MaxTokenLen {
-		return t, nil, nil, fmt.Errorf("%w: %d bytes, at most %d", ErrTokenMalformed, len(s), MaxTokenLen)
-	}
-	rest, ok := strings.CutPrefix(s, tokenPrefix)
-	if !ok {
-		return t, nil, nil, fmt.Errorf("%w: it does not start with %q", ErrTokenMalformed, tokenPrefix)
-	}
-	b, err := base64.RawURLEncoding.DecodeString(rest)
-	if err != nil {
-		return t, nil, nil, fmt.Errorf("%w: %v", ErrTokenMalformed, err)
-	}
 	const fixed = 1 + 16 + 8 + 32
-	if len(b) < fixed+2+sha256.Size || b[0] != tokenVersion {
-		return t, nil, nil, fmt.Errorf("%w: bad length or version", ErrTokenMalformed)
+	if body, mac, err = openEnvelope(s, tokenPrefix, MaxTokenLen, tokenVersion, fixed+2, ErrTokenMalformed); err != nil {
+		return t, nil, nil, err
 	}
-	body, mac = b[:len(b)-sha256.Size], b[len(b)-sha256.Size:]
 	copy(t.ID[:], body[1:17])
 	exp := binary.BigEndian.Uint64(body[17:25])
 	if exp > 1<<40 {

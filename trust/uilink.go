@@ -9,7 +9,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 )
 
@@ -120,22 +119,10 @@ func (t UIToken) encode() []byte {
 // ParseUIToken decodes a token without checking its signature or expiry;
 // it returns the signed bytes and the signature for VerifyUIToken.
 func ParseUIToken(s string) (t UIToken, body, mac []byte, err error) {
-	if len(s) > MaxUITokenLen {
-		return t, nil, nil, fmt.Errorf("%w: %d bytes, at most %d", ErrUITokenMalformed, len(s), MaxUITokenLen)
-	}
-	rest, ok := strings.CutPrefix(s, uiPrefix)
-	if !ok {
-		return t, nil, nil, fmt.Errorf("%w: it does not start with %q", ErrUITokenMalformed, uiPrefix)
-	}
-	b, err := base64.RawURLEncoding.DecodeString(rest)
-	if err != nil {
-		return t, nil, nil, fmt.Errorf("%w: %v", ErrUITokenMalformed, err)
-	}
 	const fixed = 1 + 1 + 16 + 8
-	if len(b) < fixed+1+sha256.Size || b[0] != uiVersion {
-		return t, nil, nil, fmt.Errorf("%w: bad length or version", ErrUITokenMalformed)
+	if body, mac, err = openEnvelope(s, uiPrefix, MaxUITokenLen, uiVersion, fixed+1, ErrUITokenMalformed); err != nil {
+		return t, nil, nil, err
 	}
-	body, mac = b[:len(b)-sha256.Size], b[len(b)-sha256.Size:]
 	t.Kind = UIKind(body[1])
 	if t.Kind != UILink && t.Kind != UISession {
 		return t, nil, nil, fmt.Errorf("%w: kind %d", ErrUITokenMalformed, body[1])

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -41,27 +40,14 @@ func (d *Blockd) queueRecovery(c cairn.Command) {
 // runRecoveries runs queued block recoveries on a fixed number of workers
 // until ctx ends.
 func (d *Blockd) runRecoveries(ctx context.Context, workers int) {
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-ctx.Done():
-					return
-				case c := <-d.recoveries:
-					d.active.Add(1)
-					err := d.recoverBlock(ctx, c)
-					d.active.Add(-1)
-					if err != nil {
-						d.log.Warn("block recovery failed", zap.Stringer("block", c.Blocks[0]), zap.Uint64("recovery_id", uint64(c.RecoveryID)), zap.Error(err))
-					}
-				}
-			}
-		}()
-	}
-	wg.Wait()
+	runWorkers(ctx, workers, d.recoveries, func(c cairn.Command) {
+		d.active.Add(1)
+		err := d.recoverBlock(ctx, c)
+		d.active.Add(-1)
+		if err != nil {
+			d.log.Warn("block recovery failed", zap.Stringer("block", c.Blocks[0]), zap.Uint64("recovery_id", uint64(c.RecoveryID)), zap.Error(err))
+		}
+	})
 }
 
 // recoveryReplica is one target's replica as INIT_RECOVERY found it.

@@ -38,6 +38,20 @@ func (d *Blockd) queueTransfer(c cairn.Command) {
 
 // runTransfers runs queued copies on workers goroutines until ctx ends.
 func (d *Blockd) runTransfers(ctx context.Context, workers int) {
+	runWorkers(ctx, workers, d.transfers, func(c cairn.Command) {
+		var t *throttler
+		if balancerCopy(c) && d.throttle != nil {
+			d.throttle.setRate(c.Bandwidth)
+			t = d.throttle
+		}
+		d.replicate(c.Blocks, c.Tokens, c.Targets, t)
+		d.active.Add(-1)
+	})
+}
+
+// runWorkers runs do on each command from queue, on workers goroutines,
+// until ctx ends; it returns once they all have.
+func runWorkers(ctx context.Context, workers int, queue <-chan cairn.Command, do func(cairn.Command)) {
 	var wg sync.WaitGroup
 	for range workers {
 		wg.Add(1)
@@ -47,14 +61,8 @@ func (d *Blockd) runTransfers(ctx context.Context, workers int) {
 				select {
 				case <-ctx.Done():
 					return
-				case c := <-d.transfers:
-					var t *throttler
-					if balancerCopy(c) && d.throttle != nil {
-						d.throttle.setRate(c.Bandwidth)
-						t = d.throttle
-					}
-					d.replicate(c.Blocks, c.Tokens, c.Targets, t)
-					d.active.Add(-1)
+				case c := <-queue:
+					do(c)
 				}
 			}
 		}()

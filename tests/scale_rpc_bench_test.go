@@ -364,9 +364,11 @@ func goHeap(b *testing.B, c *cluster.Cluster) int64 {
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
 		if v, ok := strings.CutPrefix(sc.Text(), "cairn_metad_go_heap_live_bytes "); ok {
-			n, err := strconv.ParseInt(v, 10, 64)
+			// The text format writes large values in exponent form
+			// (1.307144e+06).
+			n, err := strconv.ParseFloat(v, 64)
 			must(b, err)
-			return n
+			return int64(n)
 		}
 	}
 	b.Fatalf("no cairn_metad_go_heap_live_bytes in metad's /metrics")

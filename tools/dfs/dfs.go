@@ -17,6 +17,7 @@ import (
 	"io"
 	"os"
 	"path"
+	"strconv"
 	"strings"
 
 	"cairn"
@@ -178,9 +179,17 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, tty bool) int {
 	metad := ""
+	var copts client.Options
 	for len(args) > 0 {
 		a := args[0]
 		switch {
+		case a == "-D" && len(args) > 1:
+			if err := setProperty(&copts, args[1]); err != nil {
+				fmt.Fprintln(stderr, err)
+				return exitUsage
+			}
+			args = args[2:]
+			continue
 		case a == "--metad" || a == "-metad" || a == "-fs" || a == "--fs":
 			if len(args) < 2 {
 				fmt.Fprintf(stderr, "%s needs HOST:PORT\n", a)
@@ -213,7 +222,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		addr: client.MetadAddr(metad), verb: name,
 		user: id.User, home: "/user/" + id.User,
 	}
-	s.dial = func() (*client.Client, error) { return client.Dial(s.addr, client.Options{}) }
+	s.dial = func() (*client.Client, error) { return client.Dial(s.addr, copts) }
 	defer func() {
 		if s.cl != nil {
 			_ = s.cl.Close()
@@ -233,6 +242,24 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return exitError
 	}
 	return exitOK
+}
+
+// setProperty is a generic option -D KEY=VALUE: Hadoop's dfs.blocksize
+// and dfs.replication, for the files this command writes.
+func setProperty(o *client.Options, kv string) error {
+	k, v, _ := strings.Cut(kv, "=")
+	n, err := strconv.ParseInt(v, 10, 64)
+	switch {
+	case k != "dfs.blocksize" && k != "dfs.replication":
+		return fmt.Errorf("-D %s: cairn dfs knows dfs.blocksize and dfs.replication", k)
+	case err != nil || n <= 0:
+		return fmt.Errorf("-D %s: %q is not a positive number", k, v)
+	case k == "dfs.blocksize":
+		o.BlockSize = n
+	default:
+		o.Replication = int(n)
+	}
+	return nil
 }
 
 func isTerminal(w io.Writer) bool {

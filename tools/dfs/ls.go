@@ -8,7 +8,6 @@ import (
 	"strconv"
 	"strings"
 
-
 	"cairn"
 )
 
@@ -245,4 +244,3 @@ func formatHalfUp(v float64, places int) string {
 	}
 	return keep
 }
-

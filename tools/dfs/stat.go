@@ -7,7 +7,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
 )
 
 // stat is -stat [FORMAT] PATH..., as Hadoop's Stat: FORMAT (default %y)

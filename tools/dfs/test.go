@@ -4,7 +4,6 @@ import (
 	"cairn"
 )
 
-
 // test is -test -[defswrz] PATH: nothing printed, exit 0 when the answer
 // is yes, 1 when no (Hadoop's Test).
 func (s *shell) test(args []string) error {

@@ -104,6 +104,11 @@ func cleanErr(err error) string {
 	return s
 }
 
+// hadoopMsg is an error whose text is Hadoop's, capital letter and all.
+type hadoopMsg string
+
+func (m hadoopMsg) Error() string { return string(m) }
+
 func newPathError(display, msg string) error { return &pathError{display, msg} }
 
 // fail reports err as FsShell's displayError does ("VERB: MESSAGE", the

@@ -30,7 +30,7 @@ func (d *Blockd) setKeys(keys []cairn.BlockKey) {
 func opWant(h *pb.OpHeader) blocktoken.Want {
 	w := blocktoken.Want{Block: cairn.BlockID(h.Block.Id), Stamps: []cairn.GenStamp{cairn.GenStamp(h.Block.GenStamp)}}
 	switch h.Op {
-	case pb.OpHeader_READ_BLOCK, pb.OpHeader_VERIFY_BLOCK:
+	case pb.OpHeader_READ_BLOCK, pb.OpHeader_VERIFY_BLOCK, pb.OpHeader_BLOCK_CHECKSUM:
 		w.Mode = blocktoken.Read
 	case pb.OpHeader_WRITE_BLOCK:
 		w.Mode = blocktoken.Write

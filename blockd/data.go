@@ -124,6 +124,8 @@ func (d *Blockd) handle(raw net.Conn) {
 		d.serveUpdateRecovery(bw, h)
 	case pb.OpHeader_VERIFY_BLOCK:
 		d.serveVerify(bw, h)
+	case pb.OpHeader_BLOCK_CHECKSUM:
+		d.serveBlockChecksum(bw, h)
 	}
 }
 

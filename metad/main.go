@@ -72,6 +72,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	pendingTimeout := fl.Duration("replication-pending-timeout", DefaultPendingTimeout, "a copy not reported done this long after it was sent is scheduled again")
 	invalidateLimit := fl.Int("block-invalidate-limit", DefaultInvalidateLimit, "replicas one heartbeat reply asks a blockd to delete; the rest wait for the next")
 	hostsExclude := fl.String("hosts-exclude", "", "a file naming blockds to decommission, one a line (host, HOST:PORT data address or storage ID); read again at `cairn admin -refreshNodes`")
+	trashMin := fl.Float64("trash-interval", 0, "minutes a path removed by `cairn dfs -rm` stays in the trash, and how often the emptier runs (HDFS's fs.trash.interval); 0: trash is off")
 	debug := fl.Bool("debug", false, "log at debug level")
 	fl.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: cairn metad --data DIR [--format [--force] | --restore CKPT [--force]] [--listen :9000] [--http :9870]\n"+
@@ -111,6 +112,9 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if *ckptEvery > 0 {
 		periodic = *ckptDir
 	}
+	if *trashMin < 0 {
+		return daemon.Usage(stderr, "cairn metad", "--trash-interval must be 0 (off) or a positive number of minutes")
+	}
 	if *insecureFlag && *encrypt {
 		if explicitlySet(fl, "encrypt-data") {
 			return daemon.Usage(stderr, "cairn metad", "--encrypt-data needs the cluster CA: it cannot go with --insecure")
@@ -138,7 +142,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		SafeModeThreshold: *smThreshold, SafeModeExtension: *smExtension, MaxConns: *maxConns,
 		TopologyScript: *topoScript,
 		MaxStreams:     *maxStreams, StreamsHardLimit: *hardLimit, PendingTimeout: *pendingTimeout, InvalidateLimit: *invalidateLimit,
-		HostsExclude: *hostsExclude,
+		HostsExclude: *hostsExclude, TrashInterval: time.Duration(*trashMin * float64(time.Minute)),
 	}, *insecureFlag); err != nil {
 		log.Error("metad stopped", zap.Error(err))
 		fmt.Fprintf(stderr, "cairn metad: %v\n", err)
@@ -209,7 +213,8 @@ func serve(ctx context.Context, log *zap.Logger, dir string, format, force bool,
 		wg.Add(1)
 		go func() { defer wg.Done(); m.runSelfRenewal(bg) }()
 	}
-	wg.Add(3)
+	wg.Add(4)
+	go func() { defer wg.Done(); m.runTrashEmptier(bg) }()
 	go func() { defer wg.Done(); m.runLeaseMonitor(bg) }()
 	go func() { defer wg.Done(); m.runReplicationMonitor(bg, m.cfg.Heartbeat) }()
 	go func() { defer wg.Done(); m.runCheckpoints(bg) }()

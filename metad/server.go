@@ -121,6 +121,10 @@ type Config struct {
 	// dfs.encrypt.data.transfer): blockds hear it at registration,
 	// clients from DataTransfer.
 	EncryptData bool
+	// TrashInterval is how long deleted paths stay in the trash (HDFS's
+	// fs.trash.interval); 0 turns the trash off. The emptier runs every
+	// interval (trash.go).
+	TrashInterval time.Duration
 }
 
 // DefaultEncryptData is --encrypt-data's default, chosen from the cost

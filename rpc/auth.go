@@ -25,8 +25,8 @@ import (
 //     SetNodeAdmin, RefreshNodes and Balance,
 //     and Trust's IssueJoinToken and IssueUILink: an admin only.
 //   - Trust's Join: anyone: the join token in the request authenticates it.
-//     RenewCert: any certificate, for its own peer. DataTransfer: any
-//     certificate. IssueUILink: an admin only.
+//     RenewCert: any certificate, for its own peer. DataTransfer and
+//     ServerDefaults: any certificate. IssueUILink: an admin only.
 //
 // The identity a Namespace call runs as: a user certificate is that user
 // (its groups from metad's host); it may not speak for anyone else. A
@@ -102,7 +102,7 @@ func (a *Auth) authorize(ctx context.Context, method string, req any) (context.C
 			return nil, refuse(fmt.Sprintf("a blockd may speak only for itself, not for storage %q", id))
 		}
 		return ctx, nil
-	case method == pb.Trust_RenewCert_FullMethodName, method == pb.Trust_DataTransfer_FullMethodName:
+	case method == pb.Trust_RenewCert_FullMethodName, method == pb.Trust_DataTransfer_FullMethodName, method == pb.Trust_ServerDefaults_FullMethodName:
 		return ctx, nil
 	case method == pb.Trust_IssueJoinToken_FullMethodName, method == pb.Trust_IssueUILink_FullMethodName, method == pb.Namespace_Report_FullMethodName,
 		method == pb.Namespace_Checkpoint_FullMethodName, method == pb.Namespace_SetNodeAdmin_FullMethodName,

@@ -29,6 +29,9 @@ type TrustService interface {
 	// UI, for the calling admin (admins only); it returns the token, its
 	// expiry and the address metad's HTTP port is bound to.
 	IssueUILink(ctx context.Context, ttl time.Duration) (token string, expiry time.Time, httpAddr string, err error)
+	// ServerDefaults is HDFS's getServerDefaults: how long the trash
+	// keeps deleted paths (metad --trash-interval; 0: trash is off).
+	ServerDefaults(ctx context.Context) (trashInterval time.Duration, err error)
 }
 
 // RegisterTrust serves t on s.
@@ -69,6 +72,14 @@ func (s *trustServer) DataTransfer(ctx context.Context, _ *pb.Empty) (*pb.DataTr
 		return nil, toStatus(err)
 	}
 	return &pb.DataTransferReply{Encrypt: enc}, nil
+}
+
+func (s *trustServer) ServerDefaults(ctx context.Context, _ *pb.Empty) (*pb.ServerDefaultsReply, error) {
+	iv, err := s.t.ServerDefaults(ctx)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &pb.ServerDefaultsReply{TrashIntervalMs: iv.Milliseconds()}, nil
 }
 
 func (s *trustServer) IssueUILink(ctx context.Context, r *pb.UILinkRequest) (*pb.UILinkReply, error) {
@@ -120,6 +131,14 @@ func (t *TrustClient) DataTransfer(ctx context.Context) (bool, error) {
 		return false, fromStatus("rpc.DataTransfer", err)
 	}
 	return r.Encrypt, nil
+}
+
+func (t *TrustClient) ServerDefaults(ctx context.Context) (time.Duration, error) {
+	r, err := t.c.ServerDefaults(ctx, &pb.Empty{})
+	if err != nil {
+		return 0, fromStatus("rpc.ServerDefaults", err)
+	}
+	return time.Duration(r.TrashIntervalMs) * time.Millisecond, nil
 }
 
 func (t *TrustClient) IssueUILink(ctx context.Context, ttl time.Duration) (string, time.Time, string, error) {

@@ -167,7 +167,7 @@ func ReadOp(r io.Reader) (*pb.OpHeader, error) {
 	}
 	switch h.Op {
 	case pb.OpHeader_WRITE_BLOCK, pb.OpHeader_READ_BLOCK, pb.OpHeader_TRANSFER_BLOCK,
-		pb.OpHeader_INIT_RECOVERY, pb.OpHeader_UPDATE_RECOVERY, pb.OpHeader_VERIFY_BLOCK:
+		pb.OpHeader_INIT_RECOVERY, pb.OpHeader_UPDATE_RECOVERY, pb.OpHeader_VERIFY_BLOCK, pb.OpHeader_BLOCK_CHECKSUM:
 	default:
 		return nil, protoErr("unknown op %d", h.Op)
 	}

@@ -16,6 +16,7 @@ import (
 	"cairn/tools/balancer"
 	"cairn/tools/cert"
 	"cairn/tools/dev"
+	"cairn/tools/dfs"
 	"cairn/tools/fsck"
 )
 
@@ -31,6 +32,8 @@ var commands = []command{
 		return mount.Main(ctx, args)
 	}},
 	{"dev", "run a whole cluster with a mount on this machine", dev.Main},
+	{"dfs", "the hadoop fs verbs: -ls, -put, -get, -cat, -rm, -du... ('cairn dfs -help')", dfs.Main},
+	{"fs", "same as dfs", dfs.Main},
 	{"fsck", "check the integrity of files and their blocks", fsck.Main},
 	{"admin", "administer the cluster: -report, -checkpoint NAME, -join-token", admin.Main},
 	{"balancer", "move replicas until every blockd's use is near the mean: -threshold 10 [-bandwidth 10m]", balancer.Main},

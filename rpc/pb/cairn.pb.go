@@ -47,6 +47,11 @@ const (
 	// VERIFY_BLOCK re-reads the receiver's replica of block (any stamp)
 	// against its .meta; status 0 means sound, otherwise message says why.
 	OpHeader_VERIFY_BLOCK OpHeader_Op = 6
+	// BLOCK_CHECKSUM re-reads the receiver's finalized replica of block
+	// (at block.gen_stamp) against its .meta, as VERIFY_BLOCK, and when it
+	// is sound answers its chunk checksums (chunk_sums, chunk_size,
+	// block_len): the pieces of a file checksum (client.FileChecksum).
+	OpHeader_BLOCK_CHECKSUM OpHeader_Op = 7
 )
 
 // Enum value maps for OpHeader_Op.
@@ -59,6 +64,7 @@ var (
 		4: "INIT_RECOVERY",
 		5: "UPDATE_RECOVERY",
 		6: "VERIFY_BLOCK",
+		7: "BLOCK_CHECKSUM",
 	}
 	OpHeader_Op_value = map[string]int32{
 		"OP_UNSPECIFIED":  0,
@@ -68,6 +74,7 @@ var (
 		"INIT_RECOVERY":   4,
 		"UPDATE_RECOVERY": 5,
 		"VERIFY_BLOCK":    6,
+		"BLOCK_CHECKSUM":  7,
 	}
 )
 
@@ -4416,6 +4423,9 @@ type OpReply struct {
 	// WRITE_BLOCK: the shortest --idle-timeout of this node and every node
 	// after it; the writer sends heartbeats well within it (0: not said).
 	IdleTimeoutMs uint32 `protobuf:"varint,8,opt,name=idle_timeout_ms,json=idleTimeoutMs,proto3" json:"idle_timeout_ms,omitempty"`
+	// BLOCK_CHECKSUM: the replica's chunk checksums, 8 bytes each as in
+	// the .meta (docs/FORMAT.md).
+	ChunkSums     []byte `protobuf:"bytes,9,opt,name=chunk_sums,json=chunkSums,proto3" json:"chunk_sums,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -4506,6 +4516,13 @@ func (x *OpReply) GetIdleTimeoutMs() uint32 {
 	return 0
 }
 
+func (x *OpReply) GetChunkSums() []byte {
+	if x != nil {
+		return x.ChunkSums
+	}
+	return nil
+}
+
 // LinkRequest makes dst another name of the file at src (a hard link).
 type LinkRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -4559,6 +4576,52 @@ func (x *LinkRequest) GetDst() string {
 	return ""
 }
 
+// ServerDefaultsReply: metad --trash-interval (0: trash is off), as
+// HDFS's FsServerDefaults.trashInterval.
+type ServerDefaultsReply struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	TrashIntervalMs int64                  `protobuf:"varint,1,opt,name=trash_interval_ms,json=trashIntervalMs,proto3" json:"trash_interval_ms,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *ServerDefaultsReply) Reset() {
+	*x = ServerDefaultsReply{}
+	mi := &file_rpc_pb_cairn_proto_msgTypes[66]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ServerDefaultsReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ServerDefaultsReply) ProtoMessage() {}
+
+func (x *ServerDefaultsReply) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_pb_cairn_proto_msgTypes[66]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ServerDefaultsReply.ProtoReflect.Descriptor instead.
+func (*ServerDefaultsReply) Descriptor() ([]byte, []int) {
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{66}
+}
+
+func (x *ServerDefaultsReply) GetTrashIntervalMs() int64 {
+	if x != nil {
+		return x.TrashIntervalMs
+	}
+	return 0
+}
+
 // DataTransferReply: whether blockds' data ports take mutual TLS only
 // (metad --encrypt-data).
 type DataTransferReply struct {
@@ -4570,7 +4633,7 @@ type DataTransferReply struct {
 
 func (x *DataTransferReply) Reset() {
 	*x = DataTransferReply{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[66]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4582,7 +4645,7 @@ func (x *DataTransferReply) String() string {
 func (*DataTransferReply) ProtoMessage() {}
 
 func (x *DataTransferReply) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[66]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4595,7 +4658,7 @@ func (x *DataTransferReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DataTransferReply.ProtoReflect.Descriptor instead.
 func (*DataTransferReply) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{66}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *DataTransferReply) GetEncrypt() bool {
@@ -4614,7 +4677,7 @@ type UILinkRequest struct {
 
 func (x *UILinkRequest) Reset() {
 	*x = UILinkRequest{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[67]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4626,7 +4689,7 @@ func (x *UILinkRequest) String() string {
 func (*UILinkRequest) ProtoMessage() {}
 
 func (x *UILinkRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[67]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4639,7 +4702,7 @@ func (x *UILinkRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UILinkRequest.ProtoReflect.Descriptor instead.
 func (*UILinkRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{67}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *UILinkRequest) GetTtlMs() int64 {
@@ -4662,7 +4725,7 @@ type UILinkReply struct {
 
 func (x *UILinkReply) Reset() {
 	*x = UILinkReply{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[68]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4674,7 +4737,7 @@ func (x *UILinkReply) String() string {
 func (*UILinkReply) ProtoMessage() {}
 
 func (x *UILinkReply) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[68]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4687,7 +4750,7 @@ func (x *UILinkReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UILinkReply.ProtoReflect.Descriptor instead.
 func (*UILinkReply) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{68}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *UILinkReply) GetToken() string {
@@ -4723,7 +4786,7 @@ type JoinRequest struct {
 
 func (x *JoinRequest) Reset() {
 	*x = JoinRequest{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[69]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4735,7 +4798,7 @@ func (x *JoinRequest) String() string {
 func (*JoinRequest) ProtoMessage() {}
 
 func (x *JoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[69]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4748,7 +4811,7 @@ func (x *JoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRequest.ProtoReflect.Descriptor instead.
 func (*JoinRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{69}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *JoinRequest) GetToken() string {
@@ -4775,7 +4838,7 @@ type RenewCertRequest struct {
 
 func (x *RenewCertRequest) Reset() {
 	*x = RenewCertRequest{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[70]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4787,7 +4850,7 @@ func (x *RenewCertRequest) String() string {
 func (*RenewCertRequest) ProtoMessage() {}
 
 func (x *RenewCertRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[70]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4800,7 +4863,7 @@ func (x *RenewCertRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewCertRequest.ProtoReflect.Descriptor instead.
 func (*RenewCertRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{70}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *RenewCertRequest) GetCsr() []byte {
@@ -4821,7 +4884,7 @@ type CertReply struct {
 
 func (x *CertReply) Reset() {
 	*x = CertReply{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[71]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4833,7 +4896,7 @@ func (x *CertReply) String() string {
 func (*CertReply) ProtoMessage() {}
 
 func (x *CertReply) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[71]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4846,7 +4909,7 @@ func (x *CertReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CertReply.ProtoReflect.Descriptor instead.
 func (*CertReply) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{71}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *CertReply) GetCert() []byte {
@@ -4874,7 +4937,7 @@ type JoinTokenRequest struct {
 
 func (x *JoinTokenRequest) Reset() {
 	*x = JoinTokenRequest{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[72]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4886,7 +4949,7 @@ func (x *JoinTokenRequest) String() string {
 func (*JoinTokenRequest) ProtoMessage() {}
 
 func (x *JoinTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[72]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4899,7 +4962,7 @@ func (x *JoinTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinTokenRequest.ProtoReflect.Descriptor instead.
 func (*JoinTokenRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{72}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *JoinTokenRequest) GetRole() string {
@@ -4934,7 +4997,7 @@ type JoinTokenReply struct {
 
 func (x *JoinTokenReply) Reset() {
 	*x = JoinTokenReply{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[73]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4946,7 +5009,7 @@ func (x *JoinTokenReply) String() string {
 func (*JoinTokenReply) ProtoMessage() {}
 
 func (x *JoinTokenReply) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[73]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4959,7 +5022,7 @@ func (x *JoinTokenReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinTokenReply.ProtoReflect.Descriptor instead.
 func (*JoinTokenReply) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{73}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *JoinTokenReply) GetToken() string {
@@ -5299,7 +5362,7 @@ const file_rpc_pb_cairn_proto_rawDesc = "" +
 	"\rnew_gen_stamp\x18\x03 \x01(\x04R\vnewGenStamp\x12\x17\n" +
 	"\anew_len\x18\x04 \x01(\x03R\x06newLen\x12\x14\n" +
 	"\x05nodes\x18\x05 \x03(\tR\x05nodes\x12\x16\n" +
-	"\x06delete\x18\x06 \x01(\bR\x06delete\"\xb3\x05\n" +
+	"\x06delete\x18\x06 \x01(\bR\x06delete\"\xc7\x05\n" +
 	"\bOpHeader\x12%\n" +
 	"\x02op\x18\x01 \x01(\x0e2\x15.cairn.v1.OpHeader.OpR\x02op\x12%\n" +
 	"\x05block\x18\x02 \x01(\v2\x0f.cairn.v1.BlockR\x05block\x12(\n" +
@@ -5316,7 +5379,7 @@ const file_rpc_pb_cairn_proto_rawDesc = "" +
 	"\x10setup_timeout_ms\x18\v \x01(\rR\x0esetupTimeoutMs\x12$\n" +
 	"\x0eack_timeout_ms\x18\f \x01(\rR\fackTimeoutMs\x120\n" +
 	"\x14timeout_extension_ms\x18\r \x01(\rR\x12timeoutExtensionMs\x12\x14\n" +
-	"\x05token\x18\x0e \x01(\fR\x05token\"\x87\x01\n" +
+	"\x05token\x18\x0e \x01(\fR\x05token\"\x9b\x01\n" +
 	"\x02Op\x12\x12\n" +
 	"\x0eOP_UNSPECIFIED\x10\x00\x12\x0f\n" +
 	"\vWRITE_BLOCK\x10\x01\x12\x0e\n" +
@@ -5325,14 +5388,15 @@ const file_rpc_pb_cairn_proto_rawDesc = "" +
 	"\x0eTRANSFER_BLOCK\x10\x03\x12\x11\n" +
 	"\rINIT_RECOVERY\x10\x04\x12\x13\n" +
 	"\x0fUPDATE_RECOVERY\x10\x05\x12\x10\n" +
-	"\fVERIFY_BLOCK\x10\x06\"7\n" +
+	"\fVERIFY_BLOCK\x10\x06\x12\x12\n" +
+	"\x0eBLOCK_CHECKSUM\x10\a\"7\n" +
 	"\x05Stage\x12\n" +
 	"\n" +
 	"\x06CREATE\x10\x00\x12\n" +
 	"\n" +
 	"\x06APPEND\x10\x01\x12\f\n" +
 	"\bRECOVERY\x10\x02\x12\b\n" +
-	"\x04COPY\x10\x03\"\x87\x02\n" +
+	"\x04COPY\x10\x03\"\xa6\x02\n" +
 	"\aOpReply\x12\x16\n" +
 	"\x06status\x18\x01 \x01(\rR\x06status\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\x1d\n" +
@@ -5342,10 +5406,14 @@ const file_rpc_pb_cairn_proto_rawDesc = "" +
 	"\x0efirst_bad_node\x18\x05 \x01(\tR\ffirstBadNode\x12#\n" +
 	"\rreplica_state\x18\x06 \x01(\x05R\freplicaState\x12\x1b\n" +
 	"\tgen_stamp\x18\a \x01(\x04R\bgenStamp\x12&\n" +
-	"\x0fidle_timeout_ms\x18\b \x01(\rR\ridleTimeoutMs\"1\n" +
+	"\x0fidle_timeout_ms\x18\b \x01(\rR\ridleTimeoutMs\x12\x1d\n" +
+	"\n" +
+	"chunk_sums\x18\t \x01(\fR\tchunkSums\"1\n" +
 	"\vLinkRequest\x12\x10\n" +
 	"\x03src\x18\x01 \x01(\tR\x03src\x12\x10\n" +
-	"\x03dst\x18\x02 \x01(\tR\x03dst\"-\n" +
+	"\x03dst\x18\x02 \x01(\tR\x03dst\"A\n" +
+	"\x13ServerDefaultsReply\x12*\n" +
+	"\x11trash_interval_ms\x18\x01 \x01(\x03R\x0ftrashIntervalMs\"-\n" +
 	"\x11DataTransferReply\x12\x18\n" +
 	"\aencrypt\x18\x01 \x01(\bR\aencrypt\"&\n" +
 	"\rUILinkRequest\x12\x15\n" +
@@ -5424,13 +5492,14 @@ const file_rpc_pb_cairn_proto_rawDesc = "" +
 	"\x0eBlocksReceived\x12\x15.cairn.v1.ReplicaList\x1a\x0f.cairn.v1.Empty\x125\n" +
 	"\rBlocksDeleted\x12\x13.cairn.v1.BlockList\x1a\x0f.cairn.v1.Empty\x12J\n" +
 	"\x1aCommitBlockSynchronization\x12\x1b.cairn.v1.CommitSyncRequest\x1a\x0f.cairn.v1.Empty\x12;\n" +
-	"\x11ReportBadReplicas\x12\x15.cairn.v1.BadReplicas\x1a\x0f.cairn.v1.Empty2\xbe\x02\n" +
+	"\x11ReportBadReplicas\x12\x15.cairn.v1.BadReplicas\x1a\x0f.cairn.v1.Empty2\x80\x03\n" +
 	"\x05Trust\x122\n" +
 	"\x04Join\x12\x15.cairn.v1.JoinRequest\x1a\x13.cairn.v1.CertReply\x12<\n" +
 	"\tRenewCert\x12\x1a.cairn.v1.RenewCertRequest\x1a\x13.cairn.v1.CertReply\x12F\n" +
 	"\x0eIssueJoinToken\x12\x1a.cairn.v1.JoinTokenRequest\x1a\x18.cairn.v1.JoinTokenReply\x12<\n" +
 	"\fDataTransfer\x12\x0f.cairn.v1.Empty\x1a\x1b.cairn.v1.DataTransferReply\x12=\n" +
-	"\vIssueUILink\x12\x17.cairn.v1.UILinkRequest\x1a\x15.cairn.v1.UILinkReplyB\x0eZ\fcairn/rpc/pbb\x06proto3"
+	"\vIssueUILink\x12\x17.cairn.v1.UILinkRequest\x1a\x15.cairn.v1.UILinkReply\x12@\n" +
+	"\x0eServerDefaults\x12\x0f.cairn.v1.Empty\x1a\x1d.cairn.v1.ServerDefaultsReplyB\x0eZ\fcairn/rpc/pbb\x06proto3"
 
 var (
 	file_rpc_pb_cairn_proto_rawDescOnce sync.Once
@@ -5445,7 +5514,7 @@ func file_rpc_pb_cairn_proto_rawDescGZIP() []byte {
 }
 
 var file_rpc_pb_cairn_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_rpc_pb_cairn_proto_msgTypes = make([]protoimpl.MessageInfo, 74)
+var file_rpc_pb_cairn_proto_msgTypes = make([]protoimpl.MessageInfo, 75)
 var file_rpc_pb_cairn_proto_goTypes = []any{
 	(OpHeader_Op)(0),               // 0: cairn.v1.OpHeader.Op
 	(OpHeader_Stage)(0),            // 1: cairn.v1.OpHeader.Stage
@@ -5515,14 +5584,15 @@ var file_rpc_pb_cairn_proto_goTypes = []any{
 	(*OpHeader)(nil),               // 65: cairn.v1.OpHeader
 	(*OpReply)(nil),                // 66: cairn.v1.OpReply
 	(*LinkRequest)(nil),            // 67: cairn.v1.LinkRequest
-	(*DataTransferReply)(nil),      // 68: cairn.v1.DataTransferReply
-	(*UILinkRequest)(nil),          // 69: cairn.v1.UILinkRequest
-	(*UILinkReply)(nil),            // 70: cairn.v1.UILinkReply
-	(*JoinRequest)(nil),            // 71: cairn.v1.JoinRequest
-	(*RenewCertRequest)(nil),       // 72: cairn.v1.RenewCertRequest
-	(*CertReply)(nil),              // 73: cairn.v1.CertReply
-	(*JoinTokenRequest)(nil),       // 74: cairn.v1.JoinTokenRequest
-	(*JoinTokenReply)(nil),         // 75: cairn.v1.JoinTokenReply
+	(*ServerDefaultsReply)(nil),    // 68: cairn.v1.ServerDefaultsReply
+	(*DataTransferReply)(nil),      // 69: cairn.v1.DataTransferReply
+	(*UILinkRequest)(nil),          // 70: cairn.v1.UILinkRequest
+	(*UILinkReply)(nil),            // 71: cairn.v1.UILinkReply
+	(*JoinRequest)(nil),            // 72: cairn.v1.JoinRequest
+	(*RenewCertRequest)(nil),       // 73: cairn.v1.RenewCertRequest
+	(*CertReply)(nil),              // 74: cairn.v1.CertReply
+	(*JoinTokenRequest)(nil),       // 75: cairn.v1.JoinTokenRequest
+	(*JoinTokenReply)(nil),         // 76: cairn.v1.JoinTokenReply
 }
 var file_rpc_pb_cairn_proto_depIdxs = []int32{
 	3,  // 0: cairn.v1.LocatedBlock.block:type_name -> cairn.v1.Block
@@ -5616,66 +5686,68 @@ var file_rpc_pb_cairn_proto_depIdxs = []int32{
 	61, // 88: cairn.v1.Registry.BlocksDeleted:input_type -> cairn.v1.BlockList
 	64, // 89: cairn.v1.Registry.CommitBlockSynchronization:input_type -> cairn.v1.CommitSyncRequest
 	38, // 90: cairn.v1.Registry.ReportBadReplicas:input_type -> cairn.v1.BadReplicas
-	71, // 91: cairn.v1.Trust.Join:input_type -> cairn.v1.JoinRequest
-	72, // 92: cairn.v1.Trust.RenewCert:input_type -> cairn.v1.RenewCertRequest
-	74, // 93: cairn.v1.Trust.IssueJoinToken:input_type -> cairn.v1.JoinTokenRequest
+	72, // 91: cairn.v1.Trust.Join:input_type -> cairn.v1.JoinRequest
+	73, // 92: cairn.v1.Trust.RenewCert:input_type -> cairn.v1.RenewCertRequest
+	75, // 93: cairn.v1.Trust.IssueJoinToken:input_type -> cairn.v1.JoinTokenRequest
 	2,  // 94: cairn.v1.Trust.DataTransfer:input_type -> cairn.v1.Empty
-	69, // 95: cairn.v1.Trust.IssueUILink:input_type -> cairn.v1.UILinkRequest
-	2,  // 96: cairn.v1.Namespace.Mkdirs:output_type -> cairn.v1.Empty
-	2,  // 97: cairn.v1.Namespace.Mkdir:output_type -> cairn.v1.Empty
-	6,  // 98: cairn.v1.Namespace.Create:output_type -> cairn.v1.FileInfo
-	5,  // 99: cairn.v1.Namespace.AddBlock:output_type -> cairn.v1.LocatedBlock
-	2,  // 100: cairn.v1.Namespace.Complete:output_type -> cairn.v1.Empty
-	6,  // 101: cairn.v1.Namespace.Stat:output_type -> cairn.v1.FileInfo
-	16, // 102: cairn.v1.Namespace.List:output_type -> cairn.v1.ListReply
-	2,  // 103: cairn.v1.Namespace.Rename:output_type -> cairn.v1.Empty
-	2,  // 104: cairn.v1.Namespace.Delete:output_type -> cairn.v1.Empty
-	19, // 105: cairn.v1.Namespace.BlockLocations:output_type -> cairn.v1.FileBlocks
-	20, // 106: cairn.v1.Namespace.Statfs:output_type -> cairn.v1.FsStats
-	22, // 107: cairn.v1.Namespace.Report:output_type -> cairn.v1.ClusterReport
-	6,  // 108: cairn.v1.Namespace.SetAttr:output_type -> cairn.v1.FileInfo
-	2,  // 109: cairn.v1.Namespace.Symlink:output_type -> cairn.v1.Empty
-	2,  // 110: cairn.v1.Namespace.Mknod:output_type -> cairn.v1.Empty
-	2,  // 111: cairn.v1.Namespace.SetXattr:output_type -> cairn.v1.Empty
-	27, // 112: cairn.v1.Namespace.GetXattr:output_type -> cairn.v1.XattrValue
-	28, // 113: cairn.v1.Namespace.ListXattrs:output_type -> cairn.v1.XattrNames
-	2,  // 114: cairn.v1.Namespace.RemoveXattr:output_type -> cairn.v1.Empty
-	29, // 115: cairn.v1.Namespace.GetContentSummary:output_type -> cairn.v1.ContentSummary
-	31, // 116: cairn.v1.Namespace.Append:output_type -> cairn.v1.AppendReply
-	2,  // 117: cairn.v1.Namespace.RenewLease:output_type -> cairn.v1.Empty
-	2,  // 118: cairn.v1.Namespace.AbandonBlock:output_type -> cairn.v1.Empty
-	2,  // 119: cairn.v1.Namespace.Fsync:output_type -> cairn.v1.Empty
-	34, // 120: cairn.v1.Namespace.UpdateBlockForPipeline:output_type -> cairn.v1.GenStampReply
-	2,  // 121: cairn.v1.Namespace.UpdatePipeline:output_type -> cairn.v1.Empty
-	4,  // 122: cairn.v1.Namespace.AdditionalNode:output_type -> cairn.v1.Node
-	2,  // 123: cairn.v1.Namespace.ReportBadReplicas:output_type -> cairn.v1.Empty
-	2,  // 124: cairn.v1.Namespace.Checkpoint:output_type -> cairn.v1.Empty
-	2,  // 125: cairn.v1.Namespace.Unlink:output_type -> cairn.v1.Empty
-	2,  // 126: cairn.v1.Namespace.Release:output_type -> cairn.v1.Empty
-	41, // 127: cairn.v1.Namespace.ReplicaReport:output_type -> cairn.v1.FileReplicas
-	2,  // 128: cairn.v1.Namespace.Link:output_type -> cairn.v1.Empty
-	6,  // 129: cairn.v1.Namespace.Access:output_type -> cairn.v1.FileInfo
-	49, // 130: cairn.v1.Namespace.SafeMode:output_type -> cairn.v1.SafeModeReply
-	52, // 131: cairn.v1.Namespace.GetDelegationToken:output_type -> cairn.v1.DelegationTokenReply
-	54, // 132: cairn.v1.Namespace.RenewDelegationToken:output_type -> cairn.v1.RenewDelegationReply
-	2,  // 133: cairn.v1.Namespace.CancelDelegationToken:output_type -> cairn.v1.Empty
-	21, // 134: cairn.v1.Namespace.SetNodeAdmin:output_type -> cairn.v1.NodeReport
-	45, // 135: cairn.v1.Namespace.RefreshNodes:output_type -> cairn.v1.NodeReports
-	48, // 136: cairn.v1.Namespace.Balance:output_type -> cairn.v1.BalanceReply
-	56, // 137: cairn.v1.Registry.Register:output_type -> cairn.v1.RegisterReply
-	60, // 138: cairn.v1.Registry.Heartbeat:output_type -> cairn.v1.HeartbeatReply
-	2,  // 139: cairn.v1.Registry.BlockReport:output_type -> cairn.v1.Empty
-	2,  // 140: cairn.v1.Registry.BlocksReceived:output_type -> cairn.v1.Empty
-	2,  // 141: cairn.v1.Registry.BlocksDeleted:output_type -> cairn.v1.Empty
-	2,  // 142: cairn.v1.Registry.CommitBlockSynchronization:output_type -> cairn.v1.Empty
-	2,  // 143: cairn.v1.Registry.ReportBadReplicas:output_type -> cairn.v1.Empty
-	73, // 144: cairn.v1.Trust.Join:output_type -> cairn.v1.CertReply
-	73, // 145: cairn.v1.Trust.RenewCert:output_type -> cairn.v1.CertReply
-	75, // 146: cairn.v1.Trust.IssueJoinToken:output_type -> cairn.v1.JoinTokenReply
-	68, // 147: cairn.v1.Trust.DataTransfer:output_type -> cairn.v1.DataTransferReply
-	70, // 148: cairn.v1.Trust.IssueUILink:output_type -> cairn.v1.UILinkReply
-	96, // [96:149] is the sub-list for method output_type
-	43, // [43:96] is the sub-list for method input_type
+	70, // 95: cairn.v1.Trust.IssueUILink:input_type -> cairn.v1.UILinkRequest
+	2,  // 96: cairn.v1.Trust.ServerDefaults:input_type -> cairn.v1.Empty
+	2,  // 97: cairn.v1.Namespace.Mkdirs:output_type -> cairn.v1.Empty
+	2,  // 98: cairn.v1.Namespace.Mkdir:output_type -> cairn.v1.Empty
+	6,  // 99: cairn.v1.Namespace.Create:output_type -> cairn.v1.FileInfo
+	5,  // 100: cairn.v1.Namespace.AddBlock:output_type -> cairn.v1.LocatedBlock
+	2,  // 101: cairn.v1.Namespace.Complete:output_type -> cairn.v1.Empty
+	6,  // 102: cairn.v1.Namespace.Stat:output_type -> cairn.v1.FileInfo
+	16, // 103: cairn.v1.Namespace.List:output_type -> cairn.v1.ListReply
+	2,  // 104: cairn.v1.Namespace.Rename:output_type -> cairn.v1.Empty
+	2,  // 105: cairn.v1.Namespace.Delete:output_type -> cairn.v1.Empty
+	19, // 106: cairn.v1.Namespace.BlockLocations:output_type -> cairn.v1.FileBlocks
+	20, // 107: cairn.v1.Namespace.Statfs:output_type -> cairn.v1.FsStats
+	22, // 108: cairn.v1.Namespace.Report:output_type -> cairn.v1.ClusterReport
+	6,  // 109: cairn.v1.Namespace.SetAttr:output_type -> cairn.v1.FileInfo
+	2,  // 110: cairn.v1.Namespace.Symlink:output_type -> cairn.v1.Empty
+	2,  // 111: cairn.v1.Namespace.Mknod:output_type -> cairn.v1.Empty
+	2,  // 112: cairn.v1.Namespace.SetXattr:output_type -> cairn.v1.Empty
+	27, // 113: cairn.v1.Namespace.GetXattr:output_type -> cairn.v1.XattrValue
+	28, // 114: cairn.v1.Namespace.ListXattrs:output_type -> cairn.v1.XattrNames
+	2,  // 115: cairn.v1.Namespace.RemoveXattr:output_type -> cairn.v1.Empty
+	29, // 116: cairn.v1.Namespace.GetContentSummary:output_type -> cairn.v1.ContentSummary
+	31, // 117: cairn.v1.Namespace.Append:output_type -> cairn.v1.AppendReply
+	2,  // 118: cairn.v1.Namespace.RenewLease:output_type -> cairn.v1.Empty
+	2,  // 119: cairn.v1.Namespace.AbandonBlock:output_type -> cairn.v1.Empty
+	2,  // 120: cairn.v1.Namespace.Fsync:output_type -> cairn.v1.Empty
+	34, // 121: cairn.v1.Namespace.UpdateBlockForPipeline:output_type -> cairn.v1.GenStampReply
+	2,  // 122: cairn.v1.Namespace.UpdatePipeline:output_type -> cairn.v1.Empty
+	4,  // 123: cairn.v1.Namespace.AdditionalNode:output_type -> cairn.v1.Node
+	2,  // 124: cairn.v1.Namespace.ReportBadReplicas:output_type -> cairn.v1.Empty
+	2,  // 125: cairn.v1.Namespace.Checkpoint:output_type -> cairn.v1.Empty
+	2,  // 126: cairn.v1.Namespace.Unlink:output_type -> cairn.v1.Empty
+	2,  // 127: cairn.v1.Namespace.Release:output_type -> cairn.v1.Empty
+	41, // 128: cairn.v1.Namespace.ReplicaReport:output_type -> cairn.v1.FileReplicas
+	2,  // 129: cairn.v1.Namespace.Link:output_type -> cairn.v1.Empty
+	6,  // 130: cairn.v1.Namespace.Access:output_type -> cairn.v1.FileInfo
+	49, // 131: cairn.v1.Namespace.SafeMode:output_type -> cairn.v1.SafeModeReply
+	52, // 132: cairn.v1.Namespace.GetDelegationToken:output_type -> cairn.v1.DelegationTokenReply
+	54, // 133: cairn.v1.Namespace.RenewDelegationToken:output_type -> cairn.v1.RenewDelegationReply
+	2,  // 134: cairn.v1.Namespace.CancelDelegationToken:output_type -> cairn.v1.Empty
+	21, // 135: cairn.v1.Namespace.SetNodeAdmin:output_type -> cairn.v1.NodeReport
+	45, // 136: cairn.v1.Namespace.RefreshNodes:output_type -> cairn.v1.NodeReports
+	48, // 137: cairn.v1.Namespace.Balance:output_type -> cairn.v1.BalanceReply
+	56, // 138: cairn.v1.Registry.Register:output_type -> cairn.v1.RegisterReply
+	60, // 139: cairn.v1.Registry.Heartbeat:output_type -> cairn.v1.HeartbeatReply
+	2,  // 140: cairn.v1.Registry.BlockReport:output_type -> cairn.v1.Empty
+	2,  // 141: cairn.v1.Registry.BlocksReceived:output_type -> cairn.v1.Empty
+	2,  // 142: cairn.v1.Registry.BlocksDeleted:output_type -> cairn.v1.Empty
+	2,  // 143: cairn.v1.Registry.CommitBlockSynchronization:output_type -> cairn.v1.Empty
+	2,  // 144: cairn.v1.Registry.ReportBadReplicas:output_type -> cairn.v1.Empty
+	74, // 145: cairn.v1.Trust.Join:output_type -> cairn.v1.CertReply
+	74, // 146: cairn.v1.Trust.RenewCert:output_type -> cairn.v1.CertReply
+	76, // 147: cairn.v1.Trust.IssueJoinToken:output_type -> cairn.v1.JoinTokenReply
+	69, // 148: cairn.v1.Trust.DataTransfer:output_type -> cairn.v1.DataTransferReply
+	71, // 149: cairn.v1.Trust.IssueUILink:output_type -> cairn.v1.UILinkReply
+	68, // 150: cairn.v1.Trust.ServerDefaults:output_type -> cairn.v1.ServerDefaultsReply
+	97, // [97:151] is the sub-list for method output_type
+	43, // [43:97] is the sub-list for method input_type
 	43, // [43:43] is the sub-list for extension type_name
 	43, // [43:43] is the sub-list for extension extendee
 	0,  // [0:43] is the sub-list for field type_name
@@ -5693,7 +5765,7 @@ func file_rpc_pb_cairn_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rpc_pb_cairn_proto_rawDesc), len(file_rpc_pb_cairn_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   74,
+			NumMessages:   75,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

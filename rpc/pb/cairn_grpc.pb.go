@@ -1979,6 +1979,7 @@ const (
 	Trust_IssueJoinToken_FullMethodName = "/cairn.v1.Trust/IssueJoinToken"
 	Trust_DataTransfer_FullMethodName   = "/cairn.v1.Trust/DataTransfer"
 	Trust_IssueUILink_FullMethodName    = "/cairn.v1.Trust/IssueUILink"
+	Trust_ServerDefaults_FullMethodName = "/cairn.v1.Trust/ServerDefaults"
 )
 
 // TrustClient is the client API for Trust service.
@@ -1998,6 +1999,9 @@ type TrustClient interface {
 	// IssueUILink makes a one-time sign-in link token for metad's HTTP UI
 	// (admins only).
 	IssueUILink(ctx context.Context, in *UILinkRequest, opts ...grpc.CallOption) (*UILinkReply, error)
+	// ServerDefaults is HDFS's getServerDefaults: settings of metad a
+	// client follows (the trash interval); any certificate may ask.
+	ServerDefaults(ctx context.Context, in *Empty, opts ...grpc.CallOption) (*ServerDefaultsReply, error)
 }
 
 type trustClient struct {
@@ -2058,6 +2062,16 @@ func (c *trustClient) IssueUILink(ctx context.Context, in *UILinkRequest, opts .
 	return out, nil
 }
 
+func (c *trustClient) ServerDefaults(ctx context.Context, in *Empty, opts ...grpc.CallOption) (*ServerDefaultsReply, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ServerDefaultsReply)
+	err := c.cc.Invoke(ctx, Trust_ServerDefaults_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // TrustServer is the server API for Trust service.
 // All implementations must embed UnimplementedTrustServer
 // for forward compatibility.
@@ -2075,6 +2089,9 @@ type TrustServer interface {
 	// IssueUILink makes a one-time sign-in link token for metad's HTTP UI
 	// (admins only).
 	IssueUILink(context.Context, *UILinkRequest) (*UILinkReply, error)
+	// ServerDefaults is HDFS's getServerDefaults: settings of metad a
+	// client follows (the trash interval); any certificate may ask.
+	ServerDefaults(context.Context, *Empty) (*ServerDefaultsReply, error)
 	mustEmbedUnimplementedTrustServer()
 }
 
@@ -2099,6 +2116,9 @@ func (UnimplementedTrustServer) DataTransfer(context.Context, *Empty) (*DataTran
 }
 func (UnimplementedTrustServer) IssueUILink(context.Context, *UILinkRequest) (*UILinkReply, error) {
 	return nil, status.Error(codes.Unimplemented, "method IssueUILink not implemented")
+}
+func (UnimplementedTrustServer) ServerDefaults(context.Context, *Empty) (*ServerDefaultsReply, error) {
+	return nil, status.Error(codes.Unimplemented, "method ServerDefaults not implemented")
 }
 func (UnimplementedTrustServer) mustEmbedUnimplementedTrustServer() {}
 func (UnimplementedTrustServer) testEmbeddedByValue()               {}
@@ -2211,6 +2231,24 @@ func _Trust_IssueUILink_Handler(srv interface{}, ctx context.Context, dec func(i
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Trust_ServerDefaults_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(Empty)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TrustServer).ServerDefaults(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Trust_ServerDefaults_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TrustServer).ServerDefaults(ctx, req.(*Empty))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Trust_ServiceDesc is the grpc.ServiceDesc for Trust service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -2237,6 +2275,10 @@ var Trust_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "IssueUILink",
 			Handler:    _Trust_IssueUILink_Handler,
+		},
+		{
+			MethodName: "ServerDefaults",
+			Handler:    _Trust_ServerDefaults_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

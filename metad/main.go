@@ -72,6 +72,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	pendingTimeout := fl.Duration("replication-pending-timeout", DefaultPendingTimeout, "a copy not reported done this long after it was sent is scheduled again")
 	invalidateLimit := fl.Int("block-invalidate-limit", DefaultInvalidateLimit, "replicas one heartbeat reply asks a blockd to delete; the rest wait for the next")
 	hostsExclude := fl.String("hosts-exclude", "", "a file naming blockds to decommission, one a line (host, HOST:PORT data address or storage ID); read again at `cairn admin -refreshNodes`")
+	maintMin := fl.Int("maintenance-min-replication", DefaultMaintenanceMinReplication, "live replicas in service a block keeps while blockds holding it are in maintenance (`cairn admin -maintenance`); HDFS's dfs.namenode.maintenance.replication.min")
+	balancerLease := fl.Duration("balancer-lease", DefaultBalancerLease, "a running balancer silent this long (killed, cut off) no longer keeps another from starting")
 	debug := fl.Bool("debug", false, "log at debug level")
 	fl.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: cairn metad --data DIR [--format [--force] | --restore CKPT [--force]] [--listen :9000] [--http :9870]\n"+
@@ -93,6 +95,10 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return daemon.Usage(stderr, "cairn metad", "--replication-max-streams must be at least 1 and at most --replication-max-streams-hard-limit")
 	case *hard < *soft:
 		return daemon.Usage(stderr, "cairn metad", "--lease-hard-limit is shorter than --lease-soft-limit")
+	case *maintMin < 1:
+		return daemon.Usage(stderr, "cairn metad", "--maintenance-min-replication must be at least 1")
+	case *balancerLease <= 0:
+		return daemon.Usage(stderr, "cairn metad", "--balancer-lease must be positive")
 	}
 	log := daemon.Logger(*debug).Named("metad")
 	defer func() { _ = log.Sync() }()
@@ -138,7 +144,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		SafeModeThreshold: *smThreshold, SafeModeExtension: *smExtension, MaxConns: *maxConns,
 		TopologyScript: *topoScript,
 		MaxStreams:     *maxStreams, StreamsHardLimit: *hardLimit, PendingTimeout: *pendingTimeout, InvalidateLimit: *invalidateLimit,
-		HostsExclude: *hostsExclude,
+		HostsExclude: *hostsExclude, MaintenanceMinReplication: *maintMin, BalancerLease: *balancerLease,
 	}, *insecureFlag); err != nil {
 		log.Error("metad stopped", zap.Error(err))
 		fmt.Fprintf(stderr, "cairn metad: %v\n", err)

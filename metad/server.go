@@ -117,6 +117,13 @@ type Config struct {
 	// HostsExclude names the exclude file: the blockds it names are
 	// decommissioned (decommission.go), read at start and at RefreshNodes.
 	HostsExclude string
+	// MaintenanceMinReplication is how many live replicas in service a
+	// block keeps while blockds holding it are in maintenance (HDFS's
+	// dfs.namenode.maintenance.replication.min; maintenance.go; zero: 1).
+	MaintenanceMinReplication int
+	// BalancerLease is how long the balancer metad serves may be silent
+	// before another may run (balancerlock.go; zero: DefaultBalancerLease).
+	BalancerLease time.Duration
 	// EncryptData makes blockds' data ports take mutual TLS only (HDFS's
 	// dfs.encrypt.data.transfer): blockds hear it at registration,
 	// clients from DataTransfer.
@@ -142,6 +149,7 @@ type Metad struct {
 	nodes       *nodeSet
 	pipelines   *pipelines  // where blocks being written are
 	repl        *replQueue  // copies the replication monitor hands out
+	balancer    balancerLock
 	recoveries  *recoveries // block recoveries under way
 	safe        *safeMode
 	topo        *topology // racks from the topology script
@@ -238,6 +246,12 @@ func Open(cfg Config) (*Metad, error) {
 	}
 	if cfg.DeadAfter <= 0 {
 		cfg.DeadAfter = cairn.DefaultDeadAfter
+	}
+	if cfg.BalancerLease <= 0 {
+		cfg.BalancerLease = DefaultBalancerLease
+	}
+	if cfg.MaintenanceMinReplication <= 0 {
+		cfg.MaintenanceMinReplication = DefaultMaintenanceMinReplication
 	}
 	if cfg.Heartbeat <= 0 {
 		cfg.Heartbeat = cairn.DefaultHeartbeat

@@ -22,10 +22,11 @@ import (
 // before another may start: HDFS's lease soft limit.
 const DefaultBalancerLease = 60 * time.Second
 
-// ErrAnotherBalancer is the refusal of a second balancer, in HDFS's
+// errAnotherBalancer is the refusal of a second balancer, in HDFS's
 // words.
+//
 //lint:ignore ST1005 HDFS's text, capital and full stop included
-var ErrAnotherBalancer = errors.New("Another Balancer is running.")
+var errAnotherBalancer = errors.New("Another Balancer is running.")
 
 // balancerLock is the balancer metad serves and when it last asked.
 type balancerLock struct {
@@ -42,7 +43,7 @@ func (l *balancerLock) acquire(id string, now time.Time, lease time.Duration) er
 	defer l.mu.Unlock()
 	if l.held && l.id != id {
 		if silent := now.Sub(l.last); silent < lease {
-			return fmt.Errorf("%w (balancer %q, last heard %v ago; its lease lasts %v)", ErrAnotherBalancer, l.id, silent.Round(time.Millisecond), lease)
+			return fmt.Errorf("%w (balancer %q, last heard %v ago; its lease lasts %v)", errAnotherBalancer, l.id, silent.Round(time.Millisecond), lease)
 		}
 	}
 	l.held, l.id, l.last = true, id, now

@@ -370,12 +370,6 @@ func (m *Metad) nodeReport(id string) cairn.NodeReport {
 	return cairn.NodeReport{Node: cairn.Node{StorageID: id}, AdminState: r.state.String(), MaintenanceExpires: r.expires}
 }
 
-func (ns *nodeSet) adminOf(id string) adminState {
-	ns.mu.Lock()
-	defer ns.mu.Unlock()
-	return ns.admin[id].state
-}
-
 // checkDecommissions makes each blockd being decommissioned Decommissioned
 // once every block it holds has its full count on blockds in service. A
 // blockd that has not sent a full report since it registered (or since

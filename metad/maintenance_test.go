@@ -147,7 +147,7 @@ func TestMaintenance(t *testing.T) {
 		t.Fatalf("past its expiry: %q, want %q", s, cairn.AdminNormal)
 	}
 	must(t, m.checkReplication(true))
-	del, copies = deletesTo(t, m, others)
+	_, copies = deletesTo(t, m, others)
 	got = map[cairn.BlockID]int{}
 	for _, c := range copies {
 		got[c.Blocks[0].ID] += len(c.Targets)

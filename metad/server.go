@@ -147,8 +147,8 @@ type Metad struct {
 	st          *store
 	blocks      *blockMap
 	nodes       *nodeSet
-	pipelines   *pipelines  // where blocks being written are
-	repl        *replQueue  // copies the replication monitor hands out
+	pipelines   *pipelines // where blocks being written are
+	repl        *replQueue // copies the replication monitor hands out
 	balancer    balancerLock
 	recoveries  *recoveries // block recoveries under way
 	safe        *safeMode

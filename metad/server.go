@@ -112,8 +112,12 @@ type Config struct {
 	// InvalidateLimit, how many deletions one heartbeat reply carries
 	// (replqueue.go; zero: the defaults).
 	MaxStreams, StreamsHardLimit int
-	PendingTimeout               time.Duration
-	InvalidateLimit              int
+	// MaxMoves is how many balancer moves a blockd is the source of at a
+	// time, apart from its streams (HDFS's
+	// dfs.datanode.balance.max.concurrent.moves; zero: DefaultMaxMoves).
+	MaxMoves        int
+	PendingTimeout  time.Duration
+	InvalidateLimit int
 	// HostsExclude names the exclude file: the blockds it names are
 	// decommissioned (decommission.go), read at start and at RefreshNodes.
 	HostsExclude string
@@ -326,7 +330,7 @@ func Open(cfg Config) (*Metad, error) {
 	m := &Metad{
 		tokens: tokens,
 		cfg:    cfg, st: st, blocks: newBlockMap(), clock: cfg.Clock, log: cfg.Logger, pipelines: newPipelines(), recoveries: newRecoveries(),
-		repl:        newReplQueue(cfg.MaxStreams, cfg.StreamsHardLimit, cfg.PendingTimeout),
+		repl:        newReplQueue(cfg.MaxStreams, cfg.StreamsHardLimit, cfg.MaxMoves, cfg.PendingTimeout),
 		nodes:       &nodeSet{deadAfter: cfg.DeadAfter, staleAfter: cfg.StaleAfter, nodes: map[string]*nodeState{}, admin: admin},
 		namespaceID: v["namespaceID"],
 		topo:        newTopology(cfg.TopologyScript, cfg.Clock.Now, cfg.Logger.Named("topology")),

@@ -153,9 +153,13 @@ type NodeReport struct {
 	Blocks        int64
 	LastHeartbeat time.Time
 	Live          bool
-	// AdminState is the blockd's decommission state, in HDFS's words:
-	// AdminNormal, AdminDecommissioning or AdminDecommissioned.
+	// AdminState is the blockd's admin state, in HDFS's words:
+	// AdminNormal, AdminDecommissioning, AdminDecommissioned,
+	// AdminEnteringMaintenance or AdminInMaintenance.
 	AdminState string
+	// MaintenanceExpires is when a blockd's maintenance ends by itself
+	// (zero: at -recommission only).
+	MaintenanceExpires time.Time
 	// FailedVolumes are the blockd's failed data directories, each "DIR:
 	// reason", as its last heartbeat said.
 	FailedVolumes []string
@@ -166,10 +170,18 @@ type NodeReport struct {
 // decommissioned takes no new replica and its replicas are copied to
 // others; once every block it holds has its full count elsewhere it is
 // decommissioned: it still serves reads, last, and keeps its replicas.
+//
+// A blockd entering maintenance takes no new replica, and only the blocks
+// that would be left with fewer live replicas in service than metad's
+// maintenance minimum are copied elsewhere; then it is in maintenance: it
+// may be switched off, and while it is, its replicas are not copied
+// elsewhere (HDFS's maintenance state).
 const (
-	AdminNormal          = "Normal"
-	AdminDecommissioning = "Decommission in progress"
-	AdminDecommissioned  = "Decommissioned"
+	AdminNormal              = "Normal"
+	AdminDecommissioning     = "Decommission in progress"
+	AdminDecommissioned      = "Decommissioned"
+	AdminEnteringMaintenance = "Entering maintenance"
+	AdminInMaintenance       = "In maintenance"
 )
 
 // NodeAdminAction is what Admin.SetNodeAdmin does to a blockd.
@@ -177,7 +189,8 @@ type NodeAdminAction int
 
 const (
 	NodeDecommission NodeAdminAction = iota + 1 // start decommissioning it
-	NodeRecommission                            // put it back in service
+	NodeRecommission                            // put it back in service, out of decommissioning or maintenance
+	NodeMaintenance                             // start its maintenance
 )
 
 // ClusterReport is metad's view of the cluster (admin -report, fsck).
@@ -195,6 +208,9 @@ type ReplicaInfo struct {
 	Replica      // stamp, length and state as reported
 	Live    bool // the blockd is heartbeating
 	Stale   bool // the blockd has been silent past the stale interval
+	// Maintenance: the blockd is entering or in maintenance; a replica
+	// there is not copied elsewhere while the blockd is switched off.
+	Maintenance bool
 	// Good: the replica counts as a copy of the block: finalized, at the
 	// block's stamp or newer, as long as the block, not known corrupt.
 	Good bool
@@ -417,12 +433,14 @@ type Admin interface {
 	// read-only: every namespace mutation and writer call fails with
 	// KindSafeMode, whose detail is the status's Message.
 	SafeMode(ctx context.Context, action SafeModeAction) (SafeModeStatus, error)
-	// SetNodeAdmin decommissions or recommissions the blockd node (its
-	// storage ID or its data address HOST:PORT) and returns it as metad
-	// now knows it; an admin certificate and a superuser only
-	// (KindAccess). An unknown node is KindNotExist. The state is kept in
-	// metad's store, so a restart keeps it.
-	SetNodeAdmin(ctx context.Context, node string, action NodeAdminAction) (NodeReport, error)
+	// SetNodeAdmin decommissions, puts in maintenance or recommissions
+	// the blockd node (its storage ID or its data address HOST:PORT) and
+	// returns it as metad now knows it; an admin certificate and a
+	// superuser only (KindAccess). An unknown node is KindNotExist.
+	// expire, for NodeMaintenance only, ends the maintenance by itself
+	// after that long (0: never; negative is KindInvalid). The state is
+	// kept in metad's store, so a restart keeps it.
+	SetNodeAdmin(ctx context.Context, node string, action NodeAdminAction, expire time.Duration) (NodeReport, error)
 	// RefreshNodes reads metad's --hosts-exclude file again (HDFS's
 	// dfsadmin -refreshNodes): the blockds it names are decommissioned,
 	// those it no longer names that it had decommissioned go back in
@@ -455,10 +473,16 @@ const (
 // (used / capacity, in percent) should end within Threshold percentage
 // points of the cluster's mean; each source blockd sends its copies at
 // most Bandwidth bytes a second (0: no limit).
+//
+// ID names the balancer asking (HDFS's balancer.id): metad serves one
+// balancer at a time, and refuses the steps of another (KindBusy, "Another
+// Balancer is running.") until the one it serves has been silent for
+// metad's balancer lease, or sent BalanceStop.
 type BalanceRequest struct {
 	Threshold float64
 	Bandwidth int64
 	Action    BalanceAction
+	ID        string
 }
 
 // BalanceStatus is the balancer's view of the cluster after a step.

@@ -96,6 +96,7 @@ type Blockd struct {
 
 	recoveries chan cairn.Command // CmdRecover waiting for a worker
 	transfers  chan cairn.Command // CmdTransfer waiting for a worker (transfer.go)
+	moves      chan cairn.Command // the balancer's CmdTransfer waiting for one of its workers
 	throttle   *throttler         // the balancer's copies (throttle.go)
 }
 
@@ -150,7 +151,7 @@ func New(cfg Config) (*Blockd, error) {
 	}
 	d := &Blockd{cfg: cfg, store: st, log: cfg.Logger, metad: rpc.NewRegistryClient(conn), conn: conn, creds: creds, kick: make(chan struct{}, 1),
 		recoveries: make(chan cairn.Command, recoveryQueue), transfers: make(chan cairn.Command, transferQueue),
-		throttle: newThrottler()}
+		moves: make(chan cairn.Command, transferQueue), throttle: newThrottler()}
 	if creds != nil {
 		d.tlsServer = d.dataServerConfig()
 		d.tlsClient = trust.ClientConfig(creds, trust.RoleBlockd)
@@ -522,7 +523,8 @@ func serve(ctx context.Context, cfg Config, listen, httpAddr, addrFile string) e
 		go trust.Renew(ctx, d.creds, d.cfg.CertsDir, rpc.NewTrustClient(d.conn).Fetch, d.log.Named("trust"))
 	}
 	go d.runRecoveries(ctx, recoveryWorkers)
-	go d.runTransfers(ctx, transferWorkers)
+	go d.runTransfers(ctx, d.transfers, transferWorkers)
+	go d.runTransfers(ctx, d.moves, moveWorkers)
 	if d.scan != nil {
 		go d.scan.Run(ctx)
 	}

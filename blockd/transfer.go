@@ -14,9 +14,14 @@ import (
 // time (metad's --replication-max-streams-hard-limit, 4), so the pool is
 // that size, and a queue takes what arrives while they are busy. A copy
 // that finds the queue full is dropped with a warning: metad schedules
-// its block again once the copy's pending timeout passes.
+// its block again once the copy's pending timeout passes. The balancer's
+// copies (those with a bandwidth) have a pool and a queue of their own,
+// as metad counts them apart from the streams (its
+// --balancer-max-concurrent-moves, 5): a copy that restores a block's
+// replication never waits behind the balancer's.
 const (
 	transferWorkers = 4
+	moveWorkers     = 5
 	transferQueue   = 64
 )
 
@@ -28,17 +33,22 @@ func (d *Blockd) queueTransfer(c cairn.Command) {
 		return
 	}
 	d.active.Add(1)
+	queue := d.transfers
+	if balancerCopy(c) {
+		queue = d.moves
+	}
 	select {
-	case d.transfers <- c:
+	case queue <- c:
 	default:
 		d.active.Add(-1)
 		d.log.Warn("copy queue full; metad will ask again", zap.Stringer("block", c.Blocks[0]), zap.Int("queued", transferQueue))
 	}
 }
 
-// runTransfers runs queued copies on workers goroutines until ctx ends.
-func (d *Blockd) runTransfers(ctx context.Context, workers int) {
-	runWorkers(ctx, workers, d.transfers, func(c cairn.Command) {
+// runTransfers runs the copies queued on queue on workers goroutines
+// until ctx ends.
+func (d *Blockd) runTransfers(ctx context.Context, queue <-chan cairn.Command, workers int) {
+	runWorkers(ctx, workers, queue, func(c cairn.Command) {
 		var t *throttler
 		if balancerCopy(c) && d.throttle != nil {
 			d.throttle.setRate(c.Bandwidth)

@@ -185,6 +185,10 @@ func (m *Metad) Balance(ctx context.Context, r cairn.BalanceRequest) (cairn.Bala
 		return cairn.BalanceStatus{}, err // no moves in safe mode
 	}
 	now := m.clock.Now()
+	if err := m.balancer.acquire(r.ID, now, m.cfg.BalancerLease); err != nil {
+		m.log.Warn("refused a second balancer", zap.String("balancer", r.ID), zap.Error(err))
+		return cairn.BalanceStatus{}, cairn.E(op, cairn.KindBusy, "", err.Error())
+	}
 	nodes := m.balanceNodes(now)
 	// The moves under way count as done: a new iteration plans from where
 	// they leave the cluster.
@@ -200,6 +204,7 @@ func (m *Metad) Balance(ctx context.Context, r cairn.BalanceRequest) (cairn.Bala
 		if n := m.repl.dropMoves(); n > 0 {
 			m.log.Info("balancer stopped: moves not yet sent dropped", zap.Int("moves", n))
 		}
+		m.balancer.release(r.ID)
 	case cairn.BalanceSchedule:
 		if plan.bytesLeft > 0 {
 			var err error

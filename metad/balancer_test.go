@@ -289,7 +289,7 @@ func TestBalancerMoveKeepsTheLastReplicas(t *testing.T) {
 			break
 		}
 	}
-	if _, err := s.m.SetNodeAdmin(ctx, other, cairn.NodeDecommission); err != nil {
+	if _, err := s.m.SetNodeAdmin(ctx, other, cairn.NodeDecommission, 0); err != nil {
 		t.Fatal(err)
 	}
 	must(t, s.m.BlocksReceived(ctx, c.Targets[0].StorageID, finalized(b)))
@@ -306,7 +306,7 @@ func TestBalancerMoveKeepsTheLastReplicas(t *testing.T) {
 	}
 
 	// Stop: moves not yet sent are dropped.
-	if _, err := s.m.SetNodeAdmin(ctx, other, cairn.NodeRecommission); err != nil {
+	if _, err := s.m.SetNodeAdmin(ctx, other, cairn.NodeRecommission, 0); err != nil {
 		t.Fatal(err)
 	}
 	for _, n := range s.nodes {

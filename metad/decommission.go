@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/binary"
 	"fmt"
 	"os"
 	"sort"
@@ -29,20 +30,23 @@ import (
 // recommissioned blockd is in service again; the extra replicas are
 // trimmed.
 //
-// The state lives in metad's store ("d" keys: docs/FORMAT.md), written
+// The state lives in metad's store ("a" keys: docs/FORMAT.md), written
 // synced, so a restart keeps it. A blockd is named by an administrator
 // (admin -decommission NODE, -recommission NODE) or by metad's
 // --hosts-exclude file (HDFS's dfs.hosts.exclude), read at start and at
 // admin -refreshNodes: the blockds it names are decommissioned, those it
 // named before and no longer does go back in service.
 
-// adminState is a blockd's state in decommissioning.
+// adminState is a blockd's state in decommissioning or maintenance
+// (maintenance.go).
 type adminState uint8
 
 const (
 	adminNormal adminState = iota
 	adminDecommissioning
 	adminDecommissioned
+	adminEnteringMaintenance
+	adminInMaintenance
 )
 
 func (s adminState) String() string {
@@ -51,18 +55,30 @@ func (s adminState) String() string {
 		return cairn.AdminDecommissioning
 	case adminDecommissioned:
 		return cairn.AdminDecommissioned
+	case adminEnteringMaintenance:
+		return cairn.AdminEnteringMaintenance
+	case adminInMaintenance:
+		return cairn.AdminInMaintenance
 	}
 	return cairn.AdminNormal
 }
 
-// adminRecord is a blockd's admin state and whether the exclude file
-// asked for it.
-type adminRecord struct {
-	state  adminState
-	byFile bool
+// maintenance reports whether s is entering or in maintenance.
+func (s adminState) maintenance() bool {
+	return s == adminEnteringMaintenance || s == adminInMaintenance
 }
 
-// A "d" key's value: the state, then 1 when the exclude file asked for it.
+// adminRecord is a blockd's admin state, whether the exclude file asked
+// for it, and when a maintenance ends by itself (zero: never).
+type adminRecord struct {
+	state   adminState
+	byFile  bool
+	expires time.Time
+}
+
+// An "a" key's value: the state, then 1 when the exclude file asked for
+// it; a maintenance adds its expiry, in Unix nanoseconds (0: none), 8
+// bytes big-endian.
 func adminKey(storageID string) []byte { return append([]byte{prefixDecom}, storageID...) }
 
 func encodeAdmin(r adminRecord) []byte {
@@ -70,14 +86,28 @@ func encodeAdmin(r adminRecord) []byte {
 	if r.byFile {
 		v[1] = 1
 	}
+	if r.state.maintenance() {
+		var exp int64
+		if !r.expires.IsZero() {
+			exp = r.expires.UnixNano()
+		}
+		v = binary.BigEndian.AppendUint64(v, uint64(exp))
+	}
 	return v
 }
 
 func decodeAdmin(v []byte) (adminRecord, error) {
-	if len(v) != 2 || v[0] < byte(adminDecommissioning) || v[0] > byte(adminDecommissioned) || v[1] > 1 {
-		return adminRecord{}, fmt.Errorf("admin state record %x: want 2 bytes, a state of 1 or 2 and a flag of 0 or 1", v)
+	switch {
+	case len(v) == 2 && v[0] >= byte(adminDecommissioning) && v[0] <= byte(adminDecommissioned) && v[1] <= 1:
+		return adminRecord{state: adminState(v[0]), byFile: v[1] == 1}, nil
+	case len(v) == 10 && adminState(v[0]).maintenance() && v[1] == 0:
+		r := adminRecord{state: adminState(v[0])}
+		if exp := int64(binary.BigEndian.Uint64(v[2:])); exp != 0 {
+			r.expires = time.Unix(0, exp)
+		}
+		return r, nil
 	}
-	return adminRecord{state: adminState(v[0]), byFile: v[1] == 1}, nil
+	return adminRecord{}, fmt.Errorf("admin state record %x: want 2 bytes (a state of 1 or 2 and a flag of 0 or 1) or 10 (a state of 3 or 4, a flag of 0 and an expiry)", v)
 }
 
 // loadAdmin reads the admin states kept in the store.
@@ -138,12 +168,16 @@ func (m *Metad) setAdmin(id string, r adminRecord) error {
 	return nil
 }
 
-// SetNodeAdmin decommissions or recommissions a blockd (cairn admin
-// -decommission NODE, -recommission NODE).
-func (m *Metad) SetNodeAdmin(ctx context.Context, node string, action cairn.NodeAdminAction) (cairn.NodeReport, error) {
+// SetNodeAdmin decommissions, puts in maintenance (maintenance.go) or
+// recommissions a blockd (cairn admin -decommission NODE, -maintenance
+// NODE [-expire DURATION], -recommission NODE).
+func (m *Metad) SetNodeAdmin(ctx context.Context, node string, action cairn.NodeAdminAction, expire time.Duration) (cairn.NodeReport, error) {
 	const op = "metad.SetNodeAdmin"
-	if err := m.adminOnly(ctx, op, "decommission or recommission a blockd"); err != nil {
+	if err := m.adminOnly(ctx, op, "decommission, recommission or put in maintenance a blockd"); err != nil {
 		return cairn.NodeReport{}, err
+	}
+	if expire < 0 || (expire != 0 && action != cairn.NodeMaintenance) {
+		return cairn.NodeReport{}, cairn.E(op, cairn.KindInvalid, "", fmt.Sprintf("expiry %v: want a positive duration, for a maintenance only", expire))
 	}
 	id, ok := m.nodes.resolve(node)
 	if !ok {
@@ -154,11 +188,18 @@ func (m *Metad) SetNodeAdmin(ctx context.Context, node string, action cairn.Node
 	m.nodes.mu.Unlock()
 	switch action {
 	case cairn.NodeDecommission:
+		if cur.state.maintenance() {
+			return cairn.NodeReport{}, cairn.E(op, cairn.KindInvalid, "", fmt.Sprintf("blockd %s is %s: recommission it first", id, cur.state))
+		}
 		if cur.state == adminNormal {
 			if err := m.setAdmin(id, adminRecord{state: adminDecommissioning}); err != nil {
 				return cairn.NodeReport{}, cairn.E(op, cairn.KindIO, "", err.Error())
 			}
 			m.log.Info("decommissioning a blockd", zap.String("storage_id", id), zap.String("by", "admin"))
+		}
+	case cairn.NodeMaintenance:
+		if err := m.startMaintenance(op, id, cur, expire); err != nil {
+			return cairn.NodeReport{}, err
 		}
 	case cairn.NodeRecommission:
 		if cur.state != adminNormal {
@@ -323,13 +364,10 @@ func (m *Metad) nodeReport(id string) cairn.NodeReport {
 			return n
 		}
 	}
-	return cairn.NodeReport{Node: cairn.Node{StorageID: id}, AdminState: m.nodes.adminOf(id).String()}
-}
-
-func (ns *nodeSet) adminOf(id string) adminState {
-	ns.mu.Lock()
-	defer ns.mu.Unlock()
-	return ns.admin[id].state
+	m.nodes.mu.Lock()
+	r := m.nodes.admin[id]
+	m.nodes.mu.Unlock()
+	return cairn.NodeReport{Node: cairn.Node{StorageID: id}, AdminState: r.state.String(), MaintenanceExpires: r.expires}
 }
 
 // checkDecommissions makes each blockd being decommissioned Decommissioned

@@ -74,13 +74,13 @@ func TestDecommission(t *testing.T) {
 	last := closedOn(t, m, "/last", []cairn.Node{nodes[0]})
 	reportAll(t, m, nodes)
 
-	if _, err := m.SetNodeAdmin(as("bob"), victim.StorageID, cairn.NodeDecommission); cairn.KindOf(err) != cairn.KindAccess {
+	if _, err := m.SetNodeAdmin(as("bob"), victim.StorageID, cairn.NodeDecommission, 0); cairn.KindOf(err) != cairn.KindAccess {
 		t.Fatalf("a user who is not a superuser decommissions: %v, want KindAccess", err)
 	}
-	if _, err := m.SetNodeAdmin(context.Background(), "10.9.9.9:9866", cairn.NodeDecommission); cairn.KindOf(err) != cairn.KindNotExist {
+	if _, err := m.SetNodeAdmin(context.Background(), "10.9.9.9:9866", cairn.NodeDecommission, 0); cairn.KindOf(err) != cairn.KindNotExist {
 		t.Fatalf("decommission of an unknown blockd: %v, want KindNotExist", err)
 	}
-	n, err := m.SetNodeAdmin(context.Background(), victim.DataAddr, cairn.NodeDecommission)
+	n, err := m.SetNodeAdmin(context.Background(), victim.DataAddr, cairn.NodeDecommission, 0)
 	if err != nil || n.StorageID != victim.StorageID || n.AdminState != cairn.AdminDecommissioning {
 		t.Fatalf("decommission by data address: %+v, %v; want %s in progress", n, err, victim.StorageID)
 	}
@@ -151,7 +151,7 @@ func TestDecommission(t *testing.T) {
 	checkNow(t, m) // the store check knows the "d" keys
 
 	// Back in service.
-	if n, err := m.SetNodeAdmin(context.Background(), victim.StorageID, cairn.NodeRecommission); err != nil || n.AdminState != cairn.AdminNormal {
+	if n, err := m.SetNodeAdmin(context.Background(), victim.StorageID, cairn.NodeRecommission, 0); err != nil || n.AdminState != cairn.AdminNormal {
 		t.Fatalf("recommission: %+v, %v", n, err)
 	}
 	m = reopen(t, m, cfg)
@@ -170,7 +170,7 @@ func TestDecommissionWaitsForEveryBlock(t *testing.T) {
 	nodes := rackCluster(t, m, 3)
 	closedOn(t, m, "/f", nodes)
 	must(t, m.BlockReport(context.Background(), nodes[1].StorageID, nil)) // nodes[1] reports it holds nothing
-	if _, err := m.SetNodeAdmin(context.Background(), nodes[0].StorageID, cairn.NodeDecommission); err != nil {
+	if _, err := m.SetNodeAdmin(context.Background(), nodes[0].StorageID, cairn.NodeDecommission, 0); err != nil {
 		t.Fatal(err)
 	}
 	for range 3 {

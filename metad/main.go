@@ -69,10 +69,13 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	encrypt := fl.Bool("encrypt-data", DefaultEncryptData, "encrypt block data: blockds' data ports take mutual TLS 1.3 only (needs the cluster CA, not --insecure)")
 	maxStreams := fl.Int("replication-max-streams", DefaultMaxStreams, "copies a blockd is the source of at a time (HDFS's dfs.namenode.replication.max-streams)")
 	hardLimit := fl.Int("replication-max-streams-hard-limit", DefaultStreamsHardLimit, "copies a blockd is the source of at a time for blocks with one replica left")
+	maxMoves := fl.Int("balancer-max-concurrent-moves", DefaultMaxMoves, "balancer moves a blockd is the source of at a time, apart from its replication streams (HDFS's dfs.datanode.balance.max.concurrent.moves)")
 	pendingTimeout := fl.Duration("replication-pending-timeout", DefaultPendingTimeout, "a copy not reported done this long after it was sent is scheduled again")
 	invalidateLimit := fl.Int("block-invalidate-limit", DefaultInvalidateLimit, "replicas one heartbeat reply asks a blockd to delete; the rest wait for the next")
 	hostsExclude := fl.String("hosts-exclude", "", "a file naming blockds to decommission, one a line (host, HOST:PORT data address or storage ID); read again at `cairn admin -refreshNodes`")
 	trashMin := fl.Float64("trash-interval", 0, "minutes a path removed by `cairn dfs -rm` stays in the trash, and how often the emptier runs (HDFS's fs.trash.interval); 0: trash is off")
+	maintMin := fl.Int("maintenance-min-replication", DefaultMaintenanceMinReplication, "live replicas in service a block keeps while blockds holding it are in maintenance (`cairn admin -maintenance`); HDFS's dfs.namenode.maintenance.replication.min")
+	balancerLease := fl.Duration("balancer-lease", DefaultBalancerLease, "a running balancer silent this long (killed, cut off) no longer keeps another from starting")
 	debug := fl.Bool("debug", false, "log at debug level")
 	fl.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: cairn metad --data DIR [--format [--force] | --restore CKPT [--force]] [--listen :9000] [--http :9870]\n"+
@@ -94,6 +97,12 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return daemon.Usage(stderr, "cairn metad", "--replication-max-streams must be at least 1 and at most --replication-max-streams-hard-limit")
 	case *hard < *soft:
 		return daemon.Usage(stderr, "cairn metad", "--lease-hard-limit is shorter than --lease-soft-limit")
+	case *maxMoves < 1:
+		return daemon.Usage(stderr, "cairn metad", "--balancer-max-concurrent-moves must be at least 1")
+	case *maintMin < 1:
+		return daemon.Usage(stderr, "cairn metad", "--maintenance-min-replication must be at least 1")
+	case *balancerLease <= 0:
+		return daemon.Usage(stderr, "cairn metad", "--balancer-lease must be positive")
 	}
 	log := daemon.Logger(*debug).Named("metad")
 	defer func() { _ = log.Sync() }()
@@ -141,8 +150,9 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		DelegationRenewInterval: *dtRenew, DelegationMaxLifetime: *dtMax,
 		SafeModeThreshold: *smThreshold, SafeModeExtension: *smExtension, MaxConns: *maxConns,
 		TopologyScript: *topoScript,
-		MaxStreams:     *maxStreams, StreamsHardLimit: *hardLimit, PendingTimeout: *pendingTimeout, InvalidateLimit: *invalidateLimit,
-		HostsExclude: *hostsExclude, TrashInterval: time.Duration(*trashMin * float64(time.Minute)),
+		MaxStreams:     *maxStreams, StreamsHardLimit: *hardLimit, MaxMoves: *maxMoves, PendingTimeout: *pendingTimeout, InvalidateLimit: *invalidateLimit,
+		HostsExclude: *hostsExclude, MaintenanceMinReplication: *maintMin, BalancerLease: *balancerLease,
+		TrashInterval: time.Duration(*trashMin * float64(time.Minute)),
 	}, *insecureFlag); err != nil {
 		log.Error("metad stopped", zap.Error(err))
 		fmt.Fprintf(stderr, "cairn metad: %v\n", err)

@@ -132,6 +132,7 @@ func (ns *nodeSet) report(now time.Time, bm *blockMap) []cairn.NodeReport {
 			Node: n.Node, Capacity: n.hb.Capacity, Used: n.hb.Used, Remaining: n.hb.Remaining,
 			LastHeartbeat: n.last, Live: ns.live(n, now),
 			AdminState: ns.admin[n.StorageID].state.String(), FailedVolumes: n.hb.FailedVolumes,
+			MaintenanceExpires: ns.admin[n.StorageID].expires,
 		})
 	}
 	ns.mu.Unlock()
@@ -143,8 +144,8 @@ func (ns *nodeSet) report(now time.Time, bm *blockMap) []cairn.NodeReport {
 }
 
 // liveReplicas lists the live holders of b in a random order, stale ones
-// and then those out of service (being decommissioned, or decommissioned)
-// last.
+// and then those out of service (being decommissioned, decommissioned, or
+// in maintenance) last.
 func (m *Metad) liveReplicas(b cairn.Block, now time.Time) []cairn.Node {
 	var fresh, stale, out []cairn.Node
 	for _, id := range m.blocks.holders(b) {

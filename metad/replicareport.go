@@ -57,6 +57,7 @@ func (m *Metad) ReplicaReport(ctx context.Context, path string) (cairn.FileRepli
 				}
 			}
 			ri.Good = ri.Corrupt == "" && wholeCopy(r.Replica, blk)
+			ri.Maintenance = m.nodes.inMaintenance(r.StorageID)
 			br.Replicas = append(br.Replicas, ri)
 		}
 		sort.Slice(br.Replicas, func(i, j int) bool { return br.Replicas[i].StorageID < br.Replicas[j].StorageID })

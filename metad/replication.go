@@ -15,7 +15,8 @@ import (
 // CmdTransfer on the source's next heartbeat); one with more loses the
 // replica on the fullest blockd; a block with its full count again has its
 // corrupt replicas deleted (invalidateCorrupt), and never before. Blocks of
-// files being written are left to their writer's pipeline.
+// files being written are left to their writer's pipeline. Replicas on
+// blockds in maintenance count apart (maintenance.go).
 
 // fullCheckEvery: most rounds look only at blocks whose live replica count
 // differs from the default replication (an in-memory test); every this
@@ -100,25 +101,34 @@ func (m *Metad) checkReplication(full bool) error {
 		}
 		m.rejudge(stored)
 		var live, inService []cairn.Node
+		maint := 0 // replicas on blockds entering or in maintenance, live or not
 		for _, node := range m.blocks.holders(stored) {
-			if n, isLive, _, in := m.nodes.status(node, now); isLive {
+			n, isLive, st := m.nodes.adminStatus(node, now)
+			if st.maintenance() {
+				maint++
+			}
+			if isLive {
 				live = append(live, n)
-				if in {
+				if st == adminNormal {
 					inService = append(inService, n)
 				}
 			}
 		}
 		want := f.want
-		nd := need{b: stored, live: live, inService: inService, n: want - len(inService)}
+		// Replicas in maintenance lower the live count the block needs,
+		// down to the maintenance minimum (maintenance.go).
+		target := m.liveTarget(want, maint)
+		nd := need{b: stored, live: live, inService: inService, n: target - len(inService)}
 		switch {
 		case len(live) == 0:
-			// Missing, or every replica bad: nothing to copy from; fsck
-			// reports it, and no replica of it is deleted.
-		case len(inService) < want:
+			// Missing, or every replica bad, or every one on blockds in
+			// maintenance that are switched off: nothing to copy from;
+			// fsck reports it, and no replica of it is deleted.
+		case len(inService) < target:
 			switch {
-			case len(live) == 1 && want > 1, len(inService) == 0:
+			case len(live) == 1 && target > 1, len(inService) == 0:
 				needs[prioHighest] = append(needs[prioHighest], nd)
-			case len(live) < want:
+			case len(live) < target:
 				needs[prioLow] = append(needs[prioLow], nd)
 			default:
 				needs[prioPlaced] = append(needs[prioPlaced], nd)
@@ -131,7 +141,7 @@ func (m *Metad) checkReplication(full bool) error {
 			// decommissioned, or decommissioned, keeps what it holds.
 			m.trim(stored, inService, len(inService)-want)
 			trimmed++
-		case misplaced(rackSpan(inService), want, racks):
+		case maint == 0 && misplaced(rackSpan(inService), want, racks):
 			// The full count on too few racks: one more copy on another
 			// rack, then the trim takes one off a crowded rack.
 			nd.n, nd.newRack = 1, true
@@ -161,6 +171,7 @@ func (m *Metad) checkReplication(full bool) error {
 			zap.Int("blocks_trimmed", trimmed), zap.Int("corrupt_replicas_deleted", invalidated))
 	}
 	m.checkDecommissions(now)
+	m.checkMaintenance(now)
 	return nil
 }
 

@@ -29,7 +29,9 @@ import (
 // the block is scheduled again (HDFS's
 // dfs.namenode.reconstruction.pending.timeout-sec). A copy stays queued
 // until its source's heartbeat takes it; nothing leaves the queue but in a
-// heartbeat reply.
+// heartbeat reply. Balancer moves count apart, at most maxMoves at a time
+// from one source (HDFS's dfs.datanode.balance.max.concurrent.moves): a
+// running balancer takes no stream from the monitor's copies.
 const (
 	prioHighest = iota
 	prioLow
@@ -41,7 +43,11 @@ const (
 const (
 	DefaultMaxStreams       = 2
 	DefaultStreamsHardLimit = 4
-	DefaultPendingTimeout   = 5 * time.Minute
+	// DefaultMaxMoves is how many balancer moves one blockd is the
+	// source of at a time, apart from its streams: HDFS's
+	// dfs.datanode.balance.max.concurrent.moves as it first was.
+	DefaultMaxMoves       = 5
+	DefaultPendingTimeout = 5 * time.Minute
 	// DefaultInvalidateLimit bounds the replicas one heartbeat reply asks
 	// a blockd to delete (HDFS's dfs.block.invalidate.limit); the rest wait
 	// for the next heartbeats.
@@ -57,10 +63,12 @@ type replQueue struct {
 	mu         sync.Mutex
 	maxStreams int
 	hardLimit  int
+	maxMoves   int
 	timeout    time.Duration
 	transfers  map[string][]cairn.Command     // source storage ID -> copies not yet sent
 	pending    map[cairn.BlockID]*pendingCopy // block -> its copy, sent or not
-	streams    map[string]int                 // source storage ID -> its pending copies
+	streams    map[string]int                 // source storage ID -> its pending copies of the monitor's
+	moveCount  map[string]int                 // source storage ID -> its pending balancer moves
 	moved      moveTally                      // what the balancer's moves came to
 }
 
@@ -69,7 +77,9 @@ type pendingCopy struct {
 	source string
 	sent   bool
 	due    time.Time // sent: when it times out
-	move   *move     // a balancer move; nil for a copy of the monitor's
+	move   *move     // a balancer move; nil for a copy of the monitor's (or a move done)
+	// balance: a balancer move, counted in moveCount, not streams.
+	balance bool
 }
 
 // move is a balancer move's target and the bytes it moves.
@@ -86,9 +96,12 @@ type moveTally struct {
 	done, failed, bytes int64
 }
 
-func newReplQueue(maxStreams, hardLimit int, timeout time.Duration) *replQueue {
+func newReplQueue(maxStreams, hardLimit, maxMoves int, timeout time.Duration) *replQueue {
 	if maxStreams <= 0 {
 		maxStreams = DefaultMaxStreams
+	}
+	if maxMoves <= 0 {
+		maxMoves = DefaultMaxMoves
 	}
 	if hardLimit < maxStreams {
 		hardLimit = max(maxStreams, DefaultStreamsHardLimit)
@@ -96,8 +109,8 @@ func newReplQueue(maxStreams, hardLimit int, timeout time.Duration) *replQueue {
 	if timeout <= 0 {
 		timeout = DefaultPendingTimeout
 	}
-	return &replQueue{maxStreams: maxStreams, hardLimit: hardLimit, timeout: timeout,
-		transfers: map[string][]cairn.Command{}, pending: map[cairn.BlockID]*pendingCopy{}, streams: map[string]int{}}
+	return &replQueue{maxStreams: maxStreams, hardLimit: hardLimit, maxMoves: maxMoves, timeout: timeout,
+		transfers: map[string][]cairn.Command{}, pending: map[cairn.BlockID]*pendingCopy{}, streams: map[string]int{}, moveCount: map[string]int{}}
 }
 
 // busy reports whether block id has a copy under way.
@@ -113,11 +126,13 @@ func (q *replQueue) busy(id cairn.BlockID) bool {
 func (q *replQueue) room(node string, prio int) bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	limit := q.maxStreams
-	if prio == prioHighest {
-		limit = q.hardLimit
+	switch prio {
+	case prioBalance:
+		return q.moveCount[node] < q.maxMoves
+	case prioHighest:
+		return q.streams[node] < q.hardLimit
 	}
-	return q.streams[node] < limit
+	return q.streams[node] < q.maxStreams
 }
 
 // add queues c, a copy of one block from source.
@@ -167,8 +182,12 @@ func (q *replQueue) dropLocked(id cairn.BlockID) {
 	if p.move != nil {
 		q.moved.failed++
 	}
-	if q.streams[p.source]--; q.streams[p.source] <= 0 {
-		delete(q.streams, p.source)
+	count := q.streams
+	if p.balance {
+		count = q.moveCount
+	}
+	if count[p.source]--; count[p.source] <= 0 {
+		delete(count, p.source)
 	}
 	if p.sent {
 		return
@@ -237,8 +256,8 @@ func (q *replQueue) addMove(source string, c cairn.Command, target string, size 
 		return false
 	}
 	q.transfers[source] = append(q.transfers[source], c)
-	q.pending[id] = &pendingCopy{source: source, move: &move{target: target, size: size}}
-	q.streams[source]++
+	q.pending[id] = &pendingCopy{source: source, move: &move{target: target, size: size}, balance: true}
+	q.moveCount[source]++
 	return true
 }
 

@@ -231,3 +231,39 @@ func TestDeadSourceCopiesRescheduled(t *testing.T) {
 		t.Fatalf("after the source %s died: copies %+v, want %v scheduled again from the live holder", src, cmds, b)
 	}
 }
+
+// TestBalancerMovesApartFromStreams: a source busy with balancer moves up
+// to its move limit still has its streams for the monitor's copies, and
+// one busy with copies still takes moves; each kind is bounded by its own
+// limit, and a move done or dropped frees a move, not a stream.
+func TestBalancerMovesApartFromStreams(t *testing.T) {
+	q := newReplQueue(2, 4, 3, time.Minute)
+	copyOf := func(id cairn.BlockID) cairn.Command {
+		return cairn.Command{Kind: cairn.CmdTransfer, Blocks: []cairn.Block{{ID: id}}, Targets: []cairn.Node{{StorageID: "dst"}}}
+	}
+	for id := cairn.BlockID(1); id <= 3; id++ {
+		if !q.room("src", prioBalance) || !q.addMove("src", copyOf(id), "dst", 10) {
+			t.Fatalf("move %d of 3 refused", id)
+		}
+	}
+	if q.room("src", prioBalance) {
+		t.Fatal("a fourth move has room: the move limit is 3")
+	}
+	for id := cairn.BlockID(10); id < 12; id++ {
+		if !q.room("src", prioLow) {
+			t.Fatalf("three moves under way took the streams of the monitor's copy %d", id)
+		}
+		q.add("src", copyOf(id))
+	}
+	if q.room("src", prioLow) || !q.room("src", prioHighest) {
+		t.Fatal("two copies: want no stream left for prioLow, the hard limit's for prioHighest")
+	}
+	q.moveFinished(1, true)
+	q.moveFinished(2, false)
+	if !q.room("src", prioBalance) || q.room("src", prioLow) {
+		t.Fatal("two moves over: want room for moves and still none for copies")
+	}
+	if _, _, tally := q.moves(); tally.done != 1 || tally.failed != 1 {
+		t.Fatalf("tally %+v, want one done and one failed", tally)
+	}
+}

@@ -112,11 +112,22 @@ type Config struct {
 	// InvalidateLimit, how many deletions one heartbeat reply carries
 	// (replqueue.go; zero: the defaults).
 	MaxStreams, StreamsHardLimit int
-	PendingTimeout               time.Duration
-	InvalidateLimit              int
+	// MaxMoves is how many balancer moves a blockd is the source of at a
+	// time, apart from its streams (HDFS's
+	// dfs.datanode.balance.max.concurrent.moves; zero: DefaultMaxMoves).
+	MaxMoves        int
+	PendingTimeout  time.Duration
+	InvalidateLimit int
 	// HostsExclude names the exclude file: the blockds it names are
 	// decommissioned (decommission.go), read at start and at RefreshNodes.
 	HostsExclude string
+	// MaintenanceMinReplication is how many live replicas in service a
+	// block keeps while blockds holding it are in maintenance (HDFS's
+	// dfs.namenode.maintenance.replication.min; maintenance.go; zero: 1).
+	MaintenanceMinReplication int
+	// BalancerLease is how long the balancer metad serves may be silent
+	// before another may run (balancerlock.go; zero: DefaultBalancerLease).
+	BalancerLease time.Duration
 	// EncryptData makes blockds' data ports take mutual TLS only (HDFS's
 	// dfs.encrypt.data.transfer): blockds hear it at registration,
 	// clients from DataTransfer.
@@ -144,8 +155,9 @@ type Metad struct {
 	st          *store
 	blocks      *blockMap
 	nodes       *nodeSet
-	pipelines   *pipelines  // where blocks being written are
-	repl        *replQueue  // copies the replication monitor hands out
+	pipelines   *pipelines // where blocks being written are
+	repl        *replQueue // copies the replication monitor hands out
+	balancer    balancerLock
 	recoveries  *recoveries // block recoveries under way
 	safe        *safeMode
 	topo        *topology // racks from the topology script
@@ -243,6 +255,12 @@ func Open(cfg Config) (*Metad, error) {
 	if cfg.DeadAfter <= 0 {
 		cfg.DeadAfter = cairn.DefaultDeadAfter
 	}
+	if cfg.BalancerLease <= 0 {
+		cfg.BalancerLease = DefaultBalancerLease
+	}
+	if cfg.MaintenanceMinReplication <= 0 {
+		cfg.MaintenanceMinReplication = DefaultMaintenanceMinReplication
+	}
 	if cfg.Heartbeat <= 0 {
 		cfg.Heartbeat = cairn.DefaultHeartbeat
 	}
@@ -316,7 +334,7 @@ func Open(cfg Config) (*Metad, error) {
 	m := &Metad{
 		tokens: tokens,
 		cfg:    cfg, st: st, blocks: newBlockMap(), clock: cfg.Clock, log: cfg.Logger, pipelines: newPipelines(), recoveries: newRecoveries(),
-		repl:        newReplQueue(cfg.MaxStreams, cfg.StreamsHardLimit, cfg.PendingTimeout),
+		repl:        newReplQueue(cfg.MaxStreams, cfg.StreamsHardLimit, cfg.MaxMoves, cfg.PendingTimeout),
 		nodes:       &nodeSet{deadAfter: cfg.DeadAfter, staleAfter: cfg.StaleAfter, nodes: map[string]*nodeState{}, admin: admin},
 		namespaceID: v["namespaceID"],
 		topo:        newTopology(cfg.TopologyScript, cfg.Clock.Now, cfg.Logger.Named("topology")),

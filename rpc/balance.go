@@ -10,7 +10,7 @@ import (
 // The balancer over the wire: Admin's Balance.
 
 func (n *NamespaceClient) Balance(ctx context.Context, r cairn.BalanceRequest) (cairn.BalanceStatus, error) {
-	rep, err := n.c.Balance(ctx, &pb.BalanceRequest{Threshold: r.Threshold, Bandwidth: r.Bandwidth, Action: uint32(r.Action)})
+	rep, err := n.c.Balance(ctx, &pb.BalanceRequest{Threshold: r.Threshold, Bandwidth: r.Bandwidth, Action: uint32(r.Action), Id: r.ID})
 	if err != nil {
 		return cairn.BalanceStatus{}, fromStatus("rpc.Balance", err)
 	}
@@ -26,7 +26,7 @@ func (n *NamespaceClient) Balance(ctx context.Context, r cairn.BalanceRequest) (
 }
 
 func (s *namespaceServer) Balance(ctx context.Context, r *pb.BalanceRequest) (*pb.BalanceReply, error) {
-	st, err := s.ns.Balance(ctx, cairn.BalanceRequest{Threshold: r.Threshold, Bandwidth: r.Bandwidth, Action: cairn.BalanceAction(r.Action)})
+	st, err := s.ns.Balance(ctx, cairn.BalanceRequest{Threshold: r.Threshold, Bandwidth: r.Bandwidth, Action: cairn.BalanceAction(r.Action), ID: r.Id})
 	if err != nil {
 		return nil, toStatus(err)
 	}

@@ -33,7 +33,7 @@ func toPBFileReplicas(fr cairn.FileReplicas) *pb.FileReplicas {
 		for _, r := range b.Replicas {
 			pbb.Replicas = append(pbb.Replicas, &pb.ReplicaInfo{
 				Node: ToPBNode(r.Node), Replica: &pb.Replica{Block: toPBBlock(&r.Block), State: int32(r.State)},
-				Live: r.Live, Stale: r.Stale, Good: r.Good, Corrupt: r.Corrupt,
+				Live: r.Live, Stale: r.Stale, Good: r.Good, Corrupt: r.Corrupt, Maintenance: r.Maintenance,
 			})
 		}
 		out.Blocks = append(out.Blocks, pbb)
@@ -60,7 +60,7 @@ func fromPBFileReplicas(r *pb.FileReplicas) (cairn.FileReplicas, error) {
 				return cairn.FileReplicas{}, err
 			}
 			br.Replicas = append(br.Replicas, cairn.ReplicaInfo{
-				Node: FromPBNode(ri.Node), Replica: reps[0], Live: ri.GetLive(), Stale: ri.GetStale(), Good: ri.GetGood(), Corrupt: ri.GetCorrupt(),
+				Node: FromPBNode(ri.Node), Replica: reps[0], Live: ri.GetLive(), Stale: ri.GetStale(), Good: ri.GetGood(), Corrupt: ri.GetCorrupt(), Maintenance: ri.GetMaintenance(),
 			})
 		}
 		out.Blocks = append(out.Blocks, br)

@@ -1465,18 +1465,19 @@ func (x *FsStats) GetLiveNodes() int32 {
 }
 
 type NodeReport struct {
-	state           protoimpl.MessageState `protogen:"open.v1"`
-	Node            *Node                  `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
-	Capacity        int64                  `protobuf:"varint,2,opt,name=capacity,proto3" json:"capacity,omitempty"`
-	Used            int64                  `protobuf:"varint,3,opt,name=used,proto3" json:"used,omitempty"`
-	Remaining       int64                  `protobuf:"varint,4,opt,name=remaining,proto3" json:"remaining,omitempty"`
-	Blocks          int64                  `protobuf:"varint,5,opt,name=blocks,proto3" json:"blocks,omitempty"`
-	LastHeartbeatNs int64                  `protobuf:"varint,6,opt,name=last_heartbeat_ns,json=lastHeartbeatNs,proto3" json:"last_heartbeat_ns,omitempty"`
-	Live            bool                   `protobuf:"varint,7,opt,name=live,proto3" json:"live,omitempty"`
-	AdminState      string                 `protobuf:"bytes,8,opt,name=admin_state,json=adminState,proto3" json:"admin_state,omitempty"` // cairn.AdminNormal, AdminDecommissioning, AdminDecommissioned
-	FailedVolumes   []string               `protobuf:"bytes,9,rep,name=failed_volumes,json=failedVolumes,proto3" json:"failed_volumes,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	state                protoimpl.MessageState `protogen:"open.v1"`
+	Node                 *Node                  `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	Capacity             int64                  `protobuf:"varint,2,opt,name=capacity,proto3" json:"capacity,omitempty"`
+	Used                 int64                  `protobuf:"varint,3,opt,name=used,proto3" json:"used,omitempty"`
+	Remaining            int64                  `protobuf:"varint,4,opt,name=remaining,proto3" json:"remaining,omitempty"`
+	Blocks               int64                  `protobuf:"varint,5,opt,name=blocks,proto3" json:"blocks,omitempty"`
+	LastHeartbeatNs      int64                  `protobuf:"varint,6,opt,name=last_heartbeat_ns,json=lastHeartbeatNs,proto3" json:"last_heartbeat_ns,omitempty"`
+	Live                 bool                   `protobuf:"varint,7,opt,name=live,proto3" json:"live,omitempty"`
+	AdminState           string                 `protobuf:"bytes,8,opt,name=admin_state,json=adminState,proto3" json:"admin_state,omitempty"` // cairn.AdminNormal, AdminDecommissioning, AdminDecommissioned, AdminEnteringMaintenance, AdminInMaintenance
+	FailedVolumes        []string               `protobuf:"bytes,9,rep,name=failed_volumes,json=failedVolumes,proto3" json:"failed_volumes,omitempty"`
+	MaintenanceExpiresNs int64                  `protobuf:"varint,10,opt,name=maintenance_expires_ns,json=maintenanceExpiresNs,proto3" json:"maintenance_expires_ns,omitempty"` // 0: no expiry
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
 }
 
 func (x *NodeReport) Reset() {
@@ -1570,6 +1571,13 @@ func (x *NodeReport) GetFailedVolumes() []string {
 		return x.FailedVolumes
 	}
 	return nil
+}
+
+func (x *NodeReport) GetMaintenanceExpiresNs() int64 {
+	if x != nil {
+		return x.MaintenanceExpiresNs
+	}
+	return 0
 }
 
 type ClusterReport struct {
@@ -2627,6 +2635,7 @@ type ReplicaInfo struct {
 	Stale         bool                   `protobuf:"varint,4,opt,name=stale,proto3" json:"stale,omitempty"`
 	Good          bool                   `protobuf:"varint,5,opt,name=good,proto3" json:"good,omitempty"`
 	Corrupt       string                 `protobuf:"bytes,6,opt,name=corrupt,proto3" json:"corrupt,omitempty"`
+	Maintenance   bool                   `protobuf:"varint,7,opt,name=maintenance,proto3" json:"maintenance,omitempty"` // the blockd is entering or in maintenance
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2701,6 +2710,13 @@ func (x *ReplicaInfo) GetCorrupt() string {
 		return x.Corrupt
 	}
 	return ""
+}
+
+func (x *ReplicaInfo) GetMaintenance() bool {
+	if x != nil {
+		return x.Maintenance
+	}
+	return false
 }
 
 // BlockReplicas is metad's record of a block and its replicas.
@@ -2937,12 +2953,14 @@ func (x *SafeModeRequest) GetAction() uint32 {
 	return 0
 }
 
-// NodeAdminRequest: action 1 decommission, 2 recommission
-// (cairn.NodeAdminAction); node is a storage ID or a data address.
+// NodeAdminRequest: action 1 decommission, 2 recommission, 3 maintenance
+// (cairn.NodeAdminAction); node is a storage ID or a data address;
+// expire_ns ends a maintenance by itself after that long (0: never).
 type NodeAdminRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Node          string                 `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
 	Action        uint32                 `protobuf:"varint,2,opt,name=action,proto3" json:"action,omitempty"`
+	ExpireNs      int64                  `protobuf:"varint,3,opt,name=expire_ns,json=expireNs,proto3" json:"expire_ns,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2987,6 +3005,13 @@ func (x *NodeAdminRequest) GetNode() string {
 func (x *NodeAdminRequest) GetAction() uint32 {
 	if x != nil {
 		return x.Action
+	}
+	return 0
+}
+
+func (x *NodeAdminRequest) GetExpireNs() int64 {
+	if x != nil {
+		return x.ExpireNs
 	}
 	return 0
 }
@@ -3037,12 +3062,14 @@ func (x *NodeReports) GetNodes() []*NodeReport {
 
 // BalanceRequest: one step of the balancer (cairn.BalanceRequest):
 // threshold in percentage points, bandwidth in bytes a second (0: no
-// limit), action 0 status, 1 schedule an iteration's moves, 2 stop.
+// limit), action 0 status, 1 schedule an iteration's moves, 2 stop; id
+// names the balancer (one runs at a time).
 type BalanceRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Threshold     float64                `protobuf:"fixed64,1,opt,name=threshold,proto3" json:"threshold,omitempty"`
 	Bandwidth     int64                  `protobuf:"varint,2,opt,name=bandwidth,proto3" json:"bandwidth,omitempty"`
 	Action        uint32                 `protobuf:"varint,3,opt,name=action,proto3" json:"action,omitempty"`
+	Id            string                 `protobuf:"bytes,4,opt,name=id,proto3" json:"id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3096,6 +3123,13 @@ func (x *BalanceRequest) GetAction() uint32 {
 		return x.Action
 	}
 	return 0
+}
+
+func (x *BalanceRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
 }
 
 type BalanceNode struct {
@@ -5151,7 +5185,7 @@ const file_rpc_pb_cairn_proto_rawDesc = "" +
 	"\x05files\x18\x04 \x01(\x03R\x05files\x12\x16\n" +
 	"\x06blocks\x18\x05 \x01(\x03R\x06blocks\x12\x1d\n" +
 	"\n" +
-	"live_nodes\x18\x06 \x01(\x05R\tliveNodes\"\x9e\x02\n" +
+	"live_nodes\x18\x06 \x01(\x05R\tliveNodes\"\xd4\x02\n" +
 	"\n" +
 	"NodeReport\x12\"\n" +
 	"\x04node\x18\x01 \x01(\v2\x0e.cairn.v1.NodeR\x04node\x12\x1a\n" +
@@ -5163,7 +5197,9 @@ const file_rpc_pb_cairn_proto_rawDesc = "" +
 	"\x04live\x18\a \x01(\bR\x04live\x12\x1f\n" +
 	"\vadmin_state\x18\b \x01(\tR\n" +
 	"adminState\x12%\n" +
-	"\x0efailed_volumes\x18\t \x03(\tR\rfailedVolumes\"\x8f\x01\n" +
+	"\x0efailed_volumes\x18\t \x03(\tR\rfailedVolumes\x124\n" +
+	"\x16maintenance_expires_ns\x18\n" +
+	" \x01(\x03R\x14maintenanceExpiresNs\"\x8f\x01\n" +
 	"\rClusterReport\x12!\n" +
 	"\fnamespace_id\x18\x01 \x01(\tR\vnamespaceId\x12/\n" +
 	"\x13default_replication\x18\x02 \x01(\x05R\x12defaultReplication\x12*\n" +
@@ -5244,14 +5280,15 @@ const file_rpc_pb_cairn_proto_rawDesc = "" +
 	"\x06reason\x18\x03 \x01(\tR\x06reason\"[\n" +
 	"\vBadReplicas\x120\n" +
 	"\breplicas\x18\x01 \x03(\v2\x14.cairn.v1.BadReplicaR\breplicas\x12\x1a\n" +
-	"\breporter\x18\x02 \x01(\tR\breporter\"\xb6\x01\n" +
+	"\breporter\x18\x02 \x01(\tR\breporter\"\xd8\x01\n" +
 	"\vReplicaInfo\x12\"\n" +
 	"\x04node\x18\x01 \x01(\v2\x0e.cairn.v1.NodeR\x04node\x12+\n" +
 	"\areplica\x18\x02 \x01(\v2\x11.cairn.v1.ReplicaR\areplica\x12\x12\n" +
 	"\x04live\x18\x03 \x01(\bR\x04live\x12\x14\n" +
 	"\x05stale\x18\x04 \x01(\bR\x05stale\x12\x12\n" +
 	"\x04good\x18\x05 \x01(\bR\x04good\x12\x18\n" +
-	"\acorrupt\x18\x06 \x01(\tR\acorrupt\"\xc6\x01\n" +
+	"\acorrupt\x18\x06 \x01(\tR\acorrupt\x12 \n" +
+	"\vmaintenance\x18\a \x01(\bR\vmaintenance\"\xc6\x01\n" +
 	"\rBlockReplicas\x12%\n" +
 	"\x05block\x18\x01 \x01(\v2\x0f.cairn.v1.BlockR\x05block\x12\x16\n" +
 	"\x06offset\x18\x02 \x01(\x03R\x06offset\x12-\n" +
@@ -5266,16 +5303,18 @@ const file_rpc_pb_cairn_proto_rawDesc = "" +
 	"\x11CheckpointRequest\x12\x10\n" +
 	"\x03dir\x18\x01 \x01(\tR\x03dir\")\n" +
 	"\x0fSafeModeRequest\x12\x16\n" +
-	"\x06action\x18\x01 \x01(\rR\x06action\">\n" +
+	"\x06action\x18\x01 \x01(\rR\x06action\"[\n" +
 	"\x10NodeAdminRequest\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x16\n" +
-	"\x06action\x18\x02 \x01(\rR\x06action\"9\n" +
+	"\x06action\x18\x02 \x01(\rR\x06action\x12\x1b\n" +
+	"\texpire_ns\x18\x03 \x01(\x03R\bexpireNs\"9\n" +
 	"\vNodeReports\x12*\n" +
-	"\x05nodes\x18\x01 \x03(\v2\x14.cairn.v1.NodeReportR\x05nodes\"d\n" +
+	"\x05nodes\x18\x01 \x03(\v2\x14.cairn.v1.NodeReportR\x05nodes\"t\n" +
 	"\x0eBalanceRequest\x12\x1c\n" +
 	"\tthreshold\x18\x01 \x01(\x01R\tthreshold\x12\x1c\n" +
 	"\tbandwidth\x18\x02 \x01(\x03R\tbandwidth\x12\x16\n" +
-	"\x06action\x18\x03 \x01(\rR\x06action\"a\n" +
+	"\x06action\x18\x03 \x01(\rR\x06action\x12\x0e\n" +
+	"\x02id\x18\x04 \x01(\tR\x02id\"a\n" +
 	"\vBalanceNode\x12\"\n" +
 	"\x04node\x18\x01 \x01(\v2\x0e.cairn.v1.NodeR\x04node\x12\x1a\n" +
 	"\bcapacity\x18\x02 \x01(\x03R\bcapacity\x12\x12\n" +

@@ -4,8 +4,8 @@
 // it serves (-checkpoint), metad's safe mode (-safemode
 // get|enter|leave|wait), join tokens for new blockds, mounts and users
 // (-join-token), one-time sign-in links for metad's HTTP UI (-ui-link),
-// and decommissioning (-decommission NODE, -recommission NODE,
-// -refreshNodes). Each but -safemode get needs an admin certificate.
+// decommissioning (-decommission NODE, -recommission NODE,
+// -refreshNodes) and maintenance (-maintenance NODE [-expire DURATION]). Each but -safemode get needs an admin certificate.
 package admin
 
 import (
@@ -112,6 +112,9 @@ func lookupHostname(ctx context.Context) func(string) string {
 	}
 }
 
+// contactLayout is Java's Date.toString, as dfsadmin prints times.
+const contactLayout = "Mon Jan 02 15:04:05 MST 2006"
+
 func writeNode(w io.Writer, n cairn.NodeReport) {
 	nonDFS := max(n.Capacity-n.Used-n.Remaining, 0)
 	fmt.Fprintf(w, "Name: %s (%s)\n", n.DataAddr, n.StorageID)
@@ -122,13 +125,16 @@ func writeNode(w io.Writer, n cairn.NodeReport) {
 		state = cairn.AdminNormal
 	}
 	fmt.Fprintf(w, "Decommission Status : %s\n", state)
+	if !n.MaintenanceExpires.IsZero() {
+		fmt.Fprintf(w, "Maintenance expires: %s\n", n.MaintenanceExpires.Format(contactLayout))
+	}
 	fmt.Fprintf(w, "Configured Capacity: %s\n", bytesDesc(n.Capacity))
 	fmt.Fprintf(w, "DFS Used: %s\n", bytesDesc(n.Used))
 	fmt.Fprintf(w, "Non DFS Used: %s\n", bytesDesc(nonDFS))
 	fmt.Fprintf(w, "DFS Remaining: %s\n", bytesDesc(n.Remaining))
 	fmt.Fprintf(w, "DFS Used%%: %s\n", percent(n.Used, n.Capacity))
 	fmt.Fprintf(w, "DFS Remaining%%: %s\n", percent(n.Remaining, n.Capacity))
-	fmt.Fprintf(w, "Last contact: %s\n", n.LastHeartbeat.Format("Mon Jan 02 15:04:05 MST 2006"))
+	fmt.Fprintf(w, "Last contact: %s\n", n.LastHeartbeat.Format(contactLayout))
 	fmt.Fprintf(w, "Volume Failures: %d\n", len(n.FailedVolumes))
 	for _, v := range n.FailedVolumes {
 		fmt.Fprintf(w, "Failed Volume: %s\n", v)
@@ -178,11 +184,13 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	renewDT := fl.String("renew-delegation-token", "", "renew this delegation `TOKEN` (its renewer only) and print its new expiry")
 	cancelDT := fl.String("cancel-delegation-token", "", "cancel this delegation `TOKEN` (its owner or renewer)")
 	decom := fl.String("decommission", "", "decommission the blockd `NODE` (its storage ID or data address HOST:PORT): its replicas are copied elsewhere, then it is Decommissioned")
-	recom := fl.String("recommission", "", "put the blockd `NODE` back in service")
+	recom := fl.String("recommission", "", "put the blockd `NODE` back in service (out of decommissioning or maintenance)")
+	maint := fl.String("maintenance", "", "put the blockd `NODE` in maintenance: only the blocks that would keep fewer than metad's --maintenance-min-replication live replicas elsewhere are copied, then it is In maintenance and may be switched off without its replicas being copied elsewhere (see -expire)")
+	expire := fl.Duration("expire", 0, "with -maintenance: end the maintenance by itself after this long (default: at -recommission only)")
 	refresh := fl.Bool("refreshNodes", false, "make metad read its --hosts-exclude file again and decommission (or put back in service) the blockds it names")
 	timeout := fl.Duration("timeout", 5*time.Minute, "give up after this long")
 	fl.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: cairn admin [--metad HOST:PORT] -report | -printTopology | -checkpoint DIR | -safemode get|enter|leave|wait | -join-token [-role blockd|mount|user NAME|admin NAME] [-ttl 1h] | -ui-link [-ttl 5m] | -decommission NODE | -recommission NODE | -refreshNodes | -delegation-token [-renewer NAME] | -renew-delegation-token TOKEN | -cancel-delegation-token TOKEN\n\nAdministers the cluster, as hdfs dfsadmin does.\n\n")
+		fmt.Fprintf(stderr, "Usage: cairn admin [--metad HOST:PORT] -report | -printTopology | -checkpoint DIR | -safemode get|enter|leave|wait | -join-token [-role blockd|mount|user NAME|admin NAME] [-ttl 1h] | -ui-link [-ttl 5m] | -decommission NODE | -maintenance NODE [-expire 4h] | -recommission NODE | -refreshNodes | -delegation-token [-renewer NAME] | -renew-delegation-token TOKEN | -cancel-delegation-token TOKEN\n\nAdministers the cluster, as hdfs dfsadmin does.\n\n")
 		fl.PrintDefaults()
 	}
 	pos, code, ok := daemon.ParseFlags(fl, args, -1, stderr)
@@ -195,9 +203,12 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(pos) > 0 {
 		return daemon.Usage(stderr, "cairn admin", fmt.Sprintf("unexpected argument %q", pos[0]))
 	}
-	if n := countTrue(*report, *topology, *ckpt != "", *safemode != "", *joinTok, *uiLink, *dt, *renewDT != "", *cancelDT != "", *decom != "", *recom != "", *refresh); n != 1 {
+	if n := countTrue(*report, *topology, *ckpt != "", *safemode != "", *joinTok, *uiLink, *dt, *renewDT != "", *cancelDT != "", *decom != "", *recom != "", *maint != "", *refresh); n != 1 {
 		return daemon.Usage(stderr, "cairn admin", "give one of -report, -printTopology, -checkpoint DIR, -safemode ACTION, -join-token, -ui-link, "+
-			"-delegation-token, -renew-delegation-token TOKEN, -cancel-delegation-token TOKEN, -decommission NODE, -recommission NODE and -refreshNodes")
+			"-delegation-token, -renew-delegation-token TOKEN, -cancel-delegation-token TOKEN, -decommission NODE, -maintenance NODE, -recommission NODE and -refreshNodes")
+	}
+	if *expire != 0 && (*maint == "" || *expire < 0) {
+		return daemon.Usage(stderr, "cairn admin", "-expire takes a positive duration, with -maintenance NODE only")
 	}
 	if *uiLink && !ttlSet(fl) {
 		*ttl = trust.DefaultUILinkTTL
@@ -244,9 +255,11 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case *cancelDT != "":
 		err = c.Delegations().CancelDelegationToken(ctx, strings.TrimSpace(*cancelDT))
 	case *decom != "":
-		err = runNodeAdmin(ctx, c, *decom, cairn.NodeDecommission, stdout)
+		err = runNodeAdmin(ctx, c, *decom, cairn.NodeDecommission, 0, stdout)
+	case *maint != "":
+		err = runNodeAdmin(ctx, c, *maint, cairn.NodeMaintenance, *expire, stdout)
 	case *recom != "":
-		err = runNodeAdmin(ctx, c, *recom, cairn.NodeRecommission, stdout)
+		err = runNodeAdmin(ctx, c, *recom, cairn.NodeRecommission, 0, stdout)
 	case *refresh:
 		err = runRefreshNodes(ctx, c, stdout)
 	default:
@@ -386,14 +399,18 @@ func runSafeMode(ctx context.Context, c *client.Client, action cairn.SafeModeAct
 	}
 }
 
-// runNodeAdmin decommissions or recommissions a blockd and prints its
-// state: "Decommission Status : Decommission in progress" for NODE.
-func runNodeAdmin(ctx context.Context, c *client.Client, node string, action cairn.NodeAdminAction, w io.Writer) error {
-	n, err := c.NS.SetNodeAdmin(ctx, node, action)
+// runNodeAdmin decommissions, puts in maintenance or recommissions a
+// blockd and prints its state: "Decommission Status : Decommission in
+// progress" for NODE, and when a maintenance expires.
+func runNodeAdmin(ctx context.Context, c *client.Client, node string, action cairn.NodeAdminAction, expire time.Duration, w io.Writer) error {
+	n, err := c.NS.SetNodeAdmin(ctx, node, action, expire)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(w, "%s (%s): Decommission Status : %s\n", n.DataAddr, n.StorageID, n.AdminState)
+	if !n.MaintenanceExpires.IsZero() {
+		fmt.Fprintf(w, "Maintenance expires: %s\n", n.MaintenanceExpires.Format(contactLayout))
+	}
 	return nil
 }
 

@@ -32,6 +32,9 @@ func TestReportGolden(t *testing.T) {
 	rep.Nodes[0].AdminState = cairn.AdminDecommissioning
 	rep.Nodes[0].FailedVolumes = []string{"/data2: VERSION unreadable: input/output error"}
 	rep.Nodes[1].AdminState = cairn.AdminNormal
+	// One switched off in maintenance, until its expiry.
+	rep.Nodes[2].AdminState = cairn.AdminInMaintenance
+	rep.Nodes[2].MaintenanceExpires = at.Add(4 * time.Hour)
 	st := cairn.FsStats{Capacity: 17220509696, Used: 98304, Remaining: 3490283520, Files: 42, Blocks: 11, LiveNodes: 2}
 	var b strings.Builder
 	WriteReport(&b, st, rep)

@@ -13,6 +13,13 @@
 // no admin certificate, safe mode); 251 (-5) bad arguments; 250 (-6)
 // interrupted (SIGINT, SIGTERM). Stopped at any time, it leaves at worst
 // an extra replica, which metad trims.
+//
+// One balancer runs at a time: metad serves the first to ask and refuses
+// another while the first keeps asking (every -poll, pauses included) and
+// until it ends; the second prints HDFS's "Another Balancer is running..
+// Exiting ..." and exits 252 (HDFS's IO_EXCEPTION), changing nothing. A
+// balancer killed without a word frees its place after metad's
+// --balancer-lease.
 package balancer
 
 import (
@@ -22,6 +29,8 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"math/rand/v2"
+	"os"
 	"strconv"
 	"time"
 
@@ -50,6 +59,10 @@ const (
 	BalancedLine   = "The cluster is balanced. Exiting..."
 	NoMoveLine     = "No block can be moved. Exiting..."
 	NoProgressLine = "No block has been moved for %d iterations. Exiting..."
+	// AnotherLine: HDFS's IOException("Another Balancer is running.")
+	// printed as its Balancer prints an exception, without Java's class
+	// name.
+	AnotherLine = "Another Balancer is running..  Exiting ..."
 )
 
 // options are the command's flags.
@@ -60,6 +73,7 @@ type options struct {
 	idleIterations int
 	pause          time.Duration
 	poll           time.Duration
+	id             string
 }
 
 // Main is the `cairn balancer` command.
@@ -74,11 +88,12 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fl.IntVar(&o.idleIterations, "idle-iterations", 5, "stop after this many iterations in a row that moved nothing")
 	fl.DurationVar(&o.pause, "pause", 9*time.Second, "pause between iterations, so blockds report their new use (HDFS: two heartbeats and a replication interval)")
 	fl.DurationVar(&o.poll, "poll", 500*time.Millisecond, "how often to ask metad how an iteration's moves are doing")
+	fl.StringVar(&o.id, "id", "", "this balancer's name, for metad's one-at-a-time rule (default HOST:PID:RANDOM)")
 	fl.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: cairn balancer [--metad HOST:PORT] [-threshold 10] [-bandwidth 10m] [-iterations N]\n\n"+
 			"Moves replicas from blockds used more than the cluster's mean to those used less, until each is within the threshold, as HDFS's balancer does.\n"+
-			"Needs an admin certificate. Exit status: 0 balanced, 1 -iterations ran out, 254 no block can be moved, 253 no progress,\n"+
-			"252 an error from metad, 251 bad arguments, 250 interrupted.\n\n")
+			"Needs an admin certificate; one balancer runs at a time. Exit status: 0 balanced, 1 -iterations ran out, 254 no block can be moved,\n"+
+			"253 no progress, 252 an error from metad (or another balancer is running), 251 bad arguments, 250 interrupted.\n\n")
 		fl.PrintDefaults()
 	}
 	if _, code, ok := daemon.ParseFlags(fl, args, 0, stderr); !ok {
@@ -100,6 +115,9 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "cairn balancer: -iterations must be >= 0, -idle-iterations >= 1, -pause >= 0 and -poll > 0")
 		return ExitIllegalArgs
 	}
+	if o.id == "" {
+		o.id = defaultID()
+	}
 	c, err := client.Dial(client.MetadAddr(*metad), client.Options{})
 	if err != nil {
 		fmt.Fprintf(stderr, "cairn balancer: %v\n", err)
@@ -114,18 +132,36 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return code
 }
 
+// defaultID names this balancer: its host, process and a random number.
+func defaultID() string {
+	host, _ := os.Hostname()
+	return fmt.Sprintf("%s:%d:%08x", host, os.Getpid(), rand.Uint32())
+}
+
 // run drives the iterations until the cluster is balanced, nothing can
-// move, or ctx ends; on the way out it drops the moves not yet sent.
+// move, or ctx ends; on the way out it drops the moves not yet sent and
+// lets another balancer run (BalanceStop), unless metad refused it as a
+// second balancer.
 func run(ctx context.Context, admin cairn.Admin, o options, w io.Writer) int {
 	fmt.Fprintln(w, Header)
-	req := cairn.BalanceRequest{Threshold: o.threshold, Bandwidth: o.bandwidth}
+	req := cairn.BalanceRequest{Threshold: o.threshold, Bandwidth: o.bandwidth, ID: o.id}
 	status := func(a cairn.BalanceAction) (cairn.BalanceStatus, error) {
 		req.Action = a
 		return admin.Balance(ctx, req)
 	}
-	fail := func(err error) int {
-		if ctx.Err() != nil {
+	refused := false
+	defer func() {
+		if !refused {
 			stopMoves(admin, req)
+		}
+	}()
+	fail := func(err error) int {
+		if errors.Is(err, cairn.ErrBusy) {
+			refused = true
+			fmt.Fprintln(w, AnotherLine)
+			return ExitIOException
+		}
+		if ctx.Err() != nil {
 			fmt.Fprintf(w, "%v.  Exiting ...\n", context.Cause(ctx))
 			return ExitInterrupted
 		}
@@ -178,14 +214,21 @@ func run(ctx context.Context, admin cairn.Admin, o options, w io.Writer) int {
 			fmt.Fprintf(w, "Stopped after %d iterations, %s left to move.\n", iter+1, byteDesc(st.BytesLeftToMove))
 			return ExitInProgress
 		}
-		if err := sleep(ctx, o.pause); err != nil {
-			return fail(err)
+		// The pause asks metad every -poll too: that keeps this
+		// balancer's lease.
+		for left := o.pause; left > 0; left -= o.poll {
+			if err := sleep(ctx, min(left, o.poll)); err != nil {
+				return fail(err)
+			}
+			if _, err := status(cairn.BalanceStatusOnly); err != nil {
+				return fail(err)
+			}
 		}
 	}
 }
 
-// stopMoves asks metad to drop the moves not yet sent; the balancer is
-// going, whatever the answer.
+// stopMoves asks metad to drop the moves not yet sent and to let another
+// balancer run; the balancer is going, whatever the answer.
 func stopMoves(admin cairn.Admin, req cairn.BalanceRequest) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

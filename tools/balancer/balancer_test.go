@@ -26,12 +26,16 @@ type scripted struct {
 	steps   []cairn.BalanceStatus
 	actions []cairn.BalanceAction
 	onCall  func(n int)
+	err     error // every call's answer, when set
 }
 
 func (s *scripted) Balance(_ context.Context, r cairn.BalanceRequest) (cairn.BalanceStatus, error) {
 	s.actions = append(s.actions, r.Action)
 	if s.onCall != nil {
 		s.onCall(len(s.actions))
+	}
+	if s.err != nil {
+		return cairn.BalanceStatus{}, s.err
 	}
 	st := s.steps[min(len(s.actions)-1, len(s.steps)-1)]
 	return st, nil
@@ -98,8 +102,9 @@ func TestRunPrintsHDFSLines(t *testing.T) {
 			if n < c.iters {
 				t.Fatalf("%d progress lines, want %d:\n%s", n, c.iters, out.String())
 			}
-			if a := s.actions[len(s.actions)-1]; a != c.action {
-				t.Fatalf("last action %d, want %d", a, c.action)
+			// The last step lets another balancer run.
+			if a, end := s.actions[len(s.actions)-2], s.actions[len(s.actions)-1]; a != c.action || end != cairn.BalanceStop {
+				t.Fatalf("last actions %d then %d, want %d then %d (stop)", a, end, c.action, cairn.BalanceStop)
 			}
 		})
 	}
@@ -115,5 +120,21 @@ func TestRunPrintsHDFSLines(t *testing.T) {
 	var out strings.Builder
 	if code := run(ctx, s, fast, &out); code != ExitInterrupted || s.actions[len(s.actions)-1] != cairn.BalanceStop {
 		t.Fatalf("interrupted: exit %d, actions %v; output:\n%s", code, s.actions, out.String())
+	}
+}
+
+// TestRunRefusedAsSecond: metad refusing a second balancer (KindBusy) is
+// HDFS's line and exit status, and the refused balancer sends no stop
+// (which would drop the running one's moves).
+func TestRunRefusedAsSecond(t *testing.T) {
+	s := &scripted{err: cairn.E("metad.Balance", cairn.KindBusy, "", "Another Balancer is running.")}
+	var out strings.Builder
+	code := run(context.Background(), s, fast, &out)
+	lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
+	if code != ExitIOException || lines[len(lines)-1] != AnotherLine {
+		t.Fatalf("exit %d, output:\n%s\nwant exit %d ending %q", code, out.String(), ExitIOException, AnotherLine)
+	}
+	if len(s.actions) != 1 || s.actions[0] != cairn.BalanceStatusOnly {
+		t.Fatalf("actions %v, want the one status step", s.actions)
 	}
 }

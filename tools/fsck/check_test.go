@@ -300,3 +300,38 @@ func TestFsckMisReplicated(t *testing.T) {
 		t.Errorf("a mis-replicated block makes the path CORRUPT:\n%s", out)
 	}
 }
+
+// TestFsckMaintenanceReplicas: a block whose good replicas are on blockds
+// in maintenance that are switched off is neither missing nor corrupt, and
+// with one live replica and two such, not under-replicated; the same
+// block with the blockds merely dead is missing. The summary counts the
+// replicas in maintenance.
+func TestFsckMaintenanceReplicas(t *testing.T) {
+	blk := cairn.Block{ID: 7, GenStamp: 1, Len: 100}
+	rep := func(id string, live, maint bool) cairn.ReplicaInfo {
+		return cairn.ReplicaInfo{Node: cairn.Node{StorageID: id, DataAddr: id + ":9866"}, Replica: cairn.Replica{Block: blk, State: cairn.ReplicaFinalized},
+			Live: live, Good: true, Maintenance: maint}
+	}
+	check := func(reps ...cairn.ReplicaInfo) *Report {
+		r := &Report{}
+		fc := &fileCheck{path: "/f", fr: cairn.FileReplicas{Size: 100, Replication: 3, Blocks: []cairn.BlockReplicas{{Block: blk, Replicas: reps}}}}
+		r.checkFile(fc, Options{Blocks: true, Locations: true})
+		return r
+	}
+	if r := check(rep("a", false, true), rep("b", false, true), rep("c", false, true)); r.Missing != 0 || r.Corrupt != 0 || r.UnderRepl != 0 || r.InMaintenance != 3 || !r.Healthy() {
+		t.Fatalf("three replicas in maintenance, switched off: %+v", r)
+	}
+	r := check(rep("a", true, false), rep("b", false, true), rep("c", false, true))
+	if r.Missing != 0 || r.UnderRepl != 0 || r.InMaintenance != 2 || !strings.Contains(strings.Join(r.Lines, "\n"), "(DEAD, IN MAINTENANCE)") {
+		t.Fatalf("one live replica and two in maintenance: %+v", r)
+	}
+	var out bytes.Buffer
+	r.Path = "/"
+	r.Write(&out, "me", "127.0.0.1:9000", time.Now(), time.Millisecond)
+	if !strings.Contains(out.String(), " InMaintenanceReplicas:\t2\n") {
+		t.Fatalf("the summary does not count the replicas in maintenance:\n%s", out.String())
+	}
+	if r := check(rep("a", false, false), rep("b", false, false), rep("c", false, false)); r.Missing != 1 || r.Healthy() {
+		t.Fatalf("three dead replicas, no maintenance: %+v, want missing", r)
+	}
+}

@@ -144,9 +144,18 @@ func (r *Report) checkFile(f *fileCheck, o Options) {
 	for i, b := range fr.Blocks {
 		r.Blocks++
 		live, bad, unverified := 0, 0, 0
+		// away: good replicas on blockds in maintenance that are switched
+		// off: not copied elsewhere, and back when the blockd is.
+		away := 0
 		racks := map[string]bool{}
 		for ri, rep := range b.Replicas {
+			if rep.Maintenance && rep.Good {
+				r.InMaintenance++
+			}
 			if !rep.Live {
+				if rep.Maintenance && rep.Good {
+					away++
+				}
 				continue
 			}
 			if why, ok := f.unverified[[2]int{i, ri}]; ok && rep.Corrupt == "" {
@@ -167,6 +176,10 @@ func (r *Report) checkFile(f *fileCheck, o Options) {
 		r.BadReplicas += int64(bad)
 		r.Replicas += int64(live)
 		switch {
+		case live == 0 && away > 0:
+			// Its replicas are on blockds in maintenance, switched off:
+			// neither missing nor corrupt (HDFS's fsck counts them as in
+			// maintenance).
 		case live == 0 && (bad > 0 || unverified > 0):
 			corrupt++
 			corruptSz += b.Len
@@ -184,21 +197,21 @@ func (r *Report) checkFile(f *fileCheck, o Options) {
 		case b.UnderConstruction:
 			// Its pipeline settles its replicas: not counted as under- or
 			// over-replicated.
-		case live < want:
+		case live+away < want:
 			under = true
 			r.UnderRepl++
-			r.MissingRp += int64(want - live)
+			r.MissingRp += int64(want - live - away)
 			lines = append(lines, fmt.Sprintf("%s: Under replicated %s. Target Replicas is %d but found %d live replica(s).", f.path, b.Block, want, live))
 		case live > want:
 			r.OverRepl++
 		}
-		if live > 0 && !b.UnderConstruction && misplaced(len(racks), want, r.Racks) {
+		if live > 0 && away == 0 && !b.UnderConstruction && misplaced(len(racks), want, r.Racks) {
 			mis = true
 			r.MisRepl++
 			lines = append(lines, fmt.Sprintf("%s: Replica placement policy is violated for %s. Block should be additionally replicated on %d more rack(s). Total number of racks in the cluster: %d",
 				f.path, b.Block, min(2, want)-len(racks), r.Racks))
 		}
-		if live > 0 {
+		if live+away > 0 {
 			r.MinRepl++
 		}
 		if o.Blocks {
@@ -272,6 +285,8 @@ func blockLine(i int, b cairn.BlockReplicas, live int, o Options) string {
 			s = rep.Rack + "/" + s
 		}
 		switch {
+		case !rep.Live && rep.Maintenance:
+			s += "(DEAD, IN MAINTENANCE)"
 		case !rep.Live:
 			s += "(DEAD)"
 		case rep.Corrupt != "":
@@ -280,6 +295,8 @@ func blockLine(i int, b cairn.BlockReplicas, live int, o Options) string {
 			s += fmt.Sprintf("(%s len=%d)", rep.State, rep.Len)
 		case rep.Stale:
 			s += "(STALE_NODE)"
+		case rep.Maintenance:
+			s += "(MAINTENANCE)"
 		}
 		locs = append(locs, s)
 	}

@@ -38,6 +38,9 @@ type Report struct {
 	BadReplicas int64
 	// Verified is how many replicas -verify had their blockds re-read.
 	Verified int64
+	// InMaintenance is how many good replicas are on blockds entering or
+	// in maintenance, live or not (HDFS's InMaintenanceReplicas).
+	InMaintenance int64
 }
 
 // Healthy reports whether every validated block has a live, good replica:
@@ -118,6 +121,9 @@ func (r *Report) Write(w io.Writer, who, addr string, started time.Time, took ti
 	fmt.Fprintf(w, " Missing replicas:\t\t%d (%s)\n", r.MissingRp, pct(r.MissingRp, r.Replicas+r.MissingRp))
 	if r.BadReplicas > 0 {
 		fmt.Fprintf(w, " Bad replicas:\t\t%d\n", r.BadReplicas)
+	}
+	if r.InMaintenance > 0 {
+		fmt.Fprintf(w, " InMaintenanceReplicas:\t%d\n", r.InMaintenance)
 	}
 	if r.Verified > 0 {
 		fmt.Fprintf(w, " Replicas verified:\t%d\n", r.Verified)

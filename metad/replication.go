@@ -71,6 +71,7 @@ func (m *Metad) checkReplication(full bool) error {
 
 	var needs [prioPlaced + 1][]need
 	trimmed, invalidated := 0, 0
+	var tally healthTally
 	var look *blockLookup
 	defer func() {
 		if look != nil {
@@ -109,6 +110,7 @@ func (m *Metad) checkReplication(full bool) error {
 			}
 		}
 		want := f.want
+		tally.count(len(live), len(inService), want, m.blocks.corruptCount(stored.ID))
 		nd := need{b: stored, live: live, inService: inService, n: want - len(inService)}
 		switch {
 		case len(live) == 0:
@@ -139,6 +141,7 @@ func (m *Metad) checkReplication(full bool) error {
 		}
 		invalidated += m.invalidateCorrupt(stored, want, now)
 	}
+	m.health.record(tally, now)
 	var scheduled [prioPlaced + 1]int
 	// One snapshot of the blockds places every copy of the round: their
 	// room and liveness come from heartbeats, which the round does not

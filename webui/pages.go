@@ -129,6 +129,11 @@ func (u *UI) datanodes(w http.ResponseWriter, r *http.Request) {
 // crumb is one element of a path's trail of links.
 type crumb struct{ Name, Link string }
 
+// maxCrumbLinks bounds the bytes of the links in a path's trail: each
+// names its whole directory, so a deep path's would grow as its square.
+// Ancestors beyond it, from the root down, are shown as plain names.
+const maxCrumbLinks = 32 << 10
+
 // crumbs are p's ancestors and p, each linked but the last.
 func crumbs(p string) []crumb {
 	out := []crumb{{Name: "/", Link: browseURL(browseQuery{Path: "/"})}}
@@ -140,6 +145,12 @@ func crumbs(p string) []crumb {
 		}
 	}
 	out[len(out)-1].Link = ""
+	total := 0
+	for i := len(out) - 2; i >= 1; i-- {
+		if total += len(out[i].Link); total > maxCrumbLinks {
+			out[i].Link = ""
+		}
+	}
 	return out
 }
 

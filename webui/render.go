@@ -41,31 +41,41 @@ type page struct {
 	Data   any
 }
 
-// errTooBig: a page rendered to more than MaxPage bytes.
+// errTooBig: a page would be larger than MaxPage.
 var errTooBig = errors.New("page larger than the limit")
 
 // render executes page name into bytes, errTooBig if they pass MaxPage.
 func render(name string, p page) ([]byte, error) {
+	b, err := execute(name, p)
+	if err == nil && len(b) > MaxPage {
+		return nil, errTooBig
+	}
+	return b, err
+}
+
+func execute(name string, p page) ([]byte, error) {
 	var buf bytes.Buffer
 	if err := pages[name].Execute(&buf, p); err != nil {
 		return nil, fmt.Errorf("render %s: %w", name, err)
 	}
-	if buf.Len() > MaxPage {
-		return nil, errTooBig
-	}
 	return buf.Bytes(), nil
 }
 
-// renderRows renders a page showing up to n rows of a list, halving n
-// while the page is larger than MaxPage; build makes the page's data for
-// n rows.
+// renderRows renders a page showing up to n rows of a list; build makes
+// the page's data for n rows. While the page is larger than MaxPage it is
+// rendered again with fewer rows, in proportion to how much it overran.
 func renderRows(name string, n int, build func(n int) page) ([]byte, error) {
 	for {
-		b, err := render(name, build(n))
-		if !errors.Is(err, errTooBig) || n <= 1 {
-			return b, err
+		b, err := execute(name, build(n))
+		switch {
+		case err != nil:
+			return nil, err
+		case len(b) <= MaxPage:
+			return b, nil
+		case n <= 1:
+			return nil, errTooBig
 		}
-		n /= 2
+		n = max(1, min(n-1, int(float64(n)*0.9*MaxPage/float64(len(b)))))
 	}
 }
 

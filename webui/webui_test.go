@@ -344,6 +344,30 @@ func TestManyBlocks(t *testing.T) {
 	}
 }
 
+// TestDeepPath: the page of a directory at the deepest or longest path
+// there may be stays under MaxPage, with its trail of links.
+func TestDeepPath(t *testing.T) {
+	f := newFake()
+	deep := strings.Repeat("/a", cairn.MaxNamespacePathLen/2)
+	wide := ""
+	for len(wide)+cairn.MaxNameLen+1 <= cairn.MaxNamespacePathLen {
+		wide += "/" + strings.Repeat("%", cairn.MaxNameLen)
+	}
+	for _, p := range []string{deep, wide} {
+		f.add(p, cairn.FileInfo{Mode: dirMode})
+		f.add(p+"/f", cairn.FileInfo{Mode: 0o644})
+		target := "/browse?path=" + url.QueryEscape(p)
+		code, h, body := get(t, newUI(f), target)
+		if code != http.StatusOK {
+			t.Fatalf("a path of %d bytes: %d %.300s", len(p), code, body)
+		}
+		checkPage(t, "a deep path", h, body)
+		if !strings.Contains(body, `<a href="/browse?path=%2F">/</a>`) || !strings.Contains(body, ">f</a>") {
+			t.Errorf("a path of %d bytes: no link to the root or to the entry", len(p))
+		}
+	}
+}
+
 type fakeBlockd struct{ st BlockdStatus }
 
 func (f fakeBlockd) BlockdStatus(context.Context) BlockdStatus { return f.st }

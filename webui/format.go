@@ -76,7 +76,10 @@ func age(d time.Duration) string {
 	if d >= 24*time.Hour {
 		d = d.Round(time.Minute)
 		days := d / (24 * time.Hour)
-		return fmt.Sprintf("%dd%s", days, (d - days*24*time.Hour).String())
+		if rest := d - days*24*time.Hour; rest > 0 {
+			return fmt.Sprintf("%dd%s", days, rest)
+		}
+		return fmt.Sprintf("%dd", days)
 	}
 	return d.Round(time.Second).String()
 }

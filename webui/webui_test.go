@@ -384,7 +384,7 @@ func TestBlockdPage(t *testing.T) {
 	}
 	checkPage(t, "/", hdr, body)
 	for _, want := range []string{`id="storage-id">st-9<`, "127.0.0.1:9000", `id="replicas">12<`, "/d2&lt;x&gt;: input/output error",
-		"25.0%", `id="scanner-verified">5 replicas, 5.00 MiB`, "21d0s", "up 1m0s"} {
+		"25.0%", `id="scanner-verified">5 replicas, 5.00 MiB`, "every replica once in 21d,", "up 1m0s"} {
 		if !strings.Contains(body, want) {
 			t.Errorf("blockd page lacks %q:\n%s", want, body)
 		}

@@ -4,6 +4,7 @@
 #   make run        a whole cluster with a FUSE mount on this machine
 #                   (METAD_PORT, METAD_HTTP_PORT, BLOCKDS, RACKS)
 #   make test       everything CI runs (.ci/run): vet, unit and end-to-end tests
+#                   (screenshots of the web UI under .dev/artifacts)
 #   make race       the concurrent packages under the race detector
 #   make lint       gofmt, go vet, staticcheck
 #   make fuzz       every fuzz target for $(FUZZTIME)
@@ -54,10 +55,11 @@ run: deps build
 # undone; the end-to-end tests also compile a C program (cc) and run tar,
 # rsync, git, perl and vim on the mount. As root we install what is
 # missing; otherwise we say what it is. The multi-host tests (tests/netns)
-# also need ip(8) and nsenter(1), installed when root; they run only as
-# root, so without root they are not asked for.
+# also need ip(8) and nsenter(1), and the web UI's browser test
+# (tests/webui_test.go) Debian's chromium, installed when root; without
+# root they are not asked for (the browser test skips outside CI).
 DEP_PKGS := fusermount3:fuse3 cc:gcc tar:tar rsync:rsync git:git perl:perl vim:vim
-ROOT_DEP_PKGS := ip:iproute2 nsenter:util-linux
+ROOT_DEP_PKGS := ip:iproute2 nsenter:util-linux chromium:chromium
 deps:
 	@missing=""; \
 	deps="$(DEP_PKGS)"; \
@@ -82,9 +84,15 @@ deps:
 #   goroutine's stack, well before CI gives up on the job silently.
 # -p is left at its default: packages test in parallel, which is safe because
 #   every cluster binds port 0 and lives in its own temporary directories.
+# -artifacts -outputdir: what tests keep in t.ArtifactDir() (the web UI's
+#   screenshots) goes under $(ARTIFACTS)/_artifacts, a directory a test; the
+#   test log names each screenshot's path.
+ARTIFACTS ?= $(CURDIR)/.dev/artifacts
 test: deps build
 	$(GO) vet ./...
-	CAIRN_BIN=$(CURDIR)/bin/cairn $(GO) test -count=1 -timeout 14m ./...
+	rm -rf $(ARTIFACTS)/_artifacts
+	mkdir -p $(ARTIFACTS)
+	CAIRN_BIN=$(CURDIR)/bin/cairn $(GO) test -count=1 -timeout 14m -artifacts -outputdir $(ARTIFACTS) ./...
 
 # -race slows code several times, hence the longer timeout.
 race:

@@ -28,6 +28,7 @@ import (
 	"cairn/internal/daemon"
 	"cairn/rpc"
 	"cairn/trust"
+	"cairn/webui"
 )
 
 // Config configures a Blockd.
@@ -540,27 +541,10 @@ func serve(ctx context.Context, cfg Config, listen, httpAddr, addrFile string) e
 	}
 }
 
+// httpHandler serves the status page (package webui) and /healthz.
 func (d *Blockd) httpHandler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/" {
-			http.NotFound(w, r)
-			return
-		}
-		capacity, used, remaining := d.usage()
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		fmt.Fprintf(w, "cairn blockd %s\ndata %s\nreplicas %d\ncapacity %d, used %d, remaining %d\nactive transfers %d\n",
-			d.node.StorageID, d.node.DataAddr, len(d.store.Report()), capacity, used, remaining, d.active.Load())
-		for _, dir := range d.store.Dirs() {
-			fmt.Fprintf(w, "volume %s: in service\n", dir)
-		}
-		for _, f := range d.store.Failed() {
-			fmt.Fprintf(w, "volume failed: %s\n", f)
-		}
-		if d.scan != nil {
-			fmt.Fprintf(w, "block scanner: %d replicas verified, %d bytes read, %d bad\n", d.scan.verified.Load(), d.scan.bytes.Load(), d.scan.bad.Load())
-		}
-	})
+	mux.Handle("/", webui.BlockdHandler(uiSource{d: d, node: d.node, started: time.Now()}, d.log.Named("webui")))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "ok\n") })
 	return mux
 }

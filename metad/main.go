@@ -25,6 +25,7 @@ import (
 	"cairn/internal/daemon"
 	"cairn/rpc"
 	"cairn/trust"
+	"cairn/webui"
 )
 
 // Main is the `cairn metad` command, and `cairn metad check`.
@@ -253,7 +254,7 @@ func serve(ctx context.Context, log *zap.Logger, dir string, format, force bool,
 			return err
 		}
 		hl = daemon.CapListener(hl, m.cfg.MaxConns, "metad HTTP", log)
-		hs := &http.Server{Handler: m.httpHandler(httpTLS != nil), ReadHeaderTimeout: 10 * time.Second, TLSConfig: httpTLS}
+		hs := &http.Server{Handler: m.httpHandler(httpTLS != nil, start), ReadHeaderTimeout: 10 * time.Second, TLSConfig: httpTLS}
 		if httpTLS != nil {
 			hl = tls.NewListener(hl, httpTLS)
 		}
@@ -292,28 +293,12 @@ func serve(ctx context.Context, log *zap.Logger, dir string, format, force bool,
 	}
 }
 
-// httpHandler serves the status page, /healthz and pprof; when secure,
-// only to holders of the cluster's certificates (pprof to admins).
-func (m *Metad) httpHandler(secure bool) http.Handler {
+// httpHandler serves the web UI (package webui; started is when metad
+// started), /metrics, /healthz, /whoami and pprof; when secure, only to
+// holders of the cluster's credentials (pprof to admins).
+func (m *Metad) httpHandler(secure bool, started time.Time) http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/" {
-			http.NotFound(w, r)
-			return
-		}
-		rep, _ := m.Report(r.Context())
-		st, _ := m.Statfs(r.Context())
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		fmt.Fprintf(w, "cairn metad\nnamespace %s\nfiles and directories %d, blocks %d\ncapacity %d, used %d, remaining %d\n\n",
-			rep.NamespaceID, st.Files, st.Blocks, st.Capacity, st.Used, st.Remaining)
-		for _, n := range rep.Nodes {
-			state := "live"
-			if !n.Live {
-				state = "dead"
-			}
-			fmt.Fprintf(w, "%s %s %s blocks=%d used=%d remaining=%d last=%s\n", n.DataAddr, n.StorageID, state, n.Blocks, n.Used, n.Remaining, n.LastHeartbeat.Format(time.RFC3339))
-		}
-	})
+	mux.Handle("/", webui.New(uiSource{m: m, started: started}, m.log.Named("webui")))
 	mux.Handle("/metrics", m.stats.metricsHandler())
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "ok\n") })
 	// Who the request is authenticated as: a certificate's peer, a UI

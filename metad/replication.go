@@ -72,6 +72,7 @@ func (m *Metad) checkReplication(full bool) error {
 
 	var needs [prioPlaced + 1][]need
 	trimmed, invalidated := 0, 0
+	var tally healthTally
 	var look *blockLookup
 	defer func() {
 		if look != nil {
@@ -118,6 +119,7 @@ func (m *Metad) checkReplication(full bool) error {
 		// Replicas in maintenance lower the live count the block needs,
 		// down to the maintenance minimum (maintenance.go).
 		target := m.liveTarget(want, maint)
+		tally.count(len(live), len(inService), target, maint, m.blocks.corruptCount(stored.ID))
 		nd := need{b: stored, live: live, inService: inService, n: target - len(inService)}
 		switch {
 		case len(live) == 0:
@@ -149,6 +151,7 @@ func (m *Metad) checkReplication(full bool) error {
 		}
 		invalidated += m.invalidateCorrupt(stored, want, now)
 	}
+	m.health.record(tally, now)
 	var scheduled [prioPlaced + 1]int
 	// One snapshot of the blockds places every copy of the round: their
 	// room and liveness come from heartbeats, which the round does not

@@ -131,3 +131,26 @@ func TestUIIdentity(t *testing.T) {
 		}
 	}
 }
+
+// A block whose every replica is on blockds in maintenance that are switched
+// off is neither missing nor under-replicated, as fsck says; with no replica
+// in maintenance the same block is missing.
+func TestHealthTallyMaintenance(t *testing.T) {
+	cases := []struct {
+		live, inService, want, maint, corrupt int
+		under, missing, bad                  int64
+	}{
+		{live: 0, inService: 0, want: 3, maint: 3},
+		{live: 0, inService: 0, want: 3, maint: 0, missing: 1},
+		{live: 1, inService: 1, want: 1, maint: 2},
+		{live: 1, inService: 0, want: 1, maint: 1, under: 1},
+		{live: 2, inService: 2, want: 3, maint: 0, corrupt: 1, under: 1, bad: 1},
+	}
+	for i, c := range cases {
+		var tl healthTally
+		tl.count(c.live, c.inService, c.want, c.maint, c.corrupt)
+		if tl.under != c.under || tl.missing != c.missing || tl.corrupt != c.bad {
+			t.Errorf("case %d %+v: got under %d missing %d corrupt %d", i, c, tl.under, tl.missing, tl.corrupt)
+		}
+	}
+}

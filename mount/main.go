@@ -233,24 +233,29 @@ func (cfg *config) option(o string, sloppy bool) error {
 
 // Main is the `cairn mount` command; it returns the exit status: 0, 1 on
 // failure, 2 on a bad command line.
-func Main(ctx context.Context, args []string) int {
-	cfg, err := parseArgs(args, os.Stderr)
+func Main(ctx context.Context, args []string) int { return MainTo(ctx, args, os.Stderr) }
+
+// MainTo is Main with its usage and command-line errors written to
+// stderr (`cairn help mount` sends them to stdout). The mount's log goes
+// to os.Stderr or its --log file.
+func MainTo(ctx context.Context, args []string, stderr io.Writer) int {
+	cfg, err := parseArgs(args, stderr)
 	switch {
 	case errors.Is(err, flag.ErrHelp):
 		return 0
 	case err != nil:
-		fmt.Fprintf(os.Stderr, "cairn mount: %v (cairn mount -h shows how)\n", err)
+		fmt.Fprintf(stderr, "cairn mount: %v (cairn mount -h shows how)\n", err)
 		return 2
 	}
 	if err := cfg.checkMountpoint(); err != nil {
-		fmt.Fprintf(os.Stderr, "cairn mount: %v\n", err)
+		fmt.Fprintf(stderr, "cairn mount: %v\n", err)
 		return 1
 	}
 	if cfg.fake {
 		return 0
 	}
 	if !cfg.foreground {
-		return background(ctx, cfg, os.Stderr)
+		return background(ctx, cfg, stderr)
 	}
 	return foreground(ctx, cfg)
 }

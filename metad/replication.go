@@ -71,6 +71,7 @@ func (m *Metad) checkReplication(full bool) error {
 
 	var needs [prioPlaced + 1][]need
 	trimmed, invalidated := 0, 0
+	tally := roundTally{candidates: len(cands)}
 	var look *blockLookup
 	defer func() {
 		if look != nil {
@@ -99,6 +100,9 @@ func (m *Metad) checkReplication(full bool) error {
 			continue
 		}
 		m.rejudge(stored)
+		if m.blocks.corruptCount(stored.ID) > 0 {
+			tally.corrupt++
+		}
 		var live, inService []cairn.Node
 		for _, node := range m.blocks.holders(stored) {
 			if n, isLive, _, in := m.nodes.status(node, now); isLive {
@@ -114,6 +118,7 @@ func (m *Metad) checkReplication(full bool) error {
 		case len(live) == 0:
 			// Missing, or every replica bad: nothing to copy from; fsck
 			// reports it, and no replica of it is deleted.
+			tally.missing++
 		case len(inService) < want:
 			switch {
 			case len(live) == 1 && want > 1, len(inService) == 0:
@@ -139,6 +144,10 @@ func (m *Metad) checkReplication(full bool) error {
 		}
 		invalidated += m.invalidateCorrupt(stored, want, now)
 	}
+	for prio, list := range needs {
+		tally.queued[prio] = len(list)
+	}
+	m.health.store(tally)
 	var scheduled [prioPlaced + 1]int
 	// One snapshot of the blockds places every copy of the round: their
 	// room and liveness come from heartbeats, which the round does not

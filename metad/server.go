@@ -158,6 +158,7 @@ type Metad struct {
 	revoked    *trust.Revoked // checked at each handshake
 	groupCache sync.Map       // user name → groupEntry (certs.go)
 	stats      stats          // counters served at /metrics
+	health     replHealth     // the last replication round's tally, served at /metrics
 	httpAddr   atomic.Value   // string: the HTTP port's bound address, for sign-in links (uilink.go)
 }
 

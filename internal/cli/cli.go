@@ -100,12 +100,19 @@ func help(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		usage(stderr)
 		return 2
 	}
-	// Every command prints its usage and flags for -h, and exits 0.
-	if code := c.run(ctx, []string{"-h"}, stdout, stdout); code != 0 {
-		return code
+	// Every command prints its usage and flags for -h (those that take
+	// another's way, for theirs: helpArg), and exits 0.
+	arg := "-h"
+	if a, ok := helpArg[c.name]; ok {
+		arg = a
 	}
-	return 0
+	return c.run(ctx, []string{arg}, stdout, stdout)
 }
+
+// helpArg is the argument that asks a command for its usage when it is
+// not -h: `hadoop fs` takes -h for a verb's flag and -help for help, and
+// cairn dfs does as it does.
+var helpArg = map[string]string{"dfs": "-help", "fs": "-help"}
 
 func usage(w io.Writer) {
 	fmt.Fprintln(w, "Usage: cairn COMMAND [flags]\n\ncairn is a distributed filesystem in the shape of HDFS, mounted with FUSE.\n\nCommands:")

@@ -111,6 +111,7 @@ func (d *Blockd) handle(raw net.Conn) {
 		replyErr(bw, cairn.KindOf(err), err.Error())
 		return
 	}
+	defer d.met.observeOp(h.Op, time.Now())
 	switch h.Op {
 	case pb.OpHeader_WRITE_BLOCK:
 		d.receive(c, br, bw, h)
@@ -282,6 +283,7 @@ func (d *Blockd) receive(c net.Conn, br *bufio.Reader, bw *bufio.Writer, h *pb.O
 		if len(p.Data) > 0 {
 			if err := checksum.VerifyAt(uint64(blk.ID), chunk, p.Offset, p.Data, p.Sums); err != nil {
 				log.Warn("packet failed its checksums", zap.Int64("offset", p.Offset), zap.Error(err))
+				d.met.checksumFailures.WithLabelValues("write").Inc()
 				status = xfer.StatusChecksum
 			}
 		}
@@ -298,6 +300,8 @@ func (d *Blockd) receive(c net.Conn, br *bufio.Reader, bw *bufio.Writer, h *pb.O
 				log.Error("store packet", zap.Error(err))
 				d.diskError(blk, err)
 				status = errStatus(err)
+			} else {
+				d.met.writtenBytes.Add(float64(len(p.Data)))
 			}
 		}
 		switch {
@@ -314,6 +318,7 @@ func (d *Blockd) receive(c net.Conn, br *bufio.Reader, bw *bufio.Writer, h *pb.O
 				status = errStatus(err)
 			} else {
 				finalized = true
+				d.met.writtenBlocks.Inc()
 				log.Debug("replica finalized", zap.Int64("len", fin.Len))
 				d.received(cairn.Replica{Block: fin, State: cairn.ReplicaFinalized})
 			}
@@ -542,6 +547,7 @@ func (d *Blockd) send(c net.Conn, bw *bufio.Writer, h *pb.OpHeader) {
 				return
 			}
 			if err := checksum.Verify(uint64(have.ID), chunk, c0, p.Data, p.Sums); err != nil {
+				d.met.checksumFailures.WithLabelValues("read").Inc()
 				d.corrupt(have, err)
 			}
 		}
@@ -552,11 +558,14 @@ func (d *Blockd) send(c net.Conn, bw *bufio.Writer, h *pb.OpHeader) {
 		if _, err := bw.Write(frame); err != nil {
 			return
 		}
+		d.met.readBytes.Add(float64(len(p.Data)))
 		if p.Last() {
 			break
 		}
 	}
-	_ = bw.Flush()
+	if bw.Flush() == nil {
+		d.met.readBlocks.Inc()
+	}
 }
 
 // transfer copies the first h.Length bytes of a replica to h.Targets[0] as a
@@ -627,6 +636,7 @@ func (d *Blockd) copyTo(src Source, n int64, target cairn.Node, nb cairn.Block, 
 				return err
 			}
 			if err := checksum.Verify(uint64(have.ID), chunk, c0, p.Data, p.Sums); err != nil {
+				d.met.checksumFailures.WithLabelValues("read").Inc()
 				return err
 			}
 			if end := p.Offset + int64(len(p.Data)); end > n {
@@ -673,6 +683,7 @@ func (d *Blockd) replicate(blocks []cairn.Block, tokens [][]byte, targets []cair
 			token = tokens[i]
 		}
 		for _, t := range targets {
+			var n int64
 			err := func() error {
 				src, err := d.store.OpenSource(b)
 				if err != nil {
@@ -683,12 +694,16 @@ func (d *Blockd) replicate(blocks []cairn.Block, tokens [][]byte, targets []cair
 				if throttle != nil {
 					src = throttledSource{src, throttle}
 				}
+				n = have.Len
 				return d.copyTo(src, have.Len, t, have, token, "metad", pb.OpHeader_CREATE, setupTimeout, setupTimeout)
 			}()
 			if err != nil {
+				d.met.replications.WithLabelValues("failed").Inc()
 				d.log.Warn("copy for re-replication failed", zap.Stringer("block", b), zap.String("target", t.DataAddr), zap.Error(err))
 				continue
 			}
+			d.met.replications.WithLabelValues("ok").Inc()
+			d.met.replicatedBytes.Add(float64(n))
 			d.log.Info("replica copied", zap.Stringer("block", b), zap.String("target", t.DataAddr))
 		}
 	}

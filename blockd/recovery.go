@@ -45,8 +45,11 @@ func (d *Blockd) runRecoveries(ctx context.Context, workers int) {
 		err := d.recoverBlock(ctx, c)
 		d.active.Add(-1)
 		if err != nil {
+			d.met.recoveries.WithLabelValues("failed").Inc()
 			d.log.Warn("block recovery failed", zap.Stringer("block", c.Blocks[0]), zap.Uint64("recovery_id", uint64(c.RecoveryID)), zap.Error(err))
+			return
 		}
+		d.met.recoveries.WithLabelValues("ok").Inc()
 	})
 }
 

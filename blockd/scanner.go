@@ -129,6 +129,7 @@ type Scanner struct {
 	verified atomic.Int64 // replicas
 	bytes    atomic.Int64 // block bytes read
 	bad      atomic.Int64 // replicas found bad
+	lastPass atomic.Int64 // when a volume's pass last ended, Unix nanoseconds; 0: none yet
 
 	// observe, when set (by tests), sees every replica verified and why it
 	// is bad ("" if good).
@@ -154,9 +155,22 @@ func NewScanner(vols *Volumes, cfg ScanConfig) *Scanner {
 	for _, v := range vols.live() {
 		vs := &volumeScanner{s: s, vol: v, bucket: newBucket(cfg.Rate, now), recent: map[cairn.BlockID]time.Time{}, wake: make(chan struct{}, 1)}
 		vs.loadCursor()
+		if vs.cur.done {
+			s.passEnded(vs.cur.passEnd)
+		}
 		s.per[v] = vs
 	}
 	return s
+}
+
+// passEnded notes that a volume's pass ended at t, for /metrics.
+func (s *Scanner) passEnded(t time.Time) {
+	for {
+		old := s.lastPass.Load()
+		if t.UnixNano() <= old || s.lastPass.CompareAndSwap(old, t.UnixNano()) {
+			return
+		}
+	}
 }
 
 // Run scans every volume, each in its own goroutine, until ctx ends or the
@@ -291,6 +305,7 @@ func (vs *volumeScanner) step(ctx context.Context) time.Duration {
 	}
 	if len(vs.todo) == 0 {
 		vs.cur.done, vs.cur.passEnd = true, now
+		s.passEnded(now)
 		vs.todo = nil
 		vs.saveCursor()
 		took := now.Sub(vs.cur.passStart)

@@ -99,6 +99,7 @@ type Blockd struct {
 	transfers  chan cairn.Command // CmdTransfer waiting for a worker (transfer.go)
 	moves      chan cairn.Command // the balancer's CmdTransfer waiting for one of its workers
 	throttle   *throttler         // the balancer's copies (throttle.go)
+	met        *metrics           // served at /metrics (metrics.go)
 }
 
 // New opens the data directory and connects (lazily) to metad.
@@ -158,6 +159,7 @@ func New(cfg Config) (*Blockd, error) {
 		d.tlsClient = trust.ClientConfig(creds, trust.RoleBlockd)
 	}
 	st.SetFailureHandler(d.volumeFailed)
+	d.met = newMetrics(d)
 	if cfg.ScanPeriod >= 0 {
 		d.scan = NewScanner(st, ScanConfig{Period: cfg.ScanPeriod, Rate: cfg.ScanRate, Logger: cfg.Logger.Named("scanner"),
 			StorageID: st.StorageID(), Report: func(ctx context.Context, bad []cairn.BadReplica) error {
@@ -253,10 +255,12 @@ func (d *Blockd) registerLoop(ctx context.Context) error {
 
 func (d *Blockd) heartbeat(ctx context.Context) error {
 	capacity, used, remaining := d.usage()
+	start := time.Now()
 	cmds, err := d.metad.Heartbeat(ctx, cairn.Heartbeat{
 		StorageID: d.node.StorageID, Capacity: capacity, Used: used, Remaining: remaining, Active: int(d.active.Load()),
 		FailedVolumes: d.store.Failed(),
 	})
+	d.met.heartbeatTime.Observe(time.Since(start).Seconds())
 	if err != nil {
 		return err
 	}
@@ -286,6 +290,7 @@ func (d *Blockd) heartbeat(ctx context.Context) error {
 					d.log.Error("delete replica", zap.Stringer("block", b), zap.Error(err))
 					continue
 				}
+				d.met.deletes.Inc()
 				if have, ok := d.store.Lookup(b.ID); ok && have.GenStamp > b.GenStamp {
 					continue // a newer replica, which the command did not mean
 				}
@@ -546,6 +551,7 @@ func (d *Blockd) httpHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/", webui.BlockdHandler(uiSource{d: d, node: d.node, started: time.Now()}, d.log.Named("webui")))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "ok\n") })
+	mux.Handle("/metrics", d.met.handler())
 	return mux
 }
 

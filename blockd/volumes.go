@@ -621,6 +621,7 @@ func (vs *Volumes) fail(v *volume, why error) {
 
 // volumeFailed queues the replicas of a failed volume to be reported lost.
 func (d *Blockd) volumeFailed(dir string, lost []cairn.Block) {
+	d.met.volumeFailures.Inc()
 	d.mu.Lock()
 	d.lost = append(d.lost, lost...)
 	d.mu.Unlock()

@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
 
@@ -58,6 +59,9 @@ type Options struct {
 	// Insecure talks to an --insecure dev cluster in plain text (also
 	// when $CAIRN_INSECURE is set and Creds is nil).
 	Insecure bool
+	// Metrics, when set, gets the client's metrics (metrics.go): its RPC
+	// latency by method and its pipeline recoveries.
+	Metrics prometheus.Registerer
 }
 
 // LoadCreds returns the credentials a command presents: those in dir,
@@ -111,6 +115,7 @@ type Client struct {
 	conn *grpc.ClientConn
 	opts Options
 	log  *zap.Logger
+	met  *metrics // nil: not counted
 
 	leaseMu sync.Mutex
 	writers int           // open writers, whose leases the renewer keeps
@@ -205,9 +210,17 @@ func Dial(addr string, opts Options) (*Client, error) {
 	if retry.Logger == nil {
 		retry.Logger = opts.Logger
 	}
-	// Identity first: every attempt of a call carries it.
-	conn, err := grpc.NewClient(addr, rpc.Transport(opts.Creds),
-		grpc.WithChainUnaryInterceptor(rpc.IdentityInterceptor(opts.Identity), rpc.SafeModeLogger(opts.Logger, 10*time.Second), rpc.RetryInterceptor(rpc.NewClientID(), retry)))
+	met, err := newMetrics(opts.Metrics)
+	if err != nil {
+		return nil, fmt.Errorf("client: metrics: %w", err)
+	}
+	// Identity first: every attempt of a call carries it. The timing,
+	// when kept, comes before: a call's time is its retries' too.
+	chain := []grpc.UnaryClientInterceptor{rpc.IdentityInterceptor(opts.Identity), rpc.SafeModeLogger(opts.Logger, 10*time.Second), rpc.RetryInterceptor(rpc.NewClientID(), retry)}
+	if met != nil {
+		chain = append([]grpc.UnaryClientInterceptor{met.interceptor}, chain...)
+	}
+	conn, err := grpc.NewClient(addr, rpc.Transport(opts.Creds), grpc.WithChainUnaryInterceptor(chain...))
 	if err != nil {
 		return nil, fmt.Errorf("client: dial metad %s: %w", addr, err)
 	}
@@ -224,7 +237,7 @@ func Dial(addr string, opts Options) (*Client, error) {
 		host, _ := os.Hostname()
 		opts.Name = fmt.Sprintf("cairn-client-%s-%d-%d", host, os.Getpid(), time.Now().UnixNano())
 	}
-	return &Client{NS: rpc.NewNamespaceClient(conn), conn: conn, opts: opts, log: opts.Logger}, nil
+	return &Client{NS: rpc.NewNamespaceClient(conn), conn: conn, opts: opts, log: opts.Logger, met: met}, nil
 }
 
 // Trust is metad's certificate service over this client's connection.

@@ -169,6 +169,7 @@ func (w *Writer) recoverWith(cause error, extra []packet, node *cairn.Node) erro
 	}
 	old.close()
 	w.pl = nil
+	w.c.met.recovered()
 	unacked, acked := old.pending()
 	w.acked = acked
 	unacked = append(unacked, extra...)

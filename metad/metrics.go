@@ -2,16 +2,20 @@ package metad
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"path"
 	"runtime/metrics"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.uber.org/zap"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/status"
 )
 
 // stats counts what metad's work costs, for operators and for tests that
@@ -24,6 +28,26 @@ type stats struct {
 
 	mu   sync.Mutex
 	rpcs map[string]*atomic.Int64 // by method name, e.g. "Create"
+
+	once    sync.Once
+	rpcTime *prometheus.HistogramVec // by method and gRPC code
+}
+
+// RPCBuckets are the bounds, in seconds, of the RPC latency histograms:
+// from a lookup served from memory (tens of microseconds) to a call that
+// waits seconds on a WAL sync or a lock.
+var RPCBuckets = []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
+
+// histogram is the RPC latency histogram, made at its first use.
+func (s *stats) histogram() *prometheus.HistogramVec {
+	s.once.Do(func() {
+		s.rpcTime = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "cairn_metad_rpc_duration_seconds",
+			Help:    "Time metad took to serve an RPC, by method and gRPC status code (a stream: its whole life).",
+			Buckets: RPCBuckets,
+		}, []string{"method", "code"})
+	})
+	return s.rpcTime
 }
 
 // rpc counts one call of method.
@@ -41,10 +65,28 @@ func (s *stats) rpc(method string) {
 	c.Add(1)
 }
 
-// countRPCs is a gRPC interceptor that counts every call by method.
-func (s *stats) countRPCs(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-	s.rpc(path.Base(info.FullMethod))
-	return h(ctx, req)
+// observeRPCs is a gRPC interceptor that counts and times every call by
+// method, and by the status code it ended with. It comes first in the
+// chain, so a call refused by authentication or safe mode counts too.
+func (s *stats) observeRPCs(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	start := time.Now()
+	resp, err := h(ctx, req)
+	s.observe(info.FullMethod, err, time.Since(start))
+	return resp, err
+}
+
+// observeStreams is observeRPCs for streaming calls.
+func (s *stats) observeStreams(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+	start := time.Now()
+	err := h(srv, ss)
+	s.observe(info.FullMethod, err, time.Since(start))
+	return err
+}
+
+func (s *stats) observe(fullMethod string, err error, d time.Duration) {
+	m := path.Base(fullMethod)
+	s.rpc(m)
+	s.histogram().WithLabelValues(m, status.Code(err).String()).Observe(d.Seconds())
 }
 
 // Describe and Collect make stats a prometheus.Collector: the counters are
@@ -55,11 +97,13 @@ func (s *stats) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descRPCs
 	ch <- descHeapLive
 	ch <- descHeapObjects
+	s.histogram().Describe(ch)
 }
 
 func (s *stats) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descMutations, prometheus.CounterValue, float64(s.mutations.Load()))
 	ch <- prometheus.MustNewConstMetric(descWALSyncs, prometheus.CounterValue, float64(s.walSyncs.Load()))
+	s.histogram().Collect(ch)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for m, c := range s.rpcs {
@@ -87,9 +131,20 @@ var (
 )
 
 // metricsHandler serves /metrics in Prometheus's text format: metad's
-// counters and the Go runtime's.
-func (s *stats) metricsHandler() http.Handler {
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(s, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
+// counters, the cluster's state as metad sees it, and the Go runtime's and
+// the process's, from a registry of this metad's own.
+func (m *Metad) metricsHandler() http.Handler {
+	return promhttp.HandlerFor(m.metricsRegistry(), promhttp.HandlerOpts{ErrorLog: zapErrorLog{m.log}})
 }
+
+// metricsRegistry is every collector metad serves at /metrics.
+func (m *Metad) metricsRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(&m.stats, clusterCollector{m}, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg
+}
+
+// zapErrorLog logs promhttp's errors (a collector that failed) through zap.
+type zapErrorLog struct{ log *zap.Logger }
+
+func (l zapErrorLog) Println(v ...any) { l.log.Warn("metrics", zap.String("error", fmt.Sprint(v...))) }

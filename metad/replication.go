@@ -72,7 +72,7 @@ func (m *Metad) checkReplication(full bool) error {
 
 	var needs [prioPlaced + 1][]need
 	trimmed, invalidated := 0, 0
-	var tally healthTally
+	tally := roundTally{candidates: len(cands)}
 	var look *blockLookup
 	defer func() {
 		if look != nil {
@@ -101,6 +101,9 @@ func (m *Metad) checkReplication(full bool) error {
 			continue
 		}
 		m.rejudge(stored)
+		if m.blocks.corruptCount(stored.ID) > 0 {
+			tally.corrupt++
+		}
 		var live, inService []cairn.Node
 		maint := 0 // replicas on blockds entering or in maintenance, live or not
 		for _, node := range m.blocks.holders(stored) {
@@ -119,13 +122,16 @@ func (m *Metad) checkReplication(full bool) error {
 		// Replicas in maintenance lower the live count the block needs,
 		// down to the maintenance minimum (maintenance.go).
 		target := m.liveTarget(want, maint)
-		tally.count(len(live), len(inService), target, maint, m.blocks.corruptCount(stored.ID))
 		nd := need{b: stored, live: live, inService: inService, n: target - len(inService)}
 		switch {
 		case len(live) == 0:
 			// Missing, or every replica bad, or every one on blockds in
 			// maintenance that are switched off: nothing to copy from;
-			// fsck reports it, and no replica of it is deleted.
+			// fsck reports it, and no replica of it is deleted. Only the
+			// first two are missing, as fsck says.
+			if maint == 0 {
+				tally.missing++
+			}
 		case len(inService) < target:
 			switch {
 			case len(live) == 1 && target > 1, len(inService) == 0:
@@ -151,7 +157,11 @@ func (m *Metad) checkReplication(full bool) error {
 		}
 		invalidated += m.invalidateCorrupt(stored, want, now)
 	}
-	m.health.record(tally, now)
+	for prio, list := range needs {
+		tally.queued[prio] = len(list)
+	}
+	tally.at = now
+	m.health.store(tally)
 	var scheduled [prioPlaced + 1]int
 	// One snapshot of the blockds places every copy of the round: their
 	// room and liveness come from heartbeats, which the round does not

@@ -174,8 +174,8 @@ type Metad struct {
 	revoked    *trust.Revoked // checked at each handshake
 	groupCache sync.Map       // user name → groupEntry (certs.go)
 	stats      stats          // counters served at /metrics
+	health     replHealth     // the last replication round's tally, served at /metrics
 	httpAddr   atomic.Value   // string: the HTTP port's bound address, for sign-in links (uilink.go)
-	health     blockHealth    // blocks in trouble at the replication monitor's last round (blockhealth.go)
 }
 
 var pebbleLog = zap.NewNop()

@@ -50,10 +50,10 @@ func (s uiSource) Status(ctx context.Context) (webui.Status, error) {
 	if err != nil {
 		return webui.Status{}, err
 	}
-	under, corrupt, missing, at := s.m.health.get()
+	h := s.m.health.load()
 	return webui.Status{NamespaceID: s.m.namespaceID, Version: webui.BuildVersion(), Started: s.started,
 		SafeMode: sm, Stats: st,
-		Health: webui.BlockHealth{UnderReplicated: under, Corrupt: corrupt, Missing: missing, Checked: at}}, nil
+		Health: webui.BlockHealth{UnderReplicated: int64(h.underReplicated()), Corrupt: int64(h.corrupt), Missing: int64(h.missing), Checked: h.at}}, nil
 }
 
 func (s uiSource) Report(ctx context.Context) (cairn.ClusterReport, error) { return s.m.Report(ctx) }

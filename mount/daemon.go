@@ -42,6 +42,9 @@ func background(ctx context.Context, cfg config, stderr io.Writer) int {
 	if cfg.logFile != "" {
 		args = append(args, "--log", cfg.logFile)
 	}
+	if cfg.metrics != "" {
+		args = append(args, "--metrics", cfg.metrics)
+	}
 	pr, pw, err := os.Pipe()
 	if err != nil {
 		fmt.Fprintf(stderr, "cairn mount: %v\n", err)

@@ -53,11 +53,16 @@ up, as mount(8) expects of mount.cairn.
                          then the next replica is tried (default 5s)
   -o read_ahead=KIB      the kernel's read-ahead for the mount (default
                          4096; 0 leaves the kernel's 128); needs root
+  -o metrics=ADDR        serve Prometheus metrics at https://ADDR/metrics
+                         to holders of a cluster certificate (plain HTTP,
+                         loopback only, with -o insecure); port 0 picks
+                         one, logged as "metrics serving"
   -o nosuid,nodev,...    passed to the kernel
   (_netdev, nofail, noauto, auto, user, users, defaults, x-* are ignored)
   --foreground           stay in the foreground; unmount on SIGINT/SIGTERM
   --debug                log at debug level, FUSE requests included
   --log FILE             log to FILE instead of stderr (detached: syslog)
+  --metrics ADDR         as -o metrics=ADDR
   -f                     check the arguments, do not mount (mount(8) -f)
   -s                     ignore unknown -o options (mount(8) -s)
   -n, -v, -t TYPE        accepted from mount(8), ignored
@@ -81,6 +86,7 @@ type config struct {
 	fake       bool
 	logFile    string
 	certs      string // -o certs=DIR
+	metrics    string // -o metrics=ADDR: where /metrics is served
 	join       string // -o join=TOKEN
 }
 
@@ -118,6 +124,7 @@ func parseArgs(args []string, stderr io.Writer) (config, error) {
 	fl.BoolVar(&cfg.foreground, "foreground", false, "stay in the foreground")
 	fl.BoolVar(&cfg.debug, "debug", false, "debug logging")
 	fl.StringVar(&cfg.logFile, "log", "", "log file")
+	fl.StringVar(&cfg.metrics, "metrics", "", "metrics address")
 	fl.BoolVar(&cfg.fake, "f", false, "do not mount")
 	sloppy := fl.Bool("s", false, "ignore unknown options")
 	fl.Bool("n", false, "ignored")
@@ -149,6 +156,11 @@ func parseArgs(args []string, stderr io.Writer) (config, error) {
 	for _, o := range cfg.rawOpts {
 		if err := cfg.option(o, *sloppy); err != nil {
 			return cfg, err
+		}
+	}
+	if cfg.metrics != "" {
+		if _, _, err := net.SplitHostPort(cfg.metrics); err != nil {
+			return cfg, usageError{fmt.Sprintf("metrics address %q: want HOST:PORT, such as 127.0.0.1:9547", cfg.metrics)}
 		}
 	}
 	return cfg, nil
@@ -206,6 +218,8 @@ func (cfg *config) option(o string, sloppy bool) error {
 		cfg.logFile = val
 	case key == "certs" && hasVal && val != "":
 		cfg.certs = val
+	case key == "metrics" && hasVal:
+		cfg.metrics = val
 	case key == "join" && hasVal && val != "":
 		cfg.join = val
 	case o == "insecure":
@@ -233,24 +247,29 @@ func (cfg *config) option(o string, sloppy bool) error {
 
 // Main is the `cairn mount` command; it returns the exit status: 0, 1 on
 // failure, 2 on a bad command line.
-func Main(ctx context.Context, args []string) int {
-	cfg, err := parseArgs(args, os.Stderr)
+func Main(ctx context.Context, args []string) int { return MainTo(ctx, args, os.Stderr) }
+
+// MainTo is Main with its usage and command-line errors written to
+// stderr (`cairn help mount` sends them to stdout). The mount's log goes
+// to os.Stderr or its --log file.
+func MainTo(ctx context.Context, args []string, stderr io.Writer) int {
+	cfg, err := parseArgs(args, stderr)
 	switch {
 	case errors.Is(err, flag.ErrHelp):
 		return 0
 	case err != nil:
-		fmt.Fprintf(os.Stderr, "cairn mount: %v (cairn mount -h shows how)\n", err)
+		fmt.Fprintf(stderr, "cairn mount: %v (cairn mount -h shows how)\n", err)
 		return 2
 	}
 	if err := cfg.checkMountpoint(); err != nil {
-		fmt.Fprintf(os.Stderr, "cairn mount: %v\n", err)
+		fmt.Fprintf(stderr, "cairn mount: %v\n", err)
 		return 1
 	}
 	if cfg.fake {
 		return 0
 	}
 	if !cfg.foreground {
-		return background(ctx, cfg, os.Stderr)
+		return background(ctx, cfg, stderr)
 	}
 	return foreground(ctx, cfg)
 }
@@ -360,6 +379,21 @@ func foreground(ctx context.Context, cfg config) int {
 		copts.Creds = h
 		go renewCreds(ctx, cfg.addr, h, dir, log.Named("trust"))
 	}
+	opts := cfg.opts
+	if cfg.metrics != "" {
+		reg := NewMetricsRegistry()
+		creds := copts.Creds
+		if copts.Insecure {
+			creds = nil
+		}
+		_, stopMetrics, err := metricsServer(cfg.metrics, reg, creds, log)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "cairn mount: %v\n", err)
+			return 1
+		}
+		defer stopMetrics()
+		copts.Metrics, opts.Metrics = reg, reg
+	}
 	b, disconnect, err := dialBackend(cfg.addr, copts)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "cairn mount: metad %s: %v\n", cfg.addr, err)
@@ -376,7 +410,6 @@ func foreground(ctx context.Context, cfg config) int {
 		fmt.Fprintf(os.Stderr, "cairn mount: metad %s: %v\n", cfg.addr, err)
 		return 1
 	}
-	opts := cfg.opts
 	opts.Root, opts.FsName, opts.Debug, opts.Logger = cfg.root, cfg.source, cfg.debug, log
 	m, err := Mount(sctx, b, cfg.mountpoint, opts)
 	if err != nil {

@@ -129,6 +129,14 @@ func TestParseArgs(t *testing.T) {
 				rawOpts: []string{"ack_timeout=3s", "setup_timeout=1500ms", "read_timeout=2s"}},
 		},
 		{
+			[]string{"h:9000", "/mnt", "-o", "metrics=127.0.0.1:0"},
+			config{source: "h:9000", addr: "h:9000", root: "/", mountpoint: "/mnt", metrics: "127.0.0.1:0", rawOpts: []string{"metrics=127.0.0.1:0"}},
+		},
+		{
+			[]string{"h:9000", "/mnt", "--metrics", ":9547"},
+			config{source: "h:9000", addr: "h:9000", root: "/", mountpoint: "/mnt", metrics: ":9547"},
+		},
+		{
 			[]string{"-s", "h:9000", "/mnt", "-o", "whatever", "-f"},
 			config{source: "h:9000", addr: "h:9000", root: "/", mountpoint: "/mnt", fake: true, rawOpts: []string{"whatever"}},
 		},
@@ -149,6 +157,8 @@ func TestParseArgs(t *testing.T) {
 		{"h:9000", "/mnt", "-o", "read_timeout=0s"},
 		{"h:9000", "/mnt", "-o", "setup_timeout"},
 		{"h:9000", "/mnt", "--bogus"},
+		{"h:9000", "/mnt", "-o", "metrics=9547"},
+		{"h:9000", "/mnt", "--metrics", "nohostport"},
 	} {
 		if _, err := parseArgs(args, &bytes.Buffer{}); err == nil {
 			t.Errorf("parseArgs(%q) accepted", args)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
@@ -44,6 +45,9 @@ type Options struct {
 	Debug bool
 	// Logger receives the mount's log lines; default none.
 	Logger *zap.Logger
+	// Metrics, when set, gets the mount's FUSE metrics (metrics.go):
+	// every request is then timed and counted on its way (timedfs.go).
+	Metrics prometheus.Registerer
 }
 
 // Mounted is a live mount.
@@ -142,8 +146,21 @@ func Mount(ctx context.Context, b Backend, mountpoint string, opts Options) (*Mo
 	if fi.Inode != 0 {
 		fo.RootStableAttr = &fs.StableAttr{Ino: fi.Inode}
 	}
-	server, err := fs.Mount(mountpoint, &node{fsys: f, fi: fi}, fo)
+	// As fs.Mount, with the node file system timed when metrics are kept.
+	rawFS := fs.NewNodeFS(&node{fsys: f, fi: fi}, fo)
+	if opts.Metrics != nil {
+		m, err := newMetrics(opts.Metrics)
+		if err != nil {
+			return nil, err
+		}
+		rawFS = timedFS{RawFileSystem: rawFS, m: m}
+	}
+	server, err := fuse.NewServer(rawFS, mountpoint, &fo.MountOptions)
 	if err != nil {
+		return nil, fmt.Errorf("mount: %s: %w", mountpoint, err)
+	}
+	go server.Serve()
+	if err := server.WaitMount(); err != nil {
 		return nil, fmt.Errorf("mount: %s: %w", mountpoint, err)
 	}
 	setReadAhead(mountpoint, opts.ReadAheadKB, log)

@@ -26,6 +26,10 @@ func (c *Cluster) blockdHost(i int) Host {
 // BlockdAddr returns blockd i's data address as it advertises it.
 func (c *Cluster) BlockdAddr(i int) string { return c.blockds[i].addrs.Data }
 
+// BlockdHTTPAddr returns blockd i's HTTP address (status, /metrics) as it
+// advertises it.
+func (c *Cluster) BlockdHTTPAddr(i int) string { return c.blockds[i].addrs.HTTP }
+
 // RunOn is Run with the command on host h.
 func (c *Cluster) RunOn(t testing.TB, h Host, args ...string) (stdout string, code int) {
 	t.Helper()

@@ -98,6 +98,9 @@ func (a *Auth) authorize(ctx context.Context, method string, req any) (context.C
 	refuse := func(why string) error {
 		return cairn.E(op, cairn.KindPermission, "", fmt.Sprintf("certificate %s: %s", p, why))
 	}
+	if tok, ok := delegationOf(ctx); ok && strings.HasPrefix(method, "/"+pb.Namespace_ServiceDesc.ServiceName+"/") {
+		return a.byDelegation(ctx, op, method, p, tok)
+	}
 	switch {
 	case strings.HasPrefix(method, "/"+pb.Registry_ServiceDesc.ServiceName+"/"):
 		if p.Role != trust.RoleBlockd {
@@ -121,9 +124,6 @@ func (a *Auth) authorize(ctx context.Context, method string, req any) (context.C
 		}
 	default:
 		return nil, refuse("unknown method")
-	}
-	if tok, ok := delegationOf(ctx); ok && strings.HasPrefix(method, "/"+pb.Namespace_ServiceDesc.ServiceName+"/") {
-		return a.byDelegation(ctx, op, method, p, tok)
 	}
 	asserted, hasAssert := assertedIdentity(ctx)
 	switch p.Role {

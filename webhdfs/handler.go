@@ -140,6 +140,11 @@ func (h *Handler) serve(w *countingWriter, r *http.Request, q *Request) error {
 	if q.Data() && h.Mode == NameNode {
 		return h.redirect(w, s, q)
 	}
+	if h.Mode == Gateway && (q.Op == "CREATE" || q.Op == "APPEND") {
+		if data, _ := q.Bool("data", false); !data {
+			return h.redirectSelf(w, r, q)
+		}
+	}
 	switch q.Op {
 	case "OPEN":
 		return h.open(w, s, q)
@@ -191,6 +196,31 @@ func (h *Handler) redirect(w *countingWriter, s *Session, q *Request) error {
 		return writeJSON(w, http.StatusOK, map[string]string{"Location": loc})
 	}
 	w.Header().Set("Location", loc)
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.WriteHeader(http.StatusTemporaryRedirect)
+	return nil
+}
+
+// redirectSelf is HttpFS's first step of CREATE and APPEND: 307 to the
+// same URL with data=true, where the client sends the bytes (or with
+// noredirect=true, 200 and that Location in JSON).
+func (h *Handler) redirectSelf(w *countingWriter, r *http.Request, q *Request) error {
+	u := url.URL{Scheme: "http", Host: r.Host, Path: Prefix + q.Path}
+	if r.TLS != nil {
+		u.Scheme = "https"
+	}
+	v := url.Values{}
+	for k, vs := range q.params {
+		if k != "noredirect" {
+			v[k] = vs
+		}
+	}
+	v.Set("data", "true")
+	u.RawQuery = v.Encode()
+	if nr, _ := q.Bool("noredirect", false); nr {
+		return writeJSON(w, http.StatusOK, map[string]string{"Location": u.String()})
+	}
+	w.Header().Set("Location", u.String())
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.WriteHeader(http.StatusTemporaryRedirect)
 	return nil

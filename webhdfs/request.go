@@ -92,7 +92,32 @@ func ParseRequest(method, path, rawQuery string) (*Request, error) {
 	if spec.method != method {
 		return nil, excIllegal("Invalid value for webhdfs parameter \"op\": %s is a %s operation, not %s", op, spec.method, method)
 	}
-	return &Request{Op: op, Method: method, Path: rest, params: params}, nil
+	r := &Request{Op: op, Method: method, Path: rest, params: params}
+	if err := r.check(); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// check parses the common parameters once, so that a malformed one is
+// refused (400) before anything is done or redirected.
+func (r *Request) check() error {
+	for _, n := range []struct {
+		name   string
+		lo, hi int64
+	}{{"offset", 0, 1 << 62}, {"length", 0, 1 << 62}, {"buffersize", 1, 1 << 31}, {"replication", 1, 512},
+		{"blocksize", 1 << 20, 1 << 40}, {"modificationtime", -1, 1 << 50}, {"accesstime", -1, 1 << 50}} {
+		if _, err := r.Int64(n.name, 0, n.lo, n.hi); err != nil {
+			return err
+		}
+	}
+	for _, b := range []string{"overwrite", "recursive", "noredirect", "createparent", "data"} {
+		if _, err := r.Bool(b, false); err != nil {
+			return err
+		}
+	}
+	_, err := r.Perm(0)
+	return err
 }
 
 // Param is the parameter's value ("" when absent); names are matched

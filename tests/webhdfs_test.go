@@ -1,0 +1,268 @@
+package tests
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"cairn/client"
+	"cairn/tests/cluster"
+	"cairn/trust"
+)
+
+// TestWebHDFS drives WebHDFS with real clients, curl -L and Python
+// fsspec's WebHDFS filesystem, at metad's HTTP port (307 to a blockd) and
+// through `cairn httpfs`, on a secure cluster (curl with a client
+// certificate, fsspec with a delegation token) and on an insecure one
+// (user.name): each makes a directory, creates, lists, stats, reads,
+// reads a range, appends, renames and deletes, and the bytes match what
+// the mount shows.
+func TestWebHDFS(t *testing.T) {
+	RequireFUSE(t)
+	for _, secure := range []bool{true, false} {
+		name := "secure"
+		if !secure {
+			name = "insecure"
+		}
+		t.Run(name, func(t *testing.T) {
+			c := cluster.Start(t, cluster.Config{Blockds: 2, Replication: 2, Insecure: !secure})
+			mnt := c.Mount(t)
+			// A directory everyone may write, made as the superuser.
+			if err := os.Mkdir(filepath.Join(mnt, "w"), 0o777); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chmod(filepath.Join(mnt, "w"), 0o777); err != nil {
+				t.Fatal(err)
+			}
+			w := whClients(t, c, secure)
+			endpoints := map[string]string{"metad": c.MetadHTTPAddr(), "httpfs": c.StartHTTPFS(t)}
+			for ep, addr := range endpoints {
+				t.Run("curl-"+ep, func(t *testing.T) { whCurl(t, w, addr, mnt, "/w/curl-"+ep) })
+				t.Run("fsspec-"+ep, func(t *testing.T) { whFsspec(t, w, addr, mnt, "/w/fsspec-"+ep) })
+			}
+			t.Run("errors", func(t *testing.T) { whErrors(t, w, c.MetadHTTPAddr()) })
+		})
+	}
+}
+
+// whAuth is how the test's clients authenticate: a user certificate
+// (curl) and a delegation token (fsspec) on a secure cluster, user.name
+// on an insecure one.
+type whAuth struct {
+	secure   bool
+	user     string
+	curlArgs []string // -k --cert --key
+	token    string
+}
+
+func whClients(t *testing.T, c *cluster.Cluster, secure bool) whAuth {
+	w := whAuth{secure: secure, user: "alice"}
+	if !secure {
+		return w
+	}
+	dir := t.TempDir()
+	c.IssueCert(t, trust.Peer{Role: trust.RoleUser, Name: w.user}, dir)
+	w.curlArgs = []string{"-k", "--cert", filepath.Join(dir, trust.CertFile), "--key", filepath.Join(dir, trust.KeyFile)}
+	cl, err := client.Dial(c.MetadAddr(), client.Options{Creds: trust.NewHolder(mustLoadCreds(t, dir))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if w.token, _, _, err = cl.Delegations().GetDelegationToken(ctx, ""); err != nil {
+		t.Fatal(err)
+	}
+	return w
+}
+
+func mustLoadCreds(t *testing.T, dir string) *trust.Creds {
+	cr, err := trust.LoadCreds(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cr
+}
+
+// url is the WebHDFS URL of path with op and more parameters, with the
+// caller's user.name on an insecure cluster.
+func (w whAuth) url(addr, path, op string, more ...string) string {
+	scheme := "http"
+	if w.secure {
+		scheme = "https"
+	}
+	q := "op=" + op
+	if !w.secure {
+		q += "&user.name=" + w.user
+	}
+	for _, m := range more {
+		q += "&" + m
+	}
+	return scheme + "://" + addr + "/webhdfs/v1" + path + "?" + q
+}
+
+// curl runs curl -sS -L with the caller's certificate and returns its
+// output and the HTTP status (-w).
+func (w whAuth) curl(t *testing.T, args ...string) (string, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	all := append(append([]string{"-sS", "-L", "-w", "\n%{http_code}"}, w.curlArgs...), args...)
+	out, err := exec.CommandContext(ctx, "curl", all...).Output()
+	if err != nil {
+		t.Fatalf("curl %s: %v", strings.Join(args, " "), err)
+	}
+	s := string(out)
+	i := strings.LastIndexByte(s, '\n')
+	return strings.TrimSuffix(s[:i], "\n"), s[i+1:]
+}
+
+func whCurl(t *testing.T, w whAuth, addr, mnt, dir string) {
+	want := func(what string, r [3]string) string {
+		t.Helper()
+		if r[1] != r[2] {
+			t.Fatalf("%s: HTTP %s, want %s: %s", what, r[1], r[2], r[0])
+		}
+		return r[0]
+	}
+	body := want("MKDIRS", w.curlOut(t, "-X", "PUT", w.url(addr, dir, "MKDIRS", "permission=755")))
+	if body != `{"boolean":true}` {
+		t.Fatalf("MKDIRS answered %s", body)
+	}
+	src := filepath.Join(t.TempDir(), "src")
+	content := bytes.Repeat([]byte("0123456789abcdef"), 40000) // 640 000 bytes
+	if err := os.WriteFile(src, content, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	want("CREATE", w.curlOut(t, "-X", "PUT", "-T", src, w.url(addr, dir+"/a.bin", "CREATE", "overwrite=false")))
+	var ls struct{ FileStatuses struct{ FileStatus []map[string]any } }
+	body = want("LISTSTATUS", w.curlOut(t, w.url(addr, dir, "LISTSTATUS")))
+	if err := json.Unmarshal([]byte(body), &ls); err != nil || len(ls.FileStatuses.FileStatus) != 1 || ls.FileStatuses.FileStatus[0]["pathSuffix"] != "a.bin" {
+		t.Fatalf("LISTSTATUS: %s (%v)", body, err)
+	}
+	var st struct{ FileStatus map[string]any }
+	body = want("GETFILESTATUS", w.curlOut(t, w.url(addr, dir+"/a.bin", "GETFILESTATUS")))
+	if err := json.Unmarshal([]byte(body), &st); err != nil || st.FileStatus["length"] != float64(len(content)) || st.FileStatus["type"] != "FILE" ||
+		st.FileStatus["owner"] != w.user || st.FileStatus["permission"] != "644" {
+		t.Fatalf("GETFILESTATUS: %s (%v)", body, err)
+	}
+	if got := want("OPEN", w.curlOut(t, w.url(addr, dir+"/a.bin", "OPEN"))); got != string(content) {
+		t.Fatalf("OPEN read %d bytes, want %d", len(got), len(content))
+	}
+	if got := want("OPEN range", w.curlOut(t, w.url(addr, dir+"/a.bin", "open", "offset=100003", "length=20"))); got != string(content[100003:100023]) {
+		t.Fatalf("OPEN offset=100003 length=20 read %q", got)
+	}
+	more := []byte("appended through WebHDFS\n")
+	if err := os.WriteFile(src, more, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	want("APPEND", w.curlOut(t, "-X", "POST", "-T", src, w.url(addr, dir+"/a.bin", "APPEND")))
+	body = want("RENAME", w.curlOut(t, "-X", "PUT", w.url(addr, dir+"/a.bin", "RENAME", "destination="+dir+"/b.bin")))
+	if body != `{"boolean":true}` {
+		t.Fatalf("RENAME answered %s", body)
+	}
+	got, err := os.ReadFile(filepath.Join(mnt, dir, "b.bin"))
+	if err != nil || !bytes.Equal(got, append(content, more...)) {
+		t.Fatalf("the mount shows %d bytes (%v), want %d", len(got), err, len(content)+len(more))
+	}
+	body = want("DELETE", w.curlOut(t, "-X", "DELETE", w.url(addr, dir, "DELETE", "recursive=true")))
+	if body != `{"boolean":true}` {
+		t.Fatalf("DELETE answered %s", body)
+	}
+	whGone(t, mnt, dir)
+}
+
+// curlOut is curl's body and status, then the status wanted of a success
+// ("201" for CREATE, "200" else).
+func (w whAuth) curlOut(t *testing.T, args ...string) [3]string {
+	t.Helper()
+	body, code := w.curl(t, args...)
+	wantCode := "200"
+	if strings.Contains(args[len(args)-1], "op=CREATE") {
+		wantCode = "201"
+	}
+	return [3]string{body, code, wantCode}
+}
+
+func whFsspec(t *testing.T, w whAuth, addr, mnt, dir string) {
+	host, port, _ := net.SplitHostPort(addr)
+	https, user := "0", w.user
+	if w.secure {
+		https, user = "1", ""
+	}
+	run := func(mode string) []byte {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, "/usr/bin/python3", "testdata/webhdfs_fsspec.py", host, port, https, w.token, user, dir, mode)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("fsspec %s: %v\n%s", mode, err, stderr.String())
+		}
+		return out
+	}
+	var r struct {
+		Names, Renamed          []string
+		Size                    int64
+		Type, Data, Part, After string
+	}
+	if err := json.Unmarshal(run("write"), &r); err != nil {
+		t.Fatal(err)
+	}
+	const first, second = "hello from fsspec\n", "appended\n"
+	if strings.Join(r.Names, ",") != "a.txt" || r.Size != int64(len(first)) || r.Type != "file" || r.Data != first ||
+		r.Part != first[6:10] || r.After != first+second || strings.Join(r.Renamed, ",") != "b.txt" {
+		t.Fatalf("fsspec saw %+v", r)
+	}
+	got, err := os.ReadFile(filepath.Join(mnt, dir, "b.txt"))
+	if err != nil || string(got) != first+second {
+		t.Fatalf("the mount shows %q (%v), want %q", got, err, first+second)
+	}
+	run("delete")
+	whGone(t, mnt, dir)
+}
+
+// whGone checks the mount's listing of dir's parent no longer shows it
+// (a listing asks metad; a lookup may be answered from the kernel's
+// cache for a while).
+func whGone(t *testing.T, mnt, dir string) {
+	t.Helper()
+	es, err := os.ReadDir(filepath.Join(mnt, filepath.Dir(dir)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range es {
+		if e.Name() == filepath.Base(dir) {
+			t.Fatalf("after the delete the mount lists %s", dir)
+		}
+	}
+}
+
+// whErrors: bad requests get Hadoop's RemoteException JSON and status.
+func whErrors(t *testing.T, w whAuth, addr string) {
+	for _, tc := range []struct {
+		args      []string
+		code, exc string
+	}{
+		{[]string{w.url(addr, "/nope", "GETFILESTATUS")}, "404", "FileNotFoundException"},
+		{[]string{w.url(addr, "/", "NOSUCHOP")}, "400", "IllegalArgumentException"},
+		{[]string{"-X", "POST", w.url(addr, "/w", "TRUNCATE", "newlength=0")}, "400", "UnsupportedOperationException"},
+		{[]string{"-X", "PUT", w.url(addr, "/x", "MKDIRS")}, "403", "AccessControlException"},
+		{[]string{w.url(addr, "/w", "OPEN", "offset=-1")}, "400", "IllegalArgumentException"},
+	} {
+		body, code := w.curl(t, tc.args...)
+		var re struct{ RemoteException struct{ Exception, JavaClassName, Message string } }
+		if code != tc.code || json.Unmarshal([]byte(body), &re) != nil || re.RemoteException.Exception != tc.exc || re.RemoteException.JavaClassName == "" {
+			t.Errorf("%v: HTTP %s %s, want %s with %s", tc.args, code, body, tc.code, tc.exc)
+		}
+	}
+}

@@ -142,7 +142,9 @@ func whCurl(t *testing.T, w whAuth, addr, mnt, dir string) {
 		t.Fatal(err)
 	}
 	want("CREATE", w.curlOut(t, "-X", "PUT", "-T", src, w.url(addr, dir+"/a.bin", "CREATE", "overwrite=false")))
-	var ls struct{ FileStatuses struct{ FileStatus []map[string]any } }
+	var ls struct {
+		FileStatuses struct{ FileStatus []map[string]any }
+	}
 	body = want("LISTSTATUS", w.curlOut(t, w.url(addr, dir, "LISTSTATUS")))
 	if err := json.Unmarshal([]byte(body), &ls); err != nil || len(ls.FileStatuses.FileStatus) != 1 || ls.FileStatuses.FileStatus[0]["pathSuffix"] != "a.bin" {
 		t.Fatalf("LISTSTATUS: %s (%v)", body, err)
@@ -260,7 +262,9 @@ func whErrors(t *testing.T, w whAuth, addr string) {
 		{[]string{w.url(addr, "/w", "OPEN", "offset=-1")}, "400", "IllegalArgumentException"},
 	} {
 		body, code := w.curl(t, tc.args...)
-		var re struct{ RemoteException struct{ Exception, JavaClassName, Message string } }
+		var re struct {
+			RemoteException struct{ Exception, JavaClassName, Message string }
+		}
 		if code != tc.code || json.Unmarshal([]byte(body), &re) != nil || re.RemoteException.Exception != tc.exc || re.RemoteException.JavaClassName == "" {
 			t.Errorf("%v: HTTP %s %s, want %s with %s", tc.args, code, body, tc.code, tc.exc)
 		}

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/common/expfmt"
+
 	"cairn/client"
 	"cairn/tests/cluster"
 	"cairn/trust"
@@ -48,6 +50,7 @@ func TestWebHDFS(t *testing.T) {
 				t.Run("fsspec-"+ep, func(t *testing.T) { whFsspec(t, w, addr, mnt, "/w/fsspec-"+ep) })
 			}
 			t.Run("errors", func(t *testing.T) { whErrors(t, w, c.MetadHTTPAddr()) })
+			t.Run("httpfs-metrics", func(t *testing.T) { whMetrics(t, w, endpoints["httpfs"]) })
 		})
 	}
 }
@@ -246,6 +249,41 @@ func whGone(t *testing.T, mnt, dir string) {
 		if e.Name() == filepath.Base(dir) {
 			t.Fatalf("after the delete the mount lists %s", dir)
 		}
+	}
+}
+
+// whMetrics: httpfs's /metrics parses as Prometheus text and counted
+// the runs above.
+func whMetrics(t *testing.T, w whAuth, addr string) {
+	scheme := "http"
+	if w.secure {
+		scheme = "https"
+	}
+	body, code := w.curl(t, scheme+"://"+addr+"/metrics")
+	if code != "200" {
+		t.Fatalf("/metrics: HTTP %s: %s", code, body)
+	}
+	fams, err := new(expfmt.TextParser).TextToMetricFamilies(strings.NewReader(body + "\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := func(name, op string) float64 {
+		var n float64
+		for _, m := range fams[name].GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "op" && (op == "" || l.GetValue() == op) {
+					n += m.GetCounter().GetValue() + float64(m.GetHistogram().GetSampleCount())
+				}
+			}
+			if op == "" && len(m.GetLabel()) == 0 {
+				n += m.GetCounter().GetValue()
+			}
+		}
+		return n
+	}
+	if sum("cairn_httpfs_requests_total", "CREATE") < 2 || sum("cairn_httpfs_request_duration_seconds", "OPEN") < 1 ||
+		sum("cairn_httpfs_received_bytes_total", "") < 640000 || sum("cairn_httpfs_sent_bytes_total", "") < 640000 {
+		t.Fatalf("httpfs /metrics did not count the runs:\n%s", body)
 	}
 }
 

@@ -114,7 +114,11 @@ func (g *gateway) handler() http.Handler {
 		Session: g.session, Observe: g.metrics.observe}
 	mux := http.NewServeMux()
 	mux.Handle(webhdfs.Prefix+"/", g.authenticate(wh))
-	mux.Handle("/metrics", g.metrics.handler())
+	var m http.Handler = g.metrics.handler()
+	if g.creds != nil {
+		m = trust.RequireCert(m) // Prometheus scrapes with a certificate
+	}
+	mux.Handle("/metrics", m)
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "ok\n") })
 	return mux
 }

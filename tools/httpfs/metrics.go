@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
@@ -29,7 +30,7 @@ func newMetrics() *metrics {
 		out: prometheus.NewCounter(prometheus.CounterOpts{Name: "cairn_httpfs_sent_bytes_total",
 			Help: "Bytes of answers written (OPEN, JSON)."}),
 	}
-	m.reg.MustRegister(m.requests, m.latency, m.in, m.out, prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	m.reg.MustRegister(m.requests, m.latency, m.in, m.out, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 

@@ -3,12 +3,16 @@ package tests
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -19,10 +23,10 @@ import (
 	"cairn/trust"
 )
 
-// TestWebHDFS drives WebHDFS with real clients, curl -L and Python
-// fsspec's WebHDFS filesystem, at metad's HTTP port (307 to a blockd) and
+// TestWebHDFS drives WebHDFS with real clients, curl -L, Python fsspec's
+// WebHDFS filesystem and the npm webhdfs package, at metad's HTTP port (307 to a blockd) and
 // through `cairn httpfs`, on a secure cluster (curl with a client
-// certificate, fsspec with a delegation token) and on an insecure one
+// certificate, fsspec and npm with a delegation token) and on an insecure one
 // (user.name): each makes a directory, creates, lists, stats, reads,
 // reads a range, appends, renames and deletes, and the bytes match what
 // the mount shows.
@@ -48,6 +52,7 @@ func TestWebHDFS(t *testing.T) {
 			for ep, addr := range endpoints {
 				t.Run("curl-"+ep, func(t *testing.T) { whCurl(t, w, addr, mnt, "/w/curl-"+ep) })
 				t.Run("fsspec-"+ep, func(t *testing.T) { whFsspec(t, w, addr, mnt, "/w/fsspec-"+ep) })
+				t.Run("npm-"+ep, func(t *testing.T) { whNpm(t, w, addr, mnt, "/w/npm-"+ep) })
 			}
 			t.Run("errors", func(t *testing.T) { whErrors(t, w, c.MetadHTTPAddr()) })
 			t.Run("httpfs-metrics", func(t *testing.T) { whMetrics(t, w, endpoints["httpfs"]) })
@@ -234,6 +239,114 @@ func whFsspec(t *testing.T, w whAuth, addr, mnt, dir string) {
 	}
 	run("delete")
 	whGone(t, mnt, dir)
+}
+
+// whNpm runs testdata/npm-webhdfs/run.js with the npm webhdfs package.
+func whNpm(t *testing.T, w whAuth, addr, mnt, dir string) {
+	modules := npmWebhdfs(t)
+	host, port, _ := net.SplitHostPort(addr)
+	proto, user := "http", w.user
+	if w.secure {
+		proto, user = "https", ""
+	}
+	run := func(mode string) []byte {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, "node", "testdata/npm-webhdfs/run.js", proto, host, port, w.token, user, dir, mode)
+		cmd.Env = append(os.Environ(), "NODE_PATH="+modules)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("npm webhdfs %s: %v\n%s", mode, err, stderr.String())
+		}
+		return out
+	}
+	var r struct {
+		Names, Renamed          []string
+		Size                    int64
+		Type, Data, Part, After string
+	}
+	if err := json.Unmarshal(run("write"), &r); err != nil {
+		t.Fatal(err)
+	}
+	const first, second = "hello from npm webhdfs\n", "appended by npm\n"
+	if strings.Join(r.Names, ",") != "a.txt" || r.Size != int64(len(first)) || r.Type != "FILE" || r.Data != first ||
+		r.Part != first[6:10] || r.After != first+second || strings.Join(r.Renamed, ",") != "b.txt" {
+		t.Fatalf("npm webhdfs saw %+v", r)
+	}
+	got, err := os.ReadFile(filepath.Join(mnt, dir, "b.txt"))
+	if err != nil || string(got) != first+second {
+		t.Fatalf("the mount shows %q (%v), want %q", got, err, first+second)
+	}
+	run("delete")
+	whGone(t, mnt, dir)
+}
+
+var npmOnce struct {
+	sync.Once
+	dir string
+	err error
+}
+
+// npmWebhdfs installs the npm webhdfs package pinned by
+// testdata/npm-webhdfs/package-lock.json (npm ci) once into the user's
+// cache directory, keyed by the lock file's hash, and returns its
+// node_modules.
+func npmWebhdfs(t *testing.T) string {
+	t.Helper()
+	npmOnce.Do(func() {
+		lock, err := os.ReadFile("testdata/npm-webhdfs/package-lock.json")
+		if err != nil {
+			npmOnce.err = err
+			return
+		}
+		cache, err := os.UserCacheDir()
+		if err != nil {
+			cache = os.TempDir()
+		}
+		sum := sha256.Sum256(lock)
+		dir := filepath.Join(cache, "cairn-tests", "npm-webhdfs-"+hex.EncodeToString(sum[:6]))
+		npmOnce.dir = filepath.Join(dir, "node_modules")
+		if _, err := os.Stat(filepath.Join(npmOnce.dir, "webhdfs", "package.json")); err == nil {
+			return
+		}
+		if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+			npmOnce.err = err
+			return
+		}
+		tmp, err := os.MkdirTemp(filepath.Dir(dir), "npm-install-")
+		if err != nil {
+			npmOnce.err = err
+			return
+		}
+		defer os.RemoveAll(tmp)
+		for _, f := range []string{"package.json", "package-lock.json"} {
+			b, err := os.ReadFile(filepath.Join("testdata/npm-webhdfs", f))
+			if err == nil {
+				err = os.WriteFile(filepath.Join(tmp, f), b, 0o644)
+			}
+			if err != nil {
+				npmOnce.err = err
+				return
+			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, "npm", "ci", "--no-audit", "--no-fund", "--ignore-scripts")
+		cmd.Dir = tmp
+		if out, err := cmd.CombinedOutput(); err != nil {
+			npmOnce.err = fmt.Errorf("npm ci: %v\n%s", err, out)
+			return
+		}
+		_ = os.RemoveAll(dir)
+		npmOnce.err = os.Rename(tmp, dir)
+	})
+	if npmOnce.err != nil {
+		t.Fatal(npmOnce.err)
+	}
+	return npmOnce.dir
 }
 
 // whGone checks the mount's listing of dir's parent no longer shows it

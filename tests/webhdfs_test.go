@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -56,6 +57,9 @@ func TestWebHDFS(t *testing.T) {
 			}
 			t.Run("errors", func(t *testing.T) { whErrors(t, w, c.MetadHTTPAddr()) })
 			t.Run("httpfs-metrics", func(t *testing.T) { whMetrics(t, w, endpoints["httpfs"]) })
+			if secure {
+				t.Run("delegation", func(t *testing.T) { whDelegation(t, c, w) })
+			}
 		})
 	}
 }
@@ -397,6 +401,65 @@ func whMetrics(t *testing.T, w whAuth, addr string) {
 	if sum("cairn_httpfs_requests_total", "CREATE") < 2 || sum("cairn_httpfs_request_duration_seconds", "OPEN") < 1 ||
 		sum("cairn_httpfs_received_bytes_total", "") < 640000 || sum("cairn_httpfs_sent_bytes_total", "") < 640000 {
 		t.Fatalf("httpfs /metrics did not count the runs:\n%s", body)
+	}
+}
+
+// whDelegation: GETDELEGATIONTOKEN with a certificate, the token then
+// authenticates a client without one; RENEWDELEGATIONTOKEN answers the
+// new expiry; a token cannot get another; after CANCELDELEGATIONTOKEN it
+// is refused. A blockd's WebHDFS needs a token; `cairn fetchdt` writes
+// one to a file.
+func whDelegation(t *testing.T, c *cluster.Cluster, w whAuth) {
+	addr := c.MetadHTTPAddr()
+	body, code := w.curl(t, w.url(addr, "/", "GETDELEGATIONTOKEN", "renewer=alice"))
+	var tk struct{ Token struct{ URLString string } }
+	if code != "200" || json.Unmarshal([]byte(body), &tk) != nil || tk.Token.URLString == "" {
+		t.Fatalf("GETDELEGATIONTOKEN: HTTP %s %s", code, body)
+	}
+	tok := tk.Token.URLString
+	anon := whAuth{secure: true, curlArgs: []string{"-k"}}
+	if body, code := anon.curl(t, w.url(addr, "/w", "GETFILESTATUS", "delegation="+tok)); code != "200" || !strings.Contains(body, `"type":"DIRECTORY"`) {
+		t.Fatalf("GETFILESTATUS by the token: HTTP %s %s", code, body)
+	}
+	if body, code := anon.curl(t, w.url(addr, "/", "GETHOMEDIRECTORY", "delegation="+tok)); code != "200" || body != `{"Path":"/user/alice"}` {
+		t.Fatalf("GETHOMEDIRECTORY by the token: HTTP %s %s", code, body)
+	}
+	if body, code := anon.curl(t, w.url(addr, "/", "GETDELEGATIONTOKEN", "delegation="+tok)); code != "403" || !strings.Contains(body, "RemoteException") {
+		t.Fatalf("GETDELEGATIONTOKEN by a token: HTTP %s %s, want 403", code, body)
+	}
+	if body, code := w.curl(t, "-X", "PUT", w.url(addr, "/", "RENEWDELEGATIONTOKEN", "token="+tok)); code != "200" || !strings.HasPrefix(body, `{"long":`) {
+		t.Fatalf("RENEWDELEGATIONTOKEN: HTTP %s %s", code, body)
+	}
+	// A blockd's WebHDFS without a token: 401 SecurityException.
+	body, code = w.curl(t, "-X", "PUT", w.url(addr, "/w/nr", "CREATE", "noredirect=true"))
+	var loc struct{ Location string }
+	if code != "200" || json.Unmarshal([]byte(body), &loc) != nil || !strings.Contains(loc.Location, "delegation=") {
+		t.Fatalf("CREATE noredirect=true: HTTP %s %s", code, body)
+	}
+	u, err := url.Parse(loc.Location)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bare := "https://" + u.Host + u.Path + "?op=OPEN"
+	if body, code := w.curl(t, bare); code != "401" || !strings.Contains(body, "SecurityException") {
+		t.Fatalf("a blockd's OPEN without a token: HTTP %s %s, want 401", code, body)
+	}
+	if body, code := w.curl(t, "-X", "PUT", w.url(addr, "/", "CANCELDELEGATIONTOKEN", "token="+tok)); code != "200" {
+		t.Fatalf("CANCELDELEGATIONTOKEN: HTTP %s %s", code, body)
+	}
+	if body, code := anon.curl(t, w.url(addr, "/w", "GETFILESTATUS", "delegation="+tok)); code != "401" {
+		t.Fatalf("GETFILESTATUS by a cancelled token: HTTP %s %s, want 401", code, body)
+	}
+	file := filepath.Join(t.TempDir(), "dt")
+	if out, code := c.Run(t, "fetchdt", file); code != 0 || !strings.Contains(out, "Fetched token") {
+		t.Fatalf("cairn fetchdt: exit %d: %s", code, out)
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body, code := anon.curl(t, w.url(addr, "/w", "LISTSTATUS", "delegation="+strings.TrimSpace(string(b)))); code != "200" {
+		t.Fatalf("LISTSTATUS by fetchdt's token: HTTP %s %s", code, body)
 	}
 }
 

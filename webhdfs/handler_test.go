@@ -78,7 +78,9 @@ func TestFileStatusJSON(t *testing.T) {
 		t.Fatalf("GETFILESTATUS: %d %s\nwant %s", rec.Code, rec.Body, want)
 	}
 	rec = do(h, "GET", "/webhdfs/v1/?op=LISTSTATUS")
-	var ls struct{ FileStatuses struct{ FileStatus []FileStatus } }
+	var ls struct {
+		FileStatuses struct{ FileStatus []FileStatus }
+	}
 	if err := json.Unmarshal(rec.Body.Bytes(), &ls); err != nil || len(ls.FileStatuses.FileStatus) != 1 || ls.FileStatuses.FileStatus[0].PathSuffix != "f" {
 		t.Fatalf("LISTSTATUS: %s (%v)", rec.Body, err)
 	}
@@ -103,7 +105,9 @@ func TestRemoteExceptions(t *testing.T) {
 		{"GET", "/webhdfs/v1/f?op=GETFILECHECKSUM&user.name=a%2Fb", "IllegalArgumentException"},
 	} {
 		rec := do(h, tc.method, tc.target)
-		var re struct{ RemoteException struct{ Exception, JavaClassName, Message string } }
+		var re struct {
+			RemoteException struct{ Exception, JavaClassName, Message string }
+		}
 		if err := json.Unmarshal(rec.Body.Bytes(), &re); err != nil || re.RemoteException.Exception != tc.exc || rec.Code != 400 && rec.Code != 404 {
 			t.Errorf("%s %s: %d %s, want %s", tc.method, tc.target, rec.Code, rec.Body, tc.exc)
 		}

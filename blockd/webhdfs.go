@@ -54,6 +54,12 @@ func (d *Blockd) webhdfsHandler(checksum webhdfs.ChecksumFunc) http.Handler {
 			if err != nil {
 				return nil, err
 			}
+			if secure {
+				if err := webhdfs.CheckToken(r.Context(), cl.NS); err != nil {
+					_ = cl.Close()
+					return nil, err
+				}
+			}
 			return &webhdfs.Session{Ctx: r.Context(), NS: cl.NS, Client: cl, User: user, Close: func() { _ = cl.Close() }}, nil
 		},
 	}

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"time"
 
 	"cairn"
 	"cairn/trust"
@@ -83,13 +84,38 @@ func (m *Metad) webhdfsRedirect(s *webhdfs.Session, q *webhdfs.Request, secure b
 	if s.ByToken {
 		extra.Set(trust.DelegationParam, s.Token)
 	} else {
-		tok, _, _, err := m.GetDelegationToken(s.Ctx, "")
+		tok, err := m.redirectToken(s.Ctx, s.User)
 		if err != nil {
 			return nil, nil, err
 		}
 		extra.Set(trust.DelegationParam, tok)
 	}
 	return u, extra, nil
+}
+
+// redirectTokenMargin: a redirect's token is issued again once less than
+// this is left of its life, so the blockd's calls never outlive it.
+const redirectTokenMargin = time.Hour
+
+// redirectToken is a delegation token for user to carry in a redirect
+// to a blockd (HDFS puts one in the datanode URL): the last one issued
+// for user while it works for redirectTokenMargin more, else a new one,
+// so a redirect costs a synced write once a renew interval, not each
+// time.
+func (m *Metad) redirectToken(ctx context.Context, user string) (string, error) {
+	now := m.clock.Now()
+	if v, ok := m.redirectTokens.Load(user); ok {
+		tok := v.(string)
+		if _, exp, err := m.delegationRecord(tok, now); err == nil && exp.Sub(now) > redirectTokenMargin {
+			return tok, nil
+		}
+	}
+	tok, _, _, err := m.GetDelegationToken(ctx, "")
+	if err != nil {
+		return "", err
+	}
+	m.redirectTokens.Store(user, tok)
+	return tok, nil
 }
 
 // gatedNS is metad's namespace for in-process callers (WebHDFS): its

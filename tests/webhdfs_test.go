@@ -58,7 +58,7 @@ func TestWebHDFS(t *testing.T) {
 			t.Run("errors", func(t *testing.T) { whErrors(t, w, c.MetadHTTPAddr()) })
 			t.Run("httpfs-metrics", func(t *testing.T) { whMetrics(t, w, endpoints["httpfs"]) })
 			if secure {
-				t.Run("delegation", func(t *testing.T) { whDelegation(t, c, w) })
+				t.Run("delegation", func(t *testing.T) { whDelegation(t, c, w, endpoints["httpfs"]) })
 			}
 		})
 	}
@@ -409,7 +409,7 @@ func whMetrics(t *testing.T, w whAuth, addr string) {
 // new expiry; a token cannot get another; after CANCELDELEGATIONTOKEN it
 // is refused. A blockd's WebHDFS needs a token; `cairn fetchdt` writes
 // one to a file.
-func whDelegation(t *testing.T, c *cluster.Cluster, w whAuth) {
+func whDelegation(t *testing.T, c *cluster.Cluster, w whAuth, httpfs string) {
 	addr := c.MetadHTTPAddr()
 	body, code := w.curl(t, w.url(addr, "/", "GETDELEGATIONTOKEN", "renewer=alice"))
 	var tk struct{ Token struct{ URLString string } }
@@ -447,8 +447,10 @@ func whDelegation(t *testing.T, c *cluster.Cluster, w whAuth) {
 	if body, code := w.curl(t, "-X", "PUT", w.url(addr, "/", "CANCELDELEGATIONTOKEN", "token="+tok)); code != "200" {
 		t.Fatalf("CANCELDELEGATIONTOKEN: HTTP %s %s", code, body)
 	}
-	if body, code := anon.curl(t, w.url(addr, "/w", "GETFILESTATUS", "delegation="+tok)); code != "401" {
-		t.Fatalf("GETFILESTATUS by a cancelled token: HTTP %s %s, want 401", code, body)
+	for _, a := range []string{addr, httpfs} {
+		if body, code := anon.curl(t, w.url(a, "/", "GETHOMEDIRECTORY", "delegation="+tok)); code != "401" {
+			t.Fatalf("%s: GETHOMEDIRECTORY by a cancelled token: HTTP %s %s, want 401", a, code, body)
+		}
 	}
 	file := filepath.Join(t.TempDir(), "dt")
 	if out, code := c.Run(t, "fetchdt", file); code != 0 || !strings.Contains(out, "Fetched token") {

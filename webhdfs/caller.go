@@ -1,8 +1,10 @@
 package webhdfs
 
 import (
+	"context"
 	"net/http"
 
+	"cairn"
 	"cairn/trust"
 )
 
@@ -72,6 +74,17 @@ func CallerOf(r *http.Request, q *Request, secure bool) (Caller, error) {
 		return Caller{}, excAccess("%s may not use WebHDFS", p)
 	}
 	return c, nil
+}
+
+// CheckToken has metad check the delegation token ns's calls run by
+// (client.Options.Delegation), before a gateway or a blockd answers
+// anything: a refused token is a SecurityException (401).
+func CheckToken(ctx context.Context, ns cairn.Namespace) error {
+	_, err := ns.Stat(ctx, "/")
+	if k := cairn.KindOf(err); k == cairn.KindPermission || k == cairn.KindAccess {
+		return excSecurity("delegation token refused: %v", err)
+	}
+	return err
 }
 
 // hasCert returns the verified client certificate's peer of r, if any.

@@ -165,6 +165,12 @@ func (g *gateway) session(r *http.Request, q *webhdfs.Request) (*webhdfs.Session
 	if err != nil {
 		return nil, err
 	}
+	if c.ByToken {
+		if err := webhdfs.CheckToken(r.Context(), cl.NS); err != nil {
+			_ = cl.Close()
+			return nil, err
+		}
+	}
 	s := &webhdfs.Session{Ctx: r.Context(), NS: cl.NS, Client: cl, User: c.User, ByToken: c.ByToken, Token: c.Token,
 		Close: func() { _ = cl.Close() }}
 	if !g.insecure {

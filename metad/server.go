@@ -160,8 +160,8 @@ type Metad struct {
 	// redirectTokens: user name → the delegation token metad's WebHDFS
 	// redirects carry for that user (webhdfs.go), reused while it works.
 	redirectTokens sync.Map
-	stats      stats          // counters served at /metrics
-	httpAddr   atomic.Value   // string: the HTTP port's bound address, for sign-in links (uilink.go)
+	stats          stats        // counters served at /metrics
+	httpAddr       atomic.Value // string: the HTTP port's bound address, for sign-in links (uilink.go)
 }
 
 var pebbleLog = zap.NewNop()

@@ -53,19 +53,20 @@ run: deps build
 
 # cairn mounts through FUSE 3, whose fusermount3 lets a mount be made and
 # undone; the end-to-end tests also compile a C program (cc) and run tar,
-# rsync, git, perl and vim on the mount. As root we install what is
+# rsync, git, perl and vim on the mount, and drive WebHDFS with curl and
+# Python fsspec (Debian python3-fsspec, run by /usr/bin/python3). As root we install what is
 # missing; otherwise we say what it is. The multi-host tests (tests/netns)
 # also need ip(8) and nsenter(1), and the web UI's browser test
 # (tests/webui_test.go) Debian's chromium, installed when root; without
 # root they are not asked for (the browser test skips outside CI).
-DEP_PKGS := fusermount3:fuse3 cc:gcc tar:tar rsync:rsync git:git perl:perl vim:vim
+DEP_PKGS := fusermount3:fuse3 cc:gcc tar:tar rsync:rsync git:git perl:perl vim:vim curl:curl /usr/lib/python3/dist-packages/fsspec/implementations/webhdfs.py:python3-fsspec
 ROOT_DEP_PKGS := ip:iproute2 nsenter:util-linux chromium:chromium
 deps:
 	@missing=""; \
 	deps="$(DEP_PKGS)"; \
 	if [ "$$(id -u)" = 0 ]; then deps="$$deps $(ROOT_DEP_PKGS)"; fi; \
 	for dep in $$deps; do \
-		command -v "$${dep%%:*}" >/dev/null || missing="$$missing $${dep#*:}"; \
+		command -v "$${dep%%:*}" >/dev/null || test -e "$${dep%%:*}" || missing="$$missing $${dep#*:}"; \
 	done; \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ]; then \

@@ -28,6 +28,7 @@ import (
 	"cairn/internal/daemon"
 	"cairn/rpc"
 	"cairn/trust"
+	"cairn/webhdfs"
 	"cairn/webui"
 )
 
@@ -504,6 +505,11 @@ func serve(ctx context.Context, cfg Config, listen, httpAddr, addrFile string) e
 			handler = trust.RequireCert(handler)
 			hl = tls.NewListener(hl, trust.ServerConfig(d.creds, nil))
 		}
+		// WebHDFS authenticates by itself (webhdfs.go).
+		outer := http.NewServeMux()
+		outer.Handle(webhdfs.Prefix+"/", d.webhdfsHandler(nil))
+		outer.Handle("/", handler)
+		handler = outer
 		hs := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
 		go func() {
 			if err := hs.Serve(hl); err != nil && !errors.Is(err, http.ErrServerClosed) {

@@ -56,6 +56,10 @@ type Options struct {
 	// A user certificate is that user: the client then asserts no other
 	// Identity by default.
 	Creds *trust.Holder
+	// Delegation is a delegation token every call runs by: as its
+	// owner, whatever certificate Creds holds (a blockd serving WebHDFS,
+	// a gateway).
+	Delegation string
 	// Insecure talks to an --insecure dev cluster in plain text (also
 	// when $CAIRN_INSECURE is set and Creds is nil).
 	Insecure bool
@@ -200,7 +204,7 @@ func Dial(addr string, opts Options) (*Client, error) {
 		opts.Creds = nil
 	}
 	userCert := opts.Creds != nil && opts.Creds.Creds().Peer.Role == trust.RoleUser
-	if opts.Identity.User == "" && !userCert {
+	if opts.Identity.User == "" && !userCert && opts.Delegation == "" {
 		opts.Identity = ProcessIdentity()
 	}
 	if opts.Logger == nil {
@@ -216,7 +220,7 @@ func Dial(addr string, opts Options) (*Client, error) {
 	}
 	// Identity first: every attempt of a call carries it. The timing,
 	// when kept, comes before: a call's time is its retries' too.
-	chain := []grpc.UnaryClientInterceptor{rpc.IdentityInterceptor(opts.Identity), rpc.SafeModeLogger(opts.Logger, 10*time.Second), rpc.RetryInterceptor(rpc.NewClientID(), retry)}
+	chain := []grpc.UnaryClientInterceptor{rpc.IdentityInterceptor(opts.Identity), rpc.DelegationInterceptor(opts.Delegation), rpc.SafeModeLogger(opts.Logger, 10*time.Second), rpc.RetryInterceptor(rpc.NewClientID(), retry)}
 	if met != nil {
 		chain = append([]grpc.UnaryClientInterceptor{met.interceptor}, chain...)
 	}
@@ -305,6 +309,28 @@ func (c *Client) ReadDir(ctx context.Context, path string) ([]cairn.FileInfo, er
 // Create makes a new file and returns a Writer for it.
 func (c *Client) Create(ctx context.Context, path string, perm fs.FileMode) (*Writer, error) {
 	fi, err := c.NS.Create(ctx, path, cairn.CreateOptions{Perm: perm, Replication: c.opts.Replication, BlockSize: c.opts.BlockSize, Client: c.opts.Name})
+	if err != nil {
+		return nil, err
+	}
+	return newWriter(c, path, fi), nil
+}
+
+// CreateWith makes a new file with o's settings (o.Client is this
+// client; zero Replication and BlockSize take the client's, then metad's,
+// defaults), or with o.Overwrite replaces the file there (see Replace),
+// and returns a Writer for it. o.Closed is not allowed here.
+func (c *Client) CreateWith(ctx context.Context, path string, o cairn.CreateOptions) (*Writer, error) {
+	if o.Closed {
+		return nil, cairn.E("client.CreateWith", cairn.KindInvalid, path, "Closed files are made by CreateClosed")
+	}
+	o.Client = c.opts.Name
+	if o.Replication == 0 {
+		o.Replication = c.opts.Replication
+	}
+	if o.BlockSize == 0 {
+		o.BlockSize = c.opts.BlockSize
+	}
+	fi, err := c.NS.Create(ctx, path, o)
 	if err != nil {
 		return nil, err
 	}

@@ -124,10 +124,10 @@ func (h *replHealth) load() roundTally {
 
 // nodeCounts is the blockds by state, and the live ones' space.
 type nodeCounts struct {
-	live, dead                      int
-	decommissioning, decommissioned int
+	live, dead                         int
+	decommissioning, decommissioned    int
 	enteringMaintenance, inMaintenance int
-	capacity, used, remaining       int64
+	capacity, used, remaining          int64
 }
 
 // counts tallies the registered blockds: one pass over them, no block.

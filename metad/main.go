@@ -25,6 +25,7 @@ import (
 	"cairn/internal/daemon"
 	"cairn/rpc"
 	"cairn/trust"
+	"cairn/webhdfs"
 	"cairn/webui"
 )
 
@@ -235,7 +236,7 @@ func serve(ctx context.Context, log *zap.Logger, dir string, format, force bool,
 	}
 	lis = daemon.CapListener(lis, m.cfg.MaxConns, "metad RPC", log)
 	rc := newRetryCache(m.cfg.RetryCacheSize, m.cfg.RetryCacheExpiry, m.clock.Now, log.Named("retrycache"))
-	auth := &rpc.Auth{Insecure: insecure, Groups: m.hostGroups, Revoked: m.revoked}
+	auth := &rpc.Auth{Insecure: insecure, Groups: m.hostGroups, Revoked: m.revoked, Delegation: m.delegationPeer}
 	srv := grpc.NewServer(append(srvOpts, grpc.ChainUnaryInterceptor(m.stats.observeRPCs, auth.Unary, markRemote, m.safeModeGate, rc.intercept), grpc.ChainStreamInterceptor(m.stats.observeStreams, auth.Stream))...)
 	rpc.RegisterNamespace(srv, m)
 	rpc.RegisterRegistry(srv, m)
@@ -301,6 +302,7 @@ func (m *Metad) httpHandler(secure bool, started time.Time) http.Handler {
 	mux.Handle("/", webui.New(uiSource{m: m, started: started}, m.log.Named("webui")))
 	mux.Handle("/metrics", m.metricsHandler())
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "ok\n") })
+	mux.Handle(webhdfs.Prefix+"/", m.webhdfsHandler(secure))
 	// Who the request is authenticated as: a certificate's peer, a UI
 	// session's admin, or the user a delegation token names.
 	mux.HandleFunc("/whoami", func(w http.ResponseWriter, r *http.Request) {

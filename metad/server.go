@@ -173,9 +173,12 @@ type Metad struct {
 	self       *trust.Holder  // metad's own certificate
 	revoked    *trust.Revoked // checked at each handshake
 	groupCache sync.Map       // user name → groupEntry (certs.go)
-	stats      stats          // counters served at /metrics
-	health     replHealth     // the last replication round's tally, served at /metrics
-	httpAddr   atomic.Value   // string: the HTTP port's bound address, for sign-in links (uilink.go)
+	// redirectTokens: user name → the delegation token metad's WebHDFS
+	// redirects carry for that user (webhdfs.go), reused while it works.
+	redirectTokens sync.Map
+	stats          stats        // counters served at /metrics
+	health         replHealth   // the last replication round's tally, served at /metrics
+	httpAddr       atomic.Value // string: the HTTP port's bound address, for sign-in links (uilink.go)
 }
 
 var pebbleLog = zap.NewNop()

@@ -48,6 +48,11 @@ type Auth struct {
 	// Revoked is checked at every call too, so a certificate revoked
 	// while its connection is open stops working at once.
 	Revoked *trust.Revoked
+	// Delegation checks a delegation token a Namespace call brings in
+	// its metadata (cairn-delegation: a blockd serving WebHDFS or a
+	// gateway acting for the token's owner) and returns the user it
+	// names; nil refuses such calls.
+	Delegation func(token string) (trust.Peer, error)
 }
 
 // Unary is the interceptor.
@@ -93,6 +98,9 @@ func (a *Auth) authorize(ctx context.Context, method string, req any) (context.C
 	refuse := func(why string) error {
 		return cairn.E(op, cairn.KindPermission, "", fmt.Sprintf("certificate %s: %s", p, why))
 	}
+	if tok, ok := delegationOf(ctx); ok && strings.HasPrefix(method, "/"+pb.Namespace_ServiceDesc.ServiceName+"/") {
+		return a.byDelegation(ctx, op, method, p, tok)
+	}
 	switch {
 	case strings.HasPrefix(method, "/"+pb.Registry_ServiceDesc.ServiceName+"/"):
 		if p.Role != trust.RoleBlockd {
@@ -137,6 +145,27 @@ func (a *Auth) authorize(ctx context.Context, method string, req any) (context.C
 		}
 	}
 	return ctx, nil
+}
+
+// byDelegation authorizes a Namespace call that brings a delegation
+// token: it runs as the token's owner, a user (never an admin), whoever
+// holds the connection's certificate; it may not get another token.
+func (a *Auth) byDelegation(ctx context.Context, op, method string, p trust.Peer, tok string) (context.Context, error) {
+	if a.Delegation == nil {
+		return nil, cairn.E(op, cairn.KindPermission, "", "this metad takes no delegation tokens over RPC")
+	}
+	if method == pb.Namespace_GetDelegationToken_FullMethodName {
+		return nil, cairn.E(op, cairn.KindPermission, "", "a delegation token cannot be used to get another")
+	}
+	owner, err := a.Delegation(tok)
+	if err != nil {
+		return nil, cairn.E(op, cairn.KindPermission, "", fmt.Sprintf("delegation token brought by %s: %v", p, err))
+	}
+	id := cairn.Identity{User: owner.Name}
+	if a.Groups != nil {
+		id.Groups = a.Groups(owner.Name)
+	}
+	return cairn.WithIdentity(trust.WithPeer(ctx, owner), id), nil
 }
 
 // IsAdminSelf reports whether ctx's call comes from an admin certificate

@@ -16,7 +16,33 @@ import (
 const (
 	mdUser   = "cairn-user"
 	mdGroups = "cairn-groups"
+	// mdDelegation carries a delegation token the call runs by (Auth).
+	mdDelegation = "cairn-delegation"
 )
+
+// DelegationInterceptor returns a client interceptor that makes every
+// call run as the owner of the delegation token tok (empty: none).
+func DelegationInterceptor(tok string) grpc.UnaryClientInterceptor {
+	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		if tok != "" {
+			ctx = metadata.AppendToOutgoingContext(ctx, mdDelegation, tok)
+		}
+		return invoker(ctx, method, req, reply, cc, opts...)
+	}
+}
+
+// delegationOf is the delegation token a call's metadata brings.
+func delegationOf(ctx context.Context) (string, bool) {
+	md, ok := metadata.FromIncomingContext(ctx)
+	if !ok {
+		return "", false
+	}
+	v := md.Get(mdDelegation)
+	if len(v) != 1 || v[0] == "" {
+		return "", false
+	}
+	return v[0], true
+}
 
 // IdentityInterceptor returns a client interceptor that sends the
 // cairn.Identity a call's context carries, or def when it carries none

@@ -17,7 +17,9 @@ import (
 	"cairn/tools/cert"
 	"cairn/tools/dev"
 	"cairn/tools/dfs"
+	"cairn/tools/fetchdt"
 	"cairn/tools/fsck"
+	"cairn/tools/httpfs"
 )
 
 type command struct {
@@ -37,6 +39,8 @@ var commands = []command{
 	{"fsck", "check the integrity of files and their blocks", fsck.Main},
 	{"admin", "administer the cluster: -report, -checkpoint NAME, -join-token", admin.Main},
 	{"balancer", "move replicas until every blockd's use is near the mean: -threshold 10 [-bandwidth 10m]", balancer.Main},
+	{"httpfs", "serve WebHDFS from one gateway that streams the bytes itself (HDFS's HttpFS): --listen :14000", httpfs.Main},
+	{"fetchdt", "get a delegation token for WebHDFS into a file (hdfs fetchdt); --renew, --cancel, --print", fetchdt.Main},
 	{"cert", "the cluster's certificates offline: create-ca, issue, join-token, join, inspect, revoke", cert.Main},
 }
 

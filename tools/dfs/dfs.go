@@ -22,6 +22,7 @@ import (
 
 	"cairn"
 	"cairn/client"
+	"cairn/tools/fetchdt"
 )
 
 // Exit codes, as FsShell's: 0 success, 1 when any path failed, and -1
@@ -215,6 +216,14 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return exitUsage
 	}
 	name := strings.TrimPrefix(args[0], "-")
+	if name == "fetchdt" {
+		// HDFS's `hdfs fetchdt`, a verb here too: cairn fetchdt's flags.
+		rest := args[1:]
+		if metad != "" {
+			rest = append([]string{"--metad", metad}, rest...)
+		}
+		return fetchdt.Main(ctx, rest, stdout, stderr)
+	}
 	v, ok := verbs[name]
 	if !ok {
 		fmt.Fprintf(stderr, "%s: Unknown command\n", args[0])

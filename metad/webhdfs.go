@@ -1,0 +1,173 @@
+package metad
+
+import (
+	"context"
+	"io/fs"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"time"
+
+	"cairn"
+	"cairn/trust"
+	"cairn/webhdfs"
+)
+
+// WebHDFS at metad's HTTP port (package webhdfs, NameNode mode): the
+// metadata operations answered here as the caller, OPEN, CREATE, APPEND
+// and GETFILECHECKSUM redirected to a blockd's HTTP port with a
+// delegation token for the caller (on a secure cluster) or its user.name.
+
+func (m *Metad) webhdfsHandler(secure bool) http.Handler {
+	return &webhdfs.Handler{
+		Mode: webhdfs.NameNode, Log: m.log.Named("webhdfs"), NameNodeID: m.namespaceID,
+		Session: func(r *http.Request, q *webhdfs.Request) (*webhdfs.Session, error) {
+			c, err := webhdfs.CallerOf(r, q, secure)
+			if err != nil {
+				return nil, err
+			}
+			id := cairn.Identity{User: c.User, Groups: m.hostGroups(c.User)}
+			s := &webhdfs.Session{Ctx: cairn.WithIdentity(r.Context(), id), NS: gatedNS{m}, User: c.User, ByToken: c.ByToken, Token: c.Token}
+			if secure && m.ca != nil {
+				s.Delegations = m
+			}
+			return s, nil
+		},
+		Redirect: func(s *webhdfs.Session, q *webhdfs.Request) (*url.URL, url.Values, error) {
+			return m.webhdfsRedirect(s, q, secure)
+		},
+	}
+}
+
+// webhdfsRedirect picks the blockd a data operation goes to: one holding
+// the file's first block for a read, a live one for a write.
+func (m *Metad) webhdfsRedirect(s *webhdfs.Session, q *webhdfs.Request, secure bool) (*url.URL, url.Values, error) {
+	const op = "metad.webhdfs"
+	var addr string
+	if q.Op == "OPEN" || q.Op == "GETFILECHECKSUM" {
+		fb, err := m.BlockLocations(s.Ctx, cairn.FileRef{Path: q.Path})
+		if err != nil {
+			return nil, nil, err
+		}
+		if len(fb.Blocks) > 0 {
+			for _, n := range fb.Blocks[0].Locations {
+				if n.HTTPAddr != "" {
+					addr = n.HTTPAddr
+					break
+				}
+			}
+		}
+	}
+	if addr == "" {
+		rep, err := m.Report(s.Ctx)
+		if err != nil {
+			return nil, nil, err
+		}
+		var live []string
+		for _, n := range rep.Nodes {
+			if n.Live && n.HTTPAddr != "" && n.AdminState == cairn.AdminNormal {
+				live = append(live, n.HTTPAddr)
+			}
+		}
+		if len(live) == 0 {
+			return nil, nil, cairn.E(op, cairn.KindNoSpace, q.Path, "no live blockd serves HTTP")
+		}
+		addr = live[rand.IntN(len(live))]
+	}
+	u := &url.URL{Scheme: "http", Host: addr}
+	extra := url.Values{}
+	if !secure {
+		extra.Set("user.name", s.User)
+		return u, extra, nil
+	}
+	u.Scheme = "https"
+	if s.ByToken {
+		extra.Set(trust.DelegationParam, s.Token)
+	} else {
+		tok, err := m.redirectToken(s.Ctx, s.User)
+		if err != nil {
+			return nil, nil, err
+		}
+		extra.Set(trust.DelegationParam, tok)
+	}
+	return u, extra, nil
+}
+
+// redirectTokenMargin: a redirect's token is issued again once less than
+// this is left of its life, so the blockd's calls never outlive it.
+const redirectTokenMargin = time.Hour
+
+// redirectToken is a delegation token for user to carry in a redirect
+// to a blockd (HDFS puts one in the datanode URL): the last one issued
+// for user while it works for redirectTokenMargin more, else a new one,
+// so a redirect costs a synced write once a renew interval, not each
+// time.
+func (m *Metad) redirectToken(ctx context.Context, user string) (string, error) {
+	now := m.clock.Now()
+	if v, ok := m.redirectTokens.Load(user); ok {
+		tok := v.(string)
+		if _, exp, err := m.delegationRecord(tok, now); err == nil && exp.Sub(now) > redirectTokenMargin {
+			return tok, nil
+		}
+	}
+	tok, _, _, err := m.GetDelegationToken(ctx, "")
+	if err != nil {
+		return "", err
+	}
+	m.redirectTokens.Store(user, tok)
+	return tok, nil
+}
+
+// gatedNS is metad's namespace for in-process callers (WebHDFS): its
+// mutations are refused in safe mode, as safeModeGate refuses them over
+// RPC.
+type gatedNS struct{ *Metad }
+
+func (g gatedNS) Mkdirs(ctx context.Context, path string, perm fs.FileMode) error {
+	if err := g.refusal("metad.Mkdirs", path); err != nil {
+		return err
+	}
+	return g.Metad.Mkdirs(ctx, path, perm)
+}
+
+func (g gatedNS) Rename(ctx context.Context, src, dst string) error {
+	if err := g.refusal("metad.Rename", src); err != nil {
+		return err
+	}
+	return g.Metad.Rename(ctx, src, dst)
+}
+
+func (g gatedNS) Delete(ctx context.Context, path string, recursive bool) error {
+	if err := g.refusal("metad.Delete", path); err != nil {
+		return err
+	}
+	return g.Metad.Delete(ctx, path, recursive)
+}
+
+func (g gatedNS) SetAttr(ctx context.Context, path string, a cairn.Attr) (cairn.FileInfo, error) {
+	if err := g.refusal("metad.SetAttr", path); err != nil {
+		return cairn.FileInfo{}, err
+	}
+	return g.Metad.SetAttr(ctx, path, a)
+}
+
+func (g gatedNS) Symlink(ctx context.Context, target, path string) error {
+	if err := g.refusal("metad.Symlink", path); err != nil {
+		return err
+	}
+	return g.Metad.Symlink(ctx, target, path)
+}
+
+func (g gatedNS) SetXattr(ctx context.Context, path, name string, value []byte, flags cairn.XattrFlags) error {
+	if err := g.refusal("metad.SetXattr", path); err != nil {
+		return err
+	}
+	return g.Metad.SetXattr(ctx, path, name, value, flags)
+}
+
+func (g gatedNS) RemoveXattr(ctx context.Context, path, name string) error {
+	if err := g.refusal("metad.RemoveXattr", path); err != nil {
+		return err
+	}
+	return g.Metad.RemoveXattr(ctx, path, name)
+}

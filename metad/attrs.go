@@ -44,6 +44,7 @@ func (m *Metad) SetAttr(ctx context.Context, path string, a cairn.Attr) (cairn.F
 		return m.Stat(ctx, path)
 	}
 	var fi cairn.FileInfo
+	replChanged := false
 	err = m.mutate(func(b *pebble.Batch) error {
 		in, err := m.walk(op, path, c)
 		if err != nil {
@@ -82,13 +83,17 @@ func (m *Metad) SetAttr(ctx context.Context, path string, a cairn.Attr) (cairn.F
 		if a.TimesNow {
 			in.MtimeNs, in.AtimeNs = now, now
 		}
-		if a.Replication != nil {
+		if a.Replication != nil && in.Replication != int32(*a.Replication) {
 			in.Replication = int32(*a.Replication)
+			replChanged = true
 		}
 		in.CtimeNs = now
 		fi = m.infoAt(in, nameOf(path))
 		return setInode(b, in)
 	})
+	if err == nil && replChanged {
+		m.replChanged.Store(true) // once stored: the monitor reads the new factor
+	}
 	return fi, err
 }
 

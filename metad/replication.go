@@ -20,7 +20,8 @@ import (
 
 // fullCheckEvery: most rounds look only at blocks whose live replica count
 // differs from the default replication (an in-memory test); every this
-// many rounds, every block is checked against its own file's replication.
+// many rounds, and the round after a file's replication factor changed
+// (setrep), every block is checked against its own file's replication.
 const fullCheckEvery = 200
 
 // runReplicationMonitor checks replication every interval until ctx ends.
@@ -48,6 +49,9 @@ func (m *Metad) runReplicationMonitor(ctx context.Context, every time.Duration) 
 // those whose full count leans on blockds being decommissioned or sits on
 // too few racks.
 func (m *Metad) checkReplication(full bool) error {
+	// A changed factor is seen now, not fullCheckEvery rounds later (as
+	// HDFS's setReplication queues the file's blocks at once).
+	full = m.replChanged.Swap(false) || full
 	now := m.clock.Now()
 	// A source that died will not take or finish its copies: they are
 	// scheduled again from live holders in this round.

@@ -111,3 +111,46 @@ func TestReplicationMonitor(t *testing.T) {
 		t.Fatalf("an over-replicated block: %d replicas deleted, want 1", deletes)
 	}
 }
+
+// Raising a file's replication above the default (setrep) is acted on by
+// the next round of the monitor, not only by the full check every
+// fullCheckEvery rounds: the block looks settled to the quick test, which
+// compares with the default.
+func TestSetReplicationSeenByNextRound(t *testing.T) {
+	clock := newFakeClock()
+	m := openCfg(t, Config{Clock: clock, DeadAfter: time.Minute, Heartbeat: time.Second, Replication: 1})
+	nodes := registerNodes(t, m, 3)
+	ctx := context.Background()
+	if _, err := m.Create(ctx, "/f", cairn.CreateOptions{Client: "c", Replication: 1, BlockSize: 1 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	lb, err := m.AddBlock(ctx, cairn.WriterRef{Path: "/f", Client: "c"}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := lb.Block
+	b.Len = 1000
+	for _, n := range lb.Locations {
+		must(t, m.BlocksReceived(ctx, n.StorageID, finalized(b)))
+	}
+	must(t, m.Complete(ctx, cairn.WriterRef{Path: "/f", Client: "c"}, &b))
+	must(t, m.checkReplication(false))
+	for id, cmds := range heartbeatAll(t, m, nodes, "") {
+		if len(cmds) != 0 {
+			t.Fatalf("a block at its replication: %s got %v", id, cmds)
+		}
+	}
+
+	two := 2
+	if _, err := m.SetAttr(ctx, "/f", cairn.Attr{Replication: &two}); err != nil {
+		t.Fatal(err)
+	}
+	must(t, m.checkReplication(false))
+	var copies []cairn.Command
+	for _, cmds := range heartbeatAll(t, m, nodes, "") {
+		copies = append(copies, cmds...)
+	}
+	if len(copies) != 1 || copies[0].Kind != cairn.CmdTransfer || len(copies[0].Targets) != 1 {
+		t.Fatalf("after setrep 2, the next round sent %v, want one copy to one target", copies)
+	}
+}

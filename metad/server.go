@@ -179,6 +179,11 @@ type Metad struct {
 	stats          stats        // counters served at /metrics
 	health         replHealth   // the last replication round's tally, served at /metrics
 	httpAddr       atomic.Value // string: the HTTP port's bound address, for sign-in links (uilink.go)
+
+	// replChanged: a file's replication factor changed (SetAttr), so the
+	// monitor's next round checks every block against its own file's
+	// factor, not only those off the default (replication.go).
+	replChanged atomic.Bool
 }
 
 var pebbleLog = zap.NewNop()

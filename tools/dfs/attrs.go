@@ -1,7 +1,9 @@
 package dfs
 
 import (
+	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"path"
 	"strconv"
@@ -12,8 +14,9 @@ import (
 )
 
 // mkdir is -mkdir [-p], as Hadoop's Mkdir: without -p an existing path is
-// "File exists" and a missing parent "No such file or directory" (of the
-// parent).
+// "File exists" and a missing parent is Hadoop 3's PathNotFoundException
+// naming both paths ("`mkdir failed for path: /a/b. Item parent path not
+// found: /a.': No such file or directory").
 func (s *shell) mkdir(args []string) error {
 	o, err := parse(args, 1, -1, words("p"))
 	if err != nil {
@@ -39,7 +42,8 @@ func (s *shell) mkdir(args []string) error {
 		} else {
 			err = s.ns().Mkdir(s.ctx, abs, 0o755)
 			if cairn.KindOf(err) == cairn.KindNotExist {
-				s.fail(newPathError(parentDisp(a), kindText[cairn.KindNotExist]))
+				msg := fmt.Sprintf("mkdir failed for path: %s. Item parent path not found: %s.", trimSlash(a), parentDisp(a))
+				s.fail(newPathError(msg, kindText[cairn.KindNotExist]))
 				continue
 			}
 		}
@@ -51,9 +55,22 @@ func (s *shell) mkdir(args []string) error {
 }
 
 // parentDisp is the parent of a path as typed.
-func parentDisp(p string) string {
-	d := path.Dir(strings.TrimSuffix(p, "/"))
-	return d
+func parentDisp(p string) string { return path.Dir(trimSlash(p)) }
+
+// trimSlash is a path as typed, as Hadoop's Path shows it: no trailing
+// slash, no doubled ones.
+func trimSlash(p string) string {
+	scheme := ""
+	if i := strings.Index(p, "://"); i > 0 {
+		scheme, p = p[:i+3], p[i+3:]
+	}
+	for strings.Contains(p, "//") {
+		p = strings.ReplaceAll(p, "//", "/")
+	}
+	if len(p) > 1 {
+		p = strings.TrimSuffix(p, "/")
+	}
+	return scheme + p
 }
 
 // touchz is -touchz: an empty file; an existing one must be empty.
@@ -302,9 +319,9 @@ func (s *shell) setrep(args []string) error {
 	if err != nil {
 		return err
 	}
-	rep, err := strconv.Atoi(o.args[0])
-	if err != nil || rep < 1 {
-		return usageError{"Illegal replication, a positive integer expected"}
+	rep, err := parseReplication(o.args[0], s.errw)
+	if err != nil {
+		return err
 	}
 	var wait []item
 	s.walk(o.args[1:], true, func(it item) error {
@@ -329,6 +346,25 @@ func (s *shell) setrep(args []string) error {
 		}
 	}
 	return nil
+}
+
+// parseReplication reads setrep's REP as SetReplication does, with
+// Java's Short.parseShort: a word that is not a number warns and fails
+// with parseShort's message, a number below 1 fails.
+func parseReplication(v string, errw io.Writer) (int, error) {
+	n, err := strconv.ParseInt(v, 10, 16)
+	var ne *strconv.NumError
+	switch {
+	case errors.As(err, &ne) && ne.Err == strconv.ErrRange:
+		fmt.Fprintln(errw, "setrep: Illegal replication, a positive integer expected")
+		return 0, usageError{fmt.Sprintf("Value out of range. Value:%q Radix:10", v)}
+	case err != nil:
+		fmt.Fprintln(errw, "setrep: Illegal replication, a positive integer expected")
+		return 0, usageError{fmt.Sprintf("For input string: %q", v)}
+	case n < 1:
+		return 0, usageError{"replication must be >= 1"}
+	}
+	return int(n), nil
 }
 
 func (s *shell) waitReplication(it item, rep int) error {

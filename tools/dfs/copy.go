@@ -115,10 +115,10 @@ func splitDest(args []string) ([]string, string) {
 
 func (s *shell) putOne(src string, d dest, co copyOpts) error {
 	if src == "-" {
-		if d.exists && d.fi.IsDir() {
-			return newPathError(d.disp, kindText[cairn.KindIsDir])
-		}
-		return s.putStream(s.stdin, -1, "-", d.disp, d.abs, co, nil)
+		// Hadoop's Put: stdin goes to the target path of a source named
+		// "-", so onto a directory it is DIR/-.
+		disp, abs := d.target("-")
+		return s.putStream(s.stdin, -1, "-", disp, abs, co, nil)
 	}
 	st, err := os.Stat(src)
 	if err != nil {

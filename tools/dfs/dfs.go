@@ -55,8 +55,8 @@ type shell struct {
 	ls lsState
 }
 
-// usageError is a bad command line: FsShell prints "-VERB: MESSAGE" and
-// the verb's usage, and exits -1.
+// usageError is a bad command line: FsShell prints "-VERB: MESSAGE",
+// the usage of every verb and the verb's own, and exits -1.
 type usageError struct{ msg string }
 
 func (e usageError) Error() string { return e.msg }
@@ -245,7 +245,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	err := v.run(s, args[1:])
 	var ue usageError
 	if errors.As(err, &ue) {
+		// FsShell.run on an IllegalArgumentException: the message, every
+		// verb's usage, then this verb's.
 		fmt.Fprintf(stderr, "-%s: %s\n", name, ue.msg)
+		printUsage(stderr)
 		fmt.Fprintf(stderr, "Usage: cairn dfs [generic options] -%s %s\n", name, v.usage)
 		return exitUsage
 	}

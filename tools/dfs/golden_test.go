@@ -22,7 +22,7 @@ func TestMain(m *testing.M) { os.Exit(cluster.Main(m)) }
 // run by the real cairn binary against a real cluster (one metad, two
 // blockds, TLS, trash kept 60 minutes), then its stdout, its stderr and its exit code. What must
 // vary from run to run is normalised, and only that: dates and times
-// (DATE, TIME, MILLIS), the user and group running the test (USER,
+// (DATE, TIME, MILLIS, LOGTIME of a log line), the user and group running the test (USER,
 // GROUP), the local temporary directory (LOCAL), trash checkpoint names
 // (CHECKPOINT). The layouts are Hadoop's FsShell's (see each verb's
 // file); a change shows as a diff (go test ./tools/dfs -update accepts it).
@@ -70,6 +70,7 @@ var golden = [][]string{
 	{"-test", "-s", "/data/small.txt"},
 	{"-test", "-z", "/data/small.txt"},
 	{"-test", "-e", "/nothing"},
+	{"-test", "-e", "-d", "/data"},
 	{"-touchz", "/data/empty"},
 	{"-touchz", "/data/small.txt"},
 	{"-test", "-z", "/data/empty"},
@@ -108,6 +109,7 @@ var golden = [][]string{
 	{"-setrep", "-w", "2", "/data/empty"},
 	{"-setrep", "2", "/data/small.txt"},
 	{"-setrep", "x", "/data"},
+	{"-setrep", "0", "/data"},
 	{"-truncate", "1", "/data/small.txt"},
 	{"-rmdir", "/data/a"},
 	{"-rmdir", "/data/small.txt"},
@@ -124,6 +126,7 @@ var golden = [][]string{
 	{"-ls", "-C", "/user/USER/.Trash"},
 	{"-df"},
 	{"-usage", "ls"},
+	{"-usage", "nosuch"},
 	{"-help", "mkdir"},
 	{"-nosuchverb"},
 }
@@ -202,6 +205,7 @@ func currentUser(t *testing.T) (string, string) {
 }
 
 var (
+	reLogTime  = regexp.MustCompile(`\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} `)
 	reDateTime = regexp.MustCompile(`\d{4}-\d\d-\d\d \d\d:\d\d(:\d\d)?`)
 	reMillis   = regexp.MustCompile(`\b1\d{12}\b`)
 	reCkpt     = regexp.MustCompile(`\.Trash/\d{12}`)
@@ -212,6 +216,7 @@ var (
 // normalise replaces what varies between runs, and only that.
 func normalise(s, local, me, grp string) string {
 	s = strings.ReplaceAll(s, local, "LOCAL")
+	s = reLogTime.ReplaceAllString(s, "LOGTIME ")
 	s = reDateTime.ReplaceAllStringFunc(s, func(m string) string {
 		if len(m) > 16 {
 			return "DATE TIME:SS"

@@ -73,7 +73,7 @@ func printUsage(w io.Writer) {
 	for _, n := range verbNames() {
 		fmt.Fprintf(w, "\t[-%s %s]\n", n, verbs[n].usage)
 	}
-	fmt.Fprintln(w, "\nGeneric options supported are:\n--metad <host:port>   metad to talk to (default $CAIRN_METAD or 127.0.0.1:9000)")
+	fmt.Fprintln(w, "\nGeneric options supported are:\n--metad <host:port>   metad to talk to (default $CAIRN_METAD or 127.0.0.1:9000)\n-D <property=value>   dfs.blocksize or dfs.replication of the files written")
 }
 
 func (s *shell) usageVerb(args []string) error {
@@ -85,7 +85,7 @@ func (s *shell) usageVerb(args []string) error {
 		n := strings.TrimPrefix(a, "-")
 		v, ok := verbs[n]
 		if !ok {
-			return fmt.Errorf("-%s: Unknown command", n)
+			return usageError{fmt.Sprintf("`%s': Unknown command", a)}
 		}
 		fmt.Fprintf(s.out, "Usage: cairn dfs [generic options] -%s %s\n", n, v.usage)
 	}
@@ -103,7 +103,7 @@ func (s *shell) help(args []string) error {
 		n := strings.TrimPrefix(a, "-")
 		v, ok := verbs[n]
 		if !ok {
-			return fmt.Errorf("-%s: Unknown command", n)
+			return usageError{fmt.Sprintf("`%s': Unknown command", a)}
 		}
 		fmt.Fprintf(s.out, "-%s %s :\n", n, v.usage)
 		for _, l := range strings.Split(v.desc, "\n") {

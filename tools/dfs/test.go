@@ -19,8 +19,11 @@ func (s *shell) test(args []string) error {
 			flag = f
 		}
 	}
-	if n != 1 {
+	switch {
+	case n == 0:
 		return usageError{"No test flag given"}
+	case n > 1:
+		return usageError{"Only one test flag is allowed"}
 	}
 	if _, err := s.client(); err != nil {
 		return err

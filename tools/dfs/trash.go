@@ -60,12 +60,28 @@ func (s *shell) moveToTrash(it item) (bool, error) {
 	if err := s.ns().Rename(s.ctx, it.abs, dst); err != nil {
 		return false, perr(it.disp, err)
 	}
-	fmt.Fprintf(s.out, "Moved: '%s' to trash at: %s\n", it.abs, dst)
+	s.trashLog("Moved: '%s' to trash at: %s", s.qualify(it.abs), s.qualify(dst))
 	return true, nil
 }
 
-// expunge is -expunge [-immediate]: checkpoint Current, then delete the
-// checkpoints older than the interval (every one with -immediate).
+// trashLog writes one of TrashPolicyDefault's messages as a Hadoop
+// client shows them: log4j INFO lines on stderr (the console appender of
+// Hadoop's log4j.properties, "%d{ISO8601} %p %c{2}: %m%n"), not output.
+func (s *shell) trashLog(format string, args ...any) {
+	fmt.Fprintf(s.errw, "%s INFO fs.TrashPolicyDefault: %s\n",
+		time.Now().Format("2006-01-02 15:04:05,000"), fmt.Sprintf(format, args...))
+}
+
+// qualify is p as a fully qualified URI, as Hadoop's Path.makeQualified
+// shows it (hdfs://nn:8020/p there, cairn://HOST:PORT/p here).
+func (s *shell) qualify(p string) string { return "cairn://" + s.addr + p }
+
+// expunge is -expunge [-immediate], as Hadoop's Delete.Expunge: without
+// -immediate, delete the checkpoints older than the interval then
+// checkpoint Current (Trash.expunge, Trash.checkpoint); with it,
+// checkpoint Current then delete every checkpoint
+// (Trash.expungeImmediately). Its messages are TrashPolicyDefault's log
+// lines, on stderr.
 func (s *shell) expunge(args []string) error {
 	o, err := parse(args, 0, 0, words("immediate"))
 	if err != nil {
@@ -83,10 +99,27 @@ func (s *shell) expunge(args []string) error {
 	}
 	root := s.trashRoot()
 	if _, err := s.ns().Stat(s.ctx, root); err != nil {
-		return nil
+		return nil // no trash root: TrashPolicyDefault has none to visit
 	}
 	now := time.Now()
-	fmt.Fprintf(s.out, "TrashPolicyDefault#deleteCheckpoint for trashRoot: %s\n", root)
+	if o.has("immediate") {
+		if err := s.createCheckpoint(root, now); err != nil {
+			return err
+		}
+		return s.deleteCheckpoints(root, now, 0)
+	}
+	if err := s.deleteCheckpoints(root, now, iv); err != nil {
+		return err
+	}
+	return s.createCheckpoint(root, now)
+}
+
+// deleteCheckpoints is TrashPolicyDefault.deleteCheckpoint: the
+// checkpoints under root older than keep (every one when keep is 0).
+// Hadoop logs the trash root twice (once per overload); so does this.
+func (s *shell) deleteCheckpoints(root string, now time.Time, keep time.Duration) error {
+	s.trashLog("TrashPolicyDefault#deleteCheckpoint for trashRoot: %s", s.qualify(root))
+	s.trashLog("TrashPolicyDefault#deleteCheckpoint for trashRoot: %s", s.qualify(root))
 	es, err := s.cl.ReadDir(s.ctx, root)
 	if err != nil {
 		return perr(root, err)
@@ -99,28 +132,31 @@ func (s *shell) expunge(args []string) error {
 		if err != nil {
 			continue // not a checkpoint
 		}
-		if o.has("immediate") || now.Sub(t) > iv {
-			if err := s.ns().Delete(s.ctx, cairn.Join(root, e.Name), true); err != nil {
-				s.fail(perr(cairn.Join(root, e.Name), err))
-				continue
-			}
-			fmt.Fprintf(s.out, "Deleted trash checkpoint: %s\n", cairn.Join(root, e.Name))
+		if keep > 0 && now.Sub(t) <= keep {
+			continue
 		}
+		p := cairn.Join(root, e.Name)
+		if err := s.ns().Delete(s.ctx, p, true); err != nil {
+			s.fail(perr(p, err))
+			continue
+		}
+		s.trashLog("Deleted trash checkpoint: %s", p)
 	}
+	return nil
+}
+
+// createCheckpoint is TrashPolicyDefault.createCheckpoint: Current
+// renamed to the time's checkpoint name, when there is a Current.
+func (s *shell) createCheckpoint(root string, now time.Time) error {
+	s.trashLog("TrashPolicyDefault#createCheckpoint for trashRoot: %s", s.qualify(root))
 	cur := cairn.Join(root, trashCurrent)
 	if _, err := s.ns().Stat(s.ctx, cur); err != nil {
 		return nil
 	}
 	cp := cairn.Join(root, now.Format(checkpointLayout))
-	if o.has("immediate") {
-		if err := s.ns().Delete(s.ctx, cur, true); err != nil {
-			return perr(cur, err)
-		}
-		return nil
-	}
 	if err := s.ns().Rename(s.ctx, cur, cp); err != nil {
 		return perr(cur, err)
 	}
-	fmt.Fprintf(s.out, "Created trash checkpoint: %s\n", cp)
+	s.trashLog("Created trash checkpoint: %s", cp)
 	return nil
 }

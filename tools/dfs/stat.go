@@ -9,27 +9,28 @@ import (
 	"time"
 )
 
-// stat is -stat [FORMAT] PATH..., as Hadoop's Stat: FORMAT (default %y)
-// per path, one line each.
+// stat is -stat [-R] [FORMAT] PATH..., as Hadoop's Stat: FORMAT (default
+// %y; a first argument is the format when it holds a %) per path, one
+// line each; -R goes down directories.
 func (s *shell) stat(args []string) error {
-	o, err := parse(args, 1, -1, nil)
+	o, err := parse(args, 1, -1, words("R"))
 	if err != nil {
 		return err
 	}
 	format, paths := "%y", o.args
-	if len(paths) > 1 {
+	if strings.Contains(paths[0], "%") {
 		format, paths = paths[0], paths[1:]
-	}
-	for _, a := range paths {
-		items, err := s.expand(a)
-		if err != nil {
-			s.fail(err)
-			continue
-		}
-		for _, it := range items {
-			fmt.Fprintln(s.out, formatStat(format, it))
+		if len(paths) == 0 {
+			return usageError{"Not enough arguments: expected 1 but got 0"}
 		}
 	}
+	if _, err := s.client(); err != nil {
+		return err
+	}
+	s.walk(paths, o.has("R"), func(it item) error {
+		fmt.Fprintln(s.out, formatStat(format, it))
+		return nil
+	})
 	return nil
 }
 
@@ -38,7 +39,7 @@ const statDirectives = "aAbFgnoruxXyY"
 
 // parseStatFormat splits a -stat format into literal text and
 // directives ("%b"), as Stat.java reads it: %% is a percent sign, an
-// unknown %c is the character c, a % at the end is kept.
+// unknown %c is the character c, a % at the end is dropped.
 func parseStatFormat(f string) []string {
 	var parts []string
 	lit := strings.Builder{}
@@ -48,8 +49,7 @@ func parseStatFormat(f string) []string {
 			continue
 		}
 		if i+1 >= len(f) {
-			lit.WriteByte('%')
-			break
+			break // "this silently drops a trailing %"
 		}
 		i++
 		if f[i] == '%' {

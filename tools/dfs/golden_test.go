@@ -79,6 +79,7 @@ var golden = [][]string{
 	{"-test", "-z", "/data/empty"},
 	{"-count", "/data"},
 	{"-count", "-q", "-h", "-v", "/data", "/data/big.bin"},
+	{"-count", "-u", "-v", "/data"},
 	{"-du", "/data"},
 	{"-du", "-s", "-h", "/data"},
 	{"-du", "-v", "-s", "/"},

@@ -6,7 +6,7 @@ import (
 	"strings"
 )
 
-// count is -count [-q] [-h] [-v], as Hadoop's Count and
+// count is -count [-q] [-h] [-v] [-u], as Hadoop's Count and
 // ContentSummary.toString: "%12s %12s %18s " then the path; with -q the
 // quota columns "%12s %15s %15s %15s " first (cairn has no quotas: none,
 // inf, none, inf).
@@ -21,11 +21,17 @@ func (s *shell) count(args []string) error {
 		}
 		return strconv.FormatInt(n, 10)
 	}
+	// -u is QuotaUsage's columns alone (the quotas and their use, no
+	// content summary).
+	quotaOnly := o.has("u")
 	if o.has("v") {
-		if o.has("q") {
+		if o.has("q") || quotaOnly {
 			fmt.Fprintf(s.out, "%12s %15s %15s %15s ", "QUOTA", "REM_QUOTA", "SPACE_QUOTA", "REM_SPACE_QUOTA")
 		}
-		fmt.Fprintf(s.out, "%12s %12s %18s PATHNAME\n", "DIR_COUNT", "FILE_COUNT", "CONTENT_SIZE")
+		if !quotaOnly {
+			fmt.Fprintf(s.out, "%12s %12s %18s ", "DIR_COUNT", "FILE_COUNT", "CONTENT_SIZE")
+		}
+		fmt.Fprintln(s.out, "PATHNAME")
 	}
 	for _, a := range o.args {
 		items, err := s.expand(a)
@@ -40,10 +46,13 @@ func (s *shell) count(args []string) error {
 				continue
 			}
 			var b strings.Builder
-			if o.has("q") {
+			if o.has("q") || quotaOnly {
 				fmt.Fprintf(&b, "%12s %15s %15s %15s ", "none", "inf", "none", "inf")
 			}
-			fmt.Fprintf(&b, "%12s %12s %18s %s", size(cs.Dirs), size(cs.Files), size(cs.Length), it.disp)
+			if !quotaOnly {
+				fmt.Fprintf(&b, "%12s %12s %18s ", size(cs.Dirs), size(cs.Files), size(cs.Length))
+			}
+			b.WriteString(it.disp)
 			fmt.Fprintln(s.out, b.String())
 		}
 	}

@@ -132,6 +132,7 @@ var golden = [][]string{
 	{"-rm", "/data/nothing"},
 	{"-rm", "-f", "/data/nothing", "/data/none*"},
 	{"-rm", "/data/empty"},
+	{"-rm", "-r", "/user"},
 	{"-rm", "-skipTrash", "-r", "/data/a"},
 	{"-rm", "-rf", "/data"},
 	{"-ls", "-C", "-R", "/user/USER/.Trash"},

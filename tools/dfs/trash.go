@@ -47,7 +47,8 @@ func (s *shell) moveToTrash(it item) (bool, error) {
 		return false, nil
 	}
 	if strings.HasPrefix(root, it.abs+"/") || it.abs == "/" {
-		return false, hadoopMsg(fmt.Sprintf("Failed to move to trash: %s: Cannot move \"%s\" to the trash, as it contains the trash. Consider using -skipTrash option", it.disp, it.abs))
+		// TrashPolicyDefault's refusal, as Delete.Rm words it.
+		return false, hadoopMsg(fmt.Sprintf("Cannot move \"%s\" to the trash, as it contains the trash. Consider using -skipTrash option", s.qualify(it.abs)))
 	}
 	dst := path.Join(root, trashCurrent, it.abs)
 	if err := s.ns().Mkdirs(s.ctx, path.Dir(dst), 0o700); err != nil {

@@ -134,6 +134,9 @@ func TestEveryOperationErrors(t *testing.T) {
 		{"create no client", create(su, "/pub/n", cairn.CreateOptions{}), cairn.ErrInvalid},
 		{"create replication", create(su, "/pub/n", cairn.CreateOptions{Client: "c", Replication: 65}), cairn.ErrInvalid},
 		{"create block size", create(su, "/pub/n", cairn.CreateOptions{Client: "c", BlockSize: 1000}), cairn.ErrInvalid},
+		// Full blocks end on a checksum chunk, or equal bytes would get
+		// different file checksums under different block sizes.
+		{"create block size off the chunk", create(su, "/pub/n", cairn.CreateOptions{Client: "c", BlockSize: 100000}), cairn.ErrInvalid},
 		{"create mode bits", create(su, "/pub/n", cairn.CreateOptions{Client: "c", Perm: fs.ModeDir | 0o644}), cairn.ErrInvalid},
 		{"create no write", create(carol, "/home/alice/n", c1), cairn.ErrAccess},
 		{"create no search", create(bob, "/home/alice/d/n", c1), cairn.ErrAccess},

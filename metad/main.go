@@ -123,6 +123,9 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if *ckptEvery > 0 {
 		periodic = *ckptDir
 	}
+	if err := validBlockSize(*blockSize); err != nil {
+		return daemon.Usage(stderr, "cairn metad", "--block-size: "+err.Error())
+	}
 	if *trashMin < 0 {
 		return daemon.Usage(stderr, "cairn metad", "--trash-interval must be 0 (off) or a positive number of minutes")
 	}

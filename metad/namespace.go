@@ -15,6 +15,7 @@ import (
 
 	"cairn"
 	"cairn/blocktoken"
+	"cairn/checksum"
 	"cairn/metad/metapb"
 )
 
@@ -338,8 +339,8 @@ func (m *Metad) Create(ctx context.Context, path string, o cairn.CreateOptions) 
 	if o.Replication < 0 || o.Replication > maxReplication {
 		return cairn.FileInfo{}, cairn.E(op, cairn.KindInvalid, path, fmt.Sprintf("replication %d is outside 1..%d", o.Replication, maxReplication))
 	}
-	if o.BlockSize < 0 || (o.BlockSize > 0 && o.BlockSize < 64<<10) || o.BlockSize > 1<<40 {
-		return cairn.FileInfo{}, cairn.E(op, cairn.KindInvalid, path, fmt.Sprintf("block size %d is outside 64 KiB..1 TiB", o.BlockSize))
+	if err := validBlockSize(o.BlockSize); o.BlockSize != 0 && err != nil {
+		return cairn.FileInfo{}, cairn.E(op, cairn.KindInvalid, path, err.Error())
 	}
 	if o.Perm&^modeBits != 0 {
 		return cairn.FileInfo{}, cairn.E(op, cairn.KindInvalid, path, fmt.Sprintf("mode %v has bits beyond permissions, setuid, setgid and sticky", o.Perm))
@@ -409,6 +410,20 @@ func (m *Metad) newFile(b *pebble.Batch, parent *metapb.Inode, name string, o ca
 		in.LeaseHolder = o.Client
 		in.LeaseNs = in.MtimeNs
 	})
+}
+
+// validBlockSize checks a block size: 64 KiB..1 TiB, and whole checksum
+// chunks, as HDFS wants its block size a multiple of
+// dfs.bytes-per-checksum. A full block ending inside a chunk would give
+// the same bytes a different file checksum under another block size.
+func validBlockSize(n int64) error {
+	switch chunk := int64(checksum.DefaultChunkSize); {
+	case n < 64<<10 || n > 1<<40:
+		return fmt.Errorf("block size %d is outside 64 KiB..1 TiB", n)
+	case n%chunk != 0:
+		return fmt.Errorf("block size %d is not a multiple of the %d-byte checksum chunk", n, chunk)
+	}
+	return nil
 }
 
 // maxReplication bounds a file's replication factor.

@@ -21,6 +21,7 @@ import (
 	"strings"
 
 	"cairn"
+	"cairn/checksum"
 	"cairn/client"
 	"cairn/tools/fetchdt"
 )
@@ -271,6 +272,9 @@ func setProperty(o *client.Options, kv string) error {
 		return fmt.Errorf("-D %s: cairn dfs knows dfs.blocksize and dfs.replication", k)
 	case err != nil || n <= 0:
 		return fmt.Errorf("-D %s: %q is not a positive number", k, v)
+	case k == "dfs.blocksize" && n%int64(checksum.DefaultChunkSize) != 0:
+		// DFSOutputStream's refusal, in its words.
+		return hadoopMsg(fmt.Sprintf("Invalid values: dfs.bytes-per-checksum (=%d) must divide block size (=%d).", checksum.DefaultChunkSize, n))
 	case k == "dfs.blocksize":
 		o.BlockSize = n
 	default:

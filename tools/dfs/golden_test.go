@@ -67,6 +67,7 @@ var golden = [][]string{
 	{"-stat", "%n"},
 	{"-checksum", "/data/big.bin", "/data/big2.bin"},
 	{"-checksum", "/data"},
+	{"-D", "dfs.blocksize=100000", "-put", "LOCAL/big.bin", "/data/big3.bin"},
 	{"-test", "-e", "/data"},
 	{"-test", "-d", "/data/small.txt"},
 	{"-test", "-f", "/data/small.txt"},

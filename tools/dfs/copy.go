@@ -1,6 +1,7 @@
 package dfs
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -10,6 +11,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 
 	"cairn"
 	"cairn/client"
@@ -118,7 +120,7 @@ func (s *shell) putOne(src string, d dest, co copyOpts) error {
 		// Hadoop's Put: stdin goes to the target path of a source named
 		// "-", so onto a directory it is DIR/-.
 		disp, abs := d.target("-")
-		return s.putStream(s.stdin, -1, "-", disp, abs, co, nil)
+		return s.putStream(&ctxReader{ctx: s.ctx, r: s.stdin}, -1, "-", disp, abs, co, nil)
 	}
 	st, err := os.Stat(src)
 	if err != nil {
@@ -183,19 +185,67 @@ func (s *shell) putStream(r io.Reader, size int64, name, disp, abs string, co co
 	}
 	if err != nil {
 		if tmp != abs {
-			_ = s.ns().Delete(s.ctx, tmp, false)
+			s.removeTemp(tmp)
 		}
 		return perr(disp, err)
 	}
 	p.finish()
 	if tmp != abs {
 		if err := s.ns().Rename(s.ctx, tmp, abs); err != nil {
-			_ = s.ns().Delete(s.ctx, tmp, false)
+			s.removeTemp(tmp)
 			return perr(disp, err)
 		}
 	}
 	return s.preserveRemote(abs, disp, st, co)
 }
+
+// ctxReader reads r until ctx ends: a read of a terminal or pipe (put's
+// stdin) does not see the interrupt otherwise. A read cut short leaves
+// its goroutine blocked on r; the command is ending.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+	buf []byte
+}
+
+type readResult struct {
+	n   int
+	err error
+}
+
+func (c *ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	if len(c.buf) < len(p) {
+		c.buf = make([]byte, len(p))
+	}
+	buf := c.buf[:len(p)]
+	done := make(chan readResult, 1)
+	go func() {
+		n, err := c.r.Read(buf)
+		done <- readResult{n, err}
+	}()
+	select {
+	case res := <-done:
+		copy(p, buf[:res.n])
+		return res.n, res.err
+	case <-c.ctx.Done():
+		c.buf = nil // the goroutine still owns buf
+		return 0, c.ctx.Err()
+	}
+}
+
+// removeTemp deletes a copy's temporary file, also when the copy ended
+// because the command was interrupted (s.ctx cancelled).
+func (s *shell) removeTemp(tmp string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(s.ctx), cleanupTimeout)
+	defer cancel()
+	_ = s.ns().Delete(ctx, tmp, false)
+}
+
+// cleanupTimeout bounds the removal of a temporary file.
+const cleanupTimeout = 10 * time.Second
 
 // preserveRemote is -p: the local file's mode and times.
 func (s *shell) preserveRemote(abs, disp string, st fs.FileInfo, co copyOpts) error {
@@ -250,7 +300,7 @@ func (s *shell) appendToFile(args []string) error {
 		return perr(dst, err)
 	}
 	for _, src := range srcs {
-		var r io.Reader = s.stdin
+		var r io.Reader = &ctxReader{ctx: s.ctx, r: s.stdin}
 		if src != "-" {
 			f, err := os.Open(src)
 			if err != nil {

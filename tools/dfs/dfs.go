@@ -16,9 +16,11 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"path"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"cairn"
 	"cairn/checksum"
@@ -32,6 +34,8 @@ const (
 	exitOK    = 0
 	exitError = 1
 	exitUsage = 255
+	// exitInterrupted is a shell's code for a process ended by SIGINT.
+	exitInterrupted = 130
 )
 
 // shell runs one verb for one invocation.
@@ -117,6 +121,9 @@ func newPathError(display, msg string) error { return &pathError{display, msg} }
 // first line only) and counts it.
 func (s *shell) fail(err error) {
 	s.errs++
+	if s.ctx.Err() != nil {
+		return // interrupted: the failures that follow are the interrupt's
+	}
 	msg := err.Error()
 	var pe *pathError
 	if !errors.As(err, &pe) {
@@ -180,8 +187,19 @@ func child(dir, name string) string {
 }
 
 // Main is `cairn dfs`: [--metad HOST:PORT] -VERB [flags] [args].
+//
+// An interrupt (SIGINT, SIGTERM) cancels the verb, which removes what it
+// was writing (put's PATH._COPYING_, get's local one), as the JVM's
+// shutdown hooks do for FsShell; the exit code is then 130 and nothing
+// more is said, as a Hadoop client killed by ^C.
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	return run(ctx, args, os.Stdin, stdout, stderr, isTerminal(stderr))
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	code := run(ctx, args, os.Stdin, stdout, stderr, isTerminal(stderr))
+	if ctx.Err() != nil {
+		return exitInterrupted
+	}
+	return code
 }
 
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, tty bool) int {

@@ -37,6 +37,7 @@ func TestLive(t *testing.T) {
 	t.Run("TrashEmptier", func(t *testing.T) { testTrashEmptier(t, c) })
 	t.Run("ProgressBarOnATerminal", func(t *testing.T) { testProgressBarOnATerminal(t, c) })
 	t.Run("PutFromStdin", func(t *testing.T) { testPutFromStdin(t, c) })
+	t.Run("InterruptedPutLeavesNothing", func(t *testing.T) { testInterruptedPut(t, c) })
 }
 
 // dfsCmd is `cairn dfs --metad ADDR ARGS...` for the test to start
@@ -109,14 +110,15 @@ func testTailFollowsAnotherWriter(t *testing.T, c *cluster.Cluster) {
 	dfsRun(t, c, "-appendToFile", filepath.Join(local, "more"), "/tail/log")
 	next("appended by another writer")
 
-	// Interrupted, it stops (as Hadoop's, by the signal) and hangs nothing.
+	// Interrupted, it stops with 130, as a Hadoop client ended by ^C, and
+	// says nothing.
 	if err := cmd.Process.Signal(os.Interrupt); err != nil {
 		t.Fatal(err)
 	}
 	select {
-	case err := <-exited:
-		if err == nil {
-			t.Fatal("tail -f exited 0 on an interrupt")
+	case <-exited:
+		if code := cmd.ProcessState.ExitCode(); code != 130 || stderr.String() != "" {
+			t.Fatalf("tail -f interrupted: exit %d, stderr %q", code, stderr.String())
 		}
 	case <-time.After(deadline):
 		t.Fatalf("tail -f still runs %v after SIGINT", deadline)
@@ -297,5 +299,42 @@ func testPutFromStdin(t *testing.T, c *cluster.Cluster) {
 	}
 	if got := dfsRun(t, c, "-cat", "/stdin/a"); got != "from standard input\nfrom standard input\n" {
 		t.Fatalf("appendToFile - made %q", got)
+	}
+}
+
+// An interrupted put removes its PATH._COPYING_ (Hadoop's deleteOnExit)
+// and exits 130 without a word.
+func testInterruptedPut(t *testing.T, c *cluster.Cluster) {
+	dfsRun(t, c, "-mkdir", "-p", "/intr")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*deadline)
+	defer cancel()
+	cmd := dfsCmd(ctx, t, c, "-put", "-", "/intr/f")
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = in.Close() }()
+	if _, err := in.Write(make([]byte, 200000)); err != nil {
+		t.Fatal(err)
+	}
+	// The copy is under way once its temporary file exists.
+	waitFor(t, "/intr/f._COPYING_ to appear", func() bool {
+		res, err := c.RunOutput("dfs", "-test", "-e", "/intr/f._COPYING_")
+		return err == nil && res.Code == 0
+	})
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	if code := cmd.ProcessState.ExitCode(); code != 130 || stdout.String() != "" || stderr.String() != "" {
+		t.Fatalf("put interrupted: exit %d, stdout %q, stderr %q", code, stdout.String(), stderr.String())
+	}
+	if got := dfsRun(t, c, "-ls", "-C", "/intr"); got != "" {
+		t.Fatalf("an interrupted put left:\n%s", got)
 	}
 }

@@ -3,7 +3,6 @@ package netns
 import (
 	"fmt"
 	"net"
-	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
@@ -85,11 +84,10 @@ func TestHostsReachTheTestAndCutOff(t *testing.T) {
 // the next New.
 func TestSweepRemovesLeftovers(t *testing.T) {
 	Require(t)
-	dead := exec.Command("true")
-	if err := dead.Run(); err != nil {
-		t.Fatal(err)
-	}
-	pid := dead.Process.Pid
+	// A process ID above Linux's limit (PID_MAX_LIMIT, 2^22): no process
+	// has it, nor will one while the test runs. (The ID of a process that
+	// just exited was taken again by a new thread on a busy machine.)
+	const pid = 1<<22 + 1
 	ns := fmt.Sprintf("%s%d-1-h1", nsPrefix, pid)
 	link := fmt.Sprintf("%s%sx1", bridgePrefix, fmt36(pid))
 	mustIP(t, "netns", "add", ns)

@@ -76,6 +76,7 @@ type concatPlan struct {
 }
 
 type concatSource struct {
+	path   string
 	name   string
 	in     *metapb.Inode
 	blocks []cairn.Block
@@ -172,16 +173,18 @@ func (m *Metad) concatPlan(op, target string, sources []string, c *caller) (*con
 		if len(blocks) != int(sin.Blocks) {
 			return nil, fmt.Errorf("%s: %s: %d block records, its inode says %d", op, src, len(blocks), sin.Blocks)
 		}
-		for j, blk := range blocks {
-			if last := i == len(sources)-1 && j == len(blocks)-1; !last && blk.Len != tin.BlockSize {
-				return nil, cairn.E(op, cairn.KindInvalid, src, fmt.Sprintf(
-					"concat: block %d (%s) of source file %s holds %d bytes; only a full block (%d) may be followed by another", j, blk, src, blk.Len, tin.BlockSize))
-			}
-		}
-		p.sources = append(p.sources, concatSource{name: name, in: sin, blocks: blocks})
+		p.sources = append(p.sources, concatSource{path: src, name: name, in: sin, blocks: blocks})
 	}
 	if dup {
 		return nil, cairn.E(op, cairn.KindInvalid, target, "concat: at least two of the source files are the same")
+	}
+	for i, s := range p.sources {
+		for j, blk := range s.blocks {
+			if last := i == len(p.sources)-1 && j == len(s.blocks)-1; !last && blk.Len != tin.BlockSize {
+				return nil, cairn.E(op, cairn.KindInvalid, s.path, fmt.Sprintf(
+					"concat: block %d (%s) of source file %s holds %d bytes; only a full block (%d) may be followed by another", j, blk, s.path, blk.Len, tin.BlockSize))
+			}
+		}
 	}
 	return p, nil
 }

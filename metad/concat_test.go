@@ -231,3 +231,34 @@ func TestConcatReplication(t *testing.T) {
 		t.Fatalf("the moved block wants %d replicas (%v), want the target's 3", want, err)
 	}
 }
+
+// TestConcatBlockIDsOutOfOrder: sources older than the target, and out of
+// their age order, leave the target's block IDs out of order with their
+// indexes; every block is still found, by storedBlock and by the lookup
+// block reports and the replication monitor use.
+func TestConcatBlockIDsOutOfOrder(t *testing.T) {
+	m := openCfg(t, Config{Clock: newFakeClock()})
+	su := context.Background()
+	fakeNode(t, m, "n1")
+	must(t, m.Mkdir(su, "/d", 0o755))
+	older := writeFile(t, su, m, "/d/old", "c", "n1", false, testBlock, testBlock, testBlock)
+	mid := writeFile(t, su, m, "/d/mid", "c", "n1", false, testBlock, testBlock, 7)
+	tgt := writeFile(t, su, m, "/d/t", "c", "n1", false, testBlock, testBlock, testBlock, testBlock)
+	must(t, m.Concat(su, "/d/t", []string{"/d/old", "/d/mid"}))
+	ino := stat(t, m, "/d/t").Inode
+	all := append(append(append([]cairn.Block(nil), tgt...), older...), mid...)
+	l, err := m.newBlockLookup()
+	must(t, err)
+	defer l.close()
+	for _, b := range all {
+		got, writing, ok, err := m.storedBlock(b.ID)
+		if err != nil || !ok || writing || got != b {
+			t.Fatalf("storedBlock(%s) = %s, %v, %v, %v", b, got, writing, ok, err)
+		}
+		got, f, ok, err := l.find(b.ID)
+		if err != nil || !ok || got != b || f.ino != ino || f.want != 2 {
+			t.Fatalf("lookup of %s = %s in file %d wanting %d, %v, %v; want file %d wanting 2", b, got, f.ino, f.want, ok, err, ino)
+		}
+	}
+	checkNow(t, m)
+}

@@ -315,6 +315,13 @@ type Paths interface {
 	// ErrPermission for a directory. A file's blocks are freed with its
 	// last name, once nobody writes or holds it (see Unlink).
 	Link(ctx context.Context, src, dst string) error
+	// Concat moves the blocks of sources, in order, to the end of target
+	// and removes the sources, in one step, as HDFS's concat: target and
+	// sources are closed files of one directory with one block size, the
+	// sources distinct, not target, not empty and of one name each, and
+	// every block but the last source's last must be full. Anything else
+	// is ErrInvalid (ErrNotExist, ErrAccess as usual) and changes nothing.
+	Concat(ctx context.Context, target string, sources []string) error
 	// Symlink creates path as a symbolic link to target (kept as text):
 	// ErrExist if path exists.
 	Symlink(ctx context.Context, target, path string) error

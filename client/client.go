@@ -285,6 +285,13 @@ func (c *Client) ReleaseUnlinked(ctx context.Context, fileID uint64) error {
 	return err
 }
 
+// Concat moves the blocks of sources, in order, to the end of target and
+// removes the sources, in one step at metad (HDFS's concat; the rules are
+// cairn.Paths.Concat's).
+func (c *Client) Concat(ctx context.Context, target string, sources []string) error {
+	return c.NS.Concat(ctx, target, sources)
+}
+
 // Name is the client's lease-holder name.
 func (c *Client) Name() string { return c.opts.Name }
 

@@ -261,7 +261,7 @@ func TestRetryCacheConcurrent(t *testing.T) {
 	}
 }
 
-// TestLostAnswerOverRPC: a Mkdir, a Create, a Link... that metad applied
+// TestLostAnswerOverRPC: a Mkdir, a Create, a Link, a Concat... that metad applied
 // but whose answers were lost in transport are reported done by the
 // client, which makes them again with the same call IDs; without the retry
 // cache the second attempt would answer EEXIST for the caller's own work.
@@ -321,8 +321,20 @@ func TestLostAnswerOverRPC(t *testing.T) {
 	if err := ns.Delete(ctx, "/d/h", false); err != nil {
 		t.Fatalf("delete of the last name whose first answer was lost: %v, want success", err)
 	}
-	if drops.Load() != 6 {
-		t.Errorf("%d answers dropped, want 6", drops.Load())
+	fakeNode(t, m, "n1")
+	writeFile(t, ctx, m, "/d/ct", "w", "n1", false, testBlock)
+	writeFile(t, ctx, m, "/d/cs", "w", "n1", false, 10)
+	if err := ns.Concat(ctx, "/d/ct", []string{"/d/cs"}); err != nil {
+		t.Fatalf("concat whose first answer was lost: %v, want success", err)
+	}
+	if fi, err := ns.Stat(ctx, "/d/ct"); err != nil || fi.Size != testBlock+10 {
+		t.Fatalf("after one concat: %+v, %v; want %d bytes", fi, err, testBlock+10)
+	}
+	if err := ns.Delete(ctx, "/d/ct", false); err != nil {
+		t.Fatalf("delete whose first answer was lost: %v, want success", err)
+	}
+	if drops.Load() != 8 {
+		t.Errorf("%d answers dropped, want 8", drops.Load())
 	}
 	// A real conflict is still one.
 	if err := ns.Mkdir(ctx, "/d", 0o755); !errors.Is(err, cairn.ErrExist) {

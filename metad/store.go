@@ -347,10 +347,11 @@ func (s *store) fileBlocks(ino uint64) ([]cairn.Block, error) {
 
 // fileBlock finds block id among the n blocks of file ino. A file's
 // blocks are handed out in order, from a counter that only grows (AddBlock
-// is the only writer of "f" keys, and only at the file's end), so their IDs
-// rise with their index and a binary search over the index finds it in
-// O(log n) reads. A store where that does not hold (none is known) is
-// still answered right, by reading every block.
+// writes "f" keys only at the file's end), so their IDs usually rise with
+// their index and a binary search over the index finds it in O(log n)
+// reads. A file where that does not hold (a concat of sources older than
+// the target, or out of their age order: concat.go) is still answered
+// right, by reading every block.
 func (s *store) fileBlock(ino uint64, n uint32, id cairn.BlockID) (cairn.Block, bool, error) {
 	get := func(key []byte) ([]byte, bool, error) {
 		v, err := s.get(key)

@@ -171,3 +171,10 @@ func (g gatedNS) RemoveXattr(ctx context.Context, path, name string) error {
 	}
 	return g.Metad.RemoveXattr(ctx, path, name)
 }
+
+func (g gatedNS) Concat(ctx context.Context, target string, sources []string) error {
+	if err := g.refusal("metad.Concat", target); err != nil {
+		return err
+	}
+	return g.Metad.Concat(ctx, target, sources)
+}

@@ -44,6 +44,11 @@ func (n *NamespaceClient) Link(ctx context.Context, src, dst string) error {
 	return fromStatus("rpc.Link", err)
 }
 
+func (n *NamespaceClient) Concat(ctx context.Context, target string, sources []string) error {
+	_, err := n.c.Concat(ctx, &pb.ConcatRequest{Target: target, Sources: sources})
+	return fromStatus("rpc.Concat", err)
+}
+
 func (n *NamespaceClient) Symlink(ctx context.Context, target, path string) error {
 	_, err := n.c.Symlink(ctx, &pb.SymlinkRequest{Target: target, Path: path})
 	return fromStatus("rpc.Symlink", err)
@@ -214,6 +219,10 @@ func (s *namespaceServer) SetAttr(ctx context.Context, r *pb.SetAttrRequest) (*p
 
 func (s *namespaceServer) Link(ctx context.Context, r *pb.LinkRequest) (*pb.Empty, error) {
 	return empty, toStatus(s.ns.Link(ctx, r.Src, r.Dst))
+}
+
+func (s *namespaceServer) Concat(ctx context.Context, r *pb.ConcatRequest) (*pb.Empty, error) {
+	return empty, toStatus(s.ns.Concat(ctx, r.Target, r.Sources))
 }
 
 func (s *namespaceServer) Symlink(ctx context.Context, r *pb.SymlinkRequest) (*pb.Empty, error) {

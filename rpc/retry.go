@@ -54,6 +54,7 @@ var Mutations = map[string]bool{
 	pb.Namespace_Unlink_FullMethodName:                 true,
 	pb.Namespace_Release_FullMethodName:                true,
 	pb.Namespace_Link_FullMethodName:                   true,
+	pb.Namespace_Concat_FullMethodName:                 true,
 	pb.Namespace_SetNodeAdmin_FullMethodName:           true,
 	pb.Namespace_RefreshNodes_FullMethodName:           true,
 	pb.Namespace_Balance_FullMethodName:                true,

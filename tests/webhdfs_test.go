@@ -54,6 +54,7 @@ func TestWebHDFS(t *testing.T) {
 				t.Run("curl-"+ep, func(t *testing.T) { whCurl(t, w, addr, mnt, "/w/curl-"+ep) })
 				t.Run("fsspec-"+ep, func(t *testing.T) { whFsspec(t, w, addr, mnt, "/w/fsspec-"+ep) })
 				t.Run("npm-"+ep, func(t *testing.T) { whNpm(t, w, addr, mnt, "/w/npm-"+ep) })
+				t.Run("concat-"+ep, func(t *testing.T) { whConcat(t, c, w, addr, mnt, "/w/concat-"+ep, ep == "metad") })
 			}
 			t.Run("errors", func(t *testing.T) { whErrors(t, w, c.MetadHTTPAddr()) })
 			t.Run("httpfs-metrics", func(t *testing.T) { whMetrics(t, w, endpoints["httpfs"]) })

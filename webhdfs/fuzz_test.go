@@ -37,6 +37,15 @@ func FuzzParseRequest(f *testing.F) {
 		_, _ = r.Bool("overwrite", false)
 		_, _ = r.Perm(0o644)
 		_, _ = r.PathParam("destination", r.Param("destination"))
+		if srcs, err := r.Sources(); err == nil {
+			for _, s := range srcs {
+				if s == "" || s[0] != '/' {
+					t.Fatalf("Sources of %q: %q is not absolute", query, s)
+				}
+			}
+		} else if re := (*RemoteError)(nil); !errors.As(err, &re) || re.Status != http.StatusBadRequest {
+			t.Fatalf("Sources: %v", err)
+		}
 		if _, err := decodeXattrValue(r.Param("xattr.value")); err != nil {
 			var re *RemoteError
 			if !errors.As(err, &re) || re.Status != http.StatusBadRequest {

@@ -132,10 +132,6 @@ func (h *Handler) serve(w *countingWriter, r *http.Request, q *Request) error {
 		return excUnsupported("TRUNCATE is not supported: cairn's files are write-once (append-only); " +
 			"replace a file whole with CREATE&overwrite=true")
 	}
-	if q.Op == "CONCAT" {
-		return excUnsupported("CONCAT is not supported: cairn does not move blocks between files; " +
-			"copy the sources into the target with APPEND instead")
-	}
 	s, err := h.Session(r, q)
 	if err != nil {
 		if _, ok := err.(*RemoteError); ok {

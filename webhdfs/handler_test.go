@@ -101,7 +101,9 @@ func TestRemoteExceptions(t *testing.T) {
 		{"GET", "/webhdfs/v1/f?op=OPEN&length=x", "IllegalArgumentException"},
 		{"GET", "/webhdfs/v1/a/../b?op=GETFILESTATUS", "InvalidPathException"},
 		{"POST", "/webhdfs/v1/f?op=TRUNCATE&newlength=1", "UnsupportedOperationException"},
-		{"POST", "/webhdfs/v1/f?op=CONCAT&sources=/g", "UnsupportedOperationException"},
+		{"POST", "/webhdfs/v1/f?op=CONCAT", "IllegalArgumentException"},
+		{"POST", "/webhdfs/v1/f?op=CONCAT&sources=/g,", "IllegalArgumentException"},
+		{"POST", "/webhdfs/v1/f?op=CONCAT&sources=/g,h", "InvalidPathException"},
 		{"GET", "/webhdfs/v1/f?op=GETFILECHECKSUM&user.name=a%2Fb", "IllegalArgumentException"},
 	} {
 		rec := do(h, tc.method, tc.target)

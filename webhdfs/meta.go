@@ -166,6 +166,15 @@ func (h *Handler) meta(w *countingWriter, s *Session, q *Request) error {
 		return ok(true)
 	case "RENAME":
 		return h.rename(w, s, q)
+	case "CONCAT":
+		srcs, err := q.Sources()
+		if err != nil {
+			return err
+		}
+		if err := ns.Concat(ctx, q.Path, srcs); err != nil {
+			return err
+		}
+		return empty()
 	case "SETREPLICATION":
 		r, err := q.Int64("replication", 0, 1, 512)
 		if err != nil {

@@ -174,6 +174,24 @@ func (r *Request) Perm(def fs.FileMode) (fs.FileMode, error) {
 	return m, nil
 }
 
+// Sources parses CONCAT's sources parameter: paths separated by commas,
+// each absolute and valid.
+func (r *Request) Sources() ([]string, error) {
+	v := r.Param("sources")
+	if v == "" {
+		return nil, excIllegal("the sources parameter is missing")
+	}
+	var out []string
+	for _, p := range strings.Split(v, ",") {
+		p, err := r.PathParam("sources", p)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
 // PathParam parses a parameter naming another path (destination,
 // sources): absolute and valid.
 func (r *Request) PathParam(name, v string) (string, error) {

@@ -4610,6 +4610,60 @@ func (x *LinkRequest) GetDst() string {
 	return ""
 }
 
+// ConcatRequest moves the blocks of sources, in order, to the end of
+// target and removes the sources (HDFS's concat).
+type ConcatRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Target        string                 `protobuf:"bytes,1,opt,name=target,proto3" json:"target,omitempty"`
+	Sources       []string               `protobuf:"bytes,2,rep,name=sources,proto3" json:"sources,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConcatRequest) Reset() {
+	*x = ConcatRequest{}
+	mi := &file_rpc_pb_cairn_proto_msgTypes[66]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConcatRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConcatRequest) ProtoMessage() {}
+
+func (x *ConcatRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_pb_cairn_proto_msgTypes[66]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConcatRequest.ProtoReflect.Descriptor instead.
+func (*ConcatRequest) Descriptor() ([]byte, []int) {
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{66}
+}
+
+func (x *ConcatRequest) GetTarget() string {
+	if x != nil {
+		return x.Target
+	}
+	return ""
+}
+
+func (x *ConcatRequest) GetSources() []string {
+	if x != nil {
+		return x.Sources
+	}
+	return nil
+}
+
 // ServerDefaultsReply: metad --trash-interval (0: trash is off), as
 // HDFS's FsServerDefaults.trashInterval.
 type ServerDefaultsReply struct {
@@ -4621,7 +4675,7 @@ type ServerDefaultsReply struct {
 
 func (x *ServerDefaultsReply) Reset() {
 	*x = ServerDefaultsReply{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[66]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4633,7 +4687,7 @@ func (x *ServerDefaultsReply) String() string {
 func (*ServerDefaultsReply) ProtoMessage() {}
 
 func (x *ServerDefaultsReply) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[66]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4646,7 +4700,7 @@ func (x *ServerDefaultsReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServerDefaultsReply.ProtoReflect.Descriptor instead.
 func (*ServerDefaultsReply) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{66}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *ServerDefaultsReply) GetTrashIntervalMs() int64 {
@@ -4667,7 +4721,7 @@ type DataTransferReply struct {
 
 func (x *DataTransferReply) Reset() {
 	*x = DataTransferReply{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[67]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4679,7 +4733,7 @@ func (x *DataTransferReply) String() string {
 func (*DataTransferReply) ProtoMessage() {}
 
 func (x *DataTransferReply) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[67]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4692,7 +4746,7 @@ func (x *DataTransferReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DataTransferReply.ProtoReflect.Descriptor instead.
 func (*DataTransferReply) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{67}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *DataTransferReply) GetEncrypt() bool {
@@ -4711,7 +4765,7 @@ type UILinkRequest struct {
 
 func (x *UILinkRequest) Reset() {
 	*x = UILinkRequest{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[68]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4723,7 +4777,7 @@ func (x *UILinkRequest) String() string {
 func (*UILinkRequest) ProtoMessage() {}
 
 func (x *UILinkRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[68]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4736,7 +4790,7 @@ func (x *UILinkRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UILinkRequest.ProtoReflect.Descriptor instead.
 func (*UILinkRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{68}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *UILinkRequest) GetTtlMs() int64 {
@@ -4759,7 +4813,7 @@ type UILinkReply struct {
 
 func (x *UILinkReply) Reset() {
 	*x = UILinkReply{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[69]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4771,7 +4825,7 @@ func (x *UILinkReply) String() string {
 func (*UILinkReply) ProtoMessage() {}
 
 func (x *UILinkReply) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[69]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4784,7 +4838,7 @@ func (x *UILinkReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UILinkReply.ProtoReflect.Descriptor instead.
 func (*UILinkReply) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{69}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *UILinkReply) GetToken() string {
@@ -4820,7 +4874,7 @@ type JoinRequest struct {
 
 func (x *JoinRequest) Reset() {
 	*x = JoinRequest{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[70]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4832,7 +4886,7 @@ func (x *JoinRequest) String() string {
 func (*JoinRequest) ProtoMessage() {}
 
 func (x *JoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[70]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4845,7 +4899,7 @@ func (x *JoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRequest.ProtoReflect.Descriptor instead.
 func (*JoinRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{70}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *JoinRequest) GetToken() string {
@@ -4872,7 +4926,7 @@ type RenewCertRequest struct {
 
 func (x *RenewCertRequest) Reset() {
 	*x = RenewCertRequest{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[71]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4884,7 +4938,7 @@ func (x *RenewCertRequest) String() string {
 func (*RenewCertRequest) ProtoMessage() {}
 
 func (x *RenewCertRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[71]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4897,7 +4951,7 @@ func (x *RenewCertRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewCertRequest.ProtoReflect.Descriptor instead.
 func (*RenewCertRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{71}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *RenewCertRequest) GetCsr() []byte {
@@ -4918,7 +4972,7 @@ type CertReply struct {
 
 func (x *CertReply) Reset() {
 	*x = CertReply{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[72]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4930,7 +4984,7 @@ func (x *CertReply) String() string {
 func (*CertReply) ProtoMessage() {}
 
 func (x *CertReply) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[72]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4943,7 +4997,7 @@ func (x *CertReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CertReply.ProtoReflect.Descriptor instead.
 func (*CertReply) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{72}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *CertReply) GetCert() []byte {
@@ -4971,7 +5025,7 @@ type JoinTokenRequest struct {
 
 func (x *JoinTokenRequest) Reset() {
 	*x = JoinTokenRequest{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[73]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4983,7 +5037,7 @@ func (x *JoinTokenRequest) String() string {
 func (*JoinTokenRequest) ProtoMessage() {}
 
 func (x *JoinTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[73]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4996,7 +5050,7 @@ func (x *JoinTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinTokenRequest.ProtoReflect.Descriptor instead.
 func (*JoinTokenRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{73}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *JoinTokenRequest) GetRole() string {
@@ -5031,7 +5085,7 @@ type JoinTokenReply struct {
 
 func (x *JoinTokenReply) Reset() {
 	*x = JoinTokenReply{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[74]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5043,7 +5097,7 @@ func (x *JoinTokenReply) String() string {
 func (*JoinTokenReply) ProtoMessage() {}
 
 func (x *JoinTokenReply) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[74]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5056,7 +5110,7 @@ func (x *JoinTokenReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinTokenReply.ProtoReflect.Descriptor instead.
 func (*JoinTokenReply) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{74}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{75}
 }
 
 func (x *JoinTokenReply) GetToken() string {
@@ -5451,6 +5505,9 @@ const file_rpc_pb_cairn_proto_rawDesc = "" +
 	"\vLinkRequest\x12\x10\n" +
 	"\x03src\x18\x01 \x01(\tR\x03src\x12\x10\n" +
 	"\x03dst\x18\x02 \x01(\tR\x03dst\"A\n" +
+	"\rConcatRequest\x12\x16\n" +
+	"\x06target\x18\x01 \x01(\tR\x06target\x12\x18\n" +
+	"\asources\x18\x02 \x03(\tR\asources\"A\n" +
 	"\x13ServerDefaultsReply\x12*\n" +
 	"\x11trash_interval_ms\x18\x01 \x01(\x03R\x0ftrashIntervalMs\"-\n" +
 	"\x11DataTransferReply\x12\x18\n" +
@@ -5478,7 +5535,7 @@ const file_rpc_pb_cairn_proto_rawDesc = "" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\x12\x1f\n" +
 	"\vexpiry_unix\x18\x03 \x01(\x03R\n" +
-	"expiryUnix2\xfc\x12\n" +
+	"expiryUnix2\xb0\x13\n" +
 	"\tNamespace\x121\n" +
 	"\x06Mkdirs\x12\x16.cairn.v1.MkdirRequest\x1a\x0f.cairn.v1.Empty\x120\n" +
 	"\x05Mkdir\x12\x16.cairn.v1.MkdirRequest\x1a\x0f.cairn.v1.Empty\x125\n" +
@@ -5523,7 +5580,8 @@ const file_rpc_pb_cairn_proto_rawDesc = "" +
 	"\x15CancelDelegationToken\x12\x1c.cairn.v1.DelegationTokenRef\x1a\x0f.cairn.v1.Empty\x12@\n" +
 	"\fSetNodeAdmin\x12\x1a.cairn.v1.NodeAdminRequest\x1a\x14.cairn.v1.NodeReport\x126\n" +
 	"\fRefreshNodes\x12\x0f.cairn.v1.Empty\x1a\x15.cairn.v1.NodeReports\x12;\n" +
-	"\aBalance\x12\x18.cairn.v1.BalanceRequest\x1a\x16.cairn.v1.BalanceReply2\xbb\x03\n" +
+	"\aBalance\x12\x18.cairn.v1.BalanceRequest\x1a\x16.cairn.v1.BalanceReply\x122\n" +
+	"\x06Concat\x12\x17.cairn.v1.ConcatRequest\x1a\x0f.cairn.v1.Empty2\xbb\x03\n" +
 	"\bRegistry\x12;\n" +
 	"\bRegister\x12\x16.cairn.v1.Registration\x1a\x17.cairn.v1.RegisterReply\x12A\n" +
 	"\tHeartbeat\x12\x1a.cairn.v1.HeartbeatRequest\x1a\x18.cairn.v1.HeartbeatReply\x125\n" +
@@ -5553,7 +5611,7 @@ func file_rpc_pb_cairn_proto_rawDescGZIP() []byte {
 }
 
 var file_rpc_pb_cairn_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_rpc_pb_cairn_proto_msgTypes = make([]protoimpl.MessageInfo, 75)
+var file_rpc_pb_cairn_proto_msgTypes = make([]protoimpl.MessageInfo, 76)
 var file_rpc_pb_cairn_proto_goTypes = []any{
 	(OpHeader_Op)(0),               // 0: cairn.v1.OpHeader.Op
 	(OpHeader_Stage)(0),            // 1: cairn.v1.OpHeader.Stage
@@ -5623,15 +5681,16 @@ var file_rpc_pb_cairn_proto_goTypes = []any{
 	(*OpHeader)(nil),               // 65: cairn.v1.OpHeader
 	(*OpReply)(nil),                // 66: cairn.v1.OpReply
 	(*LinkRequest)(nil),            // 67: cairn.v1.LinkRequest
-	(*ServerDefaultsReply)(nil),    // 68: cairn.v1.ServerDefaultsReply
-	(*DataTransferReply)(nil),      // 69: cairn.v1.DataTransferReply
-	(*UILinkRequest)(nil),          // 70: cairn.v1.UILinkRequest
-	(*UILinkReply)(nil),            // 71: cairn.v1.UILinkReply
-	(*JoinRequest)(nil),            // 72: cairn.v1.JoinRequest
-	(*RenewCertRequest)(nil),       // 73: cairn.v1.RenewCertRequest
-	(*CertReply)(nil),              // 74: cairn.v1.CertReply
-	(*JoinTokenRequest)(nil),       // 75: cairn.v1.JoinTokenRequest
-	(*JoinTokenReply)(nil),         // 76: cairn.v1.JoinTokenReply
+	(*ConcatRequest)(nil),          // 68: cairn.v1.ConcatRequest
+	(*ServerDefaultsReply)(nil),    // 69: cairn.v1.ServerDefaultsReply
+	(*DataTransferReply)(nil),      // 70: cairn.v1.DataTransferReply
+	(*UILinkRequest)(nil),          // 71: cairn.v1.UILinkRequest
+	(*UILinkReply)(nil),            // 72: cairn.v1.UILinkReply
+	(*JoinRequest)(nil),            // 73: cairn.v1.JoinRequest
+	(*RenewCertRequest)(nil),       // 74: cairn.v1.RenewCertRequest
+	(*CertReply)(nil),              // 75: cairn.v1.CertReply
+	(*JoinTokenRequest)(nil),       // 76: cairn.v1.JoinTokenRequest
+	(*JoinTokenReply)(nil),         // 77: cairn.v1.JoinTokenReply
 }
 var file_rpc_pb_cairn_proto_depIdxs = []int32{
 	3,  // 0: cairn.v1.LocatedBlock.block:type_name -> cairn.v1.Block
@@ -5718,75 +5777,77 @@ var file_rpc_pb_cairn_proto_depIdxs = []int32{
 	44, // 81: cairn.v1.Namespace.SetNodeAdmin:input_type -> cairn.v1.NodeAdminRequest
 	2,  // 82: cairn.v1.Namespace.RefreshNodes:input_type -> cairn.v1.Empty
 	46, // 83: cairn.v1.Namespace.Balance:input_type -> cairn.v1.BalanceRequest
-	55, // 84: cairn.v1.Registry.Register:input_type -> cairn.v1.Registration
-	58, // 85: cairn.v1.Registry.Heartbeat:input_type -> cairn.v1.HeartbeatRequest
-	63, // 86: cairn.v1.Registry.BlockReport:input_type -> cairn.v1.ReplicaList
-	63, // 87: cairn.v1.Registry.BlocksReceived:input_type -> cairn.v1.ReplicaList
-	61, // 88: cairn.v1.Registry.BlocksDeleted:input_type -> cairn.v1.BlockList
-	64, // 89: cairn.v1.Registry.CommitBlockSynchronization:input_type -> cairn.v1.CommitSyncRequest
-	38, // 90: cairn.v1.Registry.ReportBadReplicas:input_type -> cairn.v1.BadReplicas
-	72, // 91: cairn.v1.Trust.Join:input_type -> cairn.v1.JoinRequest
-	73, // 92: cairn.v1.Trust.RenewCert:input_type -> cairn.v1.RenewCertRequest
-	75, // 93: cairn.v1.Trust.IssueJoinToken:input_type -> cairn.v1.JoinTokenRequest
-	2,  // 94: cairn.v1.Trust.DataTransfer:input_type -> cairn.v1.Empty
-	70, // 95: cairn.v1.Trust.IssueUILink:input_type -> cairn.v1.UILinkRequest
-	2,  // 96: cairn.v1.Trust.ServerDefaults:input_type -> cairn.v1.Empty
-	2,  // 97: cairn.v1.Namespace.Mkdirs:output_type -> cairn.v1.Empty
-	2,  // 98: cairn.v1.Namespace.Mkdir:output_type -> cairn.v1.Empty
-	6,  // 99: cairn.v1.Namespace.Create:output_type -> cairn.v1.FileInfo
-	5,  // 100: cairn.v1.Namespace.AddBlock:output_type -> cairn.v1.LocatedBlock
-	2,  // 101: cairn.v1.Namespace.Complete:output_type -> cairn.v1.Empty
-	6,  // 102: cairn.v1.Namespace.Stat:output_type -> cairn.v1.FileInfo
-	16, // 103: cairn.v1.Namespace.List:output_type -> cairn.v1.ListReply
-	2,  // 104: cairn.v1.Namespace.Rename:output_type -> cairn.v1.Empty
-	2,  // 105: cairn.v1.Namespace.Delete:output_type -> cairn.v1.Empty
-	19, // 106: cairn.v1.Namespace.BlockLocations:output_type -> cairn.v1.FileBlocks
-	20, // 107: cairn.v1.Namespace.Statfs:output_type -> cairn.v1.FsStats
-	22, // 108: cairn.v1.Namespace.Report:output_type -> cairn.v1.ClusterReport
-	6,  // 109: cairn.v1.Namespace.SetAttr:output_type -> cairn.v1.FileInfo
-	2,  // 110: cairn.v1.Namespace.Symlink:output_type -> cairn.v1.Empty
-	2,  // 111: cairn.v1.Namespace.Mknod:output_type -> cairn.v1.Empty
-	2,  // 112: cairn.v1.Namespace.SetXattr:output_type -> cairn.v1.Empty
-	27, // 113: cairn.v1.Namespace.GetXattr:output_type -> cairn.v1.XattrValue
-	28, // 114: cairn.v1.Namespace.ListXattrs:output_type -> cairn.v1.XattrNames
-	2,  // 115: cairn.v1.Namespace.RemoveXattr:output_type -> cairn.v1.Empty
-	29, // 116: cairn.v1.Namespace.GetContentSummary:output_type -> cairn.v1.ContentSummary
-	31, // 117: cairn.v1.Namespace.Append:output_type -> cairn.v1.AppendReply
-	2,  // 118: cairn.v1.Namespace.RenewLease:output_type -> cairn.v1.Empty
-	2,  // 119: cairn.v1.Namespace.AbandonBlock:output_type -> cairn.v1.Empty
-	2,  // 120: cairn.v1.Namespace.Fsync:output_type -> cairn.v1.Empty
-	34, // 121: cairn.v1.Namespace.UpdateBlockForPipeline:output_type -> cairn.v1.GenStampReply
-	2,  // 122: cairn.v1.Namespace.UpdatePipeline:output_type -> cairn.v1.Empty
-	4,  // 123: cairn.v1.Namespace.AdditionalNode:output_type -> cairn.v1.Node
-	2,  // 124: cairn.v1.Namespace.ReportBadReplicas:output_type -> cairn.v1.Empty
-	2,  // 125: cairn.v1.Namespace.Checkpoint:output_type -> cairn.v1.Empty
-	2,  // 126: cairn.v1.Namespace.Unlink:output_type -> cairn.v1.Empty
-	2,  // 127: cairn.v1.Namespace.Release:output_type -> cairn.v1.Empty
-	41, // 128: cairn.v1.Namespace.ReplicaReport:output_type -> cairn.v1.FileReplicas
-	2,  // 129: cairn.v1.Namespace.Link:output_type -> cairn.v1.Empty
-	6,  // 130: cairn.v1.Namespace.Access:output_type -> cairn.v1.FileInfo
-	49, // 131: cairn.v1.Namespace.SafeMode:output_type -> cairn.v1.SafeModeReply
-	52, // 132: cairn.v1.Namespace.GetDelegationToken:output_type -> cairn.v1.DelegationTokenReply
-	54, // 133: cairn.v1.Namespace.RenewDelegationToken:output_type -> cairn.v1.RenewDelegationReply
-	2,  // 134: cairn.v1.Namespace.CancelDelegationToken:output_type -> cairn.v1.Empty
-	21, // 135: cairn.v1.Namespace.SetNodeAdmin:output_type -> cairn.v1.NodeReport
-	45, // 136: cairn.v1.Namespace.RefreshNodes:output_type -> cairn.v1.NodeReports
-	48, // 137: cairn.v1.Namespace.Balance:output_type -> cairn.v1.BalanceReply
-	56, // 138: cairn.v1.Registry.Register:output_type -> cairn.v1.RegisterReply
-	60, // 139: cairn.v1.Registry.Heartbeat:output_type -> cairn.v1.HeartbeatReply
-	2,  // 140: cairn.v1.Registry.BlockReport:output_type -> cairn.v1.Empty
-	2,  // 141: cairn.v1.Registry.BlocksReceived:output_type -> cairn.v1.Empty
-	2,  // 142: cairn.v1.Registry.BlocksDeleted:output_type -> cairn.v1.Empty
-	2,  // 143: cairn.v1.Registry.CommitBlockSynchronization:output_type -> cairn.v1.Empty
-	2,  // 144: cairn.v1.Registry.ReportBadReplicas:output_type -> cairn.v1.Empty
-	74, // 145: cairn.v1.Trust.Join:output_type -> cairn.v1.CertReply
-	74, // 146: cairn.v1.Trust.RenewCert:output_type -> cairn.v1.CertReply
-	76, // 147: cairn.v1.Trust.IssueJoinToken:output_type -> cairn.v1.JoinTokenReply
-	69, // 148: cairn.v1.Trust.DataTransfer:output_type -> cairn.v1.DataTransferReply
-	71, // 149: cairn.v1.Trust.IssueUILink:output_type -> cairn.v1.UILinkReply
-	68, // 150: cairn.v1.Trust.ServerDefaults:output_type -> cairn.v1.ServerDefaultsReply
-	97, // [97:151] is the sub-list for method output_type
-	43, // [43:97] is the sub-list for method input_type
+	68, // 84: cairn.v1.Namespace.Concat:input_type -> cairn.v1.ConcatRequest
+	55, // 85: cairn.v1.Registry.Register:input_type -> cairn.v1.Registration
+	58, // 86: cairn.v1.Registry.Heartbeat:input_type -> cairn.v1.HeartbeatRequest
+	63, // 87: cairn.v1.Registry.BlockReport:input_type -> cairn.v1.ReplicaList
+	63, // 88: cairn.v1.Registry.BlocksReceived:input_type -> cairn.v1.ReplicaList
+	61, // 89: cairn.v1.Registry.BlocksDeleted:input_type -> cairn.v1.BlockList
+	64, // 90: cairn.v1.Registry.CommitBlockSynchronization:input_type -> cairn.v1.CommitSyncRequest
+	38, // 91: cairn.v1.Registry.ReportBadReplicas:input_type -> cairn.v1.BadReplicas
+	73, // 92: cairn.v1.Trust.Join:input_type -> cairn.v1.JoinRequest
+	74, // 93: cairn.v1.Trust.RenewCert:input_type -> cairn.v1.RenewCertRequest
+	76, // 94: cairn.v1.Trust.IssueJoinToken:input_type -> cairn.v1.JoinTokenRequest
+	2,  // 95: cairn.v1.Trust.DataTransfer:input_type -> cairn.v1.Empty
+	71, // 96: cairn.v1.Trust.IssueUILink:input_type -> cairn.v1.UILinkRequest
+	2,  // 97: cairn.v1.Trust.ServerDefaults:input_type -> cairn.v1.Empty
+	2,  // 98: cairn.v1.Namespace.Mkdirs:output_type -> cairn.v1.Empty
+	2,  // 99: cairn.v1.Namespace.Mkdir:output_type -> cairn.v1.Empty
+	6,  // 100: cairn.v1.Namespace.Create:output_type -> cairn.v1.FileInfo
+	5,  // 101: cairn.v1.Namespace.AddBlock:output_type -> cairn.v1.LocatedBlock
+	2,  // 102: cairn.v1.Namespace.Complete:output_type -> cairn.v1.Empty
+	6,  // 103: cairn.v1.Namespace.Stat:output_type -> cairn.v1.FileInfo
+	16, // 104: cairn.v1.Namespace.List:output_type -> cairn.v1.ListReply
+	2,  // 105: cairn.v1.Namespace.Rename:output_type -> cairn.v1.Empty
+	2,  // 106: cairn.v1.Namespace.Delete:output_type -> cairn.v1.Empty
+	19, // 107: cairn.v1.Namespace.BlockLocations:output_type -> cairn.v1.FileBlocks
+	20, // 108: cairn.v1.Namespace.Statfs:output_type -> cairn.v1.FsStats
+	22, // 109: cairn.v1.Namespace.Report:output_type -> cairn.v1.ClusterReport
+	6,  // 110: cairn.v1.Namespace.SetAttr:output_type -> cairn.v1.FileInfo
+	2,  // 111: cairn.v1.Namespace.Symlink:output_type -> cairn.v1.Empty
+	2,  // 112: cairn.v1.Namespace.Mknod:output_type -> cairn.v1.Empty
+	2,  // 113: cairn.v1.Namespace.SetXattr:output_type -> cairn.v1.Empty
+	27, // 114: cairn.v1.Namespace.GetXattr:output_type -> cairn.v1.XattrValue
+	28, // 115: cairn.v1.Namespace.ListXattrs:output_type -> cairn.v1.XattrNames
+	2,  // 116: cairn.v1.Namespace.RemoveXattr:output_type -> cairn.v1.Empty
+	29, // 117: cairn.v1.Namespace.GetContentSummary:output_type -> cairn.v1.ContentSummary
+	31, // 118: cairn.v1.Namespace.Append:output_type -> cairn.v1.AppendReply
+	2,  // 119: cairn.v1.Namespace.RenewLease:output_type -> cairn.v1.Empty
+	2,  // 120: cairn.v1.Namespace.AbandonBlock:output_type -> cairn.v1.Empty
+	2,  // 121: cairn.v1.Namespace.Fsync:output_type -> cairn.v1.Empty
+	34, // 122: cairn.v1.Namespace.UpdateBlockForPipeline:output_type -> cairn.v1.GenStampReply
+	2,  // 123: cairn.v1.Namespace.UpdatePipeline:output_type -> cairn.v1.Empty
+	4,  // 124: cairn.v1.Namespace.AdditionalNode:output_type -> cairn.v1.Node
+	2,  // 125: cairn.v1.Namespace.ReportBadReplicas:output_type -> cairn.v1.Empty
+	2,  // 126: cairn.v1.Namespace.Checkpoint:output_type -> cairn.v1.Empty
+	2,  // 127: cairn.v1.Namespace.Unlink:output_type -> cairn.v1.Empty
+	2,  // 128: cairn.v1.Namespace.Release:output_type -> cairn.v1.Empty
+	41, // 129: cairn.v1.Namespace.ReplicaReport:output_type -> cairn.v1.FileReplicas
+	2,  // 130: cairn.v1.Namespace.Link:output_type -> cairn.v1.Empty
+	6,  // 131: cairn.v1.Namespace.Access:output_type -> cairn.v1.FileInfo
+	49, // 132: cairn.v1.Namespace.SafeMode:output_type -> cairn.v1.SafeModeReply
+	52, // 133: cairn.v1.Namespace.GetDelegationToken:output_type -> cairn.v1.DelegationTokenReply
+	54, // 134: cairn.v1.Namespace.RenewDelegationToken:output_type -> cairn.v1.RenewDelegationReply
+	2,  // 135: cairn.v1.Namespace.CancelDelegationToken:output_type -> cairn.v1.Empty
+	21, // 136: cairn.v1.Namespace.SetNodeAdmin:output_type -> cairn.v1.NodeReport
+	45, // 137: cairn.v1.Namespace.RefreshNodes:output_type -> cairn.v1.NodeReports
+	48, // 138: cairn.v1.Namespace.Balance:output_type -> cairn.v1.BalanceReply
+	2,  // 139: cairn.v1.Namespace.Concat:output_type -> cairn.v1.Empty
+	56, // 140: cairn.v1.Registry.Register:output_type -> cairn.v1.RegisterReply
+	60, // 141: cairn.v1.Registry.Heartbeat:output_type -> cairn.v1.HeartbeatReply
+	2,  // 142: cairn.v1.Registry.BlockReport:output_type -> cairn.v1.Empty
+	2,  // 143: cairn.v1.Registry.BlocksReceived:output_type -> cairn.v1.Empty
+	2,  // 144: cairn.v1.Registry.BlocksDeleted:output_type -> cairn.v1.Empty
+	2,  // 145: cairn.v1.Registry.CommitBlockSynchronization:output_type -> cairn.v1.Empty
+	2,  // 146: cairn.v1.Registry.ReportBadReplicas:output_type -> cairn.v1.Empty
+	75, // 147: cairn.v1.Trust.Join:output_type -> cairn.v1.CertReply
+	75, // 148: cairn.v1.Trust.RenewCert:output_type -> cairn.v1.CertReply
+	77, // 149: cairn.v1.Trust.IssueJoinToken:output_type -> cairn.v1.JoinTokenReply
+	70, // 150: cairn.v1.Trust.DataTransfer:output_type -> cairn.v1.DataTransferReply
+	72, // 151: cairn.v1.Trust.IssueUILink:output_type -> cairn.v1.UILinkReply
+	69, // 152: cairn.v1.Trust.ServerDefaults:output_type -> cairn.v1.ServerDefaultsReply
+	98, // [98:153] is the sub-list for method output_type
+	43, // [43:98] is the sub-list for method input_type
 	43, // [43:43] is the sub-list for extension type_name
 	43, // [43:43] is the sub-list for extension extendee
 	0,  // [0:43] is the sub-list for field type_name
@@ -5804,7 +5865,7 @@ func file_rpc_pb_cairn_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rpc_pb_cairn_proto_rawDesc), len(file_rpc_pb_cairn_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   75,
+			NumMessages:   76,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

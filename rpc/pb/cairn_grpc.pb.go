@@ -63,6 +63,7 @@ const (
 	Namespace_SetNodeAdmin_FullMethodName           = "/cairn.v1.Namespace/SetNodeAdmin"
 	Namespace_RefreshNodes_FullMethodName           = "/cairn.v1.Namespace/RefreshNodes"
 	Namespace_Balance_FullMethodName                = "/cairn.v1.Namespace/Balance"
+	Namespace_Concat_FullMethodName                 = "/cairn.v1.Namespace/Concat"
 )
 
 // NamespaceClient is the client API for Namespace service.
@@ -110,6 +111,7 @@ type NamespaceClient interface {
 	SetNodeAdmin(ctx context.Context, in *NodeAdminRequest, opts ...grpc.CallOption) (*NodeReport, error)
 	RefreshNodes(ctx context.Context, in *Empty, opts ...grpc.CallOption) (*NodeReports, error)
 	Balance(ctx context.Context, in *BalanceRequest, opts ...grpc.CallOption) (*BalanceReply, error)
+	Concat(ctx context.Context, in *ConcatRequest, opts ...grpc.CallOption) (*Empty, error)
 }
 
 type namespaceClient struct {
@@ -530,6 +532,16 @@ func (c *namespaceClient) Balance(ctx context.Context, in *BalanceRequest, opts 
 	return out, nil
 }
 
+func (c *namespaceClient) Concat(ctx context.Context, in *ConcatRequest, opts ...grpc.CallOption) (*Empty, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Empty)
+	err := c.cc.Invoke(ctx, Namespace_Concat_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // NamespaceServer is the server API for Namespace service.
 // All implementations must embed UnimplementedNamespaceServer
 // for forward compatibility.
@@ -575,6 +587,7 @@ type NamespaceServer interface {
 	SetNodeAdmin(context.Context, *NodeAdminRequest) (*NodeReport, error)
 	RefreshNodes(context.Context, *Empty) (*NodeReports, error)
 	Balance(context.Context, *BalanceRequest) (*BalanceReply, error)
+	Concat(context.Context, *ConcatRequest) (*Empty, error)
 	mustEmbedUnimplementedNamespaceServer()
 }
 
@@ -707,6 +720,9 @@ func (UnimplementedNamespaceServer) RefreshNodes(context.Context, *Empty) (*Node
 }
 func (UnimplementedNamespaceServer) Balance(context.Context, *BalanceRequest) (*BalanceReply, error) {
 	return nil, status.Error(codes.Unimplemented, "method Balance not implemented")
+}
+func (UnimplementedNamespaceServer) Concat(context.Context, *ConcatRequest) (*Empty, error) {
+	return nil, status.Error(codes.Unimplemented, "method Concat not implemented")
 }
 func (UnimplementedNamespaceServer) mustEmbedUnimplementedNamespaceServer() {}
 func (UnimplementedNamespaceServer) testEmbeddedByValue()                   {}
@@ -1467,6 +1483,24 @@ func _Namespace_Balance_Handler(srv interface{}, ctx context.Context, dec func(i
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Namespace_Concat_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ConcatRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(NamespaceServer).Concat(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Namespace_Concat_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(NamespaceServer).Concat(ctx, req.(*ConcatRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Namespace_ServiceDesc is the grpc.ServiceDesc for Namespace service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1637,6 +1671,10 @@ var Namespace_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Balance",
 			Handler:    _Namespace_Balance_Handler,
+		},
+		{
+			MethodName: "Concat",
+			Handler:    _Namespace_Concat_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -26,6 +26,7 @@ func init() {
 		"chgrp":         {"[-R] GROUP PATH...", "This is equivalent to -chown ... :GROUP ...", (*shell).chgrp},
 		"chmod":         {"[-R] <MODE[,MODE]... | OCTALMODE> PATH...", "Changes permissions of a file. -R modifies the files recursively.", (*shell).chmod},
 		"chown":         {"[-R] [OWNER][:[GROUP]] PATH...", "Changes owner and group of a file. -R modifies the files recursively.", (*shell).chown},
+		"concat":        {"<target path> <src path> <src path> ...", "Concatenate existing source files into the target file. Target file and source files should be in the same directory.", (*shell).concat},
 		"copyFromLocal": {"[-f] [-p] [-d] <localsrc> ... <dst>", "Identical to the -put command.", (*shell).put},
 		"copyToLocal":   {"[-f] [-p] [-ignoreCrc] [-crc] <src> ... <localdst>", "Identical to the -get command.", (*shell).get},
 		"count":         {"[-q] [-h] [-v] [-u] <path> ...", "Count the number of directories, files and bytes under the paths that match the specified file pattern. The output columns are:\nDIR_COUNT FILE_COUNT CONTENT_SIZE PATHNAME\nor, with the -q option:\nQUOTA REM_QUOTA SPACE_QUOTA REM_SPACE_QUOTA\n      DIR_COUNT FILE_COUNT CONTENT_SIZE PATHNAME\nThe -h option shows file sizes in human readable format.\nThe -v option displays a header line. cairn has no quotas: none and inf.", (*shell).count},

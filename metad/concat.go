@@ -34,7 +34,8 @@ import (
 // block alone, and the replication monitor reads a block's file, and so
 // the replication it wants, from its "k" key, which the batch rewrites. So
 // the batch is the whole change; a moved block takes the target's
-// replication from the next monitor round on.
+// replication from the next monitor round on (a full one when a source's
+// replication differs from the target's).
 
 func (m *Metad) Concat(ctx context.Context, target string, sources []string) error {
 	const op = "metad.Concat"
@@ -54,14 +55,23 @@ func (m *Metad) Concat(ctx context.Context, target string, sources []string) err
 		return err
 	}
 	var moved int
+	replChanged := false
 	err = m.mutate(func(b *pebble.Batch) error {
 		t, err := m.concatPlan(op, target, sources, c)
 		if err != nil {
 			return err
 		}
+		for _, s := range t.sources {
+			replChanged = replChanged || s.in.Replication != t.target.Replication
+		}
 		moved, err = m.applyConcat(b, t)
 		return err
 	})
+	if err == nil && replChanged {
+		// Moved blocks now want the target's replication: the next
+		// round looks at every block, as after a setrep.
+		m.replChanged.Store(true)
+	}
 	if err == nil {
 		m.log.Info("files concatenated", zap.String("target", target), zap.Int("sources", len(sources)), zap.Int("blocks_moved", moved))
 	}

@@ -262,3 +262,51 @@ func TestConcatBlockIDsOutOfOrder(t *testing.T) {
 	}
 	checkNow(t, m)
 }
+
+// TestConcatReplicationSeenByNextRound: a block moved to a target of
+// another replication is judged at the next round, not at the next full
+// check: quick rounds skip blocks with the default count of replicas, as
+// the moved block had for its source.
+func TestConcatReplicationSeenByNextRound(t *testing.T) {
+	clock := newFakeClock()
+	m := openCfg(t, Config{Clock: clock, DeadAfter: time.Minute, Heartbeat: time.Second})
+	nodes := registerNodes(t, m, 4)
+	ctx := context.Background()
+	must(t, m.Mkdir(ctx, "/d", 0o755))
+	write := func(path string, repl int, n int64) cairn.Block {
+		t.Helper()
+		if _, err := m.Create(ctx, path, cairn.CreateOptions{Client: "c", Replication: repl, BlockSize: testBlock}); err != nil {
+			t.Fatal(err)
+		}
+		lb, err := m.AddBlock(ctx, cairn.WriterRef{Path: path, Client: "c"}, nil, nil)
+		must(t, err)
+		b := lb.Block
+		b.Len = n
+		for _, nd := range lb.Locations {
+			must(t, m.BlocksReceived(ctx, nd.StorageID, finalized(b)))
+		}
+		must(t, m.Complete(ctx, cairn.WriterRef{Path: path, Client: "c"}, &b))
+		return b
+	}
+	write("/d/t", 1, testBlock)
+	sb := write("/d/s", m.cfg.Replication, 500)
+	must(t, m.checkReplication(true))
+	heartbeatAll(t, m, nodes, "")
+	must(t, m.Concat(ctx, "/d/t", []string{"/d/s"}))
+	must(t, m.checkReplication(false))
+	deletes := 0
+	for _, cmds := range heartbeatAll(t, m, nodes, "") {
+		for _, c := range cmds {
+			if c.Kind == cairn.CmdDelete {
+				for _, b := range c.Blocks {
+					if b.ID == sb.ID {
+						deletes++
+					}
+				}
+			}
+		}
+	}
+	if want := m.cfg.Replication - 1; deletes != want {
+		t.Fatalf("the moved block, now of a file at replication 1: %d replicas trimmed at the next round, want %d", deletes, want)
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"net/http/pprof"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sync"
 	"time"
 
@@ -73,6 +74,9 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	invalidateLimit := fl.Int("block-invalidate-limit", DefaultInvalidateLimit, "replicas one heartbeat reply asks a blockd to delete; the rest wait for the next")
 	hostsExclude := fl.String("hosts-exclude", "", "a file naming blockds to decommission, one a line (host, HOST:PORT data address or storage ID); read again at `cairn admin -refreshNodes`")
 	trashMin := fl.Float64("trash-interval", 0, "minutes a path removed by `cairn dfs -rm` stays in the trash, and how often the emptier runs (HDFS's fs.trash.interval); 0: trash is off")
+	peers := fl.String("peers", "", "make this metad a member of a group replicated through Raft: the members' RPC addresses, HOST:PORT,... (this one among them); each member's Raft transport listens on its RPC port + 1. With --format, the group starts with these members")
+	self := fl.String("self", "", "with --peers: this member's address as listed there (default: the one matching --listen)")
+	election := fl.Duration("election-timeout", DefaultElectionTimeout, "with --peers: a follower that hears no leader this long stands for election")
 	debug := fl.Bool("debug", false, "log at debug level")
 	fl.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: cairn metad --data DIR [--format [--force] | --restore CKPT [--force]] [--listen :9000] [--http :9870]\n"+
@@ -112,6 +116,30 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if *ckptEvery > 0 {
 		periodic = *ckptDir
 	}
+	var raftCfg *RaftConfig
+	if *peers != "" {
+		ps, err := ParsePeers(*peers)
+		if err != nil {
+			return daemon.Usage(stderr, "cairn metad", "--peers: "+err.Error())
+		}
+		me := *self
+		if me == "" {
+			if me, err = SelfOf(ps, *listen); err != nil {
+				return daemon.Usage(stderr, "cairn metad", err.Error())
+			}
+		} else if !slices.Contains(ps, me) {
+			return daemon.Usage(stderr, "cairn metad", fmt.Sprintf("--self %s is not among --peers", me))
+		}
+		if *election < 10*time.Millisecond {
+			return daemon.Usage(stderr, "cairn metad", "--election-timeout must be at least 10ms")
+		}
+		if *restore != "" {
+			return daemon.Usage(stderr, "cairn metad", "--restore and --peers exclude each other: restore a single metad, then start a group from it")
+		}
+		raftCfg = &RaftConfig{Self: me, Peers: ps, Bootstrap: *format, Listen: *listen, ElectionTimeout: *election}
+	} else if explicitlySet(fl, "self") || explicitlySet(fl, "election-timeout") {
+		return daemon.Usage(stderr, "cairn metad", "--self and --election-timeout go with --peers")
+	}
 	if *trashMin < 0 {
 		return daemon.Usage(stderr, "cairn metad", "--trash-interval must be 0 (off) or a positive number of minutes")
 	}
@@ -143,6 +171,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		TopologyScript: *topoScript,
 		MaxStreams:     *maxStreams, StreamsHardLimit: *hardLimit, PendingTimeout: *pendingTimeout, InvalidateLimit: *invalidateLimit,
 		HostsExclude: *hostsExclude, TrashInterval: time.Duration(*trashMin * float64(time.Minute)),
+		Raft: raftCfg,
 	}, *insecureFlag); err != nil {
 		log.Error("metad stopped", zap.Error(err))
 		fmt.Fprintf(stderr, "cairn metad: %v\n", err)
@@ -213,6 +242,16 @@ func serve(ctx context.Context, log *zap.Logger, dir string, format, force bool,
 		wg.Add(1)
 		go func() { defer wg.Done(); m.runSelfRenewal(bg) }()
 	}
+	if cfg.Raft != nil {
+		rc := *cfg.Raft
+		if !insecure {
+			rc.Server, rc.Client = RaftTLS(m.self, m.revoked)
+		}
+		if err := m.startReplica(rc); err != nil {
+			return err
+		}
+		defer m.rep.stop() // before the store closes (deferred above)
+	}
 	wg.Add(4)
 	go func() { defer wg.Done(); m.runTrashEmptier(bg) }()
 	go func() { defer wg.Done(); m.runLeaseMonitor(bg) }()
@@ -225,7 +264,7 @@ func serve(ctx context.Context, log *zap.Logger, dir string, format, force bool,
 	lis = daemon.CapListener(lis, m.cfg.MaxConns, "metad RPC", log)
 	rc := newRetryCache(m.cfg.RetryCacheSize, m.cfg.RetryCacheExpiry, m.clock.Now, log.Named("retrycache"))
 	auth := &rpc.Auth{Insecure: insecure, Groups: m.hostGroups, Revoked: m.revoked}
-	srv := grpc.NewServer(append(srvOpts, grpc.ChainUnaryInterceptor(m.stats.countRPCs, auth.Unary, markRemote, m.safeModeGate, rc.intercept), grpc.ChainStreamInterceptor(auth.Stream))...)
+	srv := grpc.NewServer(append(srvOpts, grpc.ChainUnaryInterceptor(m.stats.countRPCs, auth.Unary, markRemote, m.leaderGate, m.safeModeGate, rc.intercept), grpc.ChainStreamInterceptor(auth.Stream))...)
 	rpc.RegisterNamespace(srv, m)
 	rpc.RegisterRegistry(srv, m)
 	rpc.RegisterTrust(srv, m)

@@ -117,6 +117,10 @@ type Config struct {
 	// HostsExclude names the exclude file: the blockds it names are
 	// decommissioned (decommission.go), read at start and at RefreshNodes.
 	HostsExclude string
+	// Raft makes this metad a member of a group (raftnode.go); nil: a
+	// single metad. serve starts the member once the certificates are
+	// loaded.
+	Raft *RaftConfig
 	// EncryptData makes blockds' data ports take mutual TLS only (HDFS's
 	// dfs.encrypt.data.transfer): blockds hear it at registration,
 	// clients from DataTransfer.
@@ -163,6 +167,13 @@ type Metad struct {
 	groupCache sync.Map       // user name → groupEntry (certs.go)
 	stats      stats          // counters served at /metrics
 	httpAddr   atomic.Value   // string: the HTTP port's bound address, for sign-in links (uilink.go)
+
+	// rep is this metad's membership of a group (raftnode.go), nil for
+	// a single metad. serving is held (read) by every call and round of
+	// background work that reads the store, and (write) by the restore
+	// of a snapshot, which replaces the store.
+	rep     *replica
+	serving sync.RWMutex
 }
 
 var pebbleLog = zap.NewNop()
@@ -291,7 +302,23 @@ func Open(cfg Config) (*Metad, error) {
 		cfg.InvalidateLimit = DefaultInvalidateLimit
 	}
 	pebbleLog = cfg.Logger.Named("pebble")
-	st, err := openStore(filepath.Join(cfg.Dir, storeDir), false, cfg.CacheSize, cfg.storeFS)
+	var st *store
+	if cfg.Raft != nil {
+		// A member of a group: finish a snapshot's restore cut short, and
+		// start from an empty store if this member was not the one
+		// formatted (the namespace comes through the log).
+		if err := finishRestore(cfg.Dir); err != nil {
+			return nil, fmt.Errorf("finish a snapshot's restore in %s: %w", cfg.Dir, err)
+		}
+		if old, _ := filepath.Glob(filepath.Join(cfg.Dir, ".raft-snapshot-*")); len(old) > 0 {
+			for _, o := range old {
+				_ = os.RemoveAll(o)
+			}
+		}
+		st, err = openReplicaStore(filepath.Join(cfg.Dir, storeDir), cfg.CacheSize)
+	} else {
+		st, err = openStore(filepath.Join(cfg.Dir, storeDir), false, cfg.CacheSize, cfg.storeFS)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -303,7 +330,7 @@ func Open(cfg Config) (*Metad, error) {
 			return nil, fmt.Errorf("record layout version %d in %s: %w", LayoutVersion, cfg.Dir, err)
 		}
 	}
-	tokens, err := blocktoken.NewManager(blocktoken.ManagerConfig{Interval: cfg.KeyInterval, Lifetime: cfg.TokenLifetime, Grace: 2*cfg.Heartbeat + time.Second, Now: cfg.Clock.Now}, keyStore{st.db})
+	tokens, err := blocktoken.NewManager(blocktoken.ManagerConfig{Interval: cfg.KeyInterval, Lifetime: cfg.TokenLifetime, Grace: 2*cfg.Heartbeat + time.Second, Now: cfg.Clock.Now}, keyStore{st})
 	if err != nil {
 		_ = st.close()
 		return nil, err

@@ -179,10 +179,13 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	cancelDT := fl.String("cancel-delegation-token", "", "cancel this delegation `TOKEN` (its owner or renewer)")
 	decom := fl.String("decommission", "", "decommission the blockd `NODE` (its storage ID or data address HOST:PORT): its replicas are copied elsewhere, then it is Decommissioned")
 	recom := fl.String("recommission", "", "put the blockd `NODE` back in service")
+	members := fl.Bool("metad-members", false, "print the members of the metad group (--peers), as the metad answering sees them: address, Raft address, voter, leader")
+	addMetad := fl.String("add-metad", "", "add the metad at RPC address `HOST:PORT` to the group (its Raft transport at PORT+1); it catches up from the leader's log or a snapshot")
+	removeMetad := fl.String("remove-metad", "", "remove the metad at RPC address `HOST:PORT` from the group")
 	refresh := fl.Bool("refreshNodes", false, "make metad read its --hosts-exclude file again and decommission (or put back in service) the blockds it names")
 	timeout := fl.Duration("timeout", 5*time.Minute, "give up after this long")
 	fl.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: cairn admin [--metad HOST:PORT] -report | -printTopology | -checkpoint DIR | -safemode get|enter|leave|wait | -join-token [-role blockd|mount|user NAME|admin NAME] [-ttl 1h] | -ui-link [-ttl 5m] | -decommission NODE | -recommission NODE | -refreshNodes | -delegation-token [-renewer NAME] | -renew-delegation-token TOKEN | -cancel-delegation-token TOKEN\n\nAdministers the cluster, as hdfs dfsadmin does.\n\n")
+		fmt.Fprintf(stderr, "Usage: cairn admin [--metad HOST:PORT] -report | -printTopology | -checkpoint DIR | -safemode get|enter|leave|wait | -join-token [-role blockd|mount|user NAME|admin NAME] [-ttl 1h] | -ui-link [-ttl 5m] | -decommission NODE | -recommission NODE | -refreshNodes | -metad-members | -add-metad HOST:PORT | -remove-metad HOST:PORT | -delegation-token [-renewer NAME] | -renew-delegation-token TOKEN | -cancel-delegation-token TOKEN\n\nAdministers the cluster, as hdfs dfsadmin does.\n\n")
 		fl.PrintDefaults()
 	}
 	pos, code, ok := daemon.ParseFlags(fl, args, -1, stderr)
@@ -195,9 +198,9 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(pos) > 0 {
 		return daemon.Usage(stderr, "cairn admin", fmt.Sprintf("unexpected argument %q", pos[0]))
 	}
-	if n := countTrue(*report, *topology, *ckpt != "", *safemode != "", *joinTok, *uiLink, *dt, *renewDT != "", *cancelDT != "", *decom != "", *recom != "", *refresh); n != 1 {
+	if n := countTrue(*report, *topology, *ckpt != "", *safemode != "", *joinTok, *uiLink, *dt, *renewDT != "", *cancelDT != "", *decom != "", *recom != "", *refresh, *members, *addMetad != "", *removeMetad != ""); n != 1 {
 		return daemon.Usage(stderr, "cairn admin", "give one of -report, -printTopology, -checkpoint DIR, -safemode ACTION, -join-token, -ui-link, "+
-			"-delegation-token, -renew-delegation-token TOKEN, -cancel-delegation-token TOKEN, -decommission NODE, -recommission NODE and -refreshNodes")
+			"-delegation-token, -renew-delegation-token TOKEN, -cancel-delegation-token TOKEN, -decommission NODE, -recommission NODE, -refreshNodes, -metad-members, -add-metad HOST:PORT and -remove-metad HOST:PORT")
 	}
 	if *uiLink && !ttlSet(fl) {
 		*ttl = trust.DefaultUILinkTTL
@@ -249,6 +252,16 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = runNodeAdmin(ctx, c, *recom, cairn.NodeRecommission, stdout)
 	case *refresh:
 		err = runRefreshNodes(ctx, c, stdout)
+	case *members:
+		err = runMetadMembers(ctx, c, stdout)
+	case *addMetad != "":
+		if err = c.Group().AddMetad(ctx, *addMetad); err == nil {
+			fmt.Fprintf(stdout, "Added metad %s to the group\n", *addMetad)
+		}
+	case *removeMetad != "":
+		if err = c.Group().RemoveMetad(ctx, *removeMetad); err == nil {
+			fmt.Fprintf(stdout, "Removed metad %s from the group\n", *removeMetad)
+		}
 	default:
 		err = runSafeMode(ctx, c, action, waitOff, stdout)
 	}

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"os"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -77,6 +78,9 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	peers := fl.String("peers", "", "make this metad a member of a group replicated through Raft: the members' RPC addresses, HOST:PORT,... (this one among them); each member's Raft transport listens on its RPC port + 1. With --format, the group starts with these members")
 	self := fl.String("self", "", "with --peers: this member's address as listed there (default: the one matching --listen)")
 	election := fl.Duration("election-timeout", DefaultElectionTimeout, "with --peers: a follower that hears no leader this long stands for election")
+	snapEvery := fl.Uint64("snapshot-threshold", 0, "with --peers: entries between two snapshots of the store (0: 8192)")
+	snapCheck := fl.Duration("snapshot-interval", 0, "with --peers: how often to look whether a snapshot is due (0: 2m)")
+	trailing := fl.Uint64("trailing-logs", 0, "with --peers: entries kept behind a snapshot, so a member that lags less catches up from the log (0: 10240)")
 	debug := fl.Bool("debug", false, "log at debug level")
 	fl.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: cairn metad --data DIR [--format [--force] | --restore CKPT [--force]] [--listen :9000] [--http :9870]\n"+
@@ -136,9 +140,10 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		if *restore != "" {
 			return daemon.Usage(stderr, "cairn metad", "--restore and --peers exclude each other: restore a single metad, then start a group from it")
 		}
-		raftCfg = &RaftConfig{Self: me, Peers: ps, Bootstrap: *format, Listen: *listen, ElectionTimeout: *election}
-	} else if explicitlySet(fl, "self") || explicitlySet(fl, "election-timeout") {
-		return daemon.Usage(stderr, "cairn metad", "--self and --election-timeout go with --peers")
+		raftCfg = &RaftConfig{Self: me, Peers: ps, Bootstrap: *format, Listen: *listen, ElectionTimeout: *election,
+			SnapshotThreshold: *snapEvery, SnapshotInterval: *snapCheck, TrailingLogs: *trailing}
+	} else if explicitlySet(fl, "self") || explicitlySet(fl, "election-timeout") || *snapEvery > 0 || *snapCheck > 0 || *trailing > 0 {
+		return daemon.Usage(stderr, "cairn metad", "--self, --election-timeout, --snapshot-threshold, --snapshot-interval and --trailing-logs go with --peers")
 	}
 	if *trashMin < 0 {
 		return daemon.Usage(stderr, "cairn metad", "--trash-interval must be 0 (off) or a positive number of minutes")
@@ -215,6 +220,11 @@ func serve(ctx context.Context, log *zap.Logger, dir string, format, force bool,
 			return err
 		}
 		log.Info("formatted", zap.String("dir", dir), zap.String("namespace_id", id))
+	}
+	if cfg.Raft != nil && !insecure && !format {
+		if _, err := os.Stat(filepath.Join(dir, trust.CADir)); err != nil {
+			return fmt.Errorf("a member of a metad group shares the cluster CA: copy %s (and VERSION) from the data directory of the member formatted with --peers: %w", trust.CADir, err)
+		}
 	}
 	start := time.Now()
 	m, err := Open(cfg)

@@ -58,6 +58,13 @@ type RaftConfig struct {
 	// listens on its host at RaftPortOffset above its port.
 	Listen          string
 	ElectionTimeout time.Duration
+	// SnapshotThreshold is how many entries the log gains between
+	// snapshots, checked every SnapshotInterval; TrailingLogs, how many
+	// stay behind a snapshot for members that lag (zero: Raft's
+	// defaults, 8192, 2 min and 10240).
+	SnapshotThreshold uint64
+	SnapshotInterval  time.Duration
+	TrailingLogs      uint64
 	// Server and Client are the Raft transport's TLS configurations
 	// (nil: plain TCP, an --insecure cluster).
 	Server, Client *tls.Config
@@ -185,6 +192,15 @@ func (m *Metad) startReplica(rc RaftConfig) error {
 	conf.CommitTimeout = 5 * time.Millisecond
 	conf.NoSnapshotRestoreOnStart = true // the store persists; it is ahead of any snapshot (raftfsm.go)
 	conf.Logger = hl
+	if rc.SnapshotThreshold > 0 {
+		conf.SnapshotThreshold = rc.SnapshotThreshold
+	}
+	if rc.SnapshotInterval > 0 {
+		conf.SnapshotInterval = rc.SnapshotInterval
+	}
+	if rc.TrailingLogs > 0 {
+		conf.TrailingLogs = rc.TrailingLogs
+	}
 	if rc.Bootstrap {
 		has, err := raft.HasExistingState(logs, logs, snaps)
 		if err != nil {

@@ -434,13 +434,10 @@ func (m *Metad) leaderGate(ctx context.Context, req any, info *grpc.UnaryServerI
 	return handler(ctx, req)
 }
 
-// leading reports whether this metad does a leader's background work
-// (lease recovery, replication, trash, checkpoints): a single metad
-// always, a group's member while it leads.
-func (m *Metad) leading() bool { return m.rep == nil || m.rep.ready.Load() }
-
-// leaderWork runs fn, a round of background work, if this metad leads
-// (leading), with the store held against a snapshot's restore.
+// leaderWork runs fn, a round of a leader's background work (lease
+// recovery, replication, trash, checkpoints), if this metad leads: a
+// single metad always, a group's member while it is ready; the store is
+// held against a snapshot's restore meanwhile.
 func (m *Metad) leaderWork(fn func()) {
 	if m.rep == nil {
 		fn()

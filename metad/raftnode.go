@@ -418,7 +418,7 @@ func (m *Metad) leaderGate(ctx context.Context, req any, info *grpc.UnaryServerI
 		if l := rep.leader(); l != "" && l != rep.self {
 			_ = grpc.SetTrailer(ctx, metadata.Pairs(LeaderTrailer, l))
 		}
-		return nil, rpc.ToStatus(rep.notLeader(info.FullMethod))
+		return nil, rpc.ToStatus(rep.notLeader("metad." + info.FullMethod[strings.LastIndexByte(info.FullMethod, '/')+1:]))
 	}
 	if !rep.ready.Load() {
 		return refuse()

@@ -166,6 +166,49 @@ func TestMetadGroupFailover(t *testing.T) {
 		refusedOnRaftPort(t, g, newLeader)
 	}
 
+	// A minority (the old leader alone) refuses writes and reads: it
+	// acknowledges nothing and answers nothing from a store that may be
+	// stale.
+	lone := leader
+	for i := range g.Size() {
+		if i != lone {
+			g.Kill(t, i)
+		}
+	}
+	lc, err := client.Dial(g.MemberAddr(lone), client.Options{Creds: g.ClientCreds()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lc.Close()
+	mctx, mcancel := context.WithTimeout(ctx, 5*time.Second)
+	err = lc.NS.Mkdir(mctx, "/g/minority", 0o755)
+	mcancel()
+	if err == nil {
+		t.Fatal("a member alone acknowledged a mkdir")
+	}
+	t.Logf("mkdir at a minority: %v", err)
+	if _, err := lc.NS.Stat(ctx, "/g"); !errors.Is(err, cairn.ErrNotLeader) {
+		t.Fatalf("stat at a minority: %v, want ErrNotLeader", err)
+	}
+	for i := range g.Size() {
+		if i != lone {
+			g.Restart(t, i)
+		}
+	}
+	newLeader = g.WaitLeader(t, -1, 30*time.Second)
+	if err := cl.NS.Mkdir(ctx, "/g/majority", 0o755); err != nil {
+		t.Fatalf("mkdir once the majority is back: %v", err)
+	}
+	if _, err := cl.NS.Stat(ctx, "/g/minority"); !errors.Is(err, cairn.ErrNotExist) {
+		t.Fatalf("the mkdir refused at the minority: stat says %v, want ErrNotExist", err)
+	}
+	if want, err = g.Status(t, newLeader); err != nil {
+		t.Fatal(err)
+	}
+	for i := range g.Size() {
+		waitApplied(t, g, i, want.Applied)
+	}
+
 	// The three stores hold one namespace.
 	for i := range g.Size() {
 		g.Stop(t, i)

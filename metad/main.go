@@ -128,7 +128,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		me := *self
 		if me == "" {
-			if me, err = SelfOf(ps, *listen); err != nil {
+			if me, err = SelfOf(ps, *listen, nil); err != nil {
 				return daemon.Usage(stderr, "cairn metad", err.Error())
 			}
 		} else if !slices.Contains(ps, me) {

@@ -343,3 +343,44 @@ func FuzzSnapshotTar(f *testing.F) {
 		}
 	})
 }
+
+func TestSelfOf(t *testing.T) {
+	local := func() []net.IP { return []net.IP{net.ParseIP("127.0.0.1")} }
+	for _, c := range []struct {
+		peers, listen, want string
+	}{
+		{"127.0.0.1:9000,127.0.0.1:9010", "127.0.0.1:9010", "127.0.0.1:9010"},
+		{"a:9000,b:9010", ":9010", "b:9010"},
+		{"127.0.0.1:9000,192.0.2.1:9000,192.0.2.2:9000", ":9000", "127.0.0.1:9000"},
+		{"192.0.2.1:9000,192.0.2.2:9000", ":9000", ""},
+		{"127.0.0.1:9000", ":9100", ""},
+	} {
+		ps, err := ParsePeers(c.peers)
+		must(t, err)
+		got, err := SelfOf(ps, c.listen, local)
+		if got != c.want || (err == nil) != (c.want != "") {
+			t.Errorf("SelfOf(%s, %s) = %q, %v; want %q", c.peers, c.listen, got, err, c.want)
+		}
+	}
+	for _, bad := range []string{"", ",", "a", "a:0", "a:65535", "a:9000,a:9000", "a:x"} {
+		if ps, err := ParsePeers(bad); err == nil {
+			t.Errorf("ParsePeers(%q) = %v, accepted", bad, ps)
+		}
+	}
+}
+
+func FuzzParsePeers(f *testing.F) {
+	f.Add("a:9000,b:9000")
+	f.Add("[::1]:9000, 127.0.0.1:9010")
+	f.Fuzz(func(t *testing.T, s string) {
+		ps, err := ParsePeers(s)
+		if err != nil {
+			return
+		}
+		for _, p := range ps {
+			if _, err := RaftAddr(p); err != nil {
+				t.Fatalf("ParsePeers(%q) accepted %q: %v", s, p, err)
+			}
+		}
+	})
+}

@@ -109,8 +109,10 @@ func ParsePeers(s string) ([]string, error) {
 }
 
 // SelfOf picks this member's address among peers: the one equal to
-// listen, or else the only one with listen's port.
-func SelfOf(peers []string, listen string) (string, error) {
+// listen; else the only one with listen's port; else the only one with
+// listen's port whose host is an address of this machine (local lists
+// them; nil: the machine's interfaces).
+func SelfOf(peers []string, listen string, local func() []net.IP) (string, error) {
 	_, lport, err := net.SplitHostPort(listen)
 	if err != nil {
 		return "", fmt.Errorf("--listen %q: %w", listen, err)
@@ -124,10 +126,43 @@ func SelfOf(peers []string, listen string) (string, error) {
 			same = append(same, p)
 		}
 	}
-	if len(same) != 1 {
+	if len(same) == 1 {
+		return same[0], nil
+	}
+	if local == nil {
+		local = localIPs
+	}
+	mine := map[string]bool{}
+	for _, ip := range local() {
+		mine[ip.String()] = true
+	}
+	var here []string
+	for _, p := range same {
+		host, _, _ := net.SplitHostPort(p)
+		ips, _ := net.LookupIP(host)
+		for _, ip := range ips {
+			if mine[ip.String()] {
+				here = append(here, p)
+				break
+			}
+		}
+	}
+	if len(here) != 1 {
 		return "", fmt.Errorf("cannot tell which of the members %s this metad (--listen %s) is: give --self", strings.Join(peers, ","), listen)
 	}
-	return same[0], nil
+	return here[0], nil
+}
+
+// localIPs are the addresses of this machine's interfaces.
+func localIPs() []net.IP {
+	addrs, _ := net.InterfaceAddrs()
+	var out []net.IP
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok {
+			out = append(out, n.IP)
+		}
+	}
+	return out
 }
 
 // replica is a metad's membership of its group.

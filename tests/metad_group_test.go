@@ -23,8 +23,9 @@ import (
 // leader SIGKILLed in the middle of them, a new leader elected, every
 // acknowledged create there, the old leader back and caught up (from a
 // snapshot: it missed more entries than the others keep behind theirs),
-// and `cairn metad check` on the three stores agreeing on the namespace
-// digest.
+// a minority refusing writes and reads, a fourth member added and the
+// third removed (admin -add-metad, -remove-metad), and `cairn metad check`
+// on the three members' stores agreeing on the namespace digest.
 func TestMetadGroupFailover(t *testing.T) {
 	g := cluster.StartGroup(t, cluster.GroupConfig{MetadArgs: []string{
 		"--snapshot-threshold", "50", "--snapshot-interval", "200ms", "--trailing-logs", "10"}})
@@ -209,12 +210,40 @@ func TestMetadGroupFailover(t *testing.T) {
 		waitApplied(t, g, i, want.Applied)
 	}
 
-	// The three stores hold one namespace.
-	for i := range g.Size() {
-		g.Stop(t, i)
+	// A fourth member is added, catches up, and the third is removed.
+	fourth := g.AddMember(t)
+	if out, code := g.Run(t, "admin", "-add-metad", g.MemberAddr(fourth)); code != 0 {
+		t.Fatalf("admin -add-metad: exit %d: %s", code, out)
 	}
-	var digests []string
+	third := (lone + 1) % 3
+	if out, code := g.Run(t, "admin", "-remove-metad", g.MemberAddr(third)); code != 0 {
+		t.Fatalf("admin -remove-metad: exit %d: %s", code, out)
+	}
+	if err := cl.NS.Mkdir(ctx, "/g/four", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	out, _ := g.Run(t, "admin", "-metad-members")
+	if !strings.Contains(out, g.MemberAddr(fourth)+"\t") || strings.Contains(out, g.MemberAddr(third)+"\t") {
+		t.Fatalf("admin -metad-members after adding metad%d and removing metad%d:\n%s", fourth, third, out)
+	}
+	if want, err = g.Status(t, g.WaitLeader(t, third, 30*time.Second)); err != nil {
+		t.Fatal(err)
+	}
 	for i := range g.Size() {
+		if i != third {
+			waitApplied(t, g, i, want.Applied)
+		}
+	}
+
+	// The three members' stores hold one namespace.
+	for i := range g.Size() {
+		if i != third {
+			g.Stop(t, i)
+		}
+	}
+	g.Stop(t, third)
+	var digests []string
+	for _, i := range []int{lone, fourth, (lone + 2) % 3} {
 		out := cluster.Exec(t, cluster.Binary(t), "metad", "check", "--data", g.MemberDir(i))
 		if out.Code != 0 {
 			t.Fatalf("metad check metad%d: exit %d\n%s%s", i, out.Code, out.Stdout, out.Stderr)

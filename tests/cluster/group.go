@@ -125,6 +125,27 @@ func (g *Group) wait(t testing.TB, i int) {
 	})
 }
 
+// AddMember starts one more member, from a data directory holding the
+// first member's VERSION and CA, as `cairn admin -add-metad` expects it;
+// it is not in the group until it is added. It returns its index; the
+// group's list (Members) includes it from now on.
+func (g *Group) AddMember(t testing.TB) int {
+	t.Helper()
+	i := len(g.members)
+	root := filepath.Dir(g.members[0].dir)
+	m := &member{dir: filepath.Join(root, fmt.Sprintf("metad%d", i)), addrFile: filepath.Join(root, fmt.Sprintf("metad%d.addr", i)), rpc: freePortPair(t)}
+	mkdirs(t, m.dir)
+	copyFile(t, filepath.Join(g.members[0].dir, "VERSION"), filepath.Join(m.dir, "VERSION"))
+	if !g.cfg.Insecure {
+		copyDir(t, filepath.Join(g.members[0].dir, trust.CADir), filepath.Join(m.dir, trust.CADir))
+	}
+	g.members = append(g.members, m)
+	g.addrs.RPC += "," + m.rpc
+	g.launch(t, i, false)
+	g.wait(t, i)
+	return i
+}
+
 // Kill kills member i with SIGKILL and waits for it to exit.
 func (g *Group) Kill(t testing.TB, i int) {
 	t.Helper()

@@ -406,7 +406,12 @@ func (rep *replica) propose(op string, b *pebble.Batch) error {
 		return fmt.Errorf("%s: replicate: %w", op, err)
 	}
 	if err, ok := f.Response().(error); ok && err != nil {
+		// This member's store cannot follow the log: it stops serving and
+		// hands the leadership to another member.
 		rep.ready.Store(false)
+		if terr := rep.r.LeadershipTransfer().Error(); terr != nil {
+			rep.m.log.Error("hand over the leadership after a failed apply", zap.Error(terr))
+		}
 		return fmt.Errorf("%s: apply: %w", op, err)
 	}
 	return nil

@@ -77,6 +77,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	trashMin := fl.Float64("trash-interval", 0, "minutes a path removed by `cairn dfs -rm` stays in the trash, and how often the emptier runs (HDFS's fs.trash.interval); 0: trash is off")
 	peers := fl.String("peers", "", "make this metad a member of a group replicated through Raft: the members' RPC addresses, HOST:PORT,... (this one among them); each member's Raft transport listens on its RPC port + 1. With --format, the group starts with these members")
 	self := fl.String("self", "", "with --peers: this member's address as listed there (default: the one matching --listen)")
+	join := fl.String("join", "", "with --peers, on a new member: ask the group at these addresses (HOST:PORT,...) to add this metad; instead of cairn admin -add-metad")
 	election := fl.Duration("election-timeout", DefaultElectionTimeout, "with --peers: a follower that hears no leader this long stands for election")
 	snapEvery := fl.Uint64("snapshot-threshold", 0, "with --peers: entries between two snapshots of the store (0: 8192)")
 	snapCheck := fl.Duration("snapshot-interval", 0, "with --peers: how often to look whether a snapshot is due (0: 2m)")
@@ -140,10 +141,13 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		if *restore != "" {
 			return daemon.Usage(stderr, "cairn metad", "--restore and --peers exclude each other: restore a single metad, then start a group from it")
 		}
-		raftCfg = &RaftConfig{Self: me, Peers: ps, Bootstrap: *format, Listen: *listen, ElectionTimeout: *election,
+		if *join != "" && *format {
+			return daemon.Usage(stderr, "cairn metad", "--join is for a new member of a group formatted elsewhere: it excludes --format")
+		}
+		raftCfg = &RaftConfig{Self: me, Peers: ps, Bootstrap: *format, Listen: *listen, ElectionTimeout: *election, Join: *join,
 			SnapshotThreshold: *snapEvery, SnapshotInterval: *snapCheck, TrailingLogs: *trailing}
-	} else if explicitlySet(fl, "self") || explicitlySet(fl, "election-timeout") || *snapEvery > 0 || *snapCheck > 0 || *trailing > 0 {
-		return daemon.Usage(stderr, "cairn metad", "--self, --election-timeout, --snapshot-threshold, --snapshot-interval and --trailing-logs go with --peers")
+	} else if explicitlySet(fl, "self") || *join != "" || explicitlySet(fl, "election-timeout") || *snapEvery > 0 || *snapCheck > 0 || *trailing > 0 {
+		return daemon.Usage(stderr, "cairn metad", "--self, --join, --election-timeout, --snapshot-threshold, --snapshot-interval and --trailing-logs go with --peers")
 	}
 	if *trashMin < 0 {
 		return daemon.Usage(stderr, "cairn metad", "--trash-interval must be 0 (off) or a positive number of minutes")
@@ -261,6 +265,10 @@ func serve(ctx context.Context, log *zap.Logger, dir string, format, force bool,
 			return err
 		}
 		defer m.rep.stop() // before the store closes (deferred above)
+		if rc.Join != "" {
+			wg.Add(1)
+			go func() { defer wg.Done(); m.rep.join(bg, rc.Join, m.self) }()
+		}
 	}
 	wg.Add(4)
 	go func() { defer wg.Done(); m.runTrashEmptier(bg) }()

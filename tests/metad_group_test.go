@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -24,8 +25,9 @@ import (
 // acknowledged create there, the old leader back and caught up (from a
 // snapshot: it missed more entries than the others keep behind theirs),
 // a minority refusing writes and reads, a fourth member added and the
-// third removed (admin -add-metad, -remove-metad), and `cairn metad check`
-// on the three members' stores agreeing on the namespace digest.
+// third removed (admin -add-metad, -remove-metad), a fifth joining by
+// itself (metad --join), and `cairn metad check` on the members' stores
+// agreeing on the namespace digest.
 func TestMetadGroupFailover(t *testing.T) {
 	g := cluster.StartGroup(t, cluster.GroupConfig{MetadArgs: []string{
 		"--snapshot-threshold", "50", "--snapshot-interval", "200ms", "--trailing-logs", "10"}})
@@ -226,6 +228,20 @@ func TestMetadGroupFailover(t *testing.T) {
 	if !strings.Contains(out, g.MemberAddr(fourth)+"\t") || strings.Contains(out, g.MemberAddr(third)+"\t") {
 		t.Fatalf("admin -metad-members after adding metad%d and removing metad%d:\n%s", fourth, third, out)
 	}
+	// A fifth asks to join by itself (metad --join).
+	group := g.Members()
+	fifth := g.AddMember(t, "--join", group)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		out, _ := g.Run(t, "admin", "-metad-members")
+		if strings.Contains(out, g.MemberAddr(fifth)+"\t") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("metad%d (--join) is not a member after 30s:\n%s", fifth, out)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 	if want, err = g.Status(t, g.WaitLeader(t, third, 30*time.Second)); err != nil {
 		t.Fatal(err)
 	}
@@ -243,7 +259,7 @@ func TestMetadGroupFailover(t *testing.T) {
 	}
 	g.Stop(t, third)
 	var digests []string
-	for _, i := range []int{lone, fourth, (lone + 2) % 3} {
+	for _, i := range []int{lone, fourth, fifth, (lone + 2) % 3} {
 		out := cluster.Exec(t, cluster.Binary(t), "metad", "check", "--data", g.MemberDir(i))
 		if out.Code != 0 {
 			t.Fatalf("metad check metad%d: exit %d\n%s%s", i, out.Code, out.Stdout, out.Stderr)
@@ -260,7 +276,7 @@ func TestMetadGroupFailover(t *testing.T) {
 		digests = append(digests, d)
 	}
 	t.Logf("namespace digests: %v", digests)
-	if digests[0] != digests[1] || digests[1] != digests[2] {
+	if len(slices.Compact(slices.Clone(digests))) != 1 {
 		t.Fatalf("the members' namespaces differ: %v", digests)
 	}
 }

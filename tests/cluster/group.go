@@ -27,6 +27,7 @@ type Group struct {
 
 type member struct {
 	dir, addrFile, rpc string
+	extra              []string // more flags for this member
 	proc               *proc
 }
 
@@ -112,7 +113,7 @@ func (g *Group) launch(t testing.TB, i int, format bool) {
 	if g.cfg.Insecure {
 		args = append(args, "--insecure")
 	}
-	args = append(args, g.cfg.MetadArgs...)
+	args = append(append(args, g.cfg.MetadArgs...), m.extra...)
 	m.proc = g.start(t, fmt.Sprintf("metad%d", i), args)
 }
 
@@ -126,14 +127,15 @@ func (g *Group) wait(t testing.TB, i int) {
 }
 
 // AddMember starts one more member, from a data directory holding the
-// first member's VERSION and CA, as `cairn admin -add-metad` expects it;
-// it is not in the group until it is added. It returns its index; the
-// group's list (Members) includes it from now on.
-func (g *Group) AddMember(t testing.TB) int {
+// first member's VERSION and CA, with more flags (--join LIST); without
+// --join it is not in the group until it is added (cairn admin
+// -add-metad). It returns its index; the group's list (Members) includes
+// it from now on.
+func (g *Group) AddMember(t testing.TB, extra ...string) int {
 	t.Helper()
 	i := len(g.members)
 	root := filepath.Dir(g.members[0].dir)
-	m := &member{dir: filepath.Join(root, fmt.Sprintf("metad%d", i)), addrFile: filepath.Join(root, fmt.Sprintf("metad%d.addr", i)), rpc: freePortPair(t)}
+	m := &member{dir: filepath.Join(root, fmt.Sprintf("metad%d", i)), addrFile: filepath.Join(root, fmt.Sprintf("metad%d.addr", i)), rpc: freePortPair(t), extra: extra}
 	mkdirs(t, m.dir)
 	copyFile(t, filepath.Join(g.members[0].dir, "VERSION"), filepath.Join(m.dir, "VERSION"))
 	if !g.cfg.Insecure {

@@ -384,3 +384,21 @@ func FuzzParsePeers(f *testing.F) {
 		}
 	})
 }
+
+// --format --force on a former member starts a new group: the old Raft
+// log and snapshots go with the old store.
+func TestFormatRemovesRaftState(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "meta")
+	_, err := Format(dir, false)
+	must(t, err)
+	for _, d := range []string{filepath.Join(raftDir, "log"), storeIncoming, storeRestored} {
+		must(t, os.MkdirAll(filepath.Join(dir, d), 0o755))
+	}
+	_, err = Format(dir, true)
+	must(t, err)
+	for _, d := range []string{raftDir, storeIncoming, storeRestored} {
+		if _, err := os.Stat(filepath.Join(dir, d)); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("%s survived --format --force: %v", d, err)
+		}
+	}
+}

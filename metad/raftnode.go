@@ -36,6 +36,9 @@ import (
 // KindNotLeader, naming the leader (in the detail, and in the
 // LeaderTrailer for clients, which follow it).
 
+// raftDir holds a member's Raft log (log/) and snapshots (snapshots/).
+const raftDir = "raft"
+
 // RaftPortOffset is how far above its RPC port a member's Raft transport
 // listens (9000 → 9001).
 const RaftPortOffset = 1
@@ -186,7 +189,7 @@ type replica struct {
 
 // startReplica starts this metad's Raft member on its store.
 func (m *Metad) startReplica(rc RaftConfig) error {
-	dir := filepath.Join(m.cfg.Dir, "raft")
+	dir := filepath.Join(m.cfg.Dir, raftDir)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("raft: %w", err)
 	}

@@ -199,8 +199,12 @@ func Format(dir string, force bool) (string, error) {
 	if err := os.Remove(filepath.Join(dir, versionfile.Name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return "", fmt.Errorf("format %s: %w", dir, err)
 	}
-	if err := os.RemoveAll(filepath.Join(dir, storeDir)); err != nil {
-		return "", fmt.Errorf("format %s: %w", dir, err)
+	// The store, and a group member's Raft log and snapshots: a new
+	// namespace starts a new group.
+	for _, d := range []string{storeDir, raftDir, storeIncoming, storeRestored} {
+		if err := os.RemoveAll(filepath.Join(dir, d)); err != nil {
+			return "", fmt.Errorf("format %s: %w", dir, err)
+		}
 	}
 	st, err := openStore(filepath.Join(dir, storeDir), true, 1<<20, nil)
 	if err != nil {

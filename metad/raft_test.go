@@ -402,3 +402,38 @@ func TestFormatRemovesRaftState(t *testing.T) {
 		}
 	}
 }
+
+// A member whose store is behind its newest snapshot (it crashed while
+// installing one) restores it before Raft starts.
+func TestCatchUpFromSnapshot(t *testing.T) {
+	m := startGroupOfOne(t)
+	ctx := context.Background()
+	must(t, m.Mkdirs(ctx, "/s/t", 0o755))
+	snap, err := m.rep.fsm.Snapshot()
+	must(t, err)
+	defer snap.Release()
+
+	n := emptyMember(t, m)
+	fsm, err := newRaftFSM(n)
+	must(t, err)
+	snaps, err := raft.NewFileSnapshotStore(filepath.Join(n.cfg.Dir, raftDir), 2, io.Discard)
+	must(t, err)
+	sink, err := snaps.Create(raft.SnapshotVersionMax, m.rep.fsm.appliedIndex(), 1, raft.Configuration{}, 1, nil)
+	must(t, err)
+	must(t, snap.Persist(sink))
+	must(t, catchUpFromSnapshot(fsm, snaps))
+	if a, b := nsDump(t, m.st.db), nsDump(t, n.st.db); a != b {
+		t.Fatalf("the store was not caught up:\n%s\nwant:\n%s", b, a)
+	}
+	// A store ahead of the snapshot (it applied later entries) is kept.
+	b := n.st.db.NewBatch()
+	must(t, b.Set([]byte("xlater"), []byte("1"), nil))
+	if r := fsm.Apply(&raft.Log{Index: fsm.appliedIndex() + 5, Type: raft.LogCommand, Data: encodeEntry(entryBatch, b)}); r != nil {
+		t.Fatal(r)
+	}
+	b.Close()
+	must(t, catchUpFromSnapshot(fsm, snaps))
+	if v, err := n.st.get([]byte("xlater")); err != nil || string(v) != "1" {
+		t.Fatalf("a store ahead of the snapshot was restored over: %q, %v", v, err)
+	}
+}

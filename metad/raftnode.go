@@ -207,6 +207,10 @@ func (m *Metad) startReplica(rc RaftConfig) error {
 		_ = logs.close()
 		return fmt.Errorf("raft snapshots: %w", err)
 	}
+	if err := catchUpFromSnapshot(fsm, snaps); err != nil {
+		_ = logs.close()
+		return err
+	}
 	advertise, err := RaftAddr(rc.Self)
 	if err != nil {
 		_ = logs.close()
@@ -307,6 +311,29 @@ func (rep *replica) join(ctx context.Context, members string, creds *trust.Holde
 		}
 		pause = min(2*pause, 5*time.Second)
 	}
+}
+
+// catchUpFromSnapshot restores the store from the newest snapshot if the
+// store is behind it. Raft starts from the newest snapshot's index without
+// reading it (the store persists: NoSnapshotRestoreOnStart), which holds
+// for a store that applied the entries itself; but a member that crashed
+// while installing a snapshot from the leader has the snapshot, and a
+// store from before it (finishRestore kept the old one), and the entries
+// in between may be in no log any more.
+func catchUpFromSnapshot(fsm *raftFSM, snaps raft.SnapshotStore) error {
+	list, err := snaps.List()
+	if err != nil {
+		return fmt.Errorf("raft snapshots: %w", err)
+	}
+	if len(list) == 0 || list[0].Index <= fsm.appliedIndex() {
+		return nil
+	}
+	meta, rc, err := snaps.Open(list[0].ID)
+	if err != nil {
+		return fmt.Errorf("raft snapshot %s: %w", list[0].ID, err)
+	}
+	fsm.m.log.Info("the store is behind the newest snapshot: restoring it", zap.Uint64("applied_index", fsm.appliedIndex()), zap.Uint64("snapshot_index", meta.Index))
+	return fsm.Restore(rc)
 }
 
 // stop leaves the group's work: Raft shuts down (without leaving the

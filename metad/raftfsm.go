@@ -270,20 +270,24 @@ func (f *raftFSM) Restore(r io.ReadCloser) error {
 	if err := m.st.db.Close(); err != nil {
 		m.log.Warn("close the store for a snapshot", zap.Error(err))
 	}
-	if err := os.Rename(incoming, filepath.Join(dir, storeRestored)); err != nil {
-		return fmt.Errorf("restore a snapshot: %w", err)
+	swapErr := os.Rename(incoming, filepath.Join(dir, storeRestored))
+	if swapErr == nil {
+		swapErr = syncDir(dir)
 	}
-	if err := syncDir(dir); err != nil {
-		return err
+	if swapErr == nil {
+		swapErr = finishRestore(dir)
 	}
-	if err := finishRestore(dir); err != nil {
-		return fmt.Errorf("restore a snapshot: %w", err)
-	}
+	// Whatever happened, a store is open again: the new one, or the old
+	// one if the new one did not take its place.
 	db, err := pebble.Open(filepath.Join(dir, storeDir), storeOptions(m.cfg.CacheSize))
 	if err != nil {
-		return fmt.Errorf("restore a snapshot: open the new store: %w", err)
+		return fmt.Errorf("restore a snapshot: open the store: %w (replacing it: %v)", err, swapErr)
 	}
 	m.st.db = db
+	if swapErr != nil {
+		_ = os.RemoveAll(incoming)
+		return fmt.Errorf("restore a snapshot: %w", swapErr)
+	}
 	if err := m.st.loadCounters(); err != nil {
 		return fmt.Errorf("restore a snapshot: %w", err)
 	}

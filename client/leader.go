@@ -93,7 +93,11 @@ func (l *leaderConn) Invoke(ctx context.Context, method string, args, reply any,
 		if ctx.Err() != nil || time.Since(start) > FailoverTimeout {
 			return err
 		}
-		l.cur.CompareAndSwap(i, next)
+		if l.cur.CompareAndSwap(i, next) && next != i {
+			// A member long unreachable may be the leader now: do not
+			// wait out gRPC's reconnection backoff (up to 2 minutes).
+			l.conns[next].ResetConnectBackoff()
+		}
 		if next != i && !wait {
 			l.log.Debug("metad call redirected to the leader", zap.String("method", method), zap.String("to", l.addrs[next]))
 			continue

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -384,9 +385,22 @@ func (m *Metad) httpHandler(secure bool) http.Handler {
 		outer := http.NewServeMux()
 		outer.HandleFunc(trust.UILoginPath, m.uiLogin)
 		outer.Handle("/", trust.RequireCredential(mux, m.uiSession, m.delegationPeer))
-		return outer
+		return m.holdStore(outer)
 	}
-	return mux
+	return m.holdStore(mux)
+}
+
+// holdStore serves h with the store held against a snapshot's restore on
+// a member of a group (Metad.serving), but for the profiler, whose
+// requests last long and read no store.
+func (m *Metad) holdStore(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if m.rep != nil && !strings.HasPrefix(r.URL.Path, "/debug/pprof/") {
+			m.serving.RLock()
+			defer m.serving.RUnlock()
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // connectionAge bounds how long a client's connection lives, so that a

@@ -29,6 +29,7 @@ const (
 	KindUnavailable             // a service cannot be reached
 	KindNameTooLong             // a name or path longer than the limits
 	KindSafeMode                // metad is read-only (safe mode)
+	KindNotLeader               // a metad of a group that is not its leader
 )
 
 var kindNames = [...]string{
@@ -49,6 +50,7 @@ var kindNames = [...]string{
 	KindUnavailable: "service unavailable",
 	KindNameTooLong: "file name too long",
 	KindSafeMode:    "read-only: metad is in safe mode",
+	KindNotLeader:   "not the leader of the metad group",
 }
 
 func (k Kind) String() string {
@@ -77,6 +79,7 @@ var (
 	ErrUnavailable = &Error{Kind: KindUnavailable}
 	ErrNameTooLong = &Error{Kind: KindNameTooLong}
 	ErrSafeMode    = &Error{Kind: KindSafeMode}
+	ErrNotLeader   = &Error{Kind: KindNotLeader}
 )
 
 // Error is cairn's error: what was done (Op, e.g. "metad.Create"), on what

@@ -116,7 +116,7 @@ func ProcessIdentity() cairn.Identity {
 type Client struct {
 	// NS is metad's namespace service, for the calls the client does not wrap.
 	NS   cairn.Namespace
-	conn *grpc.ClientConn
+	conn metadConn
 	opts Options
 	log  *zap.Logger
 	met  *metrics // nil: not counted
@@ -190,8 +190,9 @@ func MetadAddr(flagValue string) string {
 	return daemon.MetadAddr()
 }
 
-// Dial connects to metad at addr. The connection is made lazily; the first
-// call reports an unreachable metad.
+// Dial connects to metad at addr, or to the members of a metad group,
+// HOST1:9000,HOST2:9000,..., whose leader it follows (leader.go). The
+// connection is made lazily; the first call reports an unreachable metad.
 func Dial(addr string, opts Options) (*Client, error) {
 	if opts.Creds == nil && !opts.Insecure {
 		h, err := LoadCreds("")
@@ -218,13 +219,28 @@ func Dial(addr string, opts Options) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("client: metrics: %w", err)
 	}
-	// Identity first: every attempt of a call carries it. The timing,
-	// when kept, comes before: a call's time is its retries' too.
-	chain := []grpc.UnaryClientInterceptor{rpc.IdentityInterceptor(opts.Identity), rpc.DelegationInterceptor(opts.Delegation), rpc.SafeModeLogger(opts.Logger, 10*time.Second), rpc.RetryInterceptor(rpc.NewClientID(), retry)}
-	if met != nil {
-		chain = append([]grpc.UnaryClientInterceptor{met.interceptor}, chain...)
+	members := SplitMetads(addr)
+	if len(members) > 1 && retry.Attempts == 0 {
+		// A member that does not answer is soon left for the next
+		// (leader.go), rather than tried again and again.
+		retry.Attempts = 2
 	}
-	conn, err := grpc.NewClient(addr, rpc.Transport(opts.Creds), grpc.WithChainUnaryInterceptor(chain...))
+	dial := func(a string) (*grpc.ClientConn, error) {
+		// Identity first: every attempt of a call carries it. The
+		// timing, when kept, comes before: a call's time is its
+		// retries' too.
+		chain := []grpc.UnaryClientInterceptor{rpc.IdentityInterceptor(opts.Identity), rpc.DelegationInterceptor(opts.Delegation), rpc.SafeModeLogger(opts.Logger, 10*time.Second), rpc.RetryInterceptor(rpc.NewClientID(), retry)}
+		if met != nil {
+			chain = append([]grpc.UnaryClientInterceptor{met.interceptor}, chain...)
+		}
+		return grpc.NewClient(a, rpc.Transport(opts.Creds), grpc.WithChainUnaryInterceptor(chain...))
+	}
+	var conn metadConn
+	if len(members) > 1 {
+		conn, err = dialGroup(members, opts.Logger, dial)
+	} else {
+		conn, err = dial(addr)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("client: dial metad %s: %w", addr, err)
 	}
@@ -250,6 +266,10 @@ func (c *Client) Trust() *rpc.TrustClient { return rpc.NewTrustClient(c.conn) }
 // Delegations is metad's delegation token service over the client's
 // connection.
 func (c *Client) Delegations() *rpc.DelegationClient { return rpc.NewDelegationClient(c.conn) }
+
+// Group is metad's group membership service (rpc.Members) over the
+// client's connection.
+func (c *Client) Group() rpc.Members { return rpc.NewNamespaceClient(c.conn) }
 
 // Close releases the connection to metad.
 func (c *Client) Close() error { return c.conn.Close() }

@@ -50,10 +50,10 @@ func decodeBlockKey(k, v []byte) (blocktoken.StoredKey, error) {
 }
 
 // keyStore is blocktoken.KeyStore on the namespace's Pebble.
-type keyStore struct{ db *pebble.DB }
+type keyStore struct{ st *store }
 
 func (ks keyStore) LoadKeys() ([]blocktoken.StoredKey, error) {
-	it, err := ks.db.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixBlockKey}, UpperBound: []byte{prefixBlockKey + 1}})
+	it, err := ks.st.db.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixBlockKey}, UpperBound: []byte{prefixBlockKey + 1}})
 	if err != nil {
 		return nil, err
 	}
@@ -70,11 +70,11 @@ func (ks keyStore) LoadKeys() ([]blocktoken.StoredKey, error) {
 }
 
 func (ks keyStore) SaveKey(k blocktoken.StoredKey) error {
-	return ks.db.Set(blockKeyKey(k.ID), encodeBlockKey(k), pebble.Sync)
+	return ks.st.db.Set(blockKeyKey(k.ID), encodeBlockKey(k), pebble.Sync)
 }
 
 func (ks keyStore) DeleteKey(id uint32) error {
-	return ks.db.Delete(blockKeyKey(id), pebble.Sync)
+	return ks.st.db.Delete(blockKeyKey(id), pebble.Sync)
 }
 
 // tokenUser names the caller of ctx in the tokens it gets.

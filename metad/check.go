@@ -1,7 +1,9 @@
 package metad
 
 import (
+	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -37,6 +39,11 @@ type CheckReport struct {
 	Xattrs      int64
 	Reachable   int64 // inodes reached from the root
 	Counters    map[string]uint64
+	// Digest is the SHA-256 of the namespace's records (every key and
+	// value nameSpaceKey counts, in key order, each length-prefixed): the
+	// same on every member of a metad group that has applied the same
+	// entries, whatever else their stores hold.
+	Digest      string
 	Problems    []string // the first maxProblemsShown
 	NumProblems int
 }
@@ -159,12 +166,21 @@ func (c *checker) run(version map[string]string) error {
 	if err != nil {
 		return err
 	}
+	h := sha256.New()
 	for it.First(); it.Valid(); it.Next() {
-		c.key(it.Key(), it.Value())
+		k, v := it.Key(), it.Value()
+		c.key(k, v)
+		if len(k) > 0 && nameSpaceKey(k) {
+			h.Write(binary.BigEndian.AppendUint32(nil, uint32(len(k))))
+			h.Write(k)
+			h.Write(binary.BigEndian.AppendUint32(nil, uint32(len(v))))
+			h.Write(v)
+		}
 	}
 	if err := it.Close(); err != nil {
 		return err
 	}
+	c.r.Digest = hex.EncodeToString(h.Sum(nil))
 	c.endFile()
 	if c.fkeys != c.r.Blocks {
 		c.r.problem("%d block keys (k) but %d file block records (f): a block is listed by no file or twice", c.r.Blocks, c.fkeys)
@@ -201,7 +217,7 @@ func (c *checker) key(k, v []byte) {
 	id := func() uint64 { return binary.BigEndian.Uint64(k[1:9]) }
 	switch k[0] {
 	case prefixMeta:
-		if string(k) != string(layoutKey) && string(k) != string(subdirsKey) && string(k) != string(delegationSeqKey) {
+		if string(k) != string(layoutKey) && string(k) != string(subdirsKey) && string(k) != string(delegationSeqKey) && string(k) != string(raftAppliedKey) {
 			c.r.problem("unknown meta key %q", k)
 		}
 	case prefixCounter:
@@ -595,6 +611,7 @@ func (r *CheckReport) Write(w io.Writer) {
 	fmt.Fprintf(w, "Extended attributes:\t%d\n", r.Xattrs)
 	fmt.Fprintf(w, "Counters:\tinode %d, block %d, genstamp %d, files %d\n",
 		r.Counters["inode"], r.Counters["block"], r.Counters["genstamp"], r.Counters["files"])
+	fmt.Fprintf(w, "Namespace digest:\tsha256:%s\n", r.Digest)
 	if r.Clean() {
 		fmt.Fprintf(w, "The metad store in '%s' is CLEAN\n", r.Dir)
 	} else {

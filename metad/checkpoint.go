@@ -200,12 +200,14 @@ func (m *Metad) runCheckpoints(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			dir, err := m.periodicCheckpoint()
-			if err != nil {
-				m.log.Error("periodic checkpoint", zap.Error(err))
-				continue
-			}
-			m.log.Info("periodic checkpoint written", zap.String("dir", dir))
+			m.leaderWork(func() {
+				dir, err := m.periodicCheckpoint()
+				if err != nil {
+					m.log.Error("periodic checkpoint", zap.Error(err))
+					return
+				}
+				m.log.Info("periodic checkpoint written", zap.String("dir", dir))
+			})
 		}
 	}
 }

@@ -300,12 +300,14 @@ func (m *Metad) runLeaseMonitor(ctx context.Context) {
 			if m.safe.isOn() {
 				continue // no lease recovery, no freeing, in safe mode
 			}
-			if _, err := m.recoverExpiredLeases(); err != nil {
-				m.log.Error("lease monitor", zap.Error(err))
-			}
-			if _, err := m.releaseExpiredHolders(); err != nil {
-				m.log.Error("lease monitor: unlinked files", zap.Error(err))
-			}
+			m.leaderWork(func() {
+				if _, err := m.recoverExpiredLeases(); err != nil {
+					m.log.Error("lease monitor", zap.Error(err))
+				}
+				if _, err := m.releaseExpiredHolders(); err != nil {
+					m.log.Error("lease monitor: unlinked files", zap.Error(err))
+				}
+			})
 		}
 	}
 }

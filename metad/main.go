@@ -10,8 +10,11 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -78,6 +81,13 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	trashMin := fl.Float64("trash-interval", 0, "minutes a path removed by `cairn dfs -rm` stays in the trash, and how often the emptier runs (HDFS's fs.trash.interval); 0: trash is off")
 	maintMin := fl.Int("maintenance-min-replication", DefaultMaintenanceMinReplication, "live replicas in service a block keeps while blockds holding it are in maintenance (`cairn admin -maintenance`); HDFS's dfs.namenode.maintenance.replication.min")
 	balancerLease := fl.Duration("balancer-lease", DefaultBalancerLease, "a running balancer silent this long (killed, cut off) no longer keeps another from starting")
+	peers := fl.String("peers", "", "make this metad a member of a group replicated through Raft: the members' RPC addresses, HOST:PORT,... (this one among them); each member's Raft transport listens on its RPC port + 1. With --format, the group starts with these members")
+	self := fl.String("self", "", "with --peers: this member's address as listed there (default: the one matching --listen)")
+	join := fl.String("join", "", "with --peers, on a new member: ask the group at these addresses (HOST:PORT,...) to add this metad; instead of cairn admin -add-metad")
+	election := fl.Duration("election-timeout", DefaultElectionTimeout, "with --peers: a follower that hears no leader this long stands for election")
+	snapEvery := fl.Uint64("snapshot-threshold", 0, "with --peers: entries between two snapshots of the store (0: 8192)")
+	snapCheck := fl.Duration("snapshot-interval", 0, "with --peers: how often to look whether a snapshot is due (0: 2m)")
+	trailing := fl.Uint64("trailing-logs", 0, "with --peers: entries kept behind a snapshot, so a member that lags less catches up from the log (0: 10240)")
 	debug := fl.Bool("debug", false, "log at debug level")
 	fl.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: cairn metad --data DIR [--format [--force] | --restore CKPT [--force]] [--listen :9000] [--http :9870]\n"+
@@ -126,6 +136,34 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err := validBlockSize(*blockSize); err != nil {
 		return daemon.Usage(stderr, "cairn metad", "--block-size: "+err.Error())
 	}
+	var raftCfg *RaftConfig
+	if *peers != "" {
+		ps, err := ParsePeers(*peers)
+		if err != nil {
+			return daemon.Usage(stderr, "cairn metad", "--peers: "+err.Error())
+		}
+		me := *self
+		if me == "" {
+			if me, err = SelfOf(ps, *listen, nil); err != nil {
+				return daemon.Usage(stderr, "cairn metad", err.Error())
+			}
+		} else if !slices.Contains(ps, me) {
+			return daemon.Usage(stderr, "cairn metad", fmt.Sprintf("--self %s is not among --peers", me))
+		}
+		if *election < 10*time.Millisecond {
+			return daemon.Usage(stderr, "cairn metad", "--election-timeout must be at least 10ms")
+		}
+		if *restore != "" {
+			return daemon.Usage(stderr, "cairn metad", "--restore and --peers exclude each other: restore a single metad, then start a group from it")
+		}
+		if *join != "" && *format {
+			return daemon.Usage(stderr, "cairn metad", "--join is for a new member of a group formatted elsewhere: it excludes --format")
+		}
+		raftCfg = &RaftConfig{Self: me, Peers: ps, Bootstrap: *format, Listen: *listen, ElectionTimeout: *election, Join: *join,
+			SnapshotThreshold: *snapEvery, SnapshotInterval: *snapCheck, TrailingLogs: *trailing}
+	} else if explicitlySet(fl, "self") || *join != "" || explicitlySet(fl, "election-timeout") || *snapEvery > 0 || *snapCheck > 0 || *trailing > 0 {
+		return daemon.Usage(stderr, "cairn metad", "--self, --join, --election-timeout, --snapshot-threshold, --snapshot-interval and --trailing-logs go with --peers")
+	}
 	if *trashMin < 0 {
 		return daemon.Usage(stderr, "cairn metad", "--trash-interval must be 0 (off) or a positive number of minutes")
 	}
@@ -158,6 +196,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		MaxStreams:     *maxStreams, StreamsHardLimit: *hardLimit, MaxMoves: *maxMoves, PendingTimeout: *pendingTimeout, InvalidateLimit: *invalidateLimit,
 		HostsExclude: *hostsExclude, MaintenanceMinReplication: *maintMin, BalancerLease: *balancerLease,
 		TrashInterval: time.Duration(*trashMin * float64(time.Minute)),
+		Raft:          raftCfg,
 	}, *insecureFlag); err != nil {
 		log.Error("metad stopped", zap.Error(err))
 		fmt.Fprintf(stderr, "cairn metad: %v\n", err)
@@ -202,6 +241,11 @@ func serve(ctx context.Context, log *zap.Logger, dir string, format, force bool,
 		}
 		log.Info("formatted", zap.String("dir", dir), zap.String("namespace_id", id))
 	}
+	if cfg.Raft != nil && !insecure && !format {
+		if _, err := os.Stat(filepath.Join(dir, trust.CADir)); err != nil {
+			return fmt.Errorf("a member of a metad group shares the cluster CA: copy %s (and VERSION) from the data directory of the member formatted with --peers: %w", trust.CADir, err)
+		}
+	}
 	start := time.Now()
 	m, err := Open(cfg)
 	if err != nil {
@@ -228,6 +272,20 @@ func serve(ctx context.Context, log *zap.Logger, dir string, format, force bool,
 		wg.Add(1)
 		go func() { defer wg.Done(); m.runSelfRenewal(bg) }()
 	}
+	if cfg.Raft != nil {
+		rc := *cfg.Raft
+		if !insecure {
+			rc.Server, rc.Client = RaftTLS(m.self, m.revoked)
+		}
+		if err := m.startReplica(rc); err != nil {
+			return err
+		}
+		defer m.rep.stop() // before the store closes (deferred above)
+		if rc.Join != "" {
+			wg.Add(1)
+			go func() { defer wg.Done(); m.rep.join(bg, rc.Join, m.self) }()
+		}
+	}
 	wg.Add(4)
 	go func() { defer wg.Done(); m.runTrashEmptier(bg) }()
 	go func() { defer wg.Done(); m.runLeaseMonitor(bg) }()
@@ -240,7 +298,7 @@ func serve(ctx context.Context, log *zap.Logger, dir string, format, force bool,
 	lis = daemon.CapListener(lis, m.cfg.MaxConns, "metad RPC", log)
 	rc := newRetryCache(m.cfg.RetryCacheSize, m.cfg.RetryCacheExpiry, m.clock.Now, log.Named("retrycache"))
 	auth := &rpc.Auth{Insecure: insecure, Groups: m.hostGroups, Revoked: m.revoked, Delegation: m.delegationPeer}
-	srv := grpc.NewServer(append(srvOpts, grpc.ChainUnaryInterceptor(m.stats.observeRPCs, auth.Unary, markRemote, m.safeModeGate, rc.intercept), grpc.ChainStreamInterceptor(m.stats.observeStreams, auth.Stream))...)
+	srv := grpc.NewServer(append(srvOpts, grpc.ChainUnaryInterceptor(m.stats.observeRPCs, auth.Unary, markRemote, m.leaderGate, m.safeModeGate, rc.intercept), grpc.ChainStreamInterceptor(m.stats.observeStreams, auth.Stream))...)
 	rpc.RegisterNamespace(srv, m)
 	rpc.RegisterRegistry(srv, m)
 	rpc.RegisterTrust(srv, m)
@@ -327,9 +385,22 @@ func (m *Metad) httpHandler(secure bool, started time.Time) http.Handler {
 		outer := http.NewServeMux()
 		outer.HandleFunc(trust.UILoginPath, m.uiLogin)
 		outer.Handle("/", trust.RequireCredential(mux, m.uiSession, m.delegationPeer))
-		return outer
+		return m.holdStore(outer)
 	}
-	return mux
+	return m.holdStore(mux)
+}
+
+// holdStore serves h with the store held against a snapshot's restore on
+// a member of a group (Metad.serving), but for the profiler, whose
+// requests last long and read no store.
+func (m *Metad) holdStore(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if m.rep != nil && !strings.HasPrefix(r.URL.Path, "/debug/pprof/") {
+			m.serving.RLock()
+			defer m.serving.RUnlock()
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // connectionAge bounds how long a client's connection lives, so that a

@@ -44,6 +44,23 @@ func (m *Metad) apply(sync bool, fn func(b *pebble.Batch) error) error {
 	b := s.db.NewBatch()
 	err := fn(b)
 	extended := false
+	if err == nil && m.rep != nil {
+		// A group's leader: the batch is applied by the state machine
+		// once a majority has it (raftfsm.go), while the lock is held, so
+		// the next mutation builds on it (docs/ARCHITECTURE.md).
+		s.reserve()
+		s.putCounters(b, stored)
+		err = m.rep.propose("metad.mutate", b)
+		_ = b.Close()
+		if err != nil {
+			s.restoreCounters(saved)
+		}
+		s.mu.Unlock()
+		if err == nil {
+			m.stats.mutations.Add(1)
+		}
+		return err
+	}
 	if err == nil {
 		extended = s.reserve()
 		s.putCounters(b, stored)

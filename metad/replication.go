@@ -36,9 +36,11 @@ func (m *Metad) runReplicationMonitor(ctx context.Context, every time.Duration) 
 			if m.safe.check(m.clock.Now()); m.safe.isOn() {
 				continue // no copies, trims or deletions in safe mode
 			}
-			if err := m.checkReplication(round%fullCheckEvery == 0); err != nil {
-				m.log.Error("replication monitor", zap.Error(err))
-			}
+			m.leaderWork(func() {
+				if err := m.checkReplication(round%fullCheckEvery == 0); err != nil {
+					m.log.Error("replication monitor", zap.Error(err))
+				}
+			})
 		}
 	}
 }

@@ -128,6 +128,10 @@ type Config struct {
 	// BalancerLease is how long the balancer metad serves may be silent
 	// before another may run (balancerlock.go; zero: DefaultBalancerLease).
 	BalancerLease time.Duration
+	// Raft makes this metad a member of a group (raftnode.go); nil: a
+	// single metad. serve starts the member once the certificates are
+	// loaded.
+	Raft *RaftConfig
 	// EncryptData makes blockds' data ports take mutual TLS only (HDFS's
 	// dfs.encrypt.data.transfer): blockds hear it at registration,
 	// clients from DataTransfer.
@@ -184,6 +188,13 @@ type Metad struct {
 	// monitor's next round checks every block against its own file's
 	// factor, not only those off the default (replication.go).
 	replChanged atomic.Bool
+
+	// rep is this metad's membership of a group (raftnode.go), nil for
+	// a single metad. serving is held (read) by every call and round of
+	// background work that reads the store, and (write) by the restore
+	// of a snapshot, which replaces the store.
+	rep     *replica
+	serving sync.RWMutex
 }
 
 var pebbleLog = zap.NewNop()
@@ -209,8 +220,12 @@ func Format(dir string, force bool) (string, error) {
 	if err := os.Remove(filepath.Join(dir, versionfile.Name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return "", fmt.Errorf("format %s: %w", dir, err)
 	}
-	if err := os.RemoveAll(filepath.Join(dir, storeDir)); err != nil {
-		return "", fmt.Errorf("format %s: %w", dir, err)
+	// The store, and a group member's Raft log and snapshots: a new
+	// namespace starts a new group.
+	for _, d := range []string{storeDir, raftDir, storeIncoming, storeRestored} {
+		if err := os.RemoveAll(filepath.Join(dir, d)); err != nil {
+			return "", fmt.Errorf("format %s: %w", dir, err)
+		}
 	}
 	st, err := openStore(filepath.Join(dir, storeDir), true, 1<<20, nil)
 	if err != nil {
@@ -318,7 +333,23 @@ func Open(cfg Config) (*Metad, error) {
 		cfg.InvalidateLimit = DefaultInvalidateLimit
 	}
 	pebbleLog = cfg.Logger.Named("pebble")
-	st, err := openStore(filepath.Join(cfg.Dir, storeDir), false, cfg.CacheSize, cfg.storeFS)
+	var st *store
+	if cfg.Raft != nil {
+		// A member of a group: finish a snapshot's restore cut short, and
+		// start from an empty store if this member was not the one
+		// formatted (the namespace comes through the log).
+		if err := finishRestore(cfg.Dir); err != nil {
+			return nil, fmt.Errorf("finish a snapshot's restore in %s: %w", cfg.Dir, err)
+		}
+		if old, _ := filepath.Glob(filepath.Join(cfg.Dir, ".raft-snapshot-*")); len(old) > 0 {
+			for _, o := range old {
+				_ = os.RemoveAll(o)
+			}
+		}
+		st, err = openReplicaStore(filepath.Join(cfg.Dir, storeDir), cfg.CacheSize)
+	} else {
+		st, err = openStore(filepath.Join(cfg.Dir, storeDir), false, cfg.CacheSize, cfg.storeFS)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -330,7 +361,7 @@ func Open(cfg Config) (*Metad, error) {
 			return nil, fmt.Errorf("record layout version %d in %s: %w", LayoutVersion, cfg.Dir, err)
 		}
 	}
-	tokens, err := blocktoken.NewManager(blocktoken.ManagerConfig{Interval: cfg.KeyInterval, Lifetime: cfg.TokenLifetime, Grace: 2*cfg.Heartbeat + time.Second, Now: cfg.Clock.Now}, keyStore{st.db})
+	tokens, err := blocktoken.NewManager(blocktoken.ManagerConfig{Interval: cfg.KeyInterval, Lifetime: cfg.TokenLifetime, Grace: 2*cfg.Heartbeat + time.Second, Now: cfg.Clock.Now}, keyStore{st})
 	if err != nil {
 		_ = st.close()
 		return nil, err

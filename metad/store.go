@@ -70,6 +70,17 @@ const DefaultCacheSize = 64 << 20
 // does not exist, on fsys (nil: the disk; tests pass a crashable memory
 // file system to cut the store at a crash point).
 func openStore(dir string, create bool, cacheBytes int64, fsys vfs.FS) (*store, error) {
+	return openStoreAs(dir, create, false, cacheBytes, fsys)
+}
+
+// openReplicaStore opens the store of a member of a metad group, making
+// an empty one (no root, no counters: the namespace arrives through the
+// Raft log, raftfsm.go) when there is none.
+func openReplicaStore(dir string, cacheBytes int64) (*store, error) {
+	return openStoreAs(dir, true, true, cacheBytes, nil)
+}
+
+func openStoreAs(dir string, create, replica bool, cacheBytes int64, fsys vfs.FS) (*store, error) {
 	opts := storeOptions(cacheBytes)
 	opts.ErrorIfNotExists = !create
 	if fsys != nil {
@@ -83,6 +94,11 @@ func openStore(dir string, create bool, cacheBytes int64, fsys vfs.FS) (*store, 
 		return nil, fmt.Errorf("open pebble in %s: %w", dir, err)
 	}
 	s := &store{db: db}
+	if replica {
+		if _, err := s.get(layoutKey); isNotFound(err) {
+			return s, nil // empty until the first entry is applied
+		}
+	}
 	if err := s.init(); err != nil {
 		_ = db.Close()
 		return nil, err
@@ -115,20 +131,9 @@ func (s *store) init() error {
 	if lv < 1 {
 		return fmt.Errorf("metad: the store has layout version %d, which no cairn wrote", lv)
 	}
-	for _, c := range []struct {
-		name string
-		dst  *uint64
-	}{{"inode", &s.nextIno}, {"block", &s.nextBlk}, {"genstamp", &s.nextGS}} {
-		if *c.dst, err = s.counter(c.name); err != nil {
-			return err
-		}
-	}
-	s.blkLimit, s.gsLimit = s.nextBlk, s.nextGS
-	files, err := s.counter("files")
-	if err != nil {
+	if err := s.loadCounters(); err != nil {
 		return err
 	}
-	s.numFiles = int64(files)
 	if lv == 1 {
 		err = s.upgradeV1()
 	}
@@ -182,6 +187,29 @@ func (s *store) upgradeV1() error {
 	if err := b.Commit(pebble.Sync); err != nil {
 		return fmt.Errorf("metad: upgrade store to layout %d: %w", LayoutVersion, err)
 	}
+	return nil
+}
+
+// loadCounters reads the counters from the store: the next inode number,
+// and block IDs and stamps from the reserved limits (no ID at or above
+// them was handed out). Caller holds mu, or has the store to itself.
+func (s *store) loadCounters() error {
+	var err error
+	for _, c := range []struct {
+		name string
+		dst  *uint64
+	}{{"inode", &s.nextIno}, {"block", &s.nextBlk}, {"genstamp", &s.nextGS}} {
+		if *c.dst, err = s.counter(c.name); err != nil {
+			return err
+		}
+	}
+	s.blkLimit, s.gsLimit = s.nextBlk, s.nextGS
+	files, err := s.counter("files")
+	if err != nil {
+		return err
+	}
+	s.numFiles = int64(files)
+	s.limitsUnsynced = 0
 	return nil
 }
 

@@ -42,7 +42,7 @@ func (m *Metad) runTrashEmptier(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			m.emptyTrash(ctx, time.Now())
+			m.leaderWork(func() { m.emptyTrash(ctx, time.Now()) })
 		}
 	}
 }

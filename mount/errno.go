@@ -30,6 +30,7 @@ var errnos = [...]syscall.Errno{
 	cairn.KindUnavailable: syscall.EIO,
 	cairn.KindNameTooLong: syscall.ENAMETOOLONG,
 	cairn.KindSafeMode:    syscall.EROFS,
+	cairn.KindNotLeader:   syscall.EAGAIN,
 }
 
 // errno translates err for the kernel: a cairn Kind through the table;

@@ -24,7 +24,7 @@ import (
 	"cairn/client"
 )
 
-const usage = `usage: cairn mount HOST:PORT[/subdir] MOUNTPOINT [-o opt,opt...] [--foreground] [--debug] [--log FILE]
+const usage = `usage: cairn mount HOST:PORT[,HOST:PORT...][/subdir] MOUNTPOINT [-o opt,opt...] [--foreground] [--debug] [--log FILE]
 
 Mounts the cairn namespace served by metad at HOST:PORT (or its directory
 /subdir) at MOUNTPOINT. Without --foreground it detaches once the mount is
@@ -166,11 +166,15 @@ func parseArgs(args []string, stderr io.Writer) (config, error) {
 	return cfg, nil
 }
 
-// parseSource splits HOST:PORT[/subdir].
+// parseSource splits HOST:PORT[/subdir], where HOST:PORT may be the
+// members of a metad group, HOST1:PORT,HOST2:PORT,... (the client follows
+// their leader).
 func parseSource(s string) (addr, root string, err error) {
 	addr, sub, _ := strings.Cut(s, "/")
-	if _, _, err := net.SplitHostPort(addr); err != nil {
-		return "", "", usageError{fmt.Sprintf("%q: want HOST:PORT[/subdir]", s)}
+	for _, a := range strings.Split(addr, ",") {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			return "", "", usageError{fmt.Sprintf("%q: want HOST:PORT[,HOST:PORT...][/subdir]", s)}
+		}
 	}
 	root = "/" + strings.TrimRight(sub, "/")
 	if err := cairn.ValidatePath(root); err != nil {

@@ -128,6 +128,10 @@ func TestParseArgs(t *testing.T) {
 				client:  client.Options{AckTimeout: 3 * time.Second, SetupTimeout: 1500 * time.Millisecond, ReadTimeout: 2 * time.Second},
 				rawOpts: []string{"ack_timeout=3s", "setup_timeout=1500ms", "read_timeout=2s"}},
 		},
+		{ // a metad group
+			[]string{"a:9000,b:9000,c:9000/x", "/mnt"},
+			config{source: "a:9000,b:9000,c:9000/x", addr: "a:9000,b:9000,c:9000", root: "/x", mountpoint: "/mnt"},
+		},
 		{
 			[]string{"h:9000", "/mnt", "-o", "metrics=127.0.0.1:0"},
 			config{source: "h:9000", addr: "h:9000", root: "/", mountpoint: "/mnt", metrics: "127.0.0.1:0", rawOpts: []string{"metrics=127.0.0.1:0"}},
@@ -151,6 +155,8 @@ func TestParseArgs(t *testing.T) {
 		{"h:9000"},
 		{"h:9000", "/mnt", "extra"},
 		{"h", "/mnt"},
+		{"h:9000,", "/mnt"},
+		{"h:9000,b", "/mnt"},
 		{"h:9000/../x", "/mnt"},
 		{"h:9000", "/mnt", "-o", "bogus"},
 		{"h:9000", "/mnt", "-o", "ack_timeout=soon"},

@@ -118,6 +118,16 @@ func (a *Auth) authorize(ctx context.Context, method string, req any) (context.C
 		if p.Role != trust.RoleAdmin {
 			return nil, refuse("an admin operation needs an admin certificate")
 		}
+	case method == pb.Namespace_AddMetad_FullMethodName:
+		// An admin, or a metad asking to join its group (metad --join):
+		// only holders of the CA's key make metad certificates.
+		if p.Role != trust.RoleAdmin && p.Role != trust.RoleMetad {
+			return nil, refuse("adding a metad to the group needs an admin or a metad certificate")
+		}
+	case method == pb.Namespace_RemoveMetad_FullMethodName:
+		if p.Role != trust.RoleAdmin {
+			return nil, refuse("an admin operation needs an admin certificate")
+		}
 	case strings.HasPrefix(method, "/"+pb.Namespace_ServiceDesc.ServiceName+"/"):
 		if p.Role != trust.RoleMount && p.Role != trust.RoleUser && p.Role != trust.RoleAdmin {
 			return nil, refuse("namespace calls need a mount, user or admin certificate")

@@ -28,6 +28,7 @@ var kindCodes = map[cairn.Kind]codes.Code{
 	cairn.KindUnavailable: codes.Unavailable,
 	cairn.KindNameTooLong: codes.InvalidArgument,
 	cairn.KindSafeMode:    codes.FailedPrecondition,
+	cairn.KindNotLeader:   codes.FailedPrecondition,
 }
 
 // toStatus turns an error from a service implementation into a gRPC status

@@ -145,6 +145,15 @@ func TestAttacksOnTheControlPlane(t *testing.T) {
 		_, _, err = rpc.NewTrustClient(dial(alice, nil)).IssueJoinToken(ctx, trust.RoleBlockd, "", time.Hour)
 		refused("user IssueJoinToken", err, "an admin operation needs an admin certificate")
 	})
+	t.Run("user and blockd certificates change the metad group", func(t *testing.T) {
+		err := rpc.NewNamespaceClient(dial(alice, nil)).AddMetad(ctx, "127.0.0.1:1")
+		refused("user AddMetad", err, "adding a metad to the group needs an admin or a metad certificate")
+		err = rpc.NewNamespaceClient(dial(alice, nil)).RemoveMetad(ctx, "127.0.0.1:1")
+		refused("user RemoveMetad", err, "an admin operation needs an admin certificate")
+		b := trust.NewHolder(c.IssueCert(t, trust.Peer{Role: trust.RoleBlockd, Name: "DS-group"}, certDir("blockd-group")))
+		err = rpc.NewNamespaceClient(dial(b, nil)).AddMetad(ctx, "127.0.0.1:1")
+		refused("blockd AddMetad", err, "adding a metad to the group needs an admin or a metad certificate")
+	})
 	t.Run("user asserts cairn-user root", func(t *testing.T) {
 		ns := rpc.NewNamespaceClient(dial(alice, &cairn.Identity{User: "root", Groups: []string{"root", "supergroup"}}))
 		_, err := ns.Stat(ctx, "/private/secret")

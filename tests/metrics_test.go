@@ -16,6 +16,7 @@ import (
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 
 	"cairn/tests/cluster"
 	"cairn/trust"
@@ -68,7 +69,7 @@ func scrapeAll(t *testing.T, creds *trust.Holder, targets []target) map[string]s
 		if err != nil || resp.StatusCode != http.StatusOK {
 			t.Fatalf("scrape %s: %s, %v\n%s", tg.name, resp.Status, err, body)
 		}
-		var p expfmt.TextParser
+		p := textParser()
 		mfs, err := p.TextToMetricFamilies(bytes.NewReader(body))
 		if err != nil {
 			t.Fatalf("scrape %s: the Prometheus text parser refuses it: %v", tg.name, err)
@@ -238,4 +239,11 @@ func firstSeries(s scrape, name string) (float64, bool) {
 		}
 	}
 	return 0, false
+}
+
+// textParser is Prometheus's text format parser, with the metric name
+// rules of the format (a zero TextParser has none and panics).
+func textParser() *expfmt.TextParser {
+	p := expfmt.NewTextParser(model.LegacyValidation)
+	return &p
 }

@@ -17,7 +17,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/common/expfmt"
 
 	"cairn/client"
 	"cairn/tests/cluster"
@@ -400,7 +399,7 @@ func whMetrics(t *testing.T, w whAuth, addr string) {
 	if code != "200" {
 		t.Fatalf("/metrics: HTTP %s: %s", code, body)
 	}
-	fams, err := new(expfmt.TextParser).TextToMetricFamilies(strings.NewReader(body + "\n"))
+	fams, err := textParser().TextToMetricFamilies(strings.NewReader(body + "\n"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -102,7 +102,7 @@ func (x OpHeader_Op) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use OpHeader_Op.Descriptor instead.
 func (OpHeader_Op) EnumDescriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{63, 0}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{65, 0}
 }
 
 type OpHeader_Stage int32
@@ -154,7 +154,7 @@ func (x OpHeader_Stage) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use OpHeader_Stage.Descriptor instead.
 func (OpHeader_Stage) EnumDescriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{63, 1}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{65, 1}
 }
 
 type Empty struct {
@@ -3641,6 +3641,160 @@ func (x *RenewDelegationReply) GetExpiryMs() int64 {
 	return 0
 }
 
+// A member of a metad group (metad/raftnode.go): its RPC address, which is
+// its Raft server ID, and its Raft transport's address.
+type MetadMember struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	RaftAddr      string                 `protobuf:"bytes,2,opt,name=raft_addr,json=raftAddr,proto3" json:"raft_addr,omitempty"`
+	Leader        bool                   `protobuf:"varint,3,opt,name=leader,proto3" json:"leader,omitempty"`
+	Voter         bool                   `protobuf:"varint,4,opt,name=voter,proto3" json:"voter,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MetadMember) Reset() {
+	*x = MetadMember{}
+	mi := &file_rpc_pb_cairn_proto_msgTypes[53]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MetadMember) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MetadMember) ProtoMessage() {}
+
+func (x *MetadMember) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_pb_cairn_proto_msgTypes[53]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MetadMember.ProtoReflect.Descriptor instead.
+func (*MetadMember) Descriptor() ([]byte, []int) {
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{53}
+}
+
+func (x *MetadMember) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *MetadMember) GetRaftAddr() string {
+	if x != nil {
+		return x.RaftAddr
+	}
+	return ""
+}
+
+func (x *MetadMember) GetLeader() bool {
+	if x != nil {
+		return x.Leader
+	}
+	return false
+}
+
+func (x *MetadMember) GetVoter() bool {
+	if x != nil {
+		return x.Voter
+	}
+	return false
+}
+
+type MetadMembersReply struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Members       []*MetadMember         `protobuf:"bytes,1,rep,name=members,proto3" json:"members,omitempty"`
+	Replicated    bool                   `protobuf:"varint,2,opt,name=replicated,proto3" json:"replicated,omitempty"` // false: a single metad, no Raft
+	Self          string                 `protobuf:"bytes,3,opt,name=self,proto3" json:"self,omitempty"`              // the answering member
+	State         string                 `protobuf:"bytes,4,opt,name=state,proto3" json:"state,omitempty"`            // its Raft state: Leader, Follower, Candidate
+	AppliedIndex  uint64                 `protobuf:"varint,5,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
+	CommitIndex   uint64                 `protobuf:"varint,6,opt,name=commit_index,json=commitIndex,proto3" json:"commit_index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MetadMembersReply) Reset() {
+	*x = MetadMembersReply{}
+	mi := &file_rpc_pb_cairn_proto_msgTypes[54]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MetadMembersReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MetadMembersReply) ProtoMessage() {}
+
+func (x *MetadMembersReply) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_pb_cairn_proto_msgTypes[54]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MetadMembersReply.ProtoReflect.Descriptor instead.
+func (*MetadMembersReply) Descriptor() ([]byte, []int) {
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{54}
+}
+
+func (x *MetadMembersReply) GetMembers() []*MetadMember {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
+func (x *MetadMembersReply) GetReplicated() bool {
+	if x != nil {
+		return x.Replicated
+	}
+	return false
+}
+
+func (x *MetadMembersReply) GetSelf() string {
+	if x != nil {
+		return x.Self
+	}
+	return ""
+}
+
+func (x *MetadMembersReply) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *MetadMembersReply) GetAppliedIndex() uint64 {
+	if x != nil {
+		return x.AppliedIndex
+	}
+	return 0
+}
+
+func (x *MetadMembersReply) GetCommitIndex() uint64 {
+	if x != nil {
+		return x.CommitIndex
+	}
+	return 0
+}
+
 type Registration struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Node          *Node                  `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
@@ -3651,7 +3805,7 @@ type Registration struct {
 
 func (x *Registration) Reset() {
 	*x = Registration{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[53]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3663,7 +3817,7 @@ func (x *Registration) String() string {
 func (*Registration) ProtoMessage() {}
 
 func (x *Registration) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[53]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3676,7 +3830,7 @@ func (x *Registration) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Registration.ProtoReflect.Descriptor instead.
 func (*Registration) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{53}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *Registration) GetNode() *Node {
@@ -3706,7 +3860,7 @@ type RegisterReply struct {
 
 func (x *RegisterReply) Reset() {
 	*x = RegisterReply{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[54]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3718,7 +3872,7 @@ func (x *RegisterReply) String() string {
 func (*RegisterReply) ProtoMessage() {}
 
 func (x *RegisterReply) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[54]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3731,7 +3885,7 @@ func (x *RegisterReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterReply.ProtoReflect.Descriptor instead.
 func (*RegisterReply) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{54}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *RegisterReply) GetNamespaceId() string {
@@ -3767,7 +3921,7 @@ type BlockKey struct {
 
 func (x *BlockKey) Reset() {
 	*x = BlockKey{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[55]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3779,7 +3933,7 @@ func (x *BlockKey) String() string {
 func (*BlockKey) ProtoMessage() {}
 
 func (x *BlockKey) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[55]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3792,7 +3946,7 @@ func (x *BlockKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BlockKey.ProtoReflect.Descriptor instead.
 func (*BlockKey) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{55}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *BlockKey) GetId() uint32 {
@@ -3830,7 +3984,7 @@ type HeartbeatRequest struct {
 
 func (x *HeartbeatRequest) Reset() {
 	*x = HeartbeatRequest{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[56]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3842,7 +3996,7 @@ func (x *HeartbeatRequest) String() string {
 func (*HeartbeatRequest) ProtoMessage() {}
 
 func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[56]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3855,7 +4009,7 @@ func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatRequest.ProtoReflect.Descriptor instead.
 func (*HeartbeatRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{56}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *HeartbeatRequest) GetStorageId() string {
@@ -3915,7 +4069,7 @@ type Command struct {
 
 func (x *Command) Reset() {
 	*x = Command{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[57]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3927,7 +4081,7 @@ func (x *Command) String() string {
 func (*Command) ProtoMessage() {}
 
 func (x *Command) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[57]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3940,7 +4094,7 @@ func (x *Command) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Command.ProtoReflect.Descriptor instead.
 func (*Command) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{57}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *Command) GetKind() int32 {
@@ -4001,7 +4155,7 @@ type HeartbeatReply struct {
 
 func (x *HeartbeatReply) Reset() {
 	*x = HeartbeatReply{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[58]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4013,7 +4167,7 @@ func (x *HeartbeatReply) String() string {
 func (*HeartbeatReply) ProtoMessage() {}
 
 func (x *HeartbeatReply) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[58]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4026,7 +4180,7 @@ func (x *HeartbeatReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatReply.ProtoReflect.Descriptor instead.
 func (*HeartbeatReply) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{58}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *HeartbeatReply) GetCommands() []*Command {
@@ -4046,7 +4200,7 @@ type BlockList struct {
 
 func (x *BlockList) Reset() {
 	*x = BlockList{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[59]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4058,7 +4212,7 @@ func (x *BlockList) String() string {
 func (*BlockList) ProtoMessage() {}
 
 func (x *BlockList) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[59]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4071,7 +4225,7 @@ func (x *BlockList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BlockList.ProtoReflect.Descriptor instead.
 func (*BlockList) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{59}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *BlockList) GetStorageId() string {
@@ -4100,7 +4254,7 @@ type Replica struct {
 
 func (x *Replica) Reset() {
 	*x = Replica{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[60]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4112,7 +4266,7 @@ func (x *Replica) String() string {
 func (*Replica) ProtoMessage() {}
 
 func (x *Replica) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[60]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4125,7 +4279,7 @@ func (x *Replica) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Replica.ProtoReflect.Descriptor instead.
 func (*Replica) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{60}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *Replica) GetBlock() *Block {
@@ -4152,7 +4306,7 @@ type ReplicaList struct {
 
 func (x *ReplicaList) Reset() {
 	*x = ReplicaList{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[61]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4164,7 +4318,7 @@ func (x *ReplicaList) String() string {
 func (*ReplicaList) ProtoMessage() {}
 
 func (x *ReplicaList) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[61]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4177,7 +4331,7 @@ func (x *ReplicaList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaList.ProtoReflect.Descriptor instead.
 func (*ReplicaList) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{61}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *ReplicaList) GetStorageId() string {
@@ -4209,7 +4363,7 @@ type CommitSyncRequest struct {
 
 func (x *CommitSyncRequest) Reset() {
 	*x = CommitSyncRequest{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[62]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4221,7 +4375,7 @@ func (x *CommitSyncRequest) String() string {
 func (*CommitSyncRequest) ProtoMessage() {}
 
 func (x *CommitSyncRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[62]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4234,7 +4388,7 @@ func (x *CommitSyncRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitSyncRequest.ProtoReflect.Descriptor instead.
 func (*CommitSyncRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{62}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *CommitSyncRequest) GetBlock() *Block {
@@ -4316,7 +4470,7 @@ type OpHeader struct {
 
 func (x *OpHeader) Reset() {
 	*x = OpHeader{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[63]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4328,7 +4482,7 @@ func (x *OpHeader) String() string {
 func (*OpHeader) ProtoMessage() {}
 
 func (x *OpHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[63]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4341,7 +4495,7 @@ func (x *OpHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpHeader.ProtoReflect.Descriptor instead.
 func (*OpHeader) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{63}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *OpHeader) GetOp() OpHeader_Op {
@@ -4466,7 +4620,7 @@ type OpReply struct {
 
 func (x *OpReply) Reset() {
 	*x = OpReply{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[64]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4478,7 +4632,7 @@ func (x *OpReply) String() string {
 func (*OpReply) ProtoMessage() {}
 
 func (x *OpReply) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[64]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4491,7 +4645,7 @@ func (x *OpReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpReply.ProtoReflect.Descriptor instead.
 func (*OpReply) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{64}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *OpReply) GetStatus() uint32 {
@@ -4568,7 +4722,7 @@ type LinkRequest struct {
 
 func (x *LinkRequest) Reset() {
 	*x = LinkRequest{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[65]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4580,7 +4734,7 @@ func (x *LinkRequest) String() string {
 func (*LinkRequest) ProtoMessage() {}
 
 func (x *LinkRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[65]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4593,7 +4747,7 @@ func (x *LinkRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LinkRequest.ProtoReflect.Descriptor instead.
 func (*LinkRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{65}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *LinkRequest) GetSrc() string {
@@ -4622,7 +4776,7 @@ type ConcatRequest struct {
 
 func (x *ConcatRequest) Reset() {
 	*x = ConcatRequest{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[66]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4634,7 +4788,7 @@ func (x *ConcatRequest) String() string {
 func (*ConcatRequest) ProtoMessage() {}
 
 func (x *ConcatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[66]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4647,7 +4801,7 @@ func (x *ConcatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConcatRequest.ProtoReflect.Descriptor instead.
 func (*ConcatRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{66}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *ConcatRequest) GetTarget() string {
@@ -4675,7 +4829,7 @@ type ServerDefaultsReply struct {
 
 func (x *ServerDefaultsReply) Reset() {
 	*x = ServerDefaultsReply{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[67]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4687,7 +4841,7 @@ func (x *ServerDefaultsReply) String() string {
 func (*ServerDefaultsReply) ProtoMessage() {}
 
 func (x *ServerDefaultsReply) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[67]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4700,7 +4854,7 @@ func (x *ServerDefaultsReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServerDefaultsReply.ProtoReflect.Descriptor instead.
 func (*ServerDefaultsReply) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{67}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *ServerDefaultsReply) GetTrashIntervalMs() int64 {
@@ -4721,7 +4875,7 @@ type DataTransferReply struct {
 
 func (x *DataTransferReply) Reset() {
 	*x = DataTransferReply{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[68]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4733,7 +4887,7 @@ func (x *DataTransferReply) String() string {
 func (*DataTransferReply) ProtoMessage() {}
 
 func (x *DataTransferReply) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[68]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4746,7 +4900,7 @@ func (x *DataTransferReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DataTransferReply.ProtoReflect.Descriptor instead.
 func (*DataTransferReply) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{68}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *DataTransferReply) GetEncrypt() bool {
@@ -4765,7 +4919,7 @@ type UILinkRequest struct {
 
 func (x *UILinkRequest) Reset() {
 	*x = UILinkRequest{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[69]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4777,7 +4931,7 @@ func (x *UILinkRequest) String() string {
 func (*UILinkRequest) ProtoMessage() {}
 
 func (x *UILinkRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[69]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4790,7 +4944,7 @@ func (x *UILinkRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UILinkRequest.ProtoReflect.Descriptor instead.
 func (*UILinkRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{69}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *UILinkRequest) GetTtlMs() int64 {
@@ -4813,7 +4967,7 @@ type UILinkReply struct {
 
 func (x *UILinkReply) Reset() {
 	*x = UILinkReply{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[70]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4825,7 +4979,7 @@ func (x *UILinkReply) String() string {
 func (*UILinkReply) ProtoMessage() {}
 
 func (x *UILinkReply) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[70]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4838,7 +4992,7 @@ func (x *UILinkReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UILinkReply.ProtoReflect.Descriptor instead.
 func (*UILinkReply) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{70}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *UILinkReply) GetToken() string {
@@ -4874,7 +5028,7 @@ type JoinRequest struct {
 
 func (x *JoinRequest) Reset() {
 	*x = JoinRequest{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[71]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4886,7 +5040,7 @@ func (x *JoinRequest) String() string {
 func (*JoinRequest) ProtoMessage() {}
 
 func (x *JoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[71]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4899,7 +5053,7 @@ func (x *JoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRequest.ProtoReflect.Descriptor instead.
 func (*JoinRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{71}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *JoinRequest) GetToken() string {
@@ -4926,7 +5080,7 @@ type RenewCertRequest struct {
 
 func (x *RenewCertRequest) Reset() {
 	*x = RenewCertRequest{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[72]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4938,7 +5092,7 @@ func (x *RenewCertRequest) String() string {
 func (*RenewCertRequest) ProtoMessage() {}
 
 func (x *RenewCertRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[72]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4951,7 +5105,7 @@ func (x *RenewCertRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewCertRequest.ProtoReflect.Descriptor instead.
 func (*RenewCertRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{72}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *RenewCertRequest) GetCsr() []byte {
@@ -4972,7 +5126,7 @@ type CertReply struct {
 
 func (x *CertReply) Reset() {
 	*x = CertReply{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[73]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4984,7 +5138,7 @@ func (x *CertReply) String() string {
 func (*CertReply) ProtoMessage() {}
 
 func (x *CertReply) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[73]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4997,7 +5151,7 @@ func (x *CertReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CertReply.ProtoReflect.Descriptor instead.
 func (*CertReply) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{73}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{75}
 }
 
 func (x *CertReply) GetCert() []byte {
@@ -5025,7 +5179,7 @@ type JoinTokenRequest struct {
 
 func (x *JoinTokenRequest) Reset() {
 	*x = JoinTokenRequest{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[74]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5037,7 +5191,7 @@ func (x *JoinTokenRequest) String() string {
 func (*JoinTokenRequest) ProtoMessage() {}
 
 func (x *JoinTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[74]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5050,7 +5204,7 @@ func (x *JoinTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinTokenRequest.ProtoReflect.Descriptor instead.
 func (*JoinTokenRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{74}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{76}
 }
 
 func (x *JoinTokenRequest) GetRole() string {
@@ -5085,7 +5239,7 @@ type JoinTokenReply struct {
 
 func (x *JoinTokenReply) Reset() {
 	*x = JoinTokenReply{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[75]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5097,7 +5251,7 @@ func (x *JoinTokenReply) String() string {
 func (*JoinTokenReply) ProtoMessage() {}
 
 func (x *JoinTokenReply) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[75]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5110,7 +5264,7 @@ func (x *JoinTokenReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinTokenReply.ProtoReflect.Descriptor instead.
 func (*JoinTokenReply) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{75}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{77}
 }
 
 func (x *JoinTokenReply) GetToken() string {
@@ -5406,7 +5560,21 @@ const file_rpc_pb_cairn_proto_rawDesc = "" +
 	"\x12DelegationTokenRef\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\"3\n" +
 	"\x14RenewDelegationReply\x12\x1b\n" +
-	"\texpiry_ms\x18\x01 \x01(\x03R\bexpiryMs\"U\n" +
+	"\texpiry_ms\x18\x01 \x01(\x03R\bexpiryMs\"h\n" +
+	"\vMetadMember\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n" +
+	"\traft_addr\x18\x02 \x01(\tR\braftAddr\x12\x16\n" +
+	"\x06leader\x18\x03 \x01(\bR\x06leader\x12\x14\n" +
+	"\x05voter\x18\x04 \x01(\bR\x05voter\"\xd6\x01\n" +
+	"\x11MetadMembersReply\x12/\n" +
+	"\amembers\x18\x01 \x03(\v2\x15.cairn.v1.MetadMemberR\amembers\x12\x1e\n" +
+	"\n" +
+	"replicated\x18\x02 \x01(\bR\n" +
+	"replicated\x12\x12\n" +
+	"\x04self\x18\x03 \x01(\tR\x04self\x12\x14\n" +
+	"\x05state\x18\x04 \x01(\tR\x05state\x12#\n" +
+	"\rapplied_index\x18\x05 \x01(\x04R\fappliedIndex\x12!\n" +
+	"\fcommit_index\x18\x06 \x01(\x04R\vcommitIndex\"U\n" +
 	"\fRegistration\x12\"\n" +
 	"\x04node\x18\x01 \x01(\v2\x0e.cairn.v1.NodeR\x04node\x12!\n" +
 	"\fnamespace_id\x18\x02 \x01(\tR\vnamespaceId\"}\n" +
@@ -5535,8 +5703,11 @@ const file_rpc_pb_cairn_proto_rawDesc = "" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\x12\x1f\n" +
 	"\vexpiry_unix\x18\x03 \x01(\x03R\n" +
-	"expiryUnix2\xb0\x13\n" +
-	"\tNamespace\x121\n" +
+	"expiryUnix2\xd9\x14\n" +
+	"\tNamespace\x12<\n" +
+	"\fMetadMembers\x12\x0f.cairn.v1.Empty\x1a\x1b.cairn.v1.MetadMembersReply\x122\n" +
+	"\bAddMetad\x12\x15.cairn.v1.MetadMember\x1a\x0f.cairn.v1.Empty\x125\n" +
+	"\vRemoveMetad\x12\x15.cairn.v1.MetadMember\x1a\x0f.cairn.v1.Empty\x121\n" +
 	"\x06Mkdirs\x12\x16.cairn.v1.MkdirRequest\x1a\x0f.cairn.v1.Empty\x120\n" +
 	"\x05Mkdir\x12\x16.cairn.v1.MkdirRequest\x1a\x0f.cairn.v1.Empty\x125\n" +
 	"\x06Create\x12\x17.cairn.v1.CreateRequest\x1a\x12.cairn.v1.FileInfo\x12=\n" +
@@ -5611,7 +5782,7 @@ func file_rpc_pb_cairn_proto_rawDescGZIP() []byte {
 }
 
 var file_rpc_pb_cairn_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_rpc_pb_cairn_proto_msgTypes = make([]protoimpl.MessageInfo, 76)
+var file_rpc_pb_cairn_proto_msgTypes = make([]protoimpl.MessageInfo, 78)
 var file_rpc_pb_cairn_proto_goTypes = []any{
 	(OpHeader_Op)(0),               // 0: cairn.v1.OpHeader.Op
 	(OpHeader_Stage)(0),            // 1: cairn.v1.OpHeader.Stage
@@ -5668,189 +5839,198 @@ var file_rpc_pb_cairn_proto_goTypes = []any{
 	(*DelegationTokenReply)(nil),   // 52: cairn.v1.DelegationTokenReply
 	(*DelegationTokenRef)(nil),     // 53: cairn.v1.DelegationTokenRef
 	(*RenewDelegationReply)(nil),   // 54: cairn.v1.RenewDelegationReply
-	(*Registration)(nil),           // 55: cairn.v1.Registration
-	(*RegisterReply)(nil),          // 56: cairn.v1.RegisterReply
-	(*BlockKey)(nil),               // 57: cairn.v1.BlockKey
-	(*HeartbeatRequest)(nil),       // 58: cairn.v1.HeartbeatRequest
-	(*Command)(nil),                // 59: cairn.v1.Command
-	(*HeartbeatReply)(nil),         // 60: cairn.v1.HeartbeatReply
-	(*BlockList)(nil),              // 61: cairn.v1.BlockList
-	(*Replica)(nil),                // 62: cairn.v1.Replica
-	(*ReplicaList)(nil),            // 63: cairn.v1.ReplicaList
-	(*CommitSyncRequest)(nil),      // 64: cairn.v1.CommitSyncRequest
-	(*OpHeader)(nil),               // 65: cairn.v1.OpHeader
-	(*OpReply)(nil),                // 66: cairn.v1.OpReply
-	(*LinkRequest)(nil),            // 67: cairn.v1.LinkRequest
-	(*ConcatRequest)(nil),          // 68: cairn.v1.ConcatRequest
-	(*ServerDefaultsReply)(nil),    // 69: cairn.v1.ServerDefaultsReply
-	(*DataTransferReply)(nil),      // 70: cairn.v1.DataTransferReply
-	(*UILinkRequest)(nil),          // 71: cairn.v1.UILinkRequest
-	(*UILinkReply)(nil),            // 72: cairn.v1.UILinkReply
-	(*JoinRequest)(nil),            // 73: cairn.v1.JoinRequest
-	(*RenewCertRequest)(nil),       // 74: cairn.v1.RenewCertRequest
-	(*CertReply)(nil),              // 75: cairn.v1.CertReply
-	(*JoinTokenRequest)(nil),       // 76: cairn.v1.JoinTokenRequest
-	(*JoinTokenReply)(nil),         // 77: cairn.v1.JoinTokenReply
+	(*MetadMember)(nil),            // 55: cairn.v1.MetadMember
+	(*MetadMembersReply)(nil),      // 56: cairn.v1.MetadMembersReply
+	(*Registration)(nil),           // 57: cairn.v1.Registration
+	(*RegisterReply)(nil),          // 58: cairn.v1.RegisterReply
+	(*BlockKey)(nil),               // 59: cairn.v1.BlockKey
+	(*HeartbeatRequest)(nil),       // 60: cairn.v1.HeartbeatRequest
+	(*Command)(nil),                // 61: cairn.v1.Command
+	(*HeartbeatReply)(nil),         // 62: cairn.v1.HeartbeatReply
+	(*BlockList)(nil),              // 63: cairn.v1.BlockList
+	(*Replica)(nil),                // 64: cairn.v1.Replica
+	(*ReplicaList)(nil),            // 65: cairn.v1.ReplicaList
+	(*CommitSyncRequest)(nil),      // 66: cairn.v1.CommitSyncRequest
+	(*OpHeader)(nil),               // 67: cairn.v1.OpHeader
+	(*OpReply)(nil),                // 68: cairn.v1.OpReply
+	(*LinkRequest)(nil),            // 69: cairn.v1.LinkRequest
+	(*ConcatRequest)(nil),          // 70: cairn.v1.ConcatRequest
+	(*ServerDefaultsReply)(nil),    // 71: cairn.v1.ServerDefaultsReply
+	(*DataTransferReply)(nil),      // 72: cairn.v1.DataTransferReply
+	(*UILinkRequest)(nil),          // 73: cairn.v1.UILinkRequest
+	(*UILinkReply)(nil),            // 74: cairn.v1.UILinkReply
+	(*JoinRequest)(nil),            // 75: cairn.v1.JoinRequest
+	(*RenewCertRequest)(nil),       // 76: cairn.v1.RenewCertRequest
+	(*CertReply)(nil),              // 77: cairn.v1.CertReply
+	(*JoinTokenRequest)(nil),       // 78: cairn.v1.JoinTokenRequest
+	(*JoinTokenReply)(nil),         // 79: cairn.v1.JoinTokenReply
 }
 var file_rpc_pb_cairn_proto_depIdxs = []int32{
-	3,  // 0: cairn.v1.LocatedBlock.block:type_name -> cairn.v1.Block
-	4,  // 1: cairn.v1.LocatedBlock.locations:type_name -> cairn.v1.Node
-	3,  // 2: cairn.v1.AddBlockRequest.prev:type_name -> cairn.v1.Block
-	4,  // 3: cairn.v1.AddBlockRequest.excluded:type_name -> cairn.v1.Node
-	3,  // 4: cairn.v1.CompleteRequest.last:type_name -> cairn.v1.Block
-	4,  // 5: cairn.v1.CompleteRequest.acked:type_name -> cairn.v1.Node
-	6,  // 6: cairn.v1.ListReply.entries:type_name -> cairn.v1.FileInfo
-	5,  // 7: cairn.v1.FileBlocks.blocks:type_name -> cairn.v1.LocatedBlock
-	4,  // 8: cairn.v1.NodeReport.node:type_name -> cairn.v1.Node
-	21, // 9: cairn.v1.ClusterReport.nodes:type_name -> cairn.v1.NodeReport
-	6,  // 10: cairn.v1.AppendReply.info:type_name -> cairn.v1.FileInfo
-	5,  // 11: cairn.v1.AppendReply.last:type_name -> cairn.v1.LocatedBlock
-	3,  // 12: cairn.v1.BlockRequest.block:type_name -> cairn.v1.Block
-	3,  // 13: cairn.v1.UpdatePipelineRequest.old:type_name -> cairn.v1.Block
-	3,  // 14: cairn.v1.UpdatePipelineRequest.updated:type_name -> cairn.v1.Block
-	4,  // 15: cairn.v1.UpdatePipelineRequest.nodes:type_name -> cairn.v1.Node
-	3,  // 16: cairn.v1.AdditionalNodeRequest.block:type_name -> cairn.v1.Block
-	4,  // 17: cairn.v1.AdditionalNodeRequest.existing:type_name -> cairn.v1.Node
-	4,  // 18: cairn.v1.AdditionalNodeRequest.excluded:type_name -> cairn.v1.Node
-	3,  // 19: cairn.v1.BadReplica.block:type_name -> cairn.v1.Block
-	37, // 20: cairn.v1.BadReplicas.replicas:type_name -> cairn.v1.BadReplica
-	4,  // 21: cairn.v1.ReplicaInfo.node:type_name -> cairn.v1.Node
-	62, // 22: cairn.v1.ReplicaInfo.replica:type_name -> cairn.v1.Replica
-	3,  // 23: cairn.v1.BlockReplicas.block:type_name -> cairn.v1.Block
-	39, // 24: cairn.v1.BlockReplicas.replicas:type_name -> cairn.v1.ReplicaInfo
-	40, // 25: cairn.v1.FileReplicas.blocks:type_name -> cairn.v1.BlockReplicas
-	21, // 26: cairn.v1.NodeReports.nodes:type_name -> cairn.v1.NodeReport
-	4,  // 27: cairn.v1.BalanceNode.node:type_name -> cairn.v1.Node
-	47, // 28: cairn.v1.BalanceReply.nodes:type_name -> cairn.v1.BalanceNode
-	4,  // 29: cairn.v1.Registration.node:type_name -> cairn.v1.Node
-	57, // 30: cairn.v1.RegisterReply.keys:type_name -> cairn.v1.BlockKey
-	3,  // 31: cairn.v1.Command.blocks:type_name -> cairn.v1.Block
-	4,  // 32: cairn.v1.Command.targets:type_name -> cairn.v1.Node
-	57, // 33: cairn.v1.Command.keys:type_name -> cairn.v1.BlockKey
-	59, // 34: cairn.v1.HeartbeatReply.commands:type_name -> cairn.v1.Command
-	3,  // 35: cairn.v1.BlockList.blocks:type_name -> cairn.v1.Block
-	3,  // 36: cairn.v1.Replica.block:type_name -> cairn.v1.Block
-	62, // 37: cairn.v1.ReplicaList.replicas:type_name -> cairn.v1.Replica
-	3,  // 38: cairn.v1.CommitSyncRequest.block:type_name -> cairn.v1.Block
-	0,  // 39: cairn.v1.OpHeader.op:type_name -> cairn.v1.OpHeader.Op
-	3,  // 40: cairn.v1.OpHeader.block:type_name -> cairn.v1.Block
-	4,  // 41: cairn.v1.OpHeader.targets:type_name -> cairn.v1.Node
-	1,  // 42: cairn.v1.OpHeader.stage:type_name -> cairn.v1.OpHeader.Stage
-	11, // 43: cairn.v1.Namespace.Mkdirs:input_type -> cairn.v1.MkdirRequest
-	11, // 44: cairn.v1.Namespace.Mkdir:input_type -> cairn.v1.MkdirRequest
-	12, // 45: cairn.v1.Namespace.Create:input_type -> cairn.v1.CreateRequest
-	13, // 46: cairn.v1.Namespace.AddBlock:input_type -> cairn.v1.AddBlockRequest
-	14, // 47: cairn.v1.Namespace.Complete:input_type -> cairn.v1.CompleteRequest
-	8,  // 48: cairn.v1.Namespace.Stat:input_type -> cairn.v1.PathRequest
-	15, // 49: cairn.v1.Namespace.List:input_type -> cairn.v1.ListRequest
-	17, // 50: cairn.v1.Namespace.Rename:input_type -> cairn.v1.RenameRequest
-	18, // 51: cairn.v1.Namespace.Delete:input_type -> cairn.v1.DeleteRequest
-	8,  // 52: cairn.v1.Namespace.BlockLocations:input_type -> cairn.v1.PathRequest
-	2,  // 53: cairn.v1.Namespace.Statfs:input_type -> cairn.v1.Empty
-	2,  // 54: cairn.v1.Namespace.Report:input_type -> cairn.v1.Empty
-	23, // 55: cairn.v1.Namespace.SetAttr:input_type -> cairn.v1.SetAttrRequest
-	24, // 56: cairn.v1.Namespace.Symlink:input_type -> cairn.v1.SymlinkRequest
-	25, // 57: cairn.v1.Namespace.Mknod:input_type -> cairn.v1.MknodRequest
-	26, // 58: cairn.v1.Namespace.SetXattr:input_type -> cairn.v1.XattrRequest
-	26, // 59: cairn.v1.Namespace.GetXattr:input_type -> cairn.v1.XattrRequest
-	8,  // 60: cairn.v1.Namespace.ListXattrs:input_type -> cairn.v1.PathRequest
-	26, // 61: cairn.v1.Namespace.RemoveXattr:input_type -> cairn.v1.XattrRequest
-	8,  // 62: cairn.v1.Namespace.GetContentSummary:input_type -> cairn.v1.PathRequest
-	30, // 63: cairn.v1.Namespace.Append:input_type -> cairn.v1.AppendRequest
-	32, // 64: cairn.v1.Namespace.RenewLease:input_type -> cairn.v1.LeaseRequest
-	33, // 65: cairn.v1.Namespace.AbandonBlock:input_type -> cairn.v1.BlockRequest
-	33, // 66: cairn.v1.Namespace.Fsync:input_type -> cairn.v1.BlockRequest
-	33, // 67: cairn.v1.Namespace.UpdateBlockForPipeline:input_type -> cairn.v1.BlockRequest
-	35, // 68: cairn.v1.Namespace.UpdatePipeline:input_type -> cairn.v1.UpdatePipelineRequest
-	36, // 69: cairn.v1.Namespace.AdditionalNode:input_type -> cairn.v1.AdditionalNodeRequest
-	38, // 70: cairn.v1.Namespace.ReportBadReplicas:input_type -> cairn.v1.BadReplicas
-	42, // 71: cairn.v1.Namespace.Checkpoint:input_type -> cairn.v1.CheckpointRequest
-	9,  // 72: cairn.v1.Namespace.Unlink:input_type -> cairn.v1.UnlinkRequest
-	10, // 73: cairn.v1.Namespace.Release:input_type -> cairn.v1.ReleaseRequest
-	8,  // 74: cairn.v1.Namespace.ReplicaReport:input_type -> cairn.v1.PathRequest
-	67, // 75: cairn.v1.Namespace.Link:input_type -> cairn.v1.LinkRequest
-	50, // 76: cairn.v1.Namespace.Access:input_type -> cairn.v1.AccessRequest
-	43, // 77: cairn.v1.Namespace.SafeMode:input_type -> cairn.v1.SafeModeRequest
-	51, // 78: cairn.v1.Namespace.GetDelegationToken:input_type -> cairn.v1.DelegationTokenRequest
-	53, // 79: cairn.v1.Namespace.RenewDelegationToken:input_type -> cairn.v1.DelegationTokenRef
-	53, // 80: cairn.v1.Namespace.CancelDelegationToken:input_type -> cairn.v1.DelegationTokenRef
-	44, // 81: cairn.v1.Namespace.SetNodeAdmin:input_type -> cairn.v1.NodeAdminRequest
-	2,  // 82: cairn.v1.Namespace.RefreshNodes:input_type -> cairn.v1.Empty
-	46, // 83: cairn.v1.Namespace.Balance:input_type -> cairn.v1.BalanceRequest
-	68, // 84: cairn.v1.Namespace.Concat:input_type -> cairn.v1.ConcatRequest
-	55, // 85: cairn.v1.Registry.Register:input_type -> cairn.v1.Registration
-	58, // 86: cairn.v1.Registry.Heartbeat:input_type -> cairn.v1.HeartbeatRequest
-	63, // 87: cairn.v1.Registry.BlockReport:input_type -> cairn.v1.ReplicaList
-	63, // 88: cairn.v1.Registry.BlocksReceived:input_type -> cairn.v1.ReplicaList
-	61, // 89: cairn.v1.Registry.BlocksDeleted:input_type -> cairn.v1.BlockList
-	64, // 90: cairn.v1.Registry.CommitBlockSynchronization:input_type -> cairn.v1.CommitSyncRequest
-	38, // 91: cairn.v1.Registry.ReportBadReplicas:input_type -> cairn.v1.BadReplicas
-	73, // 92: cairn.v1.Trust.Join:input_type -> cairn.v1.JoinRequest
-	74, // 93: cairn.v1.Trust.RenewCert:input_type -> cairn.v1.RenewCertRequest
-	76, // 94: cairn.v1.Trust.IssueJoinToken:input_type -> cairn.v1.JoinTokenRequest
-	2,  // 95: cairn.v1.Trust.DataTransfer:input_type -> cairn.v1.Empty
-	71, // 96: cairn.v1.Trust.IssueUILink:input_type -> cairn.v1.UILinkRequest
-	2,  // 97: cairn.v1.Trust.ServerDefaults:input_type -> cairn.v1.Empty
-	2,  // 98: cairn.v1.Namespace.Mkdirs:output_type -> cairn.v1.Empty
-	2,  // 99: cairn.v1.Namespace.Mkdir:output_type -> cairn.v1.Empty
-	6,  // 100: cairn.v1.Namespace.Create:output_type -> cairn.v1.FileInfo
-	5,  // 101: cairn.v1.Namespace.AddBlock:output_type -> cairn.v1.LocatedBlock
-	2,  // 102: cairn.v1.Namespace.Complete:output_type -> cairn.v1.Empty
-	6,  // 103: cairn.v1.Namespace.Stat:output_type -> cairn.v1.FileInfo
-	16, // 104: cairn.v1.Namespace.List:output_type -> cairn.v1.ListReply
-	2,  // 105: cairn.v1.Namespace.Rename:output_type -> cairn.v1.Empty
-	2,  // 106: cairn.v1.Namespace.Delete:output_type -> cairn.v1.Empty
-	19, // 107: cairn.v1.Namespace.BlockLocations:output_type -> cairn.v1.FileBlocks
-	20, // 108: cairn.v1.Namespace.Statfs:output_type -> cairn.v1.FsStats
-	22, // 109: cairn.v1.Namespace.Report:output_type -> cairn.v1.ClusterReport
-	6,  // 110: cairn.v1.Namespace.SetAttr:output_type -> cairn.v1.FileInfo
-	2,  // 111: cairn.v1.Namespace.Symlink:output_type -> cairn.v1.Empty
-	2,  // 112: cairn.v1.Namespace.Mknod:output_type -> cairn.v1.Empty
-	2,  // 113: cairn.v1.Namespace.SetXattr:output_type -> cairn.v1.Empty
-	27, // 114: cairn.v1.Namespace.GetXattr:output_type -> cairn.v1.XattrValue
-	28, // 115: cairn.v1.Namespace.ListXattrs:output_type -> cairn.v1.XattrNames
-	2,  // 116: cairn.v1.Namespace.RemoveXattr:output_type -> cairn.v1.Empty
-	29, // 117: cairn.v1.Namespace.GetContentSummary:output_type -> cairn.v1.ContentSummary
-	31, // 118: cairn.v1.Namespace.Append:output_type -> cairn.v1.AppendReply
-	2,  // 119: cairn.v1.Namespace.RenewLease:output_type -> cairn.v1.Empty
-	2,  // 120: cairn.v1.Namespace.AbandonBlock:output_type -> cairn.v1.Empty
-	2,  // 121: cairn.v1.Namespace.Fsync:output_type -> cairn.v1.Empty
-	34, // 122: cairn.v1.Namespace.UpdateBlockForPipeline:output_type -> cairn.v1.GenStampReply
-	2,  // 123: cairn.v1.Namespace.UpdatePipeline:output_type -> cairn.v1.Empty
-	4,  // 124: cairn.v1.Namespace.AdditionalNode:output_type -> cairn.v1.Node
-	2,  // 125: cairn.v1.Namespace.ReportBadReplicas:output_type -> cairn.v1.Empty
-	2,  // 126: cairn.v1.Namespace.Checkpoint:output_type -> cairn.v1.Empty
-	2,  // 127: cairn.v1.Namespace.Unlink:output_type -> cairn.v1.Empty
-	2,  // 128: cairn.v1.Namespace.Release:output_type -> cairn.v1.Empty
-	41, // 129: cairn.v1.Namespace.ReplicaReport:output_type -> cairn.v1.FileReplicas
-	2,  // 130: cairn.v1.Namespace.Link:output_type -> cairn.v1.Empty
-	6,  // 131: cairn.v1.Namespace.Access:output_type -> cairn.v1.FileInfo
-	49, // 132: cairn.v1.Namespace.SafeMode:output_type -> cairn.v1.SafeModeReply
-	52, // 133: cairn.v1.Namespace.GetDelegationToken:output_type -> cairn.v1.DelegationTokenReply
-	54, // 134: cairn.v1.Namespace.RenewDelegationToken:output_type -> cairn.v1.RenewDelegationReply
-	2,  // 135: cairn.v1.Namespace.CancelDelegationToken:output_type -> cairn.v1.Empty
-	21, // 136: cairn.v1.Namespace.SetNodeAdmin:output_type -> cairn.v1.NodeReport
-	45, // 137: cairn.v1.Namespace.RefreshNodes:output_type -> cairn.v1.NodeReports
-	48, // 138: cairn.v1.Namespace.Balance:output_type -> cairn.v1.BalanceReply
-	2,  // 139: cairn.v1.Namespace.Concat:output_type -> cairn.v1.Empty
-	56, // 140: cairn.v1.Registry.Register:output_type -> cairn.v1.RegisterReply
-	60, // 141: cairn.v1.Registry.Heartbeat:output_type -> cairn.v1.HeartbeatReply
-	2,  // 142: cairn.v1.Registry.BlockReport:output_type -> cairn.v1.Empty
-	2,  // 143: cairn.v1.Registry.BlocksReceived:output_type -> cairn.v1.Empty
-	2,  // 144: cairn.v1.Registry.BlocksDeleted:output_type -> cairn.v1.Empty
-	2,  // 145: cairn.v1.Registry.CommitBlockSynchronization:output_type -> cairn.v1.Empty
-	2,  // 146: cairn.v1.Registry.ReportBadReplicas:output_type -> cairn.v1.Empty
-	75, // 147: cairn.v1.Trust.Join:output_type -> cairn.v1.CertReply
-	75, // 148: cairn.v1.Trust.RenewCert:output_type -> cairn.v1.CertReply
-	77, // 149: cairn.v1.Trust.IssueJoinToken:output_type -> cairn.v1.JoinTokenReply
-	70, // 150: cairn.v1.Trust.DataTransfer:output_type -> cairn.v1.DataTransferReply
-	72, // 151: cairn.v1.Trust.IssueUILink:output_type -> cairn.v1.UILinkReply
-	69, // 152: cairn.v1.Trust.ServerDefaults:output_type -> cairn.v1.ServerDefaultsReply
-	98, // [98:153] is the sub-list for method output_type
-	43, // [43:98] is the sub-list for method input_type
-	43, // [43:43] is the sub-list for extension type_name
-	43, // [43:43] is the sub-list for extension extendee
-	0,  // [0:43] is the sub-list for field type_name
+	3,   // 0: cairn.v1.LocatedBlock.block:type_name -> cairn.v1.Block
+	4,   // 1: cairn.v1.LocatedBlock.locations:type_name -> cairn.v1.Node
+	3,   // 2: cairn.v1.AddBlockRequest.prev:type_name -> cairn.v1.Block
+	4,   // 3: cairn.v1.AddBlockRequest.excluded:type_name -> cairn.v1.Node
+	3,   // 4: cairn.v1.CompleteRequest.last:type_name -> cairn.v1.Block
+	4,   // 5: cairn.v1.CompleteRequest.acked:type_name -> cairn.v1.Node
+	6,   // 6: cairn.v1.ListReply.entries:type_name -> cairn.v1.FileInfo
+	5,   // 7: cairn.v1.FileBlocks.blocks:type_name -> cairn.v1.LocatedBlock
+	4,   // 8: cairn.v1.NodeReport.node:type_name -> cairn.v1.Node
+	21,  // 9: cairn.v1.ClusterReport.nodes:type_name -> cairn.v1.NodeReport
+	6,   // 10: cairn.v1.AppendReply.info:type_name -> cairn.v1.FileInfo
+	5,   // 11: cairn.v1.AppendReply.last:type_name -> cairn.v1.LocatedBlock
+	3,   // 12: cairn.v1.BlockRequest.block:type_name -> cairn.v1.Block
+	3,   // 13: cairn.v1.UpdatePipelineRequest.old:type_name -> cairn.v1.Block
+	3,   // 14: cairn.v1.UpdatePipelineRequest.updated:type_name -> cairn.v1.Block
+	4,   // 15: cairn.v1.UpdatePipelineRequest.nodes:type_name -> cairn.v1.Node
+	3,   // 16: cairn.v1.AdditionalNodeRequest.block:type_name -> cairn.v1.Block
+	4,   // 17: cairn.v1.AdditionalNodeRequest.existing:type_name -> cairn.v1.Node
+	4,   // 18: cairn.v1.AdditionalNodeRequest.excluded:type_name -> cairn.v1.Node
+	3,   // 19: cairn.v1.BadReplica.block:type_name -> cairn.v1.Block
+	37,  // 20: cairn.v1.BadReplicas.replicas:type_name -> cairn.v1.BadReplica
+	4,   // 21: cairn.v1.ReplicaInfo.node:type_name -> cairn.v1.Node
+	64,  // 22: cairn.v1.ReplicaInfo.replica:type_name -> cairn.v1.Replica
+	3,   // 23: cairn.v1.BlockReplicas.block:type_name -> cairn.v1.Block
+	39,  // 24: cairn.v1.BlockReplicas.replicas:type_name -> cairn.v1.ReplicaInfo
+	40,  // 25: cairn.v1.FileReplicas.blocks:type_name -> cairn.v1.BlockReplicas
+	21,  // 26: cairn.v1.NodeReports.nodes:type_name -> cairn.v1.NodeReport
+	4,   // 27: cairn.v1.BalanceNode.node:type_name -> cairn.v1.Node
+	47,  // 28: cairn.v1.BalanceReply.nodes:type_name -> cairn.v1.BalanceNode
+	55,  // 29: cairn.v1.MetadMembersReply.members:type_name -> cairn.v1.MetadMember
+	4,   // 30: cairn.v1.Registration.node:type_name -> cairn.v1.Node
+	59,  // 31: cairn.v1.RegisterReply.keys:type_name -> cairn.v1.BlockKey
+	3,   // 32: cairn.v1.Command.blocks:type_name -> cairn.v1.Block
+	4,   // 33: cairn.v1.Command.targets:type_name -> cairn.v1.Node
+	59,  // 34: cairn.v1.Command.keys:type_name -> cairn.v1.BlockKey
+	61,  // 35: cairn.v1.HeartbeatReply.commands:type_name -> cairn.v1.Command
+	3,   // 36: cairn.v1.BlockList.blocks:type_name -> cairn.v1.Block
+	3,   // 37: cairn.v1.Replica.block:type_name -> cairn.v1.Block
+	64,  // 38: cairn.v1.ReplicaList.replicas:type_name -> cairn.v1.Replica
+	3,   // 39: cairn.v1.CommitSyncRequest.block:type_name -> cairn.v1.Block
+	0,   // 40: cairn.v1.OpHeader.op:type_name -> cairn.v1.OpHeader.Op
+	3,   // 41: cairn.v1.OpHeader.block:type_name -> cairn.v1.Block
+	4,   // 42: cairn.v1.OpHeader.targets:type_name -> cairn.v1.Node
+	1,   // 43: cairn.v1.OpHeader.stage:type_name -> cairn.v1.OpHeader.Stage
+	2,   // 44: cairn.v1.Namespace.MetadMembers:input_type -> cairn.v1.Empty
+	55,  // 45: cairn.v1.Namespace.AddMetad:input_type -> cairn.v1.MetadMember
+	55,  // 46: cairn.v1.Namespace.RemoveMetad:input_type -> cairn.v1.MetadMember
+	11,  // 47: cairn.v1.Namespace.Mkdirs:input_type -> cairn.v1.MkdirRequest
+	11,  // 48: cairn.v1.Namespace.Mkdir:input_type -> cairn.v1.MkdirRequest
+	12,  // 49: cairn.v1.Namespace.Create:input_type -> cairn.v1.CreateRequest
+	13,  // 50: cairn.v1.Namespace.AddBlock:input_type -> cairn.v1.AddBlockRequest
+	14,  // 51: cairn.v1.Namespace.Complete:input_type -> cairn.v1.CompleteRequest
+	8,   // 52: cairn.v1.Namespace.Stat:input_type -> cairn.v1.PathRequest
+	15,  // 53: cairn.v1.Namespace.List:input_type -> cairn.v1.ListRequest
+	17,  // 54: cairn.v1.Namespace.Rename:input_type -> cairn.v1.RenameRequest
+	18,  // 55: cairn.v1.Namespace.Delete:input_type -> cairn.v1.DeleteRequest
+	8,   // 56: cairn.v1.Namespace.BlockLocations:input_type -> cairn.v1.PathRequest
+	2,   // 57: cairn.v1.Namespace.Statfs:input_type -> cairn.v1.Empty
+	2,   // 58: cairn.v1.Namespace.Report:input_type -> cairn.v1.Empty
+	23,  // 59: cairn.v1.Namespace.SetAttr:input_type -> cairn.v1.SetAttrRequest
+	24,  // 60: cairn.v1.Namespace.Symlink:input_type -> cairn.v1.SymlinkRequest
+	25,  // 61: cairn.v1.Namespace.Mknod:input_type -> cairn.v1.MknodRequest
+	26,  // 62: cairn.v1.Namespace.SetXattr:input_type -> cairn.v1.XattrRequest
+	26,  // 63: cairn.v1.Namespace.GetXattr:input_type -> cairn.v1.XattrRequest
+	8,   // 64: cairn.v1.Namespace.ListXattrs:input_type -> cairn.v1.PathRequest
+	26,  // 65: cairn.v1.Namespace.RemoveXattr:input_type -> cairn.v1.XattrRequest
+	8,   // 66: cairn.v1.Namespace.GetContentSummary:input_type -> cairn.v1.PathRequest
+	30,  // 67: cairn.v1.Namespace.Append:input_type -> cairn.v1.AppendRequest
+	32,  // 68: cairn.v1.Namespace.RenewLease:input_type -> cairn.v1.LeaseRequest
+	33,  // 69: cairn.v1.Namespace.AbandonBlock:input_type -> cairn.v1.BlockRequest
+	33,  // 70: cairn.v1.Namespace.Fsync:input_type -> cairn.v1.BlockRequest
+	33,  // 71: cairn.v1.Namespace.UpdateBlockForPipeline:input_type -> cairn.v1.BlockRequest
+	35,  // 72: cairn.v1.Namespace.UpdatePipeline:input_type -> cairn.v1.UpdatePipelineRequest
+	36,  // 73: cairn.v1.Namespace.AdditionalNode:input_type -> cairn.v1.AdditionalNodeRequest
+	38,  // 74: cairn.v1.Namespace.ReportBadReplicas:input_type -> cairn.v1.BadReplicas
+	42,  // 75: cairn.v1.Namespace.Checkpoint:input_type -> cairn.v1.CheckpointRequest
+	9,   // 76: cairn.v1.Namespace.Unlink:input_type -> cairn.v1.UnlinkRequest
+	10,  // 77: cairn.v1.Namespace.Release:input_type -> cairn.v1.ReleaseRequest
+	8,   // 78: cairn.v1.Namespace.ReplicaReport:input_type -> cairn.v1.PathRequest
+	69,  // 79: cairn.v1.Namespace.Link:input_type -> cairn.v1.LinkRequest
+	50,  // 80: cairn.v1.Namespace.Access:input_type -> cairn.v1.AccessRequest
+	43,  // 81: cairn.v1.Namespace.SafeMode:input_type -> cairn.v1.SafeModeRequest
+	51,  // 82: cairn.v1.Namespace.GetDelegationToken:input_type -> cairn.v1.DelegationTokenRequest
+	53,  // 83: cairn.v1.Namespace.RenewDelegationToken:input_type -> cairn.v1.DelegationTokenRef
+	53,  // 84: cairn.v1.Namespace.CancelDelegationToken:input_type -> cairn.v1.DelegationTokenRef
+	44,  // 85: cairn.v1.Namespace.SetNodeAdmin:input_type -> cairn.v1.NodeAdminRequest
+	2,   // 86: cairn.v1.Namespace.RefreshNodes:input_type -> cairn.v1.Empty
+	46,  // 87: cairn.v1.Namespace.Balance:input_type -> cairn.v1.BalanceRequest
+	70,  // 88: cairn.v1.Namespace.Concat:input_type -> cairn.v1.ConcatRequest
+	57,  // 89: cairn.v1.Registry.Register:input_type -> cairn.v1.Registration
+	60,  // 90: cairn.v1.Registry.Heartbeat:input_type -> cairn.v1.HeartbeatRequest
+	65,  // 91: cairn.v1.Registry.BlockReport:input_type -> cairn.v1.ReplicaList
+	65,  // 92: cairn.v1.Registry.BlocksReceived:input_type -> cairn.v1.ReplicaList
+	63,  // 93: cairn.v1.Registry.BlocksDeleted:input_type -> cairn.v1.BlockList
+	66,  // 94: cairn.v1.Registry.CommitBlockSynchronization:input_type -> cairn.v1.CommitSyncRequest
+	38,  // 95: cairn.v1.Registry.ReportBadReplicas:input_type -> cairn.v1.BadReplicas
+	75,  // 96: cairn.v1.Trust.Join:input_type -> cairn.v1.JoinRequest
+	76,  // 97: cairn.v1.Trust.RenewCert:input_type -> cairn.v1.RenewCertRequest
+	78,  // 98: cairn.v1.Trust.IssueJoinToken:input_type -> cairn.v1.JoinTokenRequest
+	2,   // 99: cairn.v1.Trust.DataTransfer:input_type -> cairn.v1.Empty
+	73,  // 100: cairn.v1.Trust.IssueUILink:input_type -> cairn.v1.UILinkRequest
+	2,   // 101: cairn.v1.Trust.ServerDefaults:input_type -> cairn.v1.Empty
+	56,  // 102: cairn.v1.Namespace.MetadMembers:output_type -> cairn.v1.MetadMembersReply
+	2,   // 103: cairn.v1.Namespace.AddMetad:output_type -> cairn.v1.Empty
+	2,   // 104: cairn.v1.Namespace.RemoveMetad:output_type -> cairn.v1.Empty
+	2,   // 105: cairn.v1.Namespace.Mkdirs:output_type -> cairn.v1.Empty
+	2,   // 106: cairn.v1.Namespace.Mkdir:output_type -> cairn.v1.Empty
+	6,   // 107: cairn.v1.Namespace.Create:output_type -> cairn.v1.FileInfo
+	5,   // 108: cairn.v1.Namespace.AddBlock:output_type -> cairn.v1.LocatedBlock
+	2,   // 109: cairn.v1.Namespace.Complete:output_type -> cairn.v1.Empty
+	6,   // 110: cairn.v1.Namespace.Stat:output_type -> cairn.v1.FileInfo
+	16,  // 111: cairn.v1.Namespace.List:output_type -> cairn.v1.ListReply
+	2,   // 112: cairn.v1.Namespace.Rename:output_type -> cairn.v1.Empty
+	2,   // 113: cairn.v1.Namespace.Delete:output_type -> cairn.v1.Empty
+	19,  // 114: cairn.v1.Namespace.BlockLocations:output_type -> cairn.v1.FileBlocks
+	20,  // 115: cairn.v1.Namespace.Statfs:output_type -> cairn.v1.FsStats
+	22,  // 116: cairn.v1.Namespace.Report:output_type -> cairn.v1.ClusterReport
+	6,   // 117: cairn.v1.Namespace.SetAttr:output_type -> cairn.v1.FileInfo
+	2,   // 118: cairn.v1.Namespace.Symlink:output_type -> cairn.v1.Empty
+	2,   // 119: cairn.v1.Namespace.Mknod:output_type -> cairn.v1.Empty
+	2,   // 120: cairn.v1.Namespace.SetXattr:output_type -> cairn.v1.Empty
+	27,  // 121: cairn.v1.Namespace.GetXattr:output_type -> cairn.v1.XattrValue
+	28,  // 122: cairn.v1.Namespace.ListXattrs:output_type -> cairn.v1.XattrNames
+	2,   // 123: cairn.v1.Namespace.RemoveXattr:output_type -> cairn.v1.Empty
+	29,  // 124: cairn.v1.Namespace.GetContentSummary:output_type -> cairn.v1.ContentSummary
+	31,  // 125: cairn.v1.Namespace.Append:output_type -> cairn.v1.AppendReply
+	2,   // 126: cairn.v1.Namespace.RenewLease:output_type -> cairn.v1.Empty
+	2,   // 127: cairn.v1.Namespace.AbandonBlock:output_type -> cairn.v1.Empty
+	2,   // 128: cairn.v1.Namespace.Fsync:output_type -> cairn.v1.Empty
+	34,  // 129: cairn.v1.Namespace.UpdateBlockForPipeline:output_type -> cairn.v1.GenStampReply
+	2,   // 130: cairn.v1.Namespace.UpdatePipeline:output_type -> cairn.v1.Empty
+	4,   // 131: cairn.v1.Namespace.AdditionalNode:output_type -> cairn.v1.Node
+	2,   // 132: cairn.v1.Namespace.ReportBadReplicas:output_type -> cairn.v1.Empty
+	2,   // 133: cairn.v1.Namespace.Checkpoint:output_type -> cairn.v1.Empty
+	2,   // 134: cairn.v1.Namespace.Unlink:output_type -> cairn.v1.Empty
+	2,   // 135: cairn.v1.Namespace.Release:output_type -> cairn.v1.Empty
+	41,  // 136: cairn.v1.Namespace.ReplicaReport:output_type -> cairn.v1.FileReplicas
+	2,   // 137: cairn.v1.Namespace.Link:output_type -> cairn.v1.Empty
+	6,   // 138: cairn.v1.Namespace.Access:output_type -> cairn.v1.FileInfo
+	49,  // 139: cairn.v1.Namespace.SafeMode:output_type -> cairn.v1.SafeModeReply
+	52,  // 140: cairn.v1.Namespace.GetDelegationToken:output_type -> cairn.v1.DelegationTokenReply
+	54,  // 141: cairn.v1.Namespace.RenewDelegationToken:output_type -> cairn.v1.RenewDelegationReply
+	2,   // 142: cairn.v1.Namespace.CancelDelegationToken:output_type -> cairn.v1.Empty
+	21,  // 143: cairn.v1.Namespace.SetNodeAdmin:output_type -> cairn.v1.NodeReport
+	45,  // 144: cairn.v1.Namespace.RefreshNodes:output_type -> cairn.v1.NodeReports
+	48,  // 145: cairn.v1.Namespace.Balance:output_type -> cairn.v1.BalanceReply
+	2,   // 146: cairn.v1.Namespace.Concat:output_type -> cairn.v1.Empty
+	58,  // 147: cairn.v1.Registry.Register:output_type -> cairn.v1.RegisterReply
+	62,  // 148: cairn.v1.Registry.Heartbeat:output_type -> cairn.v1.HeartbeatReply
+	2,   // 149: cairn.v1.Registry.BlockReport:output_type -> cairn.v1.Empty
+	2,   // 150: cairn.v1.Registry.BlocksReceived:output_type -> cairn.v1.Empty
+	2,   // 151: cairn.v1.Registry.BlocksDeleted:output_type -> cairn.v1.Empty
+	2,   // 152: cairn.v1.Registry.CommitBlockSynchronization:output_type -> cairn.v1.Empty
+	2,   // 153: cairn.v1.Registry.ReportBadReplicas:output_type -> cairn.v1.Empty
+	77,  // 154: cairn.v1.Trust.Join:output_type -> cairn.v1.CertReply
+	77,  // 155: cairn.v1.Trust.RenewCert:output_type -> cairn.v1.CertReply
+	79,  // 156: cairn.v1.Trust.IssueJoinToken:output_type -> cairn.v1.JoinTokenReply
+	72,  // 157: cairn.v1.Trust.DataTransfer:output_type -> cairn.v1.DataTransferReply
+	74,  // 158: cairn.v1.Trust.IssueUILink:output_type -> cairn.v1.UILinkReply
+	71,  // 159: cairn.v1.Trust.ServerDefaults:output_type -> cairn.v1.ServerDefaultsReply
+	102, // [102:160] is the sub-list for method output_type
+	44,  // [44:102] is the sub-list for method input_type
+	44,  // [44:44] is the sub-list for extension type_name
+	44,  // [44:44] is the sub-list for extension extendee
+	0,   // [0:44] is the sub-list for field type_name
 }
 
 func init() { file_rpc_pb_cairn_proto_init() }
@@ -5865,7 +6045,7 @@ func file_rpc_pb_cairn_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rpc_pb_cairn_proto_rawDesc), len(file_rpc_pb_cairn_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   76,
+			NumMessages:   78,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

@@ -22,6 +22,9 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
+	Namespace_MetadMembers_FullMethodName           = "/cairn.v1.Namespace/MetadMembers"
+	Namespace_AddMetad_FullMethodName               = "/cairn.v1.Namespace/AddMetad"
+	Namespace_RemoveMetad_FullMethodName            = "/cairn.v1.Namespace/RemoveMetad"
 	Namespace_Mkdirs_FullMethodName                 = "/cairn.v1.Namespace/Mkdirs"
 	Namespace_Mkdir_FullMethodName                  = "/cairn.v1.Namespace/Mkdir"
 	Namespace_Create_FullMethodName                 = "/cairn.v1.Namespace/Create"
@@ -70,6 +73,9 @@ const (
 //
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 type NamespaceClient interface {
+	MetadMembers(ctx context.Context, in *Empty, opts ...grpc.CallOption) (*MetadMembersReply, error)
+	AddMetad(ctx context.Context, in *MetadMember, opts ...grpc.CallOption) (*Empty, error)
+	RemoveMetad(ctx context.Context, in *MetadMember, opts ...grpc.CallOption) (*Empty, error)
 	Mkdirs(ctx context.Context, in *MkdirRequest, opts ...grpc.CallOption) (*Empty, error)
 	Mkdir(ctx context.Context, in *MkdirRequest, opts ...grpc.CallOption) (*Empty, error)
 	Create(ctx context.Context, in *CreateRequest, opts ...grpc.CallOption) (*FileInfo, error)
@@ -120,6 +126,36 @@ type namespaceClient struct {
 
 func NewNamespaceClient(cc grpc.ClientConnInterface) NamespaceClient {
 	return &namespaceClient{cc}
+}
+
+func (c *namespaceClient) MetadMembers(ctx context.Context, in *Empty, opts ...grpc.CallOption) (*MetadMembersReply, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(MetadMembersReply)
+	err := c.cc.Invoke(ctx, Namespace_MetadMembers_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *namespaceClient) AddMetad(ctx context.Context, in *MetadMember, opts ...grpc.CallOption) (*Empty, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Empty)
+	err := c.cc.Invoke(ctx, Namespace_AddMetad_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *namespaceClient) RemoveMetad(ctx context.Context, in *MetadMember, opts ...grpc.CallOption) (*Empty, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Empty)
+	err := c.cc.Invoke(ctx, Namespace_RemoveMetad_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 func (c *namespaceClient) Mkdirs(ctx context.Context, in *MkdirRequest, opts ...grpc.CallOption) (*Empty, error) {
@@ -546,6 +582,9 @@ func (c *namespaceClient) Concat(ctx context.Context, in *ConcatRequest, opts ..
 // All implementations must embed UnimplementedNamespaceServer
 // for forward compatibility.
 type NamespaceServer interface {
+	MetadMembers(context.Context, *Empty) (*MetadMembersReply, error)
+	AddMetad(context.Context, *MetadMember) (*Empty, error)
+	RemoveMetad(context.Context, *MetadMember) (*Empty, error)
 	Mkdirs(context.Context, *MkdirRequest) (*Empty, error)
 	Mkdir(context.Context, *MkdirRequest) (*Empty, error)
 	Create(context.Context, *CreateRequest) (*FileInfo, error)
@@ -598,6 +637,15 @@ type NamespaceServer interface {
 // pointer dereference when methods are called.
 type UnimplementedNamespaceServer struct{}
 
+func (UnimplementedNamespaceServer) MetadMembers(context.Context, *Empty) (*MetadMembersReply, error) {
+	return nil, status.Error(codes.Unimplemented, "method MetadMembers not implemented")
+}
+func (UnimplementedNamespaceServer) AddMetad(context.Context, *MetadMember) (*Empty, error) {
+	return nil, status.Error(codes.Unimplemented, "method AddMetad not implemented")
+}
+func (UnimplementedNamespaceServer) RemoveMetad(context.Context, *MetadMember) (*Empty, error) {
+	return nil, status.Error(codes.Unimplemented, "method RemoveMetad not implemented")
+}
 func (UnimplementedNamespaceServer) Mkdirs(context.Context, *MkdirRequest) (*Empty, error) {
 	return nil, status.Error(codes.Unimplemented, "method Mkdirs not implemented")
 }
@@ -743,6 +791,60 @@ func RegisterNamespaceServer(s grpc.ServiceRegistrar, srv NamespaceServer) {
 		t.testEmbeddedByValue()
 	}
 	s.RegisterService(&Namespace_ServiceDesc, srv)
+}
+
+func _Namespace_MetadMembers_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(Empty)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(NamespaceServer).MetadMembers(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Namespace_MetadMembers_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(NamespaceServer).MetadMembers(ctx, req.(*Empty))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Namespace_AddMetad_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(MetadMember)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(NamespaceServer).AddMetad(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Namespace_AddMetad_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(NamespaceServer).AddMetad(ctx, req.(*MetadMember))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Namespace_RemoveMetad_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(MetadMember)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(NamespaceServer).RemoveMetad(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Namespace_RemoveMetad_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(NamespaceServer).RemoveMetad(ctx, req.(*MetadMember))
+	}
+	return interceptor(ctx, in, info, handler)
 }
 
 func _Namespace_Mkdirs_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
@@ -1508,6 +1610,18 @@ var Namespace_ServiceDesc = grpc.ServiceDesc{
 	ServiceName: "cairn.v1.Namespace",
 	HandlerType: (*NamespaceServer)(nil),
 	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "MetadMembers",
+			Handler:    _Namespace_MetadMembers_Handler,
+		},
+		{
+			MethodName: "AddMetad",
+			Handler:    _Namespace_AddMetad_Handler,
+		},
+		{
+			MethodName: "RemoveMetad",
+			Handler:    _Namespace_RemoveMetad_Handler,
+		},
 		{
 			MethodName: "Mkdirs",
 			Handler:    _Namespace_Mkdirs_Handler,

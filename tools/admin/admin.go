@@ -187,10 +187,13 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	recom := fl.String("recommission", "", "put the blockd `NODE` back in service (out of decommissioning or maintenance)")
 	maint := fl.String("maintenance", "", "put the blockd `NODE` in maintenance: only the blocks that would keep fewer than metad's --maintenance-min-replication live replicas elsewhere are copied, then it is In maintenance and may be switched off without its replicas being copied elsewhere (see -expire)")
 	expire := fl.Duration("expire", 0, "with -maintenance: end the maintenance by itself after this long (default: at -recommission only)")
+	members := fl.Bool("metad-members", false, "print the members of the metad group (--peers), as the metad answering sees them: address, Raft address, voter, leader")
+	addMetad := fl.String("add-metad", "", "add the metad at RPC address `HOST:PORT` to the group (its Raft transport at PORT+1); it catches up from the leader's log or a snapshot")
+	removeMetad := fl.String("remove-metad", "", "remove the metad at RPC address `HOST:PORT` from the group")
 	refresh := fl.Bool("refreshNodes", false, "make metad read its --hosts-exclude file again and decommission (or put back in service) the blockds it names")
 	timeout := fl.Duration("timeout", 5*time.Minute, "give up after this long")
 	fl.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: cairn admin [--metad HOST:PORT] -report | -printTopology | -checkpoint DIR | -safemode get|enter|leave|wait | -join-token [-role blockd|mount|user NAME|admin NAME] [-ttl 1h] | -ui-link [-ttl 5m] | -decommission NODE | -maintenance NODE [-expire 4h] | -recommission NODE | -refreshNodes | -delegation-token [-renewer NAME] | -renew-delegation-token TOKEN | -cancel-delegation-token TOKEN\n\nAdministers the cluster, as hdfs dfsadmin does.\n\n")
+		fmt.Fprintf(stderr, "Usage: cairn admin [--metad HOST:PORT] -report | -printTopology | -checkpoint DIR | -safemode get|enter|leave|wait | -join-token [-role blockd|mount|user NAME|admin NAME] [-ttl 1h] | -ui-link [-ttl 5m] | -decommission NODE | -maintenance NODE [-expire 4h] | -recommission NODE | -refreshNodes | -metad-members | -add-metad HOST:PORT | -remove-metad HOST:PORT | -delegation-token [-renewer NAME] | -renew-delegation-token TOKEN | -cancel-delegation-token TOKEN\n\nAdministers the cluster, as hdfs dfsadmin does.\n\n")
 		fl.PrintDefaults()
 	}
 	pos, code, ok := daemon.ParseFlags(fl, args, -1, stderr)
@@ -203,9 +206,9 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(pos) > 0 {
 		return daemon.Usage(stderr, "cairn admin", fmt.Sprintf("unexpected argument %q", pos[0]))
 	}
-	if n := countTrue(*report, *topology, *ckpt != "", *safemode != "", *joinTok, *uiLink, *dt, *renewDT != "", *cancelDT != "", *decom != "", *recom != "", *maint != "", *refresh); n != 1 {
+	if n := countTrue(*report, *topology, *ckpt != "", *safemode != "", *joinTok, *uiLink, *dt, *renewDT != "", *cancelDT != "", *decom != "", *recom != "", *maint != "", *refresh, *members, *addMetad != "", *removeMetad != ""); n != 1 {
 		return daemon.Usage(stderr, "cairn admin", "give one of -report, -printTopology, -checkpoint DIR, -safemode ACTION, -join-token, -ui-link, "+
-			"-delegation-token, -renew-delegation-token TOKEN, -cancel-delegation-token TOKEN, -decommission NODE, -maintenance NODE, -recommission NODE and -refreshNodes")
+			"-delegation-token, -renew-delegation-token TOKEN, -cancel-delegation-token TOKEN, -decommission NODE, -maintenance NODE, -recommission NODE, -refreshNodes, -metad-members, -add-metad HOST:PORT and -remove-metad HOST:PORT")
 	}
 	if *expire != 0 && (*maint == "" || *expire < 0) {
 		return daemon.Usage(stderr, "cairn admin", "-expire takes a positive duration, with -maintenance NODE only")
@@ -262,6 +265,16 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = runNodeAdmin(ctx, c, *recom, cairn.NodeRecommission, 0, stdout)
 	case *refresh:
 		err = runRefreshNodes(ctx, c, stdout)
+	case *members:
+		err = runMetadMembers(ctx, c, stdout)
+	case *addMetad != "":
+		if err = c.Group().AddMetad(ctx, *addMetad); err == nil {
+			fmt.Fprintf(stdout, "Added metad %s to the group\n", *addMetad)
+		}
+	case *removeMetad != "":
+		if err = c.Group().RemoveMetad(ctx, *removeMetad); err == nil {
+			fmt.Fprintf(stdout, "Removed metad %s from the group\n", *removeMetad)
+		}
 	default:
 		err = runSafeMode(ctx, c, action, waitOff, stdout)
 	}

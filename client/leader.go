@@ -1,0 +1,165 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"cairn"
+	"cairn/rpc/pb"
+)
+
+// A client of a metad group (metad/raftnode.go) is given the members'
+// addresses, HOST1:9000,HOST2:9000,...: it keeps a connection to each
+// and sends every call to the one it takes for the leader. A follower
+// refuses a call with KindNotLeader, naming the leader in a trailer
+// (metad.LeaderTrailer): the call goes there. A member that cannot be
+// reached, or a leader that lost its leadership during a change, has the
+// call sent to the next member, after a pause, until FailoverTimeout has
+// passed since the call began or the call's context ends.
+
+// FailoverTimeout bounds how long a call looks for a leader.
+const FailoverTimeout = 30 * time.Second
+
+// leaderTrailer is metad.LeaderTrailer (not imported: the client does
+// not depend on metad).
+const leaderTrailer = "cairn-leader"
+
+// SplitMetads splits a list of metad addresses, HOST:PORT,HOST:PORT.
+func SplitMetads(list string) []string {
+	var out []string
+	for _, a := range strings.Split(list, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// metadConn is the client's connection to metad: one gRPC connection, or
+// a leaderConn over a group's members.
+type metadConn interface {
+	grpc.ClientConnInterface
+	Close() error
+}
+
+// leaderConn sends calls to the leader of a metad group.
+type leaderConn struct {
+	addrs []string
+	conns []*grpc.ClientConn
+	cur   atomic.Int32 // index of the member taken for the leader
+	log   *zap.Logger
+}
+
+var _ metadConn = (*leaderConn)(nil)
+
+func (l *leaderConn) Close() error {
+	var errs []error
+	for _, c := range l.conns {
+		errs = append(errs, c.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// NewStream uses the member taken for the leader (metad serves no
+// streams today).
+func (l *leaderConn) NewStream(ctx context.Context, desc *grpc.StreamDesc, method string, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+	return l.conns[l.cur.Load()].NewStream(ctx, desc, method, opts...)
+}
+
+func (l *leaderConn) Invoke(ctx context.Context, method string, args, reply any, opts ...grpc.CallOption) error {
+	start := time.Now()
+	pause := 50 * time.Millisecond
+	for tries := 1; ; tries++ {
+		i := l.cur.Load()
+		var tr metadata.MD
+		err := l.conns[i].Invoke(ctx, method, args, reply, append(opts, grpc.Trailer(&tr))...)
+		if err == nil {
+			return nil
+		}
+		next, wait, ok := l.redirect(i, err, tr)
+		if !ok {
+			return err
+		}
+		if ctx.Err() != nil || time.Since(start) > FailoverTimeout {
+			return err
+		}
+		if l.cur.CompareAndSwap(i, next) && next != i {
+			// A member long unreachable may be the leader now: do not
+			// wait out gRPC's reconnection backoff (up to 2 minutes).
+			l.conns[next].ResetConnectBackoff()
+		}
+		if next != i && !wait {
+			l.log.Debug("metad call redirected to the leader", zap.String("method", method), zap.String("to", l.addrs[next]))
+			continue
+		}
+		if tries%len(l.addrs) == 0 {
+			l.log.Info("looking for the metad group's leader", zap.String("method", method), zap.Error(err), zap.Duration("since", time.Since(start)))
+		}
+		t := time.NewTimer(pause)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+		pause = min(2*pause, time.Second)
+	}
+}
+
+// redirect says where a call that failed with err on member i goes next,
+// whether to pause first, and whether it goes anywhere (ok false: err is
+// the call's answer).
+func (l *leaderConn) redirect(i int32, err error, tr metadata.MD) (next int32, wait, ok bool) {
+	rotate := (i + 1) % int32(len(l.conns))
+	st, isStatus := status.FromError(err)
+	if !isStatus {
+		return 0, false, false
+	}
+	var kind cairn.Kind
+	detailed := false
+	for _, d := range st.Details() {
+		if ed, ok := d.(*pb.ErrorDetail); ok {
+			kind, detailed = cairn.Kind(ed.Kind), true
+		}
+	}
+	switch {
+	case detailed && kind == cairn.KindNotLeader:
+		if hint := tr.Get(leaderTrailer); len(hint) == 1 {
+			for j, a := range l.addrs {
+				if a == hint[0] && int32(j) != i {
+					return int32(j), false, true
+				}
+			}
+		}
+		return rotate, true, true // no leader known yet, or one not in the list
+	case detailed && kind == cairn.KindUnavailable:
+		return rotate, true, true // leadership lost during the call
+	case !detailed && st.Code() == codes.Unavailable:
+		return rotate, true, true // the member cannot be reached
+	}
+	return 0, false, false
+}
+
+// dialGroup connects to each of addrs with dial.
+func dialGroup(addrs []string, log *zap.Logger, dial func(string) (*grpc.ClientConn, error)) (*leaderConn, error) {
+	l := &leaderConn{addrs: addrs, log: log}
+	for _, a := range addrs {
+		c, err := dial(a)
+		if err != nil {
+			_ = l.Close()
+			return nil, fmt.Errorf("client: dial metad %s: %w", a, err)
+		}
+		l.conns = append(l.conns, c)
+	}
+	return l, nil
+}

@@ -1,0 +1,60 @@
+package client
+
+import (
+	"errors"
+	"testing"
+
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"cairn"
+	"cairn/rpc/pb"
+)
+
+func statusOf(t *testing.T, code codes.Code, kind cairn.Kind) error {
+	t.Helper()
+	st := status.New(code, "x")
+	if kind != cairn.KindOther {
+		var err error
+		if st, err = st.WithDetails(&pb.ErrorDetail{Kind: uint32(kind)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return st.Err()
+}
+
+// Where a call goes after each kind of failure at member 0 of three.
+func TestLeaderConnRedirect(t *testing.T) {
+	l := &leaderConn{addrs: []string{"a:1", "b:1", "c:1"}, log: zap.NewNop()}
+	l.conns = make([]*grpc.ClientConn, 3)
+	for _, c := range []struct {
+		name     string
+		err      error
+		trailer  metadata.MD
+		next     int32
+		wait, ok bool
+	}{
+		{"not leader, leader named", statusOf(t, codes.FailedPrecondition, cairn.KindNotLeader), metadata.Pairs(leaderTrailer, "c:1"), 2, false, true},
+		{"not leader, none known", statusOf(t, codes.FailedPrecondition, cairn.KindNotLeader), nil, 1, true, true},
+		{"not leader, a stranger named", statusOf(t, codes.FailedPrecondition, cairn.KindNotLeader), metadata.Pairs(leaderTrailer, "z:1"), 1, true, true},
+		{"unreachable", statusOf(t, codes.Unavailable, cairn.KindOther), nil, 1, true, true},
+		{"leadership lost", statusOf(t, codes.Unavailable, cairn.KindUnavailable), nil, 1, true, true},
+		{"an answer", statusOf(t, codes.NotFound, cairn.KindNotExist), nil, 0, false, false},
+		{"safe mode", statusOf(t, codes.FailedPrecondition, cairn.KindSafeMode), nil, 0, false, false},
+		{"not a status", errors.New("x"), nil, 0, false, false},
+	} {
+		next, wait, ok := l.redirect(0, c.err, c.trailer)
+		if next != c.next || wait != c.wait || ok != c.ok {
+			t.Errorf("%s: redirect = %d, %v, %v; want %d, %v, %v", c.name, next, wait, ok, c.next, c.wait, c.ok)
+		}
+	}
+}
+
+func TestSplitMetads(t *testing.T) {
+	if got := SplitMetads(" a:1, ,b:2,"); len(got) != 2 || got[0] != "a:1" || got[1] != "b:2" {
+		t.Fatalf("SplitMetads = %q", got)
+	}
+}

@@ -1,0 +1,344 @@
+package metad
+
+import (
+	"archive/tar"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/hashicorp/raft"
+	"go.uber.org/zap"
+)
+
+// The replicated state machine of a metad group: each committed Raft entry
+// is one namespace mutation's Pebble batch, applied to this member's store
+// in log order together with the entry's index (raftAppliedKey), in one
+// batch, so a restarted member knows which entries its store holds and
+// skips them when Raft replays its log. A snapshot is a Pebble checkpoint
+// of the store, streamed as a tar archive; installing one replaces the
+// store directory atomically (restoreStore).
+
+// Entry types, the first byte of a command entry.
+const (
+	// entryBatch: a mutation's batch (pebble.Batch.Repr).
+	entryBatch = 1
+	// entrySeed: the whole store of the member formatted with --peers,
+	// proposed once, as the log's first command, by the first leader, so
+	// every member starts from the same namespace (raftnode.go).
+	entrySeed = 2
+)
+
+// raftAppliedKey holds the index of the last entry applied to the store
+// (8 bytes BE); outside the namespace (check.go leaves it out of the
+// digest).
+var raftAppliedKey = []byte("mraft-applied")
+
+// raftFSM applies committed entries to the store. Raft calls Apply,
+// Snapshot and Restore from one goroutine; Persist may run beside Apply.
+type raftFSM struct {
+	m *Metad
+	// applied is the index of the last entry in the store; read by the
+	// leader's goroutines too.
+	mu      sync.Mutex
+	applied uint64
+}
+
+var _ raft.FSM = (*raftFSM)(nil)
+
+func newRaftFSM(m *Metad) (*raftFSM, error) {
+	f := &raftFSM{m: m}
+	v, err := m.st.get(raftAppliedKey)
+	switch {
+	case isNotFound(err):
+	case err != nil:
+		return nil, fmt.Errorf("read the applied raft index: %w", err)
+	default:
+		if f.applied, err = parseU64(v); err != nil {
+			return nil, fmt.Errorf("the applied raft index: %w", err)
+		}
+	}
+	return f, nil
+}
+
+func (f *raftFSM) appliedIndex() uint64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.applied
+}
+
+// Apply applies one committed entry. What it returns is the apply
+// future's Response: nil, or the error that kept the entry out of the
+// store (then this member's store can no longer follow the log, and it
+// says so loudly).
+func (f *raftFSM) Apply(l *raft.Log) any {
+	if l.Type != raft.LogCommand {
+		return nil
+	}
+	if l.Index <= f.appliedIndex() {
+		return nil // in the store already: a replay after a restart
+	}
+	if err := applyEntry(f.m.st.db, l.Index, l.Data); err != nil {
+		f.m.log.Error("a committed raft entry could not be applied: this member's store stops following the log", zap.Uint64("index", l.Index), zap.Error(err))
+		return err
+	}
+	f.mu.Lock()
+	f.applied = l.Index
+	f.mu.Unlock()
+	return nil
+}
+
+// applyEntry commits entry data, with index, to db without syncing: the
+// Raft log holds the entry durably, and a store that lost it in a crash
+// gets it again when the log is replayed (Snapshot syncs the store before
+// the log may be truncated behind it).
+func applyEntry(db *pebble.DB, index uint64, data []byte) error {
+	if len(data) < 1 {
+		return errors.New("an empty raft entry")
+	}
+	switch data[0] {
+	case entryBatch, entrySeed:
+	default:
+		return fmt.Errorf("raft entry %d of unknown type %d", index, data[0])
+	}
+	b := db.NewBatch()
+	defer b.Close()
+	if err := b.SetRepr(append([]byte(nil), data[1:]...)); err != nil {
+		return fmt.Errorf("raft entry %d: %w", index, err)
+	}
+	if err := b.Set(raftAppliedKey, u64(index), nil); err != nil {
+		return err
+	}
+	if err := b.Commit(pebble.NoSync); err != nil {
+		return fmt.Errorf("apply raft entry %d: %w", index, err)
+	}
+	return nil
+}
+
+// encodeEntry makes a command entry of type typ from a batch.
+func encodeEntry(typ byte, b *pebble.Batch) []byte {
+	r := b.Repr()
+	out := make([]byte, 1+len(r))
+	out[0] = typ
+	copy(out[1:], r)
+	return out
+}
+
+// Snapshot syncs the store (so it holds at least what the snapshot does,
+// before Raft truncates the log behind it) and checkpoints it into a
+// directory that Persist streams and Release removes.
+func (f *raftFSM) Snapshot() (raft.FSMSnapshot, error) {
+	db := f.m.st.db
+	if err := db.LogData(nil, pebble.Sync); err != nil {
+		return nil, fmt.Errorf("snapshot: sync the store: %w", err)
+	}
+	dir, err := os.MkdirTemp(f.m.cfg.Dir, ".raft-snapshot-")
+	if err != nil {
+		return nil, fmt.Errorf("snapshot: %w", err)
+	}
+	ck := filepath.Join(dir, storeDir)
+	if err := db.Checkpoint(ck, pebble.WithFlushedWAL()); err != nil {
+		_ = os.RemoveAll(dir)
+		return nil, fmt.Errorf("snapshot: checkpoint the store: %w", err)
+	}
+	return &storeSnapshot{dir: dir, store: ck}, nil
+}
+
+// storeSnapshot is a checkpoint of the store waiting to be streamed.
+type storeSnapshot struct{ dir, store string }
+
+// Persist writes the checkpoint's files to sink as a tar archive.
+func (s *storeSnapshot) Persist(sink raft.SnapshotSink) error {
+	if err := writeTar(sink, s.store); err != nil {
+		_ = sink.Cancel()
+		return fmt.Errorf("snapshot: %w", err)
+	}
+	return sink.Close()
+}
+
+func (s *storeSnapshot) Release() { _ = os.RemoveAll(s.dir) }
+
+// writeTar writes the regular files of dir (flat, as a Pebble store is)
+// to w.
+func writeTar(w io.Writer, dir string) error {
+	es, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	tw := tar.NewWriter(w)
+	for _, e := range es {
+		if e.Name() == "LOCK" || !e.Type().IsRegular() {
+			continue
+		}
+		fi, err := e.Info()
+		if err != nil {
+			return err
+		}
+		if err := tw.WriteHeader(&tar.Header{Name: e.Name(), Mode: 0o644, Size: fi.Size(), Typeflag: tar.TypeReg}); err != nil {
+			return err
+		}
+		in, err := os.Open(filepath.Join(dir, e.Name()))
+		if err != nil {
+			return err
+		}
+		_, err = io.Copy(tw, in)
+		_ = in.Close()
+		if err != nil {
+			return err
+		}
+	}
+	return tw.Close()
+}
+
+// readTar unpacks a snapshot into dir, which it makes: flat regular files
+// only, every file synced, then the directory.
+func readTar(r io.Reader, dir string) error {
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		return err
+	}
+	tr := tar.NewReader(r)
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		name := h.Name
+		if h.Typeflag != tar.TypeReg || name == "" || name == "." || name == ".." || strings.ContainsAny(name, "/\\\x00") {
+			return fmt.Errorf("snapshot holds %q, not a store file", name)
+		}
+		out, err := os.OpenFile(filepath.Join(dir, name), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+		if err != nil {
+			return err
+		}
+		if _, err := io.Copy(out, tr); err != nil {
+			_ = out.Close()
+			return err
+		}
+		if err := out.Sync(); err != nil {
+			_ = out.Close()
+			return err
+		}
+		if err := out.Close(); err != nil {
+			return err
+		}
+	}
+	return syncDir(dir)
+}
+
+// Names of the store directory's neighbours during a restore: the
+// snapshot is unpacked into storeIncoming, renamed storeRestored once
+// whole (the commit point), and then takes the store's place.
+const (
+	storeIncoming = storeDir + ".incoming"
+	storeRestored = storeDir + ".restored"
+)
+
+// Restore replaces the store by the snapshot in r. The new store is
+// unpacked beside the old and checked to open; then, under the store's
+// lock and with every reader of the store held off (Metad.serving), the
+// old one is closed and the new one renamed into its place.
+func (f *raftFSM) Restore(r io.ReadCloser) error {
+	defer r.Close()
+	m := f.m
+	dir := m.cfg.Dir
+	incoming := filepath.Join(dir, storeIncoming)
+	if err := os.RemoveAll(incoming); err != nil {
+		return fmt.Errorf("restore a snapshot: %w", err)
+	}
+	if err := readTar(r, incoming); err != nil {
+		_ = os.RemoveAll(incoming)
+		return fmt.Errorf("restore a snapshot: unpack: %w", err)
+	}
+	applied, err := storeApplied(incoming)
+	if err != nil {
+		_ = os.RemoveAll(incoming)
+		return fmt.Errorf("restore a snapshot: %w", err)
+	}
+	m.serving.Lock()
+	defer m.serving.Unlock()
+	m.st.mu.Lock()
+	defer m.st.mu.Unlock()
+	if err := m.st.db.Close(); err != nil {
+		m.log.Warn("close the store for a snapshot", zap.Error(err))
+	}
+	swapErr := os.Rename(incoming, filepath.Join(dir, storeRestored))
+	if swapErr == nil {
+		swapErr = syncDir(dir)
+	}
+	if swapErr == nil {
+		swapErr = finishRestore(dir)
+	}
+	// Whatever happened, a store is open again: the new one, or the old
+	// one if the new one did not take its place.
+	db, err := pebble.Open(filepath.Join(dir, storeDir), storeOptions(m.cfg.CacheSize))
+	if err != nil {
+		return fmt.Errorf("restore a snapshot: open the store: %w (replacing it: %v)", err, swapErr)
+	}
+	m.st.db = db
+	if swapErr != nil {
+		_ = os.RemoveAll(incoming)
+		return fmt.Errorf("restore a snapshot: %w", swapErr)
+	}
+	if err := m.st.loadCounters(); err != nil {
+		return fmt.Errorf("restore a snapshot: %w", err)
+	}
+	f.mu.Lock()
+	f.applied = applied
+	f.mu.Unlock()
+	m.log.Info("store replaced by a snapshot", zap.Uint64("applied_index", applied))
+	return nil
+}
+
+// storeApplied opens the store in dir read-only and returns its applied
+// index.
+func storeApplied(dir string) (uint64, error) {
+	opts := storeOptions(1 << 20)
+	opts.ReadOnly = true
+	db, err := pebble.Open(dir, opts)
+	if err != nil {
+		return 0, fmt.Errorf("the snapshot is not a store: %w", err)
+	}
+	defer db.Close()
+	v, closer, err := db.Get(raftAppliedKey)
+	if err != nil {
+		return 0, fmt.Errorf("the snapshot has no applied index: %w", err)
+	}
+	defer closer.Close()
+	if len(v) != 8 {
+		return 0, fmt.Errorf("the snapshot's applied index is %d bytes", len(v))
+	}
+	return binary.BigEndian.Uint64(v), nil
+}
+
+// finishRestore completes (or undoes) a store replacement cut short: a
+// whole snapshot (storeRestored) takes the store's place; a partly
+// unpacked one (storeIncoming) is removed. Called at every open, so a
+// crash at any point leaves either the old store or the new one.
+func finishRestore(dir string) error {
+	if err := os.RemoveAll(filepath.Join(dir, storeIncoming)); err != nil {
+		return err
+	}
+	restored := filepath.Join(dir, storeRestored)
+	if _, err := os.Stat(restored); errors.Is(err, fs.ErrNotExist) {
+		return nil
+	} else if err != nil {
+		return err
+	}
+	store := filepath.Join(dir, storeDir)
+	if err := os.RemoveAll(store); err != nil {
+		return err
+	}
+	if err := os.Rename(restored, store); err != nil {
+		return err
+	}
+	return syncDir(dir)
+}

@@ -506,11 +506,8 @@ func serve(ctx context.Context, cfg Config, listen, httpAddr, addrFile string) e
 			hl = tls.NewListener(hl, trust.ServerConfig(d.creds, nil))
 		}
 		// WebHDFS authenticates by itself (webhdfs.go).
-		outer := http.NewServeMux()
-		outer.Handle(webhdfs.Prefix+"/", d.webhdfsHandler(nil))
-		outer.Handle("/", handler)
-		handler = outer
-		hs := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+		handler = webhdfs.Route(d.webhdfsHandler(nil), handler)
+		hs := webhdfs.Limit(&http.Server{Handler: handler})
 		go func() {
 			if err := hs.Serve(hl); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				errc <- err

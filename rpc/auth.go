@@ -149,13 +149,18 @@ func (a *Auth) authorize(ctx context.Context, method string, req any) (context.C
 
 // byDelegation authorizes a Namespace call that brings a delegation
 // token: it runs as the token's owner, a user (never an admin), whoever
-// holds the connection's certificate; it may not get another token.
+// holds the connection's certificate; it may not get or renew a token.
 func (a *Auth) byDelegation(ctx context.Context, op, method string, p trust.Peer, tok string) (context.Context, error) {
 	if a.Delegation == nil {
 		return nil, cairn.E(op, cairn.KindPermission, "", "this metad takes no delegation tokens over RPC")
 	}
-	if method == pb.Namespace_GetDelegationToken_FullMethodName {
+	switch method {
+	case pb.Namespace_GetDelegationToken_FullMethodName:
 		return nil, cairn.E(op, cairn.KindPermission, "", "a delegation token cannot be used to get another")
+	case pb.Namespace_RenewDelegationToken_FullMethodName:
+		// As HDFS: renewing takes a credential of one's own, else whoever
+		// saw a token could keep it alive to its max date.
+		return nil, cairn.E(op, cairn.KindPermission, "", "a delegation token cannot be used to renew one")
 	}
 	owner, err := a.Delegation(tok)
 	if err != nil {

@@ -83,7 +83,7 @@ func (h *Handler) create(w *countingWriter, r *http.Request, s *Session, q *Requ
 	if err != nil {
 		return err
 	}
-	if err := h.fill(wr, r.Body, q.Path); err != nil {
+	if err := h.fill(wr, h.body(w, r), q.Path); err != nil {
 		return err
 	}
 	u := url.URL{Scheme: "hdfs", Host: h.NameNodeID, Path: q.Path}
@@ -102,7 +102,7 @@ func (h *Handler) append(w *countingWriter, r *http.Request, s *Session, q *Requ
 	if err != nil {
 		return err
 	}
-	if err := h.fill(wr, r.Body, q.Path); err != nil {
+	if err := h.fill(wr, h.body(w, r), q.Path); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Length", "0")

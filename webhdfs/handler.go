@@ -83,7 +83,11 @@ type Handler struct {
 	// operation ("" when it did not parse), status, body bytes read and
 	// written, and how long it took.
 	Observe func(op string, status int, in, out int64, took time.Duration)
-	Log     *zap.Logger
+	// BodyTimeout bounds the wait for each read of a CREATE or APPEND
+	// body (DefaultBodyTimeout when 0): a client that stalls longer is
+	// cut off, and the file is closed with the bytes it got.
+	BodyTimeout time.Duration
+	Log         *zap.Logger
 }
 
 // ServeHTTP parses, authenticates and serves one request.
@@ -262,6 +266,10 @@ func (c *countingWriter) WriteHeader(status int) {
 	}
 	c.ResponseWriter.WriteHeader(status)
 }
+
+// Unwrap lets http.ResponseController reach the connection (read
+// deadlines of a body).
+func (c *countingWriter) Unwrap() http.ResponseWriter { return c.ResponseWriter }
 
 func (c *countingWriter) Write(p []byte) (int, error) {
 	c.wrote = true

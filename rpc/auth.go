@@ -32,8 +32,9 @@ import (
 // (its groups from metad's host); it may not speak for anyone else. A
 // mount certificate speaks for the local users of its host, as NFS trusts
 // a host: the cairn-user and cairn-groups metadata it sends are honoured,
-// and only from a mount or an admin. An admin certificate is its own
-// user and a superuser, or whoever it names in that metadata.
+// and only from a mount or an admin (one that names no groups gets the
+// user's groups on metad's host). An admin certificate is its own user
+// and a superuser, or whoever it names in that metadata.
 
 // Auth is metad's server interceptor that authenticates and authorizes
 // each call and puts its identity (cairn.WithIdentity) and peer
@@ -138,6 +139,12 @@ func (a *Auth) authorize(ctx context.Context, method string, req any) (context.C
 		return cairn.WithIdentity(ctx, id), nil
 	case trust.RoleMount, trust.RoleAdmin:
 		if hasAssert {
+			if len(asserted.Groups) == 0 && a.Groups != nil {
+				// A gateway (cairn httpfs) names the user whose
+				// certificate or name it was given, not its groups: they
+				// are metad's host's, as a user certificate's are.
+				asserted.Groups = a.Groups(asserted.User)
+			}
 			return cairn.WithIdentity(ctx, asserted), nil
 		}
 		if p.Role == trust.RoleAdmin {

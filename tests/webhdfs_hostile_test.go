@@ -30,11 +30,13 @@ func TestWebHDFSHostile(t *testing.T) {
 		// A blockd's WebHDFS cuts a stalled upload off after its idle
 		// timeout; the gateway after --body-timeout.
 		BlockdArgs: []string{"--idle-timeout", "5s"}})
-	if _, code := c.Run(t, "dfs", "-mkdir", "-p", "/w", "/root-only"); code != 0 {
-		t.Fatal("mkdir /w /root-only")
-	}
-	if _, code := c.Run(t, "dfs", "-chmod", "777", "/w"); code != 0 {
-		t.Fatal("chmod 777 /w")
+	// /w is everyone's; /g is bob's and the group daemon's (a group of
+	// metad's host, which the host's user daemon is in).
+	for _, args := range [][]string{{"-mkdir", "-p", "/w", "/root-only", "/g"}, {"-chmod", "777", "/w"},
+		{"-chown", "bob:daemon", "/g"}, {"-chmod", "770", "/g"}} {
+		if _, code := c.Run(t, append([]string{"dfs"}, args...)...); code != 0 {
+			t.Fatalf("cairn dfs %v: exit %d", args, code)
+		}
 	}
 	dir := t.TempDir()
 	c.IssueCert(t, trust.Peer{Role: trust.RoleUser, Name: "alice"}, dir)
@@ -43,8 +45,20 @@ func TestWebHDFSHostile(t *testing.T) {
 	metad := "https://" + c.MetadHTTPAddr()
 	gw := "https://" + c.StartHTTPFS(t, "--body-timeout", "2s")
 	tok := alice.token(t, metad)
+	ddir := t.TempDir()
+	c.IssueCert(t, trust.Peer{Role: trust.RoleUser, Name: "daemon"}, ddir)
+	daemon := newWHClient(trust.ClientConfig(trust.NewHolder(mustLoadCreds(t, ddir)), trust.RoleMetad, trust.RoleAdmin, trust.RoleMount))
 
 	t.Run("credentials", func(t *testing.T) { whHostileCredentials(t, alice, anon, metad, gw, tok) })
+	t.Run("groups", func(t *testing.T) {
+		// The gateway's caller has its groups, as at metad: daemon lists
+		// /g by its group through either.
+		for _, base := range []string{metad, gw} {
+			if code, body, _ := daemon.do(t, "GET", base+"/webhdfs/v1/g?op=LISTSTATUS", nil); code != 200 {
+				t.Errorf("%s: daemon's LISTSTATUS of /g (group daemon, 770): HTTP %d %s", base, code, body)
+			}
+		}
+	})
 	t.Run("paths", func(t *testing.T) { whHostilePaths(t, alice, metad, gw) })
 	t.Run("header", func(t *testing.T) { whHostileHeader(t, alice, metad, gw) })
 	t.Run("stalled-upload", func(t *testing.T) { whHostileStall(t, alice, metad, gw) })

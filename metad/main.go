@@ -324,7 +324,7 @@ func (m *Metad) httpHandler(secure bool, started time.Time) http.Handler {
 		outer := http.NewServeMux()
 		outer.HandleFunc(trust.UILoginPath, m.uiLogin)
 		outer.Handle("/", trust.RequireCredential(mux, m.uiSession, m.delegationPeer))
-		return webhdfs.Route(trust.RequireCredential(api, m.uiSession, m.delegationPeer), outer)
+		return webhdfs.Route(m.webhdfsAuth(api), outer)
 	}
 	return webhdfs.Route(api, mux)
 }

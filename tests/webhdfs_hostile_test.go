@@ -143,16 +143,15 @@ func (w whClient) status(t *testing.T, base, path string) (int, struct {
 }
 
 // whHostileCredentials: nobody acts without a certificate or a working
-// token; a token renews nothing; a user certificate gets no token or
+// token (a SecurityException in JSON, which clients parse, everywhere);
+// a token renews nothing; a user certificate gets no token or
 // rights of another user; the gateway acts as its caller, not as itself.
 func whHostileCredentials(t *testing.T, alice, anon whClient, metad, gw, tok string) {
 	// No credential, with or without a name.
 	for _, base := range []string{metad, gw} {
 		for _, q := range []string{"", "&user.name=root", "&doas=root"} {
 			code, body, _ := anon.do(t, "PUT", base+"/webhdfs/v1/w/anon?op=MKDIRS"+q, nil)
-			if code != 401 {
-				t.Errorf("%s: MKDIRS without a credential%s: HTTP %d %s, want 401", base, q, code, body)
-			}
+			wantRemote(t, base+": MKDIRS without a credential"+q, code, body, 401, "SecurityException")
 		}
 	}
 	// A blockd's port: its address from a redirect, then without a token.
@@ -206,9 +205,7 @@ func whHostileCredentials(t *testing.T, alice, anon whClient, metad, gw, tok str
 	}
 	for _, base := range []string{metad, gw, blockd} {
 		code, body, _ := anon.do(t, "GET", base+"/webhdfs/v1/w?op=GETFILESTATUS&delegation="+other, nil)
-		if code != 401 {
-			t.Errorf("%s: GETFILESTATUS by a cancelled token: HTTP %d %s, want 401", base, code, body)
-		}
+		wantRemote(t, base+": GETFILESTATUS by a cancelled token", code, body, 401, "SecurityException")
 	}
 }
 

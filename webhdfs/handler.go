@@ -199,10 +199,11 @@ func (h *Handler) redirect(w *countingWriter, s *Session, q *Request) error {
 		}
 		v[k] = vs
 	}
+	// The place's parameters win over the caller's: a certificate
+	// holder's stale delegation= would otherwise ride the redirect in
+	// place of the token issued for it.
 	for k, vs := range extra {
-		if v.Get(k) == "" {
-			v[k] = vs
-		}
+		v[k] = vs
 	}
 	u.RawQuery = v.Encode()
 	loc := u.String()

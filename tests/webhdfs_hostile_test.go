@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -62,6 +63,7 @@ func TestWebHDFSHostile(t *testing.T) {
 	t.Run("paths", func(t *testing.T) { whHostilePaths(t, alice, metad, gw) })
 	t.Run("header", func(t *testing.T) { whHostileHeader(t, alice, metad, gw) })
 	t.Run("stalled-upload", func(t *testing.T) { whHostileStall(t, alice, metad, gw) })
+	t.Run("stalled-download", func(t *testing.T) { whHostileStalledReader(t, alice, gw) })
 	t.Run("parallel-httpfs", func(t *testing.T) { whHostileParallel(t, alice, gw) })
 }
 
@@ -116,12 +118,20 @@ func newWHClient(conf *tls.Config) whClient {
 	}}
 }
 
-// dial opens a raw connection to addr, as the client's requests go.
+// dial opens a raw connection to addr, as the client's requests go,
+// with a small receive buffer (which a client that stops reading fills).
 func (w whClient) dial(addr string) (net.Conn, error) {
+	d := &net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		if err := c.Control(func(fd uintptr) { serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 64<<10) }); err != nil {
+			return err
+		}
+		return serr
+	}}
 	if w.conf == nil {
-		return net.Dial("tcp", addr)
+		return d.Dial("tcp", addr)
 	}
-	return tls.Dial("tcp", addr, w.conf)
+	return tls.DialWithDialer(d, "tcp", addr, w.conf)
 }
 
 // do makes one request and returns its status, body and Location.
@@ -363,6 +373,47 @@ func whHostileStall(t *testing.T, alice whClient, metad, gw string) {
 				t.Fatalf("APPEND after the stall: HTTP %d %s", code, body)
 			}
 		})
+	}
+}
+
+// whHostileStalledReader: a client that asks the gateway for a file and
+// stops reading is cut off once a write has waited --body-timeout; it
+// gets less than the file when it reads again. Before, the gateway
+// waited forever with the file open.
+func whHostileStalledReader(t *testing.T, alice whClient, gw string) {
+	const size = 32 << 20 // far more than the sockets buffer
+	data := bytes.Repeat([]byte("stalled reader. "), size/16)
+	code, body, loc := alice.do(t, "PUT", gw+"/webhdfs/v1/w/big?op=CREATE&overwrite=true", nil)
+	if code != 307 {
+		t.Fatalf("CREATE: HTTP %d %s", code, body)
+	}
+	if code, body, _ = alice.do(t, "PUT", loc, bytes.NewReader(data)); code != 201 {
+		t.Fatalf("CREATE data: HTTP %d %s", code, body)
+	}
+	u, err := url.Parse(gw + "/webhdfs/v1/w/big?op=OPEN")
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := u.Query()
+	if alice.conf == nil {
+		q.Set("user.name", "alice")
+	}
+	u.RawQuery = q.Encode()
+	conn, err := alice.dial(u.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n", u.RequestURI(), u.Host)
+	// Read nothing for twice the gateway's timeout: its writes block.
+	time.Sleep(5 * time.Second)
+	_ = conn.SetReadDeadline(time.Now().Add(60 * time.Second))
+	n, err := io.Copy(io.Discard, conn)
+	if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Fatalf("after %d bytes, the gateway neither sends nor closes: %v", n, err)
+	}
+	if n >= size {
+		t.Fatalf("a reader that stopped for twice --body-timeout got all %d bytes (%d): the gateway waited for it", size, n)
 	}
 }
 

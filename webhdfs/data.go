@@ -47,7 +47,9 @@ func (h *Handler) open(w *countingWriter, s *Session, q *Request) error {
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.Header().Set("Content-Length", strconv.FormatInt(n, 10))
 	w.WriteHeader(http.StatusOK)
-	if _, err := io.Copy(w, io.NewSectionReader(rd, off, n)); err != nil {
+	out := h.out(w)
+	defer out.done()
+	if _, err := io.Copy(out, io.NewSectionReader(rd, off, n)); err != nil {
 		// The status is sent: the short body (Content-Length) tells the
 		// client; the log says why.
 		if h.Log != nil {

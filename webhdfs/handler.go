@@ -84,8 +84,9 @@ type Handler struct {
 	// written, and how long it took.
 	Observe func(op string, status int, in, out int64, took time.Duration)
 	// BodyTimeout bounds the wait for each read of a CREATE or APPEND
-	// body (DefaultBodyTimeout when 0): a client that stalls longer is
-	// cut off, and the file is closed with the bytes it got.
+	// body and each write of OPEN's bytes (DefaultBodyTimeout when 0): a
+	// client that stalls longer is cut off; a file written is closed
+	// with the bytes it got.
 	BodyTimeout time.Duration
 	Log         *zap.Logger
 }

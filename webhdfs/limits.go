@@ -51,16 +51,43 @@ func Route(api, rest http.Handler) http.Handler {
 
 // body is r's body, each read of which must return within the handler's
 // BodyTimeout: the connection's read deadline is moved on before each.
+// (The answer's writes are bounded alike: out.)
 func (h *Handler) body(w http.ResponseWriter, r *http.Request) io.Reader {
 	if r.Body == nil {
 		return nil
 	}
-	d := h.BodyTimeout
-	if d <= 0 {
-		d = DefaultBodyTimeout
-	}
-	return &deadlineReader{r: r.Body, rc: http.NewResponseController(w), d: d}
+	return &deadlineReader{r: r.Body, rc: http.NewResponseController(w), d: h.bodyTimeout()}
 }
+
+// out is w for OPEN's bytes, each write of which must finish within the
+// handler's BodyTimeout: a client that stops reading is cut off, and the
+// file's reader released. Its done lifts the deadline, which would
+// otherwise outlive the answer on a kept-alive connection.
+func (h *Handler) out(w http.ResponseWriter) *deadlineWriter {
+	return &deadlineWriter{w: w, rc: http.NewResponseController(w), d: h.bodyTimeout()}
+}
+
+func (h *Handler) bodyTimeout() time.Duration {
+	if h.BodyTimeout <= 0 {
+		return DefaultBodyTimeout
+	}
+	return h.BodyTimeout
+}
+
+// deadlineWriter moves the connection's write deadline d on before each
+// write to w.
+type deadlineWriter struct {
+	w  io.Writer
+	rc *http.ResponseController
+	d  time.Duration
+}
+
+func (b *deadlineWriter) Write(p []byte) (int, error) {
+	_ = b.rc.SetWriteDeadline(time.Now().Add(b.d))
+	return b.w.Write(p)
+}
+
+func (b *deadlineWriter) done() { _ = b.rc.SetWriteDeadline(time.Time{}) }
 
 // deadlineReader moves the connection's read deadline d on before each
 // read of r.

@@ -32,7 +32,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	metad := fl.String("metad", "", "metad address (default $CAIRN_METAD or 127.0.0.1:9000)")
 	certs := fl.String("certs", "", "the gateway's credentials: a mount or admin certificate speaks for the users whose certificates call it (default $CAIRN_CERTS or ~/.cairn/certs)")
 	insecure := fl.Bool("insecure", false, "serve plain HTTP to an --insecure dev cluster, callers named by user.name (loopback only)")
-	bodyTimeout := fl.Duration("body-timeout", webhdfs.DefaultBodyTimeout, "each read of a CREATE or APPEND body must return within this: a stalled upload is cut off and the file closed with the bytes received")
+	bodyTimeout := fl.Duration("body-timeout", webhdfs.DefaultBodyTimeout, "each read of a CREATE or APPEND body, and each write of OPEN's bytes, must finish within this: a stalled upload is cut off and the file closed with the bytes received; a reader that stops reading is cut off")
 	addrFile := fl.String("addr-file", "", "write the bound address as JSON to this file once serving")
 	debug := fl.Bool("debug", false, "log at debug level")
 	fl.Usage = func() {

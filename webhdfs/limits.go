@@ -12,8 +12,9 @@ import (
 // file's lease or a pipeline forever.
 
 const (
-	// DefaultBodyTimeout bounds each read of a CREATE or APPEND body, as a
-	// blockd's --idle-timeout bounds each packet of a write.
+	// DefaultBodyTimeout bounds each read of a CREATE or APPEND body and
+	// each write of OPEN's bytes, as a blockd's --idle-timeout bounds
+	// each packet of a write.
 	DefaultBodyTimeout = 60 * time.Second
 	// MaxHeaderBytes bounds a request's header (Hadoop's
 	// hadoop.http.max.request.header.size is 64 KiB): a larger one is

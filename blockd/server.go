@@ -419,7 +419,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	ackTimeout := fl.Duration("ack-timeout", DefaultAckTimeout, "a pipeline's next blockd silent this long while packets wait for its ack is dropped")
 	maxConns := fl.Int("max-connections", DefaultMaxConns, "data connections served at once; more are refused as busy")
 	headerTimeout := fl.Duration("header-timeout", DefaultHeaderTimeout, "a data connection's opening must arrive within this")
-	idleTimeout := fl.Duration("idle-timeout", DefaultIdleTimeout, "each packet of a write must begin (an idle writer sends heartbeats) and, once begun, arrive within this, and each write to a peer finish within it")
+	idleTimeout := fl.Duration("idle-timeout", DefaultIdleTimeout, "each packet of a write must begin (an idle writer sends heartbeats) and, once begun, arrive within this, and each write to a peer finish within it; so must each read of a WebHDFS upload's body and each write of a download's")
 	checkTokens := fl.Bool("block-tokens", true, "check the block access token of every data op (false only on a loopback --listen, to measure the check's cost)")
 	addrFile := fl.String("addr-file", "", "write the bound addresses as JSON to this file once registered")
 	join := fl.String("join", os.Getenv("CAIRN_JOIN"), "join the cluster with this token (cairn admin -join-token --role blockd) when the blockd has no certificate yet (default $CAIRN_JOIN)")
@@ -506,11 +506,8 @@ func serve(ctx context.Context, cfg Config, listen, httpAddr, addrFile string) e
 			hl = tls.NewListener(hl, trust.ServerConfig(d.creds, nil))
 		}
 		// WebHDFS authenticates by itself (webhdfs.go).
-		outer := http.NewServeMux()
-		outer.Handle(webhdfs.Prefix+"/", d.webhdfsHandler(nil))
-		outer.Handle("/", handler)
-		handler = outer
-		hs := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+		handler = webhdfs.Route(d.webhdfsHandler(nil), handler)
+		hs := webhdfs.Limit(&http.Server{Handler: handler})
 		go func() {
 			if err := hs.Serve(hl); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				errc <- err

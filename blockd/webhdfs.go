@@ -25,6 +25,7 @@ func (d *Blockd) webhdfsHandler(checksum webhdfs.ChecksumFunc) http.Handler {
 	secure := d.creds != nil
 	return &webhdfs.Handler{
 		Mode: webhdfs.DataNode, Log: d.log.Named("webhdfs"), NameNodeID: d.cfg.MetadAddr, Checksum: checksum,
+		BodyTimeout: d.cfg.IdleTimeout,
 		Session: func(r *http.Request, q *webhdfs.Request) (*webhdfs.Session, error) {
 			opts := client.Options{Logger: d.log.Named("webhdfs-client")}
 			user := ""

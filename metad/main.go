@@ -316,7 +316,7 @@ func serve(ctx context.Context, log *zap.Logger, dir string, format, force bool,
 			return err
 		}
 		hl = daemon.CapListener(hl, m.cfg.MaxConns, "metad HTTP", log)
-		hs := &http.Server{Handler: m.httpHandler(httpTLS != nil, start), ReadHeaderTimeout: 10 * time.Second, TLSConfig: httpTLS}
+		hs := webhdfs.Limit(&http.Server{Handler: m.httpHandler(httpTLS != nil, start), TLSConfig: httpTLS})
 		if httpTLS != nil {
 			hl = tls.NewListener(hl, httpTLS)
 		}
@@ -363,7 +363,7 @@ func (m *Metad) httpHandler(secure bool, started time.Time) http.Handler {
 	mux.Handle("/", webui.New(uiSource{m: m, started: started}, m.log.Named("webui")))
 	mux.Handle("/metrics", m.metricsHandler())
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "ok\n") })
-	mux.Handle(webhdfs.Prefix+"/", m.webhdfsHandler(secure))
+	api := m.webhdfsHandler(secure)
 	// Who the request is authenticated as: a certificate's peer, a UI
 	// session's admin, or the user a delegation token names.
 	mux.HandleFunc("/whoami", func(w http.ResponseWriter, r *http.Request) {
@@ -385,9 +385,9 @@ func (m *Metad) httpHandler(secure bool, started time.Time) http.Handler {
 		outer := http.NewServeMux()
 		outer.HandleFunc(trust.UILoginPath, m.uiLogin)
 		outer.Handle("/", trust.RequireCredential(mux, m.uiSession, m.delegationPeer))
-		return m.holdStore(outer)
+		return m.holdStore(webhdfs.Route(m.webhdfsAuth(api), outer))
 	}
-	return m.holdStore(mux)
+	return m.holdStore(webhdfs.Route(api, mux))
 }
 
 // holdStore serves h with the store held against a snapshot's restore on

@@ -39,6 +39,39 @@ func (m *Metad) webhdfsHandler(secure bool) http.Handler {
 	}
 }
 
+// webhdfsAuth lets through to api, on a secure cluster, a request
+// that brings a credential, with its peer in the context as
+// trust.RequireCredential puts it (a certificate first, then a
+// delegation token, then a UI session); any other is answered a
+// SecurityException in JSON, which WebHDFS clients parse.
+func (m *Metad) webhdfsAuth(api http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.TLS == nil {
+			webhdfs.Unauthorized(w, "this port needs TLS and a certificate of the cluster CA or a delegation token")
+			return
+		}
+		p, _, ok := trust.PeerOfState(*r.TLS)
+		if tok := trust.DelegationTokenOf(r); !ok && tok != "" {
+			var err error
+			if p, err = m.delegationPeer(tok); err != nil {
+				webhdfs.Unauthorized(w, "delegation token refused: %v", err)
+				return
+			}
+			ok = true
+		}
+		if !ok {
+			if ck, err := r.Cookie(trust.UISessionCookie); err == nil {
+				p, ok = m.uiSession(ck.Value)
+			}
+		}
+		if !ok {
+			webhdfs.Unauthorized(w, "this cluster needs a client certificate of its CA or a delegation token (delegation=TOKEN)")
+			return
+		}
+		api.ServeHTTP(w, r.WithContext(trust.WithPeer(r.Context(), p)))
+	})
+}
+
 // webhdfsRedirect picks the blockd a data operation goes to: one holding
 // the file's first block for a read, a live one for a write.
 func (m *Metad) webhdfsRedirect(s *webhdfs.Session, q *webhdfs.Request, secure bool) (*url.URL, url.Values, error) {

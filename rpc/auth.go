@@ -32,8 +32,9 @@ import (
 // (its groups from metad's host); it may not speak for anyone else. A
 // mount certificate speaks for the local users of its host, as NFS trusts
 // a host: the cairn-user and cairn-groups metadata it sends are honoured,
-// and only from a mount or an admin. An admin certificate is its own
-// user and a superuser, or whoever it names in that metadata.
+// and only from a mount or an admin (one that names no groups gets the
+// user's groups on metad's host). An admin certificate is its own user
+// and a superuser, or whoever it names in that metadata.
 
 // Auth is metad's server interceptor that authenticates and authorizes
 // each call and puts its identity (cairn.WithIdentity) and peer
@@ -148,6 +149,12 @@ func (a *Auth) authorize(ctx context.Context, method string, req any) (context.C
 		return cairn.WithIdentity(ctx, id), nil
 	case trust.RoleMount, trust.RoleAdmin:
 		if hasAssert {
+			if len(asserted.Groups) == 0 && a.Groups != nil {
+				// A gateway (cairn httpfs) names the user whose
+				// certificate or name it was given, not its groups: they
+				// are metad's host's, as a user certificate's are.
+				asserted.Groups = a.Groups(asserted.User)
+			}
 			return cairn.WithIdentity(ctx, asserted), nil
 		}
 		if p.Role == trust.RoleAdmin {
@@ -159,13 +166,18 @@ func (a *Auth) authorize(ctx context.Context, method string, req any) (context.C
 
 // byDelegation authorizes a Namespace call that brings a delegation
 // token: it runs as the token's owner, a user (never an admin), whoever
-// holds the connection's certificate; it may not get another token.
+// holds the connection's certificate; it may not get or renew a token.
 func (a *Auth) byDelegation(ctx context.Context, op, method string, p trust.Peer, tok string) (context.Context, error) {
 	if a.Delegation == nil {
 		return nil, cairn.E(op, cairn.KindPermission, "", "this metad takes no delegation tokens over RPC")
 	}
-	if method == pb.Namespace_GetDelegationToken_FullMethodName {
+	switch method {
+	case pb.Namespace_GetDelegationToken_FullMethodName:
 		return nil, cairn.E(op, cairn.KindPermission, "", "a delegation token cannot be used to get another")
+	case pb.Namespace_RenewDelegationToken_FullMethodName:
+		// As HDFS: renewing takes a credential of one's own, else whoever
+		// saw a token could keep it alive to its max date.
+		return nil, cairn.E(op, cairn.KindPermission, "", "a delegation token cannot be used to renew one")
 	}
 	owner, err := a.Delegation(tok)
 	if err != nil {

@@ -17,7 +17,6 @@ import (
 	"testing"
 	"time"
 
-
 	"cairn/client"
 	"cairn/tests/cluster"
 	"cairn/trust"

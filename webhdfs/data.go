@@ -47,7 +47,9 @@ func (h *Handler) open(w *countingWriter, s *Session, q *Request) error {
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.Header().Set("Content-Length", strconv.FormatInt(n, 10))
 	w.WriteHeader(http.StatusOK)
-	if _, err := io.Copy(w, io.NewSectionReader(rd, off, n)); err != nil {
+	out := h.out(w)
+	defer out.done()
+	if _, err := io.Copy(out, io.NewSectionReader(rd, off, n)); err != nil {
 		// The status is sent: the short body (Content-Length) tells the
 		// client; the log says why.
 		if h.Log != nil {
@@ -83,7 +85,7 @@ func (h *Handler) create(w *countingWriter, r *http.Request, s *Session, q *Requ
 	if err != nil {
 		return err
 	}
-	if err := h.fill(wr, r.Body, q.Path); err != nil {
+	if err := h.fill(wr, h.body(w, r), q.Path); err != nil {
 		return err
 	}
 	u := url.URL{Scheme: "hdfs", Host: h.NameNodeID, Path: q.Path}
@@ -102,7 +104,7 @@ func (h *Handler) append(w *countingWriter, r *http.Request, s *Session, q *Requ
 	if err != nil {
 		return err
 	}
-	if err := h.fill(wr, r.Body, q.Path); err != nil {
+	if err := h.fill(wr, h.body(w, r), q.Path); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Length", "0")

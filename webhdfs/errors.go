@@ -91,3 +91,12 @@ func writeError(w http.ResponseWriter, re *RemoteError) {
 	w.WriteHeader(re.Status)
 	_, _ = w.Write(append(b, '\n'))
 }
+
+// Unauthorized answers a request that brought no credential, or one
+// refused, as the API answers it: a SecurityException (401) in JSON,
+// which WebHDFS clients parse, where a plain-text 401 leaves them a
+// parse error.
+func Unauthorized(w http.ResponseWriter, format string, a ...any) {
+	w.Header().Set("WWW-Authenticate", `Bearer realm="cluster"`)
+	writeError(w, excSecurity(format, a...))
+}

@@ -83,7 +83,12 @@ type Handler struct {
 	// operation ("" when it did not parse), status, body bytes read and
 	// written, and how long it took.
 	Observe func(op string, status int, in, out int64, took time.Duration)
-	Log     *zap.Logger
+	// BodyTimeout bounds the wait for each read of a CREATE or APPEND
+	// body and each write of OPEN's bytes (DefaultBodyTimeout when 0): a
+	// client that stalls longer is cut off; a file written is closed
+	// with the bytes it got.
+	BodyTimeout time.Duration
+	Log         *zap.Logger
 }
 
 // ServeHTTP parses, authenticates and serves one request.
@@ -191,10 +196,11 @@ func (h *Handler) redirect(w *countingWriter, s *Session, q *Request) error {
 		}
 		v[k] = vs
 	}
+	// The place's parameters win over the caller's: a certificate
+	// holder's stale delegation= would otherwise ride the redirect in
+	// place of the token issued for it.
 	for k, vs := range extra {
-		if v.Get(k) == "" {
-			v[k] = vs
-		}
+		v[k] = vs
 	}
 	u.RawQuery = v.Encode()
 	loc := u.String()
@@ -258,6 +264,10 @@ func (c *countingWriter) WriteHeader(status int) {
 	}
 	c.ResponseWriter.WriteHeader(status)
 }
+
+// Unwrap lets http.ResponseController reach the connection (read
+// deadlines of a body).
+func (c *countingWriter) Unwrap() http.ResponseWriter { return c.ResponseWriter }
 
 func (c *countingWriter) Write(p []byte) (int, error) {
 	c.wrote = true

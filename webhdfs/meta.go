@@ -142,6 +142,12 @@ func (h *Handler) meta(w *countingWriter, s *Session, q *Request) error {
 		if s.Delegations == nil {
 			return excUnsupported("this cluster runs --insecure: it has no delegation tokens")
 		}
+		if s.ByToken {
+			// HDFS: "Delegation Token can be renewed only with kerberos or
+			// web authentication": else whoever saw a token (a redirect URL
+			// carries one) could keep it alive to its max date.
+			return excIO("Delegation Token can be renewed only with a certificate: this request brought a delegation token")
+		}
 		exp, err := s.Delegations.RenewDelegationToken(ctx, q.Param("token"))
 		if err != nil {
 			return err

@@ -9,9 +9,9 @@ import (
 
 // StartHTTPFS starts `cairn httpfs` on 127.0.0.1 in front of the
 // cluster, with the admin credentials (which speak for the users whose
-// certificates call it), and returns its address. It is stopped with the
-// cluster.
-func (c *Cluster) StartHTTPFS(t testing.TB) string {
+// certificates call it) and more flags, and returns its address. It is
+// stopped with the cluster.
+func (c *Cluster) StartHTTPFS(t testing.TB, more ...string) string {
 	t.Helper()
 	c.mu.Lock()
 	n := len(c.procs)
@@ -22,6 +22,7 @@ func (c *Cluster) StartHTTPFS(t testing.TB) string {
 	if c.cfg.Insecure {
 		args = append(args, "--insecure")
 	}
+	args = append(args, more...)
 	p := c.start(t, "httpfs-"+strconv.Itoa(n), args)
 	var a struct{ HTTP string }
 	waitUntil(t, p, startTimeout, "listening (address file "+file+")", func() bool {

@@ -32,6 +32,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	metad := fl.String("metad", "", "metad address (default $CAIRN_METAD or 127.0.0.1:9000)")
 	certs := fl.String("certs", "", "the gateway's credentials: a mount or admin certificate speaks for the users whose certificates call it (default $CAIRN_CERTS or ~/.cairn/certs)")
 	insecure := fl.Bool("insecure", false, "serve plain HTTP to an --insecure dev cluster, callers named by user.name (loopback only)")
+	bodyTimeout := fl.Duration("body-timeout", webhdfs.DefaultBodyTimeout, "each read of a CREATE or APPEND body, and each write of OPEN's bytes, must finish within this: a stalled upload is cut off and the file closed with the bytes received; a reader that stops reading is cut off")
 	addrFile := fl.String("addr-file", "", "write the bound address as JSON to this file once serving")
 	debug := fl.Bool("debug", false, "log at debug level")
 	fl.Usage = func() {
@@ -51,7 +52,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 	}
-	g := &gateway{metad: client.MetadAddr(*metad), insecure: *insecure, log: log, metrics: newMetrics()}
+	g := &gateway{metad: client.MetadAddr(*metad), insecure: *insecure, log: log, metrics: newMetrics(), bodyTimeout: *bodyTimeout}
 	if !*insecure {
 		h, err := client.LoadCreds(*certs)
 		if err != nil {
@@ -75,6 +76,8 @@ type gateway struct {
 	creds    *trust.Holder // nil when insecure
 	log      *zap.Logger
 	metrics  *metrics
+	// bodyTimeout bounds each read of an upload's body.
+	bodyTimeout time.Duration
 }
 
 func (g *gateway) serve(ctx context.Context, listen, addrFile string) error {
@@ -86,7 +89,7 @@ func (g *gateway) serve(ctx context.Context, listen, addrFile string) error {
 	if g.creds != nil {
 		l = tls.NewListener(l, trust.ServerConfig(g.creds, nil))
 	}
-	hs := &http.Server{Handler: g.handler(), ReadHeaderTimeout: 10 * time.Second}
+	hs := webhdfs.Limit(&http.Server{Handler: g.handler()})
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(l) }()
 	defer hs.Close()
@@ -111,16 +114,15 @@ func (g *gateway) serve(ctx context.Context, listen, addrFile string) error {
 // handler serves WebHDFS, /metrics and /healthz.
 func (g *gateway) handler() http.Handler {
 	wh := &webhdfs.Handler{Mode: webhdfs.Gateway, Log: g.log.Named("webhdfs"), NameNodeID: g.metad,
-		Session: g.session, Observe: g.metrics.observe}
+		Session: g.session, Observe: g.metrics.observe, BodyTimeout: g.bodyTimeout}
 	mux := http.NewServeMux()
-	mux.Handle(webhdfs.Prefix+"/", g.authenticate(wh))
 	var m http.Handler = g.metrics.handler()
 	if g.creds != nil {
 		m = trust.RequireCert(m) // Prometheus scrapes with a certificate
 	}
 	mux.Handle("/metrics", m)
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "ok\n") })
-	return mux
+	return webhdfs.Route(g.authenticate(wh), mux)
 }
 
 // authenticate puts the caller's peer into a secure request's context:

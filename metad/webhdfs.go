@@ -26,6 +26,10 @@ func (m *Metad) webhdfsHandler(secure bool) http.Handler {
 			if err != nil {
 				return nil, err
 			}
+			if err := m.leading("metad.WebHDFS." + q.Op); err != nil {
+				return nil, &webhdfs.RemoteError{Status: http.StatusForbidden, Exception: "StandbyException",
+					JavaClass: "org.apache.hadoop.ipc.StandbyException", Message: err.Error()}
+			}
 			id := cairn.Identity{User: c.User, Groups: m.hostGroups(c.User)}
 			s := &webhdfs.Session{Ctx: cairn.WithIdentity(r.Context(), id), NS: gatedNS{m}, User: c.User, ByToken: c.ByToken, Token: c.Token}
 			if secure && m.ca != nil {
@@ -210,4 +214,20 @@ func (g gatedNS) Concat(ctx context.Context, target string, sources []string) er
 		return err
 	}
 	return g.Metad.Concat(ctx, target, sources)
+}
+
+// leading refuses a WebHDFS call on a member of a metad group that does not
+// lead, as the RPC port's leader gate does (raftnode.go): its store may be
+// behind the leader's, so it serves no read (a stale one), and it proposes
+// no change. The answer (StandbyException, as an HDFS standby NameNode's)
+// names the leader. A single metad always leads.
+func (m *Metad) leading(op string) error {
+	rep := m.rep
+	if rep == nil {
+		return nil
+	}
+	if !rep.ready.Load() || rep.r.VerifyLeader().Error() != nil {
+		return rep.notLeader(op)
+	}
+	return nil
 }

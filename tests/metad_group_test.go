@@ -5,7 +5,9 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"slices"
 	"strconv"
 	"strings"
@@ -55,6 +57,24 @@ func TestMetadGroupFailover(t *testing.T) {
 	fc.Close()
 	if !errors.Is(err, cairn.ErrNotLeader) || !strings.Contains(err.Error(), "the leader is "+g.MemberAddr(leader)) {
 		t.Fatalf("mkdir at follower metad%d: %v, want ErrNotLeader naming %s", follower, err, g.MemberAddr(leader))
+	}
+
+	// So does its WebHDFS, in-process: no stale read, as HDFS's standby
+	// answers (StandbyException); the leader's answers.
+	for _, c := range []struct {
+		member int
+		code   int
+		want   string
+	}{{follower, http.StatusForbidden, `"StandbyException"`}, {leader, http.StatusOK, `"type":"DIRECTORY"`}} {
+		resp, err := g.MemberGet(t, c.member, "/webhdfs/v1/g?op=GETFILESTATUS")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != c.code || !strings.Contains(string(body), c.want) {
+			t.Fatalf("WebHDFS GETFILESTATUS at metad%d: %s %s, want %d with %s", c.member, resp.Status, body, c.code, c.want)
+		}
 	}
 
 	// Writers create files until told to stop; each acknowledged name is

@@ -34,6 +34,7 @@ var (
 	excNotEmpty      = exc(http.StatusForbidden, "PathIsNotEmptyDirectoryException", "org.apache.hadoop.fs.PathIsNotEmptyDirectoryException")
 	excBeingCreated  = exc(http.StatusForbidden, "AlreadyBeingCreatedException", "org.apache.hadoop.hdfs.protocol.AlreadyBeingCreatedException")
 	excSafeMode      = exc(http.StatusForbidden, "SafeModeException", "org.apache.hadoop.hdfs.server.namenode.SafeModeException")
+	excStandby       = exc(http.StatusForbidden, "StandbyException", "org.apache.hadoop.ipc.StandbyException")
 	excRetriable     = exc(http.StatusForbidden, "RetriableException", "org.apache.hadoop.ipc.RetriableException")
 	excIO            = exc(http.StatusForbidden, "IOException", "java.io.IOException")
 	excInvalidPath   = exc(http.StatusBadRequest, "InvalidPathException", "org.apache.hadoop.fs.InvalidPathException")
@@ -72,6 +73,8 @@ func remoteError(err error) *RemoteError {
 		return excBeingCreated("%s", msg)
 	case cairn.KindSafeMode:
 		return excSafeMode("%s", msg)
+	case cairn.KindNotLeader:
+		return excStandby("%s", msg)
 	case cairn.KindRetry:
 		return excRetriable("%s", msg)
 	case cairn.KindUnavailable:

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -94,6 +95,21 @@ func (g *Group) MemberAddr(i int) string { return g.members[i].rpc }
 
 // MemberDir returns member i's data directory.
 func (g *Group) MemberDir(i int) string { return g.members[i].dir }
+
+// MemberGet GETs path at member i's HTTP port, with the test's client
+// certificate on a secure group.
+func (g *Group) MemberGet(t testing.TB, i int, path string) (*http.Response, error) {
+	t.Helper()
+	var a metadAddrs
+	if !readJSON(g.members[i].addrFile, &a) || a.HTTP == "" {
+		t.Fatalf("metad%d's address file %s names no HTTP address", i, g.members[i].addrFile)
+	}
+	if g.cfg.Insecure {
+		return http.Get("http://" + a.HTTP + path)
+	}
+	hc := &http.Client{Timeout: runTimeout, Transport: &http.Transport{TLSClientConfig: trust.ClientConfig(g.ClientCreds(), trust.RoleMetad)}}
+	return hc.Get("https://" + a.HTTP + path)
+}
 
 // Size is the number of members.
 func (g *Group) Size() int { return len(g.members) }

@@ -41,7 +41,7 @@ STATICCHECK ?= $(or $(shell command -v staticcheck),$(GO) run honnef.co/go/tools
 .PHONY: build run deps test race lint fuzz bench crash install clean
 
 build:
-	$(GO) build -o bin/cairn ./cmd/cairn
+	$(GO) build -buildvcs=auto -o bin/cairn ./cmd/cairn
 
 # Ctrl-C stops the cluster and unmounts $(DEV_MNT). In another terminal,
 # bin/cairn dev status --dir $(DEV_DIR) shows the daemons and

@@ -10,6 +10,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"cairn/client"
 	"cairn/rpc"
 	"cairn/trust"
 )
@@ -48,7 +49,16 @@ func credentials(cfg Config, storageID string, log *zap.Logger) (*trust.Holder, 
 	default:
 		ctx, cancel := context.WithTimeout(context.Background(), joinTimeout)
 		defer cancel()
-		if c, err = rpc.Join(ctx, cfg.MetadAddr, cfg.Join, want, dir); err != nil {
+		// Of a metad group only the leader signs: each member is asked
+		// in turn until one does.
+		err = errors.New("join: no metad address")
+		for _, addr := range client.SplitMetads(cfg.MetadAddr) {
+			if c, err = rpc.Join(ctx, addr, cfg.Join, want, dir); err == nil {
+				break
+			}
+			log.Warn("join through metad failed", zap.String("metad", addr), zap.Error(err))
+		}
+		if err != nil {
 			return nil, err
 		}
 		log.Info("joined the cluster", zap.Stringer("peer", c.Peer), zap.String("certs", dir),

@@ -504,6 +504,10 @@ func (rep *replica) notLeader(op string) error {
 	return cairn.E(op, cairn.KindNotLeader, "", detail)
 }
 
+// registryPrefix begins the full method names of the Registry service,
+// blockds' calls.
+var registryPrefix = "/" + pb.Registry_ServiceDesc.ServiceName + "/"
+
 // groupOnly are the calls a follower serves too.
 var groupOnly = map[string]bool{pb.Namespace_MetadMembers_FullMethodName: true}
 
@@ -517,7 +521,7 @@ func (m *Metad) leaderGate(ctx context.Context, req any, info *grpc.UnaryServerI
 	if rep == nil || groupOnly[info.FullMethod] {
 		return handler(ctx, req)
 	}
-	if strings.HasPrefix(info.FullMethod, "/cairn.Registry/") && info.FullMethod != pb.Registry_CommitBlockSynchronization_FullMethodName {
+	if strings.HasPrefix(info.FullMethod, registryPrefix) && info.FullMethod != pb.Registry_CommitBlockSynchronization_FullMethodName {
 		// Blockds register, heartbeat and report to every member, each
 		// keeping its own block map and liveness (a recovery's commit
 		// changes the namespace: the leader's alone); the store is held

@@ -54,6 +54,11 @@ func TestMetadGroupBlockds(t *testing.T) {
 	next := g.WaitLeader(t, leader, 30*time.Second)
 	t.Logf("new leader: metad%d (%s)", next, g.MemberAddr(next))
 
+	for _, l := range strings.Split(g.Log(fmt.Sprintf("metad%d", next)), "\n") {
+		if strings.Contains(l, "leading the metad group") || strings.Contains(l, "judged again") {
+			t.Logf("metad%d: %s", next, l)
+		}
+	}
 	// Asked at once: the new leader heard every blockd all along.
 	st, err := cl.NS.SafeMode(ctx, cairn.SafeModeGet)
 	if err != nil || st.On {

@@ -216,18 +216,30 @@ func (d *Blockd) Close() {
 // reportReceived tells metad of a replica finalized by a recovery before
 // the recovery's coordinator gets the answer; if metad cannot be reached
 // it is queued. (A replica finalized by a pipeline's last packet is
-// queued at once: the writer's Complete names it.) The leader hears of it
-// at once; the other members of a group through their actors' queues.
+// queued at once: the writer's Complete names it.) Of a group, the
+// member last taken for the leader hears of it at once, the others
+// through their actors' queues.
 func (d *Blockd) reportReceived(b cairn.Block) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	r := cairn.Replica{Block: b, State: cairn.ReplicaFinalized}
-	err := d.metad.BlocksReceived(ctx, d.node.StorageID, []cairn.Replica{r})
-	if err != nil {
-		d.log.Warn("incremental block report failed; queued", zap.Stringer("block", b), zap.Error(err))
+	if len(d.actors) <= 1 {
+		if err := d.metad.BlocksReceived(ctx, d.node.StorageID, []cairn.Replica{r}); err != nil {
+			d.log.Warn("incremental block report failed; queued", zap.Stringer("block", b), zap.Error(err))
+			d.received(r)
+		}
+		return
 	}
-	if err != nil || len(d.actors) > 1 {
-		d.received(r)
+	lead := d.leaderAddr()
+	for _, a := range d.actors {
+		if a.addr == lead {
+			err := a.reg.BlocksReceived(ctx, d.node.StorageID, []cairn.Replica{r})
+			if err == nil {
+				continue
+			}
+			d.log.Warn("incremental block report failed; queued", zap.String("metad", a.addr), zap.Stringer("block", b), zap.Error(err))
+		}
+		queue(a, &a.incoming, r)
 	}
 }
 
@@ -237,27 +249,43 @@ func (d *Blockd) received(r cairn.Replica) {
 	toEvery(d, func(a *actor) *[]cairn.Replica { return &a.incoming }, r)
 }
 
-// reportBad tells metad of replicas found bad: the leader (a failure is
-// the caller's to retry) and, of a group, the other members too, without
-// waiting for them.
+// reportBad tells metad of replicas found bad; of a group, every member,
+// at once and each within commitTimeout. The error is the leader's (or,
+// with no leader known yet, the last one's when none took the report):
+// the scanner reports again later.
 func (d *Blockd) reportBad(ctx context.Context, bad []cairn.BadReplica) error {
-	err := d.metad.BadReplicasFound(ctx, d.node.StorageID, bad)
-	if len(d.actors) > 1 {
-		lead := d.leaderAddr()
-		for _, a := range d.actors {
-			if a.addr == lead && err == nil {
-				continue
-			}
-			go func(a *actor) {
-				ctx, cancel := context.WithTimeout(context.Background(), commitTimeout)
-				defer cancel()
-				if err := a.reg.BadReplicasFound(ctx, d.node.StorageID, bad); err != nil {
-					d.log.Debug("report bad replicas to a metad", zap.String("metad", a.addr), zap.Error(err))
-				}
-			}(a)
+	if len(d.actors) <= 1 {
+		return d.metad.BadReplicasFound(ctx, d.node.StorageID, bad)
+	}
+	errs := make([]error, len(d.actors))
+	var wg sync.WaitGroup
+	for i, a := range d.actors {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(ctx, commitTimeout)
+			defer cancel()
+			errs[i] = a.reg.BadReplicasFound(ctx, d.node.StorageID, bad)
+		}()
+	}
+	wg.Wait()
+	lead := d.leaderAddr()
+	var last error
+	took := false
+	for i, a := range d.actors {
+		if a.addr == lead {
+			return errs[i]
+		}
+		if errs[i] != nil {
+			last = errs[i]
+		} else {
+			took = true
 		}
 	}
-	return err
+	if took {
+		return nil
+	}
+	return last
 }
 
 func (d *Blockd) register(ctx context.Context, a *actor) error {

@@ -50,17 +50,6 @@ func (d *doubtful) take() map[string]map[cairn.BlockID]struct{} {
 	return out
 }
 
-// count is how many replicas the set holds.
-func (d *doubtful) count() int {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	n := 0
-	for _, ids := range d.nodes {
-		n += len(ids)
-	}
-	return n
-}
-
 // rejudgeDoubtful judges again, as the leader, the replicas recorded
 // unjudged while this member did not lead: each as the block map holds it
 // now (one forgotten since is let be). Run while this member leads; one

@@ -37,7 +37,7 @@ import (
 type Config struct {
 	Dir       string   // the data directory, when Dirs is empty
 	Dirs      []string // the data directories, one per disk
-	MetadAddr string
+	MetadAddr string // metad's RPC address, or a group's members, comma-separated (actor.go)
 	Rack      string
 	Heartbeat time.Duration
 	// BlockReport is how often the full list of replicas goes to metad.
@@ -438,7 +438,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	insecureFlag := fl.Bool("insecure", false, "talk to an --insecure metad in plain text (a dev cluster on loopback addresses only)")
 	debug := fl.Bool("debug", false, "log at debug level")
 	fl.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: cairn blockd --data DIR[,DIR2...] --metad HOST:9000 [--listen :9866] [--http :9864] [--rack /r1]\n"+
+		fmt.Fprintf(stderr, "Usage: cairn blockd --data DIR[,DIR2...] --metad HOST:9000[,HOST2:9000...] [--listen :9866] [--http :9864] [--rack /r1]\n"+
 			"       cairn blockd verify --data DIR[,DIR2...] [--block ID]\n"+
 			"       cairn blockd compute-meta --block FILE --out FILE [--id ID] [--genstamp GS] [--chunk-size N]\n\n"+
 			"The block daemon: keeps replicas of blocks and streams them to clients.\n\n")

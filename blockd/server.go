@@ -37,7 +37,7 @@ import (
 type Config struct {
 	Dir       string   // the data directory, when Dirs is empty
 	Dirs      []string // the data directories, one per disk
-	MetadAddr string // metad's RPC address, or a group's members, comma-separated (actor.go)
+	MetadAddr string   // metad's RPC address, or a group's members, comma-separated (actor.go)
 	Rack      string
 	Heartbeat time.Duration
 	// BlockReport is how often the full list of replicas goes to metad.

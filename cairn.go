@@ -680,6 +680,24 @@ type Registered struct {
 	EncryptData bool
 }
 
+// HeartbeatReply is a heartbeat's answer with the answering metad's
+// place in its group: a member that does not lead (Follower) sends no
+// command but CmdKeys and CmdReregister, and a blockd acts on no other
+// command from it; a leader gives its Raft term (0: a single metad), and
+// a blockd acts only on the commands of the newest term it has seen.
+type HeartbeatReply struct {
+	Commands []Command
+	Follower bool
+	Term     uint64
+}
+
+// LeaderRegistry is a Registry whose heartbeat replies say whether the
+// answering metad leads its group (metad, and its remote stub).
+type LeaderRegistry interface {
+	Registry
+	HeartbeatReply(ctx context.Context, h Heartbeat) (HeartbeatReply, error)
+}
+
 // Registry is metad's service to blockds.
 type Registry interface {
 	// Register admits a blockd and returns the namespace ID it must keep

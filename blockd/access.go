@@ -16,12 +16,13 @@ import (
 // before anything else, and refuses the op with KindAccess (or KindRetry
 // while it has no keys from metad yet).
 
-// setKeys takes the block token keys metad sent.
-func (d *Blockd) setKeys(keys []cairn.BlockKey) {
+// setKeys takes the block token keys metad at addr sent (each member of
+// a group has its own: a token signed by any of them holds).
+func (d *Blockd) setKeys(addr string, keys []cairn.BlockKey) {
 	first := !d.keys.Ready()
-	d.keys.Update(keys)
+	d.keys.UpdateFrom(addr, keys)
 	if first {
-		d.log.Info("block token keys received", zap.Int("keys", len(keys)))
+		d.log.Info("block token keys received", zap.String("metad", addr), zap.Int("keys", len(keys)))
 	}
 }
 

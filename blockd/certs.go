@@ -10,6 +10,8 @@ import (
 
 	"go.uber.org/zap"
 
+	"cairn"
+	"cairn/client"
 	"cairn/rpc"
 	"cairn/trust"
 )
@@ -48,7 +50,9 @@ func credentials(cfg Config, storageID string, log *zap.Logger) (*trust.Holder, 
 	default:
 		ctx, cancel := context.WithTimeout(context.Background(), joinTimeout)
 		defer cancel()
-		if c, err = rpc.Join(ctx, cfg.MetadAddr, cfg.Join, want, dir); err != nil {
+		// Of a metad group only the leader signs: each member is asked
+		// in turn until one does, again while the group has no leader.
+		if c, err = join(ctx, cfg, want, dir, log); err != nil {
 			return nil, err
 		}
 		log.Info("joined the cluster", zap.Stringer("peer", c.Peer), zap.String("certs", dir),
@@ -59,4 +63,32 @@ func credentials(cfg Config, storageID string, log *zap.Logger) (*trust.Holder, 
 			dir, c.Cert.NotAfter, filepath.Join(dir, trust.CertFile), NoCertHelp)
 	}
 	return trust.NewHolder(c), nil
+}
+
+// join asks each metad of --metad in turn to sign this blockd's
+// certificate with the join token, round after round while they answer
+// that none of them leads yet (a group electing its first leader), until
+// ctx ends.
+func join(ctx context.Context, cfg Config, want trust.Peer, dir string, log *zap.Logger) (*trust.Creds, error) {
+	err := errors.New("join: no metad address")
+	pause := 100 * time.Millisecond
+	for {
+		for _, addr := range client.SplitMetads(cfg.MetadAddr) {
+			c, jerr := rpc.Join(ctx, addr, cfg.Join, want, dir)
+			if jerr == nil {
+				return c, nil
+			}
+			err = jerr
+			log.Warn("join through metad failed", zap.String("metad", addr), zap.Error(err))
+		}
+		if cairn.KindOf(err) != cairn.KindNotLeader {
+			return nil, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(pause):
+		}
+		pause = min(2*pause, time.Second)
+	}
 }

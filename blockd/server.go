@@ -25,6 +25,7 @@ import (
 
 	"cairn"
 	"cairn/blocktoken"
+	"cairn/client"
 	"cairn/internal/daemon"
 	"cairn/rpc"
 	"cairn/trust"
@@ -36,7 +37,7 @@ import (
 type Config struct {
 	Dir       string   // the data directory, when Dirs is empty
 	Dirs      []string // the data directories, one per disk
-	MetadAddr string
+	MetadAddr string   // metad's RPC address, or a group's members, comma-separated (actor.go)
 	Rack      string
 	Heartbeat time.Duration
 	// BlockReport is how often the full list of replicas goes to metad.
@@ -73,28 +74,34 @@ type Config struct {
 
 // Blockd is one block daemon.
 type Blockd struct {
-	cfg    Config
-	store  *Volumes
-	scan   *Scanner // nil when disabled
-	log    *zap.Logger
-	metad  cairn.Registry
-	conn   *grpc.ClientConn
-	creds  *trust.Holder // nil when insecure
-	node   cairn.Node
-	active atomic.Int64
-	keys   blocktoken.KeySet // from metad: checks the data port's tokens
-	conns  atomic.Int64      // data connections being served
+	cfg   Config
+	store *Volumes
+	scan  *Scanner // nil when disabled
+	log   *zap.Logger
+	// actors are the links to each metad given (actor.go); metad sends
+	// calls that only the leader serves (a recovery's commit) and conn is
+	// the connection they go through: the one metad's, or one that
+	// follows a group's leader (leaderConn, nil for a single metad).
+	actors     []*actor
+	metad      cairn.Registry
+	conn       grpc.ClientConnInterface
+	leaderConn client.LeaderConn
+	creds      *trust.Holder // nil when insecure
+	// The leader whose commands are acted on: its address and the newest
+	// term a leader answered at (actor.go).
+	leadMu   sync.Mutex
+	leadTerm uint64
+	leadAddr string
+	node     cairn.Node
+	active   atomic.Int64
+	keys     blocktoken.KeySet // from metad: checks the data port's tokens
+	conns    atomic.Int64      // data connections being served
 	// The data port's mode from metad (datatls.go), and its TLS
 	// configurations (nil when insecure).
 	mode      atomic.Int32
 	tlsServer *tls.Config
 	tlsClient *tls.Config
 	capped    atomic.Bool // the cap refused a connection since the count was last under it
-
-	mu       sync.Mutex
-	incoming []cairn.Replica // finalized, not yet reported
-	lost     []cairn.Block   // on failed volumes, not yet reported
-	kick     chan struct{}
 
 	recoveries chan cairn.Command // CmdRecover waiting for a worker
 	transfers  chan cairn.Command // CmdTransfer waiting for a worker (transfer.go)
@@ -147,14 +154,13 @@ func New(cfg Config) (*Blockd, error) {
 			return nil, fmt.Errorf("blockd: %w", err)
 		}
 	}
-	conn, err := grpc.NewClient(cfg.MetadAddr, rpc.Transport(creds))
-	if err != nil {
-		st.Close()
-		return nil, fmt.Errorf("blockd: metad %s: %w", cfg.MetadAddr, err)
-	}
-	d := &Blockd{cfg: cfg, store: st, log: cfg.Logger, metad: rpc.NewRegistryClient(conn), conn: conn, creds: creds, kick: make(chan struct{}, 1),
+	d := &Blockd{cfg: cfg, store: st, log: cfg.Logger, creds: creds,
 		recoveries: make(chan cairn.Command, recoveryQueue), transfers: make(chan cairn.Command, transferQueue),
 		moves: make(chan cairn.Command, transferQueue), throttle: newThrottler()}
+	if err := d.dialMetads(); err != nil {
+		d.Close()
+		return nil, err
+	}
 	if creds != nil {
 		d.tlsServer = d.dataServerConfig()
 		d.tlsClient = trust.ClientConfig(creds, trust.RoleBlockd)
@@ -164,45 +170,126 @@ func New(cfg Config) (*Blockd, error) {
 	if cfg.ScanPeriod >= 0 {
 		d.scan = NewScanner(st, ScanConfig{Period: cfg.ScanPeriod, Rate: cfg.ScanRate, Logger: cfg.Logger.Named("scanner"),
 			StorageID: st.StorageID(), Report: func(ctx context.Context, bad []cairn.BadReplica) error {
-				return d.metad.BadReplicasFound(ctx, st.StorageID(), bad)
+				return d.reportBad(ctx, bad)
 			}})
 	}
 	return d, nil
 }
 
-// Close releases the store and the connection to metad.
+// dialMetads connects (lazily) to each metad of --metad, a list.
+func (d *Blockd) dialMetads() error {
+	addrs := client.SplitMetads(d.cfg.MetadAddr)
+	if len(addrs) == 0 {
+		return errors.New("blockd: no metad address")
+	}
+	dial := func(a string) (*grpc.ClientConn, error) { return grpc.NewClient(a, rpc.Transport(d.creds)) }
+	for _, a := range addrs {
+		conn, err := dial(a)
+		if err != nil {
+			return fmt.Errorf("blockd: metad %s: %w", a, err)
+		}
+		d.actors = append(d.actors, newActor(a, conn))
+	}
+	if len(d.actors) == 1 {
+		d.conn, d.metad = d.actors[0].conn, d.actors[0].reg
+		return nil
+	}
+	lc, err := client.DialLeader(addrs, d.log.Named("leader"), dial)
+	if err != nil {
+		return fmt.Errorf("blockd: %w", err)
+	}
+	d.leaderConn, d.conn, d.metad = lc, lc, rpc.NewRegistryClient(lc)
+	return nil
+}
+
+// Close releases the store and the connections to metad.
 func (d *Blockd) Close() {
-	_ = d.conn.Close()
+	for _, a := range d.actors {
+		_ = a.conn.Close()
+	}
+	if d.leaderConn != nil {
+		_ = d.leaderConn.Close()
+	}
 	d.store.Close()
 }
 
 // reportReceived tells metad of a replica finalized by a recovery before
 // the recovery's coordinator gets the answer; if metad cannot be reached
 // it is queued. (A replica finalized by a pipeline's last packet is
-// queued at once: the writer's Complete names it.)
+// queued at once: the writer's Complete names it.) Of a group, the
+// member last taken for the leader hears of it at once, the others
+// through their actors' queues.
 func (d *Blockd) reportReceived(b cairn.Block) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	r := cairn.Replica{Block: b, State: cairn.ReplicaFinalized}
-	if err := d.metad.BlocksReceived(ctx, d.node.StorageID, []cairn.Replica{r}); err != nil {
-		d.log.Warn("incremental block report failed; queued", zap.Stringer("block", b), zap.Error(err))
-		d.received(r)
+	if len(d.actors) <= 1 {
+		if err := d.metad.BlocksReceived(ctx, d.node.StorageID, []cairn.Replica{r}); err != nil {
+			d.log.Warn("incremental block report failed; queued", zap.Stringer("block", b), zap.Error(err))
+			d.received(r)
+		}
+		return
+	}
+	lead := d.leaderAddr()
+	for _, a := range d.actors {
+		if a.addr == lead {
+			err := a.reg.BlocksReceived(ctx, d.node.StorageID, []cairn.Replica{r})
+			if err == nil {
+				continue
+			}
+			d.log.Warn("incremental block report failed; queued", zap.String("metad", a.addr), zap.Stringer("block", b), zap.Error(err))
+		}
+		queue(a, &a.incoming, r)
 	}
 }
 
-// received queues a replica for the next incremental report.
+// received queues a replica for the next incremental report to every
+// metad.
 func (d *Blockd) received(r cairn.Replica) {
-	d.mu.Lock()
-	d.incoming = append(d.incoming, r)
-	d.mu.Unlock()
-	select {
-	case d.kick <- struct{}{}:
-	default:
-	}
+	toEvery(d, func(a *actor) *[]cairn.Replica { return &a.incoming }, r)
 }
 
-func (d *Blockd) register(ctx context.Context) error {
-	reg, err := d.metad.Register(ctx, cairn.Registration{Node: d.node, NamespaceID: d.store.NamespaceID()})
+// reportBad tells metad of replicas found bad; of a group, every member,
+// at once and each within commitTimeout. The error is the leader's (or,
+// with no leader known yet, the last one's when none took the report):
+// the scanner reports again later.
+func (d *Blockd) reportBad(ctx context.Context, bad []cairn.BadReplica) error {
+	if len(d.actors) <= 1 {
+		return d.metad.BadReplicasFound(ctx, d.node.StorageID, bad)
+	}
+	errs := make([]error, len(d.actors))
+	var wg sync.WaitGroup
+	for i, a := range d.actors {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(ctx, commitTimeout)
+			defer cancel()
+			errs[i] = a.reg.BadReplicasFound(ctx, d.node.StorageID, bad)
+		}()
+	}
+	wg.Wait()
+	lead := d.leaderAddr()
+	var last error
+	took := false
+	for i, a := range d.actors {
+		if a.addr == lead {
+			return errs[i]
+		}
+		if errs[i] != nil {
+			last = errs[i]
+		} else {
+			took = true
+		}
+	}
+	if took {
+		return nil
+	}
+	return last
+}
+
+func (d *Blockd) register(ctx context.Context, a *actor) error {
+	reg, err := a.reg.Register(ctx, cairn.Registration{Node: d.node, NamespaceID: d.store.NamespaceID()})
 	if err != nil {
 		return err
 	}
@@ -214,12 +301,12 @@ func (d *Blockd) register(ctx context.Context) error {
 		return cairn.E("blockd.register", cairn.KindInvalid, "", "metad encrypts block data but this blockd runs --insecure, without a certificate")
 	}
 	d.setEncrypt(reg.EncryptData)
-	d.setKeys(reg.Keys)
+	d.setKeys(a.addr, reg.Keys)
 	report := d.store.Report()
-	if err := d.metad.BlockReport(ctx, d.node.StorageID, report); err != nil {
+	if err := a.reg.BlockReport(ctx, d.node.StorageID, report); err != nil {
 		return err
 	}
-	d.log.Info("registered with metad", zap.String("metad", d.cfg.MetadAddr), zap.String("namespace_id", ns), zap.Int("replicas", len(report)), zap.Any("by_state", byState(report)))
+	d.log.Info("registered with metad", zap.String("metad", a.addr), zap.String("namespace_id", ns), zap.Int("replicas", len(report)), zap.Any("by_state", byState(report)))
 	return nil
 }
 
@@ -232,32 +319,13 @@ func byState(report []cairn.Replica) map[string]int {
 	return n
 }
 
-// registerLoop registers, retrying while metad is unreachable; a namespace
-// mismatch is final.
-func (d *Blockd) registerLoop(ctx context.Context) error {
-	delay := 200 * time.Millisecond
-	for {
-		err := d.register(ctx)
-		if err == nil {
-			return nil
-		}
-		if cairn.KindOf(err) == cairn.KindNamespace {
-			return err
-		}
-		d.log.Warn("register with metad failed; retrying", zap.String("metad", d.cfg.MetadAddr), zap.Error(err))
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(delay):
-		}
-		delay = min(2*delay, d.cfg.Heartbeat)
-	}
-}
-
-func (d *Blockd) heartbeat(ctx context.Context) error {
+// heartbeat sends a's metad a heartbeat and carries out the commands of
+// its reply: every metad's keys and requests to register again, the
+// leader's others (actor.go).
+func (d *Blockd) heartbeat(ctx context.Context, a *actor) error {
 	capacity, used, remaining := d.usage()
 	start := time.Now()
-	cmds, err := d.metad.Heartbeat(ctx, cairn.Heartbeat{
+	rep, err := a.reg.HeartbeatReply(ctx, cairn.Heartbeat{
 		StorageID: d.node.StorageID, Capacity: capacity, Used: used, Remaining: remaining, Active: int(d.active.Load()),
 		FailedVolumes: d.store.Failed(),
 	})
@@ -265,15 +333,24 @@ func (d *Blockd) heartbeat(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	for _, c := range cmds {
+	act := d.fromLeader(a, rep)
+	for _, c := range rep.Commands {
 		switch c.Kind {
 		case cairn.CmdReregister:
-			d.log.Info("metad asks to register again")
-			if err := d.registerLoop(ctx); err != nil {
+			d.log.Info("metad asks to register again", zap.String("metad", a.addr))
+			if err := d.registerLoop(ctx, a); err != nil {
 				return err
 			}
+			continue
 		case cairn.CmdKeys:
-			d.setKeys(c.Keys)
+			d.setKeys(a.addr, c.Keys)
+			continue
+		}
+		if !act {
+			d.log.Debug("command of a metad that does not lead ignored", zap.String("metad", a.addr), zap.Int("kind", int(c.Kind)))
+			continue
+		}
+		switch c.Kind {
 		case cairn.CmdRecover:
 			d.queueRecovery(c)
 		case cairn.CmdTransfer:
@@ -299,77 +376,11 @@ func (d *Blockd) heartbeat(ctx context.Context) error {
 			}
 			if len(gone) > 0 {
 				d.log.Info("replicas deleted", zap.Int("count", len(gone)))
-				if err := d.metad.BlocksDeleted(ctx, d.node.StorageID, gone); err != nil {
-					d.log.Warn("report deletions", zap.Error(err))
-				}
+				toEvery(d, func(a *actor) *[]cairn.Block { return &a.deleted }, gone...)
 			}
 		}
 	}
 	return nil
-}
-
-func (d *Blockd) reportIncoming(ctx context.Context) {
-	d.reportLost(ctx)
-	sendQueued(ctx, d, &d.incoming, "incremental block report", d.metad.BlocksReceived)
-}
-
-// sendQueued sends the replicas queued in *q to metad with send and
-// returns how many went; on failure they go back to the front of the queue
-// for the next try.
-func sendQueued[T any](ctx context.Context, d *Blockd, q *[]T, what string, send func(context.Context, string, []T) error) int {
-	d.mu.Lock()
-	batch := *q
-	*q = nil
-	d.mu.Unlock()
-	if len(batch) == 0 {
-		return 0
-	}
-	if err := send(ctx, d.node.StorageID, batch); err != nil {
-		d.log.Warn(what+" failed; will retry", zap.Int("replicas", len(batch)), zap.Error(err))
-		d.mu.Lock()
-		*q = append(batch, *q...)
-		d.mu.Unlock()
-		return 0
-	}
-	return len(batch)
-}
-
-// run heartbeats and sends incremental reports until ctx ends. The first
-// heartbeat goes at once, so metad knows the capacity before it places
-// anything here.
-func (d *Blockd) run(ctx context.Context) error {
-	if err := d.heartbeat(ctx); err != nil && cairn.KindOf(err) == cairn.KindNamespace {
-		return err
-	}
-	t := time.NewTicker(d.cfg.Heartbeat)
-	defer t.Stop()
-	report := time.NewTicker(d.cfg.BlockReport)
-	defer report.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case err := <-d.store.Fatal():
-			return err
-		case <-d.kick:
-			d.reportIncoming(ctx)
-		case <-report.C:
-			report := d.store.Report()
-			if err := d.metad.BlockReport(ctx, d.node.StorageID, report); err != nil {
-				d.log.Warn("full block report failed", zap.Error(err))
-			} else {
-				d.log.Info("full block report", zap.Int("replicas", len(report)), zap.Any("by_state", byState(report)))
-			}
-		case <-t.C:
-			d.reportIncoming(ctx)
-			if err := d.heartbeat(ctx); err != nil {
-				if cairn.KindOf(err) == cairn.KindNamespace {
-					return err
-				}
-				d.log.Warn("heartbeat failed", zap.String("metad", d.cfg.MetadAddr), zap.Error(err))
-			}
-		}
-	}
 }
 
 // advertised turns a bound address into one other hosts can reach: an
@@ -410,7 +421,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	scanPeriod := fl.Duration("scan-period", DefaultScanPeriod, "the block scanner verifies every replica once in this period (0 disables it)")
 	scanRate := bytesFlag(DefaultScanRate)
 	fl.Var(&scanRate, "scan-rate", "`BYTES` per second the block scanner reads from each disk (e.g. 1M)")
-	metad := fl.String("metad", "", "metad RPC address (default $CAIRN_METAD or 127.0.0.1:9000)")
+	metad := fl.String("metad", "", "metad RPC address, or the members of a metad group, HOST1:9000,HOST2:9000,..., each of which gets the heartbeats and reports (default $CAIRN_METAD or 127.0.0.1:9000)")
 	listen := fl.String("listen", ":9866", "block data stream address (port 0 picks a free port)")
 	httpAddr := fl.String("http", ":9864", "HTTP status address (port 0 picks a free port; empty disables)")
 	rack := fl.String("rack", "/default-rack", "rack of this blockd, for placement")
@@ -427,7 +438,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	insecureFlag := fl.Bool("insecure", false, "talk to an --insecure metad in plain text (a dev cluster on loopback addresses only)")
 	debug := fl.Bool("debug", false, "log at debug level")
 	fl.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: cairn blockd --data DIR[,DIR2...] --metad HOST:9000 [--listen :9866] [--http :9864] [--rack /r1]\n"+
+		fmt.Fprintf(stderr, "Usage: cairn blockd --data DIR[,DIR2...] --metad HOST:9000[,HOST2:9000...] [--listen :9866] [--http :9864] [--rack /r1]\n"+
 			"       cairn blockd verify --data DIR[,DIR2...] [--block ID]\n"+
 			"       cairn blockd compute-meta --block FILE --out FILE [--id ID] [--genstamp GS] [--chunk-size N]\n\n"+
 			"The block daemon: keeps replicas of blocks and streams them to clients.\n\n")
@@ -491,8 +502,8 @@ func serve(ctx context.Context, cfg Config, listen, httpAddr, addrFile string) e
 		return err
 	}
 	defer dl.Close()
-	d.node = cairn.Node{StorageID: d.store.StorageID(), DataAddr: advertised(dl.Addr(), cfg.MetadAddr), Rack: cfg.Rack}
-	errc := make(chan error, 3)
+	d.node = cairn.Node{StorageID: d.store.StorageID(), DataAddr: advertised(dl.Addr(), d.actors[0].addr), Rack: cfg.Rack}
+	errc := make(chan error, 3+len(d.actors))
 	go func() { errc <- d.serveData(dl) }()
 	if httpAddr != "" {
 		hl, err := daemon.Listen("blockd HTTP", httpAddr)
@@ -514,20 +525,32 @@ func serve(ctx context.Context, cfg Config, listen, httpAddr, addrFile string) e
 			}
 		}()
 		defer hs.Close()
-		d.node.HTTPAddr = advertised(hl.Addr(), cfg.MetadAddr)
+		d.node.HTTPAddr = advertised(hl.Addr(), d.actors[0].addr)
 	}
 	d.log.Info("blockd serving", zap.String("data", d.node.DataAddr), zap.String("http", d.node.HTTPAddr),
 		zap.String("storage_id", d.node.StorageID), zap.Strings("dirs", d.store.Dirs()), zap.Strings("failed_dirs", d.store.Failed()))
-	if err := d.registerLoop(ctx); err != nil {
+	// Each metad has its own actor; the blockd serves once one of them
+	// has registered.
+	registered := make(chan struct{})
+	var once sync.Once
+	for _, a := range d.actors {
+		go func(a *actor) {
+			errc <- d.runActor(ctx, a, func() { once.Do(func() { close(registered) }) })
+		}(a)
+	}
+	select {
+	case <-ctx.Done():
+		return nil
+	case err := <-errc:
 		if ctx.Err() != nil {
 			return nil
 		}
 		return err
+	case <-registered:
 	}
 	if err := daemon.WriteAddrFile(addrFile, map[string]string{"data": d.node.DataAddr, "http": d.node.HTTPAddr, "storage_id": d.node.StorageID}); err != nil {
 		return err
 	}
-	go func() { errc <- d.run(ctx) }()
 	if d.creds != nil {
 		go trust.Renew(ctx, d.creds, d.cfg.CertsDir, rpc.NewTrustClient(d.conn).Fetch, d.log.Named("trust"))
 	}
@@ -541,6 +564,8 @@ func serve(ctx context.Context, cfg Config, listen, httpAddr, addrFile string) e
 	case <-ctx.Done():
 		d.log.Info("blockd stopping")
 		return nil
+	case err := <-d.store.Fatal():
+		return err
 	case err := <-errc:
 		if errors.Is(err, net.ErrClosed) {
 			return nil

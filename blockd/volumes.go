@@ -619,23 +619,11 @@ func (vs *Volumes) fail(v *volume, why error) {
 	}
 }
 
-// volumeFailed queues the replicas of a failed volume to be reported lost.
+// volumeFailed queues the replicas of a failed volume to be reported lost
+// to every metad.
 func (d *Blockd) volumeFailed(dir string, lost []cairn.Block) {
 	d.met.volumeFailures.Inc()
-	d.mu.Lock()
-	d.lost = append(d.lost, lost...)
-	d.mu.Unlock()
-	select {
-	case d.kick <- struct{}{}:
-	default:
-	}
-}
-
-// reportLost tells metad of the replicas lost with failed volumes.
-func (d *Blockd) reportLost(ctx context.Context) {
-	if n := sendQueued(ctx, d, &d.lost, "report of replicas lost with a failed volume", d.metad.BlocksDeleted); n > 0 {
-		d.log.Info("replicas lost with a failed volume reported", zap.Int("replicas", n))
-	}
+	toEvery(d, func(a *actor) *[]cairn.Block { return &a.lost }, lost...)
 }
 
 // diskError is how the data path reports an I/O error on a replica's files:

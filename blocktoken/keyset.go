@@ -10,22 +10,32 @@ import (
 )
 
 // KeySet is a blockd's copy of metad's keys, which it checks tokens with
-// (HDFS's BlockTokenSecretManager in its worker mode). It is safe for
-// concurrent use.
+// (HDFS's BlockTokenSecretManager in its worker mode). Each member of a
+// metad group makes its own keys (their IDs may coincide), and a token
+// signed by one must hold at the blockd after another leads: the set keeps
+// each source's keys apart (UpdateFrom) and a token is good if a key of
+// its ID from any source signed it. It is safe for concurrent use.
 type KeySet struct {
 	mu   sync.RWMutex
-	keys map[uint32]cairn.BlockKey
-	set  bool // keys have come from metad at least once
+	keys map[string]map[uint32]cairn.BlockKey // source -> ID -> key
+	set  bool                                 // keys have come from metad at least once
 }
 
-// Update replaces the keys with those metad sent.
-func (ks *KeySet) Update(keys []cairn.BlockKey) {
+// Update replaces the keys with those metad sent (a single metad).
+func (ks *KeySet) Update(keys []cairn.BlockKey) { ks.UpdateFrom("", keys) }
+
+// UpdateFrom replaces the keys source (a member of a metad group) sent,
+// leaving other sources' keys as they are.
+func (ks *KeySet) UpdateFrom(source string, keys []cairn.BlockKey) {
 	m := make(map[uint32]cairn.BlockKey, len(keys))
 	for _, k := range keys {
 		m[k.ID] = k
 	}
 	ks.mu.Lock()
-	ks.keys, ks.set = m, true
+	if ks.keys == nil {
+		ks.keys = map[string]map[uint32]cairn.BlockKey{}
+	}
+	ks.keys[source], ks.set = m, true
 	ks.mu.Unlock()
 }
 
@@ -34,6 +44,24 @@ func (ks *KeySet) Ready() bool {
 	ks.mu.RLock()
 	defer ks.mu.RUnlock()
 	return ks.set
+}
+
+// verify reports whether a key of id held signs body with sum, and
+// whether any key of id is held at all.
+func (ks *KeySet) verify(id uint32, body, sum []byte) (ok, held bool) {
+	ks.mu.RLock()
+	defer ks.mu.RUnlock()
+	for _, src := range ks.keys {
+		k, has := src[id]
+		if !has {
+			continue
+		}
+		held = true
+		if hmac.Equal(sum, mac(k.Secret, body)) {
+			return true, true
+		}
+	}
+	return false, held
 }
 
 // Want is what an operation needs of its token: the block, every
@@ -65,13 +93,11 @@ func (ks *KeySet) Check(raw []byte, now time.Time, want Want) (Token, error) {
 	if err != nil {
 		return Token{}, err
 	}
-	ks.mu.RLock()
-	k, ok := ks.keys[t.KeyID]
-	ks.mu.RUnlock()
-	if !ok {
+	good, held := ks.verify(t.KeyID, body, sum)
+	if !held {
 		return t, refuse(fmt.Sprintf("signed with key %d, which this blockd does not hold", t.KeyID))
 	}
-	if !hmac.Equal(sum, mac(k.Secret, body)) {
+	if !good {
 		return t, refuse(fmt.Sprintf("its signature does not match (key %d)", t.KeyID))
 	}
 	if !now.Before(t.Expiry) {

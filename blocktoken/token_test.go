@@ -296,3 +296,32 @@ func TestNewKeyHandedOutBeforeItSigns(t *testing.T) {
 		t.Fatalf("signed with key %d, want the newest keys %v", tk.KeyID, keys)
 	}
 }
+
+// Two members of a metad group make keys of the same ID: a token signed by
+// either holds at a blockd that has both members' keys, also after one of
+// them stopped sending keys (a failover), and updating one member's keys
+// leaves the other's alone.
+func TestKeysOfSeveralMembers(t *testing.T) {
+	a := key1
+	b := cairn.BlockKey{ID: 1, Secret: bytes.Repeat([]byte{9}, SecretLen), Expiry: key1.Expiry}
+	var ks KeySet
+	ks.UpdateFrom("m1:9000", []cairn.BlockKey{a})
+	ks.UpdateFrom("m2:9000", []cairn.BlockKey{b})
+	want := Want{Block: 42, Stamps: []cairn.GenStamp{1001}, Mode: Read}
+	for name, k := range map[string]cairn.BlockKey{"m1": a, "m2": b} {
+		if _, err := ks.Check(sign(t, readToken(), k), now, want); err != nil {
+			t.Errorf("token of %s refused: %v", name, err)
+		}
+	}
+	ks.UpdateFrom("m2:9000", []cairn.BlockKey{key2})
+	if _, err := ks.Check(sign(t, readToken(), a), now, want); err != nil {
+		t.Errorf("token of m1 refused after m2's keys changed: %v", err)
+	}
+	if _, err := ks.Check(sign(t, readToken(), b), now, want); cairn.KindOf(err) != cairn.KindAccess {
+		t.Errorf("token of m2's dropped key: %v, want refused", err)
+	}
+	forged := cairn.BlockKey{ID: 1, Secret: bytes.Repeat([]byte{7}, SecretLen), Expiry: key1.Expiry}
+	if _, err := ks.Check(sign(t, readToken(), forged), now, want); cairn.KindOf(err) != cairn.KindAccess {
+		t.Errorf("forged token: %v, want refused", err)
+	}
+}

@@ -163,3 +163,25 @@ func dialGroup(addrs []string, log *zap.Logger, dial func(string) (*grpc.ClientC
 	}
 	return l, nil
 }
+
+// LeaderConn is a connection to a metad group that sends every call to
+// its leader, as the client's own (DialLeader).
+type LeaderConn interface {
+	grpc.ClientConnInterface
+	Close() error
+}
+
+// DialLeader connects to the members of a metad group at addrs, each
+// with dial, and sends every call to the leader, following it as Dial's
+// client does: for daemons that talk to the group beside their own
+// connections to each member (blockd's calls that only the leader
+// serves).
+func DialLeader(addrs []string, log *zap.Logger, dial func(string) (*grpc.ClientConn, error)) (LeaderConn, error) {
+	if len(addrs) == 0 {
+		return nil, errors.New("client: no metad address")
+	}
+	if log == nil {
+		log = zap.NewNop()
+	}
+	return dialGroup(addrs, log, dial)
+}

@@ -76,6 +76,9 @@ func (m *Metad) BadReplicasFound(ctx context.Context, id string, bad []cairn.Bad
 			return err
 		}
 		if !known {
+			if !m.leads() {
+				continue // perhaps a block this member has not applied yet (doubtful.go)
+			}
 			m.blocks.mu.Lock()
 			m.blocks.remove(id, b.ID)
 			m.blocks.queueDelete(id, b.Block)

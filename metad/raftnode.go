@@ -406,6 +406,11 @@ func (rep *replica) becomeLeader() {
 		return
 	}
 	rep.ready.Store(true)
+	// Replicas reported while this member followed are judged now that
+	// its store has every committed entry (doubtful.go).
+	m.serving.RLock()
+	m.rejudgeDoubtful()
+	m.serving.RUnlock()
 	m.log.Info("leading the metad group", zap.String("self", rep.self), zap.Uint64("applied_index", rep.fsm.appliedIndex()), zap.Duration("took", time.Since(start)))
 }
 
@@ -499,6 +504,10 @@ func (rep *replica) notLeader(op string) error {
 	return cairn.E(op, cairn.KindNotLeader, "", detail)
 }
 
+// registryPrefix begins the full method names of the Registry service,
+// blockds' calls.
+var registryPrefix = "/" + pb.Registry_ServiceDesc.ServiceName + "/"
+
 // groupOnly are the calls a follower serves too.
 var groupOnly = map[string]bool{pb.Namespace_MetadMembers_FullMethodName: true}
 
@@ -512,9 +521,11 @@ func (m *Metad) leaderGate(ctx context.Context, req any, info *grpc.UnaryServerI
 	if rep == nil || groupOnly[info.FullMethod] {
 		return handler(ctx, req)
 	}
-	if strings.HasPrefix(info.FullMethod, "/cairn.Registry/") {
-		// Blockds may report to any member (for now, the one they were
-		// given); the store is held against a restore meanwhile.
+	if strings.HasPrefix(info.FullMethod, registryPrefix) && info.FullMethod != pb.Registry_CommitBlockSynchronization_FullMethodName {
+		// Blockds register, heartbeat and report to every member, each
+		// keeping its own block map and liveness (a recovery's commit
+		// changes the namespace: the leader's alone); the store is held
+		// against a restore meanwhile.
 		m.serving.RLock()
 		defer m.serving.RUnlock()
 		return handler(ctx, req)
@@ -537,6 +548,20 @@ func (m *Metad) leaderGate(ctx context.Context, req any, info *grpc.UnaryServerI
 		}
 	}
 	return handler(ctx, req)
+}
+
+// leads reports whether this metad leads: a single metad always, a
+// group's member while it is ready.
+func (m *Metad) leads() bool {
+	return m.rep == nil || m.rep.ready.Load()
+}
+
+// term is this member's Raft term (0: a single metad).
+func (m *Metad) term() uint64 {
+	if m.rep == nil {
+		return 0
+	}
+	return m.rep.r.CurrentTerm()
 }
 
 // leaderWork runs fn, a round of a leader's background work (lease

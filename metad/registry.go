@@ -229,6 +229,16 @@ const (
 )
 
 func (m *Metad) Heartbeat(ctx context.Context, h cairn.Heartbeat) ([]cairn.Command, error) {
+	rep, err := m.HeartbeatReply(ctx, h)
+	return rep.Commands, err
+}
+
+// HeartbeatReply records a blockd's heartbeat and answers with the
+// commands for it (cairn.LeaderRegistry). Every member of a group records
+// heartbeats, but only the leader, once ready, sends commands: a follower
+// answers with its block token keys alone (or CmdReregister) and says it
+// is one, so the work queued on the leader is neither taken nor lost here.
+func (m *Metad) HeartbeatReply(ctx context.Context, h cairn.Heartbeat) (cairn.HeartbeatReply, error) {
 	if len(h.FailedVolumes) > maxFailedVolumes {
 		h.FailedVolumes = h.FailedVolumes[:maxFailedVolumes]
 	}
@@ -245,7 +255,11 @@ func (m *Metad) Heartbeat(ctx context.Context, h cairn.Heartbeat) ([]cairn.Comma
 	}
 	m.nodes.mu.Unlock()
 	if !ok {
-		return []cairn.Command{{Kind: cairn.CmdReregister}}, nil
+		return cairn.HeartbeatReply{Commands: []cairn.Command{{Kind: cairn.CmdReregister}}, Follower: !m.leads(), Term: m.term()}, nil
+	}
+	term := m.term()
+	if !m.leads() {
+		return cairn.HeartbeatReply{Commands: m.keysCommand(), Follower: true, Term: term}, nil
 	}
 	var cmds []cairn.Command
 	if !m.safe.isOn() {
@@ -263,7 +277,7 @@ func (m *Metad) Heartbeat(ctx context.Context, h cairn.Heartbeat) ([]cairn.Comma
 		cmds = append(cmds, cairn.Command{Kind: cairn.CmdVerify, Blocks: v})
 	}
 	m.commandTokens(cmds)
-	return append(m.keysCommand(), cmds...), nil
+	return cairn.HeartbeatReply{Commands: append(m.keysCommand(), cmds...), Term: term}, nil
 }
 
 func (m *Metad) known(op, id string) error {
@@ -311,6 +325,9 @@ func (m *Metad) accept(node string, reps []cairn.Replica, replace bool) error {
 	if t.corrupt > 0 {
 		m.log.Warn("reported replicas disagree with metad's record; marked corrupt", zap.String("storage_id", node), zap.Int("replicas", t.corrupt))
 	}
+	if t.deferred > 0 {
+		m.log.Debug("replicas recorded unjudged until this member leads", zap.String("storage_id", node), zap.Int("replicas", t.deferred))
+	}
 	if t.rwrKept+t.rwrDropped > 0 {
 		m.log.Info("replicas being recovered", zap.String("storage_id", node), zap.Int("kept", t.rwrKept), zap.Int("dropped", t.rwrDropped))
 	}
@@ -323,6 +340,7 @@ func (m *Metad) accept(node string, reps []cairn.Replica, replace bool) error {
 // reportTally counts what accept made of a report.
 type reportTally struct {
 	noFile, corrupt, rwrKept, rwrDropped int
+	deferred                             int // recorded unjudged: this member does not lead
 }
 
 // acceptSlice judges reps (outside the block map's lock: the judging reads
@@ -334,6 +352,10 @@ func (m *Metad) acceptSlice(node string, reps []cairn.Replica, t *reportTally) e
 		j   judgement
 		why string
 	}
+	// A member that does not lead may be behind the log: it deletes and
+	// marks nothing on its own judgement (doubtful.go). Read before the
+	// judging, so a verdict acted on was made against a leader's store.
+	lead := m.leads()
 	vs := make([]verdict, 0, len(reps))
 	var live []cairn.BlockID
 	look, err := m.newBlockLookup()
@@ -366,6 +388,12 @@ func (m *Metad) acceptSlice(node string, reps []cairn.Replica, t *reportTally) e
 	bm := m.blocks
 	bm.mu.Lock()
 	for _, v := range vs {
+		if !lead && (v.j == replicaOfNoFile || v.j == replicaCorrupt) {
+			bm.add(node, v.r)
+			m.doubt.add(node, v.r.ID)
+			t.deferred++
+			continue
+		}
 		switch v.j {
 		case replicaOfNoFile:
 			bm.remove(node, v.r.ID)

@@ -37,6 +37,7 @@ func (m *Metad) runReplicationMonitor(ctx context.Context, every time.Duration) 
 				continue // no copies, trims or deletions in safe mode
 			}
 			m.leaderWork(func() {
+				m.rejudgeDoubtful()
 				if err := m.checkReplication(round%fullCheckEvery == 0); err != nil {
 					m.log.Error("replication monitor", zap.Error(err))
 				}

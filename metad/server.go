@@ -158,6 +158,7 @@ type Metad struct {
 	cfg         Config
 	st          *store
 	blocks      *blockMap
+	doubt       doubtful // replicas recorded unjudged while not leading (doubtful.go)
 	nodes       *nodeSet
 	pipelines   *pipelines // where blocks being written are
 	repl        *replQueue // copies the replication monitor hands out

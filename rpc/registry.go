@@ -12,7 +12,7 @@ import (
 // RegistryClient is the remote stub of cairn.Registry.
 type RegistryClient struct{ c pb.RegistryClient }
 
-var _ cairn.Registry = (*RegistryClient)(nil)
+var _ cairn.LeaderRegistry = (*RegistryClient)(nil)
 
 // NewRegistryClient returns a stub that calls metad over conn.
 func NewRegistryClient(conn grpc.ClientConnInterface) *RegistryClient {
@@ -28,16 +28,23 @@ func (r *RegistryClient) Register(ctx context.Context, reg cairn.Registration) (
 }
 
 func (r *RegistryClient) Heartbeat(ctx context.Context, h cairn.Heartbeat) ([]cairn.Command, error) {
+	rep, err := r.HeartbeatReply(ctx, h)
+	return rep.Commands, err
+}
+
+// HeartbeatReply is Heartbeat with the answering metad's place in its
+// group (cairn.LeaderRegistry).
+func (r *RegistryClient) HeartbeatReply(ctx context.Context, h cairn.Heartbeat) (cairn.HeartbeatReply, error) {
 	rep, err := r.c.Heartbeat(ctx, &pb.HeartbeatRequest{StorageId: h.StorageID, Capacity: h.Capacity, Used: h.Used, Remaining: h.Remaining, Active: int32(h.Active), FailedVolumes: h.FailedVolumes})
 	if err != nil {
-		return nil, fromStatus("rpc.Heartbeat", err)
+		return cairn.HeartbeatReply{}, fromStatus("rpc.Heartbeat", err)
 	}
 	cmds := make([]cairn.Command, len(rep.Commands))
 	for i, c := range rep.Commands {
 		cmds[i] = cairn.Command{Kind: cairn.CommandKind(c.Kind), Blocks: FromPBBlocks(c.Blocks), Targets: FromPBNodes(c.Targets), RecoveryID: cairn.GenStamp(c.RecoveryId),
 			Tokens: c.Tokens, Keys: FromPBKeys(c.Keys), Bandwidth: max(0, c.Bandwidth)}
 	}
-	return cmds, nil
+	return cairn.HeartbeatReply{Commands: cmds, Follower: rep.Follower, Term: rep.Term}, nil
 }
 
 func (r *RegistryClient) BlockReport(ctx context.Context, id string, replicas []cairn.Replica) error {
@@ -82,11 +89,18 @@ func (s *registryServer) Register(ctx context.Context, r *pb.Registration) (*pb.
 }
 
 func (s *registryServer) Heartbeat(ctx context.Context, h *pb.HeartbeatRequest) (*pb.HeartbeatReply, error) {
-	cmds, err := s.r.Heartbeat(ctx, cairn.Heartbeat{StorageID: h.StorageId, Capacity: h.Capacity, Used: h.Used, Remaining: h.Remaining, Active: int(h.Active), FailedVolumes: h.FailedVolumes})
+	hb := cairn.Heartbeat{StorageID: h.StorageId, Capacity: h.Capacity, Used: h.Used, Remaining: h.Remaining, Active: int(h.Active), FailedVolumes: h.FailedVolumes}
+	var rep cairn.HeartbeatReply
+	var err error
+	if lr, ok := s.r.(cairn.LeaderRegistry); ok {
+		rep, err = lr.HeartbeatReply(ctx, hb)
+	} else {
+		rep.Commands, err = s.r.Heartbeat(ctx, hb)
+	}
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	return &pb.HeartbeatReply{Commands: ToPBCommands(cmds)}, nil
+	return &pb.HeartbeatReply{Commands: ToPBCommands(rep.Commands), Follower: rep.Follower, Term: rep.Term}, nil
 }
 
 // ToPBCommands is a heartbeat reply's commands as they travel.

@@ -4146,9 +4146,15 @@ func (x *Command) GetBandwidth() int64 {
 	return 0
 }
 
+// HeartbeatReply carries the answering metad's commands. A member of a
+// metad group that does not lead says so (follower) and sends no command
+// but CmdKeys and CmdReregister; a leader gives its Raft term, so a
+// blockd acts only on the newest leader's commands (0: a single metad).
 type HeartbeatReply struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Commands      []*Command             `protobuf:"bytes,1,rep,name=commands,proto3" json:"commands,omitempty"`
+	Follower      bool                   `protobuf:"varint,2,opt,name=follower,proto3" json:"follower,omitempty"`
+	Term          uint64                 `protobuf:"varint,3,opt,name=term,proto3" json:"term,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -4188,6 +4194,20 @@ func (x *HeartbeatReply) GetCommands() []*Command {
 		return x.Commands
 	}
 	return nil
+}
+
+func (x *HeartbeatReply) GetFollower() bool {
+	if x != nil {
+		return x.Follower
+	}
+	return false
+}
+
+func (x *HeartbeatReply) GetTerm() uint64 {
+	if x != nil {
+		return x.Term
+	}
+	return 0
 }
 
 type BlockList struct {
@@ -5602,9 +5622,11 @@ const file_rpc_pb_cairn_proto_rawDesc = "" +
 	"recoveryId\x12\x16\n" +
 	"\x06tokens\x18\x05 \x03(\fR\x06tokens\x12&\n" +
 	"\x04keys\x18\x06 \x03(\v2\x12.cairn.v1.BlockKeyR\x04keys\x12\x1c\n" +
-	"\tbandwidth\x18\a \x01(\x03R\tbandwidth\"?\n" +
+	"\tbandwidth\x18\a \x01(\x03R\tbandwidth\"o\n" +
 	"\x0eHeartbeatReply\x12-\n" +
-	"\bcommands\x18\x01 \x03(\v2\x11.cairn.v1.CommandR\bcommands\"S\n" +
+	"\bcommands\x18\x01 \x03(\v2\x11.cairn.v1.CommandR\bcommands\x12\x1a\n" +
+	"\bfollower\x18\x02 \x01(\bR\bfollower\x12\x12\n" +
+	"\x04term\x18\x03 \x01(\x04R\x04term\"S\n" +
 	"\tBlockList\x12\x1d\n" +
 	"\n" +
 	"storage_id\x18\x01 \x01(\tR\tstorageId\x12'\n" +

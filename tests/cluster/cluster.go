@@ -150,6 +150,16 @@ func Start(t testing.TB, cfg Config) *Cluster {
 	if !cfg.Insecure {
 		c.setupCerts(t)
 	}
+	c.startBlockds(t, dir)
+	t.Logf("cluster: metad %s (http %s), %d blockds, logs in %s", c.addrs.RPC, c.addrs.HTTP, len(c.blockds), c.logDir)
+	return c
+}
+
+// startBlockds starts c.cfg.Blockds blockds with data directories under
+// dir and waits until each has registered.
+func (c *Cluster) startBlockds(t testing.TB, dir string) {
+	t.Helper()
+	cfg := c.cfg
 	for i := range cfg.Blockds {
 		b := &blockd{
 			dir:      filepath.Join(dir, fmt.Sprintf("blockd%d", i)),
@@ -174,8 +184,6 @@ func Start(t testing.TB, cfg Config) *Cluster {
 	for i := range c.blockds {
 		c.waitBlockd(t, i)
 	}
-	t.Logf("cluster: metad %s (http %s), %d blockds, logs in %s", c.addrs.RPC, c.addrs.HTTP, len(c.blockds), c.logDir)
-	return c
 }
 
 // MetadAddr returns metad's RPC address, host:port.

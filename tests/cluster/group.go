@@ -17,7 +17,8 @@ import (
 )
 
 // A Group is a metad group (metad --peers) of N members on 127.0.0.1,
-// without blockds: member 0 is formatted with --peers; the others get
+// with GroupConfig.Blockds blockds (none by default), each given every
+// member (--metad LIST): member 0 is formatted with --peers; the others get
 // its VERSION and cluster CA (trust/) copied into empty data directories,
 // as an operator would, and receive the namespace through the Raft log.
 // Client commands (Run) are given the members' list.
@@ -38,6 +39,15 @@ type GroupConfig struct {
 	ElectionTimeout time.Duration // --election-timeout (default 500 ms)
 	Insecure        bool
 	MetadArgs       []string // more flags for every member
+	// Blockds is how many blockds to start once the members listen,
+	// each given the members' list; Heartbeat (default 200 ms with
+	// blockds) is every daemon's --heartbeat, DeadAfter, BlockSize and
+	// Replication the members' flags (zero: the defaults).
+	Blockds     int
+	Heartbeat   time.Duration
+	DeadAfter   time.Duration
+	BlockSize   int64
+	Replication int
 }
 
 // StartGroup starts a metad group and waits until every member listens.
@@ -49,8 +59,12 @@ func StartGroup(t testing.TB, cfg GroupConfig) *Group {
 	if cfg.ElectionTimeout == 0 {
 		cfg.ElectionTimeout = 500 * time.Millisecond
 	}
+	if cfg.Heartbeat == 0 && cfg.Blockds > 0 {
+		cfg.Heartbeat = 200 * time.Millisecond
+	}
 	dir := t.TempDir()
-	c := &Cluster{t: t, bin: Binary(t), cfg: Config{MetadOnly: true, Insecure: cfg.Insecure, MetadArgs: cfg.MetadArgs}, logDir: filepath.Join(dir, "logs")}
+	c := &Cluster{t: t, bin: Binary(t), cfg: Config{MetadOnly: cfg.Blockds == 0, Blockds: cfg.Blockds, Insecure: cfg.Insecure, MetadArgs: cfg.MetadArgs,
+		Heartbeat: cfg.Heartbeat, DeadAfter: cfg.DeadAfter, BlockSize: cfg.BlockSize, Replication: cfg.Replication}, logDir: filepath.Join(dir, "logs")}
 	mkdirs(t, c.logDir)
 	t.Cleanup(c.cleanup)
 	g := &Group{Cluster: c}
@@ -63,7 +77,20 @@ func StartGroup(t testing.TB, cfg GroupConfig) *Group {
 	}
 	c.addrs.RPC = strings.Join(addrs, ",")
 	c.metadDir = g.members[0].dir
-	extra := append([]string{"--election-timeout", cfg.ElectionTimeout.String()}, cfg.MetadArgs...)
+	extra := []string{"--election-timeout", cfg.ElectionTimeout.String()}
+	if cfg.Heartbeat != 0 {
+		extra = append(extra, "--heartbeat", cfg.Heartbeat.String())
+	}
+	if cfg.DeadAfter != 0 {
+		extra = append(extra, "--dead-after", cfg.DeadAfter.String())
+	}
+	if cfg.BlockSize != 0 {
+		extra = append(extra, "--block-size", strconv.FormatInt(cfg.BlockSize, 10))
+	}
+	if cfg.Replication != 0 {
+		extra = append(extra, "--replication", strconv.Itoa(cfg.Replication))
+	}
+	extra = append(extra, cfg.MetadArgs...)
 	c.cfg.MetadArgs = extra
 	g.launch(t, 0, true)
 	g.wait(t, 0)
@@ -82,7 +109,8 @@ func StartGroup(t testing.TB, cfg GroupConfig) *Group {
 	if !cfg.Insecure {
 		c.setupCerts(t)
 	}
-	t.Logf("metad group %s, logs in %s", c.addrs.RPC, c.logDir)
+	c.startBlockds(t, dir)
+	t.Logf("metad group %s, %d blockds, logs in %s", c.addrs.RPC, len(c.blockds), c.logDir)
 	return g
 }
 

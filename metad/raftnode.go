@@ -405,6 +405,9 @@ func (rep *replica) becomeLeader() {
 	if rep.r.State() != raft.Leader {
 		return
 	}
+	// Writers renewed their leases with the old leader: their expiry
+	// counts from now (lease.go).
+	m.leases.renewAll()
 	rep.ready.Store(true)
 	m.log.Info("leading the metad group", zap.String("self", rep.self), zap.Uint64("applied_index", rep.fsm.appliedIndex()), zap.Duration("took", time.Since(start)))
 }

@@ -239,7 +239,7 @@ func (m *Metad) recoverExpiredLeases() (int, error) {
 	n := 0
 	for _, ino := range due {
 		var r *recovered
-		err := m.mutate(func(b *pebble.Batch) error {
+		err := m.mutate(context.Background(), func(b *pebble.Batch) error {
 			in, err := m.st.inode(ino)
 			if isNotFound(err) {
 				return nil // deleted since

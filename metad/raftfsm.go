@@ -33,6 +33,12 @@ const (
 	// proposed once, as the log's first command, by the first leader, so
 	// every member starts from the same namespace (raftnode.go).
 	entrySeed = 2
+	// entryCall: a mutating call's first batch with the call's record
+	// (raftcalls.go): the record's length (4 BE), the record, the batch.
+	entryCall = 3
+	// entryAnswer: a mutating call's answer, for the members' retry
+	// caches (raftcalls.go); the store only records its index.
+	entryAnswer = 4
 )
 
 // raftAppliedKey holds the index of the last entry applied to the store
@@ -82,7 +88,10 @@ func (f *raftFSM) Apply(l *raft.Log) any {
 		return nil
 	}
 	if l.Index <= f.appliedIndex() {
-		return nil // in the store already: a replay after a restart
+		// In the store already: a replay after a restart, which fills
+		// the retry cache again all the same.
+		f.m.noteCalls(l)
+		return nil
 	}
 	if err := applyEntry(f.m.st.db, l.Index, l.Data); err != nil {
 		f.m.log.Error("a committed raft entry could not be applied: this member's store stops following the log", zap.Uint64("index", l.Index), zap.Error(err))
@@ -91,6 +100,7 @@ func (f *raftFSM) Apply(l *raft.Log) any {
 	f.mu.Lock()
 	f.applied = l.Index
 	f.mu.Unlock()
+	f.m.noteCalls(l)
 	return nil
 }
 
@@ -102,15 +112,26 @@ func applyEntry(db *pebble.DB, index uint64, data []byte) error {
 	if len(data) < 1 {
 		return errors.New("an empty raft entry")
 	}
+	var repr []byte
 	switch data[0] {
 	case entryBatch, entrySeed:
+		repr = data[1:]
+	case entryCall:
+		_, body, err := splitCallEntry(data[1:])
+		if err != nil {
+			return fmt.Errorf("raft entry %d: %w", index, err)
+		}
+		repr = body
+	case entryAnswer:
 	default:
 		return fmt.Errorf("raft entry %d of unknown type %d", index, data[0])
 	}
 	b := db.NewBatch()
 	defer b.Close()
-	if err := b.SetRepr(append([]byte(nil), data[1:]...)); err != nil {
-		return fmt.Errorf("raft entry %d: %w", index, err)
+	if repr != nil {
+		if err := b.SetRepr(append([]byte(nil), repr...)); err != nil {
+			return fmt.Errorf("raft entry %d: %w", index, err)
+		}
 	}
 	if err := b.Set(raftAppliedKey, u64(index), nil); err != nil {
 		return err

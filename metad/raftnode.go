@@ -13,7 +13,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/cockroachdb/pebble/v2"
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	"go.uber.org/zap"
@@ -277,6 +276,7 @@ func (m *Metad) startReplica(rc RaftConfig) error {
 	}
 	rep := &replica{m: m, r: r, fsm: fsm, logs: logs, trans: trans, self: rc.Self, done: make(chan struct{})}
 	m.rep = rep
+	m.retries.replicate = rep.proposeAnswer
 	go rep.watchLeadership()
 	m.log.Info("metad group member started", zap.String("self", rc.Self), zap.String("raft", advertise),
 		zap.Uint64("applied_index", fsm.appliedIndex()), zap.Duration("election_timeout", et))
@@ -459,10 +459,10 @@ func nameSpaceKey(k []byte) bool {
 	return false
 }
 
-// propose replicates one mutation's batch and waits until a majority has
+// propose replicates one mutation's entry (its batch) and waits until a majority has
 // it and this member has applied it. Caller holds the store's lock.
-func (rep *replica) propose(op string, b *pebble.Batch) error {
-	f := rep.r.Apply(encodeEntry(entryBatch, b), 0)
+func (rep *replica) propose(op string, data []byte) error {
+	f := rep.r.Apply(data, 0)
 	if err := f.Error(); err != nil {
 		switch {
 		case errors.Is(err, raft.ErrNotLeader):

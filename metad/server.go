@@ -195,6 +195,10 @@ type Metad struct {
 	// of a snapshot, which replaces the store.
 	rep     *replica
 	serving sync.RWMutex
+
+	// retries is the retry cache of mutating calls (retrycache.go), which
+	// a group's members fill from the log too (raftcalls.go).
+	retries *retryCache
 }
 
 var pebbleLog = zap.NewNop()
@@ -382,6 +386,7 @@ func Open(cfg Config) (*Metad, error) {
 		version:     v,
 		superuser:   currentUser(),
 		safe:        newSafeMode(cfg.SafeModeThreshold, cfg.SafeModeExtension, cfg.Logger.Named("safemode")),
+		retries:     newRetryCache(cfg.RetryCacheSize, cfg.RetryCacheExpiry, cfg.Clock.Now, cfg.Logger.Named("retrycache")),
 	}
 	if cfg.HostsExclude != "" {
 		if m.nodes.exclude, err = readExclude(cfg.HostsExclude); err != nil {

@@ -120,7 +120,7 @@ func (rc *retryCache) intercept(ctx context.Context, req any, info *grpc.UnarySe
 		}
 	}()
 	var pc *pendingCall
-	if rc.replicate != nil {
+	if rc.replicate != nil || e.replay {
 		pc = &pendingCall{key: key, method: info.FullMethod, sum: sum, replay: e.replay}
 		run = withPendingCall(run, pc)
 	}

@@ -368,6 +368,7 @@ func (rep *replica) watchLeadership() {
 			if leading {
 				rep.becomeLeader()
 			} else {
+				rep.m.tokens.SetPassive(true)
 				rep.m.log.Info("no longer the leader of the metad group", zap.String("self", rep.self))
 			}
 		}
@@ -408,6 +409,12 @@ func (rep *replica) becomeLeader() {
 	// Writers renewed their leases with the old leader: their expiry
 	// counts from now (lease.go).
 	m.leases.renewAll()
+	// The leader makes and rotates the block token keys, through the
+	// log (raftkept.go); it starts from those it applied.
+	m.tokens.SetPassive(false)
+	if _, err := m.tokens.Keys(); err != nil {
+		m.log.Error("new leader: block token keys", zap.Error(err))
+	}
 	rep.ready.Store(true)
 	m.log.Info("leading the metad group", zap.String("self", rep.self), zap.Uint64("applied_index", rep.fsm.appliedIndex()), zap.Duration("took", time.Since(start)))
 }

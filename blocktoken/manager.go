@@ -94,6 +94,23 @@ func (m *Manager) SetPassive(p bool) {
 	m.passive.Store(p)
 }
 
+// Resave writes every key m holds to the store again: a metad group's
+// new leader makes the group hold its keys, whatever another member kept
+// of its own before it was one.
+func (m *Manager) Resave() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := m.reload(); err != nil {
+		return err
+	}
+	for _, k := range m.keys {
+		if err := m.st.SaveKey(k); err != nil {
+			return fmt.Errorf("keep block token key %d: %w", k.ID, err)
+		}
+	}
+	return nil
+}
+
 // Invalidate says the store's keys changed under m (a metad group's
 // member applied the leader's): m reloads them before its next use.
 func (m *Manager) Invalidate() { m.stale.Store(true) }

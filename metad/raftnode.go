@@ -412,7 +412,9 @@ func (rep *replica) becomeLeader() {
 	// The leader makes and rotates the block token keys, through the
 	// log (raftkept.go); it starts from those it applied.
 	m.tokens.SetPassive(false)
-	if _, err := m.tokens.Keys(); err != nil {
+	if err := m.tokens.Resave(); err != nil {
+		m.log.Error("new leader: block token keys", zap.Error(err))
+	} else if _, err := m.tokens.Keys(); err != nil {
 		m.log.Error("new leader: block token keys", zap.Error(err))
 	}
 	rep.ready.Store(true)
@@ -452,10 +454,11 @@ func (rep *replica) seed() error {
 	return nil
 }
 
-// nameSpaceKey reports whether k is part of the replicated namespace (and
-// of check's digest): everything but this member's own records (block
-// token keys, used join tokens, delegation tokens, blockd certificates,
-// admin states) and the applied index.
+// nameSpaceKey reports whether k is part of the namespace (the seed, and
+// check's digest): everything but the records outside it (block token
+// keys, used join tokens, delegation tokens, blockd certificates, admin
+// states: replicated through the log too, raftkept.go, but a formatted
+// store has none worth seeding) and the applied index.
 func nameSpaceKey(k []byte) bool {
 	switch k[0] {
 	case prefixCounter, prefixInode, prefixEntry, prefixFile, prefixBlock, prefixXattr, prefixWriting, prefixOrphan, prefixLink:

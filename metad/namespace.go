@@ -27,6 +27,8 @@ func nowNanos() int64 { return time.Now().UnixNano() }
 // batch without syncing, releases the lock and then syncs the WAL, so the
 // caller is answered only once the change is durable and concurrent
 // mutations share one sync (group commit). If fn fails, nothing changes.
+// ctx is the call's: on a group's leader, the first change of a mutating
+// call carries the call's IDs into the log (raftcalls.go).
 func (m *Metad) mutate(ctx context.Context, fn func(b *pebble.Batch) error) error {
 	return m.apply(ctx, true, fn)
 }
@@ -54,11 +56,13 @@ func (m *Metad) apply(ctx context.Context, sync bool, fn func(b *pebble.Batch) e
 		// the next mutation builds on it (docs/ARCHITECTURE.md).
 		s.reserve()
 		s.putCounters(b, stored)
-		data := encodeEntry(entryBatch, b)
+		var data []byte
 		c := pendingCallOf(ctx)
 		if c != nil && !c.marked.Load() {
 			// The call's first change carries its IDs (raftcalls.go).
 			data = encodeCallEntry(entryCall, encodeCallRecord(c.key, c.method, c.sum), b.Repr())
+		} else {
+			data = encodeEntry(entryBatch, b)
 		}
 		err = m.rep.propose("metad.mutate", data)
 		if err == nil && c != nil {

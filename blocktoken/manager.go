@@ -2,9 +2,11 @@ package blocktoken
 
 import (
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"cairn"
@@ -46,7 +48,14 @@ type ManagerConfig struct {
 	// once it has been handed out for Grace (DefaultGrace).
 	Grace time.Duration
 	Now   func() time.Time
+	// Passive starts the manager passive (SetPassive): a member of a
+	// metad group, which makes keys only while it leads.
+	Passive bool
 }
+
+// ErrNoKeys: a passive manager holds no key yet (the group's leader has
+// made none this member applied).
+var ErrNoKeys = errors.New("no block token keys yet: the metad group's leader makes them")
 
 // DefaultGrace is ManagerConfig.Grace's default.
 const DefaultGrace = 10 * time.Second
@@ -71,6 +80,59 @@ type Manager struct {
 	// handed is when each key was first handed out; keys loaded from the
 	// store were handed out before metad stopped (the zero time).
 	handed map[uint32]time.Time
+
+	// passive: the keys are another's (a metad group's leader), kept in
+	// the store by it; m makes and drops none, and reloads them from the
+	// store once stale (Invalidate).
+	passive, stale atomic.Bool
+}
+
+// SetPassive makes m passive (a follower of a metad group) or active
+// (its leader, which makes and rotates the keys; it reloads them first).
+func (m *Manager) SetPassive(p bool) {
+	m.stale.Store(true)
+	m.passive.Store(p)
+}
+
+// Resave writes every key m holds to the store again: a metad group's
+// new leader makes the group hold its keys, whatever another member kept
+// of its own before it was one.
+func (m *Manager) Resave() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := m.reload(); err != nil {
+		return err
+	}
+	for _, k := range m.keys {
+		if err := m.st.SaveKey(k); err != nil {
+			return fmt.Errorf("keep block token key %d: %w", k.ID, err)
+		}
+	}
+	return nil
+}
+
+// Invalidate says the store's keys changed under m (a metad group's
+// member applied the leader's): m reloads them before its next use.
+func (m *Manager) Invalidate() { m.stale.Store(true) }
+
+// reload reads the keys from the store again when they are stale. m.mu
+// is held.
+func (m *Manager) reload() error {
+	if !m.stale.Swap(false) {
+		return nil
+	}
+	keys, err := m.st.LoadKeys()
+	if err != nil {
+		m.stale.Store(true)
+		return fmt.Errorf("load block token keys: %w", err)
+	}
+	slices.SortFunc(keys, func(a, b StoredKey) int { return int(int64(a.ID) - int64(b.ID)) })
+	handed := make(map[uint32]time.Time, len(keys))
+	for _, k := range keys {
+		handed[k.ID] = m.handed[k.ID] // the zero time for a key this member never handed out: handed out by the leader
+	}
+	m.keys, m.handed = keys, handed
+	return nil
 }
 
 // NewManager loads the keys st keeps and makes those missing.
@@ -93,12 +155,13 @@ func NewManager(cfg ManagerConfig, st KeyStore) (*Manager, error) {
 	}
 	slices.SortFunc(keys, func(a, b StoredKey) int { return int(int64(a.ID) - int64(b.ID)) })
 	m := &Manager{cfg: cfg, st: st, keys: keys, handed: map[uint32]time.Time{}}
+	m.passive.Store(cfg.Passive)
 	for _, k := range keys {
 		m.handed[k.ID] = time.Time{}
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if err := m.refresh(m.cfg.Now()); err != nil {
+	if err := m.refresh(m.cfg.Now()); err != nil && !errors.Is(err, ErrNoKeys) {
 		return nil, err
 	}
 	return m, nil
@@ -108,8 +171,18 @@ func NewManager(cfg ManagerConfig, st KeyStore) (*Manager, error) {
 func (m *Manager) Lifetime() time.Duration { return m.cfg.Lifetime }
 
 // refresh drops expired keys and makes the current and the next one when
-// they are missing. m.mu is held.
+// they are missing; a passive manager only reloads them when stale, and
+// fails without any. m.mu is held.
 func (m *Manager) refresh(now time.Time) error {
+	if err := m.reload(); err != nil {
+		return err
+	}
+	if m.passive.Load() {
+		if len(m.keys) == 0 {
+			return ErrNoKeys
+		}
+		return nil
+	}
 	for len(m.keys) > 0 && !now.Before(m.keys[0].Expiry) && len(m.keys) > 1 {
 		if err := m.st.DeleteKey(m.keys[0].ID); err != nil {
 			return fmt.Errorf("drop expired block token key %d: %w", m.keys[0].ID, err)

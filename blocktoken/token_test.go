@@ -325,3 +325,53 @@ func TestKeysOfSeveralMembers(t *testing.T) {
 		t.Errorf("forged token: %v, want refused", err)
 	}
 }
+
+// TestPassiveManager: a passive manager (a metad group's follower) makes
+// no key, refuses to sign without one, and uses the keys another put in
+// the store once told they changed; made active (it leads), it rotates
+// them itself.
+func TestPassiveManager(t *testing.T) {
+	clock := now
+	st := &memStore{}
+	cfg := ManagerConfig{Interval: time.Hour, Lifetime: 10 * time.Minute, Now: func() time.Time { return clock }}
+	pcfg := cfg
+	pcfg.Passive = true
+	f, err := NewManager(pcfg, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Issue(1, 1, 1, Read, "alice"); !errors.Is(err, ErrNoKeys) {
+		t.Fatalf("a passive manager without keys signed: %v, want ErrNoKeys", err)
+	}
+	if st.saves != 0 {
+		t.Fatalf("a passive manager saved %d keys", st.saves)
+	}
+	leader, err := NewManager(cfg, st) // the leader makes the keys
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := leader.Keys()
+	f.Invalidate()
+	got, err := f.Keys()
+	if err != nil || len(got) != len(want) || got[0].ID != want[0].ID {
+		t.Fatalf("the follower's keys after the leader's: %v, %v; want %v", got, err, want)
+	}
+	tok, err := f.Issue(42, 1, 1, Read, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ks KeySet
+	ks.Update(want)
+	if _, err := ks.Check(tok, clock, Want{Block: 42, Stamps: []cairn.GenStamp{1}, Mode: Read}); err != nil {
+		t.Fatalf("a token the follower signed fails with the leader's keys: %v", err)
+	}
+	saves := st.saves
+	clock = clock.Add(3 * time.Hour) // past the keys' signing time: the leader would make new ones
+	if _, err := f.Keys(); err != nil || st.saves != saves {
+		t.Fatalf("a passive manager rotated keys (%d saves, %v)", st.saves-saves, err)
+	}
+	f.SetPassive(false)
+	if _, err := f.Keys(); err != nil || st.saves == saves {
+		t.Fatalf("an active manager did not rotate the keys (%v)", err)
+	}
+}

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"cairn"
+	"cairn/rpc"
 	"cairn/rpc/pb"
 )
 
@@ -58,6 +59,10 @@ type leaderConn struct {
 	conns []*grpc.ClientConn
 	cur   atomic.Int32 // index of the member taken for the leader
 	log   *zap.Logger
+	// names names each mutating call once, before it is sent to any
+	// member: made again at the new leader, it is the same call there,
+	// which answers it from its retry cache (metad/raftcalls.go).
+	names *rpc.CallNamer
 }
 
 var _ metadConn = (*leaderConn)(nil)
@@ -79,6 +84,7 @@ func (l *leaderConn) NewStream(ctx context.Context, desc *grpc.StreamDesc, metho
 func (l *leaderConn) Invoke(ctx context.Context, method string, args, reply any, opts ...grpc.CallOption) error {
 	start := time.Now()
 	pause := 50 * time.Millisecond
+	ctx, _ = l.names.Name(ctx, method)
 	for tries := 1; ; tries++ {
 		i := l.cur.Load()
 		var tr metadata.MD
@@ -152,7 +158,7 @@ func (l *leaderConn) redirect(i int32, err error, tr metadata.MD) (next int32, w
 
 // dialGroup connects to each of addrs with dial.
 func dialGroup(addrs []string, log *zap.Logger, dial func(string) (*grpc.ClientConn, error)) (*leaderConn, error) {
-	l := &leaderConn{addrs: addrs, log: log}
+	l := &leaderConn{addrs: addrs, log: log, names: rpc.NewCallNamer(rpc.NewClientID())}
 	for _, a := range addrs {
 		c, err := dial(a)
 		if err != nil {

@@ -45,7 +45,7 @@ func (m *Metad) SetAttr(ctx context.Context, path string, a cairn.Attr) (cairn.F
 	}
 	var fi cairn.FileInfo
 	replChanged := false
-	err = m.mutate(func(b *pebble.Batch) error {
+	err = m.mutate(ctx, func(b *pebble.Batch) error {
 		in, err := m.walk(op, path, c)
 		if err != nil {
 			return err
@@ -150,7 +150,7 @@ func (m *Metad) Symlink(ctx context.Context, target, path string) error {
 	if err != nil {
 		return err
 	}
-	return m.mutate(func(b *pebble.Batch) error {
+	return m.mutate(ctx, func(b *pebble.Batch) error {
 		parent, name, err := m.makeEntry(op, path, c)
 		if err != nil {
 			return err
@@ -186,7 +186,7 @@ func (m *Metad) Mknod(ctx context.Context, path string, mode fs.FileMode, rdev u
 	if device && !c.super {
 		return cairn.E(op, cairn.KindPermission, path, fmt.Sprintf("user=%s: only a superuser may make a device node", c.user))
 	}
-	return m.mutate(func(b *pebble.Batch) error {
+	return m.mutate(ctx, func(b *pebble.Batch) error {
 		parent, name, err := m.makeEntry(op, path, c)
 		if err != nil {
 			return err
@@ -254,7 +254,7 @@ func (m *Metad) SetXattr(ctx context.Context, path, name string, value []byte, f
 	if err != nil {
 		return err
 	}
-	return m.mutate(func(b *pebble.Batch) error {
+	return m.mutate(ctx, func(b *pebble.Batch) error {
 		in, err := m.xattrTarget(op, path, c)
 		if err != nil {
 			return err
@@ -339,7 +339,7 @@ func (m *Metad) RemoveXattr(ctx context.Context, path, name string) error {
 	if err != nil {
 		return err
 	}
-	return m.mutate(func(b *pebble.Batch) error {
+	return m.mutate(ctx, func(b *pebble.Batch) error {
 		in, err := m.xattrTarget(op, path, c)
 		if err != nil {
 			return err

@@ -49,10 +49,15 @@ func decodeBlockKey(k, v []byte) (blocktoken.StoredKey, error) {
 	}, nil
 }
 
-// keyStore is blocktoken.KeyStore on the namespace's Pebble.
-type keyStore struct{ st *store }
+// keyStore is blocktoken.KeyStore on the namespace's Pebble; a metad
+// group's leader writes the keys through the log (m set: raftkept.go),
+// and its followers load what they applied (the manager is passive).
+type keyStore struct {
+	st *store
+	m  *Metad
+}
 
-func (ks keyStore) LoadKeys() ([]blocktoken.StoredKey, error) {
+func (ks *keyStore) LoadKeys() ([]blocktoken.StoredKey, error) {
 	it, err := ks.st.db.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixBlockKey}, UpperBound: []byte{prefixBlockKey + 1}})
 	if err != nil {
 		return nil, err
@@ -69,11 +74,17 @@ func (ks keyStore) LoadKeys() ([]blocktoken.StoredKey, error) {
 	return out, it.Error()
 }
 
-func (ks keyStore) SaveKey(k blocktoken.StoredKey) error {
+func (ks *keyStore) SaveKey(k blocktoken.StoredKey) error {
+	if ks.m != nil {
+		return ks.m.keptMutate(func(b *pebble.Batch) error { return b.Set(blockKeyKey(k.ID), encodeBlockKey(k), nil) })
+	}
 	return ks.st.db.Set(blockKeyKey(k.ID), encodeBlockKey(k), pebble.Sync)
 }
 
-func (ks keyStore) DeleteKey(id uint32) error {
+func (ks *keyStore) DeleteKey(id uint32) error {
+	if ks.m != nil {
+		return ks.m.keptMutate(func(b *pebble.Batch) error { return b.Delete(blockKeyKey(id), nil) })
+	}
 	return ks.st.db.Delete(blockKeyKey(id), pebble.Sync)
 }
 

@@ -102,7 +102,7 @@ func (m *Metad) Join(ctx context.Context, token string, csr []byte) ([]byte, []b
 	if err != nil {
 		return nil, nil, cairn.E(op, cairn.KindInvalid, "", err.Error())
 	}
-	err = m.mutate(func(b *pebble.Batch) error {
+	err = m.mutate(ctx, func(b *pebble.Batch) error {
 		k := joinTokenKey(jt.ID)
 		if _, err := m.st.get(k); err == nil {
 			return cairn.E(op, cairn.KindPermission, "", fmt.Sprintf("join token %s was used already: a token works once; ask an admin for a new one", jt.IDString()))
@@ -167,7 +167,7 @@ func (m *Metad) RenewCert(ctx context.Context, csr []byte) ([]byte, []byte, erro
 		return nil, nil, cairn.E(op, cairn.KindInvalid, "", err.Error())
 	}
 	if p.Role == trust.RoleBlockd {
-		if err := m.mutate(func(b *pebble.Batch) error { return m.recordBlockdCert(b, op, p.Name, true, der, m.clock.Now()) }); err != nil {
+		if err := m.mutate(ctx, func(b *pebble.Batch) error { return m.recordBlockdCert(b, op, p.Name, true, der, m.clock.Now()) }); err != nil {
 			return nil, nil, err
 		}
 	}

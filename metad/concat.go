@@ -56,7 +56,7 @@ func (m *Metad) Concat(ctx context.Context, target string, sources []string) err
 	}
 	var moved int
 	replChanged := false
-	err = m.mutate(func(b *pebble.Batch) error {
+	err = m.mutate(ctx, func(b *pebble.Batch) error {
 		t, err := m.concatPlan(op, target, sources, c)
 		if err != nil {
 			return err

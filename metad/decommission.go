@@ -149,12 +149,12 @@ func (ns *nodeSet) status(id string, now time.Time) (n cairn.Node, live, stale, 
 
 // setAdmin records blockd id's admin state, in the store first.
 func (m *Metad) setAdmin(id string, r adminRecord) error {
-	var err error
-	if r.state == adminNormal {
-		err = m.st.db.Delete(adminKey(id), pebble.Sync)
-	} else {
-		err = m.st.db.Set(adminKey(id), encodeAdmin(r), pebble.Sync)
-	}
+	err := m.keptMutate(func(b *pebble.Batch) error {
+		if r.state == adminNormal {
+			return b.Delete(adminKey(id), nil)
+		}
+		return b.Set(adminKey(id), encodeAdmin(r), nil)
+	})
 	if err != nil {
 		return fmt.Errorf("record blockd %s as %s: %w", id, r.state, err)
 	}

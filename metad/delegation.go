@@ -80,7 +80,7 @@ func (m *Metad) GetDelegationToken(ctx context.Context, renewer string) (string,
 	t := trust.DelegationToken{KeyID: trust.DelegationKeyID, Issued: now, MaxDate: now.Add(m.cfg.DelegationMaxLifetime), Owner: owner, Renewer: renewer}
 	var tok string
 	var expiry time.Time
-	err = m.mutate(func(b *pebble.Batch) error {
+	err = m.mutate(ctx, func(b *pebble.Batch) error {
 		var last uint64
 		if v, err := m.st.get(delegationSeqKey); err == nil {
 			if last, err = parseU64(v); err != nil {
@@ -176,7 +176,7 @@ func (m *Metad) RenewDelegationToken(ctx context.Context, tok string) (time.Time
 	}
 	var t trust.DelegationToken
 	var expiry time.Time
-	err = m.mutate(func(b *pebble.Batch) error {
+	err = m.mutate(ctx, func(b *pebble.Batch) error {
 		now := m.clock.Now()
 		var err error
 		if t, _, err = m.delegationRecord(tok, now); err != nil {
@@ -204,7 +204,7 @@ func (m *Metad) CancelDelegationToken(ctx context.Context, tok string) error {
 		return err
 	}
 	var t trust.DelegationToken
-	err = m.mutate(func(b *pebble.Batch) error {
+	err = m.mutate(ctx, func(b *pebble.Batch) error {
 		var err error
 		if t, _, err = m.delegationRecord(tok, m.clock.Now()); err != nil {
 			return delegationError(op, err)

@@ -20,13 +20,17 @@ import (
 // client renews by RenewLease and by every call it makes as a writer
 // (writable). After the soft limit another client may take the file over;
 // after the hard limit metad recovers and closes the file itself. A
-// restarted metad counts every writer as renewed at its start.
+// restarted metad counts every writer as renewed at its start, and so
+// does a member of a metad group that becomes the leader (renewals went
+// to the old leader; HDFS's new active NameNode renews every lease too),
+// so a writer keeps its file across a failover and its lease's expiry
+// counts afresh from the new leader's start.
 
 // leaseTable is when each client last renewed.
 type leaseTable struct {
 	soft, hard time.Duration
 	clock      Clock
-	since      time.Time // metad's start: the renewal of a client not heard of since
+	since      time.Time // metad's start, or when it last became a group's leader: the renewal of a client not heard of since
 
 	mu      sync.Mutex
 	renewed map[string]time.Time
@@ -40,6 +44,16 @@ func (l *leaseTable) renew(client string) {
 	now := l.clock.Now()
 	l.mu.Lock()
 	l.renewed[client] = now
+	l.mu.Unlock()
+}
+
+// renewAll counts every writer as renewed now: the renewals of this
+// member's past, if any, are forgotten.
+func (l *leaseTable) renewAll() {
+	now := l.clock.Now()
+	l.mu.Lock()
+	l.since = now
+	clear(l.renewed)
 	l.mu.Unlock()
 }
 
@@ -225,7 +239,7 @@ func (m *Metad) recoverExpiredLeases() (int, error) {
 	n := 0
 	for _, ino := range due {
 		var r *recovered
-		err := m.mutate(func(b *pebble.Batch) error {
+		err := m.mutate(context.Background(), func(b *pebble.Batch) error {
 			in, err := m.st.inode(ino)
 			if isNotFound(err) {
 				return nil // deleted since

@@ -95,7 +95,7 @@ func TestLeaseSoftLimit(t *testing.T) {
 // would, and commits what it changed.
 func (m *Metad) tryTakeOver(path, client string) (*recovered, error) {
 	var r *recovered
-	err := m.mutate(func(b *pebble.Batch) error {
+	err := m.mutate(context.Background(), func(b *pebble.Batch) error {
 		in, err := m.resolve("test", path)
 		if err != nil {
 			return err
@@ -184,7 +184,7 @@ func TestLeaseGrantTime(t *testing.T) {
 	ctx := context.Background()
 	writeFile(t, ctx, m, "/f", "c", "", false)
 	clk.Add(2 * time.Hour)
-	must(t, m.mutate(func(b *pebble.Batch) error { // what Append does
+	must(t, m.mutate(ctx, func(b *pebble.Batch) error { // what Append does
 		in, err := m.resolve("test", "/f")
 		if err != nil {
 			return err
@@ -211,7 +211,7 @@ func TestAppendable(t *testing.T) {
 	m := fixture(t, leaseConfig(clk))
 	try := func(ctx context.Context, path, client string) (*recovered, error) {
 		var r *recovered
-		err := m.mutate(func(b *pebble.Batch) error {
+		err := m.mutate(ctx, func(b *pebble.Batch) error {
 			in, rr, err := m.appendable(ctx, "test", path, client, b)
 			if err != nil {
 				return err

@@ -127,7 +127,7 @@ func (m *Metad) Link(ctx context.Context, src, dst string) error {
 	if err != nil {
 		return err
 	}
-	return m.mutate(func(b *pebble.Batch) error {
+	return m.mutate(ctx, func(b *pebble.Batch) error {
 		in, err := m.walk(op, src, c)
 		if err != nil {
 			return err

@@ -296,9 +296,8 @@ func serve(ctx context.Context, log *zap.Logger, dir string, format, force bool,
 		return err
 	}
 	lis = daemon.CapListener(lis, m.cfg.MaxConns, "metad RPC", log)
-	rc := newRetryCache(m.cfg.RetryCacheSize, m.cfg.RetryCacheExpiry, m.clock.Now, log.Named("retrycache"))
 	auth := &rpc.Auth{Insecure: insecure, Groups: m.hostGroups, Revoked: m.revoked, Delegation: m.delegationPeer}
-	srv := grpc.NewServer(append(srvOpts, grpc.ChainUnaryInterceptor(m.stats.observeRPCs, auth.Unary, markRemote, m.leaderGate, m.safeModeGate, rc.intercept), grpc.ChainStreamInterceptor(m.stats.observeStreams, auth.Stream))...)
+	srv := grpc.NewServer(append(srvOpts, grpc.ChainUnaryInterceptor(m.stats.observeRPCs, auth.Unary, markRemote, m.leaderGate, m.safeModeGate, m.retries.intercept), grpc.ChainStreamInterceptor(m.stats.observeStreams, auth.Stream))...)
 	rpc.RegisterNamespace(srv, m)
 	rpc.RegisterRegistry(srv, m)
 	rpc.RegisterTrust(srv, m)

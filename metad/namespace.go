@@ -27,16 +27,22 @@ func nowNanos() int64 { return time.Now().UnixNano() }
 // batch without syncing, releases the lock and then syncs the WAL, so the
 // caller is answered only once the change is durable and concurrent
 // mutations share one sync (group commit). If fn fails, nothing changes.
-func (m *Metad) mutate(fn func(b *pebble.Batch) error) error { return m.apply(true, fn) }
+// ctx is the call's: on a group's leader, the first change of a mutating
+// call carries the call's IDs into the log (raftcalls.go).
+func (m *Metad) mutate(ctx context.Context, fn func(b *pebble.Batch) error) error {
+	return m.apply(ctx, true, fn)
+}
 
 // mutateUnsynced is mutate without the WAL sync, for a change whose every
 // acknowledgement that depends on it is a later synced batch (AddBlock:
 // docs/ARCHITECTURE.md, "Namespace in Pebble"). Pebble's WAL is written in
 // order, so that later sync makes this batch durable too. A batch that
 // extends the reserved block IDs or stamps is synced all the same.
-func (m *Metad) mutateUnsynced(fn func(b *pebble.Batch) error) error { return m.apply(false, fn) }
+func (m *Metad) mutateUnsynced(ctx context.Context, fn func(b *pebble.Batch) error) error {
+	return m.apply(ctx, false, fn)
+}
 
-func (m *Metad) apply(sync bool, fn func(b *pebble.Batch) error) error {
+func (m *Metad) apply(ctx context.Context, sync bool, fn func(b *pebble.Batch) error) error {
 	s := m.st
 	s.mu.Lock()
 	saved := s.saveCounters()
@@ -50,7 +56,18 @@ func (m *Metad) apply(sync bool, fn func(b *pebble.Batch) error) error {
 		// the next mutation builds on it (docs/ARCHITECTURE.md).
 		s.reserve()
 		s.putCounters(b, stored)
-		err = m.rep.propose("metad.mutate", b)
+		var data []byte
+		c := pendingCallOf(ctx)
+		if c != nil && !c.marked.Load() {
+			// The call's first change carries its IDs (raftcalls.go).
+			data = encodeCallEntry(entryCall, encodeCallRecord(c.key, c.method, c.sum), b.Repr())
+		} else {
+			data = encodeEntry(entryBatch, b)
+		}
+		err = m.rep.propose("metad.mutate", data)
+		if err == nil && c != nil {
+			c.marked.Store(true)
+		}
 		_ = b.Close()
 		if err != nil {
 			s.restoreCounters(saved)
@@ -272,7 +289,7 @@ func (m *Metad) Mkdir(ctx context.Context, path string, perm fs.FileMode) error 
 	if err != nil {
 		return err
 	}
-	return m.mutate(func(b *pebble.Batch) error {
+	err = m.mutate(ctx, func(b *pebble.Batch) error {
 		parent, name, err := m.makeEntry(op, path, c)
 		if err != nil {
 			return err
@@ -280,6 +297,14 @@ func (m *Metad) Mkdir(ctx context.Context, path string, perm fs.FileMode) error 
 		_, err = m.newInode(b, parent, name, fs.ModeDir|perm&modeBits, c, nil)
 		return err
 	})
+	if cairn.KindOf(err) == cairn.KindExist && callReplayed(ctx) {
+		// Made again after a failover lost the answer: the directory
+		// there is this call's (raftcalls.go).
+		if in, rerr := m.resolve(op, path); rerr == nil && fs.FileMode(in.Mode).IsDir() {
+			return nil
+		}
+	}
+	return err
 }
 
 // Mkdirs makes the missing directories of path. Those made on the way get
@@ -294,7 +319,7 @@ func (m *Metad) Mkdirs(ctx context.Context, path string, perm fs.FileMode) error
 	if err != nil {
 		return err
 	}
-	return m.mutate(func(b *pebble.Batch) error {
+	return m.mutate(ctx, func(b *pebble.Batch) error {
 		dir, err := m.st.inode(RootIno)
 		if err != nil {
 			return err
@@ -374,7 +399,7 @@ func (m *Metad) Create(ctx context.Context, path string, o cairn.CreateOptions) 
 	}
 	var fi cairn.FileInfo
 	var taken *recovered
-	err = m.mutate(func(b *pebble.Batch) error {
+	err = m.mutate(ctx, func(b *pebble.Batch) error {
 		parent, name, err := m.makeEntry(op, path, c)
 		if cairn.KindOf(err) == cairn.KindExist {
 			// A file abandoned by its writer is recovered, then refused.
@@ -393,6 +418,15 @@ func (m *Metad) Create(ctx context.Context, path string, o cairn.CreateOptions) 
 		fi = m.info(in)
 		return nil
 	})
+	if cairn.KindOf(err) == cairn.KindExist && taken == nil && callReplayed(ctx) {
+		// Made again after a failover lost the answer: the file there
+		// is this call's (raftcalls.go), when it is still the client's
+		// or was created closed.
+		if in, rerr := m.resolve(op, path); rerr == nil && fs.FileMode(in.Mode).IsRegular() && (in.LeaseHolder == o.Client || o.Closed && in.LeaseHolder == "") {
+			m.leases.renew(o.Client)
+			return m.info(in), nil
+		}
+	}
 	if err != nil {
 		return cairn.FileInfo{}, err
 	}
@@ -549,7 +583,7 @@ func (m *Metad) AddBlock(ctx context.Context, w cairn.WriterRef, prev *cairn.Blo
 	// and stamps it hands out are reserved in a synced batch (store). A
 	// crash that loses it loses only what no call acknowledged: the
 	// writer's next call finds no such block and fails.
-	err := m.mutateUnsynced(func(b *pebble.Batch) error {
+	err := m.mutateUnsynced(ctx, func(b *pebble.Batch) error {
 		in, err := m.writable(op, w)
 		if err != nil {
 			return err
@@ -590,7 +624,7 @@ func (m *Metad) Complete(ctx context.Context, w cairn.WriterRef, last *cairn.Blo
 	const op = "metad.Complete"
 	path := w.Path
 	var freed []cairn.Block
-	err := m.mutate(func(b *pebble.Batch) error {
+	err := m.mutate(ctx, func(b *pebble.Batch) error {
 		var proven []string
 		in, err := m.writable(op, w)
 		if err != nil {

@@ -113,7 +113,7 @@ func (m *Metad) Release(ctx context.Context, fileID uint64, holder string) error
 		return err
 	}
 	var freed []cairn.Block
-	err := m.mutate(func(b *pebble.Batch) error {
+	err := m.mutate(ctx, func(b *pebble.Batch) error {
 		holders, ok, err := m.st.orphanHolders(fileID)
 		if err != nil || !ok {
 			return err

@@ -102,7 +102,7 @@ func (m *Metad) Append(ctx context.Context, path, client string) (cairn.FileInfo
 	// first, then the append runs on the recovered file.
 	for attempt := 0; ; attempt++ {
 		var rec *recovered
-		err := m.mutate(func(b *pebble.Batch) error {
+		err := m.mutate(ctx, func(b *pebble.Batch) error {
 			last = nil
 			in, r, err := m.appendable(ctx, op, path, client, b)
 			if err != nil {
@@ -158,7 +158,7 @@ func (m *Metad) Append(ctx context.Context, path, client string) (cairn.FileInfo
 func (m *Metad) AbandonBlock(ctx context.Context, w cairn.WriterRef, blk cairn.Block) error {
 	const op = "metad.AbandonBlock"
 	path := w.Path
-	err := m.mutate(func(b *pebble.Batch) error {
+	err := m.mutate(ctx, func(b *pebble.Batch) error {
 		in, err := m.writable(op, w)
 		if err != nil {
 			return err
@@ -187,7 +187,7 @@ func (m *Metad) AbandonBlock(ctx context.Context, w cairn.WriterRef, blk cairn.B
 func (m *Metad) Fsync(ctx context.Context, w cairn.WriterRef, blk cairn.Block) error {
 	const op = "metad.Fsync"
 	path := w.Path
-	return m.mutate(func(b *pebble.Batch) error {
+	return m.mutate(ctx, func(b *pebble.Batch) error {
 		in, err := m.writable(op, w)
 		if err != nil {
 			return err
@@ -213,7 +213,7 @@ func (m *Metad) UpdateBlockForPipeline(ctx context.Context, w cairn.WriterRef, b
 	const op = "metad.UpdateBlockForPipeline"
 	path := w.Path
 	var gs, was cairn.GenStamp
-	err := m.mutate(func(b *pebble.Batch) error {
+	err := m.mutate(ctx, func(b *pebble.Batch) error {
 		in, err := m.writable(op, w)
 		if err != nil {
 			return err
@@ -246,7 +246,7 @@ func (m *Metad) UpdatePipeline(ctx context.Context, w cairn.WriterRef, old, upda
 	if old.ID != updated.ID || updated.GenStamp <= old.GenStamp {
 		return cairn.E(op, cairn.KindInvalid, path, fmt.Sprintf("cannot move %s to %s", old, updated))
 	}
-	err := m.mutate(func(b *pebble.Batch) error {
+	err := m.mutate(ctx, func(b *pebble.Batch) error {
 		in, err := m.writable(op, w)
 		if err != nil {
 			return err

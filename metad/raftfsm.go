@@ -33,6 +33,12 @@ const (
 	// proposed once, as the log's first command, by the first leader, so
 	// every member starts from the same namespace (raftnode.go).
 	entrySeed = 2
+	// entryCall: a mutating call's first batch with the call's record
+	// (raftcalls.go): the record's length (4 BE), the record, the batch.
+	entryCall = 3
+	// entryAnswer: a mutating call's answer, for the members' retry
+	// caches (raftcalls.go); the store only records its index.
+	entryAnswer = 4
 )
 
 // raftAppliedKey holds the index of the last entry applied to the store
@@ -82,43 +88,88 @@ func (f *raftFSM) Apply(l *raft.Log) any {
 		return nil
 	}
 	if l.Index <= f.appliedIndex() {
-		return nil // in the store already: a replay after a restart
+		// In the store already: a replay after a restart, which fills
+		// the retry cache again all the same.
+		f.m.noteCalls(l)
+		return nil
 	}
-	if err := applyEntry(f.m.st.db, l.Index, l.Data); err != nil {
+	touched, err := applyEntry(f.m.st.db, l.Index, l.Data)
+	if err != nil {
 		f.m.log.Error("a committed raft entry could not be applied: this member's store stops following the log", zap.Uint64("index", l.Index), zap.Error(err))
 		return err
 	}
 	f.mu.Lock()
 	f.applied = l.Index
 	f.mu.Unlock()
+	f.m.noteCalls(l)
+	f.m.reloadKept(touched)
 	return nil
 }
 
 // applyEntry commits entry data, with index, to db without syncing: the
 // Raft log holds the entry durably, and a store that lost it in a crash
 // gets it again when the log is replayed (Snapshot syncs the store before
-// the log may be truncated behind it).
-func applyEntry(db *pebble.DB, index uint64, data []byte) error {
+// the log may be truncated behind it). It returns the prefixes of the
+// keys the entry changed whose records metad keeps in memory too
+// (keptPrefixes).
+func applyEntry(db *pebble.DB, index uint64, data []byte) (keptSet, error) {
+	var touched keptSet
 	if len(data) < 1 {
-		return errors.New("an empty raft entry")
+		return touched, errors.New("an empty raft entry")
 	}
+	var repr []byte
 	switch data[0] {
 	case entryBatch, entrySeed:
+		repr = data[1:]
+	case entryCall:
+		_, body, err := splitCallEntry(data[1:])
+		if err != nil {
+			return touched, fmt.Errorf("raft entry %d: %w", index, err)
+		}
+		repr = body
+	case entryAnswer:
 	default:
-		return fmt.Errorf("raft entry %d of unknown type %d", index, data[0])
+		return touched, fmt.Errorf("raft entry %d of unknown type %d", index, data[0])
 	}
 	b := db.NewBatch()
 	defer b.Close()
-	if err := b.SetRepr(append([]byte(nil), data[1:]...)); err != nil {
-		return fmt.Errorf("raft entry %d: %w", index, err)
+	if repr != nil {
+		if err := b.SetRepr(append([]byte(nil), repr...)); err != nil {
+			return touched, fmt.Errorf("raft entry %d: %w", index, err)
+		}
 	}
+	touched = keptKeys(b)
 	if err := b.Set(raftAppliedKey, u64(index), nil); err != nil {
-		return err
+		return touched, err
 	}
 	if err := b.Commit(pebble.NoSync); err != nil {
-		return fmt.Errorf("apply raft entry %d: %w", index, err)
+		return touched, fmt.Errorf("apply raft entry %d: %w", index, err)
 	}
-	return nil
+	return touched, nil
+}
+
+// keptSet says which records kept in memory too an entry changed.
+type keptSet struct{ blockKeys, admin bool }
+
+// keptKeys looks through b for block token keys and admin states: the
+// records a member keeps in memory as well as in its store.
+func keptKeys(b *pebble.Batch) keptSet {
+	var k keptSet
+	r := b.Reader()
+	for {
+		_, key, _, ok, err := r.Next()
+		if !ok || err != nil {
+			return k
+		}
+		if len(key) > 0 {
+			switch key[0] {
+			case prefixBlockKey:
+				k.blockKeys = true
+			case prefixDecom:
+				k.admin = true
+			}
+		}
+	}
 }
 
 // encodeEntry makes a command entry of type typ from a batch.
@@ -291,6 +342,7 @@ func (f *raftFSM) Restore(r io.ReadCloser) error {
 	if err := m.st.loadCounters(); err != nil {
 		return fmt.Errorf("restore a snapshot: %w", err)
 	}
+	m.reloadKept(keptSet{blockKeys: true, admin: true})
 	f.mu.Lock()
 	f.applied = applied
 	f.mu.Unlock()

@@ -13,7 +13,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/cockroachdb/pebble/v2"
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	"go.uber.org/zap"
@@ -277,6 +276,7 @@ func (m *Metad) startReplica(rc RaftConfig) error {
 	}
 	rep := &replica{m: m, r: r, fsm: fsm, logs: logs, trans: trans, self: rc.Self, done: make(chan struct{})}
 	m.rep = rep
+	m.retries.replicate = rep.proposeAnswer
 	go rep.watchLeadership()
 	m.log.Info("metad group member started", zap.String("self", rc.Self), zap.String("raft", advertise),
 		zap.Uint64("applied_index", fsm.appliedIndex()), zap.Duration("election_timeout", et))
@@ -368,6 +368,7 @@ func (rep *replica) watchLeadership() {
 			if leading {
 				rep.becomeLeader()
 			} else {
+				rep.m.tokens.SetPassive(true)
 				rep.m.log.Info("no longer the leader of the metad group", zap.String("self", rep.self))
 			}
 		}
@@ -404,6 +405,17 @@ func (rep *replica) becomeLeader() {
 	}
 	if rep.r.State() != raft.Leader {
 		return
+	}
+	// Writers renewed their leases with the old leader: their expiry
+	// counts from now (lease.go).
+	m.leases.renewAll()
+	// The leader makes and rotates the block token keys, through the
+	// log (raftkept.go); it starts from those it applied.
+	m.tokens.SetPassive(false)
+	if err := m.tokens.Resave(); err != nil {
+		m.log.Error("new leader: block token keys", zap.Error(err))
+	} else if _, err := m.tokens.Keys(); err != nil {
+		m.log.Error("new leader: block token keys", zap.Error(err))
 	}
 	rep.ready.Store(true)
 	// Replicas reported while this member followed are judged now that
@@ -447,10 +459,11 @@ func (rep *replica) seed() error {
 	return nil
 }
 
-// nameSpaceKey reports whether k is part of the replicated namespace (and
-// of check's digest): everything but this member's own records (block
-// token keys, used join tokens, delegation tokens, blockd certificates,
-// admin states) and the applied index.
+// nameSpaceKey reports whether k is part of the namespace (the seed, and
+// check's digest): everything but the records outside it (block token
+// keys, used join tokens, delegation tokens, blockd certificates, admin
+// states: replicated through the log too, raftkept.go, but a formatted
+// store has none worth seeding) and the applied index.
 func nameSpaceKey(k []byte) bool {
 	switch k[0] {
 	case prefixCounter, prefixInode, prefixEntry, prefixFile, prefixBlock, prefixXattr, prefixWriting, prefixOrphan, prefixLink:
@@ -461,10 +474,10 @@ func nameSpaceKey(k []byte) bool {
 	return false
 }
 
-// propose replicates one mutation's batch and waits until a majority has
+// propose replicates one mutation's entry (its batch) and waits until a majority has
 // it and this member has applied it. Caller holds the store's lock.
-func (rep *replica) propose(op string, b *pebble.Batch) error {
-	f := rep.r.Apply(encodeEntry(entryBatch, b), 0)
+func (rep *replica) propose(op string, data []byte) error {
+	f := rep.r.Apply(data, 0)
 	if err := f.Error(); err != nil {
 		switch {
 		case errors.Is(err, raft.ErrNotLeader):

@@ -234,7 +234,7 @@ func (m *Metad) CommitBlockSynchronization(ctx context.Context, c cairn.CommitSy
 		return cairn.E(op, cairn.KindInvalid, "", fmt.Sprintf("recovery %d finalized at stamp %d", c.RecoveryID, c.NewGenStamp))
 	}
 	var r *recovered
-	err := m.mutate(func(b *pebble.Batch) error {
+	err := m.mutate(ctx, func(b *pebble.Batch) error {
 		in, err := m.st.inode(cur.ino)
 		if isNotFound(err) {
 			return cairn.E(op, cairn.KindInvalid, "", fmt.Sprintf("the file of blk_%d is gone", c.Block.ID))

@@ -73,7 +73,7 @@ func (m *Metad) replace(op, path string, b *pebble.Batch, c *caller, client stri
 func (m *Metad) createOverwrite(ctx context.Context, op, path string, o cairn.CreateOptions, c *caller) (cairn.FileInfo, error) {
 	var fi cairn.FileInfo
 	var freed []cairn.Block
-	err := m.mutate(func(b *pebble.Batch) error {
+	err := m.mutate(ctx, func(b *pebble.Batch) error {
 		freed = nil
 		parent, name, err := m.makeEntry(op, path, c)
 		if cairn.KindOf(err) == cairn.KindExist {

@@ -25,7 +25,9 @@ import (
 // comes while the first attempt still runs waits for it. Answers are kept
 // for an expiry (HDFS: 10 minutes) and at most a bounded number of them,
 // the oldest dropped first; the cache lives in memory only, so a restarted
-// metad applies a call made again as a new one.
+// single metad applies a call made again as a new one. The members of a
+// metad group fill theirs from the Raft log as well (raftcalls.go), so a
+// call made again at a new leader is answered there.
 //
 // A mutating call runs to its end once it reached metad, whether or not
 // its caller is still waiting: the caller's cancellation does not reach
@@ -42,6 +44,11 @@ type retryCache struct {
 	expiry time.Duration
 	now    func() time.Time
 	log    *zap.Logger
+
+	// replicate, on a member of a metad group, replicates the answer of
+	// a call that changed the store (raftcalls.go); set before calls are
+	// served.
+	replicate func(c *pendingCall, resp any, err error)
 
 	mu      sync.Mutex
 	entries map[rpc.CallKey]*retryEntry
@@ -60,6 +67,10 @@ type retryEntry struct {
 	err     error
 	expires time.Time
 	elem    *list.Element // in retryCache.done
+	// unanswered: the call's change came in the Raft log, its answer did
+	// not (its leader died first); made again, it runs again, told so
+	// (raftcalls.go). replay: this attempt is such a run.
+	unanswered, replay bool
 }
 
 // newRetryCache keeps up to size answers for expiry each; zero values take
@@ -108,9 +119,17 @@ func (rc *retryCache) intercept(ctx context.Context, req any, info *grpc.UnarySe
 			rc.drop(e)
 		}
 	}()
+	var pc *pendingCall
+	if rc.replicate != nil || e.replay {
+		pc = &pendingCall{key: key, method: info.FullMethod, sum: sum, replay: e.replay}
+		run = withPendingCall(run, pc)
+	}
 	resp, err := handler(run, req)
 	finished = true
 	rc.finish(e, resp, err)
+	if pc != nil && pc.marked.Load() {
+		rc.replicate(pc, resp, err)
+	}
 	return resp, err
 }
 
@@ -139,12 +158,57 @@ func (rc *retryCache) begin(key rpc.CallKey, method string, sum [sha256.Size]byt
 	rc.mu.Lock()
 	defer rc.mu.Unlock()
 	rc.evict()
+	replay := false
 	if e, ok := rc.entries[key]; ok {
-		return e, false
+		if !e.unanswered || e.method != method || e.sum != sum {
+			return e, false
+		}
+		// Applied, its answer lost: this attempt runs it again.
+		rc.done.Remove(e.elem)
+		replay = true
 	}
-	e := &retryEntry{key: key, method: method, sum: sum, done: make(chan struct{})}
+	e := &retryEntry{key: key, method: method, sum: sum, done: make(chan struct{}), replay: replay}
 	rc.entries[key] = e
 	return e, true
+}
+
+// applied records a call whose change a committed Raft entry carried
+// (raftcalls.go): known already (this member runs it, or has its
+// answer), it is left as it is; else it is kept, unanswered.
+func (rc *retryCache) applied(key rpc.CallKey, method string, sum [sha256.Size]byte) {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	rc.evict()
+	if _, ok := rc.entries[key]; ok {
+		return
+	}
+	e := &retryEntry{key: key, method: method, sum: sum, done: make(chan struct{}), unanswered: true}
+	close(e.done)
+	e.expires = rc.now().Add(rc.expiry)
+	e.elem = rc.done.PushBack(e)
+	rc.entries[key] = e
+}
+
+// answered records a call's answer from a committed Raft entry: kept
+// unless this member has its own (it ran the call) or runs it now.
+func (rc *retryCache) answered(key rpc.CallKey, method string, sum [sha256.Size]byte, resp any, err error) {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	rc.evict()
+	e, ok := rc.entries[key]
+	switch {
+	case !ok:
+		e = &retryEntry{key: key, method: method, sum: sum, done: make(chan struct{})}
+		close(e.done)
+		rc.entries[key] = e
+	case e.unanswered && e.method == method && e.sum == sum:
+		rc.done.Remove(e.elem)
+	default:
+		return
+	}
+	e.resp, e.err, e.unanswered = resp, err, false
+	e.expires = rc.now().Add(rc.expiry)
+	e.elem = rc.done.PushBack(e)
 }
 
 // evict drops expired answers, and the oldest while the cache is full;

@@ -196,6 +196,12 @@ type Metad struct {
 	// of a snapshot, which replaces the store.
 	rep     *replica
 	serving sync.RWMutex
+
+	// retries is the retry cache of mutating calls (retrycache.go), which
+	// a group's members fill from the log too (raftcalls.go).
+	retries *retryCache
+	// grouped: a member of a metad group (Config.Raft set).
+	grouped bool
 }
 
 var pebbleLog = zap.NewNop()
@@ -362,7 +368,10 @@ func Open(cfg Config) (*Metad, error) {
 			return nil, fmt.Errorf("record layout version %d in %s: %w", LayoutVersion, cfg.Dir, err)
 		}
 	}
-	tokens, err := blocktoken.NewManager(blocktoken.ManagerConfig{Interval: cfg.KeyInterval, Lifetime: cfg.TokenLifetime, Grace: 2*cfg.Heartbeat + time.Second, Now: cfg.Clock.Now}, keyStore{st})
+	// A group's member makes no key of its own: the leader makes them,
+	// and every member applies them (raftkept.go).
+	ks := &keyStore{st: st}
+	tokens, err := blocktoken.NewManager(blocktoken.ManagerConfig{Interval: cfg.KeyInterval, Lifetime: cfg.TokenLifetime, Grace: 2*cfg.Heartbeat + time.Second, Now: cfg.Clock.Now, Passive: cfg.Raft != nil}, ks)
 	if err != nil {
 		_ = st.close()
 		return nil, err
@@ -383,6 +392,11 @@ func Open(cfg Config) (*Metad, error) {
 		version:     v,
 		superuser:   currentUser(),
 		safe:        newSafeMode(cfg.SafeModeThreshold, cfg.SafeModeExtension, cfg.Logger.Named("safemode")),
+		retries:     newRetryCache(cfg.RetryCacheSize, cfg.RetryCacheExpiry, cfg.Clock.Now, cfg.Logger.Named("retrycache")),
+		grouped:     cfg.Raft != nil,
+	}
+	if m.grouped {
+		ks.m = m
 	}
 	if cfg.HostsExclude != "" {
 		if m.nodes.exclude, err = readExclude(cfg.HostsExclude); err != nil {

@@ -38,7 +38,7 @@ func (m *Metad) Rename(ctx context.Context, src, dst string) error {
 		return err
 	}
 	var freed []cairn.Block
-	err = m.mutate(func(b *pebble.Batch) error {
+	err = m.mutate(ctx, func(b *pebble.Batch) error {
 		sp, sname, err := m.walkParent(op, src, c)
 		if err != nil {
 			return err
@@ -288,7 +288,7 @@ func (m *Metad) remove(ctx context.Context, op, path string, recursive bool, hol
 		return err
 	}
 	var freed []cairn.Block
-	err = m.mutate(func(b *pebble.Batch) error {
+	err = m.mutate(ctx, func(b *pebble.Batch) error {
 		parent, name, err := m.walkParent(op, path, c)
 		if err != nil {
 			return err

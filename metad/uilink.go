@@ -69,7 +69,7 @@ func (m *Metad) uiLogin(w http.ResponseWriter, r *http.Request) {
 		refuse("not a sign-in link of this cluster")
 		return
 	}
-	err = m.mutate(func(b *pebble.Batch) error {
+	err = m.mutate(r.Context(), func(b *pebble.Batch) error {
 		k := joinTokenKey(t.ID)
 		if _, err := m.st.get(k); err == nil {
 			return errLinkUsed

@@ -197,16 +197,20 @@ func (p RetryPolicy) withDefaults() RetryPolicy {
 // answer from metad, or no answer within the attempt's timeout while the
 // call's own context still runs), makes it again with the same IDs, after
 // a pause, up to p.Attempts times. Other calls pass through untouched.
+//
+// A call whose context names it already (CallNamer.Name: a client of a
+// metad group names each call once, above its members' connections) keeps
+// those IDs, so the call made again at another member — the new leader —
+// is the same call there.
 func RetryInterceptor(id ClientID, p RetryPolicy) grpc.UnaryClientInterceptor {
 	p = p.withDefaults()
-	var calls atomic.Uint64
-	client := id.String()
+	namer := NewCallNamer(id)
 	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
 		if !Mutations[method] {
 			return invoker(ctx, method, req, reply, cc, opts...)
 		}
-		call := calls.Add(1)
-		mctx := metadata.AppendToOutgoingContext(ctx, mdClientID, client, mdCallID, strconv.FormatUint(call, 10))
+		mctx, key := namer.Name(ctx, method)
+		client, call := key.Client.String(), key.Call
 		pause := p.Backoff
 		for attempt := 1; ; attempt++ {
 			actx, cancel := context.WithTimeout(mctx, p.AttemptTimeout)
@@ -228,6 +232,30 @@ func RetryInterceptor(id ClientID, p RetryPolicy) grpc.UnaryClientInterceptor {
 			pause = min(2*pause, p.MaxBackoff)
 		}
 	}
+}
+
+// CallNamer gives mutating calls (Mutations) a client ID and call IDs.
+type CallNamer struct {
+	id    ClientID
+	calls atomic.Uint64
+}
+
+// NewCallNamer names calls as client id.
+func NewCallNamer(id ClientID) *CallNamer { return &CallNamer{id: id} }
+
+// Name returns ctx carrying the IDs of a call of method, and the IDs: the
+// ones ctx carries already, else this client's ID and its next call ID
+// for a mutating call; a call of another method is left unnamed.
+func (n *CallNamer) Name(ctx context.Context, method string) (context.Context, CallKey) {
+	if !Mutations[method] {
+		return ctx, CallKey{}
+	}
+	md, _ := metadata.FromOutgoingContext(ctx)
+	if k, ok, err := parseCallKey(md); ok && err == nil {
+		return ctx, k
+	}
+	k := CallKey{Client: n.id, Call: n.calls.Add(1)}
+	return metadata.AppendToOutgoingContext(ctx, mdClientID, k.Client.String(), mdCallID, strconv.FormatUint(k.Call, 10)), k
 }
 
 // lostAnswer reports whether err, from an attempt of a call whose context

@@ -241,3 +241,34 @@ func TestNoRetryOfAnswers(t *testing.T) {
 		t.Errorf("mkdir whose caller went away: %v after %d attempts, want a failure after 1", err, len(f3.keys))
 	}
 }
+
+// TestNamedCallKeepsItsIDs: a call its caller named already (a client of
+// a metad group names each call once, above its members' connections)
+// reaches metad with those IDs, on every attempt, not the connection's.
+func TestNamedCallKeepsItsIDs(t *testing.T) {
+	f := &flakyNS{answer: func(attempt int, _ context.Context) error {
+		if attempt == 1 {
+			return status.Error(codes.Unavailable, "connection reset")
+		}
+		return nil
+	}}
+	ns := serveFlaky(t, f, fastRetry)
+	id := NewClientID()
+	namer := NewCallNamer(id)
+	ctx, key := namer.Name(context.Background(), pb.Namespace_Mkdir_FullMethodName)
+	if key.Client != id || key.Call != 1 {
+		t.Fatalf("named %v, want client %s call 1", key, id)
+	}
+	if again, k2 := namer.Name(ctx, pb.Namespace_Mkdir_FullMethodName); again != ctx || k2 != key {
+		t.Fatalf("a named call named again: %v, want %v kept", k2, key)
+	}
+	if _, k := namer.Name(context.Background(), pb.Namespace_Stat_FullMethodName); k != (CallKey{}) {
+		t.Fatalf("a read was named %v", k)
+	}
+	if err := ns.Mkdir(ctx, "/a", 0o755); err != nil {
+		t.Fatalf("mkdir: %v", err)
+	}
+	if len(f.keys) != 2 || f.keys[0] != key || f.keys[1] != key {
+		t.Fatalf("attempts carried %v, want %v twice", f.keys, key)
+	}
+}

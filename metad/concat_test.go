@@ -181,23 +181,8 @@ func TestConcatReplication(t *testing.T) {
 	nodes := registerNodes(t, m, 4)
 	ctx := context.Background()
 	must(t, m.Mkdir(ctx, "/d", 0o755))
-	write := func(path string, repl int, n int64) (cairn.Block, []cairn.Node) {
-		t.Helper()
-		if _, err := m.Create(ctx, path, cairn.CreateOptions{Client: "c", Replication: repl, BlockSize: testBlock}); err != nil {
-			t.Fatal(err)
-		}
-		lb, err := m.AddBlock(ctx, cairn.WriterRef{Path: path, Client: "c"}, nil, nil)
-		must(t, err)
-		b := lb.Block
-		b.Len = n
-		for _, nd := range lb.Locations {
-			must(t, m.BlocksReceived(ctx, nd.StorageID, finalized(b)))
-		}
-		must(t, m.Complete(ctx, cairn.WriterRef{Path: path, Client: "c"}, &b))
-		return b, lb.Locations
-	}
-	write("/d/t", 2, testBlock)
-	sb, holders := write("/d/s", 2, 500)
+	writeOneBlock(t, m, "/d/t", 2, testBlock)
+	sb, holders := writeOneBlock(t, m, "/d/s", 2, 500)
 	must(t, m.Concat(ctx, "/d/t", []string{"/d/s"}))
 	must(t, m.checkReplication(true))
 	for id, cmds := range heartbeatAll(t, m, nodes, "") {
@@ -273,23 +258,8 @@ func TestConcatReplicationSeenByNextRound(t *testing.T) {
 	nodes := registerNodes(t, m, 4)
 	ctx := context.Background()
 	must(t, m.Mkdir(ctx, "/d", 0o755))
-	write := func(path string, repl int, n int64) cairn.Block {
-		t.Helper()
-		if _, err := m.Create(ctx, path, cairn.CreateOptions{Client: "c", Replication: repl, BlockSize: testBlock}); err != nil {
-			t.Fatal(err)
-		}
-		lb, err := m.AddBlock(ctx, cairn.WriterRef{Path: path, Client: "c"}, nil, nil)
-		must(t, err)
-		b := lb.Block
-		b.Len = n
-		for _, nd := range lb.Locations {
-			must(t, m.BlocksReceived(ctx, nd.StorageID, finalized(b)))
-		}
-		must(t, m.Complete(ctx, cairn.WriterRef{Path: path, Client: "c"}, &b))
-		return b
-	}
-	write("/d/t", 1, testBlock)
-	sb := write("/d/s", m.cfg.Replication, 500)
+	writeOneBlock(t, m, "/d/t", 1, testBlock)
+	sb, _ := writeOneBlock(t, m, "/d/s", m.cfg.Replication, 500)
 	must(t, m.checkReplication(true))
 	heartbeatAll(t, m, nodes, "")
 	must(t, m.Concat(ctx, "/d/t", []string{"/d/s"}))
@@ -309,4 +279,24 @@ func TestConcatReplicationSeenByNextRound(t *testing.T) {
 	if want := m.cfg.Replication - 1; deletes != want {
 		t.Fatalf("the moved block, now of a file at replication 1: %d replicas trimmed at the next round, want %d", deletes, want)
 	}
+}
+
+// writeOneBlock makes path a closed file of one block of n bytes at
+// replication repl, every replica reported received; it returns the block
+// and its holders.
+func writeOneBlock(t *testing.T, m *Metad, path string, repl int, n int64) (cairn.Block, []cairn.Node) {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := m.Create(ctx, path, cairn.CreateOptions{Client: "c", Replication: repl, BlockSize: testBlock}); err != nil {
+		t.Fatal(err)
+	}
+	lb, err := m.AddBlock(ctx, cairn.WriterRef{Path: path, Client: "c"}, nil, nil)
+	must(t, err)
+	b := lb.Block
+	b.Len = n
+	for _, nd := range lb.Locations {
+		must(t, m.BlocksReceived(ctx, nd.StorageID, finalized(b)))
+	}
+	must(t, m.Complete(ctx, cairn.WriterRef{Path: path, Client: "c"}, &b))
+	return b, lb.Locations
 }

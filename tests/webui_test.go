@@ -195,12 +195,23 @@ func newBrowser(t *testing.T, path string) *browser {
 	return b
 }
 
-// do runs actions within browserStep; a failure ends the test.
+// do runs actions within browserStep; a failure ends the test. A page
+// load cut by ERR_NETWORK_CHANGED is tried again, twice at most: chromium
+// aborts loads when the machine's links change, and other tests add and
+// remove network namespaces, veth pairs and bridges meanwhile.
 func (b *browser) do(what string, actions ...chromedp.Action[chromedp.Void]) {
 	b.t.Helper()
-	ctx, cancel := context.WithTimeout(b.ctx, browserStep)
-	defer cancel()
-	if err := chromedp.Do(ctx, actions...); err != nil {
+	for try := 1; ; try++ {
+		ctx, cancel := context.WithTimeout(b.ctx, browserStep)
+		err := chromedp.Do(ctx, actions...)
+		cancel()
+		if err == nil {
+			return
+		}
+		if try < 3 && strings.Contains(err.Error(), "ERR_NETWORK_CHANGED") {
+			b.t.Logf("browser: %s: %v; again", what, err)
+			continue
+		}
 		b.t.Fatalf("browser: %s: %v (at %s)", what, err, b.location())
 	}
 }

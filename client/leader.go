@@ -26,7 +26,10 @@ import (
 // (metad.LeaderTrailer): the call goes there. A member that cannot be
 // reached, or a leader that lost its leadership during a change, has the
 // call sent to the next member, after a pause, until FailoverTimeout has
-// passed since the call began or the call's context ends.
+// passed since the call began or the call's context ends. A member that
+// gives no answer within an attempt's timeout counts as one that cannot
+// be reached: a host cut off from the network breaks no connection, and
+// a call sent there would wait for as long as its caller lets it.
 
 // FailoverTimeout bounds how long a call looks for a leader.
 const FailoverTimeout = 30 * time.Second
@@ -59,6 +62,8 @@ type leaderConn struct {
 	conns []*grpc.ClientConn
 	cur   atomic.Int32 // index of the member taken for the leader
 	log   *zap.Logger
+	// attempt bounds one attempt of a call at one member.
+	attempt time.Duration
 	// names names each mutating call once, before it is sent to any
 	// member: made again at the new leader, it is the same call there,
 	// which answers it from its retry cache (metad/raftcalls.go).
@@ -88,11 +93,19 @@ func (l *leaderConn) Invoke(ctx context.Context, method string, args, reply any,
 	for tries := 1; ; tries++ {
 		i := l.cur.Load()
 		var tr metadata.MD
-		err := l.conns[i].Invoke(ctx, method, args, reply, append(opts, grpc.Trailer(&tr))...)
+		actx, cancel := context.WithTimeout(ctx, l.attempt)
+		err := l.conns[i].Invoke(actx, method, args, reply, append(opts, grpc.Trailer(&tr))...)
+		timedOut := actx.Err() != nil && ctx.Err() == nil
+		cancel()
 		if err == nil {
 			return nil
 		}
 		next, wait, ok := l.redirect(i, err, tr)
+		if !ok && timedOut {
+			// No answer in time from a member that may be cut off:
+			// the next one, at once (the attempt waited already).
+			next, wait, ok = (i+1)%int32(len(l.conns)), false, true
+		}
 		if !ok {
 			return err
 		}
@@ -156,9 +169,13 @@ func (l *leaderConn) redirect(i int32, err error, tr metadata.MD) (next int32, w
 	return 0, false, false
 }
 
-// dialGroup connects to each of addrs with dial.
-func dialGroup(addrs []string, log *zap.Logger, dial func(string) (*grpc.ClientConn, error)) (*leaderConn, error) {
-	l := &leaderConn{addrs: addrs, log: log, names: rpc.NewCallNamer(rpc.NewClientID())}
+// dialGroup connects to each of addrs with dial; an attempt of a call
+// at one member waits at most attempt (0: rpc.DefaultRetryAttemptTimeout).
+func dialGroup(addrs []string, log *zap.Logger, attempt time.Duration, dial func(string) (*grpc.ClientConn, error)) (*leaderConn, error) {
+	if attempt <= 0 {
+		attempt = rpc.DefaultRetryAttemptTimeout
+	}
+	l := &leaderConn{addrs: addrs, log: log, attempt: attempt, names: rpc.NewCallNamer(rpc.NewClientID())}
 	for _, a := range addrs {
 		c, err := dial(a)
 		if err != nil {
@@ -189,5 +206,5 @@ func DialLeader(addrs []string, log *zap.Logger, dial func(string) (*grpc.Client
 	if log == nil {
 		log = zap.NewNop()
 	}
-	return dialGroup(addrs, log, dial)
+	return dialGroup(addrs, log, 0, dial)
 }

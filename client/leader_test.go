@@ -1,12 +1,19 @@
 package client
 
 import (
+	"context"
 	"errors"
+	"net"
+	"sync"
 	"testing"
+	"time"
 
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
@@ -56,5 +63,64 @@ func TestLeaderConnRedirect(t *testing.T) {
 func TestSplitMetads(t *testing.T) {
 	if got := SplitMetads(" a:1, ,b:2,"); len(got) != 2 || got[0] != "a:1" || got[1] != "b:2" {
 		t.Fatalf("SplitMetads = %q", got)
+	}
+}
+
+// A member that takes the connection but never answers (its host cut off
+// from the network after the connection was made breaks nothing the
+// client sees) is left for the next after one attempt's timeout, for a
+// read as for a change: the call is answered by the member that does.
+func TestLeaderConnLeavesSilentMember(t *testing.T) {
+	silent, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	var held []net.Conn
+	var mu sync.Mutex
+	go func() {
+		for {
+			c, err := silent.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			held = append(held, c)
+			mu.Unlock()
+		}
+	}()
+	defer func() {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range held {
+			c.Close()
+		}
+	}()
+
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer()
+	healthpb.RegisterHealthServer(srv, health.NewServer())
+	go func() { _ = srv.Serve(lis) }()
+	defer srv.Stop()
+
+	dial := func(a string) (*grpc.ClientConn, error) {
+		return grpc.NewClient(a, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	}
+	l, err := dialGroup([]string{silent.Addr().String(), lis.Addr().String()}, zap.NewNop(), 200*time.Millisecond, dial)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var reply healthpb.HealthCheckResponse
+	if err := l.Invoke(ctx, healthpb.Health_Check_FullMethodName, &healthpb.HealthCheckRequest{}, &reply); err != nil {
+		t.Fatalf("a call with member 0 silent: %v, want member 1's answer", err)
+	}
+	if l.cur.Load() != 1 {
+		t.Fatalf("the call ended at member %d, want 1", l.cur.Load())
 	}
 }

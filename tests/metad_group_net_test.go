@@ -110,6 +110,7 @@ func TestMetadGroupNetFailover(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: a create failed across the failover: %v", name, err)
 		}
+		t.Logf("%s: the creates stalled %v at most after the fault (the failover a client sees)", name, cr.longestGap(at).Round(time.Millisecond))
 		have := map[string]bool{}
 		after := ""
 		for {
@@ -201,6 +202,7 @@ func TestMetadGroupNetFailover(t *testing.T) {
 type creates struct {
 	mu       sync.Mutex
 	acked    []string
+	times    []time.Time // of each acknowledgement, in order
 	firstErr error
 	wg       sync.WaitGroup
 }
@@ -224,6 +226,7 @@ func startCreates(ctx context.Context, cl *client.Client, dir string, n int) *cr
 				c.mu.Lock()
 				if err == nil {
 					c.acked = append(c.acked, p)
+					c.times = append(c.times, time.Now())
 				} else if c.firstErr == nil {
 					c.firstErr = fmt.Errorf("create %s: %w", p, err)
 				}
@@ -238,6 +241,22 @@ func startCreates(ctx context.Context, cl *client.Client, dir string, n int) *cr
 }
 
 func (c *creates) count() int { c.mu.Lock(); defer c.mu.Unlock(); return len(c.acked) }
+
+// longestGap returns the longest time without an acknowledgement from
+// at on.
+func (c *creates) longestGap(at time.Time) time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var gap time.Duration
+	prev := at
+	for _, ts := range c.times {
+		if ts.After(prev) {
+			gap = max(gap, ts.Sub(prev))
+			prev = ts
+		}
+	}
+	return gap
+}
 
 // failed returns the first failure so far.
 func (c *creates) failed() (int, error) {

@@ -297,12 +297,8 @@ func (g *Group) WaitLeader(t testing.TB, except int, timeout time.Duration) int 
 	}
 }
 
-// runAt runs a cairn client command against the metad at addr alone.
-func (g *Group) runAt(addr string, args ...string) (Output, error) {
-	return g.runAtOn(nil, addr, args...)
-}
-
-// runAtOn is runAt with the command on host h (nil: here).
+// runAtOn runs a cairn client command against the metad at addr alone,
+// on host h (nil: here).
 func (g *Group) runAtOn(h Host, addr string, args ...string) (Output, error) {
 	full := append([]string{args[0], "--metad", addr}, args[1:]...)
 	env := append(append(os.Environ(), "CAIRN_METAD="+addr), g.env("client")...)

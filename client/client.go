@@ -237,7 +237,7 @@ func Dial(addr string, opts Options) (*Client, error) {
 	}
 	var conn metadConn
 	if len(members) > 1 {
-		conn, err = dialGroup(members, opts.Logger, retry.AttemptTimeout, dial)
+		conn, err = dialGroup(members, opts.Logger, dial)
 	} else {
 		conn, err = dial(addr)
 	}

@@ -27,6 +27,14 @@ import (
 // reached, or a leader that lost its leadership during a change, has the
 // call sent to the next member, after a pause, until FailoverTimeout has
 // passed since the call began or the call's context ends.
+//
+// A host cut off from the network breaks no connection: a call sent there
+// would wait for as long as its caller lets it. So while a call waits at
+// a member, the member is asked every probeEvery, on the same connection,
+// a call every member answers at once (MetadMembers); one that gives no
+// answer within probeTimeout counts as a member that cannot be reached,
+// and the call is taken back and sent to the next member. A member that
+// is only slow answers the probe, and its call is left to finish.
 
 // FailoverTimeout bounds how long a call looks for a leader.
 const FailoverTimeout = 30 * time.Second
@@ -59,6 +67,9 @@ type leaderConn struct {
 	conns []*grpc.ClientConn
 	cur   atomic.Int32 // index of the member taken for the leader
 	log   *zap.Logger
+	// probeEvery and probeTimeout: how often a member a call waits at
+	// is asked whether it is there, and how long its answer may take.
+	probeEvery, probeTimeout time.Duration
 	// names names each mutating call once, before it is sent to any
 	// member: made again at the new leader, it is the same call there,
 	// which answers it from its retry cache (metad/raftcalls.go).
@@ -88,11 +99,22 @@ func (l *leaderConn) Invoke(ctx context.Context, method string, args, reply any,
 	for tries := 1; ; tries++ {
 		i := l.cur.Load()
 		var tr metadata.MD
-		err := l.conns[i].Invoke(ctx, method, args, reply, append(opts, grpc.Trailer(&tr))...)
+		actx, cancel := context.WithCancel(ctx)
+		var silent atomic.Bool
+		done := make(chan struct{})
+		go l.watch(actx, i, cancel, &silent, done)
+		err := l.conns[i].Invoke(actx, method, args, reply, append(opts, grpc.Trailer(&tr))...)
+		close(done)
+		cancel()
 		if err == nil {
 			return nil
 		}
 		next, wait, ok := l.redirect(i, err, tr)
+		if !ok && silent.Load() && ctx.Err() == nil {
+			// The member gave no answer to a probe: it may be cut
+			// off. The next one, at once (the probe waited already).
+			next, wait, ok = (i+1)%int32(len(l.conns)), false, true
+		}
 		if !ok {
 			return err
 		}
@@ -119,6 +141,34 @@ func (l *leaderConn) Invoke(ctx context.Context, method string, args, reply any,
 		case <-t.C:
 		}
 		pause = min(2*pause, time.Second)
+	}
+}
+
+// watch probes member i every probeEvery until done is closed; when a
+// probe gets no answer within probeTimeout it sets silent and cancels the
+// call's attempt (cancel).
+func (l *leaderConn) watch(ctx context.Context, i int32, cancel context.CancelFunc, silent *atomic.Bool, done <-chan struct{}) {
+	t := time.NewTicker(l.probeEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-done:
+			return
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		pctx, pcancel := context.WithTimeout(ctx, l.probeTimeout)
+		err := l.conns[i].Invoke(pctx, pb.Namespace_MetadMembers_FullMethodName, &pb.Empty{}, &pb.MetadMembersReply{})
+		unanswered := pctx.Err() == context.DeadlineExceeded && ctx.Err() == nil
+		pcancel()
+		if err != nil && unanswered {
+			l.log.Info("a metad member gives no answer; the call goes to the next",
+				zap.String("member", l.addrs[i]), zap.Duration("probe_timeout", l.probeTimeout), zap.Error(err))
+			silent.Store(true)
+			cancel()
+			return
+		}
 	}
 }
 
@@ -156,9 +206,15 @@ func (l *leaderConn) redirect(i int32, err error, tr metadata.MD) (next int32, w
 	return 0, false, false
 }
 
+// Probes of a member a call waits at (leaderConn.watch).
+const (
+	probeEvery   = time.Second
+	probeTimeout = 3 * time.Second
+)
+
 // dialGroup connects to each of addrs with dial.
 func dialGroup(addrs []string, log *zap.Logger, dial func(string) (*grpc.ClientConn, error)) (*leaderConn, error) {
-	l := &leaderConn{addrs: addrs, log: log, names: rpc.NewCallNamer(rpc.NewClientID())}
+	l := &leaderConn{addrs: addrs, log: log, probeEvery: probeEvery, probeTimeout: probeTimeout, names: rpc.NewCallNamer(rpc.NewClientID())}
 	for _, a := range addrs {
 		c, err := dial(a)
 		if err != nil {

@@ -1,12 +1,20 @@
 package client
 
 import (
+	"context"
 	"errors"
+	"net"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
@@ -56,5 +64,110 @@ func TestLeaderConnRedirect(t *testing.T) {
 func TestSplitMetads(t *testing.T) {
 	if got := SplitMetads(" a:1, ,b:2,"); len(got) != 2 || got[0] != "a:1" || got[1] != "b:2" {
 		t.Fatalf("SplitMetads = %q", got)
+	}
+}
+
+// A member that takes the connection but never answers (its host cut off
+// from the network after the connection was made breaks nothing the
+// client sees) is left for the next once a probe of it goes unanswered:
+// the call is answered by the member that does.
+func TestLeaderConnLeavesSilentMember(t *testing.T) {
+	silent, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	var held []net.Conn
+	var mu sync.Mutex
+	go func() {
+		for {
+			c, err := silent.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			held = append(held, c)
+			mu.Unlock()
+		}
+	}()
+	defer func() {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range held {
+			c.Close()
+		}
+	}()
+
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer()
+	healthpb.RegisterHealthServer(srv, health.NewServer())
+	go func() { _ = srv.Serve(lis) }()
+	defer srv.Stop()
+
+	dial := func(a string) (*grpc.ClientConn, error) {
+		return grpc.NewClient(a, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	}
+	l, err := dialGroup([]string{silent.Addr().String(), lis.Addr().String()}, zap.NewNop(), dial)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.probeEvery, l.probeTimeout = 100*time.Millisecond, 200*time.Millisecond
+	defer l.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var reply healthpb.HealthCheckResponse
+	if err := l.Invoke(ctx, healthpb.Health_Check_FullMethodName, &healthpb.HealthCheckRequest{}, &reply); err != nil {
+		t.Fatalf("a call with member 0 silent: %v, want member 1's answer", err)
+	}
+	if l.cur.Load() != 1 {
+		t.Fatalf("the call ended at member %d, want 1", l.cur.Load())
+	}
+}
+
+// A member that is slow to answer a call but answers the probes keeps the
+// call: it is not sent again elsewhere.
+func TestLeaderConnWaitsForSlowMember(t *testing.T) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var calls atomic.Int32
+	srv := grpc.NewServer(grpc.UnknownServiceHandler(func(_ any, stream grpc.ServerStream) error {
+		method, _ := grpc.MethodFromServerStream(stream)
+		if method == pb.Namespace_MetadMembers_FullMethodName {
+			return status.Error(codes.Unimplemented, "a probe's answer")
+		}
+		calls.Add(1)
+		time.Sleep(time.Second)
+		return stream.SendMsg(&healthpb.HealthCheckResponse{})
+	}))
+	go func() { _ = srv.Serve(lis) }()
+	defer srv.Stop()
+	other, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	other.Close() // nothing there: refused
+
+	dial := func(a string) (*grpc.ClientConn, error) {
+		return grpc.NewClient(a, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	}
+	l, err := dialGroup([]string{lis.Addr().String(), other.Addr().String()}, zap.NewNop(), dial)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	l.probeEvery, l.probeTimeout = 100*time.Millisecond, 500*time.Millisecond
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var reply healthpb.HealthCheckResponse
+	if err := l.Invoke(ctx, healthpb.Health_Check_FullMethodName, &healthpb.HealthCheckRequest{}, &reply); err != nil {
+		t.Fatalf("a call at a slow member: %v", err)
+	}
+	if n := calls.Load(); n != 1 || l.cur.Load() != 0 {
+		t.Fatalf("the slow member got the call %d times and the call ended at member %d; want once, at member 0", n, l.cur.Load())
 	}
 }

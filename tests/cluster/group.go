@@ -30,6 +30,7 @@ type Group struct {
 type member struct {
 	dir, addrFile, rpc string
 	extra              []string // more flags for this member
+	host               Host     // the host it runs on (nil: here, on 127.0.0.1)
 	proc               *proc
 }
 
@@ -48,6 +49,12 @@ type GroupConfig struct {
 	DeadAfter   time.Duration
 	BlockSize   int64
 	Replication int
+	// MemberHosts[i], when set, runs member i on that host of a test
+	// network (tests/netns), at HOST:9000 (Raft on 9001); BlockdHosts[i]
+	// does the same for blockd i. Unset, a process runs here, on
+	// 127.0.0.1.
+	MemberHosts []Host
+	BlockdHosts []Host
 }
 
 // StartGroup starts a metad group and waits until every member listens.
@@ -64,13 +71,21 @@ func StartGroup(t testing.TB, cfg GroupConfig) *Group {
 	}
 	dir := t.TempDir()
 	c := &Cluster{t: t, bin: Binary(t), cfg: Config{MetadOnly: cfg.Blockds == 0, Blockds: cfg.Blockds, Insecure: cfg.Insecure, MetadArgs: cfg.MetadArgs,
-		Heartbeat: cfg.Heartbeat, DeadAfter: cfg.DeadAfter, BlockSize: cfg.BlockSize, Replication: cfg.Replication}, logDir: filepath.Join(dir, "logs")}
+		Heartbeat: cfg.Heartbeat, DeadAfter: cfg.DeadAfter, BlockSize: cfg.BlockSize, Replication: cfg.Replication,
+		BlockdHosts: cfg.BlockdHosts}, logDir: filepath.Join(dir, "logs")}
 	mkdirs(t, c.logDir)
 	t.Cleanup(c.cleanup)
 	g := &Group{Cluster: c}
 	var addrs []string
 	for i := range cfg.Members {
-		m := &member{dir: filepath.Join(dir, fmt.Sprintf("metad%d", i)), addrFile: filepath.Join(dir, fmt.Sprintf("metad%d.addr", i)), rpc: freePortPair(t)}
+		m := &member{dir: filepath.Join(dir, fmt.Sprintf("metad%d", i)), addrFile: filepath.Join(dir, fmt.Sprintf("metad%d.addr", i))}
+		if i < len(cfg.MemberHosts) && cfg.MemberHosts[i] != nil {
+			// A host of its own: its ports are free.
+			m.host = cfg.MemberHosts[i]
+			m.rpc = net.JoinHostPort(m.host.Address(), "9000")
+		} else {
+			m.rpc = freePortPair(t)
+		}
 		mkdirs(t, m.dir)
 		g.members = append(g.members, m)
 		addrs = append(addrs, m.rpc)
@@ -149,7 +164,11 @@ func (g *Group) launch(t testing.TB, i int, format bool) {
 	t.Helper()
 	m := g.members[i]
 	os.Remove(m.addrFile)
-	args := []string{"metad", "--data", m.dir, "--peers", g.Members(), "--listen", m.rpc, "--http", "127.0.0.1:0",
+	httpAddr := "127.0.0.1:0"
+	if m.host != nil {
+		httpAddr = net.JoinHostPort(m.host.Address(), "0")
+	}
+	args := []string{"metad", "--data", m.dir, "--peers", g.Members(), "--listen", m.rpc, "--http", httpAddr,
 		"--addr-file", m.addrFile, "--safemode-extension", "0s"}
 	if format {
 		args = append(args, "--format")
@@ -158,7 +177,7 @@ func (g *Group) launch(t testing.TB, i int, format bool) {
 		args = append(args, "--insecure")
 	}
 	args = append(append(args, g.cfg.MetadArgs...), m.extra...)
-	m.proc = g.start(t, fmt.Sprintf("metad%d", i), args)
+	m.proc = g.startOn(t, m.host, fmt.Sprintf("metad%d", i), args)
 }
 
 func (g *Group) wait(t testing.TB, i int) {
@@ -230,10 +249,10 @@ type MemberStatus struct {
 	Leader  string // the leader's RPC address as the member knows it
 }
 
-// Status asks member i alone about the group.
+// Status asks member i alone about the group, from its own host.
 func (g *Group) Status(t testing.TB, i int) (MemberStatus, error) {
 	t.Helper()
-	out, err := g.runAt(g.members[i].rpc, "admin", "-metad-members")
+	out, err := g.runAtOn(g.members[i].host, g.members[i].rpc, "admin", "-metad-members")
 	if err != nil {
 		return MemberStatus{}, err
 	}
@@ -278,11 +297,28 @@ func (g *Group) WaitLeader(t testing.TB, except int, timeout time.Duration) int 
 	}
 }
 
-// runAt runs a cairn client command against the metad at addr alone.
-func (g *Group) runAt(addr string, args ...string) (Output, error) {
+// runAtOn runs a cairn client command against the metad at addr alone,
+// on host h (nil: here).
+func (g *Group) runAtOn(h Host, addr string, args ...string) (Output, error) {
 	full := append([]string{args[0], "--metad", addr}, args[1:]...)
 	env := append(append(os.Environ(), "CAIRN_METAD="+addr), g.env("client")...)
-	return runCommand(runTimeout, env, g.bin, full...)
+	bin := g.bin
+	if h != nil {
+		bin, full = h.Wrap(bin, full)
+	}
+	return runCommand(runTimeout, env, bin, full...)
+}
+
+// RunAtMember runs a cairn client command against member i alone, from
+// member i's own host (so it reaches it while that host is cut off), and
+// returns what it printed and its exit code.
+func (g *Group) RunAtMember(t testing.TB, i int, args ...string) Output {
+	t.Helper()
+	out, err := g.runAtOn(g.members[i].host, g.members[i].rpc, args...)
+	if err != nil {
+		t.Fatalf("cairn %v at metad%d: %v\nstderr:\n%s", args, i, err, out.Stderr)
+	}
+	return out
 }
 
 // freePortPair returns 127.0.0.1:P where the kernel just had P and P+1

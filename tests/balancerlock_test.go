@@ -3,6 +3,7 @@ package tests
 // One balancer at a time (metad/balancerlock.go), through the real binary.
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -32,6 +33,22 @@ func TestOneBalancerAtATime(t *testing.T) {
 		putFile(t, cl, p, files[p])
 	}
 	c.AddBlockd(t, nil, "")
+	// The new blockd counts for the balancer once metad has its capacity,
+	// from its first heartbeat: before that the three others look
+	// balanced, and the balancer has nothing to do.
+	waitFor(t, time.Minute, "metad to know the new blockd's capacity", func() bool {
+		rep, err := cl.NS.Report(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		heard := 0
+		for _, n := range rep.Nodes {
+			if n.Live && n.Capacity > 0 {
+				heard++
+			}
+		}
+		return heard == 4
+	})
 
 	logPath := filepath.Join(c.LogDir(), "balancer1.log")
 	first := c.StartProcess(t, "balancer1", cluster.Binary(t), []string{"balancer", "--metad", c.MetadAddr(), "-threshold", "10", "-pause", "10m", "-poll", "200ms"}, nil)

@@ -33,21 +33,27 @@ func TestOneBalancerAtATime(t *testing.T) {
 		putFile(t, cl, p, files[p])
 	}
 	c.AddBlockd(t, nil, "")
-	// The new blockd counts for the balancer once metad has its capacity,
-	// from its first heartbeat: before that the three others look
-	// balanced, and the balancer has nothing to do.
-	waitFor(t, time.Minute, "metad to know the new blockd's capacity", func() bool {
+	// The balancer sees what metad has from heartbeats (every 200 ms):
+	// the new blockd's capacity, and the others' use, which the files just
+	// written raised. Before that the cluster looks balanced and the first
+	// balancer has nothing to do.
+	var written int64
+	for _, data := range files {
+		written += int64(len(data)) * 3
+	}
+	waitFor(t, time.Minute, "metad to know every blockd's capacity and use", func() bool {
 		rep, err := cl.NS.Report(context.Background())
 		if err != nil {
 			t.Fatal(err)
 		}
-		heard := 0
+		heard, used := 0, int64(0)
 		for _, n := range rep.Nodes {
 			if n.Live && n.Capacity > 0 {
 				heard++
+				used += n.Used
 			}
 		}
-		return heard == 4
+		return heard == 4 && used >= written
 	})
 
 	logPath := filepath.Join(c.LogDir(), "balancer1.log")

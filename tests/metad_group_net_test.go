@@ -185,20 +185,7 @@ func TestMetadGroupNetFailover(t *testing.T) {
 		g.Stop(t, i)
 	}
 	for i := range g.Size() {
-		out := cluster.Exec(t, cluster.Binary(t), "metad", "check", "--data", g.MemberDir(i))
-		if out.Code != 0 {
-			t.Fatalf("metad check metad%d: exit %d\n%s%s", i, out.Code, out.Stdout, out.Stderr)
-		}
-		d := ""
-		for _, l := range strings.Split(out.Stdout, "\n") {
-			if v, ok := strings.CutPrefix(l, "Namespace digest:\t"); ok {
-				d = v
-			}
-		}
-		if d == "" {
-			t.Fatalf("metad check metad%d printed no digest:\n%s", i, out.Stdout)
-		}
-		digests = append(digests, d)
+		digests = append(digests, memberDigest(t, g, i))
 	}
 	t.Logf("namespace digests: %v", digests)
 	if len(slices.Compact(slices.Clone(digests))) != 1 {

@@ -300,20 +300,7 @@ func TestMetadGroupFailover(t *testing.T) {
 	g.Stop(t, third)
 	var digests []string
 	for _, i := range []int{lone, fourth, fifth, (lone + 2) % 3} {
-		out := cluster.Exec(t, cluster.Binary(t), "metad", "check", "--data", g.MemberDir(i))
-		if out.Code != 0 {
-			t.Fatalf("metad check metad%d: exit %d\n%s%s", i, out.Code, out.Stdout, out.Stderr)
-		}
-		d := ""
-		for _, l := range strings.Split(out.Stdout, "\n") {
-			if v, ok := strings.CutPrefix(l, "Namespace digest:\t"); ok {
-				d = v
-			}
-		}
-		if d == "" {
-			t.Fatalf("metad check metad%d printed no digest:\n%s", i, out.Stdout)
-		}
-		digests = append(digests, d)
+		digests = append(digests, memberDigest(t, g, i))
 	}
 	t.Logf("namespace digests: %v", digests)
 	if len(slices.Compact(slices.Clone(digests))) != 1 {
@@ -362,4 +349,21 @@ func refusedOnRaftPort(t *testing.T, g *cluster.Group, i int) {
 		t.Fatalf("an admin certificate on the Raft port: read gave %v, want the handshake refused", err)
 	}
 	t.Logf("an admin certificate on the Raft port: %v", err)
+}
+
+// memberDigest is the namespace digest `cairn metad check` prints for
+// member i's store (the member stopped).
+func memberDigest(t *testing.T, g *cluster.Group, i int) string {
+	t.Helper()
+	out := cluster.Exec(t, cluster.Binary(t), "metad", "check", "--data", g.MemberDir(i))
+	if out.Code != 0 {
+		t.Fatalf("metad check metad%d: exit %d\n%s%s", i, out.Code, out.Stdout, out.Stderr)
+	}
+	for _, l := range strings.Split(out.Stdout, "\n") {
+		if v, ok := strings.CutPrefix(l, "Namespace digest:\t"); ok {
+			return v
+		}
+	}
+	t.Fatalf("metad check metad%d printed no digest:\n%s", i, out.Stdout)
+	return ""
 }

@@ -104,13 +104,21 @@ func (m *Metad) Join(ctx context.Context, token string, csr []byte) ([]byte, []b
 	}
 	err = m.mutate(ctx, func(b *pebble.Batch) error {
 		k := joinTokenKey(jt.ID)
+		used := false
 		if _, err := m.st.get(k); err == nil {
-			return cairn.E(op, cairn.KindPermission, "", fmt.Sprintf("join token %s was used already: a token works once; ask an admin for a new one", jt.IDString()))
+			used = true
 		} else if !isNotFound(err) {
 			return err
 		}
+		// Made again after a failover lost its answer, the token was
+		// used by this very call: the peer gets a certificate for its
+		// request, recorded in place of the one the first run signed.
+		replayed := used && callReplayed(ctx)
+		if used && !replayed {
+			return cairn.E(op, cairn.KindPermission, "", fmt.Sprintf("join token %s was used already: a token works once; ask an admin for a new one", jt.IDString()))
+		}
 		if p.Role == trust.RoleBlockd {
-			if err := m.recordBlockdCert(b, op, p.Name, jt.Name != "", der, now); err != nil {
+			if err := m.recordBlockdCert(b, op, p.Name, jt.Name != "" || replayed, der, now); err != nil {
 				return err
 			}
 		}

@@ -387,3 +387,16 @@ func copyDir(t testing.TB, src, dst string) {
 		}
 	}
 }
+
+// Exited waits up to timeout for member i to exit by itself (at a crash
+// point, say), counts that exit as expected, and reports whether it
+// exited.
+func (g *Group) Exited(t testing.TB, i int, timeout time.Duration) bool {
+	t.Helper()
+	p := g.members[i].proc
+	if !p.waitExit(timeout) {
+		return false
+	}
+	p.accounted.Store(true)
+	return true
+}

@@ -2,6 +2,8 @@ package metad
 
 import (
 	"context"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -9,6 +11,8 @@ import (
 
 	"cairn"
 	"cairn/rpc"
+	"cairn/rpc/pb"
+	"cairn/trust"
 )
 
 // answeredLog waits until the answers of calls 1..n are in m's log and
@@ -184,6 +188,58 @@ func TestReplayedCallsAnswerAsFirstRun(t *testing.T) {
 		}
 		if bl := blocksOf(n, "/a"); len(bl) != 0 {
 			t.Fatalf("/a has %d blocks, want 0", len(bl))
+		}
+	})
+}
+
+// A Join made again after a failover lost its answer finds its token
+// used by its own first run: it gets a certificate (recorded in place of
+// the first, even for a token that names no storage ID); the same token
+// in a new call is refused as before.
+func TestJoinReplayedGetsACertificate(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "meta")
+	if _, err := Format(dir, false); err != nil {
+		t.Fatal(err)
+	}
+	m := openTrusted(t, dir)
+	defer func() { _ = m.Close() }()
+	ctx := context.Background()
+	tok, _, err := m.IssueJoinToken(ctx, trust.RoleBlockd, "", time.Hour)
+	must(t, err)
+	key, _ := trust.NewKey()
+	csr, _ := trust.NewCSR(key, trust.Peer{Role: trust.RoleBlockd, Name: "DS-1"})
+	_, _, err = m.Join(ctx, tok, csr)
+	must(t, err)
+	again := withPendingCall(ctx, &pendingCall{method: pb.Trust_Join_FullMethodName, replay: true})
+	cert, ca, err := m.Join(again, tok, csr)
+	if err != nil {
+		t.Fatalf("Join made again after its answer was lost: %v", err)
+	}
+	if _, err := trust.SaveCreds(filepath.Join(t.TempDir(), "c"), key, cert, ca); err != nil {
+		t.Fatalf("the certificate of the Join made again does not fit the key and CA: %v", err)
+	}
+	if _, _, err := m.Join(ctx, tok, csr); err == nil || !strings.Contains(err.Error(), "used already") {
+		t.Fatalf("the token in a new call: %v, want used already", err)
+	}
+}
+
+// FuzzParseCrashPoint: CAIRN_CRASH never panics its parser, and what it
+// takes names a method, a count from 1 and a mark as given.
+func FuzzParseCrashPoint(f *testing.F) {
+	f.Add("before-answer:AddBlock:3:/tmp/mark")
+	f.Add("before-answer:Complete:1")
+	f.Add("before-answer::0:")
+	f.Add("after:AddBlock:x")
+	f.Fuzz(func(t *testing.T, v string) {
+		c, err := parseCrashPoint(v)
+		if err != nil {
+			return
+		}
+		if c.n < 1 || !strings.HasPrefix(c.method, "/") || strings.Contains(c.method[1:], "/") || c.method == "/" {
+			t.Fatalf("%q parsed to %+v", v, c)
+		}
+		if want := "before-answer:" + c.method[1:] + ":"; !strings.HasPrefix(v, want) {
+			t.Fatalf("%q parsed to method %q", v, c.method)
 		}
 	})
 }

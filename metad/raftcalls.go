@@ -33,8 +33,10 @@ import (
 // A leader that dies between the two entries leaves the call applied
 // but its answer unknown: the new leader runs such a call made again
 // once more, telling it that its change was applied already
-// (callReplayed), so a create answers with the file it made rather than
-// "file exists" (Create).
+// (callReplayed), so it answers as its first run did: a create with the
+// file it made rather than "file exists" (Create), an AddBlock with the
+// block it allocated (retriedBlock), a call of replayedDone success
+// without running. docs/ARCHITECTURE.md has the table of every call.
 //
 // Bound: the entries live in memory, at most RetryCacheSize answers for
 // RetryCacheExpiry each, as on a single metad. A restarted member fills

@@ -26,7 +26,8 @@ import (
 //     leader, which accepts the old one's delegation token;
 //   - a follower's WebHDFS answers 403 StandbyException naming the new
 //     leader, also for a CREATE (no redirect), as an HDFS standby;
-//   - fsspec, a client given one address, works through the gateway.
+//   - fsspec, a client given one address, works through the gateway;
+//   - with no majority left, the gateway answers StandbyException.
 func TestWebHDFSGroupFailover(t *testing.T) {
 	g := cluster.StartGroup(t, cluster.GroupConfig{Blockds: 2, Replication: 2})
 	leader := g.WaitLeader(t, -1, 30*time.Second)
@@ -107,6 +108,17 @@ func TestWebHDFSGroupFailover(t *testing.T) {
 
 	// A client given one address works through the gateway.
 	whFsspec(t, w, gw, "", "/w/fsspec")
+
+	// No majority: the gateway gives up after client.FailoverTimeout with
+	// a StandbyException, 503 from a member it could not reach last, 403
+	// from one that knows no leader (docs/WEBHDFS.md).
+	g.Kill(t, next)
+	body, code := w.curl(t, w.url(gw, "/w/before", "GETFILESTATUS"))
+	var re struct{ RemoteException map[string]string }
+	if err := json.Unmarshal([]byte(body), &re); err != nil || (code != "503" && code != "403") || re.RemoteException["exception"] != "StandbyException" {
+		t.Fatalf("GETFILESTATUS through httpfs with one member of three: HTTP %s %s (%v), want 503 or 403 StandbyException", code, body, err)
+	}
+	t.Logf("with one member of three, httpfs answers HTTP %s: %s", code, re.RemoteException["message"])
 }
 
 // whBody is n lines of line, the last without its newline (whAuth.curl

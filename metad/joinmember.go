@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -67,7 +68,7 @@ func (m *Metad) JoinMetad(ctx context.Context, token, member string) (rpc.Member
 	if in, err := m.rep.hasMember(member); err != nil {
 		return rpc.MemberKit{}, &cairn.Error{Op: op, Kind: cairn.KindUnavailable, Err: err}
 	} else if in {
-		return rpc.MemberKit{}, cairn.E(op, cairn.KindExist, member, fmt.Sprintf("%s is a member of the group already: to replace it (its data directory lost), remove it first: cairn admin -remove-metad %s", member, member))
+		return rpc.MemberKit{}, cairn.E(op, cairn.KindPermission, "", fmt.Sprintf("%s is a member of the group already: to replace it (its data directory lost), remove it first: cairn admin -remove-metad %s", member, member))
 	}
 	kit, err := m.memberKit()
 	if err != nil {
@@ -122,6 +123,19 @@ func (rep *replica) hasMember(id string) (bool, error) {
 		}
 	}
 	return false, nil
+}
+
+// joinTargets are the members a new member asks to add it: those of
+// --join, then the other members of --peers (a client given several
+// follows the leader a follower names), comma-separated.
+func joinTargets(rc RaftConfig) string {
+	var out []string
+	for _, a := range append(strings.Split(rc.Join, ","), rc.Peers...) {
+		if a = strings.TrimSpace(a); a != "" && a != rc.Self && !slices.Contains(out, a) {
+			out = append(out, a)
+		}
+	}
+	return strings.Join(out, ",")
 }
 
 // fetchMemberKit readies dir, the data directory of a new member self,

@@ -308,7 +308,7 @@ func serve(ctx context.Context, log *zap.Logger, dir string, format, force bool,
 		defer m.rep.stop() // before the store closes (deferred above)
 		if rc.Join != "" {
 			wg.Add(1)
-			go func() { defer wg.Done(); m.rep.join(bg, rc.Join, m.self) }()
+			go func() { defer wg.Done(); m.rep.join(bg, joinTargets(rc), m.self) }()
 		}
 	}
 	wg.Add(4)

@@ -5,12 +5,14 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"slices"
 	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 
 	"cairn"
 	"cairn/rpc/pb"
@@ -265,14 +267,18 @@ func FetchMemberKit(ctx context.Context, addrs []string, token, member string) (
 	pause := 200 * time.Millisecond
 	for {
 		var last error
-		for _, a := range addrs {
-			k, err := fetchKit(ctx, a, jt.CAFingerprint(), token, member)
+		for i := 0; i < len(addrs); i++ {
+			a := addrs[i]
+			k, leader, err := fetchKit(ctx, a, jt.CAFingerprint(), token, member)
 			if err == nil {
 				return k, nil
 			}
 			var wrong *wrongCluster
 			if errors.As(err, &wrong) || !errors.Is(err, cairn.ErrNotLeader) && !errors.Is(err, cairn.ErrUnavailable) {
 				return MemberKit{}, fmt.Errorf("join the metad group at %s: %w", a, err)
+			}
+			if leader != "" && trust.ValidMemberAddr(leader) == nil && !slices.Contains(addrs, leader) {
+				addrs = append(addrs, leader) // a follower named the leader
 			}
 			last = fmt.Errorf("%s: %w", a, err)
 		}
@@ -290,7 +296,13 @@ type wrongCluster struct{ err error }
 
 func (w *wrongCluster) Error() string { return w.err.Error() }
 
-func fetchKit(ctx context.Context, addr, fingerprint, token, member string) (MemberKit, error) {
+// leaderTrailer is the gRPC trailer in which a follower of a metad group
+// names the leader (metad.LeaderTrailer, not imported).
+const leaderTrailer = "cairn-leader"
+
+// fetchKit asks the member at addr; when it refuses as a follower, it
+// returns the leader it names too.
+func fetchKit(ctx context.Context, addr, fingerprint, token, member string) (MemberKit, string, error) {
 	var ca *x509.Certificate
 	var refused atomic.Pointer[wrongCluster]
 	cfg := trust.JoinConfig(fingerprint, func(c *x509.Certificate) { ca = c })
@@ -304,20 +316,25 @@ func fetchKit(ctx context.Context, addr, fingerprint, token, member string) (Mem
 	}
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
 	if err != nil {
-		return MemberKit{}, fmt.Errorf("metad %s: %w", addr, err)
+		return MemberKit{}, "", fmt.Errorf("metad %s: %w", addr, err)
 	}
 	defer conn.Close()
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	k, err := NewTrustClient(conn).JoinMetad(cctx, token, member)
+	var md metadata.MD
+	r, err := pb.NewTrustClient(conn).JoinMetad(cctx, &pb.JoinMetadRequest{Token: token, Member: member}, grpc.Trailer(&md))
 	if w := refused.Load(); w != nil {
-		return MemberKit{}, w
+		return MemberKit{}, "", w
 	}
 	if err != nil {
-		return MemberKit{}, err
+		leader := ""
+		if v := md.Get(leaderTrailer); len(v) == 1 {
+			leader = v[0]
+		}
+		return MemberKit{}, leader, fromStatus("rpc.JoinMetad", err)
 	}
-	if ca == nil || string(ca.Raw) != string(k.CA.Cert) {
-		return MemberKit{}, &wrongCluster{errors.New("the member answered with a CA other than its handshake's")}
+	if ca == nil || string(ca.Raw) != string(r.CaCert) {
+		return MemberKit{}, "", &wrongCluster{errors.New("the member answered with a CA other than its handshake's")}
 	}
-	return k, nil
+	return MemberKit{CA: trust.CAMaterial{Cert: r.CaCert, Key: r.CaKey, JoinKey: r.JoinKey}, Version: r.Version, Revoked: r.Revoked}, "", nil
 }

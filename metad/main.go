@@ -196,12 +196,11 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	if *joinToken != "" {
-		members, err := ParsePeers(*join)
-		if err != nil {
+		if _, err := ParsePeers(*join); err != nil {
 			return daemon.Usage(stderr, "cairn metad", "--join: "+err.Error())
 		}
 		fctx, cancel := context.WithTimeout(ctx, joinKitTimeout)
-		err = fetchMemberKit(fctx, log, *dir, members, raftCfg.Self, *joinToken)
+		err := fetchMemberKit(fctx, log, *dir, strings.Split(joinTargets(*raftCfg), ","), raftCfg.Self, *joinToken)
 		cancel()
 		if err != nil {
 			log.Error("join the metad group", zap.Error(err))

@@ -93,6 +93,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	debug := fl.Bool("debug", false, "log at debug level")
 	fl.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: cairn metad --data DIR [--format [--force] | --restore CKPT [--force]] [--listen :9000] [--http :9870]\n"+
+			"       cairn metad --data DIR --peers HOST:PORT,... [--format | --convert | --join HOST:PORT,... [--join-token TOKEN]]\n"+
 			"       cairn metad check --data DIR\n\nThe metadata daemon: keeps the namespace in Pebble and tells clients where blocks live.\n"+
 			"'check' checks a stopped metad's data directory, or a checkpoint, offline.\n\n")
 		fl.PrintDefaults()

@@ -90,6 +90,9 @@ func (m *Metad) Join(ctx context.Context, token string, csr []byte) ([]byte, []b
 	case err != nil:
 		return nil, nil, cairn.E(op, cairn.KindInvalid, "", err.Error())
 	}
+	if jt.Role == trust.RoleMetad {
+		return nil, nil, cairn.E(op, cairn.KindPermission, "", "a join token of role metad is for a new member of the metad group (metad --join-token), not for a certificate")
+	}
 	req, p, err := trust.ParseCSR(csr)
 	if err != nil {
 		return nil, nil, cairn.E(op, cairn.KindInvalid, "", err.Error())

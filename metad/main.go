@@ -84,6 +84,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	peers := fl.String("peers", "", "make this metad a member of a group replicated through Raft: the members' RPC addresses, HOST:PORT,... (this one among them); each member's Raft transport listens on its RPC port + 1. With --format, the group starts with these members")
 	self := fl.String("self", "", "with --peers: this member's address as listed there (default: the one matching --listen)")
 	join := fl.String("join", "", "with --peers, on a new member: ask the group at these addresses (HOST:PORT,...) to add this metad; instead of cairn admin -add-metad")
+	joinToken := fl.String("join-token", "", "with --join, on a new member's empty data directory: a join token of role metad naming this member (cairn admin -join-token --role metad --name HOST:PORT), with which it gets the cluster CA and VERSION from the group")
+	convert := fl.Bool("convert", false, "with --peers: make this single metad, with its namespace, the first member of a new group, alone; the others then join it (--join). Once; ignored by a member")
 	election := fl.Duration("election-timeout", DefaultElectionTimeout, "with --peers: a follower that hears no leader this long stands for election")
 	snapEvery := fl.Uint64("snapshot-threshold", 0, "with --peers: entries between two snapshots of the store (0: 8192)")
 	snapCheck := fl.Duration("snapshot-interval", 0, "with --peers: how often to look whether a snapshot is due (0: 2m)")
@@ -91,6 +93,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	debug := fl.Bool("debug", false, "log at debug level")
 	fl.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: cairn metad --data DIR [--format [--force] | --restore CKPT [--force]] [--listen :9000] [--http :9870]\n"+
+			"       cairn metad --data DIR --peers HOST:PORT,... [--format | --convert | --join HOST:PORT,... [--join-token TOKEN]]\n"+
 			"       cairn metad check --data DIR\n\nThe metadata daemon: keeps the namespace in Pebble and tells clients where blocks live.\n"+
 			"'check' checks a stopped metad's data directory, or a checkpoint, offline.\n\n")
 		fl.PrintDefaults()
@@ -159,10 +162,19 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		if *join != "" && *format {
 			return daemon.Usage(stderr, "cairn metad", "--join is for a new member of a group formatted elsewhere: it excludes --format")
 		}
-		raftCfg = &RaftConfig{Self: me, Peers: ps, Bootstrap: *format, Listen: *listen, ElectionTimeout: *election, Join: *join,
+		if *convert && (*format || *join != "") {
+			return daemon.Usage(stderr, "cairn metad", "--convert keeps this metad's namespace and starts a group with it: it excludes --format and --join")
+		}
+		if *joinToken != "" && *join == "" {
+			return daemon.Usage(stderr, "cairn metad", "--join-token goes with --join: the members to get the cluster's keys from")
+		}
+		if *joinToken != "" && *insecureFlag {
+			return daemon.Usage(stderr, "cairn metad", "--join-token needs the cluster CA: an --insecure member gets VERSION copied from another member instead")
+		}
+		raftCfg = &RaftConfig{Self: me, Peers: ps, Bootstrap: *format || *convert, Convert: *convert, Listen: *listen, ElectionTimeout: *election, Join: *join,
 			SnapshotThreshold: *snapEvery, SnapshotInterval: *snapCheck, TrailingLogs: *trailing}
-	} else if explicitlySet(fl, "self") || *join != "" || explicitlySet(fl, "election-timeout") || *snapEvery > 0 || *snapCheck > 0 || *trailing > 0 {
-		return daemon.Usage(stderr, "cairn metad", "--self, --join, --election-timeout, --snapshot-threshold, --snapshot-interval and --trailing-logs go with --peers")
+	} else if explicitlySet(fl, "self") || *join != "" || *joinToken != "" || *convert || explicitlySet(fl, "election-timeout") || *snapEvery > 0 || *snapCheck > 0 || *trailing > 0 {
+		return daemon.Usage(stderr, "cairn metad", "--self, --join, --join-token, --convert, --election-timeout, --snapshot-threshold, --snapshot-interval and --trailing-logs go with --peers")
 	}
 	if *trashMin < 0 {
 		return daemon.Usage(stderr, "cairn metad", "--trash-interval must be 0 (off) or a positive number of minutes")
@@ -182,6 +194,19 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 				fmt.Fprintln(stderr, err)
 				return 2
 			}
+		}
+	}
+	if *joinToken != "" {
+		if _, err := ParsePeers(*join); err != nil {
+			return daemon.Usage(stderr, "cairn metad", "--join: "+err.Error())
+		}
+		fctx, cancel := context.WithTimeout(ctx, joinKitTimeout)
+		err := fetchMemberKit(fctx, log, *dir, strings.Split(joinTargets(*raftCfg), ","), raftCfg.Self, *joinToken)
+		cancel()
+		if err != nil {
+			log.Error("join the metad group", zap.Error(err))
+			fmt.Fprintf(stderr, "cairn metad: %v\n", err)
+			return 1
 		}
 	}
 	if err := serve(ctx, log, *dir, *format, *force, *listen, *httpAddr, *addrFile, Config{
@@ -243,7 +268,7 @@ func serve(ctx context.Context, log *zap.Logger, dir string, format, force bool,
 	}
 	if cfg.Raft != nil && !insecure && !format {
 		if _, err := os.Stat(filepath.Join(dir, trust.CADir)); err != nil {
-			return fmt.Errorf("a member of a metad group shares the cluster CA: copy %s (and VERSION) from the data directory of the member formatted with --peers: %w", trust.CADir, err)
+			return fmt.Errorf("a member of a metad group shares the cluster CA: start a new member with --join LIST --join-token TOKEN (cairn admin -join-token --role metad --name %s), or copy %s and VERSION from a member's data directory: %w", cfg.Raft.Self, trust.CADir, err)
 		}
 	}
 	start := time.Now()
@@ -283,7 +308,7 @@ func serve(ctx context.Context, log *zap.Logger, dir string, format, force bool,
 		defer m.rep.stop() // before the store closes (deferred above)
 		if rc.Join != "" {
 			wg.Add(1)
-			go func() { defer wg.Done(); m.rep.join(bg, rc.Join, m.self) }()
+			go func() { defer wg.Done(); m.rep.join(bg, joinTargets(rc), m.self) }()
 		}
 	}
 	wg.Add(4)

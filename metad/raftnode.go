@@ -61,6 +61,11 @@ type RaftConfig struct {
 	// Join, on a new member, lists the group's members to ask to add
 	// this one (--join).
 	Join string
+	// Convert makes the single metad whose store this is the first
+	// member of a new group, alone, keeping its store (--convert): the
+	// others join it. It implies Bootstrap; Peers are then only where
+	// clients and joiners look.
+	Convert bool
 	// Listen is the RPC listen address (--listen); the Raft transport
 	// listens on its host at RaftPortOffset above its port.
 	Listen          string
@@ -189,6 +194,9 @@ type replica struct {
 // startReplica starts this metad's Raft member on its store.
 func (m *Metad) startReplica(rc RaftConfig) error {
 	dir := filepath.Join(m.cfg.Dir, raftDir)
+	if err := m.checkRaftStart(rc, dir); err != nil {
+		return err
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("raft: %w", err)
 	}
@@ -254,9 +262,16 @@ func (m *Metad) startReplica(rc RaftConfig) error {
 			_ = logs.close()
 			return fmt.Errorf("raft: %w", err)
 		}
+		if has && rc.Convert {
+			m.log.Info("--convert: this metad is a member of a group already; nothing to convert", zap.String("self", rc.Self))
+		}
 		if !has {
 			var c raft.Configuration
-			for _, p := range rc.Peers {
+			first := rc.Peers
+			if rc.Convert {
+				first = []string{rc.Self} // the others join it
+			}
+			for _, p := range first {
 				a, _ := RaftAddr(p) // ParsePeers checked them
 				c.Servers = append(c.Servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(p), Address: raft.ServerAddress(a)})
 			}
@@ -265,7 +280,7 @@ func (m *Metad) startReplica(rc RaftConfig) error {
 				_ = logs.close()
 				return fmt.Errorf("raft bootstrap: %w", err)
 			}
-			m.log.Info("metad group bootstrapped", zap.Strings("members", rc.Peers))
+			m.log.Info("metad group bootstrapped", zap.Strings("members", first), zap.Bool("converted", rc.Convert))
 		}
 	}
 	r, err := raft.NewRaft(conf, fsm, logs, logs, snaps, trans)
@@ -429,7 +444,8 @@ func (rep *replica) becomeLeader() {
 var errNoNamespace = errors.New("this member holds no namespace yet (it was not the one formatted)")
 
 // seed proposes this member's whole store as the log's first command: the
-// formatted member's namespace, which every other member starts from.
+// namespace of the member formatted or converted (convert.go), which every
+// other member starts from.
 func (rep *replica) seed() error {
 	st := rep.m.st
 	if _, err := st.get(layoutKey); err != nil {
@@ -445,7 +461,7 @@ func (rep *replica) seed() error {
 		return err
 	}
 	for it.First(); it.Valid(); it.Next() {
-		if k := it.Key(); len(k) > 0 && nameSpaceKey(k) {
+		if k := it.Key(); len(k) > 0 && seedKey(k) {
 			_ = b.Set(k, it.Value(), nil)
 		}
 	}
@@ -459,11 +475,11 @@ func (rep *replica) seed() error {
 	return nil
 }
 
-// nameSpaceKey reports whether k is part of the namespace (the seed, and
-// check's digest): everything but the records outside it (block token
-// keys, used join tokens, delegation tokens, blockd certificates, admin
-// states: replicated through the log too, raftkept.go, but a formatted
-// store has none worth seeding) and the applied index.
+// nameSpaceKey reports whether k is part of the namespace (check's
+// digest): everything but the records outside it (block token keys, used
+// join tokens, delegation tokens, blockd certificates, admin states:
+// replicated through the log too, raftkept.go, and in the seed) and the
+// applied index.
 func nameSpaceKey(k []byte) bool {
 	switch k[0] {
 	case prefixCounter, prefixInode, prefixEntry, prefixFile, prefixBlock, prefixXattr, prefixWriting, prefixOrphan, prefixLink:

@@ -24,7 +24,8 @@ import (
 //   - Namespace RPCs: a mount, a user or an admin. Report, Checkpoint,
 //     SetNodeAdmin, RefreshNodes and Balance,
 //     and Trust's IssueJoinToken and IssueUILink: an admin only.
-//   - Trust's Join: anyone: the join token in the request authenticates it.
+//   - Trust's Join and JoinMetad: anyone: the join token in the request
+//     authenticates it.
 //     RenewCert: any certificate, for its own peer. DataTransfer and
 //     ServerDefaults: any certificate. IssueUILink: an admin only.
 //
@@ -83,7 +84,7 @@ const NoCertificate = "no client certificate from this cluster's CA: a blockd or
 func (a *Auth) authorize(ctx context.Context, method string, req any) (context.Context, error) {
 	op := "metad " + method[strings.LastIndexByte(method, '/')+1:]
 	p, leaf, ok := tlsPeer(ctx)
-	if method == pb.Trust_Join_FullMethodName {
+	if method == pb.Trust_Join_FullMethodName || method == pb.Trust_JoinMetad_FullMethodName {
 		return ctx, nil
 	}
 	if !ok {

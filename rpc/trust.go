@@ -3,13 +3,18 @@ package rpc
 import (
 	"context"
 	"crypto/x509"
+	"errors"
 	"fmt"
+	"slices"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 
+	"cairn"
 	"cairn/rpc/pb"
 	"cairn/trust"
 )
@@ -32,6 +37,19 @@ type TrustService interface {
 	// ServerDefaults is HDFS's getServerDefaults: how long the trash
 	// keeps deleted paths (metad --trash-interval; 0: trash is off).
 	ServerDefaults(ctx context.Context) (trashInterval time.Duration, err error)
+	// JoinMetad hands the new member of a metad group that token (a join
+	// token of role metad) names, member, what a member holds; once per
+	// token, and only while member is not in the group already.
+	JoinMetad(ctx context.Context, token, member string) (MemberKit, error)
+}
+
+// MemberKit is what a new member of a metad group gets from the group:
+// the cluster CA's keys, the fields of the data directory's VERSION
+// (the namespace ID), and the revocation list.
+type MemberKit struct {
+	CA      trust.CAMaterial
+	Version map[string]string
+	Revoked []byte
 }
 
 // RegisterTrust serves t on s.
@@ -88,6 +106,14 @@ func (s *trustServer) IssueUILink(ctx context.Context, r *pb.UILinkRequest) (*pb
 		return nil, toStatus(err)
 	}
 	return &pb.UILinkReply{Token: tok, ExpiryUnix: exp.Unix(), HttpAddr: addr}, nil
+}
+
+func (s *trustServer) JoinMetad(ctx context.Context, r *pb.JoinMetadRequest) (*pb.JoinMetadReply, error) {
+	k, err := s.t.JoinMetad(ctx, r.Token, r.Member)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &pb.JoinMetadReply{CaCert: k.CA.Cert, CaKey: k.CA.Key, JoinKey: k.CA.JoinKey, Version: k.Version, Revoked: k.Revoked}, nil
 }
 
 // TrustClient is the remote stub of TrustService.
@@ -147,6 +173,15 @@ func (t *TrustClient) IssueUILink(ctx context.Context, ttl time.Duration) (strin
 		return "", time.Time{}, "", fromStatus("rpc.IssueUILink", err)
 	}
 	return r.Token, time.Unix(r.ExpiryUnix, 0), r.HttpAddr, nil
+}
+
+// JoinMetad asks for a new member's kit (TrustService.JoinMetad).
+func (t *TrustClient) JoinMetad(ctx context.Context, token, member string) (MemberKit, error) {
+	r, err := t.c.JoinMetad(ctx, &pb.JoinMetadRequest{Token: token, Member: member})
+	if err != nil {
+		return MemberKit{}, fromStatus("rpc.JoinMetad", err)
+	}
+	return MemberKit{CA: trust.CAMaterial{Cert: r.CaCert, Key: r.CaKey, JoinKey: r.JoinKey}, Version: r.Version, Revoked: r.Revoked}, nil
 }
 
 // Fetch is a trust.Fetch that renews over t.
@@ -211,4 +246,95 @@ func Join(ctx context.Context, addr, token string, want trust.Peer, dir string) 
 		return nil, fmt.Errorf("join: %w", err)
 	}
 	return c, nil
+}
+
+// FetchMemberKit gets a new metad group member's kit with a join token
+// of role metad naming member: it asks each of addrs in turn (the leader
+// answers; a follower refuses, naming it), over TLS that verifies the
+// member asked against the CA fingerprint in the token, again until one
+// answers, one refuses the token, or ctx ends.
+func FetchMemberKit(ctx context.Context, addrs []string, token, member string) (MemberKit, error) {
+	jt, _, _, err := trust.ParseJoinToken(token)
+	if err != nil {
+		return MemberKit{}, fmt.Errorf("join the metad group: %w", err)
+	}
+	if jt.Role != trust.RoleMetad {
+		return MemberKit{}, fmt.Errorf("join the metad group: the token is for a %s, not a metad (cairn admin -join-token --role metad --name %s)", jt.Role, member)
+	}
+	if jt.Name != member {
+		return MemberKit{}, fmt.Errorf("join the metad group: the token is for member %s, this metad is %s", jt.Name, member)
+	}
+	pause := 200 * time.Millisecond
+	for {
+		var last error
+		for i := 0; i < len(addrs); i++ {
+			a := addrs[i]
+			k, leader, err := fetchKit(ctx, a, jt.CAFingerprint(), token, member)
+			if err == nil {
+				return k, nil
+			}
+			var wrong *wrongCluster
+			if errors.As(err, &wrong) || !errors.Is(err, cairn.ErrNotLeader) && !errors.Is(err, cairn.ErrUnavailable) {
+				return MemberKit{}, fmt.Errorf("join the metad group at %s: %w", a, err)
+			}
+			if leader != "" && trust.ValidMemberAddr(leader) == nil && !slices.Contains(addrs, leader) {
+				addrs = append(addrs, leader) // a follower named the leader
+			}
+			last = fmt.Errorf("%s: %w", a, err)
+		}
+		select {
+		case <-ctx.Done():
+			return MemberKit{}, fmt.Errorf("join the metad group: no leader answered (last: %v): %w", last, ctx.Err())
+		case <-time.After(pause):
+		}
+		pause = min(2*pause, 2*time.Second)
+	}
+}
+
+// wrongCluster is a handshake with a member whose CA is not the token's.
+type wrongCluster struct{ err error }
+
+func (w *wrongCluster) Error() string { return w.err.Error() }
+
+// leaderTrailer is the gRPC trailer in which a follower of a metad group
+// names the leader (metad.LeaderTrailer, not imported).
+const leaderTrailer = "cairn-leader"
+
+// fetchKit asks the member at addr; when it refuses as a follower, it
+// returns the leader it names too.
+func fetchKit(ctx context.Context, addr, fingerprint, token, member string) (MemberKit, string, error) {
+	var ca *x509.Certificate
+	var refused atomic.Pointer[wrongCluster]
+	cfg := trust.JoinConfig(fingerprint, func(c *x509.Certificate) { ca = c })
+	verify := cfg.VerifyPeerCertificate
+	cfg.VerifyPeerCertificate = func(raw [][]byte, chains [][]*x509.Certificate) error {
+		err := verify(raw, chains)
+		if err != nil {
+			refused.Store(&wrongCluster{err})
+		}
+		return err
+	}
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
+	if err != nil {
+		return MemberKit{}, "", fmt.Errorf("metad %s: %w", addr, err)
+	}
+	defer conn.Close()
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	var md metadata.MD
+	r, err := pb.NewTrustClient(conn).JoinMetad(cctx, &pb.JoinMetadRequest{Token: token, Member: member}, grpc.Trailer(&md))
+	if w := refused.Load(); w != nil {
+		return MemberKit{}, "", w
+	}
+	if err != nil {
+		leader := ""
+		if v := md.Get(leaderTrailer); len(v) == 1 {
+			leader = v[0]
+		}
+		return MemberKit{}, leader, fromStatus("rpc.JoinMetad", err)
+	}
+	if ca == nil || string(ca.Raw) != string(r.CaCert) {
+		return MemberKit{}, "", &wrongCluster{errors.New("the member answered with a CA other than its handshake's")}
+	}
+	return MemberKit{CA: trust.CAMaterial{Cert: r.CaCert, Key: r.CaKey, JoinKey: r.JoinKey}, Version: r.Version, Revoked: r.Revoked}, "", nil
 }

@@ -21,6 +21,8 @@ func FuzzParseJoinToken(f *testing.F) {
 	}
 	tok, _, _ := ca.NewJoinToken(RoleUser, "alice", time.Hour)
 	f.Add(tok)
+	tok, _, _ = ca.NewJoinToken(RoleMetad, "[::1]:9000", time.Hour)
+	f.Add(tok)
 	f.Add("cairnjoin1.")
 	f.Add("cairnjoin1.AQ")
 	f.Fuzz(func(t *testing.T, s string) {
@@ -28,7 +30,7 @@ func FuzzParseJoinToken(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if jt.Role == RoleMetad || jt.Name != "" && ValidName(jt.Name) != nil {
+		if jt.Role == RoleMetad && ValidMemberAddr(jt.Name) != nil || jt.Role != RoleMetad && jt.Name != "" && ValidName(jt.Name) != nil {
 			t.Fatalf("accepted %+v", jt)
 		}
 		_, _ = ca.VerifyJoinToken(s, time.Now())

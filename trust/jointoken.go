@@ -23,7 +23,9 @@ import (
 // of every byte before it. The CA fingerprint is what the joiner checks
 // metad's certificate chain against, so the token is all a joiner needs.
 // An empty name lets the joiner name itself (a blockd its storage ID, a
-// mount its host). metad records the ID of each token used, durably, and
+// mount its host). A token of role metad names the new member's address
+// in its group (ValidMemberAddr): it hands over the cluster CA's keys
+// (member.go). metad records the ID of each token used, durably, and
 // refuses it a second time.
 
 const (
@@ -62,16 +64,14 @@ func (t JoinToken) CAFingerprint() string { return hex.EncodeToString(t.CA[:]) }
 // NewJoinToken makes a token for role (and name, when not empty) valid
 // for ttl.
 func (ca *CA) NewJoinToken(role Role, name string, ttl time.Duration) (string, JoinToken, error) {
-	if _, err := ParseRole(string(role)); err != nil || role == RoleMetad {
-		return "", JoinToken{}, fmt.Errorf("join token: role %q cannot join (want blockd, mount, user NAME, admin NAME)", role)
+	if _, err := ParseRole(string(role)); err != nil {
+		return "", JoinToken{}, fmt.Errorf("join token: role %q cannot join (want blockd, mount, user NAME, admin NAME, metad HOST:PORT)", role)
 	}
-	if (role == RoleUser || role == RoleAdmin) && name == "" {
+	if (role == RoleUser || role == RoleAdmin || role == RoleMetad) && name == "" {
 		return "", JoinToken{}, fmt.Errorf("join token: role %s needs a name", role)
 	}
-	if name != "" {
-		if err := ValidName(name); err != nil {
-			return "", JoinToken{}, fmt.Errorf("join token: %w", err)
-		}
+	if err := validTokenName(role, name); err != nil {
+		return "", JoinToken{}, fmt.Errorf("join token: %w", err)
 	}
 	if ttl <= 0 || ttl > MaxJoinTTL {
 		return "", JoinToken{}, fmt.Errorf("join token: lifetime %v out of range (0, %v]", ttl, MaxJoinTTL)
@@ -124,15 +124,28 @@ func ParseJoinToken(s string) (t JoinToken, body, mac []byte, err error) {
 		return t, nil, nil, fmt.Errorf("%w: truncated name or trailing bytes", ErrTokenMalformed)
 	}
 	t.Role, t.Name = Role(role), string(name)
-	if r, err := ParseRole(string(t.Role)); err != nil || r == RoleMetad {
+	if _, err := ParseRole(string(t.Role)); err != nil {
 		return t, nil, nil, fmt.Errorf("%w: role %q", ErrTokenMalformed, t.Role)
 	}
-	if t.Name != "" {
-		if err := ValidName(t.Name); err != nil {
-			return t, nil, nil, fmt.Errorf("%w: %v", ErrTokenMalformed, err)
-		}
+	if t.Role == RoleMetad && t.Name == "" {
+		return t, nil, nil, fmt.Errorf("%w: a metad token names no member", ErrTokenMalformed)
+	}
+	if err := validTokenName(t.Role, t.Name); err != nil {
+		return t, nil, nil, fmt.Errorf("%w: %v", ErrTokenMalformed, err)
 	}
 	return t, body, mac, nil
+}
+
+// validTokenName checks the name a token of role gives: a member address
+// for a metad, a peer name otherwise (empty: the joiner names itself).
+func validTokenName(role Role, name string) error {
+	switch {
+	case name == "":
+		return nil
+	case role == RoleMetad:
+		return ValidMemberAddr(name)
+	}
+	return ValidName(name)
 }
 
 func cutLen(p []byte) (v, rest []byte, ok bool) {

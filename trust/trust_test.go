@@ -207,8 +207,56 @@ func TestJoinTokens(t *testing.T) {
 	if _, _, err := ca.NewJoinToken(RoleUser, "", time.Hour); err == nil {
 		t.Errorf("a user token without a name was made")
 	}
-	if _, _, err := ca.NewJoinToken(RoleMetad, "x", time.Hour); err == nil {
-		t.Errorf("a metad token was made")
+	for _, name := range []string{"", "x", "host:0", "host:99999", ":9000", "a,b:9000", "a b:9000"} {
+		if _, _, err := ca.NewJoinToken(RoleMetad, name, time.Hour); err == nil {
+			t.Errorf("a metad token naming %q (not a member address) was made", name)
+		}
+	}
+	tok, made, err := ca.NewJoinToken(RoleMetad, "meta2.example:9000", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := ca.VerifyJoinToken(tok, time.Now()); err != nil || got != made || got.Name != "meta2.example:9000" {
+		t.Fatalf("a metad token: %+v, %v; want %+v", got, err, made)
+	}
+}
+
+// A new member of a metad group installs the CA material the group hands
+// it when it is the CA its token names, and writes nothing otherwise.
+func TestInstallCA(t *testing.T) {
+	ca, other := newCA(t), newCA(t)
+	mat, err := ca.Material()
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherMat, _ := other.Material()
+	for name, bad := range map[string]CAMaterial{
+		"another CA":         otherMat,
+		"another CA's key":   {Cert: mat.Cert, Key: otherMat.Key, JoinKey: mat.JoinKey},
+		"a short join key":   {Cert: mat.Cert, Key: mat.Key, JoinKey: mat.JoinKey[:8]},
+		"garbage":            {Cert: []byte("x"), Key: []byte("y")},
+		"a certificate only": {Cert: mat.Cert},
+	} {
+		dir := filepath.Join(t.TempDir(), "trust")
+		if _, err := InstallCA(dir, ca.Fingerprint(), bad); err == nil {
+			t.Errorf("%s: installed", name)
+		}
+		if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s: refused, but %s was made (%v)", name, dir, err)
+		}
+	}
+	dir := filepath.Join(t.TempDir(), "trust")
+	got, err := InstallCA(dir, ca.Fingerprint(), mat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Fingerprint() != ca.Fingerprint() || string(got.JoinKey) != string(ca.JoinKey) {
+		t.Fatalf("installed CA %s, want %s (join keys equal: %v)", got.Fingerprint(), ca.Fingerprint(), string(got.JoinKey) == string(ca.JoinKey))
+	}
+	// What one member signs, another checks.
+	tok, _, _ := ca.NewJoinToken(RoleBlockd, "", time.Hour)
+	if _, err := got.VerifyJoinToken(tok, time.Now()); err != nil {
+		t.Fatalf("the installed CA refuses the original's join token: %v", err)
 	}
 }
 

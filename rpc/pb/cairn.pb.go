@@ -4838,6 +4838,139 @@ func (x *ConcatRequest) GetSources() []string {
 	return nil
 }
 
+// JoinMetadRequest: a join token of role metad and the member address
+// it names.
+type JoinMetadRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Token         string                 `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	Member        string                 `protobuf:"bytes,2,opt,name=member,proto3" json:"member,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JoinMetadRequest) Reset() {
+	*x = JoinMetadRequest{}
+	mi := &file_rpc_pb_cairn_proto_msgTypes[69]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JoinMetadRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JoinMetadRequest) ProtoMessage() {}
+
+func (x *JoinMetadRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_pb_cairn_proto_msgTypes[69]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JoinMetadRequest.ProtoReflect.Descriptor instead.
+func (*JoinMetadRequest) Descriptor() ([]byte, []int) {
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{69}
+}
+
+func (x *JoinMetadRequest) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
+func (x *JoinMetadRequest) GetMember() string {
+	if x != nil {
+		return x.Member
+	}
+	return ""
+}
+
+// JoinMetadReply: the CA certificate (DER), its key (PKCS#8 DER) and the
+// join key; the fields of the data directory's VERSION; the revocation
+// list (trust/revoked) as the leader has it.
+type JoinMetadReply struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	CaCert        []byte                 `protobuf:"bytes,1,opt,name=ca_cert,json=caCert,proto3" json:"ca_cert,omitempty"`
+	CaKey         []byte                 `protobuf:"bytes,2,opt,name=ca_key,json=caKey,proto3" json:"ca_key,omitempty"`
+	JoinKey       []byte                 `protobuf:"bytes,3,opt,name=join_key,json=joinKey,proto3" json:"join_key,omitempty"`
+	Version       map[string]string      `protobuf:"bytes,4,rep,name=version,proto3" json:"version,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Revoked       []byte                 `protobuf:"bytes,5,opt,name=revoked,proto3" json:"revoked,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JoinMetadReply) Reset() {
+	*x = JoinMetadReply{}
+	mi := &file_rpc_pb_cairn_proto_msgTypes[70]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JoinMetadReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JoinMetadReply) ProtoMessage() {}
+
+func (x *JoinMetadReply) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_pb_cairn_proto_msgTypes[70]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JoinMetadReply.ProtoReflect.Descriptor instead.
+func (*JoinMetadReply) Descriptor() ([]byte, []int) {
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{70}
+}
+
+func (x *JoinMetadReply) GetCaCert() []byte {
+	if x != nil {
+		return x.CaCert
+	}
+	return nil
+}
+
+func (x *JoinMetadReply) GetCaKey() []byte {
+	if x != nil {
+		return x.CaKey
+	}
+	return nil
+}
+
+func (x *JoinMetadReply) GetJoinKey() []byte {
+	if x != nil {
+		return x.JoinKey
+	}
+	return nil
+}
+
+func (x *JoinMetadReply) GetVersion() map[string]string {
+	if x != nil {
+		return x.Version
+	}
+	return nil
+}
+
+func (x *JoinMetadReply) GetRevoked() []byte {
+	if x != nil {
+		return x.Revoked
+	}
+	return nil
+}
+
 // ServerDefaultsReply: metad --trash-interval (0: trash is off), as
 // HDFS's FsServerDefaults.trashInterval.
 type ServerDefaultsReply struct {
@@ -4849,7 +4982,7 @@ type ServerDefaultsReply struct {
 
 func (x *ServerDefaultsReply) Reset() {
 	*x = ServerDefaultsReply{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[69]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4861,7 +4994,7 @@ func (x *ServerDefaultsReply) String() string {
 func (*ServerDefaultsReply) ProtoMessage() {}
 
 func (x *ServerDefaultsReply) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[69]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4874,7 +5007,7 @@ func (x *ServerDefaultsReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServerDefaultsReply.ProtoReflect.Descriptor instead.
 func (*ServerDefaultsReply) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{69}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *ServerDefaultsReply) GetTrashIntervalMs() int64 {
@@ -4895,7 +5028,7 @@ type DataTransferReply struct {
 
 func (x *DataTransferReply) Reset() {
 	*x = DataTransferReply{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[70]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4907,7 +5040,7 @@ func (x *DataTransferReply) String() string {
 func (*DataTransferReply) ProtoMessage() {}
 
 func (x *DataTransferReply) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[70]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4920,7 +5053,7 @@ func (x *DataTransferReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DataTransferReply.ProtoReflect.Descriptor instead.
 func (*DataTransferReply) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{70}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *DataTransferReply) GetEncrypt() bool {
@@ -4939,7 +5072,7 @@ type UILinkRequest struct {
 
 func (x *UILinkRequest) Reset() {
 	*x = UILinkRequest{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[71]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4951,7 +5084,7 @@ func (x *UILinkRequest) String() string {
 func (*UILinkRequest) ProtoMessage() {}
 
 func (x *UILinkRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[71]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4964,7 +5097,7 @@ func (x *UILinkRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UILinkRequest.ProtoReflect.Descriptor instead.
 func (*UILinkRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{71}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *UILinkRequest) GetTtlMs() int64 {
@@ -4987,7 +5120,7 @@ type UILinkReply struct {
 
 func (x *UILinkReply) Reset() {
 	*x = UILinkReply{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[72]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4999,7 +5132,7 @@ func (x *UILinkReply) String() string {
 func (*UILinkReply) ProtoMessage() {}
 
 func (x *UILinkReply) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[72]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5012,7 +5145,7 @@ func (x *UILinkReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UILinkReply.ProtoReflect.Descriptor instead.
 func (*UILinkReply) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{72}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *UILinkReply) GetToken() string {
@@ -5048,7 +5181,7 @@ type JoinRequest struct {
 
 func (x *JoinRequest) Reset() {
 	*x = JoinRequest{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[73]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5060,7 +5193,7 @@ func (x *JoinRequest) String() string {
 func (*JoinRequest) ProtoMessage() {}
 
 func (x *JoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[73]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5073,7 +5206,7 @@ func (x *JoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRequest.ProtoReflect.Descriptor instead.
 func (*JoinRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{73}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{75}
 }
 
 func (x *JoinRequest) GetToken() string {
@@ -5100,7 +5233,7 @@ type RenewCertRequest struct {
 
 func (x *RenewCertRequest) Reset() {
 	*x = RenewCertRequest{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[74]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5112,7 +5245,7 @@ func (x *RenewCertRequest) String() string {
 func (*RenewCertRequest) ProtoMessage() {}
 
 func (x *RenewCertRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[74]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5125,7 +5258,7 @@ func (x *RenewCertRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewCertRequest.ProtoReflect.Descriptor instead.
 func (*RenewCertRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{74}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{76}
 }
 
 func (x *RenewCertRequest) GetCsr() []byte {
@@ -5146,7 +5279,7 @@ type CertReply struct {
 
 func (x *CertReply) Reset() {
 	*x = CertReply{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[75]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5158,7 +5291,7 @@ func (x *CertReply) String() string {
 func (*CertReply) ProtoMessage() {}
 
 func (x *CertReply) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[75]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5171,7 +5304,7 @@ func (x *CertReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CertReply.ProtoReflect.Descriptor instead.
 func (*CertReply) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{75}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{77}
 }
 
 func (x *CertReply) GetCert() []byte {
@@ -5199,7 +5332,7 @@ type JoinTokenRequest struct {
 
 func (x *JoinTokenRequest) Reset() {
 	*x = JoinTokenRequest{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[76]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[78]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5211,7 +5344,7 @@ func (x *JoinTokenRequest) String() string {
 func (*JoinTokenRequest) ProtoMessage() {}
 
 func (x *JoinTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[76]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[78]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5224,7 +5357,7 @@ func (x *JoinTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinTokenRequest.ProtoReflect.Descriptor instead.
 func (*JoinTokenRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{76}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{78}
 }
 
 func (x *JoinTokenRequest) GetRole() string {
@@ -5259,7 +5392,7 @@ type JoinTokenReply struct {
 
 func (x *JoinTokenReply) Reset() {
 	*x = JoinTokenReply{}
-	mi := &file_rpc_pb_cairn_proto_msgTypes[77]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[79]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5271,7 +5404,7 @@ func (x *JoinTokenReply) String() string {
 func (*JoinTokenReply) ProtoMessage() {}
 
 func (x *JoinTokenReply) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_pb_cairn_proto_msgTypes[77]
+	mi := &file_rpc_pb_cairn_proto_msgTypes[79]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5284,7 +5417,7 @@ func (x *JoinTokenReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinTokenReply.ProtoReflect.Descriptor instead.
 func (*JoinTokenReply) Descriptor() ([]byte, []int) {
-	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{77}
+	return file_rpc_pb_cairn_proto_rawDescGZIP(), []int{79}
 }
 
 func (x *JoinTokenReply) GetToken() string {
@@ -5697,7 +5830,19 @@ const file_rpc_pb_cairn_proto_rawDesc = "" +
 	"\x03dst\x18\x02 \x01(\tR\x03dst\"A\n" +
 	"\rConcatRequest\x12\x16\n" +
 	"\x06target\x18\x01 \x01(\tR\x06target\x12\x18\n" +
-	"\asources\x18\x02 \x03(\tR\asources\"A\n" +
+	"\asources\x18\x02 \x03(\tR\asources\"@\n" +
+	"\x10JoinMetadRequest\x12\x14\n" +
+	"\x05token\x18\x01 \x01(\tR\x05token\x12\x16\n" +
+	"\x06member\x18\x02 \x01(\tR\x06member\"\xf2\x01\n" +
+	"\x0eJoinMetadReply\x12\x17\n" +
+	"\aca_cert\x18\x01 \x01(\fR\x06caCert\x12\x15\n" +
+	"\x06ca_key\x18\x02 \x01(\fR\x05caKey\x12\x19\n" +
+	"\bjoin_key\x18\x03 \x01(\fR\ajoinKey\x12?\n" +
+	"\aversion\x18\x04 \x03(\v2%.cairn.v1.JoinMetadReply.VersionEntryR\aversion\x12\x18\n" +
+	"\arevoked\x18\x05 \x01(\fR\arevoked\x1a:\n" +
+	"\fVersionEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"A\n" +
 	"\x13ServerDefaultsReply\x12*\n" +
 	"\x11trash_interval_ms\x18\x01 \x01(\x03R\x0ftrashIntervalMs\"-\n" +
 	"\x11DataTransferReply\x12\x18\n" +
@@ -5782,14 +5927,15 @@ const file_rpc_pb_cairn_proto_rawDesc = "" +
 	"\x0eBlocksReceived\x12\x15.cairn.v1.ReplicaList\x1a\x0f.cairn.v1.Empty\x125\n" +
 	"\rBlocksDeleted\x12\x13.cairn.v1.BlockList\x1a\x0f.cairn.v1.Empty\x12J\n" +
 	"\x1aCommitBlockSynchronization\x12\x1b.cairn.v1.CommitSyncRequest\x1a\x0f.cairn.v1.Empty\x12;\n" +
-	"\x11ReportBadReplicas\x12\x15.cairn.v1.BadReplicas\x1a\x0f.cairn.v1.Empty2\x80\x03\n" +
+	"\x11ReportBadReplicas\x12\x15.cairn.v1.BadReplicas\x1a\x0f.cairn.v1.Empty2\xc3\x03\n" +
 	"\x05Trust\x122\n" +
 	"\x04Join\x12\x15.cairn.v1.JoinRequest\x1a\x13.cairn.v1.CertReply\x12<\n" +
 	"\tRenewCert\x12\x1a.cairn.v1.RenewCertRequest\x1a\x13.cairn.v1.CertReply\x12F\n" +
 	"\x0eIssueJoinToken\x12\x1a.cairn.v1.JoinTokenRequest\x1a\x18.cairn.v1.JoinTokenReply\x12<\n" +
 	"\fDataTransfer\x12\x0f.cairn.v1.Empty\x1a\x1b.cairn.v1.DataTransferReply\x12=\n" +
 	"\vIssueUILink\x12\x17.cairn.v1.UILinkRequest\x1a\x15.cairn.v1.UILinkReply\x12@\n" +
-	"\x0eServerDefaults\x12\x0f.cairn.v1.Empty\x1a\x1d.cairn.v1.ServerDefaultsReplyB\x0eZ\fcairn/rpc/pbb\x06proto3"
+	"\x0eServerDefaults\x12\x0f.cairn.v1.Empty\x1a\x1d.cairn.v1.ServerDefaultsReply\x12A\n" +
+	"\tJoinMetad\x12\x1a.cairn.v1.JoinMetadRequest\x1a\x18.cairn.v1.JoinMetadReplyB\x0eZ\fcairn/rpc/pbb\x06proto3"
 
 var (
 	file_rpc_pb_cairn_proto_rawDescOnce sync.Once
@@ -5804,7 +5950,7 @@ func file_rpc_pb_cairn_proto_rawDescGZIP() []byte {
 }
 
 var file_rpc_pb_cairn_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_rpc_pb_cairn_proto_msgTypes = make([]protoimpl.MessageInfo, 78)
+var file_rpc_pb_cairn_proto_msgTypes = make([]protoimpl.MessageInfo, 81)
 var file_rpc_pb_cairn_proto_goTypes = []any{
 	(OpHeader_Op)(0),               // 0: cairn.v1.OpHeader.Op
 	(OpHeader_Stage)(0),            // 1: cairn.v1.OpHeader.Stage
@@ -5877,15 +6023,18 @@ var file_rpc_pb_cairn_proto_goTypes = []any{
 	(*OpReply)(nil),                // 68: cairn.v1.OpReply
 	(*LinkRequest)(nil),            // 69: cairn.v1.LinkRequest
 	(*ConcatRequest)(nil),          // 70: cairn.v1.ConcatRequest
-	(*ServerDefaultsReply)(nil),    // 71: cairn.v1.ServerDefaultsReply
-	(*DataTransferReply)(nil),      // 72: cairn.v1.DataTransferReply
-	(*UILinkRequest)(nil),          // 73: cairn.v1.UILinkRequest
-	(*UILinkReply)(nil),            // 74: cairn.v1.UILinkReply
-	(*JoinRequest)(nil),            // 75: cairn.v1.JoinRequest
-	(*RenewCertRequest)(nil),       // 76: cairn.v1.RenewCertRequest
-	(*CertReply)(nil),              // 77: cairn.v1.CertReply
-	(*JoinTokenRequest)(nil),       // 78: cairn.v1.JoinTokenRequest
-	(*JoinTokenReply)(nil),         // 79: cairn.v1.JoinTokenReply
+	(*JoinMetadRequest)(nil),       // 71: cairn.v1.JoinMetadRequest
+	(*JoinMetadReply)(nil),         // 72: cairn.v1.JoinMetadReply
+	(*ServerDefaultsReply)(nil),    // 73: cairn.v1.ServerDefaultsReply
+	(*DataTransferReply)(nil),      // 74: cairn.v1.DataTransferReply
+	(*UILinkRequest)(nil),          // 75: cairn.v1.UILinkRequest
+	(*UILinkReply)(nil),            // 76: cairn.v1.UILinkReply
+	(*JoinRequest)(nil),            // 77: cairn.v1.JoinRequest
+	(*RenewCertRequest)(nil),       // 78: cairn.v1.RenewCertRequest
+	(*CertReply)(nil),              // 79: cairn.v1.CertReply
+	(*JoinTokenRequest)(nil),       // 80: cairn.v1.JoinTokenRequest
+	(*JoinTokenReply)(nil),         // 81: cairn.v1.JoinTokenReply
+	nil,                            // 82: cairn.v1.JoinMetadReply.VersionEntry
 }
 var file_rpc_pb_cairn_proto_depIdxs = []int32{
 	3,   // 0: cairn.v1.LocatedBlock.block:type_name -> cairn.v1.Block
@@ -5932,127 +6081,130 @@ var file_rpc_pb_cairn_proto_depIdxs = []int32{
 	3,   // 41: cairn.v1.OpHeader.block:type_name -> cairn.v1.Block
 	4,   // 42: cairn.v1.OpHeader.targets:type_name -> cairn.v1.Node
 	1,   // 43: cairn.v1.OpHeader.stage:type_name -> cairn.v1.OpHeader.Stage
-	2,   // 44: cairn.v1.Namespace.MetadMembers:input_type -> cairn.v1.Empty
-	55,  // 45: cairn.v1.Namespace.AddMetad:input_type -> cairn.v1.MetadMember
-	55,  // 46: cairn.v1.Namespace.RemoveMetad:input_type -> cairn.v1.MetadMember
-	11,  // 47: cairn.v1.Namespace.Mkdirs:input_type -> cairn.v1.MkdirRequest
-	11,  // 48: cairn.v1.Namespace.Mkdir:input_type -> cairn.v1.MkdirRequest
-	12,  // 49: cairn.v1.Namespace.Create:input_type -> cairn.v1.CreateRequest
-	13,  // 50: cairn.v1.Namespace.AddBlock:input_type -> cairn.v1.AddBlockRequest
-	14,  // 51: cairn.v1.Namespace.Complete:input_type -> cairn.v1.CompleteRequest
-	8,   // 52: cairn.v1.Namespace.Stat:input_type -> cairn.v1.PathRequest
-	15,  // 53: cairn.v1.Namespace.List:input_type -> cairn.v1.ListRequest
-	17,  // 54: cairn.v1.Namespace.Rename:input_type -> cairn.v1.RenameRequest
-	18,  // 55: cairn.v1.Namespace.Delete:input_type -> cairn.v1.DeleteRequest
-	8,   // 56: cairn.v1.Namespace.BlockLocations:input_type -> cairn.v1.PathRequest
-	2,   // 57: cairn.v1.Namespace.Statfs:input_type -> cairn.v1.Empty
-	2,   // 58: cairn.v1.Namespace.Report:input_type -> cairn.v1.Empty
-	23,  // 59: cairn.v1.Namespace.SetAttr:input_type -> cairn.v1.SetAttrRequest
-	24,  // 60: cairn.v1.Namespace.Symlink:input_type -> cairn.v1.SymlinkRequest
-	25,  // 61: cairn.v1.Namespace.Mknod:input_type -> cairn.v1.MknodRequest
-	26,  // 62: cairn.v1.Namespace.SetXattr:input_type -> cairn.v1.XattrRequest
-	26,  // 63: cairn.v1.Namespace.GetXattr:input_type -> cairn.v1.XattrRequest
-	8,   // 64: cairn.v1.Namespace.ListXattrs:input_type -> cairn.v1.PathRequest
-	26,  // 65: cairn.v1.Namespace.RemoveXattr:input_type -> cairn.v1.XattrRequest
-	8,   // 66: cairn.v1.Namespace.GetContentSummary:input_type -> cairn.v1.PathRequest
-	30,  // 67: cairn.v1.Namespace.Append:input_type -> cairn.v1.AppendRequest
-	32,  // 68: cairn.v1.Namespace.RenewLease:input_type -> cairn.v1.LeaseRequest
-	33,  // 69: cairn.v1.Namespace.AbandonBlock:input_type -> cairn.v1.BlockRequest
-	33,  // 70: cairn.v1.Namespace.Fsync:input_type -> cairn.v1.BlockRequest
-	33,  // 71: cairn.v1.Namespace.UpdateBlockForPipeline:input_type -> cairn.v1.BlockRequest
-	35,  // 72: cairn.v1.Namespace.UpdatePipeline:input_type -> cairn.v1.UpdatePipelineRequest
-	36,  // 73: cairn.v1.Namespace.AdditionalNode:input_type -> cairn.v1.AdditionalNodeRequest
-	38,  // 74: cairn.v1.Namespace.ReportBadReplicas:input_type -> cairn.v1.BadReplicas
-	42,  // 75: cairn.v1.Namespace.Checkpoint:input_type -> cairn.v1.CheckpointRequest
-	9,   // 76: cairn.v1.Namespace.Unlink:input_type -> cairn.v1.UnlinkRequest
-	10,  // 77: cairn.v1.Namespace.Release:input_type -> cairn.v1.ReleaseRequest
-	8,   // 78: cairn.v1.Namespace.ReplicaReport:input_type -> cairn.v1.PathRequest
-	69,  // 79: cairn.v1.Namespace.Link:input_type -> cairn.v1.LinkRequest
-	50,  // 80: cairn.v1.Namespace.Access:input_type -> cairn.v1.AccessRequest
-	43,  // 81: cairn.v1.Namespace.SafeMode:input_type -> cairn.v1.SafeModeRequest
-	51,  // 82: cairn.v1.Namespace.GetDelegationToken:input_type -> cairn.v1.DelegationTokenRequest
-	53,  // 83: cairn.v1.Namespace.RenewDelegationToken:input_type -> cairn.v1.DelegationTokenRef
-	53,  // 84: cairn.v1.Namespace.CancelDelegationToken:input_type -> cairn.v1.DelegationTokenRef
-	44,  // 85: cairn.v1.Namespace.SetNodeAdmin:input_type -> cairn.v1.NodeAdminRequest
-	2,   // 86: cairn.v1.Namespace.RefreshNodes:input_type -> cairn.v1.Empty
-	46,  // 87: cairn.v1.Namespace.Balance:input_type -> cairn.v1.BalanceRequest
-	70,  // 88: cairn.v1.Namespace.Concat:input_type -> cairn.v1.ConcatRequest
-	57,  // 89: cairn.v1.Registry.Register:input_type -> cairn.v1.Registration
-	60,  // 90: cairn.v1.Registry.Heartbeat:input_type -> cairn.v1.HeartbeatRequest
-	65,  // 91: cairn.v1.Registry.BlockReport:input_type -> cairn.v1.ReplicaList
-	65,  // 92: cairn.v1.Registry.BlocksReceived:input_type -> cairn.v1.ReplicaList
-	63,  // 93: cairn.v1.Registry.BlocksDeleted:input_type -> cairn.v1.BlockList
-	66,  // 94: cairn.v1.Registry.CommitBlockSynchronization:input_type -> cairn.v1.CommitSyncRequest
-	38,  // 95: cairn.v1.Registry.ReportBadReplicas:input_type -> cairn.v1.BadReplicas
-	75,  // 96: cairn.v1.Trust.Join:input_type -> cairn.v1.JoinRequest
-	76,  // 97: cairn.v1.Trust.RenewCert:input_type -> cairn.v1.RenewCertRequest
-	78,  // 98: cairn.v1.Trust.IssueJoinToken:input_type -> cairn.v1.JoinTokenRequest
-	2,   // 99: cairn.v1.Trust.DataTransfer:input_type -> cairn.v1.Empty
-	73,  // 100: cairn.v1.Trust.IssueUILink:input_type -> cairn.v1.UILinkRequest
-	2,   // 101: cairn.v1.Trust.ServerDefaults:input_type -> cairn.v1.Empty
-	56,  // 102: cairn.v1.Namespace.MetadMembers:output_type -> cairn.v1.MetadMembersReply
-	2,   // 103: cairn.v1.Namespace.AddMetad:output_type -> cairn.v1.Empty
-	2,   // 104: cairn.v1.Namespace.RemoveMetad:output_type -> cairn.v1.Empty
-	2,   // 105: cairn.v1.Namespace.Mkdirs:output_type -> cairn.v1.Empty
-	2,   // 106: cairn.v1.Namespace.Mkdir:output_type -> cairn.v1.Empty
-	6,   // 107: cairn.v1.Namespace.Create:output_type -> cairn.v1.FileInfo
-	5,   // 108: cairn.v1.Namespace.AddBlock:output_type -> cairn.v1.LocatedBlock
-	2,   // 109: cairn.v1.Namespace.Complete:output_type -> cairn.v1.Empty
-	6,   // 110: cairn.v1.Namespace.Stat:output_type -> cairn.v1.FileInfo
-	16,  // 111: cairn.v1.Namespace.List:output_type -> cairn.v1.ListReply
-	2,   // 112: cairn.v1.Namespace.Rename:output_type -> cairn.v1.Empty
-	2,   // 113: cairn.v1.Namespace.Delete:output_type -> cairn.v1.Empty
-	19,  // 114: cairn.v1.Namespace.BlockLocations:output_type -> cairn.v1.FileBlocks
-	20,  // 115: cairn.v1.Namespace.Statfs:output_type -> cairn.v1.FsStats
-	22,  // 116: cairn.v1.Namespace.Report:output_type -> cairn.v1.ClusterReport
-	6,   // 117: cairn.v1.Namespace.SetAttr:output_type -> cairn.v1.FileInfo
-	2,   // 118: cairn.v1.Namespace.Symlink:output_type -> cairn.v1.Empty
-	2,   // 119: cairn.v1.Namespace.Mknod:output_type -> cairn.v1.Empty
-	2,   // 120: cairn.v1.Namespace.SetXattr:output_type -> cairn.v1.Empty
-	27,  // 121: cairn.v1.Namespace.GetXattr:output_type -> cairn.v1.XattrValue
-	28,  // 122: cairn.v1.Namespace.ListXattrs:output_type -> cairn.v1.XattrNames
-	2,   // 123: cairn.v1.Namespace.RemoveXattr:output_type -> cairn.v1.Empty
-	29,  // 124: cairn.v1.Namespace.GetContentSummary:output_type -> cairn.v1.ContentSummary
-	31,  // 125: cairn.v1.Namespace.Append:output_type -> cairn.v1.AppendReply
-	2,   // 126: cairn.v1.Namespace.RenewLease:output_type -> cairn.v1.Empty
-	2,   // 127: cairn.v1.Namespace.AbandonBlock:output_type -> cairn.v1.Empty
-	2,   // 128: cairn.v1.Namespace.Fsync:output_type -> cairn.v1.Empty
-	34,  // 129: cairn.v1.Namespace.UpdateBlockForPipeline:output_type -> cairn.v1.GenStampReply
-	2,   // 130: cairn.v1.Namespace.UpdatePipeline:output_type -> cairn.v1.Empty
-	4,   // 131: cairn.v1.Namespace.AdditionalNode:output_type -> cairn.v1.Node
-	2,   // 132: cairn.v1.Namespace.ReportBadReplicas:output_type -> cairn.v1.Empty
-	2,   // 133: cairn.v1.Namespace.Checkpoint:output_type -> cairn.v1.Empty
-	2,   // 134: cairn.v1.Namespace.Unlink:output_type -> cairn.v1.Empty
-	2,   // 135: cairn.v1.Namespace.Release:output_type -> cairn.v1.Empty
-	41,  // 136: cairn.v1.Namespace.ReplicaReport:output_type -> cairn.v1.FileReplicas
-	2,   // 137: cairn.v1.Namespace.Link:output_type -> cairn.v1.Empty
-	6,   // 138: cairn.v1.Namespace.Access:output_type -> cairn.v1.FileInfo
-	49,  // 139: cairn.v1.Namespace.SafeMode:output_type -> cairn.v1.SafeModeReply
-	52,  // 140: cairn.v1.Namespace.GetDelegationToken:output_type -> cairn.v1.DelegationTokenReply
-	54,  // 141: cairn.v1.Namespace.RenewDelegationToken:output_type -> cairn.v1.RenewDelegationReply
-	2,   // 142: cairn.v1.Namespace.CancelDelegationToken:output_type -> cairn.v1.Empty
-	21,  // 143: cairn.v1.Namespace.SetNodeAdmin:output_type -> cairn.v1.NodeReport
-	45,  // 144: cairn.v1.Namespace.RefreshNodes:output_type -> cairn.v1.NodeReports
-	48,  // 145: cairn.v1.Namespace.Balance:output_type -> cairn.v1.BalanceReply
-	2,   // 146: cairn.v1.Namespace.Concat:output_type -> cairn.v1.Empty
-	58,  // 147: cairn.v1.Registry.Register:output_type -> cairn.v1.RegisterReply
-	62,  // 148: cairn.v1.Registry.Heartbeat:output_type -> cairn.v1.HeartbeatReply
-	2,   // 149: cairn.v1.Registry.BlockReport:output_type -> cairn.v1.Empty
-	2,   // 150: cairn.v1.Registry.BlocksReceived:output_type -> cairn.v1.Empty
-	2,   // 151: cairn.v1.Registry.BlocksDeleted:output_type -> cairn.v1.Empty
-	2,   // 152: cairn.v1.Registry.CommitBlockSynchronization:output_type -> cairn.v1.Empty
-	2,   // 153: cairn.v1.Registry.ReportBadReplicas:output_type -> cairn.v1.Empty
-	77,  // 154: cairn.v1.Trust.Join:output_type -> cairn.v1.CertReply
-	77,  // 155: cairn.v1.Trust.RenewCert:output_type -> cairn.v1.CertReply
-	79,  // 156: cairn.v1.Trust.IssueJoinToken:output_type -> cairn.v1.JoinTokenReply
-	72,  // 157: cairn.v1.Trust.DataTransfer:output_type -> cairn.v1.DataTransferReply
-	74,  // 158: cairn.v1.Trust.IssueUILink:output_type -> cairn.v1.UILinkReply
-	71,  // 159: cairn.v1.Trust.ServerDefaults:output_type -> cairn.v1.ServerDefaultsReply
-	102, // [102:160] is the sub-list for method output_type
-	44,  // [44:102] is the sub-list for method input_type
-	44,  // [44:44] is the sub-list for extension type_name
-	44,  // [44:44] is the sub-list for extension extendee
-	0,   // [0:44] is the sub-list for field type_name
+	82,  // 44: cairn.v1.JoinMetadReply.version:type_name -> cairn.v1.JoinMetadReply.VersionEntry
+	2,   // 45: cairn.v1.Namespace.MetadMembers:input_type -> cairn.v1.Empty
+	55,  // 46: cairn.v1.Namespace.AddMetad:input_type -> cairn.v1.MetadMember
+	55,  // 47: cairn.v1.Namespace.RemoveMetad:input_type -> cairn.v1.MetadMember
+	11,  // 48: cairn.v1.Namespace.Mkdirs:input_type -> cairn.v1.MkdirRequest
+	11,  // 49: cairn.v1.Namespace.Mkdir:input_type -> cairn.v1.MkdirRequest
+	12,  // 50: cairn.v1.Namespace.Create:input_type -> cairn.v1.CreateRequest
+	13,  // 51: cairn.v1.Namespace.AddBlock:input_type -> cairn.v1.AddBlockRequest
+	14,  // 52: cairn.v1.Namespace.Complete:input_type -> cairn.v1.CompleteRequest
+	8,   // 53: cairn.v1.Namespace.Stat:input_type -> cairn.v1.PathRequest
+	15,  // 54: cairn.v1.Namespace.List:input_type -> cairn.v1.ListRequest
+	17,  // 55: cairn.v1.Namespace.Rename:input_type -> cairn.v1.RenameRequest
+	18,  // 56: cairn.v1.Namespace.Delete:input_type -> cairn.v1.DeleteRequest
+	8,   // 57: cairn.v1.Namespace.BlockLocations:input_type -> cairn.v1.PathRequest
+	2,   // 58: cairn.v1.Namespace.Statfs:input_type -> cairn.v1.Empty
+	2,   // 59: cairn.v1.Namespace.Report:input_type -> cairn.v1.Empty
+	23,  // 60: cairn.v1.Namespace.SetAttr:input_type -> cairn.v1.SetAttrRequest
+	24,  // 61: cairn.v1.Namespace.Symlink:input_type -> cairn.v1.SymlinkRequest
+	25,  // 62: cairn.v1.Namespace.Mknod:input_type -> cairn.v1.MknodRequest
+	26,  // 63: cairn.v1.Namespace.SetXattr:input_type -> cairn.v1.XattrRequest
+	26,  // 64: cairn.v1.Namespace.GetXattr:input_type -> cairn.v1.XattrRequest
+	8,   // 65: cairn.v1.Namespace.ListXattrs:input_type -> cairn.v1.PathRequest
+	26,  // 66: cairn.v1.Namespace.RemoveXattr:input_type -> cairn.v1.XattrRequest
+	8,   // 67: cairn.v1.Namespace.GetContentSummary:input_type -> cairn.v1.PathRequest
+	30,  // 68: cairn.v1.Namespace.Append:input_type -> cairn.v1.AppendRequest
+	32,  // 69: cairn.v1.Namespace.RenewLease:input_type -> cairn.v1.LeaseRequest
+	33,  // 70: cairn.v1.Namespace.AbandonBlock:input_type -> cairn.v1.BlockRequest
+	33,  // 71: cairn.v1.Namespace.Fsync:input_type -> cairn.v1.BlockRequest
+	33,  // 72: cairn.v1.Namespace.UpdateBlockForPipeline:input_type -> cairn.v1.BlockRequest
+	35,  // 73: cairn.v1.Namespace.UpdatePipeline:input_type -> cairn.v1.UpdatePipelineRequest
+	36,  // 74: cairn.v1.Namespace.AdditionalNode:input_type -> cairn.v1.AdditionalNodeRequest
+	38,  // 75: cairn.v1.Namespace.ReportBadReplicas:input_type -> cairn.v1.BadReplicas
+	42,  // 76: cairn.v1.Namespace.Checkpoint:input_type -> cairn.v1.CheckpointRequest
+	9,   // 77: cairn.v1.Namespace.Unlink:input_type -> cairn.v1.UnlinkRequest
+	10,  // 78: cairn.v1.Namespace.Release:input_type -> cairn.v1.ReleaseRequest
+	8,   // 79: cairn.v1.Namespace.ReplicaReport:input_type -> cairn.v1.PathRequest
+	69,  // 80: cairn.v1.Namespace.Link:input_type -> cairn.v1.LinkRequest
+	50,  // 81: cairn.v1.Namespace.Access:input_type -> cairn.v1.AccessRequest
+	43,  // 82: cairn.v1.Namespace.SafeMode:input_type -> cairn.v1.SafeModeRequest
+	51,  // 83: cairn.v1.Namespace.GetDelegationToken:input_type -> cairn.v1.DelegationTokenRequest
+	53,  // 84: cairn.v1.Namespace.RenewDelegationToken:input_type -> cairn.v1.DelegationTokenRef
+	53,  // 85: cairn.v1.Namespace.CancelDelegationToken:input_type -> cairn.v1.DelegationTokenRef
+	44,  // 86: cairn.v1.Namespace.SetNodeAdmin:input_type -> cairn.v1.NodeAdminRequest
+	2,   // 87: cairn.v1.Namespace.RefreshNodes:input_type -> cairn.v1.Empty
+	46,  // 88: cairn.v1.Namespace.Balance:input_type -> cairn.v1.BalanceRequest
+	70,  // 89: cairn.v1.Namespace.Concat:input_type -> cairn.v1.ConcatRequest
+	57,  // 90: cairn.v1.Registry.Register:input_type -> cairn.v1.Registration
+	60,  // 91: cairn.v1.Registry.Heartbeat:input_type -> cairn.v1.HeartbeatRequest
+	65,  // 92: cairn.v1.Registry.BlockReport:input_type -> cairn.v1.ReplicaList
+	65,  // 93: cairn.v1.Registry.BlocksReceived:input_type -> cairn.v1.ReplicaList
+	63,  // 94: cairn.v1.Registry.BlocksDeleted:input_type -> cairn.v1.BlockList
+	66,  // 95: cairn.v1.Registry.CommitBlockSynchronization:input_type -> cairn.v1.CommitSyncRequest
+	38,  // 96: cairn.v1.Registry.ReportBadReplicas:input_type -> cairn.v1.BadReplicas
+	77,  // 97: cairn.v1.Trust.Join:input_type -> cairn.v1.JoinRequest
+	78,  // 98: cairn.v1.Trust.RenewCert:input_type -> cairn.v1.RenewCertRequest
+	80,  // 99: cairn.v1.Trust.IssueJoinToken:input_type -> cairn.v1.JoinTokenRequest
+	2,   // 100: cairn.v1.Trust.DataTransfer:input_type -> cairn.v1.Empty
+	75,  // 101: cairn.v1.Trust.IssueUILink:input_type -> cairn.v1.UILinkRequest
+	2,   // 102: cairn.v1.Trust.ServerDefaults:input_type -> cairn.v1.Empty
+	71,  // 103: cairn.v1.Trust.JoinMetad:input_type -> cairn.v1.JoinMetadRequest
+	56,  // 104: cairn.v1.Namespace.MetadMembers:output_type -> cairn.v1.MetadMembersReply
+	2,   // 105: cairn.v1.Namespace.AddMetad:output_type -> cairn.v1.Empty
+	2,   // 106: cairn.v1.Namespace.RemoveMetad:output_type -> cairn.v1.Empty
+	2,   // 107: cairn.v1.Namespace.Mkdirs:output_type -> cairn.v1.Empty
+	2,   // 108: cairn.v1.Namespace.Mkdir:output_type -> cairn.v1.Empty
+	6,   // 109: cairn.v1.Namespace.Create:output_type -> cairn.v1.FileInfo
+	5,   // 110: cairn.v1.Namespace.AddBlock:output_type -> cairn.v1.LocatedBlock
+	2,   // 111: cairn.v1.Namespace.Complete:output_type -> cairn.v1.Empty
+	6,   // 112: cairn.v1.Namespace.Stat:output_type -> cairn.v1.FileInfo
+	16,  // 113: cairn.v1.Namespace.List:output_type -> cairn.v1.ListReply
+	2,   // 114: cairn.v1.Namespace.Rename:output_type -> cairn.v1.Empty
+	2,   // 115: cairn.v1.Namespace.Delete:output_type -> cairn.v1.Empty
+	19,  // 116: cairn.v1.Namespace.BlockLocations:output_type -> cairn.v1.FileBlocks
+	20,  // 117: cairn.v1.Namespace.Statfs:output_type -> cairn.v1.FsStats
+	22,  // 118: cairn.v1.Namespace.Report:output_type -> cairn.v1.ClusterReport
+	6,   // 119: cairn.v1.Namespace.SetAttr:output_type -> cairn.v1.FileInfo
+	2,   // 120: cairn.v1.Namespace.Symlink:output_type -> cairn.v1.Empty
+	2,   // 121: cairn.v1.Namespace.Mknod:output_type -> cairn.v1.Empty
+	2,   // 122: cairn.v1.Namespace.SetXattr:output_type -> cairn.v1.Empty
+	27,  // 123: cairn.v1.Namespace.GetXattr:output_type -> cairn.v1.XattrValue
+	28,  // 124: cairn.v1.Namespace.ListXattrs:output_type -> cairn.v1.XattrNames
+	2,   // 125: cairn.v1.Namespace.RemoveXattr:output_type -> cairn.v1.Empty
+	29,  // 126: cairn.v1.Namespace.GetContentSummary:output_type -> cairn.v1.ContentSummary
+	31,  // 127: cairn.v1.Namespace.Append:output_type -> cairn.v1.AppendReply
+	2,   // 128: cairn.v1.Namespace.RenewLease:output_type -> cairn.v1.Empty
+	2,   // 129: cairn.v1.Namespace.AbandonBlock:output_type -> cairn.v1.Empty
+	2,   // 130: cairn.v1.Namespace.Fsync:output_type -> cairn.v1.Empty
+	34,  // 131: cairn.v1.Namespace.UpdateBlockForPipeline:output_type -> cairn.v1.GenStampReply
+	2,   // 132: cairn.v1.Namespace.UpdatePipeline:output_type -> cairn.v1.Empty
+	4,   // 133: cairn.v1.Namespace.AdditionalNode:output_type -> cairn.v1.Node
+	2,   // 134: cairn.v1.Namespace.ReportBadReplicas:output_type -> cairn.v1.Empty
+	2,   // 135: cairn.v1.Namespace.Checkpoint:output_type -> cairn.v1.Empty
+	2,   // 136: cairn.v1.Namespace.Unlink:output_type -> cairn.v1.Empty
+	2,   // 137: cairn.v1.Namespace.Release:output_type -> cairn.v1.Empty
+	41,  // 138: cairn.v1.Namespace.ReplicaReport:output_type -> cairn.v1.FileReplicas
+	2,   // 139: cairn.v1.Namespace.Link:output_type -> cairn.v1.Empty
+	6,   // 140: cairn.v1.Namespace.Access:output_type -> cairn.v1.FileInfo
+	49,  // 141: cairn.v1.Namespace.SafeMode:output_type -> cairn.v1.SafeModeReply
+	52,  // 142: cairn.v1.Namespace.GetDelegationToken:output_type -> cairn.v1.DelegationTokenReply
+	54,  // 143: cairn.v1.Namespace.RenewDelegationToken:output_type -> cairn.v1.RenewDelegationReply
+	2,   // 144: cairn.v1.Namespace.CancelDelegationToken:output_type -> cairn.v1.Empty
+	21,  // 145: cairn.v1.Namespace.SetNodeAdmin:output_type -> cairn.v1.NodeReport
+	45,  // 146: cairn.v1.Namespace.RefreshNodes:output_type -> cairn.v1.NodeReports
+	48,  // 147: cairn.v1.Namespace.Balance:output_type -> cairn.v1.BalanceReply
+	2,   // 148: cairn.v1.Namespace.Concat:output_type -> cairn.v1.Empty
+	58,  // 149: cairn.v1.Registry.Register:output_type -> cairn.v1.RegisterReply
+	62,  // 150: cairn.v1.Registry.Heartbeat:output_type -> cairn.v1.HeartbeatReply
+	2,   // 151: cairn.v1.Registry.BlockReport:output_type -> cairn.v1.Empty
+	2,   // 152: cairn.v1.Registry.BlocksReceived:output_type -> cairn.v1.Empty
+	2,   // 153: cairn.v1.Registry.BlocksDeleted:output_type -> cairn.v1.Empty
+	2,   // 154: cairn.v1.Registry.CommitBlockSynchronization:output_type -> cairn.v1.Empty
+	2,   // 155: cairn.v1.Registry.ReportBadReplicas:output_type -> cairn.v1.Empty
+	79,  // 156: cairn.v1.Trust.Join:output_type -> cairn.v1.CertReply
+	79,  // 157: cairn.v1.Trust.RenewCert:output_type -> cairn.v1.CertReply
+	81,  // 158: cairn.v1.Trust.IssueJoinToken:output_type -> cairn.v1.JoinTokenReply
+	74,  // 159: cairn.v1.Trust.DataTransfer:output_type -> cairn.v1.DataTransferReply
+	76,  // 160: cairn.v1.Trust.IssueUILink:output_type -> cairn.v1.UILinkReply
+	73,  // 161: cairn.v1.Trust.ServerDefaults:output_type -> cairn.v1.ServerDefaultsReply
+	72,  // 162: cairn.v1.Trust.JoinMetad:output_type -> cairn.v1.JoinMetadReply
+	104, // [104:163] is the sub-list for method output_type
+	45,  // [45:104] is the sub-list for method input_type
+	45,  // [45:45] is the sub-list for extension type_name
+	45,  // [45:45] is the sub-list for extension extendee
+	0,   // [0:45] is the sub-list for field type_name
 }
 
 func init() { file_rpc_pb_cairn_proto_init() }
@@ -6067,7 +6219,7 @@ func file_rpc_pb_cairn_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rpc_pb_cairn_proto_rawDesc), len(file_rpc_pb_cairn_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   78,
+			NumMessages:   81,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

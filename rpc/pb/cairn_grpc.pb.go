@@ -2132,6 +2132,7 @@ const (
 	Trust_DataTransfer_FullMethodName   = "/cairn.v1.Trust/DataTransfer"
 	Trust_IssueUILink_FullMethodName    = "/cairn.v1.Trust/IssueUILink"
 	Trust_ServerDefaults_FullMethodName = "/cairn.v1.Trust/ServerDefaults"
+	Trust_JoinMetad_FullMethodName      = "/cairn.v1.Trust/JoinMetad"
 )
 
 // TrustClient is the client API for Trust service.
@@ -2154,6 +2155,10 @@ type TrustClient interface {
 	// ServerDefaults is HDFS's getServerDefaults: settings of metad a
 	// client follows (the trash interval); any certificate may ask.
 	ServerDefaults(ctx context.Context, in *Empty, opts ...grpc.CallOption) (*ServerDefaultsReply, error)
+	// JoinMetad hands a new member of a metad group, once per join token
+	// of role metad naming it, what a member holds: the cluster CA's keys
+	// and the data directory's identity (anyone: the token authenticates).
+	JoinMetad(ctx context.Context, in *JoinMetadRequest, opts ...grpc.CallOption) (*JoinMetadReply, error)
 }
 
 type trustClient struct {
@@ -2224,6 +2229,16 @@ func (c *trustClient) ServerDefaults(ctx context.Context, in *Empty, opts ...grp
 	return out, nil
 }
 
+func (c *trustClient) JoinMetad(ctx context.Context, in *JoinMetadRequest, opts ...grpc.CallOption) (*JoinMetadReply, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(JoinMetadReply)
+	err := c.cc.Invoke(ctx, Trust_JoinMetad_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // TrustServer is the server API for Trust service.
 // All implementations must embed UnimplementedTrustServer
 // for forward compatibility.
@@ -2244,6 +2259,10 @@ type TrustServer interface {
 	// ServerDefaults is HDFS's getServerDefaults: settings of metad a
 	// client follows (the trash interval); any certificate may ask.
 	ServerDefaults(context.Context, *Empty) (*ServerDefaultsReply, error)
+	// JoinMetad hands a new member of a metad group, once per join token
+	// of role metad naming it, what a member holds: the cluster CA's keys
+	// and the data directory's identity (anyone: the token authenticates).
+	JoinMetad(context.Context, *JoinMetadRequest) (*JoinMetadReply, error)
 	mustEmbedUnimplementedTrustServer()
 }
 
@@ -2271,6 +2290,9 @@ func (UnimplementedTrustServer) IssueUILink(context.Context, *UILinkRequest) (*U
 }
 func (UnimplementedTrustServer) ServerDefaults(context.Context, *Empty) (*ServerDefaultsReply, error) {
 	return nil, status.Error(codes.Unimplemented, "method ServerDefaults not implemented")
+}
+func (UnimplementedTrustServer) JoinMetad(context.Context, *JoinMetadRequest) (*JoinMetadReply, error) {
+	return nil, status.Error(codes.Unimplemented, "method JoinMetad not implemented")
 }
 func (UnimplementedTrustServer) mustEmbedUnimplementedTrustServer() {}
 func (UnimplementedTrustServer) testEmbeddedByValue()               {}
@@ -2401,6 +2423,24 @@ func _Trust_ServerDefaults_Handler(srv interface{}, ctx context.Context, dec fun
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Trust_JoinMetad_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(JoinMetadRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TrustServer).JoinMetad(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Trust_JoinMetad_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TrustServer).JoinMetad(ctx, req.(*JoinMetadRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Trust_ServiceDesc is the grpc.ServiceDesc for Trust service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -2431,6 +2471,10 @@ var Trust_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ServerDefaults",
 			Handler:    _Trust_ServerDefaults_Handler,
+		},
+		{
+			MethodName: "JoinMetad",
+			Handler:    _Trust_JoinMetad_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -31,6 +31,7 @@ type member struct {
 	dir, addrFile, rpc string
 	extra              []string // more flags for this member
 	host               Host     // the host it runs on (nil: here, on 127.0.0.1)
+	token              string   // the join token it last joined with (grow.go)
 	proc               *proc
 }
 

@@ -175,8 +175,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	safemode := fl.String("safemode", "", "`get`, `enter`, `leave` or `wait` (until off) metad's safe mode, in which it is read-only")
 	ckpt := fl.String("checkpoint", "", "make metad write a checkpoint of the namespace to this new `DIR` under its --checkpoint-dir (a relative DIR is taken from there)")
 	joinTok := fl.Bool("join-token", false, "print a single-use join token for a new node or user (see -role, -name, -ttl)")
-	role := fl.String("role", "blockd", "with -join-token: blockd, mount, user NAME or admin NAME")
-	name := fl.String("name", "", "with -join-token: the user or admin name (also as an argument after -role)")
+	role := fl.String("role", "blockd", "with -join-token: blockd, mount, user NAME, admin NAME, or metad HOST:PORT (a new member of the metad group)")
+	name := fl.String("name", "", "with -join-token: the user or admin name, or the new metad member's address (also as an argument after -role)")
 	ttl := fl.Duration("ttl", trust.DefaultJoinTTL, "with -join-token: how long the token lasts (with -ui-link: the link, default "+trust.DefaultUILinkTTL.String()+")")
 	uiLink := fl.Bool("ui-link", false, "print a one-time sign-in link for metad's HTTP UI: opened in a browser, it signs in as this admin (see -ttl)")
 	dt := fl.Bool("delegation-token", false, "print a delegation token naming you, for metad's HTTP port (?delegation=TOKEN or Authorization: Bearer TOKEN; see -renewer)")
@@ -193,7 +193,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	refresh := fl.Bool("refreshNodes", false, "make metad read its --hosts-exclude file again and decommission (or put back in service) the blockds it names")
 	timeout := fl.Duration("timeout", 5*time.Minute, "give up after this long")
 	fl.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: cairn admin [--metad HOST:PORT] -report | -printTopology | -checkpoint DIR | -safemode get|enter|leave|wait | -join-token [-role blockd|mount|user NAME|admin NAME] [-ttl 1h] | -ui-link [-ttl 5m] | -decommission NODE | -maintenance NODE [-expire 4h] | -recommission NODE | -refreshNodes | -metad-members | -add-metad HOST:PORT | -remove-metad HOST:PORT | -delegation-token [-renewer NAME] | -renew-delegation-token TOKEN | -cancel-delegation-token TOKEN\n\nAdministers the cluster, as hdfs dfsadmin does.\n\n")
+		fmt.Fprintf(stderr, "Usage: cairn admin [--metad HOST:PORT] -report | -printTopology | -checkpoint DIR | -safemode get|enter|leave|wait | -join-token [-role blockd|mount|user NAME|admin NAME|metad HOST:PORT] [-ttl 1h] | -ui-link [-ttl 5m] | -decommission NODE | -maintenance NODE [-expire 4h] | -recommission NODE | -refreshNodes | -metad-members | -add-metad HOST:PORT | -remove-metad HOST:PORT | -delegation-token [-renewer NAME] | -renew-delegation-token TOKEN | -cancel-delegation-token TOKEN\n\nAdministers the cluster, as hdfs dfsadmin does.\n\n")
 		fl.PrintDefaults()
 	}
 	pos, code, ok := daemon.ParseFlags(fl, args, -1, stderr)

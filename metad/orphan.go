@@ -176,7 +176,7 @@ func (m *Metad) freeOrphanNow(b *pebble.Batch, in *metapb.Inode) ([]cairn.Block,
 // any more; it reports how many it freed.
 func (m *Metad) releaseExpiredHolders() (int, error) {
 	p := []byte{prefixOrphan}
-	it, err := m.st.db.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
+	it, err := m.st.src().NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
 	if err != nil {
 		return 0, err
 	}

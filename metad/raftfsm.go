@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/hashicorp/raft"
@@ -54,6 +55,9 @@ type raftFSM struct {
 	// leader's goroutines too.
 	mu      sync.Mutex
 	applied uint64
+	// beforeApply, when set (tests), runs before each command entry is
+	// applied.
+	beforeApply atomic.Pointer[func(*raft.Log)]
 }
 
 var _ raft.FSM = (*raftFSM)(nil)
@@ -86,6 +90,9 @@ func (f *raftFSM) appliedIndex() uint64 {
 func (f *raftFSM) Apply(l *raft.Log) any {
 	if l.Type != raft.LogCommand {
 		return nil
+	}
+	if hook := f.beforeApply.Load(); hook != nil {
+		(*hook)(l)
 	}
 	if l.Index <= f.appliedIndex() {
 		// In the store already: a replay after a restart, which fills

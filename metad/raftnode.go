@@ -237,6 +237,10 @@ func (m *Metad) startReplica(rc RaftConfig) error {
 	conf.LeaderLeaseTimeout = et / 2
 	conf.CommitTimeout = 5 * time.Millisecond
 	conf.NoSnapshotRestoreOnStart = true // the store persists; it is ahead of any snapshot (raftfsm.go)
+	// Proposals queue (up to MaxAppendEntries) while the leader loop
+	// syncs the log, and the next append takes them all: a proposal made
+	// under the store's lock (applyInGroup) does not wait for that sync.
+	conf.BatchApplyCh = true
 	conf.Logger = hl
 	if rc.SnapshotThreshold > 0 {
 		conf.SnapshotThreshold = rc.SnapshotThreshold
@@ -398,6 +402,10 @@ func (rep *replica) becomeLeader() {
 	s := m.st
 	s.mu.Lock()
 	err := s.loadCounters()
+	// Every committed entry is applied (the barrier): the pipeline starts
+	// again from the store (overlay.go).
+	s.resetPipeline()
+	s.pipelineTerm = rep.r.CurrentTerm()
 	s.mu.Unlock()
 	if err != nil {
 		m.log.Error("new leader: load the counters", zap.Error(err))
@@ -474,11 +482,24 @@ func nameSpaceKey(k []byte) bool {
 	return false
 }
 
-// propose replicates one mutation's entry (its batch) and waits until a majority has
-// it and this member has applied it. Caller holds the store's lock.
-func (rep *replica) propose(op string, data []byte) error {
-	f := rep.r.Apply(data, 0)
-	if err := f.Error(); err != nil {
+// await waits until a majority has the entry of f (a mutation's batch,
+// proposed by applyInGroup) and this member has applied it, or Raft has
+// shut down (which leaves the futures of entries committed and not yet
+// applied unanswered).
+func (rep *replica) await(op string, f raft.ApplyFuture) error {
+	errc := make(chan error, 1)
+	go func() { errc <- f.Error() }()
+	var err error
+	select {
+	case err = <-errc:
+	case <-rep.done:
+		select {
+		case err = <-errc:
+		default:
+			err = raft.ErrRaftShutdown
+		}
+	}
+	if err != nil {
 		switch {
 		case errors.Is(err, raft.ErrNotLeader):
 			return rep.notLeader(op)

@@ -146,7 +146,7 @@ func (m *Metad) Rename(ctx context.Context, src, dst string) error {
 
 func (m *Metad) isEmpty(dir uint64) (bool, error) {
 	p := entryPrefix(dir)
-	it, err := m.st.db.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
+	it, err := m.st.src().NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
 	if err != nil {
 		return false, err
 	}
@@ -214,7 +214,7 @@ func (m *Metad) removeTree(b *pebble.Batch, path string, dir uint64, name string
 			return nil
 		}
 		p := entryPrefix(in.Id)
-		it, err := m.st.db.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
+		it, err := m.st.src().NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
 		if err != nil {
 			return err
 		}

@@ -17,17 +17,23 @@ import (
 // certificate only carries the connection), on an insecure one as its
 // user.name. The bytes go through the client library: reads verified
 // chunk by chunk, local replicas first; writes through a pipeline.
+// Given a metad group's members (--metad LIST), each request's client
+// follows the leader, starting at the member the last one found leading
+// (one client.LeaderHint for the handler), so a redirect the old leader
+// gave is served by the new one, which accepts its delegation token (the
+// token's record is replicated; the CA that signs it is every member's).
 
 // webhdfsHandler serves /webhdfs/v1/; secure: a delegation token is
 // required, a certificate alone does not name a user this blockd may
 // speak for.
 func (d *Blockd) webhdfsHandler(checksum webhdfs.ChecksumFunc) http.Handler {
 	secure := d.creds != nil
+	leader := client.NewLeaderHint()
 	return &webhdfs.Handler{
 		Mode: webhdfs.DataNode, Log: d.log.Named("webhdfs"), NameNodeID: d.cfg.MetadAddr, Checksum: checksum,
 		BodyTimeout: d.cfg.IdleTimeout,
 		Session: func(r *http.Request, q *webhdfs.Request) (*webhdfs.Session, error) {
-			opts := client.Options{Logger: d.log.Named("webhdfs-client")}
+			opts := client.Options{Logger: d.log.Named("webhdfs-client"), Leader: leader}
 			user := ""
 			if secure {
 				if r.TLS == nil {

@@ -66,6 +66,10 @@ type Options struct {
 	// Metrics, when set, gets the client's metrics (metrics.go): its RPC
 	// latency by method and its pipeline recoveries.
 	Metrics prometheus.Registerer
+	// Leader, when set, is shared by clients dialed with the same list of
+	// a metad group's members: each starts at the member the others last
+	// found leading (LeaderHint).
+	Leader *LeaderHint
 }
 
 // LoadCreds returns the credentials a command presents: those in dir,
@@ -237,7 +241,14 @@ func Dial(addr string, opts Options) (*Client, error) {
 	}
 	var conn metadConn
 	if len(members) > 1 {
-		conn, err = dialGroup(members, opts.Logger, dial)
+		var g *leaderConn
+		if g, err = dialGroup(members, opts.Logger, dial); err == nil {
+			if opts.Leader != nil {
+				g.hint = opts.Leader
+				g.cur.Store(opts.Leader.index(members))
+			}
+			conn = g
+		}
 	} else {
 		conn, err = dial(addr)
 	}

@@ -74,6 +74,39 @@ type leaderConn struct {
 	// member: made again at the new leader, it is the same call there,
 	// which answers it from its retry cache (metad/raftcalls.go).
 	names *rpc.CallNamer
+	// hint, when set, learns the member that answered last (Options.Leader).
+	hint *LeaderHint
+}
+
+// LeaderHint remembers the member of a metad group that last answered a
+// call, for the clients a daemon dials one after another with the same
+// list (a WebHDFS gateway or a blockd dials one per request): each starts
+// at the member found leading, rather than at the first of the list, which
+// may be dead or a follower, so a failover costs the first call after it
+// the search for the leader, not every call.
+type LeaderHint struct{ addr atomic.Pointer[string] }
+
+// NewLeaderHint returns a hint that knows no leader yet.
+func NewLeaderHint() *LeaderHint { return &LeaderHint{} }
+
+// learn records addr as the member that answered.
+func (h *LeaderHint) learn(addr string) {
+	if p := h.addr.Load(); p == nil || *p != addr {
+		h.addr.Store(&addr)
+	}
+}
+
+// index is the place in addrs of the member that answered last, 0 when
+// it knows none there.
+func (h *LeaderHint) index(addrs []string) int32 {
+	if p := h.addr.Load(); p != nil {
+		for i, a := range addrs {
+			if a == *p {
+				return int32(i)
+			}
+		}
+	}
+	return 0
 }
 
 var _ metadConn = (*leaderConn)(nil)
@@ -107,6 +140,9 @@ func (l *leaderConn) Invoke(ctx context.Context, method string, args, reply any,
 		close(done)
 		cancel()
 		if err == nil {
+			if l.hint != nil {
+				l.hint.learn(l.addrs[i])
+			}
 			return nil
 		}
 		next, wait, ok := l.redirect(i, err, tr)

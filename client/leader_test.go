@@ -171,3 +171,49 @@ func TestLeaderConnWaitsForSlowMember(t *testing.T) {
 		t.Fatalf("the slow member got the call %d times and the call ended at member %d; want once, at member 0", n, l.cur.Load())
 	}
 }
+
+// Clients dialed one after another with a shared LeaderHint (a gateway
+// dials one per request): the first finds the leader past a dead member;
+// the next starts there, not at the dead one.
+func TestLeaderHintShared(t *testing.T) {
+	dead, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead.Close() // nothing there: refused
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer()
+	healthpb.RegisterHealthServer(srv, health.NewServer())
+	go func() { _ = srv.Serve(lis) }()
+	defer srv.Stop()
+
+	addrs := []string{dead.Addr().String(), lis.Addr().String()}
+	hint := NewLeaderHint()
+	dialOne := func() *Client {
+		t.Helper()
+		c, err := Dial(addrs[0]+","+addrs[1], Options{Insecure: true, Leader: hint, Identity: cairn.Identity{User: "u"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	first := dialOne()
+	defer first.Close()
+	if got := first.conn.(*leaderConn).cur.Load(); got != 0 {
+		t.Fatalf("a client of a hint that knows no leader starts at member %d, want 0", got)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var reply healthpb.HealthCheckResponse
+	if err := first.conn.Invoke(ctx, healthpb.Health_Check_FullMethodName, &healthpb.HealthCheckRequest{}, &reply); err != nil {
+		t.Fatalf("a call with member 0 dead: %v, want member 1's answer", err)
+	}
+	next := dialOne()
+	defer next.Close()
+	if got := next.conn.(*leaderConn).cur.Load(); got != 1 {
+		t.Fatalf("the next client of the hint starts at member %d, want 1 (where the first was answered)", got)
+	}
+}

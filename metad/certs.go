@@ -104,17 +104,25 @@ func (m *Metad) Join(ctx context.Context, token string, csr []byte) ([]byte, []b
 	}
 	err = m.mutate(ctx, func(b *pebble.Batch) error {
 		k := joinTokenKey(jt.ID)
+		used := false
 		if _, err := m.st.get(k); err == nil {
-			return cairn.E(op, cairn.KindPermission, "", fmt.Sprintf("join token %s was used already: a token works once; ask an admin for a new one", jt.IDString()))
+			used = true
 		} else if !isNotFound(err) {
 			return err
 		}
+		// Made again after a failover lost its answer, the token was
+		// used by this very call: the peer gets a certificate for its
+		// request, recorded in place of the one the first run signed.
+		replayed := used && callReplayed(ctx)
+		if used && !replayed {
+			return cairn.E(op, cairn.KindPermission, "", fmt.Sprintf("join token %s was used already: a token works once; ask an admin for a new one", jt.IDString()))
+		}
 		if p.Role == trust.RoleBlockd {
-			if err := m.recordBlockdCert(b, op, p.Name, jt.Name != "", der, now); err != nil {
+			if err := m.recordBlockdCert(b, op, p.Name, jt.Name != "" || replayed, der, now); err != nil {
 				return err
 			}
 		}
-		if err := pruneJoinTokens(m.st.db, b, now); err != nil {
+		if err := pruneJoinTokens(m.st.src(), b, now); err != nil {
 			return err
 		}
 		return b.Set(k, u64(uint64(jt.Expiry.Unix())), nil)
@@ -128,7 +136,7 @@ func (m *Metad) Join(ctx context.Context, token string, csr []byte) ([]byte, []b
 
 // pruneJoinTokens deletes the records of tokens expired before now: an
 // expired token is refused for its expiry anyway.
-func pruneJoinTokens(db *pebble.DB, b *pebble.Batch, now time.Time) error {
+func pruneJoinTokens(db pebble.Reader, b *pebble.Batch, now time.Time) error {
 	p := []byte{prefixJoinToken}
 	it, err := db.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
 	if err != nil {

@@ -632,6 +632,19 @@ func (m *Metad) AddBlock(ctx context.Context, w cairn.WriterRef, prev *cairn.Blo
 		if err != nil {
 			return err
 		}
+		if blk, again, err := m.retriedBlock(op, path, in, prev); err != nil {
+			return err
+		} else if again {
+			// Made again, its answer lost: the same block, placed
+			// afresh (nothing was written to it).
+			targets := m.chooseTargets(int(in.Replication), in.BlockSize, writer, nil, excluded)
+			if len(targets) == 0 {
+				return cairn.E(op, cairn.KindNoSpace, path, m.noNodeDetail("no blockd for a new block", in.BlockSize, excluded))
+			}
+			lb = cairn.LocatedBlock{Block: blk, Offset: in.Size, Locations: targets}
+			m.log.Info("AddBlock made again: answered with the block it allocated", zap.String("path", path), zap.Stringer("block", blk))
+			return nil
+		}
 		if err := m.settleLast(op, path, b, in, prev); err != nil {
 			return err
 		}

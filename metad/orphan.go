@@ -156,7 +156,7 @@ func (m *Metad) freeOrphanNow(b *pebble.Batch, in *metapb.Inode) ([]cairn.Block,
 	_ = b.Delete(writingKey(in.Id), nil)
 	m.st.numFiles--
 	if in.Xattrs > 0 {
-		if err := deletePrefix(m.st.db, b, xattrPrefix(in.Id)); err != nil {
+		if err := deletePrefix(m.st.src(), b, xattrPrefix(in.Id)); err != nil {
 			return nil, err
 		}
 	}

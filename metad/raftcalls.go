@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoregistry"
 
 	"cairn/rpc"
+	"cairn/rpc/pb"
 )
 
 // The retry cache of a metad group (HDFS keeps its RetryCache entries in
@@ -32,8 +33,10 @@ import (
 // A leader that dies between the two entries leaves the call applied
 // but its answer unknown: the new leader runs such a call made again
 // once more, telling it that its change was applied already
-// (callReplayed), so a create answers with the file it made rather than
-// "file exists" (Create).
+// (callReplayed), so it answers as its first run did: a create with the
+// file it made rather than "file exists" (Create), an AddBlock with the
+// block it allocated (retriedBlock), a call of replayedDone success
+// without running. docs/ARCHITECTURE.md has the table of every call.
 //
 // Bound: the entries live in memory, at most RetryCacheSize answers for
 // RetryCacheExpiry each, as on a single metad. A restarted member fills
@@ -70,6 +73,36 @@ func pendingCallOf(ctx context.Context) *pendingCall {
 func callReplayed(ctx context.Context) bool {
 	c := pendingCallOf(ctx)
 	return c != nil && c.replay
+}
+
+// replayedDone are the calls whose change is one batch, committed only
+// when the call succeeds, and whose reply is empty: made again after a
+// failover lost the answer (callReplayed), such a call succeeded, so the
+// new leader answers success without running it. Run again, each would
+// find its own change and refuse: a rename or a delete "no such file",
+// a link, symlink or mknod "file exists", a complete "not open for
+// writing", an abandon "not the last block", a concat its sources gone,
+// a cancelled delegation token unknown. The table of every mutating
+// call's replay is in docs/ARCHITECTURE.md ("The retry cache in the
+// log").
+var replayedDone = map[string]bool{
+	pb.Namespace_Mkdirs_FullMethodName:                true,
+	pb.Namespace_Mkdir_FullMethodName:                 true,
+	pb.Namespace_Complete_FullMethodName:              true,
+	pb.Namespace_Rename_FullMethodName:                true,
+	pb.Namespace_Delete_FullMethodName:                true,
+	pb.Namespace_Unlink_FullMethodName:                true,
+	pb.Namespace_Release_FullMethodName:               true,
+	pb.Namespace_Symlink_FullMethodName:               true,
+	pb.Namespace_Mknod_FullMethodName:                 true,
+	pb.Namespace_SetXattr_FullMethodName:              true,
+	pb.Namespace_RemoveXattr_FullMethodName:           true,
+	pb.Namespace_Link_FullMethodName:                  true,
+	pb.Namespace_Concat_FullMethodName:                true,
+	pb.Namespace_Fsync_FullMethodName:                 true,
+	pb.Namespace_AbandonBlock_FullMethodName:          true,
+	pb.Namespace_UpdatePipeline_FullMethodName:        true,
+	pb.Namespace_CancelDelegationToken_FullMethodName: true,
 }
 
 // A call record: client ID (16), call ID (8 BE), request sum (32), method.

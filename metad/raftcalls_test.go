@@ -24,6 +24,12 @@ import (
 // retry cache, and returns a client of it.
 func serveNamespace(t *testing.T, m *Metad) pb.NamespaceClient {
 	t.Helper()
+	return pb.NewNamespaceClient(serveConn(t, m))
+}
+
+// serveConn is serveNamespace's connection.
+func serveConn(t *testing.T, m *Metad) *grpc.ClientConn {
+	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	must(t, err)
 	srv := grpc.NewServer(grpc.ChainUnaryInterceptor(m.retries.intercept))
@@ -33,7 +39,7 @@ func serveNamespace(t *testing.T, m *Metad) pb.NamespaceClient {
 	cc, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	must(t, err)
 	t.Cleanup(func() { _ = cc.Close() })
-	return pb.NewNamespaceClient(cc)
+	return cc
 }
 
 // asCall names a call as client id's call n.

@@ -124,10 +124,21 @@ func (rc *retryCache) intercept(ctx context.Context, req any, info *grpc.UnarySe
 		pc = &pendingCall{key: key, method: info.FullMethod, sum: sum, replay: e.replay}
 		run = withPendingCall(run, pc)
 	}
-	resp, err := handler(run, req)
+	var resp any
+	if e.replay && replayedDone[info.FullMethod] {
+		// Its one batch is in: it succeeded (raftcalls.go).
+		resp, err = replyMessage(info.FullMethod)
+		rc.log.Info("a call made again after its answer was lost with the leader: its change is in; answered success",
+			zap.String("call", key.String()), zap.String("method", info.FullMethod))
+	} else {
+		resp, err = handler(run, req)
+	}
 	finished = true
+	crashBeforeAnswer(rc.log, info.FullMethod, err)
 	rc.finish(e, resp, err)
-	if pc != nil && pc.marked.Load() {
+	if pc != nil && (pc.marked.Load() || pc.replay) && rc.replicate != nil {
+		// A replayed call's answer is replicated even when this run
+		// changed nothing: the members still count it unanswered.
 		rc.replicate(pc, resp, err)
 	}
 	return resp, err

@@ -28,7 +28,7 @@ func (m *Metad) webhdfsHandler(secure bool) http.Handler {
 			}
 			if err := m.leading("metad.WebHDFS." + q.Op); err != nil {
 				return nil, &webhdfs.RemoteError{Status: http.StatusForbidden, Exception: "StandbyException",
-					JavaClass: "org.apache.hadoop.ipc.StandbyException", Message: err.Error()}
+					JavaClass: "org.apache.hadoop.ipc.StandbyException", Message: err.Error() + standbyHint}
 			}
 			id := cairn.Identity{User: c.User, Groups: m.hostGroups(c.User)}
 			s := &webhdfs.Session{Ctx: cairn.WithIdentity(r.Context(), id), NS: gatedNS{m}, User: c.User, ByToken: c.ByToken, Token: c.Token}
@@ -42,6 +42,11 @@ func (m *Metad) webhdfsHandler(secure bool) http.Handler {
 		},
 	}
 }
+
+// standbyHint ends a follower's StandbyException (which names the
+// leader's RPC address): where a WebHDFS client of a group goes instead.
+const standbyHint = "; over WebHDFS ask the leader's HTTP port, or give an HA client (Hadoop's webhdfs:// of a nameservice) " +
+	"every member's HTTP address: it fails over on this answer; or go through cairn httpfs --metad with the members' list"
 
 // webhdfsAuth lets through to api, on a secure cluster, a request
 // that brings a credential, with its peer in the context as

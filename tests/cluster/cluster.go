@@ -476,6 +476,27 @@ func (c *Cluster) cleanup() {
 			c.t.Logf("----- end of %s -----\n%s", p.logPath, p.logTail())
 		}
 	}
+	c.keepLogs()
+}
+
+// keepLogs copies the whole logs of a failed test's processes into its
+// artifact directory (kept by go test -artifacts: make test keeps them
+// under .dev/artifacts), beside the tails printed.
+func (c *Cluster) keepLogs() {
+	es, err := os.ReadDir(c.logDir)
+	if err != nil {
+		return
+	}
+	dst := filepath.Join(c.t.ArtifactDir(), "logs")
+	if err := os.MkdirAll(dst, 0o755); err != nil {
+		return
+	}
+	for _, e := range es {
+		if b, err := os.ReadFile(filepath.Join(c.logDir, e.Name())); err == nil {
+			_ = os.WriteFile(filepath.Join(dst, e.Name()), b, 0o644)
+		}
+	}
+	c.t.Logf("whole logs kept in %s", dst)
 }
 
 // readJSON reads the JSON file path into v and reports whether it could. A

@@ -139,19 +139,27 @@ func (g *Group) MemberAddr(i int) string { return g.members[i].rpc }
 // MemberDir returns member i's data directory.
 func (g *Group) MemberDir(i int) string { return g.members[i].dir }
 
-// MemberGet GETs path at member i's HTTP port, with the test's client
-// certificate on a secure group.
-func (g *Group) MemberGet(t testing.TB, i int, path string) (*http.Response, error) {
+// MemberHTTPAddr returns member i's HTTP address (WebHDFS), as its
+// address file says.
+func (g *Group) MemberHTTPAddr(t testing.TB, i int) string {
 	t.Helper()
 	var a metadAddrs
 	if !readJSON(g.members[i].addrFile, &a) || a.HTTP == "" {
 		t.Fatalf("metad%d's address file %s names no HTTP address", i, g.members[i].addrFile)
 	}
+	return a.HTTP
+}
+
+// MemberGet GETs path at member i's HTTP port, with the test's client
+// certificate on a secure group.
+func (g *Group) MemberGet(t testing.TB, i int, path string) (*http.Response, error) {
+	t.Helper()
+	addr := g.MemberHTTPAddr(t, i)
 	if g.cfg.Insecure {
-		return http.Get("http://" + a.HTTP + path)
+		return http.Get("http://" + addr + path)
 	}
 	hc := &http.Client{Timeout: runTimeout, Transport: &http.Transport{TLSClientConfig: trust.ClientConfig(g.ClientCreds(), trust.RoleMetad)}}
-	return hc.Get("https://" + a.HTTP + path)
+	return hc.Get("https://" + addr + path)
 }
 
 // Size is the number of members.
@@ -386,4 +394,17 @@ func copyDir(t testing.TB, src, dst string) {
 			copyFile(t, filepath.Join(src, e.Name()), filepath.Join(dst, e.Name()))
 		}
 	}
+}
+
+// Exited waits up to timeout for member i to exit by itself (at a crash
+// point, say), counts that exit as expected, and reports whether it
+// exited.
+func (g *Group) Exited(t testing.TB, i int, timeout time.Duration) bool {
+	t.Helper()
+	p := g.members[i].proc
+	if !p.waitExit(timeout) {
+		return false
+	}
+	p.accounted.Store(true)
+	return true
 }

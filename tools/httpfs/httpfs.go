@@ -24,19 +24,21 @@ import (
 	"cairn/webhdfs"
 )
 
-// Main is `cairn httpfs --listen :14000 --metad HOST:9000`.
+// Main is `cairn httpfs --listen :14000 --metad HOST:9000`, or
+// --metad HOST1:9000,HOST2:9000,... for a metad group, whose leader each
+// request's client follows (client/leader.go).
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fl := flag.NewFlagSet("cairn httpfs", flag.ContinueOnError)
 	fl.SetOutput(stderr)
 	listen := fl.String("listen", ":14000", "HTTP address (port 0 picks a free port)")
-	metad := fl.String("metad", "", "metad address (default $CAIRN_METAD or 127.0.0.1:9000)")
+	metad := fl.String("metad", "", "metad address, or a metad group's members HOST1:9000,HOST2:9000,... whose leader is followed (default $CAIRN_METAD or 127.0.0.1:9000)")
 	certs := fl.String("certs", "", "the gateway's credentials: a mount or admin certificate speaks for the users whose certificates call it (default $CAIRN_CERTS or ~/.cairn/certs)")
 	insecure := fl.Bool("insecure", false, "serve plain HTTP to an --insecure dev cluster, callers named by user.name (loopback only)")
 	bodyTimeout := fl.Duration("body-timeout", webhdfs.DefaultBodyTimeout, "each read of a CREATE or APPEND body, and each write of OPEN's bytes, must finish within this: a stalled upload is cut off and the file closed with the bytes received; a reader that stops reading is cut off")
 	addrFile := fl.String("addr-file", "", "write the bound address as JSON to this file once serving")
 	debug := fl.Bool("debug", false, "log at debug level")
 	fl.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: cairn httpfs [--listen :14000] [--metad HOST:9000] [--certs DIR | --insecure]\n\n"+
+		fmt.Fprintf(stderr, "Usage: cairn httpfs [--listen :14000] [--metad HOST:9000[,HOST:9000...]] [--certs DIR | --insecure]\n\n"+
 			"HDFS's HttpFS: the WebHDFS REST API (/webhdfs/v1/PATH?op=...) from one gateway that streams the bytes\n"+
 			"itself and never redirects. Metrics at /metrics.\n\n")
 		fl.PrintDefaults()
@@ -52,7 +54,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 	}
-	g := &gateway{metad: client.MetadAddr(*metad), insecure: *insecure, log: log, metrics: newMetrics(), bodyTimeout: *bodyTimeout}
+	g := &gateway{metad: client.MetadAddr(*metad), insecure: *insecure, log: log, metrics: newMetrics(), bodyTimeout: *bodyTimeout,
+		leader: client.NewLeaderHint()}
 	if !*insecure {
 		h, err := client.LoadCreds(*certs)
 		if err != nil {
@@ -78,6 +81,9 @@ type gateway struct {
 	metrics  *metrics
 	// bodyTimeout bounds each read of an upload's body.
 	bodyTimeout time.Duration
+	// leader is shared by the clients dialed per request: given a metad
+	// group's members, each starts at the member found leading last.
+	leader *client.LeaderHint
 }
 
 func (g *gateway) serve(ctx context.Context, listen, addrFile string) error {
@@ -157,7 +163,7 @@ func (g *gateway) session(r *http.Request, q *webhdfs.Request) (*webhdfs.Session
 	if err != nil {
 		return nil, err
 	}
-	opts := client.Options{Logger: g.log.Named("client"), Insecure: g.insecure, Creds: g.creds}
+	opts := client.Options{Logger: g.log.Named("client"), Insecure: g.insecure, Creds: g.creds, Leader: g.leader}
 	if c.ByToken {
 		opts.Delegation = c.Token
 	} else {

@@ -110,8 +110,13 @@ func (m *Metad) applyInGroup(ctx context.Context, fn func(b *pebble.Batch) error
 		// Leadership was lost, or won again and the pipeline not yet
 		// reset: the entries in flight may never commit, and nothing may
 		// be built on them (becomeLeader resets the pipeline, before it
-		// sets ready, so its own changes go through).
+		// sets ready, so its own changes go through; repipe when it
+		// still leads).
+		broken := s.pipelineBroken
 		s.mu.Unlock()
+		if broken {
+			rep.repipe()
+		}
 		return rep.notLeader(op)
 	}
 	saved := s.saveCounters()
@@ -143,7 +148,7 @@ func (m *Metad) applyInGroup(ctx context.Context, fn func(b *pebble.Batch) error
 		s.mu.Unlock()
 		return fmt.Errorf("%s: overlay: %w", op, err)
 	}
-	f := rep.r.Apply(data, 0)
+	f := rep.r.Apply(s.nextPiped(data), 0)
 	s.mu.Unlock()
 
 	err = rep.await(op, f)
@@ -151,8 +156,9 @@ func (m *Metad) applyInGroup(ctx context.Context, fn func(b *pebble.Batch) error
 	s.popInflight(e, err != nil)
 	s.mu.Unlock()
 	if err != nil {
-		// The counters in memory may be ahead of the store now; a member
-		// that leads again reloads them (becomeLeader).
+		// The counters in memory may be ahead of the store now: the
+		// pipeline's reset reloads them (repipe, becomeLeader).
+		rep.repipe()
 		return err
 	}
 	if c != nil {

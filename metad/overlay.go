@@ -113,11 +113,21 @@ func (s *store) popInflight(e *inflight, failed bool) {
 	}
 }
 
-// resetPipeline empties the overlay and reopens the pipeline, on a member
-// that has just become leader and applied every committed entry (the
-// entries it proposed in an earlier term are committed or gone by then:
-// their callers were answered with an error). Caller holds mu.
-func (s *store) resetPipeline() {
+// resetPipeline empties the overlay and opens a new pipeline in term,
+// from the store with every entry up to base applied: on a member that
+// has just become leader, or whose pipeline broke while it stayed leader,
+// after a barrier (every entry proposed before it is applied or failed;
+// their callers are answered). Caller holds mu.
+func (s *store) resetPipeline(term, base uint64) {
+	s.dropPipeline()
+	s.pipelineBroken = false
+	s.pipelineTerm = term
+	s.pipelineBase = base
+}
+
+// dropPipeline forgets the entries in flight and closes the pipeline
+// until the next reset. Caller holds mu.
+func (s *store) dropPipeline() {
 	if s.overlay != nil {
 		_ = s.overlay.Close()
 		s.overlay = nil
@@ -125,6 +135,14 @@ func (s *store) resetPipeline() {
 	// Batches still listed belong to callers who are being answered with
 	// an error; they close them (popInflight, an older generation).
 	s.inflight = nil
-	s.pipelineBroken = false
+	s.pipelineBroken = true
 	s.pipelineGen++
+	s.pipelineSeq = 0
+}
+
+// nextPiped wraps entry data as the next entry of the pipeline
+// (raftadmit.go). Caller holds mu.
+func (s *store) nextPiped(data []byte) []byte {
+	s.pipelineSeq++
+	return encodePiped(pipeHeader{term: s.pipelineTerm, gen: s.pipelineGen, base: s.pipelineBase, seq: s.pipelineSeq}, data)
 }

@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"io/fs"
+	"net"
 	"testing"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2"
 	"github.com/hashicorp/raft"
 
 	"cairn"
@@ -175,4 +177,200 @@ func TestGroupPipelineBreaksOnLostLeadership(t *testing.T) {
 		t.Fatalf("a mutation after the shutdown: %v, want not leader or unavailable", err)
 	}
 	t.Logf("%d of the 2 in flight failed; then: %v", failed, err)
+}
+
+// A SetXattr in flight, then the file's Delete: the deletion of the
+// file's xattr keys reads through the overlay too, so none is left for an
+// inode that no longer exists.
+func TestGroupPipelineDeleteAfterXattrInFlight(t *testing.T) {
+	m := startGroupOfOne(t)
+	ctx := context.Background()
+	_, err := m.Create(ctx, "/f", cairn.CreateOptions{Perm: 0o644, Client: "c1", Closed: true})
+	must(t, err)
+	in, err := m.resolve("t", "/f")
+	must(t, err)
+	release := holdApplies(m)
+	errs := make(chan error, 2)
+	go func() { errs <- m.SetXattr(ctx, "/f", "user.a", []byte("v"), 0) }()
+	waitInflight(t, m, 1)
+	go func() { errs <- m.Delete(ctx, "/f", false) }()
+	waitInflight(t, m, 2)
+	release()
+	for range 2 {
+		must(t, <-errs)
+	}
+	p := xattrPrefix(in.Id)
+	it, err := m.st.db.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
+	must(t, err)
+	defer it.Close()
+	if it.First() {
+		t.Fatalf("inode %d deleted, but its xattr key %q remains", in.Id, it.Key())
+	}
+}
+
+// Raft refuses an entry (a leadership transfer is under way) while the
+// member stays leader in the same term, and a mutation already built on
+// it through the overlay is proposed after the transfer gave up: the
+// state machine drops it (its pipeline has a gap), its caller hears that
+// it was not applied, and the pipeline opens again without a change of
+// leader.
+func TestGroupPipelineDropsEntryBuiltOnRefusedOne(t *testing.T) {
+	m := startGroupOfOne(t)
+	ctx := context.Background()
+	// A non-voter that never answers: a transfer to it stays under way
+	// until it times out.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	must(t, err)
+	defer l.Close()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			time.AfterFunc(300*time.Millisecond, func() { c.Close() })
+		}
+	}()
+	addr := raft.ServerAddress(l.Addr().String())
+	must(t, m.rep.r.AddNonvoter("x", addr, 0, 0).Error())
+
+	// A is built and held before it is proposed, until the transfer is
+	// under way; C is built on A and held until A has failed.
+	aBuilt, aGo := make(chan struct{}), make(chan struct{})
+	cBuilt, cGo := make(chan struct{}), make(chan struct{})
+	errA, errC := make(chan error, 1), make(chan error, 1)
+	go func() {
+		errA <- m.mutate(ctx, func(b *pebble.Batch) error {
+			close(aBuilt)
+			<-aGo
+			return b.Set([]byte("xA"), []byte("1"), nil)
+		})
+	}()
+	<-aBuilt
+	go func() {
+		errC <- m.mutate(ctx, func(b *pebble.Batch) error {
+			if _, err := m.st.get([]byte("xA")); err != nil {
+				return fmt.Errorf("C does not see A through the overlay: %w", err)
+			}
+			close(cBuilt)
+			<-cGo
+			return b.Set([]byte("xC"), []byte("built on xA"), nil)
+		})
+	}()
+	transfer := make(chan error, 1)
+	go func() { transfer <- m.rep.r.LeadershipTransferToServer("x", addr).Error() }()
+	time.Sleep(50 * time.Millisecond) // the transfer starts (if not, A commits and C too: no harm, the test says so)
+	close(aGo)
+	var ec error
+	built := false
+	select {
+	case <-cBuilt:
+		built = true
+	case ec = <-errC:
+		// A's failure closed the pipeline before C took the lock.
+	}
+	ea := <-errA
+	t.Logf("A: %v", ea)
+	<-transfer
+	close(cGo)
+	if built {
+		ec = <-errC
+	}
+	t.Logf("C: %v (built on A: %v)", ec, built)
+	_, errXA := m.st.get([]byte("xA"))
+	_, errXC := m.st.get([]byte("xC"))
+	if errXA != nil && errXC == nil {
+		t.Fatalf("C, built on A, is in the store and A is not (A: %v; C: %v)", ea, ec)
+	}
+	if ec == nil && errXC != nil {
+		t.Fatalf("C's caller was told it was applied, and it is not in the store")
+	}
+	// The pipeline opens again, while the member still leads.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		err := m.Mkdir(ctx, "/z", 0o755)
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("mutations still refused 20s after the failure: %v (state %v)", err, m.rep.r.State())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// The state machine's admission of pipelined entries (raftadmit.go).
+func TestPipelineAdmission(t *testing.T) {
+	p := pipeState{lastChange: 5}
+	h := func(term, gen, base, seq uint64) pipeHeader { return pipeHeader{term, gen, base, seq} }
+	steps := []struct {
+		h     pipeHeader
+		index uint64
+		ok    bool
+	}{
+		{h(2, 1, 4, 1), 6, false}, // starts from index 4, but 5 changed the store since
+		{h(2, 1, 5, 1), 7, true},  // a pipeline from 5
+		{h(2, 1, 5, 2), 8, true},
+		{h(2, 1, 5, 4), 9, false}, // 3 is missing
+		{h(2, 1, 5, 5), 10, false},
+		{h(2, 2, 8, 1), 11, true}, // reopened from 8
+		{h(2, 1, 5, 1), 12, false},
+		{h(3, 1, 11, 2), 13, false}, // no start
+		{h(3, 1, 11, 1), 14, true},
+	}
+	for i, s := range steps {
+		var ok bool
+		p, ok = p.admit(s.h, s.index)
+		if ok != s.ok {
+			t.Fatalf("step %d (%+v at %d): admitted %v, want %v", i, s.h, s.index, ok, s.ok)
+		}
+	}
+	if p.lastChange != 14 || p.seq != 1 {
+		t.Fatalf("end state %+v", p)
+	}
+}
+
+// The state machine drops a pipelined entry after a gap, changes nothing
+// for it, answers errDropped, records it as dropped (a restart's replay
+// does not take its call as made), and keeps its pipeline record across a
+// restart.
+func TestFSMDropsEntryAfterGap(t *testing.T) {
+	m := openCfg(t, Config{Clock: newFakeClock()})
+	f, err := newRaftFSM(m)
+	must(t, err)
+	entry := func(key string, seq uint64) []byte {
+		b := m.st.db.NewBatch()
+		defer b.Close()
+		must(t, b.Set([]byte(key), []byte("v"), nil))
+		return encodePiped(pipeHeader{term: 1, gen: 1, base: 0, seq: seq}, encodeEntry(entryBatch, b))
+	}
+	apply := func(index uint64, data []byte) any {
+		return f.Apply(&raft.Log{Index: index, Type: raft.LogCommand, Data: data})
+	}
+	if r := apply(1, entry("x1", 1)); r != nil {
+		t.Fatalf("first entry: %v", r)
+	}
+	if r := apply(2, entry("x3", 3)); r != errDropped {
+		t.Fatalf("entry after a gap: %v, want errDropped", r)
+	}
+	if r := apply(3, entry("x4", 4)); r != errDropped {
+		t.Fatalf("entry after a dropped one: %v, want errDropped", r)
+	}
+	if _, err := m.st.get([]byte("x1")); err != nil {
+		t.Fatal("the admitted entry is not in the store")
+	}
+	for _, k := range []string{"x3", "x4"} {
+		if _, err := m.st.get([]byte(k)); err == nil {
+			t.Fatalf("dropped entry's %s is in the store", k)
+		}
+	}
+	if f.appliedIndex() != 3 || !f.wasDropped(2) || !f.wasDropped(3) || f.wasDropped(1) {
+		t.Fatalf("applied %d, dropped 1 %v 2 %v 3 %v", f.appliedIndex(), f.wasDropped(1), f.wasDropped(2), f.wasDropped(3))
+	}
+	// A restart: the state machine's record comes back from the store.
+	f2, err := newRaftFSM(m)
+	must(t, err)
+	if f2.pipe != f.pipe {
+		t.Fatalf("pipeline state after a restart %+v, want %+v", f2.pipe, f.pipe)
+	}
 }

@@ -54,6 +54,8 @@ type store struct {
 	pipelineBroken bool   // an entry failed: nothing is proposed until resetPipeline
 	pipelineGen    uint64 // resets so far
 	pipelineTerm   uint64 // the Raft term of the last reset
+	pipelineBase   uint64 // the applied index at the last reset
+	pipelineSeq    uint64 // entries proposed since
 
 	closeOnce sync.Once
 	closeErr  error

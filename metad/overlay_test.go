@@ -265,18 +265,18 @@ func TestGroupPipelineDropsEntryBuiltOnRefusedOne(t *testing.T) {
 	built := false
 	select {
 	case <-cBuilt:
+		// C holds the store's lock, built on A; it proposes once the
+		// transfer is over, when Raft takes entries again.
 		built = true
+		<-transfer
+		close(cGo)
+		ec = <-errC
 	case ec = <-errC:
 		// A's failure closed the pipeline before C took the lock.
+		<-transfer
 	}
 	ea := <-errA
-	t.Logf("A: %v", ea)
-	<-transfer
-	close(cGo)
-	if built {
-		ec = <-errC
-	}
-	t.Logf("C: %v (built on A: %v)", ec, built)
+	t.Logf("A: %v; C: %v (built on A: %v)", ea, ec, built)
 	_, errXA := m.st.get([]byte("xA"))
 	_, errXC := m.st.get([]byte("xC"))
 	if errXA != nil && errXC == nil {

@@ -319,7 +319,7 @@ func (m *Metad) ListXattrs(ctx context.Context, path string) ([]string, error) {
 		return nil, nil
 	}
 	p := xattrPrefix(in.Id)
-	it, err := m.st.db.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
+	it, err := m.st.src().NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
 	if err != nil {
 		return nil, err
 	}

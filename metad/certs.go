@@ -125,7 +125,7 @@ func (m *Metad) Join(ctx context.Context, token string, csr []byte) ([]byte, []b
 				return err
 			}
 		}
-		if err := pruneJoinTokens(m.st.db, b, now); err != nil {
+		if err := pruneJoinTokens(m.st.src(), b, now); err != nil {
 			return err
 		}
 		return b.Set(k, u64(uint64(jt.Expiry.Unix())), nil)
@@ -139,7 +139,7 @@ func (m *Metad) Join(ctx context.Context, token string, csr []byte) ([]byte, []b
 
 // pruneJoinTokens deletes the records of tokens expired before now: an
 // expired token is refused for its expiry anyway.
-func pruneJoinTokens(db *pebble.DB, b *pebble.Batch, now time.Time) error {
+func pruneJoinTokens(db pebble.Reader, b *pebble.Batch, now time.Time) error {
 	p := []byte{prefixJoinToken}
 	it, err := db.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
 	if err != nil {

@@ -227,11 +227,11 @@ func (m *Metad) applyConcat(b *pebble.Batch, p *concatPlan) (int, error) {
 			t.Size += blk.Len
 			moved++
 		}
-		if err := deletePrefix(m.st.db, b, filePrefix(s.in.Id)); err != nil {
+		if err := deletePrefix(m.st.src(), b, filePrefix(s.in.Id)); err != nil {
 			return 0, err
 		}
 		if s.in.Xattrs > 0 {
-			if err := deletePrefix(m.st.db, b, xattrPrefix(s.in.Id)); err != nil {
+			if err := deletePrefix(m.st.src(), b, xattrPrefix(s.in.Id)); err != nil {
 				return 0, err
 			}
 		}

@@ -95,7 +95,7 @@ func (m *Metad) GetDelegationToken(ctx context.Context, renewer string) (string,
 			return cairn.E(op, cairn.KindInvalid, "", err.Error())
 		}
 		expiry = earliest(now.Add(m.cfg.DelegationRenewInterval), t.MaxDate)
-		if err := pruneDelegations(m.st.db, b, now); err != nil {
+		if err := pruneDelegations(m.st.src(), b, now); err != nil {
 			return err
 		}
 		if err := b.Set(delegationSeqKey, u64(t.Seq), nil); err != nil {
@@ -113,7 +113,7 @@ func (m *Metad) GetDelegationToken(ctx context.Context, renewer string) (string,
 
 // pruneDelegations deletes the records of tokens past their expiry: such
 // a token is refused all the same, and cannot be renewed.
-func pruneDelegations(db *pebble.DB, b *pebble.Batch, now time.Time) error {
+func pruneDelegations(db pebble.Reader, b *pebble.Batch, now time.Time) error {
 	p := []byte{prefixDelegation}
 	it, err := db.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
 	if err != nil {

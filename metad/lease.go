@@ -221,7 +221,7 @@ const maxRecoveriesPerSweep = 1000
 func (m *Metad) recoverExpiredLeases() (int, error) {
 	const op = "metad.recoverLease"
 	p := []byte{prefixWriting}
-	it, err := m.st.db.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
+	it, err := m.st.src().NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
 	if err != nil {
 		return 0, err
 	}

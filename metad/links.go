@@ -92,7 +92,7 @@ func (n *nameEdits) drop(in *metapb.Inode, dir uint64, name string) (uint32, err
 // anyOther returns the first "l" key of ino the batch has not removed.
 func (n *nameEdits) anyOther(ino uint64) ([]byte, error) {
 	p := linkPrefix(ino)
-	it, err := n.m.st.db.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
+	it, err := n.m.st.src().NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
 	if err != nil {
 		return nil, err
 	}

@@ -10,6 +10,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/hashicorp/raft"
 	"go.uber.org/zap"
 	"google.golang.org/protobuf/proto"
 
@@ -43,6 +44,9 @@ func (m *Metad) mutateUnsynced(ctx context.Context, fn func(b *pebble.Batch) err
 }
 
 func (m *Metad) apply(ctx context.Context, sync bool, fn func(b *pebble.Batch) error) error {
+	if m.rep != nil {
+		return m.applyInGroup(ctx, fn)
+	}
 	s := m.st
 	s.mu.Lock()
 	saved := s.saveCounters()
@@ -50,34 +54,6 @@ func (m *Metad) apply(ctx context.Context, sync bool, fn func(b *pebble.Batch) e
 	b := s.db.NewBatch()
 	err := fn(b)
 	extended := false
-	if err == nil && m.rep != nil {
-		// A group's leader: the batch is applied by the state machine
-		// once a majority has it (raftfsm.go), while the lock is held, so
-		// the next mutation builds on it (docs/ARCHITECTURE.md).
-		s.reserve()
-		s.putCounters(b, stored)
-		var data []byte
-		c := pendingCallOf(ctx)
-		if c != nil && !c.marked.Load() {
-			// The call's first change carries its IDs (raftcalls.go).
-			data = encodeCallEntry(entryCall, encodeCallRecord(c.key, c.method, c.sum), b.Repr())
-		} else {
-			data = encodeEntry(entryBatch, b)
-		}
-		err = m.rep.propose("metad.mutate", data)
-		if err == nil && c != nil {
-			c.marked.Store(true)
-		}
-		_ = b.Close()
-		if err != nil {
-			s.restoreCounters(saved)
-		}
-		s.mu.Unlock()
-		if err == nil {
-			m.stats.mutations.Add(1)
-		}
-		return err
-	}
 	if err == nil {
 		extended = s.reserve()
 		s.putCounters(b, stored)
@@ -115,6 +91,80 @@ func (m *Metad) apply(ctx context.Context, sync bool, fn func(b *pebble.Batch) e
 	if err != nil {
 		return fmt.Errorf("metad: sync WAL: %w", err)
 	}
+	return nil
+}
+
+// applyInGroup is apply on a group's leader (docs/ARCHITECTURE.md,
+// "Metad group"): fn builds its batch under the store's lock reading
+// through the entries still in flight (overlay.go), the batch is proposed
+// under the lock, so the log's order is the order the batches were built
+// in, and the caller waits for the commit and this member's apply outside
+// it, so mutations that arrive meanwhile are built and proposed too and
+// Raft appends them together (group commit).
+func (m *Metad) applyInGroup(ctx context.Context, fn func(b *pebble.Batch) error) error {
+	const op = "metad.mutate"
+	rep := m.rep
+	s := m.st
+	s.mu.Lock()
+	if s.pipelineBroken || rep.r.CurrentTerm() != s.pipelineTerm || rep.r.State() != raft.Leader {
+		// Leadership was lost, or won again and the pipeline not yet
+		// reset: the entries in flight may never commit, and nothing may
+		// be built on them (becomeLeader resets the pipeline, before it
+		// sets ready, so its own changes go through; repipe when it
+		// still leads).
+		broken := s.pipelineBroken
+		s.mu.Unlock()
+		if broken {
+			rep.repipe()
+		}
+		return rep.notLeader(op)
+	}
+	saved := s.saveCounters()
+	stored := s.counters()
+	b := s.db.NewBatch()
+	done := s.readThroughOverlay()
+	err := fn(b)
+	done()
+	if err != nil {
+		s.restoreCounters(saved)
+		_ = b.Close()
+		s.mu.Unlock()
+		return err
+	}
+	s.reserve()
+	s.putCounters(b, stored)
+	var data []byte
+	c := pendingCallOf(ctx)
+	if c != nil && !c.marked.Load() {
+		// The call's first change carries its IDs (raftcalls.go).
+		data = encodeCallEntry(entryCall, encodeCallRecord(c.key, c.method, c.sum), b.Repr())
+	} else {
+		data = encodeEntry(entryBatch, b)
+	}
+	e, err := s.pushInflight(b)
+	if err != nil {
+		s.restoreCounters(saved)
+		_ = b.Close()
+		s.mu.Unlock()
+		return fmt.Errorf("%s: overlay: %w", op, err)
+	}
+	f := rep.r.Apply(s.nextPiped(data), 0)
+	s.mu.Unlock()
+
+	err = rep.await(op, f)
+	s.mu.Lock()
+	s.popInflight(e, err != nil)
+	s.mu.Unlock()
+	if err != nil {
+		// The counters in memory may be ahead of the store now: the
+		// pipeline's reset reloads them (repipe, becomeLeader).
+		rep.repipe()
+		return err
+	}
+	if c != nil {
+		c.marked.Store(true)
+	}
+	m.stats.mutations.Add(1)
 	return nil
 }
 

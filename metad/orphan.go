@@ -156,7 +156,7 @@ func (m *Metad) freeOrphanNow(b *pebble.Batch, in *metapb.Inode) ([]cairn.Block,
 	_ = b.Delete(writingKey(in.Id), nil)
 	m.st.numFiles--
 	if in.Xattrs > 0 {
-		if err := deletePrefix(m.st.db, b, xattrPrefix(in.Id)); err != nil {
+		if err := deletePrefix(m.st.src(), b, xattrPrefix(in.Id)); err != nil {
 			return nil, err
 		}
 	}
@@ -176,7 +176,7 @@ func (m *Metad) freeOrphanNow(b *pebble.Batch, in *metapb.Inode) ([]cairn.Block,
 // any more; it reports how many it freed.
 func (m *Metad) releaseExpiredHolders() (int, error) {
 	p := []byte{prefixOrphan}
-	it, err := m.st.db.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
+	it, err := m.st.src().NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
 	if err != nil {
 		return 0, err
 	}

@@ -134,7 +134,7 @@ func (s *store) countSubdirs() error {
 // eachInode calls fn with every inode whose key has prefix p, stopping at
 // its first error.
 func (s *store) eachInode(p []byte, fn func(*metapb.Inode) error) error {
-	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
+	it, err := s.src().NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
 	if err != nil {
 		return err
 	}

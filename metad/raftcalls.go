@@ -9,7 +9,6 @@ import (
 	"strings"
 	"sync/atomic"
 
-	"github.com/hashicorp/raft"
 	"go.uber.org/zap"
 	spb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc/status"
@@ -254,18 +253,18 @@ func (rep *replica) proposeAnswer(c *pendingCall, resp any, err error) {
 // noteCalls fills the retry cache from a committed entry: the call whose
 // change it carries, or a call's answer. A malformed record is logged
 // and skipped: the store's change stands.
-func (m *Metad) noteCalls(l *raft.Log) {
-	if m.retries == nil || len(l.Data) < 1 || (l.Data[0] != entryCall && l.Data[0] != entryAnswer) {
+func (m *Metad) noteCalls(index uint64, data []byte) {
+	if m.retries == nil || len(data) < 1 || (data[0] != entryCall && data[0] != entryAnswer) {
 		return
 	}
-	rec, body, err := splitCallEntry(l.Data[1:])
+	rec, body, err := splitCallEntry(data[1:])
 	var key rpc.CallKey
 	var method string
 	var sum [sha256.Size]byte
 	if err == nil {
 		key, method, sum, err = decodeCallRecord(rec)
 	}
-	if err == nil && l.Data[0] == entryAnswer {
+	if err == nil && data[0] == entryAnswer {
 		var resp any
 		var callErr error
 		if resp, callErr, err = decodeAnswer(method, body); err == nil {
@@ -274,7 +273,7 @@ func (m *Metad) noteCalls(l *raft.Log) {
 		}
 	}
 	if err != nil {
-		m.log.Warn("a raft entry's call record is unreadable; the retry cache goes without it", zap.Uint64("index", l.Index), zap.Error(err))
+		m.log.Warn("a raft entry's call record is unreadable; the retry cache goes without it", zap.Uint64("index", index), zap.Error(err))
 		return
 	}
 	m.retries.applied(key, method, sum)

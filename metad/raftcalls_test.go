@@ -66,10 +66,16 @@ func logEntries(t *testing.T, m *Metad) []*raft.Log {
 // callEntry finds the entry of type typ carrying call n's record.
 func callEntry(es []*raft.Log, typ byte, n uint64) int {
 	for i, e := range es {
-		if e.Type != raft.LogCommand || len(e.Data) < 1 || e.Data[0] != typ {
+		data := e.Data
+		if len(data) > 0 && data[0] == entryPiped {
+			if _, inner, err := splitPiped(data[1:]); err == nil {
+				data = inner
+			}
+		}
+		if e.Type != raft.LogCommand || len(data) < 1 || data[0] != typ {
 			continue
 		}
-		rec, _, err := splitCallEntry(e.Data[1:])
+		rec, _, err := splitCallEntry(data[1:])
 		if err != nil {
 			continue
 		}

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/hashicorp/raft"
@@ -54,6 +55,10 @@ type raftFSM struct {
 	// leader's goroutines too.
 	mu      sync.Mutex
 	applied uint64
+	pipe    pipeState // of the leaders' pipelines (raftadmit.go)
+	// beforeApply, when set (tests), runs before each command entry is
+	// applied.
+	beforeApply atomic.Pointer[func(*raft.Log)]
 }
 
 var _ raft.FSM = (*raftFSM)(nil)
@@ -70,7 +75,27 @@ func newRaftFSM(m *Metad) (*raftFSM, error) {
 			return nil, fmt.Errorf("the applied raft index: %w", err)
 		}
 	}
+	if f.pipe, err = loadPipeState(m.st); err != nil {
+		return nil, err
+	}
 	return f, nil
+}
+
+// loadPipeState reads the state machine's pipeline record (zero when
+// there is none yet).
+func loadPipeState(st *store) (pipeState, error) {
+	v, err := st.get(raftPipeKey)
+	switch {
+	case isNotFound(err):
+		return pipeState{}, nil
+	case err != nil:
+		return pipeState{}, fmt.Errorf("read the raft pipeline record: %w", err)
+	}
+	p, err := decodePipeState(v)
+	if err != nil {
+		return pipeState{}, fmt.Errorf("the raft pipeline record: %w", err)
+	}
+	return p, nil
 }
 
 func (f *raftFSM) appliedIndex() uint64 {
@@ -80,30 +105,90 @@ func (f *raftFSM) appliedIndex() uint64 {
 }
 
 // Apply applies one committed entry. What it returns is the apply
-// future's Response: nil, or the error that kept the entry out of the
+// future's Response: nil; errDropped for a leader's pipelined entry not
+// admitted (raftadmit.go); or the error that kept the entry out of the
 // store (then this member's store can no longer follow the log, and it
 // says so loudly).
 func (f *raftFSM) Apply(l *raft.Log) any {
 	if l.Type != raft.LogCommand {
 		return nil
 	}
+	if hook := f.beforeApply.Load(); hook != nil {
+		(*hook)(l)
+	}
+	data := l.Data
+	piped := len(data) > 0 && data[0] == entryPiped
+	var h pipeHeader
+	if piped {
+		var err error
+		if h, data, err = splitPiped(data[1:]); err != nil {
+			f.m.log.Error("a committed raft entry is unreadable: this member's store stops following the log", zap.Uint64("index", l.Index), zap.Error(err))
+			return fmt.Errorf("raft entry %d: %w", l.Index, err)
+		}
+	}
 	if l.Index <= f.appliedIndex() {
 		// In the store already: a replay after a restart, which fills
-		// the retry cache again all the same.
-		f.m.noteCalls(l)
+		// the retry cache again all the same (but for a dropped entry,
+		// whose call was not made).
+		if !piped || !f.wasDropped(l.Index) {
+			f.m.noteCalls(l.Index, data)
+		}
 		return nil
 	}
-	touched, err := applyEntry(f.m.st.db, l.Index, l.Data)
+	f.mu.Lock()
+	next := f.pipe
+	f.mu.Unlock()
+	if piped {
+		var ok bool
+		if next, ok = next.admit(h, l.Index); !ok {
+			if err := f.drop(l.Index, next); err != nil {
+				f.m.log.Error("a dropped raft entry could not be recorded: this member's store stops following the log", zap.Uint64("index", l.Index), zap.Error(err))
+				return err
+			}
+			f.m.log.Info("a pipelined entry built on one that did not commit is dropped", zap.Uint64("index", l.Index),
+				zap.Uint64("term", h.term), zap.Uint64("seq", h.seq))
+			return errDropped
+		}
+	} else if len(data) > 0 && data[0] != entryAnswer {
+		next.lastChange = l.Index
+	}
+	touched, err := applyEntry(f.m.st.db, l.Index, data, next)
 	if err != nil {
 		f.m.log.Error("a committed raft entry could not be applied: this member's store stops following the log", zap.Uint64("index", l.Index), zap.Error(err))
 		return err
 	}
 	f.mu.Lock()
 	f.applied = l.Index
+	f.pipe = next
 	f.mu.Unlock()
-	f.m.noteCalls(l)
+	f.m.noteCalls(l.Index, data)
 	f.m.reloadKept(touched)
 	return nil
+}
+
+// drop records that the entry at index was dropped, with the pipeline
+// state after it.
+func (f *raftFSM) drop(index uint64, next pipeState) error {
+	b := f.m.st.db.NewBatch()
+	defer b.Close()
+	_ = b.Set(raftDroppedKey(index), nil, nil)
+	_ = b.Set(raftPipeKey, next.encode(), nil)
+	_ = b.Set(raftAppliedKey, u64(index), nil)
+	if err := b.Commit(pebble.NoSync); err != nil {
+		return fmt.Errorf("record dropped raft entry %d: %w", index, err)
+	}
+	f.mu.Lock()
+	f.applied = index
+	f.pipe = next
+	f.mu.Unlock()
+	return nil
+}
+
+// wasDropped reports whether the entry at index, applied before, was
+// dropped.
+func (f *raftFSM) wasDropped(index uint64) bool {
+	_, err := f.m.st.get(raftDroppedKey(index))
+	return err == nil
 }
 
 // applyEntry commits entry data, with index, to db without syncing: the
@@ -112,7 +197,7 @@ func (f *raftFSM) Apply(l *raft.Log) any {
 // the log may be truncated behind it). It returns the prefixes of the
 // keys the entry changed whose records metad keeps in memory too
 // (keptPrefixes).
-func applyEntry(db *pebble.DB, index uint64, data []byte) (keptSet, error) {
+func applyEntry(db *pebble.DB, index uint64, data []byte, pipe pipeState) (keptSet, error) {
 	var touched keptSet
 	if len(data) < 1 {
 		return touched, errors.New("an empty raft entry")
@@ -140,6 +225,9 @@ func applyEntry(db *pebble.DB, index uint64, data []byte) (keptSet, error) {
 	}
 	touched = keptKeys(b)
 	if err := b.Set(raftAppliedKey, u64(index), nil); err != nil {
+		return touched, err
+	}
+	if err := b.Set(raftPipeKey, pipe.encode(), nil); err != nil {
 		return touched, err
 	}
 	if err := b.Commit(pebble.NoSync); err != nil {
@@ -343,8 +431,14 @@ func (f *raftFSM) Restore(r io.ReadCloser) error {
 		return fmt.Errorf("restore a snapshot: %w", err)
 	}
 	m.reloadKept(keptSet{blockKeys: true, admin: true})
+	pipe, err := loadPipeState(m.st)
+	if err != nil {
+		return fmt.Errorf("restore a snapshot: %w", err)
+	}
+	m.st.dropPipeline()
 	f.mu.Lock()
 	f.applied = applied
+	f.pipe = pipe
 	f.mu.Unlock()
 	m.log.Info("store replaced by a snapshot", zap.Uint64("applied_index", applied))
 	return nil

@@ -189,6 +189,8 @@ type replica struct {
 	// log (becomeLeader); only then does it serve.
 	ready atomic.Bool
 	done  chan struct{}
+	// repiping: a repipe is under way.
+	repiping atomic.Bool
 }
 
 // startReplica starts this metad's Raft member on its store.
@@ -245,6 +247,10 @@ func (m *Metad) startReplica(rc RaftConfig) error {
 	conf.LeaderLeaseTimeout = et / 2
 	conf.CommitTimeout = 5 * time.Millisecond
 	conf.NoSnapshotRestoreOnStart = true // the store persists; it is ahead of any snapshot (raftfsm.go)
+	// Proposals queue (up to MaxAppendEntries) while the leader loop
+	// syncs the log, and the next append takes them all: a proposal made
+	// under the store's lock (applyInGroup) does not wait for that sync.
+	conf.BatchApplyCh = true
 	conf.Logger = hl
 	if rc.SnapshotThreshold > 0 {
 		conf.SnapshotThreshold = rc.SnapshotThreshold
@@ -397,6 +403,7 @@ func (rep *replica) watchLeadership() {
 func (rep *replica) becomeLeader() {
 	m := rep.m
 	start := time.Now()
+	term := rep.r.CurrentTerm() // before the barrier: it covers this term's start
 	if err := rep.r.Barrier(0).Error(); err != nil {
 		m.log.Warn("new leader: barrier failed", zap.Error(err))
 		return
@@ -413,6 +420,11 @@ func (rep *replica) becomeLeader() {
 	s := m.st
 	s.mu.Lock()
 	err := s.loadCounters()
+	if err == nil {
+		// Every committed entry is applied (the barrier): the pipeline
+		// starts again from the store (overlay.go).
+		s.resetPipeline(term, rep.fsm.appliedIndex())
+	}
 	s.mu.Unlock()
 	if err != nil {
 		m.log.Error("new leader: load the counters", zap.Error(err))
@@ -439,6 +451,52 @@ func (rep *replica) becomeLeader() {
 	m.rejudgeDoubtful()
 	m.serving.RUnlock()
 	m.log.Info("leading the metad group", zap.String("self", rep.self), zap.Uint64("applied_index", rep.fsm.appliedIndex()), zap.Duration("took", time.Since(start)))
+}
+
+// repipe reopens the pipeline of a member whose entry in flight failed
+// while it may still lead (a leadership transfer refused it, say): after
+// a barrier every entry proposed before is applied or failed, and the
+// pipeline starts again from the store, with the counters reloaded. A
+// barrier refused (the transfer still under way) is tried again; a member
+// that lost leadership is left to becomeLeader. One at a time; a mutation
+// refused for the closed pipeline starts one too.
+func (rep *replica) repipe() {
+	if !rep.repiping.CompareAndSwap(false, true) {
+		return
+	}
+	go func() {
+		defer rep.repiping.Store(false)
+		for wait := 10 * time.Millisecond; ; wait = min(2*wait, time.Second) {
+			term := rep.r.CurrentTerm()
+			if rep.r.State() != raft.Leader {
+				return
+			}
+			if err := rep.r.Barrier(0).Error(); err != nil {
+				if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) || errors.Is(err, raft.ErrRaftShutdown) {
+					return
+				}
+				time.Sleep(wait)
+				continue
+			}
+			s := rep.m.st
+			s.mu.Lock()
+			if !s.pipelineBroken || rep.r.State() != raft.Leader || rep.r.CurrentTerm() != term {
+				s.mu.Unlock()
+				return
+			}
+			err := s.loadCounters()
+			if err == nil {
+				s.resetPipeline(term, rep.fsm.appliedIndex())
+			}
+			s.mu.Unlock()
+			if err != nil {
+				rep.m.log.Error("reopen the pipeline: load the counters", zap.Error(err))
+				return
+			}
+			rep.m.log.Info("pipeline of proposals reopened after a failed entry", zap.Uint64("term", term))
+			return
+		}
+	}()
 }
 
 var errNoNamespace = errors.New("this member holds no namespace yet (it was not the one formatted)")
@@ -490,19 +548,37 @@ func nameSpaceKey(k []byte) bool {
 	return false
 }
 
-// propose replicates one mutation's entry (its batch) and waits until a majority has
-// it and this member has applied it. Caller holds the store's lock.
-func (rep *replica) propose(op string, data []byte) error {
-	f := rep.r.Apply(data, 0)
-	if err := f.Error(); err != nil {
+// await waits until a majority has the entry of f (a mutation's batch,
+// proposed by applyInGroup) and this member has applied it, or Raft has
+// shut down (which leaves the futures of entries committed and not yet
+// applied unanswered).
+func (rep *replica) await(op string, f raft.ApplyFuture) error {
+	errc := make(chan error, 1)
+	go func() { errc <- f.Error() }()
+	var err error
+	select {
+	case err = <-errc:
+	case <-rep.done:
+		select {
+		case err = <-errc:
+		default:
+			err = raft.ErrRaftShutdown
+		}
+	}
+	if err != nil {
 		switch {
 		case errors.Is(err, raft.ErrNotLeader):
 			return rep.notLeader(op)
+		case errors.Is(err, raft.ErrLeadershipTransferInProgress):
+			return &cairn.Error{Op: op, Kind: cairn.KindUnavailable, Detail: "the leadership is being handed over: the change was not applied, try again", Err: err}
 		case errors.Is(err, raft.ErrLeadershipLost), errors.Is(err, raft.ErrRaftShutdown):
 			rep.ready.Store(false)
 			return &cairn.Error{Op: op, Kind: cairn.KindUnavailable, Detail: "leadership was lost while the change was being replicated: it may or may not have been applied", Err: err}
 		}
 		return fmt.Errorf("%s: replicate: %w", op, err)
+	}
+	if err, ok := f.Response().(error); ok && errors.Is(err, errDropped) {
+		return &cairn.Error{Op: op, Kind: cairn.KindUnavailable, Detail: "the change was built on one that leadership changes kept out of the log; it was not applied, try again", Err: err}
 	}
 	if err, ok := f.Response().(error); ok && err != nil {
 		// This member's store cannot follow the log: it stops serving and

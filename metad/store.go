@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -44,6 +45,17 @@ type store struct {
 	// walSince is how many bytes of batches went to the WAL since metad
 	// last looked at its size (storegc.go).
 	walSince int64
+
+	// The leader's entries in flight and their overlay (overlay.go);
+	// guarded by mu but overlayOwner, which src reads without it.
+	overlay        *pebble.Batch
+	overlayOwner   atomic.Int64
+	inflight       []*inflight
+	pipelineBroken bool   // an entry failed: nothing is proposed until resetPipeline
+	pipelineGen    uint64 // resets so far
+	pipelineTerm   uint64 // the Raft term of the last reset
+	pipelineBase   uint64 // the applied index at the last reset
+	pipelineSeq    uint64 // entries proposed since
 
 	closeOnce sync.Once
 	closeErr  error
@@ -295,7 +307,7 @@ func (s *store) close() error {
 
 // get returns a copy of key's value.
 func (s *store) get(key []byte) ([]byte, error) {
-	v, closer, err := s.db.Get(key)
+	v, closer, err := s.src().Get(key)
 	if err != nil {
 		return nil, err
 	}
@@ -357,7 +369,7 @@ func (s *store) lookup(dir uint64, name string) (uint64, error) {
 // fileBlocks returns a file's blocks in order.
 func (s *store) fileBlocks(ino uint64) ([]cairn.Block, error) {
 	p := filePrefix(ino)
-	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
+	it, err := s.src().NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
 	if err != nil {
 		return nil, err
 	}
@@ -435,7 +447,7 @@ func searchFileBlock(get func([]byte) ([]byte, bool, error), scan func() ([]cair
 type reader struct{ it *pebble.Iterator }
 
 func (s *store) newReader() (*reader, error) {
-	it, err := s.db.NewIter(nil)
+	it, err := s.src().NewIter(nil)
 	if err != nil {
 		return nil, err
 	}

@@ -146,7 +146,7 @@ func (m *Metad) Rename(ctx context.Context, src, dst string) error {
 
 func (m *Metad) isEmpty(dir uint64) (bool, error) {
 	p := entryPrefix(dir)
-	it, err := m.st.db.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
+	it, err := m.st.src().NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
 	if err != nil {
 		return false, err
 	}
@@ -191,7 +191,7 @@ func (m *Metad) removeTree(b *pebble.Batch, path string, dir uint64, name string
 		_ = b.Delete(inodeKey(in.Id), nil)
 		m.st.numFiles--
 		if in.Xattrs > 0 {
-			if err := deletePrefix(m.st.db, b, xattrPrefix(in.Id)); err != nil {
+			if err := deletePrefix(m.st.src(), b, xattrPrefix(in.Id)); err != nil {
 				return err
 			}
 		}
@@ -214,7 +214,7 @@ func (m *Metad) removeTree(b *pebble.Batch, path string, dir uint64, name string
 			return nil
 		}
 		p := entryPrefix(in.Id)
-		it, err := m.st.db.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
+		it, err := m.st.src().NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
 		if err != nil {
 			return err
 		}
@@ -248,7 +248,7 @@ func (m *Metad) removeTree(b *pebble.Batch, path string, dir uint64, name string
 }
 
 // deletePrefix adds a deletion of every key with prefix p to b.
-func deletePrefix(db *pebble.DB, b *pebble.Batch, p []byte) error {
+func deletePrefix(db pebble.Reader, b *pebble.Batch, p []byte) error {
 	it, err := db.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
 	if err != nil {
 		return err

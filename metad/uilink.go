@@ -76,7 +76,7 @@ func (m *Metad) uiLogin(w http.ResponseWriter, r *http.Request) {
 		} else if !isNotFound(err) {
 			return err
 		}
-		if err := pruneJoinTokens(m.st.db, b, now); err != nil {
+		if err := pruneJoinTokens(m.st.src(), b, now); err != nil {
 			return err
 		}
 		return b.Set(k, u64(uint64(t.Expiry.Unix())), nil)

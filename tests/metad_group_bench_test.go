@@ -34,7 +34,7 @@ func BenchmarkMetadGroup(b *testing.B) {
 		{"single", single.MetadAddr(), func() *client.Options { return &client.Options{Creds: single.ClientCreds()} }},
 		{"group3", group.Members(), func() *client.Options { return &client.Options{Creds: group.ClientCreds()} }},
 	}
-	for _, clients := range []int{1, 16} {
+	for _, clients := range []int{1, 16, 64} {
 		rates := map[string]map[string]float64{}
 		for _, tg := range targets {
 			cls := make([]*client.Client, clients)

@@ -47,4 +47,6 @@ func (m *Metad) checkRaftStart(rc RaftConfig, dir string) error {
 
 // seedKey reports whether k goes into the seed: every record but the
 // applied index, which is each member's own.
-func seedKey(k []byte) bool { return !bytes.Equal(k, raftAppliedKey) }
+func seedKey(k []byte) bool {
+	return !bytes.Equal(k, raftAppliedKey) && !bytes.Equal(k, raftPipeKey) && !bytes.HasPrefix(k, raftDroppedPrefix)
+}

@@ -46,7 +46,8 @@ func (m *Metad) checkRaftStart(rc RaftConfig, dir string) error {
 }
 
 // seedKey reports whether k goes into the seed: every record but the
-// applied index, which is each member's own.
+// state machine's own (the applied index, the pipeline state, dropped
+// entries: raftadmit.go), which each member keeps for itself.
 func seedKey(k []byte) bool {
 	return !bytes.Equal(k, raftAppliedKey) && !bytes.Equal(k, raftPipeKey) && !bytes.HasPrefix(k, raftDroppedPrefix)
 }

@@ -1,6 +1,7 @@
 package metad
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
@@ -217,7 +218,14 @@ func (c *checker) key(k, v []byte) {
 	id := func() uint64 { return binary.BigEndian.Uint64(k[1:9]) }
 	switch k[0] {
 	case prefixMeta:
-		if string(k) != string(layoutKey) && string(k) != string(subdirsKey) && string(k) != string(delegationSeqKey) && string(k) != string(raftAppliedKey) {
+		switch {
+		case bytes.Equal(k, layoutKey), bytes.Equal(k, subdirsKey), bytes.Equal(k, delegationSeqKey), bytes.Equal(k, raftAppliedKey):
+		case bytes.Equal(k, raftPipeKey):
+			if _, err := decodePipeState(v); err != nil {
+				c.r.problem("%v", err)
+			}
+		case bytes.HasPrefix(k, raftDroppedPrefix) && len(k) == len(raftDroppedPrefix)+8:
+		default:
 			c.r.problem("unknown meta key %q", k)
 		}
 	case prefixCounter:

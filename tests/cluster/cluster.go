@@ -328,7 +328,7 @@ func HealthyLine(path string) string {
 
 // WaitHealthy polls `cairn fsck /` until it exits 0 with HealthyLine("/")
 // as its last line. It fails the test if that takes longer than timeout or
-// metad exits.
+// metad exits (a single metad's; a group's members are not watched).
 func (c *Cluster) WaitHealthy(t testing.TB, timeout time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
@@ -337,7 +337,7 @@ func (c *Cluster) WaitHealthy(t testing.TB, timeout time.Duration) {
 		if err == nil && out.Code == 0 && LastLine(out.Stdout) == HealthyLine("/") {
 			return
 		}
-		if c.metad.exited() {
+		if c.metad != nil && c.metad.exited() {
 			t.Fatalf("metad exited (%s) while waiting for fsck / to be healthy; end of %s:\n%s",
 				c.metad.exitStatus(), c.metad.logPath, c.metad.logTail())
 		}

@@ -74,7 +74,10 @@ type chaosFault struct {
 // every heal each worker must make progress. At the end every
 // acknowledged op must hold, read back through the client library (and
 // some files through the mount), no deleted name may be back, fsck is
-// HEALTHY and the three members' namespace digests agree.
+// HEALTHY and the three members' namespace digests agree. The summary
+// (ops acknowledged, uncertain and lost, faults, longest failover, the
+// timeline) is logged and written to $CAIRN_CHAOS_OUT when set;
+// $CAIRN_CHAOS_LOGS=DIR keeps the daemons' logs there.
 func TestMetadGroupChaos(t *testing.T) {
 	seed := *chaosSeed
 	if seed == 0 {
@@ -96,6 +99,10 @@ func TestMetadGroupChaos(t *testing.T) {
 	}
 	g := cluster.StartGroup(t, cluster.GroupConfig{MemberHosts: memberHosts, BlockdHosts: blockdHosts, Blockds: 3,
 		Replication: 2, BlockSize: 1 << 20, DeadAfter: 5 * time.Second})
+	if dir := os.Getenv("CAIRN_CHAOS_LOGS"); dir != "" {
+		// Run before the cluster's cleanup removes the logs.
+		t.Cleanup(func() { keepChaosLogs(t, g, dir) })
+	}
 	g.WaitLeader(t, -1, 30*time.Second)
 	mnt := g.Mount(t)
 	cl, err := client.Dial(g.Members(), client.Options{Creds: g.ClientCreds()})
@@ -256,10 +263,14 @@ func injectChaos(t *testing.T, g *cluster.Group, mh, bh []*netns.Host, cl *clien
 			g.Kill(t, i)
 		}
 		time.Sleep(downFor() / 2)
+		var took []string
 		for i := range g.Size() {
+			at := time.Now()
 			g.Restart(t, i)
+			took = append(took, time.Since(at).Round(time.Millisecond).String())
 		}
 		heal()
+		f.note = fmt.Sprintf(" (the restarts took %s)", strings.Join(took, ", "))
 		g.WaitLeader(t, -1, time.Minute)
 		f.failover = time.Since(f.healed)
 		for i := range g.Size() {
@@ -327,6 +338,27 @@ func pauseLeader(t *testing.T, g *cluster.Group, cl *client.Client, l int, f *ch
 		probes.wrong = append(probes.wrong, fmt.Sprintf("the deposed leader metad%d said %s, made by the new leader during its pause, is missing (a stale read): %v", l, marker, statErr))
 	}
 	return fmt.Sprintf(" (its stat after waking: %s; its mkdir: %s)", errText(statErr), errText(mkdirErr))
+}
+
+// keepChaosLogs copies every process's log into dir ($CAIRN_CHAOS_LOGS).
+func keepChaosLogs(t *testing.T, g *cluster.Group, dir string) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Error(err)
+		return
+	}
+	names := []string{"mount0"}
+	for i := range g.Size() {
+		names = append(names, fmt.Sprintf("metad%d", i))
+	}
+	for i := range g.Blockds() {
+		names = append(names, fmt.Sprintf("blockd%d", i))
+	}
+	for _, n := range names {
+		if err := os.WriteFile(filepath.Join(dir, n+".log"), []byte(g.Log(n)), 0o644); err != nil {
+			t.Error(err)
+		}
+	}
+	t.Logf("logs kept in %s", dir)
 }
 
 // jitter is a duration in [0, d) drawn from rng.

@@ -211,6 +211,15 @@ func TestMetadGroupChaos(t *testing.T) {
 	t.Logf("namespace digests: %v", digests)
 	if len(slices.Compact(slices.Clone(digests))) != 1 {
 		t.Errorf("the members' namespaces differ: %v", digests)
+		if dir := os.Getenv("CAIRN_CHAOS_LOGS"); dir != "" {
+			for i := range g.Size() {
+				keep := filepath.Join(dir, fmt.Sprintf("data-metad%d", i))
+				if out := cluster.Exec(t, "cp", "-a", g.MemberDir(i), keep); out.Code != 0 {
+					t.Errorf("keeping metad%d's store: %s", i, out.Stderr)
+				}
+			}
+			t.Logf("the members' stores are kept in %s", dir)
+		}
 	}
 }
 

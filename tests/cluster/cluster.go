@@ -30,8 +30,11 @@ import (
 
 const (
 	// startTimeout bounds how long a daemon may take to write its address
-	// file, and a mount to appear.
-	startTimeout = 30 * time.Second
+	// file, and a mount to appear. A daemon on a host of a test network
+	// starts through nsenter, whose entering the namespace has waited
+	// for the kernel's lock for most of a minute while other tests'
+	// namespaces were removed.
+	startTimeout = 90 * time.Second
 	// stopGrace is how long a daemon or mount may take to exit after
 	// SIGTERM.
 	stopGrace = 10 * time.Second

@@ -449,6 +449,11 @@ func (rep *replica) becomeLeader() {
 	// its store has every committed entry (doubtful.go).
 	m.serving.RLock()
 	m.rejudgeDoubtful()
+	// Startup safe mode counted the blocks of the store as it opened,
+	// before the entries applied since (safemode.go).
+	if err := m.recountSafeMode(); err != nil {
+		m.log.Error("new leader: safe mode", zap.Error(err))
+	}
 	m.serving.RUnlock()
 	m.log.Info("leading the metad group", zap.String("self", rep.self), zap.Uint64("applied_index", rep.fsm.appliedIndex()), zap.Duration("took", time.Since(start)))
 }

@@ -94,6 +94,58 @@ func (s *safeMode) reported(ids []cairn.BlockID, now time.Time) {
 	s.checkLocked(now)
 }
 
+// retain stops waiting for the blocks pending at the start that are no
+// longer among counted (countedBlocks now), and stops counting them: they
+// left the namespace after begin, their replicas are deleted, and no
+// report of them will come. It returns how many it dropped.
+func (s *safeMode) retain(counted []cairn.BlockID, now time.Time) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.startup || len(s.pending) == 0 {
+		return 0
+	}
+	keep := make(map[cairn.BlockID]struct{}, len(s.pending))
+	for _, id := range counted {
+		if _, ok := s.pending[id]; ok {
+			keep[id] = struct{}{}
+		}
+	}
+	dropped := len(s.pending) - len(keep)
+	s.pending = keep
+	s.total -= dropped
+	s.checkLocked(now)
+	return dropped
+}
+
+// recountSafeMode has startup safe mode wait only for blocks the store
+// still holds. A member of a group opens its store, counts its blocks
+// (begin) and only then applies the entries of the log it has not
+// applied, or installs a snapshot: files deleted or replaced in those
+// left blocks behind in safe mode's count that no blockd will ever
+// report, which kept a new leader read-only for good after the whole
+// group restarted. A new leader calls it once its store has every
+// committed entry.
+func (m *Metad) recountSafeMode() error {
+	if !m.safe.counting() {
+		return nil
+	}
+	blocks, err := m.st.countedBlocks()
+	if err != nil {
+		return fmt.Errorf("count the blocks for safe mode: %w", err)
+	}
+	if n := m.safe.retain(blocks, m.clock.Now()); n > 0 {
+		m.log.Info("safe mode no longer waits for blocks that left the namespace", zap.Int("blocks", n))
+	}
+	return nil
+}
+
+// counting reports whether startup safe mode counts reports.
+func (s *safeMode) counting() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.startup
+}
+
 // check leaves startup safe mode when the threshold has held for the
 // extension. Called on every report and by the monitors.
 func (s *safeMode) check(now time.Time) {

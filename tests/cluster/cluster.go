@@ -30,8 +30,11 @@ import (
 
 const (
 	// startTimeout bounds how long a daemon may take to write its address
-	// file, and a mount to appear.
-	startTimeout = 30 * time.Second
+	// file, and a mount to appear. A daemon on a host of a test network
+	// starts through nsenter, whose entering the namespace has waited
+	// for the kernel's lock for most of a minute while other tests'
+	// namespaces were removed.
+	startTimeout = 90 * time.Second
 	// stopGrace is how long a daemon or mount may take to exit after
 	// SIGTERM.
 	stopGrace = 10 * time.Second
@@ -328,7 +331,7 @@ func HealthyLine(path string) string {
 
 // WaitHealthy polls `cairn fsck /` until it exits 0 with HealthyLine("/")
 // as its last line. It fails the test if that takes longer than timeout or
-// metad exits.
+// metad exits (a single metad's; a group's members are not watched).
 func (c *Cluster) WaitHealthy(t testing.TB, timeout time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
@@ -337,7 +340,7 @@ func (c *Cluster) WaitHealthy(t testing.TB, timeout time.Duration) {
 		if err == nil && out.Code == 0 && LastLine(out.Stdout) == HealthyLine("/") {
 			return
 		}
-		if c.metad.exited() {
+		if c.metad != nil && c.metad.exited() {
 			t.Fatalf("metad exited (%s) while waiting for fsck / to be healthy; end of %s:\n%s",
 				c.metad.exitStatus(), c.metad.logPath, c.metad.logTail())
 		}

@@ -231,6 +231,23 @@ func (g *Group) Kill(t testing.TB, i int) {
 	}
 }
 
+// Pause stops member i with SIGSTOP, as a long stall of its host would
+// (a pause of the whole machine, a swap storm): its connections stay
+// open, nothing answers. Resume continues it with SIGCONT.
+func (g *Group) Pause(t testing.TB, i int) {
+	t.Helper()
+	if !g.Running(i) {
+		t.Fatalf("Pause: metad%d is not running", i)
+	}
+	g.members[i].proc.signal(syscall.SIGSTOP)
+}
+
+// Resume continues member i after Pause.
+func (g *Group) Resume(t testing.TB, i int) {
+	t.Helper()
+	g.members[i].proc.signal(syscall.SIGCONT)
+}
+
 // Stop stops member i with SIGTERM.
 func (g *Group) Stop(t testing.TB, i int) {
 	t.Helper()

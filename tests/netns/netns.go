@@ -336,9 +336,15 @@ func lock(t testing.TB) func() {
 	return func() { f.Close() }
 }
 
+// ipTimeout bounds one ip(8) command. The kernel serializes changes to
+// links and namespaces (the RTNL lock), and removing a namespace holds it
+// for long: with other tests' namespaces coming and going on the machine,
+// a `link set up` has waited more than 30 s.
+const ipTimeout = 3 * time.Minute
+
 // ip runs ip(8) with args.
 func ip(args ...string) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), ipTimeout)
 	defer cancel()
 	var stderr bytes.Buffer
 	cmd := exec.CommandContext(ctx, "ip", args...)

@@ -25,6 +25,9 @@ import (
 type stats struct {
 	mutations atomic.Int64
 	walSyncs  atomic.Int64
+	// readBarriers: reads a group's leader confirmed through the log
+	// after a stall (readconfirm.go).
+	readBarriers atomic.Int64
 
 	mu   sync.Mutex
 	rpcs map[string]*atomic.Int64 // by method name, e.g. "Create"
@@ -94,6 +97,7 @@ func (s *stats) observe(fullMethod string, err error, d time.Duration) {
 func (s *stats) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descMutations
 	ch <- descWALSyncs
+	ch <- descReadBarriers
 	ch <- descRPCs
 	ch <- descHeapLive
 	ch <- descHeapObjects
@@ -103,6 +107,7 @@ func (s *stats) Describe(ch chan<- *prometheus.Desc) {
 func (s *stats) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descMutations, prometheus.CounterValue, float64(s.mutations.Load()))
 	ch <- prometheus.MustNewConstMetric(descWALSyncs, prometheus.CounterValue, float64(s.walSyncs.Load()))
+	ch <- prometheus.MustNewConstMetric(descReadBarriers, prometheus.CounterValue, float64(s.readBarriers.Load()))
 	s.histogram().Collect(ch)
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -122,9 +127,10 @@ func (s *stats) Collect(ch chan<- prometheus.Metric) {
 }
 
 var (
-	descMutations = prometheus.NewDesc("cairn_metad_mutations_total", "Namespace mutations applied.", nil, nil)
-	descWALSyncs  = prometheus.NewDesc("cairn_metad_wal_syncs_total", "Mutations that waited for a WAL sync (concurrent ones may share one).", nil, nil)
-	descRPCs      = prometheus.NewDesc("cairn_metad_rpcs_total", "RPCs received, by method.", []string{"method"}, nil)
+	descMutations    = prometheus.NewDesc("cairn_metad_mutations_total", "Namespace mutations applied.", nil, nil)
+	descReadBarriers = prometheus.NewDesc("cairn_metad_read_barriers_total", "Reads a group's leader confirmed through the Raft log, not a heartbeat round, because its process had stood still.", nil, nil)
+	descWALSyncs     = prometheus.NewDesc("cairn_metad_wal_syncs_total", "Mutations that waited for a WAL sync (concurrent ones may share one).", nil, nil)
+	descRPCs         = prometheus.NewDesc("cairn_metad_rpcs_total", "RPCs received, by method.", []string{"method"}, nil)
 
 	descHeapLive    = prometheus.NewDesc("cairn_metad_go_heap_live_bytes", "Go heap live as of the last collection (the block map lives there; Pebble's cache does not).", nil, nil)
 	descHeapObjects = prometheus.NewDesc("cairn_metad_go_heap_objects_bytes", "Go heap in use now, garbage included.", nil, nil)

@@ -191,6 +191,8 @@ type replica struct {
 	done  chan struct{}
 	// repiping: a repipe is under way.
 	repiping atomic.Bool
+	// stall notices this process standing still (readconfirm.go).
+	stall *stallWatch
 }
 
 // startReplica starts this metad's Raft member on its store.
@@ -295,10 +297,11 @@ func (m *Metad) startReplica(rc RaftConfig) error {
 		_ = logs.close()
 		return fmt.Errorf("raft: %w", err)
 	}
-	rep := &replica{m: m, r: r, fsm: fsm, logs: logs, trans: trans, self: rc.Self, done: make(chan struct{})}
+	rep := &replica{m: m, r: r, fsm: fsm, logs: logs, trans: trans, self: rc.Self, done: make(chan struct{}), stall: newStallWatch(et)}
 	m.rep = rep
 	m.retries.replicate = rep.proposeAnswer
 	go rep.watchLeadership()
+	go rep.stall.run(rep.done)
 	m.log.Info("metad group member started", zap.String("self", rc.Self), zap.String("raft", advertise),
 		zap.Uint64("applied_index", fsm.appliedIndex()), zap.Duration("election_timeout", et))
 	return nil
@@ -625,7 +628,8 @@ var groupOnly = map[string]bool{pb.Namespace_MetadMembers_FullMethodName: true}
 // of a group: a follower refuses the call, naming the leader; the leader
 // serves it while it stays leader (Restore waits for calls in flight),
 // and confirms its leadership with a majority before a read
-// (VerifyLeader), so a read never answers from a deposed leader's store.
+// (confirmLead: VerifyLeader, or a barrier after a stall), so a read
+// never answers from a deposed leader's store.
 func (m *Metad) leaderGate(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	rep := m.rep
 	if rep == nil || groupOnly[info.FullMethod] {
@@ -652,7 +656,7 @@ func (m *Metad) leaderGate(ctx context.Context, req any, info *grpc.UnaryServerI
 	m.serving.RLock()
 	defer m.serving.RUnlock()
 	if !rpc.Mutations[info.FullMethod] {
-		if err := rep.r.VerifyLeader().Error(); err != nil {
+		if err := rep.confirmLead(); err != nil {
 			rep.ready.Store(false)
 			return refuse()
 		}

@@ -231,7 +231,7 @@ func (m *Metad) leading(op string) error {
 	if rep == nil {
 		return nil
 	}
-	if !rep.ready.Load() || rep.r.VerifyLeader().Error() != nil {
+	if !rep.ready.Load() || rep.confirmLead() != nil {
 		return rep.notLeader(op)
 	}
 	return nil

@@ -216,15 +216,7 @@ func TestMetadGroupChaos(t *testing.T) {
 	for i := range g.Size() {
 		waitApplied(t, g, i, st.Applied)
 	}
-	var digests []string
-	for i := range g.Size() {
-		g.Stop(t, i)
-	}
-	for i := range g.Size() {
-		digests = append(digests, memberDigest(t, g, i))
-	}
-	t.Logf("namespace digests: %v", digests)
-	if len(slices.Compact(slices.Clone(digests))) != 1 {
+	if digests, same := stoppedDigests(t, g); !same {
 		t.Errorf("the members' namespaces differ: %v", digests)
 		if dir := os.Getenv("CAIRN_CHAOS_LOGS"); dir != "" {
 			for i := range g.Size() {

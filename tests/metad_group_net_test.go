@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -180,15 +179,7 @@ func TestMetadGroupNetFailover(t *testing.T) {
 	}
 
 	// The three stores hold one namespace.
-	var digests []string
-	for i := range g.Size() {
-		g.Stop(t, i)
-	}
-	for i := range g.Size() {
-		digests = append(digests, memberDigest(t, g, i))
-	}
-	t.Logf("namespace digests: %v", digests)
-	if len(slices.Compact(slices.Clone(digests))) != 1 {
+	if digests, same := stoppedDigests(t, g); !same {
 		t.Fatalf("the members' namespaces differ: %v", digests)
 	}
 }

@@ -292,18 +292,7 @@ func TestMetadGroupFailover(t *testing.T) {
 	}
 
 	// The three members' stores hold one namespace.
-	for i := range g.Size() {
-		if i != third {
-			g.Stop(t, i)
-		}
-	}
-	g.Stop(t, third)
-	var digests []string
-	for _, i := range []int{lone, fourth, fifth, (lone + 2) % 3} {
-		digests = append(digests, memberDigest(t, g, i))
-	}
-	t.Logf("namespace digests: %v", digests)
-	if len(slices.Compact(slices.Clone(digests))) != 1 {
+	if digests, same := stoppedDigests(t, g, lone, fourth, fifth, (lone+2)%3); !same {
 		t.Fatalf("the members' namespaces differ: %v", digests)
 	}
 }
@@ -349,6 +338,27 @@ func refusedOnRaftPort(t *testing.T, g *cluster.Group, i int) {
 		t.Fatalf("an admin certificate on the Raft port: read gave %v, want the handshake refused", err)
 	}
 	t.Logf("an admin certificate on the Raft port: %v", err)
+}
+
+// stoppedDigests stops every member of g, then returns the namespace
+// digests of members (all of them when none is named), logged, and
+// whether they agree.
+func stoppedDigests(t *testing.T, g *cluster.Group, members ...int) ([]string, bool) {
+	t.Helper()
+	for i := range g.Size() {
+		g.Stop(t, i)
+	}
+	if len(members) == 0 {
+		for i := range g.Size() {
+			members = append(members, i)
+		}
+	}
+	var digests []string
+	for _, i := range members {
+		digests = append(digests, memberDigest(t, g, i))
+	}
+	t.Logf("namespace digests: %v", digests)
+	return digests, len(slices.Compact(slices.Clone(digests))) == 1
 }
 
 // memberDigest is the namespace digest `cairn metad check` prints for

@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -114,15 +113,7 @@ func TestMetadGroupGrow(t *testing.T) {
 		t.Fatalf("the file written through the mount: exit %d, %d bytes", code, len(got))
 	}
 
-	var digests []string
-	for i := range g.Size() {
-		g.Stop(t, i)
-	}
-	for i := range g.Size() {
-		digests = append(digests, memberDigest(t, g, i))
-	}
-	t.Logf("namespace digests: %v", digests)
-	if len(slices.Compact(slices.Clone(digests))) != 1 {
+	if digests, same := stoppedDigests(t, g); !same {
 		t.Fatalf("the members' namespaces differ: %v", digests)
 	}
 }

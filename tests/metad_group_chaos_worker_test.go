@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"sync"
@@ -230,17 +231,7 @@ func (w *chaosWorker) create(ctx context.Context) error {
 	p := m.newName(m.pickDir(w.rng, 2), "f")
 	data := chaosData(w.rng)
 	w.doing("create " + p)
-	err := func() error {
-		wr, err := w.cl.Create(ctx, p, 0o644)
-		if err != nil {
-			return err
-		}
-		if _, err := wr.Write(data); err != nil {
-			wr.Close()
-			return err
-		}
-		return wr.Close()
-	}()
+	err := writeClose(func() (io.WriteCloser, error) { return w.cl.Create(ctx, p, 0o644) }, data)
 	if err != nil {
 		m.uncertain(p)
 		return err
@@ -289,17 +280,7 @@ func (w *chaosWorker) appendMount() (bool, error) {
 	}
 	data := chaosData(w.rng)
 	w.doing("append through the mount " + p)
-	err := func() error {
-		f, err := os.OpenFile(w.mnt+p, os.O_WRONLY|os.O_APPEND, 0)
-		if err != nil {
-			return err
-		}
-		if _, err := f.Write(data); err != nil {
-			f.Close()
-			return err
-		}
-		return f.Close()
-	}()
+	err := writeClose(func() (io.WriteCloser, error) { return os.OpenFile(w.mnt+p, os.O_WRONLY|os.O_APPEND, 0) }, data)
 	if err != nil {
 		m.appendFailed(p)
 		return true, err
@@ -387,17 +368,7 @@ func (w *chaosWorker) appendClient(ctx context.Context) (bool, error) {
 	}
 	data := chaosData(w.rng)
 	w.doing("append " + p)
-	err := func() error {
-		wr, err := w.cl.Append(ctx, p)
-		if err != nil {
-			return err
-		}
-		if _, err := wr.Write(data); err != nil {
-			wr.Close()
-			return err
-		}
-		return wr.Close()
-	}()
+	err := writeClose(func() (io.WriteCloser, error) { return w.cl.Append(ctx, p) }, data)
 	if err != nil {
 		m.appendFailed(p)
 		return true, err
@@ -442,4 +413,18 @@ func (w *chaosWorker) stat(ctx context.Context) (bool, error) {
 		w.tally.wrongAnswer("stat %s during the run: size %d, want %d", p, fi.Size, len(e.ino.data))
 	}
 	return true, err
+}
+
+// writeClose opens a file with open, writes data and closes it: the
+// close's error is the one that says whether the bytes are in.
+func writeClose(open func() (io.WriteCloser, error), data []byte) error {
+	f, err := open()
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -43,7 +45,11 @@ const FailoverTimeout = 30 * time.Second
 // not depend on metad).
 const leaderTrailer = "cairn-leader"
 
-// SplitMetads splits a list of metad addresses, HOST:PORT,HOST:PORT.
+// SplitMetads splits a list of metad addresses, HOST:PORT,HOST:PORT. One
+// name with several addresses in the DNS (or /etc/hosts) stands for a
+// group, a member at each: the list is the name's addresses, looked up
+// once, now (a name that does not resolve, or to one address, stays as
+// it is, for gRPC to resolve when it dials).
 func SplitMetads(list string) []string {
 	var out []string
 	for _, a := range strings.Split(list, ",") {
@@ -51,7 +57,51 @@ func SplitMetads(list string) []string {
 			out = append(out, a)
 		}
 	}
+	if len(out) == 1 {
+		if many := membersByName(out[0]); len(many) > 1 {
+			return many
+		}
+	}
 	return out
+}
+
+// lookupHost resolves a name to its addresses (tests replace it).
+var lookupHost = func(ctx context.Context, host string) ([]string, error) {
+	return net.DefaultResolver.LookupHost(ctx, host)
+}
+
+// membersByName returns HOST:PORT's addresses of one family (IPv4 if it
+// has several, else IPv6) as members, each with the port, sorted; nil
+// when HOST is an IP address or does not resolve.
+func membersByName(hostPort string) []string {
+	host, port, err := net.SplitHostPort(hostPort)
+	if err != nil || net.ParseIP(host) != nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	ips, err := lookupHost(ctx, host)
+	if err != nil {
+		return nil
+	}
+	// One family: a host's own IPv4 and IPv6 addresses (localhost) are
+	// one member, not two.
+	var v4, v6 []string
+	for _, ip := range ips {
+		switch p := net.ParseIP(ip); {
+		case p == nil:
+		case p.To4() != nil:
+			v4 = append(v4, net.JoinHostPort(ip, port))
+		default:
+			v6 = append(v6, net.JoinHostPort(ip, port))
+		}
+	}
+	out := v4
+	if len(out) < 2 {
+		out = v6
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
 }
 
 // metadConn is the client's connection to metad: one gRPC connection, or

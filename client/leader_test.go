@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -215,5 +216,44 @@ func TestLeaderHintShared(t *testing.T) {
 	defer next.Close()
 	if got := next.conn.(*leaderConn).cur.Load(); got != 1 {
 		t.Fatalf("the next client of the hint starts at member %d, want 1 (where the first was answered)", got)
+	}
+}
+
+// One name with several addresses stands for a group, a member at each;
+// a list, an IP address, a name with one address or none stays as given.
+func TestSplitMetadsByName(t *testing.T) {
+	was := lookupHost
+	defer func() { lookupHost = was }()
+	lookupHost = func(_ context.Context, host string) ([]string, error) {
+		switch host {
+		case "metads.example":
+			return []string{"10.0.0.3", "10.0.0.1", "10.0.0.2", "10.0.0.1"}, nil
+		case "one.example":
+			return []string{"10.0.0.9"}, nil
+		case "localhost":
+			return []string{"127.0.0.1", "::1"}, nil
+		case "v6.example":
+			return []string{"fd00::2", "fd00::1", "10.0.0.1"}, nil
+		}
+		return nil, errors.New("no such host")
+	}
+	for _, c := range []struct {
+		in   string
+		want []string
+	}{
+		{"metads.example:9000", []string{"10.0.0.1:9000", "10.0.0.2:9000", "10.0.0.3:9000"}},
+		{" metads.example:9000 ,", []string{"10.0.0.1:9000", "10.0.0.2:9000", "10.0.0.3:9000"}},
+		{"metads.example:9000,b:9000", []string{"metads.example:9000", "b:9000"}},
+		{"one.example:9000", []string{"one.example:9000"}},
+		{"nowhere.example:9000", []string{"nowhere.example:9000"}},
+		{"10.1.2.3:9000", []string{"10.1.2.3:9000"}},
+		{"[::1]:9000", []string{"[::1]:9000"}},
+		{"metads.example", []string{"metads.example"}},
+		{"localhost:9000", []string{"localhost:9000"}},
+		{"v6.example:9000", []string{"[fd00::1]:9000", "[fd00::2]:9000"}},
+	} {
+		if got := SplitMetads(c.in); !slices.Equal(got, c.want) {
+			t.Errorf("SplitMetads(%q) = %q, want %q", c.in, got, c.want)
+		}
 	}
 }

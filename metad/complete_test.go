@@ -62,8 +62,8 @@ func TestCompleteTakesAckedReplicas(t *testing.T) {
 	}
 	stale := b
 	stale.GenStamp++
-	if err := m.Complete(ctx, w, &stale, lb.Locations...); cairn.KindOf(err) != cairn.KindRetry {
-		t.Fatalf("Complete of another stamp: %v, want ErrRetry", err)
+	if err := m.Complete(ctx, w, &stale, lb.Locations...); cairn.KindOf(err) != cairn.KindInvalid {
+		t.Fatalf("Complete of another stamp: %v, want KindInvalid", err)
 	}
 
 	must(t, m.Complete(ctx, w, &b, append([]cairn.Node{outsider}, lb.Locations...)...))
@@ -94,5 +94,54 @@ func TestCompleteTakesAckedReplicas(t *testing.T) {
 	must(t, m.BlockReport(ctx, lb.Locations[0].StorageID, nil))
 	if got := readLocations(t, m, "/f"); len(got) != 2 || slices.Contains(got, lb.Locations[0].StorageID) {
 		t.Fatalf("read locations after %s reported nothing: %v", lb.Locations[0].StorageID, got)
+	}
+}
+
+// A Complete naming the last block at an older stamp — an earlier
+// writer's close, run late — is refused and leaves the file open: were it
+// taken, the file would close with the old length while its replicas,
+// appended to at the new stamp, hold more (fsck: "length mismatch").
+func TestCompleteRefusesStaleStamp(t *testing.T) {
+	m := openCfg(t, Config{})
+	registerNodes(t, m, 3)
+	ctx := context.Background()
+	w := cairn.WriterRef{Path: "/f", Client: "w"}
+	if _, err := m.Create(ctx, "/f", cairn.CreateOptions{Client: "w", Replication: 3, BlockSize: 64 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	lb, err := m.AddBlock(ctx, w, nil, nil)
+	must(t, err)
+	first := lb.Block
+	first.Len = 4096
+	must(t, m.Complete(ctx, w, &first, lb.Locations...))
+
+	// The same client appends: a new stamp, committed before a byte.
+	fi, last, err := m.Append(ctx, "/f", "w")
+	must(t, err)
+	if last == nil {
+		t.Fatal("Append gave no last block to append to")
+	}
+	w.FileID = fi.Inode
+	ulb, err := m.UpdateBlockForPipeline(ctx, w, last.Block)
+	must(t, err)
+	updated := last.Block
+	updated.GenStamp = ulb.GenStamp
+	must(t, m.UpdatePipeline(ctx, w, last.Block, updated, last.Locations))
+
+	// The first close, run again late, names the old stamp.
+	if err := m.Complete(ctx, w, &first, lb.Locations...); cairn.KindOf(err) != cairn.KindInvalid {
+		t.Fatalf("a late Complete at the old stamp: %v, want KindInvalid", err)
+	}
+	st, err := m.Stat(ctx, "/f")
+	must(t, err)
+	if !st.Writing {
+		t.Fatal("a late Complete at the old stamp closed the appended file")
+	}
+	// The appender's own close, at the new stamp, closes it.
+	done := updated
+	done.Len = 6000
+	must(t, m.Complete(ctx, w, &done, last.Locations...))
+	if st, err = m.Stat(ctx, "/f"); err != nil || st.Writing || st.Size != 6000 {
+		t.Fatalf("after the appender's close: %+v, %v", st, err)
 	}
 }

@@ -614,6 +614,14 @@ func (m *Metad) settleLast(op, path string, b *pebble.Batch, in *metapb.Inode, l
 	if last == nil || last.ID != cur.ID {
 		return cairn.E(op, cairn.KindInvalid, path, fmt.Sprintf("the last block is %s, the writer named %v", cur, last))
 	}
+	if last.GenStamp != cur.GenStamp {
+		// A writer's last block is at metad's stamp: every new stamp is
+		// committed (UpdatePipeline) before a byte is written at it. A call
+		// naming another is stale — an earlier writer's, run late — and
+		// would record a length the replicas at metad's stamp do not have
+		// (HDFS's commitBlock refuses it too: "mismatching GS").
+		return cairn.E(op, cairn.KindInvalid, path, fmt.Sprintf("the writer names %s, metad has %s: not the block's current generation stamp", last, cur))
+	}
 	if last.Len < 0 || last.Len > in.BlockSize {
 		return cairn.E(op, cairn.KindInvalid, path, fmt.Sprintf("block length %d outside 0..%d", last.Len, in.BlockSize))
 	}

@@ -734,6 +734,11 @@ func (m *Metad) Complete(ctx context.Context, w cairn.WriterRef, last *cairn.Blo
 		}
 		return nil
 	})
+	var named cairn.Block
+	if last != nil {
+		named = *last
+	}
+	m.logWrite(op, w, named, err)
 	if err == nil && last != nil {
 		m.pipelines.forget(last.ID)
 	}

@@ -187,7 +187,9 @@ func (m *Metad) AbandonBlock(ctx context.Context, w cairn.WriterRef, blk cairn.B
 func (m *Metad) Fsync(ctx context.Context, w cairn.WriterRef, blk cairn.Block) error {
 	const op = "metad.Fsync"
 	path := w.Path
-	return m.mutate(ctx, func(b *pebble.Batch) error {
+	var err error
+	defer func() { m.logWrite(op, w, blk, err) }()
+	err = m.mutate(ctx, func(b *pebble.Batch) error {
 		in, err := m.writable(op, w)
 		if err != nil {
 			return err
@@ -205,6 +207,7 @@ func (m *Metad) Fsync(ctx context.Context, w cairn.WriterRef, blk cairn.Block) e
 		in.LeaseNs = m.clock.Now().UnixNano()
 		return setInode(b, in)
 	})
+	return err
 }
 
 // UpdateBlockForPipeline hands out a new generation stamp for the file's
@@ -227,6 +230,7 @@ func (m *Metad) UpdateBlockForPipeline(ctx context.Context, w cairn.WriterRef, b
 		m.st.nextGS++
 		return nil
 	})
+	m.logWrite(op, w, cairn.Block{ID: blk.ID, GenStamp: gs, Len: blk.Len}, err)
 	if err != nil {
 		return cairn.LocatedBlock{}, err
 	}
@@ -273,6 +277,7 @@ func (m *Metad) UpdatePipeline(ctx context.Context, w cairn.WriterRef, old, upda
 		in.LeaseNs = m.clock.Now().UnixNano()
 		return setInode(b, in)
 	})
+	m.logWrite(op, w, updated, err)
 	if err == nil {
 		m.pipelines.set(old.ID, nodes)
 		m.log.Info("pipeline recovered", zap.String("path", path), zap.Stringer("block", updated), zap.Int("nodes", len(nodes)))
@@ -396,4 +401,13 @@ func (m *Metad) recordAcked(blk cairn.Block, nodes []string) {
 	}
 	bm.mu.Unlock()
 	m.repl.settled(blk.ID)
+}
+
+// logWrite logs, at debug level, a writer's call on its last block and
+// its outcome.
+func (m *Metad) logWrite(op string, w cairn.WriterRef, blk cairn.Block, err error) {
+	if ce := m.log.Check(zap.DebugLevel, op); ce != nil {
+		ce.Write(zap.String("path", w.Path), zap.Uint64("file", w.FileID), zap.String("writer", w.Client),
+			zap.Stringer("block", blk), zap.Int64("len", blk.Len), zap.Error(err))
+	}
 }

@@ -184,7 +184,9 @@ type replica struct {
 	fsm   *raftFSM
 	logs  *raftLog
 	trans *raft.NetworkTransport
-	self  string
+	// stream is trans's connections (closed at stop).
+	stream *raftStream
+	self   string
 	// ready is set while this member leads and has caught up with the
 	// log (becomeLeader); only then does it serve.
 	ready atomic.Bool
@@ -291,13 +293,13 @@ func (m *Metad) startReplica(rc RaftConfig) error {
 			m.log.Info("metad group bootstrapped", zap.Strings("members", first), zap.Bool("converted", rc.Convert))
 		}
 	}
-	r, err := raft.NewRaft(conf, fsm, logs, logs, snaps, trans)
+	r, err := raft.NewRaft(conf, fsm, logs, logs, snaps, unpipelined{trans})
 	if err != nil {
 		_ = trans.Close()
 		_ = logs.close()
 		return fmt.Errorf("raft: %w", err)
 	}
-	rep := &replica{m: m, r: r, fsm: fsm, logs: logs, trans: trans, self: rc.Self, done: make(chan struct{}), stall: newStallWatch(et)}
+	rep := &replica{m: m, r: r, fsm: fsm, logs: logs, trans: trans, stream: stream, self: rc.Self, done: make(chan struct{}), stall: newStallWatch(et)}
 	m.rep = rep
 	m.retries.replicate = rep.proposeAnswer
 	go rep.watchLeadership()
@@ -360,10 +362,28 @@ func catchUpFromSnapshot(fsm *raftFSM, snaps raft.SnapshotStore) error {
 	return fsm.Restore(rc)
 }
 
+// stopWait is how long stop lets Raft shut down before it closes the
+// connections to the other members.
+const stopWait = time.Second
+
 // stop leaves the group's work: Raft shuts down (without leaving the
 // configuration) and the log closes.
 func (rep *replica) stop() {
-	if err := rep.r.Shutdown().Error(); err != nil {
+	f := rep.r.Shutdown()
+	errc := make(chan error, 1)
+	go func() { errc <- f.Error() }()
+	var err error
+	select {
+	case err = <-errc:
+	case <-time.After(stopWait):
+		// A request to a member that does not answer holds Raft's
+		// replication up until the transport's I/O timeout: its
+		// connection is closed, and the request fails at once.
+		rep.m.log.Info("raft shutdown waits on a member that does not answer: closing the connections to the members")
+		rep.stream.closeConns()
+		err = <-errc
+	}
+	if err != nil {
 		rep.m.log.Warn("raft shutdown", zap.Error(err))
 	}
 	<-rep.done

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -20,6 +21,12 @@ type raftStream struct {
 	net.Listener
 	advertise net.Addr
 	client    *tls.Config // nil: plain TCP
+
+	// conns are the connections dialled and not closed yet, which
+	// closeConns closes at shutdown.
+	mu     sync.Mutex
+	conns  map[net.Conn]struct{}
+	closed bool
 }
 
 var _ raft.StreamLayer = (*raftStream)(nil)
@@ -56,7 +63,7 @@ func newRaftStream(listen, advertise string, server, client *tls.Config) (*raftS
 	if server != nil {
 		ln = tls.NewListener(ln, server)
 	}
-	return &raftStream{Listener: ln, advertise: a, client: client}, nil
+	return &raftStream{Listener: ln, advertise: a, client: client, conns: map[net.Conn]struct{}{}}, nil
 }
 
 // Addr is the address the other members dial.
@@ -65,8 +72,66 @@ func (s *raftStream) Addr() net.Addr { return s.advertise }
 // Dial connects to the member at address.
 func (s *raftStream) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
 	d := &net.Dialer{Timeout: timeout}
+	var c net.Conn
+	var err error
 	if s.client == nil {
-		return d.Dial("tcp", string(address))
+		c, err = d.Dial("tcp", string(address))
+	} else {
+		c, err = tls.DialWithDialer(d, "tcp", string(address), s.client)
 	}
-	return tls.DialWithDialer(d, "tcp", string(address), s.client)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		_ = c.Close()
+		return nil, errors.New("raft transport: shutting down")
+	}
+	s.conns[c] = struct{}{}
+	return &dialedConn{Conn: c, s: s}, nil
+}
+
+// dialedConn is a connection raftStream dialled; closed, it leaves the
+// stream's list.
+type dialedConn struct {
+	net.Conn
+	s *raftStream
+}
+
+func (c *dialedConn) Close() error {
+	c.s.mu.Lock()
+	delete(c.s.conns, c.Conn)
+	c.s.mu.Unlock()
+	return c.Conn.Close()
+}
+
+// closeConns closes every connection dialled and refuses new ones: a
+// request Raft sends to a member that does not answer then fails at once
+// instead of at its I/O timeout, so Raft's shutdown is not held up by it.
+func (s *raftStream) closeConns() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
+	for c := range s.conns {
+		_ = c.Close()
+	}
+	clear(s.conns)
+}
+
+// unpipelined is the Raft transport without pipelined replication: the
+// leader sends a follower its next AppendEntries once the last is
+// answered (entries that queue meanwhile go together in the next one).
+// hashicorp/raft's pipelined replication can wedge: when a follower
+// answers one request with a failure, the goroutine that decodes the
+// answers stops while the sender may block handing it the next request,
+// and then that follower is sent no more entries (but heartbeats) until
+// the leader restarts, and the leader's Raft cannot shut down
+// (hashicorp/raft#612; Grafana Pyroscope turned pipelining off for it).
+// Without pipelining every request is bounded by the transport's I/O
+// timeout.
+type unpipelined struct{ *raft.NetworkTransport }
+
+func (unpipelined) AppendEntriesPipeline(raft.ServerID, raft.ServerAddress) (raft.AppendPipeline, error) {
+	return nil, raft.ErrPipelineReplicationNotSupported
 }

@@ -77,7 +77,9 @@ type chaosFault struct {
 // HEALTHY and the three members' namespace digests agree. The summary
 // (ops acknowledged, uncertain and lost, faults, longest failover, the
 // timeline) is logged and written to $CAIRN_CHAOS_OUT when set;
-// $CAIRN_CHAOS_LOGS=DIR keeps the daemons' logs there.
+// $CAIRN_CHAOS_LOGS=DIR keeps the daemons' logs there (and, when the
+// test fails, the members' stores); $CAIRN_CHAOS_DEBUG=1 runs the members
+// with --debug.
 func TestMetadGroupChaos(t *testing.T) {
 	seed := *chaosSeed
 	if seed == 0 {
@@ -97,8 +99,12 @@ func TestMetadGroupChaos(t *testing.T) {
 		h := nt.AddHost(t, "")
 		blockdHosts, bh = append(blockdHosts, h), append(bh, h)
 	}
+	var metadArgs []string
+	if os.Getenv("CAIRN_CHAOS_DEBUG") != "" {
+		metadArgs = append(metadArgs, "--debug")
+	}
 	g := cluster.StartGroup(t, cluster.GroupConfig{MemberHosts: memberHosts, BlockdHosts: blockdHosts, Blockds: 3,
-		Replication: 2, BlockSize: 1 << 20, DeadAfter: 5 * time.Second})
+		Replication: 2, BlockSize: 1 << 20, DeadAfter: 5 * time.Second, MetadArgs: metadArgs})
 	if dir := os.Getenv("CAIRN_CHAOS_LOGS"); dir != "" {
 		// Run before the cluster's cleanup removes the logs.
 		t.Cleanup(func() { keepChaosLogs(t, g, dir) })
@@ -375,6 +381,23 @@ func keepChaosLogs(t *testing.T, g *cluster.Group, dir string) {
 		}
 	}
 	t.Logf("logs kept in %s", dir)
+	if !t.Failed() {
+		return
+	}
+	// A failed run keeps the members' stores and Raft logs too, for
+	// `cairn metad --dump-log`: each member is killed first, so its
+	// directory is not copied while it changes.
+	for i := range g.Size() {
+		if g.Running(i) {
+			g.Kill(t, i)
+		}
+		keep := filepath.Join(dir, fmt.Sprintf("data-metad%d", i))
+		_ = os.RemoveAll(keep)
+		if out := cluster.Exec(t, "cp", "-a", g.MemberDir(i), keep); out.Code != 0 {
+			t.Errorf("keeping metad%d's store: %s", i, out.Stderr)
+		}
+	}
+	t.Logf("the members' stores are kept in %s", dir)
 }
 
 // jitter is a duration in [0, d) drawn from rng.

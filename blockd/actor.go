@@ -9,9 +9,12 @@ import (
 
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/keepalive"
 
 	"cairn"
 	"cairn/rpc"
+	"cairn/trust"
 )
 
 // A blockd given several metads (--metad HOST1:9000,HOST2:9000,..., the
@@ -26,6 +29,68 @@ import (
 // apart per member: blocktoken.KeySet.UpdateFrom) and CmdReregister, and
 // of two members that both say they lead (a deposed one not yet aware),
 // only the newer term's commands are acted on.
+//
+// A member's host cut off from the network breaks no connection: a call
+// sent there waits on a TCP connection nobody answers, and after the host
+// is back the kernel may not retransmit for a minute or more. So each
+// call an actor makes carries a deadline (callTimeout; a full report, or
+// a large incremental one, reportTimeout), so a silent member holds its
+// actor's loop no longer than that; and every connection to a metad pings
+// it when idle (gRPC keepalive, metadDialOptions), so a dead connection is
+// closed within seconds and dialled again, with a backoff capped near the
+// heartbeat interval, as soon as the member answers. A member that was cut
+// off and then leads hears from the blockds within a few heartbeats of
+// the host's return, rather than whenever TCP gives up; until it has had
+// --dead-after to hear from them, it answers a writer that it must try
+// again, not that there is no room (metad/pipeline.go, noBlockdErr).
+
+// Bounds of an actor's calls to its metad (Config.MetadTimeout): a call
+// gets three heartbeats, at least minMetadTimeout; a full report, or an
+// incremental one of more than bigReport replicas, reportScale times
+// that.
+const (
+	minMetadTimeout = 10 * time.Second
+	reportScale     = 12
+	bigReport       = 4096
+)
+
+// callTimeout bounds one call of an actor to its metad.
+func (d *Blockd) callTimeout() time.Duration {
+	if d.cfg.MetadTimeout > 0 {
+		return d.cfg.MetadTimeout
+	}
+	return max(3*d.cfg.Heartbeat, minMetadTimeout)
+}
+
+// reportTimeout bounds a full block report, or a large incremental one.
+func (d *Blockd) reportTimeout() time.Duration { return reportScale * d.callTimeout() }
+
+// The keepalive of a connection to metad: idle this long (gRPC takes no
+// less than 10 s), it is pinged, and closed when the ping has no answer
+// within keepaliveTimeout; while it cannot connect, it tries again after
+// a backoff of at most the heartbeat interval (and no less than
+// minRedial), each try given connectTimeout. metad's server permits pings
+// this often (metad/main.go, keepalive.EnforcementPolicy).
+const (
+	keepaliveTime    = 10 * time.Second
+	keepaliveTimeout = 5 * time.Second
+	connectTimeout   = 5 * time.Second
+	minRedial        = time.Second
+)
+
+// metadDialOptions are the options of a blockd's connections to metad:
+// its transport (TLS with creds, or plain text when nil), keepalive, and
+// a reconnect backoff capped near heartbeat.
+func metadDialOptions(creds *trust.Holder, heartbeat time.Duration) []grpc.DialOption {
+	bo := backoff.DefaultConfig
+	bo.BaseDelay = 100 * time.Millisecond
+	bo.MaxDelay = max(heartbeat, minRedial)
+	return []grpc.DialOption{
+		rpc.Transport(creds),
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: max(heartbeat, keepaliveTime), Timeout: keepaliveTimeout, PermitWithoutStream: true}),
+		grpc.WithConnectParams(grpc.ConnectParams{Backoff: bo, MinConnectTimeout: connectTimeout}),
+	}
+}
 
 // actor is the blockd's link to one metad.
 type actor struct {
@@ -70,9 +135,10 @@ func toEvery[T any](d *Blockd, pick func(*actor) *[]T, items ...T) {
 	}
 }
 
-// sendQueued sends the items queued in *q to a's metad with send and
-// returns how many went; on failure they go back to the front of the
-// queue for the next try.
+// sendQueued sends the items queued in *q to a's metad with send, within
+// callTimeout (reportTimeout for more than bigReport items), and returns
+// how many went; on failure they go back to the front of the queue for
+// the next try.
 func sendQueued[T any](ctx context.Context, d *Blockd, a *actor, q *[]T, what string, send func(context.Context, string, []T) error) int {
 	a.mu.Lock()
 	batch := *q
@@ -81,7 +147,14 @@ func sendQueued[T any](ctx context.Context, d *Blockd, a *actor, q *[]T, what st
 	if len(batch) == 0 {
 		return 0
 	}
-	if err := send(ctx, d.node.StorageID, batch); err != nil {
+	timeout := d.callTimeout()
+	if len(batch) > bigReport {
+		timeout = d.reportTimeout()
+	}
+	sctx, cancel := context.WithTimeout(ctx, timeout)
+	err := send(sctx, d.node.StorageID, batch)
+	cancel()
+	if err != nil {
 		d.log.Warn(what+" failed; will retry", zap.String("metad", a.addr), zap.Int("replicas", len(batch)), zap.Error(err))
 		a.mu.Lock()
 		*q = append(batch, *q...)
@@ -184,7 +257,10 @@ func (d *Blockd) run(ctx context.Context, a *actor) error {
 			d.reportIncoming(ctx, a)
 		case <-report.C:
 			report := d.store.Report()
-			if err := a.reg.BlockReport(ctx, d.node.StorageID, report); err != nil {
+			rctx, cancel := context.WithTimeout(ctx, d.reportTimeout())
+			err := a.reg.BlockReport(rctx, d.node.StorageID, report)
+			cancel()
+			if err != nil {
 				d.log.Warn("full block report failed", zap.String("metad", a.addr), zap.Error(err))
 			} else {
 				d.log.Info("full block report", zap.String("metad", a.addr), zap.Int("replicas", len(report)), zap.Any("by_state", byState(report)))

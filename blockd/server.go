@@ -40,6 +40,11 @@ type Config struct {
 	MetadAddr string   // metad's RPC address, or a group's members, comma-separated (actor.go)
 	Rack      string
 	Heartbeat time.Duration
+	// MetadTimeout bounds each call an actor makes to its metad: register,
+	// heartbeat, incremental report (0: three heartbeats, at least
+	// minMetadTimeout); a full report, or a large queued incremental one,
+	// gets reportScale times as long (actor.go).
+	MetadTimeout time.Duration
 	// BlockReport is how often the full list of replicas goes to metad.
 	BlockReport time.Duration
 	// AckTimeout is how long to wait for the next node's ack in a pipeline.
@@ -182,7 +187,11 @@ func (d *Blockd) dialMetads() error {
 	if len(addrs) == 0 {
 		return errors.New("blockd: no metad address")
 	}
-	dial := func(a string) (*grpc.ClientConn, error) { return grpc.NewClient(a, rpc.Transport(d.creds)) }
+	// Every connection to a metad (the actors' and those following a
+	// group's leader) finds a dead peer by keepalive and dials it again
+	// soon after it is back (metadDialOptions).
+	opts := metadDialOptions(d.creds, d.cfg.Heartbeat)
+	dial := func(a string) (*grpc.ClientConn, error) { return grpc.NewClient(a, opts...) }
 	for _, a := range addrs {
 		conn, err := dial(a)
 		if err != nil {
@@ -288,8 +297,12 @@ func (d *Blockd) reportBad(ctx context.Context, bad []cairn.BadReplica) error {
 	return last
 }
 
+// register registers with a's metad and sends it a full report, each
+// call within its deadline (actor.go).
 func (d *Blockd) register(ctx context.Context, a *actor) error {
-	reg, err := a.reg.Register(ctx, cairn.Registration{Node: d.node, NamespaceID: d.store.NamespaceID()})
+	rctx, cancel := context.WithTimeout(ctx, d.callTimeout())
+	reg, err := a.reg.Register(rctx, cairn.Registration{Node: d.node, NamespaceID: d.store.NamespaceID()})
+	cancel()
 	if err != nil {
 		return err
 	}
@@ -303,7 +316,10 @@ func (d *Blockd) register(ctx context.Context, a *actor) error {
 	d.setEncrypt(reg.EncryptData)
 	d.setKeys(a.addr, reg.Keys)
 	report := d.store.Report()
-	if err := a.reg.BlockReport(ctx, d.node.StorageID, report); err != nil {
+	rctx, cancel = context.WithTimeout(ctx, d.reportTimeout())
+	err = a.reg.BlockReport(rctx, d.node.StorageID, report)
+	cancel()
+	if err != nil {
 		return err
 	}
 	d.log.Info("registered with metad", zap.String("metad", a.addr), zap.String("namespace_id", ns), zap.Int("replicas", len(report)), zap.Any("by_state", byState(report)))
@@ -325,10 +341,12 @@ func byState(report []cairn.Replica) map[string]int {
 func (d *Blockd) heartbeat(ctx context.Context, a *actor) error {
 	capacity, used, remaining := d.usage()
 	start := time.Now()
-	rep, err := a.reg.HeartbeatReply(ctx, cairn.Heartbeat{
+	hctx, cancel := context.WithTimeout(ctx, d.callTimeout())
+	rep, err := a.reg.HeartbeatReply(hctx, cairn.Heartbeat{
 		StorageID: d.node.StorageID, Capacity: capacity, Used: used, Remaining: remaining, Active: int(d.active.Load()),
 		FailedVolumes: d.store.Failed(),
 	})
+	cancel()
 	d.met.heartbeatTime.Observe(time.Since(start).Seconds())
 	if err != nil {
 		return err

@@ -315,23 +315,65 @@ func (w *Writer) startBlock() error {
 	}
 }
 
-// newBlock asks metad for the next block and its pipeline, avoiding the
-// blockds that failed this writer lately. When metad has no other blockd
-// it asks once more without those that did not hang (a restarted blockd
-// is back soon).
+// newBlock asks metad for the next block and its pipeline (addBlock),
+// within rpcTimeout.
 func (w *Writer) newBlock() error {
 	ctx, cancel := context.WithTimeout(context.Background(), rpcTimeout)
 	defer cancel()
+	return w.addBlock(ctx)
+}
+
+// Waits between AddBlocks that metad answered KindRetry: the first, then
+// doubling up to the last.
+const (
+	addBlockFirstWait = 100 * time.Millisecond
+	addBlockMaxWait   = time.Second
+)
+
+// addBlock asks metad for the next block and its pipeline, avoiding the
+// blockds that failed this writer lately. When metad has no other blockd
+// it asks once more without those that did not hang (a restarted blockd
+// is back soon). While metad answers KindRetry (a new leader, or a metad
+// just started, that no blockd has reached yet: metad/pipeline.go) it asks
+// again, after addBlockFirstWait doubling to addBlockMaxWait, until ctx
+// ends, as HDFS's client retries addBlock (locateFollowingBlock). Each try
+// names the same previous block: one that metad had answered, its answer
+// lost, gets the block it allocated then (metad/replayed.go), and a
+// KindRetry answer changed nothing at metad.
+func (w *Writer) addBlock(ctx context.Context) error {
 	excl := w.exclusions(true)
 	ref := w.ref()
 	ref.Claim = w.claim
-	lb, err := w.c.NS.AddBlock(ctx, ref, w.prev, excl)
-	if cairn.KindOf(err) == cairn.KindNoSpace && len(excl) > 0 {
-		if fewer := w.exclusions(false); len(fewer) < len(excl) {
-			w.c.log.Info("no blockd beside those that failed this writer; trying them again",
-				zap.String("path", w.path), zap.Error(err))
-			lb, err = w.c.NS.AddBlock(ctx, ref, w.prev, fewer)
+	wait := addBlockFirstWait
+	var lb cairn.LocatedBlock
+	var err error
+	for {
+		lb, err = w.c.NS.AddBlock(ctx, ref, w.prev, excl)
+		kind := cairn.KindOf(err)
+		if (kind == cairn.KindNoSpace || kind == cairn.KindRetry) && len(excl) > 0 {
+			if fewer := w.exclusions(false); len(fewer) < len(excl) {
+				w.c.log.Info("no blockd beside those that failed this writer; trying them again",
+					zap.String("path", w.path), zap.Error(err))
+				excl = fewer
+				continue
+			}
 		}
+		if kind != cairn.KindRetry {
+			break
+		}
+		log := w.c.log.Debug
+		if wait == addBlockFirstWait {
+			log = w.c.log.Info
+		}
+		log("metad has no blockd for a new block yet; asking again", zap.String("path", w.path),
+			zap.Duration("after", wait), zap.Error(err))
+		select {
+		case <-ctx.Done():
+			w.failures = append(w.failures, failure{node: "metad", kind: cairn.KindRetry, why: err.Error()})
+			return w.lostErr(cairn.Block{}, "no blockd reached metad in time for a new block", err)
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, addBlockMaxWait)
 	}
 	if cairn.KindOf(err) == cairn.KindNoSpace {
 		w.failures = append(w.failures, failure{node: "metad", kind: cairn.KindNoSpace, why: err.Error()})

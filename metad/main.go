@@ -285,7 +285,8 @@ func serve(ctx context.Context, log *zap.Logger, dir string, format, force bool,
 			log.Error("close store", zap.Error(err))
 		}
 	}()
-	srvOpts := []grpc.ServerOption{grpc.MaxRecvMsgSize(64 << 20), grpc.NumStreamWorkers(uint32(4 * runtime.GOMAXPROCS(0)))}
+	srvOpts := []grpc.ServerOption{grpc.MaxRecvMsgSize(64 << 20), grpc.NumStreamWorkers(uint32(4 * runtime.GOMAXPROCS(0))),
+		grpc.KeepaliveEnforcementPolicy(pingPolicy)}
 	var httpTLS *tls.Config
 	if !insecure {
 		if err := m.openTrust(); err != nil {
@@ -438,6 +439,13 @@ func connectionAge(certTTL time.Duration) keepalive.ServerParameters {
 	age := min(certTTL/4, 24*time.Hour)
 	return keepalive.ServerParameters{MaxConnectionAge: age, MaxConnectionAgeGrace: min(age, time.Minute)}
 }
+
+// pingPolicy lets clients ping metad's connections to find a dead one
+// (blockd's connections ping when idle for 10 s, blockd/actor.go
+// metadDialOptions), with no call in flight too. gRPC's default allows a
+// ping every 5 minutes only, with a call in flight, and answers more
+// frequent ones with GOAWAY (too_many_pings), ending the connection.
+var pingPolicy = keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}
 
 // explicitlySet reports whether the command line named flag name.
 func explicitlySet(fl *flag.FlagSet, name string) bool {

@@ -653,7 +653,7 @@ func (m *Metad) AddBlock(ctx context.Context, w cairn.WriterRef, prev *cairn.Blo
 			// afresh (nothing was written to it).
 			targets := m.chooseTargets(int(in.Replication), in.BlockSize, writer, nil, excluded)
 			if len(targets) == 0 {
-				return cairn.E(op, cairn.KindNoSpace, path, m.noNodeDetail("no blockd for a new block", in.BlockSize, excluded))
+				return m.noBlockdErr(op, path, in.BlockSize, excluded)
 			}
 			lb = cairn.LocatedBlock{Block: blk, Offset: in.Size, Locations: targets}
 			m.log.Info("AddBlock made again: answered with the block it allocated", zap.String("path", path), zap.Stringer("block", blk))
@@ -667,7 +667,7 @@ func (m *Metad) AddBlock(ctx context.Context, w cairn.WriterRef, prev *cairn.Blo
 		}
 		targets := m.chooseTargets(int(in.Replication), in.BlockSize, writer, nil, excluded)
 		if len(targets) == 0 {
-			return cairn.E(op, cairn.KindNoSpace, path, m.noNodeDetail("no blockd for a new block", in.BlockSize, excluded))
+			return m.noBlockdErr(op, path, in.BlockSize, excluded)
 		}
 		s := m.st
 		blk := cairn.Block{ID: cairn.BlockID(s.nextBlk), GenStamp: cairn.GenStamp(s.nextGS)}

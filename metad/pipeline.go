@@ -326,6 +326,45 @@ func (m *Metad) noNodeDetail(what string, blockSize int64, skipped []cairn.Node)
 		what, live, taken, full, blockSize)
 }
 
+// noBlockdErr is AddBlock's answer when no blockd could be chosen for a
+// new block: KindNoSpace, saying why (noNodeDetail); but KindRetry while
+// this metad has only just begun to serve (awaitingBlockds), since the
+// blockds may not have reached it yet. A member cut off from the network
+// marks every blockd dead meanwhile, and one elected soon after its return
+// has heard from none of them yet: told "no room", its writer would fail
+// (ENOSPC through the mount) where one more heartbeat would have found
+// three blockds with room; told to try again, it does (client/writer.go).
+func (m *Metad) noBlockdErr(op, path string, blockSize int64, excluded []cairn.Node) error {
+	if why, ok := m.awaitingBlockds(m.clock.Now()); ok {
+		return cairn.E(op, cairn.KindRetry, path, why)
+	}
+	return cairn.E(op, cairn.KindNoSpace, path, m.noNodeDetail("no blockd for a new block", blockSize, excluded))
+}
+
+// awaitingBlockds reports whether this metad began to serve writers
+// (servingSince) less than --dead-after ago and a blockd may still be on
+// its way: it knows none yet, or one it knows has not been heard from
+// since. Past --dead-after a blockd silent since is dead by metad's own
+// rule, and one that has been heard from needs no waiting for. The string
+// is the writer's detail.
+func (m *Metad) awaitingBlockds(now time.Time) (string, bool) {
+	since := time.Unix(0, m.servingSince.Load())
+	ago := now.Sub(since)
+	if ago >= m.cfg.DeadAfter {
+		return "", false
+	}
+	known, unheard := m.nodes.unheardSince(since)
+	if known > 0 && unheard == 0 {
+		return "", false
+	}
+	who, state := "this new leader", "leading"
+	if m.rep == nil {
+		who, state = "this metad since it started", "up"
+	}
+	return fmt.Sprintf("no blockd for a new block has reached %s yet; try again (%s for %v of the %v a blockd may stay silent; %d of %d known blockd(s) not heard from since)",
+		who, state, ago.Round(time.Millisecond), m.cfg.DeadAfter, unheard, known), true
+}
+
 // storedBlock returns metad's record of block id and whether its file is
 // being written. It reads O(log n) of the file's n block records
 // (fileBlock), not all of them: a block report of a file of 8,000 blocks

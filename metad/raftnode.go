@@ -467,6 +467,9 @@ func (rep *replica) becomeLeader() {
 	} else if _, err := m.tokens.Keys(); err != nil {
 		m.log.Error("new leader: block token keys", zap.Error(err))
 	}
+	// The blockds it has not heard from lately get --dead-after from now
+	// to reach it before a writer is told there is none (pipeline.go).
+	m.servingSince.Store(m.clock.Now().UnixNano())
 	rep.ready.Store(true)
 	// Replicas reported while this member followed are judged now that
 	// its store has every committed entry (doubtful.go).

@@ -75,6 +75,20 @@ func (ns *nodeSet) live(n *nodeState, now time.Time) bool {
 	return now.Sub(n.last) < ns.deadAfter
 }
 
+// unheardSince counts the blockds known and those of them not heard from
+// (by registration or heartbeat) since t.
+func (ns *nodeSet) unheardSince(t time.Time) (known, unheard int) {
+	ns.mu.Lock()
+	defer ns.mu.Unlock()
+	for _, n := range ns.nodes {
+		known++
+		if n.last.Before(t) {
+			unheard++
+		}
+	}
+	return known, unheard
+}
+
 func (ns *nodeSet) stale(n *nodeState, now time.Time) bool {
 	return now.Sub(n.last) >= ns.staleAfter
 }

@@ -202,6 +202,11 @@ type Metad struct {
 	retries *retryCache
 	// grouped: a member of a metad group (Config.Raft set).
 	grouped bool
+	// servingSince is when this metad began to serve writers, in its
+	// clock's UnixNano: a single metad's start, a group member's latest
+	// takeover (becomeLeader). Blockds it has not heard from since may
+	// still be on their way (awaitingBlockds).
+	servingSince atomic.Int64
 }
 
 var pebbleLog = zap.NewNop()
@@ -398,6 +403,7 @@ func Open(cfg Config) (*Metad, error) {
 	if m.grouped {
 		ks.m = m
 	}
+	m.servingSince.Store(cfg.Clock.Now().UnixNano())
 	if cfg.HostsExclude != "" {
 		if m.nodes.exclude, err = readExclude(cfg.HostsExclude); err != nil {
 			_ = st.close()

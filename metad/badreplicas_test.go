@@ -355,3 +355,97 @@ func TestUnfinishedReplicasOfClosedFile(t *testing.T) {
 		}
 	}
 }
+
+// TestJudgedMarkUndoneWhenRecordCatchesUp: a replica judged against a
+// record behind it (here reported before the append that made it is in
+// the store; in a group, by a leader deposed while it stood still, whose
+// store was behind its successor's) is marked corrupt for a length the
+// record does not have yet. Once the record has caught up, the next report
+// of the same replica finds it good, and fsck must not go on calling it
+// corrupt. A replica whose bytes a blockd's scanner found bad stays
+// marked whatever its length.
+func TestJudgedMarkUndoneWhenRecordCatchesUp(t *testing.T) {
+	m := openCfg(t, Config{Clock: newFakeClock()})
+	nodes := registerNodes(t, m, 3)
+	ctx := context.Background()
+	old := closedFile(t, m, "/f", 4096, nodes[:1])
+	// The replicas the append below will leave, reported before the
+	// store has the append: the stamp it will be given, longer.
+	ahead := cairn.Block{ID: old.ID, GenStamp: old.GenStamp + 1, Len: 8192}
+	must(t, m.BlocksReceived(ctx, "DS-1", finalized(ahead)))
+	must(t, m.BlocksReceived(ctx, "DS-2", finalized(ahead)))
+	corrupt := func() map[string]string {
+		t.Helper()
+		fr, err := m.ReplicaReport(ctx, "/f")
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]string{}
+		for _, r := range fr.Blocks[0].Replicas {
+			out[r.StorageID] = r.Corrupt
+		}
+		return out
+	}
+	if c := corrupt(); !strings.HasPrefix(c["DS-1"], "length mismatch") {
+		t.Fatalf("a replica longer than the closed file's record: corrupt %q, want a length mismatch", c["DS-1"])
+	}
+
+	w := cairn.WriterRef{Path: "/f", Client: "appender"}
+	if _, _, err := m.Append(ctx, "/f", "appender"); err != nil {
+		t.Fatal(err)
+	}
+	ulb, err := m.UpdateBlockForPipeline(ctx, w, old)
+	if err != nil || ulb.GenStamp != ahead.GenStamp {
+		t.Fatalf("UpdateBlockForPipeline: %v, %v; want stamp %d", ulb.Block, err, ahead.GenStamp)
+	}
+	updated := ahead
+	updated.Len = old.Len
+	must(t, m.UpdatePipeline(ctx, w, old, updated, nodes[1:]))
+	must(t, m.Complete(ctx, w, &ahead, nodes[1:]...))
+	// The scanner of DS-2 finds the bytes of its replica bad.
+	must(t, m.BadReplicasFound(ctx, "DS-2", []cairn.BadReplica{{Block: ahead, StorageID: "DS-2", Reason: "checksum mismatch at chunk 1"}}))
+
+	must(t, m.BlockReport(ctx, "DS-1", finalized(ahead)))
+	must(t, m.BlockReport(ctx, "DS-2", finalized(ahead)))
+	c := corrupt()
+	if c["DS-1"] != "" {
+		t.Errorf("DS-1's replica, as long as the record now says, is still called corrupt: %q", c["DS-1"])
+	}
+	if !strings.Contains(c["DS-2"], "checksum") {
+		t.Errorf("DS-2's replica, found bad by its scanner, is no longer called corrupt: %q", c["DS-2"])
+	}
+}
+
+// TestStalledLeaderDefersVerdicts: a leader whose process stood still
+// lately may have been deposed meanwhile without knowing it, its store
+// behind its successor's; a replica reported then that its store does not
+// know is not deleted on its word (nor one it calls corrupt marked). The
+// verdict waits until the member has confirmed it leads, and is made then.
+func TestStalledLeaderDefersVerdicts(t *testing.T) {
+	m := startGroupOfOne(t)
+	nodes := registerNodes(t, m, 1)
+	ctx := context.Background()
+	unknown := cairn.Block{ID: 1 << 40, GenStamp: 1, Len: 10}
+
+	m.rep.stall.suspectUntil.Store(m.rep.stall.now() + int64(time.Hour)) // it stood still
+	must(t, m.BlocksReceived(ctx, "DS-0", finalized(unknown)))
+	if d := deletes(heartbeatAll(t, m, nodes, ""), unknown.ID); len(d) > 0 {
+		t.Fatalf("a leader that stood still deletes a replica its store does not know: %v", d)
+	}
+
+	// A while later, still leading. (The stall watch runs on: on a loaded
+	// machine it may see a stall of its own, which defers the verdict one
+	// round more.)
+	var d map[string][]cairn.Block
+	for range 500 {
+		m.rep.stall.suspectUntil.Store(0)
+		m.leaderWork(m.rejudgeDoubtful)
+		if d = deletes(heartbeatAll(t, m, nodes, ""), unknown.ID); len(d) > 0 {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if len(d["DS-0"]) != 1 {
+		t.Fatalf("the deferred verdict on a replica of no file, once the member leads for sure: deletes %v, want DS-0's", d)
+	}
+}

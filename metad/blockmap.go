@@ -39,6 +39,12 @@ type blockMap struct {
 type corruptMark struct {
 	gs  cairn.GenStamp
 	why string
+	// judged: the mark is a verdict against metad's record (judge: a
+	// length or stamp the record does not have), which a later verdict
+	// of the same replica against a newer record may undo; otherwise the
+	// replica's bytes were found bad (a reader's or the scanner's
+	// checksums), and only its deletion ends the mark.
+	judged bool
 }
 
 // nodeReplica is one recorded replica of a block: where, as reported, and
@@ -128,11 +134,42 @@ func wholeCopy(r cairn.Replica, b cairn.Block) bool {
 // mark marks node's replica r corrupt, keeping an earlier reason for the
 // same stamp. Caller holds bm.mu.
 func (bm *blockMap) mark(node string, r cairn.Replica, why string) {
+	bm.markAs(node, r, why, false)
+}
+
+// markJudged marks node's replica r corrupt on judge's verdict against
+// metad's record (corruptMark.judged). Caller holds bm.mu.
+func (bm *blockMap) markJudged(node string, r cairn.Replica, why string) {
+	bm.markAs(node, r, why, true)
+}
+
+func (bm *blockMap) markAs(node string, r cairn.Replica, why string, judged bool) {
 	k := replicaKey{r.ID, bm.t.nodeIndex(node, true)}
 	if old, ok := bm.corrupt[k]; ok && old.gs == r.GenStamp {
+		if old.judged && !judged {
+			bm.corrupt[k] = corruptMark{gs: r.GenStamp, why: why} // found bad: stronger
+		}
 		return
 	}
-	bm.corrupt[k] = corruptMark{gs: r.GenStamp, why: why}
+	bm.corrupt[k] = corruptMark{gs: r.GenStamp, why: why, judged: judged}
+}
+
+// unmarkJudged undoes a judged mark of node's replica r, now judged good
+// against metad's record: the record has caught up with the replica (the
+// earlier verdict was made against a store behind it). A mark of bad
+// bytes stays. Caller holds bm.mu.
+func (bm *blockMap) unmarkJudged(node string, r cairn.Replica) {
+	if len(bm.corrupt) == 0 {
+		return
+	}
+	n := bm.t.nodeIndex(node, false)
+	if n == 0 {
+		return
+	}
+	k := replicaKey{r.ID, n}
+	if c, ok := bm.corrupt[k]; ok && c.judged && c.gs == r.GenStamp {
+		delete(bm.corrupt, k)
+	}
 }
 
 // markCorrupt marks node's replica of b.ID at b's stamp corrupt. A replica

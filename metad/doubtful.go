@@ -41,6 +41,14 @@ func (d *doubtful) add(node string, id cairn.BlockID) {
 	ids[id] = struct{}{}
 }
 
+// has reports whether node's replica of id is recorded unjudged.
+func (d *doubtful) has(node string, id cairn.BlockID) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	_, ok := d.nodes[node][id]
+	return ok
+}
+
 // take empties the set and returns what it held.
 func (d *doubtful) take() map[string]map[cairn.BlockID]struct{} {
 	d.mu.Lock()

@@ -126,10 +126,11 @@ func (f *raftFSM) Apply(l *raft.Log) any {
 			return fmt.Errorf("raft entry %d: %w", l.Index, err)
 		}
 	}
-	if l.Index <= f.appliedIndex() {
+	if applied := f.appliedIndex(); l.Index <= applied {
 		// In the store already: a replay after a restart, which fills
 		// the retry cache again all the same (but for a dropped entry,
 		// whose call was not made).
+		f.m.log.Debug("raft entry in the store already: skipped", zap.Uint64("index", l.Index), zap.Uint64("term", l.Term), zap.Uint64("applied", applied))
 		if !piped || !f.wasDropped(l.Index) {
 			f.m.noteCalls(l.Index, data)
 		}
@@ -151,6 +152,10 @@ func (f *raftFSM) Apply(l *raft.Log) any {
 		}
 	} else if len(data) > 0 && data[0] != entryAnswer {
 		next.lastChange = l.Index
+	}
+	if ce := f.m.log.Check(zap.DebugLevel, "raft entry applied"); ce != nil {
+		ce.Write(zap.Uint64("index", l.Index), zap.Uint64("term", l.Term), zap.Bool("piped", piped), zap.Uint64("pipe_term", h.term),
+			zap.Uint64("pipe_gen", h.gen), zap.Uint64("pipe_seq", h.seq), zap.Int("bytes", len(data)))
 	}
 	touched, err := applyEntry(f.m.st.db, l.Index, data, next)
 	if err != nil {

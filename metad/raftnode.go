@@ -678,13 +678,29 @@ func (m *Metad) leaderGate(ctx context.Context, req any, info *grpc.UnaryServerI
 	}
 	m.serving.RLock()
 	defer m.serving.RUnlock()
-	if !rpc.Mutations[info.FullMethod] {
+	// A read confirms that this member still leads. A change needs no
+	// confirmation to be safe (a deposed leader's entries do not
+	// commit), but a member that stood still lately confirms it too,
+	// through the log (readconfirm.go): until then its store may be
+	// behind a successor's, and a change it answers from the store
+	// without an entry (one found made already, a call made again) would
+	// be answered from a stale namespace.
+	if !rpc.Mutations[info.FullMethod] || m.stalledLately() {
 		if err := rep.confirmLead(); err != nil {
 			rep.ready.Store(false)
 			return refuse()
 		}
 	}
 	return handler(ctx, req)
+}
+
+// stalledLately reports whether this member's process stood still lately
+// (readconfirm.go): a leader that did may have been deposed meanwhile
+// without knowing it yet, its store behind its successor's, until it
+// confirms through the log that it still leads.
+func (m *Metad) stalledLately() bool {
+	rep := m.rep
+	return rep != nil && rep.stall != nil && rep.stall.stalled(rep.stall.now())
 }
 
 // leads reports whether this metad leads: a single metad always, a
@@ -712,6 +728,9 @@ func (m *Metad) leaderWork(fn func()) {
 	}
 	if !m.rep.ready.Load() {
 		return
+	}
+	if m.stalledLately() && m.rep.confirmLead() != nil {
+		return // deposed while it stood still: its store may be behind
 	}
 	m.serving.RLock()
 	defer m.serving.RUnlock()

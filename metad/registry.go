@@ -369,7 +369,11 @@ func (m *Metad) acceptSlice(node string, reps []cairn.Replica, t *reportTally) e
 	// A member that does not lead may be behind the log: it deletes and
 	// marks nothing on its own judgement (doubtful.go). Read before the
 	// judging, so a verdict acted on was made against a leader's store.
-	lead := m.leads()
+	// A leader whose process stood still lately may have been deposed
+	// meanwhile and not know it yet: its store may be behind its
+	// successor's, so it defers its verdicts too until it has confirmed
+	// it leads (leaderWork's rejudgeDoubtful).
+	lead := m.leads() && !m.stalledLately()
 	vs := make([]verdict, 0, len(reps))
 	var live []cairn.BlockID
 	look, err := m.newBlockLookup()
@@ -425,9 +429,10 @@ func (m *Metad) acceptSlice(node string, reps []cairn.Replica, t *reportTally) e
 			bm.add(node, v.r)
 		case replicaLive:
 			bm.add(node, v.r)
+			bm.unmarkJudged(node, v.r)
 		case replicaCorrupt:
 			bm.add(node, v.r)
-			bm.mark(node, v.r, v.why)
+			bm.markJudged(node, v.r, v.why)
 			t.corrupt++
 		}
 	}

@@ -248,7 +248,7 @@ func (m *Metad) rejudge(b cairn.Block) {
 	defer bm.mu.Unlock()
 	for _, r := range bm.replicasLocked(b.ID) {
 		if j, why := judge(r.Replica, b, true, false); j == replicaCorrupt {
-			bm.mark(r.StorageID, r.Replica, why)
+			bm.markJudged(r.StorageID, r.Replica, why)
 		}
 	}
 }

@@ -136,7 +136,48 @@ func (m *Metad) recountSafeMode() error {
 	if n := m.safe.retain(blocks, m.clock.Now()); n > 0 {
 		m.log.Info("safe mode no longer waits for blocks that left the namespace", zap.Int("blocks", n))
 	}
+	// A block of which the block map holds a good replica (judged, not
+	// corrupt) now counts, however that replica came to be recorded (a report judged while
+	// this member followed, then again as it leads; a writer's acks; a
+	// block recovery's outcome), as HDFS counts the safe blocks from its
+	// block map.
+	var good []cairn.BlockID
+	for _, id := range m.safe.waitingFor(0) {
+		for _, r := range m.blocks.replicasOf(id) {
+			if r.Corrupt == "" && !m.doubt.has(r.StorageID, id) {
+				good = append(good, id)
+				break
+			}
+		}
+	}
+	m.safe.reported(good, m.clock.Now())
+	if waiting := m.safe.waitingFor(10); len(waiting) > 0 {
+		ids := make([]uint64, len(waiting))
+		for i, id := range waiting {
+			ids[i] = uint64(id)
+		}
+		m.log.Info("safe mode waits for a good replica of blocks", zap.Int("reported", len(good)),
+			zap.Uint64s("some_of_them", ids))
+	}
 	return nil
+}
+
+// waitingFor returns up to n (all: n 0) of the blocks startup safe mode
+// still waits for.
+func (s *safeMode) waitingFor(n int) []cairn.BlockID {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.startup {
+		return nil
+	}
+	var out []cairn.BlockID
+	for id := range s.pending {
+		if n > 0 && len(out) == n {
+			break
+		}
+		out = append(out, id)
+	}
+	return out
 }
 
 // counting reports whether startup safe mode counts reports.

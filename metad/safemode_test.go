@@ -234,3 +234,30 @@ func TestSafeModeForgetsBlocksGoneSinceStart(t *testing.T) {
 		t.Fatalf("after the recount: %+v, want off: the one block still there was reported", st)
 	}
 }
+
+// TestSafeModeRecountsFromBlockMap: a member that takes the lead counts,
+// for startup safe mode, every block of which its block map holds a good
+// replica, however it was recorded; and it says which blocks it still
+// waits for.
+func TestSafeModeRecountsFromBlockMap(t *testing.T) {
+	clock := newFakeClock()
+	m := openCfg(t, Config{Clock: clock})
+	nodes := registerNodes(t, m, 1)
+	a := closedFile(t, m, "/a", 1000, nodes)
+	b := closedFile(t, m, "/b", 1000, nodes)
+
+	m = reopen(t, m, Config{Clock: clock, SafeModeThreshold: 0.999})
+	ctx := context.Background()
+	// /a's replica recorded without a report counted for it (as a
+	// replica recorded unjudged by a follower and judged as it leads).
+	m.blocks.mu.Lock()
+	m.blocks.add(nodes[0].StorageID, cairn.Replica{Block: a, State: cairn.ReplicaFinalized})
+	m.blocks.mu.Unlock()
+	must(t, m.recountSafeMode())
+	if st, _ := m.SafeMode(ctx, cairn.SafeModeGet); !st.On || st.Total-st.Reported != 1 {
+		t.Fatalf("after the recount: %+v, want on, waiting for /b's block alone", st)
+	}
+	if w := m.safe.waitingFor(0); len(w) != 1 || w[0] != b.ID {
+		t.Fatalf("waiting for %v, want [%d]", w, b.ID)
+	}
+}

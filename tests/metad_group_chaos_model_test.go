@@ -5,7 +5,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"testing"
 )
 
 // chaosModel is what one worker of TestMetadGroupChaos has done in its
@@ -167,28 +166,4 @@ func (m *chaosModel) counts() (certain, uncertain int) {
 		}
 	}
 	return certain, uncertain
-}
-
-// The short chaos run lets pass only the known corruption (a block's
-// replicas longer than metad's record), nothing else fsck reports.
-func TestOnlyShortLastBlocks(t *testing.T) {
-	known := `/chaos/w1/d1455/l743: bad replica of blk_1073743176_6134 on 10.223.31.6:38301 (DS-2), FINALIZED len=616781 at stamp 4264: stale generation stamp: the replica is at 4264, the block at 6134
-/chaos/w1/d1455/l743: Under replicated blk_1073743176_6134. Target Replicas is 2 but found 1 live replica(s).
-/chaos/w1/d1869/d364/f922: bad replica of blk_1073747006_7332 on 10.223.31.4:41067 (DS-8), FINALIZED len=5043 at stamp 7332: length mismatch: the replica has 5043 bytes, the block 3940
-/chaos/w1/d1869/d364/f922: CORRUPT block blk_1073747006_7332 len=5043: every replica is bad
-Status: CORRUPT
-`
-	if !onlyShortLastBlocks(known) {
-		t.Error("the known corruption is not recognised")
-	}
-	other := strings.Replace(known, "length mismatch: the replica has 5043 bytes, the block 3940", "checksum mismatch at offset 512", 1)
-	if onlyShortLastBlocks(other) {
-		t.Error("a checksum corruption passes for the known one")
-	}
-	if onlyShortLastBlocks(known + "/chaos/w0/f1: MISSING 1 blocks of total size 10 B\n") {
-		t.Error("a missing block passes")
-	}
-	if onlyShortLastBlocks("Status: CORRUPT\n") {
-		t.Error("a corrupt status with no block named passes")
-	}
 }

@@ -88,9 +88,16 @@ func (s *store) popInflight(e *inflight, failed bool) {
 	if failed {
 		s.pipelineBroken = true
 	}
+	// after: where the entries proposed after e begin in the list. Those
+	// before e are applied too (the state machine applies in log order,
+	// the list's order), though their callers have not taken them out
+	// yet: a rebuilt overlay leaves them out, or their older changes would
+	// hide e's in the store.
+	after := 0
 	for i, x := range s.inflight {
 		if x == e {
 			s.inflight = append(s.inflight[:i], s.inflight[i+1:]...)
+			after = i
 			break
 		}
 	}
@@ -99,9 +106,9 @@ func (s *store) popInflight(e *inflight, failed bool) {
 	case len(s.inflight) == 0:
 		_ = s.overlay.Close()
 		s.overlay = nil
-	case len(s.overlay.Repr()) > overlayRebuild:
+	case len(s.overlay.Repr()) > overlayRebuild && !failed:
 		o := s.db.NewIndexedBatch()
-		for _, x := range s.inflight {
+		for _, x := range s.inflight[after:] {
 			if err := o.Apply(x.b, nil); err != nil {
 				// Keep the old overlay: it holds these changes too.
 				_ = o.Close()

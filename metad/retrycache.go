@@ -16,6 +16,7 @@ import (
 
 	"cairn"
 	"cairn/rpc"
+	"cairn/rpc/pb"
 )
 
 // The retry cache, HDFS's RetryCache: the first answer to each mutating
@@ -135,13 +136,35 @@ func (rc *retryCache) intercept(ctx context.Context, req any, info *grpc.UnarySe
 	}
 	finished = true
 	crashBeforeAnswer(rc.log, info.FullMethod, err)
-	rc.finish(e, resp, err)
+	if !e.replay && (pc == nil || !pc.marked.Load()) && notLeaderAnswer(err) {
+		// Refused before anything was proposed (or by Raft, not in the
+		// log): the call changed nothing. Kept, the refusal would answer
+		// the same call made again here once this member serves,
+		// for as long as the cache keeps answers.
+		rc.drop(e)
+	} else {
+		rc.finish(e, resp, err)
+	}
 	if pc != nil && (pc.marked.Load() || pc.replay) && rc.replicate != nil {
 		// A replayed call's answer is replicated even when this run
 		// changed nothing: the members still count it unanswered.
 		rc.replicate(pc, resp, err)
 	}
 	return resp, err
+}
+
+// notLeaderAnswer reports whether err is metad's KindNotLeader answer.
+func notLeaderAnswer(err error) bool {
+	st, ok := status.FromError(err)
+	if !ok || err == nil {
+		return false
+	}
+	for _, d := range st.Details() {
+		if ed, ok := d.(*pb.ErrorDetail); ok {
+			return cairn.Kind(ed.Kind) == cairn.KindNotLeader
+		}
+	}
+	return false
 }
 
 // requestSum fingerprints a call: its method and request.

@@ -449,3 +449,31 @@ func TestStalledLeaderDefersVerdicts(t *testing.T) {
 		t.Fatalf("the deferred verdict on a replica of no file, once the member leads for sure: deletes %v, want DS-0's", d)
 	}
 }
+
+// TestNewLeaderDropsOldDeletions: deletions a member queued while it led
+// before are not sent when it leads again: they were decided on a block
+// map and namespace that have changed since.
+func TestNewLeaderDropsOldDeletions(t *testing.T) {
+	m := startGroupOfOne(t)
+	nodes := registerNodes(t, m, 1)
+	ctx := context.Background()
+	unknown := cairn.Block{ID: 1 << 40, GenStamp: 1, Len: 10}
+	var err error
+	for range 500 { // past any stall the watch saw of its own
+		m.rep.stall.suspectUntil.Store(0)
+		if err = m.BlocksReceived(ctx, "DS-0", finalized(unknown)); err != nil {
+			t.Fatal(err)
+		}
+		m.blocks.mu.Lock()
+		queued := len(m.blocks.toDelete["DS-0"])
+		m.blocks.mu.Unlock()
+		if queued > 0 {
+			break
+		}
+		m.leaderWork(m.rejudgeDoubtful)
+	}
+	m.rep.becomeLeader() // as after leading again
+	if d := deletes(heartbeatAll(t, m, nodes, ""), unknown.ID); len(d) > 0 {
+		t.Fatalf("a deletion queued under an earlier leadership is sent: %v", d)
+	}
+}

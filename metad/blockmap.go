@@ -325,6 +325,19 @@ func (bm *blockMap) free(blocks []cairn.Block) {
 	}
 }
 
+// dropDeletes forgets every queued deletion and reports how many there
+// were.
+func (bm *blockMap) dropDeletes() int {
+	bm.mu.Lock()
+	defer bm.mu.Unlock()
+	n := 0
+	for _, d := range bm.toDelete {
+		n += len(d)
+	}
+	clear(bm.toDelete)
+	return n
+}
+
 // takeDeletes takes up to limit of node's queued deletions (all with
 // limit <= 0); the rest stay queued.
 func (bm *blockMap) takeDeletes(node string, limit int) []cairn.Block {

@@ -467,6 +467,14 @@ func (rep *replica) becomeLeader() {
 	} else if _, err := m.tokens.Keys(); err != nil {
 		m.log.Error("new leader: block token keys", zap.Error(err))
 	}
+	// Deletions queued while this member led before were decided on a
+	// block map and a namespace that have changed since (a trim of a
+	// block then over-replicated may now take a needed replica): they are
+	// decided again, as HDFS's NameNode clears its invalidation queues
+	// when it leaves the active state.
+	if n := m.blocks.dropDeletes(); n > 0 {
+		m.log.Info("deletions queued under an earlier leadership dropped", zap.Int("replicas", n))
+	}
 	// The blockds it has not heard from lately get --dead-after from now
 	// to reach it before a writer is told there is none (pipeline.go).
 	m.servingSince.Store(m.clock.Now().UnixNano())

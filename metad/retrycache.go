@@ -72,6 +72,9 @@ type retryEntry struct {
 	// not (its leader died first); made again, it runs again, told so
 	// (raftcalls.go). replay: this attempt is such a run.
 	unanswered, replay bool
+	// applied: while this attempt ran, a committed Raft entry carried the
+	// call's IDs (raftcalls.go): its change is in the store.
+	applied bool
 }
 
 // newRetryCache keeps up to size answers for expiry each; zero values take
@@ -136,13 +139,22 @@ func (rc *retryCache) intercept(ctx context.Context, req any, info *grpc.UnarySe
 	}
 	finished = true
 	crashBeforeAnswer(rc.log, info.FullMethod, err)
-	if !e.replay && (pc == nil || !pc.marked.Load()) && notLeaderAnswer(err) {
+	switch kind := answerKind(err); {
+	case !e.replay && (pc == nil || !pc.marked.Load()) && kind == cairn.KindNotLeader:
 		// Refused before anything was proposed (or by Raft, not in the
 		// log): the call changed nothing. Kept, the refusal would answer
 		// the same call made again here once this member serves,
 		// for as long as the cache keeps answers.
 		rc.drop(e)
-	} else {
+	case !e.replay && kind == cairn.KindUnavailable:
+		// Its entry's replication failed (leadership lost, a handover,
+		// dropped by the state machine): the change may or may not be
+		// in the log. Kept, the error would answer the same call made
+		// again here, when this member leads again, even after the
+		// entry committed; forgotten, the call made again runs again,
+		// or, its entry applied meanwhile, is replayed (finishUncertain).
+		rc.finishUncertain(e)
+	default:
 		rc.finish(e, resp, err)
 	}
 	if pc != nil && (pc.marked.Load() || pc.replay) && rc.replicate != nil {
@@ -153,18 +165,19 @@ func (rc *retryCache) intercept(ctx context.Context, req any, info *grpc.UnarySe
 	return resp, err
 }
 
-// notLeaderAnswer reports whether err is metad's KindNotLeader answer.
-func notLeaderAnswer(err error) bool {
+// answerKind is the kind of metad's error answer err (KindOther: none, or
+// not one of metad's).
+func answerKind(err error) cairn.Kind {
 	st, ok := status.FromError(err)
 	if !ok || err == nil {
-		return false
+		return cairn.KindOther
 	}
 	for _, d := range st.Details() {
 		if ed, ok := d.(*pb.ErrorDetail); ok {
-			return cairn.Kind(ed.Kind) == cairn.KindNotLeader
+			return cairn.Kind(ed.Kind)
 		}
 	}
-	return false
+	return cairn.KindOther
 }
 
 // requestSum fingerprints a call: its method and request.
@@ -213,7 +226,8 @@ func (rc *retryCache) applied(key rpc.CallKey, method string, sum [sha256.Size]b
 	rc.mu.Lock()
 	defer rc.mu.Unlock()
 	rc.evict()
-	if _, ok := rc.entries[key]; ok {
+	if e, ok := rc.entries[key]; ok {
+		e.applied = true
 		return
 	}
 	e := &retryEntry{key: key, method: method, sum: sum, done: make(chan struct{}), unanswered: true}
@@ -270,6 +284,26 @@ func (rc *retryCache) finish(e *retryEntry, resp any, err error) {
 	rc.mu.Lock()
 	defer rc.mu.Unlock()
 	e.resp, e.err = resp, err
+	e.expires = rc.now().Add(rc.expiry)
+	e.elem = rc.done.PushBack(e)
+	close(e.done)
+}
+
+// finishUncertain ends e, whose attempt failed without knowing whether
+// its change is in the log: if a committed entry carried the call while
+// it ran (applied), e is kept as such a call, unanswered, so the call made
+// again is replayed (raftcalls.go); otherwise it is forgotten, as an
+// attempt with no answer, and an entry of it that commits later is
+// recorded then (applied).
+func (rc *retryCache) finishUncertain(e *retryEntry) {
+	rc.mu.Lock()
+	if !e.applied {
+		rc.mu.Unlock()
+		rc.drop(e)
+		return
+	}
+	defer rc.mu.Unlock()
+	e.unanswered = true
 	e.expires = rc.now().Add(rc.expiry)
 	e.elem = rc.done.PushBack(e)
 	close(e.done)

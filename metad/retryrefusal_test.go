@@ -62,3 +62,35 @@ func TestRetryCacheKeepsNoRefusalOfAClosedPipeline(t *testing.T) {
 		t.Errorf("the refused mkdir made again (same IDs) once the member serves again: %v; its first attempt changed nothing", err)
 	}
 }
+
+// A call answered KindUnavailable after its entry's replication failed
+// ("leadership was lost... may or may not have been applied") is not
+// answered so again when made again at that member: its entry may commit
+// after all (under the next leader), and then the call made again is
+// replayed (its change is in); if no entry of it was applied, it runs
+// again.
+func TestRetryCacheUncertainAnswer(t *testing.T) {
+	rc := newRetryCache(0, 0, time.Now, nil)
+	key := func(n uint64) rpc.CallKey { return rpc.CallKey{Client: rpc.ClientID{1}, Call: n} }
+	const method = pb.Namespace_Complete_FullMethodName
+	var sum [32]byte
+
+	// Its entry committed while the attempt waited.
+	e, first := rc.begin(key(1), method, sum)
+	if !first {
+		t.Fatal("a new call is not a first attempt")
+	}
+	rc.applied(key(1), method, sum)
+	rc.finishUncertain(e)
+	if e2, first := rc.begin(key(1), method, sum); !first || !e2.replay {
+		t.Fatalf("made again after its entry was applied: first %v, replay %v; want a replay", first, e2.replay)
+	}
+
+	// No entry of it applied: the call made again runs again, and an
+	// entry that commits later is recorded then.
+	e, _ = rc.begin(key(2), method, sum)
+	rc.finishUncertain(e)
+	if e2, first := rc.begin(key(2), method, sum); !first || e2.replay {
+		t.Fatalf("made again, nothing of it applied: first %v, replay %v; want a fresh run", first, e2.replay)
+	}
+}

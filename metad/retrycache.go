@@ -297,12 +297,11 @@ func (rc *retryCache) finish(e *retryEntry, resp any, err error) {
 // recorded then (applied).
 func (rc *retryCache) finishUncertain(e *retryEntry) {
 	rc.mu.Lock()
+	defer rc.mu.Unlock()
 	if !e.applied {
-		rc.mu.Unlock()
-		rc.drop(e)
+		rc.dropLocked(e)
 		return
 	}
-	defer rc.mu.Unlock()
 	e.unanswered = true
 	e.expires = rc.now().Add(rc.expiry)
 	e.elem = rc.done.PushBack(e)
@@ -314,6 +313,11 @@ func (rc *retryCache) finishUncertain(e *retryEntry) {
 func (rc *retryCache) drop(e *retryEntry) {
 	rc.mu.Lock()
 	defer rc.mu.Unlock()
+	rc.dropLocked(e)
+}
+
+// dropLocked is drop with rc.mu held.
+func (rc *retryCache) dropLocked(e *retryEntry) {
 	if rc.entries[e.key] == e {
 		delete(rc.entries, e.key)
 	}
@@ -339,7 +343,7 @@ func (rc *retryCache) repeat(ctx context.Context, e *retryEntry, method string, 
 		return nil, status.FromContextError(ctx.Err()).Err()
 	}
 	rc.mu.Lock()
-	answered := e.elem != nil
+	answered := e.elem != nil && !e.unanswered
 	resp, err := e.resp, e.err
 	rc.mu.Unlock()
 	if !answered {

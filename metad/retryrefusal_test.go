@@ -2,6 +2,7 @@ package metad
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -75,13 +76,25 @@ func TestRetryCacheUncertainAnswer(t *testing.T) {
 	const method = pb.Namespace_Complete_FullMethodName
 	var sum [32]byte
 
-	// Its entry committed while the attempt waited.
+	// Its entry committed while the attempt waited; the same call made
+	// again meanwhile waits for the first attempt's answer.
 	e, first := rc.begin(key(1), method, sum)
 	if !first {
 		t.Fatal("a new call is not a first attempt")
 	}
+	waited := make(chan error, 1)
+	go func() {
+		resp, err := rc.repeat(context.Background(), e, method, sum)
+		if err == nil && resp == nil {
+			err = errors.New("answered success with no reply")
+		}
+		waited <- err
+	}()
 	rc.applied(key(1), method, sum)
 	rc.finishUncertain(e)
+	if err := <-waited; status.Code(err) != codes.Unavailable {
+		t.Fatalf("the attempt that waited for an uncertain first one: %v, want Unavailable, make it again", err)
+	}
 	if e2, first := rc.begin(key(1), method, sum); !first || !e2.replay {
 		t.Fatalf("made again after its entry was applied: first %v, replay %v; want a replay", first, e2.replay)
 	}

@@ -137,10 +137,10 @@ func (m *Metad) recountSafeMode() error {
 		m.log.Info("safe mode no longer waits for blocks that left the namespace", zap.Int("blocks", n))
 	}
 	// A block of which the block map holds a good replica (judged, not
-	// corrupt) now counts, however that replica came to be recorded (a report judged while
-	// this member followed, then again as it leads; a writer's acks; a
-	// block recovery's outcome), as HDFS counts the safe blocks from its
-	// block map.
+	// corrupt) now counts, however that replica came to be recorded (a
+	// report judged while this member followed, then again as it leads;
+	// a writer's acks; a block recovery's outcome), as HDFS counts the
+	// safe blocks from its block map.
 	var good []cairn.BlockID
 	for _, id := range m.safe.waitingFor(0) {
 		for _, r := range m.blocks.replicasOf(id) {

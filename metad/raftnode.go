@@ -695,7 +695,13 @@ func (m *Metad) leaderGate(ctx context.Context, req any, info *grpc.UnaryServerI
 	// be answered from a stale namespace.
 	if !rpc.Mutations[info.FullMethod] || m.stalledLately() {
 		if err := rep.confirmLead(); err != nil {
-			rep.ready.Store(false)
+			if rep.r.State() != raft.Leader {
+				// Deposed: stop serving now, not once watchLeadership
+				// hears of it. A member that still leads (a barrier
+				// refused during a handover) stays ready: only a new
+				// leadership would set it again.
+				rep.ready.Store(false)
+			}
 			return refuse()
 		}
 	}

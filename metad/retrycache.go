@@ -72,8 +72,9 @@ type retryEntry struct {
 	// not (its leader died first); made again, it runs again, told so
 	// (raftcalls.go). replay: this attempt is such a run.
 	unanswered, replay bool
-	// applied: while this attempt ran, a committed Raft entry carried the
-	// call's IDs (raftcalls.go): its change is in the store.
+	// applied: a committed Raft entry carried the call's IDs
+	// (raftcalls.go), before this attempt (a replay) or while it ran: its
+	// change is in the store.
 	applied bool
 }
 
@@ -139,25 +140,24 @@ func (rc *retryCache) intercept(ctx context.Context, req any, info *grpc.UnarySe
 	}
 	finished = true
 	crashBeforeAnswer(rc.log, info.FullMethod, err)
-	switch kind := answerKind(err); {
-	case !e.replay && (pc == nil || !pc.marked.Load()) && kind == cairn.KindNotLeader:
-		// Refused before anything was proposed (or by Raft, not in the
-		// log): the call changed nothing. Kept, the refusal would answer
-		// the same call made again here once this member serves,
-		// for as long as the cache keeps answers.
-		rc.drop(e)
-	case !e.replay && kind == cairn.KindUnavailable:
-		// Its entry's replication failed (leadership lost, a handover,
-		// dropped by the state machine): the change may or may not be
-		// in the log. Kept, the error would answer the same call made
-		// again here, when this member leads again, even after the
-		// entry committed; forgotten, the call made again runs again,
-		// or, its entry applied meanwhile, is replayed (finishUncertain).
+	uncertain := false
+	switch answerKind(err) {
+	case cairn.KindNotLeader, cairn.KindUnavailable:
+		// Refused (the pipeline closed, Raft refused the entry), or its
+		// entry's replication failed (leadership lost, a handover,
+		// dropped by the state machine): the call's change may or may
+		// not be in the log. Kept, the answer would refuse the same call
+		// made again here, once this member leads again, for as long as
+		// the cache keeps answers, even after its entry committed under
+		// the next leader; so the attempt is forgotten, or, an entry of
+		// the call applied (a replay's, or one meanwhile), the call stays
+		// applied and unanswered, to be replayed (finishUncertain).
 		rc.finishUncertain(e)
+		uncertain = true
 	default:
 		rc.finish(e, resp, err)
 	}
-	if pc != nil && (pc.marked.Load() || pc.replay) && rc.replicate != nil {
+	if pc != nil && (pc.marked.Load() || pc.replay) && !uncertain && rc.replicate != nil {
 		// A replayed call's answer is replicated even when this run
 		// changed nothing: the members still count it unanswered.
 		rc.replicate(pc, resp, err)
@@ -214,7 +214,7 @@ func (rc *retryCache) begin(key rpc.CallKey, method string, sum [sha256.Size]byt
 		rc.done.Remove(e.elem)
 		replay = true
 	}
-	e := &retryEntry{key: key, method: method, sum: sum, done: make(chan struct{}), replay: replay}
+	e := &retryEntry{key: key, method: method, sum: sum, done: make(chan struct{}), replay: replay, applied: replay}
 	rc.entries[key] = e
 	return e, true
 }

@@ -107,3 +107,22 @@ func TestRetryCacheUncertainAnswer(t *testing.T) {
 		t.Fatalf("made again, nothing of it applied: first %v, replay %v; want a fresh run", first, e2.replay)
 	}
 }
+
+// A call replayed after a failover (applied, its answer lost) whose
+// replay is refused or cut short stays applied and unanswered: made
+// again, it is replayed once more, not answered the refusal.
+func TestRetryCacheReplayRefusedStaysReplayable(t *testing.T) {
+	rc := newRetryCache(0, 0, time.Now, nil)
+	key := rpc.CallKey{Client: rpc.ClientID{2}, Call: 1}
+	const method = pb.Namespace_Append_FullMethodName
+	var sum [32]byte
+	rc.applied(key, method, sum) // from the log: applied, unanswered
+	e, first := rc.begin(key, method, sum)
+	if !first || !e.replay {
+		t.Fatalf("made again: first %v, replay %v; want a replay", first, e.replay)
+	}
+	rc.finishUncertain(e)
+	if e2, first := rc.begin(key, method, sum); !first || !e2.replay {
+		t.Fatalf("made again after a refused replay: first %v, replay %v; want a replay", first, e2.replay)
+	}
+}

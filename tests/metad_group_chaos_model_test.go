@@ -1,10 +1,12 @@
 package tests
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // chaosModel is what one worker of TestMetadGroupChaos has done in its
@@ -18,9 +20,9 @@ import (
 type chaosModel struct {
 	root    string                 // the worker's directory, "/chaos/w3"
 	entries map[string]*chaosEntry // by path, root included
-	// gone are the names an acknowledged delete or rename removed: none
-	// may exist at the end.
-	gone map[string]bool
+	// gone are the names an acknowledged delete or rename removed, with
+	// when: none may exist at the end.
+	gone map[string]time.Time
 	next int // the number of the next new name
 }
 
@@ -29,6 +31,7 @@ type chaosEntry struct {
 	dir       bool
 	ino       *chaosInode // a file's contents, shared by its hard links
 	uncertain bool        // a failed op may have made, moved or removed it
+	at        time.Time   // when the op that made or moved it was acknowledged
 }
 
 // chaosInode is a file: its bytes, and whether they are known.
@@ -39,10 +42,11 @@ type chaosInode struct {
 	// only ever appended to through the mount (whose attribute cache
 	// must not see the file change behind its back).
 	viaMount bool
+	at       time.Time // when the last change of its bytes was acknowledged
 }
 
 func newChaosModel(root string) *chaosModel {
-	return &chaosModel{root: root, entries: map[string]*chaosEntry{root: {dir: true}}, gone: map[string]bool{}}
+	return &chaosModel{root: root, entries: map[string]*chaosEntry{root: {dir: true}}, gone: map[string]time.Time{}}
 }
 
 // under reports whether p is dir or inside it.
@@ -104,40 +108,65 @@ func (m *chaosModel) pickFile(rng *rand.Rand) string {
 }
 
 func (m *chaosModel) addFile(p string, data []byte, viaMount bool) {
-	m.entries[p] = &chaosEntry{ino: &chaosInode{data: data, viaMount: viaMount}}
+	now := time.Now()
+	m.entries[p] = &chaosEntry{ino: &chaosInode{data: data, viaMount: viaMount, at: now}, at: now}
 }
 
-func (m *chaosModel) addDir(p string) { m.entries[p] = &chaosEntry{dir: true} }
+func (m *chaosModel) addDir(p string) { m.entries[p] = &chaosEntry{dir: true, at: time.Now()} }
 
 func (m *chaosModel) appendTo(p string, data []byte) {
 	ino := m.entries[p].ino
 	ino.data = append(ino.data, data...)
+	ino.at = time.Now()
 }
 
-func (m *chaosModel) link(src, dst string) { m.entries[dst] = &chaosEntry{ino: m.entries[src].ino} }
+func (m *chaosModel) link(src, dst string) {
+	m.entries[dst] = &chaosEntry{ino: m.entries[src].ino, at: time.Now()}
+}
+
+// when says when p's last acknowledged change was, from start, for a
+// report of what was lost: the fault before it is in the timeline.
+func (m *chaosModel) when(p string, start time.Time) string {
+	var at time.Time
+	if e := m.entries[p]; e != nil {
+		at = e.at
+		if e.ino != nil && e.ino.at.After(at) {
+			at = e.ino.at
+		}
+	} else {
+		at = m.gone[p]
+	}
+	if at.IsZero() {
+		return ""
+	}
+	return fmt.Sprintf(" [acknowledged at %v]", at.Sub(start).Round(time.Millisecond))
+}
 
 // rename moves src, and for a directory everything under it, to dst,
 // replacing a file there.
 func (m *chaosModel) rename(src, dst string) {
+	now := time.Now()
 	moved := map[string]*chaosEntry{}
 	for p, e := range m.entries {
 		if under(p, src) {
 			moved[dst+strings.TrimPrefix(p, src)] = e
 			delete(m.entries, p)
-			m.gone[p] = true
+			m.gone[p] = now
 		}
 	}
 	for p, e := range moved {
+		e.at = now
 		m.entries[p] = e
 	}
 }
 
 // remove deletes p and everything under it.
 func (m *chaosModel) remove(p string) {
+	now := time.Now()
 	for q := range m.entries {
 		if under(q, p) {
 			delete(m.entries, q)
-			m.gone[q] = true
+			m.gone[q] = now
 		}
 	}
 }

@@ -27,6 +27,7 @@ import (
 var (
 	chaosDuration = flag.Duration("crash.group", defaultChaosDuration(), "TestMetadGroupChaos: inject faults for this long (make crash: 10m; every kind of fault runs once however short)")
 	chaosSeed     = flag.Uint64("crash.groupseed", 0, "TestMetadGroupChaos: seed of the faults and the workload (0: from the clock)")
+	chaosWorkers  = flag.Int("crash.groupworkers", 4, "TestMetadGroupChaos: how many workers change the namespace at once")
 )
 
 // defaultChaosDuration is the short variant make test runs: 60 s with $CI
@@ -42,9 +43,6 @@ func defaultChaosDuration() time.Duration {
 // round runs each once, in an order drawn from the seed; later ones are
 // drawn at random.
 var chaosFaultKinds = []string{"kill-leader", "kill-follower", "cut-leader", "cut-follower", "crash-group", "cut-blockd", "pause-leader"}
-
-// chaosWorkers is how many workers change the namespace at once.
-const chaosWorkers = 4
 
 // chaosFault is one fault of the timeline.
 type chaosFault struct {
@@ -62,21 +60,23 @@ type chaosFault struct {
 // its own (tests/netns), three blockds on hosts of their own (replication
 // 2), a mount given the members' list and a client library given it too.
 // For -crash.group (45 s; 60 s in CI; 10 minutes in make crash) four
-// workers, each in a directory of its own, create files with content
-// (through the client library, and some through the mount: write, fsync,
-// close), make directories, rename files and directories, delete, append
-// to closed files and make hard links, keeping an exact model of what was
-// acknowledged (chaosModel), while faults drawn from a seed
-// (-crash.groupseed) strike one at a time: the leader or a follower
-// SIGKILLed and restarted, cut off the network and brought back, the
-// whole group SIGKILLed and restarted, a blockd's host cut off, the
-// leader paused (SIGSTOP) past the election timeout and continued. After
-// every heal each worker must make progress. At the end every
-// acknowledged op must hold, read back through the client library (and
-// some files through the mount), no deleted name may be back, fsck is
-// HEALTHY and the three members' namespace digests agree. The summary
+// workers (-crash.groupworkers), each in a directory of its own, create
+// files with content (through the client library, and some through the
+// mount: write, fsync, close), make directories, rename files and
+// directories, delete, append to closed files and make hard links,
+// keeping an exact model of what was acknowledged (chaosModel), while
+// faults drawn from a seed (-crash.groupseed) strike one at a time: the
+// leader or a follower SIGKILLed and restarted, cut off the network and
+// brought back, the whole group SIGKILLed and restarted, a blockd's host
+// cut off, the leader paused (SIGSTOP) past the election timeout and
+// continued. After every heal each worker must make progress. At the end
+// every acknowledged op must hold, read back through the client library
+// (and some files through the mount), no deleted name may be back, fsck
+// is HEALTHY and the three members' namespace digests agree. The summary
 // (ops acknowledged, uncertain and lost, faults, longest failover, the
-// timeline) is logged and written to $CAIRN_CHAOS_OUT when set;
+// timeline) is logged and written to $CAIRN_CHAOS_OUT when set; what was
+// lost says when it was acknowledged, a wrong read when it was made, and
+// a failed run logs the members' warnings and changes of leadership;
 // $CAIRN_CHAOS_LOGS=DIR keeps the daemons' logs and the members' stores
 // there; $CAIRN_CHAOS_DEBUG=1 runs the members with --debug.
 func TestMetadGroupChaos(t *testing.T) {
@@ -108,6 +108,12 @@ func TestMetadGroupChaos(t *testing.T) {
 		// Run before the cluster's cleanup removes the logs.
 		t.Cleanup(func() { keepChaosLogs(t, g, dir) })
 	}
+	// A failed run says what the members saw (CI keeps nothing else).
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Log("\n" + chaosLogExcerpts(g, 150))
+		}
+	})
 	g.WaitLeader(t, -1, 30*time.Second)
 	mnt := g.Mount(t)
 	cl, err := client.Dial(g.Members(), client.Options{Creds: g.ClientCreds()})
@@ -121,9 +127,11 @@ func TestMetadGroupChaos(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	tally := newChaosTally()
+	// start: times in the report count from here.
+	start := time.Now()
+	tally := newChaosTally(start)
 	var workers []*chaosWorker
-	for i := range chaosWorkers {
+	for i := range *chaosWorkers {
 		root := fmt.Sprintf("/chaos/w%d", i)
 		if err := cl.NS.Mkdir(ctx, root, 0o755); err != nil {
 			t.Fatal(err)
@@ -144,7 +152,6 @@ func TestMetadGroupChaos(t *testing.T) {
 
 	// The faults, one at a time, each healed before the next.
 	probes := &chaosProbes{}
-	start := time.Now()
 	order := rng.Perm(len(chaosFaultKinds))
 	var faults []*chaosFault
 	for n := 0; n < len(order) || time.Since(start) < *chaosDuration; n++ {
@@ -181,8 +188,8 @@ func TestMetadGroupChaos(t *testing.T) {
 	for _, w := range workers {
 		c, u := w.m.counts()
 		checked, uncertain = checked+c, uncertain+u
-		lost = append(lost, verifyChaosModel(ctx, t, cl, w.m)...)
-		lost = append(lost, verifyChaosMount(t, mnt, w.m, 5)...)
+		lost = append(lost, verifyChaosModel(ctx, t, cl, w.m, start)...)
+		lost = append(lost, verifyChaosMount(t, mnt, w.m, 5, start)...)
 	}
 	lost = append(lost, probes.verify(ctx, t, cl)...)
 	tally.mu.Lock()
@@ -395,6 +402,48 @@ func keepChaosLogs(t *testing.T, g *cluster.Group, dir string) {
 	t.Logf("the members' stores are kept in %s", dir)
 }
 
+// chaosNotable picks the lines of a member's log worth reading after a
+// failed run: warnings and errors, and the changes of leadership, safe
+// mode and the pipeline of entries.
+var chaosNotable = []string{"\twarn\t", "\terror\t", "leading the metad group", "no longer the leader", "safe mode",
+	"dropped", "member started", "pipeline of proposals reopened", "behind the newest snapshot", "=== "}
+
+// chaosNoise are warnings every cut brings, many times over.
+var chaosNoise = []string{"\tdebug\t", "failed to heartbeat", "failed to appendEntries", "failed to make requestVote", "failed to contact"}
+
+// chaosLogExcerpts returns the last max notable lines of each member's
+// log.
+func chaosLogExcerpts(g *cluster.Group, max int) string {
+	var b strings.Builder
+	for i := range g.Size() {
+		var keep []string
+		for _, l := range strings.Split(g.Log(fmt.Sprintf("metad%d", i)), "\n") {
+			if slices.ContainsFunc(chaosNoise, func(n string) bool { return strings.Contains(l, n) }) {
+				continue
+			}
+			for _, n := range chaosNotable {
+				if strings.Contains(l, n) {
+					keep = append(keep, l)
+					break
+				}
+			}
+		}
+		if len(keep) > max {
+			fmt.Fprintf(&b, "metad%d: the last %d of %d notable log lines\n", i, max, len(keep))
+			keep = keep[len(keep)-max:]
+		} else {
+			fmt.Fprintf(&b, "metad%d: %d notable log lines\n", i, len(keep))
+		}
+		for _, l := range keep {
+			if len(l) > 400 {
+				l = l[:400] + "…"
+			}
+			b.WriteString("  " + l + "\n")
+		}
+	}
+	return b.String()
+}
+
 // jitter is a duration in [0, d) drawn from rng.
 func jitter(rng *rand.Rand, d time.Duration) time.Duration {
 	return time.Duration(rng.Int64N(int64(d)))
@@ -471,21 +520,23 @@ func waitChaosWorkers(t *testing.T, wg *sync.WaitGroup, workers []*chaosWorker) 
 // library: there, of its kind, a file's bytes equal; a directory listing
 // nothing m does not know; and no name an acknowledged delete or rename
 // removed. It returns what does not hold.
-func verifyChaosModel(ctx context.Context, t *testing.T, cl *client.Client, m *chaosModel) []string {
+func verifyChaosModel(ctx context.Context, t *testing.T, cl *client.Client, m *chaosModel, start time.Time) []string {
 	t.Helper()
 	var lost []string
+	lose := func(p, what string) { lost = append(lost, what+m.when(p, start)) }
 	for _, p := range slices.Sorted(maps.Keys(m.entries)) {
 		e := m.entries[p]
 		if !m.certain(p) {
 			continue
 		}
+
 		fi, err := cl.NS.Stat(ctx, p)
 		switch {
 		case err != nil:
-			lost = append(lost, fmt.Sprintf("%s: %v", p, err))
+			lose(p, fmt.Sprintf("%s: %v", p, err))
 			continue
 		case fi.IsDir() != e.dir:
-			lost = append(lost, fmt.Sprintf("%s: a directory %v, want %v", p, fi.IsDir(), e.dir))
+			lose(p, fmt.Sprintf("%s: a directory %v, want %v", p, fi.IsDir(), e.dir))
 			continue
 		}
 		if e.dir {
@@ -495,13 +546,13 @@ func verifyChaosModel(ctx context.Context, t *testing.T, cl *client.Client, m *c
 			}
 			for _, c := range es {
 				if m.entries[p+"/"+c.Name] == nil {
-					lost = append(lost, fmt.Sprintf("%s/%s is there, but was never made or was removed", p, c.Name))
+					lose(p+"/"+c.Name, fmt.Sprintf("%s/%s is there, but was never made or was removed", p, c.Name))
 				}
 			}
 			continue
 		}
 		if fi.Size != int64(len(e.ino.data)) {
-			lost = append(lost, fmt.Sprintf("%s: size %d, want %d", p, fi.Size, len(e.ino.data)))
+			lose(p, fmt.Sprintf("%s: size %d, want %d", p, fi.Size, len(e.ino.data)))
 			continue
 		}
 		r, err := cl.Open(ctx, p)
@@ -511,14 +562,14 @@ func verifyChaosModel(ctx context.Context, t *testing.T, cl *client.Client, m *c
 		got, err := io.ReadAll(io.NewSectionReader(r, 0, r.Size()))
 		r.Close()
 		if err != nil {
-			lost = append(lost, fmt.Sprintf("%s: read: %v", p, err))
+			lose(p, fmt.Sprintf("%s: read: %v", p, err))
 		} else if !bytes.Equal(got, e.ino.data) {
-			lost = append(lost, fmt.Sprintf("%s: %d bytes read back differ from the %d written", p, len(got), len(e.ino.data)))
+			lose(p, fmt.Sprintf("%s: %d bytes read back differ from the %d written", p, len(got), len(e.ino.data)))
 		}
 	}
 	for _, p := range slices.Sorted(maps.Keys(m.gone)) {
 		if _, err := cl.NS.Stat(ctx, p); !errors.Is(err, cairn.ErrNotExist) {
-			lost = append(lost, fmt.Sprintf("%s was removed, acknowledged, but stat says %v", p, errText(err)))
+			lose(p, fmt.Sprintf("%s was removed, acknowledged, but stat says %v", p, errText(err)))
 		}
 	}
 	return lost
@@ -526,9 +577,10 @@ func verifyChaosModel(ctx context.Context, t *testing.T, cl *client.Client, m *c
 
 // verifyChaosMount reads back through the mount every file made through
 // it and up to more others.
-func verifyChaosMount(t *testing.T, mnt string, m *chaosModel, more int) []string {
+func verifyChaosMount(t *testing.T, mnt string, m *chaosModel, more int, start time.Time) []string {
 	t.Helper()
 	var lost []string
+	lose := func(p, what string) { lost = append(lost, what+m.when(p, start)) }
 	for _, p := range slices.Sorted(maps.Keys(m.entries)) {
 		e := m.entries[p]
 		if !m.certain(p) || e.dir {
@@ -543,9 +595,9 @@ func verifyChaosMount(t *testing.T, mnt string, m *chaosModel, more int) []strin
 		got, err := os.ReadFile(filepath.Join(mnt, p))
 		switch {
 		case err != nil:
-			lost = append(lost, fmt.Sprintf("%s through the mount: %v", p, err))
+			lose(p, fmt.Sprintf("%s through the mount: %v", p, err))
 		case !bytes.Equal(got, e.ino.data):
-			lost = append(lost, fmt.Sprintf("%s through the mount: %d bytes read back differ from the %d written", p, len(got), len(e.ino.data)))
+			lose(p, fmt.Sprintf("%s through the mount: %d bytes read back differ from the %d written", p, len(got), len(e.ino.data)))
 		}
 	}
 	return lost
@@ -583,7 +635,7 @@ func chaosReport(seed uint64, start, end time.Time, faults []*chaosFault, tally 
 	defer tally.mu.Unlock()
 	var b strings.Builder
 	acked := len(tally.acks) + len(probes.acked)
-	fmt.Fprintf(&b, "metad group chaos: seed %d, %v of faults, %d workers\n", seed, end.Sub(start).Round(time.Second), chaosWorkers)
+	fmt.Fprintf(&b, "metad group chaos: seed %d, %v of faults, %d workers\n", seed, end.Sub(start).Round(time.Second), *chaosWorkers)
 	fmt.Fprintf(&b, "ops acknowledged %d, uncertain (failed, never touched again) %d, lost %d; names checked at the end %d, uncertain %d; reads checked during the run %d, wrong %d\n",
 		acked, tally.failedChanges+len(probes.uncertain), len(lost), checked, uncertain, tally.reads, len(wrong)+len(probes.wrong))
 	fmt.Fprintf(&b, "acknowledged by op: %s\n", formatCounts(tally.acked))

@@ -52,6 +52,7 @@ type chaosWorker struct {
 
 // chaosTally is what the workers did, together.
 type chaosTally struct {
+	start  time.Time // the report's times count from here
 	mu     sync.Mutex
 	acked  map[string]int // acknowledged changes, by op
 	failed map[string]int // failed ops, by "op: kind of error"
@@ -67,8 +68,8 @@ type chaosTally struct {
 // chaosAck is when an acknowledged change began and was acknowledged.
 type chaosAck struct{ start, end time.Time }
 
-func newChaosTally() *chaosTally {
-	return &chaosTally{acked: map[string]int{}, failed: map[string]int{}}
+func newChaosTally(start time.Time) *chaosTally {
+	return &chaosTally{start: start, acked: map[string]int{}, failed: map[string]int{}}
 }
 
 func (c *chaosTally) record(op string, change bool, start time.Time, err error) {
@@ -91,7 +92,7 @@ func (c *chaosTally) record(op string, change bool, start time.Time, err error) 
 func (c *chaosTally) wrongAnswer(format string, args ...any) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.wrong = append(c.wrong, fmt.Sprintf(format, args...))
+	c.wrong = append(c.wrong, fmt.Sprintf(format, args...)+fmt.Sprintf(" [at %v]", time.Since(c.start).Round(time.Millisecond)))
 }
 
 // total is the number of acknowledged changes.

@@ -219,13 +219,22 @@ func (h *handle) refuseWrite(off, size int64) syscall.Errno {
 
 var _ = (fs.FileFlusher)((*handle)(nil))
 
+// Flush is a close of one descriptor of the handle. The opener's close
+// ends the write (close-to-open: the bytes are in and the length is
+// metad's when close returns); a close by another process, a child that
+// inherited the descriptor closing it at its exec or exit, ends nothing,
+// and is answered before taking the handle's lock: a write or fsync of the
+// opener may hold it through a long call to metad, and the child's exec
+// would wait for it.
 func (h *handle) Flush(ctx context.Context) syscall.Errno {
-	h.mu.Lock()
-	if h.w == nil || h.closed || h.size.Load() == h.start {
-		h.mu.Unlock()
+	if !h.writable {
 		return 0
 	}
 	if p := callerProcess(ctx); p != 0 && h.opener != 0 && p != h.opener {
+		return 0
+	}
+	h.mu.Lock()
+	if h.w == nil || h.closed || h.size.Load() == h.start {
 		h.mu.Unlock()
 		return 0
 	}

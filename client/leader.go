@@ -267,13 +267,7 @@ func (l *leaderConn) redirect(i int32, err error, tr metadata.MD) (next int32, w
 	if !isStatus {
 		return 0, false, false
 	}
-	var kind cairn.Kind
-	detailed := false
-	for _, d := range st.Details() {
-		if ed, ok := d.(*pb.ErrorDetail); ok {
-			kind, detailed = cairn.Kind(ed.Kind), true
-		}
-	}
+	kind, detailed := rpc.DetailKind(err)
 	switch {
 	case detailed && kind == cairn.KindNotLeader:
 		if hint := tr.Get(leaderTrailer); len(hint) == 1 {

@@ -16,7 +16,6 @@ import (
 
 	"cairn"
 	"cairn/rpc"
-	"cairn/rpc/pb"
 )
 
 // The retry cache, HDFS's RetryCache: the first answer to each mutating
@@ -141,7 +140,7 @@ func (rc *retryCache) intercept(ctx context.Context, req any, info *grpc.UnarySe
 	finished = true
 	crashBeforeAnswer(rc.log, info.FullMethod, err)
 	uncertain := false
-	switch answerKind(err) {
+	switch kind, _ := rpc.DetailKind(err); kind {
 	case cairn.KindNotLeader, cairn.KindUnavailable:
 		// Refused (the pipeline closed, Raft refused the entry), or its
 		// entry's replication failed (leadership lost, a handover,
@@ -163,21 +162,6 @@ func (rc *retryCache) intercept(ctx context.Context, req any, info *grpc.UnarySe
 		rc.replicate(pc, resp, err)
 	}
 	return resp, err
-}
-
-// answerKind is the kind of metad's error answer err (KindOther: none, or
-// not one of metad's).
-func answerKind(err error) cairn.Kind {
-	st, ok := status.FromError(err)
-	if !ok || err == nil {
-		return cairn.KindOther
-	}
-	for _, d := range st.Details() {
-		if ed, ok := d.(*pb.ErrorDetail); ok {
-			return cairn.Kind(ed.Kind)
-		}
-	}
-	return cairn.KindOther
 }
 
 // requestSum fingerprints a call: its method and request.

@@ -65,6 +65,25 @@ func toStatus(err error) error {
 	return st.Err()
 }
 
+// DetailKind returns the kind of cairn error a gRPC error answer carries
+// in its detail, and whether it carries one (a transport failure, or an
+// answer from something other than a cairn server, does not).
+func DetailKind(err error) (cairn.Kind, bool) {
+	if err == nil {
+		return cairn.KindOther, false
+	}
+	st, ok := status.FromError(err)
+	if !ok {
+		return cairn.KindOther, false
+	}
+	for _, d := range st.Details() {
+		if ed, ok := d.(*pb.ErrorDetail); ok {
+			return cairn.Kind(ed.Kind), true
+		}
+	}
+	return cairn.KindOther, false
+}
+
 // fromStatus turns a gRPC error back into a typed *cairn.Error. Transport
 // failures become KindUnavailable.
 func fromStatus(op string, err error) error {

@@ -271,10 +271,8 @@ func lostAnswer(ctx context.Context, err error) bool {
 	if !ok {
 		return false
 	}
-	for _, d := range st.Details() {
-		if _, ok := d.(*pb.ErrorDetail); ok {
-			return false
-		}
+	if _, answered := DetailKind(err); answered {
+		return false
 	}
 	switch st.Code() {
 	case codes.Unavailable, codes.DeadlineExceeded:
